@@ -1,0 +1,12 @@
+//! Reading (and, for repair, writing) a node's kernel networking state
+//! through rtnetlink, in a chosen network namespace. Knows nothing about
+//! Kubernetes: it speaks links, addresses, routes, rules, neighbours and FDB.
+
+pub mod netns;
+pub mod read;
+pub mod state;
+pub mod sysctl;
+
+pub use netns::Netns;
+pub use read::read_node_state;
+pub use state::NodeState;

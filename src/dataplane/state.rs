@@ -1,0 +1,195 @@
+//! `NodeState`: one node's dataplane as typed, serializable records. This is
+//! what checks, trace and repair consume, and what `inspect node -o json`
+//! prints (names and value spellings follow iproute2's JSON where one exists).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything read from one network namespace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// The namespace it was read from (`None`: the caller's own).
+    pub netns: Option<String>,
+    pub links: Vec<Link>,
+    pub addrs: Vec<Addr>,
+    pub routes: Vec<Route>,
+    pub rules: Vec<Rule>,
+    pub neighs: Vec<Neigh>,
+    pub fdb: Vec<FdbEntry>,
+    pub sysctls: Sysctls,
+}
+
+/// A network device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub ifindex: u32,
+    pub name: String,
+    /// `bridge`, `veth`, `vxlan`, `dummy`, ... or `None` for a plain device (lo).
+    pub kind: Option<String>,
+    pub mtu: u32,
+    /// Lower-case colon-separated MAC, when the device has one.
+    pub mac: Option<String>,
+    /// IFF_UP: administratively up.
+    pub up: bool,
+    /// IFF_LOWER_UP: carrier.
+    pub lower_up: bool,
+    /// RFC 2863 operational state as iproute2 prints it (`UP`, `DOWN`, `UNKNOWN`, ...).
+    pub operstate: String,
+    /// The bridge (or bond) this device is a port of.
+    pub master: Option<String>,
+    /// IFLA_LINK: a veth's peer ifindex, or a VLAN's parent.
+    pub link_ifindex: Option<u32>,
+    /// IFLA_LINK_NETNSID: the peer lives in another namespace.
+    pub link_netnsid: Option<i32>,
+    pub vxlan: Option<Vxlan>,
+    pub bridge_port: Option<BridgePort>,
+}
+
+/// VXLAN device attributes (`ip -d link` info_data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub local: Option<IpAddr>,
+    /// The underlay device's ifindex and name.
+    pub dev_ifindex: Option<u32>,
+    pub dev: Option<String>,
+    /// UDP destination port.
+    pub port: u16,
+    pub learning: bool,
+}
+
+/// Bridge-port attributes that matter for pods on cni0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgePort {
+    pub hairpin: bool,
+}
+
+/// An interface address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addr {
+    pub ifindex: u32,
+    pub dev: String,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    /// `global`, `link`, `host`, ...
+    pub scope: String,
+}
+
+/// A route from any table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// `unicast`, `local`, `broadcast`, `blackhole`, `unreachable`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `default` or `a.b.c.d/len`; a host route keeps its `/32`.
+    pub dst: String,
+    pub gateway: Option<IpAddr>,
+    pub dev: Option<String>,
+    pub oif: Option<u32>,
+    /// Numeric table id (254 main, 255 local).
+    pub table: u32,
+    /// `kernel`, `boot`, `static`, ... as iproute2 names them.
+    pub protocol: String,
+    /// `global` (universe), `link`, `host`, ...
+    pub scope: String,
+    pub prefsrc: Option<IpAddr>,
+    pub metric: Option<u32>,
+    /// Route flags as iproute2 prints them (`onlink`, `linkdown`, ...).
+    pub flags: Vec<String>,
+}
+
+impl Route {
+    /// True for `onlink` routes (flannel's peer routes are).
+    pub fn onlink(&self) -> bool {
+        self.flags.iter().any(|f| f == "onlink")
+    }
+}
+
+/// A policy routing rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub priority: u32,
+    pub family: String,
+    /// `lookup` target table id.
+    pub table: u32,
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    pub fwmark: Option<u32>,
+    pub fwmask: Option<u32>,
+    /// `to_tbl`, `blackhole`, `unreachable`, `prohibit`, `goto`, ...
+    pub action: String,
+}
+
+/// An IP neighbour (ARP) entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neigh {
+    pub ifindex: u32,
+    pub dev: String,
+    pub dst: IpAddr,
+    pub lladdr: Option<String>,
+    /// NUD states as iproute2 prints them (`PERMANENT`, `REACHABLE`, `STALE`, ...).
+    pub state: Vec<String>,
+    /// NTF flags (`router`, `proxy`, `extern_learn`, ...).
+    pub flags: Vec<String>,
+}
+
+impl Neigh {
+    /// True for a PERMANENT entry (flannel programs its VTEP neighbours so).
+    pub fn permanent(&self) -> bool {
+        self.state.iter().any(|s| s == "PERMANENT")
+    }
+}
+
+/// A bridge forwarding database entry (`bridge fdb`), including the remote
+/// VTEP entries of a VXLAN device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbEntry {
+    pub ifindex: u32,
+    pub dev: String,
+    pub mac: String,
+    /// The remote VTEP IP (VXLAN entries).
+    pub dst: Option<IpAddr>,
+    pub vni: Option<u32>,
+    pub port: Option<u16>,
+    pub vlan: Option<u16>,
+    /// The bridge it belongs to, for entries of a bridge port.
+    pub master: Option<String>,
+    /// NTF flags as iproute2 prints them (`self`, `master`, `extern_learn`, ...).
+    pub flags: Vec<String>,
+    /// `permanent`, `static`, or empty for a learned entry.
+    pub state: String,
+}
+
+impl FdbEntry {
+    /// True for a `self permanent` entry (flannel's kind).
+    pub fn self_permanent(&self) -> bool {
+        self.flags.iter().any(|f| f == "self") && self.state == "permanent"
+    }
+}
+
+/// The kernel settings flannel and kube-proxy depend on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sysctls {
+    /// net.ipv4.ip_forward
+    pub ip_forward: Option<bool>,
+    /// net.bridge.bridge-nf-call-iptables (None: br_netfilter not loaded)
+    pub bridge_nf_call_iptables: Option<bool>,
+    /// net.ipv4.conf.<dev>.rp_filter, including `all` and `default`.
+    pub rp_filter: BTreeMap<String, u8>,
+}
+
+impl NodeState {
+    /// The link named `name`.
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    /// Addresses on device `dev`.
+    pub fn addrs_of<'a>(&'a self, dev: &'a str) -> impl Iterator<Item = &'a Addr> + 'a {
+        self.addrs.iter().filter(move |a| a.dev == dev)
+    }
+}

@@ -1,0 +1,147 @@
+//! The cluster's objects as the API server serves them (k8s-openapi types),
+//! and the kubectl-style JSON List files they travel in.
+
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Every object knetdoctor reasons about. Secrets are never part of it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub pods: Vec<Pod>,
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
+    pub ingresses: Vec<Ingress>,
+    pub ingress_classes: Vec<IngressClass>,
+    pub config_maps: Vec<ConfigMap>,
+}
+
+/// The file names a cluster directory uses, one kubectl List per kind.
+const FILES: [&str; 7] = [
+    "nodes.json",
+    "pods.json",
+    "services.json",
+    "endpointslices.json",
+    "ingresses.json",
+    "ingressclasses.json",
+    "configmaps.json",
+];
+
+fn list<T: Serialize>(items: &[T]) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "metadata": {"resourceVersion": ""},
+        "items": items,
+    })
+}
+
+fn write_json(dir: &Path, file: &str, value: &serde_json::Value) -> Result<()> {
+    let path = dir.join(file);
+    let text = serde_json::to_string_pretty(value).expect("JSON values always serialize");
+    std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+}
+
+fn read_list<T: serde::de::DeserializeOwned>(dir: &Path, file: &str) -> Result<Vec<T>> {
+    #[derive(Deserialize)]
+    struct List<T> {
+        items: Vec<T>,
+    }
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let list: List<T> = serde_json::from_str(&text).map_err(|e| Error::Parse {
+        path: path.clone(),
+        what: format!("line {}: {e}", e.line()),
+    })?;
+    Ok(list.items)
+}
+
+impl Cluster {
+    /// Writes one kubectl-style List per kind into `dir` (created if needed).
+    pub fn write_dir(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let values = [
+            list(&self.nodes),
+            list(&self.pods),
+            list(&self.services),
+            list(&self.endpoint_slices),
+            list(&self.ingresses),
+            list(&self.ingress_classes),
+            list(&self.config_maps),
+        ];
+        for (file, value) in FILES.iter().zip(values.iter()) {
+            write_json(dir, file, value)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a directory written by [`Cluster::write_dir`].
+    pub fn read_dir(dir: &Path) -> Result<Self> {
+        Ok(Cluster {
+            nodes: read_list(dir, FILES[0])?,
+            pods: read_list(dir, FILES[1])?,
+            services: read_list(dir, FILES[2])?,
+            endpoint_slices: read_list(dir, FILES[3])?,
+            ingresses: read_list(dir, FILES[4])?,
+            ingress_classes: read_list(dir, FILES[5])?,
+            config_maps: read_list(dir, FILES[6])?,
+        })
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name))
+    }
+
+    /// The ConfigMap `namespace/name`.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
+        self.config_maps.iter().find(|c| {
+            c.metadata.namespace.as_deref() == Some(namespace)
+                && c.metadata.name.as_deref() == Some(name)
+        })
+    }
+
+    /// Pods scheduled on `node`.
+    pub fn pods_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
+        self.pods.iter().filter(move |p| {
+            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+        })
+    }
+}
+
+/// The cluster-wide addressing flannel and kube-proxy are configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNetwork {
+    /// flannel's `Network` (and kube-proxy's `clusterCIDR`).
+    pub cluster_cidr: Ipv4Net,
+}
+
+impl ClusterNetwork {
+    /// Reads `Network` from flannel's `kube-flannel-cfg` ConfigMap
+    /// (`net-conf.json`), in the namespaces flannel is deployed to.
+    pub fn from_cluster(cluster: &Cluster) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct NetConf {
+            #[serde(rename = "Network")]
+            network: Ipv4Net,
+        }
+        ["kube-flannel", "kube-system"]
+            .iter()
+            .filter_map(|ns| cluster.config_map(ns, "kube-flannel-cfg"))
+            .filter_map(|cm| cm.data.as_ref()?.get("net-conf.json"))
+            .filter_map(|text| serde_json::from_str::<NetConf>(text).ok())
+            .map(|c| ClusterNetwork {
+                cluster_cidr: c.network,
+            })
+            .next()
+    }
+}

@@ -1,0 +1,62 @@
+//! `expect()`: what a node's dataplane should hold according to the cluster
+//! objects, as flannel, kube-proxy and the CNI plugins would program it.
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::cluster::{Cluster, ClusterNetwork};
+use super::flannel::{self, Lease, LeaseError, PeerEntries};
+use super::kube_proxy;
+use super::portmap;
+use super::ruleset::Ruleset;
+
+/// flannel's share of one node's expected state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlannelExpectation {
+    pub lease: Lease,
+    pub vtep_mtu: u32,
+    /// cni0's address (`podCIDR .1`).
+    pub bridge_address: Ipv4Net,
+    /// One entry set per remote node, in flannel's programming order.
+    pub peers: Vec<PeerEntries>,
+}
+
+/// The flannel devices and per-peer entries `node` should hold. Nodes whose
+/// lease cannot be read are left out of the peers (they are findings of
+/// their own); the node itself must have a lease.
+pub fn flannel(cluster: &Cluster, node: &str, underlay_mtu: u32) -> Result<FlannelExpectation, LeaseError> {
+    let own = cluster
+        .node(node)
+        .map(Lease::from_node)
+        .unwrap_or_else(|| Err(LeaseError::NoPodCidr(node.to_string())))?;
+    let leases: Vec<Lease> = cluster
+        .nodes
+        .iter()
+        .filter_map(|n| Lease::from_node(n).ok())
+        .collect();
+    Ok(FlannelExpectation {
+        bridge_address: own.bridge_address(),
+        vtep_mtu: flannel::vtep_mtu(underlay_mtu),
+        peers: flannel::peer_entries(node, &leases),
+        lease: own,
+    })
+}
+
+/// The full iptables ruleset (filter + nat) `node` should have: the CNI
+/// portmap chains, kube-proxy's chains, and flannel's chains, in the order
+/// they hook into the built-in chains on a real node.
+pub fn iptables(cluster: &Cluster, node: &str, net: &ClusterNetwork) -> Ruleset {
+    let mut rs = Ruleset::default();
+    rs.table_mut("filter");
+    rs.table_mut("nat");
+    let pod_cidr = cluster
+        .node(node)
+        .and_then(|n| n.spec.as_ref()?.pod_cidr.clone())
+        .unwrap_or_default();
+    portmap::program_iptables(&mut rs, &portmap::host_ports(cluster.pods_on(node)), &pod_cidr);
+    kube_proxy::program_iptables(&mut rs, &kube_proxy::service_ports(cluster), Some(net.cluster_cidr));
+    if let Ok(local) = pod_cidr.parse::<Ipv4Net>() {
+        flannel::program_iptables(&mut rs, net.cluster_cidr, local);
+    }
+    rs
+}

@@ -1,0 +1,346 @@
+//! The chains kube-proxy in iptables mode writes for the cluster's Services,
+//! mirrored from kubernetes `pkg/proxy/iptables`: KUBE-SERVICES ->
+//! KUBE-SVC-<hash> -> KUBE-SEP-<hash> (DNAT), with `-m statistic` spreading
+//! load 1/n, 1/(n-1), ...; KUBE-NODEPORTS -> KUBE-EXT-<hash>; KUBE-MARK-MASQ
+//! and KUBE-POSTROUTING for SNAT; REJECT rules for Services without
+//! endpoints; `-m recent` for ClientIP session affinity.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::cluster::Cluster;
+use super::hash;
+use super::ruleset::Ruleset;
+
+/// Above this many endpoints in total, kube-proxy stops writing rule comments.
+pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
+/// kube-proxy's masquerade mark (bit 14).
+pub const MASQ_MARK: &str = "0x4000";
+
+/// One Service port as kube-proxy sees it, with its ready endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePort {
+    pub namespace: String,
+    pub service: String,
+    /// The port's name ("" when unnamed).
+    pub port_name: String,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    pub cluster_ip: Ipv4Addr,
+    pub port: u16,
+    pub node_port: Option<u16>,
+    /// Seconds of ClientIP affinity, when the Service asks for it.
+    pub affinity_seconds: Option<i32>,
+    /// Ready endpoints as `IP:port`, sorted as kube-proxy sorts them.
+    pub endpoints: Vec<String>,
+}
+
+impl ServicePort {
+    /// `ns/name[:port]`, the string kube-proxy hashes.
+    pub fn name(&self) -> String {
+        hash::service_port_name(&self.namespace, &self.service, &self.port_name)
+    }
+    /// `KUBE-SVC-<hash>`.
+    pub fn svc_chain(&self) -> String {
+        hash::svc_chain(&self.name(), &self.protocol)
+    }
+    /// `KUBE-EXT-<hash>`.
+    pub fn ext_chain(&self) -> String {
+        hash::ext_chain(&self.name(), &self.protocol)
+    }
+    /// `KUBE-SEP-<hash>` for one endpoint.
+    pub fn sep_chain(&self, endpoint: &str) -> String {
+        hash::sep_chain(&self.name(), &self.protocol, endpoint)
+    }
+}
+
+/// Every proxied Service port (ClusterIP set, not headless) with its ready
+/// endpoints from the EndpointSlices labelled with the Service's name.
+pub fn service_ports(cluster: &Cluster) -> Vec<ServicePort> {
+    let mut out = Vec::new();
+    for svc in &cluster.services {
+        let (Some(ns), Some(name), Some(spec)) = (
+            svc.metadata.namespace.as_deref(),
+            svc.metadata.name.as_deref(),
+            svc.spec.as_ref(),
+        ) else {
+            continue;
+        };
+        let Some(cluster_ip) = spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+        else {
+            continue;
+        };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let affinity_seconds = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .unwrap_or(10800)
+        });
+        for p in spec.ports.iter().flatten() {
+            let port_name = p.name.clone().unwrap_or_default();
+            let protocol = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+            let mut endpoints = ready_endpoints(cluster, ns, name, &port_name, &protocol);
+            endpoints.sort();
+            endpoints.dedup();
+            out.push(ServicePort {
+                namespace: ns.to_string(),
+                service: name.to_string(),
+                port_name,
+                protocol,
+                cluster_ip,
+                port: p.port as u16,
+                node_port: p.node_port.map(|n| n as u16),
+                affinity_seconds,
+                endpoints,
+            });
+        }
+    }
+    out.sort_by_key(|sp| (sp.name(), sp.protocol.clone()));
+    out
+}
+
+fn ready_endpoints(
+    cluster: &Cluster,
+    ns: &str,
+    service: &str,
+    port_name: &str,
+    protocol: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for slice in &cluster.endpoint_slices {
+        let owner = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"));
+        if slice.metadata.namespace.as_deref() != Some(ns) || owner.map(String::as_str) != Some(service) {
+            continue;
+        }
+        let Some(port) = slice.ports.iter().flatten().find(|p| {
+            p.name.as_deref().unwrap_or("") == port_name
+                && p.protocol.as_deref().unwrap_or("TCP").eq_ignore_ascii_case(protocol)
+        }) else {
+            continue;
+        };
+        let Some(port_number) = port.port else { continue };
+        for ep in &slice.endpoints {
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            for addr in &ep.addresses {
+                out.push(format!("{addr}:{port_number}"));
+            }
+        }
+    }
+    out
+}
+
+/// kube-proxy's `%0.10f` rendering of 1/(n-i).
+pub fn probability(remaining: usize) -> String {
+    format!("{:.10}", 1.0 / remaining as f64)
+}
+
+fn comment(enabled: bool, text: &str) -> String {
+    if enabled {
+        format!("-m comment --comment \"{text}\" ")
+    } else {
+        String::new()
+    }
+}
+
+/// Appends kube-proxy's filter and nat chains for `ports` to `rs`.
+pub fn program_iptables(rs: &mut Ruleset, ports: &[ServicePort], cluster_cidr: Option<Ipv4Net>) {
+    let total_endpoints: usize = ports.iter().map(|p| p.endpoints.len()).sum();
+    let cm = total_endpoints <= LARGE_CLUSTER_ENDPOINTS;
+
+    let filter = rs.table_mut("filter");
+    for c in [
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-FORWARD",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+        "KUBE-SERVICES",
+    ] {
+        filter.chain_mut(c);
+    }
+    let fw = "-m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL";
+    filter.append("INPUT", fw);
+    filter.append("INPUT", "-m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS");
+    filter.append("INPUT", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES");
+    filter.append("FORWARD", fw);
+    filter.append("FORWARD", "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD");
+    filter.append("FORWARD", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
+    filter.append("FORWARD", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES");
+    filter.append("OUTPUT", fw);
+    filter.append("OUTPUT", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
+    filter.append("KUBE-FORWARD", "-m conntrack --ctstate INVALID -m comment --comment \"kubernetes forwarding rules\" -j DROP");
+    filter.append("KUBE-FORWARD", format!("-m comment --comment \"kubernetes forwarding rules\" -m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT"));
+    filter.append("KUBE-FORWARD", "-m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
+    for sp in ports.iter().filter(|p| p.endpoints.is_empty()) {
+        let name = sp.name();
+        let proto = &sp.protocol;
+        filter.append(
+            "KUBE-SERVICES",
+            format!(
+                "-d {}/32 -p {proto} {}-m {proto} --dport {} -j REJECT --reject-with icmp-port-unreachable",
+                sp.cluster_ip,
+                comment(cm, &format!("{name} has no endpoints")),
+                sp.port
+            ),
+        );
+        if let Some(np) = sp.node_port {
+            filter.append(
+                "KUBE-EXTERNAL-SERVICES",
+                format!(
+                    "-p {proto} {}-m addrtype --dst-type LOCAL -m {proto} --dport {np} -j REJECT --reject-with icmp-port-unreachable",
+                    comment(cm, &format!("{name} has no endpoints"))
+                ),
+            );
+        }
+    }
+
+    let nat = rs.table_mut("nat");
+    for c in ["KUBE-MARK-MASQ", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-SERVICES"] {
+        nat.chain_mut(c);
+    }
+    nat.append("PREROUTING", "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
+    nat.append("OUTPUT", "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
+    nat.append("POSTROUTING", "-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING");
+    nat.append("KUBE-MARK-MASQ", format!("-j MARK --or-mark {MASQ_MARK}"));
+    nat.append("KUBE-POSTROUTING", format!("-m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN"));
+    nat.append("KUBE-POSTROUTING", format!("-j MARK --xor-mark {MASQ_MARK}"));
+    nat.append(
+        "KUBE-POSTROUTING",
+        "-m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully",
+    );
+
+    for sp in ports.iter().filter(|p| !p.endpoints.is_empty()) {
+        let name = sp.name();
+        let proto = &sp.protocol;
+        let svc = sp.svc_chain();
+        let vip = format!("-d {}/32 -p {proto} {}-m {proto} --dport {}", sp.cluster_ip, comment(cm, &format!("{name} cluster IP")), sp.port);
+        nat.append("KUBE-SERVICES", format!("{vip} -j {svc}"));
+        nat.chain_mut(&svc);
+        if let Some(cidr) = cluster_cidr {
+            nat.append(&svc, format!("! -s {cidr} {vip} -j KUBE-MARK-MASQ"));
+        }
+        if let Some(np) = sp.node_port {
+            let ext = sp.ext_chain();
+            nat.append(
+                "KUBE-NODEPORTS",
+                format!("-p {proto} {}-m {proto} --dport {np} -j {ext}", comment(cm, &name)),
+            );
+            nat.append(
+                &ext,
+                format!(
+                    "{}-j KUBE-MARK-MASQ",
+                    comment(cm, &format!("masquerade traffic for {name} external destinations"))
+                ),
+            );
+            nat.append(&ext, format!("-j {svc}"));
+        }
+        let seps: Vec<String> = sp.endpoints.iter().map(|e| sp.sep_chain(e)).collect();
+        if let Some(secs) = sp.affinity_seconds {
+            for (ep, sep) in sp.endpoints.iter().zip(&seps) {
+                nat.append(
+                    &svc,
+                    format!(
+                        "{}-m recent --name {sep} --mask 255.255.255.255 --rsource --rcheck --seconds {secs} --reap -j {sep}",
+                        comment(cm, &format!("{name} -> {ep}"))
+                    ),
+                );
+            }
+        }
+        let n = sp.endpoints.len();
+        for (i, (ep, sep)) in sp.endpoints.iter().zip(&seps).enumerate() {
+            let stat = if i + 1 < n {
+                format!("-m statistic --mode random --probability {} ", probability(n - i))
+            } else {
+                String::new()
+            };
+            nat.append(&svc, format!("{}{stat}-j {sep}", comment(cm, &format!("{name} -> {ep}"))));
+        }
+        for (ep, sep) in sp.endpoints.iter().zip(&seps) {
+            let ip = ep.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(ep);
+            nat.append(sep, format!("-s {ip}/32 {}-j KUBE-MARK-MASQ", comment(cm, &name)));
+            let recent = if sp.affinity_seconds.is_some() {
+                format!("-m recent --name {sep} --mask 255.255.255.255 --rsource --set ")
+            } else {
+                String::new()
+            };
+            nat.append(
+                sep,
+                format!("-p {proto} {}{recent}-m {proto} -j DNAT --to-destination {ep}", comment(cm, &name)),
+            );
+        }
+    }
+    nat.append(
+        "KUBE-SERVICES",
+        "-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(endpoints: &[&str]) -> ServicePort {
+        ServicePort {
+            namespace: "test-svc-ns".into(),
+            service: "linux0224-nginx".into(),
+            port_name: String::new(),
+            protocol: "tcp".into(),
+            cluster_ip: "10.1.59.153".parse().unwrap(),
+            port: 80,
+            node_port: None,
+            affinity_seconds: None,
+            endpoints: endpoints.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn probabilities_follow_one_over_remaining() {
+        let mut rs = Ruleset::default();
+        let sp = port(&["10.2.0.42:80", "10.2.1.117:80", "10.2.2.132:80"]);
+        program_iptables(&mut rs, std::slice::from_ref(&sp), None);
+        let rules = &rs.table("nat").unwrap().chain(&sp.svc_chain()).unwrap().rules;
+        assert_eq!(rules.len(), 3);
+        assert!(rules[0].contains("--probability 0.3333333333 "), "{}", rules[0]);
+        assert!(rules[1].contains("--probability 0.5000000000 "), "{}", rules[1]);
+        assert!(!rules[2].contains("statistic"), "last endpoint is unconditional");
+        assert!(rules[2].ends_with(&sp.sep_chain("10.2.2.132:80")));
+    }
+
+    #[test]
+    fn service_without_endpoints_is_rejected_in_filter() {
+        let mut rs = Ruleset::default();
+        program_iptables(&mut rs, &[port(&[])], None);
+        let filter_svcs = &rs.table("filter").unwrap().chain("KUBE-SERVICES").unwrap().rules;
+        assert_eq!(filter_svcs.len(), 1);
+        assert!(filter_svcs[0].contains("has no endpoints") && filter_svcs[0].contains("REJECT"));
+        let nat_svcs = &rs.table("nat").unwrap().chain("KUBE-SERVICES").unwrap().rules;
+        assert_eq!(nat_svcs.len(), 1, "only the nodeports rule: {nat_svcs:?}");
+    }
+
+    #[test]
+    fn comments_dropped_above_threshold() {
+        let eps: Vec<String> = (0..=LARGE_CLUSTER_ENDPOINTS)
+            .map(|i| format!("10.2.{}.{}:80", i / 250, i % 250 + 2))
+            .collect();
+        let refs: Vec<&str> = eps.iter().map(String::as_str).collect();
+        let mut rs = Ruleset::default();
+        program_iptables(&mut rs, &[port(&refs)], None);
+        let sep_rules = rs.table("nat").unwrap().chain(&port(&refs).sep_chain(&eps[0])).unwrap();
+        assert!(sep_rules.rules.iter().all(|r| !r.contains("--comment")));
+    }
+}
