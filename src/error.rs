@@ -73,7 +73,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage { .. } | Error::Parse { .. } => 2,
-            Error::Environment { .. } | Error::Io { .. } | Error::Netlink(_) | Error::Command { .. } => 3,
+            Error::Environment { .. }
+            | Error::Io { .. }
+            | Error::Netlink(_)
+            | Error::Command { .. } => 3,
         }
     }
 }

@@ -1,9 +1,14 @@
 //! knetdoctor: diagnose and repair Kubernetes networking on flannel (VXLAN)
-//! and kube-proxy clusters. See DESIGN.md for the data flow:
-//! sources (`inspect`, `lab`) -> joined view (`model`) -> verdicts -> faces.
+//! and kube-proxy clusters. The data flow (DESIGN.md): sources (`inspect`,
+//! `lab`) feed the joined view (`model`); verdicts are pure functions of it;
+//! faces only present. Only `dataplane` (and the lab's own builder) change
+//! the kernel.
 
+pub mod cli;
 pub mod dataplane;
 pub mod error;
+pub mod inspect;
+pub mod lab;
 pub mod model;
 
 pub use error::{Error, Result};

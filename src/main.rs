@@ -1,1 +1,237 @@
-fn main() {}
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use knetdoctor::cli::{Cli, Command, InspectCommand, LabCommand, Output};
+use knetdoctor::error::Result;
+use knetdoctor::inspect;
+use knetdoctor::lab::{self, Fault, LabParams, faults::Scope};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KNETDOCTOR_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let _ = writeln!(anstream::stderr(), "error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn json(value: &impl serde::Serialize) {
+    let _ = writeln!(
+        anstream::stdout(),
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}
+
+fn out(text: &str) {
+    let _ = write!(anstream::stdout(), "{text}");
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Inspect(InspectCommand::Node(a)) => {
+            let source = inspect::resolve_node(a.node.as_deref(), a.netns.as_deref(), &a.lab)?;
+            let state = inspect::node::read(&source)?;
+            match a.output {
+                Output::Json => json(&state),
+                Output::Text => out(&inspect::render::node_text(&state, source.node.as_deref())),
+            }
+            Ok(0)
+        }
+        Command::Lab(cmd) => lab_command(cmd),
+        Command::LabResponder { name, listen } => {
+            lab::services::run_responder(&name, listen)?;
+            Ok(0)
+        }
+    }
+}
+
+fn lab_command(cmd: LabCommand) -> Result<u8> {
+    match cmd {
+        LabCommand::Up {
+            name,
+            nodes,
+            pods_per_node,
+            iptables,
+            output,
+        } => {
+            let started = Instant::now();
+            let state = lab::up(
+                LabParams {
+                    name: name.name.clone(),
+                    nodes,
+                    pods_per_node,
+                },
+                iptables,
+            )?;
+            let secs = started.elapsed().as_secs_f64();
+            match output {
+                Output::Json => json(&serde_json::json!({
+                    "name": name.name,
+                    "dir": state.dir,
+                    "cluster_dir": state.cluster_dir(),
+                    "nodes": state.topology.nodes.len(),
+                    "pods": state.topology.pods.len(),
+                    "namespaces": state.topology.all_netns().len(),
+                    "seconds": secs,
+                })),
+                Output::Text => out(&format!(
+                    "lab {} is up in {secs:.2}s: {} nodes, {} pods, {} namespaces (kdlab-{}-*)\ncluster objects: {}\n",
+                    name.name,
+                    state.topology.nodes.len(),
+                    state.topology.pods.len(),
+                    state.topology.all_netns().len(),
+                    name.name,
+                    state.cluster_dir().display()
+                )),
+            }
+            Ok(0)
+        }
+        LabCommand::Status {
+            name,
+            no_probe,
+            output,
+        } => {
+            let st = lab::status::status(&name.name, !no_probe)?;
+            let healthy = st.paths.iter().all(|p| p.ok)
+                && st.processes.iter().all(|p| p.alive)
+                && st.namespaces_present == st.namespaces_expected;
+            match output {
+                Output::Json => json(&st),
+                Output::Text => out(&status_text(&st)),
+            }
+            Ok(if healthy { 0 } else { 1 })
+        }
+        LabCommand::Down { name } => {
+            let started = Instant::now();
+            let r = lab::down(&name.name)?;
+            out(&format!(
+                "lab {} removed in {:.2}s: {} namespaces, {} processes{}\n",
+                name.name,
+                started.elapsed().as_secs_f64(),
+                r.namespaces,
+                r.processes,
+                if r.had_state {
+                    ""
+                } else {
+                    " (no state file: removed by namespace prefix)"
+                }
+            ));
+            Ok(0)
+        }
+        LabCommand::Break { list: true, .. } => {
+            for f in Fault::all() {
+                let scope = match f.scope() {
+                    Scope::Peer => "node+peer",
+                    Scope::Node => "node",
+                    Scope::Cluster => "cluster",
+                };
+                out(&format!("{:<22} [{scope:<9}] {}\n", f.name(), f.describe()));
+            }
+            Ok(0)
+        }
+        LabCommand::Break {
+            name,
+            fault,
+            node,
+            peer,
+            ..
+        } => {
+            let fault = fault.expect("clap requires FAULT without --list");
+            let active = lab::break_fault(&name.name, fault, node.as_deref(), peer.as_deref())?;
+            out(&format!(
+                "injected {}{}{}: {}\n`knetdoctor lab heal --name {}` undoes it\n",
+                fault.name(),
+                active
+                    .node
+                    .as_deref()
+                    .map(|n| format!(" on {n}"))
+                    .unwrap_or_default(),
+                active
+                    .peer
+                    .as_deref()
+                    .map(|p| format!(" towards {p}"))
+                    .unwrap_or_default(),
+                active.detail,
+                name.name
+            ));
+            Ok(0)
+        }
+        LabCommand::Heal { name } => {
+            let healed = lab::heal(&name.name)?;
+            if healed.is_empty() {
+                out("no faults were injected\n");
+            }
+            for f in healed {
+                out(&format!(
+                    "healed {}{}\n",
+                    f.fault.name(),
+                    f.node.map(|n| format!(" on {n}")).unwrap_or_default()
+                ));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn status_text(st: &lab::status::Status) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "lab {}: {} nodes ({}), {} pods, {}/{} namespaces, iptables {}{}",
+        st.name,
+        st.nodes.len(),
+        st.nodes.join(", "),
+        st.pods,
+        st.namespaces_present,
+        st.namespaces_expected,
+        st.iptables,
+        if st.complete {
+            ""
+        } else {
+            " (INCOMPLETE: `lab down` and up again)"
+        }
+    );
+    let _ = writeln!(o, "cluster objects: {}", st.cluster_dir);
+    let alive = st.processes.iter().filter(|p| p.alive).count();
+    let _ = writeln!(o, "processes: {alive}/{} running", st.processes.len());
+    for p in st.processes.iter().filter(|p| !p.alive) {
+        let _ = writeln!(o, "  DEAD {} in {} (pid {})", p.role, p.pod, p.pid);
+    }
+    if st.faults.is_empty() {
+        let _ = writeln!(o, "faults: none");
+    } else {
+        let _ = writeln!(o, "faults:");
+        for f in &st.faults {
+            let _ = writeln!(
+                o,
+                "  {} {}: {}",
+                f.fault.name(),
+                f.node.as_deref().unwrap_or("(cluster)"),
+                f.detail
+            );
+        }
+    }
+    if !st.paths.is_empty() {
+        let _ = writeln!(o, "paths:");
+        for p in &st.paths {
+            let _ = writeln!(
+                o,
+                "  {} {:<58} {}",
+                if p.ok { "ok  " } else { "FAIL" },
+                p.name,
+                p.detail
+            );
+        }
+    }
+    o
+}

@@ -8,9 +8,12 @@ use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoPortData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoPortData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
 };
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteMessage};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, IpVersion};
@@ -48,16 +51,34 @@ async fn dump_all() -> Result<NodeState> {
     let (conn, handle, _) = rtnetlink::new_connection()
         .map_err(|e| Error::env(format!("cannot open a netlink socket: {e}"), None))?;
     tokio::spawn(conn);
-    let links: Vec<LinkMessage> = handle.link().get().execute().try_collect().await.map_err(nl_err("links"))?;
+    let links: Vec<LinkMessage> = handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl_err("links"))?;
     let names: HashMap<u32, String> = links
         .iter()
         .map(|m| (m.header.index, link_name(m)))
         .collect();
     let name_of = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("if{i}"));
 
-    let addrs: Vec<AddressMessage> = handle.address().get().execute().try_collect().await.map_err(nl_err("addresses"))?;
+    let addrs: Vec<AddressMessage> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl_err("addresses"))?;
     let routes = dump_routes(&handle).await?;
-    let rules: Vec<RuleMessage> = handle.rule().get(IpVersion::V4).execute().try_collect().await.map_err(nl_err("rules"))?;
+    let rules: Vec<RuleMessage> = handle
+        .rule()
+        .get(IpVersion::V4)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl_err("rules"))?;
     let neighs: Vec<NeighbourMessage> = handle
         .neighbours()
         .get()
@@ -78,11 +99,23 @@ async fn dump_all() -> Result<NodeState> {
     Ok(NodeState {
         netns: None,
         links: links.iter().map(|m| convert_link(m, &name_of)).collect(),
-        addrs: addrs.iter().filter_map(|m| convert_addr(m, &name_of)).collect(),
-        routes: routes.iter().filter_map(|m| convert_route(m, &name_of)).collect(),
+        addrs: addrs
+            .iter()
+            .filter_map(|m| convert_addr(m, &name_of))
+            .collect(),
+        routes: routes
+            .iter()
+            .filter_map(|m| convert_route(m, &name_of))
+            .collect(),
         rules: rules.iter().map(|m| convert_rule(m, &name_of)).collect(),
-        neighs: neighs.iter().filter_map(|m| convert_neigh(m, &name_of)).collect(),
-        fdb: fdb.iter().filter_map(|m| convert_fdb(m, &name_of)).collect(),
+        neighs: neighs
+            .iter()
+            .filter_map(|m| convert_neigh(m, &name_of))
+            .collect(),
+        fdb: fdb
+            .iter()
+            .filter_map(|m| convert_fdb(m, &name_of))
+            .collect(),
         sysctls: Sysctls::default(),
     })
 }
@@ -90,7 +123,13 @@ async fn dump_all() -> Result<NodeState> {
 async fn dump_routes(handle: &Handle) -> Result<Vec<RouteMessage>> {
     let mut msg = RouteMessage::default();
     msg.header.address_family = AddressFamily::Inet;
-    handle.route().get(msg).execute().try_collect().await.map_err(nl_err("routes"))
+    handle
+        .route()
+        .get(msg)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl_err("routes"))
 }
 
 fn link_name(m: &LinkMessage) -> String {
@@ -140,10 +179,14 @@ fn convert_link(m: &LinkMessage, name_of: &dyn Fn(u32) -> String) -> Link {
                 for info in infos {
                     match info {
                         LinkInfo::Kind(k) => link.kind = Some(k.to_string()),
-                        LinkInfo::Data(InfoData::Vxlan(v)) => link.vxlan = Some(convert_vxlan(v, name_of)),
+                        LinkInfo::Data(InfoData::Vxlan(v)) => {
+                            link.vxlan = Some(convert_vxlan(v, name_of))
+                        }
                         LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
                             link.bridge_port = Some(BridgePort {
-                                hairpin: p.iter().any(|a| matches!(a, InfoBridgePort::HairpinMode(true))),
+                                hairpin: p
+                                    .iter()
+                                    .any(|a| matches!(a, InfoBridgePort::HairpinMode(true))),
                             })
                         }
                         _ => {}
@@ -398,6 +441,12 @@ fn neigh_ip(a: &NeighbourAddress) -> Option<IpAddr> {
     match a {
         NeighbourAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
         NeighbourAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+        // AF_BRIDGE messages (the FDB) carry the VTEP address as raw bytes.
+        NeighbourAddress::Other(b) => match b.len() {
+            4 => Some(IpAddr::from(<[u8; 4]>::try_from(b.as_slice()).ok()?)),
+            16 => Some(IpAddr::from(<[u8; 16]>::try_from(b.as_slice()).ok()?)),
+            _ => None,
+        },
         _ => None,
     }
 }

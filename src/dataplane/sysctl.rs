@@ -26,7 +26,8 @@ pub fn read(devices: &[String]) -> Sysctls {
     }
     Sysctls {
         ip_forward: read_u8(&root.join("ipv4/ip_forward")).map(|v| v != 0),
-        bridge_nf_call_iptables: read_u8(&root.join("bridge/bridge-nf-call-iptables")).map(|v| v != 0),
+        bridge_nf_call_iptables: read_u8(&root.join("bridge/bridge-nf-call-iptables"))
+            .map(|v| v != 0),
         rp_filter,
     }
 }

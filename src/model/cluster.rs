@@ -112,9 +112,9 @@ impl Cluster {
 
     /// Pods scheduled on `node`.
     pub fn pods_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
-        self.pods.iter().filter(move |p| {
-            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-        })
+        self.pods
+            .iter()
+            .filter(move |p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
     }
 }
 

@@ -49,7 +49,10 @@ pub fn records(cluster: &Cluster, domain: &str) -> Vec<Record> {
                             ep.addresses
                                 .iter()
                                 .filter_map(|a| a.parse().ok())
-                                .map(|ip| Record { name: fqdn.clone(), ip }),
+                                .map(|ip| Record {
+                                    name: fqdn.clone(),
+                                    ip,
+                                }),
                         );
                     }
                 }

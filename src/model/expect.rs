@@ -24,7 +24,11 @@ pub struct FlannelExpectation {
 /// The flannel devices and per-peer entries `node` should hold. Nodes whose
 /// lease cannot be read are left out of the peers (they are findings of
 /// their own); the node itself must have a lease.
-pub fn flannel(cluster: &Cluster, node: &str, underlay_mtu: u32) -> Result<FlannelExpectation, LeaseError> {
+pub fn flannel(
+    cluster: &Cluster,
+    node: &str,
+    underlay_mtu: u32,
+) -> Result<FlannelExpectation, LeaseError> {
     let own = cluster
         .node(node)
         .map(Lease::from_node)
@@ -53,8 +57,16 @@ pub fn iptables(cluster: &Cluster, node: &str, net: &ClusterNetwork) -> Ruleset 
         .node(node)
         .and_then(|n| n.spec.as_ref()?.pod_cidr.clone())
         .unwrap_or_default();
-    portmap::program_iptables(&mut rs, &portmap::host_ports(cluster.pods_on(node)), &pod_cidr);
-    kube_proxy::program_iptables(&mut rs, &kube_proxy::service_ports(cluster), Some(net.cluster_cidr));
+    portmap::program_iptables(
+        &mut rs,
+        &portmap::host_ports(cluster.pods_on(node)),
+        &pod_cidr,
+    );
+    kube_proxy::program_iptables(
+        &mut rs,
+        &kube_proxy::service_ports(cluster),
+        Some(net.cluster_cidr),
+    );
     if let Ok(local) = pod_cidr.parse::<Ipv4Net>() {
         flannel::program_iptables(&mut rs, net.cluster_cidr, local);
     }

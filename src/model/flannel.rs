@@ -126,7 +126,8 @@ impl Lease {
     /// The cni0 address: the first host of the pod CIDR.
     pub fn bridge_address(&self) -> Ipv4Net {
         let first = u32::from(self.pod_cidr.network()) + 1;
-        Ipv4Net::new(Ipv4Addr::from(first), self.pod_cidr.prefix_len()).expect("prefix from a valid net")
+        Ipv4Net::new(Ipv4Addr::from(first), self.pod_cidr.prefix_len())
+            .expect("prefix from a valid net")
     }
 }
 
@@ -171,22 +172,42 @@ pub fn program_iptables(rs: &mut Ruleset, cluster_cidr: Ipv4Net, local_pod_cidr:
     let nat = rs.table_mut("nat");
     nat.append("POSTROUTING", format!("{MASQ_COMMENT} -j FLANNEL-POSTRTG"));
     let c = "FLANNEL-POSTRTG";
-    nat.append(c, format!("-m mark --mark 0x4000/0x4000 {MASQ_COMMENT} -j RETURN"));
-    nat.append(c, format!("-s {local_pod_cidr} -d {cluster_cidr} {MASQ_COMMENT} -j RETURN"));
-    nat.append(c, format!("-s {cluster_cidr} -d {local_pod_cidr} {MASQ_COMMENT} -j RETURN"));
-    nat.append(c, format!("! -s {cluster_cidr} -d {local_pod_cidr} {MASQ_COMMENT} -j RETURN"));
+    nat.append(
+        c,
+        format!("-m mark --mark 0x4000/0x4000 {MASQ_COMMENT} -j RETURN"),
+    );
+    nat.append(
+        c,
+        format!("-s {local_pod_cidr} -d {cluster_cidr} {MASQ_COMMENT} -j RETURN"),
+    );
+    nat.append(
+        c,
+        format!("-s {cluster_cidr} -d {local_pod_cidr} {MASQ_COMMENT} -j RETURN"),
+    );
+    nat.append(
+        c,
+        format!("! -s {cluster_cidr} -d {local_pod_cidr} {MASQ_COMMENT} -j RETURN"),
+    );
     nat.append(
         c,
         format!("-s {cluster_cidr} ! -d 224.0.0.0/4 {MASQ_COMMENT} -j MASQUERADE --random-fully"),
     );
     nat.append(
         c,
-        format!("! -s {cluster_cidr} -d {cluster_cidr} {MASQ_COMMENT} -j MASQUERADE --random-fully"),
+        format!(
+            "! -s {cluster_cidr} -d {cluster_cidr} {MASQ_COMMENT} -j MASQUERADE --random-fully"
+        ),
     );
     let filter = rs.table_mut("filter");
     filter.append("FORWARD", format!("{FWD_COMMENT} -j FLANNEL-FWD"));
-    filter.append("FLANNEL-FWD", format!("-s {cluster_cidr} {FWD_COMMENT} -j ACCEPT"));
-    filter.append("FLANNEL-FWD", format!("-d {cluster_cidr} {FWD_COMMENT} -j ACCEPT"));
+    filter.append(
+        "FLANNEL-FWD",
+        format!("-s {cluster_cidr} {FWD_COMMENT} -j ACCEPT"),
+    );
+    filter.append(
+        "FLANNEL-FWD",
+        format!("-d {cluster_cidr} {FWD_COMMENT} -j ACCEPT"),
+    );
 }
 
 #[cfg(test)]
@@ -240,7 +261,11 @@ mod tests {
     #[test]
     fn missing_annotation_is_named() {
         let mut n = node("a", "10.2.0.0/24", "192.168.56.10", "aa:00:00:00:00:01");
-        n.metadata.annotations.as_mut().unwrap().remove(annotation::PUBLIC_IP);
+        n.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(annotation::PUBLIC_IP);
         assert_eq!(
             Lease::from_node(&n),
             Err(LeaseError::MissingAnnotation {

@@ -27,7 +27,10 @@ fn hash16(input: &str) -> String {
 /// The 16-character hash kube-proxy uses for a service port and protocol
 /// (protocol lower-case, as kube-proxy passes it).
 pub fn port_proto_hash(service_port_name: &str, protocol: &str) -> String {
-    hash16(&format!("{service_port_name}{}", protocol.to_ascii_lowercase()))
+    hash16(&format!(
+        "{service_port_name}{}",
+        protocol.to_ascii_lowercase()
+    ))
 }
 
 /// `KUBE-SVC-<hash>`: the chain that load-balances one service port.

@@ -122,16 +122,23 @@ fn ready_endpoints(
             .labels
             .as_ref()
             .and_then(|l| l.get("kubernetes.io/service-name"));
-        if slice.metadata.namespace.as_deref() != Some(ns) || owner.map(String::as_str) != Some(service) {
+        if slice.metadata.namespace.as_deref() != Some(ns)
+            || owner.map(String::as_str) != Some(service)
+        {
             continue;
         }
         let Some(port) = slice.ports.iter().flatten().find(|p| {
             p.name.as_deref().unwrap_or("") == port_name
-                && p.protocol.as_deref().unwrap_or("TCP").eq_ignore_ascii_case(protocol)
+                && p.protocol
+                    .as_deref()
+                    .unwrap_or("TCP")
+                    .eq_ignore_ascii_case(protocol)
         }) else {
             continue;
         };
-        let Some(port_number) = port.port else { continue };
+        let Some(port_number) = port.port else {
+            continue;
+        };
         for ep in &slice.endpoints {
             let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
             if !ready {
@@ -175,10 +182,16 @@ pub fn program_iptables(rs: &mut Ruleset, ports: &[ServicePort], cluster_cidr: O
     }
     let fw = "-m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL";
     filter.append("INPUT", fw);
-    filter.append("INPUT", "-m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS");
+    filter.append(
+        "INPUT",
+        "-m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS",
+    );
     filter.append("INPUT", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES");
     filter.append("FORWARD", fw);
-    filter.append("FORWARD", "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD");
+    filter.append(
+        "FORWARD",
+        "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD",
+    );
     filter.append("FORWARD", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
     filter.append("FORWARD", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES");
     filter.append("OUTPUT", fw);
@@ -210,15 +223,35 @@ pub fn program_iptables(rs: &mut Ruleset, ports: &[ServicePort], cluster_cidr: O
     }
 
     let nat = rs.table_mut("nat");
-    for c in ["KUBE-MARK-MASQ", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-SERVICES"] {
+    for c in [
+        "KUBE-MARK-MASQ",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-SERVICES",
+    ] {
         nat.chain_mut(c);
     }
-    nat.append("PREROUTING", "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
-    nat.append("OUTPUT", "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
-    nat.append("POSTROUTING", "-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING");
+    nat.append(
+        "PREROUTING",
+        "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    );
+    nat.append(
+        "OUTPUT",
+        "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    );
+    nat.append(
+        "POSTROUTING",
+        "-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING",
+    );
     nat.append("KUBE-MARK-MASQ", format!("-j MARK --or-mark {MASQ_MARK}"));
-    nat.append("KUBE-POSTROUTING", format!("-m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN"));
-    nat.append("KUBE-POSTROUTING", format!("-j MARK --xor-mark {MASQ_MARK}"));
+    nat.append(
+        "KUBE-POSTROUTING",
+        format!("-m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN"),
+    );
+    nat.append(
+        "KUBE-POSTROUTING",
+        format!("-j MARK --xor-mark {MASQ_MARK}"),
+    );
     nat.append(
         "KUBE-POSTROUTING",
         "-m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully",
@@ -228,7 +261,12 @@ pub fn program_iptables(rs: &mut Ruleset, ports: &[ServicePort], cluster_cidr: O
         let name = sp.name();
         let proto = &sp.protocol;
         let svc = sp.svc_chain();
-        let vip = format!("-d {}/32 -p {proto} {}-m {proto} --dport {}", sp.cluster_ip, comment(cm, &format!("{name} cluster IP")), sp.port);
+        let vip = format!(
+            "-d {}/32 -p {proto} {}-m {proto} --dport {}",
+            sp.cluster_ip,
+            comment(cm, &format!("{name} cluster IP")),
+            sp.port
+        );
         nat.append("KUBE-SERVICES", format!("{vip} -j {svc}"));
         nat.chain_mut(&svc);
         if let Some(cidr) = cluster_cidr {
@@ -238,13 +276,19 @@ pub fn program_iptables(rs: &mut Ruleset, ports: &[ServicePort], cluster_cidr: O
             let ext = sp.ext_chain();
             nat.append(
                 "KUBE-NODEPORTS",
-                format!("-p {proto} {}-m {proto} --dport {np} -j {ext}", comment(cm, &name)),
+                format!(
+                    "-p {proto} {}-m {proto} --dport {np} -j {ext}",
+                    comment(cm, &name)
+                ),
             );
             nat.append(
                 &ext,
                 format!(
                     "{}-j KUBE-MARK-MASQ",
-                    comment(cm, &format!("masquerade traffic for {name} external destinations"))
+                    comment(
+                        cm,
+                        &format!("masquerade traffic for {name} external destinations")
+                    )
                 ),
             );
             nat.append(&ext, format!("-j {svc}"));
@@ -264,15 +308,24 @@ pub fn program_iptables(rs: &mut Ruleset, ports: &[ServicePort], cluster_cidr: O
         let n = sp.endpoints.len();
         for (i, (ep, sep)) in sp.endpoints.iter().zip(&seps).enumerate() {
             let stat = if i + 1 < n {
-                format!("-m statistic --mode random --probability {} ", probability(n - i))
+                format!(
+                    "-m statistic --mode random --probability {} ",
+                    probability(n - i)
+                )
             } else {
                 String::new()
             };
-            nat.append(&svc, format!("{}{stat}-j {sep}", comment(cm, &format!("{name} -> {ep}"))));
+            nat.append(
+                &svc,
+                format!("{}{stat}-j {sep}", comment(cm, &format!("{name} -> {ep}"))),
+            );
         }
         for (ep, sep) in sp.endpoints.iter().zip(&seps) {
             let ip = ep.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(ep);
-            nat.append(sep, format!("-s {ip}/32 {}-j KUBE-MARK-MASQ", comment(cm, &name)));
+            nat.append(
+                sep,
+                format!("-s {ip}/32 {}-j KUBE-MARK-MASQ", comment(cm, &name)),
+            );
             let recent = if sp.affinity_seconds.is_some() {
                 format!("-m recent --name {sep} --mask 255.255.255.255 --rsource --set ")
             } else {
@@ -280,7 +333,10 @@ pub fn program_iptables(rs: &mut Ruleset, ports: &[ServicePort], cluster_cidr: O
             };
             nat.append(
                 sep,
-                format!("-p {proto} {}{recent}-m {proto} -j DNAT --to-destination {ep}", comment(cm, &name)),
+                format!(
+                    "-p {proto} {}{recent}-m {proto} -j DNAT --to-destination {ep}",
+                    comment(cm, &name)
+                ),
             );
         }
     }
@@ -313,11 +369,27 @@ mod tests {
         let mut rs = Ruleset::default();
         let sp = port(&["10.2.0.42:80", "10.2.1.117:80", "10.2.2.132:80"]);
         program_iptables(&mut rs, std::slice::from_ref(&sp), None);
-        let rules = &rs.table("nat").unwrap().chain(&sp.svc_chain()).unwrap().rules;
+        let rules = &rs
+            .table("nat")
+            .unwrap()
+            .chain(&sp.svc_chain())
+            .unwrap()
+            .rules;
         assert_eq!(rules.len(), 3);
-        assert!(rules[0].contains("--probability 0.3333333333 "), "{}", rules[0]);
-        assert!(rules[1].contains("--probability 0.5000000000 "), "{}", rules[1]);
-        assert!(!rules[2].contains("statistic"), "last endpoint is unconditional");
+        assert!(
+            rules[0].contains("--probability 0.3333333333 "),
+            "{}",
+            rules[0]
+        );
+        assert!(
+            rules[1].contains("--probability 0.5000000000 "),
+            "{}",
+            rules[1]
+        );
+        assert!(
+            !rules[2].contains("statistic"),
+            "last endpoint is unconditional"
+        );
         assert!(rules[2].ends_with(&sp.sep_chain("10.2.2.132:80")));
     }
 
@@ -325,10 +397,20 @@ mod tests {
     fn service_without_endpoints_is_rejected_in_filter() {
         let mut rs = Ruleset::default();
         program_iptables(&mut rs, &[port(&[])], None);
-        let filter_svcs = &rs.table("filter").unwrap().chain("KUBE-SERVICES").unwrap().rules;
+        let filter_svcs = &rs
+            .table("filter")
+            .unwrap()
+            .chain("KUBE-SERVICES")
+            .unwrap()
+            .rules;
         assert_eq!(filter_svcs.len(), 1);
         assert!(filter_svcs[0].contains("has no endpoints") && filter_svcs[0].contains("REJECT"));
-        let nat_svcs = &rs.table("nat").unwrap().chain("KUBE-SERVICES").unwrap().rules;
+        let nat_svcs = &rs
+            .table("nat")
+            .unwrap()
+            .chain("KUBE-SERVICES")
+            .unwrap()
+            .rules;
         assert_eq!(nat_svcs.len(), 1, "only the nodeports rule: {nat_svcs:?}");
     }
 
@@ -340,7 +422,11 @@ mod tests {
         let refs: Vec<&str> = eps.iter().map(String::as_str).collect();
         let mut rs = Ruleset::default();
         program_iptables(&mut rs, &[port(&refs)], None);
-        let sep_rules = rs.table("nat").unwrap().chain(&port(&refs).sep_chain(&eps[0])).unwrap();
+        let sep_rules = rs
+            .table("nat")
+            .unwrap()
+            .chain(&port(&refs).sep_chain(&eps[0]))
+            .unwrap();
         assert!(sep_rules.rules.iter().all(|r| !r.contains("--comment")));
     }
 }

@@ -60,16 +60,27 @@ pub fn program_iptables(rs: &mut Ruleset, ports: &[HostPort], pod_cidr: &str) {
         return;
     }
     let nat = rs.table_mut("nat");
-    nat.append("PREROUTING", "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT");
-    nat.append("OUTPUT", "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT");
+    nat.append(
+        "PREROUTING",
+        "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+    );
+    nat.append(
+        "OUTPUT",
+        "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+    );
     nat.append(
         "POSTROUTING",
         "-m comment --comment \"CNI portfwd requiring masquerade\" -j CNI-HOSTPORT-MASQ",
     );
-    nat.append("CNI-HOSTPORT-MASQ", format!("-m mark --mark {SETMARK} -j MASQUERADE"));
+    nat.append(
+        "CNI-HOSTPORT-MASQ",
+        format!("-m mark --mark {SETMARK} -j MASQUERADE"),
+    );
     nat.append(
         "CNI-HOSTPORT-SETMARK",
-        format!("-m comment --comment \"CNI portfwd masquerade mark\" -j MARK --set-xmark {SETMARK}"),
+        format!(
+            "-m comment --comment \"CNI portfwd masquerade mark\" -j MARK --set-xmark {SETMARK}"
+        ),
     );
     for hp in ports {
         let chain = dnat_chain(&hp.id);
@@ -82,11 +93,20 @@ pub fn program_iptables(rs: &mut Ruleset, ports: &[HostPort], pod_cidr: &str) {
             ),
         );
         let port = format!("-p {proto} -m {proto} --dport {}", hp.host_port);
-        nat.append(&chain, format!("-s {pod_cidr} {port} -j CNI-HOSTPORT-SETMARK"));
-        nat.append(&chain, format!("-s 127.0.0.1/32 {port} -j CNI-HOSTPORT-SETMARK"));
         nat.append(
             &chain,
-            format!("{port} -j DNAT --to-destination {}:{}", hp.pod_ip, hp.container_port),
+            format!("-s {pod_cidr} {port} -j CNI-HOSTPORT-SETMARK"),
+        );
+        nat.append(
+            &chain,
+            format!("-s 127.0.0.1/32 {port} -j CNI-HOSTPORT-SETMARK"),
+        );
+        nat.append(
+            &chain,
+            format!(
+                "{port} -j DNAT --to-destination {}:{}",
+                hp.pod_ip, hp.container_port
+            ),
         );
     }
 }

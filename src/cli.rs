@@ -1,0 +1,125 @@
+//! The command line (clap). Only commands that work are here.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::lab::{DEFAULT_NAME, Fault, IptablesBackend};
+
+/// Diagnose and repair Kubernetes networking on flannel (VXLAN) + kube-proxy clusters.
+#[derive(Debug, Parser)]
+#[command(name = "knetdoctor", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// Readable text (NO_COLOR respected).
+    #[default]
+    Text,
+    /// JSON with a stable schema.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what is there: a node's dataplane as the kernel holds it.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+    /// The seed cluster built for real in network namespaces: up, status, break, heal, down.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Internal: the HTTP responder the lab runs in each nginx pod.
+    #[command(hide = true)]
+    LabResponder {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectCommand {
+    /// A node's links, addresses, routes, rules, neighbours, FDB and sysctls, read over rtnetlink.
+    Node(InspectNodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectNodeArgs {
+    /// A node of the lab (e.g. k8s-node-12); omit to read the current namespace.
+    pub node: Option<String>,
+    /// Read this named network namespace (/run/netns/NAME) instead.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// The lab whose node NODE names.
+    #[arg(long, default_value = DEFAULT_NAME)]
+    pub lab: String,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct LabName {
+    /// The lab's name: its namespaces are kdlab-NAME-*.
+    #[arg(long, default_value = DEFAULT_NAME)]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build the lab: nodes, pods, flannel, kube-proxy rules, DNS, ingress; print where its objects are.
+    Up {
+        #[command(flatten)]
+        name: LabName,
+        /// Number of nodes (the first is k8s-master-10).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Replicas of the nginx Deployment per node.
+        #[arg(long, default_value_t = 1)]
+        pods_per_node: usize,
+        /// Which iptables the nodes use.
+        #[arg(long, value_enum, default_value_t = IptablesBackend::Nft)]
+        iptables: IptablesBackend,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// What exists, what runs, which faults are injected, and whether each path works.
+    Status {
+        #[command(flatten)]
+        name: LabName,
+        /// Skip the path probes (ping, curl, dig).
+        #[arg(long)]
+        no_probe: bool,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Remove everything the lab made (also after a crash), and nothing else.
+    Down {
+        #[command(flatten)]
+        name: LabName,
+    },
+    /// Inject one fault (see --list).
+    Break {
+        #[command(flatten)]
+        name: LabName,
+        /// The fault to inject.
+        #[arg(required_unless_present = "list")]
+        fault: Option<Fault>,
+        /// The node to break (default k8s-node-12).
+        #[arg(long)]
+        node: Option<String>,
+        /// For per-peer faults: the remote node (default: the next node).
+        #[arg(long)]
+        peer: Option<String>,
+        /// Describe every fault in one line and exit.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Undo every injected fault.
+    Heal {
+        #[command(flatten)]
+        name: LabName,
+    },
+}

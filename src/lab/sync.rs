@@ -1,0 +1,121 @@
+//! Renders what the lab's cluster objects imply onto the lab: the objects
+//! directory, every node's iptables (as kube-proxy, flannel and portmap
+//! would write them, with iptables faults applied), the ingress controller's
+//! nginx.conf and CoreDNS's records. Called by `lab up`, `break` and `heal`.
+
+use std::path::Path;
+
+use super::exec;
+use super::faults::{Fault, WRONG_INGRESS_PORT, transform_ruleset};
+use super::objects;
+use super::services;
+use super::state::LabState;
+use super::topology::PodRole;
+use crate::error::{Error, Result};
+use crate::model::{Cluster, ClusterNetwork, expect, kube_proxy};
+
+/// The cluster objects as they stand with the active faults.
+pub fn current_cluster(state: &LabState) -> Cluster {
+    let dns_down = state.faults.iter().any(|f| f.fault == Fault::DnsDown);
+    let mut cluster = objects::cluster(&state.topology, &|p| {
+        !(dns_down && p.role == PodRole::CoreDns)
+    });
+    if state
+        .faults
+        .iter()
+        .any(|f| f.fault == Fault::IngressBackendPort)
+    {
+        cluster.ingresses = vec![objects::ingress(WRONG_INGRESS_PORT)];
+    }
+    cluster
+}
+
+fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(false);
+    }
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
+    Ok(true)
+}
+
+/// Brings files, iptables and the ingress controller in line with the
+/// objects. Returns the cluster it rendered.
+pub fn sync(state: &LabState) -> Result<Cluster> {
+    let cluster = current_cluster(state);
+    cluster.write_dir(&state.cluster_dir())?;
+    write_if_changed(
+        &state.dir.join("dns").join("hosts"),
+        &services::dns_hosts(&cluster),
+    )?;
+
+    let net = ClusterNetwork::from_cluster(&cluster)
+        .ok_or_else(|| Error::env("the lab's objects lack kube-flannel-cfg", None))?;
+    let ports = kube_proxy::service_ports(&cluster);
+    for node in &state.topology.nodes {
+        let mut rs = expect::iptables(&cluster, &node.name, &net);
+        for f in state
+            .faults
+            .iter()
+            .filter(|f| f.fault.is_iptables() && f.node.as_deref() == Some(&node.name))
+        {
+            transform_ruleset(&mut rs, f.fault, &ports, &state.topology, f.peer.as_deref());
+        }
+        exec::run_in(
+            &node.netns,
+            state.iptables.restore(),
+            &["-w", "5"],
+            &rs.render(),
+        )?;
+    }
+
+    if let Some(ingress) = state.topology.pods_with(PodRole::Ingress).next() {
+        let dir = state.dir.join("ingress");
+        let conf = services::nginx_conf(&cluster, &ingress.ip.to_string(), &dir);
+        let changed = write_if_changed(&dir.join("nginx.conf"), &conf)?;
+        if changed {
+            for p in state
+                .processes
+                .iter()
+                .filter(|p| p.role == "nginx" && super::process::is_alive(p))
+            {
+                reload_nginx(p.pid);
+            }
+        }
+    }
+    Ok(cluster)
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+/// SIGHUPs the nginx master and waits (up to 2 s) until a worker of the new
+/// generation runs, so the next request sees the new configuration.
+fn reload_nginx(master: i32) {
+    let before = children(master);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(master),
+        nix::sys::signal::Signal::SIGHUP,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        let now = children(master);
+        if now.iter().any(|c| !before.contains(c))
+            && before.iter().all(|c| !now.contains(c) || is_exiting(*c))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// An old worker that closed its listeners and is draining (nginx retitles it).
+fn is_exiting(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("shutting down"))
+        .unwrap_or(true)
+}
