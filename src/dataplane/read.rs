@@ -82,11 +82,13 @@ async fn dump_all() -> Result<NodeState> {
     let neighs: Vec<NeighbourMessage> = handle
         .neighbours()
         .get()
-        .set_address_family(AddressFamily::Inet)
         .execute()
-        .try_collect()
+        .try_collect::<Vec<_>>()
         .await
-        .map_err(nl_err("neighbours"))?;
+        .map_err(nl_err("neighbours"))?
+        .into_iter()
+        .filter(|m| matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6))
+        .collect();
     let fdb: Vec<NeighbourMessage> = handle
         .neighbours()
         .get()
@@ -121,15 +123,20 @@ async fn dump_all() -> Result<NodeState> {
 }
 
 async fn dump_routes(handle: &Handle) -> Result<Vec<RouteMessage>> {
-    let mut msg = RouteMessage::default();
-    msg.header.address_family = AddressFamily::Inet;
-    handle
-        .route()
-        .get(msg)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(nl_err("routes"))
+    let mut all = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
+        let mut routes: Vec<RouteMessage> = handle
+            .route()
+            .get(msg)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl_err("routes"))?;
+        all.append(&mut routes);
+    }
+    Ok(all)
 }
 
 fn link_name(m: &LinkMessage) -> String {

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Every test, as root: unit tests on the pure core and the lab tests that
+# build real network namespaces and verify them with iproute2, ping, curl, dig.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+cargo test --locked -- --test-threads=2

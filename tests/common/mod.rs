@@ -1,0 +1,162 @@
+//! Shared helpers for the lab tests: a lab that is always taken down (also
+//! when the test panics), and the independent tools the tests verify with.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_knetdoctor");
+
+/// Runs knetdoctor with `args`.
+pub fn kd(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run knetdoctor")
+}
+
+/// Runs knetdoctor and asserts success, returning stdout.
+pub fn kd_ok(args: &[&str]) -> String {
+    let out = kd(args);
+    assert!(
+        out.status.success(),
+        "knetdoctor {args:?} failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command inside a named namespace with `ip netns exec` (an
+/// independent path into the namespace, not knetdoctor's own setns).
+pub fn in_ns(ns: &str, argv: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(argv)
+        .output()
+        .expect("run ip netns exec")
+}
+
+/// stdout of a command in a namespace, with its success.
+pub fn in_ns_text(ns: &str, argv: &[&str]) -> (bool, String) {
+    let o = in_ns(ns, argv);
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// Namespaces whose name starts with `prefix` (from `ip netns list`).
+pub fn namespaces_with(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab tests need root (network namespaces); run them as the README says"
+    );
+}
+
+/// A lab for one test; `lab down` runs on drop, panic or not.
+pub struct Lab {
+    pub name: String,
+}
+
+impl Lab {
+    pub fn up(name: &str, extra: &[&str]) -> Lab {
+        require_root();
+        // A previous crashed run may have left this lab behind.
+        let _ = kd(&["lab", "down", "--name", name]);
+        let lab = Lab {
+            name: name.to_string(),
+        };
+        let mut args = vec!["lab", "up", "--name", name];
+        args.extend_from_slice(extra);
+        kd_ok(&args);
+        lab
+    }
+
+    pub fn ns(&self, suffix: &str) -> String {
+        format!("kdlab-{}-{suffix}", self.name)
+    }
+
+    pub fn node(&self, node: &str) -> String {
+        self.ns(node)
+    }
+
+    pub fn pod(&self, pod: &str) -> String {
+        self.ns(&format!("pod-{pod}"))
+    }
+
+    pub fn outside(&self) -> String {
+        self.ns("outside")
+    }
+
+    pub fn kd(&self, args: &[&str]) -> String {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend_from_slice(&["--name", &self.name]);
+        kd_ok(&a)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = kd(&["lab", "down", "--name", &self.name]);
+        let left = namespaces_with(&format!("kdlab-{}-", self.name));
+        if !std::thread::panicking() {
+            assert!(left.is_empty(), "lab down left namespaces behind: {left:?}");
+        }
+    }
+}
+
+/// Seed pod names.
+pub const NGINX_MASTER: &str = "nginx-56d58c56c7-zl6ms";
+pub const NGINX_NODE11: &str = "nginx-56d58c56c7-2zp46";
+pub const NGINX_NODE12: &str = "nginx-56d58c56c7-mr7p9";
+pub const BUSYBOX: &str = "busybox-deployment-5db9ff768-zrlxw";
+pub const COREDNS_MASTER: &str = "coredns-6d56c8448f-g6m9z";
+
+pub fn ping(ns: &str, ip: &str) -> bool {
+    in_ns(ns, &["ping", "-c1", "-W1", ip]).status.success()
+}
+
+/// A full-size (1450-byte) don't-fragment ping: proves the MTU as well.
+pub fn ping_full(ns: &str, ip: &str) -> bool {
+    in_ns(ns, &["ping", "-c1", "-W1", "-M", "do", "-s", "1422", ip])
+        .status
+        .success()
+}
+
+/// HTTP GET with curl; the body on success.
+pub fn curl(ns: &str, url: &str, host: Option<&str>) -> Option<String> {
+    let header = host.map(|h| format!("Host: {h}"));
+    let mut argv = vec!["curl", "-sf", "-m", "2"];
+    if let Some(h) = &header {
+        argv.extend_from_slice(&["-H", h]);
+    }
+    argv.push(url);
+    let (ok, body) = in_ns_text(ns, &argv);
+    ok.then(|| body.trim().to_string())
+}
+
+/// `dig +short` against kube-dns; the answers.
+pub fn dig(ns: &str, name: &str) -> Vec<String> {
+    let (_, out) = in_ns_text(
+        ns,
+        &["dig", "+short", "+time=1", "+tries=1", "@10.1.0.10", name],
+    );
+    out.lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .collect()
+}
