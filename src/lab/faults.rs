@@ -57,36 +57,15 @@ pub const WRONG_VTEP_MAC: &str = "02:de:ad:be:ef:01";
 pub const WRONG_INGRESS_PORT: i32 = 8080;
 
 impl Fault {
-    /// Every fault, in `--list` order.
+    /// Every fault, in `--list` order (the declaration order).
     pub fn all() -> &'static [Fault] {
-        use Fault::*;
-        &[
-            RouteMissing,
-            RouteWrongGw,
-            NeighMissing,
-            NeighWrongMac,
-            FdbMissing,
-            FdbStaleDst,
-            VtepDown,
-            VtepMtu,
-            Cni0AddrWrong,
-            IpForwardOff,
-            ForwardDrop,
-            PodVethDown,
-            SvcChainMissing,
-            SepStale,
-            NodeportMissing,
-            MasqMissing,
-            DnsDown,
-            IngressBackendPort,
-        ]
+        <Fault as clap::ValueEnum>::value_variants()
     }
 
     /// The kebab-case name used on the command line.
     pub fn name(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
             .unwrap_or_default()
     }
 

@@ -74,32 +74,8 @@ fn backend_endpoints(
         return Vec::new();
     };
     let port_name = sp.name.clone().unwrap_or_default();
-    let mut eps = Vec::new();
-    for slice in cluster.endpoint_slices.iter().filter(|s| {
-        s.metadata.namespace.as_deref() == Some(ns)
-            && s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-                .map(String::as_str)
-                == Some(name)
-    }) {
-        let Some(port) = slice
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.clone().unwrap_or_default() == port_name)
-            .and_then(|p| p.port)
-        else {
-            continue;
-        };
-        for ep in &slice.endpoints {
-            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
-                continue;
-            }
-            eps.extend(ep.addresses.iter().map(|a| format!("{a}:{port}")));
-        }
-    }
+    let protocol = sp.protocol.as_deref().unwrap_or("TCP");
+    let mut eps = cluster.ready_endpoints(ns, name, &port_name, protocol);
     eps.sort();
     eps
 }

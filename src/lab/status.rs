@@ -11,7 +11,7 @@ use super::faults::ActiveFault;
 use super::objects::{INGRESS_HOST, NODE_PORT};
 use super::process;
 use super::state::LabState;
-use super::topology::{CLUSTER_DNS, PodRole, Topology};
+use super::topology::{CLUSTER_DNS, LabPod, OUTSIDE_IP, PodRole, Topology};
 use crate::dataplane::Netns;
 use crate::error::Result;
 
@@ -56,7 +56,45 @@ struct Probe {
     netns: String,
     from: String,
     argv: Vec<String>,
+    /// Text the tool's stdout must contain on success.
     expect: String,
+}
+
+impl Probe {
+    fn new(name: String, netns: &str, from: &str, argv: &[&str], expect: &str) -> Self {
+        Probe {
+            name,
+            netns: netns.to_string(),
+            from: from.to_string(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            expect: expect.to_string(),
+        }
+    }
+
+    /// One ICMP echo; `full` sends 1450 bytes with DF set, proving the MTU too.
+    fn ping(name: String, from: &LabPod, ip: &str, full: bool) -> Self {
+        let mut argv = vec!["ping", "-c1", "-W1"];
+        if full {
+            argv.extend_from_slice(&["-M", "do", "-s", "1422"]);
+        }
+        argv.push(ip);
+        Probe::new(name, &from.netns, &pod_name(from), &argv, "1 received")
+    }
+
+    /// One HTTP GET that must be answered by an nginx pod's responder.
+    fn http(name: String, netns: &str, from: &str, url: &str, host: Option<&str>) -> Self {
+        let header = host.map(|h| format!("Host: {h}"));
+        let mut argv = vec!["curl", "-sf", "-m", "2"];
+        if let Some(h) = &header {
+            argv.extend_from_slice(&["-H", h]);
+        }
+        argv.push(url);
+        Probe::new(name, netns, from, &argv, "nginx-")
+    }
+}
+
+fn pod_name(p: &LabPod) -> String {
+    format!("{}/{}", p.namespace, p.name)
 }
 
 fn probes(topo: &Topology) -> Vec<Probe> {
@@ -66,112 +104,80 @@ fn probes(topo: &Topology) -> Vec<Probe> {
             .iter()
             .find(|p| p.node == node && p.role == PodRole::Nginx)
     };
+    let outside = OUTSIDE_IP.to_string();
     let n = topo.nodes.len();
     for i in 0..n {
         let (a, b) = (&topo.nodes[i], &topo.nodes[(i + 1) % n]);
-        if let (Some(src), Some(dst)) = (first_nginx(&a.name), first_nginx(&b.name)) {
-            v.push(Probe {
-                name: format!("pod-to-pod {} -> {}", a.name, b.name),
-                netns: src.netns.clone(),
-                from: format!("{}/{}", src.namespace, src.name),
-                // Full-size, don't-fragment: proves the MTU along the overlay too.
-                argv: ["ping", "-c1", "-W1", "-M", "do", "-s", "1422"]
-                    .map(String::from)
-                    .into_iter()
-                    .chain([dst.ip.to_string()])
-                    .collect(),
-                expect: "1 received".into(),
-            });
+        let Some(src) = first_nginx(&a.name) else {
+            continue;
+        };
+        if let Some(dst) = first_nginx(&b.name) {
+            v.push(Probe::ping(
+                format!("pod-to-pod {} -> {}", a.name, b.name),
+                src,
+                &dst.ip.to_string(),
+                true,
+            ));
         }
-        if let Some(src) = first_nginx(&a.name) {
-            v.push(Probe {
-                name: format!("pod on {} -> outside client (masquerade)", a.name),
-                netns: src.netns.clone(),
-                from: format!("{}/{}", src.namespace, src.name),
-                argv: vec![
-                    "ping".into(),
-                    "-c1".into(),
-                    "-W1".into(),
-                    super::topology::OUTSIDE_IP.to_string(),
-                ],
-                expect: "1 received".into(),
-            });
-        }
+        v.push(Probe::ping(
+            format!("pod on {} -> outside client (masquerade)", a.name),
+            src,
+            &outside,
+            false,
+        ));
     }
     let master = &topo.nodes[0].name;
-    if let (Some(src), Some(dst)) = (
-        first_nginx(master),
-        topo.pods_on(master).find(|p| p.role == PodRole::CoreDns),
-    ) {
-        v.push(Probe {
-            name: format!("same-node pod-to-pod on {master}"),
-            netns: src.netns.clone(),
-            from: format!("{}/{}", src.namespace, src.name),
-            argv: vec![
-                "ping".into(),
-                "-c1".into(),
-                "-W1".into(),
-                dst.ip.to_string(),
-            ],
-            expect: "1 received".into(),
-        });
+    let master_dns = topo.pods_on(master).find(|p| p.role == PodRole::CoreDns);
+    if let (Some(src), Some(dst)) = (first_nginx(master), master_dns) {
+        v.push(Probe::ping(
+            format!("same-node pod-to-pod on {master}"),
+            src,
+            &dst.ip.to_string(),
+            false,
+        ));
     }
     if let Some(bb) = topo.pods_with(PodRole::Busybox).next() {
-        let from = format!("{}/{}", bb.namespace, bb.name);
-        v.push(Probe {
-            name: "ClusterIP test-svc-ns/linux0224-nginx:80 (HTTP)".into(),
-            netns: bb.netns.clone(),
-            from: from.clone(),
-            argv: ["curl", "-sf", "-m", "2", "http://10.1.59.153/"]
-                .map(String::from)
-                .to_vec(),
-            expect: "nginx-".into(),
-        });
-        v.push(Probe {
-            name: "DNS kube-dns: linux0224-nginx.test-svc-ns.svc.cluster.local".into(),
-            netns: bb.netns.clone(),
-            from,
-            argv: vec![
-                "dig".into(),
-                "+short".into(),
-                "+time=1".into(),
-                "+tries=1".into(),
-                format!("@{CLUSTER_DNS}"),
-                "linux0224-nginx.test-svc-ns.svc.cluster.local".into(),
+        let name = "linux0224-nginx.test-svc-ns.svc.cluster.local";
+        v.push(Probe::http(
+            "ClusterIP test-svc-ns/linux0224-nginx:80 (HTTP)".into(),
+            &bb.netns,
+            &pod_name(bb),
+            "http://10.1.59.153/",
+            None,
+        ));
+        v.push(Probe::new(
+            format!("DNS kube-dns: {name}"),
+            &bb.netns,
+            &pod_name(bb),
+            &[
+                "dig",
+                "+short",
+                "+time=1",
+                "+tries=1",
+                &format!("@{CLUSTER_DNS}"),
+                name,
             ],
-            expect: "10.1.59.153".into(),
-        });
+            "10.1.59.153",
+        ));
     }
     for node in &topo.nodes {
-        v.push(Probe {
-            name: format!("NodePort {}:{NODE_PORT} from outside", node.name),
-            netns: topo.outside_netns.clone(),
-            from: "outside client".into(),
-            argv: vec![
-                "curl".into(),
-                "-sf".into(),
-                "-m".into(),
-                "2".into(),
-                format!("http://{}:{NODE_PORT}/", node.ip),
-            ],
-            expect: "nginx-".into(),
-        });
+        let url = format!("http://{}:{NODE_PORT}/", node.ip);
+        v.push(Probe::http(
+            format!("NodePort {}:{NODE_PORT} from outside", node.name),
+            &topo.outside_netns,
+            "outside client",
+            &url,
+            None,
+        ));
     }
-    v.push(Probe {
-        name: format!("Ingress http://{INGRESS_HOST}/ from outside"),
-        netns: topo.outside_netns.clone(),
-        from: "outside client".into(),
-        argv: vec![
-            "curl".into(),
-            "-sf".into(),
-            "-m".into(),
-            "2".into(),
-            "-H".into(),
-            format!("Host: {INGRESS_HOST}"),
-            format!("http://{}/", topo.nodes[0].ip),
-        ],
-        expect: "nginx-".into(),
-    });
+    let url = format!("http://{}/", topo.nodes[0].ip);
+    v.push(Probe::http(
+        format!("Ingress http://{INGRESS_HOST}/ from outside"),
+        &topo.outside_netns,
+        "outside client",
+        &url,
+        Some(INGRESS_HOST),
+    ));
     v
 }
 

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
 /// Every object knetdoctor reasons about. Secrets are never part of it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Cluster {
@@ -108,6 +111,56 @@ impl Cluster {
             c.metadata.namespace.as_deref() == Some(namespace)
                 && c.metadata.name.as_deref() == Some(name)
         })
+    }
+
+    /// The EndpointSlices of Service `namespace/name` (by the
+    /// `kubernetes.io/service-name` label, as kube-proxy finds them).
+    pub fn slices_for<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        self.endpoint_slices.iter().filter(move |s| {
+            s.metadata.namespace.as_deref() == Some(namespace)
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .map(String::as_str)
+                    == Some(name)
+        })
+    }
+
+    /// Ready endpoints (`IP:port`) of one port of Service `namespace/name`,
+    /// matched by port name and protocol as kube-proxy matches them; an
+    /// endpoint without a `ready` condition counts as ready.
+    pub fn ready_endpoints(
+        &self,
+        namespace: &str,
+        name: &str,
+        port_name: &str,
+        protocol: &str,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for slice in self.slices_for(namespace, name) {
+            let port = slice.ports.iter().flatten().find(|p| {
+                p.name.as_deref().unwrap_or("") == port_name
+                    && p.protocol
+                        .as_deref()
+                        .unwrap_or("TCP")
+                        .eq_ignore_ascii_case(protocol)
+            });
+            let Some(port_number) = port.and_then(|p| p.port) else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                    continue;
+                }
+                out.extend(ep.addresses.iter().map(|a| format!("{a}:{port_number}")));
+            }
+        }
+        out
     }
 
     /// Pods scheduled on `node`.

@@ -32,15 +32,7 @@ pub fn records(cluster: &Cluster, domain: &str) -> Vec<Record> {
         let fqdn = format!("{name}.{ns}.svc.{domain}");
         match spec.cluster_ip.as_deref() {
             Some("None") => {
-                for slice in cluster.endpoint_slices.iter().filter(|s| {
-                    s.metadata.namespace.as_deref() == Some(ns)
-                        && s.metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get("kubernetes.io/service-name"))
-                            .map(String::as_str)
-                            == Some(name)
-                }) {
+                for slice in cluster.slices_for(ns, name) {
                     for ep in &slice.endpoints {
                         if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
                             continue;

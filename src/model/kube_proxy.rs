@@ -88,7 +88,7 @@ pub fn service_ports(cluster: &Cluster) -> Vec<ServicePort> {
         for p in spec.ports.iter().flatten() {
             let port_name = p.name.clone().unwrap_or_default();
             let protocol = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-            let mut endpoints = ready_endpoints(cluster, ns, name, &port_name, &protocol);
+            let mut endpoints = cluster.ready_endpoints(ns, name, &port_name, &protocol);
             endpoints.sort();
             endpoints.dedup();
             out.push(ServicePort {
@@ -105,50 +105,6 @@ pub fn service_ports(cluster: &Cluster) -> Vec<ServicePort> {
         }
     }
     out.sort_by_key(|sp| (sp.name(), sp.protocol.clone()));
-    out
-}
-
-fn ready_endpoints(
-    cluster: &Cluster,
-    ns: &str,
-    service: &str,
-    port_name: &str,
-    protocol: &str,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for slice in &cluster.endpoint_slices {
-        let owner = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"));
-        if slice.metadata.namespace.as_deref() != Some(ns)
-            || owner.map(String::as_str) != Some(service)
-        {
-            continue;
-        }
-        let Some(port) = slice.ports.iter().flatten().find(|p| {
-            p.name.as_deref().unwrap_or("") == port_name
-                && p.protocol
-                    .as_deref()
-                    .unwrap_or("TCP")
-                    .eq_ignore_ascii_case(protocol)
-        }) else {
-            continue;
-        };
-        let Some(port_number) = port.port else {
-            continue;
-        };
-        for ep in &slice.endpoints {
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if !ready {
-                continue;
-            }
-            for addr in &ep.addresses {
-                out.push(format!("{addr}:{port_number}"));
-            }
-        }
-    }
     out
 }
 
