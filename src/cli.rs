@@ -50,7 +50,8 @@ pub enum InspectCommand {
 pub struct InspectNodeArgs {
     /// A node of the lab (e.g. k8s-node-12); omit to read the current namespace.
     pub node: Option<String>,
-    /// Read this named network namespace (/run/netns/NAME) instead.
+    /// Read this network namespace instead: a name under /run/netns, or a
+    /// path such as /proc/PID/ns/net.
     #[arg(long)]
     pub netns: Option<String>,
     /// The lab whose node NODE names.

@@ -64,14 +64,33 @@ fn lab_command(cmd: LabCommand) -> Result<u8> {
             output,
         } => {
             let started = Instant::now();
-            let state = lab::up(
-                LabParams {
-                    name: name.name.clone(),
-                    nodes,
-                    pods_per_node,
-                },
-                iptables,
-            )?;
+            // Drawn only on a terminal, and only once the build takes a while.
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} lab up [{bar:30}] {pos}/{len} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            let progress = |what: &str, done: u64, total: u64| {
+                if started.elapsed().as_millis() > 500 {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                    bar.set_message(what.to_string());
+                }
+            };
+            let params = LabParams {
+                name: name.name.clone(),
+                nodes,
+                pods_per_node,
+            };
+            let result = lab::up(params, iptables, &progress);
+            bar.finish_and_clear();
+            let state = result?;
             let secs = started.elapsed().as_secs_f64();
             match output {
                 Output::Json => json(&serde_json::json!({

@@ -308,6 +308,10 @@ fn inspect_node_json_agrees_with_iproute2() {
     }
     let pod = lab.pod(BUSYBOX);
     compare_namespace(&pod, &["inspect", "node", "--netns", &pod, "-o", "json"]);
+    // A namespace given by path (as /proc/PID/ns/net would be).
+    let pod = lab.pod(NGINX_NODE11);
+    let path = format!("/run/netns/{pod}");
+    compare_namespace(&pod, &["inspect", "node", "--netns", &path, "-o", "json"]);
 
     // After faults the reader still agrees, and sees what changed.
     lab.kd(&["lab", "break", "fdb-stale-dst"]);

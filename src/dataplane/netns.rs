@@ -63,6 +63,10 @@ impl Netns {
                 format!("network namespace {} does not exist", self.display_name()),
                 Some("`ip netns list` shows the named namespaces; `knetdoctor lab status` shows the lab's".to_string()),
             )),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Error::env(
+                format!("cannot open network namespace {}: permission denied", self.display_name()),
+                Some("run as root; a /proc/PID/ns/net path also needs ptrace access to that process".to_string()),
+            )),
             Err(e) => Err(Error::io(path, e)),
         }
     }

@@ -52,8 +52,11 @@ pub fn existing_namespaces(name: &str) -> Vec<String> {
     v
 }
 
+/// Called as `lab up` works through its steps: (what, done, total).
+pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);
+
 /// Builds the lab. On failure everything built so far is removed again.
-pub fn up(params: LabParams, backend: IptablesBackend) -> Result<LabState> {
+pub fn up(params: LabParams, backend: IptablesBackend, progress: Progress) -> Result<LabState> {
     preflight(backend)?;
     let topo = Topology::new(params)?;
     let name = topo.params.name.clone();
@@ -78,7 +81,7 @@ pub fn up(params: LabParams, backend: IptablesBackend) -> Result<LabState> {
         complete: false,
     };
     state.save()?;
-    match build(&mut state) {
+    match build(&mut state, progress) {
         Ok(()) => Ok(state),
         Err(e) => {
             let _ = down(&name);
@@ -87,8 +90,15 @@ pub fn up(params: LabParams, backend: IptablesBackend) -> Result<LabState> {
     }
 }
 
-fn build(state: &mut LabState) -> Result<()> {
+fn build(state: &mut LabState, progress: Progress) -> Result<()> {
     let topo = state.topology.clone();
+    // Steps: namespaces + underlay, each node, each pod, iptables, processes.
+    let total = (2 + topo.nodes.len() + topo.pods.len() + 2) as u64;
+    let mut done = 0u64;
+    let mut step = |what: &str| {
+        done += 1;
+        progress(what, done, total);
+    };
     ip_root_batch(
         &topo
             .all_netns()
@@ -116,6 +126,7 @@ fn build(state: &mut LabState) -> Result<()> {
     ));
     sw.push("link set port254 master br0 up".into());
     ip_batch(&topo.underlay_netns, &sw)?;
+    step("underlay switch");
     ip_batch(
         &topo.outside_netns,
         &[
@@ -125,8 +136,10 @@ fn build(state: &mut LabState) -> Result<()> {
         ],
     )?;
 
+    step("outside client");
     let pod_mtu = vtep_mtu(UNDERLAY_MTU);
     for n in &topo.nodes {
+        step(&n.name);
         let mut b = vec![
             "link set lo up".to_string(),
             format!("link set eth0 mtu {UNDERLAY_MTU} up"),
@@ -205,6 +218,7 @@ fn build(state: &mut LabState) -> Result<()> {
     }
 
     for p in &topo.pods {
+        step(&p.name);
         let node = topo.node(&p.node)?;
         let gw = std::net::Ipv4Addr::from(u32::from(node.pod_cidr.network()) + 1);
         ip_batch(
@@ -227,8 +241,10 @@ fn build(state: &mut LabState) -> Result<()> {
             .map_err(|e| Error::io(etc.join("resolv.conf"), e))?;
     }
 
+    step("iptables, objects, ingress config");
     sync::sync(state)?;
 
+    step("dnsmasq, nginx, responders");
     for p in &topo.pods {
         if let Some(proc) = services::start_for(state, p)? {
             state.processes.push(proc);

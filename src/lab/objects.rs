@@ -464,3 +464,138 @@ fn config_maps() -> Vec<ConfigMap> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::services::ingress_routes;
+    use crate::lab::topology::LabParams;
+    use crate::model::{ClusterNetwork, dns, expect, flannel::Lease, kube_proxy};
+
+    fn seed() -> (Topology, Cluster) {
+        let topo = Topology::new(LabParams {
+            name: "t".into(),
+            nodes: 3,
+            pods_per_node: 1,
+        })
+        .unwrap();
+        let c = cluster(&topo, &|_| true);
+        (topo, c)
+    }
+
+    #[test]
+    fn node_objects_carry_the_leases_the_lab_programs() {
+        let (topo, c) = seed();
+        for n in &topo.nodes {
+            let lease = Lease::from_node(c.node(&n.name).unwrap()).unwrap();
+            assert_eq!(
+                (lease.pod_cidr, lease.public_ip, lease.vtep_mac.as_str()),
+                (n.pod_cidr, n.ip, n.vtep_mac.as_str())
+            );
+        }
+        let e = expect::flannel(&c, "k8s-node-12", 1500).unwrap();
+        assert_eq!(e.vtep_mtu, 1450);
+        assert_eq!(e.bridge_address.to_string(), "10.2.2.1/24");
+        let peers: Vec<_> = e
+            .peers
+            .iter()
+            .map(|p| (p.route_dst.to_string(), p.public_ip.to_string()))
+            .collect();
+        assert_eq!(
+            peers,
+            [
+                ("10.2.0.0/24".to_string(), "192.168.56.10".to_string()),
+                ("10.2.1.0/24".into(), "192.168.56.11".into())
+            ]
+        );
+        assert_eq!(
+            ClusterNetwork::from_cluster(&c)
+                .unwrap()
+                .cluster_cidr
+                .to_string(),
+            "10.2.0.0/16"
+        );
+    }
+
+    #[test]
+    fn services_resolve_to_the_pods_the_lab_runs() {
+        let (_, c) = seed();
+        let ports = kube_proxy::service_ports(&c);
+        let nginx = ports
+            .iter()
+            .find(|p| p.service == "linux0224-nginx")
+            .unwrap();
+        assert_eq!(
+            nginx.endpoints,
+            ["10.2.0.42:80", "10.2.1.117:80", "10.2.2.132:80"]
+        );
+        let np = ports
+            .iter()
+            .find(|p| p.service == "nodeport-service")
+            .unwrap();
+        assert_eq!(np.node_port, Some(NODE_PORT));
+        let dns_udp = ports
+            .iter()
+            .find(|p| p.service == "kube-dns" && p.protocol == "udp")
+            .unwrap();
+        assert_eq!(dns_udp.svc_chain(), "KUBE-SVC-TCOU7JCQXEZGVUNU");
+        assert_eq!(dns_udp.endpoints, ["10.2.0.2:53", "10.2.1.2:53"]);
+        let records = dns::records(&c, dns::CLUSTER_DOMAIN);
+        assert!(records.iter().any(
+            |r| r.name == "linux0224-nginx.test-svc-ns.svc.cluster.local"
+                && r.ip.to_string() == "10.1.59.153"
+        ));
+        let routes = ingress_routes(&c);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].upstreams.len(), 3);
+    }
+
+    #[test]
+    fn not_ready_coredns_turns_into_a_reject_rule() {
+        let (topo, _) = seed();
+        let c = cluster(&topo, &|p| p.role != PodRole::CoreDns);
+        let net = ClusterNetwork::from_cluster(&c).unwrap();
+        let rs = expect::iptables(&c, "k8s-node-12", &net).render();
+        assert!(rs.contains("-A KUBE-SERVICES -d 10.1.0.10/32 -p udp -m comment --comment \"kube-system/kube-dns:dns has no endpoints\""), "{rs}");
+        assert!(!rs.contains("KUBE-SVC-TCOU7JCQXEZGVUNU"));
+    }
+
+    #[test]
+    fn ingress_to_a_missing_port_has_no_upstream() {
+        let (_, mut c) = seed();
+        c.ingresses = vec![ingress(8080)];
+        assert!(ingress_routes(&c)[0].upstreams.is_empty());
+    }
+
+    #[test]
+    fn objects_round_trip_through_kubectl_lists() {
+        let (_, c) = seed();
+        let dir = std::env::temp_dir().join(format!("knetdoctor-objects-{}", std::process::id()));
+        c.write_dir(&dir).unwrap();
+        let back = Cluster::read_dir(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&c).unwrap()
+        );
+        let text = serde_json::to_value(&c.pods[0]).unwrap();
+        assert_eq!(
+            (text["apiVersion"].as_str(), text["kind"].as_str()),
+            (Some("v1"), Some("Pod"))
+        );
+    }
+
+    #[test]
+    fn malformed_list_names_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("knetdoctor-bad-{}", std::process::id()));
+        seed().1.write_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join("pods.json"),
+            "{\n \"items\": [ {\"metadata\": 7} ]\n}\n",
+        )
+        .unwrap();
+        let err = Cluster::read_dir(&dir).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(err.contains("pods.json") && err.contains("line 2"), "{err}");
+    }
+}
