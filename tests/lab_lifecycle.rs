@@ -153,3 +153,30 @@ fn up_rejects_bad_parameters_without_leaving_anything() {
     assert!(namespaces_with("kdlab-bad-").is_empty());
     assert!(!std::path::Path::new("/run/knetdoctor/lab/bad").exists());
 }
+
+#[test]
+fn legacy_iptables_backend_works_too() {
+    let lab = Lab::up("legacy", &["--iptables", "legacy"]);
+    let status = kd(&["lab", "status", "--name", "legacy"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    // The rules are in x_tables, not nf_tables.
+    let (_, legacy) = in_ns_text(
+        &lab.node("k8s-node-12"),
+        &["iptables-legacy-save", "-t", "nat"],
+    );
+    assert!(legacy.contains(":KUBE-SERVICES") && legacy.contains("FLANNEL-POSTRTG"));
+    let (_, nft) = in_ns_text(
+        &lab.node("k8s-node-12"),
+        &["iptables-nft-save", "-t", "nat"],
+    );
+    assert!(!nft.contains("KUBE-SERVICES"));
+    // Faults that rewrite iptables work on this backend as well.
+    lab.kd(&["lab", "break", "nodeport-missing"]);
+    assert!(curl(&lab.outside(), "http://192.168.56.12:30005/", None).is_none());
+    lab.kd(&["lab", "heal"]);
+    assert!(curl(&lab.outside(), "http://192.168.56.12:30005/", None).is_some());
+}

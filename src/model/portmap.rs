@@ -2,7 +2,7 @@
 //! flannel CNI chain (flannel -> bridge -> portmap) programs them.
 
 use k8s_openapi::api::core::v1::Pod;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha512};
 
 use super::ruleset::Ruleset;
 
@@ -47,11 +47,18 @@ pub fn host_ports<'a>(pods: impl Iterator<Item = &'a Pod>) -> Vec<HostPort> {
     out
 }
 
-/// `CNI-DN-<hash>`: the per-sandbox DNAT chain (20 hex characters).
+/// The CNI network name flannel's CNI config uses.
+pub const NETWORK_NAME: &str = "cbr0";
+
+/// `CNI-DN-<hash>`: the per-sandbox DNAT chain, named as the CNI plugins'
+/// `MustFormatChainNameWithPrefix` names it: sha512 of network name + sandbox
+/// id in hex, the whole name cut to iptables' 28 characters.
 pub fn dnat_chain(id: &str) -> String {
-    let digest = Sha256::digest(format!("cbr0{id}").as_bytes());
+    let digest = Sha512::digest(format!("{NETWORK_NAME}{id}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("CNI-DN-{}", &hex[..20])
+    let mut name = format!("CNI-DN-{hex}");
+    name.truncate(28);
+    name
 }
 
 /// Appends the portmap chains for `ports` on a node whose pods live in `pod_cidr`.
