@@ -8,7 +8,7 @@ use super::cluster::{Cluster, ClusterNetwork};
 use super::flannel::{self, Lease, LeaseError, PeerEntries};
 use super::kube_proxy;
 use super::portmap;
-use super::ruleset::Ruleset;
+use crate::dataplane::iptables::Ruleset;
 
 /// flannel's share of one node's expected state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
 use serde::{Deserialize, Serialize};
 
-use super::ruleset::Ruleset;
+use crate::dataplane::iptables::Ruleset;
 
 /// The VXLAN device name flannel uses for VNI 1.
 pub const VTEP_DEVICE: &str = "flannel.1";

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cluster::Cluster;
 use super::hash;
-use super::ruleset::Ruleset;
+use crate::dataplane::iptables::Ruleset;
 
 /// Above this many endpoints in total, kube-proxy stops writing rule comments.
 pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;

@@ -8,7 +8,6 @@ pub mod flannel;
 pub mod hash;
 pub mod kube_proxy;
 pub mod portmap;
-pub mod ruleset;
 
+pub use crate::dataplane::iptables::Ruleset;
 pub use cluster::{Cluster, ClusterNetwork};
-pub use ruleset::Ruleset;

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use sha2::{Digest, Sha512};
 
-use super::ruleset::Ruleset;
+use crate::dataplane::iptables::Ruleset;
 
 /// Mark bit portmap uses for hairpin masquerade.
 const SETMARK: &str = "0x2000/0x2000";

