@@ -24,6 +24,10 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Every broken link between what the API says and what the nodes do, with the evidence.
+    Check(CheckArgs),
+    /// Write an offline bundle (cluster objects, node states, raw iptables-save) that --bundle reads.
+    Collect(CollectArgs),
     /// Show what is there: a node's dataplane as the kernel holds it.
     #[command(subcommand)]
     Inspect(InspectCommand),
@@ -38,6 +42,38 @@ pub enum Command {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
+}
+
+/// Where the cluster comes from.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Read an offline bundle written by `knetdoctor collect`.
+    #[arg(long, global = true)]
+    pub bundle: Option<std::path::PathBuf>,
+    /// The lab to read when no --bundle is given.
+    #[arg(long, default_value = DEFAULT_NAME, global = true)]
+    pub lab: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Check only this node's dataplane (cluster-level findings are always reported).
+    #[arg(long)]
+    pub node: Option<String>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// The lab to collect from.
+    #[arg(long, default_value = DEFAULT_NAME)]
+    pub lab: String,
+    /// The bundle directory to write (must not exist yet).
+    #[arg(short = 'o', long = "output")]
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

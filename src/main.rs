@@ -47,6 +47,39 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Lab(cmd) => lab_command(cmd),
+        Command::Check(a) => {
+            let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab)?;
+            let cluster = target.cluster()?;
+            let nodes = target.node_states(a.node.as_deref())?;
+            let findings = knetdoctor::check::run(&cluster, &nodes);
+            let names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
+            match a.output {
+                Output::Json => json(&serde_json::json!({"nodes": names, "findings": findings})),
+                Output::Text => out(&knetdoctor::check::text::render(&findings, &names)),
+            }
+            Ok(if findings.is_empty() { 0 } else { 1 })
+        }
+        Command::Collect(a) => {
+            if a.dir.exists() {
+                return Err(knetdoctor::Error::usage(
+                    format!("{} already exists", a.dir.display()),
+                    Some("name a new directory; collect never overwrites".to_string()),
+                ));
+            }
+            let target = inspect::Target::from_flags(None, &a.lab)?;
+            let cluster = target.cluster()?;
+            let nodes = target.node_states(None)?;
+            inspect::bundle::write(&a.dir, &cluster, &nodes)?;
+            out(&format!(
+                "bundle written to {}: {} nodes, {} pods, {} services\n",
+                a.dir.display(),
+                nodes.len(),
+                cluster.pods.len(),
+                cluster.services.len()
+            ));
+            Ok(0)
+        }
+
         Command::LabResponder { name, listen } => {
             lab::services::run_responder(&name, listen)?;
             Ok(0)

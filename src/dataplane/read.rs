@@ -118,7 +118,7 @@ async fn dump_all() -> Result<NodeState> {
             .iter()
             .filter_map(|m| convert_fdb(m, &name_of))
             .collect(),
-        sysctls: Sysctls::default(),
+        ..Default::default()
     })
 }
 

@@ -19,6 +19,55 @@ pub struct NodeState {
     pub neighs: Vec<Neigh>,
     pub fdb: Vec<FdbEntry>,
     pub sysctls: Sysctls,
+    /// iptables rulesets, one per backend that holds any rules.
+    #[serde(default)]
+    pub iptables: Vec<IptablesBackendState>,
+    /// Interfaces in other namespaces whose veth peer lives here (pods).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    /// UDP conntrack entries towards port 53 (DNS).
+    #[serde(default)]
+    pub conntrack_dns: Vec<ConntrackEntry>,
+    /// tx-checksum-ip-generic per VXLAN device (true = offload on).
+    #[serde(default)]
+    pub vxlan_tx_checksum: BTreeMap<String, bool>,
+    /// What could not be read, and why (a tool missing, a namespace gone).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One iptables backend's rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IptablesBackendState {
+    /// `nft` (iptables-nft) or `legacy` (iptables-legacy).
+    pub backend: String,
+    pub ruleset: super::iptables::Ruleset,
+}
+
+/// The far end of a veth whose near end is on this node: a pod's eth0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The namespace it lives in.
+    pub netns: String,
+    pub ifname: String,
+    pub mac: Option<String>,
+    pub mtu: u32,
+    pub up: bool,
+    /// Its IPv4 addresses.
+    pub addrs: Vec<IpAddr>,
+    /// The ifindex of its peer on this node (the host-side veth).
+    pub peer_ifindex: Option<u32>,
+}
+
+/// One conntrack entry: original direction and the reply's source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConntrackEntry {
+    pub proto: String,
+    pub orig_src: IpAddr,
+    pub orig_dst: IpAddr,
+    pub orig_dport: u16,
+    /// Where replies come from: the real endpoint after DNAT.
+    pub reply_src: IpAddr,
 }
 
 /// A network device.

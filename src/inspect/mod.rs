@@ -1,7 +1,12 @@
-//! Reading: where a node's state comes from (this namespace, a named one, a
-//! lab node) and how it is shown. Decides nothing about what is wrong.
+//! Reading: where the cluster and a node's state come from (a lab, a
+//! bundle, this namespace, a named one) and how node state is shown.
+//! Decides nothing about what is wrong.
 
+pub mod bundle;
 pub mod node;
 pub mod render;
+pub mod source;
+pub mod tools;
 
 pub use node::{NodeSource, resolve_node};
+pub use source::Target;

@@ -1,30 +1,42 @@
 //! Resolving "which node" to a network namespace and reading it.
 
+use super::tools;
+use crate::dataplane::state::{Attachment, IptablesBackendState};
 use crate::dataplane::{Netns, NodeState, read_node_state};
 use crate::error::{Error, Result};
 use crate::lab::LabState;
 
-/// Where a node's state was read from.
+/// Where a node's state is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSource {
     /// The node's name, when known (a lab node).
     pub node: Option<String>,
     pub netns: Netns,
+    /// Namespaces of the pods on this node (lab pods, or containerd's
+    /// `cni-*` namespaces on a real node).
+    pub pod_netns: Vec<String>,
 }
 
 /// Picks the namespace for `inspect node [NAME] [--netns NS]`: an explicit
 /// namespace wins; a NAME is a node of lab `lab`; neither means here.
 pub fn resolve_node(name: Option<&str>, netns: Option<&str>, lab: &str) -> Result<NodeSource> {
     if let Some(ns) = netns {
+        let netns = if ns.contains('/') {
+            Netns::Path(ns.into())
+        } else {
+            Netns::named(ns)
+        };
         return Ok(NodeSource {
             node: name.map(str::to_string),
-            netns: Netns::named(ns),
+            netns,
+            pod_netns: Vec::new(),
         });
     }
     let Some(name) = name else {
         return Ok(NodeSource {
             node: None,
             netns: Netns::Current,
+            pod_netns: cri_namespaces(),
         });
     };
     let state = LabState::load(lab)?.ok_or_else(|| {
@@ -57,10 +69,40 @@ pub fn resolve_node(name: Option<&str>, netns: Option<&str>, lab: &str) -> Resul
                 }),
             )
         })?;
-    Ok(NodeSource {
-        node: Some(node.name.clone()),
-        netns: Netns::named(&node.netns),
-    })
+    Ok(lab_node_source(&state, &node.name))
+}
+
+/// The source for node `node` of a lab that is up.
+pub fn lab_node_source(state: &LabState, node: &str) -> NodeSource {
+    let netns = state
+        .topology
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.netns.clone())
+        .unwrap_or_default();
+    NodeSource {
+        node: Some(node.to_string()),
+        netns: Netns::named(netns),
+        pod_netns: state
+            .topology
+            .pods_on(node)
+            .map(|p| p.netns.clone())
+            .collect(),
+    }
+}
+
+/// containerd names pod sandboxes' namespaces `cni-<uuid>` under /run/netns.
+fn cri_namespaces() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(crate::dataplane::netns::NETNS_RUN_DIR)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("cni-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Close enough to suggest: one contains the other, or edit distance <= 2.
@@ -85,9 +127,102 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// Reads the node's state.
+/// Reads the node's state: netlink, then iptables (both backends), the pod
+/// interfaces attached to it, DNS conntrack entries and VXLAN offloads.
+/// A missing tool is a warning in the state, not a failure.
 pub fn read(source: &NodeSource) -> Result<NodeState> {
-    read_node_state(&source.netns)
+    let mut state = read_node_state(&source.netns)?;
+    for (backend, tool) in [
+        ("nft", "iptables-nft-save"),
+        ("legacy", "iptables-legacy-save"),
+    ] {
+        match run_tool(&source.netns, tool, &[]) {
+            Ok(text)
+                if text
+                    .lines()
+                    .any(|l| l.starts_with("-A ") || l.starts_with(':')) =>
+            {
+                match crate::dataplane::iptables::save::parse(&text) {
+                    Ok(ruleset) => state.iptables.push(IptablesBackendState {
+                        backend: backend.into(),
+                        ruleset,
+                    }),
+                    Err(e) => state.warnings.push(format!("{tool} output: {e}")),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => state.warnings.push(e),
+        }
+    }
+    match run_tool(
+        &source.netns,
+        "conntrack",
+        &["-L", "-p", "udp", "--orig-port-dst", "53"],
+    ) {
+        Ok(text) => state.conntrack_dns = tools::parse_conntrack(&text),
+        Err(e) => state.warnings.push(e),
+    }
+    let vxlans: Vec<String> = state
+        .links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("vxlan"))
+        .map(|l| l.name.clone())
+        .collect();
+    for dev in vxlans {
+        match run_tool(&source.netns, "ethtool", &["-k", &dev]) {
+            Ok(text) => {
+                if let Some(on) = tools::parse_tx_checksum(&text) {
+                    state.vxlan_tx_checksum.insert(dev, on);
+                }
+            }
+            Err(e) => state.warnings.push(e),
+        }
+    }
+    for ns in &source.pod_netns {
+        match read_node_state(&Netns::named(ns)) {
+            Ok(pod) => state.attachments.extend(attachments(ns, &pod)),
+            Err(e) => state.warnings.push(format!("pod namespace {ns}: {e}")),
+        }
+    }
+    Ok(state)
+}
+
+/// The pod side of every veth in `pod` (a pod has one, eth0).
+fn attachments(netns: &str, pod: &NodeState) -> Vec<Attachment> {
+    pod.links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("veth"))
+        .map(|l| Attachment {
+            netns: netns.to_string(),
+            ifname: l.name.clone(),
+            mac: l.mac.clone(),
+            mtu: l.mtu,
+            up: l.up,
+            addrs: pod
+                .addrs_of(&l.name)
+                .map(|a| a.address)
+                .filter(|a| a.is_ipv4())
+                .collect(),
+            peer_ifindex: l.link_ifindex,
+        })
+        .collect()
+}
+
+/// Runs a read-only tool in the namespace; Err is a warning's text.
+fn run_tool(netns: &Netns, tool: &str, args: &[&str]) -> std::result::Result<String, String> {
+    let mut cmd = netns.command(tool).map_err(|e| e.to_string())?;
+    cmd.args(args).stdin(std::process::Stdio::null());
+    match cmd.output() {
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => Err(format!(
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "{tool} is not installed; its part of the node state is missing"
+        )),
+        Err(e) => Err(format!("{tool}: {e}")),
+    }
 }
 
 #[cfg(test)]

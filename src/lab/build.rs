@@ -24,7 +24,14 @@ fn preflight(backend: IptablesBackend) -> Result<()> {
             Some("run it with sudo, or as root".to_string()),
         ));
     }
-    for tool in ["ip", "bridge", backend.restore(), "dnsmasq", "nginx"] {
+    for tool in [
+        "ip",
+        "bridge",
+        backend.restore(),
+        "dnsmasq",
+        "nginx",
+        "ethtool",
+    ] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
@@ -193,6 +200,14 @@ fn build(state: &mut LabState, progress: Progress) -> Result<()> {
                     )
                 })
                 .collect::<Vec<_>>(),
+        )?;
+        // The usual workaround for the kernel's VXLAN checksum-offload bug;
+        // `check` warns where it is missing.
+        super::exec::run_in(
+            &n.netns,
+            "ethtool",
+            &["-K", VTEP_DEVICE, "tx-checksum-ip-generic", "off"],
+            "",
         )?;
         ip_batch(
             &n.netns,

@@ -6,7 +6,7 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -24,10 +24,12 @@ pub struct Cluster {
     pub ingresses: Vec<Ingress>,
     pub ingress_classes: Vec<IngressClass>,
     pub config_maps: Vec<ConfigMap>,
+    #[serde(default)]
+    pub network_policies: Vec<NetworkPolicy>,
 }
 
 /// The file names a cluster directory uses, one kubectl List per kind.
-const FILES: [&str; 7] = [
+const FILES: [&str; 8] = [
     "nodes.json",
     "pods.json",
     "services.json",
@@ -35,6 +37,7 @@ const FILES: [&str; 7] = [
     "ingresses.json",
     "ingressclasses.json",
     "configmaps.json",
+    "networkpolicies.json",
 ];
 
 fn list<T: Serialize>(items: &[T]) -> serde_json::Value {
@@ -58,6 +61,9 @@ fn read_list<T: serde::de::DeserializeOwned>(dir: &Path, file: &str) -> Result<V
         items: Vec<T>,
     }
     let path = dir.join(file);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let list: List<T> = serde_json::from_str(&text).map_err(|e| Error::Parse {
         path: path.clone(),
@@ -78,6 +84,7 @@ impl Cluster {
             list(&self.ingresses),
             list(&self.ingress_classes),
             list(&self.config_maps),
+            list(&self.network_policies),
         ];
         for (file, value) in FILES.iter().zip(values.iter()) {
             write_json(dir, file, value)?;
@@ -85,8 +92,18 @@ impl Cluster {
         Ok(())
     }
 
-    /// Reads a directory written by [`Cluster::write_dir`].
+    /// Reads a directory written by [`Cluster::write_dir`]. A kind whose file
+    /// is absent is empty; a directory with none of the files is an error.
     pub fn read_dir(dir: &Path) -> Result<Self> {
+        if !FILES.iter().any(|f| dir.join(f).is_file()) {
+            return Err(Error::usage(
+                format!("{} holds no cluster objects", dir.display()),
+                Some(format!(
+                    "expected kubectl-style JSON Lists named {}",
+                    FILES.join(", ")
+                )),
+            ));
+        }
         Ok(Cluster {
             nodes: read_list(dir, FILES[0])?,
             pods: read_list(dir, FILES[1])?,
@@ -95,6 +112,7 @@ impl Cluster {
             ingresses: read_list(dir, FILES[4])?,
             ingress_classes: read_list(dir, FILES[5])?,
             config_maps: read_list(dir, FILES[6])?,
+            network_policies: read_list(dir, FILES[7])?,
         })
     }
 

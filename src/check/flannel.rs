@@ -1,0 +1,559 @@
+//! flannel's share of a node: flannel.1, cni0, and per peer the neigh, FDB
+//! and route entries `expect::flannel` says the node must hold; the
+//! sysctls forwarding depends on; the pods' veths and MTUs.
+
+use std::net::IpAddr;
+
+use super::finding::{Finding, ObjectRef, RepairAction, Severity};
+use crate::dataplane::NodeState;
+use crate::dataplane::state::Link;
+use crate::model::Cluster;
+use crate::model::expect::{self, FlannelExpectation};
+use crate::model::flannel::{BRIDGE_DEVICE, VNI, VTEP_DEVICE, VXLAN_PORT, vtep_mtu};
+
+/// The underlay MTU: the device flannel.1 rides on, else eth0, else 1500.
+fn underlay_mtu(state: &NodeState) -> u32 {
+    let dev = state
+        .link(VTEP_DEVICE)
+        .and_then(|l| l.vxlan.as_ref())
+        .and_then(|v| v.dev.clone());
+    dev.as_deref()
+        .or(Some("eth0"))
+        .and_then(|d| state.link(d))
+        .map(|l| l.mtu)
+        .unwrap_or(1500)
+}
+
+/// All flannel findings for `node`.
+pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Vec<Finding>) {
+    let n = Some(node);
+    let exp = match expect::flannel(cluster, node, underlay_mtu(state)) {
+        Ok(e) => e,
+        // The node's own lease is missing: a cluster-level finding says so.
+        Err(_) => return,
+    };
+    let vtep = state.link(VTEP_DEVICE);
+    match vtep {
+        None => {
+            out.push(
+                Finding::new(
+                    "vtep-missing",
+                    Severity::Error,
+                    n,
+                    format!(
+                        "{VTEP_DEVICE} does not exist: flanneld has not set up VXLAN on this node"
+                    ),
+                )
+                .object(ObjectRef::new("device", VTEP_DEVICE))
+                .repair(RepairAction::Manual {
+                    what:
+                        "start (or restart) the kube-flannel pod on this node; it creates flannel.1"
+                            .into(),
+                }),
+            );
+            return;
+        }
+        Some(l) if !l.up => {
+            out.push(
+                Finding::new(
+                    "vtep-down",
+                    Severity::Error,
+                    n,
+                    format!(
+                        "{VTEP_DEVICE} is down: no cross-node pod traffic from or to this node"
+                    ),
+                )
+                .object(ObjectRef::new("device", VTEP_DEVICE))
+                .evidence(
+                    "UP",
+                    format!(
+                        "{} (routes and neighbours via it were flushed with it)",
+                        l.operstate
+                    ),
+                )
+                .repair(RepairAction::LinkUp {
+                    dev: VTEP_DEVICE.into(),
+                }),
+            );
+            // Taking the device down flushed its routes and neighbours: restoring
+            // them belongs to this finding's repair, not to one finding per peer.
+            let mut f = out.pop().expect("just pushed");
+            for p in &exp.peers {
+                f.repair.extend(peer_actions(p, true, false, true));
+            }
+            out.push(f);
+            check_vtep_settings(l, &exp, state, n, out);
+            return;
+        }
+        Some(l) => check_vtep_settings(l, &exp, state, n, out),
+    }
+    check_bridge(state, &exp, n, out);
+    check_peers(state, &exp, n, out);
+    check_stale_fdb(cluster, state, n, out);
+}
+
+fn check_vtep_settings(
+    l: &Link,
+    exp: &FlannelExpectation,
+    state: &NodeState,
+    n: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    let want_mtu = exp.vtep_mtu;
+    if l.mtu != want_mtu {
+        out.push(
+            Finding::new(
+                "vtep-mtu-wrong",
+                Severity::Error,
+                n,
+                format!(
+                    "{VTEP_DEVICE} MTU is {} but the underlay allows {want_mtu}",
+                    l.mtu
+                ),
+            )
+            .object(ObjectRef::new("device", VTEP_DEVICE))
+            .evidence(
+                format!("mtu {want_mtu} (underlay {} - 50)", want_mtu + 50),
+                format!("mtu {}", l.mtu),
+            )
+            .repair(RepairAction::LinkMtu {
+                dev: VTEP_DEVICE.into(),
+                mtu: want_mtu,
+            }),
+        );
+    }
+    let want_addr = format!("{}/32", exp.lease.gateway());
+    let addrs: Vec<String> = state
+        .addrs_of(VTEP_DEVICE)
+        .filter(|a| a.address.is_ipv4())
+        .map(|a| format!("{}/{}", a.address, a.prefix_len))
+        .collect();
+    if !addrs.contains(&want_addr) {
+        out.push(
+            Finding::new(
+                "vtep-addr-wrong",
+                Severity::Error,
+                n,
+                format!("{VTEP_DEVICE} lacks its address {want_addr}"),
+            )
+            .object(ObjectRef::new("device", VTEP_DEVICE))
+            .evidence(
+                want_addr.clone(),
+                if addrs.is_empty() {
+                    "none".into()
+                } else {
+                    addrs.join(" ")
+                },
+            )
+            .repair(RepairAction::AddrReplace {
+                dev: VTEP_DEVICE.into(),
+                remove: addrs.clone(),
+                add: want_addr,
+            }),
+        );
+    }
+    if let Some(v) = &l.vxlan {
+        let want_local = IpAddr::V4(exp.lease.public_ip);
+        let mut wrong = Vec::new();
+        if v.vni != VNI {
+            wrong.push(format!("vni {} (want {VNI})", v.vni));
+        }
+        if v.port != VXLAN_PORT {
+            wrong.push(format!("dstport {} (want {VXLAN_PORT})", v.port));
+        }
+        if v.learning {
+            wrong.push("learning on (want nolearning)".into());
+        }
+        if v.local.is_some() && v.local != Some(want_local) {
+            wrong.push(format!(
+                "local {} (want the node's public-ip {want_local})",
+                v.local.map(|i| i.to_string()).unwrap_or_default()
+            ));
+        }
+        if !wrong.is_empty() {
+            out.push(
+                Finding::new("vtep-config-wrong", Severity::Error, n, format!("{VTEP_DEVICE} is not configured as flannel's VXLAN backend configures it"))
+                    .object(ObjectRef::new("device", VTEP_DEVICE))
+                    .evidence(format!("vxlan id {VNI} local {want_local} dstport {VXLAN_PORT} nolearning"), wrong.join(", "))
+                    .repair(RepairAction::Manual { what: "delete flannel.1 and restart the kube-flannel pod on this node; flanneld recreates it".into() }),
+            );
+        }
+    }
+    if l.mac.as_deref() != Some(exp.lease.vtep_mac.as_str()) {
+        out.push(
+            Finding::new("vtep-mac-drift", Severity::Error, n, format!("{VTEP_DEVICE}'s MAC is not the VtepMAC in this node's annotation: peers send to the old MAC"))
+                .object(ObjectRef::new("device", VTEP_DEVICE))
+                .object(ObjectRef::new("Node", &exp.lease.node))
+                .evidence(format!("mac {} (backend-data VtepMAC)", exp.lease.vtep_mac), format!("mac {}", l.mac.clone().unwrap_or_default()))
+                .repair(RepairAction::Manual { what: "restart the kube-flannel pod on this node so it republishes its VtepMAC; peers then reprogram their neigh and FDB entries".into() }),
+        );
+    }
+    if state.vxlan_tx_checksum.get(VTEP_DEVICE) == Some(&true) {
+        out.push(
+            Finding::new("vxlan-tx-checksum-offload", Severity::Warning, n, format!("tx checksum offload is on for {VTEP_DEVICE}: kernels with the VXLAN checksum bug send bad UDP checksums (NodePort/ClusterIP delays of ~63 s)"))
+                .object(ObjectRef::new("device", VTEP_DEVICE))
+                .evidence("tx-checksum-ip-generic off", "tx-checksum-ip-generic on")
+                .repair(RepairAction::Ethtool { dev: VTEP_DEVICE.into(), feature: "tx-checksum-ip-generic".into(), on: false }),
+        );
+    }
+}
+
+fn check_bridge(
+    state: &NodeState,
+    exp: &FlannelExpectation,
+    n: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    let Some(br) = state.link(BRIDGE_DEVICE) else {
+        // No pods have started yet: the CNI bridge plugin creates cni0 with the first one.
+        return;
+    };
+    let want = exp.bridge_address.to_string();
+    let addrs: Vec<String> = state
+        .addrs_of(BRIDGE_DEVICE)
+        .filter(|a| a.address.is_ipv4())
+        .map(|a| format!("{}/{}", a.address, a.prefix_len))
+        .collect();
+    if !addrs.contains(&want) || addrs.len() > 1 {
+        out.push(
+            Finding::new("cni0-addr-wrong", Severity::Error, n, format!("{BRIDGE_DEVICE} does not hold the pod gateway {want}: pods lose their default gateway"))
+                .object(ObjectRef::new("device", BRIDGE_DEVICE))
+                .evidence(want.clone(), if addrs.is_empty() { "none".into() } else { addrs.join(" ") })
+                .repair(RepairAction::AddrReplace { dev: BRIDGE_DEVICE.into(), remove: addrs.into_iter().filter(|a| *a != want).collect(), add: want }),
+        );
+    }
+    if !br.up {
+        out.push(
+            Finding::new(
+                "cni0-down",
+                Severity::Error,
+                n,
+                format!("{BRIDGE_DEVICE} is down: pods on this node are cut off"),
+            )
+            .object(ObjectRef::new("device", BRIDGE_DEVICE))
+            .repair(RepairAction::LinkUp {
+                dev: BRIDGE_DEVICE.into(),
+            }),
+        );
+    }
+}
+
+fn peer_actions(
+    p: &crate::model::flannel::PeerEntries,
+    neigh: bool,
+    fdb: bool,
+    route: bool,
+) -> Vec<RepairAction> {
+    let mut v = Vec::new();
+    if neigh {
+        v.push(RepairAction::NeighReplace {
+            dev: VTEP_DEVICE.into(),
+            ip: p.neigh_ip.to_string(),
+            mac: p.vtep_mac.clone(),
+        });
+    }
+    if fdb {
+        v.push(RepairAction::FdbReplace {
+            dev: VTEP_DEVICE.into(),
+            mac: p.vtep_mac.clone(),
+            dst: p.public_ip.to_string(),
+        });
+    }
+    if route {
+        v.push(RepairAction::RouteReplace {
+            dst: p.route_dst.to_string(),
+            gateway: p.neigh_ip.to_string(),
+            dev: VTEP_DEVICE.into(),
+            onlink: true,
+        });
+    }
+    v
+}
+
+fn check_peers(
+    state: &NodeState,
+    exp: &FlannelExpectation,
+    n: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    for p in &exp.peers {
+        let peer = ObjectRef::new("Node", &p.peer);
+        let dst = p.route_dst.to_string();
+        let gw = IpAddr::V4(p.neigh_ip);
+        // Neigh first, then FDB, then route: flannel's own order.
+        match state.neighs.iter().find(|x| x.dev == VTEP_DEVICE && x.dst == gw) {
+            None => out.push(
+                Finding::new("neigh-missing", Severity::Error, n, format!("no neigh entry for {}'s VTEP gateway {gw}: traffic to {dst} cannot be encapsulated", p.peer))
+                    .object(peer.clone())
+                    .object(ObjectRef::new("neigh", format!("{gw} dev {VTEP_DEVICE}")))
+                    .evidence(format!("{gw} lladdr {} PERMANENT", p.vtep_mac), "absent")
+                    .repair(peer_actions(p, true, false, false).remove(0)),
+            ),
+            Some(x) if x.lladdr.as_deref() != Some(p.vtep_mac.as_str()) => out.push(
+                Finding::new("neigh-wrong-mac", Severity::Error, n, format!("the neigh entry for {}'s VTEP gateway {gw} has the wrong MAC", p.peer))
+                    .object(peer.clone())
+                    .object(ObjectRef::new("neigh", format!("{gw} dev {VTEP_DEVICE}")))
+                    .evidence(format!("lladdr {} (VtepMAC of {})", p.vtep_mac, p.peer), format!("lladdr {}", x.lladdr.clone().unwrap_or_default()))
+                    .repair(peer_actions(p, true, false, false).remove(0)),
+            ),
+            Some(x) if !x.permanent() => out.push(
+                Finding::new("neigh-not-permanent", Severity::Warning, n, format!("the neigh entry for {}'s VTEP gateway {gw} is not PERMANENT and will expire", p.peer))
+                    .object(peer.clone())
+                    .evidence("PERMANENT", x.state.join(","))
+                    .repair(peer_actions(p, true, false, false).remove(0)),
+            ),
+            Some(_) => {}
+        }
+        let fdb: Vec<_> = state
+            .fdb
+            .iter()
+            .filter(|f| f.dev == VTEP_DEVICE && f.mac == p.vtep_mac)
+            .collect();
+        let want_dst = IpAddr::V4(p.public_ip);
+        if fdb.is_empty() {
+            out.push(
+                Finding::new("fdb-missing", Severity::Error, n, format!("no FDB entry for {}'s VtepMAC: {VTEP_DEVICE} does not know where to send its frames", p.peer))
+                    .object(peer.clone())
+                    .object(ObjectRef::new("fdb", format!("{} dev {VTEP_DEVICE}", p.vtep_mac)))
+                    .evidence(format!("{} dst {want_dst} self permanent", p.vtep_mac), "absent")
+                    .repair(peer_actions(p, false, true, false).remove(0)),
+            );
+        } else if !fdb.iter().any(|f| f.dst == Some(want_dst)) {
+            let actual: Vec<String> = fdb
+                .iter()
+                .map(|f| f.dst.map(|d| d.to_string()).unwrap_or_default())
+                .collect();
+            out.push(
+                Finding::new("fdb-wrong-dst", Severity::Error, n, format!("the FDB entry for {}'s VtepMAC points at {} instead of its public-ip {want_dst}", p.peer, actual.join(",")))
+                    .object(peer.clone())
+                    .object(ObjectRef::new("fdb", format!("{} dev {VTEP_DEVICE}", p.vtep_mac)))
+                    .evidence(format!("dst {want_dst}"), format!("dst {}", actual.join(",")))
+                    .repair(peer_actions(p, false, true, false).remove(0)),
+            );
+        }
+        match state.routes.iter().find(|r| r.table == 254 && r.dst == dst) {
+            None => out.push(
+                Finding::new(
+                    "route-missing",
+                    Severity::Error,
+                    n,
+                    format!("no route to {}'s pod CIDR {dst}", p.peer),
+                )
+                .object(peer.clone())
+                .object(ObjectRef::new("route", dst.clone()))
+                .evidence(format!("{dst} via {gw} dev {VTEP_DEVICE} onlink"), "absent")
+                .repair(peer_actions(p, false, false, true).remove(0)),
+            ),
+            Some(r)
+                if r.gateway != Some(gw)
+                    || r.dev.as_deref() != Some(VTEP_DEVICE)
+                    || !r.onlink() =>
+            {
+                out.push(
+                    Finding::new(
+                        "route-wrong",
+                        Severity::Error,
+                        n,
+                        format!(
+                            "the route to {}'s pod CIDR {dst} does not lead to its VTEP",
+                            p.peer
+                        ),
+                    )
+                    .object(peer.clone())
+                    .object(ObjectRef::new("route", dst.clone()))
+                    .evidence(
+                        format!("{dst} via {gw} dev {VTEP_DEVICE} onlink"),
+                        format!(
+                            "{dst} via {} dev {}{}",
+                            r.gateway
+                                .map(|g| g.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            r.dev.clone().unwrap_or_default(),
+                            if r.onlink() { " onlink" } else { "" }
+                        ),
+                    )
+                    .repair(peer_actions(p, false, false, true).remove(0)),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// FDB entries on flannel.1 whose MAC is no current node's VtepMAC: left
+/// behind by a node that was removed or whose VTEP was recreated.
+fn check_stale_fdb(cluster: &Cluster, state: &NodeState, n: Option<&str>, out: &mut Vec<Finding>) {
+    let macs: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter_map(|x| crate::model::flannel::Lease::from_node(x).ok())
+        .map(|l| l.vtep_mac)
+        .collect();
+    let own = state.link(VTEP_DEVICE).and_then(|l| l.mac.clone());
+    for f in state
+        .fdb
+        .iter()
+        .filter(|f| f.dev == VTEP_DEVICE && f.dst.is_some())
+    {
+        if !macs.contains(&f.mac) && own.as_ref() != Some(&f.mac) && f.mac != "00:00:00:00:00:00" {
+            out.push(
+                Finding::new(
+                    "fdb-stale",
+                    Severity::Warning,
+                    n,
+                    format!(
+                        "FDB entry {} on {VTEP_DEVICE} belongs to no current node",
+                        f.mac
+                    ),
+                )
+                .object(ObjectRef::new(
+                    "fdb",
+                    format!("{} dev {VTEP_DEVICE}", f.mac),
+                ))
+                .evidence(
+                    "no entry",
+                    format!(
+                        "{} dst {}",
+                        f.mac,
+                        f.dst.map(|d| d.to_string()).unwrap_or_default()
+                    ),
+                )
+                .repair(RepairAction::FdbDelete {
+                    dev: VTEP_DEVICE.into(),
+                    mac: f.mac.clone(),
+                    dst: f.dst.map(|d| d.to_string()),
+                }),
+            );
+        }
+    }
+}
+
+/// Forwarding sysctls.
+pub fn check_sysctls(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
+    let n = Some(node);
+    if state.sysctls.ip_forward == Some(false) {
+        out.push(
+            Finding::new(
+                "ip-forward-off",
+                Severity::Error,
+                n,
+                "net.ipv4.ip_forward is 0: the node routes nothing to or from its pods",
+            )
+            .object(ObjectRef::new("sysctl", "net.ipv4.ip_forward"))
+            .evidence("1", "0")
+            .repair(RepairAction::Sysctl {
+                key: "net.ipv4.ip_forward".into(),
+                value: "1".into(),
+            }),
+        );
+    }
+    if state.sysctls.bridge_nf_call_iptables == Some(false) {
+        out.push(
+            Finding::new("bridge-nf-call-iptables-off", Severity::Error, n, "net.bridge.bridge-nf-call-iptables is 0: Service traffic between pods on this node bypasses kube-proxy's NAT")
+                .object(ObjectRef::new("sysctl", "net.bridge.bridge-nf-call-iptables"))
+                .evidence("1", "0")
+                .repair(RepairAction::Sysctl { key: "net.bridge.bridge-nf-call-iptables".into(), value: "1".into() }),
+        );
+    }
+}
+
+/// The pods' veths on cni0 and the MTUs along pod -> cni0 -> flannel.1.
+pub fn check_pods(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Vec<Finding>) {
+    let n = Some(node);
+    let vtep_ok_mtu = state
+        .link(VTEP_DEVICE)
+        .map(|l| l.mtu)
+        .filter(|m| *m == vtep_mtu(underlay_mtu(state)));
+    for pod in cluster.pods_on(node) {
+        if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+            continue;
+        }
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
+        let Some(ip) = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|i| i.parse::<IpAddr>().ok())
+        else {
+            continue;
+        };
+        let Some(att) = state.attachments.iter().find(|a| a.addrs.contains(&ip)) else {
+            continue;
+        };
+        let pod_ref = ObjectRef::namespaced("Pod", ns, name);
+        let host = att
+            .peer_ifindex
+            .and_then(|i| state.links.iter().find(|l| l.ifindex == i));
+        match host {
+            None => out.push(
+                Finding::new(
+                    "pod-veth-missing",
+                    Severity::Error,
+                    n,
+                    format!("pod {ns}/{name} ({ip}) has no veth peer on this node"),
+                )
+                .object(pod_ref.clone())
+                .repair(RepairAction::Manual {
+                    what: format!("delete pod {ns}/{name} so its sandbox (and veth) is recreated"),
+                }),
+            ),
+            Some(l) if !l.up || !att.up => out.push(
+                Finding::new(
+                    "pod-veth-down",
+                    Severity::Error,
+                    n,
+                    format!("the veth of pod {ns}/{name} ({ip}) is down"),
+                )
+                .object(pod_ref.clone())
+                .object(ObjectRef::new("device", &l.name))
+                .evidence(
+                    "UP",
+                    if l.up {
+                        "pod side DOWN".to_string()
+                    } else {
+                        format!("{} DOWN", l.name)
+                    },
+                )
+                .repair(RepairAction::LinkUp {
+                    dev: l.name.clone(),
+                }),
+            ),
+            Some(l) if l.master.as_deref() != Some(BRIDGE_DEVICE) => out.push(
+                Finding::new(
+                    "pod-veth-not-on-bridge",
+                    Severity::Error,
+                    n,
+                    format!("the veth of pod {ns}/{name} ({ip}) is not a port of {BRIDGE_DEVICE}"),
+                )
+                .object(pod_ref.clone())
+                .object(ObjectRef::new("device", &l.name))
+                .evidence(
+                    format!("master {BRIDGE_DEVICE}"),
+                    format!(
+                        "master {}",
+                        l.master.clone().unwrap_or_else(|| "none".into())
+                    ),
+                )
+                .repair(RepairAction::Manual {
+                    what: format!("ip link set {} master {BRIDGE_DEVICE}", l.name),
+                }),
+            ),
+            Some(_) => {}
+        }
+        if let Some(vm) = vtep_ok_mtu
+            && att.mtu > vm
+        {
+            out.push(
+                Finding::new("mtu-mismatch", Severity::Error, n, format!("pod {ns}/{name} has MTU {} but {VTEP_DEVICE} carries {vm}: full-size packets to other nodes are dropped", att.mtu))
+                    .object(pod_ref)
+                    .evidence(format!("pod mtu <= {vm}"), format!("pod mtu {}", att.mtu))
+                    .repair(RepairAction::Manual { what: "set the CNI MTU to flannel's (FLANNEL_MTU in /run/flannel/subnet.env) and recreate the pod".into() }),
+            );
+        }
+    }
+}

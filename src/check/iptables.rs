@@ -1,0 +1,272 @@
+//! The node's iptables against what kube-proxy (iptables mode) and flannel
+//! would have written. Chains are matched to Services by kube-proxy's hash,
+//! never by comment (large clusters have none).
+
+use std::collections::BTreeSet;
+
+use super::finding::{Finding, ObjectRef, RepairAction, Severity};
+use crate::dataplane::NodeState;
+use crate::dataplane::iptables::{RuleSpec, Ruleset};
+use crate::model::kube_proxy::ServicePort;
+use crate::model::{Cluster, ClusterNetwork, kube_proxy};
+
+fn specs(rs: &Ruleset, table: &str, chain: &str) -> Vec<RuleSpec> {
+    rs.table(table)
+        .and_then(|t| t.chain(chain))
+        .map(|c| {
+            c.rules
+                .iter()
+                .filter_map(|r| RuleSpec::parse(r).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn has_kube_chains(rs: &Ruleset) -> bool {
+    rs.table("nat")
+        .is_some_and(|t| t.chain("KUBE-SERVICES").is_some())
+}
+
+fn has_flannel_chains(rs: &Ruleset) -> bool {
+    rs.tables
+        .iter()
+        .any(|t| t.chains.iter().any(|c| c.name.starts_with("FLANNEL-")))
+}
+
+/// The backend kube-proxy's rules live in (the one with KUBE-SERVICES).
+pub fn kube_proxy_ruleset(state: &NodeState) -> Option<&Ruleset> {
+    state
+        .iptables
+        .iter()
+        .map(|b| &b.ruleset)
+        .find(|rs| has_kube_chains(rs))
+}
+
+/// All iptables findings for `node`.
+pub fn check_node(
+    cluster: &Cluster,
+    node: &str,
+    state: &NodeState,
+    net: &ClusterNetwork,
+    out: &mut Vec<Finding>,
+) {
+    let n = Some(node);
+    let kube: Vec<&str> = state
+        .iptables
+        .iter()
+        .filter(|b| has_kube_chains(&b.ruleset))
+        .map(|b| b.backend.as_str())
+        .collect();
+    let flannel: Vec<&str> = state
+        .iptables
+        .iter()
+        .filter(|b| has_flannel_chains(&b.ruleset))
+        .map(|b| b.backend.as_str())
+        .collect();
+    let all: BTreeSet<&str> = kube.iter().chain(&flannel).copied().collect();
+    if all.len() > 1 {
+        out.push(
+            Finding::new("iptables-backend-split", Severity::Error, n, "kube-proxy's and flannel's rules are split between iptables-legacy and iptables-nft: packets see both, stale rules in one win")
+                .object(ObjectRef::new("iptables", "nft+legacy"))
+                .evidence("one backend", format!("kube-proxy in [{}], flannel in [{}]", kube.join(","), flannel.join(",")))
+                .repair(RepairAction::Manual { what: "run kube-proxy and flanneld with the same iptables mode as the host, then flush the other backend's KUBE-*/FLANNEL-* chains".into() }),
+        );
+    }
+    let main = state
+        .iptables
+        .iter()
+        .find(|b| has_kube_chains(&b.ruleset) || has_flannel_chains(&b.ruleset))
+        .or(state.iptables.first());
+    let Some(rs) = main.map(|b| &b.ruleset) else {
+        return;
+    };
+    check_kube_proxy(cluster, node, rs, out);
+    check_flannel_rules(node, rs, net, out);
+}
+
+fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<Finding>) {
+    let n = Some(node);
+    let ports = kube_proxy::service_ports(cluster);
+    if !has_kube_chains(rs) {
+        if ports.iter().any(|p| !p.endpoints.is_empty()) {
+            out.push(
+                Finding::new("kube-proxy-not-programmed", Severity::Error, n, "no KUBE-SERVICES chain: kube-proxy (iptables mode) has not programmed this node; it is probably not running")
+                    .object(ObjectRef::new("chain", "nat/KUBE-SERVICES"))
+                    .repair(RepairAction::Manual { what: "check the kube-proxy pod on this node (kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide)".into() }),
+            );
+        }
+        return;
+    }
+    let services = specs(rs, "nat", "KUBE-SERVICES");
+    let nodeports = specs(rs, "nat", "KUBE-NODEPORTS");
+    let nat = rs.table("nat");
+    for sp in ports.iter().filter(|p| !p.endpoints.is_empty()) {
+        let svc_ref = ObjectRef::namespaced("Service", &sp.namespace, &sp.service);
+        let svc_chain = sp.svc_chain();
+        let jump = services.iter().find(|r| {
+            r.dst_host() == Some(&sp.cluster_ip.to_string())
+                && r.dport == Some(sp.port)
+                && r.proto.as_deref() == Some(sp.protocol.as_str())
+        });
+        let chain_exists = nat.and_then(|t| t.chain(&svc_chain)).is_some();
+        if jump.is_none() || !chain_exists || !jump.is_some_and(|j| j.jumps_to(&svc_chain)) {
+            out.push(
+                Finding::new("kube-proxy-svc-chain-missing", Severity::Error, n, format!("{} {}:{}/{} has no kube-proxy service chain here: its ClusterIP is not translated", sp.name(), sp.cluster_ip, sp.port, sp.protocol))
+                    .object(svc_ref.clone())
+                    .object(ObjectRef::new("chain", format!("nat/{svc_chain}")))
+                    .evidence(
+                        format!("KUBE-SERVICES -d {}/32 --dport {} -j {svc_chain}", sp.cluster_ip, sp.port),
+                        match (jump, chain_exists) {
+                            (None, false) => "no rule, no chain".to_string(),
+                            (None, true) => "chain without a KUBE-SERVICES rule".to_string(),
+                            (Some(j), _) => format!("rule jumps to {}, chain {}", j.target.clone().unwrap_or_default(), if chain_exists { "present" } else { "absent" }),
+                        },
+                    )
+                    .repair(kube_proxy_action(vec!["KUBE-SERVICES".into(), svc_chain.clone()])),
+            );
+            continue;
+        }
+        check_endpoints(sp, rs, node, &svc_ref, out);
+        if let Some(np) = sp.node_port {
+            let ext = sp.ext_chain();
+            let ok = nodeports
+                .iter()
+                .any(|r| r.dport == Some(np) && (r.jumps_to(&ext) || r.jumps_to(&svc_chain)));
+            if !ok {
+                out.push(
+                    Finding::new("kube-proxy-nodeport-missing", Severity::Error, n, format!("no KUBE-NODEPORTS rule for {} on port {np}: NodePort traffic to this node is not forwarded", sp.name()))
+                        .object(svc_ref.clone())
+                        .object(ObjectRef::new("chain", "nat/KUBE-NODEPORTS"))
+                        .evidence(format!("-p {} --dport {np} -j {ext}", sp.protocol), "absent")
+                        .repair(kube_proxy_action(vec!["KUBE-NODEPORTS".into(), ext])),
+                );
+            }
+        }
+    }
+}
+
+fn check_endpoints(
+    sp: &ServicePort,
+    rs: &Ruleset,
+    node: &str,
+    svc_ref: &ObjectRef,
+    out: &mut Vec<Finding>,
+) {
+    let svc_chain = sp.svc_chain();
+    let want: BTreeSet<String> = sp.endpoints.iter().map(|e| sp.sep_chain(e)).collect();
+    let have: BTreeSet<String> = specs(rs, "nat", &svc_chain)
+        .iter()
+        .filter_map(|r| r.target.clone())
+        .filter(|t| t.starts_with("KUBE-SEP-"))
+        .collect();
+    if want == have {
+        return;
+    }
+    let dnat_of = |sep: &str| {
+        specs(rs, "nat", sep)
+            .iter()
+            .find_map(|r| r.to_destination.clone())
+            .unwrap_or_else(|| "?".into())
+    };
+    let missing: Vec<String> = sp
+        .endpoints
+        .iter()
+        .filter(|e| !have.contains(&sp.sep_chain(e)))
+        .cloned()
+        .collect();
+    let stale: Vec<String> = have
+        .difference(&want)
+        .map(|s| format!("{s} -> {}", dnat_of(s)))
+        .collect();
+    out.push(
+        Finding::new(
+            "kube-proxy-endpoints-mismatch",
+            Severity::Error,
+            Some(node),
+            format!(
+                "{}'s endpoint chains do not match its ready endpoints: {} missing, {} stale",
+                sp.name(),
+                missing.len(),
+                stale.len()
+            ),
+        )
+        .object(svc_ref.clone())
+        .object(ObjectRef::new("chain", format!("nat/{svc_chain}")))
+        .evidence(
+            format!("endpoints {}", sp.endpoints.join(" ")),
+            format!(
+                "{}{}",
+                if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("missing {} ", missing.join(" "))
+                },
+                if stale.is_empty() {
+                    String::new()
+                } else {
+                    format!("stale {}", stale.join(" "))
+                }
+            )
+            .trim()
+            .to_string(),
+        )
+        .repair(kube_proxy_action(
+            std::iter::once(svc_chain.clone())
+                .chain(want.iter().cloned())
+                .collect(),
+        )),
+    );
+}
+
+fn kube_proxy_action(chains: Vec<String>) -> RepairAction {
+    RepairAction::IptablesChains {
+        table: "nat".into(),
+        chains,
+        owner: "kube-proxy".into(),
+    }
+}
+
+fn check_flannel_rules(node: &str, rs: &Ruleset, net: &ClusterNetwork, out: &mut Vec<Finding>) {
+    let n = Some(node);
+    let cidr = net.cluster_cidr.to_string();
+    let filter = rs.table("filter");
+    let forward_policy = filter
+        .and_then(|t| t.chain("FORWARD"))
+        .and_then(|c| c.policy.clone());
+    let fwd_jump = specs(rs, "filter", "FORWARD")
+        .iter()
+        .any(|r| r.jumps_to("FLANNEL-FWD"));
+    let fwd = specs(rs, "filter", "FLANNEL-FWD");
+    let accepts = |src: bool| {
+        fwd.iter().any(|r| {
+            let m = if src { &r.src } else { &r.dst };
+            r.jumps_to("ACCEPT") && m.as_ref().is_some_and(|m| !m.negated && m.value == cidr)
+        })
+    };
+    if forward_policy.as_deref() == Some("DROP") && !(fwd_jump && accepts(true) && accepts(false)) {
+        out.push(
+            Finding::new("forward-drop", Severity::Error, n, "FORWARD drops by default and flannel's accept rules are missing: forwarded pod traffic is dropped")
+                .object(ObjectRef::new("chain", "filter/FORWARD"))
+                .object(ObjectRef::new("chain", "filter/FLANNEL-FWD"))
+                .evidence(format!("FORWARD -j FLANNEL-FWD; FLANNEL-FWD -s/-d {cidr} -j ACCEPT"), format!("policy DROP, FLANNEL-FWD {}", if fwd_jump { "incomplete" } else { "not jumped to" }))
+                .repair(RepairAction::IptablesChains { table: "filter".into(), chains: vec!["FLANNEL-FWD".into()], owner: "flannel".into() }),
+        );
+    }
+    let masq_jump = specs(rs, "nat", "POSTROUTING")
+        .iter()
+        .any(|r| r.jumps_to("FLANNEL-POSTRTG"));
+    let masq = specs(rs, "nat", "FLANNEL-POSTRTG").iter().any(|r| {
+        r.jumps_to("MASQUERADE")
+            && r.src
+                .as_ref()
+                .is_some_and(|s| !s.negated && s.value == cidr)
+    });
+    if !(masq_jump && masq) {
+        out.push(
+            Finding::new("flannel-masq-missing", Severity::Error, n, "flannel's masquerade rules are missing: pod traffic leaving the cluster network keeps its pod IP and gets no reply")
+                .object(ObjectRef::new("chain", "nat/FLANNEL-POSTRTG"))
+                .evidence(format!("POSTROUTING -j FLANNEL-POSTRTG; -s {cidr} ! -d 224.0.0.0/4 -j MASQUERADE"), if masq_jump { "chain incomplete" } else { "no jump from POSTROUTING" })
+                .repair(RepairAction::IptablesChains { table: "nat".into(), chains: vec!["FLANNEL-POSTRTG".into()], owner: "flannel".into() }),
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! The text form of a check: findings grouped by node, then object, the
+//! evidence under each, and a one-line summary.
+
+use std::fmt::Write as _;
+
+use anstyle::{AnsiColor, Style};
+
+use super::finding::{Finding, RepairAction, Severity};
+
+fn style(s: Severity) -> Style {
+    match s {
+        Severity::Error => Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+        Severity::Warning => Style::new().bold().fg_color(Some(AnsiColor::Yellow.into())),
+        Severity::Info => Style::new().fg_color(Some(AnsiColor::Blue.into())),
+    }
+}
+
+/// A repair action as one readable line.
+pub fn action_line(a: &RepairAction) -> String {
+    match a {
+        RepairAction::NeighReplace { dev, ip, mac } => {
+            format!("ip neigh replace {ip} lladdr {mac} dev {dev} nud permanent")
+        }
+        RepairAction::FdbReplace { dev, mac, dst } => {
+            format!("bridge fdb replace {mac} dev {dev} dst {dst} self permanent")
+        }
+        RepairAction::FdbDelete { dev, mac, dst } => format!(
+            "bridge fdb del {mac} dev {dev}{}",
+            dst.as_ref()
+                .map(|d| format!(" dst {d}"))
+                .unwrap_or_default()
+        ),
+        RepairAction::RouteReplace {
+            dst,
+            gateway,
+            dev,
+            onlink,
+        } => format!(
+            "ip route replace {dst} via {gateway} dev {dev}{}",
+            if *onlink { " onlink" } else { "" }
+        ),
+        RepairAction::LinkUp { dev } => format!("ip link set {dev} up"),
+        RepairAction::LinkMtu { dev, mtu } => format!("ip link set {dev} mtu {mtu}"),
+        RepairAction::AddrReplace { dev, remove, add } => {
+            let mut s: Vec<String> = remove
+                .iter()
+                .map(|r| format!("ip addr del {r} dev {dev}"))
+                .collect();
+            s.push(format!("ip addr add {add} dev {dev}"));
+            s.join("; ")
+        }
+        RepairAction::Sysctl { key, value } => format!("sysctl -w {key}={value}"),
+        RepairAction::IptablesChains {
+            table,
+            chains,
+            owner,
+        } => format!("restore {owner}'s {table} chains {}", chains.join(", ")),
+        RepairAction::IptablesPolicy {
+            table,
+            chain,
+            policy,
+        } => format!("iptables -t {table} -P {chain} {policy}"),
+        RepairAction::Ethtool { dev, feature, on } => format!(
+            "ethtool -K {dev} {feature} {}",
+            if *on { "on" } else { "off" }
+        ),
+        RepairAction::Manual { what } => format!("(by hand) {what}"),
+    }
+}
+
+/// Renders findings; `nodes` are the nodes whose dataplane was checked.
+pub fn render(findings: &[Finding], nodes: &[String]) -> String {
+    let mut o = String::new();
+    let mut last_node: Option<Option<&str>> = None;
+    for f in findings {
+        if last_node != Some(f.node.as_deref()) {
+            let head = Style::new().bold();
+            let _ = writeln!(
+                o,
+                "{head}{}{head:#}",
+                f.node.as_deref().unwrap_or("cluster")
+            );
+            last_node = Some(f.node.as_deref());
+        }
+        let st = style(f.severity);
+        let sev = format!("{:?}", f.severity).to_uppercase();
+        let _ = writeln!(o, "  {st}{sev:<7}{st:#} {}  {}", f.id, f.summary);
+        let objects: Vec<String> = f.objects.iter().map(|x| x.to_string()).collect();
+        if !objects.is_empty() {
+            let _ = writeln!(o, "          objects:  {}", objects.join(", "));
+        }
+        if let (Some(e), Some(a)) = (&f.expected, &f.actual) {
+            let _ = writeln!(o, "          expected: {e}");
+            let _ = writeln!(o, "          actual:   {a}");
+        }
+        for (i, a) in f.repair.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "          {} {}",
+                if i == 0 { "repair: " } else { "        " },
+                action_line(a)
+            );
+        }
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .count();
+    if findings.is_empty() {
+        let _ = writeln!(
+            o,
+            "healthy: no findings ({} node(s) checked: {})",
+            nodes.len(),
+            nodes.join(", ")
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "{} finding(s): {errors} error(s), {warnings} warning(s); {} node(s) checked",
+            findings.len(),
+            nodes.len()
+        );
+    }
+    o
+}

@@ -1,0 +1,77 @@
+//! The offline bundle `collect` writes and every command can read with
+//! `--bundle DIR`:
+//!
+//!     DIR/cluster/*.json              kubectl-style Lists (no Secrets)
+//!     DIR/nodes/<node>/state.json     NodeState
+//!     DIR/nodes/<node>/iptables-<backend>.save   the raw iptables-save text
+
+use std::path::{Path, PathBuf};
+
+use crate::dataplane::NodeState;
+use crate::error::{Error, Result};
+use crate::model::Cluster;
+
+/// The bundle's cluster objects.
+pub fn read_cluster(dir: &Path) -> Result<Cluster> {
+    Cluster::read_dir(&dir.join("cluster"))
+}
+
+fn nodes_dir(dir: &Path) -> PathBuf {
+    dir.join("nodes")
+}
+
+/// Nodes whose state the bundle holds.
+pub fn node_names(dir: &Path) -> Result<Vec<String>> {
+    let nd = nodes_dir(dir);
+    let rd = std::fs::read_dir(&nd).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::usage(
+                format!(
+                    "{} is not a knetdoctor bundle (no nodes/ directory)",
+                    dir.display()
+                ),
+                Some("create one with `knetdoctor collect -o DIR`".to_string()),
+            )
+        } else {
+            Error::io(&nd, e)
+        }
+    })?;
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("state.json").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// One node's state from the bundle.
+pub fn read_node(dir: &Path, node: &str) -> Result<NodeState> {
+    let path = nodes_dir(dir).join(node).join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Parse {
+        path,
+        what: format!("line {}: {e}", e.line()),
+    })
+}
+
+/// Writes a bundle: the cluster (Secrets are never part of [`Cluster`]) and
+/// each node's state plus its raw iptables-save text.
+pub fn write(dir: &Path, cluster: &Cluster, nodes: &[(String, NodeState)]) -> Result<()> {
+    cluster.write_dir(&dir.join("cluster"))?;
+    for (name, state) in nodes {
+        let nd = nodes_dir(dir).join(name);
+        std::fs::create_dir_all(&nd).map_err(|e| Error::io(&nd, e))?;
+        let path = nd.join("state.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(state).expect("NodeState serializes"),
+        )
+        .map_err(|e| Error::io(&path, e))?;
+        for b in &state.iptables {
+            let p = nd.join(format!("iptables-{}.save", b.backend));
+            std::fs::write(&p, b.ruleset.render()).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
