@@ -244,8 +244,17 @@ fn check_cluster_dns(cluster: &Cluster, out: &mut Vec<Finding>) {
         Ok(c) => c.cluster_dns,
         Err(e) => {
             out.push(
-                Finding::new("kubelet-config-unreadable", Severity::Warning, None, format!("kube-system/kubelet-config is not valid YAML: {e}"))
-                    .object(ObjectRef::namespaced("ConfigMap", "kube-system", "kubelet-config")),
+                Finding::new(
+                    "kubelet-config-unreadable",
+                    Severity::Warning,
+                    None,
+                    format!("kube-system/kubelet-config is not valid YAML: {e}"),
+                )
+                .object(ObjectRef::namespaced(
+                    "ConfigMap",
+                    "kube-system",
+                    "kubelet-config",
+                )),
             );
             return;
         }

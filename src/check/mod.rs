@@ -43,3 +43,6 @@ pub fn check_node(
     }
     cluster::check_dns_conntrack(cluster, node, state, out);
 }
+
+#[cfg(test)]
+mod tests;

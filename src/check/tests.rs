@@ -1,0 +1,253 @@
+//! Checks on synthetic variations of a real node state (captured from the
+//! seed lab's k8s-node-12) and of the seed cluster's objects.
+
+use std::collections::BTreeSet;
+
+use super::run;
+use crate::dataplane::NodeState;
+use crate::dataplane::state::{ConntrackEntry, FdbEntry, IptablesBackendState};
+use crate::lab::objects;
+use crate::lab::topology::{LabParams, Topology};
+use crate::model::Cluster;
+
+const NODE: &str = "k8s-node-12";
+
+fn seed() -> (Cluster, NodeState) {
+    let topo = Topology::new(LabParams {
+        name: "seed".into(),
+        nodes: 3,
+        pods_per_node: 1,
+    })
+    .unwrap();
+    let cluster = objects::cluster(&topo, &|_| true);
+    let state: NodeState = serde_json::from_str(include_str!(
+        "../../tests/fixtures/nodestate/seed-k8s-node-12.json"
+    ))
+    .unwrap();
+    (cluster, state)
+}
+
+fn ids(cluster: &Cluster, state: &NodeState) -> BTreeSet<String> {
+    run(cluster, &[(NODE.to_string(), state.clone())])
+        .into_iter()
+        .map(|f| f.id)
+        .collect()
+}
+
+fn just(id: &str) -> BTreeSet<String> {
+    [id.to_string()].into()
+}
+
+#[test]
+fn the_captured_healthy_node_has_no_findings() {
+    let (c, s) = seed();
+    assert_eq!(ids(&c, &s), BTreeSet::new());
+}
+
+#[test]
+fn node_state_variations() {
+    type Mutate = fn(&mut NodeState);
+    let cases: &[(&str, Mutate)] = &[
+        ("fdb-stale", |s| {
+            s.fdb.push(FdbEntry {
+                ifindex: 3,
+                dev: "flannel.1".into(),
+                mac: "02:00:00:00:00:99".into(),
+                dst: Some("192.168.56.99".parse().unwrap()),
+                vni: None,
+                port: None,
+                vlan: None,
+                master: None,
+                flags: vec!["self".into()],
+                state: "permanent".into(),
+            })
+        }),
+        ("mtu-mismatch", |s| {
+            s.attachments.iter_mut().for_each(|a| a.mtu = 1500)
+        }),
+        ("bridge-nf-call-iptables-off", |s| {
+            s.sysctls.bridge_nf_call_iptables = Some(false)
+        }),
+        ("vtep-config-wrong", |s| {
+            s.links
+                .iter_mut()
+                .filter(|l| l.name == "flannel.1")
+                .for_each(|l| l.vxlan.as_mut().unwrap().learning = true)
+        }),
+        ("vtep-mac-drift", |s| {
+            s.links
+                .iter_mut()
+                .filter(|l| l.name == "flannel.1")
+                .for_each(|l| l.mac = Some("02:11:22:33:44:55".into()))
+        }),
+        ("vtep-addr-wrong", |s| {
+            s.addrs.retain(|a| a.dev != "flannel.1")
+        }),
+        ("vxlan-tx-checksum-offload", |s| {
+            s.vxlan_tx_checksum.insert("flannel.1".into(), true);
+        }),
+        ("vtep-missing", |s| {
+            s.links.retain(|l| l.name != "flannel.1")
+        }),
+        ("neigh-not-permanent", |s| {
+            s.neighs
+                .iter_mut()
+                .filter(|n| n.dev == "flannel.1")
+                .take(1)
+                .for_each(|n| n.state = vec!["REACHABLE".into()])
+        }),
+        ("dns-conntrack-stale", |s| {
+            s.conntrack_dns.push(ConntrackEntry {
+                proto: "udp".into(),
+                orig_src: "10.2.2.50".parse().unwrap(),
+                orig_dst: "10.1.0.10".parse().unwrap(),
+                orig_dport: 53,
+                reply_src: "10.2.0.77".parse().unwrap(),
+            })
+        }),
+        ("iptables-backend-split", |s| {
+            let mut legacy = s.iptables[0].ruleset.clone();
+            legacy.tables.iter_mut().for_each(|t| {
+                t.chains
+                    .retain(|c| c.name.starts_with("FLANNEL-") || c.policy.is_some())
+            });
+            s.iptables.push(IptablesBackendState {
+                backend: "legacy".into(),
+                ruleset: legacy,
+            });
+        }),
+        ("kube-proxy-not-programmed", |s| {
+            s.iptables[0]
+                .ruleset
+                .tables
+                .iter_mut()
+                .for_each(|t| t.chains.retain(|c| !c.name.starts_with("KUBE-")));
+        }),
+    ];
+    let mut failures = Vec::new();
+    for (want, mutate) in cases {
+        let (c, mut s) = seed();
+        mutate(&mut s);
+        let got = ids(&c, &s);
+        if got != just(want) {
+            failures.push(format!("{want}: got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn cluster_object_variations() {
+    type Mutate = fn(&mut Cluster);
+    let cases: &[(&[&str], Mutate)] = &[
+        (&["pod-cidr-overlap"], |c| {
+            c.nodes[1].spec.as_mut().unwrap().pod_cidr = Some("10.2.0.0/23".into())
+        }),
+        (&["node-no-flannel-lease"], |c| {
+            c.nodes[0]
+                .metadata
+                .annotations
+                .as_mut()
+                .unwrap()
+                .remove("flannel.alpha.coreos.com/public-ip");
+        }),
+        (&["node-no-pod-cidr"], |c| {
+            c.nodes[0].spec.as_mut().unwrap().pod_cidr = None
+        }),
+        (&["service-selector-matches-nothing"], |c| {
+            let s = c
+                .services
+                .iter_mut()
+                .find(|s| s.metadata.name.as_deref() == Some("linux0224-nginx"))
+                .unwrap();
+            s.spec.as_mut().unwrap().selector =
+                Some([("app".to_string(), "ngnix".to_string())].into());
+        }),
+        (&["service-named-port-unresolved"], |c| {
+            let s = c
+                .services
+                .iter_mut()
+                .find(|s| s.metadata.name.as_deref() == Some("linux0224-nginx"))
+                .unwrap();
+            s.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].target_port = Some(
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("web".into()),
+            );
+        }),
+        (&["service-target-port-unexposed"], |c| {
+            let s = c
+                .services
+                .iter_mut()
+                .find(|s| s.metadata.name.as_deref() == Some("linux0224-nginx"))
+                .unwrap();
+            s.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].target_port =
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080));
+        }),
+        (&["service-no-endpoints"], |c| {
+            c.endpoint_slices
+                .iter_mut()
+                .filter(|s| s.metadata.name.as_deref() == Some("nodeport-service-lab01"))
+                .for_each(|s| s.endpoints.clear())
+        }),
+        (&["cluster-dns-mismatch"], |c| {
+            let cm = c
+                .config_maps
+                .iter_mut()
+                .find(|m| m.metadata.name.as_deref() == Some("kubelet-config"))
+                .unwrap();
+            cm.data.as_mut().unwrap().insert(
+                "kubelet".into(),
+                "clusterDNS:\n- 10.96.0.10\nclusterDomain: cluster.local\n".into(),
+            );
+        }),
+        (&["ingress-class-no-controller"], |c| {
+            c.ingresses[0].spec.as_mut().unwrap().ingress_class_name = Some("traefik".into())
+        }),
+        (&["ingress-backend-service-missing"], |c| {
+            let b = &mut c.ingresses[0]
+                .spec
+                .as_mut()
+                .unwrap()
+                .rules
+                .as_mut()
+                .unwrap()[0]
+                .http
+                .as_mut()
+                .unwrap()
+                .paths[0]
+                .backend;
+            b.service.as_mut().unwrap().name = "linux0224-nginx-v2".into();
+        }),
+        (&["network-policy-not-enforced"], |c| {
+            c.network_policies
+                .push(k8s_openapi::api::networking::v1::NetworkPolicy {
+                    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                        namespace: Some("test-svc-ns".into()),
+                        name: Some("deny-all".into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                })
+        }),
+        (&["coredns-forward-loop"], |c| {
+            let cm = c
+                .config_maps
+                .iter_mut()
+                .find(|m| m.metadata.name.as_deref() == Some("coredns"))
+                .unwrap();
+            let text = cm.data.as_ref().unwrap()["Corefile"]
+                .replace("forward . /etc/resolv.conf", "forward . 127.0.0.53");
+            cm.data.as_mut().unwrap().insert("Corefile".into(), text);
+        }),
+    ];
+    let mut failures = Vec::new();
+    for (want, mutate) in cases {
+        let (mut c, _) = seed();
+        mutate(&mut c);
+        let got: BTreeSet<String> = run(&c, &[]).into_iter().map(|f| f.id).collect();
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        if got != want {
+            failures.push(format!("{want:?}: got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,142 @@
+//! `check` on the lab: the healthy lab has no findings; every fault gives
+//! exactly its finding on the expected node, live and from a bundle
+//! collected from the broken lab.
+
+mod common;
+use common::*;
+use std::collections::BTreeSet;
+
+fn findings(args: &[&str]) -> (Option<i32>, BTreeSet<(String, String)>) {
+    let out = kd(args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let set = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["node"].as_str().unwrap_or("cluster").to_string(),
+            )
+        })
+        .collect();
+    (out.status.code(), set)
+}
+
+#[test]
+fn every_fault_gives_exactly_its_finding_live_and_offline() {
+    let lab = Lab::up("check", &[]);
+    let (code, healthy) = findings(&["check", "--lab", "check", "-o", "json"]);
+    assert_eq!(
+        (code, healthy.len()),
+        (Some(0), 0),
+        "healthy lab: {healthy:?}"
+    );
+
+    let n12 = "k8s-node-12";
+    let cases: &[(&str, &[&str], &str, &str)] = &[
+        ("route-missing", &[], "route-missing", n12),
+        ("route-wrong-gw", &[], "route-wrong", n12),
+        ("neigh-missing", &[], "neigh-missing", n12),
+        ("neigh-wrong-mac", &[], "neigh-wrong-mac", n12),
+        ("fdb-missing", &[], "fdb-missing", n12),
+        ("fdb-stale-dst", &[], "fdb-wrong-dst", n12),
+        (
+            "vtep-down",
+            &["--node", "k8s-node-11"],
+            "vtep-down",
+            "k8s-node-11",
+        ),
+        ("vtep-mtu", &[], "vtep-mtu-wrong", n12),
+        ("cni0-addr-wrong", &[], "cni0-addr-wrong", n12),
+        (
+            "ip-forward-off",
+            &["--node", "k8s-master-10"],
+            "ip-forward-off",
+            "k8s-master-10",
+        ),
+        ("forward-drop", &[], "forward-drop", n12),
+        ("pod-veth-down", &[], "pod-veth-down", n12),
+        (
+            "svc-chain-missing",
+            &[],
+            "kube-proxy-svc-chain-missing",
+            n12,
+        ),
+        ("sep-stale", &[], "kube-proxy-endpoints-mismatch", n12),
+        ("nodeport-missing", &[], "kube-proxy-nodeport-missing", n12),
+        ("masq-missing", &[], "flannel-masq-missing", n12),
+        ("dns-down", &[], "kube-dns-no-endpoints", "cluster"),
+        (
+            "ingress-backend-port",
+            &[],
+            "ingress-backend-port-missing",
+            "cluster",
+        ),
+    ];
+    let tmp = std::env::temp_dir().join(format!("knetdoctor-bundles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut failures = Vec::new();
+    for (fault, extra, id, node) in cases {
+        let mut args = vec!["lab", "break", fault];
+        args.extend_from_slice(extra);
+        lab.kd(&args);
+        let want: BTreeSet<(String, String)> = [(id.to_string(), node.to_string())].into();
+        let (code, live) = findings(&["check", "--lab", "check", "-o", "json"]);
+        if live != want || code != Some(1) {
+            failures.push(format!(
+                "{fault}: live check gave {live:?} (exit {code:?}), want {want:?}"
+            ));
+        }
+        let bundle = tmp.join(fault);
+        kd_ok(&["collect", "--lab", "check", "-o", bundle.to_str().unwrap()]);
+        let (code, offline) =
+            findings(&["check", "--bundle", bundle.to_str().unwrap(), "-o", "json"]);
+        if offline != want || code != Some(1) {
+            failures.push(format!(
+                "{fault}: bundle check gave {offline:?}, want {want:?}"
+            ));
+        }
+        lab.kd(&["lab", "heal"]);
+    }
+    // --node limits the dataplane part to one node.
+    lab.kd(&["lab", "break", "route-missing"]);
+    let (_, only11) = findings(&[
+        "check",
+        "--lab",
+        "check",
+        "--node",
+        "k8s-node-11",
+        "-o",
+        "json",
+    ]);
+    assert!(only11.is_empty(), "{only11:?}");
+    lab.kd(&["lab", "heal"]);
+    let (code, healed) = findings(&["check", "--lab", "check", "-o", "json"]);
+    assert_eq!((code, healed.len()), (Some(0), 0), "after heal: {healed:?}");
+    // The bundle carries the raw iptables-save text too, and no Secrets.
+    let raw =
+        std::fs::read_to_string(tmp.join("svc-chain-missing/nodes/k8s-node-12/iptables-nft.save"))
+            .unwrap();
+    assert!(raw.contains("*nat") && raw.contains("KUBE-SERVICES"));
+    assert!(!tmp.join("svc-chain-missing/cluster/secrets.json").exists());
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn check_names_bad_input() {
+    require_root();
+    let out = kd(&["check", "--bundle", "/nonexistent-bundle"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kd(&["check", "--lab", "nolab"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bundle"));
+}
