@@ -1,9 +1,11 @@
 //! The offline bundle `collect` writes and every command can read with
 //! `--bundle DIR`:
 //!
-//!     DIR/cluster/*.json              kubectl-style Lists (no Secrets)
-//!     DIR/nodes/<node>/state.json     NodeState
-//!     DIR/nodes/<node>/iptables-<backend>.save   the raw iptables-save text
+//! ```text
+//! DIR/cluster/*.json                         kubectl-style Lists (no Secrets)
+//! DIR/nodes/<node>/state.json                NodeState
+//! DIR/nodes/<node>/iptables-<backend>.save   the raw iptables-save text
+//! ```
 
 use std::path::{Path, PathBuf};
 
