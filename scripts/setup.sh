@@ -3,7 +3,7 @@
 # builds it. Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
-PACKAGES=(iproute2 iptables nftables dnsmasq-base nginx-light curl dnsutils
+PACKAGES=(iproute2 iptables nftables ipvsadm dnsmasq-base nginx-light curl dnsutils
           iputils-ping tcpdump libpcap-dev conntrack ipset ethtool procps kmod)
 
 if [ "$(id -u)" -ne 0 ]; then

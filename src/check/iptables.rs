@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use super::finding::{Finding, ObjectRef, RepairAction, Severity};
 use crate::dataplane::NodeState;
 use crate::dataplane::iptables::{RuleSpec, Ruleset};
-use crate::model::kube_proxy::ServicePort;
+use crate::model::kube_proxy::{ProxyMode, ServicePort};
+
 use crate::model::{Cluster, ClusterNetwork, kube_proxy};
 
 fn specs(rs: &Ruleset, table: &str, chain: &str) -> Vec<RuleSpec> {
@@ -48,6 +49,7 @@ pub fn check_node(
     node: &str,
     state: &NodeState,
     net: &ClusterNetwork,
+    mode: ProxyMode,
     out: &mut Vec<Finding>,
 ) {
     let n = Some(node);
@@ -80,7 +82,9 @@ pub fn check_node(
     let Some(rs) = main.map(|b| &b.ruleset) else {
         return;
     };
-    check_kube_proxy(cluster, node, rs, out);
+    if mode == ProxyMode::Iptables {
+        check_kube_proxy(cluster, node, rs, out);
+    }
     check_flannel_rules(node, rs, net, out);
 }
 

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod finding;
 pub mod flannel;
 pub mod iptables;
+pub mod ipvs;
 pub mod text;
 
 pub use finding::{Finding, ObjectRef, RepairAction, Severity};
@@ -38,9 +39,14 @@ pub fn check_node(
     flannel::check_node(cluster, node, state, out);
     flannel::check_sysctls(node, state, out);
     flannel::check_pods(cluster, node, state, out);
+    let mode = crate::model::kube_proxy::proxy_mode(cluster);
     if let Some(net) = net {
-        iptables::check_node(cluster, node, state, net, out);
+        iptables::check_node(cluster, node, state, net, mode, out);
     }
+    if mode == crate::model::kube_proxy::ProxyMode::Ipvs {
+        ipvs::check_node(cluster, node, state, out);
+    }
+
     cluster::check_dns_conntrack(cluster, node, state, out);
 }
 

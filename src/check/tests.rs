@@ -251,3 +251,88 @@ fn cluster_object_variations() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The captured node as kube-proxy's IPVS mode would leave it: kube-ipvs0
+/// holding every ClusterIP, the virtual servers of the ipvsadm fixture, and
+/// the kube-proxy ConfigMap saying `mode: ipvs`.
+fn ipvs_seed() -> (Cluster, NodeState) {
+    use crate::dataplane::state::{Addr, Link};
+    let (mut c, mut s) = seed();
+    let cm = c
+        .config_maps
+        .iter_mut()
+        .find(|m| m.metadata.name.as_deref() == Some("kube-proxy"))
+        .unwrap();
+    let conf =
+        cm.data.as_ref().unwrap()["config.conf"].replace("mode: \"iptables\"", "mode: \"ipvs\"");
+    cm.data.as_mut().unwrap().insert("config.conf".into(), conf);
+    s.links.push(Link {
+        ifindex: 99,
+        name: "kube-ipvs0".into(),
+        kind: Some("dummy".into()),
+        mtu: 1500,
+        mac: None,
+        up: false,
+        lower_up: false,
+        operstate: "DOWN".into(),
+        master: None,
+        link_ifindex: None,
+        link_netnsid: None,
+        vxlan: None,
+        bridge_port: None,
+    });
+    for ip in ["10.1.0.1", "10.1.0.10", "10.1.59.153", "10.1.61.17"] {
+        s.addrs.push(Addr {
+            ifindex: 99,
+            dev: "kube-ipvs0".into(),
+            address: ip.parse().unwrap(),
+            prefix_len: 32,
+            scope: "global".into(),
+        });
+    }
+    s.ipvs = crate::dataplane::ipvs::parse_list(include_str!(
+        "../../tests/fixtures/ipvs/seed-node-12.ipvsadm-Ln.txt"
+    ))
+    .unwrap();
+    (c, s)
+}
+
+#[test]
+fn ipvs_mode_node() {
+    let (c, s) = ipvs_seed();
+    assert_eq!(
+        crate::model::kube_proxy::proxy_mode(&c),
+        crate::model::kube_proxy::ProxyMode::Ipvs
+    );
+    assert_eq!(
+        ids(&c, &s),
+        BTreeSet::new(),
+        "the fixture is what IPVS mode programs"
+    );
+    type Mutate = fn(&mut NodeState);
+    let cases: &[(&str, Mutate)] = &[
+        ("ipvs-virtual-server-missing", |s| {
+            s.ipvs.retain(|v| v.addr != "10.1.59.153:80")
+        }),
+        ("ipvs-virtual-server-missing", |s| {
+            s.ipvs.retain(|v| v.addr != "192.168.56.12:30005")
+        }),
+        ("ipvs-real-servers-mismatch", |s| {
+            s.ipvs
+                .iter_mut()
+                .filter(|v| v.proto == "udp")
+                .for_each(|v| v.reals[0].addr = "10.2.0.99:53".into())
+        }),
+        ("ipvs-cluster-ip-unbound", |s| {
+            s.addrs.retain(|a| a.address.to_string() != "10.1.0.10")
+        }),
+        ("ipvs-device-missing", |s| {
+            s.links.retain(|l| l.name != "kube-ipvs0")
+        }),
+    ];
+    for (want, mutate) in cases {
+        let (c, mut s) = ipvs_seed();
+        mutate(&mut s);
+        assert_eq!(ids(&c, &s), just(want), "{want}");
+    }
+}

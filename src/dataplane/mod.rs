@@ -3,6 +3,7 @@
 //! Kubernetes: it speaks links, addresses, routes, rules, neighbours and FDB.
 
 pub mod iptables;
+pub mod ipvs;
 pub mod netns;
 pub mod read;
 pub mod state;

@@ -28,7 +28,14 @@ pub struct NodeState {
     /// UDP conntrack entries towards port 53 (DNS).
     #[serde(default)]
     pub conntrack_dns: Vec<ConntrackEntry>,
+    /// IPVS virtual servers (kube-proxy IPVS mode; read when kube-ipvs0 exists).
+    #[serde(default)]
+    pub ipvs: Vec<super::ipvs::VirtualServer>,
+    /// ipsets (read alongside IPVS).
+    #[serde(default)]
+    pub ipsets: Vec<super::ipvs::IpSet>,
     /// tx-checksum-ip-generic per VXLAN device (true = offload on).
+
     #[serde(default)]
     pub vxlan_tx_checksum: BTreeMap<String, bool>,
     /// What could not be read, and why (a tool missing, a namespace gone).

@@ -178,6 +178,22 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
             Err(e) => state.warnings.push(e),
         }
     }
+    if state.link(crate::model::kube_proxy::IPVS_DEVICE).is_some() {
+        match run_tool(&source.netns, "ipvsadm", &["-Sn"]) {
+            Ok(text) => match crate::dataplane::ipvs::parse_save(&text) {
+                Ok(vs) => state.ipvs = vs,
+                Err(e) => state.warnings.push(format!("ipvsadm -Sn output: {e}")),
+            },
+            Err(e) => state.warnings.push(e),
+        }
+        match run_tool(&source.netns, "ipset", &["save"]) {
+            Ok(text) => match crate::dataplane::ipvs::parse_ipset_save(&text) {
+                Ok(sets) => state.ipsets = sets,
+                Err(e) => state.warnings.push(format!("ipset save output: {e}")),
+            },
+            Err(e) => state.warnings.push(e),
+        }
+    }
     for ns in &source.pod_netns {
         match read_node_state(&Netns::named(ns)) {
             Ok(pod) => state.attachments.extend(attachments(ns, &pod)),

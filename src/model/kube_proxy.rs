@@ -14,7 +14,41 @@ use super::cluster::Cluster;
 use super::hash;
 use crate::dataplane::iptables::Ruleset;
 
+/// The dummy device kube-proxy's IPVS mode binds every ClusterIP to.
+pub const IPVS_DEVICE: &str = "kube-ipvs0";
+
+/// How kube-proxy programs Services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    Iptables,
+    Ipvs,
+    Nftables,
+}
+
+/// kube-proxy's mode from its ConfigMap (`config.conf`, KubeProxyConfiguration);
+/// an empty or absent mode is iptables, kube-proxy's default on Linux.
+pub fn proxy_mode(cluster: &Cluster) -> ProxyMode {
+    #[derive(Deserialize)]
+    struct Config {
+        #[serde(default)]
+        mode: String,
+    }
+    let mode = cluster
+        .config_map("kube-system", "kube-proxy")
+        .and_then(|c| c.data.as_ref()?.get("config.conf").cloned())
+        .and_then(|text| serde_yaml_ng::from_str::<Config>(&text).ok())
+        .map(|c| c.mode)
+        .unwrap_or_default();
+    match mode.as_str() {
+        "ipvs" => ProxyMode::Ipvs,
+        "nftables" => ProxyMode::Nftables,
+        _ => ProxyMode::Iptables,
+    }
+}
+
 /// Above this many endpoints in total, kube-proxy stops writing rule comments.
+
 pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
 /// kube-proxy's masquerade mark (bit 14).
 pub const MASQ_MARK: &str = "0x4000";
