@@ -48,7 +48,6 @@ pub fn proxy_mode(cluster: &Cluster) -> ProxyMode {
 }
 
 /// Above this many endpoints in total, kube-proxy stops writing rule comments.
-
 pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
 /// kube-proxy's masquerade mark (bit 14).
 pub const MASQ_MARK: &str = "0x4000";
