@@ -295,7 +295,9 @@ fn check_ingresses(cluster: &Cluster, out: &mut Vec<Finding>) {
                 == Some("true")
         });
         match &class {
-            Some(c) if !cluster.ingress_classes.iter().any(|ic| ic.metadata.name.as_deref() == Some(c.as_str())) => out.push(
+            // Clusters before IngressClass (1.18) name the class only in an annotation.
+            Some(c) if !cluster.ingress_classes.is_empty() && !cluster.ingress_classes.iter().any(|ic| ic.metadata.name.as_deref() == Some(c.as_str())) => out.push(
+
                 Finding::new("ingress-class-no-controller", Severity::Error, None, format!("Ingress {ns}/{name} asks for class {c:?}, which no IngressClass (controller) serves"))
                     .object(ing_ref.clone())
                     .repair(RepairAction::Manual { what: format!("create IngressClass {c:?} for your controller, or change ingressClassName") }),

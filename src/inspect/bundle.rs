@@ -13,9 +13,19 @@ use crate::dataplane::NodeState;
 use crate::error::{Error, Result};
 use crate::model::Cluster;
 
-/// The bundle's cluster objects.
+/// True if `dir` is a knetdoctor bundle rather than a plain kubectl directory.
+pub fn is_bundle(dir: &Path) -> bool {
+    dir.join("cluster").is_dir()
+}
+
+/// The bundle's cluster objects; a plain kubectl directory (kubectl get
+/// Lists, a cluster-info dump) is read as a bundle without node states.
 pub fn read_cluster(dir: &Path) -> Result<Cluster> {
-    Cluster::read_dir(&dir.join("cluster"))
+    if is_bundle(dir) {
+        super::kubectl::read_dir(&dir.join("cluster"))
+    } else {
+        super::kubectl::read_dir(dir)
+    }
 }
 
 fn nodes_dir(dir: &Path) -> PathBuf {
@@ -24,7 +34,11 @@ fn nodes_dir(dir: &Path) -> PathBuf {
 
 /// Nodes whose state the bundle holds.
 pub fn node_names(dir: &Path) -> Result<Vec<String>> {
+    if !is_bundle(dir) && dir.is_dir() {
+        return Ok(Vec::new());
+    }
     let nd = nodes_dir(dir);
+
     let rd = std::fs::read_dir(&nd).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::usage(
@@ -60,7 +74,7 @@ pub fn read_node(dir: &Path, node: &str) -> Result<NodeState> {
 /// Writes a bundle: the cluster (Secrets are never part of [`Cluster`]) and
 /// each node's state plus its raw iptables-save text.
 pub fn write(dir: &Path, cluster: &Cluster, nodes: &[(String, NodeState)]) -> Result<()> {
-    cluster.write_dir(&dir.join("cluster"))?;
+    super::kubectl::write_dir(cluster, &dir.join("cluster"))?;
     for (name, state) in nodes {
         let nd = nodes_dir(dir).join(name);
         std::fs::create_dir_all(&nd).map_err(|e| Error::io(&nd, e))?;

@@ -42,7 +42,9 @@ impl Target {
     /// The cluster objects.
     pub fn cluster(&self) -> Result<Cluster> {
         match self {
-            Target::Lab(name) => Cluster::read_dir(&LabState::require(name)?.cluster_dir()),
+            Target::Lab(name) => {
+                crate::inspect::kubectl::read_dir(&LabState::require(name)?.cluster_dir())
+            }
             Target::Bundle(dir) => super::bundle::read_cluster(dir),
         }
     }

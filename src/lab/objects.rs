@@ -571,8 +571,8 @@ mod tests {
     fn objects_round_trip_through_kubectl_lists() {
         let (_, c) = seed();
         let dir = std::env::temp_dir().join(format!("knetdoctor-objects-{}", std::process::id()));
-        c.write_dir(&dir).unwrap();
-        let back = Cluster::read_dir(&dir).unwrap();
+        crate::inspect::kubectl::write_dir(&c, &dir).unwrap();
+        let back = crate::inspect::kubectl::read_dir(&dir).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             serde_json::to_value(&back).unwrap(),
@@ -588,14 +588,23 @@ mod tests {
     #[test]
     fn malformed_list_names_file_and_line() {
         let dir = std::env::temp_dir().join(format!("knetdoctor-bad-{}", std::process::id()));
-        seed().1.write_dir(&dir).unwrap();
-        std::fs::write(
-            dir.join("pods.json"),
-            "{\n \"items\": [ {\"metadata\": 7} ]\n}\n",
-        )
-        .unwrap();
-        let err = Cluster::read_dir(&dir).unwrap_err().to_string();
+        crate::inspect::kubectl::write_dir(&seed().1, &dir).unwrap();
+        let pods = dir.join("pods.json");
+        let cases = [
+            (
+                "{\n \"items\": [ {\"kind\": \"Pod\", \"metadata\": 7} ]\n}\n",
+                "item 0 (Pod)",
+            ),
+            ("{\n \"items\": [ {\"metadata\": {}} ]\n}\n", "has no kind"),
+            ("{\n \"items\": [ \n", "line 3"),
+        ];
+        for (text, want) in cases {
+            std::fs::write(&pods, text).unwrap();
+            let err = crate::inspect::kubectl::read_dir(&dir)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("pods.json") && err.contains(want), "{err}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(err.contains("pods.json") && err.contains("line 2"), "{err}");
     }
 }

@@ -42,7 +42,7 @@ fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
 /// objects. Returns the cluster it rendered.
 pub fn sync(state: &LabState) -> Result<Cluster> {
     let cluster = current_cluster(state);
-    cluster.write_dir(&state.cluster_dir())?;
+    crate::inspect::kubectl::write_dir(&cluster, &state.cluster_dir())?;
     write_if_changed(
         &state.dir.join("dns").join("hosts"),
         &services::dns_hosts(&cluster),

@@ -1,15 +1,11 @@
 //! The cluster's objects as the API server serves them (k8s-openapi types),
 //! and the kubectl-style JSON List files they travel in.
 
-use std::path::Path;
-
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use serde::{Deserialize, Serialize};
-
-use crate::error::{Error, Result};
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -28,94 +24,7 @@ pub struct Cluster {
     pub network_policies: Vec<NetworkPolicy>,
 }
 
-/// The file names a cluster directory uses, one kubectl List per kind.
-const FILES: [&str; 8] = [
-    "nodes.json",
-    "pods.json",
-    "services.json",
-    "endpointslices.json",
-    "ingresses.json",
-    "ingressclasses.json",
-    "configmaps.json",
-    "networkpolicies.json",
-];
-
-fn list<T: Serialize>(items: &[T]) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "metadata": {"resourceVersion": ""},
-        "items": items,
-    })
-}
-
-fn write_json(dir: &Path, file: &str, value: &serde_json::Value) -> Result<()> {
-    let path = dir.join(file);
-    let text = serde_json::to_string_pretty(value).expect("JSON values always serialize");
-    std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
-}
-
-fn read_list<T: serde::de::DeserializeOwned>(dir: &Path, file: &str) -> Result<Vec<T>> {
-    #[derive(Deserialize)]
-    struct List<T> {
-        items: Vec<T>,
-    }
-    let path = dir.join(file);
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let list: List<T> = serde_json::from_str(&text).map_err(|e| Error::Parse {
-        path: path.clone(),
-        what: format!("line {}: {e}", e.line()),
-    })?;
-    Ok(list.items)
-}
-
 impl Cluster {
-    /// Writes one kubectl-style List per kind into `dir` (created if needed).
-    pub fn write_dir(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let values = [
-            list(&self.nodes),
-            list(&self.pods),
-            list(&self.services),
-            list(&self.endpoint_slices),
-            list(&self.ingresses),
-            list(&self.ingress_classes),
-            list(&self.config_maps),
-            list(&self.network_policies),
-        ];
-        for (file, value) in FILES.iter().zip(values.iter()) {
-            write_json(dir, file, value)?;
-        }
-        Ok(())
-    }
-
-    /// Reads a directory written by [`Cluster::write_dir`]. A kind whose file
-    /// is absent is empty; a directory with none of the files is an error.
-    pub fn read_dir(dir: &Path) -> Result<Self> {
-        if !FILES.iter().any(|f| dir.join(f).is_file()) {
-            return Err(Error::usage(
-                format!("{} holds no cluster objects", dir.display()),
-                Some(format!(
-                    "expected kubectl-style JSON Lists named {}",
-                    FILES.join(", ")
-                )),
-            ));
-        }
-        Ok(Cluster {
-            nodes: read_list(dir, FILES[0])?,
-            pods: read_list(dir, FILES[1])?,
-            services: read_list(dir, FILES[2])?,
-            endpoint_slices: read_list(dir, FILES[3])?,
-            ingresses: read_list(dir, FILES[4])?,
-            ingress_classes: read_list(dir, FILES[5])?,
-            config_maps: read_list(dir, FILES[6])?,
-            network_policies: read_list(dir, FILES[7])?,
-        })
-    }
-
     /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes
