@@ -110,7 +110,15 @@ pub fn render(findings: &[Finding], nodes: &[String]) -> String {
         .iter()
         .filter(|f| f.severity == Severity::Warning)
         .count();
-    if findings.is_empty() {
+    if nodes.is_empty() {
+        let _ = writeln!(
+            o,
+            "(no node states in this source: cluster-level checks only)"
+        );
+    }
+    if findings.is_empty() && nodes.is_empty() {
+        let _ = writeln!(o, "healthy: no findings in the cluster objects");
+    } else if findings.is_empty() {
         let _ = writeln!(
             o,
             "healthy: no findings ({} node(s) checked: {})",
