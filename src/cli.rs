@@ -48,10 +48,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Read an offline bundle written by `knetdoctor collect`.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub bundle: Option<std::path::PathBuf>,
     /// The lab to read when no --bundle is given.
-    #[arg(long, default_value = DEFAULT_NAME, global = true)]
+    #[arg(long, default_value = DEFAULT_NAME)]
     pub lab: String,
 }
 
@@ -80,6 +80,27 @@ pub struct CollectArgs {
 pub enum InspectCommand {
     /// A node's links, addresses, routes, rules, neighbours, FDB and sysctls, read over rtnetlink.
     Node(InspectNodeArgs),
+    /// A pod: its node, veth, the overlay entries that reach it, the Services that select it.
+    Pod(InspectObjectArgs),
+    /// A Service: DNS name, ports, kube-proxy chains per node, endpoints, pods, nodes.
+    Svc(InspectObjectArgs),
+    /// An Ingress: class and controller, rules, backend Services and everything below them.
+    Ingress(InspectObjectArgs),
+    /// A DNS name resolved as a pod in -n NAMESPACE would (search list, ndots:5), and what it leads to.
+    Dns(InspectObjectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectObjectArgs {
+    /// `name` or `namespace/name` (for dns: the name to resolve).
+    pub name: String,
+    /// The namespace (for dns: the namespace of the asking pod).
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

@@ -46,7 +46,12 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Inspect(InspectCommand::Pod(a)) => linked(a, inspect::chain::pod),
+        Command::Inspect(InspectCommand::Svc(a)) => linked(a, inspect::chain::service),
+        Command::Inspect(InspectCommand::Ingress(a)) => linked(a, inspect::chain::ingress),
+        Command::Inspect(InspectCommand::Dns(a)) => linked(a, inspect::chain::dns_name),
         Command::Lab(cmd) => lab_command(cmd),
+
         Command::Check(a) => {
             let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab)?;
             let cluster = target.cluster()?;
@@ -286,4 +291,30 @@ fn status_text(st: &lab::status::Status) -> String {
         }
     }
     o
+}
+
+type LinkedFn = fn(
+    &knetdoctor::model::Cluster,
+    &[(String, knetdoctor::dataplane::NodeState)],
+    &str,
+    &str,
+) -> Result<inspect::chain::LinkedView>;
+
+/// `inspect pod|svc|ingress|dns`: the linked view; exit 1 when a link is broken.
+fn linked(a: knetdoctor::cli::InspectObjectArgs, view: LinkedFn) -> Result<u8> {
+    let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab)?;
+    let cluster = target.cluster()?;
+    let nodes = target.node_states(None)?;
+    let v = view(&cluster, &nodes, &a.name, &a.namespace)?;
+    match a.output {
+        Output::Json => json(&v),
+        Output::Text => out(&inspect::chain::text(&v)),
+    }
+    Ok(
+        if v.findings.is_empty() && v.lines.iter().all(|l| l.ok != Some(false)) {
+            0
+        } else {
+            1
+        },
+    )
 }

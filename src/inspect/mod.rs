@@ -3,6 +3,7 @@
 //! Decides nothing about what is wrong.
 
 pub mod bundle;
+pub mod chain;
 pub mod kubectl;
 pub mod node;
 pub mod render;

@@ -1,0 +1,769 @@
+//! `inspect pod|svc|ingress|dns NAME`: one object and everything it links
+//! to, up and down — Ingress -> Service -> endpoints -> Pods -> Nodes ->
+//! the node entries that carry the traffic — with the findings of `check`
+//! that touch any of them. Presentation only: the verdicts come from check.
+
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use serde::Serialize;
+
+use super::node::similar;
+use crate::check::{Finding, ObjectRef};
+use crate::dataplane::NodeState;
+use crate::error::{Error, Result};
+use crate::model::flannel::{Lease, VTEP_DEVICE};
+use crate::model::{Cluster, dns, kube_proxy};
+
+/// One line of the linked view.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    /// Indentation level (0 = the object itself).
+    pub depth: usize,
+    /// What this line is: `Service`, `endpoint`, `Pod`, `Node`, `route`, `chain`, `dns`, ...
+    pub kind: String,
+    pub text: String,
+    /// Whether the link holds (`None`: nothing to verify).
+    pub ok: Option<bool>,
+}
+
+/// The linked view of one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkedView {
+    pub object: ObjectRef,
+    pub lines: Vec<Line>,
+    /// Findings about this object or anything it links to.
+    pub findings: Vec<Finding>,
+}
+
+struct Builder<'a> {
+    cluster: &'a Cluster,
+    nodes: &'a [(String, NodeState)],
+    lines: Vec<Line>,
+    related: Vec<ObjectRef>,
+    related_nodes: Vec<String>,
+}
+
+fn name_of(ns: Option<&str>, name: Option<&str>) -> String {
+    format!("{}/{}", ns.unwrap_or(""), name.unwrap_or(""))
+}
+
+/// Splits `ns/name`, or `name` with the default namespace.
+fn split(name: &str, namespace: &str) -> (String, String) {
+    match name.split_once('/') {
+        Some((ns, n)) => (ns.to_string(), n.to_string()),
+        None => (namespace.to_string(), name.to_string()),
+    }
+}
+
+fn not_found(kind: &str, wanted: &str, candidates: Vec<String>) -> Error {
+    let close: Vec<String> = candidates
+        .iter()
+        .filter(|c| similar(c, wanted))
+        .take(5)
+        .cloned()
+        .collect();
+    Error::usage(
+        format!("no {kind} {wanted:?}"),
+        Some(if close.is_empty() {
+            format!(
+                "{} {kind}s exist; `-A` style names are ns/name",
+                candidates.len()
+            )
+        } else {
+            format!("did you mean {}?", close.join(" or "))
+        }),
+    )
+}
+
+impl<'a> Builder<'a> {
+    fn new(cluster: &'a Cluster, nodes: &'a [(String, NodeState)]) -> Self {
+        Builder {
+            cluster,
+            nodes,
+            lines: Vec::new(),
+            related: Vec::new(),
+            related_nodes: Vec::new(),
+        }
+    }
+
+    fn line(&mut self, depth: usize, kind: &str, text: impl Into<String>, ok: Option<bool>) {
+        self.lines.push(Line {
+            depth,
+            kind: kind.into(),
+            text: text.into(),
+            ok,
+        });
+    }
+
+    fn state(&self, node: &str) -> Option<&'a NodeState> {
+        self.nodes.iter().find(|(n, _)| n == node).map(|(_, s)| s)
+    }
+
+    /// The pod, its node, and what each checked node holds to reach it.
+    fn pod(&mut self, pod: &Pod, depth: usize) {
+        let (ns, name) = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let status = pod.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let ip = status.pod_ip.clone().unwrap_or_else(|| "-".into());
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        self.related.push(ObjectRef::namespaced("Pod", &ns, &name));
+        self.line(
+            depth,
+            "Pod",
+            format!(
+                "{ns}/{name}  {ip}  {}  on {node}",
+                if ready { "Ready" } else { "NotReady" }
+            ),
+            Some(ready),
+        );
+        self.node(&node, ip.parse().ok(), depth + 1);
+    }
+
+    /// The node a pod runs on, and how every other checked node reaches its pod CIDR.
+    fn node(&mut self, node: &str, pod_ip: Option<Ipv4Addr>, depth: usize) {
+        if !self.related_nodes.iter().any(|n| n == node) {
+            self.related_nodes.push(node.to_string());
+        }
+        let lease = self.cluster.node(node).map(Lease::from_node);
+        match lease {
+            Some(Ok(l)) => {
+                self.line(
+                    depth,
+                    "Node",
+                    format!(
+                        "{node}  public-ip {}  podCIDR {}  VtepMAC {}",
+                        l.public_ip, l.pod_cidr, l.vtep_mac
+                    ),
+                    Some(true),
+                );
+                if let (Some(ip), Some(state)) = (pod_ip, self.state(node)) {
+                    let att = state
+                        .attachments
+                        .iter()
+                        .find(|a| a.addrs.contains(&ip.into()));
+                    if let Some(a) = att {
+                        let host = a
+                            .peer_ifindex
+                            .and_then(|i| state.links.iter().find(|l| l.ifindex == i));
+                        let ok = host.is_some_and(|h| h.up && h.master.as_deref() == Some("cni0"))
+                            && a.up;
+                        self.line(
+                            depth + 1,
+                            "veth",
+                            format!(
+                                "{} <-> pod eth0 mtu {}{}",
+                                host.map(|h| h.name.as_str()).unwrap_or("(missing)"),
+                                a.mtu,
+                                host.map(|h| format!(
+                                    " master {}",
+                                    h.master.clone().unwrap_or_default()
+                                ))
+                                .unwrap_or_default()
+                            ),
+                            Some(ok),
+                        );
+                    }
+                }
+                let peers: Vec<(String, &NodeState)> = self
+                    .nodes
+                    .iter()
+                    .filter(|(n, _)| n != node)
+                    .map(|(n, s)| (n.clone(), s))
+                    .collect();
+                for (from, state) in peers {
+                    let gw = l.gateway();
+                    let route = state
+                        .routes
+                        .iter()
+                        .find(|r| r.table == 254 && r.dst == l.pod_cidr.to_string());
+                    let neigh = state
+                        .neighs
+                        .iter()
+                        .find(|n| n.dev == VTEP_DEVICE && n.dst == std::net::IpAddr::V4(gw));
+                    let fdb = state
+                        .fdb
+                        .iter()
+                        .find(|f| f.dev == VTEP_DEVICE && f.mac == l.vtep_mac);
+                    let route_ok = route.is_some_and(|r| {
+                        r.gateway == Some(gw.into()) && r.dev.as_deref() == Some(VTEP_DEVICE)
+                    });
+                    let neigh_ok =
+                        neigh.is_some_and(|n| n.lladdr.as_deref() == Some(l.vtep_mac.as_str()));
+                    let fdb_ok = fdb.is_some_and(|f| f.dst == Some(l.public_ip.into()));
+                    let mark = |b: bool| if b { "ok" } else { "BROKEN" };
+                    self.line(
+                        depth + 1,
+                        "overlay",
+                        format!(
+                            "from {from}: route {} {}, neigh {gw} {}, fdb {} {}",
+                            l.pod_cidr,
+                            mark(route_ok),
+                            mark(neigh_ok),
+                            l.vtep_mac,
+                            mark(fdb_ok)
+                        ),
+                        Some(route_ok && neigh_ok && fdb_ok),
+                    );
+                }
+            }
+            Some(Err(e)) => self.line(depth, "Node", format!("{node}: {e}"), Some(false)),
+            None => self.line(
+                depth,
+                "Node",
+                format!("{node} (no such Node object)"),
+                Some(false),
+            ),
+        }
+    }
+
+    /// A Service: its DNS name, ports, kube-proxy chains per node, endpoints, pods.
+    fn service(&mut self, svc: &Service, depth: usize) {
+        let (ns, name) = (
+            svc.metadata.namespace.clone().unwrap_or_default(),
+            svc.metadata.name.clone().unwrap_or_default(),
+        );
+        let spec = svc.spec.clone().unwrap_or_default();
+        self.related
+            .push(ObjectRef::namespaced("Service", &ns, &name));
+        let ip = spec.cluster_ip.clone().unwrap_or_else(|| "-".into());
+        self.line(
+            depth,
+            "Service",
+            format!(
+                "{ns}/{name}  {}  {ip}",
+                spec.type_.clone().unwrap_or_else(|| "ClusterIP".into())
+            ),
+            None,
+        );
+        self.line(
+            depth + 1,
+            "dns",
+            format!("{name}.{ns}.svc.{} -> {ip}", dns::CLUSTER_DOMAIN),
+            None,
+        );
+        let ports: Vec<_> = kube_proxy::service_ports(self.cluster)
+            .into_iter()
+            .filter(|p| p.namespace == ns && p.service == name)
+            .collect();
+        for sp in &ports {
+            let np = sp
+                .node_port
+                .map(|n| format!("  nodePort {n}"))
+                .unwrap_or_default();
+            self.line(
+                depth + 1,
+                "port",
+                format!(
+                    "{}/{}{np}  chain {}  {} ready endpoint(s)",
+                    sp.port,
+                    sp.protocol,
+                    sp.svc_chain(),
+                    sp.endpoints.len()
+                ),
+                Some(!sp.endpoints.is_empty()),
+            );
+            for (node, state) in self.nodes {
+                let rs = crate::check::iptables::kube_proxy_ruleset(state);
+                let have: Vec<String> = rs
+                    .and_then(|r| r.table("nat")?.chain(&sp.svc_chain()).cloned())
+                    .map(|c| {
+                        c.rules
+                            .iter()
+                            .filter_map(|r| {
+                                crate::dataplane::iptables::RuleSpec::parse(r).ok()?.target
+                            })
+                            .filter(|t| t.starts_with("KUBE-SEP-"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let want: Vec<String> = sp.endpoints.iter().map(|e| sp.sep_chain(e)).collect();
+                let ok = want.iter().all(|w| have.contains(w)) && have.len() == want.len();
+                if rs.is_some() {
+                    self.line(
+                        depth + 2,
+                        "chain",
+                        format!(
+                            "{node}: {} of {} endpoint chains{}",
+                            have.iter().filter(|h| want.contains(h)).count(),
+                            want.len(),
+                            if ok { "" } else { " (mismatch)" }
+                        ),
+                        Some(ok),
+                    );
+                }
+            }
+        }
+        let selected: Vec<Pod> = match spec.selector.as_ref().filter(|s| !s.is_empty()) {
+            Some(sel) => self
+                .cluster
+                .pods
+                .iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+                .filter(|p| {
+                    sel.iter()
+                        .all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
+                })
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        if spec.selector.as_ref().is_some_and(|s| !s.is_empty()) && selected.is_empty() {
+            self.line(
+                depth + 1,
+                "Pod",
+                "(the selector matches no pod)",
+                Some(false),
+            );
+        }
+        for p in &selected {
+            self.pod(p, depth + 1);
+        }
+    }
+}
+
+/// Everything linked to Pod `name`.
+pub fn pod(
+    cluster: &Cluster,
+    nodes: &[(String, NodeState)],
+    name: &str,
+    namespace: &str,
+) -> Result<LinkedView> {
+    let (ns, n) = split(name, namespace);
+    let pod = cluster
+        .pods
+        .iter()
+        .find(|p| {
+            p.metadata.namespace.as_deref() == Some(ns.as_str())
+                && p.metadata.name.as_deref() == Some(n.as_str())
+        })
+        .or_else(|| {
+            if name.contains('/') {
+                None
+            } else {
+                cluster
+                    .pods
+                    .iter()
+                    .find(|p| p.metadata.name.as_deref() == Some(n.as_str()))
+            }
+        })
+        .ok_or_else(|| {
+            not_found(
+                "pod",
+                name,
+                cluster
+                    .pods
+                    .iter()
+                    .map(|p| name_of(p.metadata.namespace.as_deref(), p.metadata.name.as_deref()))
+                    .collect(),
+            )
+        })?;
+    let mut b = Builder::new(cluster, nodes);
+    b.pod(pod, 0);
+    let (ns, n) = (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default();
+    b.line(
+        1,
+        "dns",
+        format!(
+            "{}.{ns}.pod.{} -> {ip}",
+            ip.replace('.', "-"),
+            dns::CLUSTER_DOMAIN
+        ),
+        None,
+    );
+    for svc in cluster.services.iter().filter(|s| {
+        s.metadata.namespace.as_deref() == Some(ns.as_str())
+            && s.spec
+                .as_ref()
+                .and_then(|sp| sp.selector.as_ref())
+                .is_some_and(|sel| {
+                    !sel.is_empty()
+                        && sel.iter().all(|(k, v)| {
+                            pod.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)
+                        })
+                })
+    }) {
+        let sname = svc.metadata.name.clone().unwrap_or_default();
+        let is_ep = cluster.endpoint_slices.iter().any(|s| {
+            s.endpoints.iter().any(|e| {
+                e.addresses.contains(&ip)
+                    && e.conditions.as_ref().and_then(|c| c.ready) != Some(false)
+            })
+        });
+        b.line(
+            1,
+            "Service",
+            format!(
+                "selected by {ns}/{sname}{}",
+                if is_ep {
+                    " (a ready endpoint)"
+                } else {
+                    " (not a ready endpoint)"
+                }
+            ),
+            Some(is_ep),
+        );
+        b.related.push(ObjectRef::namespaced("Service", &ns, sname));
+    }
+    Ok(b.finish(ObjectRef::namespaced("Pod", &ns, n)))
+}
+
+/// Everything linked to Service `name`.
+pub fn service(
+    cluster: &Cluster,
+    nodes: &[(String, NodeState)],
+    name: &str,
+    namespace: &str,
+) -> Result<LinkedView> {
+    let (ns, n) = split(name, namespace);
+    let svc = find_service(cluster, &ns, &n, name)?;
+    let mut b = Builder::new(cluster, nodes);
+    for ing in ingresses_to(cluster, &ns, &n) {
+        b.line(0, "Ingress", format!("reached from Ingress {ing}"), None);
+    }
+    b.service(svc, 0);
+    Ok(b.finish(ObjectRef::namespaced("Service", &ns, n)))
+}
+
+fn find_service<'c>(cluster: &'c Cluster, ns: &str, n: &str, asked: &str) -> Result<&'c Service> {
+    cluster
+        .services
+        .iter()
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(n)
+        })
+        .ok_or_else(|| {
+            not_found(
+                "service",
+                asked,
+                cluster
+                    .services
+                    .iter()
+                    .map(|s| name_of(s.metadata.namespace.as_deref(), s.metadata.name.as_deref()))
+                    .collect(),
+            )
+        })
+}
+
+fn ingresses_to(cluster: &Cluster, ns: &str, svc: &str) -> Vec<String> {
+    cluster
+        .ingresses
+        .iter()
+        .filter(|i| i.metadata.namespace.as_deref() == Some(ns))
+        .filter(|i| {
+            i.spec
+                .iter()
+                .flat_map(|s| s.rules.iter().flatten())
+                .flat_map(|r| r.http.iter().flat_map(|h| &h.paths))
+                .any(|p| p.backend.service.as_ref().is_some_and(|b| b.name == svc))
+        })
+        .map(|i| name_of(i.metadata.namespace.as_deref(), i.metadata.name.as_deref()))
+        .collect()
+}
+
+/// Everything linked to Ingress `name`.
+pub fn ingress(
+    cluster: &Cluster,
+    nodes: &[(String, NodeState)],
+    name: &str,
+    namespace: &str,
+) -> Result<LinkedView> {
+    let (ns, n) = split(name, namespace);
+    let ing = cluster
+        .ingresses
+        .iter()
+        .find(|i| {
+            i.metadata.namespace.as_deref() == Some(ns.as_str())
+                && i.metadata.name.as_deref() == Some(n.as_str())
+        })
+        .ok_or_else(|| {
+            not_found(
+                "ingress",
+                name,
+                cluster
+                    .ingresses
+                    .iter()
+                    .map(|i| name_of(i.metadata.namespace.as_deref(), i.metadata.name.as_deref()))
+                    .collect(),
+            )
+        })?;
+    let mut b = Builder::new(cluster, nodes);
+    b.related.push(ObjectRef::namespaced("Ingress", &ns, &n));
+    let spec = ing.spec.clone().unwrap_or_default();
+    let class = spec
+        .ingress_class_name
+        .clone()
+        .unwrap_or_else(|| "(default)".into());
+    let controller = cluster
+        .ingress_classes
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(class.as_str()))
+        .and_then(|c| c.spec.as_ref()?.controller.clone());
+    b.line(
+        0,
+        "Ingress",
+        format!(
+            "{ns}/{n}  class {class}  controller {}",
+            controller.clone().unwrap_or_else(|| "(none)".into())
+        ),
+        Some(controller.is_some() || cluster.ingress_classes.is_empty()),
+    );
+    for rule in spec.rules.iter().flatten() {
+        for p in rule.http.iter().flat_map(|h| &h.paths) {
+            let Some(backend) = &p.backend.service else {
+                continue;
+            };
+            let port = backend
+                .port
+                .as_ref()
+                .map(|bp| {
+                    bp.number
+                        .map(|n| n.to_string())
+                        .or(bp.name.clone())
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default();
+            b.line(
+                1,
+                "rule",
+                format!(
+                    "{}{} ({}) -> {}:{port}",
+                    rule.host.clone().unwrap_or_else(|| "*".into()),
+                    p.path.clone().unwrap_or_else(|| "/".into()),
+                    p.path_type,
+                    backend.name
+                ),
+                None,
+            );
+            match find_service(cluster, &ns, &backend.name, &backend.name) {
+                Ok(svc) => {
+                    let has_port =
+                        svc.spec
+                            .iter()
+                            .flat_map(|s| s.ports.iter().flatten())
+                            .any(|sp| {
+                                sp.port.to_string() == port
+                                    || sp.name.as_deref() == Some(port.as_str())
+                            });
+                    if !has_port {
+                        b.line(
+                            2,
+                            "port",
+                            format!("Service {ns}/{} has no port {port}", backend.name),
+                            Some(false),
+                        );
+                    }
+                    b.service(svc, 2);
+                }
+                Err(_) => b.line(
+                    2,
+                    "Service",
+                    format!("{ns}/{} does not exist", backend.name),
+                    Some(false),
+                ),
+            }
+        }
+    }
+    Ok(b.finish(ObjectRef::namespaced("Ingress", &ns, n)))
+}
+
+/// A DNS name as a pod in `namespace` resolves it (search list, ndots:5),
+/// and what it leads to.
+pub fn dns_name(
+    cluster: &Cluster,
+    nodes: &[(String, NodeState)],
+    name: &str,
+    namespace: &str,
+) -> Result<LinkedView> {
+    let records = dns::records(cluster, dns::CLUSTER_DOMAIN);
+    let candidates = search_candidates(name, namespace);
+    let mut b = Builder::new(cluster, nodes);
+    b.line(
+        0,
+        "dns",
+        format!(
+            "{name} (from a pod in {namespace}: search {namespace}.svc.{d} svc.{d} {d}, ndots:5)",
+            d = dns::CLUSTER_DOMAIN
+        ),
+        None,
+    );
+    let mut found = None;
+    for c in &candidates {
+        let hits: Vec<&dns::Record> = records.iter().filter(|r| &r.name == c).collect();
+        b.line(
+            1,
+            "query",
+            format!(
+                "{c} -> {}",
+                if hits.is_empty() {
+                    "NXDOMAIN (the resolver tries the next name)".to_string()
+                } else {
+                    hits.iter()
+                        .map(|r| r.ip.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }
+            ),
+            // A miss before the hit is how search lists work, not a broken link.
+            (!hits.is_empty()).then_some(true),
+        );
+        if !hits.is_empty() {
+            found = Some(c.clone());
+
+            break;
+        }
+    }
+    let Some(fqdn) = found else {
+        return Err(not_found(
+            "DNS name",
+            name,
+            records.iter().map(|r| r.name.clone()).collect(),
+        ));
+    };
+    // kube-dns itself: the Service every lookup goes through.
+    if let Ok(kd) = find_service(cluster, "kube-system", "kube-dns", "kube-system/kube-dns") {
+        let ready = kube_proxy::service_ports(cluster)
+            .iter()
+            .filter(|p| p.namespace == "kube-system" && p.service == "kube-dns")
+            .map(|p| p.endpoints.len())
+            .max()
+            .unwrap_or(0);
+        b.line(
+            1,
+            "Service",
+            format!(
+                "answered by kube-system/kube-dns {} ({ready} ready endpoint(s))",
+                kd.spec
+                    .as_ref()
+                    .and_then(|s| s.cluster_ip.clone())
+                    .unwrap_or_default()
+            ),
+            Some(ready > 0),
+        );
+        b.related
+            .push(ObjectRef::namespaced("Service", "kube-system", "kube-dns"));
+    }
+    let parts: Vec<&str> = fqdn.split('.').collect();
+    if parts.get(2) == Some(&"svc") {
+        let svc = find_service(cluster, parts[1], parts[0], &fqdn)?;
+        b.service(svc, 1);
+    } else if parts.get(2) == Some(&"pod") {
+        let ip = parts[0].replace('-', ".");
+        if let Some(p) = cluster
+            .pods
+            .iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_deref()) == Some(ip.as_str()))
+        {
+            b.pod(p, 1);
+        }
+    }
+    Ok(b.finish(ObjectRef::new("dns", fqdn)))
+}
+
+/// The names a ClusterFirst pod's resolver tries for `name`, in order:
+/// with fewer than 5 dots the search list first, then the name as given.
+pub fn search_candidates(name: &str, namespace: &str) -> Vec<String> {
+    let name = name.trim_end_matches('.');
+    let d = dns::CLUSTER_DOMAIN;
+    let search = [
+        format!("{namespace}.svc.{d}"),
+        format!("svc.{d}"),
+        d.to_string(),
+    ];
+    let mut v: Vec<String> = search.iter().map(|s| format!("{name}.{s}")).collect();
+    if name.matches('.').count() >= 5 {
+        v.insert(0, name.to_string());
+    } else {
+        v.push(name.to_string());
+    }
+    v
+}
+
+impl Builder<'_> {
+    fn finish(self, object: ObjectRef) -> LinkedView {
+        let all = crate::check::run(self.cluster, self.nodes);
+        let findings = all
+            .into_iter()
+            .filter(|f| {
+                f.objects.iter().any(|o| self.related.contains(o))
+                    || (f
+                        .node
+                        .as_ref()
+                        .is_some_and(|n| self.related_nodes.contains(n))
+                        && f.objects.iter().any(|o| o.kind != "Service"))
+            })
+            .collect();
+        LinkedView {
+            object,
+            lines: self.lines,
+            findings,
+        }
+    }
+}
+
+/// The text form: an indented tree, broken links marked, then the findings.
+pub fn text(view: &LinkedView) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    for l in &view.lines {
+        let mark = match l.ok {
+            Some(true) => "ok ",
+            Some(false) => "XX ",
+            None => "   ",
+        };
+        let _ = writeln!(o, "{mark}{}{}", "  ".repeat(l.depth), l.text);
+    }
+    if view.findings.is_empty() {
+        let _ = writeln!(o, "\nno findings touch {}", view.object);
+    } else {
+        let _ = writeln!(o);
+        let nodes: Vec<String> = Vec::new();
+        o.push_str(
+            &crate::check::text::render(&view.findings, &nodes)
+                .lines()
+                .filter(|l| !l.starts_with("(no node states"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        o.push('\n');
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_list_follows_ndots() {
+        assert_eq!(
+            search_candidates("linux0224-nginx", "test-svc-ns"),
+            [
+                "linux0224-nginx.test-svc-ns.svc.cluster.local",
+                "linux0224-nginx.svc.cluster.local",
+                "linux0224-nginx.cluster.local",
+                "linux0224-nginx"
+            ]
+        );
+        assert_eq!(search_candidates("a.b.c.d.e.f", "x")[0], "a.b.c.d.e.f");
+    }
+}
