@@ -79,11 +79,6 @@ fn check_leases(cluster: &Cluster, out: &mut Vec<Finding>) {
     }
 }
 
-fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
 fn svc_ref(svc: &Service) -> ObjectRef {
     ObjectRef::namespaced(
         "Service",
@@ -107,11 +102,8 @@ fn check_services(cluster: &Cluster, out: &mut Vec<Finding>) {
         let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else {
             continue; // Endpoints managed by hand (like default/kubernetes).
         };
-        let pods: Vec<&Pod> = cluster
-            .pods
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns) && selects(selector, p))
-            .collect();
+        let pods: Vec<&Pod> = cluster.pods_selected(ns, selector);
+
         if pods.is_empty() {
             let sel: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
             out.push(

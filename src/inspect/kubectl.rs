@@ -107,6 +107,7 @@ pub fn read_dir(dir: &Path) -> Result<Cluster> {
     if cluster.endpoint_slices.is_empty() {
         cluster.endpoint_slices = convert::slices_from_pods(&cluster);
     }
+    cluster.invalidate_index();
     Ok(cluster)
 }
 

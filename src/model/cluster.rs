@@ -5,12 +5,20 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
+
+use super::index::ClusterIndex;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Every object knetdoctor reasons about. Secrets are never part of it.
+///
+/// Treat it as immutable once built: lookups go through an index that is
+/// built on first use (mutating the vectors afterwards needs a fresh Cluster).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Cluster {
     pub nodes: Vec<Node>,
@@ -22,14 +30,66 @@ pub struct Cluster {
     pub config_maps: Vec<ConfigMap>,
     #[serde(default)]
     pub network_policies: Vec<NetworkPolicy>,
+    #[serde(skip)]
+    pub(crate) index: OnceLock<ClusterIndex>,
 }
 
 impl Cluster {
+    /// Forgets the indexes; call after changing the vectors.
+    pub fn invalidate_index(&mut self) {
+        self.index = OnceLock::new();
+    }
+
+    /// The indexes (built on first use).
+    pub fn index(&self) -> &ClusterIndex {
+        self.index.get_or_init(|| ClusterIndex::build(self))
+    }
+
     /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<&Node> {
-        self.nodes
+        self.index().node_by_name.get(name).map(|i| &self.nodes[*i])
+    }
+
+    /// The Pod with this IP.
+    pub fn pod_by_ip(&self, ip: &str) -> Option<&Pod> {
+        self.index().pod_by_ip.get(ip).map(|i| &self.pods[*i])
+    }
+
+    /// The Pod `namespace/name`.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        self.index().pod_by_name.get(&(namespace.to_string(), name.to_string())).map(|i| &self.pods[*i])
+    }
+
+    /// The Service `namespace/name`.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.index().service_by_name.get(&(namespace.to_string(), name.to_string())).map(|i| &self.services[*i])
+    }
+
+    /// The Service answering on ClusterIP `ip`, `port`/`protocol` (TCP, UDP).
+    pub fn service_by_vip(&self, ip: &str, port: i32, protocol: &str) -> Option<&Service> {
+        self.index().service_by_vip.get(&(ip.to_string(), format!("{port}/{}", protocol.to_ascii_uppercase()))).map(|i| &self.services[*i])
+    }
+
+    /// Pods in `namespace` whose labels match every pair of `selector`
+    /// (an empty selector selects nothing, as for Services).
+    pub fn pods_selected<'a>(&'a self, namespace: &str, selector: &BTreeMap<String, String>) -> Vec<&'a Pod> {
+        let ix = self.index();
+        let mut lists: Vec<&Vec<usize>> = Vec::new();
+        for (k, v) in selector {
+            match ix.pods_by_label.get(&(namespace.to_string(), format!("{k}={v}"))) {
+                Some(l) => lists.push(l),
+                None => return Vec::new(),
+            }
+        }
+        lists.sort_by_key(|l| l.len());
+        let Some((first, rest)) = lists.split_first() else {
+            return Vec::new();
+        };
+        first
             .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(name))
+            .filter(|i| rest.iter().all(|l| l.binary_search(i).is_ok()))
+            .map(|i| &self.pods[*i])
+            .collect()
     }
 
     /// The ConfigMap `namespace/name`.
@@ -42,20 +102,13 @@ impl Cluster {
 
     /// The EndpointSlices of Service `namespace/name` (by the
     /// `kubernetes.io/service-name` label, as kube-proxy finds them).
-    pub fn slices_for<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
-        self.endpoint_slices.iter().filter(move |s| {
-            s.metadata.namespace.as_deref() == Some(namespace)
-                && s.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                    .map(String::as_str)
-                    == Some(name)
-        })
+    pub fn slices_for<'a>(&'a self, namespace: &str, name: &str) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        self.index()
+            .slices_by_service
+            .get(&(namespace.to_string(), name.to_string()))
+            .into_iter()
+            .flatten()
+            .map(|i| &self.endpoint_slices[*i])
     }
 
     /// Ready endpoints (`IP:port`) of one port of Service `namespace/name`,
@@ -91,10 +144,8 @@ impl Cluster {
     }
 
     /// Pods scheduled on `node`.
-    pub fn pods_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
-        self.pods
-            .iter()
-            .filter(move |p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+    pub fn pods_on<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Pod> + 'a {
+        self.index().pods_by_node.get(node).into_iter().flatten().map(|i| &self.pods[*i])
     }
 }
 

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod expect;
 pub mod flannel;
 pub mod hash;
+pub mod index;
 pub mod kube_proxy;
 pub mod portmap;
 
