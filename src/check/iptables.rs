@@ -31,7 +31,7 @@ fn has_kube_chains(rs: &Ruleset) -> bool {
 fn has_flannel_chains(rs: &Ruleset) -> bool {
     rs.tables
         .iter()
-        .any(|t| t.chains.iter().any(|c| c.name.starts_with("FLANNEL-")))
+        .any(|t| t.chains().iter().any(|c| c.name.starts_with("FLANNEL-")))
 }
 
 /// The backend kube-proxy's rules live in (the one with KUBE-SERVICES).

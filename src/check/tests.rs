@@ -108,8 +108,7 @@ fn node_state_variations() {
         ("iptables-backend-split", |s| {
             let mut legacy = s.iptables[0].ruleset.clone();
             legacy.tables.iter_mut().for_each(|t| {
-                t.chains
-                    .retain(|c| c.name.starts_with("FLANNEL-") || c.policy.is_some())
+                t.retain_chains(|c| c.name.starts_with("FLANNEL-") || c.policy.is_some())
             });
             s.iptables.push(IptablesBackendState {
                 backend: "legacy".into(),
@@ -121,7 +120,7 @@ fn node_state_variations() {
                 .ruleset
                 .tables
                 .iter_mut()
-                .for_each(|t| t.chains.retain(|c| !c.name.starts_with("KUBE-")));
+                .for_each(|t| t.retain_chains(|c| !c.name.starts_with("KUBE-")));
         }),
     ];
     let mut failures = Vec::new();

@@ -400,21 +400,19 @@ pub fn transform_ruleset(
             let live_ip = live.split(':').next().unwrap_or_default().to_string();
             let dead_ip = dead.split(':').next().unwrap_or_default().to_string();
             let nat = rs.table_mut("nat");
-            for c in &mut nat.chains {
-                if c.name == old {
-                    c.name = new.clone();
-                    for r in &mut c.rules {
-                        *r = r
-                            .replace(live, &dead)
-                            .replace(&format!("{live_ip}/32"), &format!("{dead_ip}/32"));
-                    }
-                }
-                for r in &mut c.rules {
-                    if r.ends_with(&format!("-j {old}")) {
+            let live_32 = format!("{live_ip}/32");
+            let dead_32 = format!("{dead_ip}/32");
+            for (name, rules) in nat.rules_mut() {
+                let is_old = name == old;
+                for r in rules.iter_mut() {
+                    if is_old {
+                        *r = r.replace(live, &dead).replace(&live_32, &dead_32);
+                    } else if r.ends_with(&format!("-j {old}")) {
                         *r = r.replace(&old, &new).replace(live, &dead);
                     }
                 }
             }
+            nat.rename_chain(&old, &new);
         }
         _ => {}
     }

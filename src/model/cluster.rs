@@ -57,26 +57,45 @@ impl Cluster {
 
     /// The Pod `namespace/name`.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
-        self.index().pod_by_name.get(&(namespace.to_string(), name.to_string())).map(|i| &self.pods[*i])
+        self.index()
+            .pod_by_name
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|i| &self.pods[*i])
     }
 
     /// The Service `namespace/name`.
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
-        self.index().service_by_name.get(&(namespace.to_string(), name.to_string())).map(|i| &self.services[*i])
+        self.index()
+            .service_by_name
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|i| &self.services[*i])
     }
 
     /// The Service answering on ClusterIP `ip`, `port`/`protocol` (TCP, UDP).
     pub fn service_by_vip(&self, ip: &str, port: i32, protocol: &str) -> Option<&Service> {
-        self.index().service_by_vip.get(&(ip.to_string(), format!("{port}/{}", protocol.to_ascii_uppercase()))).map(|i| &self.services[*i])
+        self.index()
+            .service_by_vip
+            .get(&(
+                ip.to_string(),
+                format!("{port}/{}", protocol.to_ascii_uppercase()),
+            ))
+            .map(|i| &self.services[*i])
     }
 
     /// Pods in `namespace` whose labels match every pair of `selector`
     /// (an empty selector selects nothing, as for Services).
-    pub fn pods_selected<'a>(&'a self, namespace: &str, selector: &BTreeMap<String, String>) -> Vec<&'a Pod> {
+    pub fn pods_selected<'a>(
+        &'a self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Vec<&'a Pod> {
         let ix = self.index();
         let mut lists: Vec<&Vec<usize>> = Vec::new();
         for (k, v) in selector {
-            match ix.pods_by_label.get(&(namespace.to_string(), format!("{k}={v}"))) {
+            match ix
+                .pods_by_label
+                .get(&(namespace.to_string(), format!("{k}={v}")))
+            {
                 Some(l) => lists.push(l),
                 None => return Vec::new(),
             }
@@ -102,7 +121,11 @@ impl Cluster {
 
     /// The EndpointSlices of Service `namespace/name` (by the
     /// `kubernetes.io/service-name` label, as kube-proxy finds them).
-    pub fn slices_for<'a>(&'a self, namespace: &str, name: &str) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+    pub fn slices_for<'a>(
+        &'a self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
         self.index()
             .slices_by_service
             .get(&(namespace.to_string(), name.to_string()))
@@ -145,7 +168,12 @@ impl Cluster {
 
     /// Pods scheduled on `node`.
     pub fn pods_on<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Pod> + 'a {
-        self.index().pods_by_node.get(node).into_iter().flatten().map(|i| &self.pods[*i])
+        self.index()
+            .pods_by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.pods[*i])
     }
 }
 

@@ -28,7 +28,10 @@ pub struct ClusterIndex {
 }
 
 fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
-    (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default())
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
 }
 
 impl ClusterIndex {
@@ -44,9 +47,15 @@ impl ClusterIndex {
                 ix.pods_by_node.entry(node).or_default().push(i);
             }
             for (k, v) in p.metadata.labels.iter().flatten() {
-                ix.pods_by_label.entry((key.0.clone(), format!("{k}={v}"))).or_default().push(i);
+                ix.pods_by_label
+                    .entry((key.0.clone(), format!("{k}={v}")))
+                    .or_default()
+                    .push(i);
             }
-            ix.pods_by_namespace.entry(key.0.clone()).or_default().push(i);
+            ix.pods_by_namespace
+                .entry(key.0.clone())
+                .or_default()
+                .push(i);
             ix.pod_by_name.insert(key, i);
         }
         for (i, s) in c.services.iter().enumerate() {
@@ -55,22 +64,48 @@ impl ClusterIndex {
                 && let Some(ip) = spec.cluster_ip.clone().filter(|ip| ip != "None")
             {
                 for p in spec.ports.iter().flatten() {
-                    ix.service_by_vip.insert((ip.clone(), format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP"))), i);
+                    ix.service_by_vip.insert(
+                        (
+                            ip.clone(),
+                            format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP")),
+                        ),
+                        i,
+                    );
                 }
             }
         }
         for (i, s) in c.endpoint_slices.iter().enumerate() {
-            if let Some(svc) = s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-                ix.slices_by_service.entry((s.metadata.namespace.clone().unwrap_or_default(), svc.clone())).or_default().push(i);
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
+                ix.slices_by_service
+                    .entry((
+                        s.metadata.namespace.clone().unwrap_or_default(),
+                        svc.clone(),
+                    ))
+                    .or_default()
+                    .push(i);
             }
         }
         for (i, n) in c.nodes.iter().enumerate() {
-            ix.node_by_name.insert(n.metadata.name.clone().unwrap_or_default(), i);
+            ix.node_by_name
+                .insert(n.metadata.name.clone().unwrap_or_default(), i);
         }
         for (i, ing) in c.ingresses.iter().enumerate() {
-            for (r, rule) in ing.spec.iter().flat_map(|s| s.rules.iter().flatten()).enumerate() {
+            for (r, rule) in ing
+                .spec
+                .iter()
+                .flat_map(|s| s.rules.iter().flatten())
+                .enumerate()
+            {
                 for (p, _) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
-                    ix.ingress_paths_by_host.entry(rule.host.clone().unwrap_or_default()).or_default().push((i, r, p));
+                    ix.ingress_paths_by_host
+                        .entry(rule.host.clone().unwrap_or_default())
+                        .or_default()
+                        .push((i, r, p));
                 }
             }
         }

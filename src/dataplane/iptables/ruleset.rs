@@ -2,6 +2,8 @@
 //! of rule specs. This is what `expect()` produces for a node (kube-proxy's,
 //! flannel's and the CNI portmap's chains) and what the lab loads.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Built-in chains per table, in the order iptables-save prints them.
@@ -25,51 +27,112 @@ pub struct Chain {
     pub rules: Vec<String>,
 }
 
-/// One table (`filter`, `nat`, ...).
+/// One table (`filter`, `nat`, ...). Chains keep their order; a name index
+/// kept by every method that adds, removes or renames chains makes lookups
+/// constant-time (kube-proxy's nat table has tens of thousands of chains).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "TableData", into = "TableData")]
 pub struct Table {
     pub name: String,
-    pub chains: Vec<Chain>,
+    chains: Vec<Chain>,
+    index: HashMap<String, usize>,
 }
 
-/// Several tables, rendered together into one `iptables-restore` input.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ruleset {
-    pub tables: Vec<Table>,
+/// A table as it is serialized (the index is rebuilt on load).
+#[derive(Serialize, Deserialize)]
+struct TableData {
+    name: String,
+    chains: Vec<Chain>,
+}
+
+impl From<TableData> for Table {
+    fn from(d: TableData) -> Self {
+        let mut t = Table {
+            name: d.name,
+            chains: d.chains,
+            index: HashMap::new(),
+        };
+        t.reindex();
+        t
+    }
+}
+
+impl From<Table> for TableData {
+    fn from(t: Table) -> Self {
+        TableData {
+            name: t.name,
+            chains: t.chains,
+        }
+    }
 }
 
 impl Table {
     /// A table with its built-in chains at policy ACCEPT.
     pub fn new(name: &str) -> Self {
+        let mut t = Table::empty(name);
+        for c in builtin_chains(name) {
+            t.push_chain(Chain {
+                name: c.to_string(),
+                policy: Some("ACCEPT".into()),
+                rules: Vec::new(),
+            });
+        }
+        t
+    }
+
+    /// A table with no chains at all (as a parser starts one).
+    pub fn empty(name: &str) -> Self {
         Table {
             name: name.to_string(),
-            chains: builtin_chains(name)
-                .iter()
-                .map(|c| Chain {
-                    name: c.to_string(),
-                    policy: Some("ACCEPT".into()),
-                    rules: Vec::new(),
-                })
-                .collect(),
+            chains: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+    }
+
+    /// The chains, in order.
+    pub fn chains(&self) -> &[Chain] {
+        &self.chains
+    }
+
+    /// Adds a chain; an existing chain of the same name is replaced.
+    pub fn push_chain(&mut self, chain: Chain) {
+        match self.index.get(&chain.name) {
+            Some(&i) => self.chains[i] = chain,
+            None => {
+                self.index.insert(chain.name.clone(), self.chains.len());
+                self.chains.push(chain);
+            }
         }
     }
 
     /// The chain named `name`, created (as a user chain) if missing.
     pub fn chain_mut(&mut self, name: &str) -> &mut Chain {
-        if let Some(i) = self.chains.iter().position(|c| c.name == name) {
-            return &mut self.chains[i];
-        }
-        self.chains.push(Chain {
-            name: name.to_string(),
-            policy: None,
-            rules: Vec::new(),
-        });
-        self.chains.last_mut().expect("just pushed")
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                self.push_chain(Chain {
+                    name: name.to_string(),
+                    policy: None,
+                    rules: Vec::new(),
+                });
+                self.chains.len() - 1
+            }
+        };
+        &mut self.chains[i]
     }
 
     /// The chain named `name`, if present.
     pub fn chain(&self, name: &str) -> Option<&Chain> {
-        self.chains.iter().find(|c| c.name == name)
+        self.index.get(name).map(|&i| &self.chains[i])
     }
 
     /// Appends `-A chain spec`.
@@ -85,7 +148,35 @@ impl Table {
             c.rules
                 .retain(|r| !(r.ends_with(&jump) || r.contains(&format!("{jump} "))));
         }
+        self.reindex();
     }
+
+    /// Keeps only the chains `keep` accepts.
+    pub fn retain_chains(&mut self, keep: impl FnMut(&Chain) -> bool) {
+        self.chains.retain(keep);
+        self.reindex();
+    }
+
+    /// Renames a chain (jumps to it are not rewritten).
+    pub fn rename_chain(&mut self, old: &str, new: &str) {
+        if let Some(i) = self.index.remove(old) {
+            self.chains[i].name = new.to_string();
+            self.index.insert(new.to_string(), i);
+        }
+    }
+
+    /// Every chain, mutably, for rewriting rules (names stay as they are).
+    pub fn rules_mut(&mut self) -> impl Iterator<Item = (&str, &mut Vec<String>)> {
+        self.chains
+            .iter_mut()
+            .map(|c| (c.name.as_str(), &mut c.rules))
+    }
+}
+
+/// Several tables, rendered together into one `iptables-restore` input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ruleset {
+    pub tables: Vec<Table>,
 }
 
 impl Ruleset {
@@ -108,14 +199,14 @@ impl Ruleset {
         let mut out = String::new();
         for t in &self.tables {
             out.push_str(&format!("*{}\n", t.name));
-            for c in &t.chains {
+            for c in t.chains() {
                 out.push_str(&format!(
                     ":{} {} [0:0]\n",
                     c.name,
                     c.policy.as_deref().unwrap_or("-")
                 ));
             }
-            for c in &t.chains {
+            for c in t.chains() {
                 for r in &c.rules {
                     out.push_str(&format!("-A {} {}\n", c.name, r));
                 }
@@ -129,7 +220,7 @@ impl Ruleset {
     pub fn rule_count(&self) -> usize {
         self.tables
             .iter()
-            .flat_map(|t| &t.chains)
+            .flat_map(|t| t.chains())
             .map(|c| c.rules.len())
             .sum()
     }

@@ -34,10 +34,7 @@ pub fn parse(text: &str) -> Result<Ruleset, SaveError> {
             if rs.table(name).is_some() {
                 return Err(err(format!("table {name} appears twice")));
             }
-            rs.tables.push(crate::dataplane::iptables::ruleset::Table {
-                name: name.to_string(),
-                chains: Vec::new(),
-            });
+            rs.tables.push(super::ruleset::Table::empty(name));
             current = Some(rs.tables.len() - 1);
         } else if l == "COMMIT" {
             current
@@ -49,7 +46,10 @@ pub fn parse(text: &str) -> Result<Ruleset, SaveError> {
             let (Some(name), Some(policy)) = (parts.next(), parts.next()) else {
                 return Err(err(format!("malformed chain declaration {l:?}")));
             };
-            rs.tables[t].chains.push(Chain {
+            if rs.tables[t].chain(name).is_some() {
+                return Err(err(format!("chain {name} declared twice")));
+            }
+            rs.tables[t].push_chain(Chain {
                 name: name.to_string(),
                 policy: (policy != "-").then(|| policy.to_string()),
                 rules: Vec::new(),
@@ -59,12 +59,10 @@ pub fn parse(text: &str) -> Result<Ruleset, SaveError> {
             let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
             RuleSpec::parse(spec).map_err(|e| err(format!("chain {chain}: {e}")))?;
             let table = &mut rs.tables[t];
-            let c = table
-                .chains
-                .iter_mut()
-                .find(|c| c.name == chain)
-                .ok_or_else(|| err(format!("rule for undeclared chain {chain}")))?;
-            c.rules.push(spec.to_string());
+            if table.chain(chain).is_none() {
+                return Err(err(format!("rule for undeclared chain {chain}")));
+            }
+            table.append(chain, spec);
         } else {
             return Err(err(format!("unexpected line {l:?}")));
         }
