@@ -11,5 +11,6 @@ pub mod error;
 pub mod inspect;
 pub mod lab;
 pub mod model;
+pub mod synthetic;
 
 pub use error::{Error, Result};

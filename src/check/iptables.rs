@@ -2,7 +2,7 @@
 //! would have written. Chains are matched to Services by kube-proxy's hash,
 //! never by comment (large clusters have none).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::finding::{Finding, ObjectRef, RepairAction, Severity};
 use crate::dataplane::NodeState;
@@ -101,17 +101,22 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
         }
         return;
     }
-    let services = specs(rs, "nat", "KUBE-SERVICES");
+    // KUBE-SERVICES by (ClusterIP, port, protocol): 10,000 Services would
+    // otherwise each scan 10,000 rules.
+    let mut services: HashMap<(String, u16, String), RuleSpec> = HashMap::new();
+    for r in specs(rs, "nat", "KUBE-SERVICES") {
+        if let (Some(ip), Some(port), Some(proto)) =
+            (r.dst_host().map(str::to_string), r.dport, r.proto.clone())
+        {
+            services.entry((ip, port, proto)).or_insert(r);
+        }
+    }
     let nodeports = specs(rs, "nat", "KUBE-NODEPORTS");
     let nat = rs.table("nat");
     for sp in ports.iter().filter(|p| !p.endpoints.is_empty()) {
         let svc_ref = ObjectRef::namespaced("Service", &sp.namespace, &sp.service);
         let svc_chain = sp.svc_chain();
-        let jump = services.iter().find(|r| {
-            r.dst_host() == Some(&sp.cluster_ip.to_string())
-                && r.dport == Some(sp.port)
-                && r.proto.as_deref() == Some(sp.protocol.as_str())
-        });
+        let jump = services.get(&(sp.cluster_ip.to_string(), sp.port, sp.protocol.clone()));
         let chain_exists = nat.and_then(|t| t.chain(&svc_chain)).is_some();
         if jump.is_none() || !chain_exists || !jump.is_some_and(|j| j.jumps_to(&svc_chain)) {
             out.push(

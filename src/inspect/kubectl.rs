@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::model::Cluster;
@@ -30,76 +31,7 @@ pub fn read_dir(dir: &Path) -> Result<Cluster> {
     let mut endpoints = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| Error::Parse {
-            path: path.clone(),
-            what: format!("line {}: {e}", e.line()),
-        })?;
-        let list_kind = value
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let items: Vec<Value> = match value.get("items").and_then(Value::as_array) {
-            Some(items) => items.clone(),
-            None => vec![value],
-        };
-        for (i, item) in items.into_iter().enumerate() {
-            let kind = item
-                .get("kind")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| list_kind.trim_end_matches("List").to_string());
-            let bad = |e: serde_json::Error| Error::Parse {
-                path: path.clone(),
-                what: format!("item {i} ({kind}): {e}"),
-            };
-            if kind.is_empty() {
-                return Err(Error::Parse {
-                    path: path.clone(),
-                    what: format!("item {i} has no kind, and neither has its list"),
-                });
-            }
-
-            match kind.as_str() {
-                "Node" => cluster
-                    .nodes
-                    .push(serde_json::from_value(item).map_err(bad)?),
-                "Pod" => cluster
-                    .pods
-                    .push(serde_json::from_value(item).map_err(bad)?),
-                "Service" => cluster
-                    .services
-                    .push(serde_json::from_value(item).map_err(bad)?),
-                "EndpointSlice" => cluster
-                    .endpoint_slices
-                    .push(serde_json::from_value(item).map_err(bad)?),
-                "Endpoints" => endpoints.push(
-                    serde_json::from_value::<k8s_openapi::api::core::v1::Endpoints>(item)
-                        .map_err(bad)?,
-                ),
-                "Ingress" => {
-                    let api = item.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-                    if api.ends_with("v1beta1") {
-                        cluster.ingresses.extend(convert::ingress_v1beta1(&item));
-                    } else {
-                        cluster
-                            .ingresses
-                            .push(serde_json::from_value(item).map_err(bad)?);
-                    }
-                }
-                "IngressClass" => cluster
-                    .ingress_classes
-                    .push(serde_json::from_value(item).map_err(bad)?),
-                "ConfigMap" => cluster
-                    .config_maps
-                    .push(serde_json::from_value(item).map_err(bad)?),
-                "NetworkPolicy" => cluster
-                    .network_policies
-                    .push(serde_json::from_value(item).map_err(bad)?),
-                // Secrets are never read into the model; other kinds do not matter here.
-                _ => {}
-            }
-        }
+        read_file(path, &text, &mut cluster, &mut endpoints)?;
     }
     if cluster.endpoint_slices.is_empty() {
         cluster.endpoint_slices = endpoints.iter().map(convert::endpoints_to_slice).collect();
@@ -109,6 +41,112 @@ pub fn read_dir(dir: &Path) -> Result<Cluster> {
     }
     cluster.invalidate_index();
     Ok(cluster)
+}
+
+/// A List (or a single object) with its items left as raw JSON text, so
+/// each decodes straight into its type without an intermediate tree.
+#[derive(Deserialize)]
+struct Doc<'a> {
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+/// The two fields that say what an item is.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    kind: String,
+    #[serde(default, rename = "apiVersion")]
+    api_version: String,
+}
+
+fn read_file(
+    path: &Path,
+    text: &str,
+    cluster: &mut Cluster,
+    endpoints: &mut Vec<k8s_openapi::api::core::v1::Endpoints>,
+) -> Result<()> {
+    let parse_err = |line: usize, what: String| Error::Parse {
+        path: path.to_path_buf(),
+        what: format!("line {line}: {what}"),
+    };
+    let doc: Doc = serde_json::from_str(text).map_err(|e| parse_err(e.line(), e.to_string()))?;
+    let single: Vec<&RawValue>;
+    let items: &[&RawValue] = match &doc.items {
+        Some(items) => items,
+        None => {
+            single = vec![
+                serde_json::from_str::<&RawValue>(text)
+                    .map_err(|e| parse_err(e.line(), e.to_string()))?,
+            ];
+            &single
+        }
+    };
+    // Errors inside an item count lines from the start of the file; items
+    // come in order, so the newline count advances with them.
+    let (mut counted_to, mut line_base) = (0usize, 0usize);
+    for (i, raw) in items.iter().enumerate() {
+        let body = raw.get();
+        let offset = (body.as_ptr() as usize)
+            .saturating_sub(text.as_ptr() as usize)
+            .min(text.len());
+        if offset >= counted_to {
+            line_base += text.as_bytes()[counted_to..offset]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
+            counted_to = offset;
+        }
+        let head: Head = serde_json::from_str(body)
+            .map_err(|e| parse_err(line_base + e.line(), e.to_string()))?;
+        let kind = if head.kind.is_empty() {
+            doc.kind.trim_end_matches("List").to_string()
+        } else {
+            head.kind
+        };
+        if kind.is_empty() {
+            return Err(Error::Parse {
+                path: path.to_path_buf(),
+                what: format!("item {i} has no kind, and neither has its list"),
+            });
+        }
+        let bad = |e: serde_json::Error| Error::Parse {
+            path: path.to_path_buf(),
+            what: format!("line {}: item {i} ({kind}): {e}", line_base + e.line()),
+        };
+        match kind.as_str() {
+            "Node" => cluster.nodes.push(serde_json::from_str(body).map_err(bad)?),
+            "Pod" => cluster.pods.push(serde_json::from_str(body).map_err(bad)?),
+            "Service" => cluster
+                .services
+                .push(serde_json::from_str(body).map_err(bad)?),
+            "EndpointSlice" => cluster
+                .endpoint_slices
+                .push(serde_json::from_str(body).map_err(bad)?),
+            "Endpoints" => endpoints.push(serde_json::from_str(body).map_err(bad)?),
+            "Ingress" if head.api_version.ends_with("v1beta1") => {
+                let value: Value = serde_json::from_str(body).map_err(bad)?;
+                cluster.ingresses.extend(convert::ingress_v1beta1(&value));
+            }
+            "Ingress" => cluster
+                .ingresses
+                .push(serde_json::from_str(body).map_err(bad)?),
+            "IngressClass" => cluster
+                .ingress_classes
+                .push(serde_json::from_str(body).map_err(bad)?),
+            "ConfigMap" => cluster
+                .config_maps
+                .push(serde_json::from_str(body).map_err(bad)?),
+            "NetworkPolicy" => cluster
+                .network_policies
+                .push(serde_json::from_str(body).map_err(bad)?),
+            // Secrets are never decoded; other kinds do not matter here.
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -1,0 +1,182 @@
+//! `cargo bench --bench check_scale` (as root): the scale — 5,000
+//! nodes, 150,000 pods, 10,000 Services with 3 endpoints each, and the
+//! matching kube-proxy + flannel ruleset on one node. It loads the cluster
+//! JSON, parses and indexes the ruleset, builds the model and runs every
+//! check for that node; in the same run `iptables-legacy-restore` loads the
+//! same ruleset into a scratch network namespace. Prints times, peak memory
+//! and the ratio. Sizes can be scaled down with KD_BENCH_NODES etc.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use knetdoctor::dataplane::iptables::save;
+use knetdoctor::dataplane::state::IptablesBackendState;
+use knetdoctor::inspect::kubectl;
+use knetdoctor::synthetic::{self, Size};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// A scratch namespace that is always deleted.
+struct Scratch(String);
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn restore_legacy(text: &str) -> Option<f64> {
+    let ns = Scratch(format!("kdbench-{}", std::process::id()));
+    if !Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .ok()?
+        .success()
+    {
+        eprintln!(
+            "cannot create a scratch namespace (not root?): skipping iptables-legacy-restore"
+        );
+        return None;
+    }
+    let start = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "iptables-legacy-restore", "-w"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    let secs = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        eprintln!(
+            "iptables-legacy-restore failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(secs)
+}
+
+/// The knetdoctor side, run in a child process so that its peak memory is
+/// its own: load the JSON in `dir`, parse the ruleset in `rules`, build the
+/// model and run every check for node-00000. Prints `PARSE_SECS=`.
+fn measure(dir: &str, rules_file: &str) {
+    let text = std::fs::read_to_string(rules_file).expect("ruleset file");
+    let t_all = Instant::now();
+    let t = Instant::now();
+    let cluster = kubectl::read_dir(std::path::Path::new(dir)).expect("read the cluster JSON");
+    let load = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let ruleset = save::parse(&text).expect("parse the ruleset");
+    let parse = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    cluster.index();
+    let index = t.elapsed().as_secs_f64();
+    let mut state = synthetic::node_state(&cluster, 0);
+    state.iptables.push(IptablesBackendState {
+        backend: "legacy".into(),
+        ruleset,
+    });
+    let t = Instant::now();
+    let findings = knetdoctor::check::run(&cluster, &[("node-00000".to_string(), state)]);
+    let check = t.elapsed().as_secs_f64();
+    let total = t_all.elapsed().as_secs_f64();
+    println!(
+        "knetdoctor: load JSON {load:.3} s, parse+index ruleset {parse:.3} s, index model {index:.3} s, every check {check:.3} s ({} findings)",
+        findings.len()
+    );
+    println!(
+        "knetdoctor: full check of one node {:.3} s after loading (target < 2 s); end to end incl. JSON {total:.3} s; peak RSS {:.0} MiB (target < 1536)",
+        parse + index + check,
+        peak_rss_mib()
+    );
+    assert!(
+        findings.is_empty(),
+        "the synthetic cluster is healthy: {:?}",
+        findings.first()
+    );
+    println!("PARSE_SECS={parse}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--measure") {
+        return measure(&args[i + 1], &args[i + 2]);
+    }
+    let size = Size {
+        nodes: env("KD_BENCH_NODES", Size::LARGE.nodes),
+        pods: env("KD_BENCH_PODS", Size::LARGE.pods),
+        services: env("KD_BENCH_SERVICES", Size::LARGE.services),
+        endpoints_per_service: 3,
+    };
+    println!(
+        "synthetic cluster: {} nodes, {} pods, {} services x 3 endpoints",
+        size.nodes, size.pods, size.services
+    );
+
+    let t = Instant::now();
+    let generated = synthetic::cluster(size);
+    let dir = std::env::temp_dir().join(format!("knetdoctor-bench-{}", std::process::id()));
+    kubectl::write_dir(&generated, &dir).expect("write the cluster JSON");
+    let json_mib: f64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len() as f64)
+        .sum::<f64>()
+        / 1048576.0;
+    let text = synthetic::iptables_text(&generated, 0);
+    let rules_file = dir.with_extension("rules");
+    std::fs::write(&rules_file, &text).expect("write the ruleset");
+    let rules = text.lines().filter(|l| l.starts_with("-A ")).count();
+    let chains = text.lines().filter(|l| l.starts_with(':')).count();
+    drop(generated);
+    println!(
+        "generated in {:.2} s: {json_mib:.0} MiB of kubectl JSON, ruleset of {rules} rules in {chains} chains",
+        t.elapsed().as_secs_f64()
+    );
+
+    let child = Command::new(std::env::current_exe().expect("own path"))
+        .args([
+            "--measure",
+            dir.to_str().unwrap(),
+            rules_file.to_str().unwrap(),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the measuring child");
+    let out = String::from_utf8_lossy(&child.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&rules_file);
+    out.lines()
+        .filter(|l| !l.starts_with("PARSE_SECS="))
+        .for_each(|l| println!("{l}"));
+    assert!(child.status.success(), "the measuring child failed");
+    let parse: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("PARSE_SECS=")?.parse().ok())
+        .expect("child reports its parse time");
+
+    match restore_legacy(&text) {
+        Some(restore) => println!(
+            "iptables-legacy-restore: {restore:.3} s for the same {rules} rules; parse+index / restore = {:.3} (target <= 0.1)",
+            parse / restore
+        ),
+        None => println!("iptables-legacy-restore: not measured"),
+    }
+}
