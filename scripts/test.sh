@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+# Kubernetes 1.20's API server for the live-source tests (cached after the first build).
+scripts/build-apiserver.sh >/dev/null
 cargo test --locked -- --test-threads=2

@@ -50,9 +50,28 @@ pub struct SourceArgs {
     /// Read an offline bundle written by `knetdoctor collect`.
     #[arg(long)]
     pub bundle: Option<std::path::PathBuf>,
-    /// The lab to read when no --bundle is given.
+    /// The lab to read when no --bundle is given (and whose nodes a live check reads).
     #[arg(long, default_value = DEFAULT_NAME)]
     pub lab: String,
+    /// Read the cluster live from the API server in this kubeconfig.
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context to use (reads the cluster live).
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+impl SourceArgs {
+    /// The live source, when --kubeconfig or --context asks for one.
+    pub fn live(&self) -> Option<crate::inspect::live::LiveSource> {
+        (self.kubeconfig.is_some() || self.context.is_some()).then(|| {
+            crate::inspect::live::LiveSource {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+                namespace: None,
+            }
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -71,7 +90,7 @@ pub struct CollectArgs {
     /// The lab to collect from.
     #[arg(long, default_value = DEFAULT_NAME)]
     pub lab: String,
-    /// The bundle directory to write (must not exist yet).
+    /// The bundle to write: a directory, or FILE.tar.gz (must not exist yet).
     #[arg(short = 'o', long = "output")]
     pub dir: std::path::PathBuf,
 }
@@ -114,6 +133,9 @@ pub struct InspectNodeArgs {
     /// The lab whose node NODE names.
     #[arg(long, default_value = DEFAULT_NAME)]
     pub lab: String,
+    /// Show NODE's state from a bundle written by `collect` (directory or .tar.gz).
+    #[arg(long, requires = "node", conflicts_with = "netns")]
+    pub bundle: Option<std::path::PathBuf>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -140,6 +162,10 @@ pub enum LabCommand {
         /// Which iptables the nodes use.
         #[arg(long, value_enum, default_value_t = IptablesBackend::Nft)]
         iptables: IptablesBackend,
+        /// Also publish the lab's objects to the API server in this kubeconfig
+        /// (and keep them in step on break/heal), so commands can run live with --kubeconfig.
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },

@@ -10,7 +10,10 @@ use knetdoctor::lab::{self, Fault, LabParams, faults::Scope};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KNETDOCTOR_LOG"))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KNETDOCTOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("knetdoctor=warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -38,11 +41,24 @@ fn out(text: &str) {
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Inspect(InspectCommand::Node(a)) => {
-            let source = inspect::resolve_node(a.node.as_deref(), a.netns.as_deref(), &a.lab)?;
-            let state = inspect::node::read(&source)?;
+            let (state, name) = match a.bundle {
+                Some(bundle) => {
+                    let target = inspect::Target::from_flags(Some(bundle), &a.lab, None)?;
+                    let mut states = target.node_states(a.node.as_deref())?;
+                    states
+                        .pop()
+                        .map(|(n, s)| (s, Some(n)))
+                        .expect("node_states returns the node asked for")
+                }
+                None => {
+                    let source =
+                        inspect::resolve_node(a.node.as_deref(), a.netns.as_deref(), &a.lab)?;
+                    (inspect::node::read(&source)?, source.node.clone())
+                }
+            };
             match a.output {
                 Output::Json => json(&state),
-                Output::Text => out(&inspect::render::node_text(&state, source.node.as_deref())),
+                Output::Text => out(&inspect::render::node_text(&state, name.as_deref())),
             }
             Ok(0)
         }
@@ -53,7 +69,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Lab(cmd) => lab_command(cmd),
 
         Command::Check(a) => {
-            let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab)?;
+            let live = a.source.live();
+            let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab, live)?;
             let cluster = target.cluster()?;
             let nodes = target.node_states(a.node.as_deref())?;
             let findings = knetdoctor::check::run(&cluster, &nodes);
@@ -71,10 +88,20 @@ fn run(cli: Cli) -> Result<u8> {
                     Some("name a new directory; collect never overwrites".to_string()),
                 ));
             }
-            let target = inspect::Target::from_flags(None, &a.lab)?;
+            let target = inspect::Target::from_flags(None, &a.lab, None)?;
             let cluster = target.cluster()?;
             let nodes = target.node_states(None)?;
-            inspect::bundle::write(&a.dir, &cluster, &nodes)?;
+            if inspect::bundle::is_tarball(&a.dir) {
+                let tmp =
+                    std::env::temp_dir().join(format!("knetdoctor-collect-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&tmp);
+                let result = inspect::bundle::write(&tmp, &cluster, &nodes)
+                    .and_then(|()| inspect::bundle::pack(&tmp, &a.dir));
+                let _ = std::fs::remove_dir_all(&tmp);
+                result?;
+            } else {
+                inspect::bundle::write(&a.dir, &cluster, &nodes)?;
+            }
             out(&format!(
                 "bundle written to {}: {} nodes, {} pods, {} services\n",
                 a.dir.display(),
@@ -99,6 +126,7 @@ fn lab_command(cmd: LabCommand) -> Result<u8> {
             nodes,
             pods_per_node,
             iptables,
+            kubeconfig,
             output,
         } => {
             let started = Instant::now();
@@ -126,7 +154,7 @@ fn lab_command(cmd: LabCommand) -> Result<u8> {
                 nodes,
                 pods_per_node,
             };
-            let result = lab::up(params, iptables, &progress);
+            let result = lab::up(params, iptables, kubeconfig, &progress);
             bar.finish_and_clear();
             let state = result?;
             let secs = started.elapsed().as_secs_f64();
@@ -302,7 +330,8 @@ type LinkedFn = fn(
 
 /// `inspect pod|svc|ingress|dns`: the linked view; exit 1 when a link is broken.
 fn linked(a: knetdoctor::cli::InspectObjectArgs, view: LinkedFn) -> Result<u8> {
-    let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab)?;
+    let live = a.source.live();
+    let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab, live)?;
     let cluster = target.cluster()?;
     let nodes = target.node_states(None)?;
     let v = view(&cluster, &nodes, &a.name, &a.namespace)?;

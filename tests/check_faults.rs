@@ -101,6 +101,22 @@ fn every_fault_gives_exactly_its_finding_live_and_offline() {
         }
         lab.kd(&["lab", "heal"]);
     }
+    // A gzipped tarball bundle reads the same as a directory.
+    lab.kd(&["lab", "break", "fdb-stale-dst"]);
+    let tarball = tmp.join("broken.tar.gz");
+    kd_ok(&["collect", "--lab", "check", "-o", tarball.to_str().unwrap()]);
+    lab.kd(&["lab", "heal"]);
+    let (code, from_tar) =
+        findings(&["check", "--bundle", tarball.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(
+        (code, from_tar),
+        (
+            Some(1),
+            [("fdb-wrong-dst".to_string(), "k8s-node-12".to_string())].into()
+        )
+    );
+    let again = kd(&["collect", "--lab", "check", "-o", tarball.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "collect never overwrites");
     // --node limits the dataplane part to one node.
     lab.kd(&["lab", "break", "route-missing"]);
     let (_, only11) = findings(&[

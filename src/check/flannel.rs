@@ -223,6 +223,19 @@ fn check_bridge(
                 .repair(RepairAction::AddrReplace { dev: BRIDGE_DEVICE.into(), remove: addrs.into_iter().filter(|a| *a != want).collect(), add: want }),
         );
     }
+    if br.mtu > exp.vtep_mtu {
+        out.push(
+            Finding::new(
+                "mtu-mismatch",
+                Severity::Error,
+                n,
+                format!("{BRIDGE_DEVICE} has MTU {} but {VTEP_DEVICE} carries {}: full-size packets to other nodes are dropped", br.mtu, exp.vtep_mtu),
+            )
+            .object(ObjectRef::new("device", BRIDGE_DEVICE))
+            .evidence(format!("mtu <= {}", exp.vtep_mtu), format!("mtu {}", br.mtu))
+            .repair(RepairAction::LinkMtu { dev: BRIDGE_DEVICE.into(), mtu: exp.vtep_mtu }),
+        );
+    }
     if !br.up {
         out.push(
             Finding::new(

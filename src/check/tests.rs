@@ -65,6 +65,12 @@ fn node_state_variations() {
         ("mtu-mismatch", |s| {
             s.attachments.iter_mut().for_each(|a| a.mtu = 1500)
         }),
+        ("mtu-mismatch", |s| {
+            s.links
+                .iter_mut()
+                .filter(|l| l.name == "cni0")
+                .for_each(|l| l.mtu = 1500)
+        }),
         ("bridge-nf-call-iptables-off", |s| {
             s.sysctls.bridge_nf_call_iptables = Some(false)
         }),

@@ -13,6 +13,49 @@ use crate::dataplane::NodeState;
 use crate::error::{Error, Result};
 use crate::model::Cluster;
 
+/// True if `path` names a gzipped tarball rather than a directory.
+pub fn is_tarball(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    name.ends_with(".tar.gz") || name.ends_with(".tgz")
+}
+
+/// Packs a bundle directory into `file` (gzipped tar, paths relative to the bundle).
+pub fn pack(dir: &Path, file: &Path) -> Result<()> {
+    let out = std::fs::File::create(file).map_err(|e| Error::io(file, e))?;
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        out,
+        flate2::Compression::default(),
+    ));
+    tar.append_dir_all("bundle", dir)
+        .map_err(|e| Error::io(file, e))?;
+    tar.into_inner()
+        .and_then(|gz| gz.finish())
+        .map_err(|e| Error::io(file, e))?;
+    Ok(())
+}
+
+/// Unpacks a bundle tarball into a fresh temporary directory and returns
+/// the bundle inside it. Entries may not escape that directory.
+pub fn unpack(file: &Path) -> Result<PathBuf> {
+    let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+    let dest = std::env::temp_dir().join(format!(
+        "knetdoctor-bundle-{}-{}",
+        std::process::id(),
+        file.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::create_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    archive.unpack(&dest).map_err(|e| Error::Parse {
+        path: file.to_path_buf(),
+        what: format!("not a bundle tarball: {e}"),
+    })?;
+    let inner = dest.join("bundle");
+    Ok(if inner.is_dir() { inner } else { dest })
+}
+
 /// True if `dir` is a knetdoctor bundle rather than a plain kubectl directory.
 pub fn is_bundle(dir: &Path) -> bool {
     dir.join("cluster").is_dir()

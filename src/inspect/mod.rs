@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod chain;
 pub mod kubectl;
+pub mod live;
 pub mod node;
 pub mod render;
 pub mod source;

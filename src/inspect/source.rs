@@ -1,5 +1,5 @@
-//! Where the cluster and its nodes are read from: a lab that is up, or an
-//! offline bundle directory.
+//! Where the cluster and its nodes are read from: a lab that is up, an
+//! offline bundle (or plain kubectl directory), or a live API server.
 
 use std::path::PathBuf;
 
@@ -8,57 +8,123 @@ use crate::error::{Error, Result};
 use crate::lab::LabState;
 use crate::model::Cluster;
 
+use super::live::LiveSource;
 use super::node::{self, lab_node_source};
 
-/// A cluster plus the node states to check it against.
-pub enum Target {
-    /// A lab that is up, by name.
+/// Where the cluster objects come from.
+pub enum ClusterFrom {
     Lab(String),
-    /// A directory written by `collect`.
     Bundle(PathBuf),
+    Live(LiveSource),
+}
+
+/// Where node states come from.
+pub enum NodesFrom {
+    Lab(String),
+    Bundle(PathBuf),
+    /// No node state: cluster-level checks only.
+    None,
+}
+
+/// A cluster plus the node states to check it against.
+pub struct Target {
+    pub cluster: ClusterFrom,
+    pub nodes: NodesFrom,
+    /// A directory unpacked from a bundle tarball, removed with the target.
+    _unpacked: Option<Unpacked>,
+}
+
+/// Removes an unpacked bundle when dropped.
+struct Unpacked(PathBuf);
+
+impl Drop for Unpacked {
+    fn drop(&mut self) {
+        // unpack() returns DEST/bundle; remove DEST.
+        let root = if self.0.ends_with("bundle") {
+            self.0
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.0.clone())
+        } else {
+            self.0.clone()
+        };
+        let _ = std::fs::remove_dir_all(root);
+    }
 }
 
 impl Target {
-    /// Picks the target from `--bundle` or `--lab`.
-    pub fn from_flags(bundle: Option<PathBuf>, lab: &str) -> Result<Target> {
-        match bundle {
-            Some(dir) => Ok(Target::Bundle(dir)),
-            None => {
-                if LabState::load(lab)?.is_none() {
-                    return Err(Error::env(
-                        format!(
-                            "no cluster to read: lab {lab:?} is not up and no --bundle was given"
-                        ),
-                        Some(format!(
-                            "start the lab (`knetdoctor lab up --name {lab}`) or pass --bundle DIR from `knetdoctor collect`"
-                        )),
-                    ));
-                }
-                Ok(Target::Lab(lab.to_string()))
-            }
+    /// Picks the target: `--bundle` wins; `--kubeconfig`/`--context` read the
+    /// cluster live (node states from lab `lab` if it is up, as when the lab
+    /// was published with `lab up --kubeconfig`); otherwise lab `lab`.
+    pub fn from_flags(
+        bundle: Option<PathBuf>,
+        lab: &str,
+        live: Option<LiveSource>,
+    ) -> Result<Target> {
+        if let Some(path) = bundle {
+            let (dir, unpacked) = if super::bundle::is_tarball(&path) {
+                let dir = super::bundle::unpack(&path)?;
+                (dir.clone(), Some(Unpacked(dir)))
+            } else {
+                (path, None)
+            };
+            return Ok(Target {
+                cluster: ClusterFrom::Bundle(dir.clone()),
+                nodes: NodesFrom::Bundle(dir),
+                _unpacked: unpacked,
+            });
         }
+        let lab_up = LabState::load(lab)?.is_some();
+        if let Some(live) = live {
+            return Ok(Target {
+                cluster: ClusterFrom::Live(live),
+                nodes: if lab_up {
+                    NodesFrom::Lab(lab.to_string())
+                } else {
+                    NodesFrom::None
+                },
+                _unpacked: None,
+            });
+        }
+        if !lab_up {
+            return Err(Error::env(
+                format!(
+                    "no cluster to read: lab {lab:?} is not up, and neither --bundle nor --kubeconfig was given"
+                ),
+                Some(format!(
+                    "start the lab (`knetdoctor lab up --name {lab}`), pass --bundle DIR from `knetdoctor collect`, or --kubeconfig FILE"
+                )),
+            ));
+        }
+        Ok(Target {
+            cluster: ClusterFrom::Lab(lab.to_string()),
+            nodes: NodesFrom::Lab(lab.to_string()),
+            _unpacked: None,
+        })
     }
 
     /// The cluster objects.
     pub fn cluster(&self) -> Result<Cluster> {
-        match self {
-            Target::Lab(name) => {
-                crate::inspect::kubectl::read_dir(&LabState::require(name)?.cluster_dir())
+        match &self.cluster {
+            ClusterFrom::Lab(name) => {
+                super::kubectl::read_dir(&LabState::require(name)?.cluster_dir())
             }
-            Target::Bundle(dir) => super::bundle::read_cluster(dir),
+            ClusterFrom::Bundle(dir) => super::bundle::read_cluster(dir),
+            ClusterFrom::Live(src) => super::live::load(src),
         }
     }
 
     /// The names of the nodes whose state can be read.
     pub fn node_names(&self) -> Result<Vec<String>> {
-        match self {
-            Target::Lab(name) => Ok(LabState::require(name)?
+        match &self.nodes {
+            NodesFrom::Lab(name) => Ok(LabState::require(name)?
                 .topology
                 .nodes
                 .iter()
                 .map(|n| n.name.clone())
                 .collect()),
-            Target::Bundle(dir) => super::bundle::node_names(dir),
+            NodesFrom::Bundle(dir) => super::bundle::node_names(dir),
+            NodesFrom::None => Ok(Vec::new()),
         }
     }
 
@@ -84,8 +150,8 @@ impl Target {
             }
             None => names,
         };
-        match self {
-            Target::Lab(name) => {
+        match &self.nodes {
+            NodesFrom::Lab(name) => {
                 let state = LabState::require(name)?;
                 std::thread::scope(|s| {
                     let handles: Vec<_> = wanted
@@ -101,10 +167,11 @@ impl Target {
                         .collect()
                 })
             }
-            Target::Bundle(dir) => wanted
+            NodesFrom::Bundle(dir) => wanted
                 .into_iter()
                 .map(|n| super::bundle::read_node(dir, &n).map(|s| (n, s)))
                 .collect(),
+            NodesFrom::None => Ok(Vec::new()),
         }
     }
 }

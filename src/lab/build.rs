@@ -63,7 +63,12 @@ pub fn existing_namespaces(name: &str) -> Vec<String> {
 pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);
 
 /// Builds the lab. On failure everything built so far is removed again.
-pub fn up(params: LabParams, backend: IptablesBackend, progress: Progress) -> Result<LabState> {
+pub fn up(
+    params: LabParams,
+    backend: IptablesBackend,
+    kubeconfig: Option<std::path::PathBuf>,
+    progress: Progress,
+) -> Result<LabState> {
     preflight(backend)?;
     let topo = Topology::new(params)?;
     let name = topo.params.name.clone();
@@ -86,6 +91,7 @@ pub fn up(params: LabParams, backend: IptablesBackend, progress: Progress) -> Re
         processes: Vec::new(),
         faults: Vec::new(),
         complete: false,
+        kubeconfig,
     };
     state.save()?;
     match build(&mut state, progress) {
@@ -319,6 +325,15 @@ pub fn down(name: &str) -> Result<DownReport> {
     super::topology::validate_name(name)?;
     let mut report = DownReport::default();
     let state = LabState::load(name).ok().flatten();
+    // Objects published to an API server go first (best effort: the server may be gone).
+    if let Some(s) = &state
+        && let Some(kc) = &s.kubeconfig
+        && let Ok(cluster) = super::kubectl_cluster(s)
+        && let Err(e) = super::publish::unpublish(&cluster, kc)
+    {
+        tracing::warn!("could not remove the lab's objects from the API server: {e}");
+    }
+
     let mut targets: Vec<(i32, Option<u64>)> = Vec::new();
     if let Some(s) = &state {
         report.had_state = true;

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod faults;
 pub mod objects;
 pub mod process;
+pub mod publish;
 pub mod services;
 pub mod state;
 pub mod status;
@@ -187,4 +188,9 @@ pub fn heal(name: &str) -> Result<Vec<ActiveFault>> {
     sync::sync(&state)?;
     build::wait_for_listeners(&state)?;
     Ok(healed)
+}
+
+/// The lab's objects as last written to its cluster directory.
+pub fn kubectl_cluster(state: &LabState) -> Result<crate::model::Cluster> {
+    crate::inspect::kubectl::read_dir(&state.cluster_dir())
 }

@@ -61,6 +61,9 @@ pub struct LabState {
     pub faults: Vec<ActiveFault>,
     /// False until `lab up` finished.
     pub complete: bool,
+    /// The API server the lab's objects are published to (`lab up --kubeconfig`).
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Where labs keep their directories: `$KNETDOCTOR_RUN_DIR/lab`, by default

@@ -43,6 +43,10 @@ fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
 pub fn sync(state: &LabState) -> Result<Cluster> {
     let cluster = current_cluster(state);
     crate::inspect::kubectl::write_dir(&cluster, &state.cluster_dir())?;
+    if let Some(kc) = &state.kubeconfig {
+        super::publish::publish(&cluster, kc)?;
+    }
+
     write_if_changed(
         &state.dir.join("dns").join("hosts"),
         &services::dns_hosts(&cluster),

@@ -1,0 +1,305 @@
+//! The live source against a real API server: Kubernetes 1.20's
+//! kube-apiserver and kube-controller-manager built from Debian's source
+//! (scripts/build-apiserver.sh, cached), with etcd, on 127.0.0.1 only. The
+//! lab publishes its objects there (`lab up --kubeconfig`) and `check` must
+//! answer the same live as offline. 1.20 serves no discovery/v1
+//! EndpointSlices, so this also exercises the Endpoints fallback.
+
+mod common;
+use common::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "knetdoctor-test-token";
+
+/// etcd + kube-apiserver + kube-controller-manager, killed on drop.
+struct ApiServer {
+    children: Vec<Child>,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn(dir: &Path, name: &str, program: &str, args: &[String]) -> Child {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
+}
+
+fn start_api_server() -> ApiServer {
+    let out = Command::new("scripts/build-apiserver.sh")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/build-apiserver.sh");
+    assert!(out.status.success(), "building the API server failed");
+    let bin = PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string(),
+    );
+    let dir = std::env::temp_dir().join(format!("knetdoctor-apiserver-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("sa.key");
+    assert!(
+        Command::new("openssl")
+            .args(["genrsa", "-out", key.to_str().unwrap(), "2048"])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(
+        dir.join("tokens.csv"),
+        format!("{TOKEN},admin,admin,\"system:masters\"\n"),
+    )
+    .unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: https://127.0.0.1:6443\n    insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: admin}}\ncurrent-context: lab\n"
+        ),
+    )
+    .unwrap();
+    let d = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    let mut server = ApiServer {
+        children: Vec::new(),
+        dir: dir.clone(),
+        kubeconfig,
+    };
+    server.children.push(spawn(
+        &dir,
+        "etcd",
+        "etcd",
+        &[
+            format!("--data-dir={}", d("etcd")),
+            "--listen-client-urls=http://127.0.0.1:23790".into(),
+            "--advertise-client-urls=http://127.0.0.1:23790".into(),
+            "--listen-peer-urls=http://127.0.0.1:23800".into(),
+        ],
+    ));
+    server.children.push(spawn(
+        &dir,
+        "apiserver",
+        bin.join("kube-apiserver").to_str().unwrap(),
+        &[
+            "--etcd-servers=http://127.0.0.1:23790".into(),
+            "--bind-address=127.0.0.1".into(),
+            "--secure-port=6443".into(),
+            "--insecure-port=0".into(),
+            // The lab's `kubernetes` endpoint: its master's address, as kube-proxy rules in the lab have it.
+            "--advertise-address=192.168.56.10".into(),
+            "--service-cluster-ip-range=10.1.0.0/16".into(),
+            format!("--token-auth-file={}", d("tokens.csv")),
+            "--authorization-mode=AlwaysAllow".into(),
+            format!("--cert-dir={}", d("certs")),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", d("sa.key")),
+            format!("--service-account-signing-key-file={}", d("sa.key")),
+            "--disable-admission-plugins=ServiceAccount".into(),
+        ],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = Command::new("curl")
+            .args([
+                "-sfk",
+                "-m",
+                "2",
+                "-H",
+                &format!("Authorization: Bearer {TOKEN}"),
+                "https://127.0.0.1:6443/readyz",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API server did not become ready; see {}",
+            dir.join("apiserver.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Only the endpoint controllers: no kubelet exists, and the node-lifecycle
+    // controller would evict the lab's pods.
+    server.children.push(spawn(
+        &dir,
+        "controller-manager",
+        bin.join("kube-controller-manager").to_str().unwrap(),
+        &[
+            format!("--kubeconfig={}", server.kubeconfig.display()),
+            "--controllers=endpoint,endpointslice".into(),
+            "--leader-elect=false".into(),
+            "--port=0".into(),
+            "--secure-port=0".into(),
+        ],
+    ));
+    server
+}
+
+fn findings(args: &[&str]) -> BTreeSet<(String, String)> {
+    let out = kd(args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().into(),
+                f["node"].as_str().unwrap_or("cluster").into(),
+            )
+        })
+        .collect()
+}
+
+/// Polls until the live answer equals `want` (controllers act asynchronously).
+fn live_settles(kubeconfig: &str, want: &BTreeSet<(String, String)>) -> BTreeSet<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = findings(&[
+            "check",
+            "--kubeconfig",
+            kubeconfig,
+            "--lab",
+            "live",
+            "-o",
+            "json",
+        ]);
+        if &got == want || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn live_answers_match_offline_on_a_real_api_server() {
+    require_root();
+    let api = start_api_server();
+    let kc = api.kubeconfig.to_str().unwrap().to_string();
+    let lab = Lab::up("live", &["--kubeconfig", &kc]);
+
+    let offline = findings(&["check", "--lab", "live", "-o", "json"]);
+    assert!(offline.is_empty(), "{offline:?}");
+    assert_eq!(live_settles(&kc, &offline), offline);
+
+    for (fault, want) in [
+        ("route-missing", ("route-missing", "k8s-node-12")),
+        ("dns-down", ("kube-dns-no-endpoints", "cluster")),
+        (
+            "ingress-backend-port",
+            ("ingress-backend-port-missing", "cluster"),
+        ),
+        (
+            "svc-chain-missing",
+            ("kube-proxy-svc-chain-missing", "k8s-node-12"),
+        ),
+    ] {
+        lab.kd(&["lab", "break", fault]);
+        let want: BTreeSet<(String, String)> = [(want.0.to_string(), want.1.to_string())].into();
+        assert_eq!(
+            findings(&["check", "--lab", "live", "-o", "json"]),
+            want,
+            "{fault} offline"
+        );
+        assert_eq!(live_settles(&kc, &want), want, "{fault} live");
+        lab.kd(&["lab", "heal"]);
+    }
+    assert!(live_settles(&kc, &BTreeSet::new()).is_empty());
+
+    // inspect reads live too.
+    let out = kd(&[
+        "inspect",
+        "svc",
+        "test-svc-ns/linux0224-nginx",
+        "--kubeconfig",
+        &kc,
+        "--lab",
+        "live",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // lab down removes the published objects along with the namespaces.
+    drop(lab);
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            "https://127.0.0.1:6443/api/v1/nodes",
+        ])
+        .output()
+        .unwrap();
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        nodes["items"].as_array().map(Vec::len),
+        Some(0),
+        "nodes left in the API server"
+    );
+}
+
+#[test]
+fn an_unreachable_cluster_fails_fast_with_exit_3() {
+    let dir = std::env::temp_dir().join(format!("knetdoctor-unreachable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("kubeconfig");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context: {cluster: x, user: u}\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    let out = kd(&[
+        "check",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--lab",
+        "nolab",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the Kubernetes API at https://127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("ERROR"),
+        "library logs leak to the user: {err}"
+    );
+    let out = kd(&["check", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(out.status.code(), Some(3));
+}
