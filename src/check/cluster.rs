@@ -94,14 +94,7 @@ fn svc_ref(svc: &Service) -> ObjectRef {
 }
 
 fn check_services(cluster: &Cluster, out: &mut Vec<Finding>) {
-    for svc in &cluster.services {
-        let (Some(ns), Some(name), Some(spec)) = (
-            svc.metadata.namespace.as_deref(),
-            svc.metadata.name.as_deref(),
-            svc.spec.as_ref(),
-        ) else {
-            continue;
-        };
+    for (ns, name, spec, svc) in cluster.service_specs() {
         if spec.type_.as_deref() == Some("ExternalName") {
             continue;
         }

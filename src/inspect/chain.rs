@@ -445,23 +445,17 @@ pub fn service(
 }
 
 fn find_service<'c>(cluster: &'c Cluster, ns: &str, n: &str, asked: &str) -> Result<&'c Service> {
-    cluster
-        .services
-        .iter()
-        .find(|s| {
-            s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(n)
-        })
-        .ok_or_else(|| {
-            not_found(
-                "service",
-                asked,
-                cluster
-                    .services
-                    .iter()
-                    .map(|s| name_of(s.metadata.namespace.as_deref(), s.metadata.name.as_deref()))
-                    .collect(),
-            )
-        })
+    cluster.service(ns, n).ok_or_else(|| {
+        not_found(
+            "service",
+            asked,
+            cluster
+                .services
+                .iter()
+                .map(|s| name_of(s.metadata.namespace.as_deref(), s.metadata.name.as_deref()))
+                .collect(),
+        )
+    })
 }
 
 fn ingresses_to(cluster: &Cluster, ns: &str, svc: &str) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! and the kubectl-style JSON List files they travel in.
 
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use std::collections::BTreeMap;
@@ -80,6 +80,19 @@ impl Cluster {
                 format!("{port}/{}", protocol.to_ascii_uppercase()),
             ))
             .map(|i| &self.services[*i])
+    }
+
+    /// Every Service that has a namespace, a name and a spec, with them
+    /// unpacked (the shape every check and expectation starts from).
+    pub fn service_specs(&self) -> impl Iterator<Item = (&str, &str, &ServiceSpec, &Service)> {
+        self.services.iter().filter_map(|s| {
+            Some((
+                s.metadata.namespace.as_deref()?,
+                s.metadata.name.as_deref()?,
+                s.spec.as_ref()?,
+                s,
+            ))
+        })
     }
 
     /// Pods in `namespace` whose labels match every pair of `selector`

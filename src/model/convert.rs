@@ -157,14 +157,7 @@ pub fn ingress_v1beta1(value: &Value) -> Option<Ingress> {
 pub fn slices_from_pods(cluster: &super::Cluster) -> Vec<EndpointSlice> {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let mut out = Vec::new();
-    for svc in &cluster.services {
-        let (Some(ns), Some(name), Some(spec)) = (
-            svc.metadata.namespace.as_deref(),
-            svc.metadata.name.as_deref(),
-            svc.spec.as_ref(),
-        ) else {
-            continue;
-        };
+    for (ns, name, spec, _) in cluster.service_specs() {
         let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else {
             continue;
         };

@@ -21,14 +21,7 @@ pub struct Record {
 /// Every A record CoreDNS would serve for `cluster`.
 pub fn records(cluster: &Cluster, domain: &str) -> Vec<Record> {
     let mut out = Vec::new();
-    for svc in &cluster.services {
-        let (Some(ns), Some(name), Some(spec)) = (
-            svc.metadata.namespace.as_deref(),
-            svc.metadata.name.as_deref(),
-            svc.spec.as_ref(),
-        ) else {
-            continue;
-        };
+    for (ns, name, spec, _) in cluster.service_specs() {
         let fqdn = format!("{name}.{ns}.svc.{domain}");
         match spec.cluster_ip.as_deref() {
             Some("None") => {

@@ -93,14 +93,7 @@ impl ServicePort {
 /// endpoints from the EndpointSlices labelled with the Service's name.
 pub fn service_ports(cluster: &Cluster) -> Vec<ServicePort> {
     let mut out = Vec::new();
-    for svc in &cluster.services {
-        let (Some(ns), Some(name), Some(spec)) = (
-            svc.metadata.namespace.as_deref(),
-            svc.metadata.name.as_deref(),
-            svc.spec.as_ref(),
-        ) else {
-            continue;
-        };
+    for (ns, name, spec, _) in cluster.service_specs() {
         let Some(cluster_ip) = spec
             .cluster_ip
             .as_deref()
