@@ -26,6 +26,8 @@ pub enum Output {
 pub enum Command {
     /// Every broken link between what the API says and what the nodes do, with the evidence.
     Check(CheckArgs),
+    /// The path from SRC to DST hop by hop, with the entry that carries or drops the packet at each hop.
+    Trace(TraceArgs),
     /// Write an offline bundle (cluster objects, node states, raw iptables-save) that --bundle reads.
     Collect(CollectArgs),
     /// Show what is there: a node's dataplane as the kernel holds it.
@@ -81,6 +83,34 @@ pub struct CheckArgs {
     /// Check only this node's dataplane (cluster-level findings are always reported).
     #[arg(long)]
     pub node: Option<String>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// The protocol a trace follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Where from: a pod (ns/name, or name with -n), a pod IP, or an outside address.
+    pub src: String,
+    /// Where to: a pod, pod IP, Service (ns/name[:port]), DNS name, node:nodePort, http://host/path, or an address.
+    pub dst: String,
+    /// The namespace for bare names (and of the asking pod for DNS names).
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// The destination port (a Service's port defaults to its first).
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long, value_enum, default_value_t = Proto::Tcp)]
+    pub proto: Proto,
+    #[command(flatten)]
+    pub source: SourceArgs,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -12,5 +12,6 @@ pub mod inspect;
 pub mod lab;
 pub mod model;
 pub mod synthetic;
+pub mod trace;
 
 pub use error::{Error, Result};

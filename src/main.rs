@@ -81,6 +81,52 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if findings.is_empty() { 0 } else { 1 })
         }
+        Command::Trace(a) => {
+            let live = a.source.live();
+            let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab, live)?;
+            let cluster = target.cluster()?;
+            let nodes = target.node_states(None)?;
+            let findings = knetdoctor::check::run(&cluster, &nodes);
+            let src = knetdoctor::trace::resolve::resolve(&cluster, &a.src, &a.namespace)?;
+            let dst = knetdoctor::trace::resolve::resolve(&cluster, &a.dst, &a.namespace)?;
+            let proto = format!("{:?}", a.proto).to_lowercase();
+            let port = a.port.or_else(|| match &dst {
+                knetdoctor::trace::resolve::End::Service {
+                    namespace,
+                    name,
+                    port,
+                    ..
+                } => port.or_else(|| {
+                    cluster
+                        .service(namespace, name)?
+                        .spec
+                        .as_ref()?
+                        .ports
+                        .as_ref()?
+                        .iter()
+                        .find(|p| {
+                            p.protocol
+                                .as_deref()
+                                .unwrap_or("TCP")
+                                .eq_ignore_ascii_case(&proto)
+                        })
+                        .map(|p| p.port as u16)
+                }),
+                knetdoctor::trace::resolve::End::Dns { .. } => Some(80),
+                _ => None,
+            });
+            let world = knetdoctor::trace::sim::World {
+                cluster: &cluster,
+                nodes: &nodes,
+                findings: &findings,
+            };
+            let t = knetdoctor::trace::sim::trace(&world, &src, &dst, &proto, port);
+            match a.output {
+                Output::Json => json(&t),
+                Output::Text => out(&knetdoctor::trace::text::render(&t)),
+            }
+            Ok(if t.reachable { 0 } else { 1 })
+        }
         Command::Collect(a) => {
             if a.dir.exists() {
                 return Err(knetdoctor::Error::usage(

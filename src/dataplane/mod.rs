@@ -4,6 +4,7 @@
 
 pub mod iptables;
 pub mod ipvs;
+pub mod lookup;
 pub mod netns;
 pub mod read;
 pub mod state;

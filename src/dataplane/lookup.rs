@@ -1,0 +1,88 @@
+//! The kernel's route lookup, over a NodeState: policy rules in priority
+//! order, each naming a table, longest prefix match within a table (lowest
+//! metric breaking ties). Enough for what pods and nodes route: unicast,
+//! local, broadcast, blackhole and unreachable routes.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::state::{NodeState, Route};
+
+/// The route the kernel would pick for `dst`, and the table it came from.
+pub fn route<'a>(state: &'a NodeState, dst: IpAddr) -> Option<&'a Route> {
+    let mut tables: Vec<(u32, u32)> = state
+        .rules
+        .iter()
+        .filter(|r| {
+            r.action == "to_tbl"
+                && r.src.as_deref().is_none_or(|s| s.ends_with("/0"))
+                && r.dst.is_none()
+                && r.fwmark.is_none()
+                && r.iif.is_none()
+        })
+        .map(|r| (r.priority, r.table))
+        .collect();
+    if tables.is_empty() {
+        // No rules read (or none apply): the kernel's defaults.
+        tables = vec![(0, 255), (32766, 254), (32767, 253)];
+    }
+    tables.sort();
+    tables.iter().find_map(|(_, table)| lpm(state, *table, dst))
+}
+
+fn prefix(r: &Route) -> Option<IpNet> {
+    if r.dst == "default" {
+        return None;
+    }
+    r.dst.parse().ok()
+}
+
+fn lpm(state: &NodeState, table: u32, dst: IpAddr) -> Option<&Route> {
+    state
+        .routes
+        .iter()
+        .filter(|r| r.table == table && !r.flags.iter().any(|f| f == "linkdown" || f == "dead"))
+        .filter_map(|r| match prefix(r) {
+            Some(net) if net.contains(&dst) => Some((net.prefix_len(), r)),
+            None if dst.is_ipv4() == r.gateway.is_none_or(|g| g.is_ipv4()) => Some((0, r)),
+            _ => None,
+        })
+        .max_by_key(|(len, r)| (*len, std::cmp::Reverse(r.metric.unwrap_or(0))))
+        .map(|(_, r)| r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> NodeState {
+        serde_json::from_str(include_str!(
+            "../../tests/fixtures/nodestate/seed-k8s-node-12.json"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn longest_prefix_over_the_real_tables() {
+        let s = state();
+        let r = route(&s, "10.2.0.42".parse().unwrap()).unwrap();
+        assert_eq!(
+            (
+                r.dst.as_str(),
+                r.dev.as_deref(),
+                r.gateway.map(|g| g.to_string())
+            ),
+            ("10.2.0.0/24", Some("flannel.1"), Some("10.2.0.0".into()))
+        );
+        let local = route(&s, "10.2.2.132".parse().unwrap()).unwrap();
+        assert_eq!(local.dev.as_deref(), Some("cni0"));
+        // The node's own address hits the local table first.
+        assert_eq!(
+            route(&s, "192.168.56.12".parse().unwrap()).unwrap().kind,
+            "local"
+        );
+        // No default route in the lab: a Service IP without DNAT goes nowhere.
+        assert!(route(&s, "10.1.59.153".parse().unwrap()).is_none());
+    }
+}

@@ -1,0 +1,252 @@
+//! What SRC and DST name: a pod (`ns/name`, `name` with -n, or its IP), a
+//! Service (`ns/name[:port]` or its ClusterIP), a DNS name (resolved later,
+//! the way the source pod would), a URL from outside (`http://host/path`),
+//! a node with a NodePort (`k8s-node-11:30005`), or an outside address.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::inspect::node::similar;
+use crate::model::Cluster;
+use crate::model::flannel::Lease;
+
+/// A resolved end of a trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum End {
+    Pod {
+        namespace: String,
+        name: String,
+        ip: IpAddr,
+        node: String,
+    },
+    Service {
+        namespace: String,
+        name: String,
+        ip: IpAddr,
+        port: Option<u16>,
+    },
+    Dns {
+        name: String,
+    },
+    Url {
+        host: String,
+        path: String,
+    },
+    NodePort {
+        node: String,
+        ip: IpAddr,
+        port: u16,
+    },
+    Node {
+        node: String,
+        ip: IpAddr,
+    },
+    Outside {
+        ip: IpAddr,
+    },
+}
+
+impl End {
+    /// How the end is shown.
+    pub fn label(&self) -> String {
+        match self {
+            End::Pod {
+                namespace,
+                name,
+                ip,
+                ..
+            } => format!("pod {namespace}/{name} ({ip})"),
+            End::Service {
+                namespace,
+                name,
+                ip,
+                port,
+            } => format!(
+                "service {namespace}/{name} ({ip}{})",
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            End::Dns { name } => format!("dns {name}"),
+            End::Url { host, path } => format!("http://{host}{path}"),
+            End::NodePort { node, ip, port } => format!("node {node} ({ip}) port {port}"),
+            End::Node { node, ip } => format!("node {node} ({ip})"),
+            End::Outside { ip } => format!("outside {ip}"),
+        }
+    }
+}
+
+fn pod_end(p: &Pod) -> Option<End> {
+    Some(End::Pod {
+        namespace: p.metadata.namespace.clone()?,
+        name: p.metadata.name.clone()?,
+        ip: p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?,
+        node: p.spec.as_ref()?.node_name.clone()?,
+    })
+}
+
+/// The node whose InternalIP or flannel public-ip is `ip`.
+pub fn node_by_ip(cluster: &Cluster, ip: IpAddr) -> Option<String> {
+    cluster.nodes.iter().find_map(|n| {
+        let name = n.metadata.name.clone()?;
+        let internal = n
+            .status
+            .as_ref()?
+            .addresses
+            .iter()
+            .flatten()
+            .any(|a| a.type_ == "InternalIP" && a.address.parse() == Ok(ip));
+        let public = Lease::from_node(n).is_ok_and(|l| IpAddr::V4(l.public_ip) == ip);
+        (internal || public).then_some(name)
+    })
+}
+
+fn node_ip(cluster: &Cluster, node: &str) -> Option<IpAddr> {
+    let n = cluster.node(node)?;
+    Lease::from_node(n)
+        .ok()
+        .map(|l| IpAddr::V4(l.public_ip))
+        .or_else(|| {
+            n.status
+                .as_ref()?
+                .addresses
+                .iter()
+                .flatten()
+                .find(|a| a.type_ == "InternalIP")
+                .and_then(|a| a.address.parse().ok())
+        })
+}
+
+/// Resolves `text`; `namespace` completes bare names (kubectl's -n).
+pub fn resolve(cluster: &Cluster, text: &str, namespace: &str) -> Result<End> {
+    if let Some(rest) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    {
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".to_string()));
+        return Ok(End::Url {
+            host: host.to_string(),
+            path,
+        });
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(classify_ip(cluster, ip));
+    }
+    // node:port is a NodePort; ns/name:port a Service port.
+    let (base, port) = match text.rsplit_once(':') {
+        Some((b, p)) if p.parse::<u16>().is_ok() => (b, p.parse::<u16>().ok()),
+        _ => (text, None),
+    };
+    if let Some(port) = port
+        && cluster.node(base).is_some()
+    {
+        let ip = node_ip(cluster, base)
+            .ok_or_else(|| Error::usage(format!("node {base} has no address"), None))?;
+        return Ok(End::NodePort {
+            node: base.to_string(),
+            ip,
+            port,
+        });
+    }
+    if port.is_none()
+        && let Some(ip) = node_ip(cluster, base)
+        && cluster.node(base).is_some()
+    {
+        return Ok(End::Node {
+            node: base.to_string(),
+            ip,
+        });
+    }
+    let (ns, name) = base.split_once('/').unwrap_or((namespace, base));
+    if port.is_none()
+        && let Some(end) = cluster.pod(ns, name).and_then(pod_end)
+    {
+        return Ok(end);
+    }
+    if let Some(svc) = cluster.service(ns, name) {
+        let ip = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+            .ok_or_else(|| {
+                Error::usage(
+                    format!("service {ns}/{name} has no ClusterIP (headless?)"),
+                    Some("trace one of its pods instead".to_string()),
+                )
+            })?;
+        return Ok(End::Service {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            ip,
+            port,
+        });
+    }
+    if !base.contains('/') && base.contains('.') {
+        return Ok(End::Dns {
+            name: base.to_string(),
+        });
+    }
+    if base == "outside" {
+        return Err(Error::usage(
+            "`outside` needs an address",
+            Some("give the outside client's IP, e.g. 192.168.56.254".to_string()),
+        ));
+    }
+    let mut candidates: Vec<String> = cluster
+        .pods
+        .iter()
+        .filter_map(|p| {
+            Some(format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref()?,
+                p.metadata.name.as_deref()?
+            ))
+        })
+        .chain(cluster.services.iter().filter_map(|s| {
+            Some(format!(
+                "{}/{}",
+                s.metadata.namespace.as_deref()?,
+                s.metadata.name.as_deref()?
+            ))
+        }))
+        .chain(cluster.nodes.iter().filter_map(|n| n.metadata.name.clone()))
+        .filter(|c| similar(c, base) || similar(c.rsplit('/').next().unwrap_or(c), name))
+        .collect();
+    candidates.sort();
+    candidates.truncate(6);
+    Err(Error::usage(
+        format!("{text:?} names no pod, service, node or DNS name (looked in namespace {ns})"),
+        Some(if candidates.is_empty() {
+            "use ns/name, an IP, node:nodePort or http://host/path".to_string()
+        } else {
+            format!("did you mean {}?", candidates.join(", "))
+        }),
+    ))
+}
+
+/// An IP: a pod's, a Service's ClusterIP, a node's, or from outside.
+pub fn classify_ip(cluster: &Cluster, ip: IpAddr) -> End {
+    if let Some(end) = cluster.pod_by_ip(&ip.to_string()).and_then(pod_end) {
+        return end;
+    }
+    if let Some(svc) = cluster.services.iter().find(|s| {
+        s.spec.as_ref().and_then(|sp| sp.cluster_ip.as_deref()) == Some(ip.to_string().as_str())
+    }) {
+        return End::Service {
+            namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+            name: svc.metadata.name.clone().unwrap_or_default(),
+            ip,
+            port: None,
+        };
+    }
+    if let Some(node) = node_by_ip(cluster, ip) {
+        return End::Node { node, ip };
+    }
+    End::Outside { ip }
+}
