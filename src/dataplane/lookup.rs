@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use super::state::{NodeState, Route};
 
 /// The route the kernel would pick for `dst`, and the table it came from.
-pub fn route<'a>(state: &'a NodeState, dst: IpAddr) -> Option<&'a Route> {
+pub fn route(state: &NodeState, dst: IpAddr) -> Option<&Route> {
     let mut tables: Vec<(u32, u32)> = state
         .rules
         .iter()

@@ -94,7 +94,7 @@ pub struct Hop {
     pub reason: Option<DropReason>,
     pub evidence: String,
     /// The finding of `check` that explains a drop, with its repair.
-    pub finding: Option<Finding>,
+    pub finding: Option<Box<Finding>>,
 }
 
 /// One way through (a Service has one per endpoint).

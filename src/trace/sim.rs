@@ -58,7 +58,8 @@ impl<'a> World<'a> {
         Hop {
             finding: self
                 .finding(ids, node, about)
-                .or_else(|| self.finding(ids, node, None)),
+                .or_else(|| self.finding(ids, node, None))
+                .map(Box::new),
             ..hop
         }
     }
@@ -338,9 +339,11 @@ fn resolve_name(
                         .unwrap_or_default()
                 ),
             );
-            hop.finding = why
-                .and_then(|h| h.finding)
-                .or_else(|| world.finding(&["kube-dns-no-endpoints"], None, None));
+            hop.finding = why.and_then(|h| h.finding).or_else(|| {
+                world
+                    .finding(&["kube-dns-no-endpoints"], None, None)
+                    .map(Box::new)
+            });
             t.hops.push(hop);
             return None;
         }
