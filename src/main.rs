@@ -90,31 +90,7 @@ fn run(cli: Cli) -> Result<u8> {
             let src = knetdoctor::trace::resolve::resolve(&cluster, &a.src, &a.namespace)?;
             let dst = knetdoctor::trace::resolve::resolve(&cluster, &a.dst, &a.namespace)?;
             let proto = format!("{:?}", a.proto).to_lowercase();
-            let port = a.port.or_else(|| match &dst {
-                knetdoctor::trace::resolve::End::Service {
-                    namespace,
-                    name,
-                    port,
-                    ..
-                } => port.or_else(|| {
-                    cluster
-                        .service(namespace, name)?
-                        .spec
-                        .as_ref()?
-                        .ports
-                        .as_ref()?
-                        .iter()
-                        .find(|p| {
-                            p.protocol
-                                .as_deref()
-                                .unwrap_or("TCP")
-                                .eq_ignore_ascii_case(&proto)
-                        })
-                        .map(|p| p.port as u16)
-                }),
-                knetdoctor::trace::resolve::End::Dns { .. } => Some(80),
-                _ => None,
-            });
+            let port = a.port;
             let world = knetdoctor::trace::sim::World {
                 cluster: &cluster,
                 nodes: &nodes,

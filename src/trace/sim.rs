@@ -183,6 +183,24 @@ fn from_pod(
         namespace, name, ..
     } = &dst
     {
+        let mut pkt = pkt.clone();
+        if pkt.port.is_none() {
+            // No port given: the Service's first port of this protocol.
+            pkt.port = world.cluster.service(namespace, name).and_then(|s| {
+                s.spec
+                    .as_ref()?
+                    .ports
+                    .as_ref()?
+                    .iter()
+                    .find(|p| {
+                        p.protocol
+                            .as_deref()
+                            .unwrap_or("TCP")
+                            .eq_ignore_ascii_case(proto)
+                    })
+                    .map(|p| p.port as u16)
+            });
+        }
         let targets = match service_targets(world, node, &pkt, &format!("{namespace}/{name}")) {
             Ok((hop, targets)) => {
                 t.hops.push(hop);
@@ -856,26 +874,30 @@ fn to_pod(world: &World, node: &str, state: &NodeState, pkt: &Packet, hops: &mut
                 .warn("the destination pod's interface was not read; assuming it is up"),
             );
         } else {
-            hops.push(
-                world.with_finding(
-                    Hop::new(
-                        Point::ToPod,
-                        Some(node),
-                        Some(BRIDGE_DEVICE),
-                        format!("{BRIDGE_DEVICE} neighbours"),
-                    )
-                    .drop(
-                        DropReason::NoSuchPod,
-                        format!("no pod has {} on {node} (a stale endpoint?)", pkt.dst),
-                    ),
-                    &[
-                        "kube-proxy-endpoints-mismatch",
-                        "ipvs-real-servers-mismatch",
-                    ],
-                    None.or(Some(node)),
-                    None,
-                ),
+            // A stale endpoint: the finding sits on the node whose chain DNATs here.
+            let dead = pkt.dst.to_string();
+            let finding = world
+                .findings
+                .iter()
+                .find(|f| {
+                    (f.id == "kube-proxy-endpoints-mismatch"
+                        || f.id == "ipvs-real-servers-mismatch")
+                        && f.actual.as_deref().is_some_and(|a| a.contains(&dead))
+                })
+                .cloned()
+                .map(Box::new);
+            let mut hop = Hop::new(
+                Point::ToPod,
+                Some(node),
+                Some(BRIDGE_DEVICE),
+                format!("{BRIDGE_DEVICE} neighbours"),
+            )
+            .drop(
+                DropReason::NoSuchPod,
+                format!("no pod has {} on {node} (a stale endpoint?)", pkt.dst),
             );
+            hop.finding = finding;
+            hops.push(hop);
         }
         return;
     };
@@ -1219,6 +1241,32 @@ fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
         size: 0,
     };
     let mut back = Vec::new();
+    // The reply leaves the pod through its default gateway on cni0.
+    if let (Some(lease), Some(b)) = (world.lease(&dst_node), world.state(&dst_node)) {
+        let gw = lease.bridge_address();
+        if !b
+            .addrs_of(BRIDGE_DEVICE)
+            .any(|x| x.address == IpAddr::V4(gw.addr()))
+        {
+            back.push(
+                world.with_finding(
+                    Hop::new(
+                        Point::ReturnPath,
+                        Some(&dst_node),
+                        Some(BRIDGE_DEVICE),
+                        format!("pod default route via {}", gw.addr()),
+                    )
+                    .drop(
+                        DropReason::NoGateway,
+                        format!("the reply has no gateway: {BRIDGE_DEVICE} lacks {gw}"),
+                    ),
+                    &["cni0-addr-wrong"],
+                    Some(&dst_node),
+                    None,
+                ),
+            );
+        }
+    }
     if let Some(b) = world.state(&dst_node) {
         match lookup::route(b, reply.dst) {
             Some(r) if r.dev.as_deref() == Some(VTEP_DEVICE) => {
