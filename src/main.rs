@@ -91,11 +91,7 @@ fn run(cli: Cli) -> Result<u8> {
             let dst = knetdoctor::trace::resolve::resolve(&cluster, &a.dst, &a.namespace)?;
             let proto = format!("{:?}", a.proto).to_lowercase();
             let port = a.port;
-            let world = knetdoctor::trace::sim::World {
-                cluster: &cluster,
-                nodes: &nodes,
-                findings: &findings,
-            };
+            let world = knetdoctor::trace::sim::World::new(&cluster, &nodes, &findings);
             let t = knetdoctor::trace::sim::trace(&world, &src, &dst, &proto, port);
             match a.output {
                 Output::Json => json(&t),

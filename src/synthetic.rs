@@ -325,6 +325,52 @@ pub fn node_state(cluster: &Cluster, i: usize) -> NodeState {
     ));
     s.vxlan_tx_checksum
         .insert(flannel::VTEP_DEVICE.into(), false);
+    // The kernel's own routes for those addresses.
+    let kernel_route =
+        |kind: &str, dst: String, dev: &str, table: u32, scope: &str, src: Ipv4Addr| Route {
+            kind: kind.into(),
+            dst,
+            gateway: None,
+            dev: Some(dev.into()),
+            oif: None,
+            table,
+            protocol: "kernel".into(),
+            scope: scope.into(),
+            prefsrc: Some(IpAddr::V4(src)),
+            metric: None,
+            flags: Vec::new(),
+        };
+    let underlay = Ipv4Net::new(me.public_ip, 16).expect("valid").trunc();
+    s.routes.push(kernel_route(
+        "unicast",
+        me.pod_cidr.to_string(),
+        flannel::BRIDGE_DEVICE,
+        254,
+        "link",
+        me.bridge_address().addr(),
+    ));
+    s.routes.push(kernel_route(
+        "unicast",
+        underlay.to_string(),
+        "eth0",
+        254,
+        "link",
+        me.public_ip,
+    ));
+    for (dev, a) in [
+        ("eth0", me.public_ip),
+        (flannel::VTEP_DEVICE, me.gateway()),
+        (flannel::BRIDGE_DEVICE, me.bridge_address().addr()),
+    ] {
+        s.routes.push(kernel_route(
+            "local",
+            format!("{a}/32"),
+            dev,
+            255,
+            "host",
+            a,
+        ));
+    }
     for (k, p) in cluster.pods_on(&me.node).enumerate() {
         let ifindex = 10 + k as u32;
         let mut veth = link(

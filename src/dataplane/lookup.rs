@@ -86,3 +86,109 @@ mod tests {
         assert!(route(&s, "10.1.59.153".parse().unwrap()).is_none());
     }
 }
+
+/// A node's routes indexed for repeated lookups: per table, per prefix
+/// length, the networks (longest first). Built once per node state.
+#[derive(Debug, Default)]
+pub struct RouteIndex {
+    /// (table, [(prefix length, network -> route positions)] longest first)
+    tables: Vec<(u32, Vec<(u8, std::collections::HashMap<IpNet, Vec<usize>>)>)>,
+    rules: Vec<u32>,
+}
+
+impl RouteIndex {
+    /// Indexes `state`'s usable routes and its plain lookup rules.
+    pub fn build(state: &NodeState) -> Self {
+        let mut tables: std::collections::BTreeMap<
+            u32,
+            std::collections::BTreeMap<u8, std::collections::HashMap<IpNet, Vec<usize>>>,
+        > = Default::default();
+        for (i, r) in state.routes.iter().enumerate() {
+            if r.flags.iter().any(|f| f == "linkdown" || f == "dead") {
+                continue;
+            }
+            let net = match prefix(r) {
+                Some(n) => n.trunc(),
+                None if r.gateway.is_none_or(|g| g.is_ipv4()) => IpNet::V4(Default::default()),
+                None => IpNet::V6(Default::default()),
+            };
+            tables
+                .entry(r.table)
+                .or_default()
+                .entry(net.prefix_len())
+                .or_default()
+                .entry(net)
+                .or_default()
+                .push(i);
+        }
+        let mut rules: Vec<(u32, u32)> = state
+            .rules
+            .iter()
+            .filter(|r| {
+                r.action == "to_tbl"
+                    && r.src.as_deref().is_none_or(|s| s.ends_with("/0"))
+                    && r.dst.is_none()
+                    && r.fwmark.is_none()
+                    && r.iif.is_none()
+            })
+            .map(|r| (r.priority, r.table))
+            .collect();
+        if rules.is_empty() {
+            rules = vec![(0, 255), (32766, 254), (32767, 253)];
+        }
+        rules.sort();
+        RouteIndex {
+            tables: tables
+                .into_iter()
+                .map(|(t, lens)| (t, lens.into_iter().rev().collect()))
+                .collect(),
+            rules: rules.into_iter().map(|(_, t)| t).collect(),
+        }
+    }
+
+    /// The same answer as [`route`], in O(prefix lengths) hash lookups.
+    pub fn route<'a>(&self, state: &'a NodeState, dst: IpAddr) -> Option<&'a Route> {
+        self.rules.iter().find_map(|table| {
+            let (_, lens) = self.tables.iter().find(|(t, _)| t == table)?;
+            lens.iter().find_map(|(len, nets)| {
+                let key = IpNet::new(dst, *len).ok()?.trunc();
+                if key.addr().is_ipv4() != dst.is_ipv4() {
+                    return None;
+                }
+                let candidates = nets.get(&key)?;
+                candidates
+                    .iter()
+                    .map(|i| &state.routes[*i])
+                    .min_by_key(|r| r.metric.unwrap_or(0))
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    #[test]
+    fn the_index_agrees_with_the_scan() {
+        let s: NodeState = serde_json::from_str(include_str!(
+            "../../tests/fixtures/nodestate/seed-k8s-node-12.json"
+        ))
+        .unwrap();
+        let ix = RouteIndex::build(&s);
+        for ip in [
+            "10.2.0.42",
+            "10.2.1.117",
+            "10.2.2.132",
+            "10.2.2.1",
+            "192.168.56.12",
+            "192.168.56.254",
+            "10.1.59.153",
+            "127.0.0.1",
+            "8.8.8.8",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ix.route(&s, ip), route(&s, ip), "{ip}");
+        }
+    }
+}

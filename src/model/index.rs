@@ -4,8 +4,12 @@
 //! 10,000 Services is otherwise a quadratic scan away from every check.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
 
 use super::cluster::{Cluster, SERVICE_NAME_LABEL};
+use super::flannel::Lease;
 
 type Key = (String, String);
 
@@ -25,6 +29,12 @@ pub struct ClusterIndex {
     pub node_by_name: HashMap<String, usize>,
     /// host -> (ingress, rule, path) positions.
     pub ingress_paths_by_host: HashMap<String, Vec<(usize, usize, usize)>>,
+    /// flannel leases of the nodes that have one, by node name.
+    pub lease_by_node: HashMap<String, Lease>,
+    /// node name by flannel public-ip and by InternalIP.
+    pub node_by_address: HashMap<IpAddr, String>,
+    /// (pod CIDR, node), sorted by network address for lookups by pod IP.
+    pub pod_cidrs: Vec<(Ipv4Net, String)>,
 }
 
 fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
@@ -91,9 +101,27 @@ impl ClusterIndex {
             }
         }
         for (i, n) in c.nodes.iter().enumerate() {
-            ix.node_by_name
-                .insert(n.metadata.name.clone().unwrap_or_default(), i);
+            let name = n.metadata.name.clone().unwrap_or_default();
+            ix.node_by_name.insert(name.clone(), i);
+            for a in n
+                .status
+                .iter()
+                .flat_map(|s| s.addresses.iter().flatten())
+                .filter(|a| a.type_ == "InternalIP")
+            {
+                if let Ok(ip) = a.address.parse() {
+                    ix.node_by_address.insert(ip, name.clone());
+                }
+            }
+            if let Ok(lease) = Lease::from_node(n) {
+                ix.node_by_address
+                    .insert(IpAddr::V4(lease.public_ip), name.clone());
+                ix.pod_cidrs.push((lease.pod_cidr, name.clone()));
+                ix.lease_by_node.insert(name, lease);
+            }
         }
+        ix.pod_cidrs
+            .sort_by_key(|(net, _)| (net.network(), std::cmp::Reverse(net.prefix_len())));
         for (i, ing) in c.ingresses.iter().enumerate() {
             for (r, rule) in ing
                 .spec
@@ -110,5 +138,53 @@ impl ClusterIndex {
             }
         }
         ix
+    }
+}
+
+impl ClusterIndex {
+    /// The node whose pod CIDR holds `ip` (the last CIDR starting at or
+    /// before it, if it contains it).
+    pub fn node_of_pod_ip(&self, ip: Ipv4Addr) -> Option<&str> {
+        let i = self
+            .pod_cidrs
+            .partition_point(|(net, _)| net.network() <= ip);
+        self.pod_cidrs[..i]
+            .iter()
+            .rev()
+            .take(2)
+            .find(|(net, _)| net.contains(&ip))
+            .map(|(_, n)| n.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::synthetic::{Size, cluster};
+
+    #[test]
+    fn node_lookups_by_pod_ip_and_address() {
+        let c = cluster(Size {
+            nodes: 300,
+            pods: 600,
+            services: 10,
+            endpoints_per_service: 3,
+        });
+        let ix = c.index();
+        assert_eq!(ix.lease_by_node.len(), 300);
+        assert_eq!(
+            ix.node_of_pod_ip("100.64.1.7".parse().unwrap()),
+            Some("node-00001")
+        );
+        assert_eq!(
+            ix.node_of_pod_ip("100.65.43.9".parse().unwrap()),
+            Some("node-00299")
+        );
+        assert_eq!(ix.node_of_pod_ip("100.66.0.1".parse().unwrap()), None);
+        assert_eq!(
+            ix.node_by_address
+                .get(&"192.168.0.2".parse().unwrap())
+                .map(String::as_str),
+            Some("node-00001")
+        );
     }
 }

@@ -89,18 +89,7 @@ fn pod_end(p: &Pod) -> Option<End> {
 
 /// The node whose InternalIP or flannel public-ip is `ip`.
 pub fn node_by_ip(cluster: &Cluster, ip: IpAddr) -> Option<String> {
-    cluster.nodes.iter().find_map(|n| {
-        let name = n.metadata.name.clone()?;
-        let internal = n
-            .status
-            .as_ref()?
-            .addresses
-            .iter()
-            .flatten()
-            .any(|a| a.type_ == "InternalIP" && a.address.parse() == Ok(ip));
-        let public = Lease::from_node(n).is_ok_and(|l| IpAddr::V4(l.public_ip) == ip);
-        (internal || public).then_some(name)
-    })
+    cluster.index().node_by_address.get(&ip).cloned()
 }
 
 fn node_ip(cluster: &Cluster, node: &str) -> Option<IpAddr> {

@@ -2,7 +2,9 @@
 //! nodes' states. Each step reads the entry the kernel would use (route,
 //! neigh, FDB, netfilter rule, IPVS service) and says what it decides.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use super::resolve::{End, classify_ip, node_by_ip};
 use super::{Branch, DropReason, Hop, Point, Trace, Verdict};
@@ -14,12 +16,19 @@ use crate::model::flannel::{BRIDGE_DEVICE, Lease, VTEP_DEVICE, VXLAN_PORT};
 use crate::model::kube_proxy::{ProxyMode, proxy_mode};
 use crate::model::{Cluster, ClusterNetwork, dns};
 
+/// (ClusterIP, port, protocol) -> the KUBE-SVC chain, per node.
+type ServiceRules = HashMap<String, HashMap<(String, u16, String), String>>;
+
 /// What the engine works over.
 pub struct World<'a> {
     pub cluster: &'a Cluster,
     pub nodes: &'a [(String, NodeState)],
     /// `check`'s findings, to name the one that explains a drop.
     pub findings: &'a [Finding],
+    /// Each node's KUBE-SERVICES, indexed once (10,000 Services are 10,000 rules).
+    service_rules: OnceLock<ServiceRules>,
+    /// Each node's routes, indexed once (5,000 overlay routes per node).
+    route_index: OnceLock<HashMap<String, lookup::RouteIndex>>,
 }
 
 /// The packet being followed.
@@ -34,6 +43,69 @@ struct Packet {
 }
 
 impl<'a> World<'a> {
+    /// A world over these objects, node states and findings.
+    pub fn new(
+        cluster: &'a Cluster,
+        nodes: &'a [(String, NodeState)],
+        findings: &'a [Finding],
+    ) -> Self {
+        World {
+            cluster,
+            nodes,
+            findings,
+            service_rules: OnceLock::new(),
+            route_index: OnceLock::new(),
+        }
+    }
+
+    /// The route `node` (whose state is `state`) picks for `dst`.
+    fn route(
+        &self,
+        node: &str,
+        state: &'a NodeState,
+        dst: IpAddr,
+    ) -> Option<&'a crate::dataplane::state::Route> {
+        let all = self.route_index.get_or_init(|| {
+            self.nodes
+                .iter()
+                .map(|(n, s)| (n.clone(), lookup::RouteIndex::build(s)))
+                .collect()
+        });
+        match all.get(node) {
+            Some(ix) => ix.route(state, dst),
+            None => lookup::route(state, dst),
+        }
+    }
+
+    /// The KUBE-SVC chain `node` sends `ip:port/proto` to, if any.
+    fn service_chain(&self, node: &str, ip: &str, port: u16, proto: &str) -> Option<&str> {
+        let all = self.service_rules.get_or_init(|| {
+            self.nodes
+                .iter()
+                .filter_map(|(n, s)| {
+                    let rs = kube_proxy_ruleset(s)?;
+                    let map = rs
+                        .table("nat")?
+                        .chain("KUBE-SERVICES")?
+                        .rules
+                        .iter()
+                        .filter_map(|r| RuleSpec::parse(r).ok())
+                        .filter_map(|r| {
+                            Some((
+                                (r.dst_host()?.to_string(), r.dport?, r.proto.clone()?),
+                                r.target.clone()?,
+                            ))
+                        })
+                        .collect();
+                    Some((n.clone(), map))
+                })
+                .collect()
+        });
+        all.get(node)?
+            .get(&(ip.to_string(), port, proto.to_string()))
+            .map(String::as_str)
+    }
+
     fn state(&self, node: &str) -> Option<&'a NodeState> {
         self.nodes.iter().find(|(n, _)| n == node).map(|(_, s)| s)
     }
@@ -65,20 +137,13 @@ impl<'a> World<'a> {
     }
 
     fn lease(&self, node: &str) -> Option<Lease> {
-        self.cluster
-            .node(node)
-            .and_then(|n| Lease::from_node(n).ok())
+        self.cluster.index().lease_by_node.get(node).cloned()
     }
 
     /// The node whose pod CIDR holds `ip`.
     fn node_of_pod_ip(&self, ip: IpAddr) -> Option<String> {
         let IpAddr::V4(v4) = ip else { return None };
-        self.cluster
-            .nodes
-            .iter()
-            .filter_map(|n| Lease::from_node(n).ok())
-            .find(|l| l.pod_cidr.contains(&v4))
-            .map(|l| l.node)
+        self.cluster.index().node_of_pod_ip(v4).map(str::to_string)
     }
 }
 
@@ -491,9 +556,9 @@ fn service_targets(
             && r.dport == Some(port)
             && r.proto.as_deref() == Some(proto)
     };
-    let Some(jump) = rules("nat", "KUBE-SERVICES")
-        .into_iter()
-        .find(|r| matches(r))
+    let Some(svc_chain) = world
+        .service_chain(node, &dst, port, proto)
+        .map(str::to_string)
     else {
         if rules("filter", "KUBE-SERVICES")
             .iter()
@@ -522,7 +587,6 @@ fn service_targets(
             None,
         ));
     };
-    let svc_chain = jump.target.clone().unwrap_or_default();
     let mut remaining = 1.0f64;
     let mut targets = Vec::new();
     for r in rules("nat", &svc_chain).iter().filter(|r| {
@@ -719,7 +783,7 @@ fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec
         ));
         return;
     }
-    let Some(route) = lookup::route(a, pkt.dst) else {
+    let Some(route) = world.route(node, a, pkt.dst) else {
         let vtep_down = a.link(VTEP_DEVICE).is_some_and(|l| !l.up);
         hops.push(world.with_finding(
             Hop::new(Point::Routing, Some(node), None, "main table").drop(
@@ -1074,7 +1138,7 @@ fn overlay(
         );
         return;
     };
-    let underlay = lookup::route(a, remote_ip);
+    let underlay = world.route(node, a, remote_ip);
     hops.push(
         Hop::new(
             Point::Underlay,
@@ -1165,7 +1229,7 @@ fn overlay(
         ));
         return;
     }
-    match lookup::route(b, pkt.dst) {
+    match world.route(&b_name, b, pkt.dst) {
         Some(r) if r.dev.as_deref() == Some(BRIDGE_DEVICE) => hops.push(Hop::new(
             Point::Routing,
             Some(&b_name),
@@ -1268,7 +1332,7 @@ fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
         }
     }
     if let Some(b) = world.state(&dst_node) {
-        match lookup::route(b, reply.dst) {
+        match world.route(&dst_node, b, reply.dst) {
             Some(r) if r.dev.as_deref() == Some(VTEP_DEVICE) => {
                 overlay_reply(world, &dst_node, b, r.gateway, &reply, &mut back)
             }
