@@ -87,12 +87,15 @@ mod tests {
     }
 }
 
+/// Routes of one table with one prefix length, by network.
+type SameLength = (u8, std::collections::HashMap<IpNet, Vec<usize>>);
+
 /// A node's routes indexed for repeated lookups: per table, per prefix
 /// length, the networks (longest first). Built once per node state.
 #[derive(Debug, Default)]
 pub struct RouteIndex {
     /// (table, [(prefix length, network -> route positions)] longest first)
-    tables: Vec<(u32, Vec<(u8, std::collections::HashMap<IpNet, Vec<usize>>)>)>,
+    tables: Vec<(u32, Vec<SameLength>)>,
     rules: Vec<u32>,
 }
 
