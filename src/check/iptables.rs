@@ -11,18 +11,6 @@ use crate::model::kube_proxy::{ProxyMode, ServicePort};
 
 use crate::model::{Cluster, ClusterNetwork, kube_proxy};
 
-fn specs(rs: &Ruleset, table: &str, chain: &str) -> Vec<RuleSpec> {
-    rs.table(table)
-        .and_then(|t| t.chain(chain))
-        .map(|c| {
-            c.rules
-                .iter()
-                .filter_map(|r| RuleSpec::parse(r).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn has_kube_chains(rs: &Ruleset) -> bool {
     rs.table("nat")
         .is_some_and(|t| t.chain("KUBE-SERVICES").is_some())
@@ -104,14 +92,14 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
     // KUBE-SERVICES by (ClusterIP, port, protocol): 10,000 Services would
     // otherwise each scan 10,000 rules.
     let mut services: HashMap<(String, u16, String), RuleSpec> = HashMap::new();
-    for r in specs(rs, "nat", "KUBE-SERVICES") {
+    for r in rs.specs("nat", "KUBE-SERVICES") {
         if let (Some(ip), Some(port), Some(proto)) =
             (r.dst_host().map(str::to_string), r.dport, r.proto.clone())
         {
             services.entry((ip, port, proto)).or_insert(r);
         }
     }
-    let nodeports = specs(rs, "nat", "KUBE-NODEPORTS");
+    let nodeports = rs.specs("nat", "KUBE-NODEPORTS");
     let nat = rs.table("nat");
     for sp in ports.iter().filter(|p| !p.endpoints.is_empty()) {
         let svc_ref = ObjectRef::namespaced("Service", &sp.namespace, &sp.service);
@@ -163,7 +151,8 @@ fn check_endpoints(
 ) {
     let svc_chain = sp.svc_chain();
     let want: BTreeSet<String> = sp.endpoints.iter().map(|e| sp.sep_chain(e)).collect();
-    let have: BTreeSet<String> = specs(rs, "nat", &svc_chain)
+    let have: BTreeSet<String> = rs
+        .specs("nat", &svc_chain)
         .iter()
         .filter_map(|r| r.target.clone())
         .filter(|t| t.starts_with("KUBE-SEP-"))
@@ -172,7 +161,7 @@ fn check_endpoints(
         return;
     }
     let dnat_of = |sep: &str| {
-        specs(rs, "nat", sep)
+        rs.specs("nat", sep)
             .iter()
             .find_map(|r| r.to_destination.clone())
             .unwrap_or_else(|| "?".into())
@@ -242,10 +231,11 @@ fn check_flannel_rules(node: &str, rs: &Ruleset, net: &ClusterNetwork, out: &mut
     let forward_policy = filter
         .and_then(|t| t.chain("FORWARD"))
         .and_then(|c| c.policy.clone());
-    let fwd_jump = specs(rs, "filter", "FORWARD")
+    let fwd_jump = rs
+        .specs("filter", "FORWARD")
         .iter()
         .any(|r| r.jumps_to("FLANNEL-FWD"));
-    let fwd = specs(rs, "filter", "FLANNEL-FWD");
+    let fwd = rs.specs("filter", "FLANNEL-FWD");
     let accepts = |src: bool| {
         fwd.iter().any(|r| {
             let m = if src { &r.src } else { &r.dst };
@@ -261,10 +251,11 @@ fn check_flannel_rules(node: &str, rs: &Ruleset, net: &ClusterNetwork, out: &mut
                 .repair(RepairAction::IptablesChains { table: "filter".into(), chains: vec!["FLANNEL-FWD".into()], owner: "flannel".into() }),
         );
     }
-    let masq_jump = specs(rs, "nat", "POSTROUTING")
+    let masq_jump = rs
+        .specs("nat", "POSTROUTING")
         .iter()
         .any(|r| r.jumps_to("FLANNEL-POSTRTG"));
-    let masq = specs(rs, "nat", "FLANNEL-POSTRTG").iter().any(|r| {
+    let masq = rs.specs("nat", "FLANNEL-POSTRTG").iter().any(|r| {
         r.jumps_to("MASQUERADE")
             && r.src
                 .as_ref()

@@ -9,9 +9,10 @@ use ipnet::IpNet;
 
 use super::state::{NodeState, Route};
 
-/// The route the kernel would pick for `dst`, and the table it came from.
-pub fn route(state: &NodeState, dst: IpAddr) -> Option<&Route> {
-    let mut tables: Vec<(u32, u32)> = state
+/// The tables the policy rules send an ordinary packet to, in priority
+/// order (the kernel's defaults when no rules were read).
+fn lookup_tables(state: &NodeState) -> Vec<u32> {
+    let mut rules: Vec<(u32, u32)> = state
         .rules
         .iter()
         .filter(|r| {
@@ -23,12 +24,18 @@ pub fn route(state: &NodeState, dst: IpAddr) -> Option<&Route> {
         })
         .map(|r| (r.priority, r.table))
         .collect();
-    if tables.is_empty() {
-        // No rules read (or none apply): the kernel's defaults.
-        tables = vec![(0, 255), (32766, 254), (32767, 253)];
+    if rules.is_empty() {
+        rules = vec![(0, 255), (32766, 254), (32767, 253)];
     }
-    tables.sort();
-    tables.iter().find_map(|(_, table)| lpm(state, *table, dst))
+    rules.sort();
+    rules.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The route the kernel would pick for `dst`.
+pub fn route(state: &NodeState, dst: IpAddr) -> Option<&Route> {
+    lookup_tables(state)
+        .into_iter()
+        .find_map(|table| lpm(state, table, dst))
 }
 
 fn prefix(r: &Route) -> Option<IpNet> {
@@ -124,28 +131,12 @@ impl RouteIndex {
                 .or_default()
                 .push(i);
         }
-        let mut rules: Vec<(u32, u32)> = state
-            .rules
-            .iter()
-            .filter(|r| {
-                r.action == "to_tbl"
-                    && r.src.as_deref().is_none_or(|s| s.ends_with("/0"))
-                    && r.dst.is_none()
-                    && r.fwmark.is_none()
-                    && r.iif.is_none()
-            })
-            .map(|r| (r.priority, r.table))
-            .collect();
-        if rules.is_empty() {
-            rules = vec![(0, 255), (32766, 254), (32767, 253)];
-        }
-        rules.sort();
         RouteIndex {
             tables: tables
                 .into_iter()
                 .map(|(t, lens)| (t, lens.into_iter().rev().collect()))
                 .collect(),
-            rules: rules.into_iter().map(|(_, t)| t).collect(),
+            rules: lookup_tables(state),
         }
     }
 

@@ -540,17 +540,6 @@ fn service_targets(
         ));
     };
     let dst = pkt.dst.to_string();
-    let rules = |table: &str, chain: &str| -> Vec<RuleSpec> {
-        rs.table(table)
-            .and_then(|t| t.chain(chain))
-            .map(|c| {
-                c.rules
-                    .iter()
-                    .filter_map(|r| RuleSpec::parse(r).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let matches = |r: &RuleSpec| {
         r.dst_host() == Some(dst.as_str())
             && r.dport == Some(port)
@@ -560,7 +549,8 @@ fn service_targets(
         .service_chain(node, &dst, port, proto)
         .map(str::to_string)
     else {
-        if rules("filter", "KUBE-SERVICES")
+        if rs
+            .specs("filter", "KUBE-SERVICES")
             .iter()
             .any(|r| matches(r) && r.jumps_to("REJECT"))
         {
@@ -589,7 +579,7 @@ fn service_targets(
     };
     let mut remaining = 1.0f64;
     let mut targets = Vec::new();
-    for r in rules("nat", &svc_chain).iter().filter(|r| {
+    for r in rs.specs("nat", &svc_chain).iter().filter(|r| {
         r.target
             .as_deref()
             .is_some_and(|t| t.starts_with("KUBE-SEP-"))
@@ -598,7 +588,8 @@ fn service_targets(
         let p = r.probability.unwrap_or(1.0);
         let effective = remaining * p;
         remaining *= 1.0 - p;
-        let dnat = rules("nat", &sep)
+        let dnat = rs
+            .specs("nat", &sep)
             .iter()
             .find_map(|x| x.to_destination.clone());
         if let Some(t) = dnat.as_deref().and_then(parse_ipport) {

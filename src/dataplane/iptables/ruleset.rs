@@ -194,6 +194,19 @@ impl Ruleset {
         self.tables.iter().find(|t| t.name == name)
     }
 
+    /// The rules of `table`/`chain`, typed (rules that do not parse are left out).
+    pub fn specs(&self, table: &str, chain: &str) -> Vec<super::RuleSpec> {
+        self.table(table)
+            .and_then(|t| t.chain(chain))
+            .map(|c| {
+                c.rules
+                    .iter()
+                    .filter_map(|r| super::RuleSpec::parse(r).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The `iptables-restore` input for all tables (each flushed and replaced).
     pub fn render(&self) -> String {
         let mut out = String::new();
