@@ -74,11 +74,21 @@ impl Target {
                 _unpacked: unpacked,
             });
         }
-        let lab_up = LabState::load(lab)?.is_some();
+        let state = LabState::load(lab)?;
+        let lab_up = state.is_some();
         if let Some(live) = live {
+            // Node states come from the lab only if it was published to this
+            // very API server; a real cluster's nodes are not the lab's.
+            let canonical =
+                |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            let published_here = state
+                .as_ref()
+                .and_then(|s| s.kubeconfig.as_deref())
+                .zip(live.kubeconfig.as_deref())
+                .is_some_and(|(a, b)| canonical(a) == canonical(b));
             return Ok(Target {
                 cluster: ClusterFrom::Live(live),
-                nodes: if lab_up {
+                nodes: if published_here {
                     NodesFrom::Lab(lab.to_string())
                 } else {
                     NodesFrom::None

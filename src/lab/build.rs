@@ -91,7 +91,7 @@ pub fn up(
         processes: Vec::new(),
         faults: Vec::new(),
         complete: false,
-        kubeconfig,
+        kubeconfig: kubeconfig.map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
     };
     state.save()?;
     match build(&mut state, progress) {
