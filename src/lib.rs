@@ -4,6 +4,7 @@
 //! faces only present. Only `dataplane` (and the lab's own builder) change
 //! the kernel.
 
+pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod dataplane;

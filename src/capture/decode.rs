@@ -1,0 +1,653 @@
+//! Decoding captured frames: Ethernet, VLAN, ARP, IPv4, IPv6, ICMP, TCP,
+//! UDP (etherparse), VXLAN on flannel's UDP 8472 (and 4789) down to the
+//! inner frame, DNS messages on port 53 (hickory-proto), and the HTTP
+//! request or status line on port 80. Never panics: whatever cannot be read
+//! is reported in `error`, with everything decoded up to that point.
+
+use std::net::IpAddr;
+
+use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+use serde::Serialize;
+
+/// UDP ports decoded as VXLAN by default (flannel's and IANA's).
+pub const VXLAN_PORTS: [u16; 2] = [8472, 4789];
+
+/// The network layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Net {
+    Ipv4 {
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        len: u16,
+    },
+    Ipv6 {
+        src: IpAddr,
+        dst: IpAddr,
+        hop_limit: u8,
+    },
+    Arp {
+        op: u16,
+        sender: Option<IpAddr>,
+        target: Option<IpAddr>,
+    },
+}
+
+/// The transport layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "protocol", rename_all = "lowercase")]
+pub enum Transport {
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: String,
+        seq: u32,
+        payload_len: usize,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+        payload_len: usize,
+    },
+    Icmp {
+        kind: String,
+        id: Option<u16>,
+        seq: Option<u16>,
+    },
+    Other {
+        number: u8,
+    },
+}
+
+/// What an application payload says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum App {
+    Dns {
+        id: u16,
+        response: bool,
+        name: String,
+        qtype: String,
+        rcode: String,
+        answers: Vec<IpAddr>,
+    },
+    HttpRequest {
+        method: String,
+        path: String,
+        host: Option<String>,
+    },
+    HttpResponse {
+        status: u16,
+    },
+}
+
+/// VXLAN encapsulation and the frame it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub inner: Box<Frame>,
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Frame {
+    pub src_mac: Option<String>,
+    pub dst_mac: Option<String>,
+    pub vlan: Option<u16>,
+    pub net: Option<Net>,
+    pub transport: Option<Transport>,
+    pub app: Option<App>,
+    pub vxlan: Option<Vxlan>,
+    /// What stopped decoding (a truncated or malformed header).
+    pub error: Option<String>,
+}
+
+fn mac(b: [u8; 6]) -> String {
+    crate::dataplane::read::format_mac(&b)
+}
+
+/// Decodes an Ethernet frame; `vxlan_ports` are the UDP ports to look into.
+pub fn decode(data: &[u8], vxlan_ports: &[u16]) -> Frame {
+    decode_depth(data, vxlan_ports, 0)
+}
+
+fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
+    let mut f = Frame::default();
+    let p = match SlicedPacket::from_ethernet(data) {
+        Ok(p) => p,
+        Err(e) => {
+            f.error = Some(format!("{e}"));
+            if data.len() >= 12 {
+                f.dst_mac = Some(mac(data[0..6].try_into().expect("6 bytes")));
+                f.src_mac = Some(mac(data[6..12].try_into().expect("6 bytes")));
+            }
+            return f;
+        }
+    };
+    if let Some(LinkSlice::Ethernet2(e)) = &p.link {
+        f.src_mac = Some(mac(e.source()));
+        f.dst_mac = Some(mac(e.destination()));
+    }
+    f.vlan = p.link_exts.iter().find_map(|x| match x {
+        etherparse::LinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
+        _ => None,
+    });
+    f.net = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            Some(Net::Ipv4 {
+                src: IpAddr::V4(h.source_addr()),
+                dst: IpAddr::V4(h.destination_addr()),
+                ttl: h.ttl(),
+                len: h.total_len(),
+            })
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            Some(Net::Ipv6 {
+                src: IpAddr::V6(h.source_addr()),
+                dst: IpAddr::V6(h.destination_addr()),
+                hop_limit: h.hop_limit(),
+            })
+        }
+        Some(NetSlice::Arp(a)) => {
+            let ip = |b: &[u8]| -> Option<IpAddr> { <[u8; 4]>::try_from(b).ok().map(IpAddr::from) };
+            Some(Net::Arp {
+                op: a.operation().0,
+                sender: ip(a.sender_protocol_addr()),
+                target: ip(a.target_protocol_addr()),
+            })
+        }
+        None => None,
+    };
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let mut flags = String::new();
+            for (on, c) in [
+                (t.syn(), 'S'),
+                (t.fin(), 'F'),
+                (t.rst(), 'R'),
+                (t.psh(), 'P'),
+                (t.ack(), '.'),
+            ] {
+                if on {
+                    flags.push(c);
+                }
+            }
+            let payload = t.payload();
+            f.transport = Some(Transport::Tcp {
+                src_port: t.source_port(),
+                dst_port: t.destination_port(),
+                flags,
+                seq: t.sequence_number(),
+                payload_len: payload.len(),
+            });
+            if [80, 8080].contains(&t.destination_port()) || [80, 8080].contains(&t.source_port()) {
+                f.app = http(payload);
+            }
+        }
+        Some(TransportSlice::Udp(u)) => {
+            let payload = u.payload();
+            f.transport = Some(Transport::Udp {
+                src_port: u.source_port(),
+                dst_port: u.destination_port(),
+                payload_len: payload.len(),
+            });
+            if vxlan_ports.contains(&u.destination_port()) && depth == 0 {
+                f.vxlan = vxlan(payload, vxlan_ports, depth);
+            } else if u.destination_port() == 53 || u.source_port() == 53 {
+                f.app = dns(payload);
+            }
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            let (kind, id, seq) = match i.icmp_type() {
+                etherparse::Icmpv4Type::EchoRequest(h) => {
+                    ("echo request".to_string(), Some(h.id), Some(h.seq))
+                }
+                etherparse::Icmpv4Type::EchoReply(h) => {
+                    ("echo reply".to_string(), Some(h.id), Some(h.seq))
+                }
+                etherparse::Icmpv4Type::DestinationUnreachable(d) => {
+                    (format!("unreachable {d:?}").to_lowercase(), None, None)
+                }
+                other => (
+                    format!("{other:?}")
+                        .split(['(', ' ', '{'])
+                        .next()
+                        .unwrap_or("icmp")
+                        .to_lowercase(),
+                    None,
+                    None,
+                ),
+            };
+            f.transport = Some(Transport::Icmp { kind, id, seq });
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            f.transport = Some(Transport::Icmp {
+                kind: format!("icmp6 type {}", i.type_u8()),
+                id: None,
+                seq: None,
+            })
+        }
+        Some(other) => {
+            f.transport = Some(Transport::Other {
+                number: transport_protocol(other),
+            })
+        }
+        None => {
+            if let Some(NetSlice::Ipv4(ip)) = &p.net {
+                f.transport = Some(Transport::Other {
+                    number: ip.header().protocol().0,
+                });
+            }
+        }
+    }
+    f
+}
+
+fn transport_protocol(t: &TransportSlice) -> u8 {
+    match t {
+        TransportSlice::Igmp(_) => 2,
+        _ => 0,
+    }
+}
+
+/// VXLAN: 8 bytes (flags with the I bit, 24-bit VNI), then an Ethernet frame.
+fn vxlan(payload: &[u8], vxlan_ports: &[u16], depth: u8) -> Option<Vxlan> {
+    if payload.len() < 8 || payload[0] & 0x08 == 0 {
+        return None;
+    }
+    let vni = u32::from_be_bytes([0, payload[4], payload[5], payload[6]]);
+    Some(Vxlan {
+        vni,
+        inner: Box::new(decode_depth(&payload[8..], vxlan_ports, depth + 1)),
+    })
+}
+
+fn dns(payload: &[u8]) -> Option<App> {
+    let m = hickory_proto::op::Message::from_vec(payload).ok()?;
+    let q = m.queries.first();
+    Some(App::Dns {
+        id: m.metadata.id,
+        response: matches!(
+            m.metadata.message_type,
+            hickory_proto::op::MessageType::Response
+        ),
+        name: q.map(|q| q.name().to_string()).unwrap_or_default(),
+        qtype: q.map(|q| q.query_type().to_string()).unwrap_or_default(),
+        rcode: m.metadata.response_code.to_string(),
+        answers: m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_proto::rr::RData::A(a) => Some(IpAddr::V4(a.0)),
+                hickory_proto::rr::RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect(),
+    })
+}
+
+/// The HTTP request line (and Host header) or the status line.
+fn http(payload: &[u8]) -> Option<App> {
+    let head = std::str::from_utf8(&payload[..payload.len().min(2048)])
+        .ok()
+        .or_else(|| {
+            // A multi-byte character cut by the limit: decode what precedes it.
+            std::str::from_utf8(&payload[..payload.len().min(2048)])
+                .err()
+                .and_then(|e| std::str::from_utf8(&payload[..e.valid_up_to()]).ok())
+        })?;
+    let first = head.lines().next()?;
+    let mut words = first.split_whitespace();
+    let (a, b, c) = (words.next()?, words.next()?, words.next());
+    if let Some(version) = a.strip_prefix("HTTP/") {
+        let _ = version;
+        return Some(App::HttpResponse {
+            status: b.parse().ok()?,
+        });
+    }
+    if c.is_some_and(|v| v.starts_with("HTTP/")) && a.chars().all(|ch| ch.is_ascii_uppercase()) {
+        let host = head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
+        });
+        return Some(App::HttpRequest {
+            method: a.to_string(),
+            path: b.to_string(),
+            host,
+        });
+    }
+    None
+}
+
+impl Frame {
+    /// One line like `tcpdump -nn` prints, with the VXLAN inner frame after
+    /// the outer one.
+    pub fn line(&self) -> String {
+        let mut s = match &self.net {
+            Some(Net::Ipv4 { src, dst, .. }) | Some(Net::Ipv6 { src, dst, .. }) => {
+                let ports = match &self.transport {
+                    Some(Transport::Tcp {
+                        src_port, dst_port, ..
+                    })
+                    | Some(Transport::Udp {
+                        src_port, dst_port, ..
+                    }) => Some((*src_port, *dst_port)),
+                    _ => None,
+                };
+                let v = if matches!(self.net, Some(Net::Ipv6 { .. })) {
+                    "IP6"
+                } else {
+                    "IP"
+                };
+                match ports {
+                    Some((sp, dp)) => format!("{v} {src}.{sp} > {dst}.{dp}:"),
+                    None => format!("{v} {src} > {dst}:"),
+                }
+            }
+            Some(Net::Arp { op, sender, target }) => format!(
+                "ARP, {} {} tell {}",
+                if *op == 1 { "Request who-has" } else { "Reply" },
+                target.map(|t| t.to_string()).unwrap_or_default(),
+                sender.map(|t| t.to_string()).unwrap_or_default()
+            ),
+            None => format!(
+                "ethertype ? {} > {}",
+                self.src_mac.clone().unwrap_or_default(),
+                self.dst_mac.clone().unwrap_or_default()
+            ),
+        };
+        if let Some(x) = &self.vxlan {
+            s.push_str(&format!(" VXLAN vni {}: {}", x.vni, x.inner.line()));
+            return s;
+        }
+        match &self.transport {
+            Some(Transport::Tcp {
+                flags,
+                seq,
+                payload_len,
+                ..
+            }) => s.push_str(&format!(
+                " Flags [{flags}], seq {seq}, length {payload_len}"
+            )),
+            Some(Transport::Udp { payload_len, .. }) => {
+                s.push_str(&format!(" UDP, length {payload_len}"))
+            }
+            Some(Transport::Icmp { kind, id, seq }) => {
+                s.push_str(&format!(" ICMP {kind}"));
+                if let (Some(id), Some(seq)) = (id, seq) {
+                    s.push_str(&format!(", id {id}, seq {seq}"));
+                }
+            }
+            Some(Transport::Other { number }) => s.push_str(&format!(" ip-proto-{number}")),
+            None => {}
+        }
+        match &self.app {
+            Some(App::Dns {
+                response: false,
+                name,
+                qtype,
+                id,
+                ..
+            }) => s.push_str(&format!(" DNS {id} {qtype}? {name}")),
+            Some(App::Dns {
+                response: true,
+                name,
+                answers,
+                rcode,
+                id,
+                ..
+            }) => {
+                let a: Vec<String> = answers.iter().map(|a| a.to_string()).collect();
+                s.push_str(&format!(
+                    " DNS {id} {rcode} {name} {}",
+                    if a.is_empty() {
+                        "-".into()
+                    } else {
+                        a.join(",")
+                    }
+                ))
+            }
+            Some(App::HttpRequest { method, path, host }) => s.push_str(&format!(
+                " HTTP {method} {path}{}",
+                host.as_ref()
+                    .map(|h| format!(" Host: {h}"))
+                    .unwrap_or_default()
+            )),
+            Some(App::HttpResponse { status }) => s.push_str(&format!(" HTTP {status}")),
+            None => {}
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!(" [malformed: {e}]"));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    fn icmp_echo(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4(src, dst, 64)
+            .icmpv4_echo_request(5, 1)
+            .write(&mut out, &[0u8; 56])
+            .unwrap();
+        out
+    }
+
+    fn in_vxlan(inner: &[u8], vni: u32) -> Vec<u8> {
+        let mut payload = vec![0x08, 0, 0, 0];
+        payload.extend_from_slice(&vni.to_be_bytes()[1..]);
+        payload.push(0);
+        payload.extend_from_slice(inner);
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([192, 168, 56, 12], [192, 168, 56, 10], 64)
+            .udp(40000, 8472)
+            .write(&mut out, &payload)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn vxlan_is_decoded_down_to_the_inner_packet() {
+        let inner = icmp_echo([10, 2, 2, 50], [10, 2, 0, 42]);
+        let f = decode(&in_vxlan(&inner, 1), &VXLAN_PORTS);
+        assert_eq!(
+            f.net,
+            Some(Net::Ipv4 {
+                src: "192.168.56.12".parse().unwrap(),
+                dst: "192.168.56.10".parse().unwrap(),
+                ttl: 64,
+                len: 20 + 8 + 8 + inner.len() as u16
+            })
+        );
+        let x = f.vxlan.as_ref().expect("vxlan");
+        assert_eq!(x.vni, 1);
+        assert!(
+            matches!(x.inner.net, Some(Net::Ipv4 { src, .. }) if src.to_string() == "10.2.2.50")
+        );
+        assert_eq!(
+            x.inner.transport,
+            Some(Transport::Icmp {
+                kind: "echo request".into(),
+                id: Some(5),
+                seq: Some(1)
+            })
+        );
+        assert_eq!(
+            f.line(),
+            "IP 192.168.56.12.40000 > 192.168.56.10.8472: VXLAN vni 1: IP 10.2.2.50 > 10.2.0.42: ICMP echo request, id 5, seq 1"
+        );
+        // Not the VXLAN port: plain UDP.
+        assert!(decode(&in_vxlan(&inner, 1), &[4789]).vxlan.is_none());
+    }
+
+    #[test]
+    fn http_request_and_status() {
+        let mut out = Vec::new();
+        let req = b"GET /x HTTP/1.1\r\nHost: aoligei.linux0224.com\r\nUser-Agent: curl\r\n\r\n";
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([192, 168, 56, 254], [192, 168, 56, 10], 64)
+            .tcp(51000, 80, 7, 64240)
+            .psh()
+            .ack(1)
+            .write(&mut out, req)
+            .unwrap();
+        let f = decode(&out, &VXLAN_PORTS);
+        assert_eq!(
+            f.app,
+            Some(App::HttpRequest {
+                method: "GET".into(),
+                path: "/x".into(),
+                host: Some("aoligei.linux0224.com".into())
+            })
+        );
+        let mut resp = Vec::new();
+        PacketBuilder::ethernet2(B, A)
+            .ipv4([10, 2, 0, 42], [10, 2, 0, 6], 64)
+            .tcp(80, 51000, 9, 64240)
+            .ack(8)
+            .write(&mut resp, b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            decode(&resp, &VXLAN_PORTS).app,
+            Some(App::HttpResponse { status: 503 })
+        );
+        let mut syn = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([10, 2, 2, 50], [10, 1, 59, 153], 64)
+            .tcp(40000, 80, 1, 64240)
+            .syn()
+            .write(&mut syn, &[])
+            .unwrap();
+        assert!(
+            decode(&syn, &VXLAN_PORTS)
+                .line()
+                .ends_with("Flags [S], seq 1, length 0")
+        );
+    }
+
+    #[test]
+    fn dns_query_and_answer() {
+        use hickory_proto::op::{Message, MessageType, OpCode, Query};
+        use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A as ARecord};
+        use std::str::FromStr;
+        let name = Name::from_str("linux0224-nginx.test-svc-ns.svc.cluster.local.").unwrap();
+        let mut q = Message::new(4242, MessageType::Query, OpCode::Query);
+        q.add_query(Query::query(name.clone(), RecordType::A));
+        let mut r = q.clone();
+        r.metadata.message_type = MessageType::Response;
+        r.add_answer(Record::from_rdata(
+            name,
+            30,
+            RData::A(ARecord("10.1.59.153".parse().unwrap())),
+        ));
+        for (msg, response, answers) in [
+            (q, false, vec![]),
+            (r, true, vec!["10.1.59.153".parse::<IpAddr>().unwrap()]),
+        ] {
+            let mut out = Vec::new();
+            PacketBuilder::ethernet2(A, B)
+                .ipv4([10, 2, 2, 50], [10, 1, 0, 10], 64)
+                .udp(42533, 53)
+                .write(&mut out, &msg.to_vec().unwrap())
+                .unwrap();
+            match decode(&out, &VXLAN_PORTS).app {
+                Some(App::Dns {
+                    id,
+                    response: r,
+                    name,
+                    qtype,
+                    answers: a,
+                    ..
+                }) => {
+                    assert_eq!((id, r, qtype.as_str(), a), (4242, response, "A", answers));
+                    assert_eq!(name, "linux0224-nginx.test-svc-ns.svc.cluster.local.");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn arp() {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(A, [0xff; 6])
+            .arp(
+                etherparse::ArpPacket::new(
+                    etherparse::ArpHardwareId::ETHERNET,
+                    etherparse::EtherType::IPV4,
+                    etherparse::ArpOperation::REQUEST,
+                    &A,
+                    &[10, 2, 2, 50],
+                    &[0; 6],
+                    &[10, 2, 2, 1],
+                )
+                .unwrap(),
+            )
+            .write(&mut out)
+            .unwrap();
+        assert_eq!(
+            decode(&out, &VXLAN_PORTS).line(),
+            "ARP, Request who-has 10.2.2.1 tell 10.2.2.50"
+        );
+    }
+
+    #[test]
+    fn kept_corpus_of_malformed_frames() {
+        let corpus = include_str!("../../tests/fixtures/frames/malformed.hex");
+        let mut n = 0;
+        for line in corpus
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (hex, what) = line.split_once(' ').unwrap_or((line, ""));
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let f = decode(&bytes, &VXLAN_PORTS);
+            let inner_error = f.vxlan.as_ref().and_then(|x| x.inner.error.clone());
+            assert!(
+                f.error.is_some() || inner_error.is_some() || f.vxlan.is_none(),
+                "{what}: {f:?}"
+            );
+            let _ = f.line();
+            n += 1;
+        }
+        assert!(n >= 6);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let f = decode(&data, &VXLAN_PORTS);
+            let _ = f.line();
+        }
+
+        #[test]
+        fn never_panics_on_truncated_vxlan(cut in 0usize..200, vni in 0u32..(1 << 24)) {
+            let frame = in_vxlan(&icmp_echo([10, 2, 2, 50], [10, 2, 0, 42]), vni);
+            let f = decode(&frame[..cut.min(frame.len())], &VXLAN_PORTS);
+            let _ = f.line();
+        }
+
+        #[test]
+        fn never_panics_on_corrupted_vxlan(pos in 0usize..140, byte in any::<u8>()) {
+            let mut frame = in_vxlan(&icmp_echo([10, 2, 2, 50], [10, 2, 0, 42]), 1);
+            let i = pos % frame.len();
+            frame[i] = byte;
+            let _ = decode(&frame, &VXLAN_PORTS).line();
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Capture: decoding frames (VXLAN-in-UDP down to the inner packet), and in
+//! time, live capture on several interfaces of a node and correlation of
+//! one packet across them.
+
+pub mod decode;
+
+pub use decode::{Frame, decode};
