@@ -26,6 +26,8 @@ pub enum Output {
 pub enum Command {
     /// Every broken link between what the API says and what the nodes do, with the evidence.
     Check(CheckArgs),
+    /// Capture on several interfaces of a node at once (default cni0, flannel.1, eth0), VXLAN decoded.
+    Capture(CaptureArgs),
     /// The path from SRC to DST hop by hop, with the entry that carries or drops the packet at each hop.
     Trace(TraceArgs),
     /// Write an offline bundle (cluster objects, node states, raw iptables-save) that --bundle reads.
@@ -83,6 +85,38 @@ pub struct CheckArgs {
     /// Check only this node's dataplane (cluster-level findings are always reported).
     #[arg(long)]
     pub node: Option<String>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// A lab node (e.g. k8s-node-12); omit to capture in the current namespace.
+    pub node: Option<String>,
+    /// Capture in this network namespace (name or path) instead.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// The lab whose node NODE names.
+    #[arg(long, default_value = DEFAULT_NAME)]
+    pub lab: String,
+    /// Interfaces, comma-separated.
+    #[arg(short = 'i', long, value_delimiter = ',', default_values_t = ["cni0".to_string(), "flannel.1".to_string(), "eth0".to_string()])]
+    pub interfaces: Vec<String>,
+    /// A BPF filter, as tcpdump takes it.
+    #[arg(short = 'f', long)]
+    pub filter: Option<String>,
+    /// Bytes kept of each frame.
+    #[arg(short = 's', long, default_value_t = 262144)]
+    pub snaplen: i32,
+    /// Stop after this many frames.
+    #[arg(short = 'c', long)]
+    pub count: Option<usize>,
+    /// Stop after this many seconds (default 10 when no --count is given).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// UDP ports decoded as VXLAN.
+    #[arg(long, value_delimiter = ',', default_values_t = [8472u16, 4789])]
+    pub vxlan_ports: Vec<u16>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }

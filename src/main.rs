@@ -81,6 +81,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if findings.is_empty() { 0 } else { 1 })
         }
+        Command::Capture(a) => capture(a),
         Command::Trace(a) => {
             let live = a.source.live();
             let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab, live)?;
@@ -364,4 +365,72 @@ fn linked(a: knetdoctor::cli::InspectObjectArgs, view: LinkedFn) -> Result<u8> {
             1
         },
     )
+}
+
+/// `capture`: live lines like `tcpdump -nn`, the interface first and the
+/// VXLAN inner packet decoded; counters at the end.
+fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
+    use knetdoctor::capture::{decode, live};
+    let source = inspect::resolve_node(a.node.as_deref(), a.netns.as_deref(), &a.lab)?;
+    let spec = live::Spec {
+        netns: source.netns.clone(),
+        interfaces: a.interfaces.clone(),
+        filter: a.filter.clone(),
+        snaplen: a.snaplen,
+        queue: 65536,
+    };
+    let running = live::start(&spec)?;
+    let limit = a
+        .duration
+        .or(if a.count.is_none() { Some(10.0) } else { None })
+        .map(std::time::Duration::from_secs_f64);
+    let _ = writeln!(
+        anstream::stderr(),
+        "capturing on {} in {}{}",
+        a.interfaces.join(","),
+        source.netns.display_name(),
+        limit
+            .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
+            .unwrap_or_default()
+    );
+    let started = Instant::now();
+    let mut seen = 0usize;
+    let mut stdout = anstream::stdout();
+    while a.count.is_none_or(|c| seen < c) && limit.is_none_or(|l| started.elapsed() < l) {
+        let Ok(frame) = running
+            .frames
+            .recv_timeout(std::time::Duration::from_millis(50))
+        else {
+            continue;
+        };
+        seen += 1;
+        let d = decode(&frame.data, &a.vxlan_ports);
+        let _ = match a.output {
+            Output::Json => writeln!(
+                stdout,
+                "{}",
+                serde_json::json!({"iface": frame.iface, "at": frame.at.as_secs_f64(), "len": frame.len, "frame": d})
+            ),
+            Output::Text => writeln!(
+                stdout,
+                "{:>10.6} {:<10} {}",
+                frame.at.as_secs_f64(),
+                frame.iface,
+                d.line()
+            ),
+        };
+    }
+    let stats = running.finish();
+    for s in &stats {
+        let _ = writeln!(
+            anstream::stderr(),
+            "{}: {} received, {} dropped by the kernel, {} by the interface, {} by a slow reader",
+            s.iface,
+            s.received,
+            s.kernel_dropped,
+            s.if_dropped,
+            s.queue_dropped
+        );
+    }
+    Ok(0)
 }

@@ -3,5 +3,6 @@
 //! one packet across them.
 
 pub mod decode;
+pub mod live;
 
 pub use decode::{Frame, decode};

@@ -1,0 +1,226 @@
+//! Live capture on several interfaces of one node at once, with libpcap
+//! (the pcap crate): one thread per interface joins the node's network
+//! namespace, opens the interface in immediate mode and hands frames to a
+//! bounded channel. A consumer that falls behind never blocks capture: the
+//! frames that do not fit are dropped and counted per interface.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::dataplane::Netns;
+use crate::error::{Error, Result};
+
+/// One captured frame.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub iface: String,
+    /// Since the capture started.
+    pub at: Duration,
+    /// On-the-wire length (the data may be cut at the snaplen).
+    pub len: u32,
+    pub data: Vec<u8>,
+}
+
+/// What one interface's capture saw and lost.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IfaceStats {
+    pub iface: String,
+    /// Frames the kernel handed to libpcap.
+    pub received: u32,
+    /// Dropped by the kernel (buffer full).
+    pub kernel_dropped: u32,
+    /// Dropped by the interface or driver.
+    pub if_dropped: u32,
+    /// Dropped here because the reader fell behind.
+    pub queue_dropped: u64,
+}
+
+/// What to capture.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub netns: Netns,
+    pub interfaces: Vec<String>,
+    /// A BPF filter (tcpdump syntax).
+    pub filter: Option<String>,
+    pub snaplen: i32,
+    /// Frames buffered between capture and reader.
+    pub queue: usize,
+}
+
+/// A running capture: read frames from `frames`, then [`Running::stop`].
+pub struct Running {
+    pub frames: Receiver<Captured>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<(String, Arc<AtomicU64>, JoinHandle<Result<IfaceStats>>)>,
+}
+
+/// Starts capturing; returns once every interface is open (or fails with
+/// the first that cannot be opened).
+pub fn start(spec: &Spec) -> Result<Running> {
+    let (tx, rx) = sync_channel(spec.queue.max(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    let (ready_tx, ready_rx) =
+        sync_channel::<std::result::Result<(), String>>(spec.interfaces.len());
+    for iface in &spec.interfaces {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (iface, tx, stop, dropped2, ready, filter, snaplen) = (
+            iface.clone(),
+            tx.clone(),
+            stop.clone(),
+            dropped.clone(),
+            ready_tx.clone(),
+            spec.filter.clone(),
+            spec.snaplen,
+        );
+        let netns = spec.netns.clone();
+        let name = iface.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("capture-{iface}"))
+            .spawn(move || -> Result<IfaceStats> {
+                netns.run(move || {
+                    capture_one(
+                        &iface,
+                        filter.as_deref(),
+                        snaplen,
+                        started,
+                        &tx,
+                        &stop,
+                        &dropped2,
+                        &ready,
+                    )
+                })?
+            })
+            .map_err(|e| Error::env(format!("cannot start a capture thread: {e}"), None))?;
+        threads.push((name, dropped, handle));
+    }
+    drop(ready_tx);
+    let running = Running {
+        frames: rx,
+        stop,
+        threads,
+    };
+    for _ in 0..spec.interfaces.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                running.stop.store(true, Ordering::Relaxed);
+                let _ = running.finish();
+                return Err(Error::env(
+                    e,
+                    Some(
+                        "run as root; `knetdoctor inspect node` lists the node's interfaces"
+                            .to_string(),
+                    ),
+                ));
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(running)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn capture_one(
+    iface: &str,
+    filter: Option<&str>,
+    snaplen: i32,
+    started: Instant,
+    tx: &SyncSender<Captured>,
+    stop: &AtomicBool,
+    dropped: &AtomicU64,
+    ready: &SyncSender<std::result::Result<(), String>>,
+) -> Result<IfaceStats> {
+    let opened = pcap::Capture::from_device(iface)
+        // Immediate mode ignores the read timeout, so reads are non-blocking
+        // and we poll the descriptor ourselves, seeing `stop` every 50 ms.
+        .and_then(|c| {
+            c.immediate_mode(true)
+                .snaplen(snaplen)
+                .open()?
+                .setnonblock()
+        })
+        .and_then(|mut c| {
+            if let Some(f) = filter {
+                c.filter(f, true)?;
+            }
+            Ok(c)
+        });
+    let mut cap = match opened {
+        Ok(c) => {
+            let _ = ready.send(Ok(()));
+            c
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot capture on {iface}: {e}")));
+            return Err(Error::env(format!("cannot capture on {iface}: {e}"), None));
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match cap.next_packet() {
+            Ok(p) => {
+                let frame = Captured {
+                    iface: iface.to_string(),
+                    at: started.elapsed(),
+                    len: p.header.len,
+                    data: p.data.to_vec(),
+                };
+                match tx.try_send(frame) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
+            Err(pcap::Error::TimeoutExpired) => {
+                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                use std::os::fd::AsFd;
+                let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(50u16));
+            }
+            Err(e) => return Err(Error::env(format!("capture on {iface} failed: {e}"), None)),
+        }
+    }
+    let st = cap.stats().unwrap_or(pcap::Stat {
+        received: 0,
+        dropped: 0,
+        if_dropped: 0,
+    });
+    Ok(IfaceStats {
+        iface: iface.to_string(),
+        received: st.received,
+        kernel_dropped: st.dropped,
+        if_dropped: st.if_dropped,
+        queue_dropped: dropped.load(Ordering::Relaxed),
+    })
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Running {
+    /// Stops every interface and returns their counters.
+    pub fn finish(mut self) -> Vec<IfaceStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        std::mem::take(&mut self.threads)
+            .into_iter()
+            .map(|(iface, dropped, h)| {
+                h.join().ok().and_then(|r| r.ok()).unwrap_or(IfaceStats {
+                    iface,
+                    queue_dropped: dropped.load(Ordering::Relaxed),
+                    ..Default::default()
+                })
+            })
+            .collect()
+    }
+}

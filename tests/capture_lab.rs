@@ -1,0 +1,171 @@
+//! `capture` in the lab: a ping and an HTTP request across nodes are seen on
+//! cni0, flannel.1 and eth0 of the source node, VXLAN decoded (VNI 1, the
+//! nodes' eth0 addresses outside, the pods' inside), with tcpdump capturing
+//! beside it as an independent witness.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn start_capture(args: &[&str]) -> (std::process::Child, std::process::ChildStdout) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Wait until every interface is open.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("capturing on"), "{line}");
+    std::thread::spawn(move || for _ in err.lines() {});
+    (child, stdout)
+}
+
+#[test]
+fn cross_node_ping_and_http_are_seen_on_every_interface_with_vxlan_decoded() {
+    let lab = Lab::up("cap", &[]);
+    let node = lab.node("k8s-node-12");
+    let bb = lab.pod(BUSYBOX);
+    let tcpdump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node,
+            "tcpdump",
+            "-nn",
+            "-i",
+            "eth0",
+            "-c",
+            "2",
+            "udp port 8472",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut cap, out) = start_capture(&[
+        "capture",
+        "k8s-node-12",
+        "--lab",
+        "cap",
+        "-f",
+        "icmp or udp port 8472",
+        "-c",
+        "6",
+        "--duration",
+        "8",
+        "-o",
+        "json",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(ping(&bb, "10.2.0.42"));
+    let frames: Vec<serde_json::Value> = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    assert!(cap.wait().unwrap().success());
+    assert_eq!(frames.len(), 6, "{frames:#?}");
+    for iface in ["cni0", "flannel.1", "eth0"] {
+        assert_eq!(
+            frames.iter().filter(|f| f["iface"] == iface).count(),
+            2,
+            "{iface}"
+        );
+    }
+    let request = frames
+        .iter()
+        .find(|f| f["iface"] == "eth0" && f["frame"]["net"]["src"] == "192.168.56.12")
+        .expect("outbound VXLAN frame");
+    assert_eq!(request["frame"]["net"]["dst"], "192.168.56.10");
+    assert_eq!(request["frame"]["vxlan"]["vni"], 1);
+    let inner = &request["frame"]["vxlan"]["inner"];
+    assert_eq!(
+        (inner["net"]["src"].as_str(), inner["net"]["dst"].as_str()),
+        (Some("10.2.2.50"), Some("10.2.0.42"))
+    );
+    assert_eq!(inner["transport"]["kind"], "echo request");
+    let on_cni0 = frames
+        .iter()
+        .find(|f| f["iface"] == "cni0" && f["frame"]["net"]["src"] == "10.2.2.50")
+        .unwrap();
+    assert_eq!(
+        on_cni0["frame"]["transport"]["id"], inner["transport"]["id"],
+        "the same packet on cni0 and inside VXLAN"
+    );
+    // tcpdump saw the same two encapsulated frames on eth0.
+    let witness = String::from_utf8(tcpdump.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(
+        witness.lines().filter(|l| l.contains(".8472:")).count(),
+        2,
+        "{witness}"
+    );
+
+    // An HTTP request: the request line decoded on cni0 and inside VXLAN on eth0.
+    let (mut cap, out) = start_capture(&[
+        "capture",
+        "k8s-node-12",
+        "--lab",
+        "cap",
+        "-f",
+        "tcp port 80 or udp port 8472",
+        "--duration",
+        "3",
+        "-o",
+        "json",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        curl(&bb, "http://10.2.0.42/hello", None).as_deref(),
+        Some("nginx-56d58c56c7-zl6ms")
+    );
+    let frames: Vec<serde_json::Value> = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    assert!(cap.wait().unwrap().success());
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["iface"] == "cni0" && f["frame"]["app"]["path"] == "/hello"),
+        "{frames:#?}"
+    );
+    assert!(
+        frames.iter().any(
+            |f| f["iface"] == "eth0" && f["frame"]["vxlan"]["inner"]["app"]["path"] == "/hello"
+        )
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["frame"]["vxlan"]["inner"]["app"]["status"] == 200
+                || f["frame"]["app"]["status"] == 200)
+    );
+    drop(lab);
+}
+
+#[test]
+fn a_missing_interface_is_a_clear_error() {
+    let _lab = Lab::up("capbad", &[]);
+    let out = kd(&[
+        "capture",
+        "k8s-node-12",
+        "--lab",
+        "capbad",
+        "-i",
+        "eth9",
+        "-c",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot capture on eth9"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
