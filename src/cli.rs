@@ -114,6 +114,10 @@ pub struct CaptureArgs {
     /// Stop after this many seconds (default 10 when no --count is given).
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Follow each packet across the interfaces: print the groups (the same
+    /// packet on cni0, flannel.1, inside VXLAN on eth0) with the time between hops.
+    #[arg(long)]
+    pub group: bool,
     /// UDP ports decoded as VXLAN.
     #[arg(long, value_delimiter = ',', default_values_t = [8472u16, 4789])]
     pub vxlan_ports: Vec<u16>,

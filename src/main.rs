@@ -396,6 +396,7 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
     let started = Instant::now();
     let mut seen = 0usize;
     let mut stdout = anstream::stdout();
+    let mut kept: Vec<(String, f64, knetdoctor::capture::Frame)> = Vec::new();
     while a.count.is_none_or(|c| seen < c) && limit.is_none_or(|l| started.elapsed() < l) {
         let Ok(frame) = running
             .frames
@@ -419,8 +420,27 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
                 d.line()
             ),
         };
+        if a.group {
+            kept.push((frame.iface, frame.at.as_secs_f64(), d));
+        }
     }
     let stats = running.finish();
+    if a.group {
+        let groups = knetdoctor::capture::correlate::correlate(&kept);
+        if a.output == Output::Text && !groups.is_empty() {
+            let _ = writeln!(stdout, "\npackets seen on more than one interface:");
+        }
+        for g in &groups {
+            let _ = match a.output {
+                Output::Json => writeln!(stdout, "{}", serde_json::json!({ "group": g })),
+                Output::Text => writeln!(
+                    stdout,
+                    "  {}",
+                    knetdoctor::capture::correlate::group_line(g)
+                ),
+            };
+        }
+    }
     for s in &stats {
         let _ = writeln!(
             anstream::stderr(),

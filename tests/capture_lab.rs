@@ -60,16 +60,35 @@ fn cross_node_ping_and_http_are_seen_on_every_interface_with_vxlan_decoded() {
         "8",
         "-o",
         "json",
+        "--group",
     ]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(ping(&bb, "10.2.0.42"));
-    let frames: Vec<serde_json::Value> = BufReader::new(out)
+    let objects: Vec<serde_json::Value> = BufReader::new(out)
         .lines()
         .map_while(Result::ok)
         .map(|l| serde_json::from_str(&l).unwrap())
         .collect();
     assert!(cap.wait().unwrap().success());
+    let (groups, frames): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
+        objects.into_iter().partition(|o| o.get("group").is_some());
     assert_eq!(frames.len(), 6, "{frames:#?}");
+    // Request and reply: each one packet, followed across the three interfaces in order.
+    assert_eq!(groups.len(), 2, "{groups:#?}");
+    let hops_of = |needle: &str| -> Vec<String> {
+        let g = groups
+            .iter()
+            .find(|g| g["group"]["packet"].as_str().unwrap().contains(needle))
+            .unwrap();
+        g["group"]["sightings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["iface"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(hops_of("echo request"), ["cni0", "flannel.1", "eth0"]);
+    assert_eq!(hops_of("echo reply"), ["eth0", "flannel.1", "cni0"]);
     for iface in ["cni0", "flannel.1", "eth0"] {
         assert_eq!(
             frames.iter().filter(|f| f["iface"] == iface).count(),

@@ -21,6 +21,8 @@ pub enum Net {
         dst: IpAddr,
         ttl: u8,
         len: u16,
+        /// The identification field: with src, dst and protocol, one packet.
+        id: u16,
     },
     Ipv6 {
         src: IpAddr,
@@ -141,6 +143,7 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
                 dst: IpAddr::V4(h.destination_addr()),
                 ttl: h.ttl(),
                 len: h.total_len(),
+                id: h.identification(),
             })
         }
         Some(NetSlice::Ipv6(ip)) => {
@@ -469,7 +472,8 @@ mod tests {
                 src: "192.168.56.12".parse().unwrap(),
                 dst: "192.168.56.10".parse().unwrap(),
                 ttl: 64,
-                len: 20 + 8 + 8 + inner.len() as u16
+                len: 20 + 8 + 8 + inner.len() as u16,
+                id: 0
             })
         );
         let x = f.vxlan.as_ref().expect("vxlan");

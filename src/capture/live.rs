@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Captured {
     pub iface: String,
-    /// Since the capture started.
+    /// Since the capture started, by the kernel's timestamp of the frame (not
+    /// when this process read it: interfaces are read by different threads).
     pub at: Duration,
     /// On-the-wire length (the data may be cut at the snaplen).
     pub len: u32,
@@ -64,7 +65,10 @@ pub struct Running {
 pub fn start(spec: &Spec) -> Result<Running> {
     let (tx, rx) = sync_channel(spec.queue.max(1));
     let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
+    // Frames carry the kernel's wall-clock timestamps; measure from here.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut threads = Vec::new();
     let (ready_tx, ready_rx) =
         sync_channel::<std::result::Result<(), String>>(spec.interfaces.len());
@@ -131,7 +135,7 @@ fn capture_one(
     iface: &str,
     filter: Option<&str>,
     snaplen: i32,
-    started: Instant,
+    started: Duration,
     tx: &SyncSender<Captured>,
     stop: &AtomicBool,
     dropped: &AtomicU64,
@@ -165,9 +169,13 @@ fn capture_one(
     while !stop.load(Ordering::Relaxed) {
         match cap.next_packet() {
             Ok(p) => {
+                let ts = Duration::new(
+                    p.header.ts.tv_sec.max(0) as u64,
+                    (p.header.ts.tv_usec.max(0) as u32).saturating_mul(1000),
+                );
                 let frame = Captured {
                     iface: iface.to_string(),
-                    at: started.elapsed(),
+                    at: ts.saturating_sub(started),
                     len: p.header.len,
                     data: p.data.to_vec(),
                 };

@@ -2,6 +2,7 @@
 //! time, live capture on several interfaces of a node and correlation of
 //! one packet across them.
 
+pub mod correlate;
 pub mod decode;
 pub mod live;
 

@@ -1,0 +1,197 @@
+//! Following one packet across interfaces: the same inner IP packet seen
+//! on cni0, on flannel.1 and encapsulated on eth0 (and on the remote node
+//! when it is captured too) is one group, with the time between hops.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::decode::{Frame, Net, Transport};
+
+/// One sighting of a packet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sighting {
+    pub iface: String,
+    /// Seconds since the capture started.
+    pub at: f64,
+    /// Seen inside VXLAN (with this VNI).
+    pub vni: Option<u32>,
+    /// Seconds since the previous sighting.
+    pub delta: f64,
+}
+
+/// One packet and where it was seen, in time order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Group {
+    /// `10.2.2.50 > 10.2.0.42 icmp echo request id 5 seq 1`, ...
+    pub packet: String,
+    pub sightings: Vec<Sighting>,
+    /// First to last sighting, in seconds.
+    pub span: f64,
+}
+
+/// What identifies one IP packet wherever it is seen: addresses, protocol,
+/// the IPv4 identification, and the transport's own identity.
+fn key(f: &Frame) -> Option<(String, Option<u32>)> {
+    let (inner, vni) = match &f.vxlan {
+        Some(x) => (&*x.inner, Some(x.vni)),
+        None => (f, None),
+    };
+    let Some(Net::Ipv4 { src, dst, id, .. }) = &inner.net else {
+        return None;
+    };
+    let l4 = match &inner.transport {
+        Some(Transport::Icmp {
+            kind,
+            id: Some(i),
+            seq: Some(s),
+        }) => format!("icmp {kind} id {i} seq {s}"),
+        Some(Transport::Tcp {
+            src_port,
+            dst_port,
+            flags,
+            seq,
+            ..
+        }) => format!("tcp {src_port} > {dst_port} [{flags}] seq {seq}"),
+        Some(Transport::Udp {
+            src_port,
+            dst_port,
+            payload_len,
+        }) => format!("udp {src_port} > {dst_port} len {payload_len}"),
+        Some(Transport::Icmp { kind, .. }) => format!("icmp {kind}"),
+        Some(Transport::Other { number }) => format!("proto {number}"),
+        None => String::new(),
+    };
+    Some((format!("{src} > {dst} {l4} ipid {id}"), vni))
+}
+
+/// Groups `(iface, at, frame)` sightings of the same packet; packets seen
+/// once stay out (nothing to follow). Groups come in order of first sighting.
+pub fn correlate(frames: &[(String, f64, Frame)]) -> Vec<Group> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<Sighting>> = HashMap::new();
+    for (iface, at, f) in frames {
+        let Some((k, vni)) = key(f) else { continue };
+        let list = groups.entry(k.clone()).or_insert_with(|| {
+            order.push(k.clone());
+            Vec::new()
+        });
+        list.push(Sighting {
+            iface: iface.clone(),
+            at: *at,
+            vni,
+            delta: 0.0,
+        });
+    }
+    order
+        .into_iter()
+        .filter_map(|k| {
+            let mut s = groups.remove(&k)?;
+            if s.len() < 2 {
+                return None;
+            }
+            s.sort_by(|a, b| a.at.total_cmp(&b.at));
+            let first = s[0].at;
+            let mut prev = first;
+            for x in &mut s {
+                x.delta = x.at - prev;
+                prev = x.at;
+            }
+            let span = s.last().map(|x| x.at - first).unwrap_or(0.0);
+            Some(Group {
+                packet: k,
+                sightings: s,
+                span,
+            })
+        })
+        .collect()
+}
+
+/// One line per group: the packet, then each hop with the time it took.
+pub fn group_line(g: &Group) -> String {
+    let hops: Vec<String> = g
+        .sightings
+        .iter()
+        .map(|s| {
+            format!(
+                "{}{} (+{:.0}us)",
+                s.iface,
+                s.vni.map(|v| format!("[vxlan {v}]")).unwrap_or_default(),
+                s.delta * 1e6
+            )
+        })
+        .collect();
+    format!("{}: {}", g.packet, hops.join(" -> "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::decode::{VXLAN_PORTS, decode};
+    use etherparse::PacketBuilder;
+
+    fn echo(id: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 2, 2, 50], [10, 2, 0, 42], 64)
+            .icmpv4_echo_request(id, 1)
+            .write(&mut out, &[0; 8])
+            .unwrap();
+        out
+    }
+
+    fn vxlan(inner: &[u8]) -> Vec<u8> {
+        let mut payload = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+        payload.extend_from_slice(inner);
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
+            .ipv4([192, 168, 56, 12], [192, 168, 56, 10], 64)
+            .udp(40000, 8472)
+            .write(&mut out, &payload)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn one_packet_across_three_interfaces() {
+        let frames = vec![
+            (
+                "cni0".to_string(),
+                1.000_000,
+                decode(&echo(7), &VXLAN_PORTS),
+            ),
+            (
+                "cni0".to_string(),
+                1.000_010,
+                decode(&echo(8), &VXLAN_PORTS),
+            ),
+            (
+                "flannel.1".to_string(),
+                1.000_020,
+                decode(&echo(7), &VXLAN_PORTS),
+            ),
+            (
+                "eth0".to_string(),
+                1.000_045,
+                decode(&vxlan(&echo(7)), &VXLAN_PORTS),
+            ),
+        ];
+        let groups = correlate(&frames);
+        assert_eq!(groups.len(), 1, "the packet seen once is not a group");
+        let g = &groups[0];
+        let hops: Vec<(&str, Option<u32>)> = g
+            .sightings
+            .iter()
+            .map(|s| (s.iface.as_str(), s.vni))
+            .collect();
+        assert_eq!(
+            hops,
+            [("cni0", None), ("flannel.1", None), ("eth0", Some(1))]
+        );
+        assert!((g.span - 45e-6).abs() < 1e-9 && (g.sightings[2].delta - 25e-6).abs() < 1e-9);
+        assert_eq!(
+            group_line(g),
+            "10.2.2.50 > 10.2.0.42 icmp echo request id 7 seq 1 ipid 0: cni0 (+0us) -> flannel.1 (+20us) -> eth0[vxlan 1] (+25us)"
+        );
+    }
+}
