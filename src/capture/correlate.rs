@@ -90,7 +90,7 @@ pub fn correlate(frames: &[(String, f64, Frame)]) -> Vec<Group> {
             if s.len() < 2 {
                 return None;
             }
-            s.sort_by(|a, b| a.at.total_cmp(&b.at));
+            order_hops(&mut s);
             let first = s[0].at;
             let mut prev = first;
             for x in &mut s {
@@ -105,6 +105,32 @@ pub fn correlate(frames: &[(String, f64, Frame)]) -> Vec<Group> {
             })
         })
         .collect()
+}
+
+/// Orders sightings by kernel timestamp. Equal timestamps are common (the
+/// kernel decapsulates VXLAN in the same buffer, keeping its timestamp), so
+/// ties follow the path: outgoing bridge -> VTEP -> underlay, incoming the
+/// reverse. A packet is incoming when an encapsulated sighting is among the
+/// earliest and a plain one among the latest.
+fn order_hops(s: &mut [Sighting]) {
+    let first = s.iter().map(|x| x.at).fold(f64::INFINITY, f64::min);
+    let last = s.iter().map(|x| x.at).fold(f64::NEG_INFINITY, f64::max);
+    let incoming = first < last
+        && s.iter().any(|x| x.at == first && x.vni.is_some())
+        && s.iter().any(|x| x.at == last && x.vni.is_none());
+    let rank = |x: &Sighting| -> u8 {
+        let outward = if x.vni.is_some() {
+            2
+        } else if x.iface == crate::model::flannel::BRIDGE_DEVICE {
+            0
+        } else if x.iface == crate::model::flannel::VTEP_DEVICE {
+            1
+        } else {
+            2
+        };
+        if incoming { 2 - outward } else { outward }
+    };
+    s.sort_by(|a, b| a.at.total_cmp(&b.at).then(rank(a).cmp(&rank(b))));
 }
 
 /// One line per group: the packet, then each hop with the time it took.
@@ -192,6 +218,46 @@ mod tests {
         assert_eq!(
             group_line(g),
             "10.2.2.50 > 10.2.0.42 icmp echo request id 7 seq 1 ipid 0: cni0 (+0us) -> flannel.1 (+20us) -> eth0[vxlan 1] (+25us)"
+        );
+    }
+
+    #[test]
+    fn equal_timestamps_follow_the_path() {
+        let reply = |t_eth: f64, t_vtep: f64, t_br: f64| {
+            vec![
+                (
+                    "flannel.1".to_string(),
+                    t_vtep,
+                    decode(&echo(9), &VXLAN_PORTS),
+                ),
+                ("cni0".to_string(), t_br, decode(&echo(9), &VXLAN_PORTS)),
+                (
+                    "eth0".to_string(),
+                    t_eth,
+                    decode(&vxlan(&echo(9)), &VXLAN_PORTS),
+                ),
+            ]
+        };
+        let hops = |g: &Group| {
+            g.sightings
+                .iter()
+                .map(|s| s.iface.clone())
+                .collect::<Vec<_>>()
+        };
+        // Incoming: eth0 and flannel.1 share the timestamp, cni0 later.
+        assert_eq!(
+            hops(&correlate(&reply(2.0, 2.0, 2.1))[0]),
+            ["eth0", "flannel.1", "cni0"]
+        );
+        // Outgoing: cni0 first, flannel.1 and eth0 share theirs.
+        assert_eq!(
+            hops(&correlate(&reply(2.1, 2.1, 2.0))[0]),
+            ["cni0", "flannel.1", "eth0"]
+        );
+        // All equal: outgoing order.
+        assert_eq!(
+            hops(&correlate(&reply(2.0, 2.0, 2.0))[0]),
+            ["cni0", "flannel.1", "eth0"]
         );
     }
 }
