@@ -118,6 +118,12 @@ pub struct CaptureArgs {
     /// packet on cni0, flannel.1, inside VXLAN on eth0) with the time between hops.
     #[arg(long)]
     pub group: bool,
+    /// Also write every frame to this pcapng file (one interface block per interface).
+    #[arg(short = 'w', long)]
+    pub write: Option<std::path::PathBuf>,
+    /// Read a pcap or pcapng file instead of capturing live (same decoding and --group).
+    #[arg(long, conflicts_with_all = ["node", "netns", "write", "count", "duration", "filter"])]
+    pub read: Option<std::path::PathBuf>,
     /// UDP ports decoded as VXLAN.
     #[arg(long, value_delimiter = ',', default_values_t = [8472u16, 4789])]
     pub vxlan_ports: Vec<u16>,

@@ -368,76 +368,98 @@ fn linked(a: knetdoctor::cli::InspectObjectArgs, view: LinkedFn) -> Result<u8> {
 }
 
 /// `capture`: live lines like `tcpdump -nn`, the interface first and the
-/// VXLAN inner packet decoded; counters at the end.
+/// VXLAN inner packet decoded; groups with `--group`; counters at the end.
 fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
-    use knetdoctor::capture::{decode, live};
-    let source = inspect::resolve_node(a.node.as_deref(), a.netns.as_deref(), &a.lab)?;
-    let spec = live::Spec {
-        netns: source.netns.clone(),
-        interfaces: a.interfaces.clone(),
-        filter: a.filter.clone(),
-        snaplen: a.snaplen,
-        queue: 65536,
-    };
-    let running = live::start(&spec)?;
-    let limit = a
-        .duration
-        .or(if a.count.is_none() { Some(10.0) } else { None })
-        .map(std::time::Duration::from_secs_f64);
-    let _ = writeln!(
-        anstream::stderr(),
-        "capturing on {} in {}{}",
-        a.interfaces.join(","),
-        source.netns.display_name(),
-        limit
-            .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
-            .unwrap_or_default()
-    );
-    let started = Instant::now();
-    let mut seen = 0usize;
+    use knetdoctor::capture::{correlate, decode, file, live};
     let mut stdout = anstream::stdout();
     let mut kept: Vec<(String, f64, knetdoctor::capture::Frame)> = Vec::new();
-    while a.count.is_none_or(|c| seen < c) && limit.is_none_or(|l| started.elapsed() < l) {
-        let Ok(frame) = running
-            .frames
-            .recv_timeout(std::time::Duration::from_millis(50))
-        else {
-            continue;
-        };
-        seen += 1;
-        let d = decode(&frame.data, &a.vxlan_ports);
+    let mut show = |iface: String, at: f64, len: u32, data: &[u8], kept: &mut Vec<_>| {
+        let d = decode(data, &a.vxlan_ports);
         let _ = match a.output {
             Output::Json => writeln!(
                 stdout,
                 "{}",
-                serde_json::json!({"iface": frame.iface, "at": frame.at.as_secs_f64(), "len": frame.len, "frame": d})
+                serde_json::json!({"iface": iface, "at": at, "len": len, "frame": d})
             ),
-            Output::Text => writeln!(
-                stdout,
-                "{:>10.6} {:<10} {}",
-                frame.at.as_secs_f64(),
-                frame.iface,
-                d.line()
-            ),
+            Output::Text => writeln!(stdout, "{at:>10.6} {iface:<10} {}", d.line()),
         };
         if a.group {
-            kept.push((frame.iface, frame.at.as_secs_f64(), d));
+            kept.push((iface, at, d));
         }
+    };
+    let mut stats = Vec::new();
+    if let Some(path) = &a.read {
+        let frames = file::read(path)?;
+        let first = frames.iter().map(|f| f.ts).min().unwrap_or_default();
+        for f in frames {
+            show(
+                f.iface,
+                f.ts.saturating_sub(first).as_secs_f64(),
+                f.len,
+                &f.data,
+                &mut kept,
+            );
+        }
+    } else {
+        let source = inspect::resolve_node(a.node.as_deref(), a.netns.as_deref(), &a.lab)?;
+        let spec = live::Spec {
+            netns: source.netns.clone(),
+            interfaces: a.interfaces.clone(),
+            filter: a.filter.clone(),
+            snaplen: a.snaplen,
+            queue: 65536,
+        };
+        let mut out = a
+            .write
+            .as_deref()
+            .map(|p| file::PcapNgOut::create(p, &a.interfaces, a.snaplen.max(0) as u32))
+            .transpose()?;
+        let running = live::start(&spec)?;
+        let limit = a
+            .duration
+            .or(if a.count.is_none() { Some(10.0) } else { None })
+            .map(std::time::Duration::from_secs_f64);
+        let _ = writeln!(
+            anstream::stderr(),
+            "capturing on {} in {}{}",
+            a.interfaces.join(","),
+            source.netns.display_name(),
+            limit
+                .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
+                .unwrap_or_default()
+        );
+        let started = Instant::now();
+        let mut seen = 0usize;
+        while a.count.is_none_or(|c| seen < c) && limit.is_none_or(|l| started.elapsed() < l) {
+            let Ok(frame) = running
+                .frames
+                .recv_timeout(std::time::Duration::from_millis(50))
+            else {
+                continue;
+            };
+            seen += 1;
+            if let Some(w) = out.as_mut() {
+                w.write(&frame.iface, frame.ts, frame.len, &frame.data)?;
+            }
+            show(
+                frame.iface,
+                frame.at.as_secs_f64(),
+                frame.len,
+                &frame.data,
+                &mut kept,
+            );
+        }
+        stats = running.finish();
     }
-    let stats = running.finish();
     if a.group {
-        let groups = knetdoctor::capture::correlate::correlate(&kept);
+        let groups = correlate::correlate(&kept);
         if a.output == Output::Text && !groups.is_empty() {
             let _ = writeln!(stdout, "\npackets seen on more than one interface:");
         }
         for g in &groups {
             let _ = match a.output {
                 Output::Json => writeln!(stdout, "{}", serde_json::json!({ "group": g })),
-                Output::Text => writeln!(
-                    stdout,
-                    "  {}",
-                    knetdoctor::capture::correlate::group_line(g)
-                ),
+                Output::Text => writeln!(stdout, "  {}", correlate::group_line(g)),
             };
         }
     }

@@ -188,3 +188,80 @@ fn a_missing_interface_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn pcapng_written_is_read_by_tshark_and_tcpdump_and_back() {
+    let lab = Lab::up("capfile", &[]);
+    let file = std::env::temp_dir().join(format!("knetdoctor-{}.pcapng", std::process::id()));
+    let path = file.to_str().unwrap();
+    let (mut cap, out) = start_capture(&[
+        "capture",
+        "k8s-node-12",
+        "--lab",
+        "capfile",
+        "-f",
+        "icmp or udp port 8472",
+        "-c",
+        "6",
+        "--duration",
+        "8",
+        "-w",
+        path,
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(ping(&lab.pod(BUSYBOX), "10.2.0.42"));
+    let live_lines = BufReader::new(out).lines().count();
+    assert!(cap.wait().unwrap().success());
+    assert_eq!(live_lines, 6);
+    // tshark: the same six frames, each with its interface's name.
+    let t = Command::new("tshark")
+        .args(["-r", path, "-T", "fields", "-e", "frame.interface_name"])
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&t.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["cni0", "cni0", "eth0", "eth0", "flannel.1", "flannel.1"],
+        "{}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    // tcpdump counts the same frames.
+    let d = Command::new("tcpdump")
+        .args(["-nn", "-r", path])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&d.stdout)
+            .lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .count(),
+        6
+    );
+    // Reading it back gives the same decode and the same groups.
+    let back = kd_ok(&["capture", "--read", path, "--group", "-o", "json"]);
+    let objects: Vec<serde_json::Value> = back
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        objects.iter().filter(|o| o.get("frame").is_some()).count(),
+        6
+    );
+    let groups: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|o| o.get("group").is_some())
+        .collect();
+    assert_eq!(groups.len(), 2);
+    assert!(
+        groups
+            .iter()
+            .all(|g| g["group"]["sightings"].as_array().unwrap().len() == 3)
+    );
+    let _ = std::fs::remove_file(&file);
+    let bad = kd(&["capture", "--read", "/nonexistent.pcapng"]);
+    assert_eq!(bad.status.code(), Some(3));
+}

@@ -22,6 +22,8 @@ pub struct Captured {
     /// Since the capture started, by the kernel's timestamp of the frame (not
     /// when this process read it: interfaces are read by different threads).
     pub at: Duration,
+    /// The kernel's timestamp, since the epoch (for capture files).
+    pub ts: Duration,
     /// On-the-wire length (the data may be cut at the snaplen).
     pub len: u32,
     pub data: Vec<u8>,
@@ -176,6 +178,7 @@ fn capture_one(
                 let frame = Captured {
                     iface: iface.to_string(),
                     at: ts.saturating_sub(started),
+                    ts,
                     len: p.header.len,
                     data: p.data.to_vec(),
                 };

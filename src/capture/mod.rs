@@ -4,6 +4,7 @@
 
 pub mod correlate;
 pub mod decode;
+pub mod file;
 pub mod live;
 
 pub use decode::{Frame, decode};
