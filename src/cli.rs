@@ -105,6 +105,12 @@ pub struct CaptureArgs {
     /// A BPF filter, as tcpdump takes it.
     #[arg(short = 'f', long)]
     pub filter: Option<String>,
+    /// Only traffic of this pod (ns/name): its IP, also inside VXLAN on the underlay.
+    #[arg(long, conflicts_with = "svc")]
+    pub pod: Option<String>,
+    /// Only traffic of this Service (ns/name): its ClusterIP and every endpoint, also inside VXLAN.
+    #[arg(long)]
+    pub svc: Option<String>,
     /// Bytes kept of each frame.
     #[arg(short = 's', long, default_value_t = 262144)]
     pub snaplen: i32,

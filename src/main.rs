@@ -402,10 +402,17 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
         }
     } else {
         let source = inspect::resolve_node(a.node.as_deref(), a.netns.as_deref(), &a.lab)?;
+        let filter = match names_filter(&a)? {
+            Some(names) => Some(match &a.filter {
+                Some(f) => format!("({f}) and ({names})"),
+                None => names,
+            }),
+            None => a.filter.clone(),
+        };
         let spec = live::Spec {
             netns: source.netns.clone(),
             interfaces: a.interfaces.clone(),
-            filter: a.filter.clone(),
+            filter,
             snaplen: a.snaplen,
             queue: 65536,
         };
@@ -475,4 +482,57 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// The BPF filter `--pod`/`--svc` stand for, from the lab's cluster objects.
+fn names_filter(a: &knetdoctor::cli::CaptureArgs) -> Result<Option<String>> {
+    if a.pod.is_none() && a.svc.is_none() {
+        return Ok(None);
+    }
+    let cluster = inspect::Target::from_flags(None, &a.lab, None)?.cluster()?;
+    let mut ips: Vec<std::net::Ipv4Addr> = Vec::new();
+    if let Some(p) = &a.pod {
+        match knetdoctor::trace::resolve::resolve(&cluster, p, "default")? {
+            knetdoctor::trace::resolve::End::Pod {
+                ip: std::net::IpAddr::V4(ip),
+                ..
+            } => ips.push(ip),
+            other => {
+                return Err(knetdoctor::Error::usage(
+                    format!("--pod {p} names {}, not a pod", other.label()),
+                    None,
+                ));
+            }
+        }
+    }
+    if let Some(svc) = &a.svc {
+        let (ns, name) = svc.split_once('/').unwrap_or(("default", svc));
+        let s = cluster.service(ns, name).ok_or_else(|| {
+            knetdoctor::Error::usage(format!("no service {svc}"), Some("use ns/name".to_string()))
+        })?;
+        ips.extend(
+            s.spec
+                .as_ref()
+                .and_then(|sp| sp.cluster_ip.as_deref())
+                .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok()),
+        );
+        for sp in s.spec.iter().flat_map(|sp| sp.ports.iter().flatten()) {
+            for ep in cluster.ready_endpoints(
+                ns,
+                name,
+                sp.name.as_deref().unwrap_or(""),
+                sp.protocol.as_deref().unwrap_or("TCP"),
+            ) {
+                if let Some(ip) = ep.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()) {
+                    ips.push(ip);
+                }
+            }
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    Ok(Some(knetdoctor::capture::filter::for_addresses(
+        &ips,
+        &a.vxlan_ports,
+    )))
 }

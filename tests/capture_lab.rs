@@ -265,3 +265,54 @@ fn pcapng_written_is_read_by_tshark_and_tcpdump_and_back() {
     let bad = kd(&["capture", "--read", "/nonexistent.pcapng"]);
     assert_eq!(bad.status.code(), Some(3));
 }
+
+#[test]
+fn pod_filter_keeps_only_that_pod_also_inside_vxlan() {
+    let lab = Lab::up("cappod", &[]);
+    let bb = lab.pod(BUSYBOX);
+    let (mut cap, out) = start_capture(&[
+        "capture",
+        "k8s-node-12",
+        "--lab",
+        "cappod",
+        "--pod",
+        "test-svc-ns/nginx-56d58c56c7-zl6ms",
+        "--duration",
+        "3",
+        "-o",
+        "json",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(ping(&bb, "10.2.0.42"));
+    assert!(ping(&bb, "10.2.1.117"), "traffic the filter must leave out");
+    let frames: Vec<serde_json::Value> = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    assert!(cap.wait().unwrap().success());
+    assert_eq!(frames.len(), 6, "{frames:#?}");
+    for f in &frames {
+        let inner = if f["frame"]["vxlan"].is_null() {
+            &f["frame"]
+        } else {
+            &f["frame"]["vxlan"]["inner"]
+        };
+        let addrs = [
+            inner["net"]["src"].as_str().unwrap(),
+            inner["net"]["dst"].as_str().unwrap(),
+        ];
+        assert!(addrs.contains(&"10.2.0.42"), "{f}");
+    }
+    let bad = kd(&[
+        "capture",
+        "k8s-node-12",
+        "--lab",
+        "cappod",
+        "--pod",
+        "test-svc-ns/linux0224-nginx",
+        "-c",
+        "1",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "a Service is not a pod");
+}

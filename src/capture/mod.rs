@@ -5,6 +5,7 @@
 pub mod correlate;
 pub mod decode;
 pub mod file;
+pub mod filter;
 pub mod live;
 
 pub use decode::{Frame, decode};

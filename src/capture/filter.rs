@@ -1,0 +1,50 @@
+//! BPF filters from Kubernetes names: the addresses a pod or Service uses,
+//! matched plainly (cni0, flannel.1) and inside VXLAN on the underlay,
+//! where a `host` filter sees only the nodes' addresses. The inner IPv4
+//! source sits 42 bytes past the UDP header (UDP 8 + VXLAN 8 + Ethernet 14
+//! + 12) and the destination 46.
+
+use std::net::Ipv4Addr;
+
+/// A filter matching traffic to or from any of `ips`, plain or carried in
+/// VXLAN on `vxlan_ports`.
+pub fn for_addresses(ips: &[Ipv4Addr], vxlan_ports: &[u16]) -> String {
+    if ips.is_empty() {
+        // Nothing can match: a filter that says so rather than capturing everything.
+        return "less 0".into();
+    }
+    let plain: Vec<String> = ips.iter().map(|ip| format!("host {ip}")).collect();
+    let hex: Vec<String> = ips
+        .iter()
+        .map(|ip| format!("0x{:08x}", u32::from(*ip)))
+        .collect();
+    let inner: Vec<String> = hex
+        .iter()
+        .flat_map(|h| [format!("udp[42:4] = {h}"), format!("udp[46:4] = {h}")])
+        .collect();
+    let ports: Vec<String> = vxlan_ports
+        .iter()
+        .map(|p| format!("udp dst port {p}"))
+        .collect();
+    format!(
+        "({}) or (({}) and ({}))",
+        plain.join(" or "),
+        ports.join(" or "),
+        inner.join(" or ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_inside_vxlan() {
+        let f = for_addresses(&["10.2.0.42".parse().unwrap()], &[8472]);
+        assert_eq!(
+            f,
+            "(host 10.2.0.42) or ((udp dst port 8472) and (udp[42:4] = 0x0a02002a or udp[46:4] = 0x0a02002a))"
+        );
+        assert_eq!(for_addresses(&[], &[8472]), "less 0");
+    }
+}
