@@ -1,0 +1,199 @@
+//! `cargo bench --bench capture_scale`: a pcap of 1,000,000 frames (flannel
+//! VXLAN carrying pod TCP and ICMP, mixed with plain pod traffic as on
+//! cni0) is generated here, then read side by side by knetdoctor's decoder
+//! and by `tcpdump -nn -r` and `tshark -r … -d udp.port==8472,vxlan`:
+//! packets per second, peak memory and the ratios.
+
+use std::io::{BufWriter, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etherparse::PacketBuilder;
+use knetdoctor::capture::{correlate, decode, decode::VXLAN_PORTS};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Frame i: every third is plain pod TCP (cni0), the rest VXLAN on eth0
+/// carrying pod TCP or ICMP, as a busy flannel node sees them.
+fn frame(i: usize) -> Vec<u8> {
+    let pod = |n: usize| [10, 2, (n % 200) as u8, (n % 250 + 2) as u8];
+    let mut inner = Vec::new();
+    let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(
+        pod(i),
+        pod(i + 7),
+        64,
+    );
+    if i % 2 == 0 {
+        builder
+            .tcp(40000 + (i % 20000) as u16, 80, i as u32, 64240)
+            .ack(1)
+            .write(&mut inner, &[0u8; 40])
+            .unwrap();
+    } else {
+        builder
+            .icmpv4_echo_request((i % 65535) as u16, 1)
+            .write(&mut inner, &[0u8; 56])
+            .unwrap();
+    }
+    if i % 3 == 0 {
+        return inner;
+    }
+    let mut payload = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+    payload.extend_from_slice(&inner);
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 1, 2])
+        .ipv4(
+            [192, 168, 56, (i % 200) as u8 + 10],
+            [192, 168, 56, ((i + 1) % 200) as u8 + 10],
+            64,
+        )
+        .udp(40000 + (i % 1000) as u16, 8472)
+        .write(&mut out, &payload)
+        .unwrap();
+    out
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Runs a command with stdout to /dev/null; (seconds, peak RSS MiB) via GNU time.
+fn timed(cmd: &[&str]) -> Option<(f64, f64)> {
+    let t = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .args(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .ok()?;
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        eprintln!(
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        return None;
+    }
+    let kb: f64 = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((secs, kb / 1024.0))
+}
+
+fn main() {
+    let n = env("KD_BENCH_FRAMES", 1_000_000);
+    let path = std::env::temp_dir().join(format!("knetdoctor-bench-{}.pcap", std::process::id()));
+    {
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = pcap_file::pcap::PcapWriter::new(BufWriter::new(file)).unwrap();
+        for i in 0..n {
+            let data = frame(i);
+            w.write_packet(&pcap_file::pcap::PcapPacket::new(
+                Duration::from_micros(1_700_000_000_000_000 + i as u64),
+                data.len() as u32,
+                &data,
+            ))
+            .unwrap();
+        }
+    }
+    let mib = std::fs::metadata(&path).unwrap().len() as f64 / 1048576.0;
+    println!(
+        "generated {n} frames ({mib:.0} MiB): 1/3 plain pod TCP, 2/3 flannel VXLAN carrying pod TCP or ICMP"
+    );
+    let p = path.to_str().unwrap();
+
+    // knetdoctor: decode and print one line per frame (as tcpdump does).
+    let t = Instant::now();
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create("/dev/null").unwrap());
+    let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(&path).unwrap(),
+    ))
+    .unwrap();
+    let mut count = 0usize;
+    while let Some(pkt) = reader.next_packet() {
+        let pkt = pkt.unwrap();
+        let f = decode(&pkt.data, &VXLAN_PORTS);
+        writeln!(out, "{:.6} {}", pkt.timestamp.as_secs_f64(), f.line()).unwrap();
+        count += 1;
+    }
+    out.flush().unwrap();
+    let print_secs = t.elapsed().as_secs_f64();
+    assert_eq!(count, n);
+
+    // knetdoctor: decode and correlate, no printing.
+    let t = Instant::now();
+    let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(&path).unwrap(),
+    ))
+    .unwrap();
+    let mut frames = Vec::with_capacity(n);
+    while let Some(pkt) = reader.next_packet() {
+        let pkt = pkt.unwrap();
+        frames.push((
+            "eth0".to_string(),
+            pkt.timestamp.as_secs_f64(),
+            decode(&pkt.data, &VXLAN_PORTS),
+        ));
+    }
+    let groups = correlate::correlate(&frames);
+    let silent_secs = t.elapsed().as_secs_f64();
+    drop(frames);
+    let pps = |s: f64| n as f64 / s;
+    println!(
+        "knetdoctor, one line per frame: {print_secs:.2} s, {:.0} frames/s",
+        pps(print_secs)
+    );
+    println!(
+        "knetdoctor, decode + correlate, no output: {silent_secs:.2} s, {:.0} frames/s ({} groups); peak RSS {:.0} MiB",
+        pps(silent_secs),
+        groups.len(),
+        peak_rss_mib()
+    );
+
+    match timed(&["tcpdump", "-nn", "-r", p]) {
+        Some((s, m)) => println!(
+            "tcpdump -nn -r: {s:.2} s, {:.0} frames/s, {m:.0} MiB; knetdoctor printing is {:.1}x its rate (target >= 10x)",
+            pps(s),
+            s / print_secs
+        ),
+        None => println!("tcpdump -nn -r: not measured"),
+    }
+    match timed(&["tcpdump", "-r", p, "-w", "/dev/null"]) {
+        Some((s, m)) => println!(
+            "tcpdump -r -w /dev/null (reading only): {s:.2} s, {m:.0} MiB; knetdoctor decode+correlate takes {:.1}x that (target <= 5x)",
+            silent_secs / s
+        ),
+        None => println!("tcpdump -w /dev/null: not measured"),
+    }
+    match timed(&["tshark", "-r", p, "-d", "udp.port==8472,vxlan"]) {
+        Some((s, m)) => println!(
+            "tshark -r -d udp.port==8472,vxlan: {s:.2} s, {:.0} frames/s, {m:.0} MiB; knetdoctor printing is {:.1}x its rate",
+            pps(s),
+            s / print_secs
+        ),
+        None => println!("tshark: not measured"),
+    }
+    let _ = std::fs::remove_file(&path);
+}
