@@ -28,7 +28,7 @@ fn frame(i: usize) -> Vec<u8> {
         pod(i + 7),
         64,
     );
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         builder
             .tcp(40000 + (i % 20000) as u16, 80, i as u32, 64240)
             .ack(1)
@@ -40,7 +40,7 @@ fn frame(i: usize) -> Vec<u8> {
             .write(&mut inner, &[0u8; 56])
             .unwrap();
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         return inner;
     }
     let mut payload = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
