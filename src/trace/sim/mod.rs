@@ -1,0 +1,625 @@
+//! The path engine: pure simulation over the cluster objects and the
+//! nodes' states. Each step reads the entry the kernel would use (route,
+//! neigh, FDB, netfilter rule, IPVS service) and says what it decides.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+mod netfilter;
+mod outside;
+mod overlay;
+
+use netfilter::*;
+use outside::*;
+use overlay::*;
+
+use super::resolve::{End, classify_ip, node_by_ip};
+use super::{Branch, DropReason, Hop, Point, Trace, Verdict};
+use crate::check::{Finding, iptables::kube_proxy_ruleset};
+use crate::dataplane::NodeState;
+use crate::dataplane::iptables::RuleSpec;
+use crate::dataplane::lookup;
+use crate::model::flannel::{BRIDGE_DEVICE, Lease, VTEP_DEVICE, VXLAN_PORT};
+use crate::model::kube_proxy::{ProxyMode, proxy_mode};
+use crate::model::{Cluster, ClusterNetwork, dns};
+
+/// (ClusterIP, port, protocol) -> the KUBE-SVC chain, per node.
+type ServiceRules = HashMap<String, HashMap<(String, u16, String), String>>;
+
+/// What the engine works over.
+pub struct World<'a> {
+    pub cluster: &'a Cluster,
+    pub nodes: &'a [(String, NodeState)],
+    /// `check`'s findings, to name the one that explains a drop.
+    pub findings: &'a [Finding],
+    /// Each node's KUBE-SERVICES, indexed once (10,000 Services are 10,000 rules).
+    service_rules: OnceLock<ServiceRules>,
+    /// Each node's routes, indexed once (5,000 overlay routes per node).
+    route_index: OnceLock<HashMap<String, lookup::RouteIndex>>,
+}
+
+/// The packet being followed.
+#[derive(Debug, Clone)]
+struct Packet {
+    src: IpAddr,
+    dst: IpAddr,
+    port: Option<u16>,
+    proto: String,
+    /// The size the sender assumes (its interface MTU).
+    size: u32,
+}
+
+impl<'a> World<'a> {
+    /// A world over these objects, node states and findings.
+    pub fn new(
+        cluster: &'a Cluster,
+        nodes: &'a [(String, NodeState)],
+        findings: &'a [Finding],
+    ) -> Self {
+        World {
+            cluster,
+            nodes,
+            findings,
+            service_rules: OnceLock::new(),
+            route_index: OnceLock::new(),
+        }
+    }
+
+    /// The route `node` (whose state is `state`) picks for `dst`.
+    fn route(
+        &self,
+        node: &str,
+        state: &'a NodeState,
+        dst: IpAddr,
+    ) -> Option<&'a crate::dataplane::state::Route> {
+        let all = self.route_index.get_or_init(|| {
+            self.nodes
+                .iter()
+                .map(|(n, s)| (n.clone(), lookup::RouteIndex::build(s)))
+                .collect()
+        });
+        match all.get(node) {
+            Some(ix) => ix.route(state, dst),
+            None => lookup::route(state, dst),
+        }
+    }
+
+    /// The KUBE-SVC chain `node` sends `ip:port/proto` to, if any.
+    fn service_chain(&self, node: &str, ip: &str, port: u16, proto: &str) -> Option<&str> {
+        let all = self.service_rules.get_or_init(|| {
+            self.nodes
+                .iter()
+                .filter_map(|(n, s)| {
+                    let rs = kube_proxy_ruleset(s)?;
+                    let map = rs
+                        .table("nat")?
+                        .chain("KUBE-SERVICES")?
+                        .rules
+                        .iter()
+                        .filter_map(|r| RuleSpec::parse(r).ok())
+                        .filter_map(|r| {
+                            Some((
+                                (r.dst_host()?.to_string(), r.dport?, r.proto.clone()?),
+                                r.target.clone()?,
+                            ))
+                        })
+                        .collect();
+                    Some((n.clone(), map))
+                })
+                .collect()
+        });
+        all.get(node)?
+            .get(&(ip.to_string(), port, proto.to_string()))
+            .map(String::as_str)
+    }
+
+    fn state(&self, node: &str) -> Option<&'a NodeState> {
+        self.nodes.iter().find(|(n, _)| n == node).map(|(_, s)| s)
+    }
+
+    /// The first finding among `ids` on `node` (or cluster-level when `None`).
+    fn finding(&self, ids: &[&str], node: Option<&str>, about: Option<&str>) -> Option<Finding> {
+        ids.iter().find_map(|id| {
+            self.findings
+                .iter()
+                .find(|f| {
+                    f.id == *id
+                        && f.node.as_deref() == node
+                        && about.is_none_or(|a| {
+                            f.objects.iter().any(|o| o.name.contains(a)) || f.summary.contains(a)
+                        })
+                })
+                .cloned()
+        })
+    }
+
+    fn with_finding(&self, hop: Hop, ids: &[&str], node: Option<&str>, about: Option<&str>) -> Hop {
+        Hop {
+            finding: self
+                .finding(ids, node, about)
+                .or_else(|| self.finding(ids, node, None))
+                .map(Box::new),
+            ..hop
+        }
+    }
+
+    fn lease(&self, node: &str) -> Option<Lease> {
+        self.cluster.index().lease_by_node.get(node).cloned()
+    }
+
+    /// The node whose pod CIDR holds `ip`.
+    fn node_of_pod_ip(&self, ip: IpAddr) -> Option<String> {
+        let IpAddr::V4(v4) = ip else { return None };
+        self.cluster.index().node_of_pod_ip(v4).map(str::to_string)
+    }
+}
+
+/// Follows `src` to `dst`.
+pub fn trace(world: &World, src: &End, dst: &End, proto: &str, port: Option<u16>) -> Trace {
+    let mut t = Trace {
+        source: src.label(),
+        destination: dst.label(),
+        protocol: proto.to_string(),
+        port,
+        hops: Vec::new(),
+        branches: Vec::new(),
+        reachable: false,
+        path_mtu: None,
+    };
+    match src {
+        End::Pod { ip, node, .. } => from_pod(world, &mut t, *ip, node, dst, proto, port),
+        End::Outside { ip } => from_outside(world, &mut t, *ip, dst, proto, port),
+        other => t
+            .hops
+            .push(Hop::new(Point::FromPod, None, None, "source").drop(
+                DropReason::NoRoute,
+                format!(
+                    "tracing from {} is not supported: start from a pod or an outside address",
+                    other.label()
+                ),
+            )),
+    }
+    t.reachable = t.hops.iter().all(|h| h.verdict != Verdict::Drop)
+        && !t.branches.is_empty()
+        && t.branches.iter().all(|b| b.reachable);
+    t.path_mtu = t
+        .branches
+        .iter()
+        .flat_map(|b| b.hops.iter())
+        .filter_map(|h| {
+            h.evidence
+                .split("mtu ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .min();
+    t
+}
+
+fn pod_mtu(world: &World, node: &str, ip: IpAddr) -> u32 {
+    world
+        .state(node)
+        .and_then(|s| s.attachments.iter().find(|a| a.addrs.contains(&ip)))
+        .map(|a| a.mtu)
+        .unwrap_or(1450)
+}
+
+fn from_pod(
+    world: &World,
+    t: &mut Trace,
+    src_ip: IpAddr,
+    node: &str,
+    dst: &End,
+    proto: &str,
+    port: Option<u16>,
+) {
+    let size = pod_mtu(world, node, src_ip);
+    // Names first, as the pod's resolver would.
+    let dst = match dst {
+        End::Dns { name } => match resolve_name(world, t, src_ip, node, name) {
+            Some(end) => end,
+            None => return,
+        },
+        other => other.clone(),
+    };
+    let (dst_ip, port) = match &dst {
+        End::Pod { ip, .. } | End::Outside { ip } | End::Node { ip, .. } => (*ip, port),
+        End::Service { ip, port: p, .. } => (*ip, port.or(*p)),
+        End::NodePort { ip, port: p, .. } => (*ip, Some(*p)),
+        End::Url { .. } | End::Dns { .. } => {
+            t.hops.push(
+                Hop::new(Point::FromPod, Some(node), Some("eth0"), "source").drop(
+                    DropReason::NoSuchHost,
+                    "trace a URL from outside (SRC = an outside address)",
+                ),
+            );
+            return;
+        }
+    };
+    let pkt = Packet {
+        src: src_ip,
+        dst: dst_ip,
+        port,
+        proto: proto.to_string(),
+        size,
+    };
+    t.hops.push(leave_pod(world, node, src_ip));
+    if t.hops.last().is_some_and(|h| h.verdict == Verdict::Drop) {
+        return;
+    }
+    // A Service: kube-proxy's DNAT on the source node forks the path.
+    if let End::Service {
+        namespace, name, ..
+    } = &dst
+    {
+        let mut pkt = pkt.clone();
+        if pkt.port.is_none() {
+            // No port given: the Service's first port of this protocol.
+            pkt.port = world.cluster.service(namespace, name).and_then(|s| {
+                s.spec
+                    .as_ref()?
+                    .ports
+                    .as_ref()?
+                    .iter()
+                    .find(|p| {
+                        p.protocol
+                            .as_deref()
+                            .unwrap_or("TCP")
+                            .eq_ignore_ascii_case(proto)
+                    })
+                    .map(|p| p.port as u16)
+            });
+        }
+        let targets = match service_targets(world, node, &pkt, &format!("{namespace}/{name}")) {
+            Ok((hop, targets)) => {
+                t.hops.push(hop);
+                targets
+            }
+            Err(hop) => {
+                t.hops.push(hop);
+                return;
+            }
+        };
+        for (target, label) in targets {
+            let mut p = pkt.clone();
+            let (ip, tport) = target;
+            p.dst = ip;
+            p.port = Some(tport);
+            t.branches.push(branch(world, node, &p, label, true));
+        }
+        return;
+    }
+    let same_bridge = world.node_of_pod_ip(dst_ip).as_deref() == Some(node);
+    t.branches.push(branch(
+        world,
+        node,
+        &pkt,
+        format!("to {}", dst.label()),
+        !same_bridge,
+    ));
+}
+
+/// The first hops out of a pod: its eth0, and its veth on cni0.
+fn leave_pod(world: &World, node: &str, src_ip: IpAddr) -> Hop {
+    let Some(state) = world.state(node) else {
+        return Hop::new(
+            Point::ToBridge,
+            Some(node),
+            Some(BRIDGE_DEVICE),
+            "node state",
+        )
+        .warn("no state read for this node; hops on it are assumed");
+    };
+    let att = state.attachments.iter().find(|a| a.addrs.contains(&src_ip));
+    let host = att
+        .and_then(|a| a.peer_ifindex)
+        .and_then(|i| state.links.iter().find(|l| l.ifindex == i));
+    match (att, host) {
+        (Some(a), Some(h)) if a.up && h.up && h.master.as_deref() == Some(BRIDGE_DEVICE) => {
+            Hop::new(
+                Point::ToBridge,
+                Some(node),
+                Some(&h.name),
+                format!("veth {} <-> pod eth0, port of {BRIDGE_DEVICE}", h.name),
+            )
+            .evidence(format!("pod eth0 mtu {}", a.mtu))
+        }
+        (Some(_), Some(h)) => world.with_finding(
+            Hop::new(
+                Point::ToBridge,
+                Some(node),
+                Some(&h.name),
+                format!("veth {}", h.name),
+            )
+            .drop(
+                DropReason::VethDown,
+                format!(
+                    "{} is {}{}",
+                    h.name,
+                    if h.up { "up" } else { "DOWN" },
+                    h.master
+                        .as_ref()
+                        .map(|m| format!(", master {m}"))
+                        .unwrap_or_else(|| ", not on cni0".into())
+                ),
+            ),
+            &["pod-veth-down", "pod-veth-not-on-bridge"],
+            Some(node),
+            None,
+        ),
+        (Some(_), None) => world.with_finding(
+            Hop::new(Point::ToBridge, Some(node), None, "veth").drop(
+                DropReason::VethDown,
+                "the pod's veth has no peer on the node",
+            ),
+            &["pod-veth-missing"],
+            Some(node),
+            None,
+        ),
+        (None, _) => Hop::new(
+            Point::ToBridge,
+            Some(node),
+            Some(BRIDGE_DEVICE),
+            "pod namespace",
+        )
+        .warn("the pod's interface was not read; assuming its veth is on cni0"),
+    }
+}
+
+/// Resolves `name` as the pod would: its search list over cluster DNS
+/// records, after checking that kube-dns itself answers.
+fn resolve_name(
+    world: &World,
+    t: &mut Trace,
+    src_ip: IpAddr,
+    node: &str,
+    name: &str,
+) -> Option<End> {
+    let ns = world
+        .cluster
+        .pod_by_ip(&src_ip.to_string())
+        .and_then(|p| p.metadata.namespace.clone())
+        .unwrap_or_else(|| "default".into());
+    let dns_svc = world.cluster.service("kube-system", "kube-dns");
+    if let Some(svc) = dns_svc {
+        let dns_ip: IpAddr = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.as_deref())
+            .and_then(|i| i.parse().ok())?;
+        let sub = trace(
+            world,
+            &End::Pod {
+                namespace: ns.clone(),
+                name: String::new(),
+                ip: src_ip,
+                node: node.to_string(),
+            },
+            &End::Service {
+                namespace: "kube-system".into(),
+                name: "kube-dns".into(),
+                ip: dns_ip,
+                port: Some(53),
+            },
+            "udp",
+            Some(53),
+        );
+        if !sub.reachable {
+            let why = sub
+                .hops
+                .iter()
+                .chain(sub.branches.iter().flat_map(|b| &b.hops))
+                .find(|h| h.verdict == Verdict::Drop)
+                .cloned();
+            let mut hop = Hop::new(
+                Point::Dns,
+                Some(node),
+                None,
+                format!("kube-dns {dns_ip}:53/udp"),
+            )
+            .drop(
+                DropReason::DnsUnavailable,
+                format!(
+                    "queries to kube-dns fail{}",
+                    why.as_ref()
+                        .map(|h| format!(": {} ({})", h.evidence, h.decided_by))
+                        .unwrap_or_default()
+                ),
+            );
+            hop.finding = why.and_then(|h| h.finding).or_else(|| {
+                world
+                    .finding(&["kube-dns-no-endpoints"], None, None)
+                    .map(Box::new)
+            });
+            t.hops.push(hop);
+            return None;
+        }
+    }
+    let records = dns::records(world.cluster, dns::CLUSTER_DOMAIN);
+    for candidate in crate::inspect::chain::search_candidates(name, &ns) {
+        if let Some(r) = records.iter().find(|r| r.name == candidate) {
+            t.hops.push(
+                Hop::new(
+                    Point::Dns,
+                    Some(node),
+                    None,
+                    format!("search list of namespace {ns}, ndots:5"),
+                )
+                .evidence(format!("{candidate} -> {}", r.ip)),
+            );
+            let end = classify_ip(world.cluster, IpAddr::V4(r.ip));
+            return Some(end);
+        }
+    }
+    t.hops.push(
+        Hop::new(
+            Point::Dns,
+            Some(node),
+            None,
+            format!("search list of namespace {ns}"),
+        )
+        .drop(
+            DropReason::NoSuchHost,
+            format!("{name}: NXDOMAIN for every search domain"),
+        ),
+    );
+    None
+}
+
+/// From `node`, where the packet is routed (after leaving a pod or after
+/// DNAT), to its destination; then the way back. `routed` is false for
+/// pod-to-pod traffic that stays on one bridge.
+fn branch(world: &World, node: &str, pkt: &Packet, label: String, routed: bool) -> Branch {
+    let mut hops = Vec::new();
+    deliver(world, node, pkt, routed, &mut hops);
+    let delivered = hops.iter().all(|h| h.verdict != Verdict::Drop);
+    if delivered {
+        return_path(world, pkt, &mut hops);
+    }
+    let reachable = hops.iter().all(|h| h.verdict != Verdict::Drop);
+    Branch {
+        label,
+        hops,
+        reachable,
+    }
+}
+
+fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec<Hop>) {
+    let Some(a) = world.state(node) else {
+        hops.push(
+            Hop::new(Point::Routing, Some(node), None, "node state")
+                .warn("no state read for this node"),
+        );
+        return;
+    };
+    if !routed {
+        // Same bridge: cni0 switches it; br_netfilter still runs FORWARD.
+        if let Some(h) = forward_verdict(world, node, a) {
+            let dropped = h.verdict == Verdict::Drop;
+            hops.push(h);
+            if dropped {
+                return;
+            }
+        }
+        to_pod(world, node, a, pkt, hops);
+        return;
+    }
+    if let Some(lease) = world.lease(node)
+        && world.cluster.pod_by_ip(&pkt.src.to_string()).is_some()
+        && lease.pod_cidr.contains(&match pkt.src {
+            IpAddr::V4(v) => v,
+            _ => std::net::Ipv4Addr::UNSPECIFIED,
+        })
+    {
+        let gw = lease.bridge_address();
+        if !a
+            .addrs_of(BRIDGE_DEVICE)
+            .any(|x| x.address == IpAddr::V4(gw.addr()))
+        {
+            hops.push(
+                world.with_finding(
+                    Hop::new(
+                        Point::Routing,
+                        Some(node),
+                        Some(BRIDGE_DEVICE),
+                        format!("pod default route via {}", gw.addr()),
+                    )
+                    .drop(
+                        DropReason::NoGateway,
+                        format!("{BRIDGE_DEVICE} does not hold the pods' gateway {gw}"),
+                    ),
+                    &["cni0-addr-wrong"],
+                    Some(node),
+                    None,
+                ),
+            );
+            return;
+        }
+    }
+    if a.sysctls.ip_forward == Some(false) {
+        hops.push(world.with_finding(
+            Hop::new(Point::Routing, Some(node), None, "net.ipv4.ip_forward").drop(
+                DropReason::IpForwardOff,
+                "ip_forward is 0: the node does not route",
+            ),
+            &["ip-forward-off"],
+            Some(node),
+            None,
+        ));
+        return;
+    }
+    let Some(route) = world.route(node, a, pkt.dst) else {
+        let vtep_down = a.link(VTEP_DEVICE).is_some_and(|l| !l.up);
+        hops.push(world.with_finding(
+            Hop::new(Point::Routing, Some(node), None, "main table").drop(
+                DropReason::NoRoute,
+                format!(
+                    "no route to {}{}",
+                    pkt.dst,
+                    if vtep_down {
+                        " (flannel.1 is down; its routes were flushed)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            &["vtep-down", "route-missing"],
+            Some(node),
+            None,
+        ));
+        return;
+    };
+    let rdesc = format!(
+        "{} {}{}dev {}{}",
+        if route.table == 255 { "local" } else { "route" },
+        route.dst,
+        route
+            .gateway
+            .map(|g| format!(" via {g} "))
+            .unwrap_or_else(|| " ".into()),
+        route.dev.clone().unwrap_or_default(),
+        if route.onlink() { " onlink" } else { "" }
+    );
+    if route.kind == "local" {
+        hops.push(
+            Hop::new(Point::Routing, Some(node), route.dev.as_deref(), rdesc)
+                .evidence("a local address"),
+        );
+        hops.push(
+            Hop::new(
+                Point::ToHost,
+                Some(node),
+                route.dev.as_deref(),
+                "local delivery",
+            )
+            .evidence(format!("{} is this node's", pkt.dst)),
+        );
+        return;
+    }
+    hops.push(Hop::new(
+        Point::Routing,
+        Some(node),
+        route.dev.as_deref(),
+        rdesc.clone(),
+    ));
+    if let Some(h) = forward_verdict(world, node, a) {
+        let dropped = h.verdict == Verdict::Drop;
+        hops.push(h);
+        if dropped {
+            return;
+        }
+    }
+    match route.dev.as_deref() {
+        Some(BRIDGE_DEVICE) => to_pod(world, node, a, pkt, hops),
+        Some(VTEP_DEVICE) => overlay(world, node, a, route.gateway, pkt, hops),
+        Some(dev) => outward(world, node, a, dev, pkt, hops),
+        None => hops.push(
+            Hop::new(Point::Routing, Some(node), None, rdesc)
+                .drop(DropReason::NoRoute, format!("a {} route", route.kind)),
+        ),
+    }
+}

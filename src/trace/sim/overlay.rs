@@ -1,0 +1,550 @@
+//! The overlay: flannel.1's neigh and FDB, the underlay, decapsulation on
+//! the remote node, delivery to the pod's veth, and the way back.
+
+use super::*;
+
+/// cni0 to the destination pod's veth on `node`.
+pub(super) fn to_pod(
+    world: &World,
+    node: &str,
+    state: &NodeState,
+    pkt: &Packet,
+    hops: &mut Vec<Hop>,
+) {
+    let att = state
+        .attachments
+        .iter()
+        .find(|a| a.addrs.contains(&pkt.dst));
+    let Some(att) = att else {
+        if world.cluster.pod_by_ip(&pkt.dst.to_string()).is_some() {
+            hops.push(
+                Hop::new(
+                    Point::ToPod,
+                    Some(node),
+                    Some(BRIDGE_DEVICE),
+                    "pod namespace",
+                )
+                .warn("the destination pod's interface was not read; assuming it is up"),
+            );
+        } else {
+            // A stale endpoint: the finding sits on the node whose chain DNATs here.
+            let dead = pkt.dst.to_string();
+            let finding = world
+                .findings
+                .iter()
+                .find(|f| {
+                    (f.id == "kube-proxy-endpoints-mismatch"
+                        || f.id == "ipvs-real-servers-mismatch")
+                        && f.actual.as_deref().is_some_and(|a| a.contains(&dead))
+                })
+                .cloned()
+                .map(Box::new);
+            let mut hop = Hop::new(
+                Point::ToPod,
+                Some(node),
+                Some(BRIDGE_DEVICE),
+                format!("{BRIDGE_DEVICE} neighbours"),
+            )
+            .drop(
+                DropReason::NoSuchPod,
+                format!("no pod has {} on {node} (a stale endpoint?)", pkt.dst),
+            );
+            hop.finding = finding;
+            hops.push(hop);
+        }
+        return;
+    };
+    let host = att
+        .peer_ifindex
+        .and_then(|i| state.links.iter().find(|l| l.ifindex == i));
+    match host {
+        Some(h) if h.up && att.up && h.master.as_deref() == Some(BRIDGE_DEVICE) => {
+            let pod = world
+                .cluster
+                .pod_by_ip(&pkt.dst.to_string())
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        p.metadata.namespace.clone().unwrap_or_default(),
+                        p.metadata.name.clone().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            hops.push(
+                Hop::new(
+                    Point::ToPod,
+                    Some(node),
+                    Some(&h.name),
+                    format!("{BRIDGE_DEVICE} -> {} -> pod eth0", h.name),
+                )
+                .evidence(format!("delivered to {pod} ({}) mtu {}", pkt.dst, att.mtu)),
+            );
+        }
+        Some(h) => hops.push(
+            world.with_finding(
+                Hop::new(
+                    Point::ToPod,
+                    Some(node),
+                    Some(&h.name),
+                    format!("{BRIDGE_DEVICE} -> {}", h.name),
+                )
+                .drop(
+                    DropReason::VethDown,
+                    format!(
+                        "{} is {}",
+                        h.name,
+                        if h.up { "not on cni0" } else { "DOWN" }
+                    ),
+                ),
+                &["pod-veth-down", "pod-veth-not-on-bridge"],
+                Some(node),
+                None,
+            ),
+        ),
+        None => hops.push(
+            world.with_finding(
+                Hop::new(Point::ToPod, Some(node), None, "veth")
+                    .drop(DropReason::VethDown, "the pod's veth has no peer here"),
+                &["pod-veth-missing"],
+                Some(node),
+                None,
+            ),
+        ),
+    }
+}
+
+/// flannel.1: neigh (gateway -> VtepMAC), FDB (VtepMAC -> node), the
+/// underlay, and decapsulation on the remote node, then on to the pod.
+pub(super) fn overlay(
+    world: &World,
+    node: &str,
+    a: &NodeState,
+    gw: Option<IpAddr>,
+    pkt: &Packet,
+    hops: &mut Vec<Hop>,
+) {
+    let vtep = a.link(VTEP_DEVICE);
+    let Some(vtep) = vtep.filter(|l| l.up) else {
+        hops.push(
+            world.with_finding(
+                Hop::new(Point::ToOverlay, Some(node), Some(VTEP_DEVICE), VTEP_DEVICE)
+                    .drop(DropReason::VtepDown, "flannel.1 is down or missing"),
+                &["vtep-down", "vtep-missing"],
+                Some(node),
+                None,
+            ),
+        );
+        return;
+    };
+    if pkt.size > vtep.mtu {
+        hops.push(world.with_finding(
+            Hop::new(Point::ToOverlay, Some(node), Some(VTEP_DEVICE), format!("{VTEP_DEVICE} mtu {}", vtep.mtu)).drop(DropReason::Mtu, format!("the sender assumes mtu {} but {VTEP_DEVICE} carries mtu {}: full-size packets are dropped (DF)", pkt.size, vtep.mtu)),
+            &["vtep-mtu-wrong", "mtu-mismatch"],
+            Some(node),
+            None,
+        ));
+        return;
+    }
+    let dst_node = world.node_of_pod_ip(pkt.dst);
+    let Some(gw) = gw else {
+        hops.push(
+            Hop::new(Point::ToOverlay, Some(node), Some(VTEP_DEVICE), "route").drop(
+                DropReason::NoNeigh,
+                "the route via flannel.1 has no gateway",
+            ),
+        );
+        return;
+    };
+    let Some(neigh) = a
+        .neighs
+        .iter()
+        .find(|n| n.dev == VTEP_DEVICE && n.dst == gw && n.lladdr.is_some())
+    else {
+        hops.push(world.with_finding(
+            Hop::new(Point::ToOverlay, Some(node), Some(VTEP_DEVICE), format!("neigh {gw} dev {VTEP_DEVICE}")).drop(DropReason::NoNeigh, format!("no MAC for gateway {gw}: flannel.1 does no ARP (nolearning, no L3 miss handler)")),
+            &["route-wrong", "neigh-missing"],
+            Some(node),
+            dst_node.as_deref(),
+        ));
+        return;
+    };
+    let mac = neigh.lladdr.clone().unwrap_or_default();
+    let Some(fdb) = a
+        .fdb
+        .iter()
+        .find(|f| f.dev == VTEP_DEVICE && f.mac == mac && f.dst.is_some())
+    else {
+        hops.push(
+            world.with_finding(
+                Hop::new(
+                    Point::ToOverlay,
+                    Some(node),
+                    Some(VTEP_DEVICE),
+                    format!("neigh {gw} lladdr {mac}; fdb {mac}"),
+                )
+                .drop(
+                    DropReason::NoFdb,
+                    format!("no FDB entry for {mac}: the frame cannot be encapsulated"),
+                ),
+                &["neigh-wrong-mac", "fdb-missing"],
+                Some(node),
+                dst_node.as_deref(),
+            ),
+        );
+        return;
+    };
+    let remote_ip = fdb.dst.expect("filtered on dst");
+    hops.push(
+        Hop::new(
+            Point::ToOverlay,
+            Some(node),
+            Some(VTEP_DEVICE),
+            format!("neigh {gw} lladdr {mac} PERMANENT; fdb {mac} dst {remote_ip} self permanent"),
+        )
+        .evidence(format!(
+            "VXLAN VNI {} mtu {}",
+            vtep.vxlan.as_ref().map(|v| v.vni).unwrap_or(1),
+            vtep.mtu
+        )),
+    );
+    let Some(b_name) = node_by_ip(world.cluster, remote_ip) else {
+        hops.push(
+            world.with_finding(
+                Hop::new(
+                    Point::Underlay,
+                    Some(node),
+                    Some("eth0"),
+                    format!("UDP {VXLAN_PORT} to {remote_ip}"),
+                )
+                .drop(
+                    DropReason::VtepUnreachable,
+                    format!("no node has {remote_ip}: the FDB entry is stale"),
+                ),
+                &["fdb-wrong-dst", "fdb-stale"],
+                Some(node),
+                dst_node.as_deref(),
+            ),
+        );
+        return;
+    };
+    let underlay = world.route(node, a, remote_ip);
+    hops.push(
+        Hop::new(
+            Point::Underlay,
+            Some(node),
+            underlay.and_then(|r| r.dev.as_deref()),
+            format!(
+                "UDP {VXLAN_PORT} {} -> {remote_ip} ({b_name})",
+                vtep.vxlan
+                    .as_ref()
+                    .and_then(|v| v.local)
+                    .map(|l| l.to_string())
+                    .unwrap_or_default()
+            ),
+        )
+        .evidence(format!(
+            "outer {} via {}",
+            remote_ip,
+            underlay
+                .map(|r| r.dst.clone())
+                .unwrap_or_else(|| "?".into())
+        )),
+    );
+    let Some(b) = world.state(&b_name) else {
+        hops.push(
+            Hop::new(Point::FromOverlay, Some(&b_name), None, "node state")
+                .warn("no state read for the remote node"),
+        );
+        return;
+    };
+    match b.link(VTEP_DEVICE) {
+        Some(l) if l.up && l.mac.as_deref() == Some(mac.as_str()) => hops.push(
+            Hop::new(
+                Point::FromOverlay,
+                Some(&b_name),
+                Some(VTEP_DEVICE),
+                format!("{VTEP_DEVICE} {mac}"),
+            )
+            .evidence("decapsulated"),
+        ),
+        Some(l) if !l.up => {
+            hops.push(
+                world.with_finding(
+                    Hop::new(
+                        Point::FromOverlay,
+                        Some(&b_name),
+                        Some(VTEP_DEVICE),
+                        VTEP_DEVICE,
+                    )
+                    .drop(DropReason::VtepDown, "the remote flannel.1 is down"),
+                    &["vtep-down"],
+                    Some(&b_name),
+                    None,
+                ),
+            );
+            return;
+        }
+        _ => {
+            hops.push(
+                world.with_finding(
+                    Hop::new(
+                        Point::FromOverlay,
+                        Some(&b_name),
+                        Some(VTEP_DEVICE),
+                        VTEP_DEVICE,
+                    )
+                    .drop(
+                        DropReason::VtepUnreachable,
+                        format!("the frame is for {mac}, which is not {b_name}'s VTEP"),
+                    ),
+                    &["vtep-mac-drift", "neigh-wrong-mac"],
+                    None,
+                    None,
+                ),
+            );
+            return;
+        }
+    }
+    // On the remote node the packet is routed again.
+    if b.sysctls.ip_forward == Some(false) {
+        hops.push(world.with_finding(
+            Hop::new(Point::Routing, Some(&b_name), None, "net.ipv4.ip_forward").drop(
+                DropReason::IpForwardOff,
+                "ip_forward is 0: the node does not route",
+            ),
+            &["ip-forward-off"],
+            Some(&b_name),
+            None,
+        ));
+        return;
+    }
+    match world.route(&b_name, b, pkt.dst) {
+        Some(r) if r.dev.as_deref() == Some(BRIDGE_DEVICE) => hops.push(Hop::new(
+            Point::Routing,
+            Some(&b_name),
+            Some(BRIDGE_DEVICE),
+            format!("route {} dev {BRIDGE_DEVICE}", r.dst),
+        )),
+        Some(r) if r.kind == "local" => {
+            hops.push(
+                Hop::new(
+                    Point::ToHost,
+                    Some(&b_name),
+                    r.dev.as_deref(),
+                    "local delivery",
+                )
+                .evidence(format!("{} is {b_name}'s", pkt.dst)),
+            );
+            return;
+        }
+        other => {
+            hops.push(
+                Hop::new(Point::Routing, Some(&b_name), None, "main table").drop(
+                    DropReason::NoRoute,
+                    format!(
+                        "{b_name} routes {} {}",
+                        pkt.dst,
+                        other
+                            .map(|r| format!("to {}", r.dev.clone().unwrap_or_default()))
+                            .unwrap_or_else(|| "nowhere".into())
+                    ),
+                ),
+            );
+            return;
+        }
+    }
+    if let Some(h) = forward_verdict(world, &b_name, b) {
+        let dropped = h.verdict == Verdict::Drop;
+        hops.push(h);
+        if dropped {
+            return;
+        }
+    }
+    to_pod(world, &b_name, b, pkt, hops);
+}
+
+/// The reply: from the destination's node back to the source, checking the
+/// entries that carry it (the source is the masquerade address for traffic
+/// that was SNATed).
+pub(super) fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
+    let Some(dst_node) = world.node_of_pod_ip(pkt.dst) else {
+        return;
+    };
+    let src_node = world
+        .node_of_pod_ip(pkt.src)
+        .or_else(|| node_by_ip(world.cluster, pkt.src));
+    let Some(src_node) = src_node else { return };
+    if src_node == dst_node {
+        hops.push(
+            Hop::new(
+                Point::ReturnPath,
+                Some(&dst_node),
+                Some(BRIDGE_DEVICE),
+                "same node",
+            )
+            .evidence("replies stay on the node; conntrack undoes any DNAT"),
+        );
+        return;
+    }
+    let reply = Packet {
+        src: pkt.dst,
+        dst: pkt.src,
+        port: None,
+        proto: pkt.proto.clone(),
+        size: 0,
+    };
+    let mut back = Vec::new();
+    // The reply leaves the pod through its default gateway on cni0.
+    if let (Some(lease), Some(b)) = (world.lease(&dst_node), world.state(&dst_node)) {
+        let gw = lease.bridge_address();
+        if !b
+            .addrs_of(BRIDGE_DEVICE)
+            .any(|x| x.address == IpAddr::V4(gw.addr()))
+        {
+            back.push(
+                world.with_finding(
+                    Hop::new(
+                        Point::ReturnPath,
+                        Some(&dst_node),
+                        Some(BRIDGE_DEVICE),
+                        format!("pod default route via {}", gw.addr()),
+                    )
+                    .drop(
+                        DropReason::NoGateway,
+                        format!("the reply has no gateway: {BRIDGE_DEVICE} lacks {gw}"),
+                    ),
+                    &["cni0-addr-wrong"],
+                    Some(&dst_node),
+                    None,
+                ),
+            );
+        }
+    }
+    if let Some(b) = world.state(&dst_node) {
+        match world.route(&dst_node, b, reply.dst) {
+            Some(r) if r.dev.as_deref() == Some(VTEP_DEVICE) => {
+                overlay_reply(world, &dst_node, b, r.gateway, &reply, &mut back)
+            }
+            Some(_) => {}
+            None => back.push(world.with_finding(
+                Hop::new(Point::ReturnPath, Some(&dst_node), None, "main table").drop(
+                    DropReason::NoRoute,
+                    format!("{dst_node} has no route back to {}", reply.dst),
+                ),
+                &["vtep-down", "route-missing"],
+                Some(&dst_node),
+                None,
+            )),
+        }
+    }
+    match back.iter().find(|h| h.verdict == Verdict::Drop) {
+        Some(drop) => hops.push(Hop {
+            point: Point::ReturnPath,
+            ..drop.clone()
+        }),
+        None => hops.push(
+            Hop::new(
+                Point::ReturnPath,
+                Some(&dst_node),
+                Some(VTEP_DEVICE),
+                format!("{dst_node} -> {src_node} over the overlay"),
+            )
+            .evidence("route, neigh and FDB back are in place; conntrack undoes the NAT"),
+        ),
+    }
+}
+
+pub(super) fn overlay_reply(
+    world: &World,
+    node: &str,
+    b: &NodeState,
+    gw: Option<IpAddr>,
+    reply: &Packet,
+    out: &mut Vec<Hop>,
+) {
+    let towards = world.node_of_pod_ip(reply.dst);
+    if b.link(VTEP_DEVICE).is_none_or(|l| !l.up) {
+        out.push(
+            world.with_finding(
+                Hop::new(
+                    Point::ReturnPath,
+                    Some(node),
+                    Some(VTEP_DEVICE),
+                    VTEP_DEVICE,
+                )
+                .drop(DropReason::VtepDown, "flannel.1 is down"),
+                &["vtep-down"],
+                Some(node),
+                None,
+            ),
+        );
+        return;
+    }
+    let Some(gw) = gw else { return };
+    let Some(neigh) = b
+        .neighs
+        .iter()
+        .find(|n| n.dev == VTEP_DEVICE && n.dst == gw && n.lladdr.is_some())
+    else {
+        out.push(
+            world.with_finding(
+                Hop::new(
+                    Point::ReturnPath,
+                    Some(node),
+                    Some(VTEP_DEVICE),
+                    format!("neigh {gw}"),
+                )
+                .drop(
+                    DropReason::NoNeigh,
+                    format!("no MAC for {gw} on the way back"),
+                ),
+                &["route-wrong", "neigh-missing"],
+                Some(node),
+                towards.as_deref(),
+            ),
+        );
+        return;
+    };
+    let mac = neigh.lladdr.clone().unwrap_or_default();
+    match b
+        .fdb
+        .iter()
+        .find(|f| f.dev == VTEP_DEVICE && f.mac == mac && f.dst.is_some())
+    {
+        None => out.push(
+            world.with_finding(
+                Hop::new(
+                    Point::ReturnPath,
+                    Some(node),
+                    Some(VTEP_DEVICE),
+                    format!("fdb {mac}"),
+                )
+                .drop(
+                    DropReason::NoFdb,
+                    format!("no FDB entry for {mac} on the way back"),
+                ),
+                &["neigh-wrong-mac", "fdb-missing"],
+                Some(node),
+                towards.as_deref(),
+            ),
+        ),
+        Some(f) if node_by_ip(world.cluster, f.dst.expect("filtered")).is_none() => out.push(
+            world.with_finding(
+                Hop::new(
+                    Point::ReturnPath,
+                    Some(node),
+                    Some(VTEP_DEVICE),
+                    format!("fdb {mac} dst {}", f.dst.expect("filtered")),
+                )
+                .drop(
+                    DropReason::VtepUnreachable,
+                    "the FDB entry back points at no node",
+                ),
+                &["fdb-wrong-dst"],
+                Some(node),
+                towards.as_deref(),
+            ),
+        ),
+        Some(_) => {}
+    }
+}
