@@ -155,45 +155,22 @@ pub(super) fn overlay(
         );
         return;
     };
-    let Some(neigh) = a
-        .neighs
-        .iter()
-        .find(|n| n.dev == VTEP_DEVICE && n.dst == gw && n.lladdr.is_some())
-    else {
-        hops.push(world.with_finding(
-            Hop::new(Point::ToOverlay, Some(node), Some(VTEP_DEVICE), format!("neigh {gw} dev {VTEP_DEVICE}")).drop(DropReason::NoNeigh, format!("no MAC for gateway {gw}: flannel.1 does no ARP (nolearning, no L3 miss handler)")),
-            &["route-wrong", "neigh-missing"],
-            Some(node),
-            dst_node.as_deref(),
-        ));
-        return;
-    };
-    let mac = neigh.lladdr.clone().unwrap_or_default();
-    let Some(fdb) = a
-        .fdb
-        .iter()
-        .find(|f| f.dev == VTEP_DEVICE && f.mac == mac && f.dst.is_some())
-    else {
-        hops.push(
-            world.with_finding(
-                Hop::new(
-                    Point::ToOverlay,
-                    Some(node),
-                    Some(VTEP_DEVICE),
-                    format!("neigh {gw} lladdr {mac}; fdb {mac}"),
-                )
-                .drop(
-                    DropReason::NoFdb,
-                    format!("no FDB entry for {mac}: the frame cannot be encapsulated"),
-                ),
-                &["neigh-wrong-mac", "fdb-missing"],
-                Some(node),
+    let (mac, remote_ip, b_name) = match vtep_walk(world, a, gw) {
+        VtepWalk::To { mac, dst, node: b } => (mac, dst, b),
+        failed => {
+            hops.push(walk_drop(
+                world,
+                &failed,
+                node,
+                gw,
                 dst_node.as_deref(),
-            ),
-        );
-        return;
+                Point::ToOverlay,
+                Point::Underlay,
+                "",
+            ));
+            return;
+        }
     };
-    let remote_ip = fdb.dst.expect("filtered on dst");
     hops.push(
         Hop::new(
             Point::ToOverlay,
@@ -207,26 +184,6 @@ pub(super) fn overlay(
             vtep.mtu
         )),
     );
-    let Some(b_name) = node_by_ip(world.cluster, remote_ip) else {
-        hops.push(
-            world.with_finding(
-                Hop::new(
-                    Point::Underlay,
-                    Some(node),
-                    Some("eth0"),
-                    format!("UDP {VXLAN_PORT} to {remote_ip}"),
-                )
-                .drop(
-                    DropReason::VtepUnreachable,
-                    format!("no node has {remote_ip}: the FDB entry is stale"),
-                ),
-                &["fdb-wrong-dst", "fdb-stale"],
-                Some(node),
-                dst_node.as_deref(),
-            ),
-        );
-        return;
-    };
     let underlay = world.route(node, a, remote_ip);
     hops.push(
         Hop::new(
@@ -481,70 +438,93 @@ pub(super) fn overlay_reply(
         return;
     }
     let Some(gw) = gw else { return };
-    let Some(neigh) = b
+    let walk = vtep_walk(world, b, gw);
+    if !matches!(walk, VtepWalk::To { .. }) {
+        out.push(walk_drop(
+            world,
+            &walk,
+            node,
+            gw,
+            towards.as_deref(),
+            Point::ReturnPath,
+            Point::ReturnPath,
+            " on the way back",
+        ));
+    }
+}
+
+/// Where flannel.1 sends a frame for gateway `gw`: the neigh entry gives the
+/// VTEP MAC, the FDB entry for that MAC the remote address, and that
+/// address a node. Used going out and for the reply.
+pub(super) enum VtepWalk {
+    NoNeigh,
+    NoFdb {
+        mac: String,
+    },
+    Stale {
+        mac: String,
+        dst: IpAddr,
+    },
+    To {
+        mac: String,
+        dst: IpAddr,
+        node: String,
+    },
+}
+
+pub(super) fn vtep_walk(world: &World, state: &NodeState, gw: IpAddr) -> VtepWalk {
+    let Some(mac) = state
         .neighs
         .iter()
-        .find(|n| n.dev == VTEP_DEVICE && n.dst == gw && n.lladdr.is_some())
+        .find(|n| n.dev == VTEP_DEVICE && n.dst == gw)
+        .and_then(|n| n.lladdr.clone())
     else {
-        out.push(
-            world.with_finding(
-                Hop::new(
-                    Point::ReturnPath,
-                    Some(node),
-                    Some(VTEP_DEVICE),
-                    format!("neigh {gw}"),
-                )
-                .drop(
-                    DropReason::NoNeigh,
-                    format!("no MAC for {gw} on the way back"),
-                ),
-                &["route-wrong", "neigh-missing"],
-                Some(node),
-                towards.as_deref(),
-            ),
-        );
-        return;
+        return VtepWalk::NoNeigh;
     };
-    let mac = neigh.lladdr.clone().unwrap_or_default();
-    match b
+    let Some(dst) = state
         .fdb
         .iter()
-        .find(|f| f.dev == VTEP_DEVICE && f.mac == mac && f.dst.is_some())
-    {
-        None => out.push(
-            world.with_finding(
-                Hop::new(
-                    Point::ReturnPath,
-                    Some(node),
-                    Some(VTEP_DEVICE),
-                    format!("fdb {mac}"),
-                )
-                .drop(
-                    DropReason::NoFdb,
-                    format!("no FDB entry for {mac} on the way back"),
-                ),
-                &["neigh-wrong-mac", "fdb-missing"],
-                Some(node),
-                towards.as_deref(),
-            ),
-        ),
-        Some(f) if node_by_ip(world.cluster, f.dst.expect("filtered")).is_none() => out.push(
-            world.with_finding(
-                Hop::new(
-                    Point::ReturnPath,
-                    Some(node),
-                    Some(VTEP_DEVICE),
-                    format!("fdb {mac} dst {}", f.dst.expect("filtered")),
-                )
-                .drop(
-                    DropReason::VtepUnreachable,
-                    "the FDB entry back points at no node",
-                ),
-                &["fdb-wrong-dst"],
-                Some(node),
-                towards.as_deref(),
-            ),
-        ),
-        Some(_) => {}
+        .find(|f| f.dev == VTEP_DEVICE && f.mac == mac)
+        .and_then(|f| f.dst)
+    else {
+        return VtepWalk::NoFdb { mac };
+    };
+    match node_by_ip(world.cluster, dst) {
+        Some(node) => VtepWalk::To { mac, dst, node },
+        None => VtepWalk::Stale { mac, dst },
     }
+}
+
+/// The dropping hop for a walk that did not reach a node: neigh and FDB
+/// failures at `point`, a stale FDB destination at `stale_point`.
+#[allow(clippy::too_many_arguments)]
+fn walk_drop(
+    world: &World,
+    walk: &VtepWalk,
+    node: &str,
+    gw: IpAddr,
+    towards: Option<&str>,
+    point: Point,
+    stale_point: Point,
+    suffix: &str,
+) -> Hop {
+    let (hop, ids): (Hop, &[&str]) = match walk {
+        VtepWalk::NoNeigh => (
+            Hop::new(point, Some(node), Some(VTEP_DEVICE), format!("neigh {gw} dev {VTEP_DEVICE}"))
+                .drop(DropReason::NoNeigh, format!("no MAC for gateway {gw}{suffix}: flannel.1 does no ARP (nolearning, no L3 miss handler)")),
+            &["route-wrong", "neigh-missing"],
+        ),
+        VtepWalk::NoFdb { mac } => (
+            Hop::new(point, Some(node), Some(VTEP_DEVICE), format!("neigh {gw} lladdr {mac}; fdb {mac}"))
+                .drop(DropReason::NoFdb, format!("no FDB entry for {mac}{suffix}: the frame cannot be encapsulated")),
+            &["neigh-wrong-mac", "fdb-missing"],
+        ),
+        VtepWalk::Stale { mac, dst } => (
+            Hop::new(stale_point, Some(node), Some(VTEP_DEVICE), format!("fdb {mac} dst {dst}; UDP {VXLAN_PORT} to {dst}"))
+                .drop(DropReason::VtepUnreachable, format!("no node has {dst}{suffix}: the FDB entry is stale")),
+            &["fdb-wrong-dst", "fdb-stale"],
+        ),
+        VtepWalk::To { .. } => unreachable!("walk_drop is only called for failed walks"),
+    };
+    world.with_finding(hop, ids, Some(node), towards)
 }
