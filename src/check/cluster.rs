@@ -207,17 +207,19 @@ fn check_services(cluster: &Cluster, out: &mut Vec<Finding>) {
     }
 }
 
+/// kube-dns's ClusterIP, the address every pod's resolv.conf should name.
+fn kube_dns_ip(cluster: &Cluster) -> Option<&str> {
+    cluster
+        .service(KUBE_DNS.0, KUBE_DNS.1)?
+        .spec
+        .as_ref()?
+        .cluster_ip
+        .as_deref()
+}
+
 /// kubelet's clusterDNS (kubeadm's kubelet-config ConfigMap) vs kube-dns's ClusterIP.
 fn check_cluster_dns(cluster: &Cluster, out: &mut Vec<Finding>) {
-    let Some(dns_ip) = cluster
-        .services
-        .iter()
-        .find(|s| {
-            (s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
-                == (Some(KUBE_DNS.0), Some(KUBE_DNS.1))
-        })
-        .and_then(|s| s.spec.as_ref()?.cluster_ip.clone())
-    else {
+    let Some(dns_ip) = kube_dns_ip(cluster).map(str::to_string) else {
         return;
     };
     let Some(text) = cluster
@@ -408,22 +410,7 @@ pub fn check_dns_conntrack(
     state: &NodeState,
     out: &mut Vec<Finding>,
 ) {
-    let Some(dns_ip) = cluster
-        .services
-        .iter()
-        .find(|s| {
-            (s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
-                == (Some(KUBE_DNS.0), Some(KUBE_DNS.1))
-        })
-        .and_then(|s| {
-            s.spec
-                .as_ref()?
-                .cluster_ip
-                .as_deref()?
-                .parse::<IpAddr>()
-                .ok()
-        })
-    else {
+    let Some(dns_ip) = kube_dns_ip(cluster).and_then(|ip| ip.parse::<IpAddr>().ok()) else {
         return;
     };
     let pod_ips: Vec<IpAddr> = cluster
