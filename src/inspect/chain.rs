@@ -56,6 +56,34 @@ fn split(name: &str, namespace: &str) -> (String, String) {
     }
 }
 
+/// `ns/name` of any object, the form names are listed and asked for in.
+fn qualified<T: kube::Resource>(o: &T) -> String {
+    name_of(o.meta().namespace.as_deref(), o.meta().name.as_deref())
+}
+
+/// The object the user asked for: `ns/name` exactly, or — when they gave a
+/// bare name — `name` in `namespace`, else the first `name` in any
+/// namespace (people rarely remember which namespace a pod lives in).
+fn find_named<'c, T: kube::Resource>(
+    items: &'c [T],
+    kind: &str,
+    asked: &str,
+    namespace: &str,
+) -> Result<&'c T> {
+    let (ns, n) = split(asked, namespace);
+    let name_is = |o: &&T| o.meta().name.as_deref() == Some(n.as_str());
+    items
+        .iter()
+        .filter(name_is)
+        .find(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
+        .or_else(|| {
+            (!asked.contains('/'))
+                .then(|| items.iter().find(name_is))
+                .flatten()
+        })
+        .ok_or_else(|| not_found(kind, asked, items.iter().map(qualified).collect()))
+}
+
 fn not_found(kind: &str, wanted: &str, candidates: Vec<String>) -> Error {
     let close: Vec<String> = candidates
         .iter()
@@ -305,18 +333,9 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        let selected: Vec<Pod> = match spec.selector.as_ref().filter(|s| !s.is_empty()) {
-            Some(sel) => self
-                .cluster
-                .pods
-                .iter()
-                .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-                .filter(|p| {
-                    sel.iter()
-                        .all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
-                })
-                .cloned()
-                .collect(),
+        let cluster = self.cluster;
+        let selected = match spec.selector.as_ref() {
+            Some(sel) => cluster.pods_selected(&ns, sel),
             None => Vec::new(),
         };
         if spec.selector.as_ref().is_some_and(|s| !s.is_empty()) && selected.is_empty() {
@@ -340,35 +359,7 @@ pub fn pod(
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
-    let (ns, n) = split(name, namespace);
-    let pod = cluster
-        .pods
-        .iter()
-        .find(|p| {
-            p.metadata.namespace.as_deref() == Some(ns.as_str())
-                && p.metadata.name.as_deref() == Some(n.as_str())
-        })
-        .or_else(|| {
-            if name.contains('/') {
-                None
-            } else {
-                cluster
-                    .pods
-                    .iter()
-                    .find(|p| p.metadata.name.as_deref() == Some(n.as_str()))
-            }
-        })
-        .ok_or_else(|| {
-            not_found(
-                "pod",
-                name,
-                cluster
-                    .pods
-                    .iter()
-                    .map(|p| name_of(p.metadata.namespace.as_deref(), p.metadata.name.as_deref()))
-                    .collect(),
-            )
-        })?;
+    let pod = find_named(&cluster.pods, "pod", name, namespace)?;
     let mut b = Builder::new(cluster, nodes);
     b.pod(pod, 0);
     let (ns, n) = (
@@ -449,11 +440,7 @@ fn find_service<'c>(cluster: &'c Cluster, ns: &str, n: &str, asked: &str) -> Res
         not_found(
             "service",
             asked,
-            cluster
-                .services
-                .iter()
-                .map(|s| name_of(s.metadata.namespace.as_deref(), s.metadata.name.as_deref()))
-                .collect(),
+            cluster.services.iter().map(qualified).collect(),
         )
     })
 }
@@ -470,7 +457,7 @@ fn ingresses_to(cluster: &Cluster, ns: &str, svc: &str) -> Vec<String> {
                 .flat_map(|r| r.http.iter().flat_map(|h| &h.paths))
                 .any(|p| p.backend.service.as_ref().is_some_and(|b| b.name == svc))
         })
-        .map(|i| name_of(i.metadata.namespace.as_deref(), i.metadata.name.as_deref()))
+        .map(qualified)
         .collect()
 }
 
@@ -481,25 +468,11 @@ pub fn ingress(
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
-    let (ns, n) = split(name, namespace);
-    let ing = cluster
-        .ingresses
-        .iter()
-        .find(|i| {
-            i.metadata.namespace.as_deref() == Some(ns.as_str())
-                && i.metadata.name.as_deref() == Some(n.as_str())
-        })
-        .ok_or_else(|| {
-            not_found(
-                "ingress",
-                name,
-                cluster
-                    .ingresses
-                    .iter()
-                    .map(|i| name_of(i.metadata.namespace.as_deref(), i.metadata.name.as_deref()))
-                    .collect(),
-            )
-        })?;
+    let ing = find_named(&cluster.ingresses, "ingress", name, namespace)?;
+    let (ns, n) = (
+        ing.metadata.namespace.clone().unwrap_or_default(),
+        ing.metadata.name.clone().unwrap_or_default(),
+    );
     let mut b = Builder::new(cluster, nodes);
     b.related.push(ObjectRef::namespaced("Ingress", &ns, &n));
     let spec = ing.spec.clone().unwrap_or_default();
@@ -662,11 +635,7 @@ pub fn dns_name(
         b.service(svc, 1);
     } else if parts.get(2) == Some(&"pod") {
         let ip = parts[0].replace('-', ".");
-        if let Some(p) = cluster
-            .pods
-            .iter()
-            .find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_deref()) == Some(ip.as_str()))
-        {
+        if let Some(p) = cluster.pod_by_ip(&ip) {
             b.pod(p, 1);
         }
     }
