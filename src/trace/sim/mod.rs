@@ -24,8 +24,45 @@ use crate::model::flannel::{BRIDGE_DEVICE, Lease, VTEP_DEVICE, VXLAN_PORT};
 use crate::model::kube_proxy::{ProxyMode, proxy_mode};
 use crate::model::{Cluster, ClusterNetwork, dns};
 
-/// (ClusterIP, port, protocol) -> the KUBE-SVC chain, per node.
-type ServiceRules = HashMap<String, HashMap<(String, u16, String), String>>;
+/// One node's KUBE-SERVICES, both ways round.
+#[derive(Default)]
+struct ServiceRules {
+    /// (ClusterIP, port, protocol) -> the KUBE-SVC chain.
+    chain_by_vip: HashMap<(String, u16, String), String>,
+    /// KUBE-SVC chain -> the ClusterIP and port of its first rule (how a
+    /// NodePort's chain leads back to the Service it stands for).
+    vip_by_chain: HashMap<String, (IpAddr, u16)>,
+}
+
+impl ServiceRules {
+    fn of(state: &NodeState) -> Option<ServiceRules> {
+        let rules = &kube_proxy_ruleset(state)?
+            .table("nat")?
+            .chain("KUBE-SERVICES")?
+            .rules;
+        let mut out = ServiceRules::default();
+        for r in rules.iter().filter_map(|r| RuleSpec::parse(r).ok()) {
+            let (Some(host), Some(port), Some(proto), Some(target)) = (
+                r.dst_host(),
+                r.dport,
+                r.proto.as_deref(),
+                r.target.as_deref(),
+            ) else {
+                continue;
+            };
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                out.vip_by_chain
+                    .entry(target.to_string())
+                    .or_insert((ip, port));
+            }
+            out.chain_by_vip.insert(
+                (host.to_string(), port, proto.to_string()),
+                target.to_string(),
+            );
+        }
+        Some(out)
+    }
+}
 
 /// What the engine works over.
 pub struct World<'a> {
@@ -34,7 +71,7 @@ pub struct World<'a> {
     /// `check`'s findings, to name the one that explains a drop.
     pub findings: &'a [Finding],
     /// Each node's KUBE-SERVICES, indexed once (10,000 Services are 10,000 rules).
-    service_rules: OnceLock<ServiceRules>,
+    service_rules: OnceLock<HashMap<String, ServiceRules>>,
     /// Each node's routes, indexed once (5,000 overlay routes per node).
     route_index: OnceLock<HashMap<String, lookup::RouteIndex>>,
 }
@@ -85,33 +122,29 @@ impl<'a> World<'a> {
         }
     }
 
+    /// `node`'s KUBE-SERVICES, indexed on first use.
+    fn service_rules(&self, node: &str) -> Option<&ServiceRules> {
+        self.service_rules
+            .get_or_init(|| {
+                self.nodes
+                    .iter()
+                    .filter_map(|(n, s)| Some((n.clone(), ServiceRules::of(s)?)))
+                    .collect()
+            })
+            .get(node)
+    }
+
     /// The KUBE-SVC chain `node` sends `ip:port/proto` to, if any.
     fn service_chain(&self, node: &str, ip: &str, port: u16, proto: &str) -> Option<&str> {
-        let all = self.service_rules.get_or_init(|| {
-            self.nodes
-                .iter()
-                .filter_map(|(n, s)| {
-                    let rs = kube_proxy_ruleset(s)?;
-                    let map = rs
-                        .table("nat")?
-                        .chain("KUBE-SERVICES")?
-                        .rules
-                        .iter()
-                        .filter_map(|r| RuleSpec::parse(r).ok())
-                        .filter_map(|r| {
-                            Some((
-                                (r.dst_host()?.to_string(), r.dport?, r.proto.clone()?),
-                                r.target.clone()?,
-                            ))
-                        })
-                        .collect();
-                    Some((n.clone(), map))
-                })
-                .collect()
-        });
-        all.get(node)?
+        self.service_rules(node)?
+            .chain_by_vip
             .get(&(ip.to_string(), port, proto.to_string()))
             .map(String::as_str)
+    }
+
+    /// The ClusterIP and port whose KUBE-SERVICES rule jumps to `chain` on `node`.
+    fn service_vip(&self, node: &str, chain: &str) -> Option<(IpAddr, u16)> {
+        self.service_rules(node)?.vip_by_chain.get(chain).copied()
     }
 
     fn state(&self, node: &str) -> Option<&'a NodeState> {

@@ -288,17 +288,7 @@ pub(super) fn nodeport_targets(
                 .find_map(|r| r.target.filter(|t| t.starts_with("KUBE-SVC-")))
         })
         .unwrap_or(ext.clone());
-    let vip = rs
-        .table("nat")
-        .and_then(|t| t.chain("KUBE-SERVICES"))
-        .and_then(|c| {
-            c.rules
-                .iter()
-                .filter_map(|r| RuleSpec::parse(r).ok())
-                .find(|r| r.jumps_to(&svc_chain))
-        })
-        .and_then(|r| Some((r.dst_host()?.parse::<IpAddr>().ok()?, r.dport?)));
-    let Some((vip, vport)) = vip else {
+    let Some((vip, vport)) = world.service_vip(node, &svc_chain) else {
         return Err(
             Hop::new(Point::NetfilterNat, Some(node), None, format!("nat {ext}")).drop(
                 DropReason::NoServiceRule,
