@@ -154,28 +154,14 @@ pub fn group_line(g: &Group) -> String {
 mod tests {
     use super::*;
     use crate::capture::decode::{VXLAN_PORTS, decode};
-    use etherparse::PacketBuilder;
+    use crate::capture::test_frames::{icmp_echo, in_vxlan};
 
     fn echo(id: u16) -> Vec<u8> {
-        let mut out = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4([10, 2, 2, 50], [10, 2, 0, 42], 64)
-            .icmpv4_echo_request(id, 1)
-            .write(&mut out, &[0; 8])
-            .unwrap();
-        out
+        icmp_echo([10, 2, 2, 50], [10, 2, 0, 42], id)
     }
 
     fn vxlan(inner: &[u8]) -> Vec<u8> {
-        let mut payload = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
-        payload.extend_from_slice(inner);
-        let mut out = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
-            .ipv4([192, 168, 56, 12], [192, 168, 56, 10], 64)
-            .udp(40000, 8472)
-            .write(&mut out, &payload)
-            .unwrap();
-        out
+        in_vxlan(inner, 1)
     }
 
     #[test]

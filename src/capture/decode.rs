@@ -438,28 +438,10 @@ mod tests {
     const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
-    fn icmp_echo(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-        let mut out = Vec::new();
-        PacketBuilder::ethernet2(A, B)
-            .ipv4(src, dst, 64)
-            .icmpv4_echo_request(5, 1)
-            .write(&mut out, &[0u8; 56])
-            .unwrap();
-        out
-    }
+    use crate::capture::test_frames::in_vxlan;
 
-    fn in_vxlan(inner: &[u8], vni: u32) -> Vec<u8> {
-        let mut payload = vec![0x08, 0, 0, 0];
-        payload.extend_from_slice(&vni.to_be_bytes()[1..]);
-        payload.push(0);
-        payload.extend_from_slice(inner);
-        let mut out = Vec::new();
-        PacketBuilder::ethernet2(A, B)
-            .ipv4([192, 168, 56, 12], [192, 168, 56, 10], 64)
-            .udp(40000, 8472)
-            .write(&mut out, &payload)
-            .unwrap();
-        out
+    fn icmp_echo(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        crate::capture::test_frames::icmp_echo(src, dst, 5)
     }
 
     #[test]

@@ -7,5 +7,7 @@ pub mod decode;
 pub mod file;
 pub mod filter;
 pub mod live;
+#[cfg(test)]
+mod test_frames;
 
 pub use decode::{Frame, decode};
