@@ -91,8 +91,10 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
-    /// A lab node (e.g. k8s-node-12); omit to capture in the current namespace.
-    pub node: Option<String>,
+    /// Lab nodes (e.g. k8s-node-12, or k8s-node-12,k8s-master-10 to follow
+    /// packets from node to node); omit to capture in the current namespace.
+    #[arg(value_delimiter = ',')]
+    pub nodes: Vec<String>,
     /// Capture in this network namespace (name or path) instead.
     #[arg(long)]
     pub netns: Option<String>,

@@ -401,7 +401,30 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
             );
         }
     } else {
-        let source = inspect::resolve_node(a.node.as_deref(), a.netns.as_deref(), &a.lab)?;
+        let mut interfaces = Vec::new();
+        let mut places = Vec::new();
+        if a.nodes.len() > 1 {
+            if a.netns.is_some() {
+                return Err(knetdoctor::Error::usage(
+                    "--netns takes one namespace, not several nodes",
+                    Some("name one node, or leave out --netns".to_string()),
+                ));
+            }
+            for n in &a.nodes {
+                let source = inspect::resolve_node(Some(n), None, &a.lab)?;
+                interfaces.extend(live::Iface::in_netns(&source.netns, &a.interfaces, Some(n)));
+                places.push(source.netns.display_name());
+            }
+        } else {
+            let source = inspect::resolve_node(
+                a.nodes.first().map(String::as_str),
+                a.netns.as_deref(),
+                &a.lab,
+            )?;
+            interfaces = live::Iface::in_netns(&source.netns, &a.interfaces, None);
+            places.push(source.netns.display_name());
+        }
+        let labels: Vec<String> = interfaces.iter().map(|i| i.label.clone()).collect();
         let filter = match names_filter(&a)? {
             Some(names) => Some(match &a.filter {
                 Some(f) => format!("({f}) and ({names})"),
@@ -410,8 +433,7 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
             None => a.filter.clone(),
         };
         let spec = live::Spec {
-            netns: source.netns.clone(),
-            interfaces: a.interfaces.clone(),
+            interfaces,
             filter,
             snaplen: a.snaplen,
             queue: 65536,
@@ -419,7 +441,7 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
         let mut out = a
             .write
             .as_deref()
-            .map(|p| file::PcapNgOut::create(p, &a.interfaces, a.snaplen.max(0) as u32))
+            .map(|p| file::PcapNgOut::create(p, &labels, a.snaplen.max(0) as u32))
             .transpose()?;
         let running = live::start(&spec)?;
         let limit = a
@@ -430,7 +452,7 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
             anstream::stderr(),
             "capturing on {} in {}{}",
             a.interfaces.join(","),
-            source.netns.display_name(),
+            places.join(", "),
             limit
                 .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
                 .unwrap_or_default()

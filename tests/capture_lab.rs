@@ -316,3 +316,107 @@ fn pod_filter_keeps_only_that_pod_also_inside_vxlan() {
     ]);
     assert_eq!(bad.status.code(), Some(2), "a Service is not a pod");
 }
+
+#[test]
+fn both_nodes_in_one_capture_follow_ping_and_http_from_pod_to_pod() {
+    let lab = Lab::up("cap2", &[]);
+    let bb = lab.pod(BUSYBOX);
+    let read = |out: std::process::ChildStdout| -> Vec<serde_json::Value> {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| serde_json::from_str(&l).unwrap())
+            .collect()
+    };
+    let (mut cap, out) = start_capture(&[
+        "capture",
+        "k8s-node-12,k8s-master-10",
+        "--lab",
+        "cap2",
+        "-f",
+        "icmp or udp port 8472",
+        "-c",
+        "12",
+        "--duration",
+        "8",
+        "-o",
+        "json",
+        "--group",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(ping(&bb, "10.2.0.42"));
+    let objects = read(out);
+    assert!(cap.wait().unwrap().success());
+    let (groups, frames): (Vec<_>, Vec<_>) =
+        objects.into_iter().partition(|o| o.get("group").is_some());
+    assert_eq!(frames.len(), 12, "{frames:#?}");
+    for f in frames.iter().filter(|f| f["frame"]["vxlan"].is_object()) {
+        assert_eq!(f["frame"]["vxlan"]["vni"], 1);
+        let outer = (
+            f["frame"]["net"]["src"].as_str(),
+            f["frame"]["net"]["dst"].as_str(),
+        );
+        assert!(
+            outer == (Some("192.168.56.12"), Some("192.168.56.10"))
+                || outer == (Some("192.168.56.10"), Some("192.168.56.12")),
+            "{f}"
+        );
+    }
+    let hops_of = |needle: &str| -> Vec<String> {
+        let g = groups
+            .iter()
+            .find(|g| g["group"]["packet"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no group for {needle}: {groups:#?}"));
+        g["group"]["sightings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["iface"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let there = [
+        "k8s-node-12/cni0",
+        "k8s-node-12/flannel.1",
+        "k8s-node-12/eth0",
+        "k8s-master-10/eth0",
+        "k8s-master-10/flannel.1",
+        "k8s-master-10/cni0",
+    ];
+    assert_eq!(groups.len(), 2, "{groups:#?}");
+    assert_eq!(hops_of("10.2.2.50 > 10.2.0.42 icmp echo request"), there);
+    let mut back = there.to_vec();
+    back.reverse();
+    assert_eq!(hops_of("10.2.0.42 > 10.2.2.50 icmp echo reply"), back);
+
+    // HTTP: the request line inside VXLAN on both nodes' eth0, plain on both cni0.
+    let (mut cap, out) = start_capture(&[
+        "capture",
+        "k8s-node-12,k8s-master-10",
+        "--lab",
+        "cap2",
+        "-f",
+        "tcp port 80 or udp port 8472",
+        "--duration",
+        "3",
+        "-o",
+        "json",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        curl(&bb, "http://10.2.0.42/both", None).as_deref(),
+        Some("nginx-56d58c56c7-zl6ms")
+    );
+    let frames = read(out);
+    assert!(cap.wait().unwrap().success());
+    let path_on = |iface: &str| {
+        frames.iter().any(|f| {
+            f["iface"] == iface
+                && (f["frame"]["app"]["path"] == "/both"
+                    || f["frame"]["vxlan"]["inner"]["app"]["path"] == "/both")
+        })
+    };
+    for iface in there {
+        assert!(path_on(iface), "GET /both not seen on {iface}");
+    }
+    drop(lab);
+}

@@ -110,27 +110,52 @@ pub fn correlate(frames: &[(String, f64, Frame)]) -> Vec<Group> {
 /// Orders sightings by kernel timestamp. Equal timestamps are common (the
 /// kernel decapsulates VXLAN in the same buffer, keeping its timestamp), so
 /// ties follow the path: outgoing bridge -> VTEP -> underlay, incoming the
-/// reverse. A packet is incoming when an encapsulated sighting is among the
-/// earliest and a plain one among the latest.
+/// reverse. A packet is incoming on a node when, of that node's sightings
+/// (labels `node/iface` when several nodes are captured), an encapsulated
+/// one is among the earliest and a plain one among the latest.
 fn order_hops(s: &mut [Sighting]) {
-    let first = s.iter().map(|x| x.at).fold(f64::INFINITY, f64::min);
-    let last = s.iter().map(|x| x.at).fold(f64::NEG_INFINITY, f64::max);
-    let incoming = first < last
-        && s.iter().any(|x| x.at == first && x.vni.is_some())
-        && s.iter().any(|x| x.at == last && x.vni.is_none());
-    let rank = |x: &Sighting| -> u8 {
-        let outward = if x.vni.is_some() {
-            2
-        } else if x.iface == crate::model::flannel::BRIDGE_DEVICE {
-            0
-        } else if x.iface == crate::model::flannel::VTEP_DEVICE {
-            1
-        } else {
-            2
-        };
-        if incoming { 2 - outward } else { outward }
+    let split = |x: &Sighting| -> (String, String) {
+        match x.iface.rsplit_once('/') {
+            Some((node, dev)) => (node.to_string(), dev.to_string()),
+            None => (String::new(), x.iface.clone()),
+        }
     };
-    s.sort_by(|a, b| a.at.total_cmp(&b.at).then(rank(a).cmp(&rank(b))));
+    let incoming = |node: &str| -> bool {
+        let on_node: Vec<&Sighting> = s.iter().filter(|x| split(x).0 == node).collect();
+        let first = on_node.iter().map(|x| x.at).fold(f64::INFINITY, f64::min);
+        let last = on_node
+            .iter()
+            .map(|x| x.at)
+            .fold(f64::NEG_INFINITY, f64::max);
+        first < last
+            && on_node.iter().any(|x| x.at == first && x.vni.is_some())
+            && on_node.iter().any(|x| x.at == last && x.vni.is_none())
+    };
+    let ranks: Vec<u8> = s
+        .iter()
+        .map(|x| {
+            let (node, dev) = split(x);
+            let outward = if x.vni.is_some() {
+                2
+            } else if dev == crate::model::flannel::BRIDGE_DEVICE {
+                0
+            } else if dev == crate::model::flannel::VTEP_DEVICE {
+                1
+            } else {
+                2
+            };
+            if incoming(&node) {
+                2 - outward
+            } else {
+                outward
+            }
+        })
+        .collect();
+    let mut ranked: Vec<(u8, Sighting)> = ranks.into_iter().zip(s.iter().cloned()).collect();
+    ranked.sort_by(|a, b| a.1.at.total_cmp(&b.1.at).then(a.0.cmp(&b.0)));
+    for (slot, (_, x)) in s.iter_mut().zip(ranked) {
+        *slot = x;
+    }
 }
 
 /// One line per group: the packet, then each hop with the time it took.
@@ -244,6 +269,37 @@ mod tests {
         assert_eq!(
             hops(&correlate(&reply(2.0, 2.0, 2.0))[0]),
             ["cni0", "flannel.1", "eth0"]
+        );
+    }
+
+    #[test]
+    fn two_nodes_in_one_capture_order_each_node_by_its_own_direction() {
+        let at = |label: &str, t: f64, wrapped: bool| {
+            let frame = if wrapped { vxlan(&echo(11)) } else { echo(11) };
+            (label.to_string(), t, decode(&frame, &VXLAN_PORTS))
+        };
+        // Ties on both nodes: sending VTEP and underlay, then receiving
+        // underlay and VTEP, as the kernel stamps them.
+        let frames = vec![
+            at("k8s-master-10/cni0", 3.0, false),
+            at("k8s-master-10/flannel.1", 3.0, false),
+            at("k8s-node-12/eth0", 2.0, true),
+            at("k8s-master-10/eth0", 2.5, true),
+            at("k8s-node-12/flannel.1", 2.0, false),
+            at("k8s-node-12/cni0", 1.0, false),
+        ];
+        let g = &correlate(&frames)[0];
+        let hops: Vec<&str> = g.sightings.iter().map(|s| s.iface.as_str()).collect();
+        assert_eq!(
+            hops,
+            [
+                "k8s-node-12/cni0",
+                "k8s-node-12/flannel.1",
+                "k8s-node-12/eth0",
+                "k8s-master-10/eth0",
+                "k8s-master-10/flannel.1",
+                "k8s-master-10/cni0"
+            ]
         );
     }
 }

@@ -1,6 +1,8 @@
-//! Live capture on several interfaces of one node at once, with libpcap
-//! (the pcap crate): one thread per interface joins the node's network
-//! namespace, opens the interface in immediate mode and hands frames to a
+//! Live capture on several interfaces at once — of one node, or of several
+//! nodes in one capture — with libpcap (the pcap crate): one thread per
+//! interface joins its node's network namespace (all namespaces share one
+//! clock, so timestamps compare across nodes), opens the interface in
+//! immediate mode and hands frames to a
 //! bounded channel. A consumer that falls behind never blocks capture: the
 //! frames that do not fit are dropped and counted per interface.
 
@@ -18,6 +20,8 @@ use crate::error::{Error, Result};
 /// One captured frame.
 #[derive(Debug, Clone)]
 pub struct Captured {
+    /// The interface's label: its name, or `node/name` when several nodes
+    /// are captured.
     pub iface: String,
     /// Since the capture started, by the kernel's timestamp of the frame (not
     /// when this process read it: interfaces are read by different threads).
@@ -43,11 +47,37 @@ pub struct IfaceStats {
     pub queue_dropped: u64,
 }
 
+/// One interface to capture on.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    /// The namespace that holds it.
+    pub netns: Netns,
+    /// Its name in that namespace.
+    pub name: String,
+    /// How its frames are labelled: the name, or `node/name`.
+    pub label: String,
+}
+
+impl Iface {
+    /// `names` in one namespace, labelled `prefix/name` (or just the name).
+    pub fn in_netns(netns: &Netns, names: &[String], prefix: Option<&str>) -> Vec<Iface> {
+        names
+            .iter()
+            .map(|n| Iface {
+                netns: netns.clone(),
+                name: n.clone(),
+                label: prefix
+                    .map(|p| format!("{p}/{n}"))
+                    .unwrap_or_else(|| n.clone()),
+            })
+            .collect()
+    }
+}
+
 /// What to capture.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    pub netns: Netns,
-    pub interfaces: Vec<String>,
+    pub interfaces: Vec<Iface>,
     /// A BPF filter (tcpdump syntax).
     pub filter: Option<String>,
     pub snaplen: i32,
@@ -76,8 +106,10 @@ pub fn start(spec: &Spec) -> Result<Running> {
         sync_channel::<std::result::Result<(), String>>(spec.interfaces.len());
     for iface in &spec.interfaces {
         let dropped = Arc::new(AtomicU64::new(0));
+        let netns = iface.netns.clone();
+        let name = iface.label.clone();
         let (iface, tx, stop, dropped2, ready, filter, snaplen) = (
-            iface.clone(),
+            (iface.name.clone(), iface.label.clone()),
             tx.clone(),
             stop.clone(),
             dropped.clone(),
@@ -85,14 +117,12 @@ pub fn start(spec: &Spec) -> Result<Running> {
             spec.filter.clone(),
             spec.snaplen,
         );
-        let netns = spec.netns.clone();
-        let name = iface.clone();
         let handle = std::thread::Builder::new()
-            .name(format!("capture-{iface}"))
+            .name(format!("capture-{}", iface.0))
             .spawn(move || -> Result<IfaceStats> {
                 netns.run(move || {
                     capture_one(
-                        &iface,
+                        (&iface.0, &iface.1),
                         filter.as_deref(),
                         snaplen,
                         started,
@@ -134,7 +164,7 @@ pub fn start(spec: &Spec) -> Result<Running> {
 
 #[allow(clippy::too_many_arguments)]
 fn capture_one(
-    iface: &str,
+    (iface, label): (&str, &str),
     filter: Option<&str>,
     snaplen: i32,
     started: Duration,
@@ -164,8 +194,8 @@ fn capture_one(
             c
         }
         Err(e) => {
-            let _ = ready.send(Err(format!("cannot capture on {iface}: {e}")));
-            return Err(Error::env(format!("cannot capture on {iface}: {e}"), None));
+            let _ = ready.send(Err(format!("cannot capture on {label}: {e}")));
+            return Err(Error::env(format!("cannot capture on {label}: {e}"), None));
         }
     };
     while !stop.load(Ordering::Relaxed) {
@@ -176,7 +206,7 @@ fn capture_one(
                     (p.header.ts.tv_usec.max(0) as u32).saturating_mul(1000),
                 );
                 let frame = Captured {
-                    iface: iface.to_string(),
+                    iface: label.to_string(),
                     at: ts.saturating_sub(started),
                     ts,
                     len: p.header.len,
@@ -205,7 +235,7 @@ fn capture_one(
         if_dropped: 0,
     });
     Ok(IfaceStats {
-        iface: iface.to_string(),
+        iface: label.to_string(),
         received: st.received,
         kernel_dropped: st.dropped,
         if_dropped: st.if_dropped,
