@@ -161,6 +161,18 @@ pub struct TraceArgs {
     pub port: Option<u16>,
     #[arg(long, value_enum, default_value_t = Proto::Tcp)]
     pub proto: Proto,
+    /// Also send a real packet from the source's namespace, capture it on
+    /// every interface of the path (both nodes), trace it through netfilter,
+    /// and say where it was last seen and whether a reply came back.
+    #[arg(long)]
+    pub probe: bool,
+    /// Seconds to wait for the probe's reply.
+    #[arg(long, default_value_t = 1.0, requires = "probe")]
+    pub timeout: f64,
+    /// IP size of an ICMP/UDP probe, sent with DF set (default for ICMP:
+    /// the source interface's MTU, so a smaller MTU on the path shows).
+    #[arg(long, requires = "probe")]
+    pub size: Option<usize>,
     #[command(flatten)]
     pub source: SourceArgs,
     #[arg(short, long, value_enum, default_value_t)]

@@ -94,11 +94,34 @@ fn run(cli: Cli) -> Result<u8> {
             let port = a.port;
             let world = knetdoctor::trace::sim::World::new(&cluster, &nodes, &findings);
             let t = knetdoctor::trace::sim::trace(&world, &src, &dst, &proto, port);
-            match a.output {
-                Output::Json => json(&t),
-                Output::Text => out(&knetdoctor::trace::text::render(&t)),
+            if !a.probe {
+                match a.output {
+                    Output::Json => json(&t),
+                    Output::Text => out(&knetdoctor::trace::text::render(&t)),
+                }
+                return Ok(if t.reachable { 0 } else { 1 });
             }
-            Ok(if t.reachable { 0 } else { 1 })
+            if !(0.05..=60.0).contains(&a.timeout) {
+                return Err(knetdoctor::Error::usage(
+                    format!("--timeout {} is out of range", a.timeout),
+                    Some("give 0.05 to 60 seconds".to_string()),
+                ));
+            }
+            let opts = knetdoctor::trace::probe::Options {
+                lab: a.source.lab.clone(),
+                timeout: std::time::Duration::from_secs_f64(a.timeout),
+                size: a.size,
+            };
+            let p = knetdoctor::trace::probe::run(&t, &src, &opts)?;
+            match a.output {
+                Output::Json => json(&serde_json::json!({"trace": t, "probe": p})),
+                Output::Text => out(&format!(
+                    "{}{}",
+                    knetdoctor::trace::text::render(&t),
+                    knetdoctor::trace::text::render_probe(&p)
+                )),
+            }
+            Ok(if p.judgement.reached { 0 } else { 1 })
         }
         Command::Collect(a) => {
             if a.dir.exists() {

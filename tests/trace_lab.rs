@@ -41,16 +41,6 @@ fn trace(args: &[&str]) -> (bool, String, Option<i32>) {
     )
 }
 
-const PODS: [&str; 7] = [
-    "test-svc-ns/nginx-56d58c56c7-zl6ms",
-    "test-svc-ns/nginx-56d58c56c7-2zp46",
-    "test-svc-ns/nginx-56d58c56c7-mr7p9",
-    "kube-system/coredns-6d56c8448f-g6m9z",
-    "kube-system/coredns-6d56c8448f-ws7rb",
-    "nginx-ingress/nginx-ingress-75c88594dc-klfqc",
-    "test-net/busybox-deployment-5db9ff768-zrlxw",
-];
-
 #[test]
 fn healthy_lab_is_reachable_everywhere_and_faults_fail_where_injected() {
     let lab = Lab::up("trace", &[]);

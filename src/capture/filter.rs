@@ -34,6 +34,38 @@ pub fn for_addresses(ips: &[Ipv4Addr], vxlan_ports: &[u16]) -> String {
     )
 }
 
+/// A filter for one probe and everything about it: TCP/UDP by its source
+/// port either way, ICMP echo by its id, ICMP errors, plain and inside
+/// VXLAN (inner IPv4 without options: protocol at udp[39], the transport
+/// header at udp[50]).
+pub fn for_probe(proto: &str, tag: u16, vxlan_ports: &[u16]) -> String {
+    let (plain, inner) = match proto {
+        "icmp" => (
+            format!("icmp[4:2] = {tag} or icmp[0] = 3 or icmp[0] = 11"),
+            format!("udp[39] = 1 and (udp[54:2] = {tag} or udp[50] = 3 or udp[50] = 11)"),
+        ),
+        // Every SYN and RST for the moment the probe runs: masquerade may
+        // give the SYN another source port (`--random-fully`); it is then
+        // recognised by its IP id.
+        "tcp" => (
+            "tcp[tcpflags] & (tcp-syn|tcp-rst) != 0 or icmp[0] = 3 or icmp[0] = 11".to_string(),
+            "(udp[39] = 6 and udp[63] & 0x06 != 0) or (udp[39] = 1 and (udp[50] = 3 or udp[50] = 11))"
+                .to_string(),
+        ),
+        _ => (
+            format!("udp port {tag} or icmp[0] = 3 or icmp[0] = 11"),
+            format!(
+                "(udp[39] = 17 and (udp[50:2] = {tag} or udp[52:2] = {tag})) or (udp[39] = 1 and (udp[50] = 3 or udp[50] = 11))"
+            ),
+        ),
+    };
+    let ports: Vec<String> = vxlan_ports
+        .iter()
+        .map(|p| format!("udp dst port {p}"))
+        .collect();
+    format!("({plain}) or (({}) and ({inner}))", ports.join(" or "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,6 @@ pub mod file;
 pub mod filter;
 pub mod live;
 #[cfg(test)]
-mod test_frames;
+pub(crate) mod test_frames;
 
 pub use decode::{Frame, decode};

@@ -6,6 +6,7 @@
 //! Observation points and drop reasons come from fixed vocabularies so
 //! people and scripts can rely on them.
 
+pub mod probe;
 pub mod resolve;
 pub mod sim;
 pub mod text;
@@ -120,6 +121,20 @@ pub struct Trace {
     pub reachable: bool,
     /// The smallest MTU along any branch.
     pub path_mtu: Option<u32>,
+    /// Where the source actually sends (after DNS, with the Service's port
+    /// filled in): what `--probe` sends to.
+    pub sent_to: Option<SentTo>,
+}
+
+/// The protocol, address, port and (for a URL) HTTP host and path the source sends to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentTo {
+    /// `tcp`, `udp` or `icmp`: the trace's, or `udp` for the DNS query
+    /// when name resolution is where the trace stops.
+    pub proto: String,
+    pub ip: std::net::IpAddr,
+    pub port: Option<u16>,
+    pub http: Option<(String, String)>,
 }
 
 impl Hop {

@@ -97,3 +97,98 @@ pub fn render(t: &Trace) -> String {
     );
     o
 }
+
+/// The readable form of a probe: what was sent, what came back, where the
+/// request and reply were seen, the last rules they hit, and whether that
+/// agrees with the static trace.
+pub fn render_probe(p: &super::probe::ProbeReport) -> String {
+    use super::probe::verdict::Direction;
+    let mut o = String::new();
+    let bad = Style::new().bold().fg_color(Some(AnsiColor::Red.into()));
+    let _ = writeln!(o, "\nprobe: {} (from {})", p.sent, p.from_netns);
+    let reply_kind = serde_json::to_value(p.reply.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let st = if p.judgement.reached {
+        Style::new()
+    } else {
+        bad
+    };
+    let _ = writeln!(
+        o,
+        "  reply: {st}{reply_kind}{st:#}{} — {}",
+        p.reply
+            .from
+            .map(|f| format!(" from {f}"))
+            .unwrap_or_default(),
+        p.reply.detail
+    );
+    for (dir, name) in [(Direction::Request, "request"), (Direction::Reply, "reply")] {
+        let mut places: Vec<&str> = Vec::new();
+        for s in p.seen.iter().filter(|s| s.direction == dir) {
+            if !places.contains(&s.at_iface.as_str()) {
+                places.push(&s.at_iface);
+            }
+        }
+        let _ = writeln!(
+            o,
+            "  {name} seen on: {}",
+            if places.is_empty() {
+                "nothing captured".to_string()
+            } else {
+                places.join(" -> ")
+            }
+        );
+    }
+    let j = &p.judgement;
+    if let Some(b) = &j.branch {
+        let _ = writeln!(o, "  the kernel chose: {b}");
+    }
+    if let Some(lost) = j.lost_before.as_ref().filter(|_| !j.reached) {
+        let _ = writeln!(
+            o,
+            "  request last seen on {}, {st}not seen on {lost}{st:#}",
+            j.last_seen.as_deref().unwrap_or("nothing"),
+            st = bad
+        );
+    }
+    for n in &p.netfilter {
+        if let Some(note) = &n.note {
+            let _ = writeln!(o, "  netfilter {}: not traced ({note})", n.node);
+            continue;
+        }
+        if n.hits.is_empty() {
+            let _ = writeln!(
+                o,
+                "  netfilter {}: no marked packet passed (it did not get here, or NAT rewrote the port the mark matches)",
+                n.node
+            );
+        }
+        for (which, reply) in [("request", false), ("reply", true)] {
+            for h in n.decisions(reply) {
+                let st = if h.verdict == "accept" {
+                    Style::new()
+                } else {
+                    bad
+                };
+                let _ = writeln!(o, "  netfilter {} {which}: {st}{}{st:#}", n.node, h.line());
+            }
+        }
+    }
+    for n in &p.not_captured {
+        let _ = writeln!(o, "  not captured: {n}");
+    }
+    match &j.disagreement {
+        None => {
+            let _ = writeln!(o, "the real packet agrees with the trace");
+        }
+        Some(d) => {
+            let _ = writeln!(
+                o,
+                "{bad}the real packet DISAGREES with the trace{bad:#}: {d}"
+            );
+        }
+    }
+    o
+}

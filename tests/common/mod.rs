@@ -124,6 +124,16 @@ pub const NGINX_MASTER: &str = "nginx-56d58c56c7-zl6ms";
 pub const NGINX_NODE11: &str = "nginx-56d58c56c7-2zp46";
 pub const NGINX_NODE12: &str = "nginx-56d58c56c7-mr7p9";
 pub const BUSYBOX: &str = "busybox-deployment-5db9ff768-zrlxw";
+/// Every pod of the seed lab, as `namespace/name`.
+pub const PODS: [&str; 7] = [
+    "test-svc-ns/nginx-56d58c56c7-zl6ms",
+    "test-svc-ns/nginx-56d58c56c7-2zp46",
+    "test-svc-ns/nginx-56d58c56c7-mr7p9",
+    "kube-system/coredns-6d56c8448f-g6m9z",
+    "kube-system/coredns-6d56c8448f-ws7rb",
+    "nginx-ingress/nginx-ingress-75c88594dc-klfqc",
+    "test-net/busybox-deployment-5db9ff768-zrlxw",
+];
 pub const COREDNS_MASTER: &str = "coredns-6d56c8448f-g6m9z";
 
 pub fn ping(ns: &str, ip: &str) -> bool {

@@ -15,7 +15,7 @@ use outside::*;
 use overlay::*;
 
 use super::resolve::{End, classify_ip, node_by_ip};
-use super::{Branch, DropReason, Hop, Point, Trace, Verdict};
+use super::{Branch, DropReason, Hop, Point, SentTo, Trace, Verdict};
 use crate::check::{Finding, iptables::kube_proxy_ruleset};
 use crate::dataplane::NodeState;
 use crate::dataplane::iptables::RuleSpec;
@@ -199,6 +199,7 @@ pub fn trace(world: &World, src: &End, dst: &End, proto: &str, port: Option<u16>
         branches: Vec::new(),
         reachable: false,
         path_mtu: None,
+        sent_to: None,
     };
     match src {
         End::Pod { ip, node, .. } => from_pod(world, &mut t, *ip, node, dst, proto, port),
@@ -280,6 +281,12 @@ fn from_pod(
         proto: proto.to_string(),
         size,
     };
+    t.sent_to = Some(SentTo {
+        proto: proto.to_string(),
+        ip: dst_ip,
+        port,
+        http: None,
+    });
     t.hops.push(leave_pod(world, node, src_ip));
     if t.hops.last().is_some_and(|h| h.verdict == Verdict::Drop) {
         return;
@@ -305,6 +312,12 @@ fn from_pod(
                             .eq_ignore_ascii_case(proto)
                     })
                     .map(|p| p.port as u16)
+            });
+            t.sent_to = Some(SentTo {
+                proto: proto.to_string(),
+                ip: dst_ip,
+                port: pkt.port,
+                http: None,
             });
         }
         let targets = match service_targets(world, node, &pkt, &format!("{namespace}/{name}")) {
@@ -469,6 +482,13 @@ fn resolve_name(
                     .map(Box::new)
             });
             t.hops.push(hop);
+            // What fails is the query itself: that is what a probe sends.
+            t.sent_to = Some(SentTo {
+                proto: "udp".into(),
+                ip: dns_ip,
+                port: Some(53),
+                http: None,
+            });
             return None;
         }
     }

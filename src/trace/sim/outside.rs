@@ -14,6 +14,7 @@ pub(super) fn from_outside(
 ) {
     match dst {
         End::NodePort { node, ip, port: np } => {
+            t.sent_to = Some(SentTo { proto: proto.to_string(), ip: *ip, port: Some(*np), http: None });
             t.hops.push(Hop::new(Point::FromUnderlay, Some(node), Some("eth0"), format!("{src_ip} -> {ip}:{np}/{proto}")));
             let pkt = Packet { src: src_ip, dst: *ip, port: Some(*np), proto: proto.to_string(), size: 1450 };
             match nodeport_targets(world, node, &pkt) {
@@ -77,6 +78,12 @@ pub(super) fn from_outside_url(
         .lease(&node)
         .map(|l| IpAddr::V4(l.public_ip))
         .unwrap_or(ctrl_ip);
+    t.sent_to = Some(SentTo {
+        proto: "tcp".into(),
+        ip: node_ip,
+        port: Some(80),
+        http: Some((host.to_string(), path.to_string())),
+    });
     t.hops.push(Hop::new(
         Point::FromUnderlay,
         Some(&node),

@@ -1,0 +1,224 @@
+//! Picking the probe out of what the captures saw (pure): by its source
+//! port or echo id, and — where masquerade gave the SYN another source port
+//! — by the IP id it kept; replies are what answers one of those.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use super::verdict::{Direction, Seen};
+use crate::capture::Frame;
+use crate::capture::decode::{Net, Transport};
+
+/// The sightings of the probe among `(label, at, frame)`, in time order.
+pub fn identify(frames: &[(String, f64, Frame)], proto: &str, tag: u16, src: IpAddr) -> Vec<Seen> {
+    let view = |f: &Frame| -> Option<(IpAddr, IpAddr, u16, Option<Transport>)> {
+        let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(f);
+        match &inner.net {
+            Some(Net::Ipv4 { src, dst, id, .. }) => {
+                Some((*src, *dst, *id, inner.transport.clone()))
+            }
+            _ => None,
+        }
+    };
+    let syn_from = |t: &Option<Transport>| match t {
+        Some(Transport::Tcp {
+            src_port, flags, ..
+        }) if flags == "S" => Some(*src_port),
+        _ => None,
+    };
+    // The probe's SYN as sent, then the same packet after any SNAT.
+    let ids: HashSet<u16> = frames
+        .iter()
+        .filter_map(|(_, _, f)| view(f))
+        .filter(|(_, _, _, t)| syn_from(t) == Some(tag))
+        .map(|(_, _, id, _)| id)
+        .collect();
+    let mut senders: HashSet<(IpAddr, u16)> = HashSet::new();
+    senders.insert((src, tag));
+    if proto == "tcp" {
+        for (_, _, f) in frames {
+            if let Some((s, _, id, t)) = view(f)
+                && let Some(port) = syn_from(&t)
+                && (port == tag || ids.contains(&id))
+            {
+                senders.insert((s, port));
+            }
+        }
+    }
+    let source_ips: HashSet<IpAddr> = senders.iter().map(|(ip, _)| *ip).collect();
+    let mut seen: Vec<Seen> = frames
+        .iter()
+        .filter_map(|(label, at, f)| {
+            let (s, d, _, t) = view(f)?;
+            let direction = match (&t, proto) {
+                (
+                    Some(Transport::Tcp {
+                        src_port,
+                        dst_port,
+                        flags,
+                        ..
+                    }),
+                    "tcp",
+                ) => {
+                    if flags == "S" && senders.contains(&(s, *src_port)) {
+                        Direction::Request
+                    } else if (flags.contains('S') || flags.contains('R'))
+                        && senders.contains(&(d, *dst_port))
+                    {
+                        Direction::Reply
+                    } else {
+                        return None;
+                    }
+                }
+                (
+                    Some(Transport::Udp {
+                        src_port, dst_port, ..
+                    }),
+                    "udp",
+                ) => {
+                    if *src_port == tag && s == src {
+                        Direction::Request
+                    } else if *dst_port == tag && d == src {
+                        Direction::Reply
+                    } else {
+                        return None;
+                    }
+                }
+                (Some(Transport::Icmp { kind, id, .. }), _) => match kind.as_str() {
+                    "echo request" if proto == "icmp" && *id == Some(tag) => Direction::Request,
+                    "echo reply" if proto == "icmp" && *id == Some(tag) => Direction::Reply,
+                    "echo request" | "echo reply" => return None,
+                    // An ICMP error on its way back to the sender.
+                    _ if source_ips.contains(&d) => Direction::Reply,
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            Some(Seen {
+                at_iface: label.clone(),
+                direction,
+                at: *at,
+                packet: f.line(),
+                dst: Some(d),
+            })
+        })
+        .collect();
+    seen.sort_by(|a, b| a.at.total_cmp(&b.at));
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::decode::{VXLAN_PORTS, decode};
+    use crate::capture::test_frames::in_vxlan;
+
+    /// A TCP segment from `src:sport` to `dst:dport` with `flags` and IP id `id`.
+    fn tcp(
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        syn: bool,
+        ack: bool,
+        id: u16,
+    ) -> Vec<u8> {
+        let mut t = etherparse::TcpHeader::new(sport, dport, 1, 64240);
+        t.syn = syn;
+        t.ack = ack;
+        let mut out = Vec::new();
+        let mut ip = etherparse::Ipv4Header::new(
+            t.header_len() as u16,
+            64,
+            etherparse::IpNumber::TCP,
+            src,
+            dst,
+        )
+        .unwrap();
+        ip.identification = id;
+        etherparse::Ethernet2Header {
+            source: [2; 6],
+            destination: [4; 6],
+            ether_type: etherparse::EtherType::IPV4,
+        }
+        .write(&mut out)
+        .unwrap();
+        ip.write(&mut out).unwrap();
+        t.checksum = t.calc_checksum_ipv4(&ip, &[]).unwrap();
+        t.write(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_masqueraded_syn_is_followed_by_its_ip_id_and_its_answer_by_the_new_port() {
+        let client = [192, 168, 56, 254];
+        let node = [192, 168, 56, 11];
+        let masq = [10, 2, 1, 0];
+        let pod = [10, 2, 0, 42];
+        let frames = vec![
+            (
+                "k8s-node-11/eth0".to_string(),
+                1.0,
+                decode(
+                    &tcp(client, 41000, node, 30005, true, false, 77),
+                    &VXLAN_PORTS,
+                ),
+            ),
+            // After DNAT and masquerade with a random port, inside VXLAN.
+            (
+                "k8s-node-11/eth0".to_string(),
+                1.1,
+                decode(
+                    &in_vxlan(&tcp(masq, 5555, pod, 80, true, false, 77), 1),
+                    &VXLAN_PORTS,
+                ),
+            ),
+            // Someone else's SYN.
+            (
+                "k8s-node-11/eth0".to_string(),
+                1.15,
+                decode(
+                    &in_vxlan(&tcp(masq, 6666, pod, 80, true, false, 78), 1),
+                    &VXLAN_PORTS,
+                ),
+            ),
+            (
+                "k8s-node-11/eth0".to_string(),
+                1.2,
+                decode(
+                    &in_vxlan(&tcp(pod, 80, masq, 5555, true, true, 0), 1),
+                    &VXLAN_PORTS,
+                ),
+            ),
+            (
+                "k8s-node-11/eth0".to_string(),
+                1.3,
+                decode(
+                    &tcp(node, 30005, client, 41000, true, true, 0),
+                    &VXLAN_PORTS,
+                ),
+            ),
+            // The handshake's ACK is not the probe.
+            (
+                "k8s-node-11/eth0".to_string(),
+                1.4,
+                decode(
+                    &tcp(client, 41000, node, 30005, false, true, 79),
+                    &VXLAN_PORTS,
+                ),
+            ),
+        ];
+        let seen = identify(&frames, "tcp", 41000, IpAddr::from(client));
+        let dirs: Vec<(f64, Direction)> = seen.iter().map(|s| (s.at, s.direction)).collect();
+        assert_eq!(
+            dirs,
+            [
+                (1.0, Direction::Request),
+                (1.1, Direction::Request),
+                (1.2, Direction::Reply),
+                (1.3, Direction::Reply)
+            ]
+        );
+        assert_eq!(seen[1].dst, Some(IpAddr::from(pod)));
+    }
+}

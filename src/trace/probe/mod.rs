@@ -1,0 +1,382 @@
+//! `trace --probe`: a real packet along the traced path. It is sent from
+//! inside the source's network namespace while every interface the static
+//! trace predicts (on every node it names) is captured, and netfilter
+//! tracing marks it on those nodes; then where it was last seen, which rule
+//! it hit last, and whether a reply came back are compared with the trace.
+//!
+//! The comparison is pure ([`verdict`]); sending ([`send`]) and tracing
+//! ([`nftrace`]) are the I/O around it.
+
+pub mod identify;
+pub mod nftrace;
+pub mod send;
+pub mod verdict;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::capture::{decode::VXLAN_PORTS, filter, live};
+use crate::dataplane::Netns;
+use crate::error::{Error, Result};
+use crate::model::flannel::{BRIDGE_DEVICE, VTEP_DEVICE};
+use crate::trace::Trace;
+use crate::trace::resolve::End;
+use nftrace::RuleHit;
+use verdict::{Judgement, Reply, Seen};
+
+/// How to probe.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The lab whose namespaces hold the nodes (other nodes are captured
+    /// only when they are this machine).
+    pub lab: String,
+    /// How long to wait for a reply.
+    pub timeout: Duration,
+    /// IP packet size for ICMP and UDP probes (DF set); default: the
+    /// source interface's MTU for ICMP, small for UDP.
+    pub size: Option<usize>,
+}
+
+/// What the probe found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    /// e.g. `tcp 10.2.2.50:41234 -> 10.1.59.153:80 (SYN)`.
+    pub sent: String,
+    /// The source namespace it was sent from.
+    pub from_netns: String,
+    pub reply: Reply,
+    /// Every frame of the probe the captures saw, in time order.
+    pub seen: Vec<Seen>,
+    pub judgement: Judgement,
+    pub netfilter: Vec<NodeNetfilter>,
+    /// Nodes of the path that could not be captured, and why.
+    pub not_captured: Vec<String>,
+}
+
+/// Netfilter tracing on one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeNetfilter {
+    pub node: String,
+    pub hits: Vec<RuleHit>,
+    /// Why it was not traced.
+    pub note: Option<String>,
+}
+
+impl NodeNetfilter {
+    /// What decided the request's (or reply's) fate on this node: per
+    /// table, the first rule with a final verdict (the DNAT, the FORWARD
+    /// accept or drop), and any drop or reject after it.
+    pub fn decisions(&self, reply: bool) -> Vec<&RuleHit> {
+        let mut tables: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for h in self.hits.iter().filter(|h| h.reply == reply) {
+            let final_verdict =
+                matches!(h.verdict.as_str(), "accept" | "drop" | "reject" | "queue");
+            if !final_verdict {
+                continue;
+            }
+            if !tables.contains(&h.table.as_str()) || h.verdict != "accept" {
+                tables.push(&h.table);
+                out.push(h);
+            }
+        }
+        out
+    }
+}
+
+/// Sends the probe for `trace` from `src` and reports what happened.
+pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
+    let src_ip = match src {
+        End::Pod { ip, .. } | End::Outside { ip } => *ip,
+        other => {
+            return Err(Error::usage(
+                format!("cannot probe from {}", other.label()),
+                Some("probe from a pod or an outside address".into()),
+            ));
+        }
+    };
+    let IpAddr::V4(src_v4) = src_ip else {
+        return Err(Error::usage("probes are IPv4 only", None));
+    };
+    let sent_to = trace.sent_to.clone().ok_or_else(|| {
+        Error::usage(
+            "the trace stops before the packet leaves the source, so there is nothing to probe",
+            Some("fix what the static trace reports first".into()),
+        )
+    })?;
+    let IpAddr::V4(dst) = sent_to.ip else {
+        return Err(Error::usage("probes are IPv4 only", None));
+    };
+    let source_ns = netns_holding(src_ip, &opts.lab)?;
+    let proto = sent_to.proto.as_str();
+    let tag = probe_tag();
+
+    // Every interface the path crosses, on every node it names.
+    let mut ifaces = Vec::new();
+    let mut node_ns = Vec::new();
+    let mut not_captured = Vec::new();
+    for node in path_nodes(trace) {
+        match node_netns(&node, &opts.lab) {
+            Some(ns) => {
+                let (devices, down) = usable(&ns, &devices_on(trace, &node));
+                not_captured.extend(
+                    down.iter()
+                        .map(|d| format!("{node}/{d}: the device is down, nothing passes it")),
+                );
+                ifaces.extend(live::Iface::in_netns(&ns, &devices, Some(&node)));
+                node_ns.push((node, ns));
+            }
+            None => not_captured.push(format!(
+                "{node}: not this machine and not a lab node; run the probe there to see it"
+            )),
+        }
+    }
+    let running = live::start(&live::Spec {
+        interfaces: ifaces,
+        filter: Some(filter::for_probe(proto, tag, &VXLAN_PORTS)),
+        // Whole frames: a full-size probe cut short would not decode.
+        snaplen: 65535,
+        queue: 4096,
+    })?;
+    let mut tracers = Vec::new();
+    let mut netfilter = Vec::new();
+    for (node, ns) in &node_ns {
+        match nftrace::unavailable(ns) {
+            Some(note) => netfilter.push(NodeNetfilter {
+                node: node.clone(),
+                hits: Vec::new(),
+                note: Some(note),
+            }),
+            None => tracers.push((node.clone(), nftrace::Tracer::start(ns, proto, tag)?)),
+        }
+    }
+    if !tracers.is_empty() {
+        // Let `nft monitor` subscribe before the packet goes.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let size = match (opts.size, proto) {
+        (Some(s), _) => Some(s),
+        (None, "icmp") => mtu_of(&source_ns, src_v4),
+        _ => None,
+    };
+    let reply = send::send(
+        &source_ns,
+        send::Probe {
+            proto: proto.to_string(),
+            tag,
+            dst,
+            port: sent_to.port,
+            size,
+            http: sent_to.http.clone(),
+            timeout: opts.timeout,
+        },
+    );
+    // What is in flight reaches the captures and the monitor.
+    std::thread::sleep(Duration::from_millis(150));
+    for (node, t) in tracers {
+        netfilter.push(NodeNetfilter {
+            node,
+            hits: nftrace::parse(&t.finish(), proto, tag),
+            note: None,
+        });
+    }
+    let frames: Vec<live::Captured> = running.frames.try_iter().collect();
+    let _ = running.finish();
+    let reply = reply?;
+    let decoded: Vec<(String, f64, crate::capture::Frame)> = frames
+        .iter()
+        .map(|f| {
+            (
+                f.iface.clone(),
+                f.at.as_secs_f64(),
+                crate::capture::decode(&f.data, &VXLAN_PORTS),
+            )
+        })
+        .collect();
+    let seen = identify::identify(&decoded, proto, tag, src_ip);
+    let judgement = verdict::judge(trace, &seen, &reply);
+    Ok(ProbeReport {
+        sent: format!(
+            "{proto} {src_ip}{} -> {dst}{}{}",
+            if proto == "icmp" {
+                format!(" echo id {tag}")
+            } else {
+                format!(":{tag}")
+            },
+            sent_to.port.map(|p| format!(":{p}")).unwrap_or_default(),
+            size.map(|s| format!(" ({s} bytes, DF)"))
+                .unwrap_or_default()
+        ),
+        from_netns: source_ns.display_name(),
+        reply,
+        seen,
+        judgement,
+        netfilter,
+        not_captured,
+    })
+}
+
+/// A source port / echo id unlikely to collide with anything running.
+fn probe_tag() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    40000 + ((nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 20000) as u16
+}
+
+/// The nodes the path names, in order.
+fn path_nodes(trace: &Trace) -> Vec<String> {
+    let mut nodes: Vec<String> = Vec::new();
+    for h in trace
+        .hops
+        .iter()
+        .chain(trace.branches.iter().flat_map(|b| b.hops.iter()))
+    {
+        if let Some(n) = &h.node
+            && !nodes.contains(n)
+        {
+            nodes.push(n.clone());
+        }
+    }
+    nodes
+}
+
+/// cni0, flannel.1, eth0 and every device the trace names on `node`.
+fn devices_on(trace: &Trace, node: &str) -> Vec<String> {
+    let mut devices: Vec<String> = vec![BRIDGE_DEVICE.into(), VTEP_DEVICE.into(), "eth0".into()];
+    for h in trace
+        .hops
+        .iter()
+        .chain(trace.branches.iter().flat_map(|b| b.hops.iter()))
+    {
+        if h.node.as_deref() == Some(node)
+            && let Some(d) = &h.device
+            && !devices.contains(d)
+        {
+            devices.push(d.clone());
+        }
+    }
+    devices
+}
+
+/// Of `names`, the devices in `ns` that are up (libpcap cannot open one
+/// that is down), and those that exist but are down.
+fn usable(ns: &Netns, names: &[String]) -> (Vec<String>, Vec<String>) {
+    let names = names.to_vec();
+    ns.run(move || {
+        let up: Vec<(String, bool)> = nix::ifaddrs::getifaddrs()
+            .map(|a| {
+                a.map(|i| {
+                    let up = i.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP);
+                    (i.interface_name, up)
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        let state = |n: &str| up.iter().find(|(name, _)| name == n).map(|(_, u)| *u);
+        let mut usable = Vec::new();
+        let mut down = Vec::new();
+        for n in names {
+            match state(&n) {
+                Some(true) => usable.push(n),
+                Some(false) => down.push(n),
+                None => {}
+            }
+        }
+        (usable, down)
+    })
+    .unwrap_or_default()
+}
+
+/// A lab node's namespace, or this machine's when it is the node.
+fn node_netns(node: &str, lab: &str) -> Option<Netns> {
+    if let Ok(src) = crate::inspect::resolve_node(Some(node), None, lab) {
+        return Some(src.netns);
+    }
+    let host = nix::unistd::gethostname().ok()?;
+    (host.to_string_lossy() == node).then_some(Netns::Current)
+}
+
+/// The network namespace that holds `ip`. When the lab is up, only its
+/// namespaces (labs side by side reuse the same addresses); otherwise the
+/// named namespaces (CNI's `cni-*`), then every process's (a pod's sandbox).
+fn netns_holding(ip: IpAddr, lab: &str) -> Result<Netns> {
+    let lab_prefix = crate::lab::topology::netns_prefix(lab);
+    let named: Vec<String> = std::fs::read_dir(crate::dataplane::netns::NETNS_RUN_DIR)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let lab_up = crate::lab::state::LabState::load(lab)
+        .ok()
+        .flatten()
+        .is_some();
+    let mut candidates: Vec<Netns> = named
+        .into_iter()
+        .filter(|n| !lab_up || n.starts_with(&lab_prefix))
+        .map(Netns::Named)
+        .collect();
+    let mut inodes = std::collections::HashSet::new();
+    if !lab_up && let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let path = e.path().join("ns/net");
+            if let Ok(meta) = std::fs::metadata(&path) {
+                use std::os::unix::fs::MetadataExt;
+                if inodes.insert(meta.ino()) {
+                    candidates.push(Netns::Path(path));
+                }
+            }
+        }
+    }
+    for ns in candidates {
+        let has = ns
+            .run(move || {
+                nix::ifaddrs::getifaddrs()
+                    .map(|addrs| {
+                        addrs.into_iter().any(|a| {
+                            a.address
+                                .and_then(|s| s.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())))
+                                == Some(ip)
+                        })
+                    })
+                    .unwrap_or(false)
+            })
+            .unwrap_or(false);
+        if has {
+            return Ok(ns);
+        }
+    }
+    Err(Error::env(
+        format!("no network namespace on this machine holds {ip}"),
+        Some("probe on the node that runs the source pod (or start the lab)".into()),
+    ))
+}
+
+/// The MTU of the interface holding `ip` in `ns`.
+fn mtu_of(ns: &Netns, ip: std::net::Ipv4Addr) -> Option<usize> {
+    ns.run(move || -> Option<usize> {
+        let name = nix::ifaddrs::getifaddrs()
+            .ok()?
+            .find_map(|a| (a.address?.as_sockaddr_in()?.ip() == ip).then_some(a.interface_name))?;
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).ok()?;
+        // SAFETY: a zeroed ifreq with a NUL-terminated name that fits, and
+        // SIOCGIFMTU writes only ifru_mtu.
+        unsafe {
+            use std::os::fd::AsRawFd;
+            let mut req: nix::libc::ifreq = std::mem::zeroed();
+            for (d, s) in req.ifr_name.iter_mut().zip(name.bytes().take(15)) {
+                *d = s as nix::libc::c_char;
+            }
+            if nix::libc::ioctl(sock.as_raw_fd(), nix::libc::SIOCGIFMTU, &mut req) != 0 {
+                return None;
+            }
+            usize::try_from(req.ifr_ifru.ifru_mtu).ok()
+        }
+    })
+    .ok()
+    .flatten()
+}

@@ -1,0 +1,316 @@
+//! Netfilter tracing of the probe: a table of our own in each node on the
+//! path marks the probe's packets with `meta nftrace set 1` at the first
+//! hooks, `nft monitor trace` reports every chain and rule they pass, and
+//! the table is deleted afterwards (also when the probe fails part way, and
+//! tables a killed probe left behind are swept on the next run).
+//!
+//! nftrace sees nftables rules, which is what iptables-nft (the default
+//! since Debian 11) writes; rules loaded with iptables-legacy are invisible
+//! to it, so such a node is reported as not traceable rather than traced
+//! wrongly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+
+use crate::dataplane::Netns;
+use crate::error::{Error, Result};
+
+/// The prefix of the tables the probe adds; `<prefix><pid>_<tag>`.
+pub const TABLE_PREFIX: &str = "knetdoctor_probe_";
+
+/// One step of a packet through netfilter, from `nft monitor trace`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleHit {
+    /// True for the probe's reply.
+    pub reply: bool,
+    pub table: String,
+    pub chain: String,
+    /// The rule as nft prints it, or `policy`.
+    pub rule: String,
+    /// accept, drop, jump X, return, continue, ...
+    pub verdict: String,
+}
+
+impl RuleHit {
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} {} (verdict {})",
+            self.table, self.chain, self.rule, self.verdict
+        )
+    }
+}
+
+/// The nft rules that mark the probe and its reply: request by source
+/// port or echo id, reply by destination port or echo id, first packets only.
+pub fn mark_rules(proto: &str, tag: u16) -> (String, String) {
+    match proto {
+        "icmp" => (
+            format!("icmp type echo-request icmp id {tag}"),
+            format!("icmp type echo-reply icmp id {tag}"),
+        ),
+        "udp" => (format!("udp sport {tag}"), format!("udp dport {tag}")),
+        _ => (
+            format!("tcp sport {tag} tcp flags & (syn|ack) == syn"),
+            format!("tcp dport {tag} tcp flags & (syn|rst) != 0"),
+        ),
+    }
+}
+
+/// Parses `nft monitor trace` lines into rule hits, leaving out our own
+/// marking table. Which way a trace id goes is read from its `packet:` line.
+pub fn parse(lines: &[String], proto: &str, tag: u16) -> Vec<RuleHit> {
+    let request_marker = match proto {
+        "icmp" => "icmp type echo-request".to_string(),
+        "udp" => format!("udp sport {tag} "),
+        _ => format!("tcp sport {tag} "),
+    };
+    let mut direction: std::collections::HashMap<String, bool> = Default::default();
+    let mut hits = Vec::new();
+    for line in lines {
+        let Some(rest) = line.strip_prefix("trace id ") else {
+            continue;
+        };
+        let mut words = rest.splitn(5, ' ');
+        let (Some(id), Some(_family), Some(table), Some(chain), Some(what)) = (
+            words.next(),
+            words.next(),
+            words.next(),
+            words.next(),
+            words.next(),
+        ) else {
+            continue;
+        };
+        if let Some(pkt) = what.strip_prefix("packet: ") {
+            direction.insert(
+                id.to_string(),
+                !(pkt.to_string() + " ").contains(&request_marker),
+            );
+            continue;
+        }
+        if table.starts_with(TABLE_PREFIX) {
+            continue;
+        }
+        let reply = direction.get(id).copied().unwrap_or(false);
+        let (rule, verdict) = if let Some(r) = what.strip_prefix("rule ") {
+            match r.rsplit_once(" (verdict ") {
+                Some((rule, v)) => (rule.trim().to_string(), v.trim_end_matches(')').to_string()),
+                None => (r.trim().to_string(), String::new()),
+            }
+        } else if let Some(v) = what.strip_prefix("policy ") {
+            ("policy".to_string(), v.trim().to_string())
+        } else if let Some(v) = what.strip_prefix("verdict ") {
+            ("end of chain".to_string(), v.trim().to_string())
+        } else {
+            continue;
+        };
+        hits.push(RuleHit {
+            reply,
+            table: table.to_string(),
+            chain: chain.to_string(),
+            rule,
+            verdict,
+        });
+    }
+    hits
+}
+
+/// A running trace on one node; [`Tracer::finish`] stops it and removes
+/// the table (dropping it without finishing removes the table too).
+pub struct Tracer {
+    netns: Netns,
+    table: String,
+    monitor: Option<Child>,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// Why a node is not traced.
+pub fn unavailable(netns: &Netns) -> Option<String> {
+    let out = netns.command("nft").ok()?.args(["list", "tables"]).output();
+    match out {
+        Err(_) => Some("nft is not installed".into()),
+        Ok(o) if !o.status.success() => Some(format!(
+            "nft cannot list tables: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Ok(o) => {
+            let tables = String::from_utf8_lossy(&o.stdout);
+            (!tables.contains("table ip filter") && !tables.contains("table ip nat")).then(|| {
+                "its iptables rules are not in nftables (iptables-legacy): nftrace cannot see them"
+                    .to_string()
+            })
+        }
+    }
+}
+
+impl Tracer {
+    /// Adds the marking table in `netns` and starts `nft monitor trace`.
+    pub fn start(netns: &Netns, proto: &str, tag: u16) -> Result<Tracer> {
+        sweep_stale(netns);
+        let table = format!("{TABLE_PREFIX}{}_{tag}", std::process::id());
+        let (req, rep) = mark_rules(proto, tag);
+        let ruleset = format!(
+            "table ip {table} {{\n\
+             chain pre {{\n type filter hook prerouting priority -350;\n {req} meta nftrace set 1\n {rep} meta nftrace set 1\n}}\n\
+             chain out {{\n type filter hook output priority -350;\n {req} meta nftrace set 1\n {rep} meta nftrace set 1\n}}\n}}\n"
+        );
+        nft_stdin(netns, &ruleset)?;
+        let mut tracer = Tracer {
+            netns: netns.clone(),
+            table,
+            monitor: None,
+            lines: Arc::default(),
+            reader: None,
+        };
+        let mut child = netns
+            .command("nft")?
+            .args(["monitor", "trace"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::env(format!("cannot run nft monitor trace: {e}"), None))?;
+        let stdout = child.stdout.take();
+        tracer.monitor = Some(child);
+        let lines = tracer.lines.clone();
+        tracer.reader = stdout.map(|out| {
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                    if let Ok(mut v) = lines.lock() {
+                        v.push(line);
+                    }
+                }
+            })
+        });
+        Ok(tracer)
+    }
+
+    /// Stops the monitor, removes the table, returns the trace lines.
+    pub fn finish(mut self) -> Vec<String> {
+        self.stop();
+        self.lines.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.monitor.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let _ = nft_stdin(&self.netns, &format!("delete table ip {}\n", self.table));
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if self.monitor.is_some() {
+            self.stop();
+        }
+    }
+}
+
+fn nft_stdin(netns: &Netns, input: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = netns
+        .command("nft")?
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::env(format!("cannot run nft: {e}"), None))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::env(format!("nft: {e}"), None))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::env(
+            format!(
+                "nft -f failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            None,
+        ))
+    }
+}
+
+/// Deletes probe tables whose knetdoctor process is gone (a probe killed
+/// before it could clean up).
+fn sweep_stale(netns: &Netns) {
+    let Ok(out) = netns.command("nft").and_then(|mut c| {
+        c.args(["list", "tables"])
+            .output()
+            .map_err(|e| Error::env(e.to_string(), None))
+    }) else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.strip_prefix("table ip ") else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix(TABLE_PREFIX)
+            .and_then(|r| r.split('_').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = nft_stdin(netns, &format!("delete table ip {name}\n"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as `nft monitor trace` printed them for a SYN to a Service in the lab.
+    const LINES: &str = r#"trace id cacff152 ip knetdoctor_probe_1_41235 pre packet: iif "cni0" ip saddr 10.2.2.50 ip daddr 10.1.59.153 tcp sport 41235 tcp dport 80 tcp flags == syn
+trace id cacff152 ip knetdoctor_probe_1_41235 pre rule tcp sport 41235 meta nftrace set 1 (verdict continue)
+trace id cacff152 ip nat PREROUTING packet: iif "cni0" ip saddr 10.2.2.50 ip daddr 10.1.59.153 tcp sport 41235 tcp dport 80 tcp flags == syn
+trace id cacff152 ip nat PREROUTING rule  counter packets 3 bytes 210 jump KUBE-SERVICES (verdict jump KUBE-SERVICES)
+trace id cacff152 ip nat KUBE-SEP-4GU5JBXAFUEZ43JM rule meta l4proto tcp   counter packets 1 bytes 60 dnat to 10.2.1.117:80 (verdict accept)
+trace id 38e8c0ee ip filter FORWARD packet: iif "cni0" oif "flannel.1" ip saddr 10.2.2.50 ip daddr 10.2.1.117 tcp sport 41235 tcp dport 80 tcp flags == syn
+trace id 38e8c0ee ip filter FORWARD policy drop
+trace id 22f0beca ip filter FORWARD packet: iif "flannel.1" oif "cni0" ip saddr 10.2.1.117 ip daddr 10.2.2.50 tcp sport 80 tcp dport 41235 tcp flags == 0x12
+trace id 22f0beca ip filter KUBE-FORWARD rule  ct state related,established counter packets 5 bytes 268 accept (verdict accept)"#;
+
+    #[test]
+    fn hits_leave_out_our_table_and_know_their_direction() {
+        let lines: Vec<String> = LINES.lines().map(str::to_string).collect();
+        let hits = parse(&lines, "tcp", 41235);
+        assert_eq!(hits.len(), 4, "{hits:#?}");
+        assert_eq!(
+            hits[1].line(),
+            "nat KUBE-SEP-4GU5JBXAFUEZ43JM meta l4proto tcp   counter packets 1 bytes 60 dnat to 10.2.1.117:80 (verdict accept)"
+        );
+        assert_eq!(
+            (
+                hits[2].chain.as_str(),
+                hits[2].rule.as_str(),
+                hits[2].verdict.as_str(),
+                hits[2].reply
+            ),
+            ("FORWARD", "policy", "drop", false)
+        );
+        assert!(hits[3].reply);
+        assert_eq!(hits[3].verdict, "accept");
+    }
+
+    #[test]
+    fn marks_first_packets_of_each_protocol() {
+        assert_eq!(mark_rules("icmp", 7).0, "icmp type echo-request icmp id 7");
+        assert_eq!(mark_rules("udp", 40001).1, "udp dport 40001");
+        assert!(mark_rules("tcp", 40001).0.contains("== syn"));
+    }
+}

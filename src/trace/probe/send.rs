@@ -1,0 +1,319 @@
+//! Sending the probe from inside the source's network namespace: a TCP SYN
+//! (a connect, with the HTTP request line for a URL), a UDP datagram (a DNS
+//! query on port 53) or an ICMP echo, from a fixed source port or echo id so
+//! captures and netfilter tracing can pick it out. A raw ICMP socket beside
+//! it catches the errors the path sends back about it.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use etherparse::{IcmpEchoHeader, Icmpv4Header, Icmpv4Slice, Icmpv4Type, Ipv4HeaderSlice};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::verdict::{Reply, ReplyKind};
+use crate::dataplane::Netns;
+use crate::error::{Error, Result};
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: String,
+    /// The TCP/UDP source port, or the ICMP echo id.
+    pub tag: u16,
+    pub dst: Ipv4Addr,
+    pub port: Option<u16>,
+    /// IP packet size with DF set (UDP and ICMP); `None`: a small packet.
+    pub size: Option<usize>,
+    /// For a URL: the Host header and path of a GET.
+    pub http: Option<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// Sends `probe` from inside `netns` and waits for what comes back.
+pub fn send(netns: &Netns, probe: Probe) -> Result<Reply> {
+    netns.run(move || send_here(&probe))?
+}
+
+fn send_here(p: &Probe) -> Result<Reply> {
+    let sock_err = |e: std::io::Error| Error::env(format!("probe socket: {e}"), None);
+    let errors = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(sock_err)?;
+    let started = Instant::now();
+    let mut reply = match p.proto.as_str() {
+        "icmp" => return echo(p, &errors, started),
+        "udp" => udp(p, started)?,
+        _ => tcp(p, started)?,
+    };
+    // Connection refused or unreachable: was it an ICMP error, and from where?
+    if matches!(reply.kind, ReplyKind::Reset | ReplyKind::None) || reply.from.is_none() {
+        errors.set_nonblocking(true).map_err(sock_err)?;
+        if let Some(err) = icmp_error_about(&errors, p) {
+            reply = err;
+        }
+    }
+    Ok(reply)
+}
+
+fn tcp(p: &Probe, started: Instant) -> Result<Reply> {
+    let port = port_of(p)?;
+    let s = bound(Type::STREAM, Protocol::TCP, p)?;
+    let to = SocketAddr::from((p.dst, port));
+    Ok(match s.connect_timeout(&to.into(), p.timeout) {
+        Ok(()) => {
+            let mut detail = format!("SYN-ACK after {}", ms(started));
+            if let Some((host, path)) = &p.http {
+                detail = http_status(s, host, path, p.timeout).unwrap_or(detail);
+            }
+            Reply {
+                kind: ReplyKind::Answer,
+                from: Some(IpAddr::V4(p.dst)),
+                detail,
+            }
+        }
+        Err(e) => socket_error(e, started),
+    })
+}
+
+fn udp(p: &Probe, started: Instant) -> Result<Reply> {
+    let port = port_of(p)?;
+    let s = bound(Type::DGRAM, Protocol::UDP, p)?;
+    let io = |e: std::io::Error| Error::env(format!("probe socket: {e}"), None);
+    s.connect(&SocketAddr::from((p.dst, port)).into())
+        .map_err(io)?;
+    let payload = if port == 53 {
+        dns_query(p.tag)
+    } else {
+        let n = p.size.map(|s| s.saturating_sub(28)).unwrap_or(16);
+        let mut v = b"knetdoctor probe".repeat(n / 16 + 1);
+        v.truncate(n);
+        v
+    };
+    if let Err(e) = s.send(&payload) {
+        return Ok(socket_error(e, started));
+    }
+    s.set_read_timeout(Some(p.timeout)).map_err(io)?;
+    let mut buf = [0u8; 2048];
+    Ok(match (&s).read(&mut buf) {
+        Ok(n) => Reply {
+            kind: ReplyKind::Answer,
+            from: Some(IpAddr::V4(p.dst)),
+            detail: format!("{n} bytes back after {}", ms(started)),
+        },
+        Err(e) => socket_error(e, started),
+    })
+}
+
+/// An ICMP echo request with DF set, padded to `size`.
+fn echo(p: &Probe, sock: &Socket, started: Instant) -> Result<Reply> {
+    let io = |e: std::io::Error| Error::env(format!("probe socket: {e}"), None);
+    if p.size.is_some() {
+        dont_fragment(sock).map_err(io)?;
+    }
+    let payload = vec![0x6bu8; p.size.map(|s| s.saturating_sub(28)).unwrap_or(56)];
+    let header = Icmpv4Header::with_checksum(
+        Icmpv4Type::EchoRequest(IcmpEchoHeader { id: p.tag, seq: 1 }),
+        &payload,
+    );
+    let mut packet = header.to_bytes().to_vec();
+    packet.extend_from_slice(&payload);
+    if let Err(e) = sock.send_to(&packet, &SocketAddr::from((p.dst, 0)).into()) {
+        return Ok(socket_error(e, started));
+    }
+    let mut buf = vec![0u8; 65536];
+    while started.elapsed() < p.timeout {
+        sock.set_read_timeout(Some(
+            p.timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1)),
+        ))
+        .map_err(io)?;
+        let Ok(n) = (&*sock).read(&mut buf) else {
+            break;
+        };
+        let Some((from, icmp)) = icmp_in(&buf[..n]) else {
+            continue;
+        };
+        match icmp.icmp_type() {
+            Icmpv4Type::EchoReply(h) if h.id == p.tag => {
+                return Ok(Reply {
+                    kind: ReplyKind::Answer,
+                    from: Some(from),
+                    detail: format!("echo reply after {}", ms(started)),
+                });
+            }
+            _ => {
+                if let Some(r) = as_error_about(from, &icmp, p) {
+                    return Ok(r);
+                }
+            }
+        }
+    }
+    Ok(Reply {
+        kind: ReplyKind::None,
+        from: None,
+        detail: format!("no reply within {:.1}s", p.timeout.as_secs_f64()),
+    })
+}
+
+fn port_of(p: &Probe) -> Result<u16> {
+    p.port.ok_or_else(|| {
+        Error::usage(
+            format!(
+                "a {} probe needs a destination port",
+                p.proto.to_uppercase()
+            ),
+            Some("give --port".into()),
+        )
+    })
+}
+
+fn bound(kind: Type, proto: Protocol, p: &Probe) -> Result<Socket> {
+    let io = |e: std::io::Error| Error::env(format!("probe socket: {e}"), None);
+    let s = Socket::new(Domain::IPV4, kind, Some(proto)).map_err(io)?;
+    s.set_reuse_address(true).map_err(io)?;
+    if p.size.is_some() {
+        dont_fragment(&s).map_err(io)?;
+    }
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, p.tag)).into())
+        .map_err(|e| {
+            Error::env(
+                format!("cannot bind the probe to port {}: {e}", p.tag),
+                None,
+            )
+        })?;
+    Ok(s)
+}
+
+/// IP_MTU_DISCOVER = IP_PMTUDISC_DO: the probe is never fragmented, so a
+/// hop with a smaller MTU answers "fragmentation needed" as it would for
+/// the pod's own full-size packets.
+fn dont_fragment(s: &Socket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let v: nix::libc::c_int = nix::libc::IP_PMTUDISC_DO;
+    // SAFETY: a valid socket fd and a c_int option value of the right size.
+    let rc = unsafe {
+        nix::libc::setsockopt(
+            s.as_raw_fd(),
+            nix::libc::IPPROTO_IP,
+            nix::libc::IP_MTU_DISCOVER,
+            (&v as *const nix::libc::c_int).cast(),
+            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn socket_error(e: std::io::Error, started: Instant) -> Reply {
+    use std::io::ErrorKind::*;
+    let (kind, detail) = match e.kind() {
+        ConnectionRefused => (
+            ReplyKind::Reset,
+            format!("connection refused after {}", ms(started)),
+        ),
+        TimedOut | WouldBlock => (ReplyKind::None, format!("no reply after {}", ms(started))),
+        HostUnreachable | NetworkUnreachable => {
+            (ReplyKind::Unreachable, format!("{e} after {}", ms(started)))
+        }
+        _ if e.raw_os_error() == Some(nix::libc::EMSGSIZE) => (
+            ReplyKind::LocalError,
+            "message too long: the source's kernel holds a smaller path MTU".into(),
+        ),
+        _ => (ReplyKind::LocalError, e.to_string()),
+    };
+    Reply {
+        kind,
+        from: None,
+        detail,
+    }
+}
+
+/// An ICMP error already queued on `sock` about the probe's packet.
+fn icmp_error_about(sock: &Socket, p: &Probe) -> Option<Reply> {
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = (&*sock).read(&mut buf) {
+        if let Some((from, icmp)) = icmp_in(&buf[..n])
+            && let Some(r) = as_error_about(from, &icmp, p)
+        {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// The sender and ICMP message of a raw-socket datagram (IPv4 header first).
+fn icmp_in(data: &[u8]) -> Option<(IpAddr, Icmpv4Slice<'_>)> {
+    let ip = Ipv4HeaderSlice::from_slice(data).ok()?;
+    let icmp = Icmpv4Slice::from_slice(data.get(ip.slice().len()..)?).ok()?;
+    Some((IpAddr::V4(ip.source_addr()), icmp))
+}
+
+/// An ICMP error whose quoted packet is the probe's.
+fn as_error_about(from: IpAddr, icmp: &Icmpv4Slice<'_>, p: &Probe) -> Option<Reply> {
+    let detail = match icmp.icmp_type() {
+        Icmpv4Type::DestinationUnreachable(h) => {
+            use etherparse::icmpv4::DestUnreachableHeader as D;
+            match h {
+                D::Port => "port unreachable".to_string(),
+                D::FragmentationNeeded { next_hop_mtu } => {
+                    format!("fragmentation needed (mtu {next_hop_mtu})")
+                }
+                D::Host => "host unreachable".into(),
+                D::Network => "network unreachable".into(),
+                D::FilterProhibited | D::HostProhibited | D::NetworkProhibited => {
+                    "administratively prohibited".into()
+                }
+                other => format!("{other:?}").to_lowercase(),
+            }
+        }
+        Icmpv4Type::TimeExceeded(_) => "time exceeded".into(),
+        _ => return None,
+    };
+    let quoted = icmp.payload();
+    let inner = Ipv4HeaderSlice::from_slice(quoted).ok()?;
+    let l4 = quoted.get(inner.slice().len()..)?;
+    let ours = match (inner.protocol().0, p.proto.as_str()) {
+        (1, "icmp") => l4.get(4..6) == Some(&p.tag.to_be_bytes()[..]),
+        (6, "tcp") | (17, "udp") => l4.get(0..2) == Some(&p.tag.to_be_bytes()[..]),
+        _ => false,
+    };
+    ours.then_some(Reply {
+        kind: ReplyKind::Unreachable,
+        from: Some(from),
+        detail,
+    })
+}
+
+fn http_status(mut s: Socket, host: &str, path: &str, timeout: Duration) -> Option<String> {
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).ok()?;
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.lines().next().map(|l| l.trim().to_string())
+}
+
+/// A DNS query for the API server's Service name, which every cluster's
+/// DNS answers, with the probe's tag as its id.
+fn dns_query(id: u16) -> Vec<u8> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    if let Ok(name) = Name::from_ascii("kubernetes.default.svc.cluster.local.") {
+        m.add_query(Query::query(name, RecordType::A));
+    }
+    m.to_vec().unwrap_or_default()
+}
+
+fn ms(started: Instant) -> String {
+    format!("{:.1} ms", started.elapsed().as_secs_f64() * 1e3)
+}

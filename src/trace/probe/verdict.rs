@@ -1,0 +1,501 @@
+//! The pure half of `trace --probe`: which interfaces the static trace
+//! predicts the packet crosses (its stations), what the captures saw there,
+//! and whether the real packet agrees with the prediction. No I/O here.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::trace::{Branch, DropReason, Hop, Point, Trace, Verdict};
+
+/// An interface the packet should cross, in path order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Station {
+    pub node: String,
+    pub device: String,
+    /// The hop it belongs to.
+    pub point: Point,
+    /// Index of that hop in the path (common hops, then the branch's).
+    #[serde(skip)]
+    pub hop: usize,
+}
+
+impl Station {
+    /// `node/device`, as the captures label their frames.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.node, self.device)
+    }
+}
+
+/// Which way a captured frame was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Request,
+    Reply,
+}
+
+/// One frame of the probe seen by a capture.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Seen {
+    /// `node/device`.
+    pub at_iface: String,
+    pub direction: Direction,
+    /// Seconds since the capture started (kernel timestamps).
+    pub at: f64,
+    /// The decoded line (outer and, for VXLAN, inner packet).
+    pub packet: String,
+    /// The (inner) destination address: after DNAT, the endpoint.
+    #[serde(skip)]
+    pub dst: Option<IpAddr>,
+}
+
+/// What came back to the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplyKind {
+    /// An echo reply, a SYN-ACK, a UDP answer, an HTTP status.
+    Answer,
+    /// A TCP reset from the destination: it was reached, the port is closed.
+    Reset,
+    /// An ICMP error (port or host unreachable, fragmentation needed, ...).
+    Unreachable,
+    /// Nothing within the timeout.
+    None,
+    /// The sender's own kernel refused to send (e.g. a cached path MTU).
+    LocalError,
+}
+
+/// The reply, as the sender saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    pub kind: ReplyKind,
+    pub from: Option<IpAddr>,
+    /// e.g. `SYN-ACK after 0.4 ms`, `fragmentation needed (mtu 1400)`.
+    pub detail: String,
+}
+
+/// How the real packet compares with the static trace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judgement {
+    /// The destination answered (or reset, where the trace says it is
+    /// reachable: the port is closed but the path works).
+    pub reached: bool,
+    /// The branch (endpoint) the kernel chose, when the path forks.
+    pub branch: Option<String>,
+    pub stations: Vec<StationSeen>,
+    /// The furthest station where the request was seen.
+    pub last_seen: Option<String>,
+    /// Where the request vanished: the first predicted station after
+    /// `last_seen` where it was not seen.
+    pub lost_before: Option<String>,
+    /// True when the real packet got exactly as far as the static trace says.
+    pub agrees: bool,
+    /// Why not, when it does not.
+    pub disagreement: Option<String>,
+}
+
+/// One predicted station and whether the request and reply were seen there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StationSeen {
+    pub station: Station,
+    pub request: bool,
+    pub reply: bool,
+}
+
+/// The stations of one way through: every hop with a node and a device, plus
+/// the receiving node's eth0 after the underlay, in path order, each
+/// interface once.
+pub fn stations(common: &[Hop], branch: Option<&Branch>) -> Vec<Station> {
+    let hops: Vec<&Hop> = common
+        .iter()
+        .chain(branch.iter().flat_map(|b| b.hops.iter()))
+        .collect();
+    let mut out: Vec<Station> = Vec::new();
+    let mut push = |node: &str, device: &str, point: Point, hop: usize| {
+        if !out.iter().any(|s| s.node == node && s.device == device) {
+            out.push(Station {
+                node: node.to_string(),
+                device: device.to_string(),
+                point,
+                hop,
+            });
+        }
+    };
+    for (i, h) in hops.iter().enumerate() {
+        if matches!(h.point, Point::Dns | Point::ReturnPath) {
+            continue;
+        }
+        // The ingress controller opens a connection of its own to the
+        // backend: the probe's packet ends at the controller.
+        if h.point == Point::Ingress {
+            break;
+        }
+        let (Some(node), Some(device)) = (&h.node, &h.device) else {
+            continue;
+        };
+        // Arriving over the underlay: the receiving node's eth0 comes first.
+        if h.point == Point::FromOverlay && i > 0 && hops[i - 1].point == Point::Underlay {
+            push(node, "eth0", Point::FromOverlay, i);
+        }
+        // A capture on the device a route sends to sees the packet only
+        // after netfilter on that node has let it through.
+        let mut at = i;
+        if h.point == Point::Routing {
+            at += 1;
+            while hops.get(at).is_some_and(|n| {
+                n.node == h.node && matches!(n.point, Point::NetfilterFilter | Point::NetfilterNat)
+            }) {
+                at += 1;
+            }
+        }
+        push(node, device, h.point, at);
+    }
+    out
+}
+
+/// Compares what the captures saw and what came back with the trace.
+pub fn judge(trace: &Trace, seen: &[Seen], reply: &Reply) -> Judgement {
+    let post_dnat: Vec<IpAddr> = seen
+        .iter()
+        .filter(|s| s.direction == Direction::Request)
+        .filter_map(|s| s.dst)
+        .filter(|d| trace.sent_to.as_ref().is_none_or(|t| t.ip != *d))
+        .collect();
+    // The branch the kernel took: the one naming the endpoint seen after
+    // DNAT; otherwise the first whose prediction fits.
+    let candidates: Vec<Option<&Branch>> = if trace.branches.is_empty() {
+        vec![None]
+    } else {
+        let named: Vec<&Branch> = trace
+            .branches
+            .iter()
+            .filter(|b| post_dnat.iter().any(|d| b.label.contains(&format!("{d}:"))))
+            .collect();
+        if named.is_empty() {
+            trace.branches.iter().map(Some).collect()
+        } else {
+            named.into_iter().map(Some).collect()
+        }
+    };
+    let judged: Vec<Judgement> = candidates
+        .iter()
+        .map(|b| judge_branch(trace, *b, seen, reply))
+        .collect();
+    judged
+        .iter()
+        .find(|j| j.agrees)
+        .or(judged.first())
+        .cloned()
+        .unwrap_or_else(|| judge_branch(trace, None, seen, reply))
+}
+
+fn judge_branch(trace: &Trace, branch: Option<&Branch>, seen: &[Seen], reply: &Reply) -> Judgement {
+    let st = stations(&trace.hops, branch);
+    let was = |s: &Station, d: Direction| {
+        let label = s.label();
+        seen.iter().any(|x| x.direction == d && x.at_iface == label)
+    };
+    let rows: Vec<StationSeen> = st
+        .iter()
+        .map(|s| StationSeen {
+            station: s.clone(),
+            request: was(s, Direction::Request),
+            reply: was(s, Direction::Reply),
+        })
+        .collect();
+    let last = rows.iter().rposition(|r| r.request);
+    let lost_before = rows
+        .iter()
+        .enumerate()
+        .find(|(i, r)| last.is_none_or(|l| *i > l) && !r.request)
+        .map(|(_, r)| r.station.label());
+    let hops: Vec<&Hop> = trace
+        .hops
+        .iter()
+        .chain(branch.iter().flat_map(|b| b.hops.iter()))
+        .collect();
+    let drop = hops.iter().position(|h| h.verdict == Verdict::Drop);
+    let reached =
+        reply.kind == ReplyKind::Answer || (reply.kind == ReplyKind::Reset && drop.is_none());
+    let disagreement = match drop {
+        None => (!reached).then(|| {
+            format!(
+                "the trace says the path delivers, but {}",
+                match rows.iter().rposition(|r| r.request) {
+                    Some(i) => format!(
+                        "no answer came back; the request was last seen on {}",
+                        rows[i].station.label()
+                    ),
+                    None => "the request was seen nowhere on the path".into(),
+                }
+            )
+        }),
+        Some(d) => {
+            let h = hops[d];
+            // What the sender should get back when the packet dies there.
+            let fits = |k: ReplyKind| match h.reason {
+                Some(DropReason::RejectedByKubeProxy | DropReason::NoEndpoints) => {
+                    k == ReplyKind::Unreachable
+                }
+                Some(DropReason::Mtu) => {
+                    matches!(k, ReplyKind::Unreachable | ReplyKind::LocalError)
+                }
+                // No DNAT: the node's own stack refuses the port.
+                Some(DropReason::NoNodePortRule) => {
+                    matches!(k, ReplyKind::Reset | ReplyKind::Unreachable)
+                }
+                _ => !matches!(k, ReplyKind::Answer | ReplyKind::Reset),
+            };
+            let beyond = rows
+                .iter()
+                .find(|r| r.request && r.station.hop > d)
+                .map(|r| r.station.label())
+                .or_else(|| {
+                    // The trace ends at the drop, so later stations are not
+                    // predicted; a node the path had not reached yet is later.
+                    let reached_nodes: Vec<&str> = hops[..=d]
+                        .iter()
+                        .filter_map(|h| h.node.as_deref())
+                        .collect();
+                    seen.iter()
+                        .filter(|x| x.direction == Direction::Request)
+                        .find(|x| {
+                            x.at_iface
+                                .split_once('/')
+                                .is_some_and(|(n, _)| !reached_nodes.contains(&n))
+                        })
+                        .map(|x| x.at_iface.clone())
+                });
+            // Without its gateway the pod cannot send at all (it only ARPs).
+            let short = rows
+                .iter()
+                .find(|r| !r.request && r.station.hop < d)
+                .filter(|_| h.reason != Some(DropReason::NoGateway));
+            let why = reason_name(h);
+            if !fits(reply.kind) {
+                Some(format!(
+                    "the trace says {why} at {}, but the sender got {} ({})",
+                    hop_place(h),
+                    kind_name(reply.kind),
+                    reply.detail
+                ))
+            } else if h.point == Point::ReturnPath {
+                // Dropped on the way back: the request must have arrived.
+                rows.iter()
+                    .rfind(|r| !r.request)
+                    .map(|r| format!("the request never reached {}", r.station.label()))
+            } else if let Some(r) = beyond {
+                Some(format!(
+                    "the trace says {why} at {}, but the request was seen later on {r}",
+                    hop_place(h),
+                ))
+            } else {
+                short.map(|r| {
+                    format!(
+                        "the trace says {why} at {}, but the request was never seen on {} before it",
+                        hop_place(h),
+                        r.station.label()
+                    )
+                })
+            }
+        }
+    };
+    Judgement {
+        reached,
+        branch: branch.map(|b| b.label.clone()),
+        last_seen: last.map(|i| rows[i].station.label()),
+        lost_before,
+        agrees: disagreement.is_none(),
+        disagreement,
+        stations: rows,
+    }
+}
+
+fn reason_name(h: &Hop) -> String {
+    h.reason
+        .and_then(|r| serde_json::to_value(r).ok())
+        .and_then(|v| v.as_str().map(|s| format!("it is dropped ({s})")))
+        .unwrap_or_else(|| "it is dropped".into())
+}
+
+fn kind_name(k: ReplyKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn hop_place(h: &Hop) -> String {
+    format!(
+        "{}{}",
+        serde_json::to_value(h.point)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        h.node
+            .as_deref()
+            .map(|n| format!(" on {n}"))
+            .unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Branch, Hop, Point, Trace};
+
+    fn hop(point: Point, node: &str, device: Option<&str>) -> Hop {
+        Hop::new(point, Some(node), device, "test")
+    }
+
+    /// busybox on k8s-node-12 to the nginx pod on k8s-master-10, as the
+    /// static trace lays it out; `drop_at` turns one hop into a drop.
+    fn cross_node(drop_at: Option<(usize, DropReason)>) -> Trace {
+        let mut hops = vec![
+            hop(Point::Routing, "k8s-node-12", Some("flannel.1")),
+            hop(Point::NetfilterFilter, "k8s-node-12", None),
+            hop(Point::ToOverlay, "k8s-node-12", Some("flannel.1")),
+            hop(Point::Underlay, "k8s-node-12", Some("eth0")),
+            hop(Point::FromOverlay, "k8s-master-10", Some("flannel.1")),
+            hop(Point::Routing, "k8s-master-10", Some("cni0")),
+            hop(Point::ToPod, "k8s-master-10", Some("vethb")),
+            hop(Point::ReturnPath, "k8s-master-10", Some("flannel.1")),
+        ];
+        if let Some((i, reason)) = drop_at {
+            hops[i] = hops[i].clone().drop(reason, "test");
+            hops.truncate(i + 1);
+        }
+        Trace {
+            source: "a".into(),
+            destination: "b".into(),
+            protocol: "tcp".into(),
+            port: Some(80),
+            hops: vec![hop(Point::ToBridge, "k8s-node-12", Some("vetha"))],
+            branches: vec![Branch {
+                label: "to pod".into(),
+                hops,
+                reachable: drop_at.is_none(),
+            }],
+            reachable: drop_at.is_none(),
+            path_mtu: None,
+            sent_to: None,
+        }
+    }
+
+    fn seen(places: &[&str], direction: Direction) -> Vec<Seen> {
+        places
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Seen {
+                at_iface: p.to_string(),
+                direction,
+                at: i as f64,
+                packet: String::new(),
+                dst: None,
+            })
+            .collect()
+    }
+
+    fn reply(kind: ReplyKind) -> Reply {
+        Reply {
+            kind,
+            from: None,
+            detail: String::new(),
+        }
+    }
+
+    const FORWARD: [&str; 7] = [
+        "k8s-node-12/vetha",
+        "k8s-node-12/flannel.1",
+        "k8s-node-12/eth0",
+        "k8s-master-10/eth0",
+        "k8s-master-10/flannel.1",
+        "k8s-master-10/cni0",
+        "k8s-master-10/vethb",
+    ];
+
+    #[test]
+    fn stations_follow_the_path_with_the_receiving_eth0() {
+        let t = cross_node(None);
+        let labels: Vec<String> = stations(&t.hops, t.branches.first())
+            .iter()
+            .map(Station::label)
+            .collect();
+        assert_eq!(labels, FORWARD);
+    }
+
+    #[test]
+    fn a_delivered_probe_agrees_and_one_without_answer_does_not() {
+        let t = cross_node(None);
+        let mut s = seen(&FORWARD, Direction::Request);
+        s.extend(seen(&["k8s-master-10/vethb"], Direction::Reply));
+        let j = judge(&t, &s, &reply(ReplyKind::Answer));
+        assert!(j.agrees && j.reached, "{j:?}");
+        assert_eq!(j.last_seen.as_deref(), Some("k8s-master-10/vethb"));
+        let j = judge(&t, &s[..2], &reply(ReplyKind::None));
+        assert!(!j.agrees && !j.reached);
+        assert_eq!(j.lost_before.as_deref(), Some("k8s-node-12/eth0"));
+    }
+
+    #[test]
+    fn a_forward_drop_is_seen_before_the_egress_device_and_nowhere_after() {
+        // FORWARD drops after routing chose flannel.1: the capture on
+        // flannel.1 must not see it.
+        let t = cross_node(Some((1, DropReason::ForwardDropped)));
+        let j = judge(
+            &t,
+            &seen(&FORWARD[..1], Direction::Request),
+            &reply(ReplyKind::None),
+        );
+        assert!(j.agrees, "{j:?}");
+        let j = judge(
+            &t,
+            &seen(&FORWARD[..2], Direction::Request),
+            &reply(ReplyKind::None),
+        );
+        assert!(!j.agrees);
+        assert!(
+            j.disagreement
+                .unwrap()
+                .contains("seen later on k8s-node-12/flannel.1")
+        );
+        // Never having left the pod contradicts a drop further on.
+        let j = judge(&t, &[], &reply(ReplyKind::None));
+        assert!(
+            j.disagreement
+                .unwrap()
+                .contains("never seen on k8s-node-12/vetha")
+        );
+        // An answer contradicts any drop.
+        let j = judge(
+            &t,
+            &seen(&FORWARD[..1], Direction::Request),
+            &reply(ReplyKind::Answer),
+        );
+        assert!(!j.agrees && j.reached);
+    }
+
+    #[test]
+    fn a_missing_fdb_entry_loses_it_between_the_vtep_and_the_underlay() {
+        let t = cross_node(Some((2, DropReason::NoFdb)));
+        let j = judge(
+            &t,
+            &seen(&FORWARD[..2], Direction::Request),
+            &reply(ReplyKind::None),
+        );
+        assert!(j.agrees, "{j:?}");
+        assert_eq!(j.last_seen.as_deref(), Some("k8s-node-12/flannel.1"));
+        // Arriving on the remote node contradicts it.
+        let j = judge(
+            &t,
+            &seen(&FORWARD[..4], Direction::Request),
+            &reply(ReplyKind::None),
+        );
+        assert!(
+            j.disagreement
+                .unwrap()
+                .contains("seen later on k8s-master-10/eth0")
+        );
+    }
+}
