@@ -45,11 +45,12 @@ fn probes_agree_with_the_static_trace_healthy_and_under_every_fault() {
     let lab = Lab::up(LAB, &[]);
     let mut failures = Vec::new();
     let mut count = 0;
-    let mut expect_answer = |args: &[&str]| {
+    let mut expect_reached = |args: &[&str]| {
         count += 1;
         let (v, code) = probe(args);
         let p = &v["probe"];
-        if code != Some(0) || p["reply"]["kind"] != "answer" || p["judgement"]["agrees"] != true {
+        if code != Some(0) || p["judgement"]["reached"] != true || p["judgement"]["agrees"] != true
+        {
             failures.push(format!("{args:?}: exit {code:?}: {}", summary(&v)));
         }
     };
@@ -57,16 +58,20 @@ fn probes_agree_with_the_static_trace_healthy_and_under_every_fault() {
     // the outside client to every NodePort and to the ingress host.
     for src in PODS {
         for dst in PODS.iter().filter(|d| **d != src) {
-            expect_answer(&[src, dst, "--proto", "icmp"]);
+            expect_reached(&[src, dst, "--proto", "icmp"]);
         }
-        expect_answer(&[src, "test-svc-ns/linux0224-nginx"]);
-        expect_answer(&[src, "kube-system/kube-dns", "--proto", "udp"]);
-        expect_answer(&[src, "linux0224-nginx.test-svc-ns"]);
+        expect_reached(&[src, "test-svc-ns/linux0224-nginx"]);
+        expect_reached(&[src, "test-svc-ns/nodeport-service"]);
+        // Nothing listens behind the API server's Service in the lab: the
+        // master's own stack resets, which is the path working.
+        expect_reached(&[src, "default/kubernetes"]);
+        expect_reached(&[src, "kube-system/kube-dns", "--proto", "udp"]);
+        expect_reached(&[src, "linux0224-nginx.test-svc-ns"]);
     }
     for node in ["k8s-master-10", "k8s-node-11", "k8s-node-12"] {
-        expect_answer(&["192.168.56.254", &format!("{node}:30005")]);
+        expect_reached(&["192.168.56.254", &format!("{node}:30005")]);
     }
-    expect_answer(&["192.168.56.254", "http://aoligei.linux0224.com/"]);
+    expect_reached(&["192.168.56.254", "http://aoligei.linux0224.com/"]);
     assert!(
         failures.is_empty(),
         "{} of {count} healthy probes failed:\n{}",

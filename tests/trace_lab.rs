@@ -147,6 +147,12 @@ fn healthy_lab_is_reachable_everywhere_and_faults_fail_where_injected() {
             "to-overlay/k8s-node-12/mtu/vtep-mtu-wrong",
         ),
         (
+            "vtep-mtu",
+            master,
+            n12,
+            "return-path/k8s-node-12/mtu/vtep-mtu-wrong",
+        ),
+        (
             "cni0-addr-wrong",
             bb,
             master,

@@ -343,12 +343,13 @@ pub(super) fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
         );
         return;
     }
+    // Full-size replies: the destination pod sends at its own MTU.
     let reply = Packet {
         src: pkt.dst,
         dst: pkt.src,
         port: None,
         proto: pkt.proto.clone(),
-        size: 0,
+        size: pod_mtu(world, &dst_node, pkt.dst),
     };
     let mut back = Vec::new();
     // The reply leaves the pod through its default gateway on cni0.
@@ -420,6 +421,27 @@ pub(super) fn overlay_reply(
     out: &mut Vec<Hop>,
 ) {
     let towards = world.node_of_pod_ip(reply.dst);
+    if let Some(vtep) = b.link(VTEP_DEVICE).filter(|l| l.up && reply.size > l.mtu) {
+        out.push(world.with_finding(
+            Hop::new(
+                Point::ReturnPath,
+                Some(node),
+                Some(VTEP_DEVICE),
+                format!("{VTEP_DEVICE} mtu {}", vtep.mtu),
+            )
+            .drop(
+                DropReason::Mtu,
+                format!(
+                    "replies leave the pod at mtu {} but {VTEP_DEVICE} carries mtu {}: full-size replies are dropped (DF)",
+                    reply.size, vtep.mtu
+                ),
+            ),
+            &["vtep-mtu-wrong", "mtu-mismatch"],
+            Some(node),
+            None,
+        ));
+        return;
+    }
     if b.link(VTEP_DEVICE).is_none_or(|l| !l.up) {
         out.push(
             world.with_finding(
