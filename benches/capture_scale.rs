@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
-use knetdoctor::capture::{correlate, decode, decode::VXLAN_PORTS};
+use knetdoctor::capture::{decode::VXLAN_PORTS, file};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -18,9 +18,34 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Frame i: every third is plain pod TCP (cni0), the rest VXLAN on eth0
-/// carrying pod TCP or ICMP, as a busy flannel node sees them.
+/// Frame i, as a capture on cni0 and eth0 of a busy flannel node sees
+/// them: of every three, a pod's packet on cni0, the same packet
+/// encapsulated on eth0 (so the two correlate), and another pod's packet
+/// only seen encapsulated. Inner packets are TCP or ICMP echo.
 fn frame(i: usize) -> Vec<u8> {
+    let (k, r) = (i / 3, i % 3);
+    let packet = if r == 2 { 2 * k + 1 } else { 2 * k };
+    let inner = pod_packet(packet);
+    if r == 0 {
+        return inner;
+    }
+    let mut payload = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+    payload.extend_from_slice(&inner);
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 1, 2])
+        .ipv4(
+            [192, 168, 56, (i % 200) as u8 + 10],
+            [192, 168, 56, ((i + 1) % 200) as u8 + 10],
+            64,
+        )
+        .udp(40000 + (i % 1000) as u16, 8472)
+        .write(&mut out, &payload)
+        .unwrap();
+    out
+}
+
+/// Pod packet i: TCP with 40 bytes of payload or an ICMP echo request.
+fn pod_packet(i: usize) -> Vec<u8> {
     let pod = |n: usize| [10, 2, (n % 200) as u8, (n % 250 + 2) as u8];
     let mut inner = Vec::new();
     let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(
@@ -40,22 +65,7 @@ fn frame(i: usize) -> Vec<u8> {
             .write(&mut inner, &[0u8; 56])
             .unwrap();
     }
-    if i.is_multiple_of(3) {
-        return inner;
-    }
-    let mut payload = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
-    payload.extend_from_slice(&inner);
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 1, 2])
-        .ipv4(
-            [192, 168, 56, (i % 200) as u8 + 10],
-            [192, 168, 56, ((i + 1) % 200) as u8 + 10],
-            64,
-        )
-        .udp(40000 + (i % 1000) as u16, 8472)
-        .write(&mut out, &payload)
-        .unwrap();
-    out
+    inner
 }
 
 fn peak_rss_mib() -> f64 {
@@ -118,48 +128,43 @@ fn main() {
     }
     let mib = std::fs::metadata(&path).unwrap().len() as f64 / 1048576.0;
     println!(
-        "generated {n} frames ({mib:.0} MiB): 1/3 plain pod TCP, 2/3 flannel VXLAN carrying pod TCP or ICMP"
+        "generated {n} frames ({mib:.0} MiB): 1/3 plain pod TCP/ICMP (cni0), 2/3 flannel VXLAN carrying pod TCP or ICMP (eth0), half of them the cni0 packets again"
     );
     let p = path.to_str().unwrap();
 
-    // knetdoctor: decode and print one line per frame (as tcpdump does).
+    // knetdoctor: decode and print one line per frame (as tcpdump does),
+    // exactly what `knetdoctor capture --read FILE` runs.
     let t = Instant::now();
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create("/dev/null").unwrap());
-    let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::with_capacity(
-        1 << 20,
-        std::fs::File::open(&path).unwrap(),
-    ))
-    .unwrap();
-    let mut count = 0usize;
-    while let Some(pkt) = reader.next_packet() {
-        let pkt = pkt.unwrap();
-        let f = decode(&pkt.data, &VXLAN_PORTS);
-        writeln!(out, "{:.6} {}", pkt.timestamp.as_secs_f64(), f.line()).unwrap();
-        count += 1;
-    }
+    let mut dns = knetdoctor::capture::dns_watch::DnsWatch::new(2.0);
+    let count = file::print_lines(&path, &VXLAN_PORTS, &mut dns, &mut out).unwrap();
     out.flush().unwrap();
     let print_secs = t.elapsed().as_secs_f64();
     assert_eq!(count, n);
 
-    // knetdoctor: decode and correlate, no printing.
+    // Where the time goes: reading alone, then reading and viewing.
     let t = Instant::now();
-    let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::with_capacity(
-        1 << 20,
-        std::fs::File::open(&path).unwrap(),
-    ))
+    file::for_each(&path, |_, _, _, d| {
+        std::hint::black_box(d);
+    })
     .unwrap();
-    let mut frames = Vec::with_capacity(n);
-    while let Some(pkt) = reader.next_packet() {
-        let pkt = pkt.unwrap();
-        frames.push((
-            "eth0".to_string(),
-            pkt.timestamp.as_secs_f64(),
-            decode(&pkt.data, &VXLAN_PORTS),
-        ));
-    }
-    let groups = correlate::correlate(&frames);
+    let read_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    file::for_each(&path, |_, _, _, d| {
+        std::hint::black_box(knetdoctor::capture::view::view(d, &VXLAN_PORTS));
+    })
+    .unwrap();
+    let view_secs = t.elapsed().as_secs_f64();
+    println!(
+        "knetdoctor, reading only: {read_secs:.2} s; reading + viewing every frame: {view_secs:.2} s"
+    );
+
+    // knetdoctor: decode and correlate, no printing (`capture --read FILE
+    // --group` without the per-frame lines).
+    let t = Instant::now();
+    let (count, groups) = file::correlate(&path, &VXLAN_PORTS).unwrap();
     let silent_secs = t.elapsed().as_secs_f64();
-    drop(frames);
+    assert_eq!(count, n);
     let pps = |s: f64| n as f64 / s;
     println!(
         "knetdoctor, one line per frame: {print_secs:.2} s, {:.0} frames/s",

@@ -126,6 +126,9 @@ pub struct CaptureArgs {
     /// packet on cni0, flannel.1, inside VXLAN on eth0) with the time between hops.
     #[arg(long)]
     pub group: bool,
+    /// Flag a DNS query that got no answer within this many seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub dns_timeout: f64,
     /// Also write every frame to this pcapng file (one interface block per interface).
     #[arg(short = 'w', long)]
     pub write: Option<std::path::PathBuf>,

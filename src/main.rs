@@ -393,35 +393,31 @@ fn linked(a: knetdoctor::cli::InspectObjectArgs, view: LinkedFn) -> Result<u8> {
 /// `capture`: live lines like `tcpdump -nn`, the interface first and the
 /// VXLAN inner packet decoded; groups with `--group`; counters at the end.
 fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
-    use knetdoctor::capture::{correlate, decode, file, live};
-    let mut stdout = anstream::stdout();
-    let mut kept: Vec<(String, f64, knetdoctor::capture::Frame)> = Vec::new();
-    let mut show = |iface: String, at: f64, len: u32, data: &[u8], kept: &mut Vec<_>| {
-        let d = decode(data, &a.vxlan_ports);
-        let _ = match a.output {
-            Output::Json => writeln!(
-                stdout,
-                "{}",
-                serde_json::json!({"iface": iface, "at": at, "len": len, "frame": d})
-            ),
-            Output::Text => writeln!(stdout, "{at:>10.6} {iface:<10} {}", d.line()),
-        };
-        if a.group {
-            kept.push((iface, at, d));
-        }
-    };
+    use knetdoctor::capture::{file, live, sink};
+    let mut sink = sink::Sink::new(
+        a.output == Output::Json,
+        a.group,
+        &a.vxlan_ports,
+        a.dns_timeout,
+    );
     let mut stats = Vec::new();
+    let mut groups = None;
+    let mut ended = None;
     if let Some(path) = &a.read {
-        let frames = file::read(path)?;
-        let first = frames.iter().map(|f| f.ts).min().unwrap_or_default();
-        for f in frames {
-            show(
-                f.iface,
-                f.ts.saturating_sub(first).as_secs_f64(),
-                f.len,
-                &f.data,
-                &mut kept,
-            );
+        if a.output == Output::Text {
+            // The fast path: borrowed frames, allocation-free lines.
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            file::print_lines(path, &a.vxlan_ports, &mut sink.dns, &mut out)?;
+            let _ = out.flush();
+            if a.group {
+                groups = Some(file::correlate(path, &a.vxlan_ports)?.1);
+            }
+        } else {
+            let mut first = None;
+            file::for_each(path, |iface, ts, len, data| {
+                let at = ts.saturating_sub(*first.get_or_insert(ts)).as_secs_f64();
+                sink.frame(iface, at, len, data);
+            })?;
         }
     } else {
         let mut interfaces = Vec::new();
@@ -493,28 +489,12 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
             if let Some(w) = out.as_mut() {
                 w.write(&frame.iface, frame.ts, frame.len, &frame.data)?;
             }
-            show(
-                frame.iface,
-                frame.at.as_secs_f64(),
-                frame.len,
-                &frame.data,
-                &mut kept,
-            );
+            sink.frame(&frame.iface, frame.at.as_secs_f64(), frame.len, &frame.data);
         }
+        ended = Some(started.elapsed().as_secs_f64());
         stats = running.finish();
     }
-    if a.group {
-        let groups = correlate::correlate(&kept);
-        if a.output == Output::Text && !groups.is_empty() {
-            let _ = writeln!(stdout, "\npackets seen on more than one interface:");
-        }
-        for g in &groups {
-            let _ = match a.output {
-                Output::Json => writeln!(stdout, "{}", serde_json::json!({ "group": g })),
-                Output::Text => writeln!(stdout, "  {}", correlate::group_line(g)),
-            };
-        }
-    }
+    sink.finish(groups, ended);
     for s in &stats {
         let _ = writeln!(
             anstream::stderr(),

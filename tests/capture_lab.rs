@@ -25,6 +25,15 @@ fn start_capture(args: &[&str]) -> (std::process::Child, std::process::ChildStdo
     (child, stdout)
 }
 
+/// One JSON value per line of a capture's output.
+fn json_lines(out: std::process::ChildStdout) -> Vec<serde_json::Value> {
+    BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect()
+}
+
 #[test]
 fn cross_node_ping_and_http_are_seen_on_every_interface_with_vxlan_decoded() {
     let lab = Lab::up("cap", &[]);
@@ -64,11 +73,7 @@ fn cross_node_ping_and_http_are_seen_on_every_interface_with_vxlan_decoded() {
     ]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(ping(&bb, "10.2.0.42"));
-    let objects: Vec<serde_json::Value> = BufReader::new(out)
-        .lines()
-        .map_while(Result::ok)
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect();
+    let objects: Vec<serde_json::Value> = json_lines(out);
     assert!(cap.wait().unwrap().success());
     let (groups, frames): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
         objects.into_iter().partition(|o| o.get("group").is_some());
@@ -142,11 +147,7 @@ fn cross_node_ping_and_http_are_seen_on_every_interface_with_vxlan_decoded() {
         curl(&bb, "http://10.2.0.42/hello", None).as_deref(),
         Some("nginx-56d58c56c7-zl6ms")
     );
-    let frames: Vec<serde_json::Value> = BufReader::new(out)
-        .lines()
-        .map_while(Result::ok)
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect();
+    let frames: Vec<serde_json::Value> = json_lines(out);
     assert!(cap.wait().unwrap().success());
     assert!(
         frames
@@ -285,11 +286,7 @@ fn pod_filter_keeps_only_that_pod_also_inside_vxlan() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(ping(&bb, "10.2.0.42"));
     assert!(ping(&bb, "10.2.1.117"), "traffic the filter must leave out");
-    let frames: Vec<serde_json::Value> = BufReader::new(out)
-        .lines()
-        .map_while(Result::ok)
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect();
+    let frames: Vec<serde_json::Value> = json_lines(out);
     assert!(cap.wait().unwrap().success());
     assert_eq!(frames.len(), 6, "{frames:#?}");
     for f in &frames {
@@ -321,13 +318,7 @@ fn pod_filter_keeps_only_that_pod_also_inside_vxlan() {
 fn both_nodes_in_one_capture_follow_ping_and_http_from_pod_to_pod() {
     let lab = Lab::up("cap2", &[]);
     let bb = lab.pod(BUSYBOX);
-    let read = |out: std::process::ChildStdout| -> Vec<serde_json::Value> {
-        BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .map(|l| serde_json::from_str(&l).unwrap())
-            .collect()
-    };
+    let read = |out: std::process::ChildStdout| -> Vec<serde_json::Value> { json_lines(out) };
     let (mut cap, out) = start_capture(&[
         "capture",
         "k8s-node-12,k8s-master-10",
@@ -418,5 +409,62 @@ fn both_nodes_in_one_capture_follow_ping_and_http_from_pod_to_pod() {
     for iface in there {
         assert!(path_on(iface), "GET /both not seen on {iface}");
     }
+    drop(lab);
+}
+
+#[test]
+fn a_dns_query_without_answer_is_flagged_and_an_answered_one_is_not() {
+    let lab = Lab::up("capdns", &[]);
+    let bb = lab.pod(BUSYBOX);
+    let run = |expect_answer: bool| -> Vec<serde_json::Value> {
+        let (mut cap, out) = start_capture(&[
+            "capture",
+            "k8s-node-12",
+            "--lab",
+            "capdns",
+            "-i",
+            "cni0",
+            "-f",
+            "udp port 53",
+            "--dns-timeout",
+            "1",
+            "--duration",
+            "3",
+            "-o",
+            "json",
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let answers = dig(&bb, "kubernetes.default.svc.cluster.local");
+        assert_eq!(!answers.is_empty(), expect_answer, "{answers:?}");
+        let objects: Vec<serde_json::Value> = json_lines(out);
+        assert!(cap.wait().unwrap().success());
+        objects
+    };
+    // Healthy: query and answer, nothing flagged.
+    let objects = run(true);
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["frame"]["app"]["response"] == true)
+    );
+    assert!(
+        !objects.iter().any(|o| o.get("dns_unanswered").is_some()),
+        "{objects:#?}"
+    );
+    // kube-dns without endpoints: kube-proxy rejects, no DNS answer comes.
+    lab.kd(&["lab", "break", "dns-down"]);
+    let objects = run(false);
+    let flagged: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter_map(|o| o.get("dns_unanswered"))
+        .collect();
+    assert!(!flagged.is_empty(), "{objects:#?}");
+    assert!(
+        flagged
+            .iter()
+            .all(|q| q["client"].as_str().unwrap().starts_with("10.2.2.50:")
+                && q["server"] == "10.1.0.10:53"
+                && q["name"] == "kubernetes.default.svc.cluster.local.")
+    );
     drop(lab);
 }

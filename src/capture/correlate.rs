@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use std::net::IpAddr;
+
 use super::decode::{Frame, Net, Transport};
+use super::view;
 
 /// One sighting of a packet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,14 +33,55 @@ pub struct Group {
     pub span: f64,
 }
 
-/// What identifies one IP packet wherever it is seen: addresses, protocol,
-/// the IPv4 identification, and the transport's own identity.
-fn key(f: &Frame) -> Option<(String, Option<u32>)> {
+/// What identifies one IP packet wherever it is seen: addresses, the IPv4
+/// identification, and the transport's own identity. Plain integers, so a
+/// million frames hash cheaply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PacketKey {
+    src: u32,
+    dst: u32,
+    id: u16,
+    l4: L4Key,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum L4Key {
+    Tcp {
+        sp: u16,
+        dp: u16,
+        flags: u8,
+        seq: u32,
+    },
+    Udp {
+        sp: u16,
+        dp: u16,
+        len: usize,
+    },
+    Echo {
+        request: bool,
+        id: u16,
+        seq: u16,
+    },
+    /// Other ICMP, by a hash of its kind.
+    Icmp(u64),
+    Proto(u8),
+    None,
+}
+
+/// The key of a decoded frame (its VXLAN inner packet when it has one),
+/// with the VNI it was carried in.
+pub fn frame_key(f: &Frame) -> Option<(PacketKey, Option<u32>)> {
     let (inner, vni) = match &f.vxlan {
         Some(x) => (&*x.inner, Some(x.vni)),
         None => (f, None),
     };
-    let Some(Net::Ipv4 { src, dst, id, .. }) = &inner.net else {
+    let Some(Net::Ipv4 {
+        src: IpAddr::V4(src),
+        dst: IpAddr::V4(dst),
+        id,
+        ..
+    }) = &inner.net
+    else {
         return None;
     };
     let l4 = match &inner.transport {
@@ -45,66 +89,323 @@ fn key(f: &Frame) -> Option<(String, Option<u32>)> {
             kind,
             id: Some(i),
             seq: Some(s),
-        }) => format!("icmp {kind} id {i} seq {s}"),
+        }) if kind == "echo request" || kind == "echo reply" => L4Key::Echo {
+            request: kind == "echo request",
+            id: *i,
+            seq: *s,
+        },
         Some(Transport::Tcp {
             src_port,
             dst_port,
             flags,
             seq,
             ..
-        }) => format!("tcp {src_port} > {dst_port} [{flags}] seq {seq}"),
+        }) => L4Key::Tcp {
+            sp: *src_port,
+            dp: *dst_port,
+            flags: flag_bits(flags),
+            seq: *seq,
+        },
         Some(Transport::Udp {
             src_port,
             dst_port,
             payload_len,
-        }) => format!("udp {src_port} > {dst_port} len {payload_len}"),
-        Some(Transport::Icmp { kind, .. }) => format!("icmp {kind}"),
-        Some(Transport::Other { number }) => format!("proto {number}"),
-        None => String::new(),
+        }) => L4Key::Udp {
+            sp: *src_port,
+            dp: *dst_port,
+            len: *payload_len,
+        },
+        Some(Transport::Icmp { kind, .. }) => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            kind.hash(&mut h);
+            L4Key::Icmp(h.finish())
+        }
+        Some(Transport::Other { number }) => L4Key::Proto(*number),
+        None => L4Key::None,
     };
-    Some((format!("{src} > {dst} {l4} ipid {id}"), vni))
+    Some((
+        PacketKey {
+            src: u32::from(*src),
+            dst: u32::from(*dst),
+            id: *id,
+            l4,
+        },
+        vni,
+    ))
+}
+
+/// The key of a frame seen through the fast [`view`], with its VNI.
+pub fn view_key(v: &view::View) -> (PacketKey, Option<u32>) {
+    let (ip, vni) = match &v.vxlan {
+        Some((vni, inner)) => (inner, Some(*vni)),
+        None => (&v.outer, None),
+    };
+    let l4 = match ip.l4 {
+        view::L4::Tcp {
+            src_port,
+            dst_port,
+            flags,
+            seq,
+            ..
+        } => L4Key::Tcp {
+            sp: src_port,
+            dp: dst_port,
+            flags: flags & 0x1f,
+            seq,
+        },
+        view::L4::Udp {
+            src_port,
+            dst_port,
+            payload_len,
+        } => L4Key::Udp {
+            sp: src_port,
+            dp: dst_port,
+            len: usize::from(payload_len),
+        },
+        view::L4::Echo { request, id, seq } => L4Key::Echo { request, id, seq },
+    };
+    (
+        PacketKey {
+            src: u32::from_be_bytes(ip.src),
+            dst: u32::from_be_bytes(ip.dst),
+            id: ip.id,
+            l4,
+        },
+        vni,
+    )
+}
+
+fn flag_bits(flags: &str) -> u8 {
+    flags.chars().fold(0, |b, c| {
+        b | match c {
+            'F' => 0x01,
+            'S' => 0x02,
+            'R' => 0x04,
+            'P' => 0x08,
+            '.' => 0x10,
+            _ => 0,
+        }
+    })
+}
+
+/// How a group names its packet: `10.2.2.50 > 10.2.0.42 icmp echo request
+/// id 5 seq 1 ipid 7`; other ICMP by the kind the decoder gave it.
+fn describe(k: &PacketKey, icmp_kind: Option<&str>) -> String {
+    fn num(o: &mut Vec<u8>, n: impl itoa::Integer) {
+        o.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+    fn addr(o: &mut Vec<u8>, a: u32) {
+        for (i, b) in a.to_be_bytes().iter().enumerate() {
+            if i > 0 {
+                o.push(b'.');
+            }
+            num(o, *b);
+        }
+    }
+    let mut o = Vec::with_capacity(80);
+    addr(&mut o, k.src);
+    o.extend_from_slice(b" > ");
+    addr(&mut o, k.dst);
+    o.push(b' ');
+    match k.l4 {
+        L4Key::Echo { request, id, seq } => {
+            o.extend_from_slice(if request {
+                b"icmp echo request id "
+            } else {
+                b"icmp echo reply id "
+            });
+            num(&mut o, id);
+            o.extend_from_slice(b" seq ");
+            num(&mut o, seq);
+        }
+        L4Key::Tcp { sp, dp, flags, seq } => {
+            o.extend_from_slice(b"tcp ");
+            num(&mut o, sp);
+            o.extend_from_slice(b" > ");
+            num(&mut o, dp);
+            o.extend_from_slice(b" [");
+            view::flags_text(flags, &mut o);
+            o.extend_from_slice(b"] seq ");
+            num(&mut o, seq);
+        }
+        L4Key::Udp { sp, dp, len } => {
+            o.extend_from_slice(b"udp ");
+            num(&mut o, sp);
+            o.extend_from_slice(b" > ");
+            num(&mut o, dp);
+            o.extend_from_slice(b" len ");
+            num(&mut o, len);
+        }
+        L4Key::Icmp(_) => {
+            o.extend_from_slice(b"icmp ");
+            o.extend_from_slice(icmp_kind.unwrap_or("?").as_bytes());
+        }
+        L4Key::Proto(n) => {
+            o.extend_from_slice(b"proto ");
+            num(&mut o, n);
+        }
+        L4Key::None => {}
+    }
+    o.extend_from_slice(b" ipid ");
+    num(&mut o, k.id);
+    String::from_utf8(o).unwrap_or_default()
+}
+
+/// One sighting kept while correlating: the interface by its index.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    iface: u16,
+    at: f64,
+    vni: Option<u32>,
+}
+
+/// A packet's sightings: the first inline (most packets are seen once), the
+/// rest with the packet's name once there is something to follow.
+struct Entry {
+    order: u64,
+    first: Seen,
+    more: Option<Box<(String, Vec<Seen>)>>,
+}
+
+/// How long a packet is waited for on further interfaces after its first
+/// sighting. One packet crosses a node's interfaces within microseconds
+/// and reaches the next node within a millisecond or so; keeping only this
+/// much in memory keeps the table small however long the capture is.
+pub const WINDOW_SECS: f64 = 0.1;
+
+/// Follows packets across interfaces as frames arrive, keyed by integers,
+/// over a sliding window of [`WINDOW_SECS`].
+#[derive(Default)]
+pub struct Correlator {
+    labels: Vec<String>,
+    entries: HashMap<PacketKey, Entry, foldhash::fast::RandomState>,
+    /// First sightings in arrival order, for expiry.
+    expiry: std::collections::VecDeque<(f64, PacketKey)>,
+    /// The latest time seen (frames of different interfaces interleave).
+    now: f64,
+    /// Groups whose window has passed.
+    done: Vec<(u64, String, Vec<Seen>)>,
+    next: u64,
+    last_label: Option<u16>,
+}
+
+impl Correlator {
+    /// One frame of packet `key` seen on `iface` at `at` seconds, inside
+    /// VXLAN `vni`; `icmp_kind` names ICMP other than echo.
+    pub fn push(
+        &mut self,
+        iface: &str,
+        at: f64,
+        key: PacketKey,
+        vni: Option<u32>,
+        icmp_kind: Option<&str>,
+    ) {
+        // Most frames come from the interface of the frame before.
+        let i = match self.last_label {
+            Some(i) if self.labels[usize::from(i)] == iface => i,
+            _ => {
+                let i = match self.labels.iter().position(|l| l == iface) {
+                    Some(i) => i,
+                    None => {
+                        self.labels.push(iface.to_string());
+                        self.labels.len() - 1
+                    }
+                } as u16;
+                self.last_label = Some(i);
+                i
+            }
+        };
+        let seen = Seen { iface: i, at, vni };
+        self.now = self.now.max(at);
+        while let Some((t, k)) = self.expiry.front().copied() {
+            if t >= self.now - WINDOW_SECS {
+                break;
+            }
+            self.expiry.pop_front();
+            if let Some(e) = self.entries.remove(&k)
+                && let Some(more) = e.more
+            {
+                let (packet, mut rest) = *more;
+                rest.insert(0, e.first);
+                self.done.push((e.order, packet, rest));
+            }
+        }
+        match self.entries.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let e = e.get_mut();
+                e.more
+                    .get_or_insert_with(|| Box::new((describe(&key, icmp_kind), Vec::new())))
+                    .1
+                    .push(seen);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Entry {
+                    order: self.next,
+                    first: seen,
+                    more: None,
+                });
+                self.expiry.push_back((at, key));
+                self.next += 1;
+            }
+        }
+    }
+
+    /// The packets seen more than once, in order of first sighting.
+    pub fn groups(mut self) -> Vec<Group> {
+        let labels = std::mem::take(&mut self.labels);
+        let mut found: Vec<(u64, String, Vec<Seen>)> = std::mem::take(&mut self.done);
+        found.extend(self.entries.into_values().filter_map(|e| {
+            let (packet, mut rest) = *e.more?;
+            rest.insert(0, e.first);
+            Some((e.order, packet, rest))
+        }));
+        found.sort_by_key(|(o, _, _)| *o);
+        found
+            .into_iter()
+            .map(|(_, packet, seen)| {
+                let mut s: Vec<Sighting> = seen
+                    .into_iter()
+                    .map(|x| Sighting {
+                        iface: labels[usize::from(x.iface)].clone(),
+                        at: x.at,
+                        vni: x.vni,
+                        delta: 0.0,
+                    })
+                    .collect();
+                order_hops(&mut s);
+                let first = s[0].at;
+                let mut prev = first;
+                for x in &mut s {
+                    x.delta = x.at - prev;
+                    prev = x.at;
+                }
+                let span = s.last().map(|x| x.at - first).unwrap_or(0.0);
+                Group {
+                    packet,
+                    sightings: s,
+                    span,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Groups `(iface, at, frame)` sightings of the same packet; packets seen
 /// once stay out (nothing to follow). Groups come in order of first sighting.
 pub fn correlate(frames: &[(String, f64, Frame)]) -> Vec<Group> {
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: HashMap<String, Vec<Sighting>> = HashMap::new();
+    let mut c = Correlator::default();
     for (iface, at, f) in frames {
-        let Some((k, vni)) = key(f) else { continue };
-        let list = groups.entry(k.clone()).or_insert_with(|| {
-            order.push(k.clone());
-            Vec::new()
-        });
-        list.push(Sighting {
-            iface: iface.clone(),
-            at: *at,
-            vni,
-            delta: 0.0,
-        });
+        if let Some((key, vni)) = frame_key(f) {
+            let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(f);
+            let kind = match &inner.transport {
+                Some(Transport::Icmp { kind, .. }) => Some(kind.as_str()),
+                _ => None,
+            };
+            c.push(iface, *at, key, vni, kind);
+        }
     }
-    order
-        .into_iter()
-        .filter_map(|k| {
-            let mut s = groups.remove(&k)?;
-            if s.len() < 2 {
-                return None;
-            }
-            order_hops(&mut s);
-            let first = s[0].at;
-            let mut prev = first;
-            for x in &mut s {
-                x.delta = x.at - prev;
-                prev = x.at;
-            }
-            let span = s.last().map(|x| x.at - first).unwrap_or(0.0);
-            Some(Group {
-                packet: k,
-                sightings: s,
-                span,
-            })
-        })
-        .collect()
+    c.groups()
 }
 
 /// Orders sightings by kernel timestamp. Equal timestamps are common (the
@@ -114,46 +415,51 @@ pub fn correlate(frames: &[(String, f64, Frame)]) -> Vec<Group> {
 /// (labels `node/iface` when several nodes are captured), an encapsulated
 /// one is among the earliest and a plain one among the latest.
 fn order_hops(s: &mut [Sighting]) {
-    let split = |x: &Sighting| -> (String, String) {
-        match x.iface.rsplit_once('/') {
-            Some((node, dev)) => (node.to_string(), dev.to_string()),
-            None => (String::new(), x.iface.clone()),
-        }
-    };
+    // Already in strict time order (the common case): nothing to decide.
+    if s.windows(2).all(|w| w[0].at < w[1].at) {
+        return;
+    }
+    fn split(x: &Sighting) -> (&str, &str) {
+        x.iface.rsplit_once('/').unwrap_or(("", x.iface.as_str()))
+    }
     let incoming = |node: &str| -> bool {
-        let on_node: Vec<&Sighting> = s.iter().filter(|x| split(x).0 == node).collect();
-        let first = on_node.iter().map(|x| x.at).fold(f64::INFINITY, f64::min);
-        let last = on_node
-            .iter()
-            .map(|x| x.at)
-            .fold(f64::NEG_INFINITY, f64::max);
+        let on_node = || s.iter().filter(|x| split(x).0 == node);
+        let first = on_node().map(|x| x.at).fold(f64::INFINITY, f64::min);
+        let last = on_node().map(|x| x.at).fold(f64::NEG_INFINITY, f64::max);
         first < last
-            && on_node.iter().any(|x| x.at == first && x.vni.is_some())
-            && on_node.iter().any(|x| x.at == last && x.vni.is_none())
+            && on_node().any(|x| x.at == first && x.vni.is_some())
+            && on_node().any(|x| x.at == last && x.vni.is_none())
     };
-    let ranks: Vec<u8> = s
-        .iter()
-        .map(|x| {
-            let (node, dev) = split(x);
-            let outward = if x.vni.is_some() {
-                2
-            } else if dev == crate::model::flannel::BRIDGE_DEVICE {
-                0
-            } else if dev == crate::model::flannel::VTEP_DEVICE {
-                1
-            } else {
-                2
-            };
-            if incoming(&node) {
-                2 - outward
-            } else {
-                outward
+    let mut nodes: Vec<(&str, bool)> = Vec::new();
+    let mut ranks: Vec<u8> = Vec::with_capacity(s.len());
+    for x in s.iter() {
+        let (node, dev) = split(x);
+        let inc = match nodes.iter().find(|(n, _)| *n == node) {
+            Some((_, i)) => *i,
+            None => {
+                let i = incoming(node);
+                nodes.push((node, i));
+                i
             }
-        })
-        .collect();
-    let mut ranked: Vec<(u8, Sighting)> = ranks.into_iter().zip(s.iter().cloned()).collect();
-    ranked.sort_by(|a, b| a.1.at.total_cmp(&b.1.at).then(a.0.cmp(&b.0)));
-    for (slot, (_, x)) in s.iter_mut().zip(ranked) {
+        };
+        let outward = if x.vni.is_some() {
+            2
+        } else if dev == crate::model::flannel::BRIDGE_DEVICE {
+            0
+        } else if dev == crate::model::flannel::VTEP_DEVICE {
+            1
+        } else {
+            2
+        };
+        ranks.push(if inc { 2 - outward } else { outward });
+    }
+    let mut idx: Vec<usize> = (0..s.len()).collect();
+    idx.sort_by(|&a, &b| s[a].at.total_cmp(&s[b].at).then(ranks[a].cmp(&ranks[b])));
+    if idx.iter().enumerate().all(|(i, &j)| i == j) {
+        return;
+    }
+    let sorted: Vec<Sighting> = idx.iter().map(|&j| s[j].clone()).collect();
+    for (slot, x) in s.iter_mut().zip(sorted) {
         *slot = x;
     }
 }

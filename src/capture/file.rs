@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read};
+use std::io::{BufWriter, Read};
 use std::path::Path;
 use std::time::Duration;
 
@@ -74,18 +74,35 @@ impl PcapNgOut {
     }
 }
 
-/// Reads a pcap or pcapng file (by its magic number).
+/// Reads a pcap or pcapng file (by its magic number) into owned frames.
 pub fn read(path: &Path) -> Result<Vec<FileFrame>> {
+    let mut out = Vec::new();
+    for_each(path, |iface, ts, len, data| {
+        out.push(FileFrame {
+            iface: iface.to_string(),
+            ts,
+            len,
+            data: data.to_vec(),
+        })
+    })?;
+    Ok(out)
+}
+
+/// Streams a pcap or pcapng file (by its magic number): `f(interface, time
+/// since the epoch, length on the wire, the bytes)` per frame, the bytes
+/// borrowed from the reader's buffer. Returns the number of frames.
+pub fn for_each(path: &Path, mut f: impl FnMut(&str, Duration, u32, &[u8])) -> Result<usize> {
     let mut magic = [0u8; 4];
     File::open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .map_err(|e| Error::io(path, e))?;
-    let file = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
+    // The pcap readers buffer on their own.
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let bad = |e: pcap_file::PcapError| Error::Parse {
         path: path.to_path_buf(),
         what: e.to_string(),
     };
-    let mut out = Vec::new();
+    let mut count = 0;
     if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
         let mut reader = PcapNgReader::new(file).map_err(bad)?;
         let mut ifaces: Vec<(String, u8)> = Vec::new();
@@ -111,10 +128,14 @@ pub fn read(path: &Path) -> Result<Vec<FileFrame>> {
                     ifaces.push((name, resol));
                 }
                 Block::EnhancedPacket(epb) => {
-                    let (name, resol) = ifaces
-                        .get(epb.interface_id as usize)
-                        .cloned()
-                        .unwrap_or_else(|| (format!("if{}", epb.interface_id), 6));
+                    let fallback;
+                    let (name, resol) = match ifaces.get(epb.interface_id as usize) {
+                        Some((n, r)) => (n.as_str(), *r),
+                        None => {
+                            fallback = format!("if{}", epb.interface_id);
+                            (fallback.as_str(), 6)
+                        }
+                    };
                     // pcap-file hands over the raw count as nanoseconds; rescale by the interface's resolution.
                     let raw = epb.timestamp.as_nanos();
                     let ts = match resol {
@@ -123,12 +144,8 @@ pub fn read(path: &Path) -> Result<Vec<FileFrame>> {
                         r if r < 9 => Duration::from_nanos((raw * 10u128.pow(9 - r as u32)) as u64),
                         _ => Duration::from_nanos(raw as u64),
                     };
-                    out.push(FileFrame {
-                        iface: name,
-                        ts,
-                        len: epb.original_len,
-                        data: epb.data.to_vec(),
-                    });
+                    f(name, ts, epb.original_len, &epb.data);
+                    count += 1;
                 }
                 _ => {}
             }
@@ -137,13 +154,130 @@ pub fn read(path: &Path) -> Result<Vec<FileFrame>> {
         let mut reader = pcap_file::pcap::PcapReader::new(file).map_err(bad)?;
         while let Some(p) = reader.next_packet() {
             let p = p.map_err(bad)?;
-            out.push(FileFrame {
-                iface: "-".into(),
-                ts: p.timestamp,
-                len: p.orig_len,
-                data: p.data.to_vec(),
-            });
+            f("-", p.timestamp, p.orig_len, &p.data);
+            count += 1;
         }
     }
-    Ok(out)
+    Ok(count)
+}
+
+/// `capture --read FILE` without JSON: one line per frame like `tcpdump
+/// -nn`, time since the first frame and interface first, through the fast
+/// [`view`](super::view) where it fits; DNS queries that got no answer are
+/// flagged by `dns` as they expire (`! DNS query ...`). Returns the frames read.
+pub fn print_lines(
+    path: &Path,
+    vxlan_ports: &[u16],
+    dns: &mut super::dns_watch::DnsWatch,
+    out: &mut impl std::io::Write,
+) -> Result<usize> {
+    let mut first: Option<Duration> = None;
+    let mut line = Vec::with_capacity(256);
+    let mut failed = None;
+    let n = for_each(path, |iface, ts, _len, data| {
+        if failed.is_some() {
+            return;
+        }
+        let at = ts.saturating_sub(*first.get_or_insert(ts));
+        line.clear();
+        write_prefix(&mut line, at, iface);
+        match super::view::view(data, vxlan_ports) {
+            Some(v) => v.write_line(&mut line),
+            None => {
+                let f = super::decode(data, vxlan_ports);
+                line.extend_from_slice(f.line().as_bytes());
+                for q in dns.observe(iface, at.as_secs_f64(), &f) {
+                    line.extend_from_slice(b"\n! ");
+                    line.extend_from_slice(q.line().as_bytes());
+                }
+            }
+        }
+        line.push(b'\n');
+        if let Err(e) = out.write_all(&line) {
+            failed = Some(e);
+        }
+    })?;
+    match failed {
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(n),
+        Some(e) => Err(Error::env(format!("writing the output: {e}"), None)),
+        None => Ok(n),
+    }
+}
+
+/// `capture --read FILE --group` without printing every frame: the packets
+/// seen on more than one interface, keyed through the fast view.
+pub fn correlate(
+    path: &Path,
+    vxlan_ports: &[u16],
+) -> Result<(usize, Vec<super::correlate::Group>)> {
+    use super::correlate::{Correlator, frame_key, view_key};
+    let mut c = Correlator::default();
+    let mut first: Option<Duration> = None;
+    let n = for_each(path, |iface, ts, _len, data| {
+        let at = ts.saturating_sub(*first.get_or_insert(ts)).as_secs_f64();
+        match super::view::view(data, vxlan_ports) {
+            Some(v) => {
+                let (key, vni) = view_key(&v);
+                c.push(iface, at, key, vni, None);
+            }
+            None => {
+                let f = super::decode(data, vxlan_ports);
+                if let Some((key, vni)) = frame_key(&f) {
+                    let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(&f);
+                    let kind = match &inner.transport {
+                        Some(super::decode::Transport::Icmp { kind, .. }) => Some(kind.as_str()),
+                        _ => None,
+                    };
+                    c.push(iface, at, key, vni, kind);
+                }
+            }
+        }
+    })?;
+    Ok((n, c.groups()))
+}
+
+/// `{at:>10.6} {iface:<10} `, without float formatting.
+fn write_prefix(out: &mut Vec<u8>, at: Duration, iface: &str) {
+    let micros = (at.as_nanos() + 500) / 1000;
+    let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
+    let mut b = itoa::Buffer::new();
+    let s = b.format(secs);
+    for _ in (s.len() + 7)..10 {
+        out.push(b' ');
+    }
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'.');
+    let mut b2 = itoa::Buffer::new();
+    let f = b2.format(frac);
+    for _ in f.len()..6 {
+        out.push(b'0');
+    }
+    out.extend_from_slice(f.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(iface.as_bytes());
+    for _ in iface.len()..10 {
+        out.push(b' ');
+    }
+    out.push(b' ');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_matches_the_formatted_one() {
+        for (nanos, iface) in [
+            (0u64, "eth0"),
+            (1_234_567_890, "flannel.1"),
+            (999_999_600, "cni0"),
+            (12_345_000_000_000, "k8s-node-12/eth0"),
+        ] {
+            let at = Duration::from_nanos(nanos);
+            let mut out = Vec::new();
+            write_prefix(&mut out, at, iface);
+            let want = format!("{:>10.6} {iface:<10} ", at.as_secs_f64());
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
 }

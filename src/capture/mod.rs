@@ -4,10 +4,13 @@
 
 pub mod correlate;
 pub mod decode;
+pub mod dns_watch;
 pub mod file;
 pub mod filter;
 pub mod live;
+pub mod sink;
 #[cfg(test)]
 pub(crate) mod test_frames;
+pub mod view;
 
 pub use decode::{Frame, decode};

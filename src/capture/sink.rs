@@ -1,0 +1,94 @@
+//! Where captured or read frames go: one line (or JSON object) per frame,
+//! DNS queries without an answer flagged as they expire, and, for
+//! `--group`, every frame fed to the correlator. Shared by live capture and
+//! `--read` of files that are printed as JSON.
+
+use std::io::Write;
+
+use super::correlate::{self, Correlator, Group};
+use super::decode::Transport;
+use super::dns_watch::{DnsWatch, Unanswered};
+
+/// The state of one capture's output.
+pub struct Sink<'a> {
+    json: bool,
+    group: bool,
+    vxlan_ports: &'a [u16],
+    out: anstream::AutoStream<std::io::Stdout>,
+    pub correlator: Correlator,
+    pub dns: DnsWatch,
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(json: bool, group: bool, vxlan_ports: &'a [u16], dns_timeout: f64) -> Self {
+        Sink {
+            json,
+            group,
+            vxlan_ports,
+            out: anstream::stdout(),
+            correlator: Correlator::default(),
+            dns: DnsWatch::new(dns_timeout),
+        }
+    }
+
+    /// One frame seen on `iface`, `at` seconds into the capture.
+    pub fn frame(&mut self, iface: &str, at: f64, len: u32, data: &[u8]) {
+        let d = super::decode(data, self.vxlan_ports);
+        let _ = if self.json {
+            writeln!(
+                self.out,
+                "{}",
+                serde_json::json!({"iface": iface, "at": at, "len": len, "frame": d})
+            )
+        } else {
+            writeln!(self.out, "{at:>10.6} {iface:<10} {}", d.line())
+        };
+        for q in self.dns.observe(iface, at, &d) {
+            self.flag(&q);
+        }
+        if self.group
+            && let Some((key, vni)) = correlate::frame_key(&d)
+        {
+            let inner = d.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(&d);
+            let kind = match &inner.transport {
+                Some(Transport::Icmp { kind, .. }) => Some(kind.as_str()),
+                _ => None,
+            };
+            self.correlator.push(iface, at, key, vni, kind);
+        }
+    }
+
+    /// A DNS query that got no answer.
+    pub fn flag(&mut self, q: &Unanswered) {
+        let _ = if self.json {
+            writeln!(self.out, "{}", serde_json::json!({ "dns_unanswered": q }))
+        } else {
+            writeln!(self.out, "! {}", q.line())
+        };
+    }
+
+    /// At the end (`end` seconds into a live capture): the queries still
+    /// waiting, then the groups (`groups` when the caller correlated on its
+    /// own, else this sink's).
+    pub fn finish(mut self, groups: Option<Vec<Group>>, end: Option<f64>) {
+        let dns = std::mem::replace(&mut self.dns, DnsWatch::new(0.0));
+        for q in dns.finish(end) {
+            self.flag(&q);
+        }
+        if !self.group {
+            return;
+        }
+        let correlator = std::mem::take(&mut self.correlator);
+        let groups = groups.unwrap_or_else(|| correlator.groups());
+        if !self.json && !groups.is_empty() {
+            let _ = writeln!(self.out, "\npackets seen on more than one interface:");
+        }
+        for g in &groups {
+            let _ = if self.json {
+                writeln!(self.out, "{}", serde_json::json!({ "group": g }))
+            } else {
+                writeln!(self.out, "  {}", correlate::group_line(g))
+            };
+        }
+    }
+}
