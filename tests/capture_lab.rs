@@ -318,7 +318,6 @@ fn pod_filter_keeps_only_that_pod_also_inside_vxlan() {
 fn both_nodes_in_one_capture_follow_ping_and_http_from_pod_to_pod() {
     let lab = Lab::up("cap2", &[]);
     let bb = lab.pod(BUSYBOX);
-    let read = |out: std::process::ChildStdout| -> Vec<serde_json::Value> { json_lines(out) };
     let (mut cap, out) = start_capture(&[
         "capture",
         "k8s-node-12,k8s-master-10",
@@ -336,7 +335,7 @@ fn both_nodes_in_one_capture_follow_ping_and_http_from_pod_to_pod() {
     ]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(ping(&bb, "10.2.0.42"));
-    let objects = read(out);
+    let objects = json_lines(out);
     assert!(cap.wait().unwrap().success());
     let (groups, frames): (Vec<_>, Vec<_>) =
         objects.into_iter().partition(|o| o.get("group").is_some());
@@ -397,7 +396,7 @@ fn both_nodes_in_one_capture_follow_ping_and_http_from_pod_to_pod() {
         curl(&bb, "http://10.2.0.42/both", None).as_deref(),
         Some("nginx-56d58c56c7-zl6ms")
     );
-    let frames = read(out);
+    let frames = json_lines(out);
     assert!(cap.wait().unwrap().success());
     let path_on = |iface: &str| {
         frames.iter().any(|f| {
