@@ -133,7 +133,7 @@ pub struct CaptureArgs {
     #[arg(short = 'w', long)]
     pub write: Option<std::path::PathBuf>,
     /// Read a pcap or pcapng file instead of capturing live (same decoding and --group).
-    #[arg(long, conflicts_with_all = ["node", "netns", "write", "count", "duration", "filter"])]
+    #[arg(long, conflicts_with_all = ["nodes", "netns", "write", "count", "duration", "filter"])]
     pub read: Option<std::path::PathBuf>,
     /// UDP ports decoded as VXLAN.
     #[arg(long, value_delimiter = ',', default_values_t = [8472u16, 4789])]
@@ -303,4 +303,15 @@ pub enum LabCommand {
         #[command(flatten)]
         name: LabName,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks its argument definitions only when a command is built;
+    /// a dangling name in `conflicts_with` would panic at run time.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
