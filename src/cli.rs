@@ -30,6 +30,8 @@ pub enum Command {
     Capture(CaptureArgs),
     /// The path from SRC to DST hop by hop, with the entry that carries or drops the packet at each hop.
     Trace(TraceArgs),
+    /// The plan that puts a node's dataplane back the way flannel (and kube-proxy) meant it: typed actions, each with the finding it fixes and what it replaces. Changes nothing.
+    Repair(RepairArgs),
     /// Write an offline bundle (cluster objects, node states, raw iptables-save) that --bundle reads.
     Collect(CollectArgs),
     /// Show what is there: a node's dataplane as the kernel holds it.
@@ -180,6 +182,29 @@ pub struct TraceArgs {
     pub source: SourceArgs,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The node to plan for (e.g. k8s-node-12).
+    #[arg(long)]
+    pub node: String,
+    /// Only these kinds of action (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<crate::repair::Category>,
+    /// Also restore kube-proxy's chains (kube-proxy rewrites them on its next sync anyway).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub include: Vec<RepairInclude>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// Owners whose state `repair` leaves alone unless asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RepairInclude {
+    KubeProxy,
 }
 
 #[derive(Debug, Args)]

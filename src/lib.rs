@@ -12,6 +12,7 @@ pub mod error;
 pub mod inspect;
 pub mod lab;
 pub mod model;
+pub mod repair;
 pub mod synthetic;
 pub mod trace;
 

@@ -123,6 +123,32 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if p.judgement.reached { 0 } else { 1 })
         }
+        Command::Repair(a) => {
+            let live = a.source.live();
+            let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab, live)?;
+            let cluster = target.cluster()?;
+            let nodes = target.node_states(None)?;
+            let Some((_, state)) = nodes.iter().find(|(n, _)| *n == a.node) else {
+                let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(knetdoctor::Error::usage(
+                    format!("no node {:?} in this cluster", a.node),
+                    Some(format!("nodes: {}", names.join(", "))),
+                ));
+            };
+            let findings = knetdoctor::check::run(&cluster, &nodes);
+            let opts = knetdoctor::repair::Options {
+                only: a.only.clone(),
+                include_kube_proxy: a
+                    .include
+                    .contains(&knetdoctor::cli::RepairInclude::KubeProxy),
+            };
+            let plan = knetdoctor::repair::plan(&a.node, &findings, state, &opts);
+            match a.output {
+                Output::Json => json(&plan),
+                Output::Text => out(&plan.text()),
+            }
+            Ok(if plan.is_clean() { 0 } else { 1 })
+        }
         Command::Collect(a) => {
             if a.dir.exists() {
                 return Err(knetdoctor::Error::usage(

@@ -238,6 +238,23 @@ pub struct Sysctls {
     pub rp_filter: BTreeMap<String, u8>,
 }
 
+impl Sysctls {
+    /// The value under its `sysctl` key, as `sysctl -n` prints it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+        match key {
+            "net.ipv4.ip_forward" => self.ip_forward.map(flag),
+            "net.bridge.bridge-nf-call-iptables" => self.bridge_nf_call_iptables.map(flag),
+            _ => {
+                let dev = key
+                    .strip_prefix("net.ipv4.conf.")?
+                    .strip_suffix(".rp_filter")?;
+                self.rp_filter.get(dev).map(|v| v.to_string())
+            }
+        }
+    }
+}
+
 impl NodeState {
     /// The link named `name`.
     pub fn link(&self, name: &str) -> Option<&Link> {

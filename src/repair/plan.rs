@@ -1,0 +1,307 @@
+//! The repair plan (pure): from a node's findings and what it holds now, the
+//! typed actions that put it back the way flannel and kube-proxy meant it,
+//! in the order flannel itself programs a node — devices, addresses and
+//! sysctls first, then per peer the neighbour, the FDB entry and the route —
+//! each with the finding that asks for it and what it replaces.
+
+use serde::Serialize;
+
+use crate::check::text::action_line;
+use crate::check::{Finding, RepairAction};
+use crate::dataplane::NodeState;
+
+/// What an action touches; `--only` selects by these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Links,
+    Sysctl,
+    Neigh,
+    Fdb,
+    Routes,
+    Iptables,
+}
+
+/// Who owns the state an action restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Owner {
+    /// flannel's devices, entries and chains, and the node sysctls.
+    Flannel,
+    /// kube-proxy rewrites its chains on every sync.
+    KubeProxy,
+}
+
+/// One planned change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub action: RepairAction,
+    pub category: Category,
+    pub owner: Owner,
+    /// The finding that asks for it, and its summary.
+    pub finding: String,
+    pub why: String,
+    /// What the node holds there now (`nothing` when it holds nothing).
+    pub replaces: String,
+}
+
+/// The plan for one node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub node: String,
+    pub steps: Vec<Step>,
+    /// kube-proxy's chains, left out without `--include kube-proxy`.
+    pub left_to_kube_proxy: Vec<Step>,
+    /// Findings no kernel change fixes: what a person must change.
+    pub manual: Vec<Step>,
+}
+
+/// What to plan.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only these categories (empty: all).
+    pub only: Vec<Category>,
+    /// Also restore kube-proxy's chains.
+    pub include_kube_proxy: bool,
+}
+
+fn category(a: &RepairAction) -> Option<Category> {
+    Some(match a {
+        RepairAction::LinkUp { .. }
+        | RepairAction::LinkMtu { .. }
+        | RepairAction::AddrReplace { .. }
+        | RepairAction::Ethtool { .. } => Category::Links,
+        RepairAction::Sysctl { .. } => Category::Sysctl,
+        RepairAction::NeighReplace { .. } => Category::Neigh,
+        RepairAction::FdbReplace { .. } | RepairAction::FdbDelete { .. } => Category::Fdb,
+        RepairAction::RouteReplace { .. } => Category::Routes,
+        RepairAction::IptablesChains { .. } | RepairAction::IptablesPolicy { .. } => {
+            Category::Iptables
+        }
+        RepairAction::Manual { .. } => return None,
+    })
+}
+
+fn owner(a: &RepairAction) -> Owner {
+    match a {
+        RepairAction::IptablesChains { owner, .. } if owner == "kube-proxy" => Owner::KubeProxy,
+        _ => Owner::Flannel,
+    }
+}
+
+/// The peer an overlay action is for (its gateway, VTEP MAC or pod CIDR),
+/// so that each peer's neigh, FDB and route stay together in that order.
+fn peer_key(a: &RepairAction, state: &NodeState) -> String {
+    match a {
+        RepairAction::NeighReplace { ip, .. } => ip.clone(),
+        RepairAction::RouteReplace { gateway, .. } => gateway.clone(),
+        RepairAction::FdbReplace { mac, .. } | RepairAction::FdbDelete { mac, .. } => state
+            .neighs
+            .iter()
+            .find(|n| n.lladdr.as_deref() == Some(mac.as_str()))
+            .map(|n| n.dst.to_string())
+            .unwrap_or_else(|| mac.clone()),
+        _ => String::new(),
+    }
+}
+
+/// What the node holds where `a` would write.
+pub fn current(a: &RepairAction, state: &NodeState) -> String {
+    let nothing = || "nothing".to_string();
+    match a {
+        RepairAction::NeighReplace { dev, ip, .. } => state
+            .neighs
+            .iter()
+            .find(|n| n.dev == *dev && n.dst.to_string() == *ip)
+            .map(|n| {
+                format!(
+                    "{} lladdr {} {}",
+                    n.dst,
+                    n.lladdr.as_deref().unwrap_or("-"),
+                    n.state.join(",")
+                )
+            })
+            .unwrap_or_else(nothing),
+        RepairAction::FdbReplace { dev, mac, .. } | RepairAction::FdbDelete { dev, mac, .. } => {
+            let v: Vec<String> = state
+                .fdb
+                .iter()
+                .filter(|f| f.dev == *dev && f.mac == *mac)
+                .map(|f| {
+                    format!(
+                        "{}{}",
+                        f.mac,
+                        f.dst.map(|d| format!(" dst {d}")).unwrap_or_default()
+                    )
+                })
+                .collect();
+            if v.is_empty() {
+                nothing()
+            } else {
+                v.join("; ")
+            }
+        }
+        RepairAction::RouteReplace { dst, .. } => state
+            .routes
+            .iter()
+            .find(|r| r.table == 254 && r.dst == *dst)
+            .map(|r| {
+                format!(
+                    "{}{}{}",
+                    r.dst,
+                    r.gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
+                    r.dev
+                        .as_ref()
+                        .map(|d| format!(" dev {d}"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(nothing),
+        RepairAction::LinkUp { dev } => state
+            .links
+            .iter()
+            .find(|l| l.name == *dev)
+            .map(|l| format!("{dev} {}", if l.up { "up" } else { "down" }))
+            .unwrap_or_else(nothing),
+        RepairAction::LinkMtu { dev, .. } => state
+            .links
+            .iter()
+            .find(|l| l.name == *dev)
+            .map(|l| format!("{dev} mtu {}", l.mtu))
+            .unwrap_or_else(nothing),
+        RepairAction::AddrReplace { dev, .. } => {
+            let v: Vec<String> = state
+                .addrs_of(dev)
+                .map(|a| format!("{}/{}", a.address, a.prefix_len))
+                .collect();
+            if v.is_empty() {
+                nothing()
+            } else {
+                v.join(", ")
+            }
+        }
+        RepairAction::Sysctl { key, .. } => state
+            .sysctls
+            .get(key)
+            .map(|v| format!("{key} = {v}"))
+            .unwrap_or_else(nothing),
+        RepairAction::IptablesChains { table, chains, .. } => {
+            format!("table {table}: {} as the node has them", chains.join(", "))
+        }
+        RepairAction::IptablesPolicy { chain, .. } => format!("{chain}'s current policy"),
+        RepairAction::Ethtool { dev, feature, .. } => format!("{dev} {feature}"),
+        RepairAction::Manual { .. } => nothing(),
+    }
+}
+
+/// The plan for `node` from its findings (others' are ignored).
+pub fn plan(node: &str, findings: &[Finding], state: &NodeState, opts: &Options) -> Plan {
+    let mut plan = Plan {
+        node: node.to_string(),
+        steps: Vec::new(),
+        left_to_kube_proxy: Vec::new(),
+        manual: Vec::new(),
+    };
+    for f in findings {
+        let ours = f.node.as_deref() == Some(node);
+        for a in &f.repair {
+            let step = |category| Step {
+                action: a.clone(),
+                category,
+                owner: owner(a),
+                finding: f.id.clone(),
+                why: f.summary.clone(),
+                replaces: current(a, state),
+            };
+            match category(a) {
+                // A person's job, whichever node (or none) the finding names.
+                None => {
+                    if ours || f.node.is_none() {
+                        plan.manual.push(step(Category::Links));
+                    }
+                }
+                Some(_) if !ours => {}
+                Some(c) if !opts.only.is_empty() && !opts.only.contains(&c) => {}
+                Some(c) => {
+                    let s = step(c);
+                    if plan.steps.iter().any(|x| x.action == s.action) {
+                        continue;
+                    }
+                    if s.owner == Owner::KubeProxy && !opts.include_kube_proxy {
+                        plan.left_to_kube_proxy.push(s);
+                    } else {
+                        plan.steps.push(s);
+                    }
+                }
+            }
+        }
+    }
+    // Devices first, then per peer neigh -> FDB -> route (flannel's order),
+    // then netfilter; the sort is stable, so findings keep their order.
+    plan.steps.sort_by_cached_key(|s| {
+        let overlay = matches!(
+            s.category,
+            Category::Neigh | Category::Fdb | Category::Routes
+        );
+        (
+            match s.category {
+                Category::Links => 0,
+                Category::Sysctl => 1,
+                Category::Neigh | Category::Fdb | Category::Routes => 2,
+                Category::Iptables => 3,
+            },
+            if overlay {
+                peer_key(&s.action, state)
+            } else {
+                String::new()
+            },
+            s.category,
+        )
+    });
+    plan
+}
+
+impl Plan {
+    /// Nothing to change on the node.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Nothing to change, nothing left to kube-proxy or to a person.
+    pub fn is_clean(&self) -> bool {
+        self.steps.is_empty() && self.left_to_kube_proxy.is_empty() && self.manual.is_empty()
+    }
+
+    /// The readable plan.
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "repair plan for {}: {} action(s)",
+            self.node,
+            self.steps.len()
+        );
+        for (i, s) in self.steps.iter().enumerate() {
+            let _ = writeln!(o, "  {:>2}. {}", i + 1, action_line(&s.action));
+            let _ = writeln!(o, "      why: {} — {}", s.finding, s.why);
+            let _ = writeln!(o, "      replaces: {}", s.replaces);
+        }
+        if !self.left_to_kube_proxy.is_empty() {
+            let _ = writeln!(
+                o,
+                "left to kube-proxy (it rewrites its chains on every sync; a missing chain usually means kube-proxy itself is down — add `--include kube-proxy` to restore them now):"
+            );
+            for s in &self.left_to_kube_proxy {
+                let _ = writeln!(o, "      {} ({})", action_line(&s.action), s.finding);
+            }
+        }
+        if !self.manual.is_empty() {
+            let _ = writeln!(o, "not a dataplane fix — what a person must change:");
+            for s in &self.manual {
+                let _ = writeln!(o, "      {}: {}", s.finding, action_line(&s.action));
+            }
+        }
+        o
+    }
+}
