@@ -135,6 +135,16 @@ pub fn frame_key(f: &Frame) -> Option<(PacketKey, Option<u32>)> {
     ))
 }
 
+impl PacketKey {
+    /// Which of `n` correlators sharing a capture takes this packet: every
+    /// sighting of one packet goes to the same one.
+    pub fn shard(&self, n: usize) -> usize {
+        let mix = (u64::from(self.src) << 32 | u64::from(self.dst))
+            ^ u64::from(self.id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mix.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n.max(1)
+    }
+}
+
 /// The key of a frame seen through the fast [`view`], with its VNI.
 pub fn view_key(v: &view::View) -> (PacketKey, Option<u32>) {
     let (ip, vni) = match &v.vxlan {
@@ -316,7 +326,24 @@ impl Correlator {
                 i
             }
         };
-        let seen = Seen { iface: i, at, vni };
+        let order = self.next;
+        self.push_indexed(order, i, at, key, vni, icmp_kind);
+    }
+
+    /// [`Correlator::push`] with the interface already an index into the
+    /// labels the groups will be named with, and `order` the caller's
+    /// sequence number of the frame (groups come in this order): for
+    /// correlators that share the work of one capture.
+    pub fn push_indexed(
+        &mut self,
+        order: u64,
+        iface: u16,
+        at: f64,
+        key: PacketKey,
+        vni: Option<u32>,
+        icmp_kind: Option<&str>,
+    ) {
+        let seen = Seen { iface, at, vni };
         self.now = self.now.max(at);
         while let Some((t, k)) = self.expiry.front().copied() {
             if t >= self.now - WINDOW_SECS {
@@ -341,12 +368,12 @@ impl Correlator {
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(Entry {
-                    order: self.next,
+                    order,
                     first: seen,
                     more: None,
                 });
                 self.expiry.push_back((at, key));
-                self.next += 1;
+                self.next = self.next.max(order) + 1;
             }
         }
     }
@@ -354,6 +381,14 @@ impl Correlator {
     /// The packets seen more than once, in order of first sighting.
     pub fn groups(mut self) -> Vec<Group> {
         let labels = std::mem::take(&mut self.labels);
+        self.groups_ordered(&labels)
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect()
+    }
+
+    /// The groups with their order numbers, interfaces named by `labels`.
+    pub fn groups_ordered(mut self, labels: &[String]) -> Vec<(u64, Group)> {
         let mut found: Vec<(u64, String, Vec<Seen>)> = std::mem::take(&mut self.done);
         found.extend(self.entries.into_values().filter_map(|e| {
             let (packet, mut rest) = *e.more?;
@@ -363,7 +398,7 @@ impl Correlator {
         found.sort_by_key(|(o, _, _)| *o);
         found
             .into_iter()
-            .map(|(_, packet, seen)| {
+            .map(|(order, packet, seen)| {
                 let mut s: Vec<Sighting> = seen
                     .into_iter()
                     .map(|x| Sighting {
@@ -381,11 +416,14 @@ impl Correlator {
                     prev = x.at;
                 }
                 let span = s.last().map(|x| x.at - first).unwrap_or(0.0);
-                Group {
-                    packet,
-                    sightings: s,
-                    span,
-                }
+                (
+                    order,
+                    Group {
+                        packet,
+                        sightings: s,
+                        span,
+                    },
+                )
             })
             .collect()
     }

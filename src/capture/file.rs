@@ -205,35 +205,100 @@ pub fn print_lines(
 }
 
 /// `capture --read FILE --group` without printing every frame: the packets
-/// seen on more than one interface, keyed through the fast view.
+/// seen on more than one interface, keyed through the fast view. This
+/// thread reads and keys the frames; two correlators, each on its own
+/// thread, take the packets by key, so both cores work.
 pub fn correlate(
     path: &Path,
     vxlan_ports: &[u16],
 ) -> Result<(usize, Vec<super::correlate::Group>)> {
-    use super::correlate::{Correlator, frame_key, view_key};
-    let mut c = Correlator::default();
-    let mut first: Option<Duration> = None;
-    let n = for_each(path, |iface, ts, _len, data| {
-        let at = ts.saturating_sub(*first.get_or_insert(ts)).as_secs_f64();
-        match super::view::view(data, vxlan_ports) {
-            Some(v) => {
-                let (key, vni) = view_key(&v);
-                c.push(iface, at, key, vni, None);
-            }
-            None => {
-                let f = super::decode(data, vxlan_ports);
-                if let Some((key, vni)) = frame_key(&f) {
-                    let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(&f);
-                    let kind = match &inner.transport {
-                        Some(super::decode::Transport::Icmp { kind, .. }) => Some(kind.as_str()),
-                        _ => None,
-                    };
-                    c.push(iface, at, key, vni, kind);
+    use super::correlate::{Correlator, PacketKey, frame_key, view_key};
+    use std::sync::mpsc::sync_channel;
+    /// One keyed sighting on its way to a correlator.
+    type Item = (u64, u16, f64, PacketKey, Option<u32>, Option<String>);
+    const SHARDS: usize = 2;
+    const BATCH: usize = 4096;
+    std::thread::scope(|scope| {
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..SHARDS {
+            let (tx, rx) = sync_channel::<Vec<Item>>(8);
+            senders.push(tx);
+            workers.push(scope.spawn(move || {
+                let mut c = Correlator::default();
+                for batch in rx {
+                    for (order, iface, at, key, vni, kind) in batch {
+                        c.push_indexed(order, iface, at, key, vni, kind.as_deref());
+                    }
                 }
-            }
+                c
+            }));
         }
-    })?;
-    Ok((n, c.groups()))
+        let mut batches: Vec<Vec<Item>> = (0..SHARDS).map(|_| Vec::with_capacity(BATCH)).collect();
+        let mut labels: Vec<String> = Vec::new();
+        let mut first: Option<Duration> = None;
+        let mut order = 0u64;
+        let read = for_each(path, |iface, ts, _len, data| {
+            let at = ts.saturating_sub(*first.get_or_insert(ts)).as_secs_f64();
+            let keyed = match super::view::view(data, vxlan_ports) {
+                Some(v) => {
+                    let (key, vni) = view_key(&v);
+                    Some((key, vni, None))
+                }
+                None => {
+                    let f = super::decode(data, vxlan_ports);
+                    frame_key(&f).map(|(key, vni)| {
+                        let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(&f);
+                        let kind = match &inner.transport {
+                            Some(super::decode::Transport::Icmp { kind, .. }) => Some(kind.clone()),
+                            _ => None,
+                        };
+                        (key, vni, kind)
+                    })
+                }
+            };
+            let Some((key, vni, kind)) = keyed else {
+                return;
+            };
+            let i = match labels.iter().position(|l| l == iface) {
+                Some(i) => i,
+                None => {
+                    labels.push(iface.to_string());
+                    labels.len() - 1
+                }
+            } as u16;
+            let shard = key.shard(SHARDS);
+            batches[shard].push((order, i, at, key, vni, kind));
+            order += 1;
+            if batches[shard].len() == BATCH {
+                let full = std::mem::replace(&mut batches[shard], Vec::with_capacity(BATCH));
+                let _ = senders[shard].send(full);
+            }
+        });
+        for (tx, batch) in senders.into_iter().zip(batches) {
+            let _ = tx.send(batch);
+        }
+        let correlators: Vec<Correlator> = workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_default())
+            .collect();
+        let n = read?;
+        // Name the groups on both threads, then merge them by first sighting.
+        let labels = &labels;
+        let parts: Vec<Vec<(u64, super::correlate::Group)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = correlators
+                .into_iter()
+                .map(|c| s.spawn(move || c.groups_ordered(labels)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut all: Vec<(u64, super::correlate::Group)> = parts.into_iter().flatten().collect();
+        all.sort_by_key(|(o, _)| *o);
+        Ok((n, all.into_iter().map(|(_, g)| g).collect()))
+    })
 }
 
 /// `{at:>10.6} {iface:<10} `, without float formatting.
@@ -264,6 +329,50 @@ fn write_prefix(out: &mut Vec<u8>, at: Duration, iface: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_two_core_correlation_of_a_file_equals_the_single_one() {
+        use crate::capture::decode::{VXLAN_PORTS, decode};
+        use crate::capture::test_frames::{icmp_echo, in_vxlan};
+        let path = std::env::temp_dir().join(format!("kd-corr-{}.pcap", std::process::id()));
+        let mut frames = Vec::new();
+        for i in 0..3000u16 {
+            let echo = icmp_echo([10, 2, (i % 7) as u8, 2], [10, 2, 0, 42], i);
+            frames.push(echo.clone());
+            if i % 3 != 0 {
+                frames.push(in_vxlan(&echo, 1));
+            }
+        }
+        {
+            let mut w = pcap_file::pcap::PcapWriter::new(File::create(&path).unwrap()).unwrap();
+            for (i, f) in frames.iter().enumerate() {
+                w.write_packet(&pcap_file::pcap::PcapPacket::new(
+                    Duration::from_micros(1_000_000 + 10 * i as u64),
+                    f.len() as u32,
+                    f,
+                ))
+                .unwrap();
+            }
+        }
+        let (n, parallel) = correlate(&path, &VXLAN_PORTS).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let single = crate::capture::correlate::correlate(
+            &frames
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    (
+                        "-".to_string(),
+                        (10 * i) as f64 / 1e6,
+                        decode(f, &VXLAN_PORTS),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(n, frames.len());
+        assert_eq!(parallel.len(), 2000);
+        assert_eq!(parallel, single);
+    }
 
     #[test]
     fn the_prefix_matches_the_formatted_one() {
