@@ -30,7 +30,7 @@ pub enum Command {
     Capture(CaptureArgs),
     /// The path from SRC to DST hop by hop, with the entry that carries or drops the packet at each hop.
     Trace(TraceArgs),
-    /// The plan that puts a node's dataplane back the way flannel (and kube-proxy) meant it: typed actions, each with the finding it fixes and what it replaces. Changes nothing.
+    /// Put a node's dataplane back the way flannel meant it: the plan (typed actions, each with the finding it fixes and what it replaces), then with --apply through rtnetlink, journaled and undoable.
     Repair(RepairArgs),
     /// Write an offline bundle (cluster objects, node states, raw iptables-save) that --bundle reads.
     Collect(CollectArgs),
@@ -195,6 +195,18 @@ pub struct RepairArgs {
     /// Also restore kube-proxy's chains (kube-proxy rewrites them on its next sync anyway).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub include: Vec<RepairInclude>,
+    /// Carry the plan out (through rtnetlink, journaled); asks first on a terminal.
+    #[arg(long, conflicts_with_all = ["undo", "history"])]
+    pub apply: bool,
+    /// Do not ask before applying.
+    #[arg(long, requires = "apply")]
+    pub yes: bool,
+    /// Put back what repair ID changed (IDs from --history).
+    #[arg(long, conflicts_with = "history")]
+    pub undo: Option<String>,
+    /// List the node's past repairs.
+    #[arg(long)]
+    pub history: bool,
     #[command(flatten)]
     pub source: SourceArgs,
     #[arg(short, long, value_enum, default_value_t)]

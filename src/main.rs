@@ -123,32 +123,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if p.judgement.reached { 0 } else { 1 })
         }
-        Command::Repair(a) => {
-            let live = a.source.live();
-            let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab, live)?;
-            let cluster = target.cluster()?;
-            let nodes = target.node_states(None)?;
-            let Some((_, state)) = nodes.iter().find(|(n, _)| *n == a.node) else {
-                let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
-                return Err(knetdoctor::Error::usage(
-                    format!("no node {:?} in this cluster", a.node),
-                    Some(format!("nodes: {}", names.join(", "))),
-                ));
-            };
-            let findings = knetdoctor::check::run(&cluster, &nodes);
-            let opts = knetdoctor::repair::Options {
-                only: a.only.clone(),
-                include_kube_proxy: a
-                    .include
-                    .contains(&knetdoctor::cli::RepairInclude::KubeProxy),
-            };
-            let plan = knetdoctor::repair::plan(&a.node, &findings, state, &opts);
-            match a.output {
-                Output::Json => json(&plan),
-                Output::Text => out(&plan.text()),
-            }
-            Ok(if plan.is_clean() { 0 } else { 1 })
-        }
+        Command::Repair(a) => repair(a),
         Command::Collect(a) => {
             if a.dir.exists() {
                 return Err(knetdoctor::Error::usage(
@@ -586,4 +561,178 @@ fn names_filter(a: &knetdoctor::cli::CaptureArgs) -> Result<Option<String>> {
         &ips,
         &a.vxlan_ports,
     )))
+}
+
+/// `repair`: the plan, or applying it, undoing a past repair, the history.
+fn repair(a: knetdoctor::cli::RepairArgs) -> Result<u8> {
+    use knetdoctor::repair::apply;
+    let (netns, dir) = match inspect::resolve_node(Some(&a.node), None, &a.source.lab) {
+        Ok(src) if a.source.bundle.is_none() && a.source.live().is_none() => (
+            Some(src.netns),
+            knetdoctor::lab::state::lab_dir(&a.source.lab)
+                .join("repair")
+                .join(&a.node),
+        ),
+        _ => {
+            let here = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy() == a.node.as_str())
+                .unwrap_or(false);
+            (
+                here.then_some(knetdoctor::dataplane::Netns::Current),
+                apply::journal_dir(&a.node),
+            )
+        }
+    };
+    if a.history {
+        let past = apply::history(&dir);
+        match a.output {
+            Output::Json => json(&past),
+            Output::Text => {
+                let mut o = String::new();
+                for j in &past {
+                    let applied = j.entries.iter().filter(|e| e.applied).count();
+                    let failed = j.entries.iter().find_map(|e| e.error.clone());
+                    o.push_str(&format!(
+                        "{}  {} of {} action(s) applied{}{}\n",
+                        j.id,
+                        applied,
+                        j.entries.len(),
+                        failed.map(|f| format!(", failed: {f}")).unwrap_or_default(),
+                        if j.undone { ", undone" } else { "" }
+                    ));
+                }
+                if past.is_empty() {
+                    o.push_str(&format!(
+                        "no repairs of {} recorded in {}\n",
+                        a.node,
+                        dir.display()
+                    ));
+                }
+                out(&o);
+            }
+        }
+        return Ok(0);
+    }
+    let need_netns = || {
+        netns.clone().ok_or_else(|| {
+            knetdoctor::Error::env(
+                format!("{} is neither a lab node nor this machine", a.node),
+                Some("run the repair on the node itself".to_string()),
+            )
+        })
+    };
+    if let Some(id) = &a.undo {
+        let ns = need_netns()?;
+        let _lock = apply::lock(&dir)?;
+        let j = apply::undo(&ns, &dir, id)?;
+        out(&format!(
+            "repair {} undone: {} change(s) put back on {}\n",
+            j.id,
+            j.entries.iter().filter(|e| e.applied).count(),
+            a.node
+        ));
+        return Ok(0);
+    }
+    let live = a.source.live();
+    let target = inspect::Target::from_flags(a.source.bundle.clone(), &a.source.lab, live)?;
+    let cluster = target.cluster()?;
+    let nodes = target.node_states(None)?;
+    let Some((_, state)) = nodes.iter().find(|(n, _)| *n == a.node) else {
+        let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(knetdoctor::Error::usage(
+            format!("no node {:?} in this cluster", a.node),
+            Some(format!("nodes: {}", names.join(", "))),
+        ));
+    };
+    let findings = knetdoctor::check::run(&cluster, &nodes);
+    let opts = knetdoctor::repair::Options {
+        only: a.only.clone(),
+        include_kube_proxy: a
+            .include
+            .contains(&knetdoctor::cli::RepairInclude::KubeProxy),
+    };
+    let plan = knetdoctor::repair::plan(&a.node, &findings, state, &opts);
+    if !a.apply {
+        match a.output {
+            Output::Json => json(&plan),
+            Output::Text => out(&plan.text()),
+        }
+        return Ok(if plan.is_clean() { 0 } else { 1 });
+    }
+    if plan.is_empty() {
+        out(&format!("{}: nothing to repair\n{}", a.node, plan.text()));
+        return Ok(if plan.is_clean() { 0 } else { 1 });
+    }
+    let unsupported: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| !apply::supported(&s.action))
+        .map(|s| knetdoctor::check::text::action_line(&s.action))
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(knetdoctor::Error::usage(
+            format!(
+                "this plan has actions --apply does not carry out yet: {}",
+                unsupported.join("; ")
+            ),
+            Some(
+                "leave them out with --only links,sysctl,neigh,fdb,routes and apply those by hand"
+                    .to_string(),
+            ),
+        ));
+    }
+    let ns = need_netns()?;
+    if !a.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        out(&plan.text());
+        eprint!(
+            "apply these {} action(s) to {}? [y/N] ",
+            plan.steps.len(),
+            a.node
+        );
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !answer.trim().eq_ignore_ascii_case("y") {
+            out("nothing changed\n");
+            return Ok(1);
+        }
+    }
+    let _lock = apply::lock(&dir)?;
+    let j = apply::apply(&ns, &a.node, &plan.steps, state, &dir)?;
+    let applied = j.entries.iter().filter(|e| e.applied).count();
+    if let Some(failed) = j.entries.iter().find(|e| e.error.is_some()) {
+        let _ = writeln!(
+            anstream::stderr(),
+            "repair {} stopped: {} of {} applied; failed: {} ({})\nundo the applied part with `knetdoctor repair --node {} --undo {}`",
+            j.id,
+            applied,
+            j.entries.len(),
+            knetdoctor::check::text::action_line(&failed.action),
+            failed.error.clone().unwrap_or_default(),
+            a.node,
+            j.id
+        );
+        return Ok(1);
+    }
+    // Re-read the node: the findings the plan targeted must be gone.
+    let nodes = target.node_states(None)?;
+    let after = knetdoctor::check::run(&cluster, &nodes);
+    let targeted: Vec<&str> = plan.steps.iter().map(|s| s.finding.as_str()).collect();
+    let left: Vec<&str> = after
+        .iter()
+        .filter(|f| f.node.as_deref() == Some(a.node.as_str()) && targeted.contains(&f.id.as_str()))
+        .map(|f| f.id.as_str())
+        .collect();
+    out(&format!(
+        "repair {}: {} action(s) applied on {}; journal {}\n{}",
+        j.id,
+        applied,
+        a.node,
+        dir.join(format!("{}.json", j.id)).display(),
+        if left.is_empty() {
+            "checked again: the findings it targeted are gone\n".to_string()
+        } else {
+            format!("checked again: still there: {}\n", left.join(", "))
+        }
+    ));
+    Ok(if left.is_empty() { 0 } else { 1 })
 }

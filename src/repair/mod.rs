@@ -4,6 +4,7 @@
 //! flannel's order, each with the finding that asks for it and what it
 //! replaces; nothing on the node is changed.
 
+pub mod apply;
 pub mod plan;
 
 pub use plan::{Category, Options, Plan, plan};
