@@ -224,21 +224,30 @@ pub fn apply(
         });
     }
     save(dir, &j)?;
-    for i in 0..j.entries.len() {
-        let action = j.entries[i].action.clone();
-        let result =
-            netns.run(move || run_async(move |h| async move { make(&h, &action).await }))?;
-        match result {
-            Ok(()) => j.entries[i].applied = true,
-            Err(e) => {
-                j.entries[i].error = Some(e.to_string());
-                save(dir, &j)?;
-                return Ok(j);
+    // One thread in the namespace, one runtime and one netlink socket for
+    // the whole repair; the journal is saved after every change.
+    let dir = dir.to_path_buf();
+    netns.run(move || -> Result<Journal> {
+        let mut j = j;
+        let journal = &mut j;
+        run_async(move |h| async move {
+            for i in 0..journal.entries.len() {
+                let action = journal.entries[i].action.clone();
+                let result = make(&h, &action).await;
+                let failed = result.is_err();
+                match result {
+                    Ok(()) => journal.entries[i].applied = true,
+                    Err(e) => journal.entries[i].error = Some(e.to_string()),
+                }
+                save(&dir, journal)?;
+                if failed {
+                    break;
+                }
             }
-        }
-        save(dir, &j)?;
-    }
-    Ok(j)
+            Ok(())
+        })?;
+        Ok(j)
+    })?
 }
 
 /// Puts back what journal `id` recorded, newest applied change first.
