@@ -53,6 +53,7 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
         a.extend_from_slice(extra);
         kd(&a)
     };
+    let healthy = snapshot(&node);
     let mut wrong = Vec::new();
     for fault in [
         "route-missing",
@@ -74,6 +75,14 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
                 "{fault}: apply: {text} {}",
                 String::from_utf8_lossy(&out.stderr)
             ));
+        }
+        // Exactly the healthy node again, as iproute2 shows it.
+        for (h, r) in healthy.iter().zip(&snapshot(&node)) {
+            if h != r {
+                wrong.push(format!(
+                    "{fault}: repaired state differs from healthy:\n  healthy  {h}\n  repaired {r}"
+                ));
+            }
         }
         if !ping_full(&bb, "10.2.0.42") {
             wrong.push(format!(
@@ -142,4 +151,86 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
     );
     // Nothing was changed: the route is still missing.
     assert_eq!(repair(&[]).status.code(), Some(1));
+}
+
+#[test]
+fn a_repair_that_fails_part_way_stops_and_its_journal_undoes_the_applied_part() {
+    use knetdoctor::check::RepairAction;
+    use knetdoctor::dataplane::Netns;
+    use knetdoctor::repair::apply;
+    use knetdoctor::repair::plan::{Category, Owner, Step};
+    let lab = Lab::up("fixpart", &[]);
+    let node = lab.node("k8s-node-12");
+    lab.kd(&["lab", "break", "route-missing"]);
+    let broken = snapshot(&node);
+    let netns = Netns::named(node.clone());
+    let state = knetdoctor::dataplane::read_node_state(&netns).unwrap();
+    let step = |action: RepairAction, category| Step {
+        action,
+        category,
+        owner: Owner::Flannel,
+        finding: "test".into(),
+        why: "test".into(),
+        replaces: String::new(),
+    };
+    // The second action is impossible: VXLAN refuses an MTU above what its
+    // underlay allows.
+    let steps = [
+        step(
+            RepairAction::RouteReplace {
+                dst: "10.2.0.0/24".into(),
+                gateway: "10.2.0.0".into(),
+                dev: "flannel.1".into(),
+                onlink: true,
+            },
+            Category::Routes,
+        ),
+        step(
+            RepairAction::LinkMtu {
+                dev: "flannel.1".into(),
+                mtu: 9000,
+            },
+            Category::Links,
+        ),
+        step(
+            RepairAction::Sysctl {
+                key: "net.ipv4.ip_forward".into(),
+                value: "0".into(),
+            },
+            Category::Sysctl,
+        ),
+    ];
+    let dir = std::env::temp_dir().join(format!("kd-repair-part-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let j = apply::apply(&netns, "k8s-node-12", &steps, &state, &dir).unwrap();
+    let flags: Vec<(bool, bool)> = j
+        .entries
+        .iter()
+        .map(|e| (e.applied, e.error.is_some()))
+        .collect();
+    assert_eq!(
+        flags,
+        [(true, false), (false, true), (false, false)],
+        "{j:#?}"
+    );
+    // The route was made, ip_forward untouched (the repair stopped).
+    let (_, route) = in_ns_text(&node, &["ip", "route", "show", "10.2.0.0/24"]);
+    assert!(
+        route.contains("via 10.2.0.0 dev flannel.1 onlink"),
+        "{route}"
+    );
+    assert_eq!(
+        in_ns_text(&node, &["sysctl", "-n", "net.ipv4.ip_forward"])
+            .1
+            .trim(),
+        "1"
+    );
+    // The journal on disk says the same, and undo puts the node back.
+    let history = apply::history(&dir);
+    assert_eq!(history.len(), 1);
+    assert!(history[0].entries[1].error.is_some());
+    apply::undo(&netns, &dir, &j.id).unwrap();
+    assert_eq!(snapshot(&node), broken);
+    assert!(apply::undo(&netns, &dir, &j.id).is_err(), "undo twice");
+    let _ = std::fs::remove_dir_all(&dir);
 }

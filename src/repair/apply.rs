@@ -435,9 +435,11 @@ async fn route_set(
 ) -> Result<()> {
     let idx = index(h, dev).await?;
     let (addr, len) = prefix(dst)?;
+    // `proto boot`, as flannel's (and `ip route`'s) routes are.
     let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
         .destination_prefix(addr, len)
-        .output_interface(idx);
+        .output_interface(idx)
+        .protocol(netlink_packet_route::route::RouteProtocol::Boot);
     if let Some(IpAddr::V4(g)) = gateway {
         b = b.gateway(g);
     }
@@ -454,8 +456,10 @@ async fn route_set(
 
 async fn route_del(h: &Handle, dst: &str) -> Result<()> {
     let (addr, len) = prefix(dst)?;
+    // Any protocol: the builder's default (static) would match only ours.
     let m = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
         .destination_prefix(addr, len)
+        .protocol(netlink_packet_route::route::RouteProtocol::Unspec)
         .build();
     match h.route().del(m).execute().await {
         Ok(()) => Ok(()),
