@@ -65,6 +65,7 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
         "vtep-down",
         "ip-forward-off",
         "cni0-addr-wrong",
+        "pod-veth-down",
     ] {
         lab.kd(&["lab", "break", fault]);
         let broken = snapshot(&node);

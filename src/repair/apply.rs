@@ -208,7 +208,15 @@ pub fn apply(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut j = Journal {
-        id: format!("{started}-{}", std::process::id()),
+        // Fixed-width nanoseconds first, so IDs sort in time order.
+        id: format!(
+            "{:020}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+            std::process::id()
+        ),
         node: node.to_string(),
         started,
         entries: Vec::new(),
