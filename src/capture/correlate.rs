@@ -202,21 +202,11 @@ fn flag_bits(flags: &str) -> u8 {
 /// How a group names its packet: `10.2.2.50 > 10.2.0.42 icmp echo request
 /// id 5 seq 1 ipid 7`; other ICMP by the kind the decoder gave it.
 fn describe(k: &PacketKey, icmp_kind: Option<&str>) -> String {
-    fn num(o: &mut Vec<u8>, n: impl itoa::Integer) {
-        o.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    }
-    fn addr(o: &mut Vec<u8>, a: u32) {
-        for (i, b) in a.to_be_bytes().iter().enumerate() {
-            if i > 0 {
-                o.push(b'.');
-            }
-            num(o, *b);
-        }
-    }
+    use view::{addr, num};
     let mut o = Vec::with_capacity(80);
-    addr(&mut o, k.src);
+    addr(&mut o, k.src.to_be_bytes());
     o.extend_from_slice(b" > ");
-    addr(&mut o, k.dst);
+    addr(&mut o, k.dst.to_be_bytes());
     o.push(b' ');
     match k.l4 {
         L4Key::Echo { request, id, seq } => {
@@ -330,6 +320,14 @@ impl Correlator {
         self.push_indexed(order, i, at, key, vni, icmp_kind);
     }
 
+    /// A decoded frame seen on `iface` at `at` (frames that are not IPv4
+    /// have nothing to follow).
+    pub fn push_frame(&mut self, iface: &str, at: f64, f: &Frame) {
+        if let Some((key, vni)) = frame_key(f) {
+            self.push(iface, at, key, vni, icmp_kind(f));
+        }
+    }
+
     /// [`Correlator::push`] with the interface already an index into the
     /// labels the groups will be named with, and `order` the caller's
     /// sequence number of the frame (groups come in this order): for
@@ -429,19 +427,22 @@ impl Correlator {
     }
 }
 
+/// The kind of an ICMP message (of the VXLAN inner packet when there is
+/// one), which names groups of ICMP other than echo.
+pub fn icmp_kind(f: &Frame) -> Option<&str> {
+    let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(f);
+    match &inner.transport {
+        Some(Transport::Icmp { kind, .. }) => Some(kind.as_str()),
+        _ => None,
+    }
+}
+
 /// Groups `(iface, at, frame)` sightings of the same packet; packets seen
 /// once stay out (nothing to follow). Groups come in order of first sighting.
 pub fn correlate(frames: &[(String, f64, Frame)]) -> Vec<Group> {
     let mut c = Correlator::default();
     for (iface, at, f) in frames {
-        if let Some((key, vni)) = frame_key(f) {
-            let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(f);
-            let kind = match &inner.transport {
-                Some(Transport::Icmp { kind, .. }) => Some(kind.as_str()),
-                _ => None,
-            };
-            c.push(iface, *at, key, vni, kind);
-        }
+        c.push_frame(iface, *at, f);
     }
     c.groups()
 }

@@ -181,15 +181,10 @@ pub fn print_lines(
         let at = ts.saturating_sub(*first.get_or_insert(ts));
         line.clear();
         write_prefix(&mut line, at, iface);
-        match super::view::view(data, vxlan_ports) {
-            Some(v) => v.write_line(&mut line),
-            None => {
-                let f = super::decode(data, vxlan_ports);
-                line.extend_from_slice(f.line().as_bytes());
-                for q in dns.observe(iface, at.as_secs_f64(), &f) {
-                    line.extend_from_slice(b"\n! ");
-                    line.extend_from_slice(q.line().as_bytes());
-                }
+        if let Some(f) = super::view::write_line(data, vxlan_ports, &mut line) {
+            for q in dns.observe(iface, at.as_secs_f64(), &f) {
+                line.extend_from_slice(b"\n! ");
+                line.extend_from_slice(q.line().as_bytes());
             }
         }
         line.push(b'\n');
@@ -212,7 +207,7 @@ pub fn correlate(
     path: &Path,
     vxlan_ports: &[u16],
 ) -> Result<(usize, Vec<super::correlate::Group>)> {
-    use super::correlate::{Correlator, PacketKey, frame_key, view_key};
+    use super::correlate::{Correlator, PacketKey, frame_key, icmp_kind, view_key};
     use std::sync::mpsc::sync_channel;
     /// One keyed sighting on its way to a correlator.
     type Item = (u64, u16, f64, PacketKey, Option<u32>, Option<String>);
@@ -247,14 +242,7 @@ pub fn correlate(
                 }
                 None => {
                     let f = super::decode(data, vxlan_ports);
-                    frame_key(&f).map(|(key, vni)| {
-                        let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(&f);
-                        let kind = match &inner.transport {
-                            Some(super::decode::Transport::Icmp { kind, .. }) => Some(kind.clone()),
-                            _ => None,
-                        };
-                        (key, vni, kind)
-                    })
+                    frame_key(&f).map(|(key, vni)| (key, vni, icmp_kind(&f).map(str::to_string)))
                 }
             };
             let Some((key, vni, kind)) = keyed else {

@@ -6,7 +6,6 @@
 use std::io::Write;
 
 use super::correlate::{self, Correlator, Group};
-use super::decode::Transport;
 use super::dns_watch::{DnsWatch, Unanswered};
 
 /// The state of one capture's output.
@@ -46,15 +45,8 @@ impl<'a> Sink<'a> {
         for q in self.dns.observe(iface, at, &d) {
             self.flag(&q);
         }
-        if self.group
-            && let Some((key, vni)) = correlate::frame_key(&d)
-        {
-            let inner = d.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(&d);
-            let kind = match &inner.transport {
-                Some(Transport::Icmp { kind, .. }) => Some(kind.as_str()),
-                _ => None,
-            };
-            self.correlator.push(iface, at, key, vni, kind);
+        if self.group {
+            self.correlator.push_frame(iface, at, &d);
         }
     }
 

@@ -162,11 +162,13 @@ fn ip4(frame: &[u8]) -> Option<(Ip4, Option<&[u8]>)> {
     ))
 }
 
-fn num(out: &mut Vec<u8>, n: impl itoa::Integer) {
+/// Appends `n` in decimal, without `fmt`.
+pub(crate) fn num(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn addr(out: &mut Vec<u8>, a: [u8; 4]) {
+/// Appends a dotted IPv4 address.
+pub(crate) fn addr(out: &mut Vec<u8>, a: [u8; 4]) {
     for (i, b) in a.iter().enumerate() {
         if i > 0 {
             out.push(b'.');
@@ -264,12 +266,18 @@ impl View {
 }
 
 /// Appends `frame`'s line: through the view when it fits, else through the
-/// full decoder.
-pub fn write_line(frame: &[u8], vxlan_ports: &[u16], out: &mut Vec<u8>) {
+/// full decoder, whose frame is handed back for whatever else wants it
+/// (DNS, say: the view never covers port 53).
+pub fn write_line(frame: &[u8], vxlan_ports: &[u16], out: &mut Vec<u8>) -> Option<super::Frame> {
     match view(frame, vxlan_ports) {
-        Some(v) => v.write_line(out),
+        Some(v) => {
+            v.write_line(out);
+            None
+        }
         None => {
-            let _ = write!(out, "{}", super::decode(frame, vxlan_ports).line());
+            let f = super::decode(frame, vxlan_ports);
+            let _ = write!(out, "{}", f.line());
+            Some(f)
         }
     }
 }

@@ -12,41 +12,10 @@ use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourState};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::plan::Step;
+use super::plan::{Before, Step, before};
 use crate::check::RepairAction;
 use crate::dataplane::{Netns, NodeState};
 use crate::error::{Error, Result};
-
-/// What a step overwrote, enough to put it back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Before {
-    /// The neighbour entry (lladdr) there was, if any (flannel's are PERMANENT).
-    Neigh {
-        lladdr: Option<String>,
-        permanent: bool,
-    },
-    /// The FDB destinations the MAC had.
-    Fdb {
-        dsts: Vec<IpAddr>,
-    },
-    /// The main-table route there was: gateway, device, onlink.
-    Route {
-        route: Option<(Option<IpAddr>, String, bool)>,
-    },
-    LinkUp {
-        up: bool,
-    },
-    Mtu {
-        mtu: u32,
-    },
-    Sysctl {
-        value: Option<String>,
-    },
-    Addrs {
-        addrs: Vec<String>,
-    },
-}
 
 /// One step of a repair, as journaled.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,62 +52,6 @@ pub fn supported(a: &RepairAction) -> bool {
             | RepairAction::AddrReplace { .. }
             | RepairAction::Sysctl { .. }
     )
-}
-
-/// What `a` would overwrite on the node, read from `state`.
-pub fn before(a: &RepairAction, state: &NodeState) -> Before {
-    match a {
-        RepairAction::NeighReplace { dev, ip, .. } => {
-            let n = state
-                .neighs
-                .iter()
-                .find(|n| n.dev == *dev && n.dst.to_string() == *ip);
-            Before::Neigh {
-                lladdr: n.and_then(|n| n.lladdr.clone()),
-                permanent: n.is_some_and(|n| n.state.iter().any(|s| s == "PERMANENT")),
-            }
-        }
-        RepairAction::FdbReplace { dev, mac, .. } | RepairAction::FdbDelete { dev, mac, .. } => {
-            Before::Fdb {
-                dsts: state
-                    .fdb
-                    .iter()
-                    .filter(|f| f.dev == *dev && f.mac == *mac)
-                    .filter_map(|f| f.dst)
-                    .collect(),
-            }
-        }
-        RepairAction::RouteReplace { dst, .. } => Before::Route {
-            route: state
-                .routes
-                .iter()
-                .find(|r| r.table == 254 && r.dst == *dst)
-                .map(|r| {
-                    (
-                        r.gateway,
-                        r.dev.clone().unwrap_or_default(),
-                        r.flags.iter().any(|f| f == "onlink"),
-                    )
-                }),
-        },
-        RepairAction::LinkUp { dev } => Before::LinkUp {
-            up: state.link(dev).is_some_and(|l| l.up),
-        },
-        RepairAction::LinkMtu { dev, .. } => Before::Mtu {
-            mtu: state.link(dev).map(|l| l.mtu).unwrap_or(1500),
-        },
-        RepairAction::Sysctl { key, .. } => Before::Sysctl {
-            value: state.sysctls.get(key),
-        },
-        RepairAction::AddrReplace { dev, .. } => Before::Addrs {
-            addrs: state
-                .addrs_of(dev)
-                .filter(|a| a.address.is_ipv4())
-                .map(|a| format!("{}/{}", a.address, a.prefix_len))
-                .collect(),
-        },
-        _ => Before::Addrs { addrs: Vec::new() },
-    }
 }
 
 /// The node's journal directory: `KNETDOCTOR_STATE_DIR` or
@@ -238,10 +151,10 @@ pub fn apply(
     netns.run(move || -> Result<Journal> {
         let mut j = j;
         let journal = &mut j;
-        run_async(move |h| async move {
+        run_async(move |k| async move {
             for i in 0..journal.entries.len() {
                 let action = journal.entries[i].action.clone();
-                let result = make(&h, &action).await;
+                let result = make(&k, &action).await;
                 let failed = result.is_err();
                 match result {
                     Ok(()) => journal.entries[i].applied = true,
@@ -275,7 +188,7 @@ pub fn undo(netns: &Netns, dir: &Path, id: &str) -> Result<Journal> {
     for e in j.entries.iter().rev().filter(|e| e.applied) {
         let (action, before) = (e.action.clone(), e.before.clone());
         netns.run(move || {
-            run_async(move |h| async move { restore(&h, &action, &before).await })
+            run_async(move |k| async move { restore(&k, &action, &before).await })
         })??;
     }
     j.undone = true;
@@ -302,7 +215,7 @@ pub fn history(dir: &Path) -> Vec<Journal> {
 
 fn run_async<F, Fut>(f: F) -> Result<()>
 where
-    F: FnOnce(Handle) -> Fut,
+    F: FnOnce(Kernel) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -313,7 +226,11 @@ where
         let (conn, handle, _) = rtnetlink::new_connection()
             .map_err(|e| Error::env(format!("cannot open a netlink socket: {e}"), None))?;
         tokio::spawn(conn);
-        f(handle).await
+        f(Kernel {
+            h: handle,
+            indexes: Default::default(),
+        })
+        .await
     })
 }
 
@@ -321,11 +238,28 @@ fn nl(what: String) -> impl Fn(rtnetlink::Error) -> Error {
     move |e| Error::Netlink(format!("{what}: {e}"))
 }
 
-async fn index(h: &Handle, dev: &str) -> Result<u32> {
-    let mut links = h.link().get().match_name(dev.to_string()).execute();
-    match links.try_next().await {
-        Ok(Some(m)) => Ok(m.header.index),
-        _ => Err(Error::env(format!("no device {dev} on the node"), None)),
+/// The node's netlink handle, and device indexes looked up once per repair
+/// (a repair of a whole node names flannel.1 thousands of times).
+struct Kernel {
+    h: Handle,
+    indexes: std::cell::RefCell<std::collections::HashMap<String, u32>>,
+}
+
+impl Kernel {
+    async fn index(&self, dev: &str) -> Result<u32> {
+        if let Some(i) = self.indexes.borrow().get(dev) {
+            return Ok(*i);
+        }
+        let mut links = self.h.link().get().match_name(dev.to_string()).execute();
+        match links.try_next().await {
+            Ok(Some(m)) => {
+                self.indexes
+                    .borrow_mut()
+                    .insert(dev.to_string(), m.header.index);
+                Ok(m.header.index)
+            }
+            _ => Err(Error::env(format!("no device {dev} on the node"), None)),
+        }
     }
 }
 
@@ -348,9 +282,9 @@ fn prefix(s: &str) -> Result<(std::net::Ipv4Addr, u8)> {
     Ok((net.addr(), net.prefix_len()))
 }
 
-async fn neigh_set(h: &Handle, dev: &str, at: IpAddr, mac: &str) -> Result<()> {
-    let idx = index(h, dev).await?;
-    h.neighbours()
+async fn neigh_set(k: &Kernel, dev: &str, at: IpAddr, mac: &str) -> Result<()> {
+    let idx = k.index(dev).await?;
+    k.h.neighbours()
         .add(idx, at)
         .link_layer_address(&mac_bytes(mac)?)
         .state(NeighbourState::Permanent)
@@ -360,9 +294,9 @@ async fn neigh_set(h: &Handle, dev: &str, at: IpAddr, mac: &str) -> Result<()> {
         .map_err(nl(format!("ip neigh replace {at} lladdr {mac} dev {dev}")))
 }
 
-async fn neigh_del(h: &Handle, dev: &str, at: IpAddr) -> Result<()> {
-    let idx = index(h, dev).await?;
-    let mut found = h.neighbours().get().execute();
+async fn neigh_del(k: &Kernel, dev: &str, at: IpAddr) -> Result<()> {
+    let idx = k.index(dev).await?;
+    let mut found = k.h.neighbours().get().execute();
     while let Some(m) = found
         .try_next()
         .await
@@ -375,7 +309,8 @@ async fn neigh_del(h: &Handle, dev: &str, at: IpAddr) -> Result<()> {
             _ => None,
         });
         if m.header.ifindex == idx && dst == Some(at) {
-            return h
+            return k
+                .h
                 .neighbours()
                 .del(m)
                 .execute()
@@ -386,9 +321,9 @@ async fn neigh_del(h: &Handle, dev: &str, at: IpAddr) -> Result<()> {
     Ok(())
 }
 
-async fn fdb_set(h: &Handle, dev: &str, mac: &str, dst: IpAddr) -> Result<()> {
-    let idx = index(h, dev).await?;
-    h.neighbours()
+async fn fdb_set(k: &Kernel, dev: &str, mac: &str, dst: IpAddr) -> Result<()> {
+    let idx = k.index(dev).await?;
+    k.h.neighbours()
         .add_bridge(idx, &mac_bytes(mac)?)
         .flags(NeighbourFlags::Own)
         .destination(dst)
@@ -400,14 +335,14 @@ async fn fdb_set(h: &Handle, dev: &str, mac: &str, dst: IpAddr) -> Result<()> {
         )))
 }
 
-async fn fdb_del(h: &Handle, dev: &str, mac: &str) -> Result<()> {
-    let idx = index(h, dev).await?;
+async fn fdb_del(k: &Kernel, dev: &str, mac: &str) -> Result<()> {
+    let idx = k.index(dev).await?;
     let want = mac_bytes(mac)?;
-    let mut found = h
-        .neighbours()
-        .get()
-        .set_address_family(netlink_packet_route::AddressFamily::Bridge)
-        .execute();
+    let mut found =
+        k.h.neighbours()
+            .get()
+            .set_address_family(netlink_packet_route::AddressFamily::Bridge)
+            .execute();
     let mut doomed = Vec::new();
     while let Some(m) = found
         .try_next()
@@ -425,7 +360,7 @@ async fn fdb_del(h: &Handle, dev: &str, mac: &str) -> Result<()> {
         }
     }
     for m in doomed {
-        h.neighbours()
+        k.h.neighbours()
             .del(m)
             .execute()
             .await
@@ -435,13 +370,13 @@ async fn fdb_del(h: &Handle, dev: &str, mac: &str) -> Result<()> {
 }
 
 async fn route_set(
-    h: &Handle,
+    k: &Kernel,
     dst: &str,
     gateway: Option<IpAddr>,
     dev: &str,
     onlink: bool,
 ) -> Result<()> {
-    let idx = index(h, dev).await?;
+    let idx = k.index(dev).await?;
     let (addr, len) = prefix(dst)?;
     // `proto boot`, as flannel's (and `ip route`'s) routes are.
     let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
@@ -454,7 +389,7 @@ async fn route_set(
     if onlink {
         b = b.onlink();
     }
-    h.route()
+    k.h.route()
         .add(b.build())
         .replace()
         .execute()
@@ -462,14 +397,14 @@ async fn route_set(
         .map_err(nl(format!("ip route replace {dst} dev {dev}")))
 }
 
-async fn route_del(h: &Handle, dst: &str) -> Result<()> {
+async fn route_del(k: &Kernel, dst: &str) -> Result<()> {
     let (addr, len) = prefix(dst)?;
     // Any protocol: the builder's default (static) would match only ours.
     let m = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
         .destination_prefix(addr, len)
         .protocol(netlink_packet_route::route::RouteProtocol::Unspec)
         .build();
-    match h.route().del(m).execute().await {
+    match k.h.route().del(m).execute().await {
         Ok(()) => Ok(()),
         // Already gone.
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -nix::libc::ESRCH => Ok(()),
@@ -477,8 +412,8 @@ async fn route_del(h: &Handle, dst: &str) -> Result<()> {
     }
 }
 
-async fn link_set(h: &Handle, dev: &str, up: Option<bool>, mtu: Option<u32>) -> Result<()> {
-    let idx = index(h, dev).await?;
+async fn link_set(k: &Kernel, dev: &str, up: Option<bool>, mtu: Option<u32>) -> Result<()> {
+    let idx = k.index(dev).await?;
     let mut b = LinkUnspec::new_with_index(idx);
     match up {
         Some(true) => b = b.up(),
@@ -488,16 +423,16 @@ async fn link_set(h: &Handle, dev: &str, up: Option<bool>, mtu: Option<u32>) -> 
     if let Some(m) = mtu {
         b = b.mtu(m);
     }
-    h.link()
+    k.h.link()
         .set(b.build())
         .execute()
         .await
         .map_err(nl(format!("ip link set {dev}")))
 }
 
-async fn addrs_set(h: &Handle, dev: &str, remove: &[String], add: &[String]) -> Result<()> {
-    let idx = index(h, dev).await?;
-    let mut found = h.address().get().set_link_index_filter(idx).execute();
+async fn addrs_set(k: &Kernel, dev: &str, remove: &[String], add: &[String]) -> Result<()> {
+    let idx = k.index(dev).await?;
+    let mut found = k.h.address().get().set_link_index_filter(idx).execute();
     let mut doomed = Vec::new();
     while let Some(m) = found
         .try_next()
@@ -515,7 +450,7 @@ async fn addrs_set(h: &Handle, dev: &str, remove: &[String], add: &[String]) -> 
         }
     }
     for m in doomed {
-        h.address()
+        k.h.address()
             .del(m)
             .execute()
             .await
@@ -523,7 +458,7 @@ async fn addrs_set(h: &Handle, dev: &str, remove: &[String], add: &[String]) -> 
     }
     for a in add {
         let (addr, len) = prefix(a)?;
-        let mut req = h.address().add(idx, IpAddr::V4(addr), len).replace();
+        let mut req = k.h.address().add(idx, IpAddr::V4(addr), len).replace();
         // As `ip addr replace A/N dev D` without `brd`, as the bridge's
         // address is set up (rtnetlink would add a broadcast address).
         req.message_mut().attributes.retain(|a| {
@@ -545,24 +480,22 @@ fn sysctl(key: &str, value: &str) -> Result<()> {
 }
 
 /// Makes one change.
-async fn make(h: &Handle, a: &RepairAction) -> Result<()> {
+async fn make(k: &Kernel, a: &RepairAction) -> Result<()> {
     match a {
-        RepairAction::NeighReplace { dev, ip: at, mac } => neigh_set(h, dev, ip(at)?, mac).await,
-        RepairAction::FdbReplace { dev, mac, dst } => {
-            fdb_del(h, dev, mac).await?;
-            fdb_set(h, dev, mac, ip(dst)?).await
-        }
-        RepairAction::FdbDelete { dev, mac, .. } => fdb_del(h, dev, mac).await,
+        RepairAction::NeighReplace { dev, ip: at, mac } => neigh_set(k, dev, ip(at)?, mac).await,
+        // NLM_F_REPLACE on a VXLAN unicast entry replaces its remote.
+        RepairAction::FdbReplace { dev, mac, dst } => fdb_set(k, dev, mac, ip(dst)?).await,
+        RepairAction::FdbDelete { dev, mac, .. } => fdb_del(k, dev, mac).await,
         RepairAction::RouteReplace {
             dst,
             gateway,
             dev,
             onlink,
-        } => route_set(h, dst, Some(ip(gateway)?), dev, *onlink).await,
-        RepairAction::LinkUp { dev } => link_set(h, dev, Some(true), None).await,
-        RepairAction::LinkMtu { dev, mtu } => link_set(h, dev, None, Some(*mtu)).await,
+        } => route_set(k, dst, Some(ip(gateway)?), dev, *onlink).await,
+        RepairAction::LinkUp { dev } => link_set(k, dev, Some(true), None).await,
+        RepairAction::LinkMtu { dev, mtu } => link_set(k, dev, None, Some(*mtu)).await,
         RepairAction::AddrReplace { dev, remove, add } => {
-            addrs_set(h, dev, remove, std::slice::from_ref(add)).await
+            addrs_set(k, dev, remove, std::slice::from_ref(add)).await
         }
         RepairAction::Sysctl { key, value } => sysctl(key, value),
         other => Err(Error::usage(
@@ -576,37 +509,37 @@ async fn make(h: &Handle, a: &RepairAction) -> Result<()> {
 }
 
 /// Undoes one change from what was there before.
-async fn restore(h: &Handle, a: &RepairAction, before: &Before) -> Result<()> {
+async fn restore(k: &Kernel, a: &RepairAction, before: &Before) -> Result<()> {
     match (a, before) {
         (RepairAction::NeighReplace { dev, ip: at, .. }, Before::Neigh { lladdr, .. }) => {
             match lladdr {
-                Some(mac) => neigh_set(h, dev, ip(at)?, mac).await,
-                None => neigh_del(h, dev, ip(at)?).await,
+                Some(mac) => neigh_set(k, dev, ip(at)?, mac).await,
+                None => neigh_del(k, dev, ip(at)?).await,
             }
         }
         (
             RepairAction::FdbReplace { dev, mac, .. } | RepairAction::FdbDelete { dev, mac, .. },
             Before::Fdb { dsts },
         ) => {
-            fdb_del(h, dev, mac).await?;
+            fdb_del(k, dev, mac).await?;
             for d in dsts {
-                fdb_set(h, dev, mac, *d).await?;
+                fdb_set(k, dev, mac, *d).await?;
             }
             Ok(())
         }
         (RepairAction::RouteReplace { dst, .. }, Before::Route { route }) => match route {
-            Some((gw, dev, onlink)) => route_set(h, dst, *gw, dev, *onlink).await,
-            None => route_del(h, dst).await,
+            Some((gw, dev, onlink)) => route_set(k, dst, *gw, dev, *onlink).await,
+            None => route_del(k, dst).await,
         },
         (RepairAction::LinkUp { dev }, Before::LinkUp { up }) => {
-            link_set(h, dev, Some(*up), None).await
+            link_set(k, dev, Some(*up), None).await
         }
         (RepairAction::LinkMtu { dev, .. }, Before::Mtu { mtu }) => {
-            link_set(h, dev, None, Some(*mtu)).await
+            link_set(k, dev, None, Some(*mtu)).await
         }
         (RepairAction::Sysctl { key, .. }, Before::Sysctl { value: Some(v) }) => sysctl(key, v),
         (RepairAction::AddrReplace { dev, add, .. }, Before::Addrs { addrs }) => {
-            addrs_set(h, dev, std::slice::from_ref(add), addrs).await
+            addrs_set(k, dev, std::slice::from_ref(add), addrs).await
         }
         _ => Ok(()),
     }

@@ -4,7 +4,9 @@
 //! sysctls first, then per peer the neighbour, the FDB entry and the route —
 //! each with the finding that asks for it and what it replaces.
 
-use serde::Serialize;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
 
 use crate::check::text::action_line;
 use crate::check::{Finding, RepairAction};
@@ -105,92 +107,139 @@ fn peer_key(a: &RepairAction, state: &NodeState) -> String {
     }
 }
 
-/// What the node holds where `a` would write.
+/// What a step overwrote, enough to put it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Before {
+    /// The neighbour entry (lladdr) there was, if any (flannel's are PERMANENT).
+    Neigh {
+        lladdr: Option<String>,
+        permanent: bool,
+    },
+    /// The FDB destinations the MAC had.
+    Fdb {
+        dsts: Vec<IpAddr>,
+    },
+    /// The main-table route there was: gateway, device, onlink.
+    Route {
+        route: Option<(Option<IpAddr>, String, bool)>,
+    },
+    LinkUp {
+        up: bool,
+    },
+    Mtu {
+        mtu: u32,
+    },
+    Sysctl {
+        value: Option<String>,
+    },
+    Addrs {
+        addrs: Vec<String>,
+    },
+}
+
+/// What `a` would overwrite on the node, read from `state`.
+pub fn before(a: &RepairAction, state: &NodeState) -> Before {
+    match a {
+        RepairAction::NeighReplace { dev, ip, .. } => {
+            let n = state
+                .neighs
+                .iter()
+                .find(|n| n.dev == *dev && n.dst.to_string() == *ip);
+            Before::Neigh {
+                lladdr: n.and_then(|n| n.lladdr.clone()),
+                permanent: n.is_some_and(|n| n.state.iter().any(|s| s == "PERMANENT")),
+            }
+        }
+        RepairAction::FdbReplace { dev, mac, .. } | RepairAction::FdbDelete { dev, mac, .. } => {
+            Before::Fdb {
+                dsts: state
+                    .fdb
+                    .iter()
+                    .filter(|f| f.dev == *dev && f.mac == *mac)
+                    .filter_map(|f| f.dst)
+                    .collect(),
+            }
+        }
+        RepairAction::RouteReplace { dst, .. } => Before::Route {
+            route: state
+                .routes
+                .iter()
+                .find(|r| r.table == 254 && r.dst == *dst)
+                .map(|r| {
+                    (
+                        r.gateway,
+                        r.dev.clone().unwrap_or_default(),
+                        r.flags.iter().any(|f| f == "onlink"),
+                    )
+                }),
+        },
+        RepairAction::LinkUp { dev } => Before::LinkUp {
+            up: state.link(dev).is_some_and(|l| l.up),
+        },
+        RepairAction::LinkMtu { dev, .. } => Before::Mtu {
+            mtu: state.link(dev).map(|l| l.mtu).unwrap_or(1500),
+        },
+        RepairAction::Sysctl { key, .. } => Before::Sysctl {
+            value: state.sysctls.get(key),
+        },
+        RepairAction::AddrReplace { dev, .. } => Before::Addrs {
+            addrs: state
+                .addrs_of(dev)
+                .filter(|a| a.address.is_ipv4())
+                .map(|a| format!("{}/{}", a.address, a.prefix_len))
+                .collect(),
+        },
+        _ => Before::Addrs { addrs: Vec::new() },
+    }
+}
+
+/// What the node holds where `a` would write, as a person reads it.
 pub fn current(a: &RepairAction, state: &NodeState) -> String {
     let nothing = || "nothing".to_string();
-    match a {
-        RepairAction::NeighReplace { dev, ip, .. } => state
-            .neighs
-            .iter()
-            .find(|n| n.dev == *dev && n.dst.to_string() == *ip)
-            .map(|n| {
+    let listed = |v: Vec<String>| {
+        if v.is_empty() {
+            nothing()
+        } else {
+            v.join(", ")
+        }
+    };
+    match (a, before(a, state)) {
+        (RepairAction::NeighReplace { ip, .. }, Before::Neigh { lladdr, permanent }) => lladdr
+            .map(|l| {
                 format!(
-                    "{} lladdr {} {}",
-                    n.dst,
-                    n.lladdr.as_deref().unwrap_or("-"),
-                    n.state.join(",")
+                    "{ip} lladdr {l}{}",
+                    if permanent { " PERMANENT" } else { "" }
                 )
             })
             .unwrap_or_else(nothing),
-        RepairAction::FdbReplace { dev, mac, .. } | RepairAction::FdbDelete { dev, mac, .. } => {
-            let v: Vec<String> = state
-                .fdb
-                .iter()
-                .filter(|f| f.dev == *dev && f.mac == *mac)
-                .map(|f| {
-                    format!(
-                        "{}{}",
-                        f.mac,
-                        f.dst.map(|d| format!(" dst {d}")).unwrap_or_default()
-                    )
-                })
-                .collect();
-            if v.is_empty() {
-                nothing()
-            } else {
-                v.join("; ")
-            }
-        }
-        RepairAction::RouteReplace { dst, .. } => state
-            .routes
-            .iter()
-            .find(|r| r.table == 254 && r.dst == *dst)
-            .map(|r| {
+        (
+            RepairAction::FdbReplace { mac, .. } | RepairAction::FdbDelete { mac, .. },
+            Before::Fdb { dsts },
+        ) => listed(dsts.iter().map(|d| format!("{mac} dst {d}")).collect()),
+        (RepairAction::RouteReplace { dst, .. }, Before::Route { route }) => route
+            .map(|(gw, dev, onlink)| {
                 format!(
-                    "{}{}{}",
-                    r.dst,
-                    r.gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
-                    r.dev
-                        .as_ref()
-                        .map(|d| format!(" dev {d}"))
-                        .unwrap_or_default()
+                    "{dst}{} dev {dev}{}",
+                    gw.map(|g| format!(" via {g}")).unwrap_or_default(),
+                    if onlink { " onlink" } else { "" }
                 )
             })
             .unwrap_or_else(nothing),
-        RepairAction::LinkUp { dev } => state
-            .links
-            .iter()
-            .find(|l| l.name == *dev)
-            .map(|l| format!("{dev} {}", if l.up { "up" } else { "down" }))
-            .unwrap_or_else(nothing),
-        RepairAction::LinkMtu { dev, .. } => state
-            .links
-            .iter()
-            .find(|l| l.name == *dev)
-            .map(|l| format!("{dev} mtu {}", l.mtu))
-            .unwrap_or_else(nothing),
-        RepairAction::AddrReplace { dev, .. } => {
-            let v: Vec<String> = state
-                .addrs_of(dev)
-                .map(|a| format!("{}/{}", a.address, a.prefix_len))
-                .collect();
-            if v.is_empty() {
-                nothing()
-            } else {
-                v.join(", ")
-            }
+        (RepairAction::LinkUp { dev }, Before::LinkUp { up }) => {
+            format!("{dev} {}", if up { "up" } else { "down" })
         }
-        RepairAction::Sysctl { key, .. } => state
-            .sysctls
-            .get(key)
+        (RepairAction::LinkMtu { dev, .. }, Before::Mtu { mtu }) => format!("{dev} mtu {mtu}"),
+        (RepairAction::Sysctl { key, .. }, Before::Sysctl { value }) => value
             .map(|v| format!("{key} = {v}"))
             .unwrap_or_else(nothing),
-        RepairAction::IptablesChains { table, chains, .. } => {
+        (RepairAction::AddrReplace { .. }, Before::Addrs { addrs }) => listed(addrs),
+        (RepairAction::IptablesChains { table, chains, .. }, _) => {
             format!("table {table}: {} as the node has them", chains.join(", "))
         }
-        RepairAction::IptablesPolicy { chain, .. } => format!("{chain}'s current policy"),
-        RepairAction::Ethtool { dev, feature, .. } => format!("{dev} {feature}"),
-        RepairAction::Manual { .. } => nothing(),
+        (RepairAction::IptablesPolicy { chain, .. }, _) => format!("{chain}'s current policy"),
+        (RepairAction::Ethtool { dev, feature, .. }, _) => format!("{dev} {feature}"),
+        _ => nothing(),
     }
 }
 
