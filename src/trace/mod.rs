@@ -137,6 +137,15 @@ pub struct SentTo {
     pub http: Option<(String, String)>,
 }
 
+/// The name a vocabulary value (point, reason, reply kind) has in JSON,
+/// so text and JSON always say the same word.
+pub(crate) fn name_of<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 impl Hop {
     fn new(
         point: Point,

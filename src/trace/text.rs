@@ -19,10 +19,7 @@ fn hop_line(o: &mut String, h: &Hop, indent: &str) {
             Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
         ),
     };
-    let point = serde_json::to_value(h.point)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let point = super::name_of(&h.point);
     let place = [h.node.clone(), h.device.clone()]
         .into_iter()
         .flatten()
@@ -36,9 +33,7 @@ fn hop_line(o: &mut String, h: &Hop, indent: &str) {
     if !h.evidence.is_empty() {
         let reason = h
             .reason
-            .and_then(|r| serde_json::to_value(r).ok())
-            .and_then(|v| v.as_str().map(str::to_string))
-            .map(|r| format!("[{r}] "))
+            .map(|r| format!("[{}] ", super::name_of(&r)))
             .unwrap_or_default();
         let _ = writeln!(o, "{indent}     {:<16} {reason}{}", "", h.evidence);
     }
@@ -106,10 +101,7 @@ pub fn render_probe(p: &super::probe::ProbeReport) -> String {
     let mut o = String::new();
     let bad = Style::new().bold().fg_color(Some(AnsiColor::Red.into()));
     let _ = writeln!(o, "\nprobe: {} (from {})", p.sent, p.from_netns);
-    let reply_kind = serde_json::to_value(p.reply.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let reply_kind = super::name_of(&p.reply.kind);
     let st = if p.judgement.reached {
         Style::new()
     } else {

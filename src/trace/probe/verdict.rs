@@ -277,7 +277,7 @@ fn judge_branch(trace: &Trace, branch: Option<&Branch>, seen: &[Seen], reply: &R
                 Some(format!(
                     "the trace says {why} at {}, but the sender got {} ({})",
                     hop_place(h),
-                    kind_name(reply.kind),
+                    crate::trace::name_of(&reply.kind),
                     reply.detail
                 ))
             } else if h.point == Point::ReturnPath {
@@ -314,25 +314,14 @@ fn judge_branch(trace: &Trace, branch: Option<&Branch>, seen: &[Seen], reply: &R
 
 fn reason_name(h: &Hop) -> String {
     h.reason
-        .and_then(|r| serde_json::to_value(r).ok())
-        .and_then(|v| v.as_str().map(|s| format!("it is dropped ({s})")))
+        .map(|r| format!("it is dropped ({})", crate::trace::name_of(&r)))
         .unwrap_or_else(|| "it is dropped".into())
-}
-
-fn kind_name(k: ReplyKind) -> String {
-    serde_json::to_value(k)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 fn hop_place(h: &Hop) -> String {
     format!(
         "{}{}",
-        serde_json::to_value(h.point)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        crate::trace::name_of(&h.point),
         h.node
             .as_deref()
             .map(|n| format!(" on {n}"))
