@@ -67,6 +67,7 @@ fn plans_fix_exactly_what_each_fault_broke() {
     let route11 = "route-replace dev=flannel.1 dst=10.2.1.0/24 gateway=10.2.1.0 onlink=true";
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("route-missing", vec![route10]),
+        ("route-wrong-gw", vec![route10]),
         ("neigh-missing", vec![&neigh10]),
         ("neigh-wrong-mac", vec![&neigh10]),
         ("fdb-missing", vec![&fdb10]),
@@ -75,6 +76,14 @@ fn plans_fix_exactly_what_each_fault_broke() {
         (
             "ip-forward-off",
             vec!["sysctl key=net.ipv4.ip_forward value=1"],
+        ),
+        (
+            "forward-drop",
+            vec![r#"iptables-chains chains=["FLANNEL-FWD"] owner=flannel table=filter"#],
+        ),
+        (
+            "masq-missing",
+            vec![r#"iptables-chains chains=["FLANNEL-POSTRTG"] owner=flannel table=nat"#],
         ),
         (
             "vtep-down",
@@ -126,6 +135,24 @@ fn plans_fix_exactly_what_each_fault_broke() {
         if *fault == "route-missing" {
             assert_eq!(v["steps"][0]["replaces"], "nothing");
         }
+        // The chain is written whole and the jump put back where flannel
+        // has it (after kube-proxy's jumps), never a flush of FORWARD.
+        if *fault == "forward-drop" {
+            let r = &v["steps"][0]["iptables"];
+            let input = r["input"].as_str().unwrap();
+            assert!(
+                input.starts_with("*filter\n:FLANNEL-FWD - [0:0]\n")
+                    && input.contains("-A FLANNEL-FWD -s 10.2.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT\n")
+                    && input.contains("-I FORWARD 5 -m comment --comment \"flanneld forward\" -j FLANNEL-FWD\n")
+                    && !input.contains(":FORWARD"),
+                "{input}"
+            );
+            assert!(
+                r["undo"].as_str().unwrap().contains("-X FLANNEL-FWD"),
+                "{r}"
+            );
+            assert_eq!(r["backend"], "nft");
+        }
         lab.kd(&["lab", "heal"]);
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -149,12 +176,41 @@ fn plans_fix_exactly_what_each_fault_broke() {
     );
     lab.kd(&["lab", "heal"]);
 
-    // Not the kernel's to fix: a person's job, no kernel change planned.
-    lab.kd(&["lab", "break", "dns-down"]);
-    let (v, _) = plan(&["--node", "k8s-node-12"]);
-    assert!(steps(&v, "steps").is_empty());
-    assert!(steps(&v, "manual")[0].starts_with("manual "), "{v:#}");
+    // sep-stale: the Service's chain, its endpoints' chains and the stale
+    // one (removed), as kube-proxy's next sync would leave them.
+    lab.kd(&["lab", "break", "sep-stale"]);
+    let (v, _) = plan(&["--node", "k8s-node-12", "--include", "kube-proxy"]);
+    let chains = &v["steps"][0]["action"]["chains"];
+    assert_eq!(chains.as_array().unwrap().len(), 5, "{v:#}");
+    let input = v["steps"][0]["iptables"]["input"].as_str().unwrap();
+    assert_eq!(input.matches("\n-X KUBE-SEP-").count(), 1, "{input}");
     lab.kd(&["lab", "heal"]);
+
+    // Not the kernel's to fix: a person's job, no kernel change planned.
+    for (fault, finding) in [
+        ("dns-down", "kube-dns-no-endpoints"),
+        ("ingress-backend-port", "ingress-backend-port-missing"),
+    ] {
+        lab.kd(&["lab", "break", fault]);
+        let (v, code) = plan(&["--node", "k8s-node-12"]);
+        assert_eq!(code, Some(1));
+        assert!(steps(&v, "steps").is_empty(), "{fault}: {v:#}");
+        assert!(steps(&v, "manual")[0].starts_with("manual "), "{v:#}");
+        assert!(
+            v["manual"][0]["finding"]
+                .as_str()
+                .unwrap()
+                .contains(finding),
+            "{fault}: {v:#}"
+        );
+        let text = kd(&["repair", "--node", "k8s-node-12", "--lab", LAB]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains("what a person must change") && text.contains("change: "),
+            "{text}"
+        );
+        lab.kd(&["lab", "heal"]);
+    }
 
     let out = kd(&["repair", "--node", "k8s-node-99", "--lab", LAB]);
     assert_eq!(out.status.code(), Some(2));

@@ -52,7 +52,7 @@ impl std::fmt::Display for ObjectRef {
 
 /// A change to the node's dataplane that fixes a finding, or what a person
 /// must do when the fix is not the node's to make.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum RepairAction {
     NeighReplace {

@@ -208,9 +208,12 @@ fn check_endpoints(
             .trim()
             .to_string(),
         )
+        // The stale endpoint chains are named too, so that a repair removes
+        // them as kube-proxy's next sync would.
         .repair(kube_proxy_action(
             std::iter::once(svc_chain.clone())
                 .chain(want.iter().cloned())
+                .chain(have.difference(&want).cloned())
                 .collect(),
         )),
     );

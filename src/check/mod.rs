@@ -51,4 +51,4 @@ pub fn check_node(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

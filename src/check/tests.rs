@@ -12,7 +12,7 @@ use crate::model::Cluster;
 
 const NODE: &str = "k8s-node-12";
 
-fn seed() -> (Cluster, NodeState) {
+pub(crate) fn seed() -> (Cluster, NodeState) {
     let topo = Topology::new(LabParams {
         name: "seed".into(),
         nodes: 3,

@@ -9,6 +9,7 @@ pub mod netns;
 pub mod read;
 pub mod state;
 pub mod sysctl;
+pub mod write;
 
 pub use netns::Netns;
 pub use read::read_node_state;

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::check::text::action_line;
 use crate::check::{Finding, RepairAction};
 use crate::dataplane::NodeState;
+use crate::dataplane::iptables::Ruleset;
+
+use super::iptables::{ChainsRestore, restore};
 
 /// What an action touches; `--only` selects by these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -45,6 +48,10 @@ pub struct Step {
     pub why: String,
     /// What the node holds there now (`nothing` when it holds nothing).
     pub replaces: String,
+    /// For an iptables action: the restore input that carries it out and
+    /// the one that undoes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iptables: Option<ChainsRestore>,
 }
 
 /// The plan for one node.
@@ -136,6 +143,16 @@ pub enum Before {
     Addrs {
         addrs: Vec<String>,
     },
+    /// The `iptables-restore --noflush` input that puts back the chains an
+    /// iptables action rewrote, and the backend it goes to.
+    Chains {
+        backend: String,
+        restore: String,
+    },
+    /// Whether the ethtool feature was on (`None`: not known).
+    Ethtool {
+        on: Option<bool>,
+    },
 }
 
 /// What `a` would overwrite on the node, read from `state`.
@@ -190,6 +207,12 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
                 .map(|a| format!("{}/{}", a.address, a.prefix_len))
                 .collect(),
         },
+        RepairAction::Ethtool { dev, feature, .. } => Before::Ethtool {
+            // The one feature the node state reads.
+            on: (feature == "tx-checksum-ip-generic")
+                .then(|| state.vxlan_tx_checksum.get(dev).copied())
+                .flatten(),
+        },
         _ => Before::Addrs { addrs: Vec::new() },
     }
 }
@@ -238,29 +261,58 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
             format!("table {table}: {} as the node has them", chains.join(", "))
         }
         (RepairAction::IptablesPolicy { chain, .. }, _) => format!("{chain}'s current policy"),
-        (RepairAction::Ethtool { dev, feature, .. }, _) => format!("{dev} {feature}"),
+        (RepairAction::Ethtool { dev, feature, .. }, Before::Ethtool { on }) => format!(
+            "{dev} {feature} {}",
+            match on {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "(not read)",
+            }
+        ),
         _ => nothing(),
     }
 }
 
-/// The plan for `node` from its findings (others' are ignored).
-pub fn plan(node: &str, findings: &[Finding], state: &NodeState, opts: &Options) -> Plan {
+/// The plan for `node` from its findings (others' are ignored); `expected`
+/// is the iptables ruleset `expect()` gives the node, which chains are
+/// restored from.
+pub fn plan(
+    node: &str,
+    findings: &[Finding],
+    state: &NodeState,
+    expected: &Ruleset,
+    opts: &Options,
+) -> Plan {
     let mut plan = Plan {
         node: node.to_string(),
         steps: Vec::new(),
         left_to_kube_proxy: Vec::new(),
         manual: Vec::new(),
     };
+    // Findings may ask for the same change; it is planned once.
+    let mut planned = std::collections::HashSet::new();
     for f in findings {
         let ours = f.node.as_deref() == Some(node);
         for a in &f.repair {
-            let step = |category| Step {
-                action: a.clone(),
-                category,
-                owner: owner(a),
-                finding: f.id.clone(),
-                why: f.summary.clone(),
-                replaces: current(a, state),
+            let step = |category| {
+                let iptables = match a {
+                    RepairAction::IptablesChains { table, chains, .. } => {
+                        restore(table, chains, expected, state)
+                    }
+                    _ => None,
+                };
+                Step {
+                    action: a.clone(),
+                    category,
+                    owner: owner(a),
+                    finding: f.id.clone(),
+                    why: f.summary.clone(),
+                    replaces: iptables
+                        .as_ref()
+                        .map(|r| r.replaces.clone())
+                        .unwrap_or_else(|| current(a, state)),
+                    iptables,
+                }
             };
             match category(a) {
                 // A person's job, whichever node (or none) the finding names.
@@ -272,10 +324,10 @@ pub fn plan(node: &str, findings: &[Finding], state: &NodeState, opts: &Options)
                 Some(_) if !ours => {}
                 Some(c) if !opts.only.is_empty() && !opts.only.contains(&c) => {}
                 Some(c) => {
-                    let s = step(c);
-                    if plan.steps.iter().any(|x| x.action == s.action) {
+                    if !planned.insert(a) {
                         continue;
                     }
+                    let s = step(c);
                     if s.owner == Owner::KubeProxy && !opts.include_kube_proxy {
                         plan.left_to_kube_proxy.push(s);
                     } else {
@@ -348,9 +400,76 @@ impl Plan {
         if !self.manual.is_empty() {
             let _ = writeln!(o, "not a dataplane fix — what a person must change:");
             for s in &self.manual {
-                let _ = writeln!(o, "      {}: {}", s.finding, action_line(&s.action));
+                let what = match &s.action {
+                    RepairAction::Manual { what } => what.clone(),
+                    other => action_line(other),
+                };
+                let _ = writeln!(o, "      {}: {}", s.finding, s.why);
+                let _ = writeln!(o, "        change: {what}");
             }
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ClusterNetwork, expect};
+
+    const NODE: &str = "k8s-node-12";
+
+    fn plan_for(cluster: &crate::model::Cluster, state: &NodeState, opts: &Options) -> Plan {
+        let findings = crate::check::run(cluster, &[(NODE.to_string(), state.clone())]);
+        let net = ClusterNetwork::from_cluster(cluster).unwrap();
+        plan(
+            NODE,
+            &findings,
+            state,
+            &expect::iptables(cluster, NODE, &net),
+            opts,
+        )
+    }
+
+    #[test]
+    fn a_service_without_endpoints_is_a_persons_job_not_a_kernel_change() {
+        let (mut c, s) = crate::check::tests::seed();
+        c.endpoint_slices
+            .iter_mut()
+            .filter(|e| e.metadata.name.as_deref() == Some("nodeport-service-lab01"))
+            .for_each(|e| e.endpoints.clear());
+        let p = plan_for(&c, &s, &Options::default());
+        assert!(p.is_empty() && !p.is_clean());
+        assert_eq!(p.manual.len(), 1, "{p:#?}");
+        assert_eq!(p.manual[0].finding, "service-no-endpoints");
+        assert!(
+            p.text().contains("change: find why the pods of"),
+            "{}",
+            p.text()
+        );
+    }
+
+    #[test]
+    fn flannel_chains_are_planned_with_their_restore_and_only_limits_them() {
+        let (c, mut s) = crate::check::tests::seed();
+        for b in &mut s.iptables {
+            b.ruleset.table_mut("nat").remove_chain("FLANNEL-POSTRTG");
+        }
+        let p = plan_for(&c, &s, &Options::default());
+        assert_eq!(p.steps.len(), 1, "{p:#?}");
+        let r = p.steps[0].iptables.as_ref().unwrap();
+        assert!(r.input.contains("-I POSTROUTING "), "{}", r.input);
+        assert!(r.undo.contains("-D POSTROUTING "), "{}", r.undo);
+        let only_routes = Options {
+            only: vec![Category::Routes],
+            ..Default::default()
+        };
+        assert!(plan_for(&c, &s, &only_routes).is_empty());
+    }
+
+    #[test]
+    fn a_healthy_node_plans_nothing() {
+        let (c, s) = crate::check::tests::seed();
+        assert!(plan_for(&c, &s, &Options::default()).is_clean());
     }
 }

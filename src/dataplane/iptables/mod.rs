@@ -7,4 +7,4 @@ pub mod ruleset;
 pub mod save;
 
 pub use rule_spec::RuleSpec;
-pub use ruleset::{Chain, Ruleset, Table};
+pub use ruleset::{Chain, Ruleset, Table, builtin_chains};

@@ -1,0 +1,287 @@
+//! Restoring named iptables chains (pure): the `iptables-restore --noflush`
+//! input that makes exactly the chains a plan names what `expect()` says,
+//! adds the missing jumps into them from the chains around them, and removes
+//! a named chain the expectation no longer has; and, from what the node
+//! holds now, the input that puts it all back. Nothing the plan does not
+//! name is flushed, rewritten or removed — as kube-proxy and flannel write
+//! their own chains (`:CHAIN - [0:0]` flushes one chain under `--noflush`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataplane::NodeState;
+use crate::dataplane::iptables::{RuleSpec, Ruleset, Table, builtin_chains};
+
+/// How one chains action is carried out and undone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainsRestore {
+    /// `nft` or `legacy`: the iptables backend the node's rules live in.
+    pub backend: String,
+    /// The `iptables-restore --noflush` input that writes the chains.
+    pub input: String,
+    /// The input that puts back what the node has now.
+    pub undo: String,
+    /// What it replaces, as a person reads it.
+    pub replaces: String,
+}
+
+/// The restore tool of an iptables backend.
+pub fn restore_tool(backend: &str) -> &'static str {
+    if backend == "legacy" {
+        "iptables-legacy-restore"
+    } else {
+        "iptables-nft-restore"
+    }
+}
+
+/// The backend the node's Kubernetes rules live in (the one with kube-proxy's
+/// or flannel's chains, else the only one there is).
+fn backend(node: &NodeState) -> Option<&crate::dataplane::state::IptablesBackendState> {
+    let ours = |rs: &Ruleset| {
+        rs.tables.iter().any(|t| {
+            t.chains()
+                .iter()
+                .any(|c| c.name.starts_with("KUBE-") || c.name.starts_with("FLANNEL-"))
+        })
+    };
+    node.iptables
+        .iter()
+        .find(|b| ours(&b.ruleset))
+        .or(node.iptables.first())
+}
+
+fn jumps_to(rule: &str, chain: &str) -> bool {
+    RuleSpec::parse(rule).is_ok_and(|r| r.jumps_to(chain))
+}
+
+/// A jump to insert: into `chain` at 1-based `position`.
+struct Insert {
+    chain: String,
+    position: usize,
+    rule: String,
+}
+
+/// The restore that makes `chains` of `table` on `node` as in `expected`,
+/// or `None` when the node has no iptables rules to tell the backend by.
+pub fn restore(
+    table: &str,
+    chains: &[String],
+    expected: &Ruleset,
+    node: &NodeState,
+) -> Option<ChainsRestore> {
+    let b = backend(node)?;
+    let empty = Table::new(table);
+    let want = expected.table(table).unwrap_or(&empty);
+    let have = b.ruleset.table(table).unwrap_or(&empty);
+    let builtin = builtin_chains(table);
+    let named: Vec<&str> = chains
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !builtin.contains(c))
+        .collect();
+    let written: Vec<&str> = named
+        .iter()
+        .copied()
+        .filter(|c| want.chain(c).is_some())
+        .collect();
+    // A named chain the expectation lacks goes, unless a chain the plan
+    // does not name still jumps to it.
+    let removed: Vec<&str> = named
+        .iter()
+        .copied()
+        .filter(|c| want.chain(c).is_none() && have.chain(c).is_some())
+        .filter(|c| {
+            !have
+                .chains()
+                .iter()
+                .filter(|p| !named.contains(&p.name.as_str()))
+                .any(|p| p.rules.iter().any(|r| jumps_to(r, c)))
+        })
+        .collect();
+    // Jumps into the written chains from chains the plan does not name, at
+    // the place the expectation has them among the rules the node holds.
+    let mut inserts = Vec::new();
+    for p in want.chains() {
+        if named.contains(&p.name.as_str()) {
+            continue;
+        }
+        let Some(held) = have.chain(&p.name) else {
+            continue;
+        };
+        let mut now = held.rules.clone();
+        for (i, rule) in p.rules.iter().enumerate() {
+            if !written.iter().any(|c| jumps_to(rule, c)) || now.contains(rule) {
+                continue;
+            }
+            // Just after the last rule the expectation puts before it.
+            let position = 1 + now
+                .iter()
+                .rposition(|r| p.rules[..i].contains(r))
+                .map_or(0, |k| k + 1);
+            now.insert(position - 1, rule.clone());
+            inserts.push(Insert {
+                chain: p.name.clone(),
+                position,
+                rule: rule.clone(),
+            });
+        }
+    }
+
+    let mut input = format!("*{table}\n");
+    for c in written.iter().chain(&removed) {
+        input.push_str(&format!(":{c} - [0:0]\n"));
+    }
+    for c in &written {
+        for r in &want.chain(c).expect("written chains are expected").rules {
+            input.push_str(&format!("-A {c} {r}\n"));
+        }
+    }
+    for i in &inserts {
+        input.push_str(&format!("-I {} {} {}\n", i.chain, i.position, i.rule));
+    }
+    for c in &removed {
+        input.push_str(&format!("-X {c}\n"));
+    }
+    input.push_str("COMMIT\n");
+
+    // The inverse: the touched chains as they are, the jumps taken out
+    // again, the chains this creates removed.
+    let mut undo = format!("*{table}\n");
+    let touched: Vec<&str> = written.iter().chain(&removed).copied().collect();
+    for c in &touched {
+        undo.push_str(&format!(":{c} - [0:0]\n"));
+    }
+    for i in &inserts {
+        undo.push_str(&format!("-D {} {}\n", i.chain, i.rule));
+    }
+    for c in &touched {
+        for r in have.chain(c).map(|c| &c.rules[..]).unwrap_or_default() {
+            undo.push_str(&format!("-A {c} {r}\n"));
+        }
+    }
+    for c in touched.iter().filter(|c| have.chain(c).is_none()) {
+        undo.push_str(&format!("-X {c}\n"));
+    }
+    undo.push_str("COMMIT\n");
+
+    let mut said: Vec<String> = touched
+        .iter()
+        .map(|c| match have.chain(c) {
+            Some(h) => format!("{c} ({} rules)", h.rules.len()),
+            None => format!("{c} (absent)"),
+        })
+        .collect();
+    said.extend(
+        inserts
+            .iter()
+            .map(|i| format!("no jump from {} to {}", i.chain, target(&i.rule))),
+    );
+    Some(ChainsRestore {
+        backend: b.backend.clone(),
+        input,
+        undo,
+        replaces: format!("{table} ({}): {}", b.backend, said.join(", ")),
+    })
+}
+
+fn target(rule: &str) -> String {
+    RuleSpec::parse(rule)
+        .ok()
+        .and_then(|r| r.target)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::state::IptablesBackendState;
+
+    fn node(rs: Ruleset) -> NodeState {
+        let mut n = NodeState::default();
+        n.iptables.push(IptablesBackendState {
+            backend: "legacy".into(),
+            ruleset: rs,
+        });
+        n
+    }
+
+    fn flannel() -> Ruleset {
+        let mut rs = Ruleset::default();
+        let f = rs.table_mut("filter");
+        f.append(
+            "FORWARD",
+            "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD",
+        );
+        f.append("FORWARD", "-j FLANNEL-FWD");
+        f.append("FLANNEL-FWD", "-s 10.2.0.0/16 -j ACCEPT");
+        f.append("FLANNEL-FWD", "-d 10.2.0.0/16 -j ACCEPT");
+        f.append("KUBE-FORWARD", "-j ACCEPT");
+        rs
+    }
+
+    #[test]
+    fn writes_a_missing_chain_and_its_jump_in_place_and_undoes_both() {
+        let want = flannel();
+        let mut have = want.clone();
+        have.table_mut("filter").remove_chain("FLANNEL-FWD");
+        let r = restore("filter", &["FLANNEL-FWD".into()], &want, &node(have)).unwrap();
+        assert_eq!(r.backend, "legacy");
+        assert_eq!(
+            r.input,
+            "*filter\n:FLANNEL-FWD - [0:0]\n-A FLANNEL-FWD -s 10.2.0.0/16 -j ACCEPT\n-A FLANNEL-FWD -d 10.2.0.0/16 -j ACCEPT\n-I FORWARD 2 -j FLANNEL-FWD\nCOMMIT\n"
+        );
+        assert_eq!(
+            r.undo,
+            "*filter\n:FLANNEL-FWD - [0:0]\n-D FORWARD -j FLANNEL-FWD\n-X FLANNEL-FWD\nCOMMIT\n"
+        );
+        assert_eq!(
+            r.replaces,
+            "filter (legacy): FLANNEL-FWD (absent), no jump from FORWARD to FLANNEL-FWD"
+        );
+    }
+
+    #[test]
+    fn rewrites_a_wrong_chain_whole_and_removes_a_named_stale_one() {
+        let mut want = Ruleset::default();
+        let nat = want.table_mut("nat");
+        nat.append("KUBE-SVC-A", "-j KUBE-SEP-NEW");
+        nat.append(
+            "KUBE-SEP-NEW",
+            "-p tcp -j DNAT --to-destination 10.2.0.5:80",
+        );
+        let mut have = Ruleset::default();
+        let nat = have.table_mut("nat");
+        nat.append("KUBE-SVC-A", "-j KUBE-SEP-OLD");
+        nat.append(
+            "KUBE-SEP-OLD",
+            "-p tcp -j DNAT --to-destination 10.2.0.250:80",
+        );
+        let chains: Vec<String> = ["KUBE-SVC-A", "KUBE-SEP-NEW", "KUBE-SEP-OLD"]
+            .map(String::from)
+            .to_vec();
+        let r = restore("nat", &chains, &want, &node(have)).unwrap();
+        assert_eq!(
+            r.input,
+            "*nat\n:KUBE-SVC-A - [0:0]\n:KUBE-SEP-NEW - [0:0]\n:KUBE-SEP-OLD - [0:0]\n-A KUBE-SVC-A -j KUBE-SEP-NEW\n-A KUBE-SEP-NEW -p tcp -j DNAT --to-destination 10.2.0.5:80\n-X KUBE-SEP-OLD\nCOMMIT\n"
+        );
+        assert_eq!(
+            r.undo,
+            "*nat\n:KUBE-SVC-A - [0:0]\n:KUBE-SEP-NEW - [0:0]\n:KUBE-SEP-OLD - [0:0]\n-A KUBE-SVC-A -j KUBE-SEP-OLD\n-A KUBE-SEP-OLD -p tcp -j DNAT --to-destination 10.2.0.250:80\n-X KUBE-SEP-NEW\nCOMMIT\n"
+        );
+    }
+
+    #[test]
+    fn keeps_a_stale_chain_an_unnamed_chain_still_jumps_to() {
+        let want = Ruleset::default();
+        let mut have = Ruleset::default();
+        let nat = have.table_mut("nat");
+        nat.append("OTHER", "-j KUBE-SEP-OLD");
+        nat.append("KUBE-SEP-OLD", "-j ACCEPT");
+        let r = restore("nat", &["KUBE-SEP-OLD".into()], &want, &node(have)).unwrap();
+        assert_eq!(r.input, "*nat\nCOMMIT\n");
+    }
+
+    #[test]
+    fn a_node_without_iptables_gets_no_restore() {
+        assert!(restore("nat", &["X".into()], &flannel(), &NodeState::default()).is_none());
+    }
+}
