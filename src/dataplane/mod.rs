@@ -2,6 +2,7 @@
 //! through rtnetlink, in a chosen network namespace. Knows nothing about
 //! Kubernetes: it speaks links, addresses, routes, rules, neighbours and FDB.
 
+pub mod batch;
 pub mod iptables;
 pub mod ipvs;
 pub mod lookup;

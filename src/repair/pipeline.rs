@@ -1,27 +1,25 @@
 //! A run of overlay entries — a whole node's worth after it lost its
 //! flannel state — made as fast as the kernel takes them while keeping
 //! flannel's per-peer order. Neighbour and FDB entries go out on one
-//! netlink socket, routes on another, each pipelined (the kernel applies a
-//! socket's requests in the order they were sent; waiting for each answer
-//! before sending the next, as `ip -batch` does, only adds round trips).
-//! A route is sent only once every neighbour and FDB entry planned before
-//! it was answered, so no route points at a peer whose VTEP is not yet
-//! programmed. The two sockets work on two cores: the kernel spends most
-//! of a whole-node repair inserting routes.
+//! netlink socket, routes on another, each in datagrams of [`BATCH`]
+//! requests ([`crate::dataplane::batch`]). A route is sent only once every
+//! neighbour and FDB entry planned before it was answered, so no route
+//! points at a peer whose VTEP is not yet programmed. The two sockets work
+//! on two cores: the kernel spends most of a whole-node repair inserting
+//! routes. After a change fails nothing more is sent; the rest of a
+//! datagram already sent is still made, and reported as such.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-
-use futures::StreamExt;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use crate::check::RepairAction;
 use crate::dataplane::Netns;
-use crate::dataplane::write::Writer;
+use crate::dataplane::batch::{BatchSocket, Request};
 use crate::error::{Error, Result};
 
-/// Requests in flight at once on each socket.
-const IN_FLIGHT: usize = 64;
+/// Requests per datagram.
+const BATCH: usize = 64;
 
 /// The per-peer entries a whole-node repair makes by the thousand.
 pub fn pipelined(a: &RepairAction) -> bool {
@@ -33,23 +31,34 @@ pub fn pipelined(a: &RepairAction) -> bool {
     )
 }
 
-/// The device a pipelined action writes to.
-fn device(a: &RepairAction) -> Option<&str> {
-    match a {
-        RepairAction::NeighReplace { dev, .. }
-        | RepairAction::FdbReplace { dev, .. }
-        | RepairAction::RouteReplace { dev, .. } => Some(dev),
-        _ => None,
-    }
-}
-
 /// What became of entry `k`: `None` when it was not sent because an
 /// earlier change had failed.
 pub type Outcome = (usize, Option<std::result::Result<(), String>>);
 
+/// The first entry index whose neighbour/FDB change is not answered yet;
+/// routes before it may go.
+struct Frontier {
+    at: Mutex<usize>,
+    moved: Condvar,
+}
+
+impl Frontier {
+    fn set(&self, k: usize) {
+        *self.at.lock().unwrap_or_else(|e| e.into_inner()) = k;
+        self.moved.notify_all();
+    }
+
+    fn wait_past(&self, k: usize) -> usize {
+        let mut at = self.at.lock().unwrap_or_else(|e| e.into_inner());
+        while *at < k {
+            at = self.moved.wait(at).unwrap_or_else(|e| e.into_inner());
+        }
+        *at
+    }
+}
+
 /// Makes `actions` (entry index, action; all [`pipelined`]) inside
-/// `netns`, handing each outcome to `record` as it arrives; after a change
-/// fails, no further one is sent (those in flight still complete).
+/// `netns`, handing outcomes to `record` as they arrive.
 pub fn run(
     netns: &Netns,
     actions: Vec<(usize, RepairAction)>,
@@ -59,56 +68,48 @@ pub fn run(
         .into_iter()
         .partition(|(_, a)| matches!(a, RepairAction::RouteReplace { .. }));
     let failed = Arc::new(AtomicBool::new(false));
-    // The first entry index whose neighbour/FDB change is not answered yet.
-    let (frontier_tx, frontier_rx) = tokio::sync::watch::channel(0usize);
-    // Outcomes travel in batches: a wake-up per change would cost more
-    // than the change.
+    let frontier = Arc::new(Frontier {
+        at: Mutex::new(0),
+        moved: Condvar::new(),
+    });
     let (tx, rx) = mpsc::channel::<Vec<Outcome>>();
 
     let side_worker = {
-        let (netns, failed, tx) = (netns.clone(), failed.clone(), tx.clone());
+        let (netns, failed, frontier, tx) =
+            (netns.clone(), failed.clone(), frontier.clone(), tx.clone());
         std::thread::spawn(move || {
-            Writer::run(&netns, move |w| async move {
-                warm(&w, &side).await;
-                let mut out = futures::stream::iter(&side)
-                    .map(|(k, a)| send(&w, &failed, *k, a))
-                    .buffered(IN_FLIGHT);
-                let mut batch = Batch::new(&tx);
-                while let Some((k, r)) = out.next().await {
-                    batch.push((k, r));
-                    frontier_tx.send_replace(k + 1);
+            let held = frontier.clone();
+            let done = netns.run(move || {
+                let mut w = Worker::new(&failed)?;
+                for chunk in side.chunks(BATCH) {
+                    let _ = tx.send(w.send(chunk));
+                    held.set(chunk[chunk.len() - 1].0 + 1);
                 }
-                frontier_tx.send_replace(usize::MAX);
-                Ok(())
-            })
+                Ok::<_, Error>(())
+            });
+            // Whatever happened, the routes are no longer held back.
+            frontier.set(usize::MAX);
+            done?
         })
     };
     let route_worker = {
         let (netns, failed, tx) = (netns.clone(), failed.clone(), tx);
         std::thread::spawn(move || {
-            Writer::run(&netns, move |w| async move {
-                warm(&w, &routes).await;
-                let (w, failed) = (&w, &failed);
-                let out = futures::stream::iter(&routes)
-                    // One route at a time waits for its peer's entries (the
-                    // side worker ending, even by error, releases all)...
-                    .then(|(k, a)| {
-                        let mut frontier = frontier_rx.clone();
-                        async move {
-                            let _ = frontier.wait_for(|f| *f >= *k).await;
-                            (k, a)
-                        }
-                    })
-                    // ...then goes out with up to IN_FLIGHT others.
-                    .map(|(k, a)| send(w, failed, *k, a))
-                    .buffered(IN_FLIGHT);
-                let mut out = std::pin::pin!(out);
-                let mut batch = Batch::new(&tx);
-                while let Some(o) = out.next().await {
-                    batch.push(o);
+            netns.run(move || {
+                let mut w = Worker::new(&failed)?;
+                let mut rest = &routes[..];
+                while !rest.is_empty() {
+                    let ready = frontier.wait_past(rest[0].0);
+                    let n = rest
+                        .iter()
+                        .take(BATCH)
+                        .take_while(|(k, _)| *k <= ready)
+                        .count();
+                    let _ = tx.send(w.send(&rest[..n]));
+                    rest = &rest[n..];
                 }
-                Ok(())
-            })
+                Ok::<_, Error>(())
+            })?
         })
     };
     // Outcomes, recorded as they come; a recording failure stops the sends.
@@ -129,57 +130,122 @@ pub fn run(
     recorded
 }
 
-/// Outcomes on their way to the recorder, sent every [`IN_FLIGHT`] and
-/// when the worker is done.
-struct Batch<'a> {
-    tx: &'a mpsc::Sender<Vec<Outcome>>,
-    items: Vec<Outcome>,
+/// One socket's sender, inside the node's namespace.
+struct Worker<'a> {
+    sock: BatchSocket,
+    indexes: HashMap<String, Option<u32>>,
+    failed: &'a AtomicBool,
 }
 
-impl<'a> Batch<'a> {
-    fn new(tx: &'a mpsc::Sender<Vec<Outcome>>) -> Self {
-        Batch {
-            tx,
-            items: Vec::with_capacity(IN_FLIGHT),
+impl<'a> Worker<'a> {
+    fn new(failed: &'a AtomicBool) -> Result<Self> {
+        Ok(Worker {
+            sock: BatchSocket::new()?,
+            indexes: HashMap::new(),
+            failed,
+        })
+    }
+
+    fn index(&mut self, dev: &str) -> Result<u32> {
+        self.indexes
+            .entry(dev.to_string())
+            .or_insert_with(|| nix::net::if_::if_nametoindex(dev).ok())
+            .ok_or_else(|| Error::env(format!("no device {dev} on the node"), None))
+    }
+
+    fn request(&mut self, a: &RepairAction) -> Result<Request> {
+        let bad = |what: &str, v: &str| Error::usage(format!("bad {what} {v:?}"), None);
+        Ok(match a {
+            RepairAction::NeighReplace { dev, ip, mac } => Request::Neigh {
+                ifindex: self.index(dev)?,
+                ip: ip.parse().map_err(|_| bad("IP address", ip))?,
+                mac: mac_bytes(mac).ok_or_else(|| bad("MAC address", mac))?,
+            },
+            RepairAction::FdbReplace { dev, mac, dst } => Request::Fdb {
+                ifindex: self.index(dev)?,
+                mac: mac_bytes(mac).ok_or_else(|| bad("MAC address", mac))?,
+                dst: dst.parse().map_err(|_| bad("IP address", dst))?,
+            },
+            RepairAction::RouteReplace {
+                dst,
+                gateway,
+                dev,
+                onlink,
+            } => {
+                let net: ipnet::Ipv4Net = dst.parse().map_err(|_| bad("IPv4 prefix", dst))?;
+                Request::Route {
+                    dst: net.addr(),
+                    len: net.prefix_len(),
+                    gateway: gateway.parse().map_err(|_| bad("IPv4 gateway", gateway))?,
+                    ifindex: self.index(dev)?,
+                    onlink: *onlink,
+                }
+            }
+            other => {
+                return Err(Error::usage(
+                    format!(
+                        "{} is not an overlay entry",
+                        crate::check::text::action_line(other)
+                    ),
+                    None,
+                ));
+            }
+        })
+    }
+
+    /// Sends one chunk (unless a change already failed) and says what
+    /// became of each entry.
+    fn send(&mut self, chunk: &[(usize, RepairAction)]) -> Vec<Outcome> {
+        if self.failed.load(Ordering::SeqCst) {
+            return chunk.iter().map(|(k, _)| (*k, None)).collect();
         }
-    }
-
-    fn push(&mut self, o: Outcome) {
-        self.items.push(o);
-        if self.items.len() == IN_FLIGHT {
-            let _ = self.tx.send(std::mem::take(&mut self.items));
+        // Entries that cannot even be written down fail without being sent.
+        let mut out: Vec<Outcome> = Vec::with_capacity(chunk.len());
+        let mut requests = Vec::with_capacity(chunk.len());
+        let mut sent = Vec::with_capacity(chunk.len());
+        for (k, a) in chunk {
+            match self.request(a) {
+                Ok(r) => {
+                    requests.push(r);
+                    sent.push(*k);
+                }
+                Err(e) => out.push((*k, Some(Err(e.to_string())))),
+            }
         }
-    }
-}
-
-impl Drop for Batch<'_> {
-    fn drop(&mut self) {
-        if !self.items.is_empty() {
-            let _ = self.tx.send(std::mem::take(&mut self.items));
+        match self.sock.send(&requests) {
+            Ok(results) => out.extend(sent.into_iter().zip(results).map(|(k, r)| {
+                (
+                    k,
+                    Some(r.map_err(|e| kernel_said(&chunk_action(chunk, k), e))),
+                )
+            })),
+            Err(e) => out.extend(sent.into_iter().map(|k| (k, Some(Err(e.to_string()))))),
         }
+        if out.iter().any(|(_, r)| matches!(r, Some(Err(_)))) {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        out.sort_by_key(|(k, _)| *k);
+        out
     }
 }
 
-/// Looks the devices up before the first send, so that no request waits
-/// on a lookup while later ones overtake it.
-async fn warm(w: &Writer, actions: &[(usize, RepairAction)]) {
-    let devices: std::collections::BTreeSet<&str> =
-        actions.iter().filter_map(|(_, a)| device(a)).collect();
-    for dev in devices {
-        // A missing device is reported by the change that needs it.
-        let _ = w.index(dev).await;
-    }
+fn chunk_action(chunk: &[(usize, RepairAction)], k: usize) -> RepairAction {
+    chunk
+        .iter()
+        .find(|(i, _)| *i == k)
+        .map(|(_, a)| a.clone())
+        .expect("sent from this chunk")
 }
 
-async fn send(w: &Writer, failed: &AtomicBool, k: usize, a: &RepairAction) -> Outcome {
-    if failed.load(Ordering::SeqCst) {
-        return (k, None);
-    }
-    let r = super::apply::make(w, a, None)
-        .await
-        .map_err(|e| e.to_string());
-    if r.is_err() {
-        failed.store(true, Ordering::SeqCst);
-    }
-    (k, Some(r))
+/// The kernel's refusal, with the command it refused.
+fn kernel_said(a: &RepairAction, e: String) -> String {
+    format!("{}: {e}", crate::check::text::action_line(a))
+}
+
+fn mac_bytes(mac: &str) -> Option<[u8; 6]> {
+    let v: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).ok())
+        .collect::<Option<_>>()?;
+    v.try_into().ok()
 }
