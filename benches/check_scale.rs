@@ -41,7 +41,7 @@ impl Drop for Scratch {
 }
 
 fn restore_legacy(text: &str) -> Option<f64> {
-    let ns = Scratch(format!("kdbench-{}", std::process::id()));
+    let ns = Scratch(format!("kdlab-bench-check-{}", std::process::id()));
     if !Command::new("ip")
         .args(["netns", "add", &ns.0])
         .status()

@@ -32,7 +32,7 @@ impl Drop for Scratch {
 /// `ip -batch` of `route get` for `ips` in a namespace holding node 0's
 /// overlay routes; seconds per lookup.
 fn ip_route_get(state: &knetdoctor::dataplane::NodeState, ips: &[IpAddr]) -> Option<f64> {
-    let ns = Scratch(format!("kdbench-trace-{}", std::process::id()));
+    let ns = Scratch(format!("kdlab-bench-trace-{}", std::process::id()));
     Command::new("ip")
         .args(["netns", "add", &ns.0])
         .status()
