@@ -43,6 +43,42 @@ fn snapshot(node_ns: &str) -> Vec<String> {
     out
 }
 
+/// A fault no lab fault makes: `break_argv` run in the node by hand. The
+/// repair (one action: the finding's) must bring `read()` back to what it
+/// was, undo must bring back the broken reading; `heal_argv` ends it.
+/// Returns the broken reading.
+fn by_hand(
+    node: &str,
+    break_argv: &[&str],
+    heal_argv: &[&str],
+    read: &dyn Fn() -> String,
+) -> String {
+    let repair = |extra: &[&str]| {
+        let mut a = vec!["repair", "--node", "k8s-node-12", "--lab", LAB];
+        a.extend_from_slice(extra);
+        kd(&a)
+    };
+    let healthy = read();
+    assert!(in_ns(node, break_argv).status.success(), "{break_argv:?}");
+    let broken = read();
+    assert_ne!(broken, healthy, "{break_argv:?} changed nothing");
+    let plan: serde_json::Value = serde_json::from_slice(&repair(&["-o", "json"]).stdout).unwrap();
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 1, "{plan:#}");
+    let out = repair(&["--apply", "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(read(), healthy, "after the repair of {break_argv:?}");
+    undo_newest(LAB).unwrap();
+    assert_eq!(read(), broken, "after undoing the repair of {break_argv:?}");
+    assert!(in_ns(node, heal_argv).status.success(), "{heal_argv:?}");
+    assert_eq!(read(), healthy);
+    broken
+}
+
 /// Undoes the newest repair of k8s-node-12 in `lab`, by the ID
 /// `--history` lists last.
 fn undo_newest(lab: &str) -> Result<(), String> {
@@ -143,29 +179,9 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
     // No lab fault turns VXLAN tx checksum offload on: done by hand here,
     // turned off by the repair (ethtool), back on by undo.
     let features = || in_ns_text(&node, &["ethtool", "-k", "flannel.1"]).1;
-    let off = features();
-    assert!(
-        in_ns(
-            &node,
-            &["ethtool", "-K", "flannel.1", "tx-checksum-ip-generic", "on"]
-        )
-        .status
-        .success()
-    );
-    let on = features();
-    assert!(on.contains("tx-checksum-ip-generic: on"), "{on}");
-    let out = repair(&["--apply", "--yes"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(features(), off);
-    undo_newest(LAB).unwrap();
-    assert_eq!(features(), on);
-    in_ns(
+    let on = by_hand(
         &node,
+        &["ethtool", "-K", "flannel.1", "tx-checksum-ip-generic", "on"],
         &[
             "ethtool",
             "-K",
@@ -173,7 +189,28 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
             "tx-checksum-ip-generic",
             "off",
         ],
+        &features,
     );
+    assert!(on.contains("tx-checksum-ip-generic: on"), "{on}");
+
+    // No lab fault deletes a policy rule: `ip rule del pref 32766` by hand
+    // and the node routes nothing; the repair adds exactly that rule back.
+    let rules = || {
+        let ok = ping_full(&bb, "10.2.0.42");
+        format!(
+            "{} reachable {ok}",
+            in_ns_text(&node, &["ip", "-4", "-j", "rule"]).1
+        )
+    };
+    let without = by_hand(
+        &node,
+        &["ip", "rule", "del", "pref", "32766"],
+        &["ip", "rule", "add", "pref", "32766", "lookup", "main"],
+        &rules,
+    );
+    assert!(without.ends_with("reachable false"), "{without}");
+    let out = repair(&["-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "healthy again after by_hand");
 
     // One repair at a time: with the lock held, a second is refused.
     lab.kd(&["lab", "break", "route-missing"]);

@@ -92,6 +92,11 @@ pub enum RepairAction {
         key: String,
         value: String,
     },
+    /// `ip rule add pref PRIORITY lookup TABLE` (IPv4).
+    RuleAdd {
+        priority: u32,
+        table: u32,
+    },
     /// Restore these chains (and their jumps) as their owner writes them.
     IptablesChains {
         table: String,

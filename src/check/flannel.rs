@@ -481,6 +481,71 @@ pub fn check_sysctls(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
     }
 }
 
+/// The kernel's own IPv4 policy rules (local, main, default): without the
+/// `lookup main` rule not one of flannel's routes is consulted. Checked only
+/// when the node's rules were read at all (a state without any has none
+/// recorded, not none present).
+pub fn check_rules(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
+    let v4: Vec<&crate::dataplane::state::Rule> =
+        state.rules.iter().filter(|r| r.family == "inet").collect();
+    if v4.is_empty() {
+        return;
+    }
+    for (priority, table, severity, what) in [
+        (
+            0,
+            255,
+            Severity::Error,
+            "local: the node no longer recognises its own addresses",
+        ),
+        (
+            32766,
+            254,
+            Severity::Error,
+            "main: not one route of the main table — flannel's included — is consulted; the node routes nothing",
+        ),
+        (
+            32767,
+            253,
+            Severity::Warning,
+            "default: routes in the default table are no longer consulted",
+        ),
+    ] {
+        let present = v4.iter().any(|r| {
+            r.priority == priority
+                && r.table == table
+                && r.action == "to_tbl"
+                && r.src.is_none()
+                && r.dst.is_none()
+                && r.iif.is_none()
+                && r.oif.is_none()
+                && r.fwmark.is_none()
+        });
+        if !present {
+            out.push(
+                Finding::new(
+                    "policy-rule-missing",
+                    severity,
+                    Some(node),
+                    format!(
+                        "the policy rule `{priority}: from all lookup {}` is missing — {what}",
+                        crate::check::text::table_name(table)
+                    ),
+                )
+                .object(ObjectRef::new("rule", format!("{priority}")))
+                .evidence(
+                    format!(
+                        "{priority}: from all lookup {}",
+                        crate::check::text::table_name(table)
+                    ),
+                    "absent",
+                )
+                .repair(RepairAction::RuleAdd { priority, table }),
+            );
+        }
+    }
+}
+
 /// The pods' veths on cni0 and the MTUs along pod -> cni0 -> flannel.1.
 pub fn check_pods(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Vec<Finding>) {
     let n = Some(node);

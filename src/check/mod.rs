@@ -38,6 +38,7 @@ pub fn check_node(
 ) {
     flannel::check_node(cluster, node, state, out);
     flannel::check_sysctls(node, state, out);
+    flannel::check_rules(node, state, out);
     flannel::check_pods(cluster, node, state, out);
     let mode = crate::model::kube_proxy::proxy_mode(cluster);
     if let Some(net) = net {

@@ -65,6 +65,10 @@ fn node_state_variations() {
         ("mtu-mismatch", |s| {
             s.attachments.iter_mut().for_each(|a| a.mtu = 1500)
         }),
+        ("policy-rule-missing", |s| {
+            s.rules
+                .retain(|r| !(r.family == "inet" && r.priority == 32766))
+        }),
         ("mtu-mismatch", |s| {
             s.links
                 .iter_mut()

@@ -50,6 +50,9 @@ pub fn action_line(a: &RepairAction) -> String {
             s.join("; ")
         }
         RepairAction::Sysctl { key, value } => format!("sysctl -w {key}={value}"),
+        RepairAction::RuleAdd { priority, table } => {
+            format!("ip rule add pref {priority} lookup {}", table_name(*table))
+        }
         RepairAction::IptablesChains {
             table,
             chains,
@@ -65,6 +68,16 @@ pub fn action_line(a: &RepairAction) -> String {
             if *on { "on" } else { "off" }
         ),
         RepairAction::Manual { what } => format!("(by hand) {what}"),
+    }
+}
+
+/// A routing table as `ip rule` names it.
+pub fn table_name(table: u32) -> String {
+    match table {
+        255 => "local".into(),
+        254 => "main".into(),
+        253 => "default".into(),
+        t => t.to_string(),
     }
 }
 

@@ -17,6 +17,7 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
 };
 use netlink_packet_route::route::RouteProtocol;
+use netlink_packet_route::rule::RuleAction;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::Netns;
@@ -296,6 +297,41 @@ impl Writer {
                 .map_err(nl(format!("ip addr replace {a} dev {dev}")))?;
         }
         Ok(())
+    }
+
+    /// `ip rule add pref PRIORITY lookup TABLE` (IPv4, from all).
+    pub async fn rule_add(&self, priority: u32, table: u32) -> Result<()> {
+        self.h
+            .rule()
+            .add()
+            .v4()
+            .priority(priority)
+            .table_id(table)
+            .action(RuleAction::ToTable)
+            .execute()
+            .await
+            .map_err(nl(format!("ip rule add pref {priority} lookup {table}")))
+    }
+
+    /// `ip rule del pref PRIORITY lookup TABLE` (IPv4); a rule already
+    /// gone is no error.
+    pub async fn rule_del(&self, priority: u32, table: u32) -> Result<()> {
+        let mut req = self
+            .h
+            .rule()
+            .add()
+            .v4()
+            .priority(priority)
+            .table_id(table)
+            .action(RuleAction::ToTable);
+        let msg = req.message_mut().clone();
+        match self.h.rule().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -nix::libc::ENOENT => Ok(()),
+            Err(e) => Err(Error::Netlink(format!(
+                "ip rule del pref {priority} lookup {table}: {e}"
+            ))),
+        }
     }
 
     /// `sysctl -w KEY=VALUE` in the writer's namespace.

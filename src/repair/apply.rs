@@ -166,6 +166,7 @@ pub(super) async fn make(
             w.addrs_set(dev, remove, std::slice::from_ref(add)).await
         }
         RepairAction::Sysctl { key, value } => w.sysctl(key, value),
+        RepairAction::RuleAdd { priority, table } => w.rule_add(*priority, *table).await,
         RepairAction::Ethtool { dev, feature, on } => w.ethtool_feature(dev, feature, *on),
         RepairAction::IptablesChains { .. } => match chains {
             Some(r) => w.iptables_restore(restore_tool(&r.backend), &r.input),
@@ -216,6 +217,9 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
         (RepairAction::Sysctl { key, .. }, Before::Sysctl { value: Some(v) }) => w.sysctl(key, v),
         (RepairAction::AddrReplace { dev, add, .. }, Before::Addrs { addrs }) => {
             w.addrs_set(dev, std::slice::from_ref(add), addrs).await
+        }
+        (RepairAction::RuleAdd { priority, table }, Before::Rule { present: false }) => {
+            w.rule_del(*priority, *table).await
         }
         (RepairAction::IptablesChains { .. }, Before::Chains { backend, restore }) => {
             w.iptables_restore(restore_tool(backend), restore)

@@ -83,7 +83,7 @@ fn category(a: &RepairAction) -> Option<Category> {
         RepairAction::Sysctl { .. } => Category::Sysctl,
         RepairAction::NeighReplace { .. } => Category::Neigh,
         RepairAction::FdbReplace { .. } | RepairAction::FdbDelete { .. } => Category::Fdb,
-        RepairAction::RouteReplace { .. } => Category::Routes,
+        RepairAction::RouteReplace { .. } | RepairAction::RuleAdd { .. } => Category::Routes,
         RepairAction::IptablesChains { .. } | RepairAction::IptablesPolicy { .. } => {
             Category::Iptables
         }
@@ -112,6 +112,10 @@ fn peer_key(a: &RepairAction, state: &NodeState) -> String {
             .unwrap_or_else(|| mac.clone()),
         _ => String::new(),
     }
+}
+
+fn overlay_route(a: &RepairAction) -> bool {
+    matches!(a, RepairAction::RouteReplace { .. })
 }
 
 /// What a step overwrote, enough to put it back.
@@ -152,6 +156,10 @@ pub enum Before {
     /// Whether the ethtool feature was on (`None`: not known).
     Ethtool {
         on: Option<bool>,
+    },
+    /// Whether the policy rule was there (a rule is only ever added).
+    Rule {
+        present: bool,
     },
 }
 
@@ -207,6 +215,12 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
                 .map(|a| format!("{}/{}", a.address, a.prefix_len))
                 .collect(),
         },
+        RepairAction::RuleAdd { priority, table } => Before::Rule {
+            present: state
+                .rules
+                .iter()
+                .any(|r| r.family == "inet" && r.priority == *priority && r.table == *table),
+        },
         RepairAction::Ethtool { dev, feature, .. } => Before::Ethtool {
             // The one feature the node state reads.
             on: (feature == "tx-checksum-ip-generic")
@@ -261,6 +275,9 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
             format!("table {table}: {} as the node has them", chains.join(", "))
         }
         (RepairAction::IptablesPolicy { chain, .. }, _) => format!("{chain}'s current policy"),
+        (RepairAction::RuleAdd { priority, .. }, Before::Rule { present: false }) => {
+            format!("no rule at priority {priority}")
+        }
         (RepairAction::Ethtool { dev, feature, .. }, Before::Ethtool { on }) => format!(
             "{dev} {feature} {}",
             match on {
@@ -348,6 +365,8 @@ pub fn plan(
             match s.category {
                 Category::Links => 0,
                 Category::Sysctl => 1,
+                // Policy rules before the routes they lead to.
+                Category::Routes if !overlay_route(&s.action) => 1,
                 Category::Neigh | Category::Fdb | Category::Routes => 2,
                 Category::Iptables => 3,
             },
