@@ -193,6 +193,36 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
     );
     assert!(on.contains("tx-checksum-ip-generic: on"), "{on}");
 
+    // An FDB entry for a VTEP MAC no node has (a node gone from the
+    // cluster): the repair removes it, undo puts it back.
+    let fdb = || in_ns_text(&node, &["bridge", "-j", "fdb", "show", "dev", "flannel.1"]).1;
+    let stale = by_hand(
+        &node,
+        &[
+            "bridge",
+            "fdb",
+            "append",
+            "02:00:00:00:00:99",
+            "dev",
+            "flannel.1",
+            "dst",
+            "192.168.56.99",
+            "self",
+            "permanent",
+        ],
+        &[
+            "bridge",
+            "fdb",
+            "del",
+            "02:00:00:00:00:99",
+            "dev",
+            "flannel.1",
+            "self",
+        ],
+        &fdb,
+    );
+    assert!(stale.contains("02:00:00:00:00:99"), "{stale}");
+
     // No lab fault deletes a policy rule: `ip rule del pref 32766` by hand
     // and the node routes nothing; the repair adds exactly that rule back.
     let rules = || {
