@@ -8,8 +8,9 @@ use crate::lab::{DEFAULT_NAME, Fault, IptablesBackend};
 #[derive(Debug, Parser)]
 #[command(name = "knetdoctor", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Without a command: the dashboard (`tui`) on the lab.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// Output format.
@@ -24,6 +25,8 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The live dashboard: nodes and findings, each node's flannel entries against what flannel would program (also what `knetdoctor` alone opens).
+    Tui(TuiArgs),
     /// Every broken link between what the API says and what the nodes do, with the evidence.
     Check(CheckArgs),
     /// Capture on several interfaces of a node at once (default cni0, flannel.1, eth0), VXLAN decoded.
@@ -48,6 +51,15 @@ pub enum Command {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// How often the cluster and the nodes are read again, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub refresh_ms: u64,
 }
 
 /// Where the cluster comes from.

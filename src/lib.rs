@@ -15,5 +15,6 @@ pub mod model;
 pub mod repair;
 pub mod synthetic;
 pub mod trace;
+pub mod tui;
 
 pub use error::{Error, Result};

@@ -39,7 +39,15 @@ fn out(text: &str) {
 }
 
 fn run(cli: Cli) -> Result<u8> {
-    match cli.command {
+    let command = match cli.command {
+        Some(c) => c,
+        // `knetdoctor` alone opens the dashboard on the lab.
+        None => match Cli::parse_from(["knetdoctor", "tui"]).command {
+            Some(c) => c,
+            None => unreachable!("`tui` parses to a command"),
+        },
+    };
+    match command {
         Command::Inspect(InspectCommand::Node(a)) => {
             let (state, name) = match a.bundle {
                 Some(bundle) => {
@@ -124,6 +132,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(if p.judgement.reached { 0 } else { 1 })
         }
         Command::Repair(a) => knetdoctor::repair::command::run(a),
+        Command::Tui(a) => knetdoctor::tui::run(a),
         Command::Collect(a) => {
             if a.dir.exists() {
                 return Err(knetdoctor::Error::usage(

@@ -1,0 +1,101 @@
+//! The live dashboard (`knetdoctor`, `knetdoctor tui`): ratatui over
+//! crossterm. A reader thread takes snapshots (cluster, node states,
+//! `check`'s findings) and hands them over; the render thread only draws
+//! and reads keys, so the screen never waits on I/O. The terminal is
+//! restored on every way out, a panic included (ratatui's hook).
+
+pub mod app;
+pub mod snapshot;
+pub mod view;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crossterm::event::{self, Event, KeyEventKind};
+
+use crate::cli::TuiArgs;
+use crate::error::{Error, Result};
+use crate::inspect;
+use app::App;
+use snapshot::Snapshot;
+
+/// Reads the cluster and its nodes once, as `check` does.
+fn take(a: &TuiArgs) -> std::result::Result<Snapshot, String> {
+    let target =
+        inspect::Target::from_flags(a.source.bundle.clone(), &a.source.lab, a.source.live())
+            .map_err(|e| e.to_string())?;
+    let cluster = target.cluster().map_err(|e| e.to_string())?;
+    let states = target.node_states(None).map_err(|e| e.to_string())?;
+    let findings = crate::check::run(&cluster, &states);
+    let source = match (&a.source.bundle, &a.source.kubeconfig) {
+        (Some(b), _) => format!("bundle {}", b.display()),
+        (None, Some(k)) => format!("live {}", k.display()),
+        _ => format!("lab {}", a.source.lab),
+    };
+    Ok(Snapshot::build(source, &cluster, &states, findings))
+}
+
+/// Runs the dashboard until `q`.
+pub fn run(a: TuiArgs) -> Result<u8> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(Error::usage(
+            "the dashboard needs a terminal",
+            Some("run it in a terminal, or use `knetdoctor check` for text".to_string()),
+        ));
+    }
+    let (tx, rx) = mpsc::channel::<std::result::Result<Snapshot, String>>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let every = Duration::from_millis(a.refresh_ms);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if tx.send(take(&a)).is_err() {
+                    return;
+                }
+                let mut slept = Duration::ZERO;
+                while slept < every && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    slept += Duration::from_millis(50);
+                }
+            }
+        })
+    };
+    let mut terminal = ratatui::init();
+    let mut app = App::new();
+    let result = (|| -> Result<()> {
+        while !app.quit {
+            while let Ok(s) = rx.try_recv() {
+                match s {
+                    Ok(s) => {
+                        app.snapshot = Some(Arc::new(s));
+                        app.error = None;
+                    }
+                    Err(e) => app.error = Some(e),
+                }
+            }
+            terminal
+                .draw(|f| view::render(f, &app))
+                .map_err(|e| Error::env(format!("drawing the dashboard: {e}"), None))?;
+            if event::poll(Duration::from_millis(200))
+                .map_err(|e| Error::env(format!("reading the terminal: {e}"), None))?
+                && let Event::Key(k) = event::read()
+                    .map_err(|e| Error::env(format!("reading the terminal: {e}"), None))?
+                && k.kind == KeyEventKind::Press
+            {
+                app.key(k);
+            }
+        }
+        Ok(())
+    })();
+    ratatui::restore();
+    stop.store(true, Ordering::Relaxed);
+    // The reader may be in the middle of a slow read: it is not waited for.
+    drop((rx, reader));
+    result.map(|()| 0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! What the dashboard shows, taken in one go off the render thread: the
+//! cluster's findings from `check`, the node states they were read from,
+//! and per node the entries `expect()` says it should hold, each marked by
+//! the finding that names it. The dashboard computes no verdict of its
+//! own: an entry's mark is the finding's.
+
+use std::collections::BTreeMap;
+
+use crate::check::{Finding, Severity};
+use crate::dataplane::NodeState;
+use crate::model::{Cluster, expect};
+
+/// How an entry stands against what flannel would program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    Ok,
+    Missing,
+    Wrong,
+    Stale,
+    /// Another finding names it (its ID).
+    Other(String),
+}
+
+impl Mark {
+    fn of(finding_id: &str) -> Mark {
+        if finding_id.contains("missing") {
+            Mark::Missing
+        } else if finding_id.contains("stale") {
+            Mark::Stale
+        } else if finding_id.contains("wrong")
+            || finding_id.contains("not-permanent")
+            || finding_id.contains("drift")
+        {
+            Mark::Wrong
+        } else {
+            Mark::Other(finding_id.to_string())
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        match self {
+            Mark::Ok => "ok",
+            Mark::Missing => "missing",
+            Mark::Wrong => "wrong",
+            Mark::Stale => "stale",
+            Mark::Other(id) => id,
+        }
+    }
+}
+
+/// One line of a node's view: what should be there, what is, the mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `device`, `route`, `neigh` or `fdb`.
+    pub kind: &'static str,
+    pub expected: String,
+    pub mark: Mark,
+    /// The finding that marks it, and its summary.
+    pub finding: Option<(String, String)>,
+}
+
+/// A node's line in the overview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub name: String,
+    /// Findings about flannel's state and the node itself, by severity.
+    pub node_findings: [usize; 3],
+    /// Findings about kube-proxy's rules, by severity.
+    pub proxy_findings: [usize; 3],
+}
+
+/// Everything one frame needs.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Where it was read from (`lab seed`, a bundle path, a kubeconfig).
+    pub source: String,
+    pub nodes: Vec<NodeRow>,
+    pub findings: Vec<Finding>,
+    /// Per node, its entries against `expect()`.
+    pub entries: BTreeMap<String, Vec<Entry>>,
+}
+
+fn severity_index(s: Severity) -> usize {
+    match s {
+        Severity::Error => 0,
+        Severity::Warning => 1,
+        Severity::Info => 2,
+    }
+}
+
+fn is_proxy(f: &Finding) -> bool {
+    f.id.starts_with("kube-proxy") || f.id.starts_with("ipvs")
+}
+
+impl Snapshot {
+    /// Builds the snapshot from what `check` read and found.
+    pub fn build(
+        source: String,
+        cluster: &Cluster,
+        states: &[(String, NodeState)],
+        findings: Vec<Finding>,
+    ) -> Snapshot {
+        let mut nodes = Vec::new();
+        let mut entries = BTreeMap::new();
+        for (name, state) in states {
+            let mut row = NodeRow {
+                name: name.clone(),
+                node_findings: [0; 3],
+                proxy_findings: [0; 3],
+            };
+            for f in findings.iter().filter(|f| f.node.as_deref() == Some(name)) {
+                let counts = if is_proxy(f) {
+                    &mut row.proxy_findings
+                } else {
+                    &mut row.node_findings
+                };
+                counts[severity_index(f.severity)] += 1;
+            }
+            nodes.push(row);
+            entries.insert(name.clone(), node_entries(cluster, name, state, &findings));
+        }
+        Snapshot {
+            source,
+            nodes,
+            findings,
+            entries,
+        }
+    }
+
+    /// The findings of one node, or of the cluster (`None`).
+    pub fn findings_of<'a>(&'a self, node: Option<&'a str>) -> impl Iterator<Item = &'a Finding> {
+        self.findings
+            .iter()
+            .filter(move |f| f.node.as_deref() == node)
+    }
+}
+
+/// The node's expected devices and per-peer entries, each marked by the
+/// finding naming it; then what findings name that nothing expects (stale).
+fn node_entries(
+    cluster: &Cluster,
+    node: &str,
+    state: &NodeState,
+    findings: &[Finding],
+) -> Vec<Entry> {
+    let mine: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.node.as_deref() == Some(node))
+        .collect();
+    let marked = |kind: &'static str, name: &str, expected: String| {
+        let f = mine
+            .iter()
+            .find(|f| f.objects.iter().any(|o| o.kind == kind && o.name == name));
+        Entry {
+            kind,
+            expected,
+            mark: f.map(|f| Mark::of(&f.id)).unwrap_or(Mark::Ok),
+            finding: f.map(|f| (f.id.clone(), f.summary.clone())),
+        }
+    };
+    let mut out = Vec::new();
+    let mtu = state.link("eth0").map(|l| l.mtu).unwrap_or(1500);
+    let Ok(exp) = expect::flannel(cluster, node, mtu) else {
+        return out;
+    };
+    let vtep = crate::model::flannel::VTEP_DEVICE;
+    out.push(marked(
+        "device",
+        vtep,
+        format!(
+            "{vtep} vxlan id 1 mtu {} mac {}",
+            exp.vtep_mtu, exp.lease.vtep_mac
+        ),
+    ));
+    out.push(marked(
+        "device",
+        "cni0",
+        format!("cni0 {}", exp.bridge_address),
+    ));
+    let mut named = Vec::new();
+    for p in &exp.peers {
+        let route = p.route_dst.to_string();
+        let neigh = format!("{} dev {vtep}", p.neigh_ip);
+        let fdb = format!("{} dev {vtep}", p.vtep_mac);
+        out.push(marked(
+            "neigh",
+            &neigh,
+            format!(
+                "{} lladdr {} PERMANENT  ({})",
+                p.neigh_ip, p.vtep_mac, p.peer
+            ),
+        ));
+        out.push(marked(
+            "fdb",
+            &fdb,
+            format!("{} dst {} self permanent", p.vtep_mac, p.public_ip),
+        ));
+        out.push(marked(
+            "route",
+            &route,
+            format!("{route} via {} dev {vtep} onlink", p.neigh_ip),
+        ));
+        named.extend([("route", route), ("neigh", neigh), ("fdb", fdb)]);
+    }
+    for f in &mine {
+        for o in &f.objects {
+            let overlay = matches!(o.kind.as_str(), "route" | "neigh" | "fdb");
+            if overlay && !named.iter().any(|(k, n)| *k == o.kind && *n == o.name) {
+                out.push(Entry {
+                    kind: match o.kind.as_str() {
+                        "route" => "route",
+                        "neigh" => "neigh",
+                        _ => "fdb",
+                    },
+                    expected: format!("{} (not expected)", o.name),
+                    mark: Mark::Stale,
+                    finding: Some((f.id.clone(), f.summary.clone())),
+                });
+            }
+        }
+    }
+    out
+}

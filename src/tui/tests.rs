@@ -1,0 +1,115 @@
+//! The views drawn on ratatui's TestBackend from the seed cluster and the
+//! node state captured from the seed lab's k8s-node-12, healthy and with
+//! faults, compared with the screens stored in tests/fixtures/tui
+//! (`KD_BLESS=1 cargo test` writes them anew).
+
+use std::sync::Arc;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::app::{App, View};
+use super::snapshot::Snapshot;
+use super::view;
+use crate::dataplane::NodeState;
+
+fn snapshot(mutate: impl Fn(&mut NodeState)) -> Snapshot {
+    let (cluster, mut state) = crate::check::tests::seed();
+    mutate(&mut state);
+    let states = vec![("k8s-node-12".to_string(), state)];
+    let findings = crate::check::run(&cluster, &states);
+    Snapshot::build("lab seed".into(), &cluster, &states, findings)
+}
+
+fn screen(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view::render(f, app)).unwrap();
+    let buf = t.backend().buffer();
+    (0..h)
+        .map(|y| {
+            (0..w)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn compare(name: &str, got: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tui")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("KD_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (KD_BLESS=1 writes it)", path.display()));
+    assert_eq!(got, want, "{name} differs from {}", path.display());
+}
+
+fn app(s: Snapshot, view: View) -> App {
+    let mut a = App::new();
+    a.snapshot = Some(Arc::new(s));
+    if view != View::Overview {
+        a.stack.push(view);
+    }
+    a
+}
+
+#[test]
+fn overview_of_a_healthy_node() {
+    let got = screen(&app(snapshot(|_| {}), View::Overview), 100, 16);
+    assert!(
+        got.contains("k8s-node-12") && got.contains("0 findings, 0 errors"),
+        "{got}"
+    );
+    compare("overview-healthy", &got);
+}
+
+#[test]
+fn overview_and_node_with_a_missing_route_and_a_wrong_neighbour() {
+    let s = snapshot(|st| {
+        st.routes.retain(|r| r.dst != "10.2.0.0/24");
+        for n in st
+            .neighs
+            .iter_mut()
+            .filter(|n| n.dst.to_string() == "10.2.1.0")
+        {
+            n.lladdr = Some("02:00:00:00:00:99".into());
+        }
+    });
+    let over = screen(&app(s.clone(), View::Overview), 100, 16);
+    assert!(
+        over.contains("route-missing") && over.contains("neigh-wrong-mac"),
+        "{over}"
+    );
+    compare("overview-faults", &over);
+    let node = screen(&app(s, View::Node("k8s-node-12".into())), 110, 20);
+    let line = |needle: &str| {
+        node.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}:\n{node}"))
+            .to_string()
+    };
+    assert!(line("route  10.2.0.0/24").contains("missing"), "{node}");
+    assert!(line("10.2.1.0 lladdr").contains("wrong"), "{node}");
+    assert!(line("route  10.2.1.0/24").contains("ok"), "{node}");
+    compare("node-faults", &node);
+}
+
+#[test]
+fn a_small_terminal_gets_a_message_not_a_garbled_screen() {
+    let got = screen(&app(snapshot(|_| {}), View::Overview), 40, 8);
+    assert!(got.starts_with("terminal too small: 40x8"), "{got}");
+}
+
+#[test]
+fn no_cluster_says_why() {
+    let mut a = App::new();
+    a.error = Some("lab seed is not up: run `knetdoctor lab up`".into());
+    let got = screen(&a, 80, 12);
+    assert!(got.contains("lab seed is not up"), "{got}");
+}
