@@ -207,6 +207,7 @@ mod tests {
             nodes: ["k8s-master-10", "k8s-node-11", "k8s-node-12"]
                 .map(|n| super::super::snapshot::NodeRow {
                     name: n.into(),
+                    read: true,
                     node_findings: [0; 3],
                     proxy_findings: [0; 3],
                 })

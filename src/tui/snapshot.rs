@@ -63,6 +63,9 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRow {
     pub name: String,
+    /// Whether its dataplane was read (a lab node, or this machine); the
+    /// others are known from the API only.
+    pub read: bool,
     /// Findings about flannel's state and the node itself, by severity.
     pub node_findings: [usize; 3],
     /// Findings about kube-proxy's rules, by severity.
@@ -100,23 +103,45 @@ impl Snapshot {
         states: &[(String, NodeState)],
         findings: Vec<Finding>,
     ) -> Snapshot {
-        let mut nodes = Vec::new();
-        let mut entries = BTreeMap::new();
-        for (name, state) in states {
-            let mut row = NodeRow {
-                name: name.clone(),
+        // Every node the API knows, then any read node it does not.
+        let mut names: Vec<String> = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        for (name, _) in states {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        let mut nodes: Vec<NodeRow> = names
+            .into_iter()
+            .map(|name| NodeRow {
+                read: states.iter().any(|(n, _)| *n == name),
+                name,
                 node_findings: [0; 3],
                 proxy_findings: [0; 3],
+            })
+            .collect();
+        let index: std::collections::HashMap<String, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        for f in &findings {
+            let Some(&row) = f.node.as_ref().and_then(|n| index.get(n)) else {
+                continue;
             };
-            for f in findings.iter().filter(|f| f.node.as_deref() == Some(name)) {
-                let counts = if is_proxy(f) {
-                    &mut row.proxy_findings
-                } else {
-                    &mut row.node_findings
-                };
-                counts[severity_index(f.severity)] += 1;
-            }
-            nodes.push(row);
+            let row = &mut nodes[row];
+            let counts = if is_proxy(f) {
+                &mut row.proxy_findings
+            } else {
+                &mut row.node_findings
+            };
+            counts[severity_index(f.severity)] += 1;
+        }
+        let mut entries = BTreeMap::new();
+        for (name, state) in states {
             entries.insert(name.clone(), node_entries(cluster, name, state, &findings));
         }
         Snapshot {

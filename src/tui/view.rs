@@ -171,14 +171,21 @@ fn list(
     f.render_widget(Paragraph::new(lines), inner);
 }
 
-fn counts(c: &[usize; 3]) -> Vec<Span<'static>> {
-    if c == &[0, 0, 0] {
-        return vec![Span::styled("ok", mark_style(&Mark::Ok))];
-    }
-    vec![
-        Span::styled(format!("{} err", c[0]), severity_style(Severity::Error)),
-        Span::raw(format!(" {} warn", c[1])),
-    ]
+/// A node's finding counts in a fixed-width column.
+fn counts(c: &[usize; 3], read: bool) -> Span<'static> {
+    let (text, style) = if !read {
+        ("not read".to_string(), Style::default())
+    } else if c == &[0, 0, 0] {
+        ("ok".to_string(), mark_style(&Mark::Ok))
+    } else if c[0] > 0 {
+        (
+            format!("{} err {} warn", c[0], c[1]),
+            severity_style(Severity::Error),
+        )
+    } else {
+        (format!("{} warn", c[1]), severity_style(Severity::Warning))
+    };
+    Span::styled(format!("{text:<14}"), style)
 }
 
 /// A finding as one line: severity, (node,) ID and summary.
@@ -217,9 +224,9 @@ fn overview(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
         &|i| {
             let n = &s.nodes[i];
             let mut spans = vec![Span::raw(format!("{:<width$}  ", n.name))];
-            spans.extend(counts(&n.node_findings));
-            spans.push(Span::raw("  │  "));
-            spans.extend(counts(&n.proxy_findings));
+            spans.push(counts(&n.node_findings, n.read));
+            spans.push(Span::raw(" │ "));
+            spans.push(counts(&n.proxy_findings, n.read));
             Line::from(spans)
         },
     );
@@ -259,13 +266,13 @@ fn node(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
         })
         .unwrap_or_default();
     let bad = entries.iter().filter(|e| e.mark != Mark::Ok).count();
+    let on_entries: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter_map(|e| e.finding.as_ref().map(|(id, _)| id.as_str()))
+        .collect();
     let others: Vec<&crate::check::Finding> = s
         .findings_of(Some(name))
-        .filter(|f| {
-            !entries
-                .iter()
-                .any(|e| e.finding.as_ref().is_some_and(|(id, _)| *id == f.id))
-        })
+        .filter(|f| !on_entries.contains(f.id.as_str()))
         .collect();
     let [top, bottom] = Layout::vertical([
         Constraint::Min(3),
