@@ -57,8 +57,9 @@ pub enum Command {
 pub struct TuiArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// How often the cluster and the nodes are read again, in milliseconds.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+    /// How often everything is read again, in milliseconds (a lab node's
+    /// link, address, route, neighbour and FDB changes are read at once).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..))]
     pub refresh_ms: u64,
 }
 

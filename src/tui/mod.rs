@@ -1,12 +1,15 @@
 //! The live dashboard (`knetdoctor`, `knetdoctor tui`): ratatui over
 //! crossterm. A reader thread takes snapshots (cluster, node states,
-//! `check`'s findings) and hands them over; the render thread only draws
-//! and reads keys, so the screen never waits on I/O. The terminal is
+//! `check`'s findings) and hands them over — again when a lab node's kernel
+//! reports a change (rtnetlink notifications), and every `--refresh-ms`
+//! for what sends none (iptables, the cluster objects); the render thread
+//! only draws and reads keys, so the screen never waits on I/O. The terminal is
 //! restored on every way out, a panic included (ratatui's hook).
 
 pub mod app;
 pub mod snapshot;
 pub mod view;
+pub mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,14 +54,31 @@ pub fn run(a: TuiArgs) -> Result<u8> {
         let stop = stop.clone();
         let every = Duration::from_millis(a.refresh_ms);
         std::thread::spawn(move || {
+            // Kernel notifications from the lab's nodes wake the reader
+            // early; otherwise it reads again every `every`.
+            let (changed_tx, changed) = mpsc::channel::<String>();
+            let mut watching = false;
             while !stop.load(Ordering::Relaxed) {
-                if tx.send(take(&a)).is_err() {
+                let s = take(&a);
+                if !watching
+                    && a.source.bundle.is_none()
+                    && a.source.live().is_none()
+                    && let Ok(s) = &s
+                {
+                    for n in s.nodes.iter().filter(|n| n.read) {
+                        if let Ok(src) = inspect::resolve_node(Some(&n.name), None, &a.source.lab) {
+                            watch::spawn(n.name.clone(), src.netns, changed_tx.clone());
+                        }
+                    }
+                    watching = true;
+                }
+                if tx.send(s).is_err() {
                     return;
                 }
-                let mut slept = Duration::ZERO;
-                while slept < every && !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
-                    slept += Duration::from_millis(50);
+                if changed.recv_timeout(every).is_ok() {
+                    // A burst of changes (a whole repair) is read once.
+                    std::thread::sleep(Duration::from_millis(30));
+                    while changed.try_recv().is_ok() {}
                 }
             }
         })
