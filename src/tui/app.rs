@@ -43,6 +43,8 @@ pub struct App {
     pub error: Option<String>,
     /// A message for the status line (an unknown command, ...).
     pub status: Option<String>,
+    /// The last change in the findings, with when it was seen.
+    pub last_change: Option<String>,
     pub quit: bool,
 }
 
@@ -52,6 +54,28 @@ impl App {
             stack: vec![View::Overview],
             ..Default::default()
         }
+    }
+
+    /// Takes a new snapshot, noting what changed in the findings.
+    pub fn update(&mut self, s: Snapshot, now: std::time::SystemTime) {
+        if let Some(old) = &self.snapshot {
+            let changed = super::snapshot::changes(old, &s);
+            if !changed.is_empty() {
+                let secs = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() % 86_400)
+                    .unwrap_or(0);
+                self.last_change = Some(format!(
+                    "{:02}:{:02}:{:02} UTC {}",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60,
+                    changed.join(" ")
+                ));
+            }
+        }
+        self.snapshot = Some(Arc::new(s));
+        self.error = None;
     }
 
     pub fn view(&self) -> &View {

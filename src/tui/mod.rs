@@ -89,10 +89,7 @@ pub fn run(a: TuiArgs) -> Result<u8> {
         while !app.quit {
             while let Ok(s) = rx.try_recv() {
                 match s {
-                    Ok(s) => {
-                        app.snapshot = Some(Arc::new(s));
-                        app.error = None;
-                    }
+                    Ok(s) => app.update(s, std::time::SystemTime::now()),
                     Err(e) => app.error = Some(e),
                 }
             }

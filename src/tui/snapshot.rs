@@ -160,6 +160,19 @@ impl Snapshot {
     }
 }
 
+/// What changed from `old` to `new`: findings that appeared (`+`) and
+/// went (`-`), as `+id (node)`.
+pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
+    let key = |f: &Finding| format!("{} ({})", f.id, f.node.as_deref().unwrap_or("cluster"));
+    let before: std::collections::BTreeSet<String> = old.findings.iter().map(key).collect();
+    let after: std::collections::BTreeSet<String> = new.findings.iter().map(key).collect();
+    after
+        .difference(&before)
+        .map(|k| format!("+{k}"))
+        .chain(before.difference(&after).map(|k| format!("-{k}")))
+        .collect()
+}
+
 /// The node's expected devices and per-peer entries, each marked by the
 /// finding naming it; then what findings name that nothing expects (stale).
 fn node_entries(

@@ -101,6 +101,33 @@ fn overview_and_node_with_a_missing_route_and_a_wrong_neighbour() {
 }
 
 #[test]
+fn the_last_change_names_what_appeared_and_went() {
+    let mut a = App::new();
+    let epoch = std::time::UNIX_EPOCH;
+    a.update(snapshot(|_| {}), epoch);
+    assert_eq!(a.last_change, None);
+    let broken = snapshot(|st| st.routes.retain(|r| r.dst != "10.2.0.0/24"));
+    a.update(broken, epoch + std::time::Duration::from_secs(3_723));
+    assert_eq!(
+        a.last_change.as_deref(),
+        Some("01:02:03 UTC +route-missing (k8s-node-12)")
+    );
+    a.update(
+        snapshot(|_| {}),
+        epoch + std::time::Duration::from_secs(3_724),
+    );
+    assert_eq!(
+        a.last_change.as_deref(),
+        Some("01:02:04 UTC -route-missing (k8s-node-12)")
+    );
+    let got = screen(&a, 100, 16);
+    assert!(
+        got.contains("last change: 01:02:04 UTC -route-missing"),
+        "{got}"
+    );
+}
+
+#[test]
 fn a_small_terminal_gets_a_message_not_a_garbled_screen() {
     let got = screen(&app(snapshot(|_| {}), View::Overview), 40, 8);
     assert!(got.starts_with("terminal too small: 40x8"), "{got}");

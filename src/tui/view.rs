@@ -230,6 +230,17 @@ fn overview(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
             Line::from(spans)
         },
     );
+    let [changed, bottom] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(bottom);
+    f.render_widget(
+        Paragraph::new(format!(
+            " last change: {}",
+            app.last_change
+                .as_deref()
+                .unwrap_or("none since the dashboard opened")
+        )),
+        changed,
+    );
     let shown: Vec<&crate::check::Finding> = s
         .findings
         .iter()
