@@ -2,8 +2,8 @@
 //! `lab break route-missing` from outside makes the finding appear on the
 //! screen (read with capture-pane) within 2 s — by the kernel's netlink
 //! notification, the periodic re-read being 30 s away — `:node` shows the
-//! entry marked missing, `lab heal` clears it, and `q` leaves the terminal
-//! as it was.
+//! entry marked missing, the repair view (`r`, `a`, `y`) fixes it and the
+//! finding disappears, and `q` leaves the terminal as it was.
 
 mod common;
 use common::*;
@@ -106,10 +106,44 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
         "{pane}"
     );
 
-    lab.kd(&["lab", "heal"]);
+    // The repair view: the plan, a yes, the repair, the finding gone.
+    t.keys(&["r"]);
+    assert!(
+        t.wait_for("ip route replace", Duration::from_secs(2))
+            .is_some(),
+        "{}",
+        t.pane()
+    );
+    t.keys(&["a"]);
+    assert!(
+        t.wait_for("(y/n)", Duration::from_secs(2)).is_some(),
+        "{}",
+        t.pane()
+    );
+    t.keys(&["y"]);
+    assert!(
+        t.wait_for("the findings it targeted are gone", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        t.pane()
+    );
+    t.keys(&[":node k8s-node-12", "Enter"]);
     assert!(
         t.wait_for("0 not ok", Duration::from_secs(3)).is_some(),
         "the repaired node never showed clean:\n{}",
+        t.pane()
+    );
+    // Independently: the route is back in the kernel.
+    let (_, routes) = in_ns_text(&lab.node("k8s-node-12"), &["ip", "route"]);
+    assert!(
+        routes.contains("10.2.0.0/24 via 10.2.0.0 dev flannel.1 onlink"),
+        "{routes}"
+    );
+    t.keys(&[":overview", "Enter"]);
+    assert!(
+        t.wait_for("-route-missing (k8s-node-12)", Duration::from_secs(3))
+            .is_some(),
+        "{}",
         t.pane()
     );
 

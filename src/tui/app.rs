@@ -16,6 +16,8 @@ pub enum View {
     Overview,
     /// One node's devices and per-peer entries against `expect()`.
     Node(String),
+    /// What `repair` would do on a node; `a` applies it after a yes.
+    Repair(String),
     /// Every key.
     Help,
 }
@@ -27,6 +29,8 @@ pub enum Prompt {
     Command(String),
     /// `/text` — keep the lines containing it.
     Filter(String),
+    /// Apply the repair plan of this node? (y/n)
+    Confirm(String),
 }
 
 /// The dashboard's state.
@@ -45,6 +49,10 @@ pub struct App {
     pub status: Option<String>,
     /// The last change in the findings, with when it was seen.
     pub last_change: Option<String>,
+    /// A repair the loop is to start (the node), confirmed.
+    pub apply: Option<String>,
+    /// Whether a repair is running.
+    pub applying: bool,
     pub quit: bool,
 }
 
@@ -136,7 +144,37 @@ impl App {
                     self.enter(View::Node(n.clone()));
                 }
             }
+            KeyCode::Char('r') => {
+                if let Some(n) = self.focused_node() {
+                    self.enter(View::Repair(n));
+                }
+            }
+            KeyCode::Char('a') => {
+                if let View::Repair(n) = self.view().clone() {
+                    let steps = self
+                        .snapshot
+                        .as_ref()
+                        .and_then(|s| s.plans.get(&n))
+                        .map_or(0, |p| p.steps.len());
+                    if self.applying {
+                        self.status = Some("a repair is running".into());
+                    } else if steps == 0 {
+                        self.status = Some(format!("nothing to repair on {n}"));
+                    } else {
+                        self.prompt = Some(Prompt::Confirm(n));
+                    }
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// The node the current view is about (the selected one on the overview).
+    fn focused_node(&self) -> Option<String> {
+        match self.view() {
+            View::Node(n) | View::Repair(n) => Some(n.clone()),
+            View::Overview => self.node_names().get(self.selected).cloned(),
+            View::Help => None,
         }
     }
 
@@ -144,6 +182,14 @@ impl App {
         let (mut text, is_filter) = match p {
             Prompt::Command(t) => (t, false),
             Prompt::Filter(t) => (t, true),
+            Prompt::Confirm(node) => {
+                if k.code == KeyCode::Char('y') {
+                    self.apply = Some(node);
+                } else {
+                    self.status = Some("nothing changed".into());
+                }
+                return;
+            }
         };
         match k.code {
             KeyCode::Esc => return,
@@ -193,6 +239,15 @@ impl App {
                 }
             }
             (Some("help"), None) => self.enter(View::Help),
+            (Some("repair"), Some(name)) => {
+                if let Some(n) = self
+                    .node_names()
+                    .into_iter()
+                    .find(|n| n == name || n.ends_with(name))
+                {
+                    self.enter(View::Repair(n));
+                }
+            }
             (Some("q" | "quit"), None) => self.quit = true,
             _ => {
                 self.status = Some(format!(
@@ -238,6 +293,7 @@ mod tests {
                 .to_vec(),
             findings: Vec::new(),
             entries: Default::default(),
+            plans: Default::default(),
         }));
         a
     }

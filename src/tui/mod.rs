@@ -49,6 +49,8 @@ pub fn run(a: TuiArgs) -> Result<u8> {
         ));
     }
     let (tx, rx) = mpsc::channel::<std::result::Result<Snapshot, String>>();
+    let a_lab =
+        (a.source.bundle.is_none() && a.source.live().is_none()).then(|| a.source.lab.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let stop = stop.clone();
@@ -83,10 +85,23 @@ pub fn run(a: TuiArgs) -> Result<u8> {
             }
         })
     };
+    // Repairs run as `knetdoctor repair --apply` in a child process, off
+    // the render thread; the report comes back here.
+    let (done_tx, done) = mpsc::channel::<String>();
+    let lab = a_lab.clone();
     let mut terminal = ratatui::init();
     let mut app = App::new();
     let result = (|| -> Result<()> {
         while !app.quit {
+            if let Some(node) = app.apply.take() {
+                app.applying = true;
+                app.status = Some(format!("repairing {node}…"));
+                spawn_repair(node, lab.clone(), done_tx.clone());
+            }
+            if let Ok(report) = done.try_recv() {
+                app.applying = false;
+                app.status = Some(report);
+            }
             while let Ok(s) = rx.try_recv() {
                 match s {
                     Ok(s) => app.update(s, std::time::SystemTime::now()),
@@ -112,6 +127,39 @@ pub fn run(a: TuiArgs) -> Result<u8> {
     // The reader may be in the middle of a slow read: it is not waited for.
     drop((rx, reader));
     result.map(|()| 0)
+}
+
+/// Runs `knetdoctor repair --node NODE --apply --yes` (journaled, locked,
+/// checked again, as on the command line) and sends back its verdict.
+fn spawn_repair(node: String, lab: Option<String>, done: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        let report = match (std::env::current_exe(), lab) {
+            (Ok(exe), Some(lab)) => match std::process::Command::new(exe)
+                .args(["repair", "--node", &node, "--lab", &lab, "--apply", "--yes"])
+                .stdin(std::process::Stdio::null())
+                .output()
+            {
+                Ok(out) => {
+                    let text = String::from_utf8_lossy(if out.status.success() {
+                        &out.stdout
+                    } else {
+                        &out.stderr
+                    })
+                    .into_owned();
+                    // The verdict is the last line (the journal's ID and
+                    // path are in `repair --history`).
+                    let last = text.lines().rev().find(|l| !l.trim().is_empty());
+                    format!("repair of {node}: {}", last.unwrap_or("no output").trim())
+                }
+                Err(e) => format!("repair of {node} could not start: {e}"),
+            },
+            (Err(e), _) => format!("repair of {node} could not start: {e}"),
+            (_, None) => format!(
+                "repair of {node}: from the dashboard only on a lab; run `knetdoctor repair --node {node} --apply` on the node"
+            ),
+        };
+        let _ = done.send(report);
+    });
 }
 
 #[cfg(test)]

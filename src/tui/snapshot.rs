@@ -81,6 +81,8 @@ pub struct Snapshot {
     pub findings: Vec<Finding>,
     /// Per node, its entries against `expect()`.
     pub entries: BTreeMap<String, Vec<Entry>>,
+    /// Per read node, what `repair` would do.
+    pub plans: BTreeMap<String, crate::repair::Plan>,
 }
 
 fn severity_index(s: Severity) -> usize {
@@ -141,14 +143,23 @@ impl Snapshot {
             counts[severity_index(f.severity)] += 1;
         }
         let mut entries = BTreeMap::new();
+        let mut plans = BTreeMap::new();
+        let net = crate::model::ClusterNetwork::from_cluster(cluster);
         for (name, state) in states {
             entries.insert(name.clone(), node_entries(cluster, name, state, &findings));
+            let expected = net
+                .as_ref()
+                .map(|net| expect::iptables(cluster, name, net))
+                .unwrap_or_default();
+            let plan = crate::repair::plan(name, &findings, state, &expected, &Default::default());
+            plans.insert(name.clone(), plan);
         }
         Snapshot {
             source,
             nodes,
             findings,
             entries,
+            plans,
         }
     }
 

@@ -140,3 +140,37 @@ fn no_cluster_says_why() {
     let got = screen(&a, 80, 12);
     assert!(got.contains("lab seed is not up"), "{got}");
 }
+
+#[test]
+fn the_repair_view_shows_the_plan_and_asks_before_applying() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let key = |a: &mut App, c: char| a.key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    let s = snapshot(|st| st.routes.retain(|r| r.dst != "10.2.0.0/24"));
+    let mut a = app(s, View::Node("k8s-node-12".into()));
+    key(&mut a, 'r');
+    assert_eq!(a.view(), &View::Repair("k8s-node-12".into()));
+    let got = screen(&a, 110, 14);
+    assert!(
+        got.contains("1. ip route replace 10.2.0.0/24 via 10.2.0.0 dev flannel.1 onlink")
+            && got.contains("why: route-missing"),
+        "{got}"
+    );
+    compare("repair-route-missing", &got);
+    key(&mut a, 'a');
+    assert!(screen(&a, 110, 14).contains("apply the repair plan to k8s-node-12? (y/n)"));
+    key(&mut a, 'n');
+    assert_eq!(
+        (a.apply.as_deref(), a.status.as_deref()),
+        (None, Some("nothing changed"))
+    );
+    key(&mut a, 'a');
+    key(&mut a, 'y');
+    assert_eq!(a.apply.as_deref(), Some("k8s-node-12"));
+    // A clean node has nothing to apply.
+    let mut clean = app(snapshot(|_| {}), View::Repair("k8s-node-12".into()));
+    key(&mut clean, 'a');
+    assert_eq!(
+        clean.status.as_deref(),
+        Some("nothing to repair on k8s-node-12")
+    );
+}

@@ -79,6 +79,7 @@ pub fn render(f: &mut Frame, app: &App) {
         }
         (Some(s), View::Overview) => overview(f, body, app, s),
         (Some(s), View::Node(n)) => node(f, body, app, s, n),
+        (Some(s), View::Repair(n)) => repair(f, body, app, s, n),
     }
     f.render_widget(Paragraph::new(footer(app)), foot);
 }
@@ -91,6 +92,7 @@ fn header(app: &App) -> Line<'static> {
     let where_ = match app.view() {
         View::Overview => "overview".to_string(),
         View::Node(n) => format!("node {n}"),
+        View::Repair(n) => format!("repair {n}"),
         View::Help => "keys".to_string(),
     };
     spans.push(Span::raw(format!(" {where_}")));
@@ -128,10 +130,14 @@ fn footer(app: &App) -> Line<'static> {
     match &app.prompt {
         Some(Prompt::Command(t)) => Line::from(format!(":{t}")),
         Some(Prompt::Filter(t)) => Line::from(format!("/{t}")),
+        Some(Prompt::Confirm(n)) => Line::styled(
+            format!("apply the repair plan to {n}? (y/n)"),
+            fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
         None => match &app.status {
             Some(s) => Line::styled(s.clone(), fg(Color::Yellow)),
             None => Line::from(format!(
-                "{}q quit  ? keys  : view  / filter  Enter open  Esc back",
+                "{}q quit  ? keys  : view  / filter  Enter open  r repair  Esc back",
                 if app.filter.is_empty() {
                     String::new()
                 } else {
@@ -321,6 +327,26 @@ fn node(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
     );
 }
 
+/// The node's repair plan, as `knetdoctor repair --node NODE` prints it.
+fn repair(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
+    let text = match s.plans.get(name) {
+        Some(p) => p.text(),
+        None => format!("{name}'s dataplane was not read: nothing to plan\n"),
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| app.filter.is_empty() || l.contains(&app.filter))
+        .collect();
+    let title = if app.applying {
+        format!(" repair {name} — applying… ")
+    } else {
+        format!(" repair {name} — a applies (after a yes), Esc back ")
+    };
+    list(f, area, title, lines.len(), Some(app.selected), &|i| {
+        Line::from(lines[i].to_string())
+    });
+}
+
 fn help(f: &mut Frame, area: Rect) {
     let keys = [
         ("q, Ctrl-C", "quit (the terminal is restored)"),
@@ -331,6 +357,11 @@ fn help(f: &mut Frame, area: Rect) {
             "a node's devices, neigh, FDB and routes against expect()",
         ),
         ("Enter", "open the selected node"),
+        (
+            "r, :repair N",
+            "the repair plan of the selected (or named) node",
+        ),
+        ("a", "in the repair view: apply the plan (asks y/n first)"),
         ("Esc", "clear the filter, then go back"),
         ("/TEXT", "keep the lines containing TEXT (as you type)"),
         ("j k ↓ ↑", "move; PgDn PgUp by 20; g to the top"),
