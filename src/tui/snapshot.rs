@@ -184,6 +184,80 @@ pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         .collect()
 }
 
+/// kube-proxy's tree on the node: each Service rule of KUBE-SERVICES, the
+/// endpoint chains its KUBE-SVC chain picks (with probability and DNAT),
+/// marked by the finding naming the Service's chain; then the chains
+/// findings say are missing.
+fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let finding_on = |chain: &str| {
+        let name = format!("nat/{chain}");
+        mine.iter().find(|f| {
+            f.objects
+                .iter()
+                .any(|o| o.kind == "chain" && o.name == name)
+        })
+    };
+    let Some(rs) = crate::check::iptables::kube_proxy_ruleset(state) else {
+        return out;
+    };
+    let mut shown = std::collections::HashSet::new();
+    for r in rs.specs("nat", "KUBE-SERVICES") {
+        let Some(svc) = r.target.clone().filter(|t| t.starts_with("KUBE-SVC-")) else {
+            continue;
+        };
+        let f = finding_on(&svc);
+        out.push(Entry {
+            kind: "svc",
+            expected: format!(
+                "{} {}:{} → {svc}",
+                r.comment.clone().unwrap_or_default(),
+                r.dst_host().unwrap_or("?"),
+                r.dport.map(|p| p.to_string()).unwrap_or_default()
+            ),
+            mark: f.map(|f| Mark::of(&f.id)).unwrap_or(Mark::Ok),
+            finding: f.map(|f| (f.id.clone(), f.summary.clone())),
+        });
+        for sep in rs.specs("nat", &svc) {
+            let Some(t) = sep.target.clone().filter(|t| t.starts_with("KUBE-SEP-")) else {
+                continue;
+            };
+            let dnat = rs
+                .specs("nat", &t)
+                .iter()
+                .find_map(|d| d.to_destination.clone())
+                .unwrap_or_else(|| "?".into());
+            out.push(Entry {
+                kind: "sep",
+                expected: format!(
+                    "  {t} → {dnat}{}",
+                    sep.probability
+                        .map(|p| format!("  p={p:.3}"))
+                        .unwrap_or_default()
+                ),
+                mark: Mark::Ok,
+                finding: None,
+            });
+        }
+        shown.insert(svc);
+    }
+    for f in mine {
+        for o in f.objects.iter().filter(|o| o.kind == "chain") {
+            let chain = o.name.trim_start_matches("nat/");
+            if chain.starts_with("KUBE-SVC-") && !shown.contains(chain) {
+                shown.insert(chain.to_string());
+                out.push(Entry {
+                    kind: "svc",
+                    expected: format!("{chain} (not in KUBE-SERVICES)"),
+                    mark: Mark::of(&f.id),
+                    finding: Some((f.id.clone(), f.summary.clone())),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The node's expected devices and per-peer entries, each marked by the
 /// finding naming it; then what findings name that nothing expects (stale).
 fn node_entries(
@@ -251,6 +325,7 @@ fn node_entries(
         ));
         named.extend([("route", route), ("neigh", neigh), ("fdb", fdb)]);
     }
+    out.extend(chain_entries(state, &mine));
     for f in &mine {
         for o in &f.objects {
             let overlay = matches!(o.kind.as_str(), "route" | "neigh" | "fdb");

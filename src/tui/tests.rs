@@ -174,3 +174,37 @@ fn the_repair_view_shows_the_plan_and_asks_before_applying() {
         Some("nothing to repair on k8s-node-12")
     );
 }
+
+#[test]
+fn kube_proxy_s_tree_is_drawn_and_a_missing_service_chain_marked() {
+    let s = snapshot(|st| {
+        for b in &mut st.iptables {
+            let nat = b.ruleset.table_mut("nat");
+            let svc: Vec<String> = nat
+                .chains()
+                .iter()
+                .filter(|c| c.name.starts_with("KUBE-SVC-"))
+                .filter(|c| c.rules.iter().any(|r| r.contains("linux0224-nginx")))
+                .map(|c| c.name.clone())
+                .collect();
+            for c in svc {
+                nat.remove_chain(&c);
+            }
+        }
+    });
+    let mut a = app(s, View::Node("k8s-node-12".into()));
+    a.filter = "svc".into();
+    let got = screen(&a, 120, 20);
+    let line = got
+        .lines()
+        .find(|l| l.contains("not in KUBE-SERVICES"))
+        .unwrap_or_else(|| panic!("{got}"));
+    assert!(
+        line.contains("missing") && line.contains("kube-proxy-svc-chain-missing"),
+        "{line}"
+    );
+    assert!(
+        got.contains("kube-system/kube-dns:dns cluster IP 10.1.0.10:53"),
+        "{got}"
+    );
+}

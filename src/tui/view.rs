@@ -300,7 +300,7 @@ fn node(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
         f,
         top,
         format!(
-            " {name}: flannel entries against expect() — {} shown, {bad} not ok ",
+            " {name}: entries against expect() (flannel, kube-proxy) — {} shown, {bad} not ok ",
             entries.len()
         ),
         entries.len(),
