@@ -25,7 +25,7 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The live dashboard: nodes and findings, each node's flannel entries against what flannel would program (also what `knetdoctor` alone opens).
+    /// The live dashboard: nodes and findings; each node's flannel entries and kube-proxy tree against what they would program, and its repair (also what `knetdoctor` alone opens).
     Tui(TuiArgs),
     /// Every broken link between what the API says and what the nodes do, with the evidence.
     Check(CheckArgs),
