@@ -4,19 +4,15 @@
 //! and by `tcpdump -nn -r` and `tshark -r … -d udp.port==8472,vxlan`:
 //! packets per second, peak memory and the ratios.
 
+mod common;
+use common::env;
+
 use std::io::{BufWriter, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use knetdoctor::capture::{decode::VXLAN_PORTS, file};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Frame i, as a capture on cni0 and eth0 of a busy flannel node sees
 /// them: of every three, a pod's packet on cni0, the same packet

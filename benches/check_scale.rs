@@ -6,6 +6,9 @@
 //! same ruleset into a scratch network namespace. Prints times, peak memory
 //! and the ratio. Sizes can be scaled down with KD_BENCH_NODES etc.
 
+mod common;
+use common::{Scratch, env};
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -14,13 +17,6 @@ use knetdoctor::dataplane::iptables::save;
 use knetdoctor::dataplane::state::IptablesBackendState;
 use knetdoctor::inspect::kubectl;
 use knetdoctor::synthetic::{self, Size};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -32,27 +28,9 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A scratch namespace that is always deleted.
-struct Scratch(String);
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 fn restore_legacy(text: &str) -> Option<f64> {
-    let ns = Scratch(format!("kdlab-bench-check-{}", std::process::id()));
-    if !Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .ok()?
-        .success()
-    {
-        eprintln!(
-            "cannot create a scratch namespace (not root?): skipping iptables-legacy-restore"
-        );
-        return None;
-    }
+    // Without one (not root) the side-by-side run is skipped.
+    let ns = Scratch::new("check")?;
     let start = Instant::now();
     let mut child = Command::new("ip")
         .args(["netns", "exec", &ns.0, "iptables-legacy-restore", "-w"])

@@ -9,6 +9,9 @@
 //! The namespace is `kdlab-bench-repair-<pid>`, with no link to the root
 //! namespace; nothing is sent anywhere (entries only).
 
+mod common;
+use common::{Scratch, env};
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -18,87 +21,59 @@ use knetdoctor::model::ClusterNetwork;
 use knetdoctor::repair::{Category, Options, apply, plan};
 use knetdoctor::synthetic::{self, Size};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// A scratch namespace holding node 0's devices as flannel left them (eth0
+/// with the node's address, flannel.1 on top).
+fn flannel_node(state: &NodeState) -> Scratch {
+    let ns = Scratch::new("repair").expect("a scratch namespace (run as root)");
+    let vtep = state.link("flannel.1").expect("synthetic flannel.1");
+    let vx = vtep.vxlan.as_ref().expect("vxlan");
+    let local = vx.local.expect("local");
+    let setup = format!(
+        "link add eth0 type veth peer name eth0peer\n\
+         addr add {local}/16 dev eth0\n\
+         link set eth0 up\nlink set eth0peer up\n\
+         link add flannel.1 address {} mtu {} type vxlan id {} local {local} dev eth0 dstport {} nolearning\n\
+         link set flannel.1 up\n",
+        vtep.mac.as_deref().unwrap_or_default(),
+        vtep.mtu,
+        vx.vni,
+        vx.port
+    );
+    batch(&ns, "ip", &setup);
+    ns
 }
 
-/// A namespace holding node 0's devices as flannel left them (eth0 with the
-/// node's address, flannel.1 on top), deleted on drop.
-struct Scratch(String);
+/// `TOOL -n NS -batch -` with `input`; seconds.
+fn batch(ns: &Scratch, tool: &str, input: &str) -> f64 {
+    let t = Instant::now();
+    let mut c = Command::new(tool)
+        .args(["-n", &ns.0, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success(), "{tool} -batch failed");
+    t.elapsed().as_secs_f64()
+}
 
-impl Scratch {
-    fn new(state: &NodeState) -> Scratch {
-        let s = Scratch(format!("kdlab-bench-repair-{}", std::process::id()));
-        let _ = Command::new("ip")
-            .args(["netns", "del", &s.0])
-            .stderr(Stdio::null())
-            .status();
-        assert!(
-            Command::new("ip")
-                .args(["netns", "add", &s.0])
-                .status()
-                .unwrap()
-                .success(),
-            "ip netns add (run as root)"
-        );
-        let vtep = state.link("flannel.1").expect("synthetic flannel.1");
-        let vx = vtep.vxlan.as_ref().expect("vxlan");
-        let local = vx.local.expect("local");
-        let setup = format!(
-            "link add eth0 type veth peer name eth0peer\n\
-             addr add {local}/16 dev eth0\n\
-             link set eth0 up\nlink set eth0peer up\n\
-             link add flannel.1 address {} mtu {} type vxlan id {} local {local} dev eth0 dstport {} nolearning\n\
-             link set flannel.1 up\n",
-            vtep.mac.as_deref().unwrap_or_default(),
-            vtep.mtu,
-            vx.vni,
-            vx.port
-        );
-        s.batch("ip", &setup);
-        s
-    }
-
-    fn batch(&self, tool: &str, input: &str) -> f64 {
-        let t = Instant::now();
-        let mut c = Command::new(tool)
-            .args(["-n", &self.0, "-batch", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
+/// Routes, neighbours and FDB entries on flannel.1, as iproute2 counts them.
+fn counts(ns: &Scratch) -> (usize, usize, usize) {
+    let count = |argv: &[&str]| -> usize {
+        let out = Command::new(argv[0])
+            .args(["-n", &ns.0])
+            .args(&argv[1..])
+            .output()
             .unwrap();
-        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        assert!(c.wait().unwrap().success(), "{tool} -batch failed");
-        t.elapsed().as_secs_f64()
-    }
-
-    /// Routes, neighbours and FDB entries on flannel.1, as iproute2 counts them.
-    fn counts(&self) -> (usize, usize, usize) {
-        let count = |argv: &[&str]| -> usize {
-            let out = Command::new(argv[0])
-                .args(["-n", &self.0])
-                .args(&argv[1..])
-                .output()
-                .unwrap();
-            serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
-                .map(|v| v.len())
-                .unwrap_or(0)
-        };
-        (
-            count(&["ip", "-4", "-j", "route", "show", "dev", "flannel.1"]),
-            count(&["ip", "-4", "-j", "neigh", "show", "dev", "flannel.1"]),
-            count(&["bridge", "-j", "fdb", "show", "dev", "flannel.1"]),
-        )
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .map(|v| v.len())
+            .unwrap_or(0)
+    };
+    (
+        count(&["ip", "-4", "-j", "route", "show", "dev", "flannel.1"]),
+        count(&["ip", "-4", "-j", "neigh", "show", "dev", "flannel.1"]),
+        count(&["bridge", "-j", "fdb", "show", "dev", "flannel.1"]),
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -174,7 +149,7 @@ fn main() {
     let mut steps = 0;
     for round in 0..rounds {
         // knetdoctor: read, check, plan, apply — the whole repair.
-        let ns = Scratch::new(&healthy);
+        let ns = flannel_node(&healthy);
         let netns = Netns::named(ns.0.clone());
         let t = Instant::now();
         let state = read_node_state(&netns).expect("read the node");
@@ -198,7 +173,7 @@ fn main() {
             "a step failed: {:?}",
             j.entries.iter().find(|e| e.error.is_some())
         );
-        let got = ns.counts();
+        let got = counts(&ns);
         assert_eq!(
             got,
             (nodes - 1, nodes - 1, nodes - 1),
@@ -211,12 +186,12 @@ fn main() {
         drop(ns);
 
         // iproute2: the same entries, from ready-made batch files.
-        let ns = Scratch::new(&healthy);
+        let ns = flannel_node(&healthy);
         let t = Instant::now();
-        ns.batch("ip", &ip_input);
-        ns.batch("bridge", &bridge_input);
+        batch(&ns, "ip", &ip_input);
+        batch(&ns, "bridge", &bridge_input);
         theirs.push(t.elapsed().as_secs_f64());
-        assert_eq!(ns.counts(), got, "iproute2 loaded other entries");
+        assert_eq!(counts(&ns), got, "iproute2 loaded other entries");
         println!(
             "round {}: knetdoctor {:.3} s (read+check+plan {:.3} s, apply {:.3} s), ip -batch + bridge -batch {:.3} s",
             round + 1,

@@ -4,6 +4,9 @@
 //! kernel's own lookup for one hop of the same job: `ip route get` over the
 //! same 5,000 overlay routes loaded into a scratch namespace.
 
+mod common;
+use common::{Scratch, env};
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
@@ -15,30 +18,10 @@ use knetdoctor::synthetic::{self, Size};
 use knetdoctor::trace::resolve::{End, classify_ip};
 use knetdoctor::trace::sim::{World, trace};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Scratch(String);
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// `ip -batch` of `route get` for `ips` in a namespace holding node 0's
 /// overlay routes; seconds per lookup.
 fn ip_route_get(state: &knetdoctor::dataplane::NodeState, ips: &[IpAddr]) -> Option<f64> {
-    let ns = Scratch(format!("kdlab-bench-trace-{}", std::process::id()));
-    Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .ok()?
-        .success()
-        .then_some(())?;
+    let ns = Scratch::new("trace")?;
     let mut setup = String::from(
         "link add flannel.1 type veth peer name flpeer\nlink set flannel.1 up\nlink set flpeer up\nlink add eth0 type veth peer name ethpeer\nlink set eth0 up\nlink set ethpeer up\naddr add 192.168.0.1/16 dev eth0\n",
     );

@@ -1,11 +1,13 @@
-//! Many neighbour, FDB and route requests in one `sendmsg`: the kernel
-//! processes every message of a netlink datagram in turn and acknowledges
-//! each by its sequence number, so a whole node's overlay entries cost a
-//! few hundred system calls instead of two per entry (`ip -batch` sends one
-//! request and waits for its answer). A failed request does not stop the
-//! kernel from processing the rest of its datagram; the caller learns each
-//! request's outcome.
+//! Neighbour, FDB and route requests as flannel writes them, many in one
+//! `sendmsg`: the kernel processes every message of a netlink datagram in
+//! turn and acknowledges each by its sequence number, so a whole node's
+//! overlay entries cost a few hundred system calls instead of two per entry
+//! (`ip -batch` sends one request and waits for its answer). A failed
+//! request does not stop the kernel from processing the rest of its
+//! datagram; the caller learns each request's outcome. These are the only
+//! place the three messages are built; single changes go through here too.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{
@@ -38,14 +40,45 @@ pub enum Request {
         mac: [u8; 6],
         dst: IpAddr,
     },
-    /// `ip route replace DST/LEN via GATEWAY dev IFINDEX [onlink] proto boot`
+    /// `ip route replace DST/LEN [via GATEWAY] dev IFINDEX [onlink] proto boot`
     Route {
         dst: Ipv4Addr,
         len: u8,
-        gateway: Ipv4Addr,
+        gateway: Option<Ipv4Addr>,
         ifindex: u32,
         onlink: bool,
     },
+}
+
+/// `aa:bb:cc:dd:ee:ff` as bytes.
+pub fn parse_mac(mac: &str) -> Result<[u8; 6]> {
+    let bytes: Option<Vec<u8>> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).ok())
+        .collect();
+    bytes
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::usage(format!("bad MAC address {mac:?}"), None))
+}
+
+/// `A.B.C.D/N`.
+pub fn parse_prefix(s: &str) -> Result<ipnet::Ipv4Net> {
+    s.parse()
+        .map_err(|_| Error::usage(format!("bad IPv4 prefix {s:?}"), None))
+}
+
+/// Device indexes by name in the calling thread's namespace, each looked
+/// up once (a whole-node repair names flannel.1 thousands of times).
+#[derive(Debug, Default)]
+pub struct DeviceIndexes(HashMap<String, Option<u32>>);
+
+impl DeviceIndexes {
+    pub fn get(&mut self, dev: &str) -> Result<u32> {
+        self.0
+            .entry(dev.to_string())
+            .or_insert_with(|| nix::net::if_::if_nametoindex(dev).ok())
+            .ok_or_else(|| Error::env(format!("no device {dev} on the node"), None))
+    }
 }
 
 impl Request {
@@ -86,8 +119,10 @@ impl Request {
                 let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(*dst, *len)
                     .output_interface(*ifindex)
-                    .gateway(*gateway)
                     .protocol(RouteProtocol::Boot);
+                if let Some(g) = gateway {
+                    b = b.gateway(*g);
+                }
                 if *onlink {
                     b = b.onlink();
                 }
@@ -204,7 +239,7 @@ mod tests {
         let route = Request::Route {
             dst: Ipv4Addr::new(10, 2, 0, 0),
             len: 24,
-            gateway: Ipv4Addr::new(10, 2, 0, 0),
+            gateway: Some(Ipv4Addr::new(10, 2, 0, 0)),
             ifindex: 7,
             onlink: true,
         };

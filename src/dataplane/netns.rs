@@ -110,4 +110,45 @@ impl Netns {
         }
         Ok(cmd)
     }
+
+    /// Runs `tool args` in this namespace with `input` on its stdin (nft
+    /// scripts, iptables-restore inputs); its stderr is the error.
+    pub fn feed(&self, tool: &str, args: &[&str], input: &str) -> Result<()> {
+        use std::io::Write;
+        use std::process::Stdio;
+        let shown = format!("{tool} {}", args.join(" "));
+        let mut child = self
+            .command(tool)?
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::env(
+                    format!("{tool} is not installed"),
+                    Some(format!("install the package that provides {tool}")),
+                ),
+                _ => Error::env(format!("{shown}: {e}"), None),
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input.as_bytes())
+                .map_err(|e| Error::env(format!("{shown}: writing its input: {e}"), None))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::env(format!("{shown}: {e}"), None))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::env(
+                format!(
+                    "{shown} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                None,
+            ))
+        }
+    }
 }

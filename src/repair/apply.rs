@@ -67,15 +67,12 @@ pub fn apply(
     let mut i = 0;
     let mut failed = false;
     while i < actions.len() && !failed {
-        // A run of overlay entries goes out pipelined; anything else alone,
-        // after everything before it was answered.
-        let end = if pipeline::pipelined(&actions[i]) {
-            (i..actions.len())
-                .find(|&k| !pipeline::pipelined(&actions[k]))
-                .unwrap_or(actions.len())
-        } else {
-            i + 1
-        };
+        // A run of overlay entries goes out pipelined; a run of anything
+        // else one change at a time, each after the one before answered.
+        let overlay = pipeline::pipelined(&actions[i]);
+        let end = (i..actions.len())
+            .find(|&k| pipeline::pipelined(&actions[k]) != overlay)
+            .unwrap_or(actions.len());
         log.attempt(i, end)?;
         let mut record = |(k, outcome): pipeline::Outcome| -> Result<()> {
             let e = &mut j.entries[k];
@@ -93,17 +90,30 @@ pub fn apply(
             }
             Ok(())
         };
-        if pipeline::pipelined(&actions[i]) {
+        if overlay {
             let run = (i..end).map(|k| (k, actions[k].clone())).collect();
             pipeline::run(netns, run, &mut record)?;
         } else {
-            let (action, chains) = (actions[i].clone(), steps[i].iptables.clone());
-            let r = Writer::run(netns, move |w| async move {
-                Ok(make(&w, &action, chains.as_ref())
-                    .await
-                    .map_err(|e| e.to_string()))
+            let run: Vec<(usize, RepairAction, Option<ChainsRestore>)> = (i..end)
+                .map(|k| (k, actions[k].clone(), steps[k].iptables.clone()))
+                .collect();
+            let outcomes = Writer::run(netns, move |w| async move {
+                let mut out = Vec::with_capacity(run.len());
+                let mut failed = false;
+                for (k, action, chains) in &run {
+                    if failed {
+                        out.push((*k, None));
+                        continue;
+                    }
+                    let r = make(&w, action, chains.as_ref()).await;
+                    failed = r.is_err();
+                    out.push((*k, Some(r.map_err(|e| e.to_string()))));
+                }
+                Ok(out)
             })?;
-            record((i, Some(r)))?;
+            for o in outcomes {
+                record(o)?;
+            }
         }
         log.flush()?;
         i = end;
@@ -139,6 +149,11 @@ pub fn undo(netns: &Netns, dir: &Path, id: &str) -> Result<Journal> {
     Ok(j)
 }
 
+fn v4(s: &str) -> Result<std::net::Ipv4Addr> {
+    s.parse()
+        .map_err(|_| Error::usage(format!("bad IPv4 address {s:?}"), None))
+}
+
 fn ip(s: &str) -> Result<IpAddr> {
     s.parse()
         .map_err(|_| Error::usage(format!("bad IP address {s:?}"), None))
@@ -151,15 +166,15 @@ pub(super) async fn make(
     chains: Option<&ChainsRestore>,
 ) -> Result<()> {
     match a {
-        RepairAction::NeighReplace { dev, ip: at, mac } => w.neigh_replace(dev, ip(at)?, mac).await,
-        RepairAction::FdbReplace { dev, mac, dst } => w.fdb_replace(dev, mac, ip(dst)?).await,
+        RepairAction::NeighReplace { dev, ip: at, mac } => w.neigh_replace(dev, ip(at)?, mac),
+        RepairAction::FdbReplace { dev, mac, dst } => w.fdb_replace(dev, mac, ip(dst)?),
         RepairAction::FdbDelete { dev, mac, .. } => w.fdb_del(dev, mac).await,
         RepairAction::RouteReplace {
             dst,
             gateway,
             dev,
             onlink,
-        } => w.route_replace(dst, Some(ip(gateway)?), dev, *onlink).await,
+        } => w.route_replace(dst, Some(v4(gateway)?), dev, *onlink),
         RepairAction::LinkUp { dev } => w.link_set(dev, Some(true), None).await,
         RepairAction::LinkMtu { dev, mtu } => w.link_set(dev, None, Some(*mtu)).await,
         RepairAction::AddrReplace { dev, remove, add } => {
@@ -190,7 +205,7 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
     match (a, before) {
         (RepairAction::NeighReplace { dev, ip: at, .. }, Before::Neigh { lladdr, .. }) => {
             match lladdr {
-                Some(mac) => w.neigh_replace(dev, ip(at)?, mac).await,
+                Some(mac) => w.neigh_replace(dev, ip(at)?, mac),
                 None => w.neigh_del(dev, ip(at)?).await,
             }
         }
@@ -200,12 +215,18 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
         ) => {
             w.fdb_del(dev, mac).await?;
             for d in dsts {
-                w.fdb_replace(dev, mac, *d).await?;
+                w.fdb_replace(dev, mac, *d)?;
             }
             Ok(())
         }
         (RepairAction::RouteReplace { dst, .. }, Before::Route { route }) => match route {
-            Some((gw, dev, onlink)) => w.route_replace(dst, *gw, dev, *onlink).await,
+            Some((gw, dev, onlink)) => {
+                let gw = match gw {
+                    Some(IpAddr::V4(g)) => Some(*g),
+                    _ => None,
+                };
+                w.route_replace(dst, gw, dev, *onlink)
+            }
             None => w.route_del(dst).await,
         },
         (RepairAction::LinkUp { dev }, Before::LinkUp { up }) => {

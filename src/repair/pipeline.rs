@@ -9,13 +9,13 @@
 //! routes. After a change fails nothing more is sent; the rest of a
 //! datagram already sent is still made, and reported as such.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use crate::check::RepairAction;
+use crate::check::text::action_line;
 use crate::dataplane::Netns;
-use crate::dataplane::batch::{BatchSocket, Request};
+use crate::dataplane::batch::{BatchSocket, DeviceIndexes, Request, parse_mac, parse_prefix};
 use crate::error::{Error, Result};
 
 /// Requests per datagram.
@@ -133,7 +133,7 @@ pub fn run(
 /// One socket's sender, inside the node's namespace.
 struct Worker<'a> {
     sock: BatchSocket,
-    indexes: HashMap<String, Option<u32>>,
+    indexes: DeviceIndexes,
     failed: &'a AtomicBool,
 }
 
@@ -141,29 +141,22 @@ impl<'a> Worker<'a> {
     fn new(failed: &'a AtomicBool) -> Result<Self> {
         Ok(Worker {
             sock: BatchSocket::new()?,
-            indexes: HashMap::new(),
+            indexes: DeviceIndexes::default(),
             failed,
         })
-    }
-
-    fn index(&mut self, dev: &str) -> Result<u32> {
-        self.indexes
-            .entry(dev.to_string())
-            .or_insert_with(|| nix::net::if_::if_nametoindex(dev).ok())
-            .ok_or_else(|| Error::env(format!("no device {dev} on the node"), None))
     }
 
     fn request(&mut self, a: &RepairAction) -> Result<Request> {
         let bad = |what: &str, v: &str| Error::usage(format!("bad {what} {v:?}"), None);
         Ok(match a {
             RepairAction::NeighReplace { dev, ip, mac } => Request::Neigh {
-                ifindex: self.index(dev)?,
+                ifindex: self.indexes.get(dev)?,
                 ip: ip.parse().map_err(|_| bad("IP address", ip))?,
-                mac: mac_bytes(mac).ok_or_else(|| bad("MAC address", mac))?,
+                mac: parse_mac(mac)?,
             },
             RepairAction::FdbReplace { dev, mac, dst } => Request::Fdb {
-                ifindex: self.index(dev)?,
-                mac: mac_bytes(mac).ok_or_else(|| bad("MAC address", mac))?,
+                ifindex: self.indexes.get(dev)?,
+                mac: parse_mac(mac)?,
                 dst: dst.parse().map_err(|_| bad("IP address", dst))?,
             },
             RepairAction::RouteReplace {
@@ -172,21 +165,18 @@ impl<'a> Worker<'a> {
                 dev,
                 onlink,
             } => {
-                let net: ipnet::Ipv4Net = dst.parse().map_err(|_| bad("IPv4 prefix", dst))?;
+                let net = parse_prefix(dst)?;
                 Request::Route {
                     dst: net.addr(),
                     len: net.prefix_len(),
-                    gateway: gateway.parse().map_err(|_| bad("IPv4 gateway", gateway))?,
-                    ifindex: self.index(dev)?,
+                    gateway: Some(gateway.parse().map_err(|_| bad("IPv4 gateway", gateway))?),
+                    ifindex: self.indexes.get(dev)?,
                     onlink: *onlink,
                 }
             }
             other => {
                 return Err(Error::usage(
-                    format!(
-                        "{} is not an overlay entry",
-                        crate::check::text::action_line(other)
-                    ),
+                    format!("{} is not an overlay entry", action_line(other)),
                     None,
                 ));
             }
@@ -207,19 +197,19 @@ impl<'a> Worker<'a> {
             match self.request(a) {
                 Ok(r) => {
                     requests.push(r);
-                    sent.push(*k);
+                    sent.push((*k, a));
                 }
                 Err(e) => out.push((*k, Some(Err(e.to_string())))),
             }
         }
         match self.sock.send(&requests) {
-            Ok(results) => out.extend(sent.into_iter().zip(results).map(|(k, r)| {
-                (
-                    k,
-                    Some(r.map_err(|e| kernel_said(&chunk_action(chunk, k), e))),
-                )
-            })),
-            Err(e) => out.extend(sent.into_iter().map(|k| (k, Some(Err(e.to_string()))))),
+            // The kernel's refusal, with the command it refused.
+            Ok(results) => {
+                out.extend(sent.into_iter().zip(results).map(|((k, a), r)| {
+                    (k, Some(r.map_err(|e| format!("{}: {e}", action_line(a)))))
+                }))
+            }
+            Err(e) => out.extend(sent.into_iter().map(|(k, _)| (k, Some(Err(e.to_string()))))),
         }
         if out.iter().any(|(_, r)| matches!(r, Some(Err(_)))) {
             self.failed.store(true, Ordering::SeqCst);
@@ -227,25 +217,4 @@ impl<'a> Worker<'a> {
         out.sort_by_key(|(k, _)| *k);
         out
     }
-}
-
-fn chunk_action(chunk: &[(usize, RepairAction)], k: usize) -> RepairAction {
-    chunk
-        .iter()
-        .find(|(i, _)| *i == k)
-        .map(|(_, a)| a.clone())
-        .expect("sent from this chunk")
-}
-
-/// The kernel's refusal, with the command it refused.
-fn kernel_said(a: &RepairAction, e: String) -> String {
-    format!("{}: {e}", crate::check::text::action_line(a))
-}
-
-fn mac_bytes(mac: &str) -> Option<[u8; 6]> {
-    let v: Vec<u8> = mac
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).ok())
-        .collect::<Option<_>>()?;
-    v.try_into().ok()
 }

@@ -158,7 +158,7 @@ impl Tracer {
              chain pre {{\n type filter hook prerouting priority -350;\n {req} meta nftrace set 1\n {rep} meta nftrace set 1\n}}\n\
              chain out {{\n type filter hook output priority -350;\n {req} meta nftrace set 1\n {rep} meta nftrace set 1\n}}\n}}\n"
         );
-        nft_stdin(netns, &ruleset)?;
+        netns.feed("nft", &["-f", "-"], &ruleset)?;
         let mut tracer = Tracer {
             netns: netns.clone(),
             table,
@@ -202,7 +202,11 @@ impl Tracer {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        let _ = nft_stdin(&self.netns, &format!("delete table ip {}\n", self.table));
+        let _ = self.netns.feed(
+            "nft",
+            &["-f", "-"],
+            &format!("delete table ip {}\n", self.table),
+        );
     }
 }
 
@@ -211,35 +215,6 @@ impl Drop for Tracer {
         if self.monitor.is_some() {
             self.stop();
         }
-    }
-}
-
-fn nft_stdin(netns: &Netns, input: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = netns
-        .command("nft")?
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::env(format!("cannot run nft: {e}"), None))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::env(format!("nft: {e}"), None))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::env(
-            format!(
-                "nft -f failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            None,
-        ))
     }
 }
 
@@ -265,7 +240,7 @@ fn sweep_stale(netns: &Netns) {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = nft_stdin(netns, &format!("delete table ip {name}\n"));
+            let _ = netns.feed("nft", &["-f", "-"], &format!("delete table ip {name}\n"));
         }
     }
 }

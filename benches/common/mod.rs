@@ -1,0 +1,44 @@
+//! What the benchmarks share: sizes from the environment, and scratch
+//! network namespaces under the lab's prefix (`kdlab-bench-*`, so `lab down
+//! --name bench` finds one a crashed run left) that are always deleted.
+#![allow(dead_code)]
+
+use std::process::{Command, Stdio};
+
+/// `name` from the environment, else `default`.
+pub fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A scratch namespace, deleted on drop.
+pub struct Scratch(pub String);
+
+impl Scratch {
+    /// `kdlab-bench-WHAT-PID`, fresh; `None` (with a word on stderr) when
+    /// it cannot be made (not root).
+    pub fn new(what: &str) -> Option<Scratch> {
+        let s = Scratch(format!("kdlab-bench-{what}-{}", std::process::id()));
+        let _ = Command::new("ip")
+            .args(["netns", "del", &s.0])
+            .stderr(Stdio::null())
+            .status();
+        let made = Command::new("ip")
+            .args(["netns", "add", &s.0])
+            .status()
+            .is_ok_and(|st| st.success());
+        if !made {
+            eprintln!("cannot create the scratch namespace {} (not root?)", s.0);
+            return None;
+        }
+        Some(s)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
