@@ -31,8 +31,8 @@ fn main() {
     let findings = knetdoctor::check::run(&cluster, &states);
     let snapshot = Arc::new(Snapshot::build(
         "synthetic".into(),
-        &cluster,
-        &states,
+        Arc::new(cluster),
+        Arc::new(states),
         findings,
     ));
     println!(

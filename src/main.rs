@@ -376,6 +376,7 @@ fn status_text(st: &lab::status::Status) -> String {
 type LinkedFn = fn(
     &knetdoctor::model::Cluster,
     &[(String, knetdoctor::dataplane::NodeState)],
+    &[knetdoctor::check::Finding],
     &str,
     &str,
 ) -> Result<inspect::chain::LinkedView>;
@@ -386,7 +387,8 @@ fn linked(a: knetdoctor::cli::InspectObjectArgs, view: LinkedFn) -> Result<u8> {
     let target = inspect::Target::from_flags(a.source.bundle, &a.source.lab, live)?;
     let cluster = target.cluster()?;
     let nodes = target.node_states(None)?;
-    let v = view(&cluster, &nodes, &a.name, &a.namespace)?;
+    let findings = knetdoctor::check::run(&cluster, &nodes);
+    let v = view(&cluster, &nodes, &findings, &a.name, &a.namespace)?;
     match a.output {
         Output::Json => json(&v),
         Output::Text => out(&inspect::chain::text(&v)),

@@ -39,6 +39,8 @@ pub struct LinkedView {
 struct Builder<'a> {
     cluster: &'a Cluster,
     nodes: &'a [(String, NodeState)],
+    /// `check`'s findings on the same cluster and nodes.
+    findings: &'a [Finding],
     lines: Vec<Line>,
     related: Vec<ObjectRef>,
     related_nodes: Vec<String>,
@@ -105,10 +107,15 @@ fn not_found(kind: &str, wanted: &str, candidates: Vec<String>) -> Error {
 }
 
 impl<'a> Builder<'a> {
-    fn new(cluster: &'a Cluster, nodes: &'a [(String, NodeState)]) -> Self {
+    fn new(
+        cluster: &'a Cluster,
+        nodes: &'a [(String, NodeState)],
+        findings: &'a [Finding],
+    ) -> Self {
         Builder {
             cluster,
             nodes,
+            findings,
             lines: Vec::new(),
             related: Vec::new(),
             related_nodes: Vec::new(),
@@ -356,11 +363,12 @@ impl<'a> Builder<'a> {
 pub fn pod(
     cluster: &Cluster,
     nodes: &[(String, NodeState)],
+    findings: &[Finding],
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
     let pod = find_named(&cluster.pods, "pod", name, namespace)?;
-    let mut b = Builder::new(cluster, nodes);
+    let mut b = Builder::new(cluster, nodes, findings);
     b.pod(pod, 0);
     let (ns, n) = (
         pod.metadata.namespace.clone().unwrap_or_default(),
@@ -422,12 +430,13 @@ pub fn pod(
 pub fn service(
     cluster: &Cluster,
     nodes: &[(String, NodeState)],
+    findings: &[Finding],
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
     let (ns, n) = split(name, namespace);
     let svc = find_service(cluster, &ns, &n, name)?;
-    let mut b = Builder::new(cluster, nodes);
+    let mut b = Builder::new(cluster, nodes, findings);
     for ing in ingresses_to(cluster, &ns, &n) {
         b.line(0, "Ingress", format!("reached from Ingress {ing}"), None);
     }
@@ -465,6 +474,7 @@ fn ingresses_to(cluster: &Cluster, ns: &str, svc: &str) -> Vec<String> {
 pub fn ingress(
     cluster: &Cluster,
     nodes: &[(String, NodeState)],
+    findings: &[Finding],
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
@@ -473,7 +483,7 @@ pub fn ingress(
         ing.metadata.namespace.clone().unwrap_or_default(),
         ing.metadata.name.clone().unwrap_or_default(),
     );
-    let mut b = Builder::new(cluster, nodes);
+    let mut b = Builder::new(cluster, nodes, findings);
     b.related.push(ObjectRef::namespaced("Ingress", &ns, &n));
     let spec = ing.spec.clone().unwrap_or_default();
     let class = spec
@@ -558,12 +568,13 @@ pub fn ingress(
 pub fn dns_name(
     cluster: &Cluster,
     nodes: &[(String, NodeState)],
+    findings: &[Finding],
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
     let records = dns::records(cluster, dns::CLUSTER_DOMAIN);
     let candidates = search_candidates(name, namespace);
-    let mut b = Builder::new(cluster, nodes);
+    let mut b = Builder::new(cluster, nodes, findings);
     b.line(
         0,
         "dns",
@@ -663,9 +674,9 @@ pub fn search_candidates(name: &str, namespace: &str) -> Vec<String> {
 
 impl Builder<'_> {
     fn finish(self, object: ObjectRef) -> LinkedView {
-        let all = crate::check::run(self.cluster, self.nodes);
-        let findings = all
-            .into_iter()
+        let findings = self
+            .findings
+            .iter()
             .filter(|f| {
                 f.objects.iter().any(|o| self.related.contains(o))
                     || (f
@@ -674,6 +685,7 @@ impl Builder<'_> {
                         .is_some_and(|n| self.related_nodes.contains(n))
                         && f.objects.iter().any(|o| o.kind != "Service"))
             })
+            .cloned()
             .collect();
         LinkedView {
             object,

@@ -43,7 +43,7 @@ fn unreachable(what: impl std::fmt::Display, url: &str) -> Error {
     )
 }
 
-pub(crate) async fn client(src: &LiveSource) -> Result<(Client, String)> {
+pub async fn client(src: &LiveSource) -> Result<(Client, String)> {
     let options = KubeConfigOptions {
         context: src.context.clone(),
         ..Default::default()

@@ -149,16 +149,8 @@ fn history(a: &RepairArgs, dir: &std::path::Path) {
     }
     let mut o = String::new();
     for j in &past {
-        let applied = j.entries.iter().filter(|e| e.applied).count();
-        let failed = j.entries.iter().find_map(|e| e.error.clone());
-        o.push_str(&format!(
-            "{}  {} of {} action(s) applied{}{}\n",
-            j.id,
-            applied,
-            j.entries.len(),
-            failed.map(|f| format!(", failed: {f}")).unwrap_or_default(),
-            if j.undone { ", undone" } else { "" }
-        ));
+        o.push_str(&j.summary());
+        o.push('\n');
     }
     if past.is_empty() {
         o.push_str(&format!(

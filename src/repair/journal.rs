@@ -125,6 +125,21 @@ impl Journal {
         dir.join(format!("{id}.log"))
     }
 
+    /// One line for `--history` and the dashboard: the ID, how much was
+    /// applied, the first failure, whether it was undone.
+    pub fn summary(&self) -> String {
+        let applied = self.entries.iter().filter(|e| e.applied).count();
+        let failed = self.entries.iter().find_map(|e| e.error.as_deref());
+        format!(
+            "{}  {} of {} action(s) applied{}{}",
+            self.id,
+            applied,
+            self.entries.len(),
+            failed.map(|f| format!(", failed: {f}")).unwrap_or_default(),
+            if self.undone { ", undone" } else { "" }
+        )
+    }
+
     /// Writes the journal whole (atomically) and drops its progress log.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = Self::path(dir, &self.id);

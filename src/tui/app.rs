@@ -1,25 +1,56 @@
 //! The dashboard's state and what each key does to it (pure: no terminal,
-//! no I/O). Keys follow k9s and htop: `:` jumps to a view by name, `/`
-//! filters, `?` lists the keys, Enter drills down, Esc goes back, `q` or
-//! Ctrl-C quits, j/k and the arrows move.
+//! no I/O — work that needs I/O is queued as a [`Job`] for the loop). Keys
+//! follow k9s and htop: `:` jumps to a view by name, `/` filters, `?` lists
+//! the keys, Enter drills down, Esc goes back, `q` or Ctrl-C quits, j/k and
+//! the arrows move; `t` traces, `c` captures, `r` plans a repair.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::{Arc, Mutex};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
+use super::capture::Buffer;
+use super::resources::{self, Kind, Resource};
 use super::snapshot::Snapshot;
+use crate::inspect::chain::LinkedView;
+use crate::repair::journal::Journal;
 
 /// A screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
     /// Nodes with their health, and the cluster's findings.
     Overview,
-    /// One node's devices and per-peer entries against `expect()`.
+    /// Ingresses, Services, DNS names, Pods and Nodes (one kind, or all).
+    Resources(Option<Kind>),
+    /// One object and everything it links to, up and down.
+    Object(Kind, String),
+    /// One node's devices, per-peer entries and kube-proxy's rules against
+    /// `expect()`.
     Node(String),
+    /// A trace between two picked ends, and its probe.
+    Trace,
+    /// Live packets on a node's cni0, flannel.1 and eth0.
+    Capture(String),
     /// What `repair` would do on a node; `a` applies it after a yes.
     Repair(String),
+    /// A node's past repairs; `u` undoes one after a yes.
+    History(String),
     /// Every key.
     Help,
+}
+
+/// Which end of a trace is being picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    From,
+    To,
+}
+
+/// Something to confirm with `y`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirm {
+    Apply(String),
+    Undo { node: String, id: String },
 }
 
 /// A line being typed at the bottom.
@@ -29,8 +60,57 @@ pub enum Prompt {
     Command(String),
     /// `/text` — keep the lines containing it.
     Filter(String),
-    /// Apply the repair plan of this node? (y/n)
-    Confirm(String),
+    /// y/n.
+    Confirm(Confirm),
+    /// A trace end by fuzzy search: the query, the ranked matches (indexes
+    /// into the snapshot's trace targets) and the selected one.
+    Pick {
+        end: End,
+        query: String,
+        matches: Vec<usize>,
+        selected: usize,
+    },
+}
+
+/// Work for the loop, done off the render thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// `repair --apply --yes` on the node.
+    Repair(String),
+    /// `repair --undo ID`.
+    Undo { node: String, id: String },
+    /// `repair --history` of the node.
+    History(String),
+    /// The static trace between two ends.
+    Trace { from: String, to: String },
+    /// `trace --probe`: a real packet.
+    Probe { from: String, to: String },
+    /// Start capturing on the node's interfaces.
+    CaptureStart(String),
+    /// Stop the capture.
+    CaptureStop,
+    /// Write the capture buffer to a pcapng file.
+    CaptureWrite,
+}
+
+/// The trace view's state.
+#[derive(Debug, Default, Clone)]
+pub struct TraceState {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// The hop list as `trace` prints it (and the probe's report after it).
+    pub lines: Vec<String>,
+    /// What is running (`trace`, `probe`), if anything.
+    pub running: Option<&'static str>,
+}
+
+/// Where the selectable list was drawn, for mouse clicks: its first row
+/// on screen, its height and the index of its first visible line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ListAt {
+    pub top: u16,
+    pub height: u16,
+    pub offset: usize,
 }
 
 /// The dashboard's state.
@@ -49,10 +129,19 @@ pub struct App {
     pub status: Option<String>,
     /// The last change in the findings, with when it was seen.
     pub last_change: Option<String>,
-    /// A repair the loop is to start (the node), confirmed.
-    pub apply: Option<String>,
-    /// Whether a repair is running.
+    /// Work for the loop to start.
+    pub jobs: Vec<Job>,
+    /// Whether a repair or undo is running.
     pub applying: bool,
+    /// The linked view of the object view's object.
+    pub linked: Option<Result<LinkedView, String>>,
+    pub trace: TraceState,
+    /// The running (or last) capture's packets.
+    pub capture: Option<Arc<Mutex<Buffer>>>,
+    /// Per node, its past repairs (newest last), once read.
+    pub history: Option<(String, Result<Vec<Journal>, String>)>,
+    /// Set by the drawing code, read by mouse clicks.
+    pub list_at: Cell<ListAt>,
     pub quit: bool,
 }
 
@@ -84,6 +173,7 @@ impl App {
         }
         self.snapshot = Some(Arc::new(s));
         self.error = None;
+        self.relink();
     }
 
     pub fn view(&self) -> &View {
@@ -92,19 +182,44 @@ impl App {
 
     fn enter(&mut self, v: View) {
         if self.view() != &v {
+            if matches!(self.view(), View::Capture(_)) {
+                self.jobs.push(Job::CaptureStop);
+            }
             self.stack.push(v);
         }
         self.selected = 0;
         self.filter.clear();
+        self.relink();
+        if let View::History(n) = self.view().clone() {
+            self.jobs.push(Job::History(n));
+        }
     }
 
     fn back(&mut self) {
         if !self.filter.is_empty() {
             self.filter.clear();
         } else if self.stack.len() > 1 {
+            if matches!(self.view(), View::Capture(_)) {
+                self.jobs.push(Job::CaptureStop);
+            }
             self.stack.pop();
             self.selected = 0;
+            self.relink();
         }
+    }
+
+    /// Computes the object view's linked view from the snapshot.
+    fn relink(&mut self) {
+        self.linked = match (self.view(), &self.snapshot) {
+            (View::Object(kind, name), Some(s)) => Some(resources::linked(
+                &s.cluster,
+                &s.states,
+                &s.findings,
+                *kind,
+                name,
+            )),
+            _ => None,
+        };
     }
 
     /// The node names, in the overview's order.
@@ -113,6 +228,37 @@ impl App {
             .as_ref()
             .map(|s| s.nodes.iter().map(|n| n.name.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// The resources the resources view shows: of its kind, filtered.
+    pub fn shown_resources<'a>(&self, s: &'a Snapshot, kind: Option<Kind>) -> Vec<&'a Resource> {
+        s.resources
+            .iter()
+            .filter(|r| kind.is_none_or(|k| r.kind == k))
+            .filter(|r| {
+                self.filter.is_empty()
+                    || r.name.contains(&self.filter)
+                    || r.detail.contains(&self.filter)
+                    || r.finding
+                        .as_deref()
+                        .is_some_and(|f| f.contains(&self.filter))
+            })
+            .collect()
+    }
+
+    /// Applies a mouse event: the wheel moves, a click selects a line.
+    pub fn mouse(&mut self, m: MouseEvent) {
+        match m.kind {
+            MouseEventKind::ScrollDown => self.selected = self.selected.saturating_add(3),
+            MouseEventKind::ScrollUp => self.selected = self.selected.saturating_sub(3),
+            MouseEventKind::Down(crossterm::event::MouseButton::Left) => {
+                let at = self.list_at.get();
+                if m.row >= at.top && m.row < at.top + at.height {
+                    self.selected = at.offset + usize::from(m.row - at.top);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Applies one key press.
@@ -137,34 +283,117 @@ impl App {
             KeyCode::PageDown => self.selected = self.selected.saturating_add(20),
             KeyCode::PageUp => self.selected = self.selected.saturating_sub(20),
             KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
-            KeyCode::Enter => {
-                if self.view() == &View::Overview
-                    && let Some(n) = self.node_names().get(self.selected)
-                {
-                    self.enter(View::Node(n.clone()));
+            KeyCode::Enter => self.drill(),
+            KeyCode::Char('r') => match self.focused_node() {
+                Some(n) => self.enter(View::Repair(n)),
+                None => self.status = Some("r plans a repair of a node: select one".into()),
+            },
+            KeyCode::Char('c') => match self.focused_node() {
+                Some(n) => {
+                    self.enter(View::Capture(n.clone()));
+                    self.jobs.push(Job::CaptureStart(n));
+                }
+                None => self.status = Some("c captures on a node: select one".into()),
+            },
+            KeyCode::Char('t') => self.trace_from_here(),
+            _ => self.view_key(k.code),
+        }
+    }
+
+    /// Keys that mean something in one view only.
+    fn view_key(&mut self, code: KeyCode) {
+        match (self.view().clone(), code) {
+            (View::Repair(n), KeyCode::Char('a')) => {
+                let steps = self
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.plans.get(&n))
+                    .map_or(0, |p| p.steps.len());
+                if self.applying {
+                    self.status = Some("a repair is running".into());
+                } else if steps == 0 {
+                    self.status = Some(format!("nothing to repair on {n}"));
+                } else {
+                    self.prompt = Some(Prompt::Confirm(Confirm::Apply(n)));
                 }
             }
-            KeyCode::Char('r') => {
-                if let Some(n) = self.focused_node() {
-                    self.enter(View::Repair(n));
-                }
-            }
-            KeyCode::Char('a') => {
-                if let View::Repair(n) = self.view().clone() {
-                    let steps = self
-                        .snapshot
-                        .as_ref()
-                        .and_then(|s| s.plans.get(&n))
-                        .map_or(0, |p| p.steps.len());
-                    if self.applying {
-                        self.status = Some("a repair is running".into());
-                    } else if steps == 0 {
-                        self.status = Some(format!("nothing to repair on {n}"));
-                    } else {
-                        self.prompt = Some(Prompt::Confirm(n));
+            (View::Repair(n), KeyCode::Char('h')) => self.enter(View::History(n)),
+            (View::History(n), KeyCode::Char('u')) => {
+                let past = match &self.history {
+                    Some((node, Ok(past))) if *node == n => past,
+                    _ => return,
+                };
+                // Newest first on screen.
+                match past.iter().rev().nth(self.selected) {
+                    Some(j) if j.undone => {
+                        self.status = Some(format!("repair {} is already undone", j.id))
                     }
+                    Some(j) if self.applying => {
+                        self.status = Some(format!("a repair is running; {} waits", j.id))
+                    }
+                    Some(j) => {
+                        self.prompt = Some(Prompt::Confirm(Confirm::Undo {
+                            node: n,
+                            id: j.id.clone(),
+                        }))
+                    }
+                    None => self.status = Some(format!("no repairs of {n} recorded")),
                 }
             }
+            (View::Trace, KeyCode::Char('s')) => self.pick(End::From),
+            (View::Trace, KeyCode::Char('d')) => self.pick(End::To),
+            (View::Trace, KeyCode::Char('p')) => self.run_trace(true),
+            (View::Capture(_), KeyCode::Char(' ')) => {
+                if let Some(b) = &self.capture
+                    && let Ok(mut b) = b.lock()
+                {
+                    b.paused = !b.paused;
+                }
+            }
+            (View::Capture(_), KeyCode::Char('v')) => {
+                if let Some(b) = &self.capture
+                    && let Ok(mut b) = b.lock()
+                {
+                    b.grouped = !b.grouped;
+                }
+            }
+            (View::Capture(_), KeyCode::Char('w')) => self.jobs.push(Job::CaptureWrite),
+            _ => {}
+        }
+    }
+
+    /// Enter: the selected node, resource or linked object.
+    fn drill(&mut self) {
+        let Some(s) = self.snapshot.clone() else {
+            return;
+        };
+        match self.view().clone() {
+            View::Overview => {
+                if let Some(n) = s.nodes.get(self.selected) {
+                    self.enter(View::Node(n.name.clone()));
+                }
+            }
+            View::Resources(kind) => {
+                let shown = self.shown_resources(&s, kind);
+                if let Some(r) = shown.get(self.selected.min(shown.len().saturating_sub(1))) {
+                    let v = View::Object(r.kind, r.name.clone());
+                    self.enter(v);
+                }
+            }
+            View::Object(..) => {
+                let target = match &self.linked {
+                    Some(Ok(v)) => v.lines.get(self.selected).and_then(resources::target_of),
+                    _ => None,
+                };
+                match target {
+                    Some((Kind::Node, n)) if s.nodes.iter().any(|x| x.name == n) => {
+                        self.enter(View::Node(n))
+                    }
+                    Some((kind, name)) => self.enter(View::Object(kind, name)),
+                    None => {}
+                }
+            }
+            View::Trace => self.run_trace(false),
             _ => {}
         }
     }
@@ -172,24 +401,99 @@ impl App {
     /// The node the current view is about (the selected one on the overview).
     fn focused_node(&self) -> Option<String> {
         match self.view() {
-            View::Node(n) | View::Repair(n) => Some(n.clone()),
+            View::Node(n) | View::Repair(n) | View::History(n) | View::Capture(n) => {
+                Some(n.clone())
+            }
+            View::Object(Kind::Node, n) => Some(n.clone()),
             View::Overview => self.node_names().get(self.selected).cloned(),
-            View::Help => None,
+            _ => None,
         }
+    }
+
+    /// `t`: a trace starting at the selected object; the destination is
+    /// picked next.
+    fn trace_from_here(&mut self) {
+        let from = match (self.view().clone(), &self.snapshot) {
+            (View::Object(k, n), _) if k != Kind::Ingress => Some(n),
+            (View::Resources(kind), Some(s)) => {
+                let s = s.clone();
+                let shown = self.shown_resources(&s, kind);
+                shown
+                    .get(self.selected)
+                    .filter(|r| r.kind != Kind::Ingress)
+                    .map(|r| r.name.clone())
+            }
+            (View::Node(n), _) => Some(n),
+            (View::Overview, _) => self.node_names().get(self.selected).cloned(),
+            _ => None,
+        };
+        if let Some(from) = from {
+            self.trace = TraceState {
+                from: Some(from),
+                ..Default::default()
+            };
+        }
+        self.enter(View::Trace);
+        self.pick(if self.trace.from.is_some() {
+            End::To
+        } else {
+            End::From
+        });
+    }
+
+    fn pick(&mut self, end: End) {
+        let matches = self
+            .snapshot
+            .as_ref()
+            .map(|s| super::pick::rank(&s.trace_targets, ""))
+            .unwrap_or_default();
+        self.prompt = Some(Prompt::Pick {
+            end,
+            query: String::new(),
+            matches,
+            selected: 0,
+        });
+    }
+
+    fn run_trace(&mut self, probe: bool) {
+        let (Some(from), Some(to)) = (self.trace.from.clone(), self.trace.to.clone()) else {
+            self.status = Some("pick both ends first: s the source, d the destination".into());
+            return;
+        };
+        if self.trace.running.is_some() {
+            self.status = Some("a trace is running".into());
+            return;
+        }
+        self.trace.running = Some(if probe { "probe" } else { "trace" });
+        self.jobs.push(if probe {
+            Job::Probe { from, to }
+        } else {
+            Job::Trace { from, to }
+        });
     }
 
     fn prompt_key(&mut self, p: Prompt, k: KeyEvent) {
         let (mut text, is_filter) = match p {
             Prompt::Command(t) => (t, false),
             Prompt::Filter(t) => (t, true),
-            Prompt::Confirm(node) => {
+            Prompt::Confirm(c) => {
                 if k.code == KeyCode::Char('y') {
-                    self.apply = Some(node);
+                    self.jobs.push(match c {
+                        Confirm::Apply(n) => Job::Repair(n),
+                        Confirm::Undo { node, id } => Job::Undo { node, id },
+                    });
+                    self.applying = true;
                 } else {
                     self.status = Some("nothing changed".into());
                 }
                 return;
             }
+            Prompt::Pick {
+                end,
+                query,
+                matches,
+                selected,
+            } => return self.pick_key(end, query, matches, selected, k),
         };
         match k.code {
             KeyCode::Esc => return,
@@ -220,38 +524,140 @@ impl App {
         });
     }
 
-    /// `:overview`, `:nodes`, `:node NAME`, `:help`, `:q`.
+    /// A key in the trace picker: typing narrows, arrows choose, Enter takes.
+    fn pick_key(
+        &mut self,
+        end: End,
+        mut query: String,
+        mut matches: Vec<usize>,
+        mut selected: usize,
+        k: KeyEvent,
+    ) {
+        let Some(s) = self.snapshot.clone() else {
+            return;
+        };
+        match k.code {
+            KeyCode::Esc => return,
+            KeyCode::Enter => {
+                let Some(t) = matches
+                    .get(selected)
+                    .map(|&i| s.trace_targets[i].text.clone())
+                else {
+                    self.status = Some(format!("nothing matches {query:?}"));
+                    self.prompt = Some(Prompt::Pick {
+                        end,
+                        query,
+                        matches,
+                        selected,
+                    });
+                    return;
+                };
+                match end {
+                    End::From => self.trace.from = Some(t),
+                    End::To => self.trace.to = Some(t),
+                }
+                self.trace.lines.clear();
+                if self.trace.from.is_none() {
+                    self.pick(End::From);
+                } else if self.trace.to.is_none() {
+                    self.pick(End::To);
+                } else {
+                    self.run_trace(false);
+                }
+                return;
+            }
+            KeyCode::Down => selected = (selected + 1).min(matches.len().saturating_sub(1)),
+            KeyCode::Up => selected = selected.saturating_sub(1),
+            KeyCode::Backspace => {
+                query.pop();
+                matches = super::pick::rank(&s.trace_targets, &query);
+                selected = 0;
+            }
+            KeyCode::Char(c) => {
+                query.push(c);
+                matches = super::pick::rank(&s.trace_targets, &query);
+                selected = 0;
+            }
+            _ => {}
+        }
+        self.prompt = Some(Prompt::Pick {
+            end,
+            query,
+            matches,
+            selected,
+        });
+    }
+
+    /// `:overview`, `:node NAME`, `:pods`, `:svc [NAME]`, `:ingress`, `:dns`,
+    /// `:res`, `:trace`, `:capture NODE`, `:repair NODE`, `:history NODE`,
+    /// `:help`, `:q`.
     fn command(&mut self, line: &str) {
         let mut words = line.split_whitespace();
+        let node_named = |app: &App, name: &str| {
+            app.node_names()
+                .into_iter()
+                .find(|n| n == name || n.ends_with(name))
+        };
         match (words.next(), words.next()) {
-            (Some("overview" | "nodes" | "findings"), None) => {
+            (Some("overview" | "findings"), None) => {
+                if matches!(self.view(), View::Capture(_)) {
+                    self.jobs.push(Job::CaptureStop);
+                }
                 self.stack.truncate(1);
                 self.selected = 0;
                 self.filter.clear();
             }
-            (Some("node" | "no"), Some(name)) => {
-                let names = self.node_names();
-                match names.iter().find(|n| *n == name || n.ends_with(name)) {
-                    Some(n) => self.enter(View::Node(n.clone())),
+            (Some("node" | "no"), Some(name)) => match node_named(self, name) {
+                Some(n) => self.enter(View::Node(n)),
+                None => {
+                    self.status = Some(format!(
+                        "no node {name:?}; nodes: {}",
+                        self.node_names().join(", ")
+                    ))
+                }
+            },
+            (Some("res" | "resources" | "all"), None) => self.enter(View::Resources(None)),
+            (Some(word), None) if Kind::from_word(word).is_some() => {
+                self.enter(View::Resources(Kind::from_word(word)))
+            }
+            (Some(word), Some(name)) if Kind::from_word(word).is_some() => {
+                let kind = Kind::from_word(word);
+                let found = self.snapshot.as_ref().and_then(|s| {
+                    let of_kind = || s.resources.iter().filter(|r| Some(r.kind) == kind);
+                    of_kind()
+                        .find(|r| r.name == name)
+                        .or_else(|| of_kind().find(|r| r.name.ends_with(&format!("/{name}"))))
+                        .map(|r| (r.kind, r.name.clone()))
+                });
+                match found {
+                    Some((k, n)) => self.enter(View::Object(k, n)),
                     None => {
-                        self.status = Some(format!("no node {name:?}; nodes: {}", names.join(", ")))
+                        self.status = Some(format!("no {word} {name:?}: try :{word} to list them"))
                     }
                 }
             }
-            (Some("help"), None) => self.enter(View::Help),
-            (Some("repair"), Some(name)) => {
-                if let Some(n) = self
-                    .node_names()
-                    .into_iter()
-                    .find(|n| n == name || n.ends_with(name))
-                {
-                    self.enter(View::Repair(n));
+            (Some("trace" | "tr"), None) => {
+                self.enter(View::Trace);
+                if self.trace.from.is_none() {
+                    self.pick(End::From);
                 }
             }
+            (Some(v @ ("capture" | "repair" | "history")), Some(name)) => {
+                match node_named(self, name) {
+                    Some(n) if v == "capture" => {
+                        self.enter(View::Capture(n.clone()));
+                        self.jobs.push(Job::CaptureStart(n));
+                    }
+                    Some(n) if v == "repair" => self.enter(View::Repair(n)),
+                    Some(n) => self.enter(View::History(n)),
+                    None => self.status = Some(format!("no node {name:?}")),
+                }
+            }
+            (Some("help"), None) => self.enter(View::Help),
             (Some("q" | "quit"), None) => self.quit = true,
             _ => {
                 self.status = Some(format!(
-                    "unknown command {line:?}: try :overview, :node NAME, :help, :q"
+                    "unknown command {line:?}: try :overview, :pods, :svc, :ingress, :dns, :node NAME, :trace, :help, :q"
                 ))
             }
         }
@@ -294,6 +700,10 @@ mod tests {
             findings: Vec::new(),
             entries: Default::default(),
             plans: Default::default(),
+            cluster: Default::default(),
+            states: Default::default(),
+            resources: Default::default(),
+            trace_targets: Default::default(),
         }));
         a
     }

@@ -7,6 +7,10 @@
 //! restored on every way out, a panic included (ratatui's hook).
 
 pub mod app;
+pub mod capture;
+pub mod jobs;
+pub mod pick;
+pub mod resources;
 pub mod snapshot;
 pub mod view;
 pub mod watch;
@@ -16,12 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crossterm::event::{self, Event, KeyEventKind};
+use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event, KeyEventKind};
 
 use crate::cli::TuiArgs;
 use crate::error::{Error, Result};
 use crate::inspect;
-use app::App;
+use app::{App, Job};
+use jobs::Done;
 use snapshot::Snapshot;
 
 /// Reads the cluster and its nodes once, as `check` does.
@@ -37,7 +42,12 @@ fn take(a: &TuiArgs) -> std::result::Result<Snapshot, String> {
         (None, Some(k)) => format!("live {}", k.display()),
         _ => format!("lab {}", a.source.lab),
     };
-    Ok(Snapshot::build(source, &cluster, &states, findings))
+    Ok(Snapshot::build(
+        source,
+        Arc::new(cluster),
+        Arc::new(states),
+        findings,
+    ))
 }
 
 /// Runs the dashboard until `q`.
@@ -49,58 +59,28 @@ pub fn run(a: TuiArgs) -> Result<u8> {
         ));
     }
     let (tx, rx) = mpsc::channel::<std::result::Result<Snapshot, String>>();
-    let a_lab =
+    let lab =
         (a.source.bundle.is_none() && a.source.live().is_none()).then(|| a.source.lab.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let stop = stop.clone();
-        let every = Duration::from_millis(a.refresh_ms);
-        std::thread::spawn(move || {
-            // Kernel notifications from the lab's nodes wake the reader
-            // early; otherwise it reads again every `every`.
-            let (changed_tx, changed) = mpsc::channel::<String>();
-            let mut watching = false;
-            while !stop.load(Ordering::Relaxed) {
-                let s = take(&a);
-                if !watching
-                    && a.source.bundle.is_none()
-                    && a.source.live().is_none()
-                    && let Ok(s) = &s
-                {
-                    for n in s.nodes.iter().filter(|n| n.read) {
-                        if let Ok(src) = inspect::resolve_node(Some(&n.name), None, &a.source.lab) {
-                            watch::spawn(n.name.clone(), src.netns, changed_tx.clone());
-                        }
-                    }
-                    watching = true;
-                }
-                if tx.send(s).is_err() {
-                    return;
-                }
-                if changed.recv_timeout(every).is_ok() {
-                    // A burst of changes (a whole repair) is read once.
-                    std::thread::sleep(Duration::from_millis(30));
-                    while changed.try_recv().is_ok() {}
-                }
-            }
-        })
-    };
-    // Repairs run as `knetdoctor repair --apply` in a child process, off
-    // the render thread; the report comes back here.
-    let (done_tx, done) = mpsc::channel::<String>();
-    let lab = a_lab.clone();
+    let reader = spawn_reader(a, tx, stop.clone());
+    let (done_tx, done) = mpsc::channel::<Done>();
+    let mut capture: Option<capture::Session> = None;
     let mut terminal = ratatui::init();
+    // ratatui's hook restores the screen on a panic; the mouse too.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        hook(info);
+    }));
+    let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
     let mut app = App::new();
     let result = (|| -> Result<()> {
         while !app.quit {
-            if let Some(node) = app.apply.take() {
-                app.applying = true;
-                app.status = Some(format!("repairing {node}…"));
-                spawn_repair(node, lab.clone(), done_tx.clone());
+            for job in std::mem::take(&mut app.jobs) {
+                start(job, &mut app, &lab, &mut capture, &done_tx);
             }
-            if let Ok(report) = done.try_recv() {
-                app.applying = false;
-                app.status = Some(report);
+            while let Ok(d) = done.try_recv() {
+                finish(d, &mut app);
             }
             while let Ok(s) = rx.try_recv() {
                 match s {
@@ -111,55 +91,134 @@ pub fn run(a: TuiArgs) -> Result<u8> {
             terminal
                 .draw(|f| view::render(f, &app))
                 .map_err(|e| Error::env(format!("drawing the dashboard: {e}"), None))?;
+            // A running capture redraws 5 times a second; otherwise the
+            // screen waits for a key, a snapshot or a job.
             if event::poll(Duration::from_millis(200))
                 .map_err(|e| Error::env(format!("reading the terminal: {e}"), None))?
-                && let Event::Key(k) = event::read()
-                    .map_err(|e| Error::env(format!("reading the terminal: {e}"), None))?
-                && k.kind == KeyEventKind::Press
             {
-                app.key(k);
+                match event::read()
+                    .map_err(|e| Error::env(format!("reading the terminal: {e}"), None))?
+                {
+                    Event::Key(k) if k.kind == KeyEventKind::Press => app.key(k),
+                    Event::Mouse(m) => app.mouse(m),
+                    _ => {}
+                }
             }
         }
         Ok(())
     })();
+    let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
     stop.store(true, Ordering::Relaxed);
+    drop(capture);
     // The reader may be in the middle of a slow read: it is not waited for.
     drop((rx, reader));
     result.map(|()| 0)
 }
 
-/// Runs `knetdoctor repair --node NODE --apply --yes` (journaled, locked,
-/// checked again, as on the command line) and sends back its verdict.
-fn spawn_repair(node: String, lab: Option<String>, done: mpsc::Sender<String>) {
+/// The reader thread: a snapshot now, again on every change notification
+/// (lab nodes' kernels, the live cluster's watches, the bundle directory)
+/// and every `--refresh-ms` for what sends none (iptables).
+fn spawn_reader(
+    a: TuiArgs,
+    tx: mpsc::Sender<std::result::Result<Snapshot, String>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let report = match (std::env::current_exe(), lab) {
-            (Ok(exe), Some(lab)) => match std::process::Command::new(exe)
-                .args(["repair", "--node", &node, "--lab", &lab, "--apply", "--yes"])
-                .stdin(std::process::Stdio::null())
-                .output()
+        let every = Duration::from_millis(a.refresh_ms);
+        let (changed_tx, changed) = mpsc::channel::<String>();
+        if let Some(live) = a.source.live() {
+            watch::cluster(live, changed_tx.clone());
+        } else if let Some(b) = &a.source.bundle {
+            watch::bundle(b.clone(), changed_tx.clone());
+        }
+        let mut watching = false;
+        while !stop.load(Ordering::Relaxed) {
+            let s = take(&a);
+            if !watching
+                && a.source.bundle.is_none()
+                && a.source.live().is_none()
+                && let Ok(s) = &s
             {
-                Ok(out) => {
-                    let text = String::from_utf8_lossy(if out.status.success() {
-                        &out.stdout
-                    } else {
-                        &out.stderr
-                    })
-                    .into_owned();
-                    // The verdict is the last line (the journal's ID and
-                    // path are in `repair --history`).
-                    let last = text.lines().rev().find(|l| !l.trim().is_empty());
-                    format!("repair of {node}: {}", last.unwrap_or("no output").trim())
+                for n in s.nodes.iter().filter(|n| n.read) {
+                    if let Ok(src) = inspect::resolve_node(Some(&n.name), None, &a.source.lab) {
+                        watch::spawn(n.name.clone(), src.netns, changed_tx.clone());
+                    }
                 }
-                Err(e) => format!("repair of {node} could not start: {e}"),
-            },
-            (Err(e), _) => format!("repair of {node} could not start: {e}"),
-            (_, None) => format!(
-                "repair of {node}: from the dashboard only on a lab; run `knetdoctor repair --node {node} --apply` on the node"
-            ),
-        };
-        let _ = done.send(report);
-    });
+                watching = true;
+            }
+            if tx.send(s).is_err() {
+                return;
+            }
+            if changed.recv_timeout(every).is_ok() {
+                // A burst of changes (a whole repair) is read once.
+                std::thread::sleep(Duration::from_millis(30));
+                while changed.try_recv().is_ok() {}
+            }
+        }
+    })
+}
+
+/// Starts a job the keys queued.
+fn start(
+    job: Job,
+    app: &mut App,
+    lab: &Option<String>,
+    capture: &mut Option<capture::Session>,
+    done: &mpsc::Sender<Done>,
+) {
+    let lab = lab.clone();
+    match job {
+        Job::Repair(node) => {
+            app.status = Some(format!("repairing {node}…"));
+            jobs::repair(node, None, lab, done.clone());
+        }
+        Job::Undo { node, id } => {
+            app.status = Some(format!("undoing {id} on {node}…"));
+            jobs::repair(node, Some(id), lab, done.clone());
+        }
+        Job::History(node) => jobs::history(node, lab, done.clone()),
+        Job::Trace { from, to } => match &app.snapshot {
+            Some(s) => jobs::trace(s.clone(), from, to, done.clone()),
+            None => app.trace.running = None,
+        },
+        Job::Probe { from, to } => jobs::probe(from, to, lab, done.clone()),
+        Job::CaptureStart(node) => {
+            let session = capture::Session::start(&node, lab);
+            app.capture = Some(session.buffer.clone());
+            *capture = Some(session);
+        }
+        Job::CaptureStop => {
+            if let Some(c) = capture.take() {
+                c.stop();
+            }
+        }
+        Job::CaptureWrite => match &app.capture {
+            Some(b) => jobs::write_capture(b.clone(), done.clone()),
+            None => app.status = Some("nothing captured yet".into()),
+        },
+    }
+}
+
+/// Takes what a job found into the state.
+fn finish(d: Done, app: &mut App) {
+    match d {
+        Done::Repaired(report) => {
+            app.applying = false;
+            app.status = Some(report);
+            // The history changed: read it again if it is on screen.
+            if let app::View::History(n) = app.view().clone() {
+                app.jobs.push(Job::History(n));
+            }
+        }
+        Done::History(node, past) => app.history = Some((node, past)),
+        Done::Traced(lines) => {
+            app.trace.running = None;
+            app.trace.lines = lines;
+            app.selected = 0;
+        }
+        Done::Status(s) => app.status = Some(s),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@
 //! own: an entry's mark is the finding's.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::resources::{Resource, TraceTarget};
 
 use crate::check::{Finding, Severity};
 use crate::dataplane::NodeState;
@@ -83,6 +86,14 @@ pub struct Snapshot {
     pub entries: BTreeMap<String, Vec<Entry>>,
     /// Per read node, what `repair` would do.
     pub plans: BTreeMap<String, crate::repair::Plan>,
+    /// The cluster and node states it was built from (the linked and trace
+    /// views work on them).
+    pub cluster: Arc<Cluster>,
+    pub states: Arc<Vec<(String, NodeState)>>,
+    /// Ingresses, Services, DNS names, Pods and Nodes, marked.
+    pub resources: Vec<Resource>,
+    /// What a trace can start or end at.
+    pub trace_targets: Vec<TraceTarget>,
 }
 
 fn severity_index(s: Severity) -> usize {
@@ -101,8 +112,8 @@ impl Snapshot {
     /// Builds the snapshot from what `check` read and found.
     pub fn build(
         source: String,
-        cluster: &Cluster,
-        states: &[(String, NodeState)],
+        cluster: Arc<Cluster>,
+        states: Arc<Vec<(String, NodeState)>>,
         findings: Vec<Finding>,
     ) -> Snapshot {
         // Every node the API knows, then any read node it does not.
@@ -111,7 +122,7 @@ impl Snapshot {
             .iter()
             .filter_map(|n| n.metadata.name.clone())
             .collect();
-        for (name, _) in states {
+        for (name, _) in states.iter() {
             if !names.contains(name) {
                 names.push(name.clone());
             }
@@ -144,22 +155,28 @@ impl Snapshot {
         }
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
-        let net = crate::model::ClusterNetwork::from_cluster(cluster);
-        for (name, state) in states {
-            entries.insert(name.clone(), node_entries(cluster, name, state, &findings));
+        let net = crate::model::ClusterNetwork::from_cluster(&cluster);
+        for (name, state) in states.iter() {
+            entries.insert(name.clone(), node_entries(&cluster, name, state, &findings));
             let expected = net
                 .as_ref()
-                .map(|net| expect::iptables(cluster, name, net))
+                .map(|net| expect::iptables(&cluster, name, net))
                 .unwrap_or_default();
             let plan = crate::repair::plan(name, &findings, state, &expected, &Default::default());
             plans.insert(name.clone(), plan);
         }
+        let resources = super::resources::list(&cluster, &findings);
+        let trace_targets = super::resources::trace_targets(&cluster, &resources);
         Snapshot {
             source,
             nodes,
             findings,
             entries,
             plans,
+            cluster,
+            states,
+            resources,
+            trace_targets,
         }
     }
 

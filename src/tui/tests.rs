@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use super::app::{App, View};
+use super::app::{App, Job, View};
 use super::snapshot::Snapshot;
 use super::view;
 use crate::dataplane::NodeState;
@@ -18,7 +18,12 @@ fn snapshot(mutate: impl Fn(&mut NodeState)) -> Snapshot {
     mutate(&mut state);
     let states = vec![("k8s-node-12".to_string(), state)];
     let findings = crate::check::run(&cluster, &states);
-    Snapshot::build("lab seed".into(), &cluster, &states, findings)
+    Snapshot::build(
+        "lab seed".into(),
+        Arc::new(cluster),
+        Arc::new(states),
+        findings,
+    )
 }
 
 fn screen(app: &App, w: u16, h: u16) -> String {
@@ -160,12 +165,12 @@ fn the_repair_view_shows_the_plan_and_asks_before_applying() {
     assert!(screen(&a, 110, 14).contains("apply the repair plan to k8s-node-12? (y/n)"));
     key(&mut a, 'n');
     assert_eq!(
-        (a.apply.as_deref(), a.status.as_deref()),
-        (None, Some("nothing changed"))
+        (a.jobs.as_slice(), a.status.as_deref()),
+        (&[][..], Some("nothing changed"))
     );
     key(&mut a, 'a');
     key(&mut a, 'y');
-    assert_eq!(a.apply.as_deref(), Some("k8s-node-12"));
+    assert_eq!(a.jobs, vec![Job::Repair("k8s-node-12".into())]);
     // A clean node has nothing to apply.
     let mut clean = app(snapshot(|_| {}), View::Repair("k8s-node-12".into()));
     key(&mut clean, 'a');
@@ -207,4 +212,167 @@ fn kube_proxy_s_tree_is_drawn_and_a_missing_service_chain_marked() {
         got.contains("kube-system/kube-dns:dns cluster IP 10.1.0.10:53"),
         "{got}"
     );
+}
+
+/// Types `keys` (Enter as \n, Esc as \x1b, Down as \x02).
+fn press(a: &mut App, keys: &str) {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    for c in keys.chars() {
+        let code = match c {
+            '\n' => KeyCode::Enter,
+            '\x1b' => KeyCode::Esc,
+            '\x02' => KeyCode::Down,
+            c => KeyCode::Char(c),
+        };
+        a.key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+}
+
+#[test]
+fn resources_link_a_service_down_to_its_pods_and_nodes_and_mark_the_broken_link() {
+    // k8s-node-12 lost its route to the master's pod CIDR: the nginx
+    // Service's pod on the master is what that breaks.
+    let s = snapshot(|st| st.routes.retain(|r| r.dst != "10.2.0.0/24"));
+    let mut a = app(s, View::Overview);
+    press(&mut a, ":svc\n");
+    assert_eq!(
+        a.view(),
+        &View::Resources(Some(super::resources::Kind::Service))
+    );
+    let got = screen(&a, 120, 16);
+    assert!(got.contains("test-svc-ns/linux0224-nginx"), "{got}");
+    compare("resources-svc", &got);
+    press(&mut a, ":svc linux0224-nginx\n");
+    assert_eq!(
+        a.view(),
+        &View::Object(
+            super::resources::Kind::Service,
+            "test-svc-ns/linux0224-nginx".into()
+        )
+    );
+    let got = screen(&a, 130, 30);
+    assert!(
+        got.contains("Service  test-svc-ns/linux0224-nginx") && got.contains("Pod"),
+        "{got}"
+    );
+    let broken = got
+        .lines()
+        .find(|l| l.contains("broken") && l.contains("from k8s-node-12"))
+        .unwrap_or_else(|| panic!("no broken overlay link:\n{got}"));
+    assert!(broken.contains("route 10.2.0.0/24 BROKEN"), "{broken}");
+    assert!(got.contains("route-missing"), "{got}");
+    compare("object-svc-route-missing", &got);
+    // Enter on a Pod line opens the pod; Esc comes back.
+    let pod_line = match &a.linked {
+        Some(Ok(v)) => v.lines.iter().position(|l| l.kind == "Pod").unwrap(),
+        _ => panic!("no linked view"),
+    };
+    a.selected = pod_line;
+    press(&mut a, "\n");
+    assert!(
+        matches!(a.view(), View::Object(super::resources::Kind::Pod, _)),
+        "{:?}",
+        a.view()
+    );
+    press(&mut a, "\x1b");
+    assert!(matches!(
+        a.view(),
+        View::Object(super::resources::Kind::Service, _)
+    ));
+}
+
+#[test]
+fn t_picks_the_other_end_by_fuzzy_search_and_queues_the_trace() {
+    let s = snapshot(|_| {});
+    let mut a = app(s, View::Overview);
+    press(&mut a, ":pods\n/busybox\n");
+    press(&mut a, "t");
+    assert_eq!(a.view(), &View::Trace);
+    assert!(a.trace.from.as_deref().unwrap().contains("busybox"));
+    press(&mut a, "0224ngx");
+    let got = screen(&a, 110, 16);
+    assert!(
+        got.contains("svc  test-svc-ns/linux0224-nginx") && got.contains("match \"0224ngx\""),
+        "{got}"
+    );
+    compare("trace-pick", &got);
+    press(&mut a, "\n");
+    assert_eq!(a.trace.to.as_deref(), Some("test-svc-ns/linux0224-nginx"));
+    assert!(matches!(a.jobs.last(), Some(Job::Trace { .. })));
+    assert_eq!(a.trace.running, Some("trace"));
+    // p queues a probe only once the trace is back.
+    press(&mut a, "p");
+    assert_eq!(a.status.as_deref(), Some("a trace is running"));
+    a.trace.running = None;
+    press(&mut a, "p");
+    assert!(matches!(a.jobs.last(), Some(Job::Probe { .. })));
+}
+
+#[test]
+fn c_captures_on_the_selected_node_and_leaving_stops_it() {
+    let mut a = app(snapshot(|_| {}), View::Node("k8s-node-12".into()));
+    press(&mut a, "c");
+    assert_eq!(a.view(), &View::Capture("k8s-node-12".into()));
+    assert_eq!(a.jobs, vec![Job::CaptureStart("k8s-node-12".into())]);
+    press(&mut a, "w\x1b");
+    assert_eq!(a.jobs[1..], [Job::CaptureWrite, Job::CaptureStop]);
+}
+
+#[test]
+fn the_history_lists_repairs_newest_first_and_u_asks_before_undoing() {
+    use crate::repair::journal::Journal;
+    let mut a = app(snapshot(|_| {}), View::Repair("k8s-node-12".into()));
+    press(&mut a, "h");
+    assert_eq!(a.view(), &View::History("k8s-node-12".into()));
+    assert_eq!(a.jobs, vec![Job::History("k8s-node-12".into())]);
+    let mut old = Journal::new("k8s-node-12", Vec::new());
+    old.id = "20261122T100000-1".into();
+    old.undone = true;
+    let mut new = Journal::new("k8s-node-12", Vec::new());
+    new.id = "20261122T110000-2".into();
+    a.history = Some(("k8s-node-12".into(), Ok(vec![old, new])));
+    let got = screen(&a, 100, 12);
+    let first = got.lines().position(|l| l.contains("T110000")).unwrap();
+    let second = got.lines().position(|l| l.contains("T100000")).unwrap();
+    assert!(first < second && got.contains("undone"), "{got}");
+    press(&mut a, "u");
+    assert!(screen(&a, 100, 12).contains("undo repair 20261122T110000-2 on k8s-node-12"));
+    press(&mut a, "y");
+    assert_eq!(
+        a.jobs.last(),
+        Some(&Job::Undo {
+            node: "k8s-node-12".into(),
+            id: "20261122T110000-2".into()
+        })
+    );
+    a.applying = false;
+    press(&mut a, "\x02u");
+    assert_eq!(
+        a.status.as_deref(),
+        Some("repair 20261122T100000-1 is already undone")
+    );
+}
+
+#[test]
+fn a_click_selects_the_line_under_the_mouse_and_the_wheel_moves() {
+    use crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+    let mut a = app(snapshot(|_| {}), View::Overview);
+    press(&mut a, ":pods\n");
+    let _ = screen(&a, 100, 20);
+    let at = a.list_at.get();
+    let click = |row| MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: 5,
+        row,
+        modifiers: KeyModifiers::NONE,
+    };
+    a.mouse(click(at.top + 2));
+    assert_eq!(a.selected, 2);
+    a.mouse(click(0));
+    assert_eq!(a.selected, 2, "a click outside the list selects nothing");
+    a.mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        ..click(0)
+    });
+    assert_eq!(a.selected, 5);
 }

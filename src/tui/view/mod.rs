@@ -10,8 +10,14 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
-use super::app::{App, Prompt, View};
-use super::snapshot::{Mark, Snapshot};
+mod capture;
+mod links;
+mod nodes;
+mod repair;
+mod trace;
+
+use super::app::{App, Confirm, End, ListAt, Prompt, View};
+use super::snapshot::Mark;
 use crate::check::Severity;
 
 /// The smallest screen the dashboard draws on.
@@ -77,9 +83,14 @@ pub fn render(f: &mut Frame, app: &App) {
                 body,
             );
         }
-        (Some(s), View::Overview) => overview(f, body, app, s),
-        (Some(s), View::Node(n)) => node(f, body, app, s, n),
-        (Some(s), View::Repair(n)) => repair(f, body, app, s, n),
+        (Some(s), View::Overview) => nodes::overview(f, body, app, s),
+        (Some(s), View::Node(n)) => nodes::node(f, body, app, s, n),
+        (Some(s), View::Repair(n)) => repair::repair(f, body, app, s, n),
+        (Some(_), View::History(n)) => repair::history(f, body, app, n),
+        (Some(s), View::Resources(kind)) => links::resources(f, body, app, s, *kind),
+        (Some(_), View::Object(kind, name)) => links::object(f, body, app, *kind, name),
+        (Some(s), View::Trace) => trace::trace(f, body, app, s),
+        (Some(_), View::Capture(n)) => capture::capture(f, body, app, n),
     }
     f.render_widget(Paragraph::new(footer(app)), foot);
 }
@@ -93,6 +104,12 @@ fn header(app: &App) -> Line<'static> {
         View::Overview => "overview".to_string(),
         View::Node(n) => format!("node {n}"),
         View::Repair(n) => format!("repair {n}"),
+        View::History(n) => format!("repair history {n}"),
+        View::Resources(None) => "resources".to_string(),
+        View::Resources(Some(k)) => format!("resources: {}", k.label()),
+        View::Object(k, n) => format!("{} {n}", k.label()),
+        View::Trace => "trace".to_string(),
+        View::Capture(n) => format!("capture {n}"),
         View::Help => "keys".to_string(),
     };
     spans.push(Span::raw(format!(" {where_}")));
@@ -130,14 +147,26 @@ fn footer(app: &App) -> Line<'static> {
     match &app.prompt {
         Some(Prompt::Command(t)) => Line::from(format!(":{t}")),
         Some(Prompt::Filter(t)) => Line::from(format!("/{t}")),
-        Some(Prompt::Confirm(n)) => Line::styled(
-            format!("apply the repair plan to {n}? (y/n)"),
+        Some(Prompt::Confirm(c)) => Line::styled(
+            match c {
+                Confirm::Apply(n) => format!("apply the repair plan to {n}? (y/n)"),
+                Confirm::Undo { node, id } => {
+                    format!("undo repair {id} on {node}, putting back what it replaced? (y/n)")
+                }
+            },
             fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ),
+        Some(Prompt::Pick { end, query, .. }) => Line::from(format!(
+            "trace {}: {query}▏  (type to search, ↑↓ choose, Enter take, Esc cancel)",
+            match end {
+                End::From => "from",
+                End::To => "to",
+            }
+        )),
         None => match &app.status {
             Some(s) => Line::styled(s.clone(), fg(Color::Yellow)),
             None => Line::from(format!(
-                "{}q quit  ? keys  : view  / filter  Enter open  r repair  Esc back",
+                "{}q quit  ? keys  : view  / filter  Enter open  t trace  c capture  r repair  Esc back",
                 if app.filter.is_empty() {
                     String::new()
                 } else {
@@ -155,15 +184,24 @@ fn list(
     area: Rect,
     title: String,
     total: usize,
-    selected: Option<usize>,
+    selecting: Option<&App>,
     line: &dyn Fn(usize) -> Line<'static>,
 ) {
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let height = inner.height as usize;
-    let sel = selected.map(|s| s.min(total.saturating_sub(1)));
+    let sel = selecting.map(|a| a.selected.min(total.saturating_sub(1)));
     let offset = sel.map_or(0, |s| (s + 1).saturating_sub(height));
+    if let Some(app) = selecting {
+        app.list_at.set(ListAt {
+            top: inner.y,
+            height: inner
+                .height
+                .min(total.saturating_sub(offset).min(usize::from(u16::MAX)) as u16),
+            offset,
+        });
+    }
     let lines: Vec<Line> = (offset..total.min(offset + height))
         .map(|i| {
             let l = line(i);
@@ -175,23 +213,6 @@ fn list(
         })
         .collect();
     f.render_widget(Paragraph::new(lines), inner);
-}
-
-/// A node's finding counts in a fixed-width column.
-fn counts(c: &[usize; 3], read: bool) -> Span<'static> {
-    let (text, style) = if !read {
-        ("not read".to_string(), Style::default())
-    } else if c == &[0, 0, 0] {
-        ("ok".to_string(), mark_style(&Mark::Ok))
-    } else if c[0] > 0 {
-        (
-            format!("{} err {} warn", c[0], c[1]),
-            severity_style(Severity::Error),
-        )
-    } else {
-        (format!("{} warn", c[1]), severity_style(Severity::Warning))
-    };
-    Span::styled(format!("{text:<14}"), style)
 }
 
 /// A finding as one line: severity, (node,) ID and summary.
@@ -210,165 +231,62 @@ fn finding_line(x: &crate::check::Finding, with_node: bool) -> Line<'static> {
     ])
 }
 
-fn overview(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
-    let node_rows = s.nodes.len() as u16 + 2;
-    let [top, bottom] =
-        Layout::vertical([Constraint::Max(node_rows.max(3)), Constraint::Min(3)]).areas(area);
-    let width = s
-        .nodes
-        .iter()
-        .map(|n| n.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    list(
-        f,
-        top,
-        format!(" nodes ({}) — flannel & node │ kube-proxy ", s.nodes.len()),
-        s.nodes.len(),
-        Some(app.selected),
-        &|i| {
-            let n = &s.nodes[i];
-            let mut spans = vec![Span::raw(format!("{:<width$}  ", n.name))];
-            spans.push(counts(&n.node_findings, n.read));
-            spans.push(Span::raw(" │ "));
-            spans.push(counts(&n.proxy_findings, n.read));
-            Line::from(spans)
-        },
-    );
-    let [changed, bottom] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(bottom);
-    f.render_widget(
-        Paragraph::new(format!(
-            " last change: {}",
-            app.last_change
-                .as_deref()
-                .unwrap_or("none since the dashboard opened")
-        )),
-        changed,
-    );
-    let shown: Vec<&crate::check::Finding> = s
-        .findings
-        .iter()
-        .filter(|f| {
-            app.filter.is_empty()
-                || f.id.contains(&app.filter)
-                || f.summary.contains(&app.filter)
-                || f.node.as_deref().is_some_and(|n| n.contains(&app.filter))
-        })
-        .collect();
-    list(
-        f,
-        bottom,
-        format!(" findings ({}) ", shown.len()),
-        shown.len(),
-        None,
-        &|i| finding_line(shown[i], true),
-    );
-}
-
-fn node(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
-    let entries: Vec<&super::snapshot::Entry> = s
-        .entries
-        .get(name)
-        .map(|v| {
-            v.iter()
-                .filter(|e| {
-                    app.filter.is_empty()
-                        || e.expected.contains(&app.filter)
-                        || e.kind.contains(&app.filter)
-                        || e.mark.label().contains(&app.filter)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let bad = entries.iter().filter(|e| e.mark != Mark::Ok).count();
-    let on_entries: std::collections::HashSet<&str> = entries
-        .iter()
-        .filter_map(|e| e.finding.as_ref().map(|(id, _)| id.as_str()))
-        .collect();
-    let others: Vec<&crate::check::Finding> = s
-        .findings_of(Some(name))
-        .filter(|f| !on_entries.contains(f.id.as_str()))
-        .collect();
-    let [top, bottom] = Layout::vertical([
-        Constraint::Min(3),
-        Constraint::Length(others.len().clamp(1, 6) as u16 + 2),
-    ])
-    .areas(area);
-    list(
-        f,
-        top,
-        format!(
-            " {name}: entries against expect() (flannel, kube-proxy) — {} shown, {bad} not ok ",
-            entries.len()
-        ),
-        entries.len(),
-        Some(app.selected),
-        &|i| {
-            let e = entries[i];
-            let mut spans = vec![
-                Span::styled(format!("{:<8}", e.mark.label()), mark_style(&e.mark)),
-                Span::raw(format!("{:<7}{}", e.kind, e.expected)),
-            ];
-            if let Some((id, _)) = &e.finding {
-                spans.push(Span::styled(format!("   ← {id}"), fg(Color::Yellow)));
-            }
-            Line::from(spans)
-        },
-    );
-    list(
-        f,
-        bottom,
-        format!(" other findings on {name} ({}) ", others.len()),
-        others.len(),
-        None,
-        &|i| finding_line(others[i], false),
-    );
-}
-
-/// The node's repair plan, as `knetdoctor repair --node NODE` prints it.
-fn repair(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
-    let text = match s.plans.get(name) {
-        Some(p) => p.text(),
-        None => format!("{name}'s dataplane was not read: nothing to plan\n"),
-    };
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| app.filter.is_empty() || l.contains(&app.filter))
-        .collect();
-    let title = if app.applying {
-        format!(" repair {name} — applying… ")
-    } else {
-        format!(" repair {name} — a applies (after a yes), Esc back ")
-    };
-    list(f, area, title, lines.len(), Some(app.selected), &|i| {
-        Line::from(lines[i].to_string())
-    });
-}
-
 fn help(f: &mut Frame, area: Rect) {
     let keys = [
         ("q, Ctrl-C", "quit (the terminal is restored)"),
         ("?", "this list"),
         (":overview", "nodes and the cluster's findings"),
         (
-            ":node NAME",
-            "a node's devices, neigh, FDB and routes against expect()",
+            ":res :ing :svc :dns :pods",
+            "the cluster's objects; `:svc NAME` opens one",
         ),
-        ("Enter", "open the selected node"),
+        (
+            ":node NAME",
+            "a node's devices, neigh, FDB, routes and kube-proxy rules against expect()",
+        ),
+        (
+            "Enter",
+            "open the selected node or object; in an object, the linked one",
+        ),
+        (
+            "t, :trace",
+            "trace from the selected object (fuzzy search for the other end)",
+        ),
+        (
+            "  s d",
+            "in the trace view: pick the source, the destination",
+        ),
+        (
+            "  Enter p",
+            "in the trace view: trace again, send a real probe",
+        ),
+        (
+            "c, :capture N",
+            "live packets on the node's cni0, flannel.1 and eth0",
+        ),
+        (
+            "  space v w",
+            "in the capture: pause, follow packets across interfaces, write pcapng",
+        ),
         (
             "r, :repair N",
             "the repair plan of the selected (or named) node",
         ),
-        ("a", "in the repair view: apply the plan (asks y/n first)"),
+        ("  a", "in the repair view: apply the plan (asks y/n first)"),
+        (
+            "  h, :history N",
+            "past repairs of the node; u undoes one (y/n)",
+        ),
         ("Esc", "clear the filter, then go back"),
         ("/TEXT", "keep the lines containing TEXT (as you type)"),
-        ("j k ↓ ↑", "move; PgDn PgUp by 20; g to the top"),
+        (
+            "j k ↓ ↑ wheel",
+            "move; PgDn PgUp by 20; g to the top; click selects",
+        ),
     ];
     let lines: Vec<Line> = keys
         .iter()
-        .map(|(k, what)| Line::from(format!("  {k:<12} {what}")))
+        .map(|(k, what)| Line::from(format!("  {k:<27} {what}")))
         .collect();
     f.render_widget(
         Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" keys ")),

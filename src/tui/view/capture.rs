@@ -1,0 +1,71 @@
+//! The capture view: a node's packets as they arrive (or followed across
+//! interfaces), newest at the bottom.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use super::list;
+use crate::tui::app::App;
+
+pub fn capture(f: &mut Frame, area: Rect, app: &App, node: &str) {
+    let Some(buffer) = &app.capture else {
+        return;
+    };
+    let Ok(b) = buffer.lock() else {
+        return;
+    };
+    let source: Vec<&String> = if b.grouped {
+        b.groups.iter().collect()
+    } else {
+        b.packets.iter().map(|p| &p.line).collect()
+    };
+    let lines: Vec<&String> = source
+        .into_iter()
+        .filter(|l| app.filter.is_empty() || l.contains(&app.filter))
+        .collect();
+    let state = match (&b.error, b.running, b.paused) {
+        (Some(e), _, _) => format!("stopped: {e}"),
+        (None, false, _) => "stopped".to_string(),
+        (None, true, true) => "PAUSED".to_string(),
+        (None, true, false) => "live".to_string(),
+    };
+    let title = format!(
+        " {node} {} — {state}, {} {}, {} not kept — space pause, v {}, w pcapng ",
+        if b.interfaces.is_empty() {
+            "cni0,flannel.1,eth0".to_string()
+        } else {
+            b.interfaces.join(",")
+        },
+        lines.len(),
+        if b.grouped {
+            "packets followed"
+        } else {
+            "frames"
+        },
+        b.dropped,
+        if b.grouped {
+            "frames"
+        } else {
+            "follow packets"
+        },
+    );
+    // Newest at the bottom, followed while nothing is selected (j or a
+    // click selects a line and stops following; g follows again).
+    if app.selected > 0 {
+        list(f, area, title, lines.len(), Some(app), &|i| {
+            Line::from(lines[i].clone())
+        });
+        return;
+    }
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let start = lines.len().saturating_sub(inner.height as usize);
+    let tail: Vec<Line> = lines[start..]
+        .iter()
+        .map(|l| Line::from((*l).clone()))
+        .collect();
+    f.render_widget(Paragraph::new(tail), inner);
+}
