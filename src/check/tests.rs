@@ -264,7 +264,7 @@ fn cluster_object_variations() {
 /// The captured node as kube-proxy's IPVS mode would leave it: kube-ipvs0
 /// holding every ClusterIP, the virtual servers of the ipvsadm fixture, and
 /// the kube-proxy ConfigMap saying `mode: ipvs`.
-fn ipvs_seed() -> (Cluster, NodeState) {
+pub(crate) fn ipvs_seed() -> (Cluster, NodeState) {
     use crate::dataplane::state::{Addr, Link};
     let (mut c, mut s) = seed();
     let cm = c

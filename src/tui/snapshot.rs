@@ -30,7 +30,10 @@ impl Mark {
             Mark::Missing
         } else if finding_id.contains("stale") {
             Mark::Stale
+        } else if finding_id.contains("unbound") {
+            Mark::Missing
         } else if finding_id.contains("wrong")
+            || finding_id.contains("mismatch")
             || finding_id.contains("not-permanent")
             || finding_id.contains("drift")
         {
@@ -275,6 +278,54 @@ fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
     out
 }
 
+/// kube-proxy's IPVS state on the node: each virtual server with its real
+/// servers, marked by the IPVS finding that names its address; then what
+/// findings say is missing (a virtual server, a ClusterIP on kube-ipvs0).
+fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
+    let ipvs: Vec<&&Finding> = mine.iter().filter(|f| f.id.starts_with("ipvs")).collect();
+    let entry = |kind, expected: String, f: Option<&&&Finding>| Entry {
+        kind,
+        expected,
+        mark: f.map(|f| Mark::of(&f.id)).unwrap_or(Mark::Ok),
+        finding: f.map(|f| (f.id.clone(), f.summary.clone())),
+    };
+    let mut out = Vec::new();
+    for v in &state.ipvs {
+        // Findings name a virtual server as `PROTO/ADDR:PORT` in their summary.
+        let named = format!("{}/{} ", v.proto, v.addr);
+        let f = ipvs.iter().find(|f| f.summary.contains(&named));
+        out.push(entry(
+            "ipvs",
+            format!(
+                "{} {} {}{}  ({} real)",
+                v.proto,
+                v.addr,
+                v.scheduler,
+                v.persistent
+                    .map(|p| format!(" persistent {p}"))
+                    .unwrap_or_default(),
+                v.reals.len()
+            ),
+            f,
+        ));
+        for r in &v.reals {
+            out.push(entry(
+                "real",
+                format!("  -> {} {} weight {}", r.addr, r.forward, r.weight),
+                None,
+            ));
+        }
+    }
+    for f in ipvs.iter().filter(|f| f.id != "ipvs-real-servers-mismatch") {
+        out.push(entry(
+            "ipvs",
+            format!("{} (not on the node)", f.summary),
+            Some(f),
+        ));
+    }
+    out
+}
+
 /// The node's expected devices and per-peer entries, each marked by the
 /// finding naming it; then what findings name that nothing expects (stale).
 fn node_entries(
@@ -342,7 +393,11 @@ fn node_entries(
         ));
         named.extend([("route", route), ("neigh", neigh), ("fdb", fdb)]);
     }
-    out.extend(chain_entries(state, &mine));
+    if crate::model::kube_proxy::proxy_mode(cluster) == crate::model::kube_proxy::ProxyMode::Ipvs {
+        out.extend(ipvs_entries(state, &mine));
+    } else {
+        out.extend(chain_entries(state, &mine));
+    }
     for f in &mine {
         for o in &f.objects {
             let overlay = matches!(o.kind.as_str(), "route" | "neigh" | "fdb");

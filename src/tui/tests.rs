@@ -250,7 +250,7 @@ fn resources_link_a_service_down_to_its_pods_and_nodes_and_mark_the_broken_link(
             "test-svc-ns/linux0224-nginx".into()
         )
     );
-    let got = screen(&a, 130, 30);
+    let got = screen(&a, 130, 40);
     assert!(
         got.contains("Service  test-svc-ns/linux0224-nginx") && got.contains("Pod"),
         "{got}"
@@ -375,4 +375,48 @@ fn a_click_selects_the_line_under_the_mouse_and_the_wheel_moves() {
         ..click(0)
     });
     assert_eq!(a.selected, 5);
+}
+
+#[test]
+fn in_ipvs_mode_the_node_view_lists_virtual_servers_marked_by_check() {
+    let (cluster, mut state) = crate::check::tests::ipvs_seed();
+    for v in state.ipvs.iter_mut().filter(|v| v.addr == "10.1.59.153:80") {
+        v.reals.retain(|r| r.addr != "10.2.2.132:80");
+    }
+    state
+        .ipvs
+        .retain(|v| v.addr != "10.1.0.10:53" || v.proto != "tcp");
+    let states = vec![("k8s-node-12".to_string(), state)];
+    let findings = crate::check::run(&cluster, &states);
+    let s = Snapshot::build(
+        "lab seed".into(),
+        Arc::new(cluster),
+        Arc::new(states),
+        findings,
+    );
+    let mut a = app(s, View::Node("k8s-node-12".into()));
+    a.filter = "10.".into();
+    let got = screen(&a, 130, 40);
+    let line = |what: &str| {
+        got.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?}:\n{got}"))
+            .to_string()
+    };
+    assert!(
+        line("tcp 10.1.59.153:80 rr  (2 real)").contains("wrong"),
+        "{got}"
+    );
+    assert!(line("tcp 10.1.59.153:80 rr").contains("ipvs-real-servers-mismatch"));
+    assert!(line("tcp 10.1.0.1:443 rr").starts_with("│ok"), "{got}");
+    let missing = line("tcp/10.1.0.10:53");
+    assert!(
+        missing.contains("missing") && missing.contains("not on the node"),
+        "{missing}"
+    );
+    assert!(
+        !got.contains("KUBE-SVC-"),
+        "IPVS mode draws no iptables tree:\n{got}"
+    );
+    compare("node-ipvs", &got);
 }

@@ -31,11 +31,7 @@ pub fn repair(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
 /// A node's past repairs, newest first; `u` undoes the selected one.
 pub fn history(f: &mut Frame, area: Rect, app: &App, node: &str) {
     let rows: Vec<String> = match &app.history {
-        Some((n, Ok(past))) if n == node => past
-            .iter()
-            .rev()
-            .map(|j| j.summary())
-            .collect(),
+        Some((n, Ok(past))) if n == node => past.iter().rev().map(|j| j.summary()).collect(),
         Some((n, Err(e))) if n == node => vec![e.clone()],
         _ => vec!["reading the journal…".to_string()],
     };
