@@ -3,7 +3,10 @@
 //! screen (read with capture-pane) within 2 s — by the kernel's netlink
 //! notification, the periodic re-read being 30 s away — `:node` shows the
 //! entry marked missing, the repair view (`r`, `a`, `y`) fixes it and the
-//! finding disappears, and `q` leaves the terminal as it was.
+//! finding disappears; `c` captures a ping across cni0, flannel.1 and
+//! eth0 and writes it to pcapng (read back with tcpdump); the history
+//! undoes the repair; the linked view and the trace (`t`, fuzzy pick, `p`
+//! probe) show the route broken again; `q` leaves the terminal as it was.
 
 mod common;
 use common::*;
@@ -58,8 +61,12 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
     let t = Tmux(format!("kdtui-{}", std::process::id()));
     // The periodic re-read is 30 s away: only the kernel's notifications
     // can bring the change to the screen in time.
-    let command =
-        format!("{BIN} tui --lab {LAB} --refresh-ms 30000; echo dashboard-exited-$?; sleep 60");
+    // `w` in the capture view writes into the working directory.
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "cd {} && {BIN} tui --lab {LAB} --refresh-ms 30000; echo dashboard-exited-$?; sleep 60",
+        dir.path().display()
+    );
     assert!(
         Command::new("tmux")
             .args([
@@ -147,6 +154,10 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
         t.pane()
     );
 
+    capture_follows_a_ping_and_writes_pcapng(&lab, &t, dir.path());
+    undo_from_the_history_breaks_the_route_again(&t);
+    the_linked_view_and_the_trace_show_the_broken_route(&t);
+
     t.keys(&["q"]);
     assert!(
         t.wait_for("dashboard-exited-0", Duration::from_secs(3))
@@ -156,4 +167,89 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
     );
     // Back on the normal screen: the dashboard's frame is gone.
     assert!(!t.pane().contains("knetdoctor  node"), "{}", t.pane());
+}
+
+/// Waits for `text` or fails with the screen.
+fn expect_screen(t: &Tmux, text: &str, secs: u64) {
+    assert!(
+        t.wait_for(text, Duration::from_secs(secs)).is_some(),
+        "{text:?} never showed:\n{}",
+        t.pane()
+    );
+}
+
+fn capture_follows_a_ping_and_writes_pcapng(lab: &Lab, t: &Tmux, dir: &std::path::Path) {
+    t.keys(&[":capture k8s-node-12", "Enter"]);
+    expect_screen(t, "— live", 5);
+    // busybox (10.2.2.50, on k8s-node-12) to nginx on the master.
+    assert!(ping(&lab.pod(BUSYBOX), "10.2.0.42"));
+    expect_screen(t, "10.2.2.50", 3);
+    t.keys(&["v"]);
+    expect_screen(t, "eth0[vxlan 1]", 3);
+    let pane = t.pane();
+    assert!(
+        pane.lines()
+            .any(|l| l.contains("cni0") && l.contains("flannel.1") && l.contains("eth0[vxlan 1]")),
+        "{pane}"
+    );
+    t.keys(&[" "]);
+    expect_screen(t, "PAUSED", 2);
+    t.keys(&["w"]);
+    expect_screen(t, "frames written to", 5);
+    let file = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pcapng"))
+        .expect("a pcapng file in the working directory");
+    // Independently: tcpdump reads it, the ICMP inside VXLAN on eth0 too.
+    let out = Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(&file)
+        .output()
+        .expect("tcpdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("10.2.2.50 > 10.2.0.42: ICMP echo request"),
+        "{text}"
+    );
+    // flannel's VXLAN port 8472 is what tcpdump calls OTV; instance = VNI 1.
+    assert!(
+        text.lines().any(|l| l.contains("192.168.56.12.")
+            && l.contains(".8472: OTV")
+            && l.contains("instance 1")),
+        "{text}"
+    );
+    // Esc stops the capture and goes back where `:capture` came from.
+    t.keys(&["Escape"]);
+    expect_screen(t, "knetdoctor  overview", 2);
+}
+
+fn undo_from_the_history_breaks_the_route_again(t: &Tmux) {
+    t.keys(&[":history k8s-node-12", "Enter"]);
+    expect_screen(t, "1 of 1 action(s) applied", 5);
+    t.keys(&["u"]);
+    expect_screen(t, "(y/n)", 2);
+    t.keys(&["y"]);
+    expect_screen(t, "action(s) applied, undone", 5);
+    t.keys(&[":overview", "Enter"]);
+    expect_screen(t, "+route-missing (k8s-node-12)", 3);
+}
+
+fn the_linked_view_and_the_trace_show_the_broken_route(t: &Tmux) {
+    t.keys(&[":svc linux0224-nginx", "Enter"]);
+    expect_screen(t, "route 10.2.0.0/24 BROKEN", 3);
+    assert!(
+        t.pane()
+            .contains("route-missing: no route to k8s-master-10")
+    );
+    t.keys(&[":pods", "Enter", "/busybox", "Enter", "t"]);
+    expect_screen(t, "match \"\"", 2);
+    t.keys(&["0224ngx"]);
+    expect_screen(t, "svc  test-svc-ns/linux0224-nginx", 2);
+    t.keys(&["Enter"]);
+    expect_screen(t, "p sends a real probe", 5);
+    assert!(t.pane().contains("KUBE-SVC-"), "{}", t.pane());
+    t.keys(&["p"]);
+    expect_screen(t, "probe: ", 15);
 }

@@ -54,7 +54,7 @@ pub struct Buffer {
     pub grouped: bool,
     /// Why the capture stopped or could not start.
     pub error: Option<String>,
-    /// Set while the capture thread runs.
+    /// Set once every interface is open, until the capture stops.
     pub running: bool,
 }
 
@@ -118,7 +118,6 @@ impl Session {
     pub fn start(node: &str, lab: Option<String>) -> Session {
         let buffer = Arc::new(Mutex::new(Buffer {
             node: node.to_string(),
-            running: true,
             ..Default::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -160,6 +159,7 @@ fn run(netns: &Netns, buffer: &Mutex<Buffer>, stop: &AtomicBool) -> Result<()> {
     let running = live::start(&spec)?;
     if let Ok(mut b) = buffer.lock() {
         b.interfaces = names;
+        b.running = true;
     }
     let mut regrouped = Instant::now();
     let mut fresh = false;

@@ -121,7 +121,9 @@ fn trace_text(s: &Snapshot, from: &str, to: &str) -> crate::error::Result<String
     let dst = resolve::resolve(&s.cluster, to, "default")?;
     let world = sim::World::new(&s.cluster, &s.states, &s.findings);
     let t = sim::trace(&world, &src, &dst, "tcp", None);
-    Ok(text::render(&t))
+    // The text carries the terminal styles `trace` prints with; the
+    // dashboard draws its own.
+    Ok(anstream::adapter::strip_str(&text::render(&t)).to_string())
 }
 
 /// `trace FROM TO --probe` in the lab: a real packet, its report.
@@ -130,12 +132,28 @@ pub fn probe(from: String, to: String, lab: Option<String>, done: Sender<Done>) 
         let lines = match lab {
             None => vec![lab_only("probe", &format!("trace {from} {to} --probe"))],
             Some(lab) => match knetdoctor(&["trace", &from, &to, "--probe", "--lab", &lab]) {
-                Ok((_, out, err)) => out.lines().chain(err.lines()).map(str::to_string).collect(),
+                Ok((_, out, err)) => anstream::adapter::strip_str(&format!("{out}{err}"))
+                    .to_string()
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
                 Err(e) => vec![e],
             },
         };
-        let _ = done.send(Done::Traced(lines));
+        let _ = done.send(Done::Traced(probe_first(lines)));
     });
+}
+
+/// `trace --probe` prints the static trace, then the probe's report: the
+/// view shows the report first, the trace it was compared with below.
+fn probe_first(mut lines: Vec<String>) -> Vec<String> {
+    if let Some(at) = lines.iter().position(|l| l.starts_with("probe: ")) {
+        let mut report = lines.split_off(at);
+        report.push(String::new());
+        report.append(&mut lines);
+        return report;
+    }
+    lines
 }
 
 /// Writes the capture buffer to a pcapng file in the working directory.
@@ -173,6 +191,29 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_report_comes_before_the_trace() {
+        let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            probe_first(lines(&[
+                "trace a -> b",
+                "  ok hop",
+                "",
+                "probe: tcp",
+                "  reply: none"
+            ])),
+            lines(&[
+                "probe: tcp",
+                "  reply: none",
+                "",
+                "trace a -> b",
+                "  ok hop",
+                ""
+            ])
+        );
+        assert_eq!(probe_first(lines(&["error: x"])), lines(&["error: x"]));
+    }
+
+    #[test]
     fn a_trace_of_the_seed_cluster_names_its_hops() {
         let (cluster, state) = crate::check::tests::seed();
         let states = vec![("k8s-node-12".to_string(), state)];
@@ -186,7 +227,10 @@ mod tests {
             .text
             .clone();
         let text = trace_text(&s, &pod, "test-svc-ns/linux0224-nginx").unwrap();
-        assert!(text.contains("KUBE-SVC-"), "{text}");
+        assert!(
+            text.contains("KUBE-SVC-") && !text.contains('\x1b'),
+            "{text}"
+        );
         assert!(trace_text(&s, &pod, "nope/nothing").is_err());
     }
 }

@@ -27,6 +27,7 @@ pub fn capture(f: &mut Frame, area: Rect, app: &App, node: &str) {
         .collect();
     let state = match (&b.error, b.running, b.paused) {
         (Some(e), _, _) => format!("stopped: {e}"),
+        (None, false, _) if b.interfaces.is_empty() => "opening the interfaces…".to_string(),
         (None, false, _) => "stopped".to_string(),
         (None, true, true) => "PAUSED".to_string(),
         (None, true, false) => "live".to_string(),
