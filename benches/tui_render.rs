@@ -77,4 +77,114 @@ fn main() {
             per * 1e3
         );
     }
+    typing(&snapshot, &mut terminal);
+}
+
+/// The resources view of 150,000 pods filtered key by key, and the trace
+/// picker's fuzzy search over every pod, Service, DNS name and node, each
+/// key to drawn frame — beside `grep -F` and `fzf --filter` doing the same
+/// search over the same lines from a file.
+fn typing(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>) {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let press =
+        |app: &mut App, c: char| app.key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    let dir = std::env::temp_dir().join(format!("kd-bench-tui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pods: String = snapshot
+        .resources
+        .iter()
+        .filter(|r| r.kind == knetdoctor::tui::resources::Kind::Pod)
+        .map(|r| format!("{}  {}\n", r.name, r.detail))
+        .collect();
+    let targets: String = snapshot
+        .trace_targets
+        .iter()
+        .map(|t| format!("{}\n", t.text))
+        .collect();
+    std::fs::write(dir.join("pods"), &pods).expect("write");
+    std::fs::write(dir.join("targets"), &targets).expect("write");
+    let rounds = 5;
+
+    // `/pod-0012` in `:pods`: one filtered frame per key.
+    let query = "pod-0012";
+    let mut app = App::new();
+    app.snapshot = Some(snapshot.clone());
+    for c in ":pods".chars() {
+        press(&mut app, c);
+    }
+    app.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    let t = Instant::now();
+    for _ in 0..rounds {
+        press(&mut app, '/');
+        for c in query.chars() {
+            press(&mut app, c);
+            terminal.draw(|f| view::render(f, &app)).expect("draw");
+        }
+        app.key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+        app.key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    }
+    let ours = t.elapsed().as_secs_f64() / (rounds * query.len()) as f64;
+    let grep = per_run(rounds, || {
+        std::process::Command::new("grep")
+            .args(["-F", "-c", query])
+            .arg(dir.join("pods"))
+            .output()
+            .expect("grep")
+    });
+    println!(
+        "pods view ({} pods), filter typed key by key: {:.2} ms per key to frame; grep -F over the same lines: {:.2} ms; ratio {:.2}",
+        pods.lines().count(),
+        ours * 1e3,
+        grep * 1e3,
+        ours / grep
+    );
+
+    // `t` then `p12ngx`: the picker ranks every target per key.
+    let query = "p0012s3";
+    let t = Instant::now();
+    for _ in 0..rounds {
+        let mut app = App::new();
+        app.snapshot = Some(snapshot.clone());
+        for c in ":trace\n".chars() {
+            if c == '\n' {
+                app.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+            } else {
+                press(&mut app, c);
+            }
+        }
+        for c in query.chars() {
+            press(&mut app, c);
+            terminal.draw(|f| view::render(f, &app)).expect("draw");
+        }
+    }
+    let ours = t.elapsed().as_secs_f64() / (rounds * query.len()) as f64;
+    let fzf = per_run(rounds, || {
+        std::process::Command::new("fzf")
+            .args(["--filter", query])
+            .stdin(std::fs::File::open(dir.join("targets")).expect("targets"))
+            .output()
+            .expect("fzf (apt-get install fzf)")
+    });
+    println!(
+        "trace picker ({} targets), fuzzy search typed key by key: {:.2} ms per key to frame; fzf --filter over the same lines: {:.2} ms; ratio {:.2}",
+        snapshot.trace_targets.len(),
+        ours * 1e3,
+        fzf * 1e3,
+        ours / fzf
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Seconds per run of `f`, the median of `rounds`.
+fn per_run(rounds: usize, f: impl Fn() -> std::process::Output) -> f64 {
+    let mut times: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            let out = f();
+            assert!(out.status.success() || out.status.code() == Some(1));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[rounds / 2]
 }

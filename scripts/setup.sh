@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PACKAGES=(iproute2 iptables nftables ipvsadm dnsmasq-base nginx-light curl dnsutils
-          iputils-ping tcpdump tshark libpcap-dev pkg-config conntrack ipset ethtool procps kmod time tmux)
+          iputils-ping tcpdump tshark libpcap-dev pkg-config conntrack ipset ethtool procps kmod time tmux
+          fzf)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "knetdoctor's lab needs root (network namespaces): run this with sudo" >&2

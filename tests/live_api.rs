@@ -231,6 +231,26 @@ fn live_answers_match_offline_on_a_real_api_server() {
     }
     assert!(live_settles(&kc, &BTreeSet::new()).is_empty());
 
+    // The dashboard on the live source: an API change arrives through the
+    // watches, the periodic re-read being a minute away. The Ingress fault
+    // changes only API objects (no kernel notification can wake it).
+    let t = common::tmux::Tmux::start(
+        &format!("kdlive-{}", std::process::id()),
+        &format!("{BIN} tui --kubeconfig {kc} --lab live --refresh-ms 60000; sleep 60"),
+    );
+    common::tmux::expect_screen(&t, "0 findings", 20);
+    let started = Instant::now();
+    lab.kd(&["lab", "break", "ingress-backend-port"]);
+    let took = t.shows_within("ingress-backend-port-missing", Duration::from_secs(2));
+    eprintln!(
+        "live Ingress change on screen {took:?} after `lab break` returned, {:?} after it began",
+        started.elapsed()
+    );
+    lab.kd(&["lab", "heal"]);
+    common::tmux::expect_screen(&t, "0 findings", 10);
+    t.keys(&["q"]);
+    drop(t);
+
     // inspect reads live too.
     let out = kd(&[
         "inspect",

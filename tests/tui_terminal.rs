@@ -9,56 +9,17 @@
 //! probe) show the route broken again; `q` leaves the terminal as it was.
 
 mod common;
+use common::tmux::{Tmux, expect_screen};
 use common::*;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LAB: &str = "tui";
-
-/// A tmux session, killed on drop.
-struct Tmux(String);
-
-impl Tmux {
-    fn pane(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.0])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", &self.0];
-        args.extend_from_slice(keys);
-        assert!(Command::new("tmux").args(&args).status().unwrap().success());
-    }
-
-    /// Waits up to `limit` for the screen to contain `text`; how long it took.
-    fn wait_for(&self, text: &str, limit: Duration) -> Option<Duration> {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            if self.pane().contains(text) {
-                return Some(t.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .status();
-    }
-}
 
 #[test]
 fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
     let lab = Lab::up(LAB, &[]);
-    let t = Tmux(format!("kdtui-{}", std::process::id()));
     // The periodic re-read is 30 s away: only the kernel's notifications
     // can bring the change to the screen in time.
     // `w` in the capture view writes into the working directory.
@@ -67,23 +28,7 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
         "cd {} && {BIN} tui --lab {LAB} --refresh-ms 30000; echo dashboard-exited-$?; sleep 60",
         dir.path().display()
     );
-    assert!(
-        Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                &t.0,
-                "-x",
-                "120",
-                "-y",
-                "30",
-                &command
-            ])
-            .status()
-            .expect("tmux (apt-get install tmux)")
-            .success()
-    );
+    let t = Tmux::start(&format!("kdtui-{}", std::process::id()), &command);
     assert!(
         t.wait_for("0 findings", Duration::from_secs(10)).is_some(),
         "the healthy lab never showed:\n{}",
@@ -92,12 +37,7 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
     assert!(t.pane().contains("k8s-node-12"));
 
     lab.kd(&["lab", "break", "route-missing", "--node", "k8s-node-12"]);
-    let took = t.wait_for("route-missing", Duration::from_secs(5));
-    assert!(
-        took.is_some_and(|d| d < Duration::from_secs(2)),
-        "route-missing took {took:?}:\n{}",
-        t.pane()
-    );
+    let took = t.shows_within("route-missing", Duration::from_secs(2));
     eprintln!("route-missing on screen after {took:?}");
 
     t.keys(&[":node k8s-node-12", "Enter"]);
@@ -167,15 +107,6 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
     );
     // Back on the normal screen: the dashboard's frame is gone.
     assert!(!t.pane().contains("knetdoctor  node"), "{}", t.pane());
-}
-
-/// Waits for `text` or fails with the screen.
-fn expect_screen(t: &Tmux, text: &str, secs: u64) {
-    assert!(
-        t.wait_for(text, Duration::from_secs(secs)).is_some(),
-        "{text:?} never showed:\n{}",
-        t.pane()
-    );
 }
 
 fn capture_follows_a_ping_and_writes_pcapng(lab: &Lab, t: &Tmux, dir: &std::path::Path) {
@@ -252,4 +183,54 @@ fn the_linked_view_and_the_trace_show_the_broken_route(t: &Tmux) {
     assert!(t.pane().contains("KUBE-SVC-"), "{}", t.pane());
     t.keys(&["p"]);
     expect_screen(t, "probe: ", 15);
+}
+
+#[test]
+fn a_changed_bundle_directory_is_read_again_at_once() {
+    let lab = Lab::up("tuibundle", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (healthy, broken) = (dir.path().join("healthy"), dir.path().join("broken"));
+    kd_ok(&[
+        "collect",
+        "--output",
+        healthy.to_str().unwrap(),
+        "--lab",
+        "tuibundle",
+    ]);
+    lab.kd(&["lab", "break", "route-missing", "--node", "k8s-node-12"]);
+    kd_ok(&[
+        "collect",
+        "--output",
+        broken.to_str().unwrap(),
+        "--lab",
+        "tuibundle",
+    ]);
+    // The bundle on screen is a copy of the healthy one; the periodic
+    // re-read is a minute away.
+    let shown = dir.path().join("shown");
+    copy_dir(&healthy, &shown);
+    let t = Tmux::start(
+        &format!("kdtuib-{}", std::process::id()),
+        &format!(
+            "{BIN} tui --bundle {} --refresh-ms 60000; sleep 60",
+            shown.display()
+        ),
+    );
+    expect_screen(&t, "0 findings", 10);
+    copy_dir(&broken, &shown);
+    let took = t.shows_within("route-missing", Duration::from_secs(2));
+    eprintln!("changed bundle on screen after {took:?}");
+    t.keys(&["q"]);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    assert!(
+        Command::new("cp")
+            .args(["-rT"])
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap()
+            .success()
+    );
 }

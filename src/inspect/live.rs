@@ -156,15 +156,7 @@ async fn load_async(src: &LiveSource) -> Result<Cluster> {
         let endpoints: Vec<Endpoints> = snapshot(api::<Endpoints>(&client, ns), &url).await?;
         c.endpoint_slices = endpoints.iter().map(convert::endpoints_to_slice).collect();
     }
-    // The configuration knetdoctor reads (never Secrets).
-    for (ns, name) in [
-        ("kube-system", "coredns"),
-        ("kube-system", "kube-proxy"),
-        ("kube-system", "kubelet-config"),
-        ("kube-system", "kubeadm-config"),
-        ("kube-flannel", "kube-flannel-cfg"),
-        ("kube-system", "kube-flannel-cfg"),
-    ] {
+    for (ns, name) in CONFIG_MAPS {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         if let Some(cm) = cms.get_opt(name).await.map_err(|e| unreachable(e, &url))? {
             c.config_maps.push(cm);
@@ -172,6 +164,182 @@ async fn load_async(src: &LiveSource) -> Result<Cluster> {
     }
     c.invalidate_index();
     Ok(c)
+}
+
+/// The live cluster kept current by watches: a reflector per kind, driven
+/// on a runtime thread of its own for as long as this lives. Each change
+/// after the initial lists is announced on the channel given to
+/// [`Reflected::start`]; [`Reflected::cluster`] copies the stores — no
+/// re-list, however often the cluster changes.
+pub struct Reflected {
+    nodes: reflector::Store<Node>,
+    pods: reflector::Store<Pod>,
+    services: reflector::Store<Service>,
+    ingresses: reflector::Store<Ingress>,
+    ingress_classes: reflector::Store<IngressClass>,
+    network_policies: reflector::Store<NetworkPolicy>,
+    slices: Option<reflector::Store<EndpointSlice>>,
+    endpoints: Option<reflector::Store<Endpoints>>,
+    config_maps: Vec<reflector::Store<ConfigMap>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The ConfigMaps knetdoctor reads (never Secrets), by namespace.
+const CONFIG_MAPS: [(&str, &str); 6] = [
+    ("kube-system", "coredns"),
+    ("kube-system", "kube-proxy"),
+    ("kube-system", "kubelet-config"),
+    ("kube-system", "kubeadm-config"),
+    ("kube-flannel", "kube-flannel-cfg"),
+    ("kube-system", "kube-flannel-cfg"),
+];
+
+/// Starts a reflector on `api`; its changes (after the initial list) go
+/// to `changed`. Returns the store once the initial list is in.
+async fn reflect<K>(
+    api: Api<K>,
+    url: &str,
+    changed: std::sync::mpsc::Sender<()>,
+) -> Result<reflector::Store<K>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let mut stream = Box::pin(reflector(writer, watcher(api, watcher::Config::default())));
+    tokio::spawn(async move {
+        while let Some(event) = stream.next().await {
+            let change = matches!(
+                event,
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))
+            );
+            if change && changed.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::timeout(LIST_TIMEOUT, reader.wait_until_ready())
+        .await
+        .map_err(|_| unreachable("listing timed out", url))?
+        .map_err(|e| unreachable(e, url))?;
+    Ok(reader)
+}
+
+impl Reflected {
+    /// Connects, lists every kind and keeps watching; blocks until the
+    /// initial lists are in.
+    pub fn start(src: &LiveSource, changed: std::sync::mpsc::Sender<()>) -> Result<Reflected> {
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let src = src.clone();
+        std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(Error::env(
+                        format!("cannot start the async runtime: {e}"),
+                        None,
+                    )));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let (stop_tx, stop) = tokio::sync::oneshot::channel();
+                match Self::connect(&src, changed, stop_tx).await {
+                    Ok(r) => {
+                        let _ = ready_tx.send(Ok(r));
+                        // The reflectors run until the Reflected is dropped.
+                        let _ = stop.await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        });
+        ready
+            .recv()
+            .map_err(|_| Error::env("the watch thread ended before the lists were in", None))?
+    }
+
+    async fn connect(
+        src: &LiveSource,
+        changed: std::sync::mpsc::Sender<()>,
+        stop: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<Reflected> {
+        let (client, url) = client(src).await?;
+        let ns = &src.namespace;
+        let c = || changed.clone();
+        let v1_slices = serves_endpointslice_v1(&client).await;
+        let mut config_maps = Vec::new();
+        for ns in ["kube-system", "kube-flannel"] {
+            config_maps.push(reflect(Api::namespaced(client.clone(), ns), &url, c()).await?);
+        }
+        Ok(Reflected {
+            nodes: reflect(Api::all(client.clone()), &url, c()).await?,
+            pods: reflect(api(&client, ns), &url, c()).await?,
+            services: reflect(api(&client, ns), &url, c()).await?,
+            ingresses: reflect(api(&client, ns), &url, c()).await?,
+            ingress_classes: reflect(Api::all(client.clone()), &url, c()).await?,
+            network_policies: reflect(api(&client, ns), &url, c()).await?,
+            slices: if v1_slices {
+                Some(reflect(api(&client, ns), &url, c()).await?)
+            } else {
+                None
+            },
+            endpoints: if v1_slices {
+                None
+            } else {
+                Some(reflect(api(&client, ns), &url, c()).await?)
+            },
+            config_maps,
+            stop: Some(stop),
+        })
+    }
+
+    /// The cluster as the watches have it now.
+    pub fn cluster(&self) -> Cluster {
+        fn all<K: Resource + Clone>(s: &reflector::Store<K>) -> Vec<K>
+        where
+            K::DynamicType: Eq + Hash + Clone,
+        {
+            s.state().iter().map(|o| (**o).clone()).collect()
+        }
+        let mut c = Cluster {
+            nodes: all(&self.nodes),
+            pods: all(&self.pods),
+            services: all(&self.services),
+            ingresses: all(&self.ingresses),
+            ingress_classes: all(&self.ingress_classes),
+            network_policies: all(&self.network_policies),
+            endpoint_slices: match (&self.slices, &self.endpoints) {
+                (Some(s), _) => all(s),
+                (None, Some(e)) => all(e).iter().map(convert::endpoints_to_slice).collect(),
+                (None, None) => Vec::new(),
+            },
+            ..Default::default()
+        };
+        for store in &self.config_maps {
+            c.config_maps.extend(all(store).into_iter().filter(|cm| {
+                CONFIG_MAPS.iter().any(|(ns, name)| {
+                    cm.metadata.namespace.as_deref() == Some(ns)
+                        && cm.metadata.name.as_deref() == Some(name)
+                })
+            }));
+        }
+        c.invalidate_index();
+        c
+    }
+}
+
+impl Drop for Reflected {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// Reads the live cluster (blocking; runs its own runtime).

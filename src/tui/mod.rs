@@ -25,16 +25,21 @@ use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event, Key
 use crate::cli::TuiArgs;
 use crate::error::{Error, Result};
 use crate::inspect;
+use crate::inspect::live::Reflected;
 use app::{App, Job};
 use jobs::Done;
 use snapshot::Snapshot;
 
-/// Reads the cluster and its nodes once, as `check` does.
-fn take(a: &TuiArgs) -> std::result::Result<Snapshot, String> {
+/// Reads the cluster and its nodes once, as `check` does; the live
+/// cluster from the watches' stores.
+fn take(a: &TuiArgs, live: Option<&Reflected>) -> std::result::Result<Snapshot, String> {
     let target =
         inspect::Target::from_flags(a.source.bundle.clone(), &a.source.lab, a.source.live())
             .map_err(|e| e.to_string())?;
-    let cluster = target.cluster().map_err(|e| e.to_string())?;
+    let cluster = match live {
+        Some(r) => r.cluster(),
+        None => target.cluster().map_err(|e| e.to_string())?,
+    };
     let states = target.node_states(None).map_err(|e| e.to_string())?;
     let findings = crate::check::run(&cluster, &states);
     let source = match (&a.source.bundle, &a.source.kubeconfig) {
@@ -75,24 +80,32 @@ pub fn run(a: TuiArgs) -> Result<u8> {
     let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
     let mut app = App::new();
     let result = (|| -> Result<()> {
+        // A frame is drawn when something changed: a key, the mouse, a
+        // resize, a snapshot, a job's result — and 5 times a second while
+        // a capture is on screen. An idle dashboard draws nothing.
+        let mut dirty = true;
         while !app.quit {
             for job in std::mem::take(&mut app.jobs) {
                 start(job, &mut app, &lab, &mut capture, &done_tx);
+                dirty = true;
             }
             while let Ok(d) = done.try_recv() {
                 finish(d, &mut app);
+                dirty = true;
             }
             while let Ok(s) = rx.try_recv() {
                 match s {
                     Ok(s) => app.update(s, std::time::SystemTime::now()),
                     Err(e) => app.error = Some(e),
                 }
+                dirty = true;
             }
-            terminal
-                .draw(|f| view::render(f, &app))
-                .map_err(|e| Error::env(format!("drawing the dashboard: {e}"), None))?;
-            // A running capture redraws 5 times a second; otherwise the
-            // screen waits for a key, a snapshot or a job.
+            if dirty || matches!(app.view(), app::View::Capture(_)) {
+                terminal
+                    .draw(|f| view::render(f, &app))
+                    .map_err(|e| Error::env(format!("drawing the dashboard: {e}"), None))?;
+                dirty = false;
+            }
             if event::poll(Duration::from_millis(200))
                 .map_err(|e| Error::env(format!("reading the terminal: {e}"), None))?
             {
@@ -100,9 +113,12 @@ pub fn run(a: TuiArgs) -> Result<u8> {
                     .map_err(|e| Error::env(format!("reading the terminal: {e}"), None))?
                 {
                     Event::Key(k) if k.kind == KeyEventKind::Press => app.key(k),
+                    // Motion alone changes nothing on screen.
+                    Event::Mouse(m) if m.kind == event::MouseEventKind::Moved => continue,
                     Event::Mouse(m) => app.mouse(m),
                     _ => {}
                 }
+                dirty = true;
             }
         }
         Ok(())
@@ -118,7 +134,9 @@ pub fn run(a: TuiArgs) -> Result<u8> {
 
 /// The reader thread: a snapshot now, again on every change notification
 /// (lab nodes' kernels, the live cluster's watches, the bundle directory)
-/// and every `--refresh-ms` for what sends none (iptables).
+/// and, when node states were read (or the read failed), every
+/// `--refresh-ms` for what sends none (iptables). A cluster without node
+/// states is read only when it changes.
 fn spawn_reader(
     a: TuiArgs,
     tx: mpsc::Sender<std::result::Result<Snapshot, String>>,
@@ -126,23 +144,38 @@ fn spawn_reader(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let every = Duration::from_millis(a.refresh_ms);
-        let (changed_tx, changed) = mpsc::channel::<String>();
-        if let Some(live) = a.source.live() {
-            watch::cluster(live, changed_tx.clone());
-        } else if let Some(b) = &a.source.bundle {
+        let (changed_tx, changed) = mpsc::channel::<()>();
+        if let Some(b) = &a.source.bundle {
             watch::bundle(b.clone(), changed_tx.clone());
         }
+        let mut live: Option<Reflected> = None;
         let mut watching = false;
         while !stop.load(Ordering::Relaxed) {
-            let s = take(&a);
+            if live.is_none()
+                && let Some(src) = a.source.live()
+            {
+                match Reflected::start(&src, changed_tx.clone()) {
+                    Ok(r) => live = Some(r),
+                    Err(e) => {
+                        if tx.send(Err(e.to_string())).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(every);
+                        continue;
+                    }
+                }
+            }
+            let s = take(&a, live.as_ref());
+            // Node states (iptables) and errors (no lab yet) are read again
+            // periodically.
+            let poll = s.as_ref().map_or(true, |s| s.nodes.iter().any(|n| n.read));
             if !watching
                 && a.source.bundle.is_none()
-                && a.source.live().is_none()
                 && let Ok(s) = &s
             {
                 for n in s.nodes.iter().filter(|n| n.read) {
                     if let Ok(src) = inspect::resolve_node(Some(&n.name), None, &a.source.lab) {
-                        watch::spawn(n.name.clone(), src.netns, changed_tx.clone());
+                        watch::spawn(src.netns, changed_tx.clone());
                     }
                 }
                 watching = true;
@@ -150,7 +183,20 @@ fn spawn_reader(
             if tx.send(s).is_err() {
                 return;
             }
-            if changed.recv_timeout(every).is_ok() {
+            let woken = if poll {
+                changed.recv_timeout(every).is_ok()
+            } else {
+                // Nothing to poll: wait for a change (checking for the
+                // end now and then).
+                loop {
+                    match changed.recv_timeout(Duration::from_millis(500)) {
+                        Ok(()) => break true,
+                        Err(mpsc::RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => {}
+                        Err(_) => return,
+                    }
+                }
+            };
+            if woken {
                 // A burst of changes (a whole repair) is read once.
                 std::thread::sleep(Duration::from_millis(30));
                 while changed.try_recv().is_ok() {}

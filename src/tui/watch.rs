@@ -3,7 +3,8 @@
 //! bridge FDB changes too). Any message marks the dashboard's data stale,
 //! so a deleted route is re-read within a moment instead of at the next
 //! periodic read. iptables has no such notification; the periodic read
-//! covers it.
+//! covers it. A bundle directory is watched through inotify; the live
+//! cluster through its reflectors (`inspect::live::Reflected`).
 
 use std::sync::mpsc::Sender;
 
@@ -18,9 +19,9 @@ const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 const RTMGRP_IPV4_RULE: u32 = 0x80;
 
-/// Watches `netns` on a thread of its own, sending `node` on `changed`
-/// after each batch of notifications, until the receiver is gone.
-pub fn spawn(node: String, netns: Netns, changed: Sender<String>) {
+/// Watches `netns` on a thread of its own, sending on `changed` after each
+/// batch of notifications, until the receiver is gone.
+pub fn spawn(netns: Netns, changed: Sender<()>) {
     std::thread::spawn(move || {
         let _ = netns.run(move || -> std::io::Result<()> {
             let mut sock = Socket::new(NETLINK_ROUTE)?;
@@ -39,7 +40,7 @@ pub fn spawn(node: String, netns: Netns, changed: Sender<String>) {
                 sock.set_non_blocking(true)?;
                 while sock.recv(&mut &mut buf[..], 0).is_ok() {}
                 sock.set_non_blocking(false)?;
-                if changed.send(node.clone()).is_err() {
+                if changed.send(()).is_err() {
                     return Ok(());
                 }
             }
@@ -47,60 +48,9 @@ pub fn spawn(node: String, netns: Netns, changed: Sender<String>) {
     });
 }
 
-/// Watches the live cluster's Nodes, Pods, Services, EndpointSlices and
-/// Ingresses (kube-rs watchers, after their initial lists) on a thread of
-/// its own, sending `cluster` on `changed` for every change, until the
-/// receiver is gone. A watch that cannot start leaves the periodic read.
-pub fn cluster(src: crate::inspect::live::LiveSource, changed: Sender<String>) {
-    use futures::StreamExt;
-    use k8s_openapi::api::core::v1::{Node, Pod, Service};
-    use k8s_openapi::api::discovery::v1::EndpointSlice;
-    use k8s_openapi::api::networking::v1::Ingress;
-    use kube::Api;
-    use kube::runtime::watcher;
-
-    fn changes<K>(api: Api<K>) -> futures::stream::BoxStream<'static, ()>
-    where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-        K::DynamicType: Default,
-    {
-        watcher(api, watcher::Config::default())
-            .filter_map(|e| async move {
-                matches!(e, Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))).then_some(())
-            })
-            .boxed()
-    }
-
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async move {
-            let Ok((client, _)) = crate::inspect::live::client(&src).await else {
-                return;
-            };
-            let mut all = futures::stream::select_all([
-                changes(Api::<Node>::all(client.clone())),
-                changes(Api::<Pod>::all(client.clone())),
-                changes(Api::<Service>::all(client.clone())),
-                changes(Api::<EndpointSlice>::all(client.clone())),
-                changes(Api::<Ingress>::all(client)),
-            ]);
-            while all.next().await.is_some() {
-                if changed.send("cluster".into()).is_err() {
-                    return;
-                }
-            }
-        });
-    });
-}
-
 /// Watches a bundle directory (inotify, through notify) on a thread of its
-/// own, sending `bundle` on `changed` when a file in it changes.
-pub fn bundle(path: std::path::PathBuf, changed: Sender<String>) {
+/// own, sending on `changed` when a file in it changes.
+pub fn bundle(path: std::path::PathBuf, changed: Sender<()>) {
     use notify::Watcher;
     std::thread::spawn(move || {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -115,7 +65,7 @@ pub fn bundle(path: std::path::PathBuf, changed: Sender<String>) {
             if e.kind.is_access() {
                 continue;
             }
-            if changed.send("bundle".into()).is_err() {
+            if changed.send(()).is_err() {
                 return;
             }
         }

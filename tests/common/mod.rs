@@ -2,6 +2,8 @@
 //! when the test panics), and the independent tools the tests verify with.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::process::{Command, Output};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_knetdoctor");
