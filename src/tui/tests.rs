@@ -328,13 +328,31 @@ fn the_history_lists_repairs_newest_first_and_u_asks_before_undoing() {
     let mut old = Journal::new("k8s-node-12", Vec::new());
     old.id = "20261122T100000-1".into();
     old.undone = true;
-    let mut new = Journal::new("k8s-node-12", Vec::new());
+    let route = crate::repair::journal::Entry {
+        action: crate::check::RepairAction::RouteReplace {
+            dst: "10.2.0.0/24".into(),
+            gateway: "10.2.0.0".into(),
+            dev: "flannel.1".into(),
+            onlink: true,
+        },
+        finding: "route-missing".into(),
+        before: crate::repair::plan::Before::Route { route: None },
+        applied: true,
+        error: None,
+    };
+    let mut new = Journal::new("k8s-node-12", vec![route]);
     new.id = "20261122T110000-2".into();
     a.history = Some(("k8s-node-12".into(), Ok(vec![old, new])));
     let got = screen(&a, 100, 12);
     let first = got.lines().position(|l| l.contains("T110000")).unwrap();
     let second = got.lines().position(|l| l.contains("T100000")).unwrap();
     assert!(first < second && got.contains("undone"), "{got}");
+    // The selected repair's journal: each change and whether it was made.
+    assert!(
+        got.contains("made     ip route replace 10.2.0.0/24 via 10.2.0.0 dev flannel.1 onlink  (route-missing)"),
+        "{got}"
+    );
+    compare("history", &got);
     press(&mut a, "u");
     assert!(screen(&a, 100, 12).contains("undo repair 20261122T110000-2 on k8s-node-12"));
     press(&mut a, "y");

@@ -4,10 +4,9 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Color;
 use ratatui::text::{Line, Span};
 
-use super::{fg, finding_line, list, mark_style};
+use super::{WARN, fg, finding_line, list, mark_style};
 use crate::tui::app::App;
 use crate::tui::resources::Kind;
 use crate::tui::snapshot::{Mark, Snapshot};
@@ -59,7 +58,7 @@ pub fn resources(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, kind: Optio
                 )),
             ];
             if let Some(id) = &r.finding {
-                spans.push(Span::styled(format!("   ← {id}"), fg(Color::Yellow)));
+                spans.push(Span::styled(format!("   ← {id}"), fg(WARN)));
             }
             Line::from(spans)
         },

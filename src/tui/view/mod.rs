@@ -20,6 +20,11 @@ use super::app::{App, Confirm, End, ListAt, Prompt, View};
 use super::snapshot::Mark;
 use crate::check::Severity;
 
+/// Warnings and annotations: magenta reads on dark and light backgrounds
+/// alike (ANSI yellow fades on white); red and green carry the marks, and
+/// every mark is a word first.
+const WARN: Color = Color::Magenta;
+
 /// The smallest screen the dashboard draws on.
 pub const MIN_SIZE: (u16, u16) = (60, 12);
 
@@ -38,7 +43,7 @@ fn fg(c: Color) -> Style {
 fn severity_style(s: Severity) -> Style {
     match s {
         Severity::Error => fg(Color::Red).add_modifier(Modifier::BOLD),
-        Severity::Warning => fg(Color::Yellow),
+        Severity::Warning => fg(WARN),
         Severity::Info => Style::default(),
     }
 }
@@ -46,7 +51,7 @@ fn severity_style(s: Severity) -> Style {
 fn mark_style(m: &Mark) -> Style {
     match m {
         Mark::Ok => fg(Color::Green),
-        Mark::Other(_) => fg(Color::Yellow),
+        Mark::Other(_) => fg(WARN),
         _ => fg(Color::Red).add_modifier(Modifier::BOLD),
     }
 }
@@ -138,7 +143,7 @@ fn header(app: &App) -> Line<'static> {
     if app.snapshot.is_some()
         && let Some(e) = &app.error
     {
-        spans.push(Span::styled(format!("  ·  stale: {e}"), fg(Color::Yellow)));
+        spans.push(Span::styled(format!("  ·  stale: {e}"), fg(WARN)));
     }
     Line::from(spans)
 }
@@ -154,7 +159,7 @@ fn footer(app: &App) -> Line<'static> {
                     format!("undo repair {id} on {node}, putting back what it replaced? (y/n)")
                 }
             },
-            fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            fg(WARN).add_modifier(Modifier::BOLD),
         ),
         Some(Prompt::Pick { end, query, .. }) => Line::from(format!(
             "trace {}: {query}▏  (type to search, ↑↓ choose, Enter take, Esc cancel)",
@@ -164,7 +169,7 @@ fn footer(app: &App) -> Line<'static> {
             }
         )),
         None => match &app.status {
-            Some(s) => Line::styled(s.clone(), fg(Color::Yellow)),
+            Some(s) => Line::styled(s.clone(), fg(WARN)),
             None => Line::from(format!(
                 "{}q quit  ? keys  : view  / filter  Enter open  t trace  c capture  r repair  Esc back",
                 if app.filter.is_empty() {

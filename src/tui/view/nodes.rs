@@ -3,11 +3,11 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Style};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::{fg, finding_line, list, mark_style, severity_style};
+use super::{WARN, fg, finding_line, list, mark_style, severity_style};
 use crate::check::Severity;
 use crate::tui::app::App;
 use crate::tui::snapshot::{Mark, Snapshot};
@@ -131,7 +131,7 @@ pub fn node(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
                 Span::raw(format!("{:<7}{}", e.kind, e.expected)),
             ];
             if let Some((id, _)) = &e.finding {
-                spans.push(Span::styled(format!("   ← {id}"), fg(Color::Yellow)));
+                spans.push(Span::styled(format!("   ← {id}"), fg(WARN)));
             }
             Line::from(spans)
         },
