@@ -123,8 +123,18 @@ impl Session {
         let stop = Arc::new(AtomicBool::new(false));
         let (b, halt, node) = (buffer.clone(), stop.clone(), node.to_string());
         std::thread::spawn(move || {
-            let lab = lab.unwrap_or_else(|| crate::lab::DEFAULT_NAME.to_string());
-            let netns = crate::inspect::resolve_node(Some(&node), None, &lab).map(|s| s.netns);
+            let netns = match lab {
+                Some(lab) => crate::inspect::resolve_node(Some(&node), None, &lab).map(|s| s.netns),
+                // A bundle's or a live cluster's node: only this machine's
+                // own interfaces are within reach.
+                None if nix::unistd::gethostname().is_ok_and(|h| h.to_string_lossy() == node) => {
+                    Ok(Netns::Current)
+                }
+                None => Err(crate::error::Error::env(
+                    format!("{node} is not this machine: its interfaces are out of reach"),
+                    Some(format!("run `knetdoctor capture` on {node}")),
+                )),
+            };
             if let Err(e) = netns.and_then(|netns| run(&netns, &b, &halt))
                 && let Ok(mut b) = b.lock()
             {

@@ -88,10 +88,23 @@ pub fn repair(node: String, undo: Option<String>, lab: Option<String>, done: Sen
 /// `repair --history -o json` of a node.
 pub fn history(node: String, lab: Option<String>, done: Sender<Done>) {
     std::thread::spawn(move || {
-        let mut args = vec!["repair", "--node", &node, "--history", "-o", "json"];
-        if let Some(lab) = &lab {
-            args.extend(["--lab", lab.as_str()]);
-        }
+        let Some(lab) = lab else {
+            // A bundle's or a live cluster's node: repairs made on this
+            // machine are journaled here (`repair` on the node itself).
+            let past = crate::repair::journal::history(&crate::repair::journal::journal_dir(&node));
+            let _ = done.send(Done::History(node, Ok(past)));
+            return;
+        };
+        let args = [
+            "repair",
+            "--node",
+            &node,
+            "--history",
+            "-o",
+            "json",
+            "--lab",
+            &lab,
+        ];
         let past = knetdoctor(&args).and_then(|(ok, out, err)| {
             if !ok {
                 return Err(verdict(ok, &out, &err));
