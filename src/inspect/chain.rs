@@ -288,10 +288,7 @@ impl<'a> Builder<'a> {
             format!("{name}.{ns}.svc.{} -> {ip}", dns::CLUSTER_DOMAIN),
             None,
         );
-        let ports: Vec<_> = kube_proxy::service_ports(self.cluster)
-            .into_iter()
-            .filter(|p| p.namespace == ns && p.service == name)
-            .collect();
+        let ports = kube_proxy::service_ports_of(self.cluster, &ns, &name);
         for sp in &ports {
             let np = sp
                 .node_port
@@ -572,7 +569,6 @@ pub fn dns_name(
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
-    let records = dns::records(cluster, dns::CLUSTER_DOMAIN);
     let candidates = search_candidates(name, namespace);
     let mut b = Builder::new(cluster, nodes, findings);
     b.line(
@@ -586,7 +582,7 @@ pub fn dns_name(
     );
     let mut found = None;
     for c in &candidates {
-        let hits: Vec<&dns::Record> = records.iter().filter(|r| &r.name == c).collect();
+        let hits = dns::lookup(cluster, c, dns::CLUSTER_DOMAIN);
         b.line(
             1,
             "query",
@@ -614,14 +610,16 @@ pub fn dns_name(
         return Err(not_found(
             "DNS name",
             name,
-            records.iter().map(|r| r.name.clone()).collect(),
+            dns::records(cluster, dns::CLUSTER_DOMAIN)
+                .into_iter()
+                .map(|r| r.name)
+                .collect(),
         ));
     };
     // kube-dns itself: the Service every lookup goes through.
-    if let Ok(kd) = find_service(cluster, "kube-system", "kube-dns", "kube-system/kube-dns") {
-        let ready = kube_proxy::service_ports(cluster)
+    if let Some(kd) = cluster.service("kube-system", "kube-dns") {
+        let ready = kube_proxy::service_ports_of(cluster, "kube-system", "kube-dns")
             .iter()
-            .filter(|p| p.namespace == "kube-system" && p.service == "kube-dns")
             .map(|p| p.endpoints.len())
             .max()
             .unwrap_or(0);

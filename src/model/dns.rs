@@ -22,54 +22,100 @@ pub struct Record {
 pub fn records(cluster: &Cluster, domain: &str) -> Vec<Record> {
     let mut out = Vec::new();
     for (ns, name, spec, _) in cluster.service_specs() {
-        let fqdn = format!("{name}.{ns}.svc.{domain}");
-        match spec.cluster_ip.as_deref() {
-            Some("None") => {
-                for slice in cluster.slices_for(ns, name) {
-                    for ep in &slice.endpoints {
-                        if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
-                            continue;
-                        }
-                        out.extend(
-                            ep.addresses
-                                .iter()
-                                .filter_map(|a| a.parse().ok())
-                                .map(|ip| Record {
-                                    name: fqdn.clone(),
-                                    ip,
-                                }),
-                        );
-                    }
-                }
-            }
-            Some(ip) => {
-                if let Ok(ip) = ip.parse() {
-                    out.push(Record { name: fqdn, ip });
-                }
-            }
-            None => {}
-        }
+        service_records(cluster, ns, name, spec, domain, &mut out);
     }
-    for pod in &cluster.pods {
-        let (Some(ns), Some(ip)) = (
-            pod.metadata.namespace.as_deref(),
-            pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
-        ) else {
-            continue;
-        };
-        if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
-            continue;
+    out.extend(cluster.pods.iter().filter_map(|p| pod_record(p, domain)));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The A records of one name, as [`records`] has them, without building
+/// the others (a name is looked up among 150,000 pods' names).
+pub fn lookup(cluster: &Cluster, fqdn: &str, domain: &str) -> Vec<Record> {
+    let mut out = Vec::new();
+    let Some(rest) = fqdn
+        .trim_end_matches('.')
+        .strip_suffix(domain)
+        .and_then(|r| r.strip_suffix('.'))
+    else {
+        return out;
+    };
+    let mut parts = rest.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(name), Some(ns), Some("svc"), None) => {
+            if let Some(spec) = cluster.service(ns, name).and_then(|s| s.spec.as_ref()) {
+                service_records(cluster, ns, name, spec, domain, &mut out);
+            }
         }
-        if let Ok(addr) = ip.parse::<Ipv4Addr>() {
-            out.push(Record {
-                name: format!("{}.{ns}.pod.{domain}", ip.replace('.', "-")),
-                ip: addr,
-            });
+        (Some(dashed), Some(ns), Some("pod"), None) => {
+            let ip = dashed.replace('-', ".");
+            out.extend(
+                cluster
+                    .pod_by_ip(&ip)
+                    .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+                    .and_then(|p| pod_record(p, domain))
+                    .filter(|r| r.name == fqdn.trim_end_matches('.')),
+            );
         }
+        _ => {}
     }
     out.sort();
     out.dedup();
     out
+}
+
+/// `<svc>.<ns>.svc.<domain>`: the ClusterIP, or a headless Service's ready
+/// endpoint addresses.
+fn service_records(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+    domain: &str,
+    out: &mut Vec<Record>,
+) {
+    let fqdn = format!("{name}.{ns}.svc.{domain}");
+    match spec.cluster_ip.as_deref() {
+        Some("None") => {
+            for slice in cluster.slices_for(ns, name) {
+                for ep in &slice.endpoints {
+                    if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                        continue;
+                    }
+                    out.extend(
+                        ep.addresses
+                            .iter()
+                            .filter_map(|a| a.parse().ok())
+                            .map(|ip| Record {
+                                name: fqdn.clone(),
+                                ip,
+                            }),
+                    );
+                }
+            }
+        }
+        Some(ip) => {
+            if let Ok(ip) = ip.parse() {
+                out.push(Record { name: fqdn, ip });
+            }
+        }
+        None => {}
+    }
+}
+
+/// `a-b-c-d.<ns>.pod.<domain>` of a pod not on the host network.
+fn pod_record(pod: &k8s_openapi::api::core::v1::Pod, domain: &str) -> Option<Record> {
+    let ns = pod.metadata.namespace.as_deref()?;
+    let ip = pod.status.as_ref()?.pod_ip.as_deref()?;
+    if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+        return None;
+    }
+    let addr = ip.parse::<Ipv4Addr>().ok()?;
+    Some(Record {
+        name: format!("{}.{ns}.pod.{domain}", ip.replace('.', "-")),
+        ip: addr,
+    })
 }
 
 /// The resolv.conf kubelet writes for a ClusterFirst pod in `namespace`.
@@ -77,4 +123,33 @@ pub fn pod_resolv_conf(namespace: &str, cluster_dns: Ipv4Addr, domain: &str) -> 
     format!(
         "search {namespace}.svc.{domain} svc.{domain} {domain}\nnameserver {cluster_dns}\noptions ndots:5\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_answers_every_name_as_records_does() {
+        let (cluster, _) = crate::check::tests::seed();
+        let all = records(&cluster, CLUSTER_DOMAIN);
+        assert!(all.iter().any(|r| r.name.contains(".pod.")));
+        for r in &all {
+            let want: Vec<Record> = all.iter().filter(|x| x.name == r.name).cloned().collect();
+            assert_eq!(
+                lookup(&cluster, &r.name, CLUSTER_DOMAIN),
+                want,
+                "{}",
+                r.name
+            );
+        }
+        for miss in [
+            "nope.default.svc.cluster.local",
+            "10-9-9-9.default.pod.cluster.local",
+            "kubernetes.default.svc.example.org",
+            "kubernetes.default.svc",
+        ] {
+            assert!(lookup(&cluster, miss, CLUSTER_DOMAIN).is_empty(), "{miss}");
+        }
+    }
 }

@@ -94,43 +94,67 @@ impl ServicePort {
 pub fn service_ports(cluster: &Cluster) -> Vec<ServicePort> {
     let mut out = Vec::new();
     for (ns, name, spec, _) in cluster.service_specs() {
-        let Some(cluster_ip) = spec
-            .cluster_ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-        else {
-            continue;
-        };
-        if spec.type_.as_deref() == Some("ExternalName") {
-            continue;
-        }
-        let affinity_seconds = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-            spec.session_affinity_config
-                .as_ref()
-                .and_then(|c| c.client_ip.as_ref())
-                .and_then(|c| c.timeout_seconds)
-                .unwrap_or(10800)
-        });
-        for p in spec.ports.iter().flatten() {
-            let port_name = p.name.clone().unwrap_or_default();
-            let protocol = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-            let mut endpoints = cluster.ready_endpoints(ns, name, &port_name, &protocol);
-            endpoints.sort();
-            endpoints.dedup();
-            out.push(ServicePort {
-                namespace: ns.to_string(),
-                service: name.to_string(),
-                port_name,
-                protocol,
-                cluster_ip,
-                port: p.port as u16,
-                node_port: p.node_port.map(|n| n as u16),
-                affinity_seconds,
-                endpoints,
-            });
-        }
+        out.extend(ports_of(cluster, ns, name, spec));
     }
     out.sort_by_key(|sp| (sp.name(), sp.protocol.clone()));
+    out
+}
+
+/// [`service_ports`] of one Service, without visiting the others (the
+/// dashboard opens one Service of 10,000).
+pub fn service_ports_of(cluster: &Cluster, namespace: &str, name: &str) -> Vec<ServicePort> {
+    let mut out: Vec<ServicePort> = cluster
+        .service(namespace, name)
+        .and_then(|s| s.spec.as_ref())
+        .map(|spec| ports_of(cluster, namespace, name, spec))
+        .unwrap_or_default();
+    out.sort_by_key(|sp| (sp.name(), sp.protocol.clone()));
+    out
+}
+
+/// The ports kube-proxy programs for one Service spec.
+fn ports_of(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+) -> Vec<ServicePort> {
+    let mut out = Vec::new();
+    let Some(cluster_ip) = spec
+        .cluster_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+    else {
+        return out;
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return out;
+    }
+    let affinity_seconds = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .unwrap_or(10800)
+    });
+    for p in spec.ports.iter().flatten() {
+        let port_name = p.name.clone().unwrap_or_default();
+        let protocol = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+        let mut endpoints = cluster.ready_endpoints(ns, name, &port_name, &protocol);
+        endpoints.sort();
+        endpoints.dedup();
+        out.push(ServicePort {
+            namespace: ns.to_string(),
+            service: name.to_string(),
+            port_name,
+            protocol,
+            cluster_ip,
+            port: p.port as u16,
+            node_port: p.node_port.map(|n| n as u16),
+            affinity_seconds,
+            endpoints,
+        });
+    }
     out
 }
 
