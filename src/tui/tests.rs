@@ -364,7 +364,8 @@ fn the_history_lists_repairs_newest_first_and_u_asks_before_undoing() {
         })
     );
     a.applying = false;
-    press(&mut a, "\x02u");
+    // Moving past the last line keeps the last one selected, as drawn.
+    press(&mut a, "\x02\x02\x02u");
     assert_eq!(
         a.status.as_deref(),
         Some("repair 20261122T100000-1 is already undone")

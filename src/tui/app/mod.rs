@@ -326,7 +326,12 @@ impl App {
                     _ => return,
                 };
                 // Newest first on screen.
-                match past.iter().rev().nth(self.selected) {
+                // The line on screen: the view clamps the selection.
+                match past
+                    .iter()
+                    .rev()
+                    .nth(self.selected.min(past.len().saturating_sub(1)))
+                {
                     Some(j) if j.undone => {
                         self.status = Some(format!("repair {} is already undone", j.id))
                     }
@@ -384,7 +389,10 @@ impl App {
             }
             View::Object(..) => {
                 let target = match &self.linked {
-                    Some(Ok(v)) => v.lines.get(self.selected).and_then(resources::target_of),
+                    Some(Ok(v)) => v
+                        .lines
+                        .get(self.selected.min(v.lines.len().saturating_sub(1)))
+                        .and_then(resources::target_of),
                     _ => None,
                 };
                 match target {
