@@ -291,15 +291,7 @@ fn a_repair_that_fails_part_way_stops_and_its_journal_undoes_the_applied_part() 
     // The second action is impossible: VXLAN refuses an MTU above what its
     // underlay allows.
     let steps = [
-        step(
-            RepairAction::RouteReplace {
-                dst: "10.2.0.0/24".into(),
-                gateway: "10.2.0.0".into(),
-                dev: "flannel.1".into(),
-                onlink: true,
-            },
-            Category::Routes,
-        ),
+        step(route_to_master(), Category::Routes),
         step(
             RepairAction::LinkMtu {
                 dev: "flannel.1".into(),
@@ -370,15 +362,7 @@ fn a_repair_that_fails_part_way_stops_and_its_journal_undoes_the_applied_part() 
             },
             Category::Fdb,
         ),
-        step(
-            RepairAction::RouteReplace {
-                dst: "10.2.0.0/24".into(),
-                gateway: "10.2.0.0".into(),
-                dev: "flannel.1".into(),
-                onlink: true,
-            },
-            Category::Routes,
-        ),
+        step(route_to_master(), Category::Routes),
     ];
     // Enough entries after it that some are never sent.
     for k in 0..500 {
@@ -582,4 +566,14 @@ fn apply_restores_chains_with_iptables_nft() {
 #[test]
 fn apply_restores_chains_with_iptables_legacy() {
     chains_are_restored_and_undone("fixlegacy", "legacy");
+}
+
+/// flannel's route on k8s-node-12 to the master's pod CIDR.
+fn route_to_master() -> knetdoctor::check::RepairAction {
+    knetdoctor::check::RepairAction::RouteReplace {
+        dst: "10.2.0.0/24".into(),
+        gateway: "10.2.0.0".into(),
+        dev: "flannel.1".into(),
+        onlink: true,
+    }
 }

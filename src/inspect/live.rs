@@ -89,36 +89,6 @@ pub async fn client(src: &LiveSource) -> Result<(Client, String)> {
     Ok((client, url))
 }
 
-/// Lists and watches `api` until its store holds the initial list, then
-/// returns a snapshot.
-async fn snapshot<K>(api: Api<K>, url: &str) -> Result<Vec<K>>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let mut stream = Box::pin(reflector(writer, watcher(api, watcher::Config::default())));
-    let drive = async {
-        loop {
-            tokio::select! {
-                ready = reader.wait_until_ready() => {
-                    ready.map_err(|e| unreachable(e, url))?;
-                    return Ok(());
-                }
-                event = stream.next() => match event {
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(unreachable(format!("{} {}: {e}", K::group(&Default::default()), K::kind(&Default::default())), url)),
-                    None => return Err(unreachable("the watch ended", url)),
-                },
-            }
-        }
-    };
-    tokio::time::timeout(LIST_TIMEOUT, drive)
-        .await
-        .map_err(|_| unreachable("listing timed out", url))??;
-    Ok(reader.state().iter().map(|o| (**o).clone()).collect())
-}
-
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -136,34 +106,6 @@ pub(crate) async fn serves_endpointslice_v1(client: &Client) -> bool {
         .list_api_group_resources("discovery.k8s.io/v1")
         .await
         .is_ok_and(|r| r.resources.iter().any(|x| x.name == "endpointslices"))
-}
-
-async fn load_async(src: &LiveSource) -> Result<Cluster> {
-    let (client, url) = client(src).await?;
-    let ns = &src.namespace;
-    let mut c = Cluster {
-        nodes: snapshot(Api::<Node>::all(client.clone()), &url).await?,
-        pods: snapshot(api::<Pod>(&client, ns), &url).await?,
-        services: snapshot(api::<Service>(&client, ns), &url).await?,
-        ingresses: snapshot(api::<Ingress>(&client, ns), &url).await?,
-        ingress_classes: snapshot(Api::<IngressClass>::all(client.clone()), &url).await?,
-        network_policies: snapshot(api::<NetworkPolicy>(&client, ns), &url).await?,
-        ..Default::default()
-    };
-    if serves_endpointslice_v1(&client).await {
-        c.endpoint_slices = snapshot(api::<EndpointSlice>(&client, ns), &url).await?;
-    } else {
-        let endpoints: Vec<Endpoints> = snapshot(api::<Endpoints>(&client, ns), &url).await?;
-        c.endpoint_slices = endpoints.iter().map(convert::endpoints_to_slice).collect();
-    }
-    for (ns, name) in CONFIG_MAPS {
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        if let Some(cm) = cms.get_opt(name).await.map_err(|e| unreachable(e, &url))? {
-            c.config_maps.push(cm);
-        }
-    }
-    c.invalidate_index();
-    Ok(c)
 }
 
 /// The live cluster kept current by watches: a reflector per kind, driven
@@ -342,11 +284,9 @@ impl Drop for Reflected {
     }
 }
 
-/// Reads the live cluster (blocking; runs its own runtime).
+/// Reads the live cluster once (blocking): the reflectors' initial lists,
+/// then they stop.
 pub fn load(src: &LiveSource) -> Result<Cluster> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::env(format!("cannot start the async runtime: {e}"), None))?;
-    rt.block_on(load_async(src))
+    let (changed, _) = std::sync::mpsc::channel();
+    Ok(Reflected::start(src, changed)?.cluster())
 }

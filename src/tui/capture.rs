@@ -37,6 +37,26 @@ pub struct Packet {
     pub data: Vec<u8>,
     /// `iface  at  line`, as `knetdoctor capture` prints it.
     pub line: String,
+    /// What identifies the packet across interfaces (its key, the VNI it
+    /// was carried in, the ICMP kind), kept from the one decode.
+    follow: Option<(correlate::PacketKey, Option<u32>, Option<String>)>,
+}
+
+impl Packet {
+    /// Decodes the frame once: its line and what follows it.
+    pub fn new(iface: String, at: f64, ts: Duration, len: u32, data: Vec<u8>) -> Packet {
+        let f = decode::decode(&data, &decode::VXLAN_PORTS);
+        Packet {
+            line: format!("{iface:<10} {at:>9.6}  {}", f.line()),
+            follow: correlate::frame_key(&f)
+                .map(|(key, vni)| (key, vni, correlate::icmp_kind(&f).map(str::to_string))),
+            iface,
+            at,
+            ts,
+            len,
+            data,
+        }
+    }
 }
 
 /// What the capture view shows.
@@ -71,23 +91,16 @@ impl Buffer {
         self.packets.push_back(p);
     }
 
-    /// Follows the buffered packets across interfaces.
+    /// Follows the buffered packets across interfaces (from the keys kept
+    /// at capture: nothing is decoded again).
     pub fn regroup(&mut self) {
-        let frames: Vec<(String, f64, decode::Frame)> = self
-            .packets
-            .iter()
-            .map(|p| {
-                (
-                    p.iface.clone(),
-                    p.at,
-                    decode::decode(&p.data, &decode::VXLAN_PORTS),
-                )
-            })
-            .collect();
-        self.groups = correlate::correlate(&frames)
-            .iter()
-            .map(correlate::group_line)
-            .collect();
+        let mut c = correlate::Correlator::default();
+        for p in &self.packets {
+            if let Some((key, vni, icmp)) = &p.follow {
+                c.push(&p.iface, p.at, *key, *vni, icmp.as_deref());
+            }
+        }
+        self.groups = c.groups().iter().map(correlate::group_line).collect();
     }
 
     /// Writes the buffer to `path` as pcapng; returns how many frames.
@@ -98,12 +111,6 @@ impl Buffer {
         }
         Ok(self.packets.len())
     }
-}
-
-/// The decoded line of one frame.
-pub fn line(iface: &str, at: f64, data: &[u8]) -> String {
-    let f = decode::decode(data, &decode::VXLAN_PORTS);
-    format!("{iface:<10} {at:>9.6}  {}", f.line())
 }
 
 /// A capture running in its own thread.
@@ -181,14 +188,7 @@ fn run(netns: &Netns, buffer: &Mutex<Buffer>, stop: &AtomicBool) -> Result<()> {
             .chain(std::iter::from_fn(|| running.frames.try_recv().ok()).take(4096))
             .map(|c| {
                 let at = c.at.as_secs_f64();
-                Packet {
-                    line: line(&c.iface, at, &c.data),
-                    iface: c.iface,
-                    at,
-                    ts: c.ts,
-                    len: c.len,
-                    data: c.data,
-                }
+                Packet::new(c.iface, at, c.ts, c.len, c.data)
             })
             .collect();
         let Ok(mut b) = buffer.lock() else {
@@ -226,14 +226,14 @@ mod tests {
     use crate::capture::test_frames::{icmp_echo, in_vxlan};
 
     fn packet(iface: &str, at: f64, data: Vec<u8>) -> Packet {
-        Packet {
-            line: line(iface, at, &data),
-            iface: iface.into(),
+        let len = data.len() as u32;
+        Packet::new(
+            iface.into(),
             at,
-            ts: Duration::from_secs_f64(1_700_000_000.0 + at),
-            len: data.len() as u32,
+            Duration::from_secs_f64(1_700_000_000.0 + at),
+            len,
             data,
-        }
+        )
     }
 
     #[test]
