@@ -109,15 +109,15 @@ fn run(cli: Cli) -> Result<u8> {
                 }
                 return Ok(if t.reachable { 0 } else { 1 });
             }
-            if !(0.05..=60.0).contains(&a.timeout) {
+            if !(0.05..=60.0).contains(&a.timeout.as_secs_f64()) {
                 return Err(knetdoctor::Error::usage(
-                    format!("--timeout {} is out of range", a.timeout),
+                    format!("--timeout {:?} is out of range", a.timeout),
                     Some("give 0.05 to 60 seconds".to_string()),
                 ));
             }
             let opts = knetdoctor::trace::probe::Options {
                 lab: a.source.lab.clone(),
-                timeout: std::time::Duration::from_secs_f64(a.timeout),
+                timeout: a.timeout,
                 size: a.size,
             };
             let p = knetdoctor::trace::probe::run(&t, &src, &opts)?;
@@ -410,7 +410,7 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
         a.output == Output::Json,
         a.group,
         &a.vxlan_ports,
-        a.dns_timeout,
+        a.dns_timeout.as_secs_f64(),
     );
     let mut stats = Vec::new();
     let mut groups = None;
@@ -475,10 +475,11 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
             .map(|p| file::PcapNgOut::create(p, &labels, a.snaplen.max(0) as u32))
             .transpose()?;
         let running = live::start(&spec)?;
-        let limit = a
-            .duration
-            .or(if a.count.is_none() { Some(10.0) } else { None })
-            .map(std::time::Duration::from_secs_f64);
+        let limit = a.duration.or(if a.count.is_none() {
+            Some(std::time::Duration::from_secs(10))
+        } else {
+            None
+        });
         let _ = writeln!(
             anstream::stderr(),
             "capturing on {} in {}{}",

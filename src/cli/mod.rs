@@ -4,6 +4,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::lab::{DEFAULT_NAME, Fault, IptablesBackend};
 
+pub mod values;
+
 /// Diagnose and repair Kubernetes networking on flannel (VXLAN) + kube-proxy clusters.
 #[derive(Debug, Parser)]
 #[command(name = "knetdoctor", version, about, propagate_version = true)]
@@ -70,7 +72,7 @@ pub struct SourceArgs {
     #[arg(long)]
     pub bundle: Option<std::path::PathBuf>,
     /// The lab to read when no --bundle is given (and whose nodes a live check reads).
-    #[arg(long, default_value = DEFAULT_NAME)]
+    #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
     pub lab: String,
     /// Read the cluster live from the API server in this kubeconfig.
     #[arg(long)]
@@ -114,7 +116,7 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub netns: Option<String>,
     /// The lab whose node NODE names.
-    #[arg(long, default_value = DEFAULT_NAME)]
+    #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
     pub lab: String,
     /// Interfaces, comma-separated.
     #[arg(short = 'i', long, value_delimiter = ',', default_values_t = ["cni0".to_string(), "flannel.1".to_string(), "eth0".to_string()])]
@@ -129,21 +131,21 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub svc: Option<String>,
     /// Bytes kept of each frame.
-    #[arg(short = 's', long, default_value_t = 262144)]
+    #[arg(short = 's', long, default_value_t = 262144, value_parser = values::snaplen)]
     pub snaplen: i32,
     /// Stop after this many frames.
-    #[arg(short = 'c', long)]
+    #[arg(short = 'c', long, value_parser = values::count)]
     pub count: Option<usize>,
     /// Stop after this many seconds (default 10 when no --count is given).
-    #[arg(long)]
-    pub duration: Option<f64>,
+    #[arg(long, value_parser = values::seconds)]
+    pub duration: Option<std::time::Duration>,
     /// Follow each packet across the interfaces: print the groups (the same
     /// packet on cni0, flannel.1, inside VXLAN on eth0) with the time between hops.
     #[arg(long)]
     pub group: bool,
     /// Flag a DNS query that got no answer within this many seconds.
-    #[arg(long, default_value_t = 2.0)]
-    pub dns_timeout: f64,
+    #[arg(long, default_value = "2", value_parser = values::seconds)]
+    pub dns_timeout: std::time::Duration,
     /// Also write every frame to this pcapng file (one interface block per interface).
     #[arg(short = 'w', long)]
     pub write: Option<std::path::PathBuf>,
@@ -151,7 +153,7 @@ pub struct CaptureArgs {
     #[arg(long, conflicts_with_all = ["nodes", "netns", "write", "count", "duration", "filter"])]
     pub read: Option<std::path::PathBuf>,
     /// UDP ports decoded as VXLAN.
-    #[arg(long, value_delimiter = ',', default_values_t = [8472u16, 4789])]
+    #[arg(long, value_delimiter = ',', default_values_t = [8472u16, 4789], value_parser = values::port)]
     pub vxlan_ports: Vec<u16>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
@@ -175,7 +177,7 @@ pub struct TraceArgs {
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
     /// The destination port (a Service's port defaults to its first).
-    #[arg(long)]
+    #[arg(long, value_parser = values::port)]
     pub port: Option<u16>,
     #[arg(long, value_enum, default_value_t = Proto::Tcp)]
     pub proto: Proto,
@@ -185,11 +187,11 @@ pub struct TraceArgs {
     #[arg(long)]
     pub probe: bool,
     /// Seconds to wait for the probe's reply.
-    #[arg(long, default_value_t = 1.0, requires = "probe")]
-    pub timeout: f64,
+    #[arg(long, default_value = "1", value_parser = values::seconds, requires = "probe")]
+    pub timeout: std::time::Duration,
     /// IP size of an ICMP/UDP probe, sent with DF set (default for ICMP:
     /// the source interface's MTU, so a smaller MTU on the path shows).
-    #[arg(long, requires = "probe")]
+    #[arg(long, requires = "probe", value_parser = values::probe_size)]
     pub size: Option<usize>,
     #[command(flatten)]
     pub source: SourceArgs,
@@ -215,7 +217,7 @@ pub struct RepairArgs {
     #[arg(long, requires = "apply")]
     pub yes: bool,
     /// Put back what repair ID changed (IDs from --history).
-    #[arg(long, conflicts_with = "history")]
+    #[arg(long, conflicts_with = "history", value_parser = values::repair_id)]
     pub undo: Option<String>,
     /// List the node's past repairs.
     #[arg(long)]
@@ -235,7 +237,7 @@ pub enum RepairInclude {
 #[derive(Debug, Args)]
 pub struct CollectArgs {
     /// The lab to collect from.
-    #[arg(long, default_value = DEFAULT_NAME)]
+    #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
     pub lab: String,
     /// The bundle to write: a directory, or FILE.tar.gz (must not exist yet).
     #[arg(short = 'o', long = "output")]
@@ -278,7 +280,7 @@ pub struct InspectNodeArgs {
     #[arg(long)]
     pub netns: Option<String>,
     /// The lab whose node NODE names.
-    #[arg(long, default_value = DEFAULT_NAME)]
+    #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
     pub lab: String,
     /// Show NODE's state from a bundle written by `collect` (directory or .tar.gz).
     #[arg(long, requires = "node", conflicts_with = "netns")]
@@ -290,7 +292,7 @@ pub struct InspectNodeArgs {
 #[derive(Debug, Args)]
 pub struct LabName {
     /// The lab's name: its namespaces are kdlab-NAME-*.
-    #[arg(long, default_value = DEFAULT_NAME)]
+    #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
     pub name: String,
 }
 
@@ -301,10 +303,10 @@ pub enum LabCommand {
         #[command(flatten)]
         name: LabName,
         /// Number of nodes (the first is k8s-master-10).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..=crate::lab::topology::MAX_NODES as u64))]
         nodes: usize,
         /// Replicas of the nginx Deployment per node.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::lab::topology::MAX_PODS_PER_NODE as u64))]
         pods_per_node: usize,
         /// Which iptables the nodes use.
         #[arg(long, value_enum, default_value_t = IptablesBackend::Nft)]
@@ -363,5 +365,133 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// Every flag that takes a number (found from the definition, so a new
+    /// one is covered without being listed) fed arbitrary text: clap never
+    /// panics, and whatever it accepts is what the commands can use.
+    mod numeric_flags {
+        use clap::CommandFactory;
+        use proptest::prelude::*;
+
+        /// (subcommand path, required arguments, numeric flag) for every
+        /// numeric flag of every command.
+        fn numeric_flags() -> Vec<(Vec<String>, Vec<String>, String)> {
+            fn walk(
+                cmd: &clap::Command,
+                path: Vec<String>,
+                out: &mut Vec<(Vec<String>, Vec<String>, String)>,
+            ) {
+                let text = [
+                    clap::builder::ValueParser::string().type_id(),
+                    clap::builder::ValueParser::path_buf().type_id(),
+                    clap::builder::ValueParser::os_string().type_id(),
+                    clap::builder::ValueParser::bool().type_id(),
+                ];
+                let mut required = Vec::new();
+                for a in cmd.get_arguments().filter(|a| a.is_required_set()) {
+                    match a.get_long() {
+                        Some(l) => required.extend([format!("--{l}"), "x".to_string()]),
+                        None => required.push("x".to_string()),
+                    }
+                }
+                for a in cmd.get_arguments() {
+                    let numeric = a.get_action().takes_values()
+                        && a.get_possible_values().is_empty()
+                        && !text.contains(&a.get_value_parser().type_id());
+                    if let (true, Some(long)) = (numeric, a.get_long()) {
+                        out.push((path.clone(), required.clone(), long.to_string()));
+                    }
+                }
+                for sub in cmd.get_subcommands() {
+                    let mut p = path.clone();
+                    p.push(sub.get_name().to_string());
+                    walk(sub, p, out);
+                }
+            }
+            let mut out = Vec::new();
+            walk(&super::super::Cli::command(), Vec::new(), &mut out);
+            out
+        }
+
+        #[test]
+        fn the_numeric_flags_are_found() {
+            let flags: Vec<String> = numeric_flags().into_iter().map(|(_, _, f)| f).collect();
+            for f in [
+                "duration",
+                "dns-timeout",
+                "snaplen",
+                "count",
+                "vxlan-ports",
+                "size",
+                "timeout",
+                "port",
+                "refresh-ms",
+                "nodes",
+                "pods-per-node",
+            ] {
+                assert!(
+                    flags.iter().any(|x| x == f),
+                    "--{f} not found among {flags:?}"
+                );
+            }
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<f64>().prop_map(|v| v.to_string()),
+                any::<i64>().prop_map(|v| v.to_string()),
+                any::<u64>().prop_map(|v| v.to_string()),
+                Just("NaN".to_string()),
+                Just("inf".to_string()),
+                Just("-inf".to_string()),
+                Just("1e300".to_string()),
+                "[-+0-9.eE]{0,24}",
+                ".{0,12}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_values_never_panic(v in value()) {
+                for (path, required, flag) in numeric_flags() {
+                    let mut args = vec!["knetdoctor".to_string()];
+                    args.extend(path.iter().cloned());
+                    args.extend(required.iter().cloned());
+                    if flag == "size" || flag == "timeout" {
+                        args.push("--probe".into());
+                    }
+                    args.push(format!("--{flag}={v}"));
+                    match <super::super::Cli as clap::Parser>::try_parse_from(&args) {
+                        Ok(cli) => check_accepted(&cli),
+                        Err(e) => prop_assert!(e.exit_code() == 2, "{args:?}: {e}"),
+                    }
+                }
+            }
+        }
+
+        /// What was accepted is within what the commands can use.
+        fn check_accepted(cli: &super::super::Cli) {
+            use super::super::Command;
+            let day = std::time::Duration::from_secs(86_400);
+            match &cli.command {
+                Some(Command::Capture(a)) => {
+                    assert!(a.duration.is_none_or(|d| !d.is_zero() && d <= day));
+                    assert!(!a.dns_timeout.is_zero() && a.dns_timeout <= day);
+                    assert!((1..=262_144).contains(&a.snaplen));
+                    assert!(a.count.is_none_or(|c| c > 0));
+                    assert!(a.vxlan_ports.iter().all(|p| *p > 0));
+                }
+                Some(Command::Trace(a)) => {
+                    assert!(!a.timeout.is_zero() && a.timeout <= day);
+                    assert!(
+                        a.size
+                            .is_none_or(|s| super::super::values::PROBE_SIZES.contains(&s))
+                    );
+                    assert!(a.port.is_none_or(|p| p > 0));
+                }
+                _ => {}
+            }
+        }
     }
 }
