@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod dataplane;
 pub mod error;
+pub mod files;
 pub mod inspect;
 pub mod lab;
 pub mod model;

@@ -158,11 +158,11 @@ fn capture_follows_a_ping_and_writes_pcapng(lab: &Lab, t: &Tmux, dir: &std::path
 
 fn undo_from_the_history_breaks_the_route_again(t: &Tmux) {
     t.keys(&[":history k8s-node-12", "Enter"]);
-    expect_screen(t, "1 of 1 action(s) applied", 5);
+    expect_screen(t, "finished: 1 of 1 action(s) made", 5);
     t.keys(&["u"]);
     expect_screen(t, "(y/n)", 2);
     t.keys(&["y"]);
-    expect_screen(t, "action(s) applied, undone", 5);
+    expect_screen(t, "undone: 1 change(s) put back", 5);
     t.keys(&[":overview", "Enter"]);
     expect_screen(t, "+route-missing (k8s-node-12)", 3);
 }

@@ -81,8 +81,9 @@ pub fn up(
         ));
     }
     let dir = lab_dir(&name);
+    crate::files::private_dir(&dir)?;
     for sub in ["cluster", "dns", "ingress", "logs"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.join(sub), e))?;
+        crate::files::private_dir(&dir.join(sub))?;
     }
     let mut state = LabState {
         topology: topo,

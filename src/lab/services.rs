@@ -142,6 +142,10 @@ pub fn start_dnsmasq(state: &LabState, pod: &LabPod) -> Result<TrackedProcess> {
     let d = state.dir.join("dns");
     let args = vec![
         "--keep-in-foreground".into(),
+        // It reads its hosts file after dropping privileges, and the file
+        // is private to root (0600 in the lab's 0700 directory): the
+        // stand-in for CoreDNS keeps root's inside its pod namespace.
+        "--user=root".into(),
         "--conf-file=/dev/null".into(),
         "--no-resolv".into(),
         "--no-hosts".into(),

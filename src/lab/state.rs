@@ -118,13 +118,11 @@ impl LabState {
         })
     }
 
-    /// Writes the state atomically (temp file + rename).
+    /// Writes the state atomically, 0600 in a 0700 directory: `lab down`
+    /// (as root) kills the processes it lists.
     pub fn save(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        let path = Self::path(&self.dir);
-        let tmp = path.with_extension("json.tmp");
+        crate::files::private_dir(&self.dir)?;
         let text = serde_json::to_string_pretty(self).expect("state serializes");
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        crate::files::write_private(&Self::path(&self.dir), text.as_bytes())
     }
 }

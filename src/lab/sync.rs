@@ -34,7 +34,7 @@ fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
     if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
         return Ok(false);
     }
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
+    crate::files::write_private(path, text.as_bytes())?;
     Ok(true)
 }
 

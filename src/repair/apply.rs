@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::iptables::{ChainsRestore, restore_tool};
-use super::journal::{Entry, Journal};
+use std::sync::Arc;
+
+use super::journal::{Entry, Journal, Restore, Status, locked};
 use super::pipeline;
 use super::plan::{Before, Step, before};
 use crate::check::RepairAction;
@@ -38,9 +40,9 @@ fn journaled(s: &Step, state: &NodeState) -> Before {
     }
 }
 
-/// Applies `steps` in order inside `netns`, the journal in `dir` written
-/// before the first change; stops at the first failure. Returns the
-/// journal either way.
+/// Applies `steps` in order inside `netns`, the journal in `dir` on disk
+/// before the first change and each change's entries on disk before it is
+/// sent; stops at the first failure. Returns the journal either way.
 pub fn apply(
     netns: &Netns,
     node: &str,
@@ -56,13 +58,17 @@ pub fn apply(
             before: journaled(s, state),
             applied: false,
             error: None,
+            unanswered: false,
+            restore: Restore::Untouched,
         })
         .collect();
     let t = std::time::Instant::now();
     let mut j = Journal::new(node, entries);
     j.save(dir)?;
     tracing::debug!("journal {} written in {:?}", j.id, t.elapsed());
-    let mut log = j.progress(dir)?;
+    #[cfg(debug_assertions)]
+    test_hook::pause("journaled");
+    let log = j.progress(dir)?;
     let actions: Vec<RepairAction> = j.entries.iter().map(|e| e.action.clone()).collect();
     let mut i = 0;
     let mut failed = false;
@@ -73,17 +79,21 @@ pub fn apply(
         let end = (i..actions.len())
             .find(|&k| pipeline::pipelined(&actions[k]) != overlay)
             .unwrap_or(actions.len());
-        log.attempt(i, end)?;
-        let mut record = |(k, outcome): pipeline::Outcome| -> Result<()> {
+        // What became of entry k, in the journal in memory and (unless the
+        // sender already logged it) in the progress log.
+        let mut note = |(k, outcome): pipeline::Outcome, logged: bool| -> Result<()> {
             let e = &mut j.entries[k];
-            match outcome {
-                None => log.unsent(k)?,
-                Some(Ok(())) => {
-                    e.applied = true;
-                    log.record(k, None)?;
+            if !logged {
+                let mut log = locked(&log);
+                match &outcome {
+                    None => log.unsent(k)?,
+                    Some(r) => log.record(k, r.as_ref().err().map(String::as_str))?,
                 }
+            }
+            match outcome {
+                None => {}
+                Some(Ok(())) => e.applied = true,
                 Some(Err(msg)) => {
-                    log.record(k, Some(&msg))?;
                     e.error = Some(msg);
                     failed = true;
                 }
@@ -92,37 +102,64 @@ pub fn apply(
         };
         if overlay {
             let run = (i..end).map(|k| (k, actions[k].clone())).collect();
-            pipeline::run(netns, run, &mut record)?;
+            let journal = log.clone();
+            let before_send: pipeline::BeforeSend =
+                Arc::new(move |ks: &[usize]| locked(&journal).sending(ks));
+            pipeline::run(netns, run, before_send, |o| note(o, false))?;
         } else {
             let run: Vec<(usize, RepairAction, Option<ChainsRestore>)> = (i..end)
                 .map(|k| (k, actions[k].clone(), steps[k].iptables.clone()))
                 .collect();
+            let journal = log.clone();
             let outcomes = Writer::run(netns, move |w| async move {
                 let mut out = Vec::with_capacity(run.len());
-                let mut failed = false;
                 for (k, action, chains) in &run {
-                    if failed {
-                        out.push((*k, None));
-                        continue;
+                    // On disk before the kernel sees it; its outcome on
+                    // disk before the next one is sent.
+                    let journaled = locked(&journal).sending(&[*k]);
+                    let r = match journaled {
+                        Ok(()) => make(&w, action, chains.as_ref()).await,
+                        Err(e) => Err(e),
+                    };
+                    #[cfg(debug_assertions)]
+                    test_hook::pause(&format!("made-{k}"));
+                    let r = r.map_err(|e| e.to_string());
+                    {
+                        let mut log = locked(&journal);
+                        log.record(*k, r.as_ref().err().map(String::as_str))?;
+                        log.flush()?;
                     }
-                    let r = make(&w, action, chains.as_ref()).await;
-                    failed = r.is_err();
-                    out.push((*k, Some(r.map_err(|e| e.to_string()))));
+                    let stop = r.is_err();
+                    out.push((*k, Some(r)));
+                    if stop {
+                        break;
+                    }
                 }
                 Ok(out)
             })?;
             for o in outcomes {
-                record(o)?;
+                note(o, true)?;
             }
         }
-        log.flush()?;
+        locked(&log).flush()?;
         i = end;
     }
+    locked(&log).done()?;
+    j.finished = true;
+    j.status = if failed {
+        Status::Failed
+    } else {
+        Status::Finished
+    };
     tracing::debug!("changes made after {:?}", t.elapsed());
     Ok(j)
 }
 
-/// Puts back what journal `id` recorded, newest applied change first.
+/// Puts back what journal `id` recorded, newest change first: every change
+/// the repair made (or sent) that no earlier undo put back. The undo is
+/// journaled like the repair — each change on disk before it is sent, its
+/// outcome after — and stops at the first the kernel refuses; run again,
+/// it puts back the rest.
 pub fn undo(netns: &Netns, dir: &Path, id: &str) -> Result<Journal> {
     let mut j = Journal::load(dir, id)?;
     if j.undone {
@@ -131,22 +168,83 @@ pub fn undo(netns: &Netns, dir: &Path, id: &str) -> Result<Journal> {
             Some("`repair --history` lists the repairs".into()),
         ));
     }
-    let applied: Vec<(RepairAction, Before)> = j
+    if j.status == Status::Running {
+        return Err(Error::env(
+            format!("repair {id} is still running"),
+            Some("wait for it to finish, then undo it".into()),
+        ));
+    }
+    let todo: Vec<(usize, RepairAction, Before)> = j
         .entries
         .iter()
+        .enumerate()
         .rev()
-        .filter(|e| e.applied)
-        .map(|e| (e.action.clone(), e.before.clone()))
+        .filter(|(_, e)| e.applied && e.restore != Restore::Restored)
+        .map(|(k, e)| (k, e.action.clone(), e.before.clone()))
         .collect();
-    Writer::run(netns, move |w| async move {
-        for (action, before) in &applied {
-            restore(&w, action, before).await?;
+    let log = j.undo_progress(dir)?;
+    let journal = log.clone();
+    let outcomes = Writer::run(netns, move |w| async move {
+        let mut out = Vec::with_capacity(todo.len());
+        for (k, action, before) in &todo {
+            let journaled = locked(&journal).sending(&[*k]);
+            let r = match journaled {
+                Ok(()) => restore(&w, action, before).await,
+                Err(e) => Err(e),
+            };
+            let stop = r.is_err();
+            out.push((*k, r.map_err(|e| e.to_string())));
+            if stop {
+                break;
+            }
         }
-        Ok(())
+        Ok(out)
     })?;
-    j.undone = true;
+    {
+        let mut log = locked(&log);
+        for (k, r) in &outcomes {
+            log.record(*k, r.as_ref().err().map(String::as_str))?;
+            j.entries[*k].restore = match r {
+                Ok(()) => Restore::Restored,
+                Err(m) => Restore::Failed(m.clone()),
+            };
+        }
+        log.done()?;
+    }
+    let failed = outcomes.iter().any(|(_, r)| r.is_err());
+    j.undone = !failed;
+    j.status = if failed {
+        Status::PartlyUndone
+    } else {
+        Status::Undone
+    };
     j.save(dir)?;
     Ok(j)
+}
+
+/// Test builds only: `KNETDOCTOR_TEST_PAUSE=POINT:FILE` stops a repair at
+/// POINT until FILE is removed (at most 60 s), so a test can act at exactly
+/// that moment — a second repair, a change to the node, a kill.
+#[cfg(debug_assertions)]
+pub mod test_hook {
+    /// Waits at `point` when the environment asks for it.
+    pub fn pause(point: &str) {
+        let Ok(spec) = std::env::var("KNETDOCTOR_TEST_PAUSE") else {
+            return;
+        };
+        let Some((at, file)) = spec.split_once(':') else {
+            return;
+        };
+        if at != point {
+            return;
+        }
+        let file = std::path::Path::new(file);
+        let _ = std::fs::write(file, std::process::id().to_string());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while file.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 fn v4(s: &str) -> Result<std::net::Ipv4Addr> {

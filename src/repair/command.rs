@@ -49,8 +49,46 @@ fn locate(a: &RepairArgs) -> (Option<Netns>, PathBuf) {
     }
 }
 
+/// The node's findings, read now, and the plan that fixes them.
+struct Planned {
+    cluster: crate::model::Cluster,
+    state: crate::dataplane::NodeState,
+    plan: Plan,
+}
+
+/// Reads the cluster and the nodes and plans `a.node`'s repair.
+fn plan_now(target: &inspect::Target, a: &RepairArgs) -> Result<Planned> {
+    let cluster = target.cluster()?;
+    let nodes = target.node_states(None)?;
+    let Some(state) = nodes
+        .iter()
+        .find(|(n, _)| *n == a.node)
+        .map(|(_, s)| s.clone())
+    else {
+        let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Error::usage(
+            format!("no node {:?} in this cluster", a.node),
+            Some(format!("nodes: {}", names.join(", "))),
+        ));
+    };
+    let findings = crate::check::run(&cluster, &nodes);
+    let expected = ClusterNetwork::from_cluster(&cluster)
+        .map(|net| expect::iptables(&cluster, &a.node, &net))
+        .unwrap_or_default();
+    let opts = Options {
+        only: a.only.clone(),
+        include_kube_proxy: a.include.contains(&RepairInclude::KubeProxy),
+    };
+    let plan = plan(&a.node, &findings, &state, &expected, &opts);
+    Ok(Planned {
+        cluster,
+        state,
+        plan,
+    })
+}
+
 /// Runs `repair` and returns its exit code: 0 done or clean, 1 something
-/// left (a plan not applied, a failed or declined repair).
+/// left (a plan not applied, a failed or declined repair or undo).
 pub fn run(a: RepairArgs) -> Result<u8> {
     let (netns, dir) = locate(&a);
     if a.history {
@@ -69,34 +107,20 @@ pub fn run(a: RepairArgs) -> Result<u8> {
         let ns = need_netns()?;
         let _lock = journal::lock(&dir)?;
         let j = apply::undo(&ns, &dir, id)?;
-        out(&format!(
-            "repair {} undone: {} change(s) put back on {}\n",
-            j.id,
-            j.entries.iter().filter(|e| e.applied).count(),
-            a.node
-        ));
-        return Ok(0);
+        return Ok(report_undo(&j));
     }
+    // An --apply takes the node's lock before it reads anything: what it
+    // journals as "before" is then what it changes, never a state another
+    // repair has since replaced.
+    let lock = if a.apply {
+        need_netns()?;
+        Some(journal::lock(&dir)?)
+    } else {
+        None
+    };
     let target =
         inspect::Target::from_flags(a.source.bundle.clone(), &a.source.lab, a.source.live())?;
-    let cluster = target.cluster()?;
-    let nodes = target.node_states(None)?;
-    let Some((_, state)) = nodes.iter().find(|(n, _)| *n == a.node) else {
-        let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(Error::usage(
-            format!("no node {:?} in this cluster", a.node),
-            Some(format!("nodes: {}", names.join(", "))),
-        ));
-    };
-    let findings = crate::check::run(&cluster, &nodes);
-    let expected = ClusterNetwork::from_cluster(&cluster)
-        .map(|net| expect::iptables(&cluster, &a.node, &net))
-        .unwrap_or_default();
-    let opts = Options {
-        only: a.only.clone(),
-        include_kube_proxy: a.include.contains(&RepairInclude::KubeProxy),
-    };
-    let plan = plan(&a.node, &findings, state, &expected, &opts);
+    let Planned { plan, .. } = plan_now(&target, &a)?;
     if !a.apply {
         match a.output {
             Output::Json => json(&plan),
@@ -114,13 +138,38 @@ pub fn run(a: RepairArgs) -> Result<u8> {
         out("nothing changed\n");
         return Ok(1);
     }
-    let _lock = journal::lock(&dir)?;
-    let j = apply::apply(&ns, &a.node, &plan.steps, state, &dir)?;
+    #[cfg(debug_assertions)]
+    apply::test_hook::pause("planned");
+    // The node as it is now: something other than a repair (flanneld, a
+    // person) may have changed it while the plan was read or shown.
+    let now = plan_now(&target, &a)?;
+    if now
+        .plan
+        .steps
+        .iter()
+        .map(|s| &s.action)
+        .ne(plan.steps.iter().map(|s| &s.action))
+    {
+        return Err(Error::env(
+            format!(
+                "{} changed since the plan was made ({} action(s) planned, {} needed now); nothing was changed",
+                a.node,
+                plan.steps.len(),
+                now.plan.steps.len()
+            ),
+            Some(format!(
+                "look at the new plan with `knetdoctor repair --node {}`, then apply it",
+                a.node
+            )),
+        ));
+    }
+    let j = apply::apply(&ns, &a.node, &now.plan.steps, &now.state, &dir)?;
     if let Some(code) = report_failure(&j) {
         return Ok(code);
     }
     // Re-read the node: the findings the plan targeted must be gone.
-    let after = crate::check::run(&cluster, &target.node_states(None)?);
+    let after = crate::check::run(&now.cluster, &target.node_states(None)?);
+    drop(lock);
     let targeted: Vec<&str> = plan.steps.iter().map(|s| s.finding.as_str()).collect();
     let left: Vec<&str> = after
         .iter()
@@ -140,6 +189,51 @@ pub fn run(a: RepairArgs) -> Result<u8> {
         }
     ));
     Ok(if left.is_empty() { 0 } else { 1 })
+}
+
+/// Says what an undo put back; exit 1 when it stopped part-way.
+fn report_undo(j: &Journal) -> u8 {
+    let restored = j
+        .entries
+        .iter()
+        .filter(|e| e.restore == journal::Restore::Restored)
+        .count();
+    let Some((e, why)) = j.entries.iter().find_map(|e| match &e.restore {
+        journal::Restore::Failed(m) => Some((e, m)),
+        _ => None,
+    }) else {
+        out(&format!(
+            "repair {} undone: {} change(s) put back on {}\n",
+            j.id, restored, j.node
+        ));
+        return 0;
+    };
+    let listed: String = j
+        .entries
+        .iter()
+        .rev()
+        .filter(|e| e.restore == journal::Restore::Restored)
+        .take(20)
+        .map(|e| format!("  put back: {}\n", action_line(&e.action)))
+        .collect();
+    let left = j
+        .entries
+        .iter()
+        .filter(|e| e.applied && e.restore != journal::Restore::Restored)
+        .count();
+    let _ = writeln!(
+        anstream::stderr(),
+        "undo of repair {} stopped: {} change(s) put back, {} left\n{}  refused: {} ({})\nfix the cause, then `knetdoctor repair --node {} --undo {}` puts back the rest",
+        j.id,
+        restored,
+        left,
+        listed,
+        action_line(&e.action),
+        why,
+        j.node,
+        j.id
+    );
+    1
 }
 
 fn history(a: &RepairArgs, dir: &std::path::Path) {

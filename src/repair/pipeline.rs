@@ -57,11 +57,17 @@ impl Frontier {
     }
 }
 
+/// Called with a datagram's entry indexes before it is sent (the journal
+/// records them); an error keeps the datagram and everything after it
+/// unsent.
+pub type BeforeSend = Arc<dyn Fn(&[usize]) -> Result<()> + Send + Sync>;
+
 /// Makes `actions` (entry index, action; all [`pipelined`]) inside
 /// `netns`, handing outcomes to `record` as they arrive.
 pub fn run(
     netns: &Netns,
     actions: Vec<(usize, RepairAction)>,
+    before_send: BeforeSend,
     mut record: impl FnMut(Outcome) -> Result<()>,
 ) -> Result<()> {
     let (routes, side): (Vec<_>, Vec<_>) = actions
@@ -75,12 +81,17 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<Vec<Outcome>>();
 
     let side_worker = {
-        let (netns, failed, frontier, tx) =
-            (netns.clone(), failed.clone(), frontier.clone(), tx.clone());
+        let (netns, failed, frontier, tx, before) = (
+            netns.clone(),
+            failed.clone(),
+            frontier.clone(),
+            tx.clone(),
+            before_send.clone(),
+        );
         std::thread::spawn(move || {
             let held = frontier.clone();
             let done = netns.run(move || {
-                let mut w = Worker::new(&failed)?;
+                let mut w = Worker::new(&failed, before)?;
                 for chunk in side.chunks(BATCH) {
                     let _ = tx.send(w.send(chunk));
                     held.set(chunk[chunk.len() - 1].0 + 1);
@@ -96,7 +107,7 @@ pub fn run(
         let (netns, failed, tx) = (netns.clone(), failed.clone(), tx);
         std::thread::spawn(move || {
             netns.run(move || {
-                let mut w = Worker::new(&failed)?;
+                let mut w = Worker::new(&failed, before_send)?;
                 let mut rest = &routes[..];
                 while !rest.is_empty() {
                     let ready = frontier.wait_past(rest[0].0);
@@ -135,14 +146,16 @@ struct Worker<'a> {
     sock: BatchSocket,
     indexes: DeviceIndexes,
     failed: &'a AtomicBool,
+    before_send: BeforeSend,
 }
 
 impl<'a> Worker<'a> {
-    fn new(failed: &'a AtomicBool) -> Result<Self> {
+    fn new(failed: &'a AtomicBool, before_send: BeforeSend) -> Result<Self> {
         Ok(Worker {
             sock: BatchSocket::new()?,
             indexes: DeviceIndexes::default(),
             failed,
+            before_send,
         })
     }
 
@@ -201,6 +214,14 @@ impl<'a> Worker<'a> {
                 }
                 Err(e) => out.push((*k, Some(Err(e.to_string())))),
             }
+        }
+        let indexes: Vec<usize> = sent.iter().map(|(k, _)| *k).collect();
+        if let Err(e) = (self.before_send)(&indexes) {
+            // Not journaled, so not sent.
+            self.failed.store(true, Ordering::SeqCst);
+            out.extend(sent.into_iter().map(|(k, _)| (k, Some(Err(e.to_string())))));
+            out.sort_by_key(|(k, _)| *k);
+            return out;
         }
         match self.sock.send(&requests) {
             // The kernel's refusal, with the command it refused.

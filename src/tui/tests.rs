@@ -339,8 +339,12 @@ fn the_history_lists_repairs_newest_first_and_u_asks_before_undoing() {
         before: crate::repair::plan::Before::Route { route: None },
         applied: true,
         error: None,
+        unanswered: false,
+        restore: Default::default(),
     };
+    old.status = crate::repair::journal::Status::Undone;
     let mut new = Journal::new("k8s-node-12", vec![route]);
+    new.status = crate::repair::journal::Status::Finished;
     new.id = "20261122T110000-2".into();
     a.history = Some(("k8s-node-12".into(), Ok(vec![old, new])));
     let got = screen(&a, 100, 12);

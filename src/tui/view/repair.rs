@@ -69,10 +69,14 @@ pub fn history(f: &mut Frame, area: Rect, app: &App, node: &str) {
         None,
         &|i| {
             let e = &j.entries[i];
-            let state = match (&e.error, e.applied) {
-                (Some(_), _) => "failed",
-                (None, true) => "made",
-                (None, false) => "not made",
+            use crate::repair::journal::Restore;
+            let state = match (&e.restore, &e.error, e.applied, e.unanswered) {
+                (Restore::Restored, ..) => "put back",
+                (Restore::Failed(_), ..) => "not back",
+                (_, Some(_), ..) => "failed",
+                (_, None, true, true) => "sent?",
+                (_, None, true, false) => "made",
+                (_, None, false, _) => "not made",
             };
             Line::from(vec![
                 Span::styled(
