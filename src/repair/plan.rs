@@ -4,6 +4,7 @@
 //! sysctls first, then per peer the neighbour, the FDB entry and the route —
 //! each with the finding that asks for it and what it replaces.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -98,20 +99,38 @@ fn owner(a: &RepairAction) -> Owner {
     }
 }
 
-/// The peer an overlay action is for (its gateway, VTEP MAC or pod CIDR),
-/// so that each peer's neigh, FDB and route stay together in that order.
-fn peer_key(a: &RepairAction, state: &NodeState) -> String {
+/// The peer an overlay action is for (its gateway, the pod CIDR's network
+/// address), so that each peer's neigh, FDB and route stay together in
+/// flannel's order. An FDB entry names only the peer's VTEP MAC: the peer is
+/// the one whose neighbour entry the plan writes with that MAC, else the one
+/// the node's neighbour table has with it (a stale MAC of no peer keys on
+/// itself).
+fn peer_key(a: &RepairAction, peer_of_mac: &HashMap<String, String>) -> String {
     match a {
         RepairAction::NeighReplace { ip, .. } => ip.clone(),
         RepairAction::RouteReplace { gateway, .. } => gateway.clone(),
-        RepairAction::FdbReplace { mac, .. } | RepairAction::FdbDelete { mac, .. } => state
-            .neighs
-            .iter()
-            .find(|n| n.lladdr.as_deref() == Some(mac.as_str()))
-            .map(|n| n.dst.to_string())
-            .unwrap_or_else(|| mac.clone()),
+        RepairAction::FdbReplace { mac, .. } | RepairAction::FdbDelete { mac, .. } => {
+            peer_of_mac.get(mac).cloned().unwrap_or_else(|| mac.clone())
+        }
         _ => String::new(),
     }
+}
+
+/// VTEP MAC -> peer gateway: the neighbours the plan writes first, then
+/// those the node holds.
+fn peers_by_mac(steps: &[Step], state: &NodeState) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = HashMap::new();
+    for n in &state.neighs {
+        if let Some(mac) = &n.lladdr {
+            m.entry(mac.clone()).or_insert_with(|| n.dst.to_string());
+        }
+    }
+    for s in steps {
+        if let RepairAction::NeighReplace { ip, mac, .. } = &s.action {
+            m.insert(mac.clone(), ip.clone());
+        }
+    }
+    m
 }
 
 fn overlay_route(a: &RepairAction) -> bool {
@@ -356,6 +375,7 @@ pub fn plan(
     }
     // Devices first, then per peer neigh -> FDB -> route (flannel's order),
     // then netfilter; the sort is stable, so findings keep their order.
+    let peer_of_mac = peers_by_mac(&plan.steps, state);
     plan.steps.sort_by_cached_key(|s| {
         let overlay = matches!(
             s.category,
@@ -371,7 +391,7 @@ pub fn plan(
                 Category::Iptables => 3,
             },
             if overlay {
-                peer_key(&s.action, state)
+                peer_key(&s.action, &peer_of_mac)
             } else {
                 String::new()
             },
@@ -490,5 +510,62 @@ mod tests {
     fn a_healthy_node_plans_nothing() {
         let (c, s) = crate::check::tests::seed();
         assert!(plan_for(&c, &s, &Options::default()).is_clean());
+    }
+
+    /// The kind of each overlay step, in plan order.
+    fn overlay_order(p: &Plan) -> Vec<(String, &'static str)> {
+        p.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                RepairAction::NeighReplace { ip, .. } => Some((ip.clone(), "neigh")),
+                RepairAction::FdbReplace { dst, .. } => Some((dst.clone(), "fdb")),
+                RepairAction::RouteReplace { gateway, .. } => Some((gateway.clone(), "route")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_peer_that_lost_everything_is_programmed_neigh_then_fdb_then_route() {
+        let (c, mut s) = crate::check::tests::seed();
+        let lost = |n: &crate::dataplane::state::Neigh| n.dev == "flannel.1";
+        let macs: Vec<String> = s
+            .neighs
+            .iter()
+            .filter(|n| lost(n))
+            .filter_map(|n| n.lladdr.clone())
+            .collect();
+        assert_eq!(macs.len(), 2, "two peers");
+        s.neighs.retain(|n| !lost(n));
+        s.fdb.retain(|f| !macs.contains(&f.mac));
+        s.routes.retain(|r| r.dev.as_deref() != Some("flannel.1"));
+        let p = plan_for(&c, &s, &Options::default());
+        let kinds: Vec<&str> = overlay_order(&p).iter().map(|(_, k)| *k).collect();
+        assert_eq!(
+            kinds,
+            ["neigh", "fdb", "route", "neigh", "fdb", "route"],
+            "{}",
+            p.text()
+        );
+    }
+
+    #[test]
+    fn a_wrong_neighbour_mac_is_fixed_before_the_fdb_entry_and_the_route() {
+        let (c, mut s) = crate::check::tests::seed();
+        let gw = "10.2.0.0".parse::<IpAddr>().unwrap();
+        let mac = s
+            .neighs
+            .iter()
+            .find(|n| n.dst == gw)
+            .and_then(|n| n.lladdr.clone())
+            .unwrap();
+        for n in s.neighs.iter_mut().filter(|n| n.dst == gw) {
+            n.lladdr = Some("02:00:00:00:00:99".into());
+        }
+        s.fdb.retain(|f| f.mac != mac);
+        s.routes.retain(|r| r.gateway != Some(gw));
+        let p = plan_for(&c, &s, &Options::default());
+        let kinds: Vec<&str> = overlay_order(&p).iter().map(|(_, k)| *k).collect();
+        assert_eq!(kinds, ["neigh", "fdb", "route"], "{}", p.text());
     }
 }
