@@ -89,6 +89,17 @@ impl Output {
     /// Starts writing `target`. Fails at once when the directory cannot be
     /// written or when `replace` is [`Replace::No`] and the path is taken.
     pub fn create(target: &Path, replace: Replace) -> Result<Output> {
+        if let Ok(m) = std::fs::symlink_metadata(target)
+            && !m.is_file()
+            && !m.is_symlink()
+        {
+            // Renaming over a device (/dev/full) or a FIFO would replace
+            // it; writing into it is not writing a file.
+            return Err(Error::usage(
+                format!("{} is not a regular file", target.display()),
+                Some("name a file to write to".to_string()),
+            ));
+        }
         if replace == Replace::No && std::fs::symlink_metadata(target).is_ok() {
             return Err(Error::usage(
                 format!("{} exists", target.display()),
@@ -196,6 +207,9 @@ mod tests {
         o.commit().unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
         assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
+
+        assert!(Output::create(Path::new("/dev/null"), Replace::Yes).is_err());
+        assert!(Output::create(d.path(), Replace::Yes).is_err());
 
         let dangling = d.path().join("dangling.tar.gz");
         std::os::unix::fs::symlink(d.path().join("nowhere"), &dangling).unwrap();

@@ -134,7 +134,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Repair(a) => knetdoctor::repair::command::run(a),
         Command::Tui(a) => knetdoctor::tui::run(a),
         Command::Collect(a) => {
-            if a.dir.exists() {
+            // A dangling symlink counts: it names a place already taken.
+            if std::fs::symlink_metadata(&a.dir).is_ok() {
                 return Err(knetdoctor::Error::usage(
                     format!("{} already exists", a.dir.display()),
                     Some("name a new directory; collect never overwrites".to_string()),
@@ -144,13 +145,13 @@ fn run(cli: Cli) -> Result<u8> {
             let cluster = target.cluster()?;
             let nodes = target.node_states(None)?;
             if inspect::bundle::is_tarball(&a.dir) {
-                let tmp =
-                    std::env::temp_dir().join(format!("knetdoctor-collect-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&tmp);
-                let result = inspect::bundle::write(&tmp, &cluster, &nodes)
-                    .and_then(|()| inspect::bundle::pack(&tmp, &a.dir));
-                let _ = std::fs::remove_dir_all(&tmp);
-                result?;
+                let tmp = tempfile::Builder::new()
+                    .prefix("knetdoctor-collect-")
+                    .tempdir()
+                    .map_err(|e| knetdoctor::Error::io(std::env::temp_dir(), e))?;
+                let dir = tmp.path().join("bundle");
+                inspect::bundle::write(&dir, &cluster, &nodes)?;
+                inspect::bundle::pack(&dir, &a.dir)?;
             } else {
                 inspect::bundle::write(&a.dir, &cluster, &nodes)?;
             }
@@ -469,12 +470,14 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
             snaplen: a.snaplen,
             queue: 65536,
         };
+        // The interfaces and the filter first: a typo must not cost the
+        // file an earlier capture was written to.
+        let running = live::start(&spec)?;
         let mut out = a
             .write
             .as_deref()
-            .map(|p| file::PcapNgOut::create(p, &labels, a.snaplen.max(0) as u32))
+            .map(|p| file::PcapNgOut::create(p, &labels, a.snaplen as u32))
             .transpose()?;
-        let running = live::start(&spec)?;
         let limit = a.duration.or(if a.count.is_none() {
             Some(std::time::Duration::from_secs(10))
         } else {
@@ -492,11 +495,14 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
         let started = Instant::now();
         let mut seen = 0usize;
         while a.count.is_none_or(|c| seen < c) && limit.is_none_or(|l| started.elapsed() < l) {
-            let Ok(frame) = running
+            let frame = match running
                 .frames
                 .recv_timeout(std::time::Duration::from_millis(50))
-            else {
-                continue;
+            {
+                Ok(f) => f,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                // Every interface's thread ended (its interface went away).
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
             seen += 1;
             if let Some(w) = out.as_mut() {
@@ -506,6 +512,9 @@ fn capture(a: knetdoctor::cli::CaptureArgs) -> Result<u8> {
         }
         ended = Some(started.elapsed().as_secs_f64());
         stats = running.finish();
+        if let Some(w) = out {
+            w.finish()?;
+        }
     }
     sink.finish(groups, ended);
     for s in &stats {

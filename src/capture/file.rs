@@ -17,6 +17,7 @@ use pcap_file::pcapng::blocks::interface_description::{
 use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
 
 use crate::error::{Error, Result};
+use crate::files;
 
 /// One frame from a file.
 #[derive(Debug, Clone)]
@@ -28,16 +29,20 @@ pub struct FileFrame {
     pub data: Vec<u8>,
 }
 
-/// A pcapng file being written.
+/// A pcapng file being written: into a temporary file beside the target
+/// that becomes the target only on [`PcapNgOut::finish`], so a failed or
+/// abandoned capture leaves an earlier file of that name as it was, and a
+/// symlink at the path is replaced, never written through.
 pub struct PcapNgOut {
-    writer: PcapNgWriter<BufWriter<File>>,
+    writer: PcapNgWriter<BufWriter<files::Output>>,
     ifaces: Vec<String>,
+    path: std::path::PathBuf,
 }
 
 impl PcapNgOut {
-    /// Creates `path` and declares one Ethernet interface per name.
+    /// Starts `path` and declares one Ethernet interface per name.
     pub fn create(path: &Path, ifaces: &[String], snaplen: u32) -> Result<Self> {
-        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let file = files::Output::create(path, files::Replace::Yes)?;
         let err = |e: pcap_file::PcapError| Error::env(format!("{}: {e}", path.display()), None);
         let mut writer = PcapNgWriter::new(BufWriter::new(file)).map_err(err)?;
         for name in ifaces {
@@ -55,7 +60,19 @@ impl PcapNgOut {
         Ok(PcapNgOut {
             writer,
             ifaces: ifaces.to_vec(),
+            path: path.to_path_buf(),
         })
+    }
+
+    /// Writes everything out and puts the file in place; an error (a full
+    /// disk) is reported and the target left as it was.
+    pub fn finish(self) -> Result<()> {
+        let path = self.path;
+        self.writer
+            .into_inner()
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?
+            .commit()
     }
 
     /// Appends a frame seen on `iface` at `ts` (since the epoch).

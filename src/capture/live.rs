@@ -156,7 +156,9 @@ pub fn start(spec: &Spec) -> Result<Running> {
                     ),
                 ));
             }
-            Err(_) => break,
+            // A thread ended without opening its interface: it could not
+            // enter the namespace (missing, or not a namespace at all).
+            Err(_) => return Err(running.first_error()),
         }
     }
     Ok(running)
@@ -251,6 +253,23 @@ impl Drop for Running {
 
 impl Running {
     /// Stops every interface and returns their counters.
+    /// Stops every thread and returns the first error one ended with.
+    fn first_error(mut self) -> Error {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut first = None;
+        for (_, _, h) in std::mem::take(&mut self.threads) {
+            let e = match h.join() {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => continue,
+                Err(_) => Error::env("a capture thread panicked", None),
+            };
+            first.get_or_insert(e);
+        }
+        first.unwrap_or_else(|| {
+            Error::env("the capture ended before its interfaces were open", None)
+        })
+    }
+
     pub fn finish(mut self) -> Vec<IfaceStats> {
         self.stop.store(true, Ordering::Relaxed);
         std::mem::take(&mut self.threads)

@@ -81,11 +81,15 @@ impl Netns {
             .name("netns".into())
             .spawn(move || -> Result<R> {
                 if let Some(fd) = fd {
-                    setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
-                        Error::env(
+                    setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| match e {
+                        nix::errno::Errno::EINVAL => Error::env(
+                            format!("{name} is not a network namespace"),
+                            Some("name one under /run/netns (`ip netns list`) or a /proc/PID/ns/net path".to_string()),
+                        ),
+                        _ => Error::env(
                             format!("cannot enter network namespace {name}: {e}"),
                             Some("run knetdoctor as root (CAP_SYS_ADMIN is needed to enter a namespace)".to_string()),
-                        )
+                        ),
                     })?;
                 }
                 Ok(f())

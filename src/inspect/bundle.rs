@@ -19,9 +19,11 @@ pub fn is_tarball(path: &Path) -> bool {
     name.ends_with(".tar.gz") || name.ends_with(".tgz")
 }
 
-/// Packs a bundle directory into `file` (gzipped tar, paths relative to the bundle).
+/// Packs a bundle directory into `file` (gzipped tar, paths relative to
+/// the bundle). Written beside `file` and put in place only when whole;
+/// anything already at `file`, a dangling symlink included, is refused.
 pub fn pack(dir: &Path, file: &Path) -> Result<()> {
-    let out = std::fs::File::create(file).map_err(|e| Error::io(file, e))?;
+    let out = crate::files::Output::create(file, crate::files::Replace::No)?;
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
         out,
         flate2::Compression::default(),
@@ -30,30 +32,32 @@ pub fn pack(dir: &Path, file: &Path) -> Result<()> {
         .map_err(|e| Error::io(file, e))?;
     tar.into_inner()
         .and_then(|gz| gz.finish())
-        .map_err(|e| Error::io(file, e))?;
-    Ok(())
+        .map_err(|e| Error::io(file, e))?
+        .commit()
 }
 
-/// Unpacks a bundle tarball into a fresh temporary directory and returns
-/// the bundle inside it. Entries may not escape that directory.
-pub fn unpack(file: &Path) -> Result<PathBuf> {
+/// Unpacks a bundle tarball into a fresh temporary directory (removed when
+/// the returned handle is dropped, and at once when unpacking fails) and
+/// returns the handle with the bundle inside it. Entries may not escape
+/// that directory.
+pub fn unpack(file: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
     let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-    let dest = std::env::temp_dir().join(format!(
-        "knetdoctor-bundle-{}-{}",
-        std::process::id(),
-        file.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let _ = std::fs::remove_dir_all(&dest);
-    std::fs::create_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
+    let dest = tempfile::Builder::new()
+        .prefix("knetdoctor-bundle-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
-    archive.unpack(&dest).map_err(|e| Error::Parse {
+    archive.unpack(dest.path()).map_err(|e| Error::Parse {
         path: file.to_path_buf(),
         what: format!("not a bundle tarball: {e}"),
     })?;
-    let inner = dest.join("bundle");
-    Ok(if inner.is_dir() { inner } else { dest })
+    let inner = dest.path().join("bundle");
+    let dir = if inner.is_dir() {
+        inner
+    } else {
+        dest.path().to_path_buf()
+    };
+    Ok((dest, dir))
 }
 
 /// True if `dir` is a knetdoctor bundle rather than a plain kubectl directory.

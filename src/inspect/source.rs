@@ -31,25 +31,7 @@ pub struct Target {
     pub cluster: ClusterFrom,
     pub nodes: NodesFrom,
     /// A directory unpacked from a bundle tarball, removed with the target.
-    _unpacked: Option<Unpacked>,
-}
-
-/// Removes an unpacked bundle when dropped.
-struct Unpacked(PathBuf);
-
-impl Drop for Unpacked {
-    fn drop(&mut self) {
-        // unpack() returns DEST/bundle; remove DEST.
-        let root = if self.0.ends_with("bundle") {
-            self.0
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| self.0.clone())
-        } else {
-            self.0.clone()
-        };
-        let _ = std::fs::remove_dir_all(root);
-    }
+    _unpacked: Option<tempfile::TempDir>,
 }
 
 impl Target {
@@ -63,8 +45,8 @@ impl Target {
     ) -> Result<Target> {
         if let Some(path) = bundle {
             let (dir, unpacked) = if super::bundle::is_tarball(&path) {
-                let dir = super::bundle::unpack(&path)?;
-                (dir.clone(), Some(Unpacked(dir)))
+                let (tmp, dir) = super::bundle::unpack(&path)?;
+                (dir, Some(tmp))
             } else {
                 (path, None)
             };

@@ -109,6 +109,7 @@ impl Buffer {
         for p in &self.packets {
             out.write(&p.iface, p.ts, p.len, &p.data)?;
         }
+        out.finish()?;
         Ok(self.packets.len())
     }
 }
