@@ -222,3 +222,21 @@ fn a_tarball_that_is_not_a_bundle_leaves_no_temporary_directory() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn a_bundle_of_nothing_knetdoctor_reads_is_not_called_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("secret.json"),
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","namespace":"default"},"data":{"k":"dg=="}}"#,
+    )
+    .unwrap();
+    let (code, text) = kd_within(
+        &["check", "--bundle", dir.path().to_str().unwrap()],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("nothing to check"), "{text}");
+    assert!(!text.contains("healthy"), "{text}");
+}

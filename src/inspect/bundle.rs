@@ -67,12 +67,27 @@ pub fn is_bundle(dir: &Path) -> bool {
 
 /// The bundle's cluster objects; a plain kubectl directory (kubectl get
 /// Lists, a cluster-info dump) is read as a bundle without node states.
+/// A directory with none of the objects knetdoctor reads is an error, not
+/// an empty (and so "healthy") cluster.
 pub fn read_cluster(dir: &Path) -> Result<Cluster> {
-    if is_bundle(dir) {
+    let cluster = if is_bundle(dir) {
         super::kubectl::read_dir(&dir.join("cluster"))
     } else {
         super::kubectl::read_dir(dir)
+    }?;
+    if cluster.is_empty() {
+        return Err(Error::usage(
+            format!(
+                "nothing to check: {} holds none of the objects knetdoctor reads (Nodes, Pods, Services, EndpointSlices or Endpoints, Ingresses, ConfigMaps)",
+                dir.display()
+            ),
+            Some(
+                "point --bundle at a `knetdoctor collect` bundle, or a directory of `kubectl get -o json` output or a `kubectl cluster-info dump`"
+                    .to_string(),
+            ),
+        ));
     }
+    Ok(cluster)
 }
 
 fn nodes_dir(dir: &Path) -> PathBuf {

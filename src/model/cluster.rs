@@ -35,6 +35,18 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// No object of any kind knetdoctor reads.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+            && self.pods.is_empty()
+            && self.services.is_empty()
+            && self.endpoint_slices.is_empty()
+            && self.ingresses.is_empty()
+            && self.ingress_classes.is_empty()
+            && self.config_maps.is_empty()
+            && self.network_policies.is_empty()
+    }
+
     /// Forgets the indexes; call after changing the vectors.
     pub fn invalidate_index(&mut self) {
         self.index = OnceLock::new();
