@@ -144,23 +144,25 @@ fn run(cli: Cli) -> Result<u8> {
             let target = inspect::Target::from_flags(None, &a.lab, None)?;
             let cluster = target.cluster()?;
             let nodes = target.node_states(None)?;
-            if inspect::bundle::is_tarball(&a.dir) {
+            let redactions = if inspect::bundle::is_tarball(&a.dir) {
                 let tmp = tempfile::Builder::new()
                     .prefix("knetdoctor-collect-")
                     .tempdir()
                     .map_err(|e| knetdoctor::Error::io(std::env::temp_dir(), e))?;
                 let dir = tmp.path().join("bundle");
-                inspect::bundle::write(&dir, &cluster, &nodes)?;
+                let r = inspect::bundle::write(&dir, &cluster, &nodes)?;
                 inspect::bundle::pack(&dir, &a.dir)?;
+                r
             } else {
-                inspect::bundle::write(&a.dir, &cluster, &nodes)?;
-            }
+                inspect::bundle::write(&a.dir, &cluster, &nodes)?
+            };
             out(&format!(
-                "bundle written to {}: {} nodes, {} pods, {} services\n",
+                "bundle written to {}: {} nodes, {} pods, {} services\n{}",
                 a.dir.display(),
                 nodes.len(),
                 cluster.pods.len(),
-                cluster.services.len()
+                cluster.services.len(),
+                redactions.text()
             ));
             Ok(0)
         }

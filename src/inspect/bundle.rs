@@ -133,10 +133,16 @@ pub fn read_node(dir: &Path, node: &str) -> Result<NodeState> {
     })
 }
 
-/// Writes a bundle: the cluster (Secrets are never part of [`Cluster`]) and
-/// each node's state plus its raw iptables-save text.
-pub fn write(dir: &Path, cluster: &Cluster, nodes: &[(String, NodeState)]) -> Result<()> {
-    super::kubectl::write_dir(cluster, &dir.join("cluster"))?;
+/// Writes a bundle: the cluster as [`super::redact::for_bundle`] leaves it
+/// (Secrets are never part of [`Cluster`]) and each node's state plus its
+/// raw iptables-save text. Returns what was left out or redacted.
+pub fn write(
+    dir: &Path,
+    cluster: &Cluster,
+    nodes: &[(String, NodeState)],
+) -> Result<super::redact::Redactions> {
+    let (cluster, redactions) = super::redact::for_bundle(cluster);
+    super::kubectl::write_dir(&cluster, &dir.join("cluster"))?;
     for (name, state) in nodes {
         let nd = nodes_dir(dir).join(name);
         std::fs::create_dir_all(&nd).map_err(|e| Error::io(&nd, e))?;
@@ -151,5 +157,5 @@ pub fn write(dir: &Path, cluster: &Cluster, nodes: &[(String, NodeState)]) -> Re
             std::fs::write(&p, b.ruleset.render()).map_err(|e| Error::io(&p, e))?;
         }
     }
-    Ok(())
+    Ok(redactions)
 }

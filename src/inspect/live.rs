@@ -126,16 +126,6 @@ pub struct Reflected {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// The ConfigMaps knetdoctor reads (never Secrets), by namespace.
-const CONFIG_MAPS: [(&str, &str); 6] = [
-    ("kube-system", "coredns"),
-    ("kube-system", "kube-proxy"),
-    ("kube-system", "kubelet-config"),
-    ("kube-system", "kubeadm-config"),
-    ("kube-flannel", "kube-flannel-cfg"),
-    ("kube-system", "kube-flannel-cfg"),
-];
-
 /// Starts a reflector on `api`; its changes (after the initial list) go
 /// to `changed`. Returns the store once the initial list is in.
 async fn reflect<K>(
@@ -264,12 +254,11 @@ impl Reflected {
             ..Default::default()
         };
         for store in &self.config_maps {
-            c.config_maps.extend(all(store).into_iter().filter(|cm| {
-                CONFIG_MAPS.iter().any(|(ns, name)| {
-                    cm.metadata.namespace.as_deref() == Some(ns)
-                        && cm.metadata.name.as_deref() == Some(name)
-                })
-            }));
+            c.config_maps.extend(
+                all(store)
+                    .into_iter()
+                    .filter(crate::model::cluster::reads_config_map),
+            );
         }
         c.invalidate_index();
         c

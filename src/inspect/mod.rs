@@ -7,6 +7,7 @@ pub mod chain;
 pub mod kubectl;
 pub mod live;
 pub mod node;
+pub mod redact;
 pub mod render;
 pub mod source;
 pub mod tools;

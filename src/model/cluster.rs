@@ -34,6 +34,24 @@ pub struct Cluster {
     pub(crate) index: OnceLock<ClusterIndex>,
 }
 
+/// The ConfigMaps knetdoctor reads (never Secrets), by namespace and name:
+/// the live reader lists only these and `collect` writes only these.
+pub const READ_CONFIG_MAPS: [(&str, &str); 6] = [
+    ("kube-system", "coredns"),
+    ("kube-system", "kube-proxy"),
+    ("kube-system", "kubelet-config"),
+    ("kube-system", "kubeadm-config"),
+    ("kube-flannel", "kube-flannel-cfg"),
+    ("kube-system", "kube-flannel-cfg"),
+];
+
+/// Whether knetdoctor reads this ConfigMap.
+pub fn reads_config_map(cm: &ConfigMap) -> bool {
+    READ_CONFIG_MAPS.iter().any(|(ns, name)| {
+        cm.metadata.namespace.as_deref() == Some(ns) && cm.metadata.name.as_deref() == Some(name)
+    })
+}
+
 impl Cluster {
     /// No object of any kind knetdoctor reads.
     pub fn is_empty(&self) -> bool {
