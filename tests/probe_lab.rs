@@ -70,6 +70,11 @@ fn probes_agree_with_the_static_trace_healthy_and_under_every_fault() {
     }
     for node in ["k8s-master-10", "k8s-node-11", "k8s-node-12"] {
         expect_reached(&["192.168.56.254", &format!("{node}:30005")]);
+        // From a pod: to its own node's NodePort and across the underlay.
+        expect_reached(&[
+            "test-net/busybox-deployment-5db9ff768-zrlxw",
+            &format!("{node}:30005"),
+        ]);
     }
     expect_reached(&["192.168.56.254", "http://aoligei.linux0224.com/"]);
     assert!(
@@ -245,6 +250,22 @@ fn probes_agree_with_the_static_trace_healthy_and_under_every_fault() {
             "k8s-node-12/eth0",
         ),
         ("dns-down", bb, "linux0224-nginx.test-svc-ns", &[], ""),
+        // kube-proxy's NodePort rule gone on node-12: a pod there and one on
+        // the master are refused by node-12's own stack, as the trace says.
+        (
+            "nodeport-missing",
+            bb,
+            "k8s-node-12:30005",
+            &[],
+            "k8s-node-12/veth",
+        ),
+        (
+            "nodeport-missing",
+            master,
+            "k8s-node-12:30005",
+            &[],
+            "k8s-node-12/eth0",
+        ),
     ];
     let mut wrong = Vec::new();
     for (fault, src, dst, extra, last) in cases {
@@ -289,6 +310,25 @@ fn probes_agree_with_the_static_trace_healthy_and_under_every_fault() {
         }
         lab.kd(&["lab", "heal"]);
     }
+    // A NodePort nothing serves is refused, and the trace says so.
+    let (v, code) = probe(&[bb, "k8s-master-10:30099"]);
+    if code != Some(1) || v["probe"]["judgement"]["agrees"] != true {
+        wrong.push(format!("unserved NodePort: exit {code:?}: {}", summary(&v)));
+    }
+    // A smaller flannel.1 MTU on the replying node: ICMP echo replies carry
+    // no DF, so the kernel fragments them and they arrive; the trace agrees.
+    lab.kd(&["lab", "break", "vtep-mtu"]);
+    for _ in 0..5 {
+        let (v, code) = probe(&[master, n12, "--proto", "icmp"]);
+        let j = &v["probe"]["judgement"];
+        if code != Some(0) || j["reached"] != true || j["agrees"] != true {
+            wrong.push(format!(
+                "vtep-mtu echo reply: exit {code:?}: {}",
+                summary(&v)
+            ));
+        }
+    }
+    lab.kd(&["lab", "heal"]);
     no_probe_tables_left(&lab);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

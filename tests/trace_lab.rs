@@ -74,6 +74,16 @@ fn healthy_lab_is_reachable_everywhere_and_faults_fail_where_injected() {
     }
     expect_ok(&["192.168.56.254", "http://aoligei.linux0224.com/"]);
     expect_ok(&["test-svc-ns/nginx-56d58c56c7-mr7p9", "192.168.56.254"]);
+    // A pod's NodePort traffic, to its own node and across the underlay;
+    // a pod's loopback is its own.
+    for node in ["k8s-master-10", "k8s-node-11", "k8s-node-12"] {
+        expect_ok(&[
+            "test-net/busybox-deployment-5db9ff768-zrlxw",
+            &format!("{node}:30005"),
+        ]);
+    }
+    expect_ok(&["test-net/busybox-deployment-5db9ff768-zrlxw", "127.0.0.1"]);
+    expect_ok(&["test-net/busybox-deployment-5db9ff768-zrlxw", "::1"]);
     assert!(
         failures.is_empty(),
         "{} of {count} healthy traces failed:\n{}",
@@ -197,6 +207,18 @@ fn healthy_lab_is_reachable_everywhere_and_faults_fail_where_injected() {
         (
             "nodeport-missing",
             "192.168.56.254",
+            "k8s-node-12:30005",
+            "netfilter-nat/k8s-node-12/no-node-port-rule/kube-proxy-nodeport-missing",
+        ),
+        (
+            "nodeport-missing",
+            bb,
+            "k8s-node-12:30005",
+            "netfilter-nat/k8s-node-12/no-node-port-rule/kube-proxy-nodeport-missing",
+        ),
+        (
+            "nodeport-missing",
+            master,
             "k8s-node-12:30005",
             "netfilter-nat/k8s-node-12/no-node-port-rule/kube-proxy-nodeport-missing",
         ),

@@ -131,6 +131,14 @@ pub fn stations(common: &[Hop], branch: Option<&Branch>) -> Vec<Station> {
         if h.point == Point::Ingress {
             break;
         }
+        // Delivered to the node's own stack: the packet crosses no device
+        // a capture sees (the route's device names only the address).
+        if h.point == Point::ToHost
+            || (h.point == Point::Routing
+                && hops.get(i + 1).is_some_and(|n| n.point == Point::ToHost))
+        {
+            continue;
+        }
         let (Some(node), Some(device)) = (&h.node, &h.device) else {
             continue;
         };
@@ -216,8 +224,13 @@ fn judge_branch(trace: &Trace, branch: Option<&Branch>, seen: &[Seen], reply: &R
         .chain(branch.iter().flat_map(|b| b.hops.iter()))
         .collect();
     let drop = hops.iter().position(|h| h.verdict == Verdict::Drop);
-    let reached =
-        reply.kind == ReplyKind::Answer || (reply.kind == ReplyKind::Reset && drop.is_none());
+    // A reset says the path works and the port is closed only when it comes
+    // from the destination: the request must have got to the last station.
+    // One the request never got that far with came from something on the
+    // way (a node's own stack refusing a NodePort nothing DNATed).
+    let at_the_end = rows.last().is_none_or(|r| r.request);
+    let reached = reply.kind == ReplyKind::Answer
+        || (reply.kind == ReplyKind::Reset && drop.is_none() && at_the_end);
     let disagreement = match drop {
         None => (!reached).then(|| {
             format!(
@@ -486,5 +499,25 @@ mod tests {
                 .unwrap()
                 .contains("seen later on k8s-master-10/eth0")
         );
+    }
+
+    #[test]
+    fn a_reset_from_before_the_destination_is_not_the_path_working() {
+        let t = cross_node(None);
+        // Refused by k8s-master-10's own stack: never on cni0 or the veth.
+        let s = seen(&FORWARD[..4], Direction::Request);
+        let j = judge(&t, &s, &reply(ReplyKind::Reset));
+        assert!(!j.reached && !j.agrees, "{j:?}");
+        assert!(
+            j.disagreement
+                .as_deref()
+                .unwrap_or("")
+                .contains("last seen on k8s-master-10/eth0"),
+            "{j:?}"
+        );
+        // From the destination itself: reached, the port is closed.
+        let s = seen(&FORWARD, Direction::Request);
+        let j = judge(&t, &s, &reply(ReplyKind::Reset));
+        assert!(j.reached && j.agrees, "{j:?}");
     }
 }

@@ -287,6 +287,18 @@ fn from_pod(
         port,
         http: None,
     });
+    // A pod's loopback is its own: the packet never leaves its namespace.
+    if dst_ip.is_loopback() {
+        t.branches.push(Branch {
+            label: format!("to {dst_ip}"),
+            hops: vec![
+                Hop::new(Point::ToPod, None, Some("lo"), "the pod's own loopback")
+                    .evidence(format!("{dst_ip} never leaves the pod's network namespace")),
+            ],
+            reachable: true,
+        });
+        return;
+    }
     t.hops.push(leave_pod(world, node, src_ip));
     if t.hops.last().is_some_and(|h| h.verdict == Verdict::Drop) {
         return;
@@ -337,6 +349,10 @@ fn from_pod(
             p.port = Some(tport);
             t.branches.push(branch(world, node, &p, label, true));
         }
+        return;
+    }
+    if let End::NodePort { node: np_node, .. } = &dst {
+        to_nodeport(world, t, node, &pkt, np_node);
         return;
     }
     let same_bridge = world.node_of_pod_ip(dst_ip).as_deref() == Some(node);

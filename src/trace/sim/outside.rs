@@ -39,6 +39,49 @@ pub(super) fn from_outside(
     let _ = port;
 }
 
+/// From a pod on `node` to a NodePort of `np_node`: to that node's address
+/// (over the underlay unless it is this node), then kube-proxy's
+/// KUBE-SERVICES -> KUBE-NODEPORTS there (`--dst-type LOCAL`), the DNAT to
+/// an endpoint, and on to it.
+pub(super) fn to_nodeport(world: &World, t: &mut Trace, node: &str, pkt: &Packet, np_node: &str) {
+    if np_node != node {
+        // Not a local address here: no DNAT on this node, routed out of eth0.
+        let mut hops = Vec::new();
+        deliver(world, node, pkt, true, &mut hops);
+        let dropped = hops.iter().any(|h| h.verdict == Verdict::Drop);
+        t.hops.extend(hops);
+        if dropped {
+            return;
+        }
+        t.hops.push(Hop::new(
+            Point::FromUnderlay,
+            Some(np_node),
+            Some("eth0"),
+            format!("to {}:{}/{}", pkt.dst, pkt.port.unwrap_or(0), pkt.proto),
+        ));
+    }
+    match nodeport_targets(world, np_node, pkt) {
+        Ok((hop, targets)) => {
+            t.hops.push(hop);
+            // KUBE-MARK-MASQ: the reply comes back through the NodePort's node.
+            let masq = world
+                .lease(np_node)
+                .map(|l| IpAddr::V4(l.gateway()))
+                .unwrap_or(pkt.dst);
+            for ((tip, tport), label) in targets {
+                let p = Packet {
+                    src: masq,
+                    dst: tip,
+                    port: Some(tport),
+                    ..pkt.clone()
+                };
+                t.branches.push(branch(world, np_node, &p, label, true));
+            }
+        }
+        Err(hop) => t.hops.push(hop),
+    }
+}
+
 pub(super) fn from_outside_url(
     world: &World,
     t: &mut Trace,

@@ -395,6 +395,8 @@ pub(super) fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
             )),
         }
     }
+    // A warning on the way back (a reply fragmented) is shown with it.
+    hops.extend(back.iter().filter(|h| h.verdict == Verdict::Warn).cloned());
     match back.iter().find(|h| h.verdict == Verdict::Drop) {
         Some(drop) => hops.push(Hop {
             point: Point::ReturnPath,
@@ -412,6 +414,14 @@ pub(super) fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
     }
 }
 
+/// Whether a full-size reply of `proto` carries DF. TCP and UDP sockets
+/// discover the path MTU (DF set); the kernel answers an ICMP echo from its
+/// own ICMP socket, which is IP_PMTUDISC_DONT (net/ipv4/icmp.c): no DF, so
+/// a hop with a smaller MTU fragments the reply instead of dropping it.
+fn reply_sets_df(proto: &str) -> bool {
+    proto != "icmp"
+}
+
 pub(super) fn overlay_reply(
     world: &World,
     node: &str,
@@ -421,7 +431,28 @@ pub(super) fn overlay_reply(
     out: &mut Vec<Hop>,
 ) {
     let towards = world.node_of_pod_ip(reply.dst);
-    if let Some(vtep) = b.link(VTEP_DEVICE).filter(|l| l.up && reply.size > l.mtu) {
+    if let Some(vtep) = b
+        .link(VTEP_DEVICE)
+        .filter(|l| l.up && reply.size > l.mtu && !reply_sets_df(&reply.proto))
+    {
+        // Without DF the node fragments what flannel.1 cannot carry whole.
+        out.push(
+            Hop::new(
+                Point::ReturnPath,
+                Some(node),
+                Some(VTEP_DEVICE),
+                format!("{VTEP_DEVICE} mtu {}", vtep.mtu),
+            )
+            .warn(format!(
+                "echo replies leave the pod at up to {} bytes without DF; {VTEP_DEVICE} (mtu {}) fragments them",
+                reply.size, vtep.mtu
+            )),
+        );
+    }
+    if let Some(vtep) = b
+        .link(VTEP_DEVICE)
+        .filter(|l| l.up && reply.size > l.mtu && reply_sets_df(&reply.proto))
+    {
         out.push(world.with_finding(
             Hop::new(
                 Point::ReturnPath,
