@@ -331,4 +331,53 @@ fn probes_agree_with_the_static_trace_healthy_and_under_every_fault() {
     lab.kd(&["lab", "heal"]);
     no_probe_tables_left(&lab);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    a_probe_stopped_by_a_signal_leaves_no_table(&lab);
+}
+
+/// A probe waiting for its reply, stopped by Ctrl-C or `kill`, removes the
+/// netfilter tracing tables it added on every node before it ends.
+fn a_probe_stopped_by_a_signal_leaves_no_table(lab: &Lab) {
+    use std::process::{Command, Stdio};
+    lab.kd(&["lab", "break", "route-missing"]);
+    for signal in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        let child = Command::new(BIN)
+            .args([
+                "trace",
+                "test-net/busybox-deployment-5db9ff768-zrlxw",
+                "test-svc-ns/nginx-56d58c56c7-zl6ms",
+                "--proto",
+                "icmp",
+                "--probe",
+                "--timeout",
+                "30",
+                "--lab",
+                LAB,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let node = lab.node("k8s-node-12");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !in_ns_text(&node, &["nft", "list", "tables"])
+            .1
+            .contains("knetdoctor_probe")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the probe never added its table"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The monitor subscribes and the echo goes out; then the signal.
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{signal}: the probe ran to its end");
+        no_probe_tables_left(lab);
+    }
+    lab.kd(&["lab", "heal"]);
 }

@@ -108,6 +108,50 @@ fn node_ip(cluster: &Cluster, node: &str) -> Option<IpAddr> {
         })
 }
 
+/// What a URL path may carry as it is in a request line: anything else
+/// (controls, CR and LF above all, spaces, quotes) is percent-encoded, so a
+/// path can never end the request line and smuggle headers or a second
+/// request onto the wire.
+const PATH_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// A URL's host (a DNS name, optionally with a port) and its path, the
+/// path percent-encoded and its fragment (which no client sends) dropped.
+fn url(host: &str, path: &str) -> Result<End> {
+    let name_ok = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    let host_ok = match host.rsplit_once(':') {
+        Some((h, port)) => name_ok(h) && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => name_ok(host),
+    };
+    if !host_ok {
+        return Err(Error::usage(
+            format!("{host:?} is not a host name for an Ingress URL"),
+            Some(
+                "use http://HOST/PATH with HOST a DNS name, e.g. http://aoligei.linux0224.com/"
+                    .to_string(),
+            ),
+        ));
+    }
+    let path = path.split('#').next().unwrap_or("/");
+    Ok(End::Url {
+        host: host.to_string(),
+        path: percent_encoding::utf8_percent_encode(path, PATH_ESCAPES).to_string(),
+    })
+}
+
 /// Resolves `text`; `namespace` completes bare names (kubectl's -n).
 pub fn resolve(cluster: &Cluster, text: &str, namespace: &str) -> Result<End> {
     if let Some(rest) = text
@@ -118,10 +162,7 @@ pub fn resolve(cluster: &Cluster, text: &str, namespace: &str) -> Result<End> {
             .split_once('/')
             .map(|(h, p)| (h, format!("/{p}")))
             .unwrap_or((rest, "/".to_string()));
-        return Ok(End::Url {
-            host: host.to_string(),
-            path,
-        });
+        return url(host, &path);
     }
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(classify_ip(cluster, ip));
@@ -238,4 +279,30 @@ pub fn classify_ip(cluster: &Cluster, ip: IpAddr) -> End {
         return End::Node { node, ip };
     }
     End::Outside { ip }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_path_cannot_smuggle_headers_or_a_second_request() {
+        let End::Url { host, path } = url(
+            "aoligei.linux0224.com",
+            "/a b\r\nX-Injected: 1\r\n\r\nGET /admin HTTP/1.1#frag",
+        )
+        .unwrap() else {
+            panic!("not a URL")
+        };
+        assert_eq!(host, "aoligei.linux0224.com");
+        assert_eq!(
+            path,
+            "/a%20b%0D%0AX-Injected:%201%0D%0A%0D%0AGET%20/admin%20HTTP/1.1"
+        );
+        assert!(path.bytes().all(|b| b.is_ascii_graphic()), "{path}");
+        for bad in ["evil.com\r\nX: 1", "", "a b", "host:0", "host:99999"] {
+            assert!(url(bad, "/").is_err(), "{bad:?} accepted");
+        }
+        assert!(url("aoligei.linux0224.com:8080", "/x?y=1&z=%41").is_ok());
+    }
 }

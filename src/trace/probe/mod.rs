@@ -86,6 +86,24 @@ impl NodeNetfilter {
     }
 }
 
+/// `--size` shapes ICMP echoes and UDP datagrams; a TCP SYN and a DNS
+/// query have the size they have, so asking for another is an error rather
+/// than a number printed and ignored.
+fn check_size(size: Option<usize>, proto: &str, port: Option<u16>) -> Result<()> {
+    let what = match (proto, port) {
+        ("tcp", _) => "a TCP SYN",
+        ("udp", Some(53)) => "a DNS query",
+        _ => return Ok(()),
+    };
+    match size {
+        Some(s) => Err(Error::usage(
+            format!("--size {s}: this probe is {what}, whose size is not chosen"),
+            Some("--size applies to ICMP (--proto icmp) and UDP probes other than DNS".to_string()),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Sends the probe for `trace` from `src` and reports what happened.
 pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     let src_ip = match src {
@@ -109,8 +127,9 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     let IpAddr::V4(dst) = sent_to.ip else {
         return Err(Error::usage("probes are IPv4 only", None));
     };
-    let source_ns = netns_holding(src_ip, &opts.lab)?;
     let proto = sent_to.proto.as_str();
+    check_size(opts.size, proto, sent_to.port)?;
+    let source_ns = netns_holding(src_ip, &opts.lab)?;
     let tag = probe_tag();
 
     // Every interface the path crosses, on every node it names.
@@ -379,4 +398,22 @@ fn mtu_of(ns: &Netns, ip: std::net::Ipv4Addr) -> Option<usize> {
     })
     .ok()
     .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn size_is_for_icmp_and_udp_probes_only() {
+        assert!(super::check_size(Some(1400), "icmp", None).is_ok());
+        assert!(super::check_size(Some(1400), "udp", Some(5000)).is_ok());
+        assert!(super::check_size(None, "tcp", Some(80)).is_ok());
+        let e = super::check_size(Some(1400), "tcp", Some(80))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a TCP SYN"), "{e}");
+        let e = super::check_size(Some(100), "udp", Some(53))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a DNS query"), "{e}");
+    }
 }

@@ -1,8 +1,9 @@
 //! Netfilter tracing of the probe: a table of our own in each node on the
 //! path marks the probe's packets with `meta nftrace set 1` at the first
 //! hooks, `nft monitor trace` reports every chain and rule they pass, and
-//! the table is deleted afterwards (also when the probe fails part way, and
-//! tables a killed probe left behind are swept on the next run).
+//! the table is deleted afterwards (also when the probe fails part way or
+//! is stopped by a signal; tables a `kill -9` left behind are swept on the
+//! next run).
 //!
 //! nftrace sees nftables rules, which is what iptables-nft (the default
 //! since Debian 11) writes; rules loaded with iptables-legacy are invisible
@@ -147,9 +148,46 @@ pub fn unavailable(netns: &Netns) -> Option<String> {
     }
 }
 
+/// Probe tables in place now: what the signal handler deletes when the
+/// process is told to stop (Ctrl-C, `kill`) before a tracer's own cleanup
+/// runs.
+static IN_PLACE: Mutex<Vec<(Netns, String)>> = Mutex::new(Vec::new());
+
+fn in_place() -> std::sync::MutexGuard<'static, Vec<(Netns, String)>> {
+    IN_PLACE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn delete_table(netns: &Netns, table: &str) {
+    let _ = netns.feed("nft", &["-f", "-"], &format!("delete table ip {table}\n"));
+}
+
+/// Once per process: SIGINT, SIGTERM, SIGHUP and SIGQUIT delete the probe
+/// tables in place, then end the process as the signal would have.
+fn clean_up_on_signals() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        let Ok(mut signals) =
+            signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+        else {
+            return;
+        };
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                for (netns, table) in in_place().drain(..) {
+                    delete_table(&netns, &table);
+                }
+                let _ = signal_hook::low_level::emulate_default_handler(sig);
+                std::process::exit(128 + sig);
+            }
+        });
+    });
+}
+
 impl Tracer {
     /// Adds the marking table in `netns` and starts `nft monitor trace`.
     pub fn start(netns: &Netns, proto: &str, tag: u16) -> Result<Tracer> {
+        clean_up_on_signals();
         sweep_stale(netns);
         let table = format!("{TABLE_PREFIX}{}_{tag}", std::process::id());
         let (req, rep) = mark_rules(proto, tag);
@@ -159,6 +197,7 @@ impl Tracer {
              chain out {{\n type filter hook output priority -350;\n {req} meta nftrace set 1\n {rep} meta nftrace set 1\n}}\n}}\n"
         );
         netns.feed("nft", &["-f", "-"], &ruleset)?;
+        in_place().push((netns.clone(), table.clone()));
         let mut tracer = Tracer {
             netns: netns.clone(),
             table,
@@ -202,11 +241,8 @@ impl Tracer {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        let _ = self.netns.feed(
-            "nft",
-            &["-f", "-"],
-            &format!("delete table ip {}\n", self.table),
-        );
+        delete_table(&self.netns, &self.table);
+        in_place().retain(|(_, t)| *t != self.table);
     }
 }
 
@@ -240,7 +276,7 @@ fn sweep_stale(netns: &Netns) {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = netns.feed("nft", &["-f", "-"], &format!("delete table ip {name}\n"));
+            delete_table(netns, name);
         }
     }
 }
