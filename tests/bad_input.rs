@@ -240,3 +240,21 @@ fn a_bundle_of_nothing_knetdoctor_reads_is_not_called_healthy() {
     assert!(text.contains("nothing to check"), "{text}");
     assert!(!text.contains("healthy"), "{text}");
 }
+
+#[test]
+fn names_and_ids_that_are_paths_are_refused_before_anything_is_read() {
+    for args in [
+        &["check", "--lab", "../lab/other"][..],
+        &["lab", "heal", "--name", "../lab/other"],
+        &["lab", "status", "--name", "seed/.."],
+        &["repair", "--node", "k8s-node-12", "--undo", "../../tmp/x"],
+        &["repair", "--node", "k8s-node-12", "--undo", "/etc/passwd"],
+    ] {
+        let (code, text) = kd_within(args, &[], Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{args:?}: {text}");
+        assert!(
+            text.contains("invalid lab name") || text.contains("is not a repair ID"),
+            "{args:?}: {text}"
+        );
+    }
+}
