@@ -70,6 +70,7 @@ fn measure(dir: &str, rules_file: &str) {
     state.iptables.push(IptablesBackendState {
         backend: "legacy".into(),
         ruleset,
+        raw: None,
     });
     let t = Instant::now();
     let findings = knetdoctor::check::run(&cluster, &[("node-00000".to_string(), state)]);

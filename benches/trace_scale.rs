@@ -94,6 +94,7 @@ fn main() {
     nodes[0].1.iptables.push(IptablesBackendState {
         backend: "legacy".into(),
         ruleset,
+        raw: None,
     });
     let findings = knetdoctor::check::run(&cluster, &nodes);
     let world = World::new(&cluster, &nodes, &findings);

@@ -32,6 +32,7 @@ fn main() {
     state.iptables.push(IptablesBackendState {
         backend: "legacy".into(),
         ruleset: save::parse(&synthetic::iptables_text(&cluster, 0)).expect("ruleset"),
+        raw: None,
     });
     let states = vec![("node-00000".to_string(), state)];
     let made = t0.elapsed();

@@ -461,6 +461,7 @@ mod tests {
             .push(crate::dataplane::state::IptablesBackendState {
                 backend: "legacy".into(),
                 ruleset: crate::dataplane::iptables::save::parse(&iptables_text(&c, 7)).unwrap(),
+                raw: None,
             });
         let findings = crate::check::run(&c, &[(node_name(7), s)]);
         assert!(findings.is_empty(), "{findings:#?}");

@@ -300,6 +300,25 @@ fn compare_namespace(ns: &str, kd_args: &[&str]) {
 #[test]
 fn inspect_node_json_agrees_with_iproute2() {
     let lab = Lab::up("agree", &[]);
+    // IPv6 link-local addresses (and their local routes) appear when
+    // duplicate address detection ends, a moment after the lab is up: two
+    // reads a few milliseconds apart must see the same namespace.
+    for ns in [
+        lab.node("k8s-master-10"),
+        lab.node("k8s-node-12"),
+        lab.pod(BUSYBOX),
+        lab.pod(NGINX_NODE11),
+    ] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !in_ns_text(&ns, &["ip", "-6", "addr", "show", "tentative"])
+            .1
+            .trim()
+            .is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
     for node in ["k8s-master-10", "k8s-node-12"] {
         compare_namespace(
             &lab.node(node),

@@ -11,6 +11,7 @@ pub mod text;
 pub use finding::{Finding, ObjectRef, RepairAction, Severity};
 
 use crate::dataplane::NodeState;
+use crate::dataplane::state::UnreadSource;
 use crate::model::{Cluster, ClusterNetwork};
 
 /// Every finding for the cluster and the given nodes' states, sorted by
@@ -41,14 +42,54 @@ pub fn check_node(
     flannel::check_rules(node, state, out);
     flannel::check_pods(cluster, node, state, out);
     let mode = crate::model::kube_proxy::proxy_mode(cluster);
-    if let Some(net) = net {
+    unread(node, state, out);
+    // What was not read is reported above, not judged as if it were empty.
+    let not_read = |f: fn(&UnreadSource) -> bool| state.unread.iter().any(|u| f(&u.source));
+    if let Some(net) = net
+        && !not_read(|s| matches!(s, UnreadSource::Iptables { .. }))
+    {
         iptables::check_node(cluster, node, state, net, mode, out);
     }
-    if mode == crate::model::kube_proxy::ProxyMode::Ipvs {
+    if mode == crate::model::kube_proxy::ProxyMode::Ipvs
+        && !not_read(|s| matches!(s, UnreadSource::Ipvs | UnreadSource::Ipset))
+    {
         ipvs::check_node(cluster, node, state, out);
     }
 
     cluster::check_dns_conntrack(cluster, node, state, out);
+}
+
+/// A finding for each part of the node's state that could not be read or
+/// parsed: rules, IPVS and ipsets are what kube-proxy's verdicts stand on
+/// (errors); conntrack, offloads and pod namespaces are lesser (warnings).
+fn unread(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
+    for u in &state.unread {
+        let severity = match u.source {
+            UnreadSource::Iptables { .. } | UnreadSource::Ipvs | UnreadSource::Ipset => {
+                Severity::Error
+            }
+            _ => Severity::Warning,
+        };
+        out.push(
+            Finding::new(
+                "node-state-unreadable",
+                severity,
+                Some(node),
+                format!(
+                    "{} of {node} could not be read: {}; nothing that depends on them was checked",
+                    u.source, u.cause
+                ),
+            )
+            .object(ObjectRef::new("node-state", u.source.to_string()))
+            .evidence("readable", u.cause.clone())
+            .repair(RepairAction::Manual {
+                what: format!(
+                    "make {} readable on {node} (the tool installed, the output as iptables-save/ipvsadm print it), then check again",
+                    u.source
+                ),
+            }),
+        );
+    }
 }
 
 #[cfg(test)]

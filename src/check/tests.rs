@@ -123,6 +123,7 @@ fn node_state_variations() {
             s.iptables.push(IptablesBackendState {
                 backend: "legacy".into(),
                 ruleset: legacy,
+                raw: None,
             });
         }),
         ("kube-proxy-not-programmed", |s| {

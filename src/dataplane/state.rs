@@ -38,9 +38,50 @@ pub struct NodeState {
 
     #[serde(default)]
     pub vxlan_tx_checksum: BTreeMap<String, bool>,
-    /// What could not be read, and why (a tool missing, a namespace gone).
+    /// What could not be read or parsed, and why: `check` reports each,
+    /// so a node whose rules were not understood is never called healthy.
     #[serde(default)]
-    pub warnings: Vec<String>,
+    pub unread: Vec<Unread>,
+}
+
+/// A part of a node's state that could not be read or parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unread {
+    pub source: UnreadSource,
+    /// What the tool, the kernel or the parser said (a parse error names
+    /// its line).
+    pub cause: String,
+}
+
+/// Which part of a node's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum UnreadSource {
+    /// The rules of one iptables backend (`nft` or `legacy`).
+    Iptables { backend: String },
+    /// kube-proxy's IPVS virtual servers.
+    Ipvs,
+    /// kube-proxy's ipsets.
+    Ipset,
+    /// UDP conntrack entries towards port 53.
+    Conntrack,
+    /// A VXLAN device's offload settings.
+    Ethtool { dev: String },
+    /// A pod's network namespace.
+    PodNamespace { netns: String },
+}
+
+impl std::fmt::Display for UnreadSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnreadSource::Iptables { backend } => write!(f, "the iptables-{backend} rules"),
+            UnreadSource::Ipvs => write!(f, "the IPVS table"),
+            UnreadSource::Ipset => write!(f, "the ipsets"),
+            UnreadSource::Conntrack => write!(f, "the DNS conntrack entries"),
+            UnreadSource::Ethtool { dev } => write!(f, "{dev}'s offload settings"),
+            UnreadSource::PodNamespace { netns } => write!(f, "pod namespace {netns}"),
+        }
+    }
 }
 
 /// One iptables backend's rules.
@@ -49,6 +90,10 @@ pub struct IptablesBackendState {
     /// `nft` (iptables-nft) or `legacy` (iptables-legacy).
     pub backend: String,
     pub ruleset: super::iptables::Ruleset,
+    /// The `iptables-save` text as the tool printed it, when it was read
+    /// from a tool or a file: what a bundle stores, verbatim.
+    #[serde(skip)]
+    pub raw: Option<String>,
 }
 
 /// The far end of a veth whose near end is on this node: a pod's eth0.

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::dataplane::NodeState;
+use crate::dataplane::state::{IptablesBackendState, Unread, UnreadSource};
 use crate::error::{Error, Result};
 use crate::model::Cluster;
 
@@ -123,14 +124,48 @@ pub fn node_names(dir: &Path) -> Result<Vec<String>> {
     Ok(v)
 }
 
-/// One node's state from the bundle.
+/// One node's state from the bundle. Its rules are the raw
+/// `iptables-<backend>.save` dumps beside `state.json`, parsed here (so a
+/// person can put a real dump in their place); one that does not parse is
+/// recorded as unread, with the line that failed.
 pub fn read_node(dir: &Path, node: &str) -> Result<NodeState> {
-    let path = nodes_dir(dir).join(node).join("state.json");
+    let nd = nodes_dir(dir).join(node);
+    let path = nd.join("state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Parse {
+    let mut state: NodeState = serde_json::from_str(&text).map_err(|e| Error::Parse {
         path,
         what: format!("line {}: {e}", e.line()),
-    })
+    })?;
+    let mut dumps: Vec<(String, PathBuf)> = std::fs::read_dir(&nd)
+        .map_err(|e| Error::io(&nd, e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let backend = name.strip_prefix("iptables-")?.strip_suffix(".save")?;
+            Some((backend.to_string(), e.path()))
+        })
+        .collect();
+    dumps.sort();
+    for (backend, p) in dumps {
+        state.iptables.retain(|b| b.backend != backend);
+        let read = std::fs::read_to_string(&p).map_err(|e| e.to_string());
+        match read.and_then(|t| {
+            crate::dataplane::iptables::save::parse(&t)
+                .map(|rs| (rs, t))
+                .map_err(|e| e.to_string())
+        }) {
+            Ok((ruleset, raw)) => state.iptables.push(IptablesBackendState {
+                backend,
+                ruleset,
+                raw: Some(raw),
+            }),
+            Err(e) => state.unread.push(Unread {
+                source: UnreadSource::Iptables { backend },
+                cause: format!("{}: {e}", p.display()),
+            }),
+        }
+    }
+    Ok(state)
 }
 
 /// Writes a bundle: the cluster as [`super::redact::for_bundle`] leaves it
@@ -154,7 +189,10 @@ pub fn write(
         .map_err(|e| Error::io(&path, e))?;
         for b in &state.iptables {
             let p = nd.join(format!("iptables-{}.save", b.backend));
-            std::fs::write(&p, b.ruleset.render()).map_err(|e| Error::io(&p, e))?;
+            // Verbatim as the tool printed it; rendered only for a state
+            // that was never read from a tool (a synthetic one).
+            let text = b.raw.clone().unwrap_or_else(|| b.ruleset.render());
+            std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
         }
     }
     Ok(redactions)

@@ -1,7 +1,7 @@
 //! Resolving "which node" to a network namespace and reading it.
 
 use super::tools;
-use crate::dataplane::state::{Attachment, IptablesBackendState};
+use crate::dataplane::state::{Attachment, IptablesBackendState, Unread, UnreadSource};
 use crate::dataplane::{Netns, NodeState, read_node_state};
 use crate::error::{Error, Result};
 use crate::lab::LabState;
@@ -132,10 +132,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// A missing tool is a warning in the state, not a failure.
 pub fn read(source: &NodeSource) -> Result<NodeState> {
     let mut state = read_node_state(&source.netns)?;
+    let unread = |source: UnreadSource, cause: String| Unread { source, cause };
     for (backend, tool) in [
         ("nft", "iptables-nft-save"),
         ("legacy", "iptables-legacy-save"),
     ] {
+        let iptables = || UnreadSource::Iptables {
+            backend: backend.into(),
+        };
         match run_tool(&source.netns, tool, &[]) {
             Ok(text)
                 if text
@@ -146,12 +150,15 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
                     Ok(ruleset) => state.iptables.push(IptablesBackendState {
                         backend: backend.into(),
                         ruleset,
+                        raw: Some(text),
                     }),
-                    Err(e) => state.warnings.push(format!("{tool} output: {e}")),
+                    Err(e) => state
+                        .unread
+                        .push(unread(iptables(), format!("{tool} output: {e}"))),
                 }
             }
             Ok(_) => {}
-            Err(e) => state.warnings.push(e),
+            Err(e) => state.unread.push(unread(iptables(), e)),
         }
     }
     match run_tool(
@@ -160,7 +167,7 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
         &["-L", "-p", "udp", "--orig-port-dst", "53"],
     ) {
         Ok(text) => state.conntrack_dns = tools::parse_conntrack(&text),
-        Err(e) => state.warnings.push(e),
+        Err(e) => state.unread.push(unread(UnreadSource::Conntrack, e)),
     }
     let vxlans: Vec<String> = state
         .links
@@ -175,29 +182,38 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
                     state.vxlan_tx_checksum.insert(dev, on);
                 }
             }
-            Err(e) => state.warnings.push(e),
+            Err(e) => state.unread.push(unread(UnreadSource::Ethtool { dev }, e)),
         }
     }
     if state.link(crate::model::kube_proxy::IPVS_DEVICE).is_some() {
         match run_tool(&source.netns, "ipvsadm", &["-Sn"]) {
             Ok(text) => match crate::dataplane::ipvs::parse_save(&text) {
                 Ok(vs) => state.ipvs = vs,
-                Err(e) => state.warnings.push(format!("ipvsadm -Sn output: {e}")),
+                Err(e) => state.unread.push(unread(
+                    UnreadSource::Ipvs,
+                    format!("ipvsadm -Sn output: {e}"),
+                )),
             },
-            Err(e) => state.warnings.push(e),
+            Err(e) => state.unread.push(unread(UnreadSource::Ipvs, e)),
         }
         match run_tool(&source.netns, "ipset", &["save"]) {
             Ok(text) => match crate::dataplane::ipvs::parse_ipset_save(&text) {
                 Ok(sets) => state.ipsets = sets,
-                Err(e) => state.warnings.push(format!("ipset save output: {e}")),
+                Err(e) => state.unread.push(unread(
+                    UnreadSource::Ipset,
+                    format!("ipset save output: {e}"),
+                )),
             },
-            Err(e) => state.warnings.push(e),
+            Err(e) => state.unread.push(unread(UnreadSource::Ipset, e)),
         }
     }
     for ns in &source.pod_netns {
         match read_node_state(&Netns::named(ns)) {
             Ok(pod) => state.attachments.extend(attachments(ns, &pod)),
-            Err(e) => state.warnings.push(format!("pod namespace {ns}: {e}")),
+            Err(e) => state.unread.push(unread(
+                UnreadSource::PodNamespace { netns: ns.clone() },
+                e.to_string(),
+            )),
         }
     }
     Ok(state)

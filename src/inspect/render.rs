@@ -77,6 +77,10 @@ pub fn node_text(s: &NodeState, name: Option<&str>) -> String {
     let mut o = String::new();
     let ns = s.netns.as_deref().unwrap_or("current network namespace");
     let _ = writeln!(o, "{HEAD}node {}{HEAD:#} ({ns})", name.unwrap_or("-"));
+    // What could not be read comes first: the rest is incomplete without it.
+    for u in &s.unread {
+        let _ = writeln!(o, "  NOT READ: {}: {}", u.source, u.cause);
+    }
 
     let _ = writeln!(o, "\n{HEAD}flannel devices{HEAD:#}");
     match s.link(VTEP_DEVICE) {

@@ -200,6 +200,7 @@ mod tests {
         n.iptables.push(IptablesBackendState {
             backend: "legacy".into(),
             ruleset: rs,
+            raw: None,
         });
         n
     }

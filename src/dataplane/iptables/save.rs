@@ -14,6 +14,9 @@ pub struct SaveError {
     pub what: String,
 }
 
+/// The tables iptables-save prints.
+const TABLES: [&str; 5] = ["filter", "nat", "mangle", "raw", "security"];
+
 /// True if every `"` that is not escaped has its partner.
 fn quotes_balanced(spec: &str) -> bool {
     let mut open = false;
@@ -30,7 +33,29 @@ fn quotes_balanced(spec: &str) -> bool {
     !open
 }
 
-/// Parses the whole text of `iptables-save`.
+/// A rule line without the `[packets:bytes] ` that `iptables-save -c`
+/// prints before it (a chain declaration keeps its own counters after the
+/// policy, where the declaration parser ignores them).
+fn strip_counters(l: &str) -> &str {
+    let Some(rest) = l.strip_prefix('[') else {
+        return l;
+    };
+    match rest.split_once("] ") {
+        Some((counters, rule))
+            if counters.split_once(':').is_some_and(|(p, b)| {
+                !p.is_empty()
+                    && !b.is_empty()
+                    && p.bytes().all(|c| c.is_ascii_digit())
+                    && b.bytes().all(|c| c.is_ascii_digit())
+            }) =>
+        {
+            rule
+        }
+        _ => l,
+    }
+}
+
+/// Parses the whole text of `iptables-save` (with or without `-c`).
 pub fn parse(text: &str) -> Result<Ruleset, SaveError> {
     let mut rs = Ruleset::default();
     let mut current: Option<usize> = None;
@@ -41,7 +66,15 @@ pub fn parse(text: &str) -> Result<Ruleset, SaveError> {
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
+        // `iptables-save -c` puts each rule's counters first: `[pkts:bytes] -A ...`.
+        let l = strip_counters(l);
         if let Some(name) = l.strip_prefix('*') {
+            if !TABLES.contains(&name) {
+                return Err(err(format!(
+                    "unknown table {name:?} (iptables has {})",
+                    TABLES.join(", ")
+                )));
+            }
             if current.is_some() {
                 return Err(err(format!(
                     "table {name} starts before the previous table's COMMIT"
@@ -160,5 +193,26 @@ mod tests {
         for cut in 0..NFT.len().min(4000) {
             let _ = parse(&NFT[..cut]);
         }
+    }
+
+    #[test]
+    fn counters_from_iptables_save_c_are_read_past() {
+        let plain = parse(NFT).unwrap();
+        let with_counters: String = NFT
+            .lines()
+            .map(|l| {
+                if l.starts_with("-A ") {
+                    format!("[12:3456] {l}\n")
+                } else if let Some(decl) = l.strip_prefix(':') {
+                    let mut p = decl.split_whitespace();
+                    format!(":{} {} [7:89]\n", p.next().unwrap(), p.next().unwrap())
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        assert_eq!(parse(&with_counters).unwrap(), plain);
+        let e = parse("*nat\n:X - [0:0]\n[1:x] -A X -j ACCEPT\nCOMMIT\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
     }
 }
