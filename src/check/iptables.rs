@@ -93,9 +93,12 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
     // otherwise each scan 10,000 rules.
     let mut services: HashMap<(String, u16, String), RuleSpec> = HashMap::new();
     for r in rs.specs("nat", "KUBE-SERVICES") {
-        if let (Some(ip), Some(port), Some(proto)) =
-            (r.dst_host().map(str::to_string), r.dport, r.proto.clone())
-        {
+        if let (Some(ip), Some(port), Some(proto), Some(true)) = (
+            r.dst_host().map(str::to_string),
+            r.dport,
+            r.proto.clone(),
+            r.target.as_deref().map(kube_proxy::leads_to_service),
+        ) {
             services.entry((ip, port, proto)).or_insert(r);
         }
     }

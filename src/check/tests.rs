@@ -346,3 +346,74 @@ fn ipvs_mode_node() {
         assert_eq!(ids(&c, &s), just(want), "{want}");
     }
 }
+
+/// The seed node's rules as kube-proxy 1.20 lays them out
+/// (pkg/proxy/iptables/proxier.go of Debian's 1.20 source): for each
+/// ClusterIP a `! -s <clusterCIDR> … -j KUBE-MARK-MASQ` rule just before
+/// the `-j KUBE-SVC-…` rule with the same match; NodePorts as a
+/// KUBE-MARK-MASQ rule and a KUBE-SVC jump, no KUBE-EXT chains.
+pub(crate) fn v1_20_layout(modern: &str) -> String {
+    let mut out = String::new();
+    for l in modern.lines() {
+        if l.contains("KUBE-EXT-") && !l.starts_with("-A KUBE-NODEPORTS") {
+            continue;
+        }
+        if let Some(rest) = l.strip_prefix("-A KUBE-SERVICES -d ")
+            && l.contains("-j KUBE-SVC-")
+        {
+            let (matched, _) = rest.rsplit_once(" -j ").unwrap();
+            out.push_str(&format!(
+                "-A KUBE-SERVICES ! -s 10.2.0.0/16 -d {matched} -j KUBE-MARK-MASQ\n"
+            ));
+        }
+        if l.starts_with("-A KUBE-NODEPORTS") && l.contains("-j KUBE-EXT-") {
+            let (matched, ext) = l.rsplit_once(" -j ").unwrap();
+            out.push_str(&format!("{matched} -j KUBE-MARK-MASQ\n"));
+            out.push_str(&format!(
+                "{matched} -j {}\n",
+                ext.replace("KUBE-EXT-", "KUBE-SVC-")
+            ));
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
+    let (c, mut s) = seed();
+    let modern = s.iptables[0].ruleset.render();
+    let old = v1_20_layout(&modern);
+    assert!(
+        old.contains("-j KUBE-MARK-MASQ\n-A KUBE-SERVICES -d 10.1.0.1/32"),
+        "{old}"
+    );
+    s.iptables[0].ruleset = crate::dataplane::iptables::save::parse(&old).unwrap();
+    assert_eq!(ids(&c, &s), BTreeSet::new());
+
+    let nodes = vec![(NODE.to_string(), s)];
+    let findings = run(&c, &nodes);
+    let world = crate::trace::sim::World::new(&c, &nodes, &findings);
+    let src = crate::trace::resolve::resolve(&c, "192.168.56.254", "default").unwrap();
+    let dst = crate::trace::resolve::resolve(&c, "k8s-node-12:30005", "default").unwrap();
+    let t = crate::trace::sim::trace(&world, &src, &dst, "tcp", None);
+    let labels: Vec<&str> = t.branches.iter().map(|b| b.label.as_str()).collect();
+    assert_eq!(labels.len(), 3, "{labels:?}");
+    assert!(
+        labels
+            .iter()
+            .all(|l| l.contains("DNAT 10.2.") && l.ends_with(":80 (p=0.333)")),
+        "{labels:?}"
+    );
+    let svc = crate::trace::resolve::resolve(&c, "test-svc-ns/linux0224-nginx", "default").unwrap();
+    let pod = crate::trace::resolve::resolve(
+        &c,
+        "test-net/busybox-deployment-5db9ff768-zrlxw",
+        "default",
+    )
+    .unwrap();
+    let t = crate::trace::sim::trace(&world, &pod, &svc, "tcp", None);
+    assert_eq!(t.branches.len(), 3, "{:?}", t.hops);
+}

@@ -89,6 +89,19 @@ impl ServicePort {
     }
 }
 
+/// Whether a KUBE-SERVICES or KUBE-NODEPORTS rule's target is the chain a
+/// Service's traffic goes on to, rather than a mark on the way: kube-proxy
+/// up to 1.23 writes `-j KUBE-MARK-MASQ` for the same address and port just
+/// before the `-j KUBE-SVC-…` rule (pkg/proxy/iptables/proxier.go, "Capture
+/// the clusterIP" and the nodePort rules); later versions jump to KUBE-EXT-
+/// (NodePorts) and KUBE-SVL- (Local policy), and KUBE-FW-/KUBE-XLB- serve
+/// load balancers.
+pub fn leads_to_service(target: &str) -> bool {
+    ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-"]
+        .iter()
+        .any(|p| target.starts_with(p))
+}
+
 /// Every proxied Service port (ClusterIP set, not headless) with its ready
 /// endpoints from the EndpointSlices labelled with the Service's name.
 pub fn service_ports(cluster: &Cluster) -> Vec<ServicePort> {

@@ -46,7 +46,9 @@ impl ServiceRules {
                 r.dst_host(),
                 r.dport,
                 r.proto.as_deref(),
-                r.target.as_deref(),
+                r.target
+                    .as_deref()
+                    .filter(|t| crate::model::kube_proxy::leads_to_service(t)),
             ) else {
                 continue;
             };

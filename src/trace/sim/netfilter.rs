@@ -263,7 +263,13 @@ pub(super) fn nodeport_targets(
             c.rules
                 .iter()
                 .filter_map(|r| RuleSpec::parse(r).ok())
-                .find(|r| r.dport == Some(port) && r.proto.as_deref() == Some(pkt.proto.as_str()))
+                .find(|r| {
+                    r.dport == Some(port)
+                        && r.proto.as_deref() == Some(pkt.proto.as_str())
+                        && r.target
+                            .as_deref()
+                            .is_some_and(crate::model::kube_proxy::leads_to_service)
+                })
         });
     let Some(rule) = rule else {
         return Err(world.with_finding(
