@@ -7,7 +7,7 @@
 set -euo pipefail
 CACHE=${KNETDOCTOR_CACHE:-/var/cache/knetdoctor}
 BIN=$CACHE/k8s-1.20/bin
-if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] && [ -f "$BIN/.reflect2-patched" ]; then
+if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] && [ -x "$BIN/kube-proxy" ] && [ -f "$BIN/.reflect2-patched" ]; then
     echo "$BIN"
     exit 0
 fi
@@ -72,5 +72,6 @@ fi
 [ -f pkg/generated/openapi/zz_generated.openapi.go ] || make gen_openapi >&2
 go build -o "$BIN/kube-apiserver" ./cmd/kube-apiserver >&2
 go build -o "$BIN/kube-controller-manager" ./cmd/kube-controller-manager >&2
+go build -o "$BIN/kube-proxy" ./cmd/kube-proxy >&2
 touch "$BIN/.reflect2-patched"
 echo "$BIN"

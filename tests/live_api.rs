@@ -110,12 +110,13 @@ fn start_api_server() -> ApiServer {
             "--advertise-address=192.168.56.10".into(),
             "--service-cluster-ip-range=10.1.0.0/16".into(),
             format!("--token-auth-file={}", d("tokens.csv")),
-            "--authorization-mode=AlwaysAllow".into(),
+            // As every real cluster runs: RBAC, and the default admission
+            // plugins (the test's user is in system:masters).
+            "--authorization-mode=Node,RBAC".into(),
             format!("--cert-dir={}", d("certs")),
             "--service-account-issuer=https://kubernetes.default.svc".into(),
             format!("--service-account-key-file={}", d("sa.key")),
             format!("--service-account-signing-key-file={}", d("sa.key")),
-            "--disable-admission-plugins=ServiceAccount".into(),
         ],
     ));
     let deadline = Instant::now() + Duration::from_secs(90);

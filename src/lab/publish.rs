@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::Api;
@@ -85,6 +85,23 @@ async fn publish_async(c: &Cluster, kubeconfig: &Path) -> Result<()> {
             ..Default::default()
         };
         apply(&ns_api, &ns, &obj).await?;
+        // The ServiceAccount admission plugin (on by default) refuses pods
+        // whose namespace has no `default` account yet; the controller
+        // manager makes it in time, the lab does not wait for it.
+        let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+        let sa = ServiceAccount {
+            metadata: kube::api::ObjectMeta {
+                name: Some("default".into()),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match sa_api.create(&Default::default(), &sa).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(api_err(&format!("{ns}/default service account"), e)),
+        }
     }
     let nodes: Api<Node> = Api::all(client.clone());
     for n in &c.nodes {
@@ -107,6 +124,11 @@ async fn publish_async(c: &Cluster, kubeconfig: &Path) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let mut clean = p.clone();
         clean.metadata.uid = None;
+        // No kubelet mounts anything: the pods need no API token (servers
+        // before 1.22 refuse a pod whose token Secret does not exist yet).
+        if let Some(spec) = clean.spec.as_mut() {
+            spec.automount_service_account_token = Some(false);
+        }
         apply(&api, &name, &clean).await?;
         api.patch_status(
             &name,

@@ -97,9 +97,15 @@ impl ServicePort {
 /// (NodePorts) and KUBE-SVL- (Local policy), and KUBE-FW-/KUBE-XLB- serve
 /// load balancers.
 pub fn leads_to_service(target: &str) -> bool {
-    ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-"]
-        .iter()
-        .any(|p| target.starts_with(p))
+    [
+        "KUBE-SVC-",
+        "KUBE-SVL-",
+        "KUBE-EXT-",
+        "KUBE-FW-",
+        "KUBE-XLB-",
+    ]
+    .iter()
+    .any(|p| target.starts_with(p))
 }
 
 /// Every proxied Service port (ClusterIP set, not headless) with its ready
