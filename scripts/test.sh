@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-# Kubernetes 1.20's API server for the live-source tests (cached after the first build).
+# Kubernetes 1.20 (Debian's source) and 1.32 (shared/k8s-1.32) for the live
+# and control-plane lab tests, cached outside the checkout after the first build.
 scripts/build-apiserver.sh >/dev/null
+scripts/build-k8s-1.32.sh >/dev/null
 cargo test --locked -- --test-threads=2

@@ -171,6 +171,23 @@ fn run(cli: Cli) -> Result<u8> {
             lab::services::run_responder(&name, listen)?;
             Ok(0)
         }
+        Command::LabForward {
+            netns,
+            to,
+            port_file,
+        } => {
+            lab::control_plane::forward::run(
+                std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+                &netns,
+                to,
+                &port_file,
+            )?;
+            Ok(0)
+        }
+        Command::LabKubelets { name } => {
+            lab::control_plane::kubelets::run(&name)?;
+            Ok(0)
+        }
     }
 }
 
@@ -182,6 +199,8 @@ fn lab_command(cmd: LabCommand) -> Result<u8> {
             pods_per_node,
             iptables,
             kubeconfig,
+            control_plane,
+            k8s,
             output,
         } => {
             let started = Instant::now();
@@ -209,7 +228,13 @@ fn lab_command(cmd: LabCommand) -> Result<u8> {
                 nodes,
                 pods_per_node,
             };
-            let result = lab::up(params, iptables, kubeconfig, &progress);
+            let result = lab::up(
+                params,
+                iptables,
+                kubeconfig,
+                control_plane.then_some(k8s),
+                &progress,
+            );
             bar.finish_and_clear();
             let state = result?;
             let secs = started.elapsed().as_secs_f64();
@@ -224,13 +249,24 @@ fn lab_command(cmd: LabCommand) -> Result<u8> {
                     "seconds": secs,
                 })),
                 Output::Text => out(&format!(
-                    "lab {} is up in {secs:.2}s: {} nodes, {} pods, {} namespaces (kdlab-{}-*)\ncluster objects: {}\n",
+                    "lab {} is up in {secs:.2}s: {} nodes, {} pods, {} namespaces (kdlab-{}-*)\ncluster objects: {}\n{}",
                     name.name,
                     state.topology.nodes.len(),
                     state.topology.pods.len(),
                     state.topology.all_netns().len(),
                     name.name,
-                    state.cluster_dir().display()
+                    state.cluster_dir().display(),
+                    match &state.control_plane {
+                        Some(cp) => format!(
+                            "control plane: Kubernetes {} (etcd, kube-apiserver, kube-controller-manager on k8s-master-10; kube-proxy on every node)\nkubeconfig: {}\n",
+                            serde_json::to_value(cp.version)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default(),
+                            lab::control_plane::host_kubeconfig(&state).display()
+                        ),
+                        None => String::new(),
+                    }
                 )),
             }
             Ok(0)

@@ -417,3 +417,122 @@ fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
     let t = crate::trace::sim::trace(&world, &pod, &svc, "tcp", None);
     assert_eq!(t.branches.len(), 3, "{:?}", t.hops);
 }
+
+/// Real rulesets written by the real kube-proxy (tests/fixtures/iptables/real,
+/// where each came from is in tests/fixtures/README.md) for the seed cluster.
+const REAL: [(&str, &str); 3] = [
+    (
+        "k8s-1.20-kube-proxy-node-12.nft.save",
+        include_str!("../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-node-12.nft.save"),
+    ),
+    (
+        "k8s-1.20-kube-proxy-master-10.nft-counters.save",
+        include_str!(
+            "../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-master-10.nft-counters.save"
+        ),
+    ),
+    (
+        "k8s-1.32-kube-proxy-node-12.nft.save",
+        include_str!("../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-node-12.nft.save"),
+    ),
+];
+
+#[test]
+fn real_rulesets_parse_whole_and_every_service_chain_is_its_services_hash() {
+    for (name, text) in REAL {
+        let rs =
+            crate::dataplane::iptables::save::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let rules = text
+            .lines()
+            .filter(|l| l.starts_with("-A ") || (l.starts_with('[') && l.contains("] -A ")))
+            .count();
+        assert_eq!(rs.rule_count(), rules, "{name}");
+        let mut mapped = 0;
+        for r in rs.specs("nat", "KUBE-SERVICES") {
+            let (Some(target), Some(comment), Some(proto)) = (&r.target, &r.comment, &r.proto)
+            else {
+                continue;
+            };
+            if !target.starts_with("KUBE-SVC-") {
+                continue;
+            }
+            // "ns/name:port cluster IP" names the service port.
+            let port_name = comment.trim_end_matches(" cluster IP");
+            assert_eq!(
+                *target,
+                crate::model::hash::svc_chain(port_name, proto),
+                "{name}: {comment}"
+            );
+            mapped += 1;
+        }
+        assert_eq!(mapped, 5, "{name}: the seed cluster's five service ports");
+    }
+}
+
+#[test]
+fn real_rulesets_are_healthy_and_traced_to_their_own_dnat_targets() {
+    for (name, text) in REAL {
+        let (c, mut s) = seed();
+        let node = if name.contains("master-10") {
+            "k8s-master-10"
+        } else {
+            NODE
+        };
+        s.iptables[0].ruleset = crate::dataplane::iptables::save::parse(text).unwrap();
+        let rs = s.iptables[0].ruleset.clone();
+        if node == NODE {
+            assert_eq!(ids(&c, &s), BTreeSet::new(), "{name}");
+        }
+        // The endpoints the dump DNATs to, by Service chain.
+        let dnat_of = |svc: &str| -> BTreeSet<String> {
+            rs.specs("nat", svc)
+                .iter()
+                .filter_map(|r| r.target.clone().filter(|t| t.starts_with("KUBE-SEP-")))
+                .filter_map(|sep| {
+                    rs.specs("nat", &sep)
+                        .iter()
+                        .find_map(|d| d.to_destination.clone())
+                })
+                .collect()
+        };
+        let nodes = vec![(node.to_string(), s.clone())];
+        let findings = run(&c, &nodes);
+        let world = crate::trace::sim::World::new(&c, &nodes, &findings);
+        let pod = crate::trace::resolve::resolve(
+            &c,
+            if node == NODE {
+                "test-net/busybox-deployment-5db9ff768-zrlxw"
+            } else {
+                "test-svc-ns/nginx-56d58c56c7-zl6ms"
+            },
+            "default",
+        )
+        .unwrap();
+        for sp in crate::model::kube_proxy::service_ports(&c) {
+            let dst = crate::trace::resolve::resolve(
+                &c,
+                &format!("{}/{}", sp.namespace, sp.service),
+                "default",
+            )
+            .unwrap();
+            let t = crate::trace::sim::trace(&world, &pod, &dst, &sp.protocol, Some(sp.port));
+            let traced: BTreeSet<String> = t
+                .branches
+                .iter()
+                .filter_map(|b| {
+                    b.label
+                        .split("DNAT ")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()
+                        .map(str::to_string)
+                })
+                .collect();
+            assert_eq!(traced, dnat_of(&sp.svc_chain()), "{name}: {}", sp.name());
+        }
+        let outside = crate::trace::resolve::resolve(&c, "192.168.56.254", "default").unwrap();
+        let np = crate::trace::resolve::resolve(&c, &format!("{node}:30005"), "default").unwrap();
+        let t = crate::trace::sim::trace(&world, &outside, &np, "tcp", None);
+        assert_eq!(t.branches.len(), 3, "{name}: NodePort 30005: {:?}", t.hops);
+    }
+}

@@ -45,6 +45,22 @@ pub enum Command {
     /// The seed cluster built for real in network namespaces: up, status, break, heal, down.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Internal: the control-plane lab's forwarder from 127.0.0.1 to its API server.
+    #[command(hide = true)]
+    LabForward {
+        #[arg(long)]
+        netns: String,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long)]
+        port_file: std::path::PathBuf,
+    },
+    /// Internal: the control-plane lab's stand-in kubelets (leases, node and pod status).
+    #[command(hide = true)]
+    LabKubelets {
+        #[arg(long, value_parser = values::lab_name)]
+        name: String,
+    },
     /// Internal: the HTTP responder the lab runs in each nginx pod.
     #[command(hide = true)]
     LabResponder {
@@ -313,8 +329,17 @@ pub enum LabCommand {
         iptables: IptablesBackend,
         /// Also publish the lab's objects to the API server in this kubeconfig
         /// (and keep them in step on break/heal), so commands can run live with --kubeconfig.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "control_plane")]
         kubeconfig: Option<std::path::PathBuf>,
+        /// Run the real control plane (etcd, kube-apiserver, kube-controller-manager
+        /// on k8s-master-10, RBAC and the default admission plugins) and the real
+        /// kube-proxy on every node, instead of rendering kube-proxy's rules.
+        #[arg(long)]
+        control_plane: bool,
+        /// The Kubernetes version of --control-plane (built once, offline:
+        /// scripts/build-apiserver.sh for 1.20, scripts/build-k8s-1.32.sh for 1.32).
+        #[arg(long, value_enum, default_value = "1.20", requires = "control_plane")]
+        k8s: crate::lab::control_plane::K8sVersion,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },

@@ -78,6 +78,21 @@ impl Target {
                 _unpacked: None,
             });
         }
+        // A lab run by the real control plane: its cluster is what that API
+        // server holds, its nodes are the lab's.
+        if let Some(s) = &state
+            && s.control_plane.is_some()
+            && let Some(kubeconfig) = &s.kubeconfig
+        {
+            return Ok(Target {
+                cluster: ClusterFrom::Live(LiveSource {
+                    kubeconfig: Some(kubeconfig.clone()),
+                    ..Default::default()
+                }),
+                nodes: NodesFrom::Lab(lab.to_string()),
+                _unpacked: None,
+            });
+        }
         if !lab_up {
             return Err(Error::env(
                 format!(

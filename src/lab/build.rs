@@ -67,8 +67,13 @@ pub fn up(
     params: LabParams,
     backend: IptablesBackend,
     kubeconfig: Option<std::path::PathBuf>,
+    control_plane: Option<super::control_plane::K8sVersion>,
     progress: Progress,
 ) -> Result<LabState> {
+    if let Some(v) = control_plane {
+        // Before anything is built: a missing build is a hint, not a teardown.
+        super::control_plane::binaries(v)?;
+    }
     preflight(backend)?;
     let topo = Topology::new(params)?;
     let name = topo.params.name.clone();
@@ -93,9 +98,20 @@ pub fn up(
         faults: Vec::new(),
         complete: false,
         kubeconfig: kubeconfig.map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
+        control_plane: control_plane.map(|version| super::control_plane::ControlPlane {
+            version,
+            port: None,
+        }),
     };
     state.save()?;
-    match build(&mut state, progress) {
+    let built = build(&mut state, progress).and_then(|()| match control_plane {
+        Some(v) => {
+            progress("control plane and kube-proxy", 1, 1);
+            super::control_plane::start(&mut state, v)
+        }
+        None => Ok(()),
+    });
+    match built {
         Ok(()) => Ok(state),
         Err(e) => {
             let _ = down(&name);
@@ -328,6 +344,7 @@ pub fn down(name: &str) -> Result<DownReport> {
     let state = LabState::load(name).ok().flatten();
     // Objects published to an API server go first (best effort: the server may be gone).
     if let Some(s) = &state
+        && s.control_plane.is_none()
         && let Some(kc) = &s.kubeconfig
         && let Ok(cluster) = super::kubectl_cluster(s)
         && let Err(e) = super::publish::unpublish(&cluster, kc)

@@ -6,6 +6,7 @@
 //! namespace and no packet leaves the lab.
 
 pub mod build;
+pub mod control_plane;
 pub mod exec;
 pub mod faults;
 pub mod objects;
@@ -40,6 +41,15 @@ pub fn break_fault(
     peer: Option<&str>,
 ) -> Result<ActiveFault> {
     let mut state = LabState::require(name)?;
+    if state.control_plane.is_some() && fault.is_iptables() {
+        return Err(Error::usage(
+            format!(
+                "{} rewrites iptables rules, which the real kube-proxy of a --control-plane lab owns",
+                fault.name()
+            ),
+            Some("inject it on a lab without --control-plane".to_string()),
+        ));
+    }
     let topo = state.topology.clone();
     let (node, peer) = match fault.scope() {
         Scope::Cluster => (None, None),

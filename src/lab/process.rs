@@ -33,10 +33,63 @@ pub fn spawn(
     args: &[String],
     log: &Path,
 ) -> Result<TrackedProcess> {
+    spawn_in(&Netns::named(netns), pod, role, program, args, log, None)
+}
+
+/// [`spawn`] with `first` put first on the program's PATH.
+pub fn spawn_with_path(
+    netns: &str,
+    pod: &str,
+    role: &str,
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    first: &Path,
+) -> Result<TrackedProcess> {
+    spawn_in(
+        &Netns::named(netns),
+        pod,
+        role,
+        program,
+        args,
+        log,
+        Some(first),
+    )
+}
+
+/// [`spawn`] in this machine's own namespace (recorded with an empty
+/// namespace name).
+pub fn spawn_here(
+    pod: &str,
+    role: &str,
+    program: &Path,
+    args: &[String],
+    log: &Path,
+) -> Result<TrackedProcess> {
+    spawn_in(&Netns::Current, pod, role, program, args, log, None)
+}
+
+fn spawn_in(
+    ns: &Netns,
+    pod: &str,
+    role: &str,
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    path_first: Option<&Path>,
+) -> Result<TrackedProcess> {
+    let netns = match ns {
+        Netns::Current => String::new(),
+        other => other.display_name(),
+    };
     let out = File::create(log).map_err(|e| Error::io(log, e))?;
     let err = out.try_clone().map_err(|e| Error::io(log, e))?;
-    let mut cmd = Netns::named(netns).command(program)?;
+    let mut cmd = ns.command(program)?;
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    if let Some(first) = path_first {
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        cmd.env("PATH", format!("{}:{path}", first.display()));
+    }
     // SAFETY: setsid(2) is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {

@@ -61,9 +61,13 @@ pub struct LabState {
     pub faults: Vec<ActiveFault>,
     /// False until `lab up` finished.
     pub complete: bool,
-    /// The API server the lab's objects are published to (`lab up --kubeconfig`).
+    /// The API server the lab's objects are published to (`lab up --kubeconfig`,
+    /// or the lab's own with `--control-plane`).
     #[serde(default)]
     pub kubeconfig: Option<PathBuf>,
+    /// The lab's own control plane and kube-proxy (`lab up --control-plane`).
+    #[serde(default)]
+    pub control_plane: Option<super::control_plane::ControlPlane>,
 }
 
 /// Where labs keep their directories: `$KNETDOCTOR_RUN_DIR/lab`, by default

@@ -55,8 +55,20 @@ pub fn sync(state: &LabState) -> Result<Cluster> {
     let net = ClusterNetwork::from_cluster(&cluster)
         .ok_or_else(|| Error::env("the lab's objects lack kube-flannel-cfg", None))?;
     let ports = kube_proxy::service_ports(&cluster);
-    for node in &state.topology.nodes {
-        let mut rs = expect::iptables(&cluster, &node.name, &net);
+    // With the real kube-proxy the lab writes flannel's and the CNI's rules
+    // once, before kube-proxy starts; from then on the rules are theirs.
+    let kube_proxy_rendered = state.control_plane.is_none();
+    let control_plane_running = state
+        .control_plane
+        .as_ref()
+        .is_some_and(|c| c.port.is_some());
+    for node in state
+        .topology
+        .nodes
+        .iter()
+        .filter(|_| !control_plane_running)
+    {
+        let mut rs = expect::iptables_of(&cluster, &node.name, &net, kube_proxy_rendered);
         for f in state
             .faults
             .iter()

@@ -50,6 +50,17 @@ pub fn flannel(
 /// portmap chains, kube-proxy's chains, and flannel's chains, in the order
 /// they hook into the built-in chains on a real node.
 pub fn iptables(cluster: &Cluster, node: &str, net: &ClusterNetwork) -> Ruleset {
+    iptables_of(cluster, node, net, true)
+}
+
+/// [`iptables`] with or without kube-proxy's part: a node whose real
+/// kube-proxy writes its own chains gets only flannel's and the CNI's.
+pub fn iptables_of(
+    cluster: &Cluster,
+    node: &str,
+    net: &ClusterNetwork,
+    kube_proxy: bool,
+) -> Ruleset {
     let mut rs = Ruleset::default();
     rs.table_mut("filter");
     rs.table_mut("nat");
@@ -62,11 +73,13 @@ pub fn iptables(cluster: &Cluster, node: &str, net: &ClusterNetwork) -> Ruleset 
         &portmap::host_ports(cluster.pods_on(node)),
         &pod_cidr,
     );
-    kube_proxy::program_iptables(
-        &mut rs,
-        &kube_proxy::service_ports(cluster),
-        Some(net.cluster_cidr),
-    );
+    if kube_proxy {
+        kube_proxy::program_iptables(
+            &mut rs,
+            &kube_proxy::service_ports(cluster),
+            Some(net.cluster_cidr),
+        );
+    }
     if let Ok(local) = pod_cidr.parse::<Ipv4Net>() {
         flannel::program_iptables(&mut rs, net.cluster_cidr, local);
     }
