@@ -420,7 +420,7 @@ fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
 
 /// Real rulesets written by the real kube-proxy (tests/fixtures/iptables/real,
 /// where each came from is in tests/fixtures/README.md) for the seed cluster.
-const REAL: [(&str, &str); 3] = [
+const REAL: [(&str, &str); 6] = [
     (
         "k8s-1.20-kube-proxy-node-12.nft.save",
         include_str!("../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-node-12.nft.save"),
@@ -434,6 +434,20 @@ const REAL: [(&str, &str); 3] = [
     (
         "k8s-1.32-kube-proxy-node-12.nft.save",
         include_str!("../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-node-12.nft.save"),
+    ),
+    (
+        "k8s-1.20-kube-proxy-node-12.legacy.save",
+        include_str!("../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-node-12.legacy.save"),
+    ),
+    (
+        "k8s-1.32-kube-proxy-node-12.legacy.save",
+        include_str!("../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-node-12.legacy.save"),
+    ),
+    (
+        "k8s-1.32-kube-proxy-master-10.legacy-counters.save",
+        include_str!(
+            "../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-master-10.legacy-counters.save"
+        ),
     ),
 ];
 
