@@ -9,7 +9,7 @@ use crate::dataplane::NodeState;
 use crate::dataplane::iptables::{RuleSpec, Ruleset};
 use crate::model::kube_proxy::{ProxyMode, ServicePort};
 
-use crate::model::{Cluster, ClusterNetwork, kube_proxy};
+use crate::model::{Cluster, ClusterNetwork, hash, kube_proxy};
 
 fn has_kube_chains(rs: &Ruleset) -> bool {
     rs.table("nat")
@@ -106,8 +106,14 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
     let nat = rs.table("nat");
     for sp in ports.iter().filter(|p| !p.endpoints.is_empty()) {
         let svc_ref = ObjectRef::namespaced("Service", &sp.namespace, &sp.service);
-        let svc_chain = sp.svc_chain();
         let jump = services.get(&(sp.cluster_ip.to_string(), sp.port, sp.protocol.clone()));
+        // The name this node's kube-proxy hashed the port under.
+        let hashed = sp
+            .hashed_names()
+            .into_iter()
+            .find(|n| jump.is_some_and(|j| j.jumps_to(&hash::svc_chain(n, &sp.protocol))))
+            .unwrap_or_else(|| sp.name());
+        let svc_chain = hash::svc_chain(&hashed, &sp.protocol);
         let chain_exists = nat.and_then(|t| t.chain(&svc_chain)).is_some();
         if jump.is_none() || !chain_exists || !jump.is_some_and(|j| j.jumps_to(&svc_chain)) {
             out.push(
@@ -126,9 +132,9 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
             );
             continue;
         }
-        check_endpoints(sp, rs, node, &svc_ref, out);
+        check_endpoints(sp, &hashed, rs, node, &svc_ref, out);
         if let Some(np) = sp.node_port {
-            let ext = sp.ext_chain();
+            let ext = hash::ext_chain(&hashed, &sp.protocol);
             let ok = nodeports
                 .iter()
                 .any(|r| r.dport == Some(np) && (r.jumps_to(&ext) || r.jumps_to(&svc_chain)));
@@ -147,13 +153,15 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
 
 fn check_endpoints(
     sp: &ServicePort,
+    hashed: &str,
     rs: &Ruleset,
     node: &str,
     svc_ref: &ObjectRef,
     out: &mut Vec<Finding>,
 ) {
-    let svc_chain = sp.svc_chain();
-    let want: BTreeSet<String> = sp.endpoints.iter().map(|e| sp.sep_chain(e)).collect();
+    let svc_chain = hash::svc_chain(hashed, &sp.protocol);
+    let sep = |e: &str| hash::sep_chain(hashed, &sp.protocol, e);
+    let want: BTreeSet<String> = sp.endpoints.iter().map(|e| sep(e)).collect();
     let have: BTreeSet<String> = rs
         .specs("nat", &svc_chain)
         .iter()
@@ -172,7 +180,7 @@ fn check_endpoints(
     let missing: Vec<String> = sp
         .endpoints
         .iter()
-        .filter(|e| !have.contains(&sp.sep_chain(e)))
+        .filter(|e| !have.contains(&sep(e)))
         .cloned()
         .collect();
     let stale: Vec<String> = have

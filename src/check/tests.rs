@@ -550,3 +550,29 @@ fn real_rulesets_are_healthy_and_traced_to_their_own_dnat_targets() {
         assert_eq!(t.branches.len(), 3, "{name}: NodePort 30005: {:?}", t.hops);
     }
 }
+
+#[test]
+fn an_unnamed_port_hashed_the_older_way_is_its_services_chain() {
+    use crate::model::hash;
+    let (c, mut s) = seed();
+    let mut text = s.iptables[0].ruleset.render();
+    // Older kube-proxy hashed an unnamed port as `ns/name:`.
+    for sp in crate::model::kube_proxy::service_ports(&c)
+        .iter()
+        .filter(|p| p.port_name.is_empty())
+    {
+        let old = format!("{}/{}:", sp.namespace, sp.service);
+        text = text.replace(&sp.svc_chain(), &hash::svc_chain(&old, &sp.protocol));
+        text = text.replace(&sp.ext_chain(), &hash::ext_chain(&old, &sp.protocol));
+        for e in &sp.endpoints {
+            text = text.replace(&sp.sep_chain(e), &hash::sep_chain(&old, &sp.protocol, e));
+        }
+    }
+    assert_ne!(
+        text,
+        s.iptables[0].ruleset.render(),
+        "the seed has unnamed ports"
+    );
+    s.iptables[0].ruleset = crate::dataplane::iptables::save::parse(&text).unwrap();
+    assert_eq!(ids(&c, &s), BTreeSet::new());
+}

@@ -79,6 +79,17 @@ impl ServicePort {
     pub fn svc_chain(&self) -> String {
         hash::svc_chain(&self.name(), &self.protocol)
     }
+    /// Every name kube-proxy versions have hashed this port under: today's
+    /// `ns/name[:port]`, and for an unnamed port also `ns/name:`, as older
+    /// kube-proxy printed every ServicePortName (public dumps show comments
+    /// like `"default/nginx:"` above such chains).
+    pub fn hashed_names(&self) -> Vec<String> {
+        let mut v = vec![self.name()];
+        if self.port_name.is_empty() {
+            v.push(format!("{}/{}:", self.namespace, self.service));
+        }
+        v
+    }
     /// `KUBE-EXT-<hash>`.
     pub fn ext_chain(&self) -> String {
         hash::ext_chain(&self.name(), &self.protocol)
