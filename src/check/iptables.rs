@@ -102,6 +102,7 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
             services.entry((ip, port, proto)).or_insert(r);
         }
     }
+    check_stale_rejects(&ports, rs, node, out);
     let nodeports = rs.specs("nat", "KUBE-NODEPORTS");
     let nat = rs.table("nat");
     for sp in ports.iter().filter(|p| !p.endpoints.is_empty()) {
@@ -145,6 +146,45 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
                         .object(ObjectRef::new("chain", "nat/KUBE-NODEPORTS"))
                         .evidence(format!("-p {} --dport {np} -j {ext}", sp.protocol), "absent")
                         .repair(kube_proxy_action(vec!["KUBE-NODEPORTS".into(), ext])),
+                );
+            }
+        }
+    }
+}
+
+/// kube-proxy rejects traffic to a Service port without endpoints (filter
+/// KUBE-SERVICES for its ClusterIP, KUBE-EXTERNAL-SERVICES for its
+/// NodePort, "has no endpoints"). Such a rule for a port that has ready
+/// endpoints is kube-proxy state that did not follow the Endpoints: it
+/// missed an update or stopped syncing.
+fn check_stale_rejects(ports: &[ServicePort], rs: &Ruleset, node: &str, out: &mut Vec<Finding>) {
+    for chain in ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"] {
+        for r in rs.specs("filter", chain) {
+            let stale = r.jumps_to("REJECT")
+                && r.comment
+                    .as_deref()
+                    .is_some_and(|c| c.ends_with("has no endpoints"));
+            if !stale {
+                continue;
+            }
+            let served = ports.iter().find(|sp| {
+                !sp.endpoints.is_empty()
+                    && r.proto.as_deref() == Some(sp.protocol.as_str())
+                    && match chain {
+                        "KUBE-SERVICES" => {
+                            r.dport == Some(sp.port)
+                                && r.dst_host() == Some(sp.cluster_ip.to_string().as_str())
+                        }
+                        _ => sp.node_port.is_some() && r.dport == sp.node_port,
+                    }
+            });
+            if let Some(sp) = served {
+                out.push(
+                    Finding::new("kube-proxy-reject-stale", Severity::Warning, Some(node), format!("filter {chain} rejects {} as having no endpoints, but it has {}: kube-proxy's rules here did not follow its Endpoints", sp.name(), sp.endpoints.len()))
+                        .object(ObjectRef::namespaced("Service", &sp.namespace, &sp.service))
+                        .object(ObjectRef::new("chain", format!("filter/{chain}")))
+                        .evidence("no REJECT for a Service with ready endpoints", r.comment.clone().unwrap_or_default())
+                        .repair(RepairAction::Manual { what: "restart kube-proxy on this node (its next full sync rewrites the rule); see its log for why it stopped syncing".into() }),
                 );
             }
         }

@@ -576,3 +576,14 @@ fn an_unnamed_port_hashed_the_older_way_is_its_services_chain() {
     s.iptables[0].ruleset = crate::dataplane::iptables::save::parse(&text).unwrap();
     assert_eq!(ids(&c, &s), BTreeSet::new());
 }
+
+#[test]
+fn a_reject_for_a_service_that_has_endpoints_is_stale_kube_proxy_state() {
+    let (c, mut s) = seed();
+    // As kube-proxy 1.20 writes it for a Service it believes has no endpoints.
+    s.iptables[0].ruleset.table_mut("filter").append(
+        "KUBE-SERVICES",
+        "-d 10.1.59.153/32 -p tcp -m comment --comment \"test-svc-ns/linux0224-nginx has no endpoints\" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable",
+    );
+    assert_eq!(ids(&c, &s), just("kube-proxy-reject-stale"));
+}
