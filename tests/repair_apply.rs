@@ -242,6 +242,53 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
     let out = repair(&["-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "healthy again after by_hand");
 
+    // No lab fault adds a route that takes part of a peer's pod CIDR: by
+    // hand, the master's nginx pod (10.2.0.42) is sent out of eth0. The
+    // trace sees the kernel's choice, and the repair deletes that route.
+    let shadow = || {
+        let ok = ping_full(&bb, "10.2.0.42");
+        format!(
+            "{} reachable {ok}",
+            in_ns_text(&node, &["ip", "-4", "-j", "route", "show", "table", "main"]).1
+        )
+    };
+    let trace = |want: Option<i32>| {
+        let out = kd(&[
+            "trace",
+            "test-net/busybox-deployment-5db9ff768-zrlxw",
+            "test-svc-ns/nginx-56d58c56c7-zl6ms",
+            "--lab",
+            LAB,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            want,
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        in_ns(&node, &["ip", "route", "add", "10.2.0.0/25", "dev", "eth0"])
+            .status
+            .success()
+    );
+    let said = trace(Some(1));
+    assert!(said.contains("finding route-shadows-pod-cidr"), "{said}");
+    assert!(
+        in_ns(&node, &["ip", "route", "del", "10.2.0.0/25"])
+            .status
+            .success()
+    );
+    trace(Some(0));
+    let shadowed = by_hand(
+        &node,
+        &["ip", "route", "add", "10.2.0.0/25", "dev", "eth0"],
+        &["ip", "route", "del", "10.2.0.0/25"],
+        &shadow,
+    );
+    assert!(shadowed.ends_with("reachable false"), "{shadowed}");
+
     // One repair at a time: with the lock held, a second is refused.
     lab.kd(&["lab", "break", "route-missing"]);
     let _ = repair(&["--history"]);

@@ -76,6 +76,11 @@ pub enum RepairAction {
         dev: String,
         onlink: bool,
     },
+    /// `ip route del DST` in the main table: a route that takes traffic
+    /// for a pod CIDR away from flannel.
+    RouteDelete {
+        dst: String,
+    },
     LinkUp {
         dev: String,
     },

@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+use ipnet::Ipv4Net;
+
 use super::finding::{Finding, ObjectRef, RepairAction, Severity};
 use crate::dataplane::NodeState;
 use crate::dataplane::state::{FdbEntry, Link, Neigh, Route};
@@ -90,7 +92,58 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
     }
     check_bridge(state, &exp, n, out);
     check_peers(state, &exp, n, out);
+    check_shadowing(state, &exp, n, out);
     check_stale_fdb(cluster, state, n, out);
+}
+
+/// A main-table route more specific than a pod CIDR takes part of that
+/// CIDR away from flannel: the kernel picks the longest prefix, so those
+/// pods are sent wherever that route says (out of eth0, to a gateway that
+/// knows nothing of them). Each route is looked up by its supernets, so
+/// 5,000 peers and 5,000 routes stay 5,000 × 24 lookups.
+fn check_shadowing(
+    state: &NodeState,
+    exp: &FlannelExpectation,
+    n: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    let mut cidrs: HashMap<Ipv4Net, &str> = exp
+        .peers
+        .iter()
+        .map(|p| (p.route_dst, p.peer.as_str()))
+        .collect();
+    cidrs.insert(exp.lease.pod_cidr, n.unwrap_or("this node"));
+    for r in state.routes.iter().filter(|r| r.table == 254) {
+        let Ok(dst) = r.dst.parse::<Ipv4Net>() else {
+            continue;
+        };
+        let Some((cidr, owner)) = (0..dst.prefix_len())
+            .rev()
+            .filter_map(|len| Ipv4Net::new(dst.network(), len).ok())
+            .find_map(|sup| cidrs.get(&sup.trunc()).map(|o| (sup.trunc(), *o)))
+        else {
+            continue;
+        };
+        out.push(
+            Finding::new(
+                "route-shadows-pod-cidr",
+                Severity::Error,
+                n,
+                format!("the route {} takes part of {owner}'s pod CIDR {cidr} away from flannel: the kernel prefers the longer prefix", r.dst),
+            )
+            .object(ObjectRef::new("route", r.dst.clone()))
+            .evidence(
+                format!("nothing more specific than {cidr}"),
+                format!(
+                    "{}{} dev {}",
+                    r.dst,
+                    r.gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
+                    r.dev.clone().unwrap_or_default()
+                ),
+            )
+            .repair(RepairAction::RouteDelete { dst: r.dst.clone() }),
+        );
+    }
 }
 
 fn check_vtep_settings(

@@ -126,6 +126,19 @@ fn node_state_variations() {
                 raw: None,
             });
         }),
+        ("route-shadows-pod-cidr", |s| {
+            // Half of the master's pod CIDR sent out of eth0.
+            let mut r = s
+                .routes
+                .iter()
+                .find(|r| r.dst == "192.168.56.0/24")
+                .cloned()
+                .unwrap();
+            r.dst = "10.2.0.0/25".into();
+            r.protocol = "boot".into();
+            r.prefsrc = None;
+            s.routes.push(r);
+        }),
         ("kube-proxy-not-programmed", |s| {
             s.iptables[0]
                 .ruleset

@@ -39,6 +39,7 @@ pub fn action_line(a: &RepairAction) -> String {
             "ip route replace {dst} via {gateway} dev {dev}{}",
             if *onlink { " onlink" } else { "" }
         ),
+        RepairAction::RouteDelete { dst } => format!("ip route del {dst}"),
         RepairAction::LinkUp { dev } => format!("ip link set {dev} up"),
         RepairAction::LinkMtu { dev, mtu } => format!("ip link set {dev} mtu {mtu}"),
         RepairAction::AddrReplace { dev, remove, add } => {

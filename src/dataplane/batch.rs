@@ -120,8 +120,11 @@ impl Request {
                     .destination_prefix(*dst, *len)
                     .output_interface(*ifindex)
                     .protocol(RouteProtocol::Boot);
-                if let Some(g) = gateway {
-                    b = b.gateway(*g);
+                match gateway {
+                    Some(g) => b = b.gateway(*g),
+                    // As `ip route`: a route straight onto a device reaches
+                    // only its link.
+                    None => b = b.scope(netlink_packet_route::route::RouteScope::Link),
                 }
                 if *onlink {
                     b = b.onlink();

@@ -187,10 +187,13 @@ impl Writer {
     /// already gone is no error.
     pub async fn route_del(&self, dst: &str) -> Result<()> {
         let net = parse_prefix(dst)?;
-        // The builder's default protocol (static) would match only ours.
+        // The builder's default protocol (static) would match only ours, and
+        // its default scope (universe) only routes via a gateway: the kernel
+        // matches any scope only for RT_SCOPE_NOWHERE, as `ip route del` asks.
         let m = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(net.addr(), net.prefix_len())
             .protocol(RouteProtocol::Unspec)
+            .scope(netlink_packet_route::route::RouteScope::NoWhere)
             .build();
         match self.h.route().del(m).execute().await {
             Ok(()) => Ok(()),

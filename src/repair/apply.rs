@@ -273,6 +273,7 @@ pub(super) async fn make(
             dev,
             onlink,
         } => w.route_replace(dst, Some(v4(gateway)?), dev, *onlink),
+        RepairAction::RouteDelete { dst } => w.route_del(dst).await,
         RepairAction::LinkUp { dev } => w.link_set(dev, Some(true), None).await,
         RepairAction::LinkMtu { dev, mtu } => w.link_set(dev, None, Some(*mtu)).await,
         RepairAction::AddrReplace { dev, remove, add } => {
@@ -317,7 +318,10 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
             }
             Ok(())
         }
-        (RepairAction::RouteReplace { dst, .. }, Before::Route { route }) => match route {
+        (
+            RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst },
+            Before::Route { route },
+        ) => match route {
             Some((gw, dev, onlink)) => {
                 let gw = match gw {
                     Some(IpAddr::V4(g)) => Some(*g),

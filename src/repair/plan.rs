@@ -84,7 +84,9 @@ fn category(a: &RepairAction) -> Option<Category> {
         RepairAction::Sysctl { .. } => Category::Sysctl,
         RepairAction::NeighReplace { .. } => Category::Neigh,
         RepairAction::FdbReplace { .. } | RepairAction::FdbDelete { .. } => Category::Fdb,
-        RepairAction::RouteReplace { .. } | RepairAction::RuleAdd { .. } => Category::Routes,
+        RepairAction::RouteReplace { .. }
+        | RepairAction::RouteDelete { .. }
+        | RepairAction::RuleAdd { .. } => Category::Routes,
         RepairAction::IptablesChains { .. } | RepairAction::IptablesPolicy { .. } => {
             Category::Iptables
         }
@@ -205,19 +207,21 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
                     .collect(),
             }
         }
-        RepairAction::RouteReplace { dst, .. } => Before::Route {
-            route: state
-                .routes
-                .iter()
-                .find(|r| r.table == 254 && r.dst == *dst)
-                .map(|r| {
-                    (
-                        r.gateway,
-                        r.dev.clone().unwrap_or_default(),
-                        r.flags.iter().any(|f| f == "onlink"),
-                    )
-                }),
-        },
+        RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst } => {
+            Before::Route {
+                route: state
+                    .routes
+                    .iter()
+                    .find(|r| r.table == 254 && r.dst == *dst)
+                    .map(|r| {
+                        (
+                            r.gateway,
+                            r.dev.clone().unwrap_or_default(),
+                            r.flags.iter().any(|f| f == "onlink"),
+                        )
+                    }),
+            }
+        }
         RepairAction::LinkUp { dev } => Before::LinkUp {
             up: state.link(dev).is_some_and(|l| l.up),
         },
@@ -273,7 +277,10 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
             RepairAction::FdbReplace { mac, .. } | RepairAction::FdbDelete { mac, .. },
             Before::Fdb { dsts },
         ) => listed(dsts.iter().map(|d| format!("{mac} dst {d}")).collect()),
-        (RepairAction::RouteReplace { dst, .. }, Before::Route { route }) => route
+        (
+            RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst },
+            Before::Route { route },
+        ) => route
             .map(|(gw, dev, onlink)| {
                 format!(
                     "{dst}{} dev {dev}{}",

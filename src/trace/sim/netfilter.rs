@@ -329,6 +329,21 @@ pub(super) fn outward(
     let cidr = ClusterNetwork::from_cluster(world.cluster).map(|n| n.cluster_cidr);
     let from_pod = cidr.is_some_and(|c| matches!(pkt.src, IpAddr::V4(v) if c.contains(&v)));
     let leaves_cluster = cidr.is_some_and(|c| !matches!(pkt.dst, IpAddr::V4(v) if c.contains(&v)));
+    // A pod address routed anywhere but flannel.1 or cni0 reaches no pod:
+    // a route more specific than flannel's took it.
+    if cidr.is_some() && !leaves_cluster {
+        hops.push(world.with_finding(
+            Hop::new(Point::Routing, Some(node), Some(dev), format!("route out of {dev}"))
+                .drop(
+                    DropReason::NoRoute,
+                    format!("{} is a pod address, but the route the kernel picks sends it out of {dev}, away from {VTEP_DEVICE}", pkt.dst),
+                ),
+            &["route-shadows-pod-cidr"],
+            Some(node),
+            None,
+        ));
+        return;
+    }
     if from_pod && leaves_cluster {
         let masq = a.iptables.iter().any(|b| {
             b.ruleset.table("nat").is_some_and(|t| {
