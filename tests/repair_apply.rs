@@ -624,3 +624,156 @@ fn route_to_master() -> knetdoctor::check::RepairAction {
         onlink: true,
     }
 }
+
+/// flannel.1 as the kernel describes it, without what changes when a device
+/// is made anew (its index): VXLAN attributes, MAC, MTU, state, address,
+/// and the neigh, FDB and route entries on it.
+fn vtep_snapshot(node_ns: &str) -> String {
+    let (_, link) = in_ns_text(node_ns, &["ip", "-d", "-j", "link", "show", "flannel.1"]);
+    let l: serde_json::Value = serde_json::from_str(&link).unwrap();
+    let l = &l[0];
+    let v = &l["linkinfo"]["info_data"];
+    let mut out = format!(
+        "mac {} mtu {} {} vni {} local {} link {} port {} learning {}\n",
+        l["address"],
+        l["mtu"],
+        l["operstate"],
+        v["id"],
+        v["local"],
+        v["link"],
+        v["port"],
+        v["learning"]
+    );
+    for argv in [
+        &["ip", "-4", "-j", "addr", "show", "dev", "flannel.1"][..],
+        &["ip", "-4", "-j", "route", "show", "dev", "flannel.1"],
+        &["ip", "-4", "-j", "neigh", "show", "dev", "flannel.1"],
+        &["bridge", "-j", "fdb", "show", "dev", "flannel.1"],
+    ] {
+        let (_, text) = in_ns_text(node_ns, argv);
+        let mut items: Vec<String> = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Array(v)) => v
+                .into_iter()
+                .map(|mut x| {
+                    if let Some(o) = x.as_object_mut() {
+                        for k in [
+                            "ifindex",
+                            "used",
+                            "updated",
+                            "stats64",
+                            "valid_life_time",
+                            "preferred_life_time",
+                        ] {
+                            o.remove(k);
+                        }
+                        if let Some(a) = o.get_mut("addr_info").and_then(|a| a.as_array_mut()) {
+                            for i in a.iter_mut().filter_map(|i| i.as_object_mut()) {
+                                i.remove("valid_life_time");
+                                i.remove("preferred_life_time");
+                            }
+                        }
+                    }
+                    x.to_string()
+                })
+                .collect(),
+            _ => vec![text],
+        };
+        items.sort();
+        out.push_str(&format!("{argv:?}: {}\n", items.join(" ")));
+    }
+    out
+}
+
+/// A flannel.1 made with the wrong VNI (no lab fault does this): nothing
+/// corrects a VNI in place, so the repair recreates the device as flanneld
+/// does — its MAC, address, MTU — and programs every peer again; undo puts
+/// the wrong device back with its entries.
+#[test]
+fn a_vtep_with_the_wrong_vni_is_made_anew_and_undone() {
+    let lab = Lab::up("vtep", &[]);
+    let node = lab.node("k8s-node-12");
+    let bb = lab.pod(BUSYBOX);
+    let healthy = vtep_snapshot(&node);
+    assert!(healthy.contains("vni 1 "), "{healthy}");
+    let sh = |script: &str| {
+        let out = in_ns(&node, &["sh", "-c", script]);
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The same device with VNI 2, every peer's entries put back on it.
+    let (_, neigh) = in_ns_text(&node, &["ip", "-4", "neigh", "show", "dev", "flannel.1"]);
+    let (_, fdb) = in_ns_text(&node, &["bridge", "fdb", "show", "dev", "flannel.1"]);
+    let (_, routes) = in_ns_text(&node, &["ip", "-4", "route", "show", "dev", "flannel.1"]);
+    let (_, mac) = in_ns_text(&node, &["cat", "/sys/class/net/flannel.1/address"]);
+    let mut script = format!(
+        "ip link del flannel.1 && ip link add flannel.1 address {} type vxlan id 2 local 192.168.56.12 dev eth0 dstport 8472 nolearning && ip link set flannel.1 mtu 1450 up && ip addr add 10.2.2.0/32 dev flannel.1 && ethtool -K flannel.1 tx-checksum-ip-generic off >/dev/null",
+        mac.trim()
+    );
+    for l in neigh.lines().filter(|l| l.contains("lladdr")) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        script.push_str(&format!(
+            " && ip neigh replace {} lladdr {} dev flannel.1 nud permanent",
+            w[0], w[2]
+        ));
+    }
+    for l in fdb.lines().filter(|l| l.contains(" dst ")) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let dst = w[w.iter().position(|x| *x == "dst").unwrap() + 1];
+        script.push_str(&format!(
+            " && bridge fdb replace {} dev flannel.1 dst {dst} self permanent",
+            w[0]
+        ));
+    }
+    for l in routes.lines().filter(|l| l.contains(" via ")) {
+        script.push_str(&format!(
+            " && ip route replace {} dev flannel.1",
+            l.trim().replace(" dev flannel.1", "")
+        ));
+    }
+    sh(&script);
+    let broken = vtep_snapshot(&node);
+    assert!(broken.contains("vni 2 "), "{broken}");
+    assert!(!ping_full(&bb, "10.2.0.42"), "VNI 2 still reaches VNI 1");
+    let out = kd(&[
+        "check",
+        "--lab",
+        "vtep",
+        "--node",
+        "k8s-node-12",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["vtep-config-wrong"], "{v:#}");
+
+    let repair = |extra: &[&str]| {
+        let mut a = vec!["repair", "--node", "k8s-node-12", "--lab", "vtep"];
+        a.extend_from_slice(extra);
+        kd(&a)
+    };
+    let out = repair(&["--apply", "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        ping_full(&bb, "10.2.0.42"),
+        "the repaired VTEP carries no traffic"
+    );
+    assert_eq!(vtep_snapshot(&node), healthy);
+    undo_newest("vtep").unwrap();
+    assert_eq!(vtep_snapshot(&node), broken);
+    assert!(!ping_full(&bb, "10.2.0.42"));
+}

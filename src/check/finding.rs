@@ -81,6 +81,12 @@ pub enum RepairAction {
     RouteDelete {
         dst: String,
     },
+    /// Delete the VXLAN device and make it anew (what its attributes
+    /// cannot be changed in place), as flanneld does; its neigh, FDB and
+    /// route entries go with it and are planned after it.
+    VtepRecreate {
+        spec: crate::dataplane::state::VxlanSpec,
+    },
     LinkUp {
         dev: String,
     },

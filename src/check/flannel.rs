@@ -224,13 +224,56 @@ fn check_vtep_settings(
                 v.local.map(|i| i.to_string()).unwrap_or_default()
             ));
         }
+        // The underlay: the device that holds the public-ip.
+        let underlay = state
+            .addrs
+            .iter()
+            .find(|a| a.address == want_local)
+            .map(|a| a.dev.clone());
+        if let (Some(want), Some(have)) = (&underlay, &v.dev)
+            && want != have
+        {
+            wrong.push(format!(
+                "dev {have} (want {want}, which holds {want_local})"
+            ));
+        }
         if !wrong.is_empty() {
-            out.push(
-                Finding::new("vtep-config-wrong", Severity::Error, n, format!("{VTEP_DEVICE} is not configured as flannel's VXLAN backend configures it"))
-                    .object(ObjectRef::new("device", VTEP_DEVICE))
-                    .evidence(format!("vxlan id {VNI} local {want_local} dstport {VXLAN_PORT} nolearning"), wrong.join(", "))
-                    .repair(RepairAction::Manual { what: "delete flannel.1 and restart the kube-flannel pod on this node; flanneld recreates it".into() }),
-            );
+            // None of these changes in place: flanneld deletes the device
+            // and makes it anew, then programs every peer again.
+            let spec = crate::dataplane::state::VxlanSpec {
+                dev: VTEP_DEVICE.into(),
+                vni: VNI,
+                local: Some(exp.lease.public_ip),
+                underlay: underlay.or_else(|| v.dev.clone()),
+                port: VXLAN_PORT,
+                learning: false,
+                mac: Some(exp.lease.vtep_mac.clone()),
+                mtu: exp.vtep_mtu,
+                addrs: vec![format!("{}/32", exp.lease.gateway())],
+                up: true,
+            };
+            let mut f = Finding::new(
+                "vtep-config-wrong",
+                Severity::Error,
+                n,
+                format!("{VTEP_DEVICE} is not configured as flannel's VXLAN backend configures it"),
+            )
+            .object(ObjectRef::new("device", VTEP_DEVICE))
+            .evidence(
+                format!("vxlan id {VNI} local {want_local} dstport {VXLAN_PORT} nolearning"),
+                wrong.join(", "),
+            )
+            .repair(RepairAction::VtepRecreate { spec })
+            // A new device comes with the offload flannel turns off.
+            .repair(RepairAction::Ethtool {
+                dev: VTEP_DEVICE.into(),
+                feature: "tx-checksum-ip-generic".into(),
+                on: false,
+            });
+            for p in &exp.peers {
+                f.repair.extend(peer_actions(p, true, true, true));
+            }
+            out.push(f);
         }
     }
     if l.mac.as_deref() != Some(exp.lease.vtep_mac.as_str()) {

@@ -40,6 +40,35 @@ pub fn action_line(a: &RepairAction) -> String {
             if *onlink { " onlink" } else { "" }
         ),
         RepairAction::RouteDelete { dst } => format!("ip route del {dst}"),
+        RepairAction::VtepRecreate { spec } => format!(
+            "ip link del {dev}; ip link add {dev}{mac} type vxlan id {} {}{}dstport {} {}; ip link set {dev} mtu {}{}{}",
+            spec.vni,
+            spec.local
+                .map(|l| format!("local {l} "))
+                .unwrap_or_default(),
+            spec.underlay
+                .as_ref()
+                .map(|u| format!("dev {u} "))
+                .unwrap_or_default(),
+            spec.port,
+            if spec.learning {
+                "learning"
+            } else {
+                "nolearning"
+            },
+            spec.mtu,
+            if spec.up { " up" } else { "" },
+            spec.addrs
+                .iter()
+                .map(|a| format!("; ip addr add {a} dev {}", spec.dev))
+                .collect::<String>(),
+            dev = spec.dev,
+            mac = spec
+                .mac
+                .as_ref()
+                .map(|m| format!(" address {m}"))
+                .unwrap_or_default(),
+        ),
         RepairAction::LinkUp { dev } => format!("ip link set {dev} up"),
         RepairAction::LinkMtu { dev, mtu } => format!("ip link set {dev} mtu {mtu}"),
         RepairAction::AddrReplace { dev, remove, add } => {

@@ -73,6 +73,11 @@ pub fn parse_prefix(s: &str) -> Result<ipnet::Ipv4Net> {
 pub struct DeviceIndexes(HashMap<String, Option<u32>>);
 
 impl DeviceIndexes {
+    /// Forgets `dev`'s index (the device was deleted or made anew).
+    pub fn forget(&mut self, dev: &str) {
+        self.0.remove(dev);
+    }
+
     pub fn get(&mut self, dev: &str) -> Result<u32> {
         self.0
             .entry(dev.to_string())

@@ -161,6 +161,52 @@ pub struct Vxlan {
     pub learning: bool,
 }
 
+/// A VXLAN device as it is made whole (its attributes cannot all be
+/// changed in place): what repair recreates flannel.1 from, and what it
+/// records of the device it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VxlanSpec {
+    pub dev: String,
+    pub vni: u32,
+    pub local: Option<std::net::Ipv4Addr>,
+    /// The underlay device.
+    pub underlay: Option<String>,
+    pub port: u16,
+    pub learning: bool,
+    pub mac: Option<String>,
+    pub mtu: u32,
+    /// IPv4 addresses, `A/N`.
+    pub addrs: Vec<String>,
+    pub up: bool,
+}
+
+impl VxlanSpec {
+    /// The device `dev` as `state` holds it, if it is a VXLAN device.
+    pub fn of(state: &NodeState, dev: &str) -> Option<VxlanSpec> {
+        let l = state.link(dev)?;
+        let v = l.vxlan.as_ref()?;
+        Some(VxlanSpec {
+            dev: dev.to_string(),
+            vni: v.vni,
+            local: match v.local {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            },
+            underlay: v.dev.clone(),
+            port: v.port,
+            learning: v.learning,
+            mac: l.mac.clone(),
+            mtu: l.mtu,
+            addrs: state
+                .addrs_of(dev)
+                .filter(|a| a.address.is_ipv4())
+                .map(|a| format!("{}/{}", a.address, a.prefix_len))
+                .collect(),
+            up: l.up,
+        })
+    }
+}
+
 /// Bridge-port attributes that matter for pods on cni0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BridgePort {

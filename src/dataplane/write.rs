@@ -202,6 +202,46 @@ impl Writer {
         }
     }
 
+    /// Deletes `spec.dev` if it exists and makes it anew as `spec` says:
+    /// `ip link add DEV address MAC type vxlan id VNI local IP dev UNDERLAY
+    /// dstport PORT [no]learning`, its MTU, its addresses, up or down.
+    pub async fn vxlan_recreate(&self, spec: &crate::dataplane::state::VxlanSpec) -> Result<()> {
+        let dev = &spec.dev;
+        if let Ok(idx) = self.index(dev) {
+            self.h
+                .link()
+                .del(idx)
+                .execute()
+                .await
+                .map_err(nl(format!("ip link del {dev}")))?;
+        }
+        self.indexes.borrow_mut().forget(dev);
+        let mut b = rtnetlink::LinkVxlan::new(dev, spec.vni)
+            .port(spec.port)
+            .learning(spec.learning);
+        if let Some(local) = spec.local {
+            b = b.local(local);
+        }
+        if let Some(u) = &spec.underlay {
+            b = b.dev(self.index(u)?);
+        }
+        let mut b = b.mtu(spec.mtu);
+        if let Some(mac) = &spec.mac {
+            b = b.address(crate::dataplane::batch::parse_mac(mac)?.to_vec());
+        }
+        if spec.up {
+            b = b.up();
+        }
+        self.h
+            .link()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(nl(format!("ip link add {dev} type vxlan id {}", spec.vni)))?;
+        self.indexes.borrow_mut().forget(dev);
+        self.addrs_set(dev, &[], &spec.addrs).await
+    }
+
     /// `ip link set DEV [up|down] [mtu N]`.
     pub async fn link_set(&self, dev: &str, up: Option<bool>, mtu: Option<u32>) -> Result<()> {
         let idx = self.index(dev)?;

@@ -29,6 +29,31 @@ pub fn supported(s: &Step) -> bool {
     }
 }
 
+/// Whether `a` is a neigh, FDB or route entry on `dev`.
+fn on_device(a: &RepairAction, dev: &str) -> bool {
+    match a {
+        RepairAction::NeighReplace { dev: d, .. }
+        | RepairAction::FdbReplace { dev: d, .. }
+        | RepairAction::FdbDelete { dev: d, .. }
+        | RepairAction::RouteReplace { dev: d, .. } => d == dev,
+        _ => false,
+    }
+}
+
+/// "Nothing was there" for an entry action.
+fn absent(a: &RepairAction) -> Before {
+    match a {
+        RepairAction::NeighReplace { .. } => Before::Neigh {
+            lladdr: None,
+            permanent: false,
+        },
+        RepairAction::FdbReplace { .. } | RepairAction::FdbDelete { .. } => {
+            Before::Fdb { dsts: Vec::new() }
+        }
+        _ => Before::Route { route: None },
+    }
+}
+
 /// What the journal records for step `s` before it is made.
 fn journaled(s: &Step, state: &NodeState) -> Before {
     match (&s.action, &s.iptables) {
@@ -50,12 +75,23 @@ pub fn apply(
     state: &NodeState,
     dir: &Path,
 ) -> Result<Journal> {
+    // A device made anew takes its neigh, FDB and route entries with it:
+    // those planned after it replace nothing.
+    let recreated: Option<(usize, &str)> =
+        steps.iter().enumerate().find_map(|(k, s)| match &s.action {
+            RepairAction::VtepRecreate { spec } => Some((k, spec.dev.as_str())),
+            _ => None,
+        });
     let entries = steps
         .iter()
-        .map(|s| Entry {
+        .enumerate()
+        .map(|(k, s)| Entry {
             action: s.action.clone(),
             finding: s.finding.clone(),
-            before: journaled(s, state),
+            before: match recreated {
+                Some((at, dev)) if k > at && on_device(&s.action, dev) => absent(&s.action),
+                _ => journaled(s, state),
+            },
             applied: false,
             error: None,
             unanswered: false,
@@ -274,6 +310,7 @@ pub(super) async fn make(
             onlink,
         } => w.route_replace(dst, Some(v4(gateway)?), dev, *onlink),
         RepairAction::RouteDelete { dst } => w.route_del(dst).await,
+        RepairAction::VtepRecreate { spec } => w.vxlan_recreate(spec).await,
         RepairAction::LinkUp { dev } => w.link_set(dev, Some(true), None).await,
         RepairAction::LinkMtu { dev, mtu } => w.link_set(dev, None, Some(*mtu)).await,
         RepairAction::AddrReplace { dev, remove, add } => {
@@ -331,6 +368,42 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
             }
             None => w.route_del(dst).await,
         },
+        (
+            RepairAction::VtepRecreate { spec: new },
+            Before::Vtep {
+                spec,
+                neighs,
+                fdb,
+                routes,
+            },
+        ) => {
+            match spec {
+                Some(old) => w.vxlan_recreate(old).await?,
+                None => {
+                    return Err(Error::env(
+                        format!(
+                            "{} was not there before the repair; delete it by hand if it should not be",
+                            new.dev
+                        ),
+                        None,
+                    ));
+                }
+            }
+            for (at, mac) in neighs {
+                w.neigh_replace(&new.dev, *at, mac)?;
+            }
+            for (mac, dst) in fdb {
+                w.fdb_replace(&new.dev, mac, *dst)?;
+            }
+            for (dst, gw, onlink) in routes {
+                let gw = match gw {
+                    Some(IpAddr::V4(g)) => Some(*g),
+                    _ => None,
+                };
+                w.route_replace(dst, gw, &new.dev, *onlink)?;
+            }
+            Ok(())
+        }
         (RepairAction::LinkUp { dev }, Before::LinkUp { up }) => {
             w.link_set(dev, Some(*up), None).await
         }

@@ -87,6 +87,7 @@ fn category(a: &RepairAction) -> Option<Category> {
         RepairAction::RouteReplace { .. }
         | RepairAction::RouteDelete { .. }
         | RepairAction::RuleAdd { .. } => Category::Routes,
+        RepairAction::VtepRecreate { .. } => Category::Links,
         RepairAction::IptablesChains { .. } | RepairAction::IptablesPolicy { .. } => {
             Category::Iptables
         }
@@ -178,6 +179,14 @@ pub enum Before {
     Ethtool {
         on: Option<bool>,
     },
+    /// The VXLAN device that was there, and the entries on it that went
+    /// with it (neigh `ip mac`, FDB `mac dst`, route `dst gw onlink`).
+    Vtep {
+        spec: Option<crate::dataplane::state::VxlanSpec>,
+        neighs: Vec<(IpAddr, String)>,
+        fdb: Vec<(String, IpAddr)>,
+        routes: Vec<(String, Option<IpAddr>, bool)>,
+    },
     /// Whether the policy rule was there (a rule is only ever added).
     Rule {
         present: bool,
@@ -222,6 +231,31 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
                     }),
             }
         }
+        RepairAction::VtepRecreate { spec } => Before::Vtep {
+            spec: crate::dataplane::state::VxlanSpec::of(state, &spec.dev),
+            neighs: state
+                .neighs
+                .iter()
+                .filter(|n| n.dev == spec.dev)
+                .filter_map(|n| Some((n.dst, n.lladdr.clone()?)))
+                .collect(),
+            fdb: state
+                .fdb
+                .iter()
+                .filter(|f| f.dev == spec.dev)
+                .filter_map(|f| Some((f.mac.clone(), f.dst?)))
+                .collect(),
+            routes: state
+                .routes
+                .iter()
+                .filter(|r| {
+                    r.table == 254
+                        && r.dev.as_deref() == Some(spec.dev.as_str())
+                        && r.protocol != "kernel"
+                })
+                .map(|r| (r.dst.clone(), r.gateway, r.onlink()))
+                .collect(),
+        },
         RepairAction::LinkUp { dev } => Before::LinkUp {
             up: state.link(dev).is_some_and(|l| l.up),
         },
@@ -289,6 +323,27 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
                 )
             })
             .unwrap_or_else(nothing),
+        (
+            RepairAction::VtepRecreate { .. },
+            Before::Vtep {
+                spec,
+                neighs,
+                fdb,
+                routes,
+            },
+        ) => match spec {
+            Some(s) => format!(
+                "{} vxlan id {} dstport {} {}, {} neigh, {} FDB, {} route entries",
+                s.dev,
+                s.vni,
+                s.port,
+                if s.learning { "learning" } else { "nolearning" },
+                neighs.len(),
+                fdb.len(),
+                routes.len()
+            ),
+            None => nothing(),
+        },
         (RepairAction::LinkUp { dev }, Before::LinkUp { up }) => {
             format!("{dev} {}", if up { "up" } else { "down" })
         }
