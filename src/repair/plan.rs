@@ -326,24 +326,21 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
         (
             RepairAction::VtepRecreate { .. },
             Before::Vtep {
-                spec,
+                spec: Some(s),
                 neighs,
                 fdb,
                 routes,
             },
-        ) => match spec {
-            Some(s) => format!(
-                "{} vxlan id {} dstport {} {}, {} neigh, {} FDB, {} route entries",
-                s.dev,
-                s.vni,
-                s.port,
-                if s.learning { "learning" } else { "nolearning" },
-                neighs.len(),
-                fdb.len(),
-                routes.len()
-            ),
-            None => nothing(),
-        },
+        ) => format!(
+            "{} vxlan id {} dstport {} {}, {} neigh, {} FDB, {} route entries",
+            s.dev,
+            s.vni,
+            s.port,
+            if s.learning { "learning" } else { "nolearning" },
+            neighs.len(),
+            fdb.len(),
+            routes.len()
+        ),
         (RepairAction::LinkUp { dev }, Before::LinkUp { up }) => {
             format!("{dev} {}", if up { "up" } else { "down" })
         }
