@@ -289,6 +289,27 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
     );
     assert!(shadowed.ends_with("reachable false"), "{shadowed}");
 
+    // A pod veth whose node end takes less than the pod sends: full-size
+    // frames between the pods on k8s-node-12 are dropped; the repair sets
+    // the MTU back.
+    let (_, ports) = in_ns_text(&node, &["ip", "-j", "link", "show", "master", "cni0"]);
+    let ports: serde_json::Value = serde_json::from_str(&ports).unwrap();
+    let veth = ports[0]["ifname"].as_str().unwrap().to_string();
+    let veth_mtu = || {
+        let ok = ping_full(&bb, "10.2.2.132");
+        format!(
+            "{} reachable {ok}",
+            in_ns_text(&node, &["ip", "-j", "link", "show", &veth]).1
+        )
+    };
+    let small = by_hand(
+        &node,
+        &["ip", "link", "set", &veth, "mtu", "1400"],
+        &["ip", "link", "set", &veth, "mtu", "1450"],
+        &veth_mtu,
+    );
+    assert!(small.ends_with("reachable false"), "{small}");
+
     // One repair at a time: with the lock held, a second is refused.
     lab.kd(&["lab", "break", "route-missing"]);
     let _ = repair(&["--history"]);

@@ -730,6 +730,19 @@ pub fn check_pods(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
             ),
             Some(_) => {}
         }
+        // The veth's two ends must carry the same size: a frame larger than
+        // the receiving end's MTU is dropped without an ICMP error.
+        if let Some(l) = host
+            && l.mtu < att.mtu
+        {
+            out.push(
+                Finding::new("pod-veth-mtu-mismatch", Severity::Error, n, format!("the veth of pod {ns}/{name} has MTU {} on the node but {} in the pod: full-size packets between the pod and {BRIDGE_DEVICE} are dropped", l.mtu, att.mtu))
+                    .object(pod_ref.clone())
+                    .object(ObjectRef::new("device", &l.name))
+                    .evidence(format!("mtu {}", att.mtu), format!("mtu {}", l.mtu))
+                    .repair(RepairAction::LinkMtu { dev: l.name.clone(), mtu: att.mtu }),
+            );
+        }
         if let Some(vm) = vtep_ok_mtu
             && att.mtu > vm
         {

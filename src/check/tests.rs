@@ -63,7 +63,12 @@ fn node_state_variations() {
             })
         }),
         ("mtu-mismatch", |s| {
-            s.attachments.iter_mut().for_each(|a| a.mtu = 1500)
+            // A CNI MTU of 1500: both ends of every pod's veth.
+            s.attachments.iter_mut().for_each(|a| a.mtu = 1500);
+            s.links
+                .iter_mut()
+                .filter(|l| l.master.as_deref() == Some("cni0"))
+                .for_each(|l| l.mtu = 1500)
         }),
         ("policy-rule-missing", |s| {
             s.rules
@@ -138,6 +143,13 @@ fn node_state_variations() {
             r.protocol = "boot".into();
             r.prefsrc = None;
             s.routes.push(r);
+        }),
+        ("pod-veth-mtu-mismatch", |s| {
+            s.links
+                .iter_mut()
+                .filter(|l| l.master.as_deref() == Some("cni0"))
+                .take(1)
+                .for_each(|l| l.mtu = 1400)
         }),
         ("kube-proxy-not-programmed", |s| {
             s.iptables[0]

@@ -383,6 +383,28 @@ fn leave_pod(world: &World, node: &str, src_ip: IpAddr) -> Hop {
         .and_then(|a| a.peer_ifindex)
         .and_then(|i| state.links.iter().find(|l| l.ifindex == i));
     match (att, host) {
+        (Some(a), Some(h))
+            if a.up && h.up && h.master.as_deref() == Some(BRIDGE_DEVICE) && h.mtu < a.mtu =>
+        {
+            world.with_finding(
+                Hop::new(
+                    Point::ToBridge,
+                    Some(node),
+                    Some(&h.name),
+                    format!("veth {}", h.name),
+                )
+                .drop(
+                    DropReason::Mtu,
+                    format!(
+                        "the pod sends up to {} bytes but {} takes {}",
+                        a.mtu, h.name, h.mtu
+                    ),
+                ),
+                &["pod-veth-mtu-mismatch"],
+                Some(node),
+                None,
+            )
+        }
         (Some(a), Some(h)) if a.up && h.up && h.master.as_deref() == Some(BRIDGE_DEVICE) => {
             Hop::new(
                 Point::ToBridge,

@@ -58,6 +58,27 @@ pub(super) fn to_pod(
         .peer_ifindex
         .and_then(|i| state.links.iter().find(|l| l.ifindex == i));
     match host {
+        Some(h)
+            if h.up && att.up && h.master.as_deref() == Some(BRIDGE_DEVICE) && pkt.size > h.mtu =>
+        {
+            hops.push(
+                world.with_finding(
+                    Hop::new(
+                        Point::ToPod,
+                        Some(node),
+                        Some(&h.name),
+                        format!("{BRIDGE_DEVICE} -> {}", h.name),
+                    )
+                    .drop(
+                        DropReason::Mtu,
+                        format!("{} bytes do not fit {}'s mtu {}", pkt.size, h.name, h.mtu),
+                    ),
+                    &["pod-veth-mtu-mismatch"],
+                    Some(node),
+                    None,
+                ),
+            )
+        }
         Some(h) if h.up && att.up && h.master.as_deref() == Some(BRIDGE_DEVICE) => {
             let pod = world
                 .cluster
