@@ -383,6 +383,34 @@ fn status_text(st: &lab::status::Status) -> String {
     for p in st.processes.iter().filter(|p| !p.alive) {
         let _ = writeln!(o, "  DEAD {} in {} (pid {})", p.role, p.pod, p.pid);
     }
+    if let Some(cp) = &st.control_plane {
+        let state = |p: &lab::status::ProcessLine| if p.alive { "up" } else { "DOWN" };
+        let components: Vec<String> = st
+            .processes
+            .iter()
+            .filter(|p| p.pod == "control-plane")
+            .map(|p| format!("{} {}", p.role, state(p)))
+            .collect();
+        let proxies: Vec<String> = st
+            .processes
+            .iter()
+            .filter(|p| p.role == "kube-proxy")
+            .map(|p| format!("{} {}", p.pod, state(p)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "control plane: Kubernetes {}: {}{}\nkube-proxy: {}",
+            serde_json::to_value(cp.version)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            components.join(", "),
+            cp.port
+                .map(|p| format!(" (API server at 127.0.0.1:{p} through the forwarder)"))
+                .unwrap_or_default(),
+            proxies.join(", ")
+        );
+    }
     if st.faults.is_empty() {
         let _ = writeln!(o, "faults: none");
     } else {

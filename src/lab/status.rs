@@ -47,6 +47,8 @@ pub struct Status {
     pub namespaces_expected: usize,
     pub namespaces_present: usize,
     pub processes: Vec<ProcessLine>,
+    /// The lab's own control plane (`lab up --control-plane`), if it runs one.
+    pub control_plane: Option<crate::lab::control_plane::ControlPlane>,
     pub faults: Vec<ActiveFault>,
     pub paths: Vec<PathCheck>,
 }
@@ -264,6 +266,7 @@ pub fn status(name: &str, probe: bool) -> Result<Status> {
                 alive: process::is_alive(p),
             })
             .collect(),
+        control_plane: state.control_plane.clone(),
         faults: state.faults.clone(),
         paths,
     })
