@@ -392,10 +392,18 @@ fn status_text(st: &lab::status::Status) -> String {
             .map(|p| format!("{} {}", p.role, state(p)))
             .collect();
         let proxies: Vec<String> = st
-            .processes
+            .nodes
             .iter()
-            .filter(|p| p.role == "kube-proxy")
-            .map(|p| format!("{} {}", p.pod, state(p)))
+            .map(|n| {
+                match st
+                    .processes
+                    .iter()
+                    .find(|p| p.role == "kube-proxy" && p.pod == *n)
+                {
+                    Some(p) => format!("{n} {}", state(p)),
+                    None => format!("{n} STOPPED (by a fault; `lab heal` starts it)"),
+                }
+            })
             .collect();
         let _ = writeln!(
             o,

@@ -142,6 +142,12 @@ impl Fault {
     }
 
     /// Whether the fault is applied by re-rendering iptables.
+    /// Faults in kube-proxy's own chains.
+    pub fn is_kube_proxy(self) -> bool {
+        use Fault::*;
+        matches!(self, SvcChainMissing | SepStale | NodeportMissing)
+    }
+
     pub fn is_iptables(self) -> bool {
         use Fault::*;
         matches!(

@@ -41,10 +41,10 @@ pub fn break_fault(
     peer: Option<&str>,
 ) -> Result<ActiveFault> {
     let mut state = LabState::require(name)?;
-    if state.control_plane.is_some() && fault.is_iptables() {
+    if state.control_plane.is_some() && fault.is_iptables() && !fault.is_kube_proxy() {
         return Err(Error::usage(
             format!(
-                "{} rewrites iptables rules, which the real kube-proxy of a --control-plane lab owns",
+                "{} rewrites flannel's iptables rules, which a --control-plane lab writes only when it comes up",
                 fault.name()
             ),
             Some("inject it on a lab without --control-plane".to_string()),
@@ -131,6 +131,19 @@ pub fn break_fault(
         state.processes.retain(|p| p.role != "dnsmasq");
         state.save()?;
     }
+    // With the real kube-proxy, its faults happen as in life: it stops and
+    // its chains are left damaged.
+    if state.control_plane.is_some()
+        && fault.is_kube_proxy()
+        && let Some(n) = node
+    {
+        let ports = crate::model::kube_proxy::service_ports(&sync::current_cluster(&state));
+        let peer_name = peer.map(|p| p.name.clone());
+        control_plane::break_kube_proxy(&mut state, &n.name, |rs| {
+            faults::transform_ruleset(rs, fault, &ports, &topo, peer_name.as_deref())
+        })?;
+        return Ok(active);
+    }
     if fault.is_iptables() || fault.scope() == Scope::Cluster {
         sync::sync(&state)?;
     }
@@ -196,6 +209,9 @@ pub fn heal(name: &str) -> Result<Vec<ActiveFault>> {
         state.save()?;
     }
     sync::sync(&state)?;
+    if state.control_plane.is_some() {
+        control_plane::restart_kube_proxies(&mut state)?;
+    }
     build::wait_for_listeners(&state)?;
     Ok(healed)
 }

@@ -161,7 +161,7 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
     let pki = pki::Pki::create(&pki_dir(state), api_ip, service_ip, &ids)?;
     let server = format!("https://{api_ip}:{API_PORT}");
     let cm_kubeconfig = pki.kubeconfig("controller-manager", &server)?;
-    let proxy_kubeconfig = pki.kubeconfig("proxy", &server)?;
+    pki.kubeconfig("proxy", &server)?;
     for (file, _, _) in &node_files {
         pki.kubeconfig(file, &server)?;
     }
@@ -294,30 +294,93 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
     state.processes.push(kubelets);
     state.save()?;
 
-    let shim = iptables_shim(&dir, state.iptables)?;
     for n in state.topology.nodes.clone() {
-        let proxy = process::spawn_with_path(
-            &n.netns,
-            &n.name,
-            "kube-proxy",
-            &bin.join("kube-proxy"),
-            &[
-                format!("--kubeconfig={}", proxy_kubeconfig.display()),
-                format!("--hostname-override={}", n.name),
-                format!("--bind-address={}", n.ip),
-                "--cluster-cidr=10.2.0.0/16".into(),
-                "--proxy-mode=iptables".into(),
-                // A namespace cannot set the host's conntrack table size.
-                "--conntrack-max-per-core=0".into(),
-                "--conntrack-min=0".into(),
-                "--metrics-bind-address=127.0.0.1:10249".into(),
-                "--healthz-bind-address=127.0.0.1:10256".into(),
-            ],
-            &log(&format!("kube-proxy-{}", n.name)),
-            &shim,
-        )?;
+        let proxy = start_kube_proxy(state, &n.name)?;
         state.processes.push(proxy);
         state.save()?;
+    }
+    wait_programmed(state)
+}
+
+/// Starts the real kube-proxy in `node`'s namespace (iptables mode, the
+/// lab's backend, its own identity).
+pub fn start_kube_proxy(state: &LabState, node: &str) -> Result<super::state::TrackedProcess> {
+    let version = state
+        .control_plane
+        .as_ref()
+        .map(|c| c.version)
+        .ok_or_else(|| Error::env("this lab runs no control plane", None))?;
+    let bin = binaries(version)?;
+    let n = state.topology.node(node)?;
+    let shim = iptables_shim(&cp_dir(state), state.iptables)?;
+    let kubeconfig = pki_dir(state).join("proxy.kubeconfig");
+    process::spawn_with_path(
+        &n.netns,
+        &n.name,
+        "kube-proxy",
+        &bin.join("kube-proxy"),
+        &[
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--hostname-override={}", n.name),
+            format!("--bind-address={}", n.ip),
+            "--cluster-cidr=10.2.0.0/16".into(),
+            "--proxy-mode=iptables".into(),
+            // A namespace cannot set the host's conntrack table size.
+            "--conntrack-max-per-core=0".into(),
+            "--conntrack-min=0".into(),
+            "--metrics-bind-address=127.0.0.1:10249".into(),
+            "--healthz-bind-address=127.0.0.1:10256".into(),
+        ],
+        &state
+            .dir
+            .join("logs")
+            .join(format!("kube-proxy-{}.log", n.name)),
+        &shim,
+    )
+}
+
+/// A kube-proxy fault as it happens in life: kube-proxy on the node stops
+/// (crashed, evicted), and its chains are left damaged — `damage` edits the
+/// node's rules as they are now.
+pub fn break_kube_proxy(
+    state: &mut LabState,
+    node: &str,
+    damage: impl FnOnce(&mut crate::dataplane::iptables::Ruleset),
+) -> Result<()> {
+    let stopped: Vec<(i32, Option<u64>)> = state
+        .processes
+        .iter()
+        .filter(|p| p.role == "kube-proxy" && p.pod == node)
+        .map(|p| (p.pid, Some(p.start_time)))
+        .collect();
+    process::stop_all(&stopped);
+    state
+        .processes
+        .retain(|p| !(p.role == "kube-proxy" && p.pod == node));
+    state.save()?;
+    let netns = state.topology.node(node)?.netns.clone();
+    let save = state.iptables.save();
+    let text = super::exec::run_in(&netns, save, &[], "")?;
+    let mut rs = crate::dataplane::iptables::save::parse(&text)
+        .map_err(|e| Error::env(format!("{save} in {netns}: {e}"), None))?;
+    damage(&mut rs);
+    super::exec::run_in(&netns, state.iptables.restore(), &["-w", "5"], &rs.render())?;
+    Ok(())
+}
+
+/// Starts kube-proxy again on every node where a fault stopped it; its
+/// first sync rewrites its chains.
+pub fn restart_kube_proxies(state: &mut LabState) -> Result<()> {
+    for n in state.topology.nodes.clone() {
+        let running = state
+            .processes
+            .iter()
+            .any(|p| p.role == "kube-proxy" && p.pod == n.name && process::is_alive(p));
+        if !running {
+            let p = start_kube_proxy(state, &n.name)?;
+            state.processes.push(p);
+            state.save()?;
+        }
     }
     wait_programmed(state)
 }
