@@ -171,6 +171,10 @@ pub struct ActiveFault {
     pub undo_bridge: Vec<String>,
     /// Sysctls to set back.
     pub undo_sysctl: Vec<(String, String)>,
+    /// The node's rules before the fault, for a fault in flannel's chains on
+    /// a lab whose rules are not knetdoctor's to render (`--control-plane`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_before: Option<String>,
 }
 
 /// The kernel changes that inject a fault: `ip` and `bridge` batch lines and

@@ -41,15 +41,7 @@ pub fn break_fault(
     peer: Option<&str>,
 ) -> Result<ActiveFault> {
     let mut state = LabState::require(name)?;
-    if state.control_plane.is_some() && fault.is_iptables() && !fault.is_kube_proxy() {
-        return Err(Error::usage(
-            format!(
-                "{} rewrites flannel's iptables rules, which a --control-plane lab writes only when it comes up",
-                fault.name()
-            ),
-            Some("inject it on a lab without --control-plane".to_string()),
-        ));
-    }
+
     let topo = state.topology.clone();
     let (node, peer) = match fault.scope() {
         Scope::Cluster => (None, None),
@@ -117,7 +109,25 @@ pub fn break_fault(
         undo_ip: change.undo_ip,
         undo_bridge: change.undo_bridge,
         undo_sysctl: change.undo_sysctl,
+        rules_before: None,
     };
+    let mut active = active;
+    // With the real kube-proxy the lab renders no rules: a fault in
+    // flannel's chains edits the node's rules as they are.
+    if state.control_plane.is_some()
+        && fault.is_iptables()
+        && !fault.is_kube_proxy()
+        && let Some(n) = node
+    {
+        let ports = crate::model::kube_proxy::service_ports(&sync::current_cluster(&state));
+        let peer_name = peer.map(|p| p.name.clone());
+        active.rules_before = Some(control_plane::damage_rules(&state, &n.name, |rs| {
+            faults::transform_ruleset(rs, fault, &ports, &topo, peer_name.as_deref())
+        })?);
+        state.faults.push(active.clone());
+        state.save()?;
+        return Ok(active);
+    }
     state.faults.push(active.clone());
     state.save()?;
     if fault == Fault::DnsDown {
@@ -170,10 +180,13 @@ pub fn heal(name: &str) -> Result<Vec<ActiveFault>> {
     let healed: Vec<ActiveFault> = state.faults.iter().rev().cloned().collect();
     for f in &healed {
         if let Some(node) = &f.node {
-            let netns = &state.topology.node(node)?.netns;
-            exec::ip_batch(netns, &f.undo_ip)?;
-            exec::bridge_batch(netns, &f.undo_bridge)?;
-            set_sysctls(netns, &f.undo_sysctl)?;
+            let netns = state.topology.node(node)?.netns.clone();
+            exec::ip_batch(&netns, &f.undo_ip)?;
+            exec::bridge_batch(&netns, &f.undo_bridge)?;
+            set_sysctls(&netns, &f.undo_sysctl)?;
+            if let Some(rules) = &f.rules_before {
+                control_plane::restore_rules(&mut state, node, rules)?;
+            }
         }
     }
     // Caches the faults left behind: PMTU exceptions (vtep-mtu) and FAILED

@@ -347,6 +347,11 @@ pub fn break_kube_proxy(
     node: &str,
     damage: impl FnOnce(&mut crate::dataplane::iptables::Ruleset),
 ) -> Result<()> {
+    stop_kube_proxy(state, node)?;
+    damage_rules(state, node, damage).map(drop)
+}
+
+fn stop_kube_proxy(state: &mut LabState, node: &str) -> Result<()> {
     let stopped: Vec<(i32, Option<u64>)> = state
         .processes
         .iter()
@@ -357,7 +362,15 @@ pub fn break_kube_proxy(
     state
         .processes
         .retain(|p| !(p.role == "kube-proxy" && p.pod == node));
-    state.save()?;
+    state.save()
+}
+
+/// Edits `node`'s rules as they are now; returns them as they were.
+pub fn damage_rules(
+    state: &LabState,
+    node: &str,
+    damage: impl FnOnce(&mut crate::dataplane::iptables::Ruleset),
+) -> Result<String> {
     let netns = state.topology.node(node)?.netns.clone();
     let save = state.iptables.save();
     let text = super::exec::run_in(&netns, save, &[], "")?;
@@ -365,7 +378,16 @@ pub fn break_kube_proxy(
         .map_err(|e| Error::env(format!("{save} in {netns}: {e}"), None))?;
     damage(&mut rs);
     super::exec::run_in(&netns, state.iptables.restore(), &["-w", "5"], &rs.render())?;
-    Ok(())
+    Ok(text)
+}
+
+/// Puts `node`'s rules back as they were before a fault in flannel's
+/// chains, then stops its kube-proxy so that heal starts it anew and its
+/// chains are its own again (whatever it changed meanwhile).
+pub fn restore_rules(state: &mut LabState, node: &str, text: &str) -> Result<()> {
+    let netns = state.topology.node(node)?.netns.clone();
+    super::exec::run_in(&netns, state.iptables.restore(), &["-w", "5"], text)?;
+    stop_kube_proxy(state, node)
 }
 
 /// Starts kube-proxy again on every node where a fault stopped it; its
