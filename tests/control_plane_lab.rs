@@ -65,6 +65,23 @@ fn cp_lab(name: &str, version: &str) {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // The trace outcomes of the embedded lab hold on the real rules.
+    let mut unreachable = Vec::new();
+    for src in PODS {
+        for dst in PODS.iter().filter(|d| **d != src).copied().chain([
+            "test-svc-ns/linux0224-nginx",
+            "test-svc-ns/nodeport-service",
+            "kube-system/kube-dns",
+            "default/kubernetes",
+            "linux0224-nginx.test-svc-ns",
+        ]) {
+            let out = kd(&["trace", src, dst, "--lab", name]);
+            if out.status.code() != Some(0) {
+                unreachable.push(format!("{src} -> {dst}"));
+            }
+        }
+    }
+    assert!(unreachable.is_empty(), "{version}: {unreachable:?}");
     for node in ["k8s-master-10", "k8s-node-11", "k8s-node-12"] {
         let out = kd(&[
             "trace",
