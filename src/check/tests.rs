@@ -445,7 +445,7 @@ fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
 
 /// Real rulesets written by the real kube-proxy (tests/fixtures/iptables/real,
 /// where each came from is in tests/fixtures/README.md) for the seed cluster.
-const REAL: [(&str, &str); 6] = [
+const REAL: [(&str, &str); 8] = [
     (
         "k8s-1.20-kube-proxy-node-12.nft.save",
         include_str!("../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-node-12.nft.save"),
@@ -467,6 +467,18 @@ const REAL: [(&str, &str); 6] = [
     (
         "k8s-1.32-kube-proxy-node-12.legacy.save",
         include_str!("../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-node-12.legacy.save"),
+    ),
+    (
+        "k8s-1.20-kube-proxy-master-10.legacy-counters.save",
+        include_str!(
+            "../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-master-10.legacy-counters.save"
+        ),
+    ),
+    (
+        "k8s-1.32-kube-proxy-master-10.nft-counters.save",
+        include_str!(
+            "../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-master-10.nft-counters.save"
+        ),
     ),
     (
         "k8s-1.32-kube-proxy-master-10.legacy-counters.save",
