@@ -289,6 +289,27 @@ fn apply_fixes_each_dataplane_fault_and_undo_restores_it() {
     );
     assert!(shadowed.ends_with("reachable false"), "{shadowed}");
 
+    // The same in a table a rule looks up before main (a VPN's default
+    // route, say): the kernel never reaches flannel's routes.
+    let table100 = || {
+        let ok = ping_full(&bb, "10.2.0.42");
+        // iproute2 prints a lone "[" for a table that never existed.
+        let (_, text) = in_ns_text(&node, &["ip", "-4", "-j", "route", "show", "table", "100"]);
+        let routes: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        format!("{routes:?} reachable {ok}")
+    };
+    let taken = by_hand(
+        &node,
+        &[
+            "sh",
+            "-c",
+            "ip rule add pref 100 lookup 100 && ip route add default via 192.168.56.254 table 100",
+        ],
+        &["sh", "-c", "ip route flush table 100; ip rule del pref 100"],
+        &table100,
+    );
+    assert!(taken.ends_with("reachable false"), "{taken}");
+
     // A pod veth whose node end takes less than the pod sends: full-size
     // frames between the pods on k8s-node-12 are dropped; the repair sets
     // the MTU back.

@@ -76,10 +76,12 @@ pub enum RepairAction {
         dev: String,
         onlink: bool,
     },
-    /// `ip route del DST` in the main table: a route that takes traffic
-    /// for a pod CIDR away from flannel.
+    /// `ip route del DST table TABLE`: a route that takes traffic for a pod
+    /// CIDR away from flannel.
     RouteDelete {
         dst: String,
+        /// The routing table (254 main).
+        table: u32,
     },
     /// Delete the VXLAN device and make it anew (what its attributes
     /// cannot be changed in place), as flanneld does; its neigh, FDB and

@@ -96,11 +96,14 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
     check_stale_fdb(cluster, state, n, out);
 }
 
-/// A main-table route more specific than a pod CIDR takes part of that
-/// CIDR away from flannel: the kernel picks the longest prefix, so those
-/// pods are sent wherever that route says (out of eth0, to a gateway that
-/// knows nothing of them). Each route is looked up by its supernets, so
-/// 5,000 peers and 5,000 routes stay 5,000 × 24 lookups.
+/// A route that takes (part of) a pod CIDR away from flannel, as the kernel
+/// looks routes up: rules in priority order, the first table with a match
+/// wins, the longest prefix within it. So in the main table a route more
+/// specific than a pod CIDR wins; in a table an unconditional rule looks up
+/// before main, any route overlapping a pod CIDR does (a default route
+/// there takes them all); tables after main see only what main lacks.
+/// Each route is looked up by its supernets, so 5,000 peers and 5,000 routes
+/// stay 5,000 × 24 lookups.
 fn check_shadowing(
     state: &NodeState,
     exp: &FlannelExpectation,
@@ -113,35 +116,89 @@ fn check_shadowing(
         .map(|p| (p.route_dst, p.peer.as_str()))
         .collect();
     cidrs.insert(exp.lease.pod_cidr, n.unwrap_or("this node"));
-    for r in state.routes.iter().filter(|r| r.table == 254) {
-        let Ok(dst) = r.dst.parse::<Ipv4Net>() else {
-            continue;
-        };
-        let Some((cidr, owner)) = (0..dst.prefix_len())
-            .rev()
-            .filter_map(|len| Ipv4Net::new(dst.network(), len).ok())
-            .find_map(|sup| cidrs.get(&sup.trunc()).map(|o| (sup.trunc(), *o)))
+    let inet = state.rules.iter().filter(|r| r.family == "inet");
+    let main_prio = inet
+        .clone()
+        .find(|r| r.table == 254)
+        .map(|r| r.priority)
+        .unwrap_or(32766);
+    // Tables looked up before main for all pod traffic (no interface or
+    // mark selector; a destination selector, if any, is kept per rule).
+    let before: Vec<(u32, Option<Ipv4Net>)> = inet
+        .filter(|r| {
+            r.priority < main_prio
+                && r.action == "to_tbl"
+                && !matches!(r.table, 0 | 254 | 255)
+                && r.iif.is_none()
+                && r.oif.is_none()
+                && r.fwmark.is_none()
+                && r.src.is_none()
+        })
+        .map(|r| (r.table, r.dst.as_deref().and_then(|d| d.parse().ok())))
+        .collect();
+    for r in &state.routes {
+        let Ok(dst) = r
+            .dst
+            .parse::<Ipv4Net>()
+            .or_else(|_| (r.dst == "default").then_some(Ipv4Net::default()).ok_or(()))
         else {
             continue;
+        };
+        let taken: Vec<(Ipv4Net, &str)> = if r.table == 254 {
+            // Strictly inside a pod CIDR.
+            (0..dst.prefix_len())
+                .rev()
+                .filter_map(|len| Ipv4Net::new(dst.network(), len).ok())
+                .find_map(|sup| cidrs.get(&sup.trunc()).map(|o| (sup.trunc(), *o)))
+                .into_iter()
+                .collect()
+        } else if let Some((_, sel)) = before.iter().find(|(t, _)| *t == r.table) {
+            // Anything overlapping a pod CIDR that the rule applies to.
+            let mut v: Vec<(Ipv4Net, &str)> = cidrs
+                .iter()
+                .filter(|(c, _)| dst.contains(*c) || c.contains(&dst))
+                .filter(|(c, _)| sel.is_none_or(|s| s.contains(*c) || c.contains(&s)))
+                .map(|(c, o)| (*c, *o))
+                .collect();
+            v.sort();
+            v
+        } else {
+            Vec::new()
+        };
+        let Some((cidr, owner)) = taken.first() else {
+            continue;
+        };
+        let more = if taken.len() > 1 {
+            format!(" and {} more pod CIDR(s)", taken.len() - 1)
+        } else {
+            String::new()
+        };
+        let place = if r.table == 254 {
+            String::new()
+        } else {
+            format!(" in table {} (looked up before main)", r.table)
         };
         out.push(
             Finding::new(
                 "route-shadows-pod-cidr",
                 Severity::Error,
                 n,
-                format!("the route {} takes part of {owner}'s pod CIDR {cidr} away from flannel: the kernel prefers the longer prefix", r.dst),
+                format!("the route {}{place} takes {owner}'s pod CIDR {cidr}{more} away from flannel, as the kernel looks routes up", r.dst),
             )
             .object(ObjectRef::new("route", r.dst.clone()))
             .evidence(
-                format!("nothing more specific than {cidr}"),
+                format!("{cidr} reaches {VTEP_DEVICE} or {BRIDGE_DEVICE}"),
                 format!(
-                    "{}{} dev {}",
+                    "{}{} dev {}{place}",
                     r.dst,
                     r.gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
                     r.dev.clone().unwrap_or_default()
                 ),
             )
-            .repair(RepairAction::RouteDelete { dst: r.dst.clone() }),
+            .repair(RepairAction::RouteDelete {
+                dst: r.dst.clone(),
+                table: r.table,
+            }),
         );
     }
 }

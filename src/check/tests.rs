@@ -624,3 +624,56 @@ fn a_reject_for_a_service_that_has_endpoints_is_stale_kube_proxy_state() {
     );
     assert_eq!(ids(&c, &s), just("kube-proxy-reject-stale"));
 }
+
+#[test]
+fn a_table_looked_up_before_main_takes_pod_cidrs_as_the_kernel_does() {
+    let (c, mut s) = seed();
+    let main = s
+        .rules
+        .iter()
+        .find(|r| r.family == "inet" && r.table == 254)
+        .cloned()
+        .unwrap();
+    // `ip rule add pref 100 lookup 100` and a default route in table 100.
+    let mut rule = main.clone();
+    rule.priority = 100;
+    rule.table = 100;
+    s.rules.push(rule);
+    let mut r = s
+        .routes
+        .iter()
+        .find(|r| r.dst == "192.168.56.0/24")
+        .cloned()
+        .unwrap();
+    r.dst = "default".into();
+    r.table = 100;
+    r.protocol = "boot".into();
+    r.scope = "global".into();
+    r.prefsrc = None;
+    r.gateway = Some("192.168.56.1".parse().unwrap());
+    s.routes.push(r.clone());
+    let found = run(&c, &[(NODE.to_string(), s.clone())]);
+    let shadow: Vec<_> = found
+        .iter()
+        .filter(|f| f.id == "route-shadows-pod-cidr")
+        .collect();
+    assert_eq!(shadow.len(), 1, "{found:#?}");
+    assert!(
+        shadow[0].summary.contains("in table 100"),
+        "{}",
+        shadow[0].summary
+    );
+    assert_eq!(
+        shadow[0].repair,
+        [crate::check::RepairAction::RouteDelete {
+            dst: "default".into(),
+            table: 100
+        }]
+    );
+    // Looked up after main, the same route takes nothing.
+    s.rules
+        .iter_mut()
+        .filter(|x| x.table == 100)
+        .for_each(|x| x.priority = 40000);
+    assert_eq!(ids(&c, &s), BTreeSet::new());
+}

@@ -39,7 +39,10 @@ pub fn action_line(a: &RepairAction) -> String {
             "ip route replace {dst} via {gateway} dev {dev}{}",
             if *onlink { " onlink" } else { "" }
         ),
-        RepairAction::RouteDelete { dst } => format!("ip route del {dst}"),
+        RepairAction::RouteDelete { dst, table } => match table {
+            254 => format!("ip route del {dst}"),
+            t => format!("ip route del {dst} table {}", table_name(*t)),
+        },
         RepairAction::VtepRecreate { spec } => format!(
             "ip link del {dev}; ip link add {dev}{mac} type vxlan id {} {}{}dstport {} {}; ip link set {dev} mtu {}{}{}",
             spec.vni,

@@ -63,6 +63,10 @@ pub fn parse_mac(mac: &str) -> Result<[u8; 6]> {
 
 /// `A.B.C.D/N`.
 pub fn parse_prefix(s: &str) -> Result<ipnet::Ipv4Net> {
+    // iproute2 (and NodeState) spell 0.0.0.0/0 `default`.
+    if s == "default" {
+        return Ok(ipnet::Ipv4Net::default());
+    }
     s.parse()
         .map_err(|_| Error::usage(format!("bad IPv4 prefix {s:?}"), None))
 }

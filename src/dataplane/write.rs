@@ -186,6 +186,44 @@ impl Writer {
     /// `ip route del DST` in the main table, whatever its protocol; a route
     /// already gone is no error.
     pub async fn route_del(&self, dst: &str) -> Result<()> {
+        self.route_del_in(dst, 254).await
+    }
+
+    /// `ip route add DST [via GW] dev DEV [onlink] table TABLE` (a policy
+    /// routing table's route put back by an undo).
+    pub async fn route_add_in(
+        &self,
+        dst: &str,
+        gateway: Option<IpAddr>,
+        dev: &str,
+        onlink: bool,
+        table: u32,
+    ) -> Result<()> {
+        let net = parse_prefix(dst)?;
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(net.addr(), net.prefix_len())
+            .output_interface(self.index(dev)?)
+            .table_id(table)
+            .protocol(RouteProtocol::Boot);
+        match gateway {
+            Some(IpAddr::V4(g)) => b = b.gateway(g),
+            _ => b = b.scope(netlink_packet_route::route::RouteScope::Link),
+        }
+        if onlink {
+            b = b.onlink();
+        }
+        self.h
+            .route()
+            .add(b.build())
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!("ip route replace {dst} table {table}")))
+    }
+
+    /// `ip route del DST table TABLE`, whatever its protocol and scope; a
+    /// route already gone is no error.
+    pub async fn route_del_in(&self, dst: &str, table: u32) -> Result<()> {
         let net = parse_prefix(dst)?;
         // The builder's default protocol (static) would match only ours, and
         // its default scope (universe) only routes via a gateway: the kernel
@@ -194,6 +232,7 @@ impl Writer {
             .destination_prefix(net.addr(), net.prefix_len())
             .protocol(RouteProtocol::Unspec)
             .scope(netlink_packet_route::route::RouteScope::NoWhere)
+            .table_id(table)
             .build();
         match self.h.route().del(m).execute().await {
             Ok(()) => Ok(()),

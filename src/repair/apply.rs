@@ -309,7 +309,7 @@ pub(super) async fn make(
             dev,
             onlink,
         } => w.route_replace(dst, Some(v4(gateway)?), dev, *onlink),
-        RepairAction::RouteDelete { dst } => w.route_del(dst).await,
+        RepairAction::RouteDelete { dst, table } => w.route_del_in(dst, *table).await,
         RepairAction::VtepRecreate { spec } => w.vxlan_recreate(spec).await,
         RepairAction::LinkUp { dev } => w.link_set(dev, Some(true), None).await,
         RepairAction::LinkMtu { dev, mtu } => w.link_set(dev, None, Some(*mtu)).await,
@@ -356,7 +356,13 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
             Ok(())
         }
         (
-            RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst },
+            RepairAction::RouteDelete { dst, table },
+            Before::Route {
+                route: Some((gw, dev, onlink)),
+            },
+        ) if *table != 254 => w.route_add_in(dst, *gw, dev, *onlink, *table).await,
+        (
+            RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst, .. },
             Before::Route { route },
         ) => match route {
             Some((gw, dev, onlink)) => {

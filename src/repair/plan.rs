@@ -216,12 +216,16 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
                     .collect(),
             }
         }
-        RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst } => {
+        RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst, .. } => {
+            let table = match a {
+                RepairAction::RouteDelete { table, .. } => *table,
+                _ => 254,
+            };
             Before::Route {
                 route: state
                     .routes
                     .iter()
-                    .find(|r| r.table == 254 && r.dst == *dst)
+                    .find(|r| r.table == table && r.dst == *dst)
                     .map(|r| {
                         (
                             r.gateway,
@@ -312,7 +316,7 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
             Before::Fdb { dsts },
         ) => listed(dsts.iter().map(|d| format!("{mac} dst {d}")).collect()),
         (
-            RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst },
+            RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst, .. },
             Before::Route { route },
         ) => route
             .map(|(gw, dev, onlink)| {
