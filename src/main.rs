@@ -377,7 +377,18 @@ fn status_text(st: &lab::status::Status) -> String {
             " (INCOMPLETE: `lab down` and up again)"
         }
     );
-    let _ = writeln!(o, "cluster objects: {}", st.cluster_dir);
+    match &st.control_plane {
+        Some(_) => {
+            let _ = writeln!(
+                o,
+                "cluster objects: on the lab's API server (what the lab publishes: {})",
+                st.cluster_dir
+            );
+        }
+        None => {
+            let _ = writeln!(o, "cluster objects: {}", st.cluster_dir);
+        }
+    }
     let alive = st.processes.iter().filter(|p| p.alive).count();
     let _ = writeln!(o, "processes: {alive}/{} running", st.processes.len());
     for p in st.processes.iter().filter(|p| !p.alive) {

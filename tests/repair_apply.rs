@@ -686,6 +686,14 @@ fn vtep_snapshot(node_ns: &str) -> String {
         v["port"],
         v["learning"]
     );
+    let (_, offload) = in_ns_text(node_ns, &["ethtool", "-k", "flannel.1"]);
+    out.push_str(
+        offload
+            .lines()
+            .find(|l| l.contains("tx-checksum-ip-generic"))
+            .unwrap_or("no offload line"),
+    );
+    out.push('\n');
     for argv in [
         &["ip", "-4", "-j", "addr", "show", "dev", "flannel.1"][..],
         &["ip", "-4", "-j", "route", "show", "dev", "flannel.1"],

@@ -381,6 +381,7 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
                 neighs,
                 fdb,
                 routes,
+                tx_checksum,
             },
         ) => {
             match spec {
@@ -407,6 +408,9 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
                     _ => None,
                 };
                 w.route_replace(dst, gw, &new.dev, *onlink)?;
+            }
+            if let Some(on) = tx_checksum {
+                w.ethtool_feature(&new.dev, "tx-checksum-ip-generic", *on)?;
             }
             Ok(())
         }

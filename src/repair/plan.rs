@@ -186,6 +186,10 @@ pub enum Before {
         neighs: Vec<(IpAddr, String)>,
         fdb: Vec<(String, IpAddr)>,
         routes: Vec<(String, Option<IpAddr>, bool)>,
+        /// Its tx checksum offload (`None`: not read); a new device
+        /// starts with the kernel's default.
+        #[serde(default)]
+        tx_checksum: Option<bool>,
     },
     /// Whether the policy rule was there (a rule is only ever added).
     Rule {
@@ -259,6 +263,7 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
                 })
                 .map(|r| (r.dst.clone(), r.gateway, r.onlink()))
                 .collect(),
+            tx_checksum: state.vxlan_tx_checksum.get(&spec.dev).copied(),
         },
         RepairAction::LinkUp { dev } => Before::LinkUp {
             up: state.link(dev).is_some_and(|l| l.up),
@@ -334,6 +339,7 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
                 neighs,
                 fdb,
                 routes,
+                ..
             },
         ) => format!(
             "{} vxlan id {} dstport {} {}, {} neigh, {} FDB, {} route entries",
