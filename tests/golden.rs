@@ -1,0 +1,95 @@
+//! Golden outputs, root-free: `check`, `trace`, `inspect svc|pod` and the
+//! `repair` plan on bundles collected from the seed lab (healthy, with
+//! dataplane faults, with cluster faults), in text and JSON, pinned byte
+//! for byte. A change that alters any of them shows here; when it is
+//! meant, `KD_BLESS=1 cargo test --test golden` writes the new outputs and
+//! the diff is reviewed like code. The bundles and what made them:
+//! tests/fixtures/README.md.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+
+const BUNDLES: [&str; 3] = ["healthy", "dataplane-faults", "cluster-faults"];
+const BUSYBOX_POD: &str = "test-net/busybox-deployment-5db9ff768-zrlxw";
+
+/// (file stem, arguments after the bundle's).
+fn commands() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("check", vec!["check"]),
+        (
+            "trace-pod-to-pod",
+            vec!["trace", BUSYBOX_POD, "test-svc-ns/nginx-56d58c56c7-zl6ms"],
+        ),
+        (
+            "trace-pod-to-service",
+            vec!["trace", BUSYBOX_POD, "test-svc-ns/linux0224-nginx"],
+        ),
+        (
+            "trace-pod-to-dns-name",
+            vec!["trace", BUSYBOX_POD, "linux0224-nginx.test-svc-ns"],
+        ),
+        (
+            "trace-outside-to-nodeport",
+            vec!["trace", "192.168.56.254", "k8s-node-12:30005"],
+        ),
+        (
+            "inspect-svc",
+            vec!["inspect", "svc", "test-svc-ns/linux0224-nginx"],
+        ),
+        ("inspect-pod", vec!["inspect", "pod", BUSYBOX_POD]),
+        ("repair-plan", vec!["repair", "--node", "k8s-node-12"]),
+        (
+            "repair-plan-kube-proxy",
+            vec!["repair", "--node", "k8s-node-12", "--include", "kube-proxy"],
+        ),
+    ]
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+#[test]
+fn outputs_on_the_bundles_are_as_pinned() {
+    let bless = std::env::var_os("KD_BLESS").is_some();
+    let mut differ = Vec::new();
+    for bundle in BUNDLES {
+        let dir = root().join("bundles").join(bundle);
+        for (stem, args) in commands() {
+            for format in ["text", "json"] {
+                let mut a: Vec<&str> = args.clone();
+                let d = dir.to_str().unwrap().to_string();
+                a.extend(["--bundle", &d, "-o", format]);
+                let out = kd(&a);
+                let got = format!(
+                    "exit {:?}\n{}{}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                // The bundle's place on this machine is not part of the answer.
+                .replace(&d, "BUNDLE");
+                let path = root().join("golden").join(bundle).join(format!(
+                    "{stem}.{}",
+                    if format == "json" { "json" } else { "txt" }
+                ));
+                if bless {
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(&path, &got).unwrap();
+                }
+                let want = std::fs::read_to_string(&path).unwrap_or_default();
+                if got != want {
+                    differ.push(format!("{} differs:\n{got}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} golden output(s) differ (KD_BLESS=1 rewrites them):\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
+}
