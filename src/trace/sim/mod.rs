@@ -153,7 +153,10 @@ impl<'a> World<'a> {
         self.nodes.iter().find(|(n, _)| n == node).map(|(_, s)| s)
     }
 
-    /// The first finding among `ids` on `node` (or cluster-level when `None`).
+    /// The first finding among `ids` on `node` (or cluster-level when
+    /// `None`) that names `about` — a peer node — as one of its objects.
+    /// Names are compared whole: in a lab of 101 nodes `k8s-node-11` is not
+    /// `k8s-node-110`.
     fn finding(&self, ids: &[&str], node: Option<&str>, about: Option<&str>) -> Option<Finding> {
         ids.iter().find_map(|id| {
             self.findings
@@ -161,9 +164,7 @@ impl<'a> World<'a> {
                 .find(|f| {
                     f.id == *id
                         && f.node.as_deref() == node
-                        && about.is_none_or(|a| {
-                            f.objects.iter().any(|o| o.name.contains(a)) || f.summary.contains(a)
-                        })
+                        && about.is_none_or(|a| f.objects.iter().any(|o| o.name == a))
                 })
                 .cloned()
         })
@@ -714,5 +715,28 @@ fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec
             Hop::new(Point::Routing, Some(node), None, rdesc)
                 .drop(DropReason::NoRoute, format!("a {} route", route.kind)),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{ObjectRef, Severity};
+
+    #[test]
+    fn a_peer_is_found_by_its_whole_name() {
+        let cluster = Cluster::default();
+        let findings: Vec<Finding> = ["k8s-node-110", "k8s-node-11"]
+            .iter()
+            .map(|peer| {
+                Finding::new("route-missing", Severity::Error, Some("k8s-node-12"), "x")
+                    .object(ObjectRef::new("Node", *peer))
+            })
+            .collect();
+        let world = World::new(&cluster, &[], &findings);
+        let f = world
+            .finding(&["route-missing"], Some("k8s-node-12"), Some("k8s-node-11"))
+            .unwrap();
+        assert_eq!(f.objects[0].name, "k8s-node-11");
     }
 }
