@@ -185,18 +185,36 @@ fn cp_lab(name: &str, version: &str) {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
-    let pids: Vec<i32> = state["processes"]
+    // Every process the lab runs now (faults stopped and restarted some),
+    // by PID and kernel start time: a PID the kernel gave to another
+    // process since is not the lab's.
+    let now: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/run/knetdoctor/lab/{name}/state.json")).unwrap(),
+    )
+    .unwrap();
+    let procs: Vec<(i32, u64)> = now["processes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["pid"].as_i64().unwrap() as i32)
+        .map(|p| {
+            (
+                p["pid"].as_i64().unwrap() as i32,
+                p["start_time"].as_u64().unwrap(),
+            )
+        })
         .collect();
     drop(lab);
-    for pid in pids {
+    let start_time = |pid: i32| -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        if rest.trim_start().starts_with('Z') {
+            return None;
+        }
+        rest.split_whitespace().nth(19)?.parse().ok()
+    };
+    for (pid, started) in procs {
         assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|s| s.contains(") Z")),
+            start_time(pid) != Some(started),
             "{version}: process {pid} outlived lab down"
         );
     }
