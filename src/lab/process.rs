@@ -132,7 +132,7 @@ fn is_zombie(pid: i32) -> bool {
 }
 
 /// Sends SIGTERM to each PID (checked against its start time), waits up to
-/// two seconds, then SIGKILLs what is left.
+/// two seconds, then SIGKILLs what is left and waits until it is gone.
 pub fn stop_all(pids: &[(i32, Option<u64>)]) {
     let still_ours = |pid: i32, t: Option<u64>| match (start_time(pid), t) {
         (Some(now), Some(then)) => then == 0 || now == then,
@@ -160,6 +160,17 @@ pub fn stop_all(pids: &[(i32, Option<u64>)]) {
         if still_ours(*pid, *t) && !is_zombie(*pid) {
             let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
         }
+    }
+    // A killed process takes a moment to go (a large server unmapping its
+    // memory): return only when none is left, so `lab down` means gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && targets
+            .iter()
+            .any(|(p, t)| still_ours(*p, *t) && !is_zombie(*p))
+    {
+        std::thread::sleep(Duration::from_millis(10));
+        reap();
     }
     reap();
 }
