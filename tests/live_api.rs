@@ -72,11 +72,22 @@ fn start_api_server() -> ApiServer {
         format!("{TOKEN},admin,admin,\"system:masters\"\n"),
     )
     .unwrap();
+    // The server's certificate from a CA the client trusts, as the lab's own
+    // control plane makes it; no skipping of TLS verification.
+    let pki = knetdoctor::lab::control_plane::pki::Pki::create(
+        &dir.join("pki"),
+        std::net::Ipv4Addr::new(192, 168, 56, 10),
+        std::net::Ipv4Addr::new(10, 1, 0, 1),
+        &[],
+    )
+    .expect("make the test PKI");
+    let ca = pki.path("ca.crt");
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: https://127.0.0.1:6443\n    insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: admin}}\ncurrent-context: lab\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: admin}}\ncurrent-context: lab\n",
+            ca.display()
         ),
     )
     .unwrap();
@@ -113,7 +124,11 @@ fn start_api_server() -> ApiServer {
             // As every real cluster runs: RBAC, and the default admission
             // plugins (the test's user is in system:masters).
             "--authorization-mode=Node,RBAC".into(),
-            format!("--cert-dir={}", d("certs")),
+            format!("--tls-cert-file={}", pki.path("apiserver.crt").display()),
+            format!(
+                "--tls-private-key-file={}",
+                pki.path("apiserver.key").display()
+            ),
             "--service-account-issuer=https://kubernetes.default.svc".into(),
             format!("--service-account-key-file={}", d("sa.key")),
             format!("--service-account-signing-key-file={}", d("sa.key")),
@@ -123,7 +138,9 @@ fn start_api_server() -> ApiServer {
     loop {
         let ready = Command::new("curl")
             .args([
-                "-sfk",
+                "-sf",
+                "--cacert",
+                ca.to_str().unwrap(),
                 "-m",
                 "2",
                 "-H",

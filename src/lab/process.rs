@@ -144,34 +144,25 @@ pub fn stop_all(pids: &[(i32, Option<u64>)]) {
         .copied()
         .filter(|(p, t)| still_ours(*p, *t))
         .collect();
+    let alive = |(p, t): &(i32, Option<u64>)| still_ours(*p, *t) && !is_zombie(*p);
+    // Waits up to `limit` until none of `targets` is alive.
+    let wait_gone = |limit: Duration| {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline && targets.iter().any(alive) {
+            std::thread::sleep(Duration::from_millis(10));
+            reap();
+        }
+    };
     for (pid, _) in &targets {
         let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline
-        && targets
-            .iter()
-            .any(|(p, t)| still_ours(*p, *t) && !is_zombie(*p))
-    {
-        std::thread::sleep(Duration::from_millis(20));
-        reap();
-    }
-    for (pid, t) in &targets {
-        if still_ours(*pid, *t) && !is_zombie(*pid) {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-        }
+    wait_gone(Duration::from_secs(2));
+    for target in targets.iter().filter(|t| alive(t)) {
+        let _ = kill(Pid::from_raw(target.0), Signal::SIGKILL);
     }
     // A killed process takes a moment to go (a large server unmapping its
     // memory): return only when none is left, so `lab down` means gone.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline
-        && targets
-            .iter()
-            .any(|(p, t)| still_ours(*p, *t) && !is_zombie(*p))
-    {
-        std::thread::sleep(Duration::from_millis(10));
-        reap();
-    }
+    wait_gone(Duration::from_secs(5));
     reap();
 }
 
