@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod lab;
 pub mod model;
 pub mod repair;
+pub mod suggest;
 pub mod synthetic;
 pub mod trace;
 pub mod tui;

@@ -372,7 +372,7 @@ fn a_repair_that_fails_part_way_stops_and_its_journal_undoes_the_applied_part() 
         action,
         category,
         owner: Owner::Flannel,
-        finding: "test".into(),
+        finding: knetdoctor::check::FindingId::RouteMissing,
         why: "test".into(),
         replaces: String::new(),
         iptables: None,

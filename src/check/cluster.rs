@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::finding::{Finding, ObjectRef, RepairAction, Severity};
+use super::finding::{Finding, FindingId, ObjectRef, RepairAction, Severity};
 use crate::dataplane::NodeState;
 use crate::model::Cluster;
 use crate::model::flannel::{Lease, LeaseError};
@@ -28,7 +28,7 @@ pub fn check(cluster: &Cluster, out: &mut Vec<Finding>) {
             np.metadata.name.clone().unwrap_or_default(),
         );
         out.push(
-            Finding::new("network-policy-not-enforced", Severity::Warning, None, format!("NetworkPolicy {ns}/{name} exists but flannel does not enforce NetworkPolicies"))
+            Finding::new(FindingId::NetworkPolicyNotEnforced, Severity::Warning, None, format!("NetworkPolicy {ns}/{name} exists but flannel does not enforce NetworkPolicies"))
                 .object(ObjectRef::namespaced("NetworkPolicy", &ns, name))
                 .repair(RepairAction::Manual { what: "add a policy engine (e.g. Calico in policy-only mode, 'canal') or remove the policy".into() }),
         );
@@ -42,12 +42,12 @@ fn check_leases(cluster: &Cluster, out: &mut Vec<Finding>) {
         match Lease::from_node(node) {
             Ok(l) => leases.push(l),
             Err(e @ (LeaseError::NoPodCidr(_) | LeaseError::BadPodCidr(..))) => out.push(
-                Finding::new("node-no-pod-cidr", Severity::Error, Some(&name), e.to_string())
+                Finding::new(FindingId::NodeNoPodCidr, Severity::Error, Some(&name), e.to_string())
                     .object(ObjectRef::new("Node", &name))
                     .repair(RepairAction::Manual { what: "allocate pod CIDRs (kube-controller-manager --allocate-node-cidrs --cluster-cidr) or set spec.podCIDR".into() }),
             ),
             Err(e) => out.push(
-                Finding::new("node-no-flannel-lease", Severity::Error, Some(&name), format!("{e}: other nodes cannot program routes to it"))
+                Finding::new(FindingId::NodeNoFlannelLease, Severity::Error, Some(&name), format!("{e}: other nodes cannot program routes to it"))
                     .object(ObjectRef::new("Node", &name))
                     .repair(RepairAction::Manual { what: "check the kube-flannel pod on this node; it writes these annotations when it starts".into() }),
             ),
@@ -66,7 +66,7 @@ fn check_leases(cluster: &Cluster, out: &mut Vec<Finding>) {
             {
                 out.push(
                     Finding::new(
-                        "pod-cidr-overlap",
+                        FindingId::PodCidrOverlap,
                         Severity::Error,
                         None,
                         format!(
@@ -107,7 +107,7 @@ fn check_services(cluster: &Cluster, out: &mut Vec<Finding>) {
             let sel: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
             out.push(
                 Finding::new(
-                    "service-selector-matches-nothing",
+                    FindingId::ServiceSelectorMatchesNothing,
                     Severity::Error,
                     None,
                     format!("Service {ns}/{name} selects no pod ({})", sel.join(",")),
@@ -136,7 +136,7 @@ fn check_services(cluster: &Cluster, out: &mut Vec<Finding>) {
                     });
                     if !resolved {
                         out.push(
-                            Finding::new("service-named-port-unresolved", Severity::Error, None, format!("Service {ns}/{name} targets port {named:?}, which no selected container names"))
+                            Finding::new(FindingId::ServiceNamedPortUnresolved, Severity::Error, None, format!("Service {ns}/{name} targets port {named:?}, which no selected container names"))
                                 .object(svc_ref(svc))
                                 .repair(RepairAction::Manual { what: format!("name a containerPort {named:?} or use a number as targetPort") }),
                         );
@@ -156,7 +156,7 @@ fn check_services(cluster: &Cluster, out: &mut Vec<Finding>) {
                         .collect();
                     if !declared.is_empty() && !declared.contains(&number) {
                         out.push(
-                            Finding::new("service-target-port-unexposed", Severity::Warning, None, format!("Service {ns}/{name} targets {number}/{proto}, which no selected container declares"))
+                            Finding::new(FindingId::ServiceTargetPortUnexposed, Severity::Warning, None, format!("Service {ns}/{name} targets {number}/{proto}, which no selected container declares"))
                                 .object(svc_ref(svc))
                                 .evidence(format!("containerPort {number}"), format!("declared {declared:?}")),
                         );
@@ -187,13 +187,13 @@ fn check_services(cluster: &Cluster, out: &mut Vec<Finding>) {
                 .collect();
             let (id, what) = if (ns, name) == KUBE_DNS {
                 (
-                    "kube-dns-no-endpoints",
+                    FindingId::KubeDnsNoEndpoints,
                     "kube-dns has no ready endpoints: every DNS lookup in the cluster fails"
                         .to_string(),
                 )
             } else {
                 (
-                    "service-no-endpoints",
+                    FindingId::ServiceNoEndpoints,
                     format!("Service {ns}/{name} has no ready endpoints: connections are rejected"),
                 )
             };
@@ -238,7 +238,7 @@ fn check_cluster_dns(cluster: &Cluster, out: &mut Vec<Finding>) {
         Err(e) => {
             out.push(
                 Finding::new(
-                    "kubelet-config-unreadable",
+                    FindingId::KubeletConfigUnreadable,
                     Severity::Warning,
                     None,
                     format!("kube-system/kubelet-config is not valid YAML: {e}"),
@@ -254,7 +254,7 @@ fn check_cluster_dns(cluster: &Cluster, out: &mut Vec<Finding>) {
     };
     if !dns.is_empty() && !dns.contains(&dns_ip) {
         out.push(
-            Finding::new("cluster-dns-mismatch", Severity::Error, None, format!("kubelet's clusterDNS ({}) is not kube-dns's ClusterIP {dns_ip}: pods' resolv.conf points nowhere", dns.join(",")))
+            Finding::new(FindingId::ClusterDnsMismatch, Severity::Error, None, format!("kubelet's clusterDNS ({}) is not kube-dns's ClusterIP {dns_ip}: pods' resolv.conf points nowhere", dns.join(",")))
                 .object(ObjectRef::namespaced("ConfigMap", "kube-system", "kubelet-config"))
                 .object(ObjectRef::namespaced("Service", KUBE_DNS.0, KUBE_DNS.1))
                 .evidence(dns_ip.clone(), dns.join(","))
@@ -291,12 +291,12 @@ fn check_ingresses(cluster: &Cluster, out: &mut Vec<Finding>) {
             // Clusters before IngressClass (1.18) name the class only in an annotation.
             Some(c) if !cluster.ingress_classes.is_empty() && !cluster.ingress_classes.iter().any(|ic| ic.metadata.name.as_deref() == Some(c.as_str())) => out.push(
 
-                Finding::new("ingress-class-no-controller", Severity::Error, None, format!("Ingress {ns}/{name} asks for class {c:?}, which no IngressClass (controller) serves"))
+                Finding::new(FindingId::IngressClassNoController, Severity::Error, None, format!("Ingress {ns}/{name} asks for class {c:?}, which no IngressClass (controller) serves"))
                     .object(ing_ref.clone())
                     .repair(RepairAction::Manual { what: format!("create IngressClass {c:?} for your controller, or change ingressClassName") }),
             ),
             None if !default_class && !cluster.ingress_classes.is_empty() => out.push(
-                Finding::new("ingress-class-no-controller", Severity::Warning, None, format!("Ingress {ns}/{name} names no class and no IngressClass is the default"))
+                Finding::new(FindingId::IngressClassNoController, Severity::Warning, None, format!("Ingress {ns}/{name} names no class and no IngressClass is the default"))
                     .object(ing_ref.clone()),
             ),
             _ => {}
@@ -326,7 +326,7 @@ fn check_ingresses(cluster: &Cluster, out: &mut Vec<Finding>) {
             });
             let Some(svc) = svc else {
                 out.push(
-                    Finding::new("ingress-backend-service-missing", Severity::Error, None, format!("Ingress {ns}/{name} routes {host}{path} to Service {}, which does not exist", b.name))
+                    Finding::new(FindingId::IngressBackendServiceMissing, Severity::Error, None, format!("Ingress {ns}/{name} routes {host}{path} to Service {}, which does not exist", b.name))
                         .object(ing_ref.clone())
                         .repair(RepairAction::Manual { what: format!("create Service {ns}/{} or fix the Ingress backend", b.name) }),
                 );
@@ -363,7 +363,7 @@ fn check_ingresses(cluster: &Cluster, out: &mut Vec<Finding>) {
                     })
                     .collect();
                 out.push(
-                    Finding::new("ingress-backend-port-missing", Severity::Error, None, format!("Ingress {ns}/{name} routes {host}{path} to {}:{want}, a port the Service does not have: the controller answers 503", b.name))
+                    Finding::new(FindingId::IngressBackendPortMissing, Severity::Error, None, format!("Ingress {ns}/{name} routes {host}{path} to {}:{want}, a port the Service does not have: the controller answers 503", b.name))
                         .object(ing_ref.clone())
                         .object(svc_ref(svc))
                         .evidence(format!("a Service port {want}"), format!("ports {}", have.join(",")))
@@ -393,7 +393,7 @@ fn check_coredns(cluster: &Cluster, out: &mut Vec<Finding>) {
                 .collect();
             if !loopback.is_empty() {
                 out.push(
-                    Finding::new("coredns-forward-loop", Severity::Error, None, format!("CoreDNS forwards to {} — a loopback resolver: queries loop back into CoreDNS", loopback.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")))
+                    Finding::new(FindingId::CorednsForwardLoop, Severity::Error, None, format!("CoreDNS forwards to {} — a loopback resolver: queries loop back into CoreDNS", loopback.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")))
                         .object(ObjectRef::namespaced("ConfigMap", "kube-system", "coredns"))
                         .repair(RepairAction::Manual { what: "forward to a real upstream (not 127.0.0.0/8), or point kubelet --resolv-conf at the real resolv.conf".into() }),
                 );
@@ -430,7 +430,7 @@ pub fn check_dns_conntrack(
     }
     for (ip, count) in stale {
         out.push(
-            Finding::new("dns-conntrack-stale", Severity::Warning, Some(node), format!("{count} DNS conntrack entries still send kube-dns traffic to {ip}, a pod that no longer exists"))
+            Finding::new(FindingId::DnsConntrackStale, Severity::Warning, Some(node), format!("{count} DNS conntrack entries still send kube-dns traffic to {ip}, a pod that no longer exists"))
                 .object(ObjectRef::namespaced("Service", KUBE_DNS.0, KUBE_DNS.1))
                 .evidence("replies from current CoreDNS pods", format!("{count} entries replied by {ip}"))
                 .repair(RepairAction::Manual { what: format!("conntrack -D -p udp --orig-dst {dns_ip} --reply-src {ip}") }),

@@ -1,7 +1,13 @@
 //! What a check reports: a finding with a stable ID, the objects involved,
 //! the evidence, and where one exists the typed action that fixes it.
 
+use std::net::IpAddr;
+
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
+
+pub use super::id::{FindingId, Mark, Owner};
+use crate::dataplane::state::UnreadSource;
 
 /// How bad it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -15,10 +21,10 @@ pub enum Severity {
     Info,
 }
 
-/// A Kubernetes object or a dataplane entry a finding is about.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// A Kubernetes object a finding or a linked view is about (`Node`, `Pod`,
+/// `Service`, `Ingress`, `ConfigMap`, ...), by the API's own kind.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ObjectRef {
-    /// `Node`, `Pod`, `Service`, `Ingress`, `device`, `route`, `neigh`, `fdb`, `chain`, `sysctl`, ...
     pub kind: String,
     pub namespace: Option<String>,
     pub name: String,
@@ -26,6 +32,11 @@ pub struct ObjectRef {
 
 impl ObjectRef {
     pub fn new(kind: &str, name: impl Into<String>) -> Self {
+        // Dataplane entries are typed subjects, not objects.
+        debug_assert!(
+            kind.starts_with(|c: char| c.is_ascii_uppercase()) || kind == "dns",
+            "{kind} is not an API kind"
+        );
         ObjectRef {
             kind: kind.into(),
             namespace: None,
@@ -39,6 +50,10 @@ impl ObjectRef {
             name: name.into(),
         }
     }
+    /// A Node by name.
+    pub fn node(name: impl Into<String>) -> Self {
+        ObjectRef::new("Node", name)
+    }
 }
 
 impl std::fmt::Display for ObjectRef {
@@ -46,6 +61,149 @@ impl std::fmt::Display for ObjectRef {
         match &self.namespace {
             Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
             None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// What a finding is about, typed: the views find the entry a finding names
+/// by equality on these, never by reading its prose.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A Kubernetes object.
+    Object(ObjectRef),
+    /// A network device (flannel.1, cni0, a pod's host veth, kube-ipvs0).
+    Device(String),
+    /// A route by destination and table (254 main).
+    Route { dst: Ipv4Net, table: u32 },
+    /// A neighbour entry.
+    Neigh { ip: IpAddr, dev: String },
+    /// A bridge FDB entry (flannel.1's VTEP entries).
+    Fdb { mac: String, dev: String },
+    /// An iptables chain.
+    Chain { table: String, chain: String },
+    /// An IPVS virtual server, `PROTO ADDR:PORT`.
+    VirtualServer { proto: String, addr: String },
+    /// One real server of a virtual server.
+    RealServer {
+        proto: String,
+        vip: String,
+        addr: String,
+    },
+    /// A sysctl by its dotted key.
+    Sysctl(String),
+    /// An IPv4 policy rule by priority.
+    Rule(u32),
+    /// A part of the node's state that could not be read.
+    NodeState(UnreadSource),
+    /// The iptables backends (`nft+legacy`) rules are split across.
+    IptablesBackends(String),
+}
+
+impl Subject {
+    /// An iptables chain.
+    pub fn chain(table: &str, chain: impl Into<String>) -> Subject {
+        Subject::Chain {
+            table: table.into(),
+            chain: chain.into(),
+        }
+    }
+    /// A device.
+    pub fn device(name: impl Into<String>) -> Subject {
+        Subject::Device(name.into())
+    }
+    /// A Node object.
+    pub fn node(name: impl Into<String>) -> Subject {
+        Subject::Object(ObjectRef::node(name))
+    }
+
+    /// The kind as the JSON output and the text name it.
+    pub fn kind(&self) -> &str {
+        match self {
+            Subject::Object(o) => &o.kind,
+            Subject::Device(_) => "device",
+            Subject::Route { .. } => "route",
+            Subject::Neigh { .. } => "neigh",
+            Subject::Fdb { .. } => "fdb",
+            Subject::Chain { .. } => "chain",
+            Subject::VirtualServer { .. } => "virtual-server",
+            Subject::RealServer { .. } => "real-server",
+            Subject::Sysctl(_) => "sysctl",
+            Subject::Rule(_) => "rule",
+            Subject::NodeState(_) => "node-state",
+            Subject::IptablesBackends(_) => "iptables",
+        }
+    }
+
+    /// The name as the JSON output and the text print it.
+    pub fn name(&self) -> String {
+        match self {
+            Subject::Object(o) => o.name.clone(),
+            Subject::Device(d) | Subject::Sysctl(d) | Subject::IptablesBackends(d) => d.clone(),
+            Subject::Route { dst, .. } if dst.prefix_len() == 0 => "default".into(),
+            Subject::Route { dst, .. } => dst.to_string(),
+            Subject::Neigh { ip, dev } => format!("{ip} dev {dev}"),
+            Subject::Fdb { mac, dev } => format!("{mac} dev {dev}"),
+            Subject::Chain { table, chain } => format!("{table}/{chain}"),
+            Subject::VirtualServer { proto, addr } => format!("{proto}/{addr}"),
+            Subject::RealServer { proto, vip, addr } => format!("{proto}/{vip} -> {addr}"),
+            Subject::Rule(p) => p.to_string(),
+            Subject::NodeState(s) => s.to_string(),
+        }
+    }
+
+    /// The Kubernetes object, if it is one.
+    pub fn object(&self) -> Option<&ObjectRef> {
+        match self {
+            Subject::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Object(o) => o.fmt(f),
+            s => write!(f, "{} {}", s.kind(), s.name()),
+        }
+    }
+}
+
+impl From<ObjectRef> for Subject {
+    fn from(o: ObjectRef) -> Subject {
+        Subject::Object(o)
+    }
+}
+
+/// One thing a finding names, and how it stands when that differs from
+/// what the finding's ID says (a mismatch names its missing and its stale
+/// parts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub subject: Subject,
+    pub mark: Option<Mark>,
+}
+
+impl Serialize for Named {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let ns = self.subject.object().and_then(|o| o.namespace.as_deref());
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("kind", self.subject.kind())?;
+        m.serialize_entry("namespace", &ns)?;
+        m.serialize_entry("name", &self.subject.name())?;
+        if let Some(mark) = self.mark {
+            m.serialize_entry("mark", &mark)?;
+        }
+        m.end()
+    }
+}
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.mark {
+            Some(m) => write!(f, "{} ({})", self.subject, m.label()),
+            None => self.subject.fmt(f),
         }
     }
 }
@@ -133,16 +291,16 @@ pub enum RepairAction {
 }
 
 /// One broken link between what the API says and what a node does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Stable, kebab-case; scripts may rely on it.
-    pub id: String,
+    /// Stable; scripts may rely on its text.
+    pub id: FindingId,
     pub severity: Severity,
     /// The node whose dataplane shows it; `None` for cluster-level findings.
     pub node: Option<String>,
     /// One line saying what is wrong.
     pub summary: String,
-    pub objects: Vec<ObjectRef>,
+    pub objects: Vec<Named>,
     pub expected: Option<String>,
     pub actual: Option<String>,
     pub repair: Vec<RepairAction>,
@@ -151,13 +309,13 @@ pub struct Finding {
 impl Finding {
     /// A finding with no evidence or repair yet.
     pub fn new(
-        id: &str,
+        id: FindingId,
         severity: Severity,
         node: Option<&str>,
         summary: impl Into<String>,
     ) -> Self {
         Finding {
-            id: id.into(),
+            id,
             severity,
             node: node.map(str::to_string),
             summary: summary.into(),
@@ -167,8 +325,21 @@ impl Finding {
             repair: Vec::new(),
         }
     }
-    pub fn object(mut self, o: ObjectRef) -> Self {
-        self.objects.push(o);
+    /// Names what it is about (as its ID marks it).
+    pub fn object(mut self, o: impl Into<Subject>) -> Self {
+        self.objects.push(Named {
+            subject: o.into(),
+            mark: None,
+        });
+        self
+    }
+    /// Names a part of what it is about that stands otherwise than its ID
+    /// says (a stale endpoint chain of a mismatch).
+    pub fn part(mut self, o: Subject, mark: Mark) -> Self {
+        self.objects.push(Named {
+            subject: o,
+            mark: Some(mark),
+        });
         self
     }
     pub fn evidence(mut self, expected: impl Into<String>, actual: impl Into<String>) -> Self {
@@ -179,5 +350,23 @@ impl Finding {
     pub fn repair(mut self, a: RepairAction) -> Self {
         self.repair.push(a);
         self
+    }
+
+    /// Whether it names `s`.
+    pub fn names(&self, s: &Subject) -> bool {
+        self.objects.iter().any(|o| o.subject == *s)
+    }
+
+    /// How it marks `s`, if it names it.
+    pub fn mark_of(&self, s: &Subject) -> Option<Mark> {
+        self.objects
+            .iter()
+            .find(|o| o.subject == *s)
+            .map(|o| o.mark.unwrap_or(self.id.mark()))
+    }
+
+    /// What it names, without marks.
+    pub fn subjects(&self) -> impl Iterator<Item = &Subject> {
+        self.objects.iter().map(|o| &o.subject)
     }
 }

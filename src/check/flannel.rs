@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::Ipv4Net;
 
-use super::finding::{Finding, ObjectRef, RepairAction, Severity};
+use super::finding::{Finding, FindingId, Mark, ObjectRef, RepairAction, Severity, Subject};
 use crate::dataplane::NodeState;
 use crate::dataplane::state::{FdbEntry, Link, Neigh, Route};
 use crate::model::Cluster;
@@ -40,14 +40,14 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
         None => {
             out.push(
                 Finding::new(
-                    "vtep-missing",
+                    FindingId::VtepMissing,
                     Severity::Error,
                     n,
                     format!(
                         "{VTEP_DEVICE} does not exist: flanneld has not set up VXLAN on this node"
                     ),
                 )
-                .object(ObjectRef::new("device", VTEP_DEVICE))
+                .object(Subject::device(VTEP_DEVICE))
                 .repair(RepairAction::Manual {
                     what:
                         "start (or restart) the kube-flannel pod on this node; it creates flannel.1"
@@ -59,14 +59,14 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
         Some(l) if !l.up => {
             out.push(
                 Finding::new(
-                    "vtep-down",
+                    FindingId::VtepDown,
                     Severity::Error,
                     n,
                     format!(
                         "{VTEP_DEVICE} is down: no cross-node pod traffic from or to this node"
                     ),
                 )
-                .object(ObjectRef::new("device", VTEP_DEVICE))
+                .object(Subject::device(VTEP_DEVICE))
                 .evidence(
                     "UP",
                     format!(
@@ -83,6 +83,9 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
             let mut f = out.pop().expect("just pushed");
             for p in &exp.peers {
                 f.repair.extend(peer_actions(p, true, false, true));
+                f = f
+                    .part(peer_neigh(p), Mark::Missing)
+                    .part(peer_route(p), Mark::Missing);
             }
             out.push(f);
             check_vtep_settings(l, &exp, state, n, out);
@@ -180,12 +183,14 @@ fn check_shadowing(
         };
         out.push(
             Finding::new(
-                "route-shadows-pod-cidr",
+                FindingId::RouteShadowsPodCidr,
                 Severity::Error,
                 n,
                 format!("the route {}{place} takes {owner}'s pod CIDR {cidr}{more} away from flannel, as the kernel looks routes up", r.dst),
             )
-            .object(ObjectRef::new("route", r.dst.clone()))
+            .object(Subject::Route { dst, table: r.table })
+            // The pod CIDR's own route no longer carries its traffic.
+            .part(Subject::Route { dst: *cidr, table: 254 }, Mark::Wrong)
             .evidence(
                 format!("{cidr} reaches {VTEP_DEVICE} or {BRIDGE_DEVICE}"),
                 format!(
@@ -214,7 +219,7 @@ fn check_vtep_settings(
     if l.mtu != want_mtu {
         out.push(
             Finding::new(
-                "vtep-mtu-wrong",
+                FindingId::VtepMtuWrong,
                 Severity::Error,
                 n,
                 format!(
@@ -222,7 +227,7 @@ fn check_vtep_settings(
                     l.mtu
                 ),
             )
-            .object(ObjectRef::new("device", VTEP_DEVICE))
+            .object(Subject::device(VTEP_DEVICE))
             .evidence(
                 format!("mtu {want_mtu} (underlay {} - 50)", want_mtu + 50),
                 format!("mtu {}", l.mtu),
@@ -242,12 +247,12 @@ fn check_vtep_settings(
     if !addrs.contains(&want_addr) {
         out.push(
             Finding::new(
-                "vtep-addr-wrong",
+                FindingId::VtepAddrWrong,
                 Severity::Error,
                 n,
                 format!("{VTEP_DEVICE} lacks its address {want_addr}"),
             )
-            .object(ObjectRef::new("device", VTEP_DEVICE))
+            .object(Subject::device(VTEP_DEVICE))
             .evidence(
                 want_addr.clone(),
                 if addrs.is_empty() {
@@ -310,12 +315,12 @@ fn check_vtep_settings(
                 up: true,
             };
             let mut f = Finding::new(
-                "vtep-config-wrong",
+                FindingId::VtepConfigWrong,
                 Severity::Error,
                 n,
                 format!("{VTEP_DEVICE} is not configured as flannel's VXLAN backend configures it"),
             )
-            .object(ObjectRef::new("device", VTEP_DEVICE))
+            .object(Subject::device(VTEP_DEVICE))
             .evidence(
                 format!("vxlan id {VNI} local {want_local} dstport {VXLAN_PORT} nolearning"),
                 wrong.join(", "),
@@ -335,8 +340,8 @@ fn check_vtep_settings(
     }
     if l.mac.as_deref() != Some(exp.lease.vtep_mac.as_str()) {
         out.push(
-            Finding::new("vtep-mac-drift", Severity::Error, n, format!("{VTEP_DEVICE}'s MAC is not the VtepMAC in this node's annotation: peers send to the old MAC"))
-                .object(ObjectRef::new("device", VTEP_DEVICE))
+            Finding::new(FindingId::VtepMacDrift, Severity::Error, n, format!("{VTEP_DEVICE}'s MAC is not the VtepMAC in this node's annotation: peers send to the old MAC"))
+                .object(Subject::device(VTEP_DEVICE))
                 .object(ObjectRef::new("Node", &exp.lease.node))
                 .evidence(format!("mac {} (backend-data VtepMAC)", exp.lease.vtep_mac), format!("mac {}", l.mac.clone().unwrap_or_default()))
                 .repair(RepairAction::Manual { what: "restart the kube-flannel pod on this node so it republishes its VtepMAC; peers then reprogram their neigh and FDB entries".into() }),
@@ -344,8 +349,8 @@ fn check_vtep_settings(
     }
     if state.vxlan_tx_checksum.get(VTEP_DEVICE) == Some(&true) {
         out.push(
-            Finding::new("vxlan-tx-checksum-offload", Severity::Warning, n, format!("tx checksum offload is on for {VTEP_DEVICE}: kernels with the VXLAN checksum bug send bad UDP checksums (NodePort/ClusterIP delays of ~63 s)"))
-                .object(ObjectRef::new("device", VTEP_DEVICE))
+            Finding::new(FindingId::VxlanTxChecksumOffload, Severity::Warning, n, format!("tx checksum offload is on for {VTEP_DEVICE}: kernels with the VXLAN checksum bug send bad UDP checksums (NodePort/ClusterIP delays of ~63 s)"))
+                .object(Subject::device(VTEP_DEVICE))
                 .evidence("tx-checksum-ip-generic off", "tx-checksum-ip-generic on")
                 .repair(RepairAction::Ethtool { dev: VTEP_DEVICE.into(), feature: "tx-checksum-ip-generic".into(), on: false }),
         );
@@ -370,8 +375,8 @@ fn check_bridge(
         .collect();
     if !addrs.contains(&want) || addrs.len() > 1 {
         out.push(
-            Finding::new("cni0-addr-wrong", Severity::Error, n, format!("{BRIDGE_DEVICE} does not hold the pod gateway {want}: pods lose their default gateway"))
-                .object(ObjectRef::new("device", BRIDGE_DEVICE))
+            Finding::new(FindingId::Cni0AddrWrong, Severity::Error, n, format!("{BRIDGE_DEVICE} does not hold the pod gateway {want}: pods lose their default gateway"))
+                .object(Subject::device(BRIDGE_DEVICE))
                 .evidence(want.clone(), if addrs.is_empty() { "none".into() } else { addrs.join(" ") })
                 .repair(RepairAction::AddrReplace { dev: BRIDGE_DEVICE.into(), remove: addrs.into_iter().filter(|a| *a != want).collect(), add: want }),
         );
@@ -379,12 +384,12 @@ fn check_bridge(
     if br.mtu > exp.vtep_mtu {
         out.push(
             Finding::new(
-                "mtu-mismatch",
+                FindingId::MtuMismatch,
                 Severity::Error,
                 n,
                 format!("{BRIDGE_DEVICE} has MTU {} but {VTEP_DEVICE} carries {}: full-size packets to other nodes are dropped", br.mtu, exp.vtep_mtu),
             )
-            .object(ObjectRef::new("device", BRIDGE_DEVICE))
+            .object(Subject::device(BRIDGE_DEVICE))
             .evidence(format!("mtu <= {}", exp.vtep_mtu), format!("mtu {}", br.mtu))
             .repair(RepairAction::LinkMtu { dev: BRIDGE_DEVICE.into(), mtu: exp.vtep_mtu }),
         );
@@ -392,16 +397,32 @@ fn check_bridge(
     if !br.up {
         out.push(
             Finding::new(
-                "cni0-down",
+                FindingId::Cni0Down,
                 Severity::Error,
                 n,
                 format!("{BRIDGE_DEVICE} is down: pods on this node are cut off"),
             )
-            .object(ObjectRef::new("device", BRIDGE_DEVICE))
+            .object(Subject::device(BRIDGE_DEVICE))
             .repair(RepairAction::LinkUp {
                 dev: BRIDGE_DEVICE.into(),
             }),
         );
+    }
+}
+
+/// The neigh entry flannel programs for a peer's VTEP gateway.
+fn peer_neigh(p: &crate::model::flannel::PeerEntries) -> Subject {
+    Subject::Neigh {
+        ip: IpAddr::V4(p.neigh_ip),
+        dev: VTEP_DEVICE.into(),
+    }
+}
+
+/// The route flannel programs to a peer's pod CIDR.
+fn peer_route(p: &crate::model::flannel::PeerEntries) -> Subject {
+    Subject::Route {
+        dst: p.route_dst,
+        table: 254,
     }
 }
 
@@ -464,21 +485,21 @@ fn check_peers(
         // Neigh first, then FDB, then route: flannel's own order.
         match neighs.get(&gw).copied() {
             None => out.push(
-                Finding::new("neigh-missing", Severity::Error, n, format!("no neigh entry for {}'s VTEP gateway {gw}: traffic to {dst} cannot be encapsulated", p.peer))
+                Finding::new(FindingId::NeighMissing, Severity::Error, n, format!("no neigh entry for {}'s VTEP gateway {gw}: traffic to {dst} cannot be encapsulated", p.peer))
                     .object(peer.clone())
-                    .object(ObjectRef::new("neigh", format!("{gw} dev {VTEP_DEVICE}")))
+                    .object(peer_neigh(p))
                     .evidence(format!("{gw} lladdr {} PERMANENT", p.vtep_mac), "absent")
                     .repair(peer_actions(p, true, false, false).remove(0)),
             ),
             Some(x) if x.lladdr.as_deref() != Some(p.vtep_mac.as_str()) => out.push(
-                Finding::new("neigh-wrong-mac", Severity::Error, n, format!("the neigh entry for {}'s VTEP gateway {gw} has the wrong MAC", p.peer))
+                Finding::new(FindingId::NeighWrongMac, Severity::Error, n, format!("the neigh entry for {}'s VTEP gateway {gw} has the wrong MAC", p.peer))
                     .object(peer.clone())
-                    .object(ObjectRef::new("neigh", format!("{gw} dev {VTEP_DEVICE}")))
+                    .object(peer_neigh(p))
                     .evidence(format!("lladdr {} (VtepMAC of {})", p.vtep_mac, p.peer), format!("lladdr {}", x.lladdr.clone().unwrap_or_default()))
                     .repair(peer_actions(p, true, false, false).remove(0)),
             ),
             Some(x) if !x.permanent() => out.push(
-                Finding::new("neigh-not-permanent", Severity::Warning, n, format!("the neigh entry for {}'s VTEP gateway {gw} is not PERMANENT and will expire", p.peer))
+                Finding::new(FindingId::NeighNotPermanent, Severity::Warning, n, format!("the neigh entry for {}'s VTEP gateway {gw} is not PERMANENT and will expire", p.peer))
                     .object(peer.clone())
                     .evidence("PERMANENT", x.state.join(","))
                     .repair(peer_actions(p, true, false, false).remove(0)),
@@ -489,9 +510,9 @@ fn check_peers(
         let want_dst = IpAddr::V4(p.public_ip);
         if fdb.is_empty() {
             out.push(
-                Finding::new("fdb-missing", Severity::Error, n, format!("no FDB entry for {}'s VtepMAC: {VTEP_DEVICE} does not know where to send its frames", p.peer))
+                Finding::new(FindingId::FdbMissing, Severity::Error, n, format!("no FDB entry for {}'s VtepMAC: {VTEP_DEVICE} does not know where to send its frames", p.peer))
                     .object(peer.clone())
-                    .object(ObjectRef::new("fdb", format!("{} dev {VTEP_DEVICE}", p.vtep_mac)))
+                    .object(Subject::Fdb { mac: p.vtep_mac.clone(), dev: VTEP_DEVICE.into() })
                     .evidence(format!("{} dst {want_dst} self permanent", p.vtep_mac), "absent")
                     .repair(peer_actions(p, false, true, false).remove(0)),
             );
@@ -501,9 +522,9 @@ fn check_peers(
                 .map(|f| f.dst.map(|d| d.to_string()).unwrap_or_default())
                 .collect();
             out.push(
-                Finding::new("fdb-wrong-dst", Severity::Error, n, format!("the FDB entry for {}'s VtepMAC points at {} instead of its public-ip {want_dst}", p.peer, actual.join(",")))
+                Finding::new(FindingId::FdbWrongDst, Severity::Error, n, format!("the FDB entry for {}'s VtepMAC points at {} instead of its public-ip {want_dst}", p.peer, actual.join(",")))
                     .object(peer.clone())
-                    .object(ObjectRef::new("fdb", format!("{} dev {VTEP_DEVICE}", p.vtep_mac)))
+                    .object(Subject::Fdb { mac: p.vtep_mac.clone(), dev: VTEP_DEVICE.into() })
                     .evidence(format!("dst {want_dst}"), format!("dst {}", actual.join(",")))
                     .repair(peer_actions(p, false, true, false).remove(0)),
             );
@@ -511,13 +532,13 @@ fn check_peers(
         match routes.get(dst.as_str()).copied() {
             None => out.push(
                 Finding::new(
-                    "route-missing",
+                    FindingId::RouteMissing,
                     Severity::Error,
                     n,
                     format!("no route to {}'s pod CIDR {dst}", p.peer),
                 )
                 .object(peer.clone())
-                .object(ObjectRef::new("route", dst.clone()))
+                .object(peer_route(p))
                 .evidence(format!("{dst} via {gw} dev {VTEP_DEVICE} onlink"), "absent")
                 .repair(peer_actions(p, false, false, true).remove(0)),
             ),
@@ -528,7 +549,7 @@ fn check_peers(
             {
                 out.push(
                     Finding::new(
-                        "route-wrong",
+                        FindingId::RouteWrong,
                         Severity::Error,
                         n,
                         format!(
@@ -537,7 +558,7 @@ fn check_peers(
                         ),
                     )
                     .object(peer.clone())
-                    .object(ObjectRef::new("route", dst.clone()))
+                    .object(peer_route(p))
                     .evidence(
                         format!("{dst} via {gw} dev {VTEP_DEVICE} onlink"),
                         format!(
@@ -575,7 +596,7 @@ fn check_stale_fdb(cluster: &Cluster, state: &NodeState, n: Option<&str>, out: &
         if !macs.contains(&f.mac) && own.as_ref() != Some(&f.mac) && f.mac != "00:00:00:00:00:00" {
             out.push(
                 Finding::new(
-                    "fdb-stale",
+                    FindingId::FdbStale,
                     Severity::Warning,
                     n,
                     format!(
@@ -583,10 +604,10 @@ fn check_stale_fdb(cluster: &Cluster, state: &NodeState, n: Option<&str>, out: &
                         f.mac
                     ),
                 )
-                .object(ObjectRef::new(
-                    "fdb",
-                    format!("{} dev {VTEP_DEVICE}", f.mac),
-                ))
+                .object(Subject::Fdb {
+                    mac: f.mac.clone(),
+                    dev: VTEP_DEVICE.into(),
+                })
                 .evidence(
                     "no entry",
                     format!(
@@ -611,12 +632,12 @@ pub fn check_sysctls(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
     if state.sysctls.ip_forward == Some(false) {
         out.push(
             Finding::new(
-                "ip-forward-off",
+                FindingId::IpForwardOff,
                 Severity::Error,
                 n,
                 "net.ipv4.ip_forward is 0: the node routes nothing to or from its pods",
             )
-            .object(ObjectRef::new("sysctl", "net.ipv4.ip_forward"))
+            .object(Subject::Sysctl("net.ipv4.ip_forward".into()))
             .evidence("1", "0")
             .repair(RepairAction::Sysctl {
                 key: "net.ipv4.ip_forward".into(),
@@ -626,8 +647,8 @@ pub fn check_sysctls(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
     }
     if state.sysctls.bridge_nf_call_iptables == Some(false) {
         out.push(
-            Finding::new("bridge-nf-call-iptables-off", Severity::Error, n, "net.bridge.bridge-nf-call-iptables is 0: Service traffic between pods on this node bypasses kube-proxy's NAT")
-                .object(ObjectRef::new("sysctl", "net.bridge.bridge-nf-call-iptables"))
+            Finding::new(FindingId::BridgeNfCallIptablesOff, Severity::Error, n, "net.bridge.bridge-nf-call-iptables is 0: Service traffic between pods on this node bypasses kube-proxy's NAT")
+                .object(Subject::Sysctl("net.bridge.bridge-nf-call-iptables".into()))
                 .evidence("1", "0")
                 .repair(RepairAction::Sysctl { key: "net.bridge.bridge-nf-call-iptables".into(), value: "1".into() }),
         );
@@ -677,7 +698,7 @@ pub fn check_rules(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
         if !present {
             out.push(
                 Finding::new(
-                    "policy-rule-missing",
+                    FindingId::PolicyRuleMissing,
                     severity,
                     Some(node),
                     format!(
@@ -685,7 +706,7 @@ pub fn check_rules(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
                         crate::check::text::table_name(table)
                     ),
                 )
-                .object(ObjectRef::new("rule", format!("{priority}")))
+                .object(Subject::Rule(priority))
                 .evidence(
                     format!(
                         "{priority}: from all lookup {}",
@@ -734,7 +755,7 @@ pub fn check_pods(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
         match host {
             None => out.push(
                 Finding::new(
-                    "pod-veth-missing",
+                    FindingId::PodVethMissing,
                     Severity::Error,
                     n,
                     format!("pod {ns}/{name} ({ip}) has no veth peer on this node"),
@@ -746,13 +767,13 @@ pub fn check_pods(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
             ),
             Some(l) if !l.up || !att.up => out.push(
                 Finding::new(
-                    "pod-veth-down",
+                    FindingId::PodVethDown,
                     Severity::Error,
                     n,
                     format!("the veth of pod {ns}/{name} ({ip}) is down"),
                 )
                 .object(pod_ref.clone())
-                .object(ObjectRef::new("device", &l.name))
+                .object(Subject::device(&l.name))
                 .evidence(
                     "UP",
                     if l.up {
@@ -767,13 +788,13 @@ pub fn check_pods(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
             ),
             Some(l) if l.master.as_deref() != Some(BRIDGE_DEVICE) => out.push(
                 Finding::new(
-                    "pod-veth-not-on-bridge",
+                    FindingId::PodVethNotOnBridge,
                     Severity::Error,
                     n,
                     format!("the veth of pod {ns}/{name} ({ip}) is not a port of {BRIDGE_DEVICE}"),
                 )
                 .object(pod_ref.clone())
-                .object(ObjectRef::new("device", &l.name))
+                .object(Subject::device(&l.name))
                 .evidence(
                     format!("master {BRIDGE_DEVICE}"),
                     format!(
@@ -793,9 +814,9 @@ pub fn check_pods(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
             && l.mtu < att.mtu
         {
             out.push(
-                Finding::new("pod-veth-mtu-mismatch", Severity::Error, n, format!("the veth of pod {ns}/{name} has MTU {} on the node but {} in the pod: full-size packets between the pod and {BRIDGE_DEVICE} are dropped", l.mtu, att.mtu))
+                Finding::new(FindingId::PodVethMtuMismatch, Severity::Error, n, format!("the veth of pod {ns}/{name} has MTU {} on the node but {} in the pod: full-size packets between the pod and {BRIDGE_DEVICE} are dropped", l.mtu, att.mtu))
                     .object(pod_ref.clone())
-                    .object(ObjectRef::new("device", &l.name))
+                    .object(Subject::device(&l.name))
                     .evidence(format!("mtu {}", att.mtu), format!("mtu {}", l.mtu))
                     .repair(RepairAction::LinkMtu { dev: l.name.clone(), mtu: att.mtu }),
             );
@@ -804,7 +825,7 @@ pub fn check_pods(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
             && att.mtu > vm
         {
             out.push(
-                Finding::new("mtu-mismatch", Severity::Error, n, format!("pod {ns}/{name} has MTU {} but {VTEP_DEVICE} carries {vm}: full-size packets to other nodes are dropped", att.mtu))
+                Finding::new(FindingId::MtuMismatch, Severity::Error, n, format!("pod {ns}/{name} has MTU {} but {VTEP_DEVICE} carries {vm}: full-size packets to other nodes are dropped", att.mtu))
                     .object(pod_ref)
                     .evidence(format!("pod mtu <= {vm}"), format!("pod mtu {}", att.mtu))
                     .repair(RepairAction::Manual { what: "set the CNI MTU to flannel's (FLANNEL_MTU in /run/flannel/subnet.env) and recreate the pod".into() }),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::finding::{Finding, ObjectRef, RepairAction, Severity};
+use super::finding::{Finding, FindingId, Mark, ObjectRef, RepairAction, Severity, Subject};
 use crate::dataplane::NodeState;
 use crate::dataplane::iptables::{RuleSpec, Ruleset};
 use crate::model::kube_proxy::{ProxyMode, ServicePort};
@@ -56,8 +56,8 @@ pub fn check_node(
     let all: BTreeSet<&str> = kube.iter().chain(&flannel).copied().collect();
     if all.len() > 1 {
         out.push(
-            Finding::new("iptables-backend-split", Severity::Error, n, "kube-proxy's and flannel's rules are split between iptables-legacy and iptables-nft: packets see both, stale rules in one win")
-                .object(ObjectRef::new("iptables", "nft+legacy"))
+            Finding::new(FindingId::IptablesBackendSplit, Severity::Error, n, "kube-proxy's and flannel's rules are split between iptables-legacy and iptables-nft: packets see both, stale rules in one win")
+                .object(Subject::IptablesBackends("nft+legacy".into()))
                 .evidence("one backend", format!("kube-proxy in [{}], flannel in [{}]", kube.join(","), flannel.join(",")))
                 .repair(RepairAction::Manual { what: "run kube-proxy and flanneld with the same iptables mode as the host, then flush the other backend's KUBE-*/FLANNEL-* chains".into() }),
         );
@@ -82,8 +82,8 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
     if !has_kube_chains(rs) {
         if ports.iter().any(|p| !p.endpoints.is_empty()) {
             out.push(
-                Finding::new("kube-proxy-not-programmed", Severity::Error, n, "no KUBE-SERVICES chain: kube-proxy (iptables mode) has not programmed this node; it is probably not running")
-                    .object(ObjectRef::new("chain", "nat/KUBE-SERVICES"))
+                Finding::new(FindingId::KubeProxyNotProgrammed, Severity::Error, n, "no KUBE-SERVICES chain: kube-proxy (iptables mode) has not programmed this node; it is probably not running")
+                    .object(Subject::chain("nat", "KUBE-SERVICES"))
                     .repair(RepairAction::Manual { what: "check the kube-proxy pod on this node (kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide)".into() }),
             );
         }
@@ -118,9 +118,9 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
         let chain_exists = nat.and_then(|t| t.chain(&svc_chain)).is_some();
         if jump.is_none() || !chain_exists || !jump.is_some_and(|j| j.jumps_to(&svc_chain)) {
             out.push(
-                Finding::new("kube-proxy-svc-chain-missing", Severity::Error, n, format!("{} {}:{}/{} has no kube-proxy service chain here: its ClusterIP is not translated", sp.name(), sp.cluster_ip, sp.port, sp.protocol))
+                Finding::new(FindingId::KubeProxySvcChainMissing, Severity::Error, n, format!("{} {}:{}/{} has no kube-proxy service chain here: its ClusterIP is not translated", sp.name(), sp.cluster_ip, sp.port, sp.protocol))
                     .object(svc_ref.clone())
-                    .object(ObjectRef::new("chain", format!("nat/{svc_chain}")))
+                    .object(Subject::chain("nat", svc_chain.clone()))
                     .evidence(
                         format!("KUBE-SERVICES -d {}/32 --dport {} -j {svc_chain}", sp.cluster_ip, sp.port),
                         match (jump, chain_exists) {
@@ -141,9 +141,9 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
                 .any(|r| r.dport == Some(np) && (r.jumps_to(&ext) || r.jumps_to(&svc_chain)));
             if !ok {
                 out.push(
-                    Finding::new("kube-proxy-nodeport-missing", Severity::Error, n, format!("no KUBE-NODEPORTS rule for {} on port {np}: NodePort traffic to this node is not forwarded", sp.name()))
+                    Finding::new(FindingId::KubeProxyNodeportMissing, Severity::Error, n, format!("no KUBE-NODEPORTS rule for {} on port {np}: NodePort traffic to this node is not forwarded", sp.name()))
                         .object(svc_ref.clone())
-                        .object(ObjectRef::new("chain", "nat/KUBE-NODEPORTS"))
+                        .object(Subject::chain("nat", "KUBE-NODEPORTS"))
                         .evidence(format!("-p {} --dport {np} -j {ext}", sp.protocol), "absent")
                         .repair(kube_proxy_action(vec!["KUBE-NODEPORTS".into(), ext])),
                 );
@@ -180,9 +180,9 @@ fn check_stale_rejects(ports: &[ServicePort], rs: &Ruleset, node: &str, out: &mu
             });
             if let Some(sp) = served {
                 out.push(
-                    Finding::new("kube-proxy-reject-stale", Severity::Warning, Some(node), format!("filter {chain} rejects {} as having no endpoints, but it has {}: kube-proxy's rules here did not follow its Endpoints", sp.name(), sp.endpoints.len()))
+                    Finding::new(FindingId::KubeProxyRejectStale, Severity::Warning, Some(node), format!("filter {chain} rejects {} as having no endpoints, but it has {}: kube-proxy's rules here did not follow its Endpoints", sp.name(), sp.endpoints.len()))
                         .object(ObjectRef::namespaced("Service", &sp.namespace, &sp.service))
-                        .object(ObjectRef::new("chain", format!("filter/{chain}")))
+                        .object(Subject::chain("filter", chain))
                         .evidence("no REJECT for a Service with ready endpoints", r.comment.clone().unwrap_or_default())
                         .repair(RepairAction::Manual { what: "restart kube-proxy on this node (its next full sync rewrites the rule); see its log for why it stopped syncing".into() }),
                 );
@@ -227,47 +227,56 @@ fn check_endpoints(
         .difference(&want)
         .map(|s| format!("{s} -> {}", dnat_of(s)))
         .collect();
-    out.push(
-        Finding::new(
-            "kube-proxy-endpoints-mismatch",
-            Severity::Error,
-            Some(node),
-            format!(
-                "{}'s endpoint chains do not match its ready endpoints: {} missing, {} stale",
-                sp.name(),
-                missing.len(),
-                stale.len()
-            ),
+    let mut f = Finding::new(
+        FindingId::KubeProxyEndpointsMismatch,
+        Severity::Error,
+        Some(node),
+        format!(
+            "{}'s endpoint chains do not match its ready endpoints: {} missing, {} stale",
+            sp.name(),
+            missing.len(),
+            stale.len()
+        ),
+    )
+    .object(svc_ref.clone())
+    .object(Subject::chain("nat", svc_chain.clone()))
+    .evidence(
+        format!("endpoints {}", sp.endpoints.join(" ")),
+        format!(
+            "{}{}",
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!("missing {} ", missing.join(" "))
+            },
+            if stale.is_empty() {
+                String::new()
+            } else {
+                format!("stale {}", stale.join(" "))
+            }
         )
-        .object(svc_ref.clone())
-        .object(ObjectRef::new("chain", format!("nat/{svc_chain}")))
-        .evidence(
-            format!("endpoints {}", sp.endpoints.join(" ")),
-            format!(
-                "{}{}",
-                if missing.is_empty() {
-                    String::new()
-                } else {
-                    format!("missing {} ", missing.join(" "))
-                },
-                if stale.is_empty() {
-                    String::new()
-                } else {
-                    format!("stale {}", stale.join(" "))
-                }
-            )
-            .trim()
-            .to_string(),
-        )
-        // The stale endpoint chains are named too, so that a repair removes
-        // them as kube-proxy's next sync would.
-        .repair(kube_proxy_action(
-            std::iter::once(svc_chain.clone())
-                .chain(want.iter().cloned())
-                .chain(have.difference(&want).cloned())
-                .collect(),
-        )),
-    );
+        .trim()
+        .to_string(),
+    )
+    // The stale endpoint chains are named too, so that a repair removes
+    // them as kube-proxy's next sync would.
+    .repair(kube_proxy_action(
+        std::iter::once(svc_chain.clone())
+            .chain(want.iter().cloned())
+            .chain(have.difference(&want).cloned())
+            .collect(),
+    ));
+    // Each endpoint chain that differs, marked as it stands: the views
+    // show a stale KUBE-SEP line as stale and list a missing one.
+    for e in &sp.endpoints {
+        if !have.contains(&sep(e)) {
+            f = f.part(Subject::chain("nat", sep(e)), Mark::Missing);
+        }
+    }
+    for s in have.difference(&want) {
+        f = f.part(Subject::chain("nat", s.clone()), Mark::Stale);
+    }
+    out.push(f);
 }
 
 fn kube_proxy_action(chains: Vec<String>) -> RepairAction {
@@ -298,9 +307,9 @@ fn check_flannel_rules(node: &str, rs: &Ruleset, net: &ClusterNetwork, out: &mut
     };
     if forward_policy.as_deref() == Some("DROP") && !(fwd_jump && accepts(true) && accepts(false)) {
         out.push(
-            Finding::new("forward-drop", Severity::Error, n, "FORWARD drops by default and flannel's accept rules are missing: forwarded pod traffic is dropped")
-                .object(ObjectRef::new("chain", "filter/FORWARD"))
-                .object(ObjectRef::new("chain", "filter/FLANNEL-FWD"))
+            Finding::new(FindingId::ForwardDrop, Severity::Error, n, "FORWARD drops by default and flannel's accept rules are missing: forwarded pod traffic is dropped")
+                .object(Subject::chain("filter", "FORWARD"))
+                .object(Subject::chain("filter", "FLANNEL-FWD"))
                 .evidence(format!("FORWARD -j FLANNEL-FWD; FLANNEL-FWD -s/-d {cidr} -j ACCEPT"), format!("policy DROP, FLANNEL-FWD {}", if fwd_jump { "incomplete" } else { "not jumped to" }))
                 .repair(RepairAction::IptablesChains { table: "filter".into(), chains: vec!["FLANNEL-FWD".into()], owner: "flannel".into() }),
         );
@@ -317,8 +326,8 @@ fn check_flannel_rules(node: &str, rs: &Ruleset, net: &ClusterNetwork, out: &mut
     });
     if !(masq_jump && masq) {
         out.push(
-            Finding::new("flannel-masq-missing", Severity::Error, n, "flannel's masquerade rules are missing: pod traffic leaving the cluster network keeps its pod IP and gets no reply")
-                .object(ObjectRef::new("chain", "nat/FLANNEL-POSTRTG"))
+            Finding::new(FindingId::FlannelMasqMissing, Severity::Error, n, "flannel's masquerade rules are missing: pod traffic leaving the cluster network keeps its pod IP and gets no reply")
+                .object(Subject::chain("nat", "FLANNEL-POSTRTG"))
                 .evidence(format!("POSTROUTING -j FLANNEL-POSTRTG; -s {cidr} ! -d 224.0.0.0/4 -j MASQUERADE"), if masq_jump { "chain incomplete" } else { "no jump from POSTROUTING" })
                 .repair(RepairAction::IptablesChains { table: "nat".into(), chains: vec!["FLANNEL-POSTRTG".into()], owner: "flannel".into() }),
         );

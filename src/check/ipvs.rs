@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::finding::{Finding, ObjectRef, RepairAction, Severity};
+use super::finding::{Finding, FindingId, Mark, ObjectRef, RepairAction, Severity, Subject};
 use crate::dataplane::NodeState;
 use crate::model::Cluster;
 use crate::model::kube_proxy::{self, IPVS_DEVICE};
@@ -30,8 +30,8 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
     let n = Some(node);
     if state.link(IPVS_DEVICE).is_none() {
         out.push(
-            Finding::new("ipvs-device-missing", Severity::Error, n, format!("kube-proxy runs in IPVS mode but {IPVS_DEVICE} does not exist: no ClusterIP is served here"))
-                .object(ObjectRef::new("device", IPVS_DEVICE))
+            Finding::new(FindingId::IpvsDeviceMissing, Severity::Error, n, format!("kube-proxy runs in IPVS mode but {IPVS_DEVICE} does not exist: no ClusterIP is served here"))
+                .object(Subject::device(IPVS_DEVICE))
                 .repair(resync()),
         );
         return;
@@ -47,13 +47,17 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
         }
         if !bound.contains(&IpAddr::V4(sp.cluster_ip)) {
             out.push(
-                Finding::new("ipvs-cluster-ip-unbound", Severity::Error, n, format!("ClusterIP {} of {} is not bound on {IPVS_DEVICE}: the node does not accept it", sp.cluster_ip, sp.name()))
+                Finding::new(FindingId::IpvsClusterIpUnbound, Severity::Error, n, format!("ClusterIP {} of {} is not bound on {IPVS_DEVICE}: the node does not accept it", sp.cluster_ip, sp.name()))
                     .object(svc.clone())
                     .evidence(format!("{}/32 on {IPVS_DEVICE}", sp.cluster_ip), "absent")
                     .repair(resync()),
             );
         }
         for vip in vips {
+            let vs = Subject::VirtualServer {
+                proto: sp.protocol.clone(),
+                addr: vip.clone(),
+            };
             match state
                 .ipvs
                 .iter()
@@ -61,7 +65,7 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
             {
                 None => out.push(
                     Finding::new(
-                        "ipvs-virtual-server-missing",
+                        FindingId::IpvsVirtualServerMissing,
                         Severity::Error,
                         n,
                         format!(
@@ -71,6 +75,7 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
                         ),
                     )
                     .object(svc.clone())
+                    .object(vs.clone())
                     .evidence(
                         format!("{} {vip} -> {}", sp.protocol, sp.endpoints.join(" ")),
                         "absent",
@@ -82,24 +87,35 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
                     if have != want {
                         let missing: Vec<&String> = want.difference(&have).collect();
                         let stale: Vec<&String> = have.difference(&want).collect();
-                        out.push(
-                            Finding::new(
-                                "ipvs-real-servers-mismatch",
-                                Severity::Error,
-                                n,
-                                format!(
-                                    "IPVS {}/{vip} real servers do not match {}'s ready endpoints",
-                                    sp.protocol,
-                                    sp.name()
-                                ),
-                            )
-                            .object(svc.clone())
-                            .evidence(
-                                format!("{want:?}"),
-                                format!("missing {missing:?} stale {stale:?}"),
-                            )
-                            .repair(resync()),
-                        );
+                        let mut f = Finding::new(
+                            FindingId::IpvsRealServersMismatch,
+                            Severity::Error,
+                            n,
+                            format!(
+                                "IPVS {}/{vip} real servers do not match {}'s ready endpoints",
+                                sp.protocol,
+                                sp.name()
+                            ),
+                        )
+                        .object(svc.clone())
+                        .object(vs.clone())
+                        .evidence(
+                            format!("{want:?}"),
+                            format!("missing {missing:?} stale {stale:?}"),
+                        )
+                        .repair(resync());
+                        let real = |addr: &String| Subject::RealServer {
+                            proto: sp.protocol.clone(),
+                            vip: vip.clone(),
+                            addr: addr.clone(),
+                        };
+                        for a in missing {
+                            f = f.part(real(a), Mark::Missing);
+                        }
+                        for a in stale {
+                            f = f.part(real(a), Mark::Stale);
+                        }
+                        out.push(f);
                     }
                 }
             }

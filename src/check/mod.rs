@@ -4,11 +4,14 @@
 pub mod cluster;
 pub mod finding;
 pub mod flannel;
+pub mod id;
 pub mod iptables;
 pub mod ipvs;
 pub mod text;
 
-pub use finding::{Finding, ObjectRef, RepairAction, Severity};
+pub use finding::{
+    Finding, FindingId, Mark, Named, ObjectRef, Owner, RepairAction, Severity, Subject,
+};
 
 use crate::dataplane::NodeState;
 use crate::dataplane::state::UnreadSource;
@@ -24,7 +27,12 @@ pub fn run(cluster: &Cluster, nodes: &[(String, NodeState)]) -> Vec<Finding> {
         check_node(cluster, node, state, net.as_ref(), &mut out);
     }
     out.sort_by(|a, b| {
-        (&a.node, a.severity, &a.id, &a.summary).cmp(&(&b.node, b.severity, &b.id, &b.summary))
+        (&a.node, a.severity, a.id.as_str(), &a.summary).cmp(&(
+            &b.node,
+            b.severity,
+            b.id.as_str(),
+            &b.summary,
+        ))
     });
     out
 }
@@ -72,7 +80,7 @@ fn unread(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
         };
         out.push(
             Finding::new(
-                "node-state-unreadable",
+                FindingId::NodeStateUnreadable,
                 severity,
                 Some(node),
                 format!(
@@ -80,7 +88,7 @@ fn unread(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
                     u.source, u.cause
                 ),
             )
-            .object(ObjectRef::new("node-state", u.source.to_string()))
+            .object(Subject::NodeState(u.source.clone()))
             .evidence("readable", u.cause.clone())
             .repair(RepairAction::Manual {
                 what: format!(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::run;
+use super::{FindingId, run};
 use crate::dataplane::NodeState;
 use crate::dataplane::state::{ConntrackEntry, FdbEntry, IptablesBackendState};
 use crate::lab::objects;
@@ -30,7 +30,7 @@ pub(crate) fn seed() -> (Cluster, NodeState) {
 fn ids(cluster: &Cluster, state: &NodeState) -> BTreeSet<String> {
     run(cluster, &[(NODE.to_string(), state.clone())])
         .into_iter()
-        .map(|f| f.id)
+        .map(|f| f.id.as_str().to_string())
         .collect()
 }
 
@@ -278,7 +278,10 @@ fn cluster_object_variations() {
     for (want, mutate) in cases {
         let (mut c, _) = seed();
         mutate(&mut c);
-        let got: BTreeSet<String> = run(&c, &[]).into_iter().map(|f| f.id).collect();
+        let got: BTreeSet<String> = run(&c, &[])
+            .into_iter()
+            .map(|f| f.id.as_str().to_string())
+            .collect();
         let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
         if got != want {
             failures.push(format!("{want:?}: got {got:?}"));
@@ -655,7 +658,7 @@ fn a_table_looked_up_before_main_takes_pod_cidrs_as_the_kernel_does() {
     let found = run(&c, &[(NODE.to_string(), s.clone())]);
     let shadow: Vec<_> = found
         .iter()
-        .filter(|f| f.id == "route-shadows-pod-cidr")
+        .filter(|f| f.id == FindingId::RouteShadowsPodCidr)
         .collect();
     assert_eq!(shadow.len(), 1, "{found:#?}");
     assert!(

@@ -54,7 +54,7 @@ pub struct Unread {
 }
 
 /// Which part of a node's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum UnreadSource {
     /// The rules of one iptables backend (`nft` or `legacy`).

@@ -8,8 +8,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use serde::Serialize;
 
-use super::node::similar;
-use crate::check::{Finding, ObjectRef};
+use crate::check::{Finding, ObjectRef, Subject};
 use crate::dataplane::NodeState;
 use crate::error::{Error, Result};
 use crate::model::flannel::{Lease, VTEP_DEVICE};
@@ -87,23 +86,14 @@ fn find_named<'c, T: kube::Resource>(
 }
 
 fn not_found(kind: &str, wanted: &str, candidates: Vec<String>) -> Error {
-    let close: Vec<String> = candidates
-        .iter()
-        .filter(|c| similar(c, wanted))
-        .take(5)
-        .cloned()
-        .collect();
-    Error::usage(
-        format!("no {kind} {wanted:?}"),
-        Some(if close.is_empty() {
+    let hint = crate::suggest::did_you_mean(wanted, candidates.iter().map(String::as_str))
+        .unwrap_or_else(|| {
             format!(
                 "{} {kind}s exist; `-A` style names are ns/name",
                 candidates.len()
             )
-        } else {
-            format!("did you mean {}?", close.join(" or "))
-        }),
-    )
+        });
+    Error::usage(format!("no {kind} {wanted:?}"), Some(hint))
 }
 
 impl<'a> Builder<'a> {
@@ -129,6 +119,30 @@ impl<'a> Builder<'a> {
             text: text.into(),
             ok,
         });
+    }
+
+    /// The first finding on `node` that names `s`: the linked view marks
+    /// an entry broken exactly when check does.
+    fn finding_on(&self, node: &str, s: &Subject) -> Option<&'a Finding> {
+        self.findings
+            .iter()
+            .find(|f| f.node.as_deref() == Some(node) && f.names(s))
+    }
+
+    /// The Pod with address `ip`, as findings name it.
+    fn pod_ref(&self, ip: Ipv4Addr) -> Option<Subject> {
+        let ip = ip.to_string();
+        self.cluster
+            .pods
+            .iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_deref()) == Some(ip.as_str()))
+            .map(|p| {
+                Subject::Object(ObjectRef::namespaced(
+                    "Pod",
+                    p.metadata.namespace.as_deref().unwrap_or(""),
+                    p.metadata.name.clone().unwrap_or_default(),
+                ))
+            })
     }
 
     fn state(&self, node: &str) -> Option<&'a NodeState> {
@@ -192,8 +206,10 @@ impl<'a> Builder<'a> {
                         let host = a
                             .peer_ifindex
                             .and_then(|i| state.links.iter().find(|l| l.ifindex == i));
-                        let ok = host.is_some_and(|h| h.up && h.master.as_deref() == Some("cni0"))
-                            && a.up;
+                        // The veth holds unless check found something wrong
+                        // with the pod's interfaces on its node.
+                        let pod = self.pod_ref(ip);
+                        let ok = pod.is_none_or(|p| self.finding_on(node, &p).is_none());
                         self.line(
                             depth + 1,
                             "veth",
@@ -211,32 +227,30 @@ impl<'a> Builder<'a> {
                         );
                     }
                 }
-                let peers: Vec<(String, &NodeState)> = self
+                let peers: Vec<String> = self
                     .nodes
                     .iter()
                     .filter(|(n, _)| n != node)
-                    .map(|(n, s)| (n.clone(), s))
+                    .map(|(n, _)| n.clone())
                     .collect();
-                for (from, state) in peers {
+                for from in peers {
                     let gw = l.gateway();
-                    let route = state
-                        .routes
-                        .iter()
-                        .find(|r| r.table == 254 && r.dst == l.pod_cidr.to_string());
-                    let neigh = state
-                        .neighs
-                        .iter()
-                        .find(|n| n.dev == VTEP_DEVICE && n.dst == std::net::IpAddr::V4(gw));
-                    let fdb = state
-                        .fdb
-                        .iter()
-                        .find(|f| f.dev == VTEP_DEVICE && f.mac == l.vtep_mac);
-                    let route_ok = route.is_some_and(|r| {
-                        r.gateway == Some(gw.into()) && r.dev.as_deref() == Some(VTEP_DEVICE)
-                    });
-                    let neigh_ok =
-                        neigh.is_some_and(|n| n.lladdr.as_deref() == Some(l.vtep_mac.as_str()));
-                    let fdb_ok = fdb.is_some_and(|f| f.dst == Some(l.public_ip.into()));
+                    let dev = VTEP_DEVICE.to_string();
+                    // Each entry as check judged it on `from`.
+                    let route = Subject::Route {
+                        dst: l.pod_cidr,
+                        table: 254,
+                    };
+                    let neigh = Subject::Neigh {
+                        ip: gw.into(),
+                        dev: dev.clone(),
+                    };
+                    let fdb = Subject::Fdb {
+                        mac: l.vtep_mac.clone(),
+                        dev,
+                    };
+                    let ok = |s: &Subject| self.finding_on(&from, s).is_none();
+                    let (route_ok, neigh_ok, fdb_ok) = (ok(&route), ok(&neigh), ok(&fdb));
                     let mark = |b: bool| if b { "ok" } else { "BROKEN" };
                     self.line(
                         depth + 1,
@@ -306,10 +320,21 @@ impl<'a> Builder<'a> {
                 ),
                 Some(!sp.endpoints.is_empty()),
             );
+            // The names this port's chain may have (kube-proxy's hashing
+            // changed over versions); check names the one the node uses.
+            let chains: Vec<Subject> = sp
+                .hashed_names()
+                .iter()
+                .map(|n| Subject::chain("nat", crate::model::hash::svc_chain(n, &sp.protocol)))
+                .collect();
+            let svc = Subject::Object(ObjectRef::namespaced("Service", &ns, &name));
             for (node, state) in self.nodes {
-                let rs = crate::check::iptables::kube_proxy_ruleset(state);
+                let Some(rs) = crate::check::iptables::kube_proxy_ruleset(state) else {
+                    continue;
+                };
                 let have: Vec<String> = rs
-                    .and_then(|r| r.table("nat")?.chain(&sp.svc_chain()).cloned())
+                    .table("nat")
+                    .and_then(|t| t.chain(&sp.svc_chain()).cloned())
                     .map(|c| {
                         c.rules
                             .iter()
@@ -321,20 +346,23 @@ impl<'a> Builder<'a> {
                     })
                     .unwrap_or_default();
                 let want: Vec<String> = sp.endpoints.iter().map(|e| sp.sep_chain(e)).collect();
-                let ok = want.iter().all(|w| have.contains(w)) && have.len() == want.len();
-                if rs.is_some() {
-                    self.line(
-                        depth + 2,
-                        "chain",
-                        format!(
-                            "{node}: {} of {} endpoint chains{}",
-                            have.iter().filter(|h| want.contains(h)).count(),
-                            want.len(),
-                            if ok { "" } else { " (mismatch)" }
-                        ),
-                        Some(ok),
-                    );
-                }
+                let ok = !self.findings.iter().any(|f| {
+                    f.node.as_deref() == Some(node.as_str())
+                        && f.id.owner() == crate::check::Owner::KubeProxy
+                        && f.names(&svc)
+                        && chains.iter().any(|c| f.names(c))
+                });
+                self.line(
+                    depth + 2,
+                    "chain",
+                    format!(
+                        "{node}: {} of {} endpoint chains{}",
+                        have.iter().filter(|h| want.contains(h)).count(),
+                        want.len(),
+                        if ok { "" } else { " (mismatch)" }
+                    ),
+                    Some(ok),
+                );
             }
         }
         let cluster = self.cluster;
@@ -676,12 +704,13 @@ impl Builder<'_> {
             .findings
             .iter()
             .filter(|f| {
-                f.objects.iter().any(|o| self.related.contains(o))
+                f.subjects()
+                    .any(|s| s.object().is_some_and(|o| self.related.contains(o)))
                     || (f
                         .node
                         .as_ref()
                         .is_some_and(|n| self.related_nodes.contains(n))
-                        && f.objects.iter().any(|o| o.kind != "Service"))
+                        && f.subjects().any(|s| s.kind() != "Service"))
             })
             .cloned()
             .collect();
@@ -738,5 +767,54 @@ mod tests {
             ]
         );
         assert_eq!(search_candidates("a.b.c.d.e.f", "x")[0], "a.b.c.d.e.f");
+    }
+
+    /// A route to the pod's node that leads the right way but lacks
+    /// `onlink`: check says route-wrong, so the linked view says BROKEN
+    /// (it once judged the entry itself and said ok).
+    #[test]
+    fn an_overlay_entry_is_broken_exactly_when_check_says_so() {
+        let (cluster, mut state) = crate::check::tests::seed();
+        let pod = cluster
+            .pods
+            .iter()
+            .find(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("k8s-node-11")
+                    && p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
+                    && p.spec.as_ref().and_then(|s| s.host_network) != Some(true)
+            })
+            .expect("a pod on k8s-node-11");
+        let name = format!(
+            "{}/{}",
+            pod.metadata.namespace.as_deref().unwrap(),
+            pod.metadata.name.as_deref().unwrap()
+        );
+        let cidr = Lease::from_node(cluster.node("k8s-node-11").unwrap())
+            .unwrap()
+            .pod_cidr
+            .to_string();
+        let overlay = |state: &NodeState| {
+            let nodes = vec![("k8s-node-12".to_string(), state.clone())];
+            let findings = crate::check::run(&cluster, &nodes);
+            let v = super::pod(&cluster, &nodes, &findings, &name, "default").unwrap();
+            let line = v.lines.into_iter().find(|l| l.kind == "overlay").unwrap();
+            let ids: Vec<_> = findings.iter().map(|f| f.id).collect();
+            (line, ids)
+        };
+        let (line, ids) = overlay(&state);
+        assert_eq!(line.ok, Some(true), "{line:?} {ids:?}");
+        let r = state.routes.iter_mut().find(|r| r.dst == cidr).unwrap();
+        r.flags.retain(|f| f != "onlink");
+        let (line, ids) = overlay(&state);
+        assert!(
+            ids.contains(&crate::check::FindingId::RouteWrong),
+            "{ids:?}"
+        );
+        assert_eq!(line.ok, Some(false), "{line:?}");
+        assert!(
+            line.text.contains(&format!("route {cidr} BROKEN")),
+            "{}",
+            line.text
+        );
     }
 }

@@ -59,15 +59,9 @@ pub fn resolve_node(name: Option<&str>, netns: Option<&str>, lab: &str) -> Resul
                 .iter()
                 .map(|n| n.name.as_str())
                 .collect();
-            let close: Vec<&str> = names.iter().copied().filter(|n| similar(n, name)).collect();
-            Error::usage(
-                format!("lab {lab:?} has no node {name:?}"),
-                Some(if close.is_empty() {
-                    format!("its nodes: {}", names.join(", "))
-                } else {
-                    format!("did you mean {}?", close.join(" or "))
-                }),
-            )
+            let hint = crate::suggest::did_you_mean(name, names.iter().copied())
+                .unwrap_or_else(|| format!("its nodes: {}", names.join(", ")));
+            Error::usage(format!("lab {lab:?} has no node {name:?}"), Some(hint))
         })?;
     Ok(lab_node_source(&state, &node.name))
 }
@@ -103,28 +97,6 @@ fn cri_namespaces() -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-/// Close enough to suggest: one contains the other, or edit distance <= 2.
-pub fn similar(a: &str, b: &str) -> bool {
-    a.contains(b) || b.contains(a) || edit_distance(a, b) <= 2
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Reads the node's state: netlink, then iptables (both backends), the pod
@@ -254,17 +226,5 @@ fn run_tool(netns: &Netns, tool: &str, args: &[&str]) -> std::result::Result<Str
             "{tool} is not installed; its part of the node state is missing"
         )),
         Err(e) => Err(format!("{tool}: {e}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggests_close_names() {
-        assert!(similar("k8s-node-12", "k8s-node-21"));
-        assert!(similar("k8s-node-12", "node-12"));
-        assert!(!similar("k8s-master-10", "k8s-node-12"));
     }
 }

@@ -141,19 +141,9 @@ impl Target {
         let wanted: Vec<String> = match only {
             Some(n) if names.iter().any(|x| x == n) => vec![n.to_string()],
             Some(n) => {
-                let close: Vec<&str> = names
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|x| node::similar(x, n))
-                    .collect();
-                return Err(Error::usage(
-                    format!("no node {n:?}"),
-                    Some(if close.is_empty() {
-                        format!("nodes: {}", names.join(", "))
-                    } else {
-                        format!("did you mean {}?", close.join(" or "))
-                    }),
-                ));
+                let hint = crate::suggest::did_you_mean(n, names.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("nodes: {}", names.join(", ")));
+                return Err(Error::usage(format!("no node {n:?}"), Some(hint)));
             }
             None => names,
         };

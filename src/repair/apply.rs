@@ -87,7 +87,7 @@ pub fn apply(
         .enumerate()
         .map(|(k, s)| Entry {
             action: s.action.clone(),
-            finding: s.finding.clone(),
+            finding: s.finding,
             before: match recreated {
                 Some((at, dev)) if k > at && on_device(&s.action, dev) => absent(&s.action),
                 _ => journaled(s, state),

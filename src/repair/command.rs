@@ -170,10 +170,10 @@ pub fn run(a: RepairArgs) -> Result<u8> {
     // Re-read the node: the findings the plan targeted must be gone.
     let after = crate::check::run(&now.cluster, &target.node_states(None)?);
     drop(lock);
-    let targeted: Vec<&str> = plan.steps.iter().map(|s| s.finding.as_str()).collect();
+    let targeted: Vec<crate::check::FindingId> = plan.steps.iter().map(|s| s.finding).collect();
     let left: Vec<&str> = after
         .iter()
-        .filter(|f| f.node.as_deref() == Some(a.node.as_str()) && targeted.contains(&f.id.as_str()))
+        .filter(|f| f.node.as_deref() == Some(a.node.as_str()) && targeted.contains(&f.id))
         .map(|f| f.id.as_str())
         .collect();
     out(&format!(

@@ -27,7 +27,7 @@ use crate::files;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub action: RepairAction,
-    pub finding: String,
+    pub finding: crate::check::FindingId,
     pub before: Before,
     /// Made (or, when `unanswered`, sent and possibly made).
     pub applied: bool,
@@ -557,7 +557,7 @@ mod tests {
                 dev: "flannel.1".into(),
                 mtu: 1450 + i,
             },
-            finding: "vtep-mtu-wrong".into(),
+            finding: crate::check::FindingId::VtepMtuWrong,
             before: Before::Mtu { mtu: 1400 },
             applied: false,
             error: None,

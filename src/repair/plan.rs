@@ -45,7 +45,7 @@ pub struct Step {
     pub category: Category,
     pub owner: Owner,
     /// The finding that asks for it, and its summary.
-    pub finding: String,
+    pub finding: crate::check::FindingId,
     pub why: String,
     /// What the node holds there now (`nothing` when it holds nothing).
     pub replaces: String,
@@ -410,7 +410,7 @@ pub fn plan(
                     action: a.clone(),
                     category,
                     owner: owner(a),
-                    finding: f.id.clone(),
+                    finding: f.id,
                     why: f.summary.clone(),
                     replaces: iptables
                         .as_ref()
@@ -549,7 +549,10 @@ mod tests {
         let p = plan_for(&c, &s, &Options::default());
         assert!(p.is_empty() && !p.is_clean());
         assert_eq!(p.manual.len(), 1, "{p:#?}");
-        assert_eq!(p.manual[0].finding, "service-no-endpoints");
+        assert_eq!(
+            p.manual[0].finding,
+            crate::check::FindingId::ServiceNoEndpoints
+        );
         assert!(
             p.text().contains("change: find why the pods of"),
             "{}",

@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::inspect::node::similar;
 use crate::model::Cluster;
 use crate::model::flannel::Lease;
 
@@ -228,7 +227,7 @@ pub fn resolve(cluster: &Cluster, text: &str, namespace: &str) -> Result<End> {
             Some("give the outside client's IP, e.g. 192.168.56.254".to_string()),
         ));
     }
-    let mut candidates: Vec<String> = cluster
+    let candidates: Vec<String> = cluster
         .pods
         .iter()
         .filter_map(|p| {
@@ -246,17 +245,12 @@ pub fn resolve(cluster: &Cluster, text: &str, namespace: &str) -> Result<End> {
             ))
         }))
         .chain(cluster.nodes.iter().filter_map(|n| n.metadata.name.clone()))
-        .filter(|c| similar(c, base) || similar(c.rsplit('/').next().unwrap_or(c), name))
         .collect();
-    candidates.sort();
-    candidates.truncate(6);
+    let hint = crate::suggest::did_you_mean(base, candidates.iter().map(String::as_str))
+        .unwrap_or_else(|| "use ns/name, an IP, node:nodePort or http://host/path".to_string());
     Err(Error::usage(
         format!("{text:?} names no pod, service, node or DNS name (looked in namespace {ns})"),
-        Some(if candidates.is_empty() {
-            "use ns/name, an IP, node:nodePort or http://host/path".to_string()
-        } else {
-            format!("did you mean {}?", candidates.join(", "))
-        }),
+        Some(hint),
     ))
 }
 

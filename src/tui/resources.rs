@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::check::Finding;
+use crate::check::{Finding, FindingId, Subject};
 use crate::inspect::chain::{self, LinkedView};
 use crate::model::{Cluster, dns};
 
@@ -72,7 +72,7 @@ pub struct Resource {
     /// What the list shows beside the name (IP, type, node, hosts).
     pub detail: String,
     /// The first finding naming it.
-    pub finding: Option<String>,
+    pub finding: Option<FindingId>,
 }
 
 /// What a trace can start or end at, as `trace` takes it.
@@ -94,24 +94,20 @@ fn qualified(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 /// Every object, Ingresses first and Nodes last, each marked by the first
 /// finding that names it (a DNS name by its Service's).
 pub fn list(cluster: &Cluster, findings: &[Finding]) -> Vec<Resource> {
-    let mut named: HashMap<(&str, String), &str> = HashMap::new();
+    let mut named: HashMap<(&str, String), FindingId> = HashMap::new();
     for f in findings {
-        for o in &f.objects {
+        for o in f.subjects().filter_map(Subject::object) {
             let key = match &o.namespace {
                 Some(ns) => format!("{ns}/{}", o.name),
                 None => o.name.clone(),
             };
-            named.entry((o.kind.as_str(), key)).or_insert(&f.id);
+            named.entry((o.kind.as_str(), key)).or_insert(f.id);
         }
         if let Some(n) = &f.node {
-            named.entry(("Node", n.clone())).or_insert(&f.id);
+            named.entry(("Node", n.clone())).or_insert(f.id);
         }
     }
-    let mark = |kind: Kind, name: &str| {
-        named
-            .get(&(kind.object_kind(), name.to_string()))
-            .map(|s| s.to_string())
-    };
+    let mark = |kind: Kind, name: &str| named.get(&(kind.object_kind(), name.to_string())).copied();
     let mut out = Vec::new();
     for i in &cluster.ingresses {
         let name = qualified(&i.metadata);
@@ -308,7 +304,11 @@ mod tests {
         assert_eq!(dns.kind, Kind::Dns);
         // Every finding naming a listed object marks it.
         for f in &findings {
-            for o in f.objects.iter().filter(|o| o.kind == "Service") {
+            for o in f
+                .subjects()
+                .filter_map(Subject::object)
+                .filter(|o| o.kind == "Service")
+            {
                 let q = format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name);
                 let row = r.iter().find(|x| x.kind == Kind::Service && x.name == q);
                 assert!(row.is_some_and(|x| x.finding.is_some()), "{q}");

@@ -9,37 +9,36 @@ use std::sync::Arc;
 
 use super::resources::{Resource, TraceTarget};
 
-use crate::check::{Finding, Severity};
+use crate::check::{self, Finding, FindingId, Severity, Subject};
 use crate::dataplane::NodeState;
 use crate::model::{Cluster, expect};
 
-/// How an entry stands against what flannel would program.
+/// How an entry stands against what flannel or kube-proxy would program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mark {
     Ok,
     Missing,
     Wrong,
     Stale,
-    /// Another finding names it (its ID).
-    Other(String),
+    /// Another finding names it (its ID says how).
+    Other(FindingId),
 }
 
 impl Mark {
-    fn of(finding_id: &str) -> Mark {
-        if finding_id.contains("missing") {
-            Mark::Missing
-        } else if finding_id.contains("stale") {
-            Mark::Stale
-        } else if finding_id.contains("unbound") {
-            Mark::Missing
-        } else if finding_id.contains("wrong")
-            || finding_id.contains("mismatch")
-            || finding_id.contains("not-permanent")
-            || finding_id.contains("drift")
-        {
-            Mark::Wrong
-        } else {
-            Mark::Other(finding_id.to_string())
+    /// How `f` marks `s`, or `Ok` when no finding names it.
+    fn by(f: Option<&&Finding>, s: &Subject) -> Mark {
+        match f {
+            Some(f) => Mark::from(f, f.mark_of(s).unwrap_or(f.id.mark())),
+            None => Mark::Ok,
+        }
+    }
+
+    fn from(f: &Finding, mark: check::Mark) -> Mark {
+        match mark {
+            check::Mark::Missing => Mark::Missing,
+            check::Mark::Wrong => Mark::Wrong,
+            check::Mark::Stale => Mark::Stale,
+            check::Mark::Other => Mark::Other(f.id),
         }
     }
 
@@ -49,7 +48,7 @@ impl Mark {
             Mark::Missing => "missing",
             Mark::Wrong => "wrong",
             Mark::Stale => "stale",
-            Mark::Other(id) => id,
+            Mark::Other(id) => id.as_str(),
         }
     }
 }
@@ -62,7 +61,7 @@ pub struct Entry {
     pub expected: String,
     pub mark: Mark,
     /// The finding that marks it, and its summary.
-    pub finding: Option<(String, String)>,
+    pub finding: Option<(FindingId, String)>,
 }
 
 /// A node's line in the overview.
@@ -107,10 +106,6 @@ fn severity_index(s: Severity) -> usize {
     }
 }
 
-fn is_proxy(f: &Finding) -> bool {
-    f.id.starts_with("kube-proxy") || f.id.starts_with("ipvs")
-}
-
 impl Snapshot {
     /// Builds the snapshot from what `check` read and found.
     pub fn build(
@@ -149,7 +144,7 @@ impl Snapshot {
                 continue;
             };
             let row = &mut nodes[row];
-            let counts = if is_proxy(f) {
+            let counts = if f.id.is_kube_proxy() {
                 &mut row.proxy_findings
             } else {
                 &mut row.node_findings
@@ -204,20 +199,50 @@ pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         .collect()
 }
 
+/// An entry for `s`, marked by the first of `mine` that names it.
+fn marked(mine: &[&Finding], kind: &'static str, s: &Subject, expected: String) -> Entry {
+    let f = mine.iter().find(|f| f.names(s));
+    Entry {
+        kind,
+        expected,
+        mark: Mark::by(f, s),
+        finding: f.map(|f| (f.id, f.summary.clone())),
+    }
+}
+
+/// The parts of `about` the findings in `mine` say are missing (a
+/// mismatch's endpoint chains or real servers), as `kind` entries.
+fn missing_parts(mine: &[&Finding], about: &Subject, kind: &'static str) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for f in mine.iter().filter(|f| f.names(about)) {
+        for o in f
+            .objects
+            .iter()
+            .filter(|o| o.mark == Some(check::Mark::Missing))
+        {
+            let expected = match &o.subject {
+                Subject::Chain { chain, .. } => format!("  {chain} (not on the node)"),
+                Subject::RealServer { addr, .. } => format!("  -> {addr} (not on the node)"),
+                _ => continue,
+            };
+            out.push(Entry {
+                kind,
+                expected,
+                mark: Mark::Missing,
+                finding: Some((f.id, f.summary.clone())),
+            });
+        }
+    }
+    out
+}
+
 /// kube-proxy's tree on the node: each Service rule of KUBE-SERVICES, the
 /// endpoint chains its KUBE-SVC chain picks (with probability and DNAT),
-/// marked by the finding naming the Service's chain; then the chains
-/// findings say are missing.
+/// each marked by the finding naming that chain (a stale endpoint chain
+/// reads `stale`), the endpoint chains a finding says are missing; then
+/// the Service chains findings say are missing.
 fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
     let mut out = Vec::new();
-    let finding_on = |chain: &str| {
-        let name = format!("nat/{chain}");
-        mine.iter().find(|f| {
-            f.objects
-                .iter()
-                .any(|o| o.kind == "chain" && o.name == name)
-        })
-    };
     let Some(rs) = crate::check::iptables::kube_proxy_ruleset(state) else {
         return out;
     };
@@ -226,18 +251,18 @@ fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
         let Some(svc) = r.target.clone().filter(|t| t.starts_with("KUBE-SVC-")) else {
             continue;
         };
-        let f = finding_on(&svc);
-        out.push(Entry {
-            kind: "svc",
-            expected: format!(
+        let svc_subject = Subject::chain("nat", svc.clone());
+        out.push(marked(
+            mine,
+            "svc",
+            &svc_subject,
+            format!(
                 "{} {}:{} → {svc}",
                 r.comment.clone().unwrap_or_default(),
                 r.dst_host().unwrap_or("?"),
                 r.dport.map(|p| p.to_string()).unwrap_or_default()
             ),
-            mark: f.map(|f| Mark::of(&f.id)).unwrap_or(Mark::Ok),
-            finding: f.map(|f| (f.id.clone(), f.summary.clone())),
-        });
+        ));
         for sep in rs.specs("nat", &svc) {
             let Some(t) = sep.target.clone().filter(|t| t.starts_with("KUBE-SEP-")) else {
                 continue;
@@ -247,31 +272,34 @@ fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
                 .iter()
                 .find_map(|d| d.to_destination.clone())
                 .unwrap_or_else(|| "?".into());
-            out.push(Entry {
-                kind: "sep",
-                expected: format!(
+            out.push(marked(
+                mine,
+                "sep",
+                &Subject::chain("nat", t.clone()),
+                format!(
                     "  {t} → {dnat}{}",
                     sep.probability
                         .map(|p| format!("  p={p:.3}"))
                         .unwrap_or_default()
                 ),
-                mark: Mark::Ok,
-                finding: None,
-            });
+            ));
         }
+        out.extend(missing_parts(mine, &svc_subject, "sep"));
         shown.insert(svc);
     }
     for f in mine {
-        for o in f.objects.iter().filter(|o| o.kind == "chain") {
-            let chain = o.name.trim_start_matches("nat/");
+        for s in f.subjects() {
+            let Subject::Chain { chain, .. } = s else {
+                continue;
+            };
             if chain.starts_with("KUBE-SVC-") && !shown.contains(chain) {
-                shown.insert(chain.to_string());
-                out.push(Entry {
-                    kind: "svc",
-                    expected: format!("{chain} (not in KUBE-SERVICES)"),
-                    mark: Mark::of(&f.id),
-                    finding: Some((f.id.clone(), f.summary.clone())),
-                });
+                shown.insert(chain.clone());
+                out.push(marked(
+                    &[f],
+                    "svc",
+                    s,
+                    format!("{chain} (not in KUBE-SERVICES)"),
+                ));
             }
         }
     }
@@ -279,23 +307,26 @@ fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
 }
 
 /// kube-proxy's IPVS state on the node: each virtual server with its real
-/// servers, marked by the IPVS finding that names its address; then what
-/// findings say is missing (a virtual server, a ClusterIP on kube-ipvs0).
+/// servers, each marked by the IPVS finding that names it (a stale real
+/// server reads `stale`, a missing one is listed); then what findings say
+/// is missing (a virtual server, a ClusterIP on kube-ipvs0, the device).
 fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
-    let ipvs: Vec<&&Finding> = mine.iter().filter(|f| f.id.starts_with("ipvs")).collect();
-    let entry = |kind, expected: String, f: Option<&&&Finding>| Entry {
-        kind,
-        expected,
-        mark: f.map(|f| Mark::of(&f.id)).unwrap_or(Mark::Ok),
-        finding: f.map(|f| (f.id.clone(), f.summary.clone())),
-    };
+    let ipvs: Vec<&Finding> = mine
+        .iter()
+        .copied()
+        .filter(|f| f.id.owner() == check::Owner::Ipvs)
+        .collect();
     let mut out = Vec::new();
+    let mut on_node = Vec::new();
     for v in &state.ipvs {
-        // Findings name a virtual server as `PROTO/ADDR:PORT` in their summary.
-        let named = format!("{}/{} ", v.proto, v.addr);
-        let f = ipvs.iter().find(|f| f.summary.contains(&named));
-        out.push(entry(
+        let vs = Subject::VirtualServer {
+            proto: v.proto.clone(),
+            addr: v.addr.clone(),
+        };
+        out.push(marked(
+            &ipvs,
             "ipvs",
+            &vs,
             format!(
                 "{} {} {}{}  ({} real)",
                 v.proto,
@@ -306,28 +337,40 @@ fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
                     .unwrap_or_default(),
                 v.reals.len()
             ),
-            f,
         ));
         for r in &v.reals {
-            out.push(entry(
+            let real = Subject::RealServer {
+                proto: v.proto.clone(),
+                vip: v.addr.clone(),
+                addr: r.addr.clone(),
+            };
+            out.push(marked(
+                &ipvs,
                 "real",
+                &real,
                 format!("  -> {} {} weight {}", r.addr, r.forward, r.weight),
-                None,
             ));
         }
+        out.extend(missing_parts(&ipvs, &vs, "real"));
+        on_node.push(vs);
     }
-    for f in ipvs.iter().filter(|f| f.id != "ipvs-real-servers-mismatch") {
-        out.push(entry(
-            "ipvs",
-            format!("{} (not on the node)", f.summary),
-            Some(f),
-        ));
+    for f in ipvs
+        .iter()
+        .filter(|f| !on_node.iter().any(|vs| f.names(vs)))
+    {
+        out.push(Entry {
+            kind: "ipvs",
+            expected: format!("{} (not on the node)", f.summary),
+            mark: Mark::from(f, f.id.mark()),
+            finding: Some((f.id, f.summary.clone())),
+        });
     }
     out
 }
 
 /// The node's expected devices and per-peer entries, each marked by the
-/// finding naming it; then what findings name that nothing expects (stale).
+/// finding naming it; then the overlay entries findings name that nothing
+/// expects.
 fn node_entries(
     cluster: &Cluster,
     node: &str,
@@ -338,17 +381,6 @@ fn node_entries(
         .iter()
         .filter(|f| f.node.as_deref() == Some(node))
         .collect();
-    let marked = |kind: &'static str, name: &str, expected: String| {
-        let f = mine
-            .iter()
-            .find(|f| f.objects.iter().any(|o| o.kind == kind && o.name == name));
-        Entry {
-            kind,
-            expected,
-            mark: f.map(|f| Mark::of(&f.id)).unwrap_or(Mark::Ok),
-            finding: f.map(|f| (f.id.clone(), f.summary.clone())),
-        }
-    };
     let mut out = Vec::new();
     let mtu = state.link("eth0").map(|l| l.mtu).unwrap_or(1500);
     let Ok(exp) = expect::flannel(cluster, node, mtu) else {
@@ -356,24 +388,36 @@ fn node_entries(
     };
     let vtep = crate::model::flannel::VTEP_DEVICE;
     out.push(marked(
+        &mine,
         "device",
-        vtep,
+        &Subject::device(vtep),
         format!(
             "{vtep} vxlan id 1 mtu {} mac {}",
             exp.vtep_mtu, exp.lease.vtep_mac
         ),
     ));
     out.push(marked(
+        &mine,
         "device",
-        "cni0",
+        &Subject::device("cni0"),
         format!("cni0 {}", exp.bridge_address),
     ));
-    let mut named = Vec::new();
+    let mut expected = std::collections::HashSet::new();
     for p in &exp.peers {
-        let route = p.route_dst.to_string();
-        let neigh = format!("{} dev {vtep}", p.neigh_ip);
-        let fdb = format!("{} dev {vtep}", p.vtep_mac);
+        let neigh = Subject::Neigh {
+            ip: p.neigh_ip.into(),
+            dev: vtep.into(),
+        };
+        let fdb = Subject::Fdb {
+            mac: p.vtep_mac.clone(),
+            dev: vtep.into(),
+        };
+        let route = Subject::Route {
+            dst: p.route_dst,
+            table: 254,
+        };
         out.push(marked(
+            &mine,
             "neigh",
             &neigh,
             format!(
@@ -382,16 +426,18 @@ fn node_entries(
             ),
         ));
         out.push(marked(
+            &mine,
             "fdb",
             &fdb,
             format!("{} dst {} self permanent", p.vtep_mac, p.public_ip),
         ));
         out.push(marked(
+            &mine,
             "route",
             &route,
-            format!("{route} via {} dev {vtep} onlink", p.neigh_ip),
+            format!("{} via {} dev {vtep} onlink", p.route_dst, p.neigh_ip),
         ));
-        named.extend([("route", route), ("neigh", neigh), ("fdb", fdb)]);
+        expected.extend([neigh, fdb, route]);
     }
     if crate::model::kube_proxy::proxy_mode(cluster) == crate::model::kube_proxy::ProxyMode::Ipvs {
         out.extend(ipvs_entries(state, &mine));
@@ -399,20 +445,19 @@ fn node_entries(
         out.extend(chain_entries(state, &mine));
     }
     for f in &mine {
-        for o in &f.objects {
-            let overlay = matches!(o.kind.as_str(), "route" | "neigh" | "fdb");
-            if overlay && !named.iter().any(|(k, n)| *k == o.kind && *n == o.name) {
-                out.push(Entry {
-                    kind: match o.kind.as_str() {
-                        "route" => "route",
-                        "neigh" => "neigh",
-                        _ => "fdb",
-                    },
-                    expected: format!("{} (not expected)", o.name),
-                    mark: Mark::Stale,
-                    finding: Some((f.id.clone(), f.summary.clone())),
-                });
-            }
+        for s in f.subjects().filter(|s| !expected.contains(*s)) {
+            let kind = match s {
+                Subject::Route { .. } => "route",
+                Subject::Neigh { .. } => "neigh",
+                Subject::Fdb { .. } => "fdb",
+                _ => continue,
+            };
+            out.push(marked(
+                &[f],
+                kind,
+                s,
+                format!("{} (not expected)", s.name()),
+            ));
         }
     }
     out

@@ -16,14 +16,21 @@ use crate::dataplane::NodeState;
 fn snapshot(mutate: impl Fn(&mut NodeState)) -> Snapshot {
     let (cluster, mut state) = crate::check::tests::seed();
     mutate(&mut state);
-    let states = vec![("k8s-node-12".to_string(), state)];
-    let findings = crate::check::run(&cluster, &states);
-    Snapshot::build(
-        "lab seed".into(),
-        Arc::new(cluster),
-        Arc::new(states),
-        findings,
+    built(
+        "lab seed",
+        cluster,
+        vec![("k8s-node-12".to_string(), state)],
     )
+}
+
+/// The snapshot of `states` with check's findings on them.
+fn built(
+    source: &str,
+    cluster: crate::model::Cluster,
+    states: Vec<(String, NodeState)>,
+) -> Snapshot {
+    let findings = crate::check::run(&cluster, &states);
+    Snapshot::build(source.into(), Arc::new(cluster), Arc::new(states), findings)
 }
 
 fn screen(app: &App, w: u16, h: u16) -> String {
@@ -335,7 +342,7 @@ fn the_history_lists_repairs_newest_first_and_u_asks_before_undoing() {
             dev: "flannel.1".into(),
             onlink: true,
         },
-        finding: "route-missing".into(),
+        finding: crate::check::FindingId::RouteMissing,
         before: crate::repair::plan::Before::Route { route: None },
         applied: true,
         error: None,
@@ -442,4 +449,50 @@ fn in_ipvs_mode_the_node_view_lists_virtual_servers_marked_by_check() {
         "IPVS mode draws no iptables tree:\n{got}"
     );
     compare("node-ipvs", &got);
+}
+
+/// The cluster-faults bundle (tests/fixtures/README.md): on k8s-node-12
+/// `sep-stale` left the nginx Service's chain picking an endpoint chain of
+/// a pod that is gone, and missing the one of the pod that replaced it.
+fn bundle_snapshot(bundle: &str) -> Snapshot {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bundles")
+        .join(bundle);
+    let cluster = crate::inspect::bundle::read_cluster(&dir).unwrap();
+    let states: Vec<(String, NodeState)> = crate::inspect::bundle::node_names(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let s = crate::inspect::bundle::read_node(&dir, &n).unwrap();
+            (n, s)
+        })
+        .collect();
+    built("bundle", cluster, states)
+}
+
+#[test]
+fn a_stale_endpoint_chain_reads_stale_and_a_missing_one_is_listed_missing() {
+    use super::snapshot::Mark;
+    let s = bundle_snapshot("cluster-faults");
+    let entries = &s.entries["k8s-node-12"];
+    let line = |chain: &str| {
+        entries
+            .iter()
+            .find(|e| e.kind == "sep" && e.expected.contains(chain))
+            .unwrap_or_else(|| panic!("no line for {chain}: {entries:#?}"))
+    };
+    assert_eq!(line("KUBE-SEP-HTFKAUWJFJMOGJXH").mark, Mark::Stale);
+    assert_eq!(line("KUBE-SEP-36QPZ33L7ZOWITBF").mark, Mark::Missing);
+    assert!(
+        line("KUBE-SEP-36QPZ33L7ZOWITBF")
+            .expected
+            .contains("not on the node")
+    );
+    // The endpoints that are right stay ok, the Service's line is wrong.
+    assert_eq!(line("KUBE-SEP-F2LHLJVM5R2J2AS3").mark, Mark::Ok);
+    let svc = entries
+        .iter()
+        .find(|e| e.kind == "svc" && e.expected.contains("KUBE-SVC-K2WYTW5CBKHCXKSG"))
+        .unwrap();
+    assert_eq!(svc.mark, Mark::Wrong);
 }

@@ -500,7 +500,10 @@ fn wait_programmed(state: &LabState) -> Result<()> {
                     .any(|p| !p.endpoints.is_empty());
                 crate::check::run(&cluster, &nodes)
                     .into_iter()
-                    .filter(|f| f.id.starts_with("kube-proxy") || f.id == "service-no-endpoints")
+                    .filter(|f| {
+                        f.id.owner() == crate::check::Owner::KubeProxy
+                            || f.id == crate::check::FindingId::ServiceNoEndpoints
+                    })
                     .map(|f| f.summary)
                     .chain((!with_endpoints).then(|| "no Service has endpoints yet".to_string()))
                     .collect()

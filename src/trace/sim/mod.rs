@@ -16,7 +16,7 @@ use overlay::*;
 
 use super::resolve::{End, classify_ip, node_by_ip};
 use super::{Branch, DropReason, Hop, Point, SentTo, Trace, Verdict};
-use crate::check::{Finding, iptables::kube_proxy_ruleset};
+use crate::check::{Finding, FindingId, Subject, iptables::kube_proxy_ruleset};
 use crate::dataplane::NodeState;
 use crate::dataplane::iptables::RuleSpec;
 use crate::dataplane::lookup;
@@ -154,30 +154,77 @@ impl<'a> World<'a> {
     }
 
     /// The first finding among `ids` on `node` (or cluster-level when
-    /// `None`) that names `about` — a peer node — as one of its objects.
-    /// Names are compared whole: in a lab of 101 nodes `k8s-node-11` is not
-    /// `k8s-node-110`.
-    fn finding(&self, ids: &[&str], node: Option<&str>, about: Option<&str>) -> Option<Finding> {
+    /// `None`) that names `about` as one of its subjects, by equality: in a
+    /// lab of 101 nodes Node `k8s-node-11` is not `k8s-node-110`.
+    fn finding(
+        &self,
+        ids: &[FindingId],
+        node: Option<&str>,
+        about: Option<&Subject>,
+    ) -> Option<Finding> {
         ids.iter().find_map(|id| {
             self.findings
                 .iter()
                 .find(|f| {
-                    f.id == *id
-                        && f.node.as_deref() == node
-                        && about.is_none_or(|a| f.objects.iter().any(|o| o.name == a))
+                    f.id == *id && f.node.as_deref() == node && about.is_none_or(|a| f.names(a))
                 })
                 .cloned()
         })
     }
 
-    fn with_finding(&self, hop: Hop, ids: &[&str], node: Option<&str>, about: Option<&str>) -> Hop {
+    /// `hop` with the finding that explains it: the one about `peer` if
+    /// there is one, else the first of `ids` on `node`.
+    fn with_finding(
+        &self,
+        hop: Hop,
+        ids: &[FindingId],
+        node: Option<&str>,
+        peer: Option<&str>,
+    ) -> Hop {
+        let about = peer.map(Subject::node);
         Hop {
             finding: self
-                .finding(ids, node, about)
+                .finding(ids, node, about.as_ref())
                 .or_else(|| self.finding(ids, node, None))
                 .map(Box::new),
             ..hop
         }
+    }
+
+    /// The mismatch finding that names an endpoint at `ip` as stale: an
+    /// IPVS real server by its address, or a KUBE-SEP chain whose DNAT on
+    /// the finding's node goes to `ip`.
+    fn stale_endpoint_finding(&self, ip: IpAddr) -> Option<Finding> {
+        let host_is = |hostport: &str| {
+            hostport
+                .rsplit_once(':')
+                .map_or(hostport, |(h, _)| h)
+                .parse::<IpAddr>()
+                .is_ok_and(|h| h == ip)
+        };
+        self.findings
+            .iter()
+            .find(|f| {
+                f.objects
+                    .iter()
+                    .filter(|o| o.mark == Some(crate::check::Mark::Stale))
+                    .any(|o| match &o.subject {
+                        Subject::RealServer { addr, .. } => host_is(addr),
+                        Subject::Chain { table, chain } => f
+                            .node
+                            .as_deref()
+                            .and_then(|n| self.state(n))
+                            .and_then(kube_proxy_ruleset)
+                            .and_then(|rs| {
+                                rs.specs(table, chain)
+                                    .iter()
+                                    .find_map(|r| r.to_destination.clone())
+                            })
+                            .is_some_and(|d| host_is(&d)),
+                        _ => false,
+                    })
+            })
+            .cloned()
     }
 
     fn lease(&self, node: &str) -> Option<Lease> {
@@ -401,7 +448,7 @@ fn leave_pod(world: &World, node: &str, src_ip: IpAddr) -> Hop {
                         a.mtu, h.name, h.mtu
                     ),
                 ),
-                &["pod-veth-mtu-mismatch"],
+                &[FindingId::PodVethMtuMismatch],
                 Some(node),
                 None,
             )
@@ -434,7 +481,7 @@ fn leave_pod(world: &World, node: &str, src_ip: IpAddr) -> Hop {
                         .unwrap_or_else(|| ", not on cni0".into())
                 ),
             ),
-            &["pod-veth-down", "pod-veth-not-on-bridge"],
+            &[FindingId::PodVethDown, FindingId::PodVethNotOnBridge],
             Some(node),
             None,
         ),
@@ -443,7 +490,7 @@ fn leave_pod(world: &World, node: &str, src_ip: IpAddr) -> Hop {
                 DropReason::VethDown,
                 "the pod's veth has no peer on the node",
             ),
-            &["pod-veth-missing"],
+            &[FindingId::PodVethMissing],
             Some(node),
             None,
         ),
@@ -519,7 +566,7 @@ fn resolve_name(
             );
             hop.finding = why.and_then(|h| h.finding).or_else(|| {
                 world
-                    .finding(&["kube-dns-no-endpoints"], None, None)
+                    .finding(&[FindingId::KubeDnsNoEndpoints], None, None)
                     .map(Box::new)
             });
             t.hops.push(hop);
@@ -626,7 +673,7 @@ fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec
                         DropReason::NoGateway,
                         format!("{BRIDGE_DEVICE} does not hold the pods' gateway {gw}"),
                     ),
-                    &["cni0-addr-wrong"],
+                    &[FindingId::Cni0AddrWrong],
                     Some(node),
                     None,
                 ),
@@ -640,7 +687,7 @@ fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec
                 DropReason::IpForwardOff,
                 "ip_forward is 0: the node does not route",
             ),
-            &["ip-forward-off"],
+            &[FindingId::IpForwardOff],
             Some(node),
             None,
         ));
@@ -661,7 +708,7 @@ fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec
                     }
                 ),
             ),
-            &["vtep-down", "route-missing"],
+            &[FindingId::VtepDown, FindingId::RouteMissing],
             Some(node),
             None,
         ));
@@ -729,14 +776,23 @@ mod tests {
         let findings: Vec<Finding> = ["k8s-node-110", "k8s-node-11"]
             .iter()
             .map(|peer| {
-                Finding::new("route-missing", Severity::Error, Some("k8s-node-12"), "x")
-                    .object(ObjectRef::new("Node", *peer))
+                Finding::new(
+                    FindingId::RouteMissing,
+                    Severity::Error,
+                    Some("k8s-node-12"),
+                    "x",
+                )
+                .object(ObjectRef::new("Node", *peer))
             })
             .collect();
         let world = World::new(&cluster, &[], &findings);
         let f = world
-            .finding(&["route-missing"], Some("k8s-node-12"), Some("k8s-node-11"))
+            .finding(
+                &[FindingId::RouteMissing],
+                Some("k8s-node-12"),
+                Some(&Subject::node("k8s-node-11")),
+            )
             .unwrap();
-        assert_eq!(f.objects[0].name, "k8s-node-11");
+        assert_eq!(f.objects[0].subject, Subject::node("k8s-node-11"));
     }
 }

@@ -2,6 +2,7 @@
 //! address or a NodePort, filter FORWARD, and the masquerade on the way out.
 
 use super::*;
+use crate::check::FindingId;
 
 pub(super) type Targets = Vec<((IpAddr, u16), String)>;
 
@@ -63,7 +64,7 @@ pub(super) fn service_targets(
                     DropReason::NoServiceRule,
                     format!("no virtual server {proto} {addr}"),
                 ),
-                &["ipvs-virtual-server-missing"],
+                &[FindingId::IpvsVirtualServerMissing],
                 Some(node),
                 None,
             )),
@@ -75,7 +76,7 @@ pub(super) fn service_targets(
                 DropReason::NoServiceRule,
                 "kube-proxy has not programmed this node",
             ),
-            &["kube-proxy-not-programmed"],
+            &[FindingId::KubeProxyNotProgrammed],
             Some(node),
             None,
         ));
@@ -106,14 +107,14 @@ pub(super) fn service_targets(
                     DropReason::RejectedByKubeProxy,
                     format!("{svc_name} has no endpoints: kube-proxy rejects"),
                 ),
-                &["kube-dns-no-endpoints", "service-no-endpoints"],
+                &[FindingId::KubeDnsNoEndpoints, FindingId::ServiceNoEndpoints],
                 None,
                 None,
             ));
         }
         return Err(world.with_finding(
             Hop::new(Point::NetfilterNat, Some(node), None, "nat KUBE-SERVICES").drop(DropReason::NoServiceRule, format!("no rule for {dst}:{port}/{proto}: the ClusterIP is not translated and has no route")),
-            &["kube-proxy-svc-chain-missing"],
+            &[FindingId::KubeProxySvcChainMissing],
             Some(node),
             None,
         ));
@@ -226,7 +227,7 @@ pub(super) fn forward_verdict(world: &World, node: &str, state: &NodeState) -> O
                 DropReason::ForwardDropped,
                 "no accept rule for pod traffic (FLANNEL-FWD missing)",
             ),
-            &["forward-drop"],
+            &[FindingId::ForwardDrop],
             Some(node),
             None,
         ),
@@ -250,7 +251,7 @@ pub(super) fn nodeport_targets(
                 DropReason::NoNodePortRule,
                 "kube-proxy has not programmed this node",
             ),
-            &["kube-proxy-not-programmed"],
+            &[FindingId::KubeProxyNotProgrammed],
             Some(node),
             None,
         ));
@@ -277,7 +278,7 @@ pub(super) fn nodeport_targets(
                 DropReason::NoNodePortRule,
                 format!("no rule for {}/{port}", pkt.proto),
             ),
-            &["kube-proxy-nodeport-missing"],
+            &[FindingId::KubeProxyNodeportMissing],
             Some(node),
             None,
         ));
@@ -338,7 +339,7 @@ pub(super) fn outward(
                     DropReason::NoRoute,
                     format!("{} is a pod address, but the route the kernel picks sends it out of {dev}, away from {VTEP_DEVICE}", pkt.dst),
                 ),
-            &["route-shadows-pod-cidr"],
+            &[FindingId::RouteShadowsPodCidr],
             Some(node),
             None,
         ));
@@ -376,7 +377,7 @@ pub(super) fn outward(
                             pkt.src
                         ),
                     ),
-                    &["flannel-masq-missing"],
+                    &[FindingId::FlannelMasqMissing],
                     Some(node),
                     None,
                 ),

@@ -2,6 +2,7 @@
 //! ingress controller's hostPort.
 
 use super::*;
+use crate::check::FindingId;
 
 /// From outside the cluster: to a NodePort, or to an Ingress URL.
 pub(super) fn from_outside(
@@ -227,8 +228,8 @@ pub(super) fn from_outside_url(
                     "the Service has no such port: the controller answers 503",
                 ),
                 &[
-                    "ingress-backend-port-missing",
-                    "ingress-backend-service-missing",
+                    FindingId::IngressBackendPortMissing,
+                    FindingId::IngressBackendServiceMissing,
                 ],
                 None,
                 None,

@@ -2,6 +2,7 @@
 //! the remote node, delivery to the pod's veth, and the way back.
 
 use super::*;
+use crate::check::FindingId;
 
 /// cni0 to the destination pod's veth on `node`.
 pub(super) fn to_pod(
@@ -28,17 +29,7 @@ pub(super) fn to_pod(
             );
         } else {
             // A stale endpoint: the finding sits on the node whose chain DNATs here.
-            let dead = pkt.dst.to_string();
-            let finding = world
-                .findings
-                .iter()
-                .find(|f| {
-                    (f.id == "kube-proxy-endpoints-mismatch"
-                        || f.id == "ipvs-real-servers-mismatch")
-                        && f.actual.as_deref().is_some_and(|a| a.contains(&dead))
-                })
-                .cloned()
-                .map(Box::new);
+            let finding = world.stale_endpoint_finding(pkt.dst).map(Box::new);
             let mut hop = Hop::new(
                 Point::ToPod,
                 Some(node),
@@ -73,7 +64,7 @@ pub(super) fn to_pod(
                         DropReason::Mtu,
                         format!("{} bytes do not fit {}'s mtu {}", pkt.size, h.name, h.mtu),
                     ),
-                    &["pod-veth-mtu-mismatch"],
+                    &[FindingId::PodVethMtuMismatch],
                     Some(node),
                     None,
                 ),
@@ -117,7 +108,7 @@ pub(super) fn to_pod(
                         if h.up { "not on cni0" } else { "DOWN" }
                     ),
                 ),
-                &["pod-veth-down", "pod-veth-not-on-bridge"],
+                &[FindingId::PodVethDown, FindingId::PodVethNotOnBridge],
                 Some(node),
                 None,
             ),
@@ -126,7 +117,7 @@ pub(super) fn to_pod(
             world.with_finding(
                 Hop::new(Point::ToPod, Some(node), None, "veth")
                     .drop(DropReason::VethDown, "the pod's veth has no peer here"),
-                &["pod-veth-missing"],
+                &[FindingId::PodVethMissing],
                 Some(node),
                 None,
             ),
@@ -150,7 +141,7 @@ pub(super) fn overlay(
             world.with_finding(
                 Hop::new(Point::ToOverlay, Some(node), Some(VTEP_DEVICE), VTEP_DEVICE)
                     .drop(DropReason::VtepDown, "flannel.1 is down or missing"),
-                &["vtep-down", "vtep-missing"],
+                &[FindingId::VtepDown, FindingId::VtepMissing],
                 Some(node),
                 None,
             ),
@@ -160,7 +151,7 @@ pub(super) fn overlay(
     if pkt.size > vtep.mtu {
         hops.push(world.with_finding(
             Hop::new(Point::ToOverlay, Some(node), Some(VTEP_DEVICE), format!("{VTEP_DEVICE} mtu {}", vtep.mtu)).drop(DropReason::Mtu, format!("the sender assumes mtu {} but {VTEP_DEVICE} carries mtu {}: full-size packets are dropped (DF)", pkt.size, vtep.mtu)),
-            &["vtep-mtu-wrong", "mtu-mismatch"],
+            &[FindingId::VtepMtuWrong, FindingId::MtuMismatch],
             Some(node),
             None,
         ));
@@ -255,7 +246,7 @@ pub(super) fn overlay(
                         VTEP_DEVICE,
                     )
                     .drop(DropReason::VtepDown, "the remote flannel.1 is down"),
-                    &["vtep-down"],
+                    &[FindingId::VtepDown],
                     Some(&b_name),
                     None,
                 ),
@@ -275,7 +266,7 @@ pub(super) fn overlay(
                         DropReason::VtepUnreachable,
                         format!("the frame is for {mac}, which is not {b_name}'s VTEP"),
                     ),
-                    &["vtep-mac-drift", "neigh-wrong-mac"],
+                    &[FindingId::VtepMacDrift, FindingId::NeighWrongMac],
                     None,
                     None,
                 ),
@@ -290,7 +281,7 @@ pub(super) fn overlay(
                 DropReason::IpForwardOff,
                 "ip_forward is 0: the node does not route",
             ),
-            &["ip-forward-off"],
+            &[FindingId::IpForwardOff],
             Some(&b_name),
             None,
         ));
@@ -392,7 +383,7 @@ pub(super) fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
                         DropReason::NoGateway,
                         format!("the reply has no gateway: {BRIDGE_DEVICE} lacks {gw}"),
                     ),
-                    &["cni0-addr-wrong"],
+                    &[FindingId::Cni0AddrWrong],
                     Some(&dst_node),
                     None,
                 ),
@@ -410,7 +401,7 @@ pub(super) fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
                     DropReason::NoRoute,
                     format!("{dst_node} has no route back to {}", reply.dst),
                 ),
-                &["vtep-down", "route-missing"],
+                &[FindingId::VtepDown, FindingId::RouteMissing],
                 Some(&dst_node),
                 None,
             )),
@@ -488,7 +479,7 @@ pub(super) fn overlay_reply(
                     reply.size, vtep.mtu
                 ),
             ),
-            &["vtep-mtu-wrong", "mtu-mismatch"],
+            &[FindingId::VtepMtuWrong, FindingId::MtuMismatch],
             Some(node),
             None,
         ));
@@ -504,7 +495,7 @@ pub(super) fn overlay_reply(
                     VTEP_DEVICE,
                 )
                 .drop(DropReason::VtepDown, "flannel.1 is down"),
-                &["vtep-down"],
+                &[FindingId::VtepDown],
                 Some(node),
                 None,
             ),
@@ -582,21 +573,21 @@ fn walk_drop(
     stale_point: Point,
     suffix: &str,
 ) -> Hop {
-    let (hop, ids): (Hop, &[&str]) = match walk {
+    let (hop, ids): (Hop, &[FindingId]) = match walk {
         VtepWalk::NoNeigh => (
             Hop::new(point, Some(node), Some(VTEP_DEVICE), format!("neigh {gw} dev {VTEP_DEVICE}"))
                 .drop(DropReason::NoNeigh, format!("no MAC for gateway {gw}{suffix}: flannel.1 does no ARP (nolearning, no L3 miss handler)")),
-            &["route-wrong", "neigh-missing"],
+            &[FindingId::RouteWrong, FindingId::NeighMissing],
         ),
         VtepWalk::NoFdb { mac } => (
             Hop::new(point, Some(node), Some(VTEP_DEVICE), format!("neigh {gw} lladdr {mac}; fdb {mac}"))
                 .drop(DropReason::NoFdb, format!("no FDB entry for {mac}{suffix}: the frame cannot be encapsulated")),
-            &["neigh-wrong-mac", "fdb-missing"],
+            &[FindingId::NeighWrongMac, FindingId::FdbMissing],
         ),
         VtepWalk::Stale { mac, dst } => (
             Hop::new(stale_point, Some(node), Some(VTEP_DEVICE), format!("fdb {mac} dst {dst}; UDP {VXLAN_PORT} to {dst}"))
                 .drop(DropReason::VtepUnreachable, format!("no node has {dst}{suffix}: the FDB entry is stale")),
-            &["fdb-wrong-dst", "fdb-stale"],
+            &[FindingId::FdbWrongDst, FindingId::FdbStale],
         ),
         VtepWalk::To { .. } => unreachable!("walk_drop is only called for failed walks"),
     };

@@ -241,9 +241,7 @@ impl App {
                 self.filter.is_empty()
                     || r.name.contains(&self.filter)
                     || r.detail.contains(&self.filter)
-                    || r.finding
-                        .as_deref()
-                        .is_some_and(|f| f.contains(&self.filter))
+                    || r.finding.is_some_and(|f| f.as_str().contains(&self.filter))
             })
             .collect()
     }

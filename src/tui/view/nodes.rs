@@ -71,7 +71,7 @@ pub fn overview(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
         .iter()
         .filter(|f| {
             app.filter.is_empty()
-                || f.id.contains(&app.filter)
+                || f.id.as_str().contains(&app.filter)
                 || f.summary.contains(&app.filter)
                 || f.node.as_deref().is_some_and(|n| n.contains(&app.filter))
         })
@@ -102,13 +102,13 @@ pub fn node(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
         })
         .unwrap_or_default();
     let bad = entries.iter().filter(|e| e.mark != Mark::Ok).count();
-    let on_entries: std::collections::HashSet<&str> = entries
+    let on_entries: std::collections::HashSet<crate::check::FindingId> = entries
         .iter()
-        .filter_map(|e| e.finding.as_ref().map(|(id, _)| id.as_str()))
+        .filter_map(|e| e.finding.as_ref().map(|(id, _)| *id))
         .collect();
     let others: Vec<&crate::check::Finding> = s
         .findings_of(Some(name))
-        .filter(|f| !on_entries.contains(f.id.as_str()))
+        .filter(|f| !on_entries.contains(&f.id))
         .collect();
     let [top, bottom] = Layout::vertical([
         Constraint::Min(3),
