@@ -1,5 +1,5 @@
 //! One error type for the whole tool, carrying the exit code DESIGN.md fixes:
-//! 1 findings/unreachable, 2 usage, 3 environment.
+//! 1 findings/unreachable, 2 usage, 3 environment, 4 internal (a bug).
 
 use std::path::PathBuf;
 
@@ -35,6 +35,11 @@ pub enum Error {
     /// An external command (ip, bridge, iptables-restore, ...) failed.
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
+
+    /// knetdoctor itself failed (a worker thread panicked): a bug to
+    /// report, not something the machine or the input can be blamed for.
+    #[error("internal error: {0} (a bug in knetdoctor; please report it)")]
+    Internal(String),
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
@@ -61,6 +66,11 @@ impl Error {
         }
     }
 
+    /// An internal error: what broke.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Error::Internal(what.into())
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -77,6 +87,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Netlink(_)
             | Error::Command { .. } => 3,
+            Error::Internal(_) => 4,
         }
     }
 }

@@ -4,9 +4,9 @@
 //! faces only present. Only `dataplane` (and the lab's own builder) change
 //! the kernel.
 
+pub mod access;
 pub mod capture;
 pub mod check;
-pub mod cli;
 pub mod dataplane;
 pub mod error;
 pub mod files;

@@ -220,6 +220,197 @@ fn cp_lab(name: &str, version: &str) {
     }
 }
 
+/// Runs knetdoctor as it runs on a node of a real cluster: inside the
+/// node's namespace, under the node's host name (a UTS namespace of its
+/// own), as root, with a kubeconfig that reaches the API server over the
+/// underlay, journals under `state_dir`.
+fn on_node(lab: &Lab, node: &str, state_dir: &str, args: &[&str]) -> std::process::Output {
+    let ns = lab.node(node);
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "unshare", "--uts", "sh", "-c"])
+        .arg(format!("hostname {node} && exec \"$0\" \"$@\""))
+        .arg(BIN)
+        .args(args)
+        .env("KNETDOCTOR_STATE_DIR", state_dir)
+        .output()
+        .expect("run knetdoctor on the node")
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The simplest real use (issue 15): on k8s-node-12 itself, with a
+/// kubeconfig for the real API server and a route missing on this node,
+/// check, inspect node, trace, capture and repair (plan, apply, history,
+/// undo) read and act on this host and say which nodes they did not read.
+fn on_a_node_of_the_cluster(lab: &Lab, name: &str, version: &str) {
+    let state_dir = tempfile::tempdir().unwrap();
+    let sd = state_dir.path().to_str().unwrap();
+    let admin = std::fs::read_to_string(format!(
+        "/run/knetdoctor/lab/{name}/cp/pki/admin.kubeconfig"
+    ))
+    .unwrap();
+    let kubeconfig = state_dir.path().join("node.kubeconfig");
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &kubeconfig,
+        admin.replace(&server, "https://192.168.56.10:6443"),
+    )
+    .unwrap();
+    let k = kubeconfig.to_str().unwrap();
+    lab.kd(&[
+        "lab",
+        "break",
+        "route-missing",
+        "--node",
+        "k8s-node-12",
+        "--peer",
+        "k8s-node-11",
+    ]);
+    let run = |args: &[&str]| on_node(lab, "k8s-node-12", sd, args);
+
+    let out = run(&["check", "--kubeconfig", k]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{version}: {t}");
+    assert!(
+        t.contains("k8s-node-12") && t.contains("route-missing"),
+        "{version}: {t}"
+    );
+    assert!(
+        t.contains("not read: k8s-master-10, k8s-node-11"),
+        "{version}: {t}"
+    );
+    assert!(!t.contains("no node states"), "{version}: {t}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&["check", "--kubeconfig", k, "-o", "json"]).stdout).unwrap();
+    assert_eq!(json["nodes"], serde_json::json!(["k8s-node-12"]), "{json}");
+    assert_eq!(
+        json["not_read"],
+        serde_json::json!(["k8s-master-10", "k8s-node-11"]),
+        "{json}"
+    );
+
+    // This host's own dataplane, under its name.
+    let t = text(&run(&["inspect", "node", "k8s-node-12"]));
+    assert!(
+        t.starts_with("exit Some(0)") && t.contains("192.168.56.12"),
+        "{t}"
+    );
+
+    // The path from a pod here to one on k8s-node-11 stops at the missing route.
+    let t = text(&run(&[
+        "trace",
+        &format!("test-svc-ns/{NGINX_NODE12}"),
+        &format!("test-svc-ns/{NGINX_NODE11}"),
+        "--kubeconfig",
+        k,
+    ]));
+    assert!(
+        t.starts_with("exit Some(1)") && t.contains("route-missing"),
+        "{t}"
+    );
+
+    // Capture on this host's interfaces.
+    let t = text(&run(&["capture", "k8s-node-12", "--duration", "0.3"]));
+    assert!(
+        t.starts_with("exit Some(0)") && t.contains("in the current network namespace"),
+        "{t}"
+    );
+
+    // The plan, then another node: out of reach, said so.
+    let t = text(&run(&[
+        "repair",
+        "--node",
+        "k8s-node-12",
+        "--kubeconfig",
+        k,
+    ]));
+    assert!(
+        t.starts_with("exit Some(1)") && t.contains("ip route replace 10.2.1.0/24"),
+        "{t}"
+    );
+    let t = text(&run(&[
+        "repair",
+        "--node",
+        "k8s-node-11",
+        "--kubeconfig",
+        k,
+    ]));
+    assert!(
+        t.starts_with("exit Some(3)") && t.contains("out of reach"),
+        "{t}"
+    );
+
+    // Apply, verified with iproute2; the history; undo, verified again.
+    let has_route = || {
+        let (_, r) = in_ns_text(
+            &lab.node("k8s-node-12"),
+            &["ip", "-j", "route", "show", "10.2.1.0/24"],
+        );
+        r.contains("10.2.1.0/24")
+    };
+    assert!(!has_route());
+    let t = text(&run(&[
+        "repair",
+        "--node",
+        "k8s-node-12",
+        "--kubeconfig",
+        k,
+        "--apply",
+        "--yes",
+    ]));
+    assert!(
+        t.starts_with("exit Some(0)") && t.contains("the findings it targeted are gone"),
+        "{t}"
+    );
+    assert!(has_route(), "the repair did not put the route back");
+    assert!(
+        std::fs::read_dir(state_dir.path().join("repair/k8s-node-12"))
+            .unwrap()
+            .count()
+            > 1,
+        "no journal under the state directory"
+    );
+    let past: serde_json::Value = serde_json::from_slice(
+        &run(&[
+            "repair",
+            "--node",
+            "k8s-node-12",
+            "--kubeconfig",
+            k,
+            "--history",
+            "-o",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let id = past[0]["id"].as_str().unwrap().to_string();
+    let t = text(&run(&[
+        "repair",
+        "--node",
+        "k8s-node-12",
+        "--kubeconfig",
+        k,
+        "--undo",
+        &id,
+    ]));
+    assert!(t.starts_with("exit Some(0)") && t.contains("undone"), "{t}");
+    assert!(!has_route(), "the undo did not take the route away again");
+    lab.kd(&["lab", "heal"]);
+    assert_eq!(kd(&["check", "--lab", name]).status.code(), Some(0));
+}
+
 #[test]
 fn the_real_control_plane_at_1_20() {
     cp_lab("cpa", "1.20");
@@ -228,4 +419,10 @@ fn the_real_control_plane_at_1_20() {
 #[test]
 fn the_real_control_plane_at_1_32() {
     cp_lab("cpb", "1.32");
+}
+
+#[test]
+fn knetdoctor_on_a_node_of_a_real_cluster() {
+    let lab = Lab::up("cpc", &["--control-plane", "--k8s", "1.32"]);
+    on_a_node_of_the_cluster(&lab, "cpc", "1.32");
 }

@@ -285,8 +285,11 @@ pub fn correlate(
         }
         let correlators: Vec<Correlator> = workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_default())
-            .collect();
+            .map(|w| {
+                w.join()
+                    .map_err(|_| Error::internal("a correlating worker panicked"))
+            })
+            .collect::<Result<_>>()?;
         let n = read?;
         // Name the groups on both threads, then merge them by first sighting.
         let labels = &labels;
@@ -297,9 +300,12 @@ pub fn correlate(
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| Error::internal("a grouping worker panicked"))
+                })
+                .collect::<Result<_>>()
+        })?;
         let mut all: Vec<(u64, super::correlate::Group)> = parts.into_iter().flatten().collect();
         all.sort_by_key(|(o, _)| *o);
         Ok((n, all.into_iter().map(|(_, g)| g).collect()))

@@ -261,7 +261,7 @@ impl Running {
             let e = match h.join() {
                 Ok(Err(e)) => e,
                 Ok(Ok(_)) => continue,
-                Err(_) => Error::env("a capture thread panicked", None),
+                Err(_) => Error::internal("a capture thread panicked"),
             };
             first.get_or_insert(e);
         }

@@ -114,8 +114,10 @@ pub fn table_name(table: u32) -> String {
     }
 }
 
-/// Renders findings; `nodes` are the nodes whose dataplane was checked.
-pub fn render(findings: &[Finding], nodes: &[String]) -> String {
+/// Renders findings; `nodes` are the nodes whose dataplane was checked,
+/// `not_read` the cluster's nodes whose dataplane was out of reach (said
+/// plainly, so that their silence is not taken for health).
+pub fn render(findings: &[Finding], nodes: &[String], not_read: &[String]) -> String {
     let mut o = String::new();
     let mut last_node: Option<Option<&str>> = None;
     for f in findings {
@@ -160,6 +162,12 @@ pub fn render(findings: &[Finding], nodes: &[String]) -> String {
         let _ = writeln!(
             o,
             "(no node states in this source: cluster-level checks only)"
+        );
+    } else if !not_read.is_empty() {
+        let _ = writeln!(
+            o,
+            "not read: {} (out of reach from here: run knetdoctor on each, or read a bundle collected there)",
+            not_read.join(", ")
         );
     }
     if findings.is_empty() && nodes.is_empty() {

@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::lab::{DEFAULT_NAME, Fault, IptablesBackend};
+use knetdoctor::lab::{DEFAULT_NAME, Fault, IptablesBackend};
 
 pub mod values;
 
@@ -100,9 +100,9 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     /// The live source, when --kubeconfig or --context asks for one.
-    pub fn live(&self) -> Option<crate::inspect::live::LiveSource> {
+    pub fn live(&self) -> Option<knetdoctor::inspect::live::LiveSource> {
         (self.kubeconfig.is_some() || self.context.is_some()).then(|| {
-            crate::inspect::live::LiveSource {
+            knetdoctor::inspect::live::LiveSource {
                 kubeconfig: self.kubeconfig.clone(),
                 context: self.context.clone(),
                 namespace: None,
@@ -222,7 +222,7 @@ pub struct RepairArgs {
     pub node: String,
     /// Only these kinds of action (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
-    pub only: Vec<crate::repair::Category>,
+    pub only: Vec<knetdoctor::repair::Category>,
     /// Also restore kube-proxy's chains (kube-proxy rewrites them on its next sync anyway).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub include: Vec<RepairInclude>,
@@ -319,10 +319,10 @@ pub enum LabCommand {
         #[command(flatten)]
         name: LabName,
         /// Number of nodes (the first is k8s-master-10).
-        #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..=crate::lab::topology::MAX_NODES as u64))]
+        #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..=knetdoctor::lab::topology::MAX_NODES as u64))]
         nodes: usize,
         /// Replicas of the nginx Deployment per node.
-        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::lab::topology::MAX_PODS_PER_NODE as u64))]
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=knetdoctor::lab::topology::MAX_PODS_PER_NODE as u64))]
         pods_per_node: usize,
         /// Which iptables the nodes use.
         #[arg(long, value_enum, default_value_t = IptablesBackend::Nft)]
@@ -339,7 +339,7 @@ pub enum LabCommand {
         /// The Kubernetes version of --control-plane (built once, offline:
         /// scripts/build-apiserver.sh for 1.20, scripts/build-k8s-1.32.sh for 1.32).
         #[arg(long, value_enum, default_value = "1.20", requires = "control_plane")]
-        k8s: crate::lab::control_plane::K8sVersion,
+        k8s: knetdoctor::lab::control_plane::K8sVersion,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },

@@ -31,7 +31,7 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
 /// can name neither a path outside the lab's directory nor another lab's
 /// namespaces (`kdlab-NAME-`).
 pub fn lab_name(text: &str) -> Result<String, String> {
-    crate::lab::topology::validate_name(text)
+    knetdoctor::lab::topology::validate_name(text)
         .map(|()| text.to_string())
         .map_err(|e| e.to_string())
 }
@@ -39,13 +39,7 @@ pub fn lab_name(text: &str) -> Result<String, String> {
 /// A repair's ID as `--history` lists it (`<20 digits>-<pid>`): never a
 /// path, so `--undo` reads only journals of this node's directory.
 pub fn repair_id(text: &str) -> Result<String, String> {
-    let ok = text.split_once('-').is_some_and(|(nanos, pid)| {
-        nanos.len() == 20
-            && nanos.bytes().all(|b| b.is_ascii_digit())
-            && (1..=10).contains(&pid.len())
-            && pid.bytes().all(|b| b.is_ascii_digit())
-    });
-    if ok {
+    if knetdoctor::repair::journal::valid_id(text) {
         Ok(text.to_string())
     } else {
         Err(format!(

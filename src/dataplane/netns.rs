@@ -97,7 +97,7 @@ impl Netns {
             .map_err(|e| Error::env(format!("cannot start a thread: {e}"), None))?;
         handle
             .join()
-            .map_err(|_| Error::env("a worker thread panicked while reading the namespace", None))?
+            .map_err(|_| Error::internal("a worker thread panicked inside the namespace"))?
     }
 
     /// A `Command` whose child joins this namespace before it executes.

@@ -740,7 +740,7 @@ pub fn text(view: &LinkedView) -> String {
         let _ = writeln!(o);
         let nodes: Vec<String> = Vec::new();
         o.push_str(
-            &crate::check::text::render(&view.findings, &nodes)
+            &crate::check::text::render(&view.findings, &nodes, &[])
                 .lines()
                 .filter(|l| !l.starts_with("(no node states"))
                 .collect::<Vec<_>>()

@@ -1,5 +1,5 @@
-//! Reading: where the cluster and a node's state come from (a lab, a
-//! bundle, this namespace, a named one) and how node state is shown.
+//! Reading: the cluster from a bundle, kubectl output or an API server, a
+//! node's state from its namespace, and how node state is shown.
 //! Decides nothing about what is wrong.
 
 pub mod bundle;
@@ -9,8 +9,6 @@ pub mod live;
 pub mod node;
 pub mod redact;
 pub mod render;
-pub mod source;
 pub mod tools;
 
-pub use node::{NodeSource, resolve_node};
-pub use source::Target;
+pub use node::NodeSource;

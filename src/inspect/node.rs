@@ -1,10 +1,10 @@
-//! Resolving "which node" to a network namespace and reading it.
+//! Reading a node's state from its network namespace (which namespace is
+//! `access`'s answer).
 
 use super::tools;
 use crate::dataplane::state::{Attachment, IptablesBackendState, Unread, UnreadSource};
 use crate::dataplane::{Netns, NodeState, read_node_state};
-use crate::error::{Error, Result};
-use crate::lab::LabState;
+use crate::error::Result;
 
 /// Where a node's state is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,77 +17,8 @@ pub struct NodeSource {
     pub pod_netns: Vec<String>,
 }
 
-/// Picks the namespace for `inspect node [NAME] [--netns NS]`: an explicit
-/// namespace wins; a NAME is a node of lab `lab`; neither means here.
-pub fn resolve_node(name: Option<&str>, netns: Option<&str>, lab: &str) -> Result<NodeSource> {
-    if let Some(ns) = netns {
-        let netns = if ns.contains('/') {
-            Netns::Path(ns.into())
-        } else {
-            Netns::named(ns)
-        };
-        return Ok(NodeSource {
-            node: name.map(str::to_string),
-            netns,
-            pod_netns: Vec::new(),
-        });
-    }
-    let Some(name) = name else {
-        return Ok(NodeSource {
-            node: None,
-            netns: Netns::Current,
-            pod_netns: cri_namespaces(),
-        });
-    };
-    let state = LabState::load(lab)?.ok_or_else(|| {
-        Error::env(
-            format!("no node {name:?}: lab {lab:?} is not up and no --netns was given"),
-            Some(format!(
-                "start the lab (`knetdoctor lab up --name {lab}`) or name a namespace with --netns"
-            )),
-        )
-    })?;
-    let node = state
-        .topology
-        .nodes
-        .iter()
-        .find(|n| n.name == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = state
-                .topology
-                .nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect();
-            let hint = crate::suggest::did_you_mean(name, names.iter().copied())
-                .unwrap_or_else(|| format!("its nodes: {}", names.join(", ")));
-            Error::usage(format!("lab {lab:?} has no node {name:?}"), Some(hint))
-        })?;
-    Ok(lab_node_source(&state, &node.name))
-}
-
-/// The source for node `node` of a lab that is up.
-pub fn lab_node_source(state: &LabState, node: &str) -> NodeSource {
-    let netns = state
-        .topology
-        .nodes
-        .iter()
-        .find(|n| n.name == node)
-        .map(|n| n.netns.clone())
-        .unwrap_or_default();
-    NodeSource {
-        node: Some(node.to_string()),
-        netns: Netns::named(netns),
-        pod_netns: state
-            .topology
-            .pods_on(node)
-            .map(|p| p.netns.clone())
-            .collect(),
-    }
-}
-
 /// containerd names pod sandboxes' namespaces `cni-<uuid>` under /run/netns.
-fn cri_namespaces() -> Vec<String> {
+pub fn cri_namespaces() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(crate::dataplane::netns::NETNS_RUN_DIR)
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())

@@ -236,9 +236,12 @@ pub fn status(name: &str, probe: bool) -> Result<Status> {
             let handles: Vec<_> = ps.iter().map(|p| s.spawn(move || run_probe(p))).collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("probe thread"))
-                .collect()
-        })
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| crate::Error::internal("a path probe thread panicked"))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?
     } else {
         Vec::new()
     };

@@ -169,8 +169,13 @@ pub fn lock(dir: &Path) -> Result<Lock> {
 
 /// Whether a journal ID names a repair (`<20 digits>-<pid>`), so that no ID
 /// read from the command line or a directory is ever a path.
-fn valid_id(id: &str) -> bool {
-    crate::cli::values::repair_id(id).is_ok()
+pub fn valid_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(nanos, pid)| {
+        nanos.len() == 20
+            && nanos.bytes().all(|b| b.is_ascii_digit())
+            && (1..=10).contains(&pid.len())
+            && pid.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 impl Journal {

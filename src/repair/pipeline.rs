@@ -136,7 +136,7 @@ pub fn run(
     for worker in [side_worker, route_worker] {
         worker
             .join()
-            .map_err(|_| Error::env("a repair worker thread panicked", None))??;
+            .map_err(|_| Error::internal("a repair worker thread panicked"))??;
     }
     recorded
 }

@@ -121,9 +121,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts capturing on the node's interfaces: a lab node's namespace,
-    /// or this machine when it is the node.
-    pub fn start(node: &str, lab: Option<String>) -> Session {
+    /// Starts capturing on the node's interfaces, in the namespace
+    /// `access` says it has (a lab node's, this machine's when it is the
+    /// node); a node out of reach is an error on the screen.
+    pub fn start(node: &str, source: crate::access::Source) -> Session {
         let buffer = Arc::new(Mutex::new(Buffer {
             node: node.to_string(),
             ..Default::default()
@@ -131,18 +132,10 @@ impl Session {
         let stop = Arc::new(AtomicBool::new(false));
         let (b, halt, node) = (buffer.clone(), stop.clone(), node.to_string());
         std::thread::spawn(move || {
-            let netns = match lab {
-                Some(lab) => crate::inspect::resolve_node(Some(&node), None, &lab).map(|s| s.netns),
-                // A bundle's or a live cluster's node: only this machine's
-                // own interfaces are within reach.
-                None if nix::unistd::gethostname().is_ok_and(|h| h.to_string_lossy() == node) => {
-                    Ok(Netns::Current)
-                }
-                None => Err(crate::error::Error::env(
-                    format!("{node} is not this machine: its interfaces are out of reach"),
-                    Some(format!("run `knetdoctor capture` on {node}")),
-                )),
-            };
+            let netns = source
+                .target()
+                .and_then(|t| t.node(&node))
+                .and_then(|n| n.netns());
             if let Err(e) = netns.and_then(|netns| run(&netns, &b, &halt))
                 && let Ok(mut b) = b.lock()
             {

@@ -1,21 +1,25 @@
-//! The dashboard's work off the render thread: repairs, undos, the repair
-//! history and probes run as `knetdoctor` child processes (journal, lock
-//! and re-check exactly as on the command line); a static trace is computed
-//! in a thread over the snapshot; the capture buffer is written in one.
-//! Each sends back what it found as a [`Done`].
+//! The dashboard's work off the render thread: repairs, undos and the
+//! repair history through the same typed session the command line uses
+//! (journal, lock and re-check alike), probes through the same probe; a
+//! static trace over the snapshot; the capture buffer written out. Each
+//! job runs on a thread of its own and sends back a [`Done`]; a job that
+//! panics says so instead of leaving the dashboard waiting.
 
-use std::process::{Command, Stdio};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use super::capture::{Buffer, pcapng_path};
 use super::snapshot::Snapshot;
-use crate::repair::journal::Journal;
+use crate::access::Source;
+use crate::check::text::action_line;
+use crate::error::Result;
+use crate::repair::journal::{Journal, Restore};
+use crate::repair::session::{Applied, Session};
 
 /// What a job found.
 #[derive(Debug)]
 pub enum Done {
-    /// A repair or undo ended: its verdict line.
+    /// A repair or undo ended: its verdict, for the status line.
     Repaired(String),
     /// A node's past repairs.
     History(String, Result<Vec<Journal>, String>),
@@ -25,110 +29,137 @@ pub enum Done {
     Status(String),
 }
 
-/// Runs `knetdoctor ARGS` and returns (success, stdout, stderr).
-fn knetdoctor(args: &[&str]) -> Result<(bool, String, String), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find knetdoctor: {e}"))?;
-    let out = Command::new(exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run knetdoctor: {e}"))?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+/// Runs `work` on a thread and sends what it returns; a panic becomes
+/// `on_panic`'s message.
+fn spawn(done: Sender<Done>, work: impl FnOnce() -> Done + Send + 'static, on_panic: Done) {
+    std::thread::spawn(move || {
+        let d = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or(on_panic);
+        let _ = done.send(d);
+    });
 }
 
-/// The last non-empty line of a command's report (its verdict).
-fn verdict(ok: bool, out: &str, err: &str) -> String {
-    let text = if ok || err.trim().is_empty() {
-        out
-    } else {
-        err
+/// What an apply came to, in one line.
+fn applied_line(node: &str, a: Applied) -> String {
+    match a {
+        Applied::NothingToDo(_) => format!("{node}: nothing to repair"),
+        Applied::Declined => "nothing changed".to_string(),
+        Applied::Failed(j) => {
+            let made = j.entries.iter().filter(|e| e.applied).count();
+            let failed = j.entries.iter().find(|e| e.error.is_some());
+            format!(
+                "repair {} stopped: {made} of {} applied; failed: {}; `u` undoes the applied part",
+                j.id,
+                j.entries.len(),
+                failed
+                    .map(|e| format!(
+                        "{} ({})",
+                        action_line(&e.action),
+                        e.error.clone().unwrap_or_default()
+                    ))
+                    .unwrap_or_default()
+            )
+        }
+        Applied::Done { journal, left } if left.is_empty() => format!(
+            "repair {}: {} action(s) applied; checked again: the findings it targeted are gone",
+            journal.id,
+            journal.entries.len()
+        ),
+        Applied::Done { journal, left } => format!(
+            "repair {}: {} action(s) applied; checked again: still there: {}",
+            journal.id,
+            journal.entries.len(),
+            left.iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// What an undo came to, in one line.
+fn undone_line(j: &Journal) -> String {
+    let back = j
+        .entries
+        .iter()
+        .filter(|e| e.restore == Restore::Restored)
+        .count();
+    match j.entries.iter().find_map(|e| match &e.restore {
+        Restore::Failed(m) => Some((e, m)),
+        _ => None,
+    }) {
+        None => format!("repair {} undone: {back} change(s) put back", j.id),
+        Some((e, why)) => format!(
+            "undo of {} stopped after {back} change(s): {} ({why}); `u` again puts back the rest",
+            j.id,
+            action_line(&e.action)
+        ),
+    }
+}
+
+/// Applies node `node`'s plan (asked and answered `y` on screen), or
+/// undoes repair `undo`.
+pub fn repair(source: Source, node: String, undo: Option<String>, done: Sender<Done>) {
+    let what = match &undo {
+        Some(id) => format!("undo of {id} on {node}"),
+        None => format!("repair of {node}"),
     };
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no output")
-        .trim()
-        .to_string()
+    let panicked = Done::Repaired(format!("{what}: stopped by an internal error"));
+    spawn(
+        done,
+        move || {
+            let session = source
+                .target()
+                .and_then(|t| Session::open(t, &node, Default::default()));
+            let line = session.and_then(|s| match &undo {
+                Some(id) => s.undo(id).map(|j| undone_line(&j)),
+                None => s.apply(|_| true).map(|a| applied_line(&node, a)),
+            });
+            Done::Repaired(match line {
+                Ok(l) => format!("{what}: {l}"),
+                Err(e) => format!("{what}: {}", e.to_string().replace('\n', " ")),
+            })
+        },
+        panicked,
+    );
 }
 
-/// Why a job that changes or probes nodes needs a lab.
-fn lab_only(what: &str, node_hint: &str) -> String {
-    format!("{what}: from the dashboard only on a lab; run `knetdoctor {node_hint}` on the node")
-}
-
-/// `repair --apply --yes` (or `--undo ID`) on a lab node.
-pub fn repair(node: String, undo: Option<String>, lab: Option<String>, done: Sender<Done>) {
-    std::thread::spawn(move || {
-        let what = match &undo {
-            Some(id) => format!("undo of {id} on {node}"),
-            None => format!("repair of {node}"),
-        };
-        let report = match lab {
-            None => lab_only(&what, &format!("repair --node {node} --apply")),
-            Some(lab) => {
-                let mut args = vec!["repair", "--node", &node, "--lab", &lab];
-                match &undo {
-                    Some(id) => args.extend(["--undo", id.as_str()]),
-                    None => args.extend(["--apply", "--yes"]),
-                }
-                match knetdoctor(&args) {
-                    Ok((ok, out, err)) => format!("{what}: {}", verdict(ok, &out, &err)),
-                    Err(e) => format!("{what} could not start: {e}"),
-                }
-            }
-        };
-        let _ = done.send(Done::Repaired(report));
-    });
-}
-
-/// `repair --history -o json` of a node.
-pub fn history(node: String, lab: Option<String>, done: Sender<Done>) {
-    std::thread::spawn(move || {
-        let Some(lab) = lab else {
-            // A bundle's or a live cluster's node: repairs made on this
-            // machine are journaled here (`repair` on the node itself).
-            let past = crate::repair::journal::history(&crate::repair::journal::journal_dir(&node));
-            let _ = done.send(Done::History(node, Ok(past)));
-            return;
-        };
-        let args = [
-            "repair",
-            "--node",
-            &node,
-            "--history",
-            "-o",
-            "json",
-            "--lab",
-            &lab,
-        ];
-        let past = knetdoctor(&args).and_then(|(ok, out, err)| {
-            if !ok {
-                return Err(verdict(ok, &out, &err));
-            }
-            serde_json::from_str::<Vec<Journal>>(&out)
-                .map_err(|e| format!("reading the repair history: {e}"))
-        });
-        let _ = done.send(Done::History(node, past));
-    });
+/// The past repairs of `node`.
+pub fn history(source: Source, node: String, done: Sender<Done>) {
+    let n = node.clone();
+    spawn(
+        done,
+        move || {
+            let past = source
+                .target()
+                .and_then(|t| Session::open(t, &node, Default::default()))
+                .and_then(|s| s.history())
+                .map_err(|e| e.to_string());
+            Done::History(node, past)
+        },
+        Done::History(
+            n,
+            Err("reading the history stopped by an internal error".into()),
+        ),
+    );
 }
 
 /// The static trace from `from` to `to` over the snapshot, as `trace`
 /// prints it.
 pub fn trace(s: Arc<Snapshot>, from: String, to: String, done: Sender<Done>) {
-    std::thread::spawn(move || {
-        let lines = match trace_text(&s, &from, &to) {
-            Ok(t) => t,
-            Err(e) => format!("cannot trace {from} → {to}: {e}"),
-        };
-        let _ = done.send(Done::Traced(lines.lines().map(str::to_string).collect()));
-    });
+    spawn(
+        done,
+        move || {
+            let lines = match trace_text(&s, &from, &to) {
+                Ok(t) => t,
+                Err(e) => format!("cannot trace {from} → {to}: {e}"),
+            };
+            Done::Traced(lines.lines().map(str::to_string).collect())
+        },
+        Done::Traced(vec!["the trace stopped by an internal error".into()]),
+    );
 }
 
-fn trace_text(s: &Snapshot, from: &str, to: &str) -> crate::error::Result<String> {
+fn trace_text(s: &Snapshot, from: &str, to: &str) -> Result<String> {
     use crate::trace::{resolve, sim, text};
     let src = resolve::resolve(&s.cluster, from, "default")?;
     let dst = resolve::resolve(&s.cluster, to, "default")?;
@@ -139,34 +170,40 @@ fn trace_text(s: &Snapshot, from: &str, to: &str) -> crate::error::Result<String
     Ok(anstream::adapter::strip_str(&text::render(&t)).to_string())
 }
 
-/// `trace FROM TO --probe` in the lab: a real packet, its report.
-pub fn probe(from: String, to: String, lab: Option<String>, done: Sender<Done>) {
-    std::thread::spawn(move || {
-        let lines = match lab {
-            None => vec![lab_only("probe", &format!("trace {from} {to} --probe"))],
-            Some(lab) => match knetdoctor(&["trace", &from, &to, "--probe", "--lab", &lab]) {
-                Ok((_, out, err)) => anstream::adapter::strip_str(&format!("{out}{err}"))
-                    .to_string()
-                    .lines()
-                    .map(str::to_string)
-                    .collect(),
-                Err(e) => vec![e],
-            },
-        };
-        let _ = done.send(Done::Traced(probe_first(lines)));
-    });
+/// `trace FROM TO --probe`: a real packet from the source pod's
+/// namespace, captured on the nodes in reach; the report first, then the
+/// static trace it was compared with.
+pub fn probe(source: Source, from: String, to: String, done: Sender<Done>) {
+    spawn(
+        done,
+        move || {
+            let lines = match probe_text(&source, &from, &to) {
+                Ok(t) => t,
+                Err(e) => format!("cannot probe {from} → {to}: {e}"),
+            };
+            Done::Traced(lines.lines().map(str::to_string).collect())
+        },
+        Done::Traced(vec!["the probe stopped by an internal error".into()]),
+    );
 }
 
-/// `trace --probe` prints the static trace, then the probe's report: the
-/// view shows the report first, the trace it was compared with below.
-fn probe_first(mut lines: Vec<String>) -> Vec<String> {
-    if let Some(at) = lines.iter().position(|l| l.starts_with("probe: ")) {
-        let mut report = lines.split_off(at);
-        report.push(String::new());
-        report.append(&mut lines);
-        return report;
-    }
-    lines
+fn probe_text(source: &Source, from: &str, to: &str) -> Result<String> {
+    use crate::trace::{probe, resolve, sim, text};
+    let target = source.target()?;
+    let g = target.gather(None)?;
+    let src = resolve::resolve(&g.cluster, from, "default")?;
+    let dst = resolve::resolve(&g.cluster, to, "default")?;
+    let world = sim::World::new(&g.cluster, &g.states, &g.findings);
+    let t = sim::trace(&world, &src, &dst, "tcp", None);
+    let opts = probe::Options {
+        nodes: target.reachable(),
+        pods: target.pod_namespaces(),
+        timeout: std::time::Duration::from_secs(1),
+        size: None,
+    };
+    let p = probe::run(&t, &src, &opts)?;
+    let report = format!("{}\n{}", text::render_probe(&p), text::render(&t));
+    Ok(anstream::adapter::strip_str(&report).to_string())
 }
 
 /// Writes the capture buffer to a pcapng file in the working directory.
@@ -192,39 +229,6 @@ pub fn write_capture(buffer: Arc<Mutex<Buffer>>, done: Sender<Done>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_verdict_is_the_last_line_of_the_report_or_of_the_error() {
-        assert_eq!(
-            verdict(true, "plan\n\ndone: 3 applied\n\n", ""),
-            "done: 3 applied"
-        );
-        assert_eq!(verdict(false, "plan\n", "error: locked\n"), "error: locked");
-        assert_eq!(verdict(false, "", ""), "no output");
-    }
-
-    #[test]
-    fn the_probe_report_comes_before_the_trace() {
-        let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            probe_first(lines(&[
-                "trace a -> b",
-                "  ok hop",
-                "",
-                "probe: tcp",
-                "  reply: none"
-            ])),
-            lines(&[
-                "probe: tcp",
-                "  reply: none",
-                "",
-                "trace a -> b",
-                "  ok hop",
-                ""
-            ])
-        );
-        assert_eq!(probe_first(lines(&["error: x"])), lines(&["error: x"]));
-    }
 
     #[test]
     fn a_trace_of_the_seed_cluster_names_its_hops() {

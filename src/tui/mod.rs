@@ -22,41 +22,41 @@ use std::time::Duration;
 
 use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event, KeyEventKind};
 
-use crate::cli::TuiArgs;
+use crate::access::Source;
 use crate::error::{Error, Result};
-use crate::inspect;
 use crate::inspect::live::Reflected;
 use app::{App, Job};
 use jobs::Done;
 use snapshot::Snapshot;
 
+/// What the dashboard reads and how often.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: Source,
+    /// How often node states are read again (iptables sends no
+    /// notification); kernel notifications and watches wake it sooner.
+    pub refresh: Duration,
+}
+
 /// Reads the cluster and its nodes once, as `check` does; the live
 /// cluster from the watches' stores.
-fn take(a: &TuiArgs, live: Option<&Reflected>) -> std::result::Result<Snapshot, String> {
-    let target =
-        inspect::Target::from_flags(a.source.bundle.clone(), &a.source.lab, a.source.live())
-            .map_err(|e| e.to_string())?;
-    let cluster = match live {
-        Some(r) => r.cluster(),
-        None => target.cluster().map_err(|e| e.to_string())?,
-    };
-    let states = target.node_states(None).map_err(|e| e.to_string())?;
-    let findings = crate::check::run(&cluster, &states);
-    let source = match (&a.source.bundle, &a.source.kubeconfig) {
-        (Some(b), _) => format!("bundle {}", b.display()),
-        (None, Some(k)) => format!("live {}", k.display()),
-        _ => format!("lab {}", a.source.lab),
-    };
+fn take(source: &Source, live: Option<&Reflected>) -> std::result::Result<Snapshot, String> {
+    let target = source.target().map_err(|e| e.to_string())?;
+    let g = match live {
+        Some(r) => target.gather_on(r.cluster(), None),
+        None => target.gather(None),
+    }
+    .map_err(|e| e.to_string())?;
     Ok(Snapshot::build(
-        source,
-        Arc::new(cluster),
-        Arc::new(states),
-        findings,
+        source.describe(),
+        Arc::new(g.cluster),
+        Arc::new(g.states),
+        g.findings,
     ))
 }
 
 /// Runs the dashboard until `q`.
-pub fn run(a: TuiArgs) -> Result<u8> {
+pub fn run(a: Options) -> Result<u8> {
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err(Error::usage(
             "the dashboard needs a terminal",
@@ -64,8 +64,7 @@ pub fn run(a: TuiArgs) -> Result<u8> {
         ));
     }
     let (tx, rx) = mpsc::channel::<std::result::Result<Snapshot, String>>();
-    let lab =
-        (a.source.bundle.is_none() && a.source.live().is_none()).then(|| a.source.lab.clone());
+    let source = a.source.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let reader = spawn_reader(a, tx, stop.clone());
     let (done_tx, done) = mpsc::channel::<Done>();
@@ -86,7 +85,7 @@ pub fn run(a: TuiArgs) -> Result<u8> {
         let mut dirty = true;
         while !app.quit {
             for job in std::mem::take(&mut app.jobs) {
-                start(job, &mut app, &lab, &mut capture, &done_tx);
+                start(job, &mut app, &source, &mut capture, &done_tx);
                 dirty = true;
             }
             while let Ok(d) = done.try_recv() {
@@ -138,12 +137,12 @@ pub fn run(a: TuiArgs) -> Result<u8> {
 /// `--refresh-ms` for what sends none (iptables). A cluster without node
 /// states is read only when it changes.
 fn spawn_reader(
-    a: TuiArgs,
+    a: Options,
     tx: mpsc::Sender<std::result::Result<Snapshot, String>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let every = Duration::from_millis(a.refresh_ms);
+        let every = a.refresh;
         let (changed_tx, changed) = mpsc::channel::<()>();
         if let Some(b) = &a.source.bundle {
             watch::bundle(b.clone(), changed_tx.clone());
@@ -152,9 +151,9 @@ fn spawn_reader(
         let mut watching = false;
         while !stop.load(Ordering::Relaxed) {
             if live.is_none()
-                && let Some(src) = a.source.live()
+                && let Some(src) = &a.source.live
             {
-                match Reflected::start(&src, changed_tx.clone()) {
+                match Reflected::start(src, changed_tx.clone()) {
                     Ok(r) => live = Some(r),
                     Err(e) => {
                         if tx.send(Err(e.to_string())).is_err() {
@@ -165,7 +164,7 @@ fn spawn_reader(
                     }
                 }
             }
-            let s = take(&a, live.as_ref());
+            let s = take(&a.source, live.as_ref());
             // Node states (iptables) and errors (no lab yet) are read again
             // periodically.
             let poll = s.as_ref().map_or(true, |s| s.nodes.iter().any(|n| n.read));
@@ -173,9 +172,15 @@ fn spawn_reader(
                 && a.source.bundle.is_none()
                 && let Ok(s) = &s
             {
+                let target = a.source.target();
                 for n in s.nodes.iter().filter(|n| n.read) {
-                    if let Ok(src) = inspect::resolve_node(Some(&n.name), None, &a.source.lab) {
-                        watch::spawn(src.netns, changed_tx.clone());
+                    if let Some(netns) = target
+                        .as_ref()
+                        .ok()
+                        .and_then(|t| t.node(&n.name).ok())
+                        .and_then(|n| n.netns().ok())
+                    {
+                        watch::spawn(netns, changed_tx.clone());
                     }
                 }
                 watching = true;
@@ -209,28 +214,28 @@ fn spawn_reader(
 fn start(
     job: Job,
     app: &mut App,
-    lab: &Option<String>,
+    source: &Source,
     capture: &mut Option<capture::Session>,
     done: &mpsc::Sender<Done>,
 ) {
-    let lab = lab.clone();
+    let source = source.clone();
     match job {
         Job::Repair(node) => {
             app.status = Some(format!("repairing {node}…"));
-            jobs::repair(node, None, lab, done.clone());
+            jobs::repair(source, node, None, done.clone());
         }
         Job::Undo { node, id } => {
             app.status = Some(format!("undoing {id} on {node}…"));
-            jobs::repair(node, Some(id), lab, done.clone());
+            jobs::repair(source, node, Some(id), done.clone());
         }
-        Job::History(node) => jobs::history(node, lab, done.clone()),
+        Job::History(node) => jobs::history(source, node, done.clone()),
         Job::Trace { from, to } => match &app.snapshot {
             Some(s) => jobs::trace(s.clone(), from, to, done.clone()),
             None => app.trace.running = None,
         },
-        Job::Probe { from, to } => jobs::probe(from, to, lab, done.clone()),
+        Job::Probe { from, to } => jobs::probe(source, from, to, done.clone()),
         Job::CaptureStart(node) => {
-            let session = capture::Session::start(&node, lab);
+            let session = capture::Session::start(&node, source);
             app.capture = Some(session.buffer.clone());
             *capture = Some(session);
         }

@@ -491,7 +491,7 @@ fn wait_ready(kubeconfig: &Path, log: &Path) -> Result<()> {
 /// ready endpoints on every node, as `check` sees it.
 fn wait_programmed(state: &LabState) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let target = crate::inspect::Target::from_flags(None, &state.topology.params.name, None)?;
+    let target = crate::access::Target::from_flags(None, &state.topology.params.name, None)?;
     loop {
         let left: Vec<String> = match (target.cluster(), target.node_states(None)) {
             (Ok(cluster), Ok(nodes)) => {

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::access::target::PodNamespaces;
 use crate::capture::{decode::VXLAN_PORTS, filter, live};
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
@@ -29,9 +30,11 @@ use verdict::{Judgement, Reply, Seen};
 /// How to probe.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The lab whose namespaces hold the nodes (other nodes are captured
-    /// only when they are this machine).
-    pub lab: String,
+    /// The namespaces of the nodes this process can enter (`access`'s
+    /// answer); the path's other nodes are reported as not captured.
+    pub nodes: Vec<(String, Netns)>,
+    /// Where the source pod's namespace may be.
+    pub pods: PodNamespaces,
     /// How long to wait for a reply.
     pub timeout: Duration,
     /// IP packet size for ICMP and UDP probes (DF set); default: the
@@ -129,7 +132,7 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     };
     let proto = sent_to.proto.as_str();
     check_size(opts.size, proto, sent_to.port)?;
-    let source_ns = netns_holding(src_ip, &opts.lab)?;
+    let source_ns = netns_holding(src_ip, &opts.pods)?;
     let tag = probe_tag();
 
     // Every interface the path crosses, on every node it names.
@@ -137,7 +140,7 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     let mut node_ns = Vec::new();
     let mut not_captured = Vec::new();
     for node in path_nodes(trace) {
-        match node_netns(&node, &opts.lab) {
+        match opts.nodes.iter().find(|(n, _)| *n == node).map(|(_, ns)| ns.clone()) {
             Some(ns) => {
                 let (devices, down) = usable(&ns, &devices_on(trace, &node));
                 not_captured.extend(
@@ -148,7 +151,7 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
                 node_ns.push((node, ns));
             }
             None => not_captured.push(format!(
-                "{node}: not this machine and not a lab node; run the probe there to see it"
+                "{node}: out of reach from here (not this machine, not a lab node); run the probe there to see it"
             )),
         }
     }
@@ -310,37 +313,28 @@ fn usable(ns: &Netns, names: &[String]) -> (Vec<String>, Vec<String>) {
     .unwrap_or_default()
 }
 
-/// A lab node's namespace, or this machine's when it is the node.
-fn node_netns(node: &str, lab: &str) -> Option<Netns> {
-    if let Ok(src) = crate::inspect::resolve_node(Some(node), None, lab) {
-        return Some(src.netns);
-    }
-    let host = nix::unistd::gethostname().ok()?;
-    (host.to_string_lossy() == node).then_some(Netns::Current)
-}
-
-/// The network namespace that holds `ip`. When the lab is up, only its
-/// namespaces (labs side by side reuse the same addresses); otherwise the
-/// named namespaces (CNI's `cni-*`), then every process's (a pod's sandbox).
-fn netns_holding(ip: IpAddr, lab: &str) -> Result<Netns> {
-    let lab_prefix = crate::lab::topology::netns_prefix(lab);
+/// The network namespace that holds `ip`. For a lab, only its namespaces
+/// (labs side by side reuse the same addresses); otherwise the named
+/// namespaces (CNI's `cni-*`), then every process's (a pod's sandbox).
+fn netns_holding(ip: IpAddr, pods: &PodNamespaces) -> Result<Netns> {
     let named: Vec<String> = std::fs::read_dir(crate::dataplane::netns::NETNS_RUN_DIR)
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect()
         })
         .unwrap_or_default();
-    let lab_up = crate::lab::state::LabState::load(lab)
-        .ok()
-        .flatten()
-        .is_some();
     let mut candidates: Vec<Netns> = named
         .into_iter()
-        .filter(|n| !lab_up || n.starts_with(&lab_prefix))
+        .filter(|n| match pods {
+            PodNamespaces::Prefixed(prefix) => n.starts_with(prefix.as_str()),
+            PodNamespaces::Anywhere => true,
+        })
         .map(Netns::Named)
         .collect();
     let mut inodes = std::collections::HashSet::new();
-    if !lab_up && let Ok(rd) = std::fs::read_dir("/proc") {
+    if *pods == PodNamespaces::Anywhere
+        && let Ok(rd) = std::fs::read_dir("/proc")
+    {
         for e in rd.flatten() {
             let path = e.path().join("ns/net");
             if let Ok(meta) = std::fs::metadata(&path) {

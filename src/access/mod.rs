@@ -1,0 +1,282 @@
+//! How knetdoctor reaches a node: one answer to "read node N, enter its
+//! namespace to write, capture or probe, keep its repair journal there",
+//! chosen once from the flags. A lab node, this host, a named namespace
+//! and a bundle's node are the implementations today; an agent on a
+//! remote node becomes one more. inspect, trace and repair take what this
+//! module hands them and never ask where a node lives.
+
+pub mod target;
+
+use std::path::PathBuf;
+
+pub use target::{Gathered, Target};
+
+use crate::dataplane::{Netns, NodeState};
+use crate::error::{Error, Result};
+use crate::inspect::node::{self as reader, NodeSource};
+use crate::lab::LabState;
+
+/// Where to read from, as the flags say: a bundle, a live API server, or
+/// a lab (whose name also picks the lab a live cluster may be published from).
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub bundle: Option<PathBuf>,
+    pub lab: String,
+    pub live: Option<crate::inspect::live::LiveSource>,
+}
+
+impl Source {
+    /// The target these flags name.
+    pub fn target(&self) -> Result<Target> {
+        Target::from_flags(self.bundle.clone(), &self.lab, self.live.clone())
+    }
+
+    /// What the dashboard's title says it reads.
+    pub fn describe(&self) -> String {
+        match (
+            &self.bundle,
+            self.live.as_ref().and_then(|l| l.kubeconfig.as_ref()),
+        ) {
+            (Some(b), _) => format!("bundle {}", b.display()),
+            (None, Some(k)) => format!("live {}", k.display()),
+            _ => format!("lab {}", self.lab),
+        }
+    }
+}
+
+/// One node, reachable some way.
+pub trait NodeAccess: Send + Sync {
+    /// The node's name as the cluster knows it (`None`: a namespace read
+    /// as it is, not known as a node).
+    fn name(&self) -> Option<&str>;
+    /// What its kernel holds now.
+    fn read(&self) -> Result<NodeState>;
+    /// The namespace to enter to change it, capture on it or probe from
+    /// it, or why this process cannot.
+    fn netns(&self) -> Result<Netns>;
+    /// Where its repair journals and lock live, or why it cannot be
+    /// repaired from here.
+    fn journal_dir(&self) -> Result<PathBuf>;
+}
+
+/// This machine's host name: the one place it is asked. A real node's
+/// kubelet registers under it unless `--hostname-override` says otherwise.
+pub fn host_name() -> Option<String> {
+    nix::unistd::gethostname()
+        .ok()
+        .map(|h| h.to_string_lossy().into_owned())
+}
+
+/// A node of a lab that is up: its namespace, its pods' namespaces, its
+/// journals in the lab's run directory.
+pub struct LabNode {
+    lab: String,
+    source: NodeSource,
+}
+
+impl LabNode {
+    /// Node `node` of the lab whose state is `state`.
+    pub fn new(state: &LabState, node: &str) -> LabNode {
+        let netns = state
+            .topology
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.netns.clone())
+            .unwrap_or_default();
+        LabNode {
+            lab: state.topology.params.name.clone(),
+            source: NodeSource {
+                node: Some(node.to_string()),
+                netns: Netns::named(netns),
+                pod_netns: state
+                    .topology
+                    .pods_on(node)
+                    .map(|p| p.netns.clone())
+                    .collect(),
+            },
+        }
+    }
+
+    /// Node `name` of lab `lab`, which must be up.
+    pub fn find(lab: &str, name: &str) -> Result<LabNode> {
+        let state = LabState::load(lab)?.ok_or_else(|| {
+            Error::env(
+                format!("no node {name:?}: lab {lab:?} is not up and no --netns was given"),
+                Some(format!(
+                    "start the lab (`knetdoctor lab up --name {lab}`) or name a namespace with --netns"
+                )),
+            )
+        })?;
+        let names: Vec<&str> = state
+            .topology
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        if !names.contains(&name) {
+            let hint = crate::suggest::did_you_mean(name, names.iter().copied())
+                .unwrap_or_else(|| format!("its nodes: {}", names.join(", ")));
+            return Err(Error::usage(
+                format!("lab {lab:?} has no node {name:?}"),
+                Some(hint),
+            ));
+        }
+        Ok(LabNode::new(&state, name))
+    }
+}
+
+impl NodeAccess for LabNode {
+    fn name(&self) -> Option<&str> {
+        self.source.node.as_deref()
+    }
+    fn read(&self) -> Result<NodeState> {
+        reader::read(&self.source)
+    }
+    fn netns(&self) -> Result<Netns> {
+        Ok(self.source.netns.clone())
+    }
+    fn journal_dir(&self) -> Result<PathBuf> {
+        Ok(crate::lab::state::lab_dir(&self.lab)
+            .join("repair")
+            .join(self.source.node.as_deref().unwrap_or_default()))
+    }
+}
+
+/// This machine, as node `name` of the cluster: its own namespace, its
+/// container runtime's pod namespaces, its journals under the state
+/// directory.
+pub struct ThisHost {
+    source: NodeSource,
+}
+
+impl ThisHost {
+    pub fn new(name: &str) -> ThisHost {
+        ThisHost {
+            source: NodeSource {
+                node: Some(name.to_string()),
+                netns: Netns::Current,
+                pod_netns: reader::cri_namespaces(),
+            },
+        }
+    }
+}
+
+impl NodeAccess for ThisHost {
+    fn name(&self) -> Option<&str> {
+        self.source.node.as_deref()
+    }
+    fn read(&self) -> Result<NodeState> {
+        reader::read(&self.source)
+    }
+    fn netns(&self) -> Result<Netns> {
+        Ok(Netns::Current)
+    }
+    fn journal_dir(&self) -> Result<PathBuf> {
+        Ok(crate::repair::journal::journal_dir(
+            self.source.node.as_deref().unwrap_or_default(),
+        ))
+    }
+}
+
+/// A namespace given by name or path (`--netns`), or the current one when
+/// nothing names a node: read and entered as it is.
+pub struct Namespace {
+    source: NodeSource,
+}
+
+impl Namespace {
+    pub fn new(name: Option<&str>, netns: Netns) -> Namespace {
+        let pod_netns = if netns == Netns::Current {
+            reader::cri_namespaces()
+        } else {
+            Vec::new()
+        };
+        Namespace {
+            source: NodeSource {
+                node: name.map(str::to_string),
+                netns,
+                pod_netns,
+            },
+        }
+    }
+}
+
+impl NodeAccess for Namespace {
+    fn name(&self) -> Option<&str> {
+        self.source.node.as_deref()
+    }
+    fn read(&self) -> Result<NodeState> {
+        reader::read(&self.source)
+    }
+    fn netns(&self) -> Result<Netns> {
+        Ok(self.source.netns.clone())
+    }
+    fn journal_dir(&self) -> Result<PathBuf> {
+        Err(Error::usage(
+            format!(
+                "{} is not a node knetdoctor can repair",
+                self.source.netns.display_name()
+            ),
+            Some("repair a lab node, or the node this runs on (--node its name)".to_string()),
+        ))
+    }
+}
+
+/// A node as an offline bundle recorded it: read only.
+pub struct BundleNode {
+    dir: PathBuf,
+    name: String,
+}
+
+impl BundleNode {
+    pub fn new(dir: PathBuf, name: String) -> BundleNode {
+        BundleNode { dir, name }
+    }
+}
+
+impl NodeAccess for BundleNode {
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+    fn read(&self) -> Result<NodeState> {
+        crate::inspect::bundle::read_node(&self.dir, &self.name)
+    }
+    fn netns(&self) -> Result<Netns> {
+        Err(Error::env(
+            format!(
+                "{} is recorded in a bundle: there is no namespace to enter",
+                self.name
+            ),
+            Some(format!("run knetdoctor on {} itself", self.name)),
+        ))
+    }
+    fn journal_dir(&self) -> Result<PathBuf> {
+        self.netns().map(|_| PathBuf::new())
+    }
+}
+
+/// The node `name` names for `inspect node` and `capture`: an explicit
+/// namespace wins; else a node of lab `lab` when it is up; else this
+/// machine when `name` is its host name; no name: the current namespace.
+pub fn resolve(name: Option<&str>, netns: Option<&str>, lab: &str) -> Result<Box<dyn NodeAccess>> {
+    if let Some(ns) = netns {
+        let netns = if ns.contains('/') {
+            Netns::Path(ns.into())
+        } else {
+            Netns::named(ns)
+        };
+        return Ok(Box::new(Namespace::new(name, netns)));
+    }
+    let Some(name) = name else {
+        return Ok(Box::new(Namespace::new(None, Netns::Current)));
+    };
+    match LabNode::find(lab, name) {
+        Ok(node) => Ok(Box::new(node)),
+        Err(e) if host_name().as_deref() == Some(name) && LabState::load(lab)?.is_none() => {
+            drop(e);
+            Ok(Box::new(ThisHost::new(name)))
+        }
+        Err(e) => Err(e),
+    }
+}

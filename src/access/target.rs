@@ -1,0 +1,302 @@
+//! Where the cluster and its nodes are read from: a lab that is up, an
+//! offline bundle (or plain kubectl directory), or a live API server —
+//! whose nodes are read where this process can reach them: the lab's when
+//! it was published there, else this host when it is one of them.
+
+use std::path::PathBuf;
+
+use super::{BundleNode, LabNode, NodeAccess, ThisHost};
+use crate::check::Finding;
+use crate::dataplane::NodeState;
+use crate::error::{Error, Result};
+use crate::inspect::live::LiveSource;
+use crate::lab::LabState;
+use crate::model::Cluster;
+
+/// Where the cluster objects come from.
+pub enum ClusterFrom {
+    Lab(String),
+    Bundle(PathBuf),
+    Live(LiveSource),
+}
+
+/// Where node states come from.
+pub enum NodesFrom {
+    Lab(String),
+    Bundle(PathBuf),
+    /// This machine, under its host name: a node of the live cluster when
+    /// the cluster has a Node of that name.
+    ThisHost(String),
+    /// No node state: cluster-level checks only.
+    None,
+}
+
+/// Where the pods' namespaces of the nodes in reach are: a lab's under its
+/// prefix (labs side by side reuse the same addresses), else anywhere on
+/// this machine (containerd's `cni-*`, any process's sandbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodNamespaces {
+    Prefixed(String),
+    Anywhere,
+}
+
+/// What every command reads first: the cluster, the states of the nodes
+/// in reach, check's findings on them, and the cluster's nodes that were
+/// not read (so no one takes their silence for health).
+pub struct Gathered {
+    pub cluster: Cluster,
+    pub states: Vec<(String, NodeState)>,
+    pub findings: Vec<Finding>,
+    pub not_read: Vec<String>,
+}
+
+/// A cluster plus the node states to check it against.
+pub struct Target {
+    pub cluster: ClusterFrom,
+    pub nodes: NodesFrom,
+    /// A directory unpacked from a bundle tarball, removed with the target.
+    _unpacked: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    /// Picks the target: `--bundle` wins; `--kubeconfig`/`--context` read the
+    /// cluster live (node states from lab `lab` if it is up, as when the lab
+    /// was published with `lab up --kubeconfig`); otherwise lab `lab`.
+    pub fn from_flags(
+        bundle: Option<PathBuf>,
+        lab: &str,
+        live: Option<LiveSource>,
+    ) -> Result<Target> {
+        if let Some(path) = bundle {
+            let (dir, unpacked) = if crate::inspect::bundle::is_tarball(&path) {
+                let (tmp, dir) = crate::inspect::bundle::unpack(&path)?;
+                (dir, Some(tmp))
+            } else {
+                (path, None)
+            };
+            return Ok(Target {
+                cluster: ClusterFrom::Bundle(dir.clone()),
+                nodes: NodesFrom::Bundle(dir),
+                _unpacked: unpacked,
+            });
+        }
+        let state = LabState::load(lab)?;
+        let lab_up = state.is_some();
+        if let Some(live) = live {
+            // Node states come from the lab only if it was published to this
+            // very API server; a real cluster's nodes are not the lab's.
+            let canonical =
+                |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            let published_here = state
+                .as_ref()
+                .and_then(|s| s.kubeconfig.as_deref())
+                .zip(live.kubeconfig.as_deref())
+                .is_some_and(|(a, b)| canonical(a) == canonical(b));
+            return Ok(Target {
+                cluster: ClusterFrom::Live(live),
+                nodes: if published_here {
+                    NodesFrom::Lab(lab.to_string())
+                } else {
+                    super::host_name().map_or(NodesFrom::None, NodesFrom::ThisHost)
+                },
+                _unpacked: None,
+            });
+        }
+        // A lab run by the real control plane: its cluster is what that API
+        // server holds, its nodes are the lab's.
+        if let Some(s) = &state
+            && s.control_plane.is_some()
+            && let Some(kubeconfig) = &s.kubeconfig
+        {
+            return Ok(Target {
+                cluster: ClusterFrom::Live(LiveSource {
+                    kubeconfig: Some(kubeconfig.clone()),
+                    ..Default::default()
+                }),
+                nodes: NodesFrom::Lab(lab.to_string()),
+                _unpacked: None,
+            });
+        }
+        if !lab_up {
+            return Err(Error::env(
+                format!(
+                    "no cluster to read: lab {lab:?} is not up, and neither --bundle nor --kubeconfig was given"
+                ),
+                Some(format!(
+                    "start the lab (`knetdoctor lab up --name {lab}`), pass --bundle DIR from `knetdoctor collect`, or --kubeconfig FILE"
+                )),
+            ));
+        }
+        Ok(Target {
+            cluster: ClusterFrom::Lab(lab.to_string()),
+            nodes: NodesFrom::Lab(lab.to_string()),
+            _unpacked: None,
+        })
+    }
+
+    /// The cluster objects.
+    pub fn cluster(&self) -> Result<Cluster> {
+        match &self.cluster {
+            ClusterFrom::Lab(name) => {
+                crate::inspect::kubectl::read_dir(&LabState::require(name)?.cluster_dir())
+            }
+            ClusterFrom::Bundle(dir) => crate::inspect::bundle::read_cluster(dir),
+            ClusterFrom::Live(src) => crate::inspect::live::load(src),
+        }
+    }
+
+    /// The names of the nodes whose state can be read.
+    pub fn node_names(&self) -> Result<Vec<String>> {
+        match &self.nodes {
+            NodesFrom::Lab(name) => Ok(LabState::require(name)?
+                .topology
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect()),
+            NodesFrom::Bundle(dir) => crate::inspect::bundle::node_names(dir),
+            NodesFrom::ThisHost(name) => Ok(vec![name.clone()]),
+            NodesFrom::None => Ok(Vec::new()),
+        }
+    }
+
+    /// Every node in reach.
+    pub fn nodes(&self) -> Result<Vec<Box<dyn NodeAccess>>> {
+        let names = self.node_names()?;
+        self.access(&names)
+    }
+
+    /// Node `name`, if it is in reach; a clear error (with the names that
+    /// are) if it is not.
+    pub fn node(&self, name: &str) -> Result<Box<dyn NodeAccess>> {
+        let names = self.node_names()?;
+        if !names.iter().any(|n| n == name) {
+            return Err(self.not_in_reach(name, &names));
+        }
+        Ok(self.access(&[name.to_string()])?.remove(0))
+    }
+
+    fn not_in_reach(&self, name: &str, names: &[String]) -> Error {
+        let here = match &self.nodes {
+            NodesFrom::ThisHost(h) => Some(format!("this machine is {h}")),
+            NodesFrom::None => Some("this machine's name is unknown".to_string()),
+            _ => None,
+        };
+        if let Some(here) = here {
+            return Error::env(
+                format!("{name}'s dataplane is out of reach from here ({here})"),
+                Some(format!(
+                    "run knetdoctor on {name} itself, or read a bundle collected there (--bundle)"
+                )),
+            );
+        }
+        let hint = crate::suggest::did_you_mean(name, names.iter().map(String::as_str))
+            .unwrap_or_else(|| format!("nodes: {}", names.join(", ")));
+        Error::usage(format!("no node {name:?}"), Some(hint))
+    }
+
+    fn access(&self, names: &[String]) -> Result<Vec<Box<dyn NodeAccess>>> {
+        Ok(match &self.nodes {
+            NodesFrom::Lab(lab) => {
+                let state = LabState::require(lab)?;
+                names
+                    .iter()
+                    .map(|n| Box::new(LabNode::new(&state, n)) as Box<dyn NodeAccess>)
+                    .collect()
+            }
+            NodesFrom::Bundle(dir) => names
+                .iter()
+                .map(|n| Box::new(BundleNode::new(dir.clone(), n.clone())) as Box<dyn NodeAccess>)
+                .collect(),
+            NodesFrom::ThisHost(_) => names
+                .iter()
+                .map(|n| Box::new(ThisHost::new(n)) as Box<dyn NodeAccess>)
+                .collect(),
+            NodesFrom::None => Vec::new(),
+        })
+    }
+
+    /// Reads the states of `only` (or every node in reach), in parallel.
+    pub fn node_states(&self, only: Option<&str>) -> Result<Vec<(String, NodeState)>> {
+        let nodes = match only {
+            Some(n) => vec![self.node(n)?],
+            None => self.nodes()?,
+        };
+        std::thread::scope(|s| {
+            let handles: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    s.spawn(move || {
+                        n.read()
+                            .map(|st| (n.name().unwrap_or_default().to_string(), st))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::internal("a node reader thread panicked")))
+                })
+                .collect()
+        })
+    }
+
+    /// The cluster, the states of the nodes in reach (of `only`, when
+    /// given) that the cluster knows, check's findings, and the cluster's
+    /// nodes left unread.
+    pub fn gather(&self, only: Option<&str>) -> Result<Gathered> {
+        let cluster = self.cluster()?;
+        self.gather_on(cluster, only)
+    }
+
+    /// As `gather`, on a cluster already read (the dashboard's watches).
+    pub fn gather_on(&self, cluster: Cluster, only: Option<&str>) -> Result<Gathered> {
+        let known = |n: &str| cluster.node(n).is_some();
+        let states = match &self.nodes {
+            // This host is a node only if the cluster says so (a laptop
+            // with a kubeconfig is not one).
+            NodesFrom::ThisHost(h) if !known(h) || only.is_some_and(|o| o != h) => {
+                if let Some(o) = only {
+                    return Err(self.not_in_reach(o, &[]));
+                }
+                Vec::new()
+            }
+            _ => self.node_states(only)?,
+        };
+        let findings = crate::check::run(&cluster, &states);
+        let not_read = if only.is_some() {
+            Vec::new()
+        } else {
+            cluster
+                .nodes
+                .iter()
+                .filter_map(|n| n.metadata.name.clone())
+                .filter(|n| !states.iter().any(|(s, _)| s == n))
+                .collect()
+        };
+        Ok(Gathered {
+            cluster,
+            states,
+            findings,
+            not_read,
+        })
+    }
+
+    /// Where the pods of the nodes in reach keep their namespaces.
+    pub fn pod_namespaces(&self) -> PodNamespaces {
+        match &self.nodes {
+            NodesFrom::Lab(lab) => PodNamespaces::Prefixed(crate::lab::topology::netns_prefix(lab)),
+            _ => PodNamespaces::Anywhere,
+        }
+    }
+
+    /// The namespaces of the nodes this process can enter.
+    pub fn reachable(&self) -> Vec<(String, crate::dataplane::Netns)> {
+        self.nodes()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| Some((n.name()?.to_string(), n.netns().ok()?)))
+            .collect()
+    }
+}

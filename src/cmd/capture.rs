@@ -1,0 +1,197 @@
+//! `knetdoctor capture`: libpcap on several interfaces (and nodes) at once,
+//! or a pcap/pcapng file read back, printed like `tcpdump -nn`.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use knetdoctor::access;
+use knetdoctor::error::Result;
+
+use crate::cli::{CaptureArgs, Output};
+
+/// `capture`: live lines like `tcpdump -nn`, the interface first and the
+/// VXLAN inner packet decoded; groups with `--group`; counters at the end.
+pub fn run(a: CaptureArgs) -> Result<u8> {
+    use knetdoctor::capture::{file, live, sink};
+    let mut sink = sink::Sink::new(
+        a.output == Output::Json,
+        a.group,
+        &a.vxlan_ports,
+        a.dns_timeout.as_secs_f64(),
+    );
+    let mut stats = Vec::new();
+    let mut groups = None;
+    let mut ended = None;
+    if let Some(path) = &a.read {
+        if a.output == Output::Text {
+            // The fast path: borrowed frames, allocation-free lines.
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            file::print_lines(path, &a.vxlan_ports, &mut sink.dns, &mut out)?;
+            let _ = out.flush();
+            if a.group {
+                groups = Some(file::correlate(path, &a.vxlan_ports)?.1);
+            }
+        } else {
+            let mut first = None;
+            file::for_each(path, |iface, ts, len, data| {
+                let at = ts.saturating_sub(*first.get_or_insert(ts)).as_secs_f64();
+                sink.frame(iface, at, len, data);
+            })?;
+        }
+    } else {
+        let mut interfaces = Vec::new();
+        let mut places = Vec::new();
+        if a.nodes.len() > 1 {
+            if a.netns.is_some() {
+                return Err(knetdoctor::Error::usage(
+                    "--netns takes one namespace, not several nodes",
+                    Some("name one node, or leave out --netns".to_string()),
+                ));
+            }
+            for n in &a.nodes {
+                let netns = access::resolve(Some(n), None, &a.lab)?.netns()?;
+                interfaces.extend(live::Iface::in_netns(&netns, &a.interfaces, Some(n)));
+                places.push(netns.display_name());
+            }
+        } else {
+            let netns = access::resolve(
+                a.nodes.first().map(String::as_str),
+                a.netns.as_deref(),
+                &a.lab,
+            )?
+            .netns()?;
+            interfaces = live::Iface::in_netns(&netns, &a.interfaces, None);
+            places.push(netns.display_name());
+        }
+        let labels: Vec<String> = interfaces.iter().map(|i| i.label.clone()).collect();
+        let filter = match names_filter(&a)? {
+            Some(names) => Some(match &a.filter {
+                Some(f) => format!("({f}) and ({names})"),
+                None => names,
+            }),
+            None => a.filter.clone(),
+        };
+        let spec = live::Spec {
+            interfaces,
+            filter,
+            snaplen: a.snaplen,
+            queue: 65536,
+        };
+        // The interfaces and the filter first: a typo must not cost the
+        // file an earlier capture was written to.
+        let running = live::start(&spec)?;
+        let mut out = a
+            .write
+            .as_deref()
+            .map(|p| file::PcapNgOut::create(p, &labels, a.snaplen as u32))
+            .transpose()?;
+        let limit = a.duration.or(if a.count.is_none() {
+            Some(std::time::Duration::from_secs(10))
+        } else {
+            None
+        });
+        let _ = writeln!(
+            anstream::stderr(),
+            "capturing on {} in {}{}",
+            a.interfaces.join(","),
+            places.join(", "),
+            limit
+                .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
+                .unwrap_or_default()
+        );
+        let started = Instant::now();
+        let mut seen = 0usize;
+        while a.count.is_none_or(|c| seen < c) && limit.is_none_or(|l| started.elapsed() < l) {
+            let frame = match running
+                .frames
+                .recv_timeout(std::time::Duration::from_millis(50))
+            {
+                Ok(f) => f,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                // Every interface's thread ended (its interface went away).
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            seen += 1;
+            if let Some(w) = out.as_mut() {
+                w.write(&frame.iface, frame.ts, frame.len, &frame.data)?;
+            }
+            sink.frame(&frame.iface, frame.at.as_secs_f64(), frame.len, &frame.data);
+        }
+        ended = Some(started.elapsed().as_secs_f64());
+        stats = running.finish();
+        if let Some(w) = out {
+            w.finish()?;
+        }
+    }
+    sink.finish(groups, ended);
+    for s in &stats {
+        let _ = writeln!(
+            anstream::stderr(),
+            "{}: {} received, {} dropped by the kernel, {} by the interface, {} by a slow reader",
+            s.iface,
+            s.received,
+            s.kernel_dropped,
+            s.if_dropped,
+            s.queue_dropped
+        );
+    }
+    Ok(0)
+}
+
+/// The BPF filter `--pod`/`--svc` stand for, from the lab's cluster objects.
+fn names_filter(a: &CaptureArgs) -> Result<Option<String>> {
+    if a.pod.is_none() && a.svc.is_none() {
+        return Ok(None);
+    }
+    let cluster = access::Source {
+        lab: a.lab.clone(),
+        ..Default::default()
+    }
+    .target()?
+    .cluster()?;
+    let mut ips: Vec<std::net::Ipv4Addr> = Vec::new();
+    if let Some(p) = &a.pod {
+        match knetdoctor::trace::resolve::resolve(&cluster, p, "default")? {
+            knetdoctor::trace::resolve::End::Pod {
+                ip: std::net::IpAddr::V4(ip),
+                ..
+            } => ips.push(ip),
+            other => {
+                return Err(knetdoctor::Error::usage(
+                    format!("--pod {p} names {}, not a pod", other.label()),
+                    None,
+                ));
+            }
+        }
+    }
+    if let Some(svc) = &a.svc {
+        let (ns, name) = svc.split_once('/').unwrap_or(("default", svc));
+        let s = cluster.service(ns, name).ok_or_else(|| {
+            knetdoctor::Error::usage(format!("no service {svc}"), Some("use ns/name".to_string()))
+        })?;
+        ips.extend(
+            s.spec
+                .as_ref()
+                .and_then(|sp| sp.cluster_ip.as_deref())
+                .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok()),
+        );
+        for sp in s.spec.iter().flat_map(|sp| sp.ports.iter().flatten()) {
+            for ep in cluster.ready_endpoints(
+                ns,
+                name,
+                sp.name.as_deref().unwrap_or(""),
+                sp.protocol.as_deref().unwrap_or("TCP"),
+            ) {
+                if let Some(ip) = ep.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()) {
+                    ips.push(ip);
+                }
+            }
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    Ok(Some(knetdoctor::capture::filter::for_addresses(
+        &ips,
+        &a.vxlan_ports,
+    )))
+}

@@ -1,0 +1,64 @@
+//! `knetdoctor inspect node|pod|svc|ingress|dns`: a node's dataplane, or
+//! one object and everything it links to.
+
+use knetdoctor::access;
+use knetdoctor::error::Result;
+use knetdoctor::inspect;
+
+use super::{json, out, source};
+use crate::cli::{InspectCommand, InspectNodeArgs, InspectObjectArgs, Output};
+
+pub fn run(cmd: InspectCommand) -> Result<u8> {
+    match cmd {
+        InspectCommand::Node(a) => node(a),
+        InspectCommand::Pod(a) => linked(a, inspect::chain::pod),
+        InspectCommand::Svc(a) => linked(a, inspect::chain::service),
+        InspectCommand::Ingress(a) => linked(a, inspect::chain::ingress),
+        InspectCommand::Dns(a) => linked(a, inspect::chain::dns_name),
+    }
+}
+
+/// `inspect node [NAME] [--netns NS]`: what the node's kernel holds.
+fn node(a: InspectNodeArgs) -> Result<u8> {
+    let node = match a.bundle {
+        Some(bundle) => access::Source {
+            bundle: Some(bundle),
+            lab: a.lab.clone(),
+            live: None,
+        }
+        .target()?
+        .node(a.node.as_deref().unwrap_or_default())?,
+        None => access::resolve(a.node.as_deref(), a.netns.as_deref(), &a.lab)?,
+    };
+    let state = node.read()?;
+    match a.output {
+        Output::Json => json(&state),
+        Output::Text => out(&inspect::render::node_text(&state, node.name())),
+    }
+    Ok(0)
+}
+
+type LinkedFn = fn(
+    &knetdoctor::model::Cluster,
+    &[(String, knetdoctor::dataplane::NodeState)],
+    &[knetdoctor::check::Finding],
+    &str,
+    &str,
+) -> Result<inspect::chain::LinkedView>;
+
+/// `inspect pod|svc|ingress|dns`: the linked view; exit 1 when a link is broken.
+fn linked(a: InspectObjectArgs, view: LinkedFn) -> Result<u8> {
+    let g = source(&a.source).target()?.gather(None)?;
+    let v = view(&g.cluster, &g.states, &g.findings, &a.name, &a.namespace)?;
+    match a.output {
+        Output::Json => json(&v),
+        Output::Text => out(&inspect::chain::text(&v)),
+    }
+    Ok(
+        if v.findings.is_empty() && v.lines.iter().all(|l| l.ok != Some(false)) {
+            0
+        } else {
+            1
+        },
+    )
+}

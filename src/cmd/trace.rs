@@ -1,0 +1,43 @@
+//! `knetdoctor trace SRC DST [--probe]`: the path hop by hop over the
+//! real node state, and with `--probe` a real packet along it.
+
+use knetdoctor::error::{Error, Result};
+use knetdoctor::trace::{probe, resolve, sim, text};
+
+use super::{json, out, source};
+use crate::cli::{Output, TraceArgs};
+
+pub fn run(a: TraceArgs) -> Result<u8> {
+    let target = source(&a.source).target()?;
+    let g = target.gather(None)?;
+    let src = resolve::resolve(&g.cluster, &a.src, &a.namespace)?;
+    let dst = resolve::resolve(&g.cluster, &a.dst, &a.namespace)?;
+    let proto = format!("{:?}", a.proto).to_lowercase();
+    let world = sim::World::new(&g.cluster, &g.states, &g.findings);
+    let t = sim::trace(&world, &src, &dst, &proto, a.port);
+    if !a.probe {
+        match a.output {
+            Output::Json => json(&t),
+            Output::Text => out(&text::render(&t)),
+        }
+        return Ok(if t.reachable { 0 } else { 1 });
+    }
+    if !(0.05..=60.0).contains(&a.timeout.as_secs_f64()) {
+        return Err(Error::usage(
+            format!("--timeout {:?} is out of range", a.timeout),
+            Some("give 0.05 to 60 seconds".to_string()),
+        ));
+    }
+    let opts = probe::Options {
+        nodes: target.reachable(),
+        pods: target.pod_namespaces(),
+        timeout: a.timeout,
+        size: a.size,
+    };
+    let p = probe::run(&t, &src, &opts)?;
+    match a.output {
+        Output::Json => json(&serde_json::json!({"trace": t, "probe": p})),
+        Output::Text => out(&format!("{}{}", text::render(&t), text::render_probe(&p))),
+    }
+    Ok(if p.judgement.reached { 0 } else { 1 })
+}
