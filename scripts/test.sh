@@ -8,4 +8,4 @@ source scripts/setup.sh
 # and control-plane lab tests, cached outside the checkout after the first build.
 scripts/build-apiserver.sh >/dev/null
 scripts/build-k8s-1.32.sh >/dev/null
-cargo test --locked -- --test-threads=2
+cargo test --workspace --locked -- --test-threads=2

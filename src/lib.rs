@@ -1,21 +1,21 @@
 //! knetdoctor: diagnose and repair Kubernetes networking on flannel (VXLAN)
 //! and kube-proxy clusters. The data flow (DESIGN.md): sources (`inspect`,
-//! `lab`) feed the joined view (`model`); verdicts are pure functions of it;
-//! faces only present. Only `dataplane` (and the lab's own builder) change
-//! the kernel.
+//! `lab`, reached through `access`) feed the joined view (`model`);
+//! verdicts are pure functions of it; faces only present. Everything that
+//! decides lives in the `knetdoctor-core` crate (no I/O) and is re-exported
+//! here under the same paths; this crate reads, writes, captures, runs the
+//! lab and the dashboard. Only `dataplane` (and the lab's own builder)
+//! change the kernel.
+
+pub use knetdoctor_core::{check, error, model, suggest, synthetic};
 
 pub mod access;
 pub mod capture;
-pub mod check;
 pub mod dataplane;
-pub mod error;
 pub mod files;
 pub mod inspect;
 pub mod lab;
-pub mod model;
 pub mod repair;
-pub mod suggest;
-pub mod synthetic;
 pub mod trace;
 pub mod tui;
 

@@ -67,16 +67,20 @@ pub fn host_name() -> Option<String> {
         .map(|h| h.to_string_lossy().into_owned())
 }
 
-/// A node of a lab that is up: its namespace, its pods' namespaces, its
-/// journals in the lab's run directory.
-pub struct LabNode {
-    lab: String,
+/// A node this process reaches by entering a network namespace: a lab
+/// node's (its pods' namespaces known, journals in the lab's run
+/// directory), this machine's own (containerd's pod namespaces, journals
+/// under the state directory), or one given by `--netns` (not a node
+/// knetdoctor repairs).
+pub struct InNamespace {
     source: NodeSource,
+    /// Where its repair journals live; `None`: not repairable from here.
+    journals: Option<PathBuf>,
 }
 
-impl LabNode {
+impl InNamespace {
     /// Node `node` of the lab whose state is `state`.
-    pub fn new(state: &LabState, node: &str) -> LabNode {
+    pub fn lab_node(state: &LabState, node: &str) -> InNamespace {
         let netns = state
             .topology
             .nodes
@@ -84,8 +88,7 @@ impl LabNode {
             .find(|n| n.name == node)
             .map(|n| n.netns.clone())
             .unwrap_or_default();
-        LabNode {
-            lab: state.topology.params.name.clone(),
+        InNamespace {
             source: NodeSource {
                 node: Some(node.to_string()),
                 netns: Netns::named(netns),
@@ -95,11 +98,16 @@ impl LabNode {
                     .map(|p| p.netns.clone())
                     .collect(),
             },
+            journals: Some(
+                crate::lab::state::lab_dir(&state.topology.params.name)
+                    .join("repair")
+                    .join(node),
+            ),
         }
     }
 
     /// Node `name` of lab `lab`, which must be up.
-    pub fn find(lab: &str, name: &str) -> Result<LabNode> {
+    pub fn find_lab_node(lab: &str, name: &str) -> Result<InNamespace> {
         let state = LabState::load(lab)?.ok_or_else(|| {
             Error::env(
                 format!("no node {name:?}: lab {lab:?} is not up and no --netns was given"),
@@ -122,87 +130,41 @@ impl LabNode {
                 Some(hint),
             ));
         }
-        Ok(LabNode::new(&state, name))
+        Ok(InNamespace::lab_node(&state, name))
     }
-}
 
-impl NodeAccess for LabNode {
-    fn name(&self) -> Option<&str> {
-        self.source.node.as_deref()
-    }
-    fn read(&self) -> Result<NodeState> {
-        reader::read(&self.source)
-    }
-    fn netns(&self) -> Result<Netns> {
-        Ok(self.source.netns.clone())
-    }
-    fn journal_dir(&self) -> Result<PathBuf> {
-        Ok(crate::lab::state::lab_dir(&self.lab)
-            .join("repair")
-            .join(self.source.node.as_deref().unwrap_or_default()))
-    }
-}
-
-/// This machine, as node `name` of the cluster: its own namespace, its
-/// container runtime's pod namespaces, its journals under the state
-/// directory.
-pub struct ThisHost {
-    source: NodeSource,
-}
-
-impl ThisHost {
-    pub fn new(name: &str) -> ThisHost {
-        ThisHost {
+    /// This machine, as node `name` of the cluster.
+    pub fn this_host(name: &str) -> InNamespace {
+        InNamespace {
             source: NodeSource {
                 node: Some(name.to_string()),
                 netns: Netns::Current,
                 pod_netns: reader::cri_namespaces(),
             },
+            journals: Some(crate::repair::journal::journal_dir(name)),
         }
     }
-}
 
-impl NodeAccess for ThisHost {
-    fn name(&self) -> Option<&str> {
-        self.source.node.as_deref()
-    }
-    fn read(&self) -> Result<NodeState> {
-        reader::read(&self.source)
-    }
-    fn netns(&self) -> Result<Netns> {
-        Ok(Netns::Current)
-    }
-    fn journal_dir(&self) -> Result<PathBuf> {
-        Ok(crate::repair::journal::journal_dir(
-            self.source.node.as_deref().unwrap_or_default(),
-        ))
-    }
-}
-
-/// A namespace given by name or path (`--netns`), or the current one when
-/// nothing names a node: read and entered as it is.
-pub struct Namespace {
-    source: NodeSource,
-}
-
-impl Namespace {
-    pub fn new(name: Option<&str>, netns: Netns) -> Namespace {
+    /// A namespace given by name or path, or the current one when nothing
+    /// names a node: read and entered as it is.
+    pub fn given(name: Option<&str>, netns: Netns) -> InNamespace {
         let pod_netns = if netns == Netns::Current {
             reader::cri_namespaces()
         } else {
             Vec::new()
         };
-        Namespace {
+        InNamespace {
             source: NodeSource {
                 node: name.map(str::to_string),
                 netns,
                 pod_netns,
             },
+            journals: None,
         }
     }
 }
 
-impl NodeAccess for Namespace {
+impl NodeAccess for InNamespace {
     fn name(&self) -> Option<&str> {
         self.source.node.as_deref()
     }
@@ -213,13 +175,15 @@ impl NodeAccess for Namespace {
         Ok(self.source.netns.clone())
     }
     fn journal_dir(&self) -> Result<PathBuf> {
-        Err(Error::usage(
-            format!(
-                "{} is not a node knetdoctor can repair",
-                self.source.netns.display_name()
-            ),
-            Some("repair a lab node, or the node this runs on (--node its name)".to_string()),
-        ))
+        self.journals.clone().ok_or_else(|| {
+            Error::usage(
+                format!(
+                    "{} is not a node knetdoctor can repair",
+                    self.source.netns.display_name()
+                ),
+                Some("repair a lab node, or the node this runs on (--node its name)".to_string()),
+            )
+        })
     }
 }
 
@@ -266,16 +230,15 @@ pub fn resolve(name: Option<&str>, netns: Option<&str>, lab: &str) -> Result<Box
         } else {
             Netns::named(ns)
         };
-        return Ok(Box::new(Namespace::new(name, netns)));
+        return Ok(Box::new(InNamespace::given(name, netns)));
     }
     let Some(name) = name else {
-        return Ok(Box::new(Namespace::new(None, Netns::Current)));
+        return Ok(Box::new(InNamespace::given(None, Netns::Current)));
     };
-    match LabNode::find(lab, name) {
+    match InNamespace::find_lab_node(lab, name) {
         Ok(node) => Ok(Box::new(node)),
-        Err(e) if host_name().as_deref() == Some(name) && LabState::load(lab)?.is_none() => {
-            drop(e);
-            Ok(Box::new(ThisHost::new(name)))
+        Err(_) if host_name().as_deref() == Some(name) && LabState::load(lab)?.is_none() => {
+            Ok(Box::new(InNamespace::this_host(name)))
         }
         Err(e) => Err(e),
     }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::{BundleNode, LabNode, NodeAccess, ThisHost};
+use super::{BundleNode, InNamespace, NodeAccess};
 use crate::check::Finding;
 use crate::dataplane::NodeState;
 use crate::error::{Error, Result};
@@ -201,7 +201,7 @@ impl Target {
                 let state = LabState::require(lab)?;
                 names
                     .iter()
-                    .map(|n| Box::new(LabNode::new(&state, n)) as Box<dyn NodeAccess>)
+                    .map(|n| Box::new(InNamespace::lab_node(&state, n)) as Box<dyn NodeAccess>)
                     .collect()
             }
             NodesFrom::Bundle(dir) => names
@@ -210,7 +210,7 @@ impl Target {
                 .collect(),
             NodesFrom::ThisHost(_) => names
                 .iter()
-                .map(|n| Box::new(ThisHost::new(n)) as Box<dyn NodeAccess>)
+                .map(|n| Box::new(InNamespace::this_host(n)) as Box<dyn NodeAccess>)
                 .collect(),
             NodesFrom::None => Vec::new(),
         })

@@ -221,7 +221,7 @@ pub struct RepairArgs {
     #[arg(long)]
     pub node: String,
     /// Only these kinds of action (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = values::category())]
     pub only: Vec<knetdoctor::repair::Category>,
     /// Also restore kube-proxy's chains (kube-proxy rewrites them on its next sync anyway).
     #[arg(long, value_enum, value_delimiter = ',')]

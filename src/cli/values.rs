@@ -48,6 +48,15 @@ pub fn repair_id(text: &str) -> Result<String, String> {
     }
 }
 
+/// A repair category by the name `--only` takes, the names listed in
+/// `--help` (the domain enum knows its names; clap only asks it).
+pub fn category() -> impl clap::builder::TypedValueParser<Value = knetdoctor::repair::Category> {
+    use clap::builder::TypedValueParser as _;
+    use knetdoctor::repair::Category;
+    clap::builder::PossibleValuesParser::new(Category::ALL.map(Category::name))
+        .map(|s| s.parse::<Category>().expect("a listed name"))
+}
+
 /// Bytes kept of each frame: 1 to 262144 (tcpdump's `-s 0`, "all of it",
 /// is the default here).
 pub fn snaplen(text: &str) -> Result<i32, String> {

@@ -37,7 +37,11 @@ pub fn run(a: TraceArgs) -> Result<u8> {
     let p = probe::run(&t, &src, &opts)?;
     match a.output {
         Output::Json => json(&serde_json::json!({"trace": t, "probe": p})),
-        Output::Text => out(&format!("{}{}", text::render(&t), text::render_probe(&p))),
+        Output::Text => out(&format!(
+            "{}{}",
+            text::render(&t),
+            probe::text::render_probe(&p)
+        )),
     }
     Ok(if p.judgement.reached { 0 } else { 1 })
 }

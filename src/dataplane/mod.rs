@@ -3,15 +3,11 @@
 //! Kubernetes: it speaks links, addresses, routes, rules, neighbours and FDB.
 
 pub mod batch;
-pub mod iptables;
-pub mod ipvs;
-pub mod lookup;
 pub mod netns;
 pub mod read;
-pub mod state;
 pub mod sysctl;
 pub mod write;
 
+pub use knetdoctor_core::dataplane::{NodeState, iptables, ipvs, lookup, state};
 pub use netns::Netns;
 pub use read::read_node_state;
-pub use state::NodeState;

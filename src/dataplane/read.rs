@@ -149,14 +149,7 @@ fn link_name(m: &LinkMessage) -> String {
         .unwrap_or_else(|| format!("if{}", m.header.index))
 }
 
-/// Lower-case colon-separated hex, as iproute2 prints link-layer addresses.
-pub fn format_mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use crate::dataplane::state::format_mac;
 
 fn convert_link(m: &LinkMessage, name_of: &dyn Fn(u32) -> String) -> Link {
     let mut link = Link {

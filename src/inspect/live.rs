@@ -239,19 +239,18 @@ impl Reflected {
         {
             s.state().iter().map(|o| (**o).clone()).collect()
         }
-        let mut c = Cluster {
-            nodes: all(&self.nodes),
-            pods: all(&self.pods),
-            services: all(&self.services),
-            ingresses: all(&self.ingresses),
-            ingress_classes: all(&self.ingress_classes),
-            network_policies: all(&self.network_policies),
-            endpoint_slices: match (&self.slices, &self.endpoints) {
-                (Some(s), _) => all(s),
-                (None, Some(e)) => all(e).iter().map(convert::endpoints_to_slice).collect(),
-                (None, None) => Vec::new(),
-            },
-            ..Default::default()
+        // Field by field: the index is the model's own (built on first use).
+        let mut c = Cluster::default();
+        c.nodes = all(&self.nodes);
+        c.pods = all(&self.pods);
+        c.services = all(&self.services);
+        c.ingresses = all(&self.ingresses);
+        c.ingress_classes = all(&self.ingress_classes);
+        c.network_policies = all(&self.network_policies);
+        c.endpoint_slices = match (&self.slices, &self.endpoints) {
+            (Some(s), _) => all(s),
+            (None, Some(e)) => all(e).iter().map(convert::endpoints_to_slice).collect(),
+            (None, None) => Vec::new(),
         };
         for store in &self.config_maps {
             c.config_maps.extend(

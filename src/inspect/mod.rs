@@ -3,7 +3,6 @@
 //! Decides nothing about what is wrong.
 
 pub mod bundle;
-pub mod chain;
 pub mod kubectl;
 pub mod live;
 pub mod node;
@@ -11,4 +10,5 @@ pub mod redact;
 pub mod render;
 pub mod tools;
 
+pub use knetdoctor_core::inspect::chain;
 pub use node::NodeSource;

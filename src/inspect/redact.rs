@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn a_bundle_keeps_what_knetdoctor_reads_and_redacts_the_rest() {
-        let (mut c, _) = crate::check::tests::seed();
+        let (mut c, _) = crate::check::fixtures::seed();
         let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
         cm.metadata.namespace = Some("default".into());
         cm.metadata.name = Some("app-settings".into());

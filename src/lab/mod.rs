@@ -9,27 +9,23 @@ pub mod build;
 pub mod control_plane;
 pub mod exec;
 pub mod faults;
-pub mod objects;
 pub mod process;
 pub mod publish;
 pub mod services;
 pub mod state;
 pub mod status;
 pub mod sync;
-pub mod topology;
 
 pub use build::{down, up};
 pub use faults::Fault;
+pub use knetdoctor_core::lab::{DEFAULT_NAME, LabParams, Topology, objects, topology};
 pub use state::{IptablesBackend, LabState};
-pub use topology::{LabParams, Topology};
 
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use faults::{ActiveFault, Scope};
 use topology::PodRole;
 
-/// The default lab name.
-pub const DEFAULT_NAME: &str = "seed";
 /// The node faults land on when `--node` is not given (DESIGN.md's example).
 pub const DEFAULT_FAULT_NODE: &str = "k8s-node-12";
 
@@ -233,3 +229,6 @@ pub fn heal(name: &str) -> Result<Vec<ActiveFault>> {
 pub fn kubectl_cluster(state: &LabState) -> Result<crate::model::Cluster> {
     crate::inspect::kubectl::read_dir(&state.cluster_dir())
 }
+
+#[cfg(test)]
+mod objects_tests;

@@ -6,10 +6,8 @@
 //! that a repair can be undone exactly, one repair per node at a time.
 
 pub mod apply;
-pub mod iptables;
 pub mod journal;
 pub mod pipeline;
-pub mod plan;
 pub mod session;
 
-pub use plan::{Category, Options, Plan, plan};
+pub use knetdoctor_core::repair::{Category, Options, Plan, iptables, plan};

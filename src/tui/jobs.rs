@@ -60,14 +60,14 @@ fn applied_line(node: &str, a: Applied) -> String {
             )
         }
         Applied::Done { journal, left } if left.is_empty() => format!(
-            "repair {}: {} action(s) applied; checked again: the findings it targeted are gone",
-            journal.id,
-            journal.entries.len()
+            "{} action(s) applied ({}); the findings it targeted are gone",
+            journal.entries.len(),
+            journal.id
         ),
         Applied::Done { journal, left } => format!(
-            "repair {}: {} action(s) applied; checked again: still there: {}",
-            journal.id,
+            "{} action(s) applied ({}); still there: {}",
             journal.entries.len(),
+            journal.id,
             left.iter()
                 .map(|f| f.as_str())
                 .collect::<Vec<_>>()
@@ -96,6 +96,11 @@ fn undone_line(j: &Journal) -> String {
     }
 }
 
+/// A repair session on `node` of what the dashboard reads.
+fn session(source: &Source, node: &str) -> Result<Session> {
+    Session::open(source.target()?, node, Default::default())
+}
+
 /// Applies node `node`'s plan (asked and answered `y` on screen), or
 /// undoes repair `undo`.
 pub fn repair(source: Source, node: String, undo: Option<String>, done: Sender<Done>) {
@@ -107,10 +112,7 @@ pub fn repair(source: Source, node: String, undo: Option<String>, done: Sender<D
     spawn(
         done,
         move || {
-            let session = source
-                .target()
-                .and_then(|t| Session::open(t, &node, Default::default()));
-            let line = session.and_then(|s| match &undo {
+            let line = session(&source, &node).and_then(|s| match &undo {
                 Some(id) => s.undo(id).map(|j| undone_line(&j)),
                 None => s.apply(|_| true).map(|a| applied_line(&node, a)),
             });
@@ -129,9 +131,7 @@ pub fn history(source: Source, node: String, done: Sender<Done>) {
     spawn(
         done,
         move || {
-            let past = source
-                .target()
-                .and_then(|t| Session::open(t, &node, Default::default()))
+            let past = session(&source, &node)
                 .and_then(|s| s.history())
                 .map_err(|e| e.to_string());
             Done::History(node, past)
@@ -202,7 +202,7 @@ fn probe_text(source: &Source, from: &str, to: &str) -> Result<String> {
         size: None,
     };
     let p = probe::run(&t, &src, &opts)?;
-    let report = format!("{}\n{}", text::render_probe(&p), text::render(&t));
+    let report = format!("{}\n{}", probe::text::render_probe(&p), text::render(&t));
     Ok(anstream::adapter::strip_str(&report).to_string())
 }
 
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn a_trace_of_the_seed_cluster_names_its_hops() {
-        let (cluster, state) = crate::check::tests::seed();
+        let (cluster, state) = crate::check::fixtures::seed();
         let states = vec![("k8s-node-12".to_string(), state)];
         let findings = crate::check::run(&cluster, &states);
         let s = Snapshot::build("test".into(), Arc::new(cluster), Arc::new(states), findings);

@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn the_seed_cluster_lists_every_kind_and_marks_what_findings_name() {
-        let (cluster, state) = crate::check::tests::seed();
+        let (cluster, state) = crate::check::fixtures::seed();
         let states = vec![("k8s-node-12".to_string(), state)];
         let findings = crate::check::run(&cluster, &states);
         let r = list(&cluster, &findings);

@@ -14,7 +14,7 @@ use super::view;
 use crate::dataplane::NodeState;
 
 fn snapshot(mutate: impl Fn(&mut NodeState)) -> Snapshot {
-    let (cluster, mut state) = crate::check::tests::seed();
+    let (cluster, mut state) = crate::check::fixtures::seed();
     mutate(&mut state);
     built(
         "lab seed",
@@ -409,7 +409,7 @@ fn a_click_selects_the_line_under_the_mouse_and_the_wheel_moves() {
 
 #[test]
 fn in_ipvs_mode_the_node_view_lists_virtual_servers_marked_by_check() {
-    let (cluster, mut state) = crate::check::tests::ipvs_seed();
+    let (cluster, mut state) = crate::check::fixtures::ipvs_seed();
     for v in state.ipvs.iter_mut().filter(|v| v.addr == "10.1.59.153:80") {
         v.reals.retain(|r| r.addr != "10.2.2.132:80");
     }

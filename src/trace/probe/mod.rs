@@ -10,6 +10,7 @@
 pub mod identify;
 pub mod nftrace;
 pub mod send;
+pub mod text;
 pub mod verdict;
 
 use std::net::IpAddr;

@@ -100,5 +100,9 @@ fn unread(node: &str, state: &NodeState, out: &mut Vec<Finding>) {
     }
 }
 
+/// The seed cluster and node state the tests judge (also the application's
+/// tests, through the `fixtures` feature).
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

@@ -106,7 +106,7 @@ pub struct Frame {
 }
 
 fn mac(b: [u8; 6]) -> String {
-    crate::dataplane::read::format_mac(&b)
+    crate::dataplane::state::format_mac(&b)
 }
 
 /// Decodes an Ethernet frame; `vxlan_ports` are the UDP ports to look into.
@@ -592,7 +592,7 @@ mod tests {
 
     #[test]
     fn kept_corpus_of_malformed_frames() {
-        let corpus = include_str!("../../tests/fixtures/frames/malformed.hex");
+        let corpus = include_str!("../../../tests/fixtures/frames/malformed.hex");
         let mut n = 0;
         for line in corpus
             .lines()

@@ -123,7 +123,7 @@ fn vtep_mac(lab: &str, node: &str) -> String {
     let d = digest(&["vtep", lab, node]);
     let mut b = [d[0], d[1], d[2], d[3], d[4], d[5]];
     b[0] = (b[0] & 0xfe) | 0x02;
-    crate::dataplane::read::format_mac(&b)
+    crate::dataplane::state::format_mac(&b)
 }
 
 fn uid(lab: &str, ns: &str, name: &str) -> String {

@@ -5,7 +5,9 @@
 
 use std::net::Ipv4Addr;
 
+use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::check::{Finding, ObjectRef, Subject};
@@ -58,25 +60,28 @@ fn split(name: &str, namespace: &str) -> (String, String) {
 }
 
 /// `ns/name` of any object, the form names are listed and asked for in.
-fn qualified<T: kube::Resource>(o: &T) -> String {
-    name_of(o.meta().namespace.as_deref(), o.meta().name.as_deref())
+fn qualified<T: Metadata<Ty = ObjectMeta>>(o: &T) -> String {
+    name_of(
+        o.metadata().namespace.as_deref(),
+        o.metadata().name.as_deref(),
+    )
 }
 
 /// The object the user asked for: `ns/name` exactly, or — when they gave a
 /// bare name — `name` in `namespace`, else the first `name` in any
 /// namespace (people rarely remember which namespace a pod lives in).
-fn find_named<'c, T: kube::Resource>(
+fn find_named<'c, T: Metadata<Ty = ObjectMeta>>(
     items: &'c [T],
     kind: &str,
     asked: &str,
     namespace: &str,
 ) -> Result<&'c T> {
     let (ns, n) = split(asked, namespace);
-    let name_is = |o: &&T| o.meta().name.as_deref() == Some(n.as_str());
+    let name_is = |o: &&T| o.metadata().name.as_deref() == Some(n.as_str());
     items
         .iter()
         .filter(name_is)
-        .find(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
+        .find(|o| o.metadata().namespace.as_deref() == Some(ns.as_str()))
         .or_else(|| {
             (!asked.contains('/'))
                 .then(|| items.iter().find(name_is))
@@ -774,7 +779,7 @@ mod tests {
     /// (it once judged the entry itself and said ok).
     #[test]
     fn an_overlay_entry_is_broken_exactly_when_check_says_so() {
-        let (cluster, mut state) = crate::check::tests::seed();
+        let (cluster, mut state) = crate::check::fixtures::seed();
         let pod = cluster
             .pods
             .iter()

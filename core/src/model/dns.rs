@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn lookup_answers_every_name_as_records_does() {
-        let (cluster, _) = crate::check::tests::seed();
+        let (cluster, _) = crate::check::fixtures::seed();
         let all = records(&cluster, CLUSTER_DOMAIN);
         assert!(all.iter().any(|r| r.name.contains(".pod.")));
         for r in &all {

@@ -17,7 +17,7 @@ use crate::dataplane::iptables::Ruleset;
 use super::iptables::{ChainsRestore, restore};
 
 /// What an action touches; `--only` selects by these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
     Links,
@@ -26,6 +26,40 @@ pub enum Category {
     Fdb,
     Routes,
     Iptables,
+}
+
+impl Category {
+    /// Every category, in the order a plan applies them.
+    pub const ALL: [Category; 6] = [
+        Category::Links,
+        Category::Sysctl,
+        Category::Neigh,
+        Category::Fdb,
+        Category::Routes,
+        Category::Iptables,
+    ];
+
+    /// The name `--only` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::Links => "links",
+            Category::Sysctl => "sysctl",
+            Category::Neigh => "neigh",
+            Category::Fdb => "fdb",
+            Category::Routes => "routes",
+            Category::Iptables => "iptables",
+        }
+    }
+}
+
+impl std::str::FromStr for Category {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Category::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("{s:?} is not a category"))
+    }
 }
 
 /// Who owns the state an action restores.
@@ -541,7 +575,7 @@ mod tests {
 
     #[test]
     fn a_service_without_endpoints_is_a_persons_job_not_a_kernel_change() {
-        let (mut c, s) = crate::check::tests::seed();
+        let (mut c, s) = crate::check::fixtures::seed();
         c.endpoint_slices
             .iter_mut()
             .filter(|e| e.metadata.name.as_deref() == Some("nodeport-service-lab01"))
@@ -562,7 +596,7 @@ mod tests {
 
     #[test]
     fn flannel_chains_are_planned_with_their_restore_and_only_limits_them() {
-        let (c, mut s) = crate::check::tests::seed();
+        let (c, mut s) = crate::check::fixtures::seed();
         for b in &mut s.iptables {
             b.ruleset.table_mut("nat").remove_chain("FLANNEL-POSTRTG");
         }
@@ -580,7 +614,7 @@ mod tests {
 
     #[test]
     fn a_healthy_node_plans_nothing() {
-        let (c, s) = crate::check::tests::seed();
+        let (c, s) = crate::check::fixtures::seed();
         assert!(plan_for(&c, &s, &Options::default()).is_clean());
     }
 
@@ -599,7 +633,7 @@ mod tests {
 
     #[test]
     fn a_peer_that_lost_everything_is_programmed_neigh_then_fdb_then_route() {
-        let (c, mut s) = crate::check::tests::seed();
+        let (c, mut s) = crate::check::fixtures::seed();
         let lost = |n: &crate::dataplane::state::Neigh| n.dev == "flannel.1";
         let macs: Vec<String> = s
             .neighs
@@ -623,7 +657,7 @@ mod tests {
 
     #[test]
     fn a_wrong_neighbour_mac_is_fixed_before_the_fdb_entry_and_the_route() {
-        let (c, mut s) = crate::check::tests::seed();
+        let (c, mut s) = crate::check::fixtures::seed();
         let gw = "10.2.0.0".parse::<IpAddr>().unwrap();
         let mac = s
             .neighs

@@ -3,29 +3,13 @@
 
 use std::collections::BTreeSet;
 
+use super::fixtures::{ipvs_seed, seed};
 use super::{FindingId, run};
 use crate::dataplane::NodeState;
 use crate::dataplane::state::{ConntrackEntry, FdbEntry, IptablesBackendState};
-use crate::lab::objects;
-use crate::lab::topology::{LabParams, Topology};
 use crate::model::Cluster;
 
 const NODE: &str = "k8s-node-12";
-
-pub(crate) fn seed() -> (Cluster, NodeState) {
-    let topo = Topology::new(LabParams {
-        name: "seed".into(),
-        nodes: 3,
-        pods_per_node: 1,
-    })
-    .unwrap();
-    let cluster = objects::cluster(&topo, &|_| true);
-    let state: NodeState = serde_json::from_str(include_str!(
-        "../../tests/fixtures/nodestate/seed-k8s-node-12.json"
-    ))
-    .unwrap();
-    (cluster, state)
-}
 
 fn ids(cluster: &Cluster, state: &NodeState) -> BTreeSet<String> {
     run(cluster, &[(NODE.to_string(), state.clone())])
@@ -293,48 +277,6 @@ fn cluster_object_variations() {
 /// The captured node as kube-proxy's IPVS mode would leave it: kube-ipvs0
 /// holding every ClusterIP, the virtual servers of the ipvsadm fixture, and
 /// the kube-proxy ConfigMap saying `mode: ipvs`.
-pub(crate) fn ipvs_seed() -> (Cluster, NodeState) {
-    use crate::dataplane::state::{Addr, Link};
-    let (mut c, mut s) = seed();
-    let cm = c
-        .config_maps
-        .iter_mut()
-        .find(|m| m.metadata.name.as_deref() == Some("kube-proxy"))
-        .unwrap();
-    let conf =
-        cm.data.as_ref().unwrap()["config.conf"].replace("mode: \"iptables\"", "mode: \"ipvs\"");
-    cm.data.as_mut().unwrap().insert("config.conf".into(), conf);
-    s.links.push(Link {
-        ifindex: 99,
-        name: "kube-ipvs0".into(),
-        kind: Some("dummy".into()),
-        mtu: 1500,
-        mac: None,
-        up: false,
-        lower_up: false,
-        operstate: "DOWN".into(),
-        master: None,
-        link_ifindex: None,
-        link_netnsid: None,
-        vxlan: None,
-        bridge_port: None,
-    });
-    for ip in ["10.1.0.1", "10.1.0.10", "10.1.59.153", "10.1.61.17"] {
-        s.addrs.push(Addr {
-            ifindex: 99,
-            dev: "kube-ipvs0".into(),
-            address: ip.parse().unwrap(),
-            prefix_len: 32,
-            scope: "global".into(),
-        });
-    }
-    s.ipvs = crate::dataplane::ipvs::parse_list(include_str!(
-        "../../tests/fixtures/ipvs/seed-node-12.ipvsadm-Ln.txt"
-    ))
-    .unwrap();
-    (c, s)
-}
-
 #[test]
 fn ipvs_mode_node() {
     let (c, s) = ipvs_seed();
@@ -451,42 +393,46 @@ fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
 const REAL: [(&str, &str); 8] = [
     (
         "k8s-1.20-kube-proxy-node-12.nft.save",
-        include_str!("../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-node-12.nft.save"),
+        include_str!("../../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-node-12.nft.save"),
     ),
     (
         "k8s-1.20-kube-proxy-master-10.nft-counters.save",
         include_str!(
-            "../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-master-10.nft-counters.save"
+            "../../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-master-10.nft-counters.save"
         ),
     ),
     (
         "k8s-1.32-kube-proxy-node-12.nft.save",
-        include_str!("../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-node-12.nft.save"),
+        include_str!("../../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-node-12.nft.save"),
     ),
     (
         "k8s-1.20-kube-proxy-node-12.legacy.save",
-        include_str!("../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-node-12.legacy.save"),
+        include_str!(
+            "../../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-node-12.legacy.save"
+        ),
     ),
     (
         "k8s-1.32-kube-proxy-node-12.legacy.save",
-        include_str!("../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-node-12.legacy.save"),
+        include_str!(
+            "../../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-node-12.legacy.save"
+        ),
     ),
     (
         "k8s-1.20-kube-proxy-master-10.legacy-counters.save",
         include_str!(
-            "../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-master-10.legacy-counters.save"
+            "../../../tests/fixtures/iptables/real/k8s-1.20-kube-proxy-master-10.legacy-counters.save"
         ),
     ),
     (
         "k8s-1.32-kube-proxy-master-10.nft-counters.save",
         include_str!(
-            "../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-master-10.nft-counters.save"
+            "../../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-master-10.nft-counters.save"
         ),
     ),
     (
         "k8s-1.32-kube-proxy-master-10.legacy-counters.save",
         include_str!(
-            "../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-master-10.legacy-counters.save"
+            "../../../tests/fixtures/iptables/real/k8s-1.32-kube-proxy-master-10.legacy-counters.save"
         ),
     ),
 ];

@@ -198,9 +198,9 @@ pub fn parse_ipset_save(text: &str) -> Result<Vec<IpSet>, ParseError> {
 mod tests {
     use super::*;
 
-    const LN: &str = include_str!("../../tests/fixtures/ipvs/seed-node-12.ipvsadm-Ln.txt");
-    const SN: &str = include_str!("../../tests/fixtures/ipvs/seed-node-12.ipvsadm-Sn.txt");
-    const IPSET: &str = include_str!("../../tests/fixtures/ipvs/seed-node-12.ipset-save.txt");
+    const LN: &str = include_str!("../../../tests/fixtures/ipvs/seed-node-12.ipvsadm-Ln.txt");
+    const SN: &str = include_str!("../../../tests/fixtures/ipvs/seed-node-12.ipvsadm-Sn.txt");
+    const IPSET: &str = include_str!("../../../tests/fixtures/ipvs/seed-node-12.ipset-save.txt");
 
     #[test]
     fn list_and_save_formats_agree() {

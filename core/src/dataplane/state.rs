@@ -357,3 +357,12 @@ impl NodeState {
         self.addrs.iter().filter(move |a| a.dev == dev)
     }
 }
+
+/// Lower-case colon-separated hex, as iproute2 prints link-layer addresses.
+pub fn format_mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

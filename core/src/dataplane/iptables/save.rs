@@ -131,9 +131,9 @@ pub fn parse(text: &str) -> Result<Ruleset, SaveError> {
 mod tests {
     use super::*;
 
-    const NFT: &str = include_str!("../../../tests/fixtures/iptables/seed-node-12.nft.save");
+    const NFT: &str = include_str!("../../../../tests/fixtures/iptables/seed-node-12.nft.save");
     const LEGACY: &str =
-        include_str!("../../../tests/fixtures/iptables/seed-master-10.legacy.save");
+        include_str!("../../../../tests/fixtures/iptables/seed-master-10.legacy.save");
 
     #[test]
     fn parses_real_nft_and_legacy_output() {

@@ -65,7 +65,7 @@ mod tests {
 
     fn state() -> NodeState {
         serde_json::from_str(include_str!(
-            "../../tests/fixtures/nodestate/seed-k8s-node-12.json"
+            "../../../tests/fixtures/nodestate/seed-k8s-node-12.json"
         ))
         .unwrap()
     }
@@ -166,7 +166,7 @@ mod index_tests {
     #[test]
     fn the_index_agrees_with_the_scan() {
         let s: NodeState = serde_json::from_str(include_str!(
-            "../../tests/fixtures/nodestate/seed-k8s-node-12.json"
+            "../../../tests/fixtures/nodestate/seed-k8s-node-12.json"
         ))
         .unwrap();
         let ix = RouteIndex::build(&s);

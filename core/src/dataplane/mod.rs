@@ -1,0 +1,11 @@
+//! What a node's kernel holds, as typed data (read by the application's
+//! `dataplane::read`): links, addresses, routes, rules, neighbours, FDB,
+//! iptables rulesets and IPVS tables, with their parsers and the route
+//! lookup the kernel does.
+
+pub mod iptables;
+pub mod ipvs;
+pub mod lookup;
+pub mod state;
+
+pub use state::NodeState;
