@@ -265,7 +265,7 @@ impl Target {
             _ => self.node_states(only)?,
         };
         let findings = crate::check::run(&cluster, &states);
-        let not_read = if only.is_some() {
+        let mut not_read: Vec<String> = if only.is_some() {
             Vec::new()
         } else {
             cluster
@@ -275,6 +275,8 @@ impl Target {
                 .filter(|n| !states.iter().any(|(s, _)| s == n))
                 .collect()
         };
+        // By name, whatever order the API server listed them in.
+        not_read.sort();
         Ok(Gathered {
             cluster,
             states,

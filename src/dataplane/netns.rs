@@ -115,17 +115,28 @@ impl Netns {
         Ok(cmd)
     }
 
-    /// Runs `tool args` in this namespace with `input` on its stdin (nft
-    /// scripts, iptables-restore inputs); its stderr is the error.
-    pub fn feed(&self, tool: &str, args: &[&str], input: &str) -> Result<()> {
+    /// Runs `tool args` in this namespace, with `input` on its stdin when
+    /// given, and returns its stdout: the one way knetdoctor runs a
+    /// standard tool (iptables-save, conntrack, ethtool, nft, ip and
+    /// bridge batches, iptables-restore). A failure keeps its class and
+    /// cause: a tool not installed is an environment error with a hint, a
+    /// tool that ran and refused is `Error::Command` with its stderr.
+    pub fn exec(&self, tool: &str, args: &[&str], input: Option<&str>) -> Result<String> {
         use std::io::Write;
         use std::process::Stdio;
-        let shown = format!("{tool} {}", args.join(" "));
+        let shown = || match self {
+            Netns::Current => format!("{tool} {}", args.join(" ")),
+            ns => format!("{tool} {} (in {})", args.join(" "), ns.display_name()),
+        };
         let mut child = self
             .command(tool)?
             .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| match e.kind() {
@@ -133,26 +144,35 @@ impl Netns {
                     format!("{tool} is not installed"),
                     Some(format!("install the package that provides {tool}")),
                 ),
-                _ => Error::env(format!("{shown}: {e}"), None),
+                _ => Error::Command {
+                    command: shown(),
+                    stderr: format!("could not start: {e}"),
+                },
             })?;
-        if let Some(mut stdin) = child.stdin.take() {
+        if let (Some(mut stdin), Some(text)) = (child.stdin.take(), input) {
             stdin
-                .write_all(input.as_bytes())
-                .map_err(|e| Error::env(format!("{shown}: writing its input: {e}"), None))?;
+                .write_all(text.as_bytes())
+                .map_err(|e| Error::Command {
+                    command: shown(),
+                    stderr: format!("writing its input: {e}"),
+                })?;
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Error::env(format!("{shown}: {e}"), None))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(Error::env(
-                format!(
-                    "{shown} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                None,
-            ))
+        let out = child.wait_with_output().map_err(|e| Error::Command {
+            command: shown(),
+            stderr: e.to_string(),
+        })?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                command: shown(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs `tool args` in this namespace with `input` on its stdin (nft
+    /// scripts, iptables-restore inputs).
+    pub fn feed(&self, tool: &str, args: &[&str], input: &str) -> Result<()> {
+        self.exec(tool, args, Some(input)).map(|_| ())
     }
 }

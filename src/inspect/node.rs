@@ -143,19 +143,13 @@ fn attachments(netns: &str, pod: &NodeState) -> Vec<Attachment> {
         .collect()
 }
 
-/// Runs a read-only tool in the namespace; Err is a warning's text.
+/// Runs a read-only tool in the namespace; Err is the cause, recorded in
+/// the state as what could not be read.
 fn run_tool(netns: &Netns, tool: &str, args: &[&str]) -> std::result::Result<String, String> {
-    let mut cmd = netns.command(tool).map_err(|e| e.to_string())?;
-    cmd.args(args).stdin(std::process::Stdio::null());
-    match cmd.output() {
-        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(out) => Err(format!(
-            "{tool}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "{tool} is not installed; its part of the node state is missing"
-        )),
-        Err(e) => Err(format!("{tool}: {e}")),
-    }
+    netns.exec(tool, args, None).map_err(|e| match e {
+        crate::error::Error::Environment { what, .. } => {
+            format!("{what}; its part of the node state is missing")
+        }
+        other => other.to_string(),
+    })
 }

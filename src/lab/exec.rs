@@ -2,48 +2,12 @@
 //! built with the standard tools on purpose: knetdoctor's own reader then
 //! checks itself against state it did not write.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 
 /// Runs `program args` in `netns` with `input` on stdin; fails with stderr.
 pub fn run_in(netns: &str, program: &str, args: &[&str], input: &str) -> Result<String> {
-    let mut cmd = Netns::named(netns).command(program)?;
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let describe = || format!("{program} {} (in {netns})", args.join(" "));
-    let mut child = cmd.spawn().map_err(|e| {
-        Error::env(
-            format!("cannot run {program}: {e}"),
-            Some(
-                "install it: apt-get install -y iproute2 iptables dnsmasq-base nginx-light"
-                    .to_string(),
-            ),
-        )
-    })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| Error::Command {
-                command: describe(),
-                stderr: e.to_string(),
-            })?;
-    }
-    let out = child.wait_with_output().map_err(|e| Error::Command {
-        command: describe(),
-        stderr: e.to_string(),
-    })?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            command: describe(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Netns::named(netns).exec(program, args, Some(input))
 }
 
 /// `ip -batch -` in `netns` (nothing to do for an empty batch).
@@ -86,30 +50,7 @@ pub fn ip_root_batch(lines: &[String]) -> Result<()> {
     if lines.is_empty() {
         return Ok(());
     }
-    let mut child = std::process::Command::new("ip")
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            Error::env(
-                format!("cannot run ip: {e}"),
-                Some("apt-get install -y iproute2".to_string()),
-            )
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all((lines.join("\n") + "\n").as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| Error::Command {
-        command: "ip -batch -".into(),
-        stderr: e.to_string(),
-    })?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            command: "ip -batch -".into(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(())
+    Netns::Current
+        .exec("ip", &["-batch", "-"], Some(&(lines.join("\n") + "\n")))
+        .map(|_| ())
 }

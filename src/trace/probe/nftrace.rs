@@ -131,20 +131,13 @@ pub struct Tracer {
 
 /// Why a node is not traced.
 pub fn unavailable(netns: &Netns) -> Option<String> {
-    let out = netns.command("nft").ok()?.args(["list", "tables"]).output();
-    match out {
-        Err(_) => Some("nft is not installed".into()),
-        Ok(o) if !o.status.success() => Some(format!(
-            "nft cannot list tables: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Ok(o) => {
-            let tables = String::from_utf8_lossy(&o.stdout);
-            (!tables.contains("table ip filter") && !tables.contains("table ip nat")).then(|| {
+    match netns.exec("nft", &["list", "tables"], None) {
+        Err(e) => Some(e.to_string()),
+        Ok(tables) => (!tables.contains("table ip filter") && !tables.contains("table ip nat"))
+            .then(|| {
                 "its iptables rules are not in nftables (iptables-legacy): nftrace cannot see them"
                     .to_string()
-            })
-        }
+            }),
     }
 }
 
@@ -257,14 +250,10 @@ impl Drop for Tracer {
 /// Deletes probe tables whose knetdoctor process is gone (a probe killed
 /// before it could clean up).
 fn sweep_stale(netns: &Netns) {
-    let Ok(out) = netns.command("nft").and_then(|mut c| {
-        c.args(["list", "tables"])
-            .output()
-            .map_err(|e| Error::env(e.to_string(), None))
-    }) else {
+    let Ok(out) = netns.exec("nft", &["list", "tables"], None) else {
         return;
     };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in out.lines() {
         let Some(name) = line.strip_prefix("table ip ") else {
             continue;
         };

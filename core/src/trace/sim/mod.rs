@@ -639,92 +639,20 @@ fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec
     };
     if !routed {
         // Same bridge: cni0 switches it; br_netfilter still runs FORWARD.
-        if let Some(h) = forward_verdict(world, node, a) {
-            let dropped = h.verdict == Verdict::Drop;
-            hops.push(h);
-            if dropped {
-                return;
-            }
+        if forwarded(world, node, a, hops) {
+            to_pod(world, node, a, pkt, hops);
         }
-        to_pod(world, node, a, pkt, hops);
         return;
     }
-    if let Some(lease) = world.lease(node)
-        && world.cluster.pod_by_ip(&pkt.src.to_string()).is_some()
-        && lease.pod_cidr.contains(&match pkt.src {
-            IpAddr::V4(v) => v,
-            _ => std::net::Ipv4Addr::UNSPECIFIED,
-        })
-    {
-        let gw = lease.bridge_address();
-        if !a
-            .addrs_of(BRIDGE_DEVICE)
-            .any(|x| x.address == IpAddr::V4(gw.addr()))
-        {
-            hops.push(
-                world.with_finding(
-                    Hop::new(
-                        Point::Routing,
-                        Some(node),
-                        Some(BRIDGE_DEVICE),
-                        format!("pod default route via {}", gw.addr()),
-                    )
-                    .drop(
-                        DropReason::NoGateway,
-                        format!("{BRIDGE_DEVICE} does not hold the pods' gateway {gw}"),
-                    ),
-                    &[FindingId::Cni0AddrWrong],
-                    Some(node),
-                    None,
-                ),
-            );
-            return;
-        }
-    }
-    if a.sysctls.ip_forward == Some(false) {
-        hops.push(world.with_finding(
-            Hop::new(Point::Routing, Some(node), None, "net.ipv4.ip_forward").drop(
-                DropReason::IpForwardOff,
-                "ip_forward is 0: the node does not route",
-            ),
-            &[FindingId::IpForwardOff],
-            Some(node),
-            None,
-        ));
+    if let Some(h) = no_pod_gateway(world, node, a, pkt).or_else(|| no_forwarding(world, node, a)) {
+        hops.push(h);
         return;
     }
     let Some(route) = world.route(node, a, pkt.dst) else {
-        let vtep_down = a.link(VTEP_DEVICE).is_some_and(|l| !l.up);
-        hops.push(world.with_finding(
-            Hop::new(Point::Routing, Some(node), None, "main table").drop(
-                DropReason::NoRoute,
-                format!(
-                    "no route to {}{}",
-                    pkt.dst,
-                    if vtep_down {
-                        " (flannel.1 is down; its routes were flushed)"
-                    } else {
-                        ""
-                    }
-                ),
-            ),
-            &[FindingId::VtepDown, FindingId::RouteMissing],
-            Some(node),
-            None,
-        ));
+        hops.push(no_route(world, node, a, pkt));
         return;
     };
-    let rdesc = format!(
-        "{} {}{}dev {}{}",
-        if route.table == 255 { "local" } else { "route" },
-        route.dst,
-        route
-            .gateway
-            .map(|g| format!(" via {g} "))
-            .unwrap_or_else(|| " ".into()),
-        route.dev.clone().unwrap_or_default(),
-        if route.onlink() { " onlink" } else { "" }
-    );
+    let rdesc = route_text(&route);
     if route.kind == "local" {
         hops.push(
             Hop::new(Point::Routing, Some(node), route.dev.as_deref(), rdesc)
@@ -747,12 +675,8 @@ fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec
         route.dev.as_deref(),
         rdesc.clone(),
     ));
-    if let Some(h) = forward_verdict(world, node, a) {
-        let dropped = h.verdict == Verdict::Drop;
-        hops.push(h);
-        if dropped {
-            return;
-        }
+    if !forwarded(world, node, a, hops) {
+        return;
     }
     match route.dev.as_deref() {
         Some(BRIDGE_DEVICE) => to_pod(world, node, a, pkt, hops),
@@ -763,6 +687,105 @@ fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec
                 .drop(DropReason::NoRoute, format!("a {} route", route.kind)),
         ),
     }
+}
+
+/// FORWARD's verdict on `node`, pushed when it has one; false when it drops.
+fn forwarded(world: &World, node: &str, a: &NodeState, hops: &mut Vec<Hop>) -> bool {
+    match forward_verdict(world, node, a) {
+        Some(h) => {
+            let dropped = h.verdict == Verdict::Drop;
+            hops.push(h);
+            !dropped
+        }
+        None => true,
+    }
+}
+
+/// A pod's packet on its own node, when cni0 does not hold the pods'
+/// default gateway: the pod has nowhere to send it.
+fn no_pod_gateway(world: &World, node: &str, a: &NodeState, pkt: &Packet) -> Option<Hop> {
+    let lease = world.lease(node)?;
+    let IpAddr::V4(src) = pkt.src else {
+        return None;
+    };
+    if world.cluster.pod_by_ip(&pkt.src.to_string()).is_none() || !lease.pod_cidr.contains(&src) {
+        return None;
+    }
+    let gw = lease.bridge_address();
+    if a.addrs_of(BRIDGE_DEVICE)
+        .any(|x| x.address == IpAddr::V4(gw.addr()))
+    {
+        return None;
+    }
+    Some(
+        world.with_finding(
+            Hop::new(
+                Point::Routing,
+                Some(node),
+                Some(BRIDGE_DEVICE),
+                format!("pod default route via {}", gw.addr()),
+            )
+            .drop(
+                DropReason::NoGateway,
+                format!("{BRIDGE_DEVICE} does not hold the pods' gateway {gw}"),
+            ),
+            &[FindingId::Cni0AddrWrong],
+            Some(node),
+            None,
+        ),
+    )
+}
+
+/// The node does not route at all (ip_forward 0).
+fn no_forwarding(world: &World, node: &str, a: &NodeState) -> Option<Hop> {
+    (a.sysctls.ip_forward == Some(false)).then(|| {
+        world.with_finding(
+            Hop::new(Point::Routing, Some(node), None, "net.ipv4.ip_forward").drop(
+                DropReason::IpForwardOff,
+                "ip_forward is 0: the node does not route",
+            ),
+            &[FindingId::IpForwardOff],
+            Some(node),
+            None,
+        )
+    })
+}
+
+/// No route matches the destination (flannel.1 down flushes them all).
+fn no_route(world: &World, node: &str, a: &NodeState, pkt: &Packet) -> Hop {
+    let vtep_down = a.link(VTEP_DEVICE).is_some_and(|l| !l.up);
+    world.with_finding(
+        Hop::new(Point::Routing, Some(node), None, "main table").drop(
+            DropReason::NoRoute,
+            format!(
+                "no route to {}{}",
+                pkt.dst,
+                if vtep_down {
+                    " (flannel.1 is down; its routes were flushed)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        &[FindingId::VtepDown, FindingId::RouteMissing],
+        Some(node),
+        None,
+    )
+}
+
+/// A route as `ip route` prints it.
+fn route_text(route: &crate::dataplane::state::Route) -> String {
+    format!(
+        "{} {}{}dev {}{}",
+        if route.table == 255 { "local" } else { "route" },
+        route.dst,
+        route
+            .gateway
+            .map(|g| format!(" via {g} "))
+            .unwrap_or_else(|| " ".into()),
+        route.dev.clone().unwrap_or_default(),
+        if route.onlink() { " onlink" } else { "" }
+    )
 }
 
 #[cfg(test)]
