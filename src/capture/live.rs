@@ -108,31 +108,20 @@ pub fn start(spec: &Spec) -> Result<Running> {
         let dropped = Arc::new(AtomicU64::new(0));
         let netns = iface.netns.clone();
         let name = iface.label.clone();
-        let (iface, tx, stop, dropped2, ready, filter, snaplen) = (
-            (iface.name.clone(), iface.label.clone()),
-            tx.clone(),
-            stop.clone(),
-            dropped.clone(),
-            ready_tx.clone(),
-            spec.filter.clone(),
-            spec.snaplen,
-        );
+        let worker = Worker {
+            iface: iface.name.clone(),
+            label: iface.label.clone(),
+            filter: spec.filter.clone(),
+            snaplen: spec.snaplen,
+            started,
+            tx: tx.clone(),
+            stop: stop.clone(),
+            dropped: dropped.clone(),
+            ready: ready_tx.clone(),
+        };
         let handle = std::thread::Builder::new()
-            .name(format!("capture-{}", iface.0))
-            .spawn(move || -> Result<IfaceStats> {
-                netns.run(move || {
-                    capture_one(
-                        (&iface.0, &iface.1),
-                        filter.as_deref(),
-                        snaplen,
-                        started,
-                        &tx,
-                        &stop,
-                        &dropped2,
-                        &ready,
-                    )
-                })?
-            })
+            .name(format!("capture-{}", iface.name))
+            .spawn(move || -> Result<IfaceStats> { netns.run(move || worker.run())? })
             .map_err(|e| Error::env(format!("cannot start a capture thread: {e}"), None))?;
         threads.push((name, dropped, handle));
     }
@@ -164,85 +153,107 @@ pub fn start(spec: &Spec) -> Result<Running> {
     Ok(running)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn capture_one(
-    (iface, label): (&str, &str),
-    filter: Option<&str>,
+/// One interface's capture, on a thread of its own inside its namespace.
+struct Worker {
+    iface: String,
+    /// `node/iface` or `iface`, as frames are labelled.
+    label: String,
+    filter: Option<String>,
     snaplen: i32,
+    /// When the capture started (frames are timed from it).
     started: Duration,
-    tx: &SyncSender<Captured>,
-    stop: &AtomicBool,
-    dropped: &AtomicU64,
-    ready: &SyncSender<std::result::Result<(), String>>,
-) -> Result<IfaceStats> {
-    let opened = pcap::Capture::from_device(iface)
-        // Immediate mode ignores the read timeout, so reads are non-blocking
-        // and we poll the descriptor ourselves, seeing `stop` every 50 ms.
-        .and_then(|c| {
-            c.immediate_mode(true)
-                .snaplen(snaplen)
-                .open()?
-                .setnonblock()
-        })
-        .and_then(|mut c| {
-            if let Some(f) = filter {
-                c.filter(f, true)?;
-            }
-            Ok(c)
-        });
-    let mut cap = match opened {
-        Ok(c) => {
-            let _ = ready.send(Ok(()));
-            c
-        }
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot capture on {label}: {e}")));
-            return Err(Error::env(format!("cannot capture on {label}: {e}"), None));
-        }
-    };
-    while !stop.load(Ordering::Relaxed) {
-        match cap.next_packet() {
-            Ok(p) => {
-                let ts = Duration::new(
-                    p.header.ts.tv_sec.max(0) as u64,
-                    (p.header.ts.tv_usec.max(0) as u32).saturating_mul(1000),
-                );
-                let frame = Captured {
-                    iface: label.to_string(),
-                    at: ts.saturating_sub(started),
-                    ts,
-                    len: p.header.len,
-                    data: p.data.to_vec(),
-                };
-                match tx.try_send(frame) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(TrySendError::Disconnected(_)) => break,
+    tx: SyncSender<Captured>,
+    stop: Arc<AtomicBool>,
+    /// Frames the reader was too slow for.
+    dropped: Arc<AtomicU64>,
+    /// Whether the interface opened, said once.
+    ready: SyncSender<std::result::Result<(), String>>,
+}
+
+impl Worker {
+    fn run(self) -> Result<IfaceStats> {
+        let Worker {
+            iface,
+            label,
+            filter,
+            snaplen,
+            started,
+            tx,
+            stop,
+            dropped,
+            ready,
+        } = self;
+        let (iface, label, filter) = (iface.as_str(), label.as_str(), filter.as_deref());
+        // Every frame read here is timed from `started` and handed to `tx`.
+        let opened = pcap::Capture::from_device(iface)
+            // Immediate mode ignores the read timeout, so reads are non-blocking
+            // and we poll the descriptor ourselves, seeing `stop` every 50 ms.
+            .and_then(|c| {
+                c.immediate_mode(true)
+                    .snaplen(snaplen)
+                    .open()?
+                    .setnonblock()
+            })
+            .and_then(|mut c| {
+                if let Some(f) = filter {
+                    c.filter(f, true)?;
                 }
+                Ok(c)
+            });
+        let mut cap = match opened {
+            Ok(c) => {
+                let _ = ready.send(Ok(()));
+                c
             }
-            Err(pcap::Error::TimeoutExpired) => {
-                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-                use std::os::fd::AsFd;
-                let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(50u16));
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot capture on {label}: {e}")));
+                return Err(Error::env(format!("cannot capture on {label}: {e}"), None));
             }
-            Err(e) => return Err(Error::env(format!("capture on {iface} failed: {e}"), None)),
+        };
+        while !stop.load(Ordering::Relaxed) {
+            match cap.next_packet() {
+                Ok(p) => {
+                    let ts = Duration::new(
+                        p.header.ts.tv_sec.max(0) as u64,
+                        (p.header.ts.tv_usec.max(0) as u32).saturating_mul(1000),
+                    );
+                    let frame = Captured {
+                        iface: label.to_string(),
+                        at: ts.saturating_sub(started),
+                        ts,
+                        len: p.header.len,
+                        data: p.data.to_vec(),
+                    };
+                    match tx.try_send(frame) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Disconnected(_)) => break,
+                    }
+                }
+                Err(pcap::Error::TimeoutExpired) => {
+                    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                    use std::os::fd::AsFd;
+                    let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
+                    let _ = poll(&mut fds, PollTimeout::from(50u16));
+                }
+                Err(e) => return Err(Error::env(format!("capture on {iface} failed: {e}"), None)),
+            }
         }
+        let st = cap.stats().unwrap_or(pcap::Stat {
+            received: 0,
+            dropped: 0,
+            if_dropped: 0,
+        });
+        Ok(IfaceStats {
+            iface: label.to_string(),
+            received: st.received,
+            kernel_dropped: st.dropped,
+            if_dropped: st.if_dropped,
+            queue_dropped: dropped.load(Ordering::Relaxed),
+        })
     }
-    let st = cap.stats().unwrap_or(pcap::Stat {
-        received: 0,
-        dropped: 0,
-        if_dropped: 0,
-    });
-    Ok(IfaceStats {
-        iface: label.to_string(),
-        received: st.received,
-        kernel_dropped: st.dropped,
-        if_dropped: st.if_dropped,
-        queue_dropped: dropped.load(Ordering::Relaxed),
-    })
 }
 
 impl Drop for Running {

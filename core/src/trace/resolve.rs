@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -171,25 +171,8 @@ pub fn resolve(cluster: &Cluster, text: &str, namespace: &str) -> Result<End> {
         Some((b, p)) if p.parse::<u16>().is_ok() => (b, p.parse::<u16>().ok()),
         _ => (text, None),
     };
-    if let Some(port) = port
-        && cluster.node(base).is_some()
-    {
-        let ip = node_ip(cluster, base)
-            .ok_or_else(|| Error::usage(format!("node {base} has no address"), None))?;
-        return Ok(End::NodePort {
-            node: base.to_string(),
-            ip,
-            port,
-        });
-    }
-    if port.is_none()
-        && let Some(ip) = node_ip(cluster, base)
-        && cluster.node(base).is_some()
-    {
-        return Ok(End::Node {
-            node: base.to_string(),
-            ip,
-        });
+    if let Some(end) = node_end(cluster, base, port)? {
+        return Ok(end);
     }
     let (ns, name) = base.split_once('/').unwrap_or((namespace, base));
     if port.is_none()
@@ -198,60 +181,94 @@ pub fn resolve(cluster: &Cluster, text: &str, namespace: &str) -> Result<End> {
         return Ok(end);
     }
     if let Some(svc) = cluster.service(ns, name) {
-        let ip = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.cluster_ip.as_deref())
-            .and_then(|ip| ip.parse().ok())
-            .ok_or_else(|| {
-                Error::usage(
-                    format!("service {ns}/{name} has no ClusterIP (headless?)"),
-                    Some("trace one of its pods instead".to_string()),
-                )
-            })?;
-        return Ok(End::Service {
-            namespace: ns.to_string(),
-            name: name.to_string(),
-            ip,
-            port,
-        });
+        return service_end(svc, ns, name, port);
     }
     if !base.contains('/') && base.contains('.') {
         return Ok(End::Dns {
             name: base.to_string(),
         });
     }
+    Err(names_nothing(cluster, text, base, ns))
+}
+
+/// A node (`NODE`) or one of its NodePorts (`NODE:PORT`), if `base` is a node.
+fn node_end(cluster: &Cluster, base: &str, port: Option<u16>) -> Result<Option<End>> {
+    if cluster.node(base).is_none() {
+        return Ok(None);
+    }
+    let ip = node_ip(cluster, base);
+    Ok(match (port, ip) {
+        (Some(port), Some(ip)) => Some(End::NodePort {
+            node: base.to_string(),
+            ip,
+            port,
+        }),
+        (Some(_), None) => {
+            return Err(Error::usage(format!("node {base} has no address"), None));
+        }
+        (None, Some(ip)) => Some(End::Node {
+            node: base.to_string(),
+            ip,
+        }),
+        (None, None) => None,
+    })
+}
+
+/// A Service by its ClusterIP (a headless one cannot be traced to).
+fn service_end(svc: &Service, ns: &str, name: &str, port: Option<u16>) -> Result<End> {
+    let ip = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .ok_or_else(|| {
+            Error::usage(
+                format!("service {ns}/{name} has no ClusterIP (headless?)"),
+                Some("trace one of its pods instead".to_string()),
+            )
+        })?;
+    Ok(End::Service {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        ip,
+        port,
+    })
+}
+
+/// The error for a name that is no pod, Service, node or DNS name, with
+/// the names that come close.
+fn names_nothing(cluster: &Cluster, text: &str, base: &str, ns: &str) -> Error {
     if base == "outside" {
-        return Err(Error::usage(
+        return Error::usage(
             "`outside` needs an address",
             Some("give the outside client's IP, e.g. 192.168.56.254".to_string()),
-        ));
+        );
     }
+    let qualified = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        Some(format!(
+            "{}/{}",
+            m.namespace.as_deref()?,
+            m.name.as_deref()?
+        ))
+    };
     let candidates: Vec<String> = cluster
         .pods
         .iter()
-        .filter_map(|p| {
-            Some(format!(
-                "{}/{}",
-                p.metadata.namespace.as_deref()?,
-                p.metadata.name.as_deref()?
-            ))
-        })
-        .chain(cluster.services.iter().filter_map(|s| {
-            Some(format!(
-                "{}/{}",
-                s.metadata.namespace.as_deref()?,
-                s.metadata.name.as_deref()?
-            ))
-        }))
+        .filter_map(|p| qualified(&p.metadata))
+        .chain(
+            cluster
+                .services
+                .iter()
+                .filter_map(|s| qualified(&s.metadata)),
+        )
         .chain(cluster.nodes.iter().filter_map(|n| n.metadata.name.clone()))
         .collect();
     let hint = crate::suggest::did_you_mean(base, candidates.iter().map(String::as_str))
         .unwrap_or_else(|| "use ns/name, an IP, node:nodePort or http://host/path".to_string());
-    Err(Error::usage(
+    Error::usage(
         format!("{text:?} names no pod, service, node or DNS name (looked in namespace {ns})"),
         Some(hint),
-    ))
+    )
 }
 
 /// An IP: a pod's, a Service's ClusterIP, a node's, or from outside.

@@ -11,92 +11,22 @@ use crate::capture::decode::{Net, Transport};
 
 /// The sightings of the probe among `(label, at, frame)`, in time order.
 pub fn identify(frames: &[(String, f64, Frame)], proto: &str, tag: u16, src: IpAddr) -> Vec<Seen> {
-    let view = |f: &Frame| -> Option<(IpAddr, IpAddr, u16, Option<Transport>)> {
-        let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(f);
-        match &inner.net {
-            Some(Net::Ipv4 { src, dst, id, .. }) => {
-                Some((*src, *dst, *id, inner.transport.clone()))
-            }
-            _ => None,
-        }
-    };
-    let syn_from = |t: &Option<Transport>| match t {
-        Some(Transport::Tcp {
-            src_port, flags, ..
-        }) if flags == "S" => Some(*src_port),
-        _ => None,
-    };
-    // The probe's SYN as sent, then the same packet after any SNAT.
-    let ids: HashSet<u16> = frames
-        .iter()
-        .filter_map(|(_, _, f)| view(f))
-        .filter(|(_, _, _, t)| syn_from(t) == Some(tag))
-        .map(|(_, _, id, _)| id)
-        .collect();
-    let mut senders: HashSet<(IpAddr, u16)> = HashSet::new();
-    senders.insert((src, tag));
-    if proto == "tcp" {
-        for (_, _, f) in frames {
-            if let Some((s, _, id, t)) = view(f)
-                && let Some(port) = syn_from(&t)
-                && (port == tag || ids.contains(&id))
-            {
-                senders.insert((s, port));
-            }
-        }
-    }
+    let senders = senders(frames, proto, tag, src);
     let source_ips: HashSet<IpAddr> = senders.iter().map(|(ip, _)| *ip).collect();
+    let probe = Probe {
+        proto,
+        tag,
+        src,
+        senders: &senders,
+        source_ips: &source_ips,
+    };
     let mut seen: Vec<Seen> = frames
         .iter()
         .filter_map(|(label, at, f)| {
             let (s, d, _, t) = view(f)?;
-            let direction = match (&t, proto) {
-                (
-                    Some(Transport::Tcp {
-                        src_port,
-                        dst_port,
-                        flags,
-                        ..
-                    }),
-                    "tcp",
-                ) => {
-                    if flags == "S" && senders.contains(&(s, *src_port)) {
-                        Direction::Request
-                    } else if (flags.contains('S') || flags.contains('R'))
-                        && senders.contains(&(d, *dst_port))
-                    {
-                        Direction::Reply
-                    } else {
-                        return None;
-                    }
-                }
-                (
-                    Some(Transport::Udp {
-                        src_port, dst_port, ..
-                    }),
-                    "udp",
-                ) => {
-                    if *src_port == tag && s == src {
-                        Direction::Request
-                    } else if *dst_port == tag && d == src {
-                        Direction::Reply
-                    } else {
-                        return None;
-                    }
-                }
-                (Some(Transport::Icmp { kind, id, .. }), _) => match kind.as_str() {
-                    "echo request" if proto == "icmp" && *id == Some(tag) => Direction::Request,
-                    "echo reply" if proto == "icmp" && *id == Some(tag) => Direction::Reply,
-                    "echo request" | "echo reply" => return None,
-                    // An ICMP error on its way back to the sender.
-                    _ if source_ips.contains(&d) => Direction::Reply,
-                    _ => return None,
-                },
-                _ => return None,
-            };
             Some(Seen {
                 at_iface: label.clone(),
-                direction,
+                direction: probe.direction(s, d, t.as_ref())?,
                 at: *at,
                 packet: f.line(),
                 dst: Some(d),
@@ -105,6 +35,119 @@ pub fn identify(frames: &[(String, f64, Frame)], proto: &str, tag: u16, src: IpA
         .collect();
     seen.sort_by(|a, b| a.at.total_cmp(&b.at));
     seen
+}
+
+/// A frame's IPv4 header fields and transport, inside VXLAN if it is
+/// encapsulated.
+fn view(f: &Frame) -> Option<(IpAddr, IpAddr, u16, Option<Transport>)> {
+    let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(f);
+    match &inner.net {
+        Some(Net::Ipv4 { src, dst, id, .. }) => Some((*src, *dst, *id, inner.transport.clone())),
+        _ => None,
+    }
+}
+
+/// The source port of a bare SYN.
+fn syn_from(t: &Option<Transport>) -> Option<u16> {
+    match t {
+        Some(Transport::Tcp {
+            src_port, flags, ..
+        }) if flags == "S" => Some(*src_port),
+        _ => None,
+    }
+}
+
+/// The (address, port) pairs the probe is sent from: as sent, then the
+/// same SYN (by IP ID) after any SNAT on the way.
+fn senders(
+    frames: &[(String, f64, Frame)],
+    proto: &str,
+    tag: u16,
+    src: IpAddr,
+) -> HashSet<(IpAddr, u16)> {
+    let mut senders: HashSet<(IpAddr, u16)> = HashSet::new();
+    senders.insert((src, tag));
+    if proto != "tcp" {
+        return senders;
+    }
+    let ids: HashSet<u16> = frames
+        .iter()
+        .filter_map(|(_, _, f)| view(f))
+        .filter(|(_, _, _, t)| syn_from(t) == Some(tag))
+        .map(|(_, _, id, _)| id)
+        .collect();
+    for (_, _, f) in frames {
+        if let Some((s, _, id, t)) = view(f)
+            && let Some(port) = syn_from(&t)
+            && (port == tag || ids.contains(&id))
+        {
+            senders.insert((s, port));
+        }
+    }
+    senders
+}
+
+/// What the probe was and who sent it, to tell its frames from others.
+struct Probe<'a> {
+    proto: &'a str,
+    tag: u16,
+    src: IpAddr,
+    senders: &'a HashSet<(IpAddr, u16)>,
+    source_ips: &'a HashSet<IpAddr>,
+}
+
+impl Probe<'_> {
+    /// Whether a frame from `s` to `d` is the probe's request, its reply
+    /// (or an ICMP error on its way back), or neither.
+    fn direction(&self, s: IpAddr, d: IpAddr, t: Option<&Transport>) -> Option<Direction> {
+        match (t?, self.proto) {
+            (
+                Transport::Tcp {
+                    src_port,
+                    dst_port,
+                    flags,
+                    ..
+                },
+                "tcp",
+            ) => {
+                if flags == "S" && self.senders.contains(&(s, *src_port)) {
+                    Some(Direction::Request)
+                } else if (flags.contains('S') || flags.contains('R'))
+                    && self.senders.contains(&(d, *dst_port))
+                {
+                    Some(Direction::Reply)
+                } else {
+                    None
+                }
+            }
+            (
+                Transport::Udp {
+                    src_port, dst_port, ..
+                },
+                "udp",
+            ) => {
+                if *src_port == self.tag && s == self.src {
+                    Some(Direction::Request)
+                } else if *dst_port == self.tag && d == self.src {
+                    Some(Direction::Reply)
+                } else {
+                    None
+                }
+            }
+            (Transport::Icmp { kind, id, .. }, _) => {
+                let ours = self.proto == "icmp" && *id == Some(self.tag);
+                match kind.as_str() {
+                    "echo request" if ours => Some(Direction::Request),
+                    "echo reply" if ours => Some(Direction::Reply),
+                    "echo request" | "echo reply" => None,
+                    // An ICMP error on its way back to the sender.
+                    _ if self.source_ips.contains(&d) => Some(Direction::Reply),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub mod send;
 pub mod text;
 pub mod verdict;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -23,8 +23,8 @@ use crate::capture::{decode::VXLAN_PORTS, filter, live};
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use crate::model::flannel::{BRIDGE_DEVICE, VTEP_DEVICE};
-use crate::trace::Trace;
 use crate::trace::resolve::End;
+use crate::trace::{SentTo, Trace};
 use nftrace::RuleHit;
 use verdict::{Judgement, Reply, Seen};
 
@@ -110,75 +110,20 @@ fn check_size(size: Option<usize>, proto: &str, port: Option<u16>) -> Result<()>
 
 /// Sends the probe for `trace` from `src` and reports what happened.
 pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
-    let src_ip = match src {
-        End::Pod { ip, .. } | End::Outside { ip } => *ip,
-        other => {
-            return Err(Error::usage(
-                format!("cannot probe from {}", other.label()),
-                Some("probe from a pod or an outside address".into()),
-            ));
-        }
-    };
-    let IpAddr::V4(src_v4) = src_ip else {
-        return Err(Error::usage("probes are IPv4 only", None));
-    };
-    let sent_to = trace.sent_to.clone().ok_or_else(|| {
-        Error::usage(
-            "the trace stops before the packet leaves the source, so there is nothing to probe",
-            Some("fix what the static trace reports first".into()),
-        )
-    })?;
-    let IpAddr::V4(dst) = sent_to.ip else {
-        return Err(Error::usage("probes are IPv4 only", None));
-    };
+    let (src_ip, src_v4, sent_to, dst) = endpoints(trace, src)?;
     let proto = sent_to.proto.as_str();
     check_size(opts.size, proto, sent_to.port)?;
     let source_ns = netns_holding(src_ip, &opts.pods)?;
     let tag = probe_tag();
-
-    // Every interface the path crosses, on every node it names.
-    let mut ifaces = Vec::new();
-    let mut node_ns = Vec::new();
-    let mut not_captured = Vec::new();
-    for node in path_nodes(trace) {
-        match opts.nodes.iter().find(|(n, _)| *n == node).map(|(_, ns)| ns.clone()) {
-            Some(ns) => {
-                let (devices, down) = usable(&ns, &devices_on(trace, &node));
-                not_captured.extend(
-                    down.iter()
-                        .map(|d| format!("{node}/{d}: the device is down, nothing passes it")),
-                );
-                ifaces.extend(live::Iface::in_netns(&ns, &devices, Some(&node)));
-                node_ns.push((node, ns));
-            }
-            None => not_captured.push(format!(
-                "{node}: out of reach from here (not this machine, not a lab node); run the probe there to see it"
-            )),
-        }
-    }
+    let stations = stations(trace, opts);
     let running = live::start(&live::Spec {
-        interfaces: ifaces,
+        interfaces: stations.ifaces,
         filter: Some(filter::for_probe(proto, tag, &VXLAN_PORTS)),
         // Whole frames: a full-size probe cut short would not decode.
         snaplen: 65535,
         queue: 4096,
     })?;
-    let mut tracers = Vec::new();
-    let mut netfilter = Vec::new();
-    for (node, ns) in &node_ns {
-        match nftrace::unavailable(ns) {
-            Some(note) => netfilter.push(NodeNetfilter {
-                node: node.clone(),
-                hits: Vec::new(),
-                note: Some(note),
-            }),
-            None => tracers.push((node.clone(), nftrace::Tracer::start(ns, proto, tag)?)),
-        }
-    }
-    if !tracers.is_empty() {
-        // Let `nft monitor` subscribe before the packet goes.
-        std::thread::sleep(Duration::from_millis(150));
-    }
+    let (tracers, mut netfilter) = start_tracers(&stations.nodes, proto, tag)?;
     let size = match (opts.size, proto) {
         (Some(s), _) => Some(s),
         (None, "icmp") => mtu_of(&source_ns, src_v4),
@@ -237,8 +182,97 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
         seen,
         judgement,
         netfilter,
-        not_captured,
+        not_captured: stations.not_captured,
     })
+}
+
+/// Where the probe goes from and to: the source address (IPv4), what the
+/// trace says the packet is sent to, and its IPv4 destination.
+fn endpoints(trace: &Trace, src: &End) -> Result<(IpAddr, Ipv4Addr, SentTo, Ipv4Addr)> {
+    let src_ip = match src {
+        End::Pod { ip, .. } | End::Outside { ip } => *ip,
+        other => {
+            return Err(Error::usage(
+                format!("cannot probe from {}", other.label()),
+                Some("probe from a pod or an outside address".into()),
+            ));
+        }
+    };
+    let IpAddr::V4(src_v4) = src_ip else {
+        return Err(Error::usage("probes are IPv4 only", None));
+    };
+    let sent_to = trace.sent_to.clone().ok_or_else(|| {
+        Error::usage(
+            "the trace stops before the packet leaves the source, so there is nothing to probe",
+            Some("fix what the static trace reports first".into()),
+        )
+    })?;
+    let IpAddr::V4(dst) = sent_to.ip else {
+        return Err(Error::usage("probes are IPv4 only", None));
+    };
+    Ok((src_ip, src_v4, sent_to, dst))
+}
+
+/// The interfaces the probe is watched on, the nodes they are on, and
+/// what cannot be watched (a device down, a node out of reach).
+struct Stations {
+    ifaces: Vec<live::Iface>,
+    nodes: Vec<(String, Netns)>,
+    not_captured: Vec<String>,
+}
+
+/// Every interface the path crosses, on every node it names that is in reach.
+fn stations(trace: &Trace, opts: &Options) -> Stations {
+    let mut st = Stations {
+        ifaces: Vec::new(),
+        nodes: Vec::new(),
+        not_captured: Vec::new(),
+    };
+    for node in path_nodes(trace) {
+        match opts.nodes.iter().find(|(n, _)| *n == node).map(|(_, ns)| ns.clone()) {
+            Some(ns) => {
+                let (devices, down) = usable(&ns, &devices_on(trace, &node));
+                st.not_captured.extend(
+                    down.iter()
+                        .map(|d| format!("{node}/{d}: the device is down, nothing passes it")),
+                );
+                st.ifaces.extend(live::Iface::in_netns(&ns, &devices, Some(&node)));
+                st.nodes.push((node, ns));
+            }
+            None => st.not_captured.push(format!(
+                "{node}: out of reach from here (not this machine, not a lab node); run the probe there to see it"
+            )),
+        }
+    }
+    st
+}
+
+/// A node's netfilter tracer, running while the probe is in flight.
+type NodeTracer = (String, nftrace::Tracer);
+
+/// Netfilter tracing on each node that allows it; a note for those that do not.
+fn start_tracers(
+    nodes: &[(String, Netns)],
+    proto: &str,
+    tag: u16,
+) -> Result<(Vec<NodeTracer>, Vec<NodeNetfilter>)> {
+    let mut tracers = Vec::new();
+    let mut notes = Vec::new();
+    for (node, ns) in nodes {
+        match nftrace::unavailable(ns) {
+            Some(note) => notes.push(NodeNetfilter {
+                node: node.clone(),
+                hits: Vec::new(),
+                note: Some(note),
+            }),
+            None => tracers.push((node.clone(), nftrace::Tracer::start(ns, proto, tag)?)),
+        }
+    }
+    if !tracers.is_empty() {
+        // Let `nft monitor` subscribe before the packet goes.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    Ok((tracers, notes))
 }
 
 /// A source port / echo id unlikely to collide with anything running.

@@ -28,21 +28,7 @@ pub fn render_probe(p: &super::ProbeReport) -> String {
         p.reply.detail
     );
     for (dir, name) in [(Direction::Request, "request"), (Direction::Reply, "reply")] {
-        let mut places: Vec<&str> = Vec::new();
-        for s in p.seen.iter().filter(|s| s.direction == dir) {
-            if !places.contains(&s.at_iface.as_str()) {
-                places.push(&s.at_iface);
-            }
-        }
-        let _ = writeln!(
-            o,
-            "  {name} seen on: {}",
-            if places.is_empty() {
-                "nothing captured".to_string()
-            } else {
-                places.join(" -> ")
-            }
-        );
+        let _ = writeln!(o, "  {name} seen on: {}", places(p, dir));
     }
     let j = &p.judgement;
     if let Some(b) = &j.branch {
@@ -57,27 +43,7 @@ pub fn render_probe(p: &super::ProbeReport) -> String {
         );
     }
     for n in &p.netfilter {
-        if let Some(note) = &n.note {
-            let _ = writeln!(o, "  netfilter {}: not traced ({note})", n.node);
-            continue;
-        }
-        if n.hits.is_empty() {
-            let _ = writeln!(
-                o,
-                "  netfilter {}: no marked packet passed (it did not get here, or NAT rewrote the port the mark matches)",
-                n.node
-            );
-        }
-        for (which, reply) in [("request", false), ("reply", true)] {
-            for h in n.decisions(reply) {
-                let st = if h.verdict == "accept" {
-                    Style::new()
-                } else {
-                    bad
-                };
-                let _ = writeln!(o, "  netfilter {} {which}: {st}{}{st:#}", n.node, h.line());
-            }
-        }
+        netfilter_lines(&mut o, n, bad);
     }
     for n in &p.not_captured {
         let _ = writeln!(o, "  not captured: {n}");
@@ -94,4 +60,44 @@ pub fn render_probe(p: &super::ProbeReport) -> String {
         }
     }
     o
+}
+
+/// The interfaces a direction of the probe was seen on, in order.
+fn places(p: &super::ProbeReport, dir: super::verdict::Direction) -> String {
+    let mut places: Vec<&str> = Vec::new();
+    for s in p.seen.iter().filter(|s| s.direction == dir) {
+        if !places.contains(&s.at_iface.as_str()) {
+            places.push(&s.at_iface);
+        }
+    }
+    if places.is_empty() {
+        "nothing captured".to_string()
+    } else {
+        places.join(" -> ")
+    }
+}
+
+/// A node's netfilter decisions on the request and the reply.
+fn netfilter_lines(o: &mut String, n: &super::NodeNetfilter, bad: Style) {
+    if let Some(note) = &n.note {
+        let _ = writeln!(o, "  netfilter {}: not traced ({note})", n.node);
+        return;
+    }
+    if n.hits.is_empty() {
+        let _ = writeln!(
+            o,
+            "  netfilter {}: no marked packet passed (it did not get here, or NAT rewrote the port the mark matches)",
+            n.node
+        );
+    }
+    for (which, reply) in [("request", false), ("reply", true)] {
+        for h in n.decisions(reply) {
+            let st = if h.verdict == "accept" {
+                Style::new()
+            } else {
+                bad
+            };
+            let _ = writeln!(o, "  netfilter {} {which}: {st}{}{st:#}", n.node, h.line());
+        }
+    }
 }

@@ -232,87 +232,8 @@ fn judge_branch(trace: &Trace, branch: Option<&Branch>, seen: &[Seen], reply: &R
     let reached = reply.kind == ReplyKind::Answer
         || (reply.kind == ReplyKind::Reset && drop.is_none() && at_the_end);
     let disagreement = match drop {
-        None => (!reached).then(|| {
-            format!(
-                "the trace says the path delivers, but {}",
-                match rows.iter().rposition(|r| r.request) {
-                    Some(i) => format!(
-                        "no answer came back; the request was last seen on {}",
-                        rows[i].station.label()
-                    ),
-                    None => "the request was seen nowhere on the path".into(),
-                }
-            )
-        }),
-        Some(d) => {
-            let h = hops[d];
-            // What the sender should get back when the packet dies there.
-            let fits = |k: ReplyKind| match h.reason {
-                Some(DropReason::RejectedByKubeProxy | DropReason::NoEndpoints) => {
-                    k == ReplyKind::Unreachable
-                }
-                Some(DropReason::Mtu) => {
-                    matches!(k, ReplyKind::Unreachable | ReplyKind::LocalError)
-                }
-                // No DNAT: the node's own stack refuses the port.
-                Some(DropReason::NoNodePortRule) => {
-                    matches!(k, ReplyKind::Reset | ReplyKind::Unreachable)
-                }
-                _ => !matches!(k, ReplyKind::Answer | ReplyKind::Reset),
-            };
-            let beyond = rows
-                .iter()
-                .find(|r| r.request && r.station.hop > d)
-                .map(|r| r.station.label())
-                .or_else(|| {
-                    // The trace ends at the drop, so later stations are not
-                    // predicted; a node the path had not reached yet is later.
-                    let reached_nodes: Vec<&str> = hops[..=d]
-                        .iter()
-                        .filter_map(|h| h.node.as_deref())
-                        .collect();
-                    seen.iter()
-                        .filter(|x| x.direction == Direction::Request)
-                        .find(|x| {
-                            x.at_iface
-                                .split_once('/')
-                                .is_some_and(|(n, _)| !reached_nodes.contains(&n))
-                        })
-                        .map(|x| x.at_iface.clone())
-                });
-            // Without its gateway the pod cannot send at all (it only ARPs).
-            let short = rows
-                .iter()
-                .find(|r| !r.request && r.station.hop < d)
-                .filter(|_| h.reason != Some(DropReason::NoGateway));
-            let why = reason_name(h);
-            if !fits(reply.kind) {
-                Some(format!(
-                    "the trace says {why} at {}, but the sender got {} ({})",
-                    hop_place(h),
-                    crate::trace::name_of(&reply.kind),
-                    reply.detail
-                ))
-            } else if h.point == Point::ReturnPath {
-                // Dropped on the way back: the request must have arrived.
-                rows.iter()
-                    .rfind(|r| !r.request)
-                    .map(|r| format!("the request never reached {}", r.station.label()))
-            } else if let Some(r) = beyond {
-                Some(format!(
-                    "the trace says {why} at {}, but the request was seen later on {r}",
-                    hop_place(h),
-                ))
-            } else {
-                short.map(|r| {
-                    format!(
-                        "the trace says {why} at {}, but the request was never seen on {} before it",
-                        hop_place(h),
-                        r.station.label()
-                    )
-                })
-            }
-        }
+        None => (!reached).then(|| delivered_but_unanswered(&rows)),
+        Some(d) => disagrees_with_drop(&hops, d, &rows, seen, reply),
     };
     Judgement {
         reached,
@@ -323,6 +244,103 @@ fn judge_branch(trace: &Trace, branch: Option<&Branch>, seen: &[Seen], reply: &R
         disagreement,
         stations: rows,
     }
+}
+
+/// The trace delivers, the probe got no answer: where the request was last seen.
+fn delivered_but_unanswered(rows: &[StationSeen]) -> String {
+    format!(
+        "the trace says the path delivers, but {}",
+        match rows.iter().rposition(|r| r.request) {
+            Some(i) => format!(
+                "no answer came back; the request was last seen on {}",
+                rows[i].station.label()
+            ),
+            None => "the request was seen nowhere on the path".into(),
+        }
+    )
+}
+
+/// What the sender should get back when the packet dies at `h`.
+fn reply_fits(h: &Hop, k: ReplyKind) -> bool {
+    match h.reason {
+        Some(DropReason::RejectedByKubeProxy | DropReason::NoEndpoints) => {
+            k == ReplyKind::Unreachable
+        }
+        Some(DropReason::Mtu) => matches!(k, ReplyKind::Unreachable | ReplyKind::LocalError),
+        // No DNAT: the node's own stack refuses the port.
+        Some(DropReason::NoNodePortRule) => {
+            matches!(k, ReplyKind::Reset | ReplyKind::Unreachable)
+        }
+        _ => !matches!(k, ReplyKind::Answer | ReplyKind::Reset),
+    }
+}
+
+/// Where the request was seen past the drop at hop `d`: a predicted
+/// station after it, or a node the path had not reached yet.
+fn seen_beyond(hops: &[&Hop], d: usize, rows: &[StationSeen], seen: &[Seen]) -> Option<String> {
+    rows.iter()
+        .find(|r| r.request && r.station.hop > d)
+        .map(|r| r.station.label())
+        .or_else(|| {
+            // The trace ends at the drop, so later stations are not
+            // predicted; a node the path had not reached yet is later.
+            let reached_nodes: Vec<&str> = hops[..=d]
+                .iter()
+                .filter_map(|h| h.node.as_deref())
+                .collect();
+            seen.iter()
+                .filter(|x| x.direction == Direction::Request)
+                .find(|x| {
+                    x.at_iface
+                        .split_once('/')
+                        .is_some_and(|(n, _)| !reached_nodes.contains(&n))
+                })
+                .map(|x| x.at_iface.clone())
+        })
+}
+
+/// How the real packet disagrees with a trace that drops at hop `d`, if it does.
+fn disagrees_with_drop(
+    hops: &[&Hop],
+    d: usize,
+    rows: &[StationSeen],
+    seen: &[Seen],
+    reply: &Reply,
+) -> Option<String> {
+    let h = hops[d];
+    let why = reason_name(h);
+    if !reply_fits(h, reply.kind) {
+        return Some(format!(
+            "the trace says {why} at {}, but the sender got {} ({})",
+            hop_place(h),
+            crate::trace::name_of(&reply.kind),
+            reply.detail
+        ));
+    }
+    if h.point == Point::ReturnPath {
+        // Dropped on the way back: the request must have arrived.
+        return rows
+            .iter()
+            .rfind(|r| !r.request)
+            .map(|r| format!("the request never reached {}", r.station.label()));
+    }
+    if let Some(r) = seen_beyond(hops, d, rows, seen) {
+        return Some(format!(
+            "the trace says {why} at {}, but the request was seen later on {r}",
+            hop_place(h),
+        ));
+    }
+    // Without its gateway the pod cannot send at all (it only ARPs).
+    rows.iter()
+        .find(|r| !r.request && r.station.hop < d)
+        .filter(|_| h.reason != Some(DropReason::NoGateway))
+        .map(|r| {
+            format!(
+                "the trace says {why} at {}, but the request was never seen on {} before it",
+                hop_place(h),
+                r.station.label()
+            )
+        })
 }
 
 fn reason_name(h: &Hop) -> String {

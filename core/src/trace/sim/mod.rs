@@ -301,42 +301,10 @@ fn from_pod(
     proto: &str,
     port: Option<u16>,
 ) {
-    let size = pod_mtu(world, node, src_ip);
-    // Names first, as the pod's resolver would.
-    let dst = match dst {
-        End::Dns { name } => match resolve_name(world, t, src_ip, node, name) {
-            Some(end) => end,
-            None => return,
-        },
-        other => other.clone(),
+    let Some((dst, pkt)) = aim(world, t, src_ip, node, dst, proto, port) else {
+        return;
     };
-    let (dst_ip, port) = match &dst {
-        End::Pod { ip, .. } | End::Outside { ip } | End::Node { ip, .. } => (*ip, port),
-        End::Service { ip, port: p, .. } => (*ip, port.or(*p)),
-        End::NodePort { ip, port: p, .. } => (*ip, Some(*p)),
-        End::Url { .. } | End::Dns { .. } => {
-            t.hops.push(
-                Hop::new(Point::FromPod, Some(node), Some("eth0"), "source").drop(
-                    DropReason::NoSuchHost,
-                    "trace a URL from outside (SRC = an outside address)",
-                ),
-            );
-            return;
-        }
-    };
-    let pkt = Packet {
-        src: src_ip,
-        dst: dst_ip,
-        port,
-        proto: proto.to_string(),
-        size,
-    };
-    t.sent_to = Some(SentTo {
-        proto: proto.to_string(),
-        ip: dst_ip,
-        port,
-        http: None,
-    });
+    let dst_ip = pkt.dst;
     // A pod's loopback is its own: the packet never leaves its namespace.
     if dst_ip.is_loopback() {
         t.branches.push(Branch {
@@ -353,66 +321,123 @@ fn from_pod(
     if t.hops.last().is_some_and(|h| h.verdict == Verdict::Drop) {
         return;
     }
-    // A Service: kube-proxy's DNAT on the source node forks the path.
-    if let End::Service {
-        namespace, name, ..
-    } = &dst
-    {
-        let mut pkt = pkt.clone();
-        if pkt.port.is_none() {
-            // No port given: the Service's first port of this protocol.
-            pkt.port = world.cluster.service(namespace, name).and_then(|s| {
-                s.spec
-                    .as_ref()?
-                    .ports
-                    .as_ref()?
-                    .iter()
-                    .find(|p| {
-                        p.protocol
-                            .as_deref()
-                            .unwrap_or("TCP")
-                            .eq_ignore_ascii_case(proto)
-                    })
-                    .map(|p| p.port as u16)
-            });
-            t.sent_to = Some(SentTo {
-                proto: proto.to_string(),
-                ip: dst_ip,
-                port: pkt.port,
-                http: None,
-            });
+    match &dst {
+        // A Service: kube-proxy's DNAT on the source node forks the path.
+        End::Service {
+            namespace, name, ..
+        } => to_service(world, t, node, pkt, namespace, name),
+        End::NodePort { node: np_node, .. } => to_nodeport(world, t, node, &pkt, np_node),
+        _ => {
+            let same_bridge = world.node_of_pod_ip(dst_ip).as_deref() == Some(node);
+            t.branches.push(branch(
+                world,
+                node,
+                &pkt,
+                format!("to {}", dst.label()),
+                !same_bridge,
+            ));
         }
-        let targets = match service_targets(world, node, &pkt, &format!("{namespace}/{name}")) {
-            Ok((hop, targets)) => {
-                t.hops.push(hop);
-                targets
-            }
-            Err(hop) => {
-                t.hops.push(hop);
-                return;
-            }
-        };
-        for (target, label) in targets {
-            let mut p = pkt.clone();
-            let (ip, tport) = target;
-            p.dst = ip;
-            p.port = Some(tport);
-            t.branches.push(branch(world, node, &p, label, true));
+    }
+}
+
+/// The destination as the pod sends to it (a DNS name resolved first)
+/// and the packet it sends; `None` when the trace already ended.
+fn aim(
+    world: &World,
+    t: &mut Trace,
+    src_ip: IpAddr,
+    node: &str,
+    dst: &End,
+    proto: &str,
+    port: Option<u16>,
+) -> Option<(End, Packet)> {
+    // Names first, as the pod's resolver would.
+    let dst = match dst {
+        End::Dns { name } => resolve_name(world, t, src_ip, node, name)?,
+        other => other.clone(),
+    };
+    let (dst_ip, port) = match &dst {
+        End::Pod { ip, .. } | End::Outside { ip } | End::Node { ip, .. } => (*ip, port),
+        End::Service { ip, port: p, .. } => (*ip, port.or(*p)),
+        End::NodePort { ip, port: p, .. } => (*ip, Some(*p)),
+        End::Url { .. } | End::Dns { .. } => {
+            t.hops.push(
+                Hop::new(Point::FromPod, Some(node), Some("eth0"), "source").drop(
+                    DropReason::NoSuchHost,
+                    "trace a URL from outside (SRC = an outside address)",
+                ),
+            );
+            return None;
         }
-        return;
+    };
+    t.sent_to = Some(SentTo {
+        proto: proto.to_string(),
+        ip: dst_ip,
+        port,
+        http: None,
+    });
+    let pkt = Packet {
+        src: src_ip,
+        dst: dst_ip,
+        port,
+        proto: proto.to_string(),
+        size: pod_mtu(world, node, src_ip),
+    };
+    Some((dst, pkt))
+}
+
+/// A Service's ClusterIP from a pod: kube-proxy's DNAT on `node` picks an
+/// endpoint; each is a branch.
+fn to_service(
+    world: &World,
+    t: &mut Trace,
+    node: &str,
+    mut pkt: Packet,
+    namespace: &str,
+    name: &str,
+) {
+    if pkt.port.is_none() {
+        // No port given: the Service's first port of this protocol.
+        pkt.port = first_port(world, namespace, name, &pkt.proto);
+        if let Some(sent) = t.sent_to.as_mut() {
+            sent.port = pkt.port;
+        }
     }
-    if let End::NodePort { node: np_node, .. } = &dst {
-        to_nodeport(world, t, node, &pkt, np_node);
-        return;
+    let targets = match service_targets(world, node, &pkt, &format!("{namespace}/{name}")) {
+        Ok((hop, targets)) => {
+            t.hops.push(hop);
+            targets
+        }
+        Err(hop) => {
+            t.hops.push(hop);
+            return;
+        }
+    };
+    for ((ip, port), label) in targets {
+        let mut p = pkt.clone();
+        p.dst = ip;
+        p.port = Some(port);
+        t.branches.push(branch(world, node, &p, label, true));
     }
-    let same_bridge = world.node_of_pod_ip(dst_ip).as_deref() == Some(node);
-    t.branches.push(branch(
-        world,
-        node,
-        &pkt,
-        format!("to {}", dst.label()),
-        !same_bridge,
-    ));
+}
+
+/// The first port of Service `namespace/name` with protocol `proto`.
+fn first_port(world: &World, namespace: &str, name: &str, proto: &str) -> Option<u16> {
+    world
+        .cluster
+        .service(namespace, name)?
+        .spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| {
+            p.protocol
+                .as_deref()
+                .unwrap_or("TCP")
+                .eq_ignore_ascii_case(proto)
+        })
+        .map(|p| p.port as u16)
 }
 
 /// The first hops out of a pod: its eth0, and its veth on cni0.
@@ -430,39 +455,11 @@ fn leave_pod(world: &World, node: &str, src_ip: IpAddr) -> Hop {
     let host = att
         .and_then(|a| a.peer_ifindex)
         .and_then(|i| state.links.iter().find(|l| l.ifindex == i));
+    let on_bridge = |a: &crate::dataplane::state::Attachment, h: &crate::dataplane::state::Link| {
+        a.up && h.up && h.master.as_deref() == Some(BRIDGE_DEVICE)
+    };
     match (att, host) {
-        (Some(a), Some(h))
-            if a.up && h.up && h.master.as_deref() == Some(BRIDGE_DEVICE) && h.mtu < a.mtu =>
-        {
-            world.with_finding(
-                Hop::new(
-                    Point::ToBridge,
-                    Some(node),
-                    Some(&h.name),
-                    format!("veth {}", h.name),
-                )
-                .drop(
-                    DropReason::Mtu,
-                    format!(
-                        "the pod sends up to {} bytes but {} takes {}",
-                        a.mtu, h.name, h.mtu
-                    ),
-                ),
-                &[FindingId::PodVethMtuMismatch],
-                Some(node),
-                None,
-            )
-        }
-        (Some(a), Some(h)) if a.up && h.up && h.master.as_deref() == Some(BRIDGE_DEVICE) => {
-            Hop::new(
-                Point::ToBridge,
-                Some(node),
-                Some(&h.name),
-                format!("veth {} <-> pod eth0, port of {BRIDGE_DEVICE}", h.name),
-            )
-            .evidence(format!("pod eth0 mtu {}", a.mtu))
-        }
-        (Some(_), Some(h)) => world.with_finding(
+        (Some(a), Some(h)) if on_bridge(a, h) && h.mtu < a.mtu => world.with_finding(
             Hop::new(
                 Point::ToBridge,
                 Some(node),
@@ -470,21 +467,24 @@ fn leave_pod(world: &World, node: &str, src_ip: IpAddr) -> Hop {
                 format!("veth {}", h.name),
             )
             .drop(
-                DropReason::VethDown,
+                DropReason::Mtu,
                 format!(
-                    "{} is {}{}",
-                    h.name,
-                    if h.up { "up" } else { "DOWN" },
-                    h.master
-                        .as_ref()
-                        .map(|m| format!(", master {m}"))
-                        .unwrap_or_else(|| ", not on cni0".into())
+                    "the pod sends up to {} bytes but {} takes {}",
+                    a.mtu, h.name, h.mtu
                 ),
             ),
-            &[FindingId::PodVethDown, FindingId::PodVethNotOnBridge],
+            &[FindingId::PodVethMtuMismatch],
             Some(node),
             None,
         ),
+        (Some(a), Some(h)) if on_bridge(a, h) => Hop::new(
+            Point::ToBridge,
+            Some(node),
+            Some(&h.name),
+            format!("veth {} <-> pod eth0, port of {BRIDGE_DEVICE}", h.name),
+        )
+        .evidence(format!("pod eth0 mtu {}", a.mtu)),
+        (Some(_), Some(h)) => veth_off_bridge(world, node, h),
         (Some(_), None) => world.with_finding(
             Hop::new(Point::ToBridge, Some(node), None, "veth").drop(
                 DropReason::VethDown,
@@ -504,6 +504,33 @@ fn leave_pod(world: &World, node: &str, src_ip: IpAddr) -> Hop {
     }
 }
 
+/// A pod's veth that is down or not a port of cni0.
+fn veth_off_bridge(world: &World, node: &str, h: &crate::dataplane::state::Link) -> Hop {
+    world.with_finding(
+        Hop::new(
+            Point::ToBridge,
+            Some(node),
+            Some(&h.name),
+            format!("veth {}", h.name),
+        )
+        .drop(
+            DropReason::VethDown,
+            format!(
+                "{} is {}{}",
+                h.name,
+                if h.up { "up" } else { "DOWN" },
+                h.master
+                    .as_ref()
+                    .map(|m| format!(", master {m}"))
+                    .unwrap_or_else(|| ", not on cni0".into())
+            ),
+        ),
+        &[FindingId::PodVethDown, FindingId::PodVethNotOnBridge],
+        Some(node),
+        None,
+    )
+}
+
 /// Resolves `name` as the pod would: its search list over cluster DNS
 /// records, after checking that kube-dns itself answers.
 fn resolve_name(
@@ -518,57 +545,13 @@ fn resolve_name(
         .pod_by_ip(&src_ip.to_string())
         .and_then(|p| p.metadata.namespace.clone())
         .unwrap_or_else(|| "default".into());
-    let dns_svc = world.cluster.service("kube-system", "kube-dns");
-    if let Some(svc) = dns_svc {
+    if let Some(svc) = world.cluster.service("kube-system", "kube-dns") {
         let dns_ip: IpAddr = svc
             .spec
             .as_ref()
             .and_then(|s| s.cluster_ip.as_deref())
             .and_then(|i| i.parse().ok())?;
-        let sub = trace(
-            world,
-            &End::Pod {
-                namespace: ns.clone(),
-                name: String::new(),
-                ip: src_ip,
-                node: node.to_string(),
-            },
-            &End::Service {
-                namespace: "kube-system".into(),
-                name: "kube-dns".into(),
-                ip: dns_ip,
-                port: Some(53),
-            },
-            "udp",
-            Some(53),
-        );
-        if !sub.reachable {
-            let why = sub
-                .hops
-                .iter()
-                .chain(sub.branches.iter().flat_map(|b| &b.hops))
-                .find(|h| h.verdict == Verdict::Drop)
-                .cloned();
-            let mut hop = Hop::new(
-                Point::Dns,
-                Some(node),
-                None,
-                format!("kube-dns {dns_ip}:53/udp"),
-            )
-            .drop(
-                DropReason::DnsUnavailable,
-                format!(
-                    "queries to kube-dns fail{}",
-                    why.as_ref()
-                        .map(|h| format!(": {} ({})", h.evidence, h.decided_by))
-                        .unwrap_or_default()
-                ),
-            );
-            hop.finding = why.and_then(|h| h.finding).or_else(|| {
-                world
-                    .finding(&[FindingId::KubeDnsNoEndpoints], None, None)
-                    .map(Box::new)
-            });
+        if let Some(hop) = dns_unreachable(world, src_ip, &ns, node, dns_ip) {
             t.hops.push(hop);
             // What fails is the query itself: that is what a probe sends.
             t.sent_to = Some(SentTo {
@@ -592,8 +575,7 @@ fn resolve_name(
                 )
                 .evidence(format!("{candidate} -> {}", r.ip)),
             );
-            let end = classify_ip(world.cluster, IpAddr::V4(r.ip));
-            return Some(end);
+            return Some(classify_ip(world.cluster, IpAddr::V4(r.ip)));
         }
     }
     t.hops.push(
@@ -609,6 +591,64 @@ fn resolve_name(
         ),
     );
     None
+}
+
+/// The pod's query to kube-dns traced as a packet of its own: the hop
+/// that says why it fails, or `None` when it gets there.
+fn dns_unreachable(
+    world: &World,
+    src_ip: IpAddr,
+    ns: &str,
+    node: &str,
+    dns_ip: IpAddr,
+) -> Option<Hop> {
+    let sub = trace(
+        world,
+        &End::Pod {
+            namespace: ns.to_string(),
+            name: String::new(),
+            ip: src_ip,
+            node: node.to_string(),
+        },
+        &End::Service {
+            namespace: "kube-system".into(),
+            name: "kube-dns".into(),
+            ip: dns_ip,
+            port: Some(53),
+        },
+        "udp",
+        Some(53),
+    );
+    if sub.reachable {
+        return None;
+    }
+    let why = sub
+        .hops
+        .iter()
+        .chain(sub.branches.iter().flat_map(|b| &b.hops))
+        .find(|h| h.verdict == Verdict::Drop)
+        .cloned();
+    let mut hop = Hop::new(
+        Point::Dns,
+        Some(node),
+        None,
+        format!("kube-dns {dns_ip}:53/udp"),
+    )
+    .drop(
+        DropReason::DnsUnavailable,
+        format!(
+            "queries to kube-dns fail{}",
+            why.as_ref()
+                .map(|h| format!(": {} ({})", h.evidence, h.decided_by))
+                .unwrap_or_default()
+        ),
+    );
+    hop.finding = why.and_then(|h| h.finding).or_else(|| {
+        world
+            .finding(&[FindingId::KubeDnsNoEndpoints], None, None)
+            .map(Box::new)
+    });
+    Some(hop)
 }
 
 /// From `node`, where the packet is routed (after leaving a pod or after
@@ -652,7 +692,7 @@ fn deliver(world: &World, node: &str, pkt: &Packet, routed: bool, hops: &mut Vec
         hops.push(no_route(world, node, a, pkt));
         return;
     };
-    let rdesc = route_text(&route);
+    let rdesc = route_text(route);
     if route.kind == "local" {
         hops.push(
             Hop::new(Point::Routing, Some(node), route.dev.as_deref(), rdesc)

@@ -176,9 +176,7 @@ pub(super) fn overlay(
                 node,
                 gw,
                 dst_node.as_deref(),
-                Point::ToOverlay,
-                Point::Underlay,
-                "",
+                Leg::Out,
             ));
             return;
         }
@@ -511,9 +509,7 @@ pub(super) fn overlay_reply(
             node,
             gw,
             towards.as_deref(),
-            Point::ReturnPath,
-            Point::ReturnPath,
-            " on the way back",
+            Leg::Back,
         ));
     }
 }
@@ -562,17 +558,48 @@ pub(super) fn vtep_walk(world: &World, state: &NodeState, gw: IpAddr) -> VtepWal
 
 /// The dropping hop for a walk that did not reach a node: neigh and FDB
 /// failures at `point`, a stale FDB destination at `stale_point`.
-#[allow(clippy::too_many_arguments)]
+/// Which way a packet crosses the overlay: the hops it is seen at and how
+/// a drop is worded.
+#[derive(Clone, Copy)]
+enum Leg {
+    /// From the source node towards the destination.
+    Out,
+    /// The reply, from the destination's node back.
+    Back,
+}
+
+impl Leg {
+    /// Where flannel.1's neigh and FDB lookups are observed.
+    fn point(self) -> Point {
+        match self {
+            Leg::Out => Point::ToOverlay,
+            Leg::Back => Point::ReturnPath,
+        }
+    }
+    /// Where a stale FDB entry's VXLAN packet goes astray.
+    fn stale_point(self) -> Point {
+        match self {
+            Leg::Out => Point::Underlay,
+            Leg::Back => Point::ReturnPath,
+        }
+    }
+    fn suffix(self) -> &'static str {
+        match self {
+            Leg::Out => "",
+            Leg::Back => " on the way back",
+        }
+    }
+}
+
 fn walk_drop(
     world: &World,
     walk: &VtepWalk,
     node: &str,
     gw: IpAddr,
     towards: Option<&str>,
-    point: Point,
-    stale_point: Point,
-    suffix: &str,
+    leg: Leg,
 ) -> Hop {
+    let (point, stale_point, suffix) = (leg.point(), leg.stale_point(), leg.suffix());
     let (hop, ids): (Hop, &[FindingId]) = match walk {
         VtepWalk::NoNeigh => (
             Hop::new(point, Some(node), Some(VTEP_DEVICE), format!("neigh {gw} dev {VTEP_DEVICE}"))
