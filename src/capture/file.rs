@@ -227,7 +227,14 @@ pub fn correlate(
     use super::correlate::{Correlator, PacketKey, frame_key, icmp_kind, view_key};
     use std::sync::mpsc::sync_channel;
     /// One keyed sighting on its way to a correlator.
-    type Item = (u64, u16, f64, PacketKey, Option<u32>, Option<String>);
+    type Item = (
+        u64,
+        u16,
+        f64,
+        PacketKey,
+        Option<u32>,
+        Option<super::decode::IcmpKind>,
+    );
     const SHARDS: usize = 2;
     const BATCH: usize = 4096;
     std::thread::scope(|scope| {
@@ -240,7 +247,7 @@ pub fn correlate(
                 let mut c = Correlator::default();
                 for batch in rx {
                     for (order, iface, at, key, vni, kind) in batch {
-                        c.push_indexed(order, iface, at, key, vni, kind.as_deref());
+                        c.push_indexed(order, iface, at, key, vni, kind.as_ref());
                     }
                 }
                 c
@@ -259,7 +266,7 @@ pub fn correlate(
                 }
                 None => {
                     let f = super::decode(data, vxlan_ports);
-                    frame_key(&f).map(|(key, vni)| (key, vni, icmp_kind(&f).map(str::to_string)))
+                    frame_key(&f).map(|(key, vni)| (key, vni, icmp_kind(&f).cloned()))
                 }
             };
             let Some((key, vni, kind)) = keyed else {

@@ -39,7 +39,7 @@ pub struct Packet {
     pub line: String,
     /// What identifies the packet across interfaces (its key, the VNI it
     /// was carried in, the ICMP kind), kept from the one decode.
-    follow: Option<(correlate::PacketKey, Option<u32>, Option<String>)>,
+    follow: Option<(correlate::PacketKey, Option<u32>, Option<decode::IcmpKind>)>,
 }
 
 impl Packet {
@@ -49,7 +49,7 @@ impl Packet {
         Packet {
             line: format!("{iface:<10} {at:>9.6}  {}", f.line()),
             follow: correlate::frame_key(&f)
-                .map(|(key, vni)| (key, vni, correlate::icmp_kind(&f).map(str::to_string))),
+                .map(|(key, vni)| (key, vni, correlate::icmp_kind(&f).cloned())),
             iface,
             at,
             ts,
@@ -97,7 +97,7 @@ impl Buffer {
         let mut c = correlate::Correlator::default();
         for p in &self.packets {
             if let Some((key, vni, icmp)) = &p.follow {
-                c.push(&p.iface, p.at, *key, *vni, icmp.as_deref());
+                c.push(&p.iface, p.at, *key, *vni, icmp.as_ref());
             }
         }
         self.groups = c.groups().iter().map(correlate::group_line).collect();

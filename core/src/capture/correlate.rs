@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use std::net::IpAddr;
 
-use super::decode::{Frame, Net, Transport};
+use super::decode::{Frame, IcmpKind, Net, Transport};
 use super::view;
 
 /// One sighting of a packet.
@@ -89,8 +89,8 @@ pub fn frame_key(f: &Frame) -> Option<(PacketKey, Option<u32>)> {
             kind,
             id: Some(i),
             seq: Some(s),
-        }) if kind == "echo request" || kind == "echo reply" => L4Key::Echo {
-            request: kind == "echo request",
+        }) if kind.is_echo() => L4Key::Echo {
+            request: *kind == IcmpKind::EchoRequest,
             id: *i,
             seq: *s,
         },
@@ -103,7 +103,7 @@ pub fn frame_key(f: &Frame) -> Option<(PacketKey, Option<u32>)> {
         }) => L4Key::Tcp {
             sp: *src_port,
             dp: *dst_port,
-            flags: flag_bits(flags),
+            flags: flags.0,
             seq: *seq,
         },
         Some(Transport::Udp {
@@ -186,22 +186,9 @@ pub fn view_key(v: &view::View) -> (PacketKey, Option<u32>) {
     )
 }
 
-fn flag_bits(flags: &str) -> u8 {
-    flags.chars().fold(0, |b, c| {
-        b | match c {
-            'F' => 0x01,
-            'S' => 0x02,
-            'R' => 0x04,
-            'P' => 0x08,
-            '.' => 0x10,
-            _ => 0,
-        }
-    })
-}
-
 /// How a group names its packet: `10.2.2.50 > 10.2.0.42 icmp echo request
 /// id 5 seq 1 ipid 7`; other ICMP by the kind the decoder gave it.
-fn describe(k: &PacketKey, icmp_kind: Option<&str>) -> String {
+fn describe(k: &PacketKey, icmp_kind: Option<&IcmpKind>) -> String {
     use view::{addr, num};
     let mut o = Vec::with_capacity(80);
     addr(&mut o, k.src.to_be_bytes());
@@ -239,7 +226,10 @@ fn describe(k: &PacketKey, icmp_kind: Option<&str>) -> String {
         }
         L4Key::Icmp(_) => {
             o.extend_from_slice(b"icmp ");
-            o.extend_from_slice(icmp_kind.unwrap_or("?").as_bytes());
+            match icmp_kind {
+                Some(k) => o.extend_from_slice(k.to_string().as_bytes()),
+                None => o.push(b'?'),
+            }
         }
         L4Key::Proto(n) => {
             o.extend_from_slice(b"proto ");
@@ -299,7 +289,7 @@ impl Correlator {
         at: f64,
         key: PacketKey,
         vni: Option<u32>,
-        icmp_kind: Option<&str>,
+        icmp_kind: Option<&IcmpKind>,
     ) {
         // Most frames come from the interface of the frame before.
         let i = match self.last_label {
@@ -339,7 +329,7 @@ impl Correlator {
         at: f64,
         key: PacketKey,
         vni: Option<u32>,
-        icmp_kind: Option<&str>,
+        icmp_kind: Option<&IcmpKind>,
     ) {
         let seen = Seen { iface, at, vni };
         self.now = self.now.max(at);
@@ -429,10 +419,10 @@ impl Correlator {
 
 /// The kind of an ICMP message (of the VXLAN inner packet when there is
 /// one), which names groups of ICMP other than echo.
-pub fn icmp_kind(f: &Frame) -> Option<&str> {
+pub fn icmp_kind(f: &Frame) -> Option<&IcmpKind> {
     let inner = f.vxlan.as_ref().map(|x| &*x.inner).unwrap_or(f);
     match &inner.transport {
-        Some(Transport::Icmp { kind, .. }) => Some(kind.as_str()),
+        Some(Transport::Icmp { kind, .. }) => Some(kind),
         _ => None,
     }
 }

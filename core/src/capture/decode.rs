@@ -36,6 +36,90 @@ pub enum Net {
     },
 }
 
+/// TCP flags as the header carries them (FIN 0x01, SYN 0x02, RST 0x04,
+/// PSH 0x08, ACK 0x10), printed as tcpdump prints them (`S`, `S.`, `R.`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+
+    /// Whether every flag in `mask` is set.
+    pub fn has(self, mask: u8) -> bool {
+        self.0 & mask == mask
+    }
+    /// A connection's first packet: SYN and nothing else.
+    pub fn is_bare_syn(self) -> bool {
+        self.0 == Self::SYN
+    }
+}
+
+impl std::fmt::Display for TcpFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (bit, c) in [
+            (Self::SYN, 'S'),
+            (Self::FIN, 'F'),
+            (Self::RST, 'R'),
+            (Self::PSH, 'P'),
+            (Self::ACK, '.'),
+        ] {
+            if self.has(bit) {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for TcpFlags {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What an ICMP message is; printed as the capture lines name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IcmpKind {
+    EchoRequest,
+    EchoReply,
+    /// Destination unreachable, with etherparse's reason (`port`,
+    /// `fragmentationneeded { next_hop_mtu: 1400 }`, ...).
+    Unreachable(String),
+    /// Any other ICMPv4 type, by etherparse's name for it.
+    Other(String),
+    /// An ICMPv6 message by type number.
+    V6(u8),
+}
+
+impl IcmpKind {
+    /// An echo request or reply (what ping sends and gets).
+    pub fn is_echo(&self) -> bool {
+        matches!(self, IcmpKind::EchoRequest | IcmpKind::EchoReply)
+    }
+}
+
+impl std::fmt::Display for IcmpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IcmpKind::EchoRequest => f.write_str("echo request"),
+            IcmpKind::EchoReply => f.write_str("echo reply"),
+            IcmpKind::Unreachable(why) => write!(f, "unreachable {why}"),
+            IcmpKind::Other(name) => f.write_str(name),
+            IcmpKind::V6(t) => write!(f, "icmp6 type {t}"),
+        }
+    }
+}
+
+impl Serialize for IcmpKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// The transport layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "protocol", rename_all = "lowercase")]
@@ -43,7 +127,7 @@ pub enum Transport {
     Tcp {
         src_port: u16,
         dst_port: u16,
-        flags: String,
+        flags: TcpFlags,
         seq: u32,
         payload_len: usize,
     },
@@ -53,7 +137,7 @@ pub enum Transport {
         payload_len: usize,
     },
     Icmp {
-        kind: String,
+        kind: IcmpKind,
         id: Option<u16>,
         seq: Option<u16>,
     },
@@ -166,16 +250,16 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
     };
     match &p.transport {
         Some(TransportSlice::Tcp(t)) => {
-            let mut flags = String::new();
-            for (on, c) in [
-                (t.syn(), 'S'),
-                (t.fin(), 'F'),
-                (t.rst(), 'R'),
-                (t.psh(), 'P'),
-                (t.ack(), '.'),
+            let mut flags = TcpFlags::default();
+            for (on, bit) in [
+                (t.syn(), TcpFlags::SYN),
+                (t.fin(), TcpFlags::FIN),
+                (t.rst(), TcpFlags::RST),
+                (t.psh(), TcpFlags::PSH),
+                (t.ack(), TcpFlags::ACK),
             ] {
                 if on {
-                    flags.push(c);
+                    flags.0 |= bit;
                 }
             }
             let payload = t.payload();
@@ -206,20 +290,24 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
         Some(TransportSlice::Icmpv4(i)) => {
             let (kind, id, seq) = match i.icmp_type() {
                 etherparse::Icmpv4Type::EchoRequest(h) => {
-                    ("echo request".to_string(), Some(h.id), Some(h.seq))
+                    (IcmpKind::EchoRequest, Some(h.id), Some(h.seq))
                 }
                 etherparse::Icmpv4Type::EchoReply(h) => {
-                    ("echo reply".to_string(), Some(h.id), Some(h.seq))
+                    (IcmpKind::EchoReply, Some(h.id), Some(h.seq))
                 }
-                etherparse::Icmpv4Type::DestinationUnreachable(d) => {
-                    (format!("unreachable {d:?}").to_lowercase(), None, None)
-                }
+                etherparse::Icmpv4Type::DestinationUnreachable(d) => (
+                    IcmpKind::Unreachable(format!("{d:?}").to_lowercase()),
+                    None,
+                    None,
+                ),
                 other => (
-                    format!("{other:?}")
-                        .split(['(', ' ', '{'])
-                        .next()
-                        .unwrap_or("icmp")
-                        .to_lowercase(),
+                    IcmpKind::Other(
+                        format!("{other:?}")
+                            .split(['(', ' ', '{'])
+                            .next()
+                            .unwrap_or("icmp")
+                            .to_lowercase(),
+                    ),
                     None,
                     None,
                 ),
@@ -228,7 +316,7 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
         }
         Some(TransportSlice::Icmpv6(i)) => {
             f.transport = Some(Transport::Icmp {
-                kind: format!("icmp6 type {}", i.type_u8()),
+                kind: IcmpKind::V6(i.type_u8()),
                 id: None,
                 seq: None,
             })
@@ -466,7 +554,7 @@ mod tests {
         assert_eq!(
             x.inner.transport,
             Some(Transport::Icmp {
-                kind: "echo request".into(),
+                kind: IcmpKind::EchoRequest,
                 id: Some(5),
                 seq: Some(1)
             })

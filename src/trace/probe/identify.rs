@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::verdict::{Direction, Seen};
 use crate::capture::Frame;
-use crate::capture::decode::{Net, Transport};
+use crate::capture::decode::{IcmpKind, Net, TcpFlags, Transport};
 
 /// The sightings of the probe among `(label, at, frame)`, in time order.
 pub fn identify(frames: &[(String, f64, Frame)], proto: &str, tag: u16, src: IpAddr) -> Vec<Seen> {
@@ -52,7 +52,7 @@ fn syn_from(t: &Option<Transport>) -> Option<u16> {
     match t {
         Some(Transport::Tcp {
             src_port, flags, ..
-        }) if flags == "S" => Some(*src_port),
+        }) if flags.is_bare_syn() => Some(*src_port),
         _ => None,
     }
 }
@@ -110,9 +110,9 @@ impl Probe<'_> {
                 },
                 "tcp",
             ) => {
-                if flags == "S" && self.senders.contains(&(s, *src_port)) {
+                if flags.is_bare_syn() && self.senders.contains(&(s, *src_port)) {
                     Some(Direction::Request)
-                } else if (flags.contains('S') || flags.contains('R'))
+                } else if (flags.has(TcpFlags::SYN) || flags.has(TcpFlags::RST))
                     && self.senders.contains(&(d, *dst_port))
                 {
                     Some(Direction::Reply)
@@ -136,10 +136,10 @@ impl Probe<'_> {
             }
             (Transport::Icmp { kind, id, .. }, _) => {
                 let ours = self.proto == "icmp" && *id == Some(self.tag);
-                match kind.as_str() {
-                    "echo request" if ours => Some(Direction::Request),
-                    "echo reply" if ours => Some(Direction::Reply),
-                    "echo request" | "echo reply" => None,
+                match kind {
+                    IcmpKind::EchoRequest if ours => Some(Direction::Request),
+                    IcmpKind::EchoReply if ours => Some(Direction::Reply),
+                    IcmpKind::EchoRequest | IcmpKind::EchoReply => None,
                     // An ICMP error on its way back to the sender.
                     _ if self.source_ips.contains(&d) => Some(Direction::Reply),
                     _ => None,
