@@ -325,7 +325,7 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=knetdoctor::lab::topology::MAX_PODS_PER_NODE as u64))]
         pods_per_node: usize,
         /// Which iptables the nodes use.
-        #[arg(long, value_enum, default_value_t = IptablesBackend::Nft)]
+        #[arg(long, default_value = "nft", value_parser = values::iptables_backend())]
         iptables: IptablesBackend,
         /// Also publish the lab's objects to the API server in this kubeconfig
         /// (and keep them in step on break/heal), so commands can run live with --kubeconfig.
@@ -338,7 +338,7 @@ pub enum LabCommand {
         control_plane: bool,
         /// The Kubernetes version of --control-plane (built once, offline:
         /// scripts/build-apiserver.sh for 1.20, scripts/build-k8s-1.32.sh for 1.32).
-        #[arg(long, value_enum, default_value = "1.20", requires = "control_plane")]
+        #[arg(long, default_value = "1.20", requires = "control_plane", value_parser = values::k8s_version())]
         k8s: knetdoctor::lab::control_plane::K8sVersion,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
@@ -363,7 +363,7 @@ pub enum LabCommand {
         #[command(flatten)]
         name: LabName,
         /// The fault to inject.
-        #[arg(required_unless_present = "list")]
+        #[arg(required_unless_present = "list", value_parser = values::fault())]
         fault: Option<Fault>,
         /// The node to break (default k8s-node-12).
         #[arg(long)]

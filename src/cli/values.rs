@@ -48,13 +48,41 @@ pub fn repair_id(text: &str) -> Result<String, String> {
     }
 }
 
-/// A repair category by the name `--only` takes, the names listed in
-/// `--help` (the domain enum knows its names; clap only asks it).
-pub fn category() -> impl clap::builder::TypedValueParser<Value = knetdoctor::repair::Category> {
+/// One of `all` by its name, the names listed in `--help`: the domain
+/// enums know their names; clap only asks them (they derive nothing of it).
+fn named<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
     use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(all.iter().map(|t| name(*t)))
+        .map(move |s| *all.iter().find(|t| name(**t) == s).expect("a listed name"))
+}
+
+/// A repair category (`--only`).
+pub fn category() -> impl clap::builder::TypedValueParser<Value = knetdoctor::repair::Category> {
     use knetdoctor::repair::Category;
-    clap::builder::PossibleValuesParser::new(Category::ALL.map(Category::name))
-        .map(|s| s.parse::<Category>().expect("a listed name"))
+    named(&Category::ALL, Category::name)
+}
+
+/// A lab fault (`lab break`).
+pub fn fault() -> impl clap::builder::TypedValueParser<Value = knetdoctor::lab::Fault> {
+    use knetdoctor::lab::Fault;
+    named(Fault::all(), Fault::name)
+}
+
+/// The lab's iptables backend (`--iptables`).
+pub fn iptables_backend()
+-> impl clap::builder::TypedValueParser<Value = knetdoctor::lab::IptablesBackend> {
+    use knetdoctor::lab::IptablesBackend;
+    named(&IptablesBackend::ALL, IptablesBackend::name)
+}
+
+/// The control plane's Kubernetes version (`--k8s`).
+pub fn k8s_version()
+-> impl clap::builder::TypedValueParser<Value = knetdoctor::lab::control_plane::K8sVersion> {
+    use knetdoctor::lab::control_plane::K8sVersion;
+    named(&K8sVersion::ALL, K8sVersion::name)
 }
 
 /// Bytes kept of each frame: 1 to 262144 (tcpdump's `-s 0`, "all of it",

@@ -13,7 +13,7 @@ use crate::model::flannel::VTEP_DEVICE;
 use crate::model::kube_proxy::ServicePort;
 
 /// A fault the lab can inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
     RouteMissing,
@@ -59,14 +59,50 @@ pub const WRONG_INGRESS_PORT: i32 = 8080;
 impl Fault {
     /// Every fault, in `--list` order (the declaration order).
     pub fn all() -> &'static [Fault] {
-        <Fault as clap::ValueEnum>::value_variants()
+        &[
+            Fault::RouteMissing,
+            Fault::RouteWrongGw,
+            Fault::NeighMissing,
+            Fault::NeighWrongMac,
+            Fault::FdbMissing,
+            Fault::FdbStaleDst,
+            Fault::VtepDown,
+            Fault::VtepMtu,
+            Fault::Cni0AddrWrong,
+            Fault::IpForwardOff,
+            Fault::ForwardDrop,
+            Fault::PodVethDown,
+            Fault::SvcChainMissing,
+            Fault::SepStale,
+            Fault::NodeportMissing,
+            Fault::MasqMissing,
+            Fault::DnsDown,
+            Fault::IngressBackendPort,
+        ]
     }
 
-    /// The kebab-case name used on the command line.
-    pub fn name(self) -> String {
-        clap::ValueEnum::to_possible_value(&self)
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default()
+    /// The kebab-case name used on the command line (and in JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::RouteMissing => "route-missing",
+            Fault::RouteWrongGw => "route-wrong-gw",
+            Fault::NeighMissing => "neigh-missing",
+            Fault::NeighWrongMac => "neigh-wrong-mac",
+            Fault::FdbMissing => "fdb-missing",
+            Fault::FdbStaleDst => "fdb-stale-dst",
+            Fault::VtepDown => "vtep-down",
+            Fault::VtepMtu => "vtep-mtu",
+            Fault::Cni0AddrWrong => "cni0-addr-wrong",
+            Fault::IpForwardOff => "ip-forward-off",
+            Fault::ForwardDrop => "forward-drop",
+            Fault::PodVethDown => "pod-veth-down",
+            Fault::SvcChainMissing => "svc-chain-missing",
+            Fault::SepStale => "sep-stale",
+            Fault::NodeportMissing => "nodeport-missing",
+            Fault::MasqMissing => "masq-missing",
+            Fault::DnsDown => "dns-down",
+            Fault::IngressBackendPort => "ingress-backend-port",
+        }
     }
 
     /// Where the fault lands.
@@ -425,5 +461,29 @@ pub fn transform_ruleset(
             nat.rename_chain(&old, &new);
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::IptablesBackend;
+    use crate::lab::control_plane::K8sVersion;
+
+    /// The names the command line takes are the names JSON and the state
+    /// file carry: one vocabulary, written once per enum.
+    #[test]
+    fn command_line_names_are_the_serialized_names() {
+        let json = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        for f in Fault::all() {
+            assert_eq!(json(serde_json::to_value(f).unwrap()), f.name());
+        }
+        assert_eq!(Fault::all().len(), 18);
+        for b in IptablesBackend::ALL {
+            assert_eq!(json(serde_json::to_value(b).unwrap()), b.name());
+        }
+        for v in K8sVersion::ALL {
+            assert_eq!(json(serde_json::to_value(v).unwrap()), v.name());
+        }
     }
 }

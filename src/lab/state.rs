@@ -11,7 +11,7 @@ use super::topology::Topology;
 use crate::error::{Error, Result};
 
 /// Which iptables the lab's nodes use (both exist on Debian).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IptablesBackend {
     /// iptables-nft: the nf_tables kernel API (Debian's default).
@@ -21,6 +21,17 @@ pub enum IptablesBackend {
 }
 
 impl IptablesBackend {
+    /// Both, Debian's default first.
+    pub const ALL: [IptablesBackend; 2] = [IptablesBackend::Nft, IptablesBackend::Legacy];
+
+    /// The name `--iptables` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            IptablesBackend::Nft => "nft",
+            IptablesBackend::Legacy => "legacy",
+        }
+    }
+
     /// The restore tool for this backend.
     pub fn restore(self) -> &'static str {
         match self {

@@ -29,19 +29,28 @@ use super::state::LabState;
 use crate::error::{Error, Result};
 
 /// The Kubernetes version the control plane runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum K8sVersion {
     /// 1.20, from Debian's kubernetes source (scripts/build-apiserver.sh).
-    #[value(name = "1.20")]
     #[serde(rename = "1.20")]
     V1_20,
     /// 1.32, from shared/k8s-1.32 (scripts/build-k8s-1.32.sh).
-    #[value(name = "1.32")]
     #[serde(rename = "1.32")]
     V1_32,
 }
 
 impl K8sVersion {
+    /// Both versions the lab runs.
+    pub const ALL: [K8sVersion; 2] = [K8sVersion::V1_20, K8sVersion::V1_32];
+
+    /// The version as `--k8s` takes it and JSON prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            K8sVersion::V1_20 => "1.20",
+            K8sVersion::V1_32 => "1.32",
+        }
+    }
+
     fn cache_dir(self) -> &'static str {
         match self {
             K8sVersion::V1_20 => "k8s-1.20",
