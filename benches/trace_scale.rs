@@ -15,6 +15,7 @@ use std::time::Instant;
 use knetdoctor::dataplane::iptables::save;
 use knetdoctor::dataplane::state::IptablesBackendState;
 use knetdoctor::synthetic::{self, Size};
+use knetdoctor::trace::Proto;
 use knetdoctor::trace::resolve::{End, classify_ip};
 use knetdoctor::trace::sim::{World, trace};
 
@@ -109,7 +110,13 @@ fn main() {
     let end = |ip: IpAddr| classify_ip(&cluster, ip);
 
     if std::env::var("KD_BENCH_DEBUG").is_ok() {
-        let t = trace(&world, &end(pods[0].2), &end(pods[1].2), "tcp", Some(8080));
+        let t = trace(
+            &world,
+            &end(pods[0].2),
+            &end(pods[1].2),
+            Proto::Tcp,
+            Some(8080),
+        );
         println!("{}", knetdoctor::trace::text::render(&t));
     }
     // Single traces: pod -> pod across nodes, and pod -> Service through node 0's kube-proxy rules.
@@ -121,7 +128,7 @@ fn main() {
         if a.2 == b.2 {
             continue;
         }
-        reachable += trace(&world, &end(a.2), &end(b.2), "tcp", Some(8080)).reachable as usize;
+        reachable += trace(&world, &end(a.2), &end(b.2), Proto::Tcp, Some(8080)).reachable as usize;
     }
     let per_pod = t.elapsed().as_secs_f64() / samples as f64;
     let src0 = pods
@@ -150,7 +157,7 @@ fn main() {
                 ip: svc_ip,
                 port: Some(80),
             },
-            "tcp",
+            Proto::Tcp,
             Some(80),
         )
         .reachable as usize;
@@ -171,7 +178,7 @@ fn main() {
         for b in &pods {
             if a.2 != b.2 {
                 pairs += 1;
-                ok += trace(&world, &src, &end(b.2), "tcp", Some(8080)).reachable as usize;
+                ok += trace(&world, &src, &end(b.2), Proto::Tcp, Some(8080)).reachable as usize;
             }
         }
     }

@@ -4,6 +4,7 @@
 //! source sits 42 bytes past the UDP header (UDP 8 + VXLAN 8 + Ethernet 14
 //! + 12) and the destination 46.
 
+use crate::trace::Proto;
 use std::net::Ipv4Addr;
 
 /// A filter matching traffic to or from any of `ips`, plain or carried in
@@ -38,21 +39,21 @@ pub fn for_addresses(ips: &[Ipv4Addr], vxlan_ports: &[u16]) -> String {
 /// port either way, ICMP echo by its id, ICMP errors, plain and inside
 /// VXLAN (inner IPv4 without options: protocol at udp[39], the transport
 /// header at udp[50]).
-pub fn for_probe(proto: &str, tag: u16, vxlan_ports: &[u16]) -> String {
+pub fn for_probe(proto: Proto, tag: u16, vxlan_ports: &[u16]) -> String {
     let (plain, inner) = match proto {
-        "icmp" => (
+        Proto::Icmp => (
             format!("icmp[4:2] = {tag} or icmp[0] = 3 or icmp[0] = 11"),
             format!("udp[39] = 1 and (udp[54:2] = {tag} or udp[50] = 3 or udp[50] = 11)"),
         ),
         // Every SYN and RST for the moment the probe runs: masquerade may
         // give the SYN another source port (`--random-fully`); it is then
         // recognised by its IP id.
-        "tcp" => (
+        Proto::Tcp => (
             "tcp[tcpflags] & (tcp-syn|tcp-rst) != 0 or icmp[0] = 3 or icmp[0] = 11".to_string(),
             "(udp[39] = 6 and udp[63] & 0x06 != 0) or (udp[39] = 1 and (udp[50] = 3 or udp[50] = 11))"
                 .to_string(),
         ),
-        _ => (
+        Proto::Udp => (
             format!("udp port {tag} or icmp[0] = 3 or icmp[0] = 11"),
             format!(
                 "(udp[39] = 17 and (udp[50:2] = {tag} or udp[52:2] = {tag})) or (udp[39] = 1 and (udp[50] = 3 or udp[50] = 11))"

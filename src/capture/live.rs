@@ -23,6 +23,9 @@ pub struct Captured {
     /// The interface's label: its name, or `node/name` when several nodes
     /// are captured.
     pub iface: String,
+    /// Which of the spec's interfaces it came from (its place in
+    /// `Spec::interfaces`), for callers that know them by more than a label.
+    pub index: usize,
     /// Since the capture started, by the kernel's timestamp of the frame (not
     /// when this process read it: interfaces are read by different threads).
     pub at: Duration,
@@ -54,6 +57,8 @@ pub struct Iface {
     pub netns: Netns,
     /// Its name in that namespace.
     pub name: String,
+    /// The node it belongs to, when captures span nodes.
+    pub node: Option<String>,
     /// How its frames are labelled: the name, or `node/name`.
     pub label: String,
 }
@@ -66,6 +71,7 @@ impl Iface {
             .map(|n| Iface {
                 netns: netns.clone(),
                 name: n.clone(),
+                node: prefix.map(str::to_string),
                 label: prefix
                     .map(|p| format!("{p}/{n}"))
                     .unwrap_or_else(|| n.clone()),
@@ -104,11 +110,12 @@ pub fn start(spec: &Spec) -> Result<Running> {
     let mut threads = Vec::new();
     let (ready_tx, ready_rx) =
         sync_channel::<std::result::Result<(), String>>(spec.interfaces.len());
-    for iface in &spec.interfaces {
+    for (index, iface) in spec.interfaces.iter().enumerate() {
         let dropped = Arc::new(AtomicU64::new(0));
         let netns = iface.netns.clone();
         let name = iface.label.clone();
         let worker = Worker {
+            index,
             iface: iface.name.clone(),
             label: iface.label.clone(),
             filter: spec.filter.clone(),
@@ -155,6 +162,8 @@ pub fn start(spec: &Spec) -> Result<Running> {
 
 /// One interface's capture, on a thread of its own inside its namespace.
 struct Worker {
+    /// Its place in the spec.
+    index: usize,
     iface: String,
     /// `node/iface` or `iface`, as frames are labelled.
     label: String,
@@ -173,6 +182,7 @@ struct Worker {
 impl Worker {
     fn run(self) -> Result<IfaceStats> {
         let Worker {
+            index,
             iface,
             label,
             filter,
@@ -218,6 +228,7 @@ impl Worker {
                         (p.header.ts.tv_usec.max(0) as u32).saturating_mul(1000),
                     );
                     let frame = Captured {
+                        index,
                         iface: label.to_string(),
                         at: ts.saturating_sub(started),
                         ts,

@@ -175,14 +175,6 @@ pub struct CaptureArgs {
     pub output: Output,
 }
 
-/// The protocol a trace follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Icmp,
-}
-
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// Where from: a pod (ns/name, or name with -n), a pod IP, or an outside address.
@@ -195,8 +187,9 @@ pub struct TraceArgs {
     /// The destination port (a Service's port defaults to its first).
     #[arg(long, value_parser = values::port)]
     pub port: Option<u16>,
-    #[arg(long, value_enum, default_value_t = Proto::Tcp)]
-    pub proto: Proto,
+    /// The protocol the trace follows (and a probe sends).
+    #[arg(long, default_value = "tcp", value_parser = values::proto())]
+    pub proto: knetdoctor::trace::Proto,
     /// Also send a real packet from the source's namespace, capture it on
     /// every interface of the path (both nodes), trace it through netfilter,
     /// and say where it was last seen and whether a reply came back.

@@ -65,6 +65,12 @@ pub fn category() -> impl clap::builder::TypedValueParser<Value = knetdoctor::re
     named(&Category::ALL, Category::name)
 }
 
+/// The protocol of a trace (`--proto`).
+pub fn proto() -> impl clap::builder::TypedValueParser<Value = knetdoctor::trace::Proto> {
+    use knetdoctor::trace::Proto;
+    named(&Proto::ALL, Proto::name)
+}
+
 /// A lab fault (`lab break`).
 pub fn fault() -> impl clap::builder::TypedValueParser<Value = knetdoctor::lab::Fault> {
     use knetdoctor::lab::Fault;

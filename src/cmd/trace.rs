@@ -12,9 +12,8 @@ pub fn run(a: TraceArgs) -> Result<u8> {
     let g = target.gather(None)?;
     let src = resolve::resolve(&g.cluster, &a.src, &a.namespace)?;
     let dst = resolve::resolve(&g.cluster, &a.dst, &a.namespace)?;
-    let proto = format!("{:?}", a.proto).to_lowercase();
     let world = sim::World::new(&g.cluster, &g.states, &g.findings);
-    let t = sim::trace(&world, &src, &dst, &proto, a.port);
+    let t = sim::trace(&world, &src, &dst, a.proto, a.port);
     if !a.probe {
         match a.output {
             Output::Json => json(&t),

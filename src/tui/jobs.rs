@@ -164,7 +164,7 @@ fn trace_text(s: &Snapshot, from: &str, to: &str) -> Result<String> {
     let src = resolve::resolve(&s.cluster, from, "default")?;
     let dst = resolve::resolve(&s.cluster, to, "default")?;
     let world = sim::World::new(&s.cluster, &s.states, &s.findings);
-    let t = sim::trace(&world, &src, &dst, "tcp", None);
+    let t = sim::trace(&world, &src, &dst, crate::trace::Proto::Tcp, None);
     // The text carries the terminal styles `trace` prints with; the
     // dashboard draws its own.
     Ok(anstream::adapter::strip_str(&text::render(&t)).to_string())
@@ -194,7 +194,7 @@ fn probe_text(source: &Source, from: &str, to: &str) -> Result<String> {
     let src = resolve::resolve(&g.cluster, from, "default")?;
     let dst = resolve::resolve(&g.cluster, to, "default")?;
     let world = sim::World::new(&g.cluster, &g.states, &g.findings);
-    let t = sim::trace(&world, &src, &dst, "tcp", None);
+    let t = sim::trace(&world, &src, &dst, crate::trace::Proto::Tcp, None);
     let opts = probe::Options {
         nodes: target.reachable(),
         pods: target.pod_namespaces(),

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::check::{Finding, FindingId, Subject};
+use crate::check::{Finding, FindingId, ObjectRef, Subject};
 use crate::inspect::chain::{self, LinkedView};
 use crate::model::{Cluster, dns};
 
@@ -247,6 +247,7 @@ fn node_view(cluster: &Cluster, findings: &[Finding], name: &str) -> LinkedView 
         kind: "Node".into(),
         text: name.to_string(),
         ok: None,
+        target: Some(ObjectRef::node(name)),
     }];
     for p in cluster.pods_on(name) {
         let ip = p.status.as_ref().and_then(|s| s.pod_ip.as_deref());
@@ -255,10 +256,15 @@ fn node_view(cluster: &Cluster, findings: &[Finding], name: &str) -> LinkedView 
             kind: "Pod".into(),
             text: format!("{}  {}", qualified(&p.metadata), ip.unwrap_or("-")),
             ok: None,
+            target: Some(ObjectRef::namespaced(
+                "Pod",
+                p.metadata.namespace.as_deref().unwrap_or(""),
+                p.metadata.name.clone().unwrap_or_default(),
+            )),
         });
     }
     LinkedView {
-        object: crate::check::ObjectRef::new("Node", name),
+        object: ObjectRef::node(name),
         lines,
         findings: findings
             .iter()
@@ -270,18 +276,13 @@ fn node_view(cluster: &Cluster, findings: &[Finding], name: &str) -> LinkedView 
 
 /// The object a line of a linked view names, to drill into it.
 pub fn target_of(line: &chain::Line) -> Option<(Kind, String)> {
-    let kind = match line.kind.as_str() {
-        "Ingress" => Kind::Ingress,
-        "Service" => Kind::Service,
-        "Pod" => Kind::Pod,
-        "Node" => Kind::Node,
-        _ => return None,
+    let o = line.target.as_ref()?;
+    let kind = Kind::ALL.into_iter().find(|k| k.object_kind() == o.kind)?;
+    let name = match &o.namespace {
+        Some(ns) => format!("{ns}/{}", o.name),
+        None => o.name.clone(),
     };
-    let word = match line.text.strip_prefix("reached from Ingress ") {
-        Some(rest) => rest.split_whitespace().next(),
-        None => line.text.split_whitespace().next(),
-    }?;
-    Some((kind, word.trim_end_matches(':').to_string()))
+    Some((kind, name))
 }
 
 #[cfg(test)]
@@ -318,20 +319,47 @@ mod tests {
 
     #[test]
     fn drill_down_names_the_object_of_a_line() {
-        let line = |kind: &str, text: &str| chain::Line {
+        // The object a line is about is its typed target, whatever its text says.
+        let line = |kind: &str, text: &str, target: Option<ObjectRef>| chain::Line {
             depth: 1,
             kind: kind.into(),
             text: text.into(),
             ok: None,
+            target,
         };
         assert_eq!(
-            target_of(&line("Pod", "ns/web-1  10.2.1.5  Ready  on n1")),
+            target_of(&line(
+                "Pod",
+                "ns/other  10.2.1.5  Ready  on n1",
+                Some(ObjectRef::namespaced("Pod", "ns", "web-1"))
+            )),
             Some((Kind::Pod, "ns/web-1".into()))
         );
         assert_eq!(
-            target_of(&line("Ingress", "reached from Ingress ns/web")),
+            target_of(&line(
+                "Ingress",
+                "reached from Ingress ns/web",
+                Some(ObjectRef::namespaced("Ingress", "ns", "web"))
+            )),
             Some((Kind::Ingress, "ns/web".into()))
         );
-        assert_eq!(target_of(&line("dns", "a.b -> 1.2.3.4")), None);
+        assert_eq!(target_of(&line("dns", "a.b -> 1.2.3.4", None)), None);
+        // Every Pod, Service and Node line of a real linked view has one.
+        let (cluster, state) = crate::check::fixtures::seed();
+        let states = vec![("k8s-node-12".to_string(), state)];
+        let findings = crate::check::run(&cluster, &states);
+        let v = chain::service(
+            &cluster,
+            &states,
+            &findings,
+            "test-svc-ns/linux0224-nginx",
+            "default",
+        )
+        .unwrap();
+        for l in v.lines.iter().filter(|l| {
+            ["Pod", "Service", "Node"].contains(&l.kind.as_str()) && l.ok != Some(false)
+        }) {
+            assert!(target_of(l).is_some(), "{l:?}");
+        }
     }
 }

@@ -368,7 +368,7 @@ fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
     let world = crate::trace::sim::World::new(&c, &nodes, &findings);
     let src = crate::trace::resolve::resolve(&c, "192.168.56.254", "default").unwrap();
     let dst = crate::trace::resolve::resolve(&c, "k8s-node-12:30005", "default").unwrap();
-    let t = crate::trace::sim::trace(&world, &src, &dst, "tcp", None);
+    let t = crate::trace::sim::trace(&world, &src, &dst, crate::trace::Proto::Tcp, None);
     let labels: Vec<&str> = t.branches.iter().map(|b| b.label.as_str()).collect();
     assert_eq!(labels.len(), 3, "{labels:?}");
     assert!(
@@ -384,7 +384,7 @@ fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
         "default",
     )
     .unwrap();
-    let t = crate::trace::sim::trace(&world, &pod, &svc, "tcp", None);
+    let t = crate::trace::sim::trace(&world, &pod, &svc, crate::trace::Proto::Tcp, None);
     assert_eq!(t.branches.len(), 3, "{:?}", t.hops);
 }
 
@@ -515,7 +515,11 @@ fn real_rulesets_are_healthy_and_traced_to_their_own_dnat_targets() {
                 "default",
             )
             .unwrap();
-            let t = crate::trace::sim::trace(&world, &pod, &dst, &sp.protocol, Some(sp.port));
+            let proto = crate::trace::Proto::ALL
+                .into_iter()
+                .find(|p| p.name() == sp.protocol)
+                .unwrap();
+            let t = crate::trace::sim::trace(&world, &pod, &dst, proto, Some(sp.port));
             let traced: BTreeSet<String> = t
                 .branches
                 .iter()
@@ -532,7 +536,7 @@ fn real_rulesets_are_healthy_and_traced_to_their_own_dnat_targets() {
         }
         let outside = crate::trace::resolve::resolve(&c, "192.168.56.254", "default").unwrap();
         let np = crate::trace::resolve::resolve(&c, &format!("{node}:30005"), "default").unwrap();
-        let t = crate::trace::sim::trace(&world, &outside, &np, "tcp", None);
+        let t = crate::trace::sim::trace(&world, &outside, &np, crate::trace::Proto::Tcp, None);
         assert_eq!(t.branches.len(), 3, "{name}: NodePort 30005: {:?}", t.hops);
     }
 }

@@ -26,6 +26,10 @@ pub struct Line {
     pub text: String,
     /// Whether the link holds (`None`: nothing to verify).
     pub ok: Option<bool>,
+    /// The object the line is about, for following the link (the
+    /// dashboard's Enter) without reading it back out of `text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<ObjectRef>,
 }
 
 /// The linked view of one object.
@@ -123,7 +127,15 @@ impl<'a> Builder<'a> {
             kind: kind.into(),
             text: text.into(),
             ok,
+            target: None,
         });
+    }
+
+    /// The last line is about `o`.
+    fn to(&mut self, o: ObjectRef) {
+        if let Some(l) = self.lines.last_mut() {
+            l.target = Some(o);
+        }
     }
 
     /// The first finding on `node` that names `s`: the linked view marks
@@ -182,6 +194,7 @@ impl<'a> Builder<'a> {
             ),
             Some(ready),
         );
+        self.to(ObjectRef::namespaced("Pod", &ns, &name));
         self.node(&node, ip.parse().ok(), depth + 1);
     }
 
@@ -202,6 +215,7 @@ impl<'a> Builder<'a> {
                     ),
                     Some(true),
                 );
+                self.to(ObjectRef::node(node));
                 if let (Some(ip), Some(state)) = (pod_ip, self.state(node)) {
                     let att = state
                         .attachments
@@ -272,7 +286,10 @@ impl<'a> Builder<'a> {
                     );
                 }
             }
-            Some(Err(e)) => self.line(depth, "Node", format!("{node}: {e}"), Some(false)),
+            Some(Err(e)) => {
+                self.line(depth, "Node", format!("{node}: {e}"), Some(false));
+                self.to(ObjectRef::node(node));
+            }
             None => self.line(
                 depth,
                 "Node",
@@ -301,6 +318,7 @@ impl<'a> Builder<'a> {
             ),
             None,
         );
+        self.to(ObjectRef::namespaced("Service", &ns, &name));
         self.line(
             depth + 1,
             "dns",
@@ -451,6 +469,7 @@ pub fn pod(
             ),
             Some(is_ep),
         );
+        b.to(ObjectRef::namespaced("Service", &ns, &sname));
         b.related.push(ObjectRef::namespaced("Service", &ns, sname));
     }
     Ok(b.finish(ObjectRef::namespaced("Pod", &ns, n)))
@@ -469,6 +488,8 @@ pub fn service(
     let mut b = Builder::new(cluster, nodes, findings);
     for ing in ingresses_to(cluster, &ns, &n) {
         b.line(0, "Ingress", format!("reached from Ingress {ing}"), None);
+        let (ins, iname) = split(&ing, &ns);
+        b.to(ObjectRef::namespaced("Ingress", &ins, iname));
     }
     b.service(svc, 0);
     Ok(b.finish(ObjectRef::namespaced("Service", &ns, n)))
@@ -534,6 +555,7 @@ pub fn ingress(
         ),
         Some(controller.is_some() || cluster.ingress_classes.is_empty()),
     );
+    b.to(ObjectRef::namespaced("Ingress", &ns, n.clone()));
     for rule in spec.rules.iter().flatten() {
         for p in rule.http.iter().flat_map(|h| &h.paths) {
             let Some(backend) = &p.backend.service else {
@@ -668,6 +690,7 @@ pub fn dns_name(
             ),
             Some(ready > 0),
         );
+        b.to(ObjectRef::namespaced("Service", "kube-system", "kube-dns"));
         b.related
             .push(ObjectRef::namespaced("Service", "kube-system", "kube-dns"));
     }

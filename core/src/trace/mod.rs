@@ -95,6 +95,11 @@ pub struct Hop {
     pub evidence: String,
     /// The finding of `check` that explains a drop, with its repair.
     pub finding: Option<Box<Finding>>,
+    /// The MTU of the device this hop crosses, where it bounds the path
+    /// (the destination's veth, flannel.1): the trace's path MTU is the
+    /// smallest. Typed here, never read back from the evidence text.
+    #[serde(skip)]
+    pub mtu: Option<u32>,
 }
 
 /// One way through (a Service has one per endpoint).
@@ -106,12 +111,41 @@ pub struct Branch {
     pub reachable: bool,
 }
 
+/// The protocol a trace follows (and a probe sends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl Proto {
+    /// Every protocol, as `--proto` lists them.
+    pub const ALL: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Icmp];
+
+    /// The name kube-proxy's rules, IPVS and the command line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A whole trace.
 #[derive(Debug, Clone, Serialize)]
 pub struct Trace {
     pub source: String,
     pub destination: String,
-    pub protocol: String,
+    pub protocol: Proto,
     pub port: Option<u16>,
     /// Hops before the path forks (DNS, leaving the pod, DNAT).
     pub hops: Vec<Hop>,
@@ -128,9 +162,9 @@ pub struct Trace {
 /// The protocol, address, port and (for a URL) HTTP host and path the source sends to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SentTo {
-    /// `tcp`, `udp` or `icmp`: the trace's, or `udp` for the DNS query
-    /// when name resolution is where the trace stops.
-    pub proto: String,
+    /// The trace's, or `udp` for the DNS query when name resolution is
+    /// where the trace stops.
+    pub proto: Proto,
     pub ip: std::net::IpAddr,
     pub port: Option<u16>,
     pub http: Option<(String, String)>,
@@ -163,11 +197,18 @@ impl Hop {
             reason: None,
             evidence: String::new(),
             finding: None,
+            mtu: None,
         }
     }
 
     fn evidence(mut self, e: impl Into<String>) -> Self {
         self.evidence = e.into();
+        self
+    }
+
+    /// The hop crosses a device of MTU `mtu`.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
         self
     }
 

@@ -2,15 +2,16 @@
 //! port or echo id, and — where masquerade gave the SYN another source port
 //! — by the IP id it kept; replies are what answers one of those.
 
+use crate::trace::Proto;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::verdict::{Direction, Seen};
+use super::verdict::{Direction, Place, Seen};
 use crate::capture::Frame;
 use crate::capture::decode::{IcmpKind, Net, TcpFlags, Transport};
 
-/// The sightings of the probe among `(label, at, frame)`, in time order.
-pub fn identify(frames: &[(String, f64, Frame)], proto: &str, tag: u16, src: IpAddr) -> Vec<Seen> {
+/// The sightings of the probe among `(place, at, frame)`, in time order.
+pub fn identify(frames: &[(Place, f64, Frame)], proto: Proto, tag: u16, src: IpAddr) -> Vec<Seen> {
     let senders = senders(frames, proto, tag, src);
     let source_ips: HashSet<IpAddr> = senders.iter().map(|(ip, _)| *ip).collect();
     let probe = Probe {
@@ -22,10 +23,10 @@ pub fn identify(frames: &[(String, f64, Frame)], proto: &str, tag: u16, src: IpA
     };
     let mut seen: Vec<Seen> = frames
         .iter()
-        .filter_map(|(label, at, f)| {
+        .filter_map(|(place, at, f)| {
             let (s, d, _, t) = view(f)?;
             Some(Seen {
-                at_iface: label.clone(),
+                at_iface: place.clone(),
                 direction: probe.direction(s, d, t.as_ref())?,
                 at: *at,
                 packet: f.line(),
@@ -60,14 +61,14 @@ fn syn_from(t: &Option<Transport>) -> Option<u16> {
 /// The (address, port) pairs the probe is sent from: as sent, then the
 /// same SYN (by IP ID) after any SNAT on the way.
 fn senders(
-    frames: &[(String, f64, Frame)],
-    proto: &str,
+    frames: &[(Place, f64, Frame)],
+    proto: Proto,
     tag: u16,
     src: IpAddr,
 ) -> HashSet<(IpAddr, u16)> {
     let mut senders: HashSet<(IpAddr, u16)> = HashSet::new();
     senders.insert((src, tag));
-    if proto != "tcp" {
+    if proto != Proto::Tcp {
         return senders;
     }
     let ids: HashSet<u16> = frames
@@ -89,7 +90,7 @@ fn senders(
 
 /// What the probe was and who sent it, to tell its frames from others.
 struct Probe<'a> {
-    proto: &'a str,
+    proto: Proto,
     tag: u16,
     src: IpAddr,
     senders: &'a HashSet<(IpAddr, u16)>,
@@ -108,7 +109,7 @@ impl Probe<'_> {
                     flags,
                     ..
                 },
-                "tcp",
+                Proto::Tcp,
             ) => {
                 if flags.is_bare_syn() && self.senders.contains(&(s, *src_port)) {
                     Some(Direction::Request)
@@ -124,7 +125,7 @@ impl Probe<'_> {
                 Transport::Udp {
                     src_port, dst_port, ..
                 },
-                "udp",
+                Proto::Udp,
             ) => {
                 if *src_port == self.tag && s == self.src {
                     Some(Direction::Request)
@@ -135,7 +136,7 @@ impl Probe<'_> {
                 }
             }
             (Transport::Icmp { kind, id, .. }, _) => {
-                let ours = self.proto == "icmp" && *id == Some(self.tag);
+                let ours = self.proto == Proto::Icmp && *id == Some(self.tag);
                 match kind {
                     IcmpKind::EchoRequest if ours => Some(Direction::Request),
                     IcmpKind::EchoReply if ours => Some(Direction::Reply),
@@ -198,9 +199,13 @@ mod tests {
         let node = [192, 168, 56, 11];
         let masq = [10, 2, 1, 0];
         let pod = [10, 2, 0, 42];
+        let eth0 = || Place {
+            node: "k8s-node-11".into(),
+            device: "eth0".into(),
+        };
         let frames = vec![
             (
-                "k8s-node-11/eth0".to_string(),
+                eth0(),
                 1.0,
                 decode(
                     &tcp(client, 41000, node, 30005, true, false, 77),
@@ -209,7 +214,7 @@ mod tests {
             ),
             // After DNAT and masquerade with a random port, inside VXLAN.
             (
-                "k8s-node-11/eth0".to_string(),
+                eth0(),
                 1.1,
                 decode(
                     &in_vxlan(&tcp(masq, 5555, pod, 80, true, false, 77), 1),
@@ -218,7 +223,7 @@ mod tests {
             ),
             // Someone else's SYN.
             (
-                "k8s-node-11/eth0".to_string(),
+                eth0(),
                 1.15,
                 decode(
                     &in_vxlan(&tcp(masq, 6666, pod, 80, true, false, 78), 1),
@@ -226,7 +231,7 @@ mod tests {
                 ),
             ),
             (
-                "k8s-node-11/eth0".to_string(),
+                eth0(),
                 1.2,
                 decode(
                     &in_vxlan(&tcp(pod, 80, masq, 5555, true, true, 0), 1),
@@ -234,7 +239,7 @@ mod tests {
                 ),
             ),
             (
-                "k8s-node-11/eth0".to_string(),
+                eth0(),
                 1.3,
                 decode(
                     &tcp(node, 30005, client, 41000, true, true, 0),
@@ -243,7 +248,7 @@ mod tests {
             ),
             // The handshake's ACK is not the probe.
             (
-                "k8s-node-11/eth0".to_string(),
+                eth0(),
                 1.4,
                 decode(
                     &tcp(client, 41000, node, 30005, false, true, 79),
@@ -251,7 +256,7 @@ mod tests {
                 ),
             ),
         ];
-        let seen = identify(&frames, "tcp", 41000, IpAddr::from(client));
+        let seen = identify(&frames, Proto::Tcp, 41000, IpAddr::from(client));
         let dirs: Vec<(f64, Direction)> = seen.iter().map(|s| (s.at, s.direction)).collect();
         assert_eq!(
             dirs,

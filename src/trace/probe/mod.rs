@@ -24,7 +24,7 @@ use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use crate::model::flannel::{BRIDGE_DEVICE, VTEP_DEVICE};
 use crate::trace::resolve::End;
-use crate::trace::{SentTo, Trace};
+use crate::trace::{Proto, SentTo, Trace};
 use nftrace::RuleHit;
 use verdict::{Judgement, Reply, Seen};
 
@@ -93,10 +93,10 @@ impl NodeNetfilter {
 /// `--size` shapes ICMP echoes and UDP datagrams; a TCP SYN and a DNS
 /// query have the size they have, so asking for another is an error rather
 /// than a number printed and ignored.
-fn check_size(size: Option<usize>, proto: &str, port: Option<u16>) -> Result<()> {
+fn check_size(size: Option<usize>, proto: Proto, port: Option<u16>) -> Result<()> {
     let what = match (proto, port) {
-        ("tcp", _) => "a TCP SYN",
-        ("udp", Some(53)) => "a DNS query",
+        (Proto::Tcp, _) => "a TCP SYN",
+        (Proto::Udp, Some(53)) => "a DNS query",
         _ => return Ok(()),
     };
     match size {
@@ -111,13 +111,13 @@ fn check_size(size: Option<usize>, proto: &str, port: Option<u16>) -> Result<()>
 /// Sends the probe for `trace` from `src` and reports what happened.
 pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     let (src_ip, src_v4, sent_to, dst) = endpoints(trace, src)?;
-    let proto = sent_to.proto.as_str();
+    let proto = sent_to.proto;
     check_size(opts.size, proto, sent_to.port)?;
     let source_ns = netns_holding(src_ip, &opts.pods)?;
     let tag = probe_tag();
     let stations = stations(trace, opts);
     let running = live::start(&live::Spec {
-        interfaces: stations.ifaces,
+        interfaces: stations.ifaces.clone(),
         filter: Some(filter::for_probe(proto, tag, &VXLAN_PORTS)),
         // Whole frames: a full-size probe cut short would not decode.
         snaplen: 65535,
@@ -126,13 +126,13 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     let (tracers, mut netfilter) = start_tracers(&stations.nodes, proto, tag)?;
     let size = match (opts.size, proto) {
         (Some(s), _) => Some(s),
-        (None, "icmp") => mtu_of(&source_ns, src_v4),
+        (None, Proto::Icmp) => mtu_of(&source_ns, src_v4),
         _ => None,
     };
     let reply = send::send(
         &source_ns,
         send::Probe {
-            proto: proto.to_string(),
+            proto,
             tag,
             dst,
             port: sent_to.port,
@@ -153,14 +153,15 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     let frames: Vec<live::Captured> = running.frames.try_iter().collect();
     let _ = running.finish();
     let reply = reply?;
-    let decoded: Vec<(String, f64, crate::capture::Frame)> = frames
+    // Each frame by the station it was captured at.
+    let decoded: Vec<(verdict::Place, f64, crate::capture::Frame)> = frames
         .iter()
-        .map(|f| {
-            (
-                f.iface.clone(),
+        .filter_map(|f| {
+            Some((
+                stations.places.get(f.index)?.clone(),
                 f.at.as_secs_f64(),
                 crate::capture::decode(&f.data, &VXLAN_PORTS),
-            )
+            ))
         })
         .collect();
     let seen = identify::identify(&decoded, proto, tag, src_ip);
@@ -168,7 +169,7 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     Ok(ProbeReport {
         sent: format!(
             "{proto} {src_ip}{} -> {dst}{}{}",
-            if proto == "icmp" {
+            if proto == Proto::Icmp {
                 format!(" echo id {tag}")
             } else {
                 format!(":{tag}")
@@ -217,6 +218,8 @@ fn endpoints(trace: &Trace, src: &End) -> Result<(IpAddr, Ipv4Addr, SentTo, Ipv4
 /// what cannot be watched (a device down, a node out of reach).
 struct Stations {
     ifaces: Vec<live::Iface>,
+    /// Each interface's node and device, in the order of `ifaces`.
+    places: Vec<verdict::Place>,
     nodes: Vec<(String, Netns)>,
     not_captured: Vec<String>,
 }
@@ -225,6 +228,7 @@ struct Stations {
 fn stations(trace: &Trace, opts: &Options) -> Stations {
     let mut st = Stations {
         ifaces: Vec::new(),
+        places: Vec::new(),
         nodes: Vec::new(),
         not_captured: Vec::new(),
     };
@@ -236,6 +240,10 @@ fn stations(trace: &Trace, opts: &Options) -> Stations {
                     down.iter()
                         .map(|d| format!("{node}/{d}: the device is down, nothing passes it")),
                 );
+                st.places.extend(devices.iter().map(|d| verdict::Place {
+                    node: node.clone(),
+                    device: d.clone(),
+                }));
                 st.ifaces.extend(live::Iface::in_netns(&ns, &devices, Some(&node)));
                 st.nodes.push((node, ns));
             }
@@ -253,7 +261,7 @@ type NodeTracer = (String, nftrace::Tracer);
 /// Netfilter tracing on each node that allows it; a note for those that do not.
 fn start_tracers(
     nodes: &[(String, Netns)],
-    proto: &str,
+    proto: Proto,
     tag: u16,
 ) -> Result<(Vec<NodeTracer>, Vec<NodeNetfilter>)> {
     let mut tracers = Vec::new();
@@ -431,16 +439,18 @@ fn mtu_of(ns: &Netns, ip: std::net::Ipv4Addr) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use crate::trace::Proto;
+
     #[test]
     fn size_is_for_icmp_and_udp_probes_only() {
-        assert!(super::check_size(Some(1400), "icmp", None).is_ok());
-        assert!(super::check_size(Some(1400), "udp", Some(5000)).is_ok());
-        assert!(super::check_size(None, "tcp", Some(80)).is_ok());
-        let e = super::check_size(Some(1400), "tcp", Some(80))
+        assert!(super::check_size(Some(1400), Proto::Icmp, None).is_ok());
+        assert!(super::check_size(Some(1400), Proto::Udp, Some(5000)).is_ok());
+        assert!(super::check_size(None, Proto::Tcp, Some(80)).is_ok());
+        let e = super::check_size(Some(1400), Proto::Tcp, Some(80))
             .unwrap_err()
             .to_string();
         assert!(e.contains("a TCP SYN"), "{e}");
-        let e = super::check_size(Some(100), "udp", Some(53))
+        let e = super::check_size(Some(100), Proto::Udp, Some(53))
             .unwrap_err()
             .to_string();
         assert!(e.contains("a DNS query"), "{e}");

@@ -10,6 +10,7 @@
 //! to it, so such a node is reported as not traceable rather than traced
 //! wrongly.
 
+use crate::trace::Proto;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -47,14 +48,14 @@ impl RuleHit {
 
 /// The nft rules that mark the probe and its reply: request by source
 /// port or echo id, reply by destination port or echo id, first packets only.
-pub fn mark_rules(proto: &str, tag: u16) -> (String, String) {
+pub fn mark_rules(proto: Proto, tag: u16) -> (String, String) {
     match proto {
-        "icmp" => (
+        Proto::Icmp => (
             format!("icmp type echo-request icmp id {tag}"),
             format!("icmp type echo-reply icmp id {tag}"),
         ),
-        "udp" => (format!("udp sport {tag}"), format!("udp dport {tag}")),
-        _ => (
+        Proto::Udp => (format!("udp sport {tag}"), format!("udp dport {tag}")),
+        Proto::Tcp => (
             format!("tcp sport {tag} tcp flags & (syn|ack) == syn"),
             format!("tcp dport {tag} tcp flags & (syn|rst) != 0"),
         ),
@@ -63,11 +64,11 @@ pub fn mark_rules(proto: &str, tag: u16) -> (String, String) {
 
 /// Parses `nft monitor trace` lines into rule hits, leaving out our own
 /// marking table. Which way a trace id goes is read from its `packet:` line.
-pub fn parse(lines: &[String], proto: &str, tag: u16) -> Vec<RuleHit> {
+pub fn parse(lines: &[String], proto: Proto, tag: u16) -> Vec<RuleHit> {
     let request_marker = match proto {
-        "icmp" => "icmp type echo-request".to_string(),
-        "udp" => format!("udp sport {tag} "),
-        _ => format!("tcp sport {tag} "),
+        Proto::Icmp => "icmp type echo-request".to_string(),
+        Proto::Udp => format!("udp sport {tag} "),
+        Proto::Tcp => format!("tcp sport {tag} "),
     };
     let mut direction: std::collections::HashMap<String, bool> = Default::default();
     let mut hits = Vec::new();
@@ -179,7 +180,7 @@ fn clean_up_on_signals() {
 
 impl Tracer {
     /// Adds the marking table in `netns` and starts `nft monitor trace`.
-    pub fn start(netns: &Netns, proto: &str, tag: u16) -> Result<Tracer> {
+    pub fn start(netns: &Netns, proto: Proto, tag: u16) -> Result<Tracer> {
         clean_up_on_signals();
         sweep_stale(netns);
         let table = format!("{TABLE_PREFIX}{}_{tag}", std::process::id());
@@ -288,7 +289,7 @@ trace id 22f0beca ip filter KUBE-FORWARD rule  ct state related,established coun
     #[test]
     fn hits_leave_out_our_table_and_know_their_direction() {
         let lines: Vec<String> = LINES.lines().map(str::to_string).collect();
-        let hits = parse(&lines, "tcp", 41235);
+        let hits = parse(&lines, Proto::Tcp, 41235);
         assert_eq!(hits.len(), 4, "{hits:#?}");
         assert_eq!(
             hits[1].line(),
@@ -309,8 +310,11 @@ trace id 22f0beca ip filter KUBE-FORWARD rule  ct state related,established coun
 
     #[test]
     fn marks_first_packets_of_each_protocol() {
-        assert_eq!(mark_rules("icmp", 7).0, "icmp type echo-request icmp id 7");
-        assert_eq!(mark_rules("udp", 40001).1, "udp dport 40001");
-        assert!(mark_rules("tcp", 40001).0.contains("== syn"));
+        assert_eq!(
+            mark_rules(Proto::Icmp, 7).0,
+            "icmp type echo-request icmp id 7"
+        );
+        assert_eq!(mark_rules(Proto::Udp, 40001).1, "udp dport 40001");
+        assert!(mark_rules(Proto::Tcp, 40001).0.contains("== syn"));
     }
 }

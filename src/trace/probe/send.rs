@@ -4,6 +4,7 @@
 //! captures and netfilter tracing can pick it out. A raw ICMP socket beside
 //! it catches the errors the path sends back about it.
 
+use crate::trace::Proto;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Probe {
     /// `tcp`, `udp` or `icmp`.
-    pub proto: String,
+    pub proto: Proto,
     /// The TCP/UDP source port, or the ICMP echo id.
     pub tag: u16,
     pub dst: Ipv4Addr,
@@ -40,10 +41,10 @@ fn send_here(p: &Probe) -> Result<Reply> {
     let sock_err = |e: std::io::Error| Error::env(format!("probe socket: {e}"), None);
     let errors = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(sock_err)?;
     let started = Instant::now();
-    let mut reply = match p.proto.as_str() {
-        "icmp" => return echo(p, &errors, started),
-        "udp" => udp(p, started)?,
-        _ => tcp(p, started)?,
+    let mut reply = match p.proto {
+        Proto::Icmp => return echo(p, &errors, started),
+        Proto::Udp => udp(p, started)?,
+        Proto::Tcp => tcp(p, started)?,
     };
     // Connection refused or unreachable: was it an ICMP error, and from where?
     if matches!(reply.kind, ReplyKind::Reset | ReplyKind::None) || reply.from.is_none() {
@@ -161,7 +162,7 @@ fn port_of(p: &Probe) -> Result<u16> {
         Error::usage(
             format!(
                 "a {} probe needs a destination port",
-                p.proto.to_uppercase()
+                p.proto.name().to_uppercase()
             ),
             Some("give --port".into()),
         )
@@ -276,9 +277,9 @@ fn as_error_about(from: IpAddr, icmp: &Icmpv4Slice<'_>, p: &Probe) -> Option<Rep
     let quoted = icmp.payload();
     let inner = Ipv4HeaderSlice::from_slice(quoted).ok()?;
     let l4 = quoted.get(inner.slice().len()..)?;
-    let ours = match (inner.protocol().0, p.proto.as_str()) {
-        (1, "icmp") => l4.get(4..6) == Some(&p.tag.to_be_bytes()[..]),
-        (6, "tcp") | (17, "udp") => l4.get(0..2) == Some(&p.tag.to_be_bytes()[..]),
+    let ours = match (inner.protocol().0, p.proto) {
+        (1, Proto::Icmp) => l4.get(4..6) == Some(&p.tag.to_be_bytes()[..]),
+        (6, Proto::Tcp) | (17, Proto::Udp) => l4.get(0..2) == Some(&p.tag.to_be_bytes()[..]),
         _ => false,
     };
     ours.then_some(Reply {

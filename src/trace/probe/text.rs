@@ -64,10 +64,11 @@ pub fn render_probe(p: &super::ProbeReport) -> String {
 
 /// The interfaces a direction of the probe was seen on, in order.
 fn places(p: &super::ProbeReport, dir: super::verdict::Direction) -> String {
-    let mut places: Vec<&str> = Vec::new();
+    let mut places: Vec<String> = Vec::new();
     for s in p.seen.iter().filter(|s| s.direction == dir) {
-        if !places.contains(&s.at_iface.as_str()) {
-            places.push(&s.at_iface);
+        let place = s.at_iface.to_string();
+        if !places.contains(&place) {
+            places.push(place);
         }
     }
     if places.is_empty() {

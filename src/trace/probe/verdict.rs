@@ -21,9 +21,36 @@ pub struct Station {
 }
 
 impl Station {
-    /// `node/device`, as the captures label their frames.
+    /// `node/device`, as the report prints it.
     pub fn label(&self) -> String {
-        format!("{}/{}", self.node, self.device)
+        self.place().to_string()
+    }
+
+    /// The interface, to compare with where frames were seen.
+    pub fn place(&self) -> Place {
+        Place {
+            node: self.node.clone(),
+            device: self.device.clone(),
+        }
+    }
+}
+
+/// A node's interface: where a frame of the probe was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Place {
+    pub node: String,
+    pub device: String,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.node, self.device)
+    }
+}
+
+impl Serialize for Place {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -38,8 +65,8 @@ pub enum Direction {
 /// One frame of the probe seen by a capture.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Seen {
-    /// `node/device`.
-    pub at_iface: String,
+    /// The interface (printed `node/device`).
+    pub at_iface: Place,
     pub direction: Direction,
     /// Seconds since the capture started (kernel timestamps).
     pub at: f64,
@@ -201,8 +228,8 @@ pub fn judge(trace: &Trace, seen: &[Seen], reply: &Reply) -> Judgement {
 fn judge_branch(trace: &Trace, branch: Option<&Branch>, seen: &[Seen], reply: &Reply) -> Judgement {
     let st = stations(&trace.hops, branch);
     let was = |s: &Station, d: Direction| {
-        let label = s.label();
-        seen.iter().any(|x| x.direction == d && x.at_iface == label)
+        let place = s.place();
+        seen.iter().any(|x| x.direction == d && x.at_iface == place)
     };
     let rows: Vec<StationSeen> = st
         .iter()
@@ -290,12 +317,8 @@ fn seen_beyond(hops: &[&Hop], d: usize, rows: &[StationSeen], seen: &[Seen]) -> 
                 .collect();
             seen.iter()
                 .filter(|x| x.direction == Direction::Request)
-                .find(|x| {
-                    x.at_iface
-                        .split_once('/')
-                        .is_some_and(|(n, _)| !reached_nodes.contains(&n))
-                })
-                .map(|x| x.at_iface.clone())
+                .find(|x| !reached_nodes.contains(&x.at_iface.node.as_str()))
+                .map(|x| x.at_iface.to_string())
         })
 }
 
@@ -389,7 +412,7 @@ mod tests {
         Trace {
             source: "a".into(),
             destination: "b".into(),
-            protocol: "tcp".into(),
+            protocol: crate::trace::Proto::Tcp,
             port: Some(80),
             hops: vec![hop(Point::ToBridge, "k8s-node-12", Some("vetha"))],
             branches: vec![Branch {
@@ -408,7 +431,13 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, p)| Seen {
-                at_iface: p.to_string(),
+                at_iface: {
+                    let (node, device) = p.split_once('/').unwrap();
+                    Place {
+                        node: node.into(),
+                        device: device.into(),
+                    }
+                },
                 direction,
                 at: i as f64,
                 packet: String::new(),

@@ -15,7 +15,7 @@ use outside::*;
 use overlay::*;
 
 use super::resolve::{End, classify_ip, node_by_ip};
-use super::{Branch, DropReason, Hop, Point, SentTo, Trace, Verdict};
+use super::{Branch, DropReason, Hop, Point, Proto, SentTo, Trace, Verdict};
 use crate::check::{Finding, FindingId, Subject, iptables::kube_proxy_ruleset};
 use crate::dataplane::NodeState;
 use crate::dataplane::iptables::RuleSpec;
@@ -84,7 +84,7 @@ struct Packet {
     src: IpAddr,
     dst: IpAddr,
     port: Option<u16>,
-    proto: String,
+    proto: Proto,
     /// The size the sender assumes (its interface MTU).
     size: u32,
 }
@@ -239,11 +239,11 @@ impl<'a> World<'a> {
 }
 
 /// Follows `src` to `dst`.
-pub fn trace(world: &World, src: &End, dst: &End, proto: &str, port: Option<u16>) -> Trace {
+pub fn trace(world: &World, src: &End, dst: &End, proto: Proto, port: Option<u16>) -> Trace {
     let mut t = Trace {
         source: src.label(),
         destination: dst.label(),
-        protocol: proto.to_string(),
+        protocol: proto,
         port,
         hops: Vec::new(),
         branches: Vec::new(),
@@ -271,15 +271,7 @@ pub fn trace(world: &World, src: &End, dst: &End, proto: &str, port: Option<u16>
         .branches
         .iter()
         .flat_map(|b| b.hops.iter())
-        .filter_map(|h| {
-            h.evidence
-                .split("mtu ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
+        .filter_map(|h| h.mtu)
         .min();
     t
 }
@@ -298,7 +290,7 @@ fn from_pod(
     src_ip: IpAddr,
     node: &str,
     dst: &End,
-    proto: &str,
+    proto: Proto,
     port: Option<u16>,
 ) {
     let Some((dst, pkt)) = aim(world, t, src_ip, node, dst, proto, port) else {
@@ -348,7 +340,7 @@ fn aim(
     src_ip: IpAddr,
     node: &str,
     dst: &End,
-    proto: &str,
+    proto: Proto,
     port: Option<u16>,
 ) -> Option<(End, Packet)> {
     // Names first, as the pod's resolver would.
@@ -371,7 +363,7 @@ fn aim(
         }
     };
     t.sent_to = Some(SentTo {
-        proto: proto.to_string(),
+        proto,
         ip: dst_ip,
         port,
         http: None,
@@ -380,7 +372,7 @@ fn aim(
         src: src_ip,
         dst: dst_ip,
         port,
-        proto: proto.to_string(),
+        proto,
         size: pod_mtu(world, node, src_ip),
     };
     Some((dst, pkt))
@@ -398,7 +390,7 @@ fn to_service(
 ) {
     if pkt.port.is_none() {
         // No port given: the Service's first port of this protocol.
-        pkt.port = first_port(world, namespace, name, &pkt.proto);
+        pkt.port = first_port(world, namespace, name, pkt.proto);
         if let Some(sent) = t.sent_to.as_mut() {
             sent.port = pkt.port;
         }
@@ -422,7 +414,7 @@ fn to_service(
 }
 
 /// The first port of Service `namespace/name` with protocol `proto`.
-fn first_port(world: &World, namespace: &str, name: &str, proto: &str) -> Option<u16> {
+fn first_port(world: &World, namespace: &str, name: &str, proto: Proto) -> Option<u16> {
     world
         .cluster
         .service(namespace, name)?
@@ -435,7 +427,7 @@ fn first_port(world: &World, namespace: &str, name: &str, proto: &str) -> Option
             p.protocol
                 .as_deref()
                 .unwrap_or("TCP")
-                .eq_ignore_ascii_case(proto)
+                .eq_ignore_ascii_case(proto.name())
         })
         .map(|p| p.port as u16)
 }
@@ -555,7 +547,7 @@ fn resolve_name(
             t.hops.push(hop);
             // What fails is the query itself: that is what a probe sends.
             t.sent_to = Some(SentTo {
-                proto: "udp".into(),
+                proto: Proto::Udp,
                 ip: dns_ip,
                 port: Some(53),
                 http: None,
@@ -616,7 +608,7 @@ fn dns_unreachable(
             ip: dns_ip,
             port: Some(53),
         },
-        "udp",
+        Proto::Udp,
         Some(53),
     );
     if sub.reachable {

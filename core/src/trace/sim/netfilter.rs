@@ -21,7 +21,7 @@ pub(super) fn service_targets(
         );
     };
     let port = pkt.port.unwrap_or(0);
-    let proto = pkt.proto.as_str();
+    let proto = pkt.proto.name();
     if proxy_mode(world.cluster) == ProxyMode::Ipvs {
         let addr = format!("{}:{port}", pkt.dst);
         return match state
@@ -266,7 +266,7 @@ pub(super) fn nodeport_targets(
                 .filter_map(|r| RuleSpec::parse(r).ok())
                 .find(|r| {
                     r.dport == Some(port)
-                        && r.proto.as_deref() == Some(pkt.proto.as_str())
+                        && r.proto.as_deref() == Some(pkt.proto.name())
                         && r.target
                             .as_deref()
                             .is_some_and(crate::model::kube_proxy::leads_to_service)

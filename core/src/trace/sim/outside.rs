@@ -10,21 +10,21 @@ pub(super) fn from_outside(
     t: &mut Trace,
     src_ip: IpAddr,
     dst: &End,
-    proto: &str,
+    proto: Proto,
     port: Option<u16>,
 ) {
     match dst {
         End::NodePort { node, ip, port: np } => {
-            t.sent_to = Some(SentTo { proto: proto.to_string(), ip: *ip, port: Some(*np), http: None });
+            t.sent_to = Some(SentTo { proto, ip: *ip, port: Some(*np), http: None });
             t.hops.push(Hop::new(Point::FromUnderlay, Some(node), Some("eth0"), format!("{src_ip} -> {ip}:{np}/{proto}")));
-            let pkt = Packet { src: src_ip, dst: *ip, port: Some(*np), proto: proto.to_string(), size: 1450 };
+            let pkt = Packet { src: src_ip, dst: *ip, port: Some(*np), proto, size: 1450 };
             match nodeport_targets(world, node, &pkt) {
                 Ok((hop, targets)) => {
                     t.hops.push(hop);
                     // KUBE-MARK-MASQ: the reply comes back through this node.
                     let masq = world.lease(node).map(|l| IpAddr::V4(l.gateway())).unwrap_or(*ip);
                     for ((tip, tport), label) in targets {
-                        let p = Packet { src: masq, dst: tip, port: Some(tport), proto: proto.to_string(), size: 1450 };
+                        let p = Packet { src: masq, dst: tip, port: Some(tport), proto, size: 1450 };
                         t.branches.push(branch(world, node, &p, label, true));
                     }
                 }
@@ -123,7 +123,7 @@ pub(super) fn from_outside_url(
         .map(|l| IpAddr::V4(l.public_ip))
         .unwrap_or(ctrl_ip);
     t.sent_to = Some(SentTo {
-        proto: "tcp".into(),
+        proto: Proto::Tcp,
         ip: node_ip,
         port: Some(80),
         http: Some((host.to_string(), path.to_string())),
@@ -151,7 +151,7 @@ pub(super) fn from_outside_url(
             src: src_ip,
             dst: ctrl_ip,
             port: Some(80),
-            proto: "tcp".into(),
+            proto: Proto::Tcp,
             size: 1450,
         },
         true,
@@ -279,7 +279,7 @@ pub(super) fn from_outside_url(
                 src: ctrl_ip,
                 dst: ip,
                 port: Some(port),
-                proto: "tcp".into(),
+                proto: Proto::Tcp,
                 size: pod_mtu(world, &node, ctrl_ip),
             };
             let same = world.node_of_pod_ip(ip).as_deref() == Some(node.as_str());

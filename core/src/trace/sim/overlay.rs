@@ -63,7 +63,8 @@ pub(super) fn to_pod(
                     .drop(
                         DropReason::Mtu,
                         format!("{} bytes do not fit {}'s mtu {}", pkt.size, h.name, h.mtu),
-                    ),
+                    )
+                    .mtu(h.mtu),
                     &[FindingId::PodVethMtuMismatch],
                     Some(node),
                     None,
@@ -89,7 +90,8 @@ pub(super) fn to_pod(
                     Some(&h.name),
                     format!("{BRIDGE_DEVICE} -> {} -> pod eth0", h.name),
                 )
-                .evidence(format!("delivered to {pod} ({}) mtu {}", pkt.dst, att.mtu)),
+                .evidence(format!("delivered to {pod} ({}) mtu {}", pkt.dst, att.mtu))
+                .mtu(att.mtu),
             );
         }
         Some(h) => hops.push(
@@ -150,7 +152,7 @@ pub(super) fn overlay(
     };
     if pkt.size > vtep.mtu {
         hops.push(world.with_finding(
-            Hop::new(Point::ToOverlay, Some(node), Some(VTEP_DEVICE), format!("{VTEP_DEVICE} mtu {}", vtep.mtu)).drop(DropReason::Mtu, format!("the sender assumes mtu {} but {VTEP_DEVICE} carries mtu {}: full-size packets are dropped (DF)", pkt.size, vtep.mtu)),
+            Hop::new(Point::ToOverlay, Some(node), Some(VTEP_DEVICE), format!("{VTEP_DEVICE} mtu {}", vtep.mtu)).drop(DropReason::Mtu, format!("the sender assumes mtu {} but {VTEP_DEVICE} carries mtu {}: full-size packets are dropped (DF)", pkt.size, vtep.mtu)).mtu(vtep.mtu),
             &[FindingId::VtepMtuWrong, FindingId::MtuMismatch],
             Some(node),
             None,
@@ -358,7 +360,7 @@ pub(super) fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
         src: pkt.dst,
         dst: pkt.src,
         port: None,
-        proto: pkt.proto.clone(),
+        proto: pkt.proto,
         size: pod_mtu(world, &dst_node, pkt.dst),
     };
     let mut back = Vec::new();
@@ -428,8 +430,8 @@ pub(super) fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
 /// discover the path MTU (DF set); the kernel answers an ICMP echo from its
 /// own ICMP socket, which is IP_PMTUDISC_DONT (net/ipv4/icmp.c): no DF, so
 /// a hop with a smaller MTU fragments the reply instead of dropping it.
-fn reply_sets_df(proto: &str) -> bool {
-    proto != "icmp"
+fn reply_sets_df(proto: Proto) -> bool {
+    proto != Proto::Icmp
 }
 
 pub(super) fn overlay_reply(
@@ -443,7 +445,7 @@ pub(super) fn overlay_reply(
     let towards = world.node_of_pod_ip(reply.dst);
     if let Some(vtep) = b
         .link(VTEP_DEVICE)
-        .filter(|l| l.up && reply.size > l.mtu && !reply_sets_df(&reply.proto))
+        .filter(|l| l.up && reply.size > l.mtu && !reply_sets_df(reply.proto))
     {
         // Without DF the node fragments what flannel.1 cannot carry whole.
         out.push(
@@ -461,7 +463,7 @@ pub(super) fn overlay_reply(
     }
     if let Some(vtep) = b
         .link(VTEP_DEVICE)
-        .filter(|l| l.up && reply.size > l.mtu && reply_sets_df(&reply.proto))
+        .filter(|l| l.up && reply.size > l.mtu && reply_sets_df(reply.proto))
     {
         out.push(world.with_finding(
             Hop::new(
