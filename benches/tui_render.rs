@@ -28,7 +28,9 @@ fn main() {
     let cluster = synthetic::cluster(Size::LARGE);
     let mut state = synthetic::node_state(&cluster, 0);
     // A few faults, so that marks and findings are drawn too.
-    state.routes.retain(|r| !r.dst.starts_with("100.65."));
+    state
+        .routes
+        .retain(|r| !r.dst.to_string().starts_with("100.65."));
     state.iptables.push(IptablesBackendState {
         backend: "legacy".into(),
         ruleset: save::parse(&synthetic::iptables_text(&cluster, 0)).expect("ruleset"),

@@ -438,16 +438,16 @@ fn a_repair_that_fails_part_way_stops_and_its_journal_undoes_the_applied_part() 
         step(
             RepairAction::NeighReplace {
                 dev: "flannel.1".into(),
-                ip: "10.2.0.0".into(),
-                mac: "02:00:00:00:00:01".into(),
+                ip: "10.2.0.0".parse().unwrap(),
+                mac: "02:00:00:00:00:01".parse().unwrap(),
             },
             Category::Neigh,
         ),
         step(
             RepairAction::FdbReplace {
                 dev: "flannel.1".into(),
-                mac: "02:00:00:00:00:01".into(),
-                dst: "fd00::1".into(),
+                mac: "02:00:00:00:00:01".parse().unwrap(),
+                dst: "fd00::1".parse().unwrap(),
             },
             Category::Fdb,
         ),
@@ -458,8 +458,8 @@ fn a_repair_that_fails_part_way_stops_and_its_journal_undoes_the_applied_part() 
         overlay.push(step(
             RepairAction::NeighReplace {
                 dev: "flannel.1".into(),
-                ip: format!("10.3.{}.{}", k / 250, k % 250 + 1),
-                mac: "02:00:00:00:01:00".into(),
+                ip: format!("10.3.{}.{}", k / 250, k % 250 + 1).parse().unwrap(),
+                mac: "02:00:00:00:01:00".parse().unwrap(),
             },
             Category::Neigh,
         ));
@@ -660,8 +660,8 @@ fn apply_restores_chains_with_iptables_legacy() {
 /// flannel's route on k8s-node-12 to the master's pod CIDR.
 fn route_to_master() -> knetdoctor::check::RepairAction {
     knetdoctor::check::RepairAction::RouteReplace {
-        dst: "10.2.0.0/24".into(),
-        gateway: "10.2.0.0".into(),
+        dst: "10.2.0.0/24".parse().unwrap(),
+        gateway: "10.2.0.0".parse().unwrap(),
         dev: "flannel.1".into(),
         onlink: true,
     }

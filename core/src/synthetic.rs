@@ -289,7 +289,7 @@ pub fn node_state(cluster: &Cluster, i: usize) -> NodeState {
         flannel::VTEP_DEVICE,
         Some("vxlan"),
         1450,
-        me.vtep_mac.clone(),
+        me.vtep_mac.to_string(),
     );
     vtep.vxlan = Some(Vxlan {
         vni: 1,
@@ -329,7 +329,7 @@ pub fn node_state(cluster: &Cluster, i: usize) -> NodeState {
     let kernel_route =
         |kind: &str, dst: String, dev: &str, table: u32, scope: &str, src: Ipv4Addr| Route {
             kind: kind.into(),
-            dst,
+            dst: dst.parse().expect("a prefix the generator wrote"),
             gateway: None,
             dev: Some(dev.into()),
             oif: None,
@@ -411,14 +411,14 @@ pub fn node_state(cluster: &Cluster, i: usize) -> NodeState {
             ifindex: 3,
             dev: flannel::VTEP_DEVICE.into(),
             dst: IpAddr::V4(peer.neigh_ip),
-            lladdr: Some(peer.vtep_mac.clone()),
+            lladdr: Some(peer.vtep_mac.to_string()),
             state: vec!["PERMANENT".into()],
             flags: Vec::new(),
         });
         s.fdb.push(FdbEntry {
             ifindex: 3,
             dev: flannel::VTEP_DEVICE.into(),
-            mac: peer.vtep_mac.clone(),
+            mac: peer.vtep_mac,
             dst: Some(IpAddr::V4(peer.public_ip)),
             vni: None,
             port: None,
@@ -429,7 +429,7 @@ pub fn node_state(cluster: &Cluster, i: usize) -> NodeState {
         });
         s.routes.push(Route {
             kind: "unicast".into(),
-            dst: peer.route_dst.to_string(),
+            dst: peer.route_dst.into(),
             gateway: Some(IpAddr::V4(peer.neigh_ip)),
             dev: Some(flannel::VTEP_DEVICE.into()),
             oif: Some(3),

@@ -8,6 +8,8 @@ pub mod read;
 pub mod sysctl;
 pub mod write;
 
-pub use knetdoctor_core::dataplane::{NodeState, iptables, ipvs, lookup, state};
+pub use knetdoctor_core::dataplane::{
+    Mac, NodeState, RouteDst, addr, iptables, ipvs, lookup, state,
+};
 pub use netns::Netns;
 pub use read::read_node_state;

@@ -18,9 +18,12 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, Rout
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, IpVersion};
 
+use ipnet::IpNet;
+
 use super::netns::Netns;
 use super::state::*;
 use super::sysctl;
+use super::{Mac, RouteDst};
 use crate::error::{Error, Result};
 
 /// Reads the whole [`NodeState`] of `netns`.
@@ -317,7 +320,7 @@ fn convert_route(m: &RouteMessage, name_of: &dyn Fn(u32) -> String) -> Option<Ro
     let mut dst_ip = None;
     let mut route = Route {
         kind: route_type_name(u8::from(h.kind)),
-        dst: String::new(),
+        dst: RouteDst::Default,
         gateway: None,
         dev: None,
         oif: None,
@@ -344,9 +347,9 @@ fn convert_route(m: &RouteMessage, name_of: &dyn Fn(u32) -> String) -> Option<Ro
     }
     route.table = table;
     route.dst = match dst_ip {
-        None if h.destination_prefix_length == 0 => "default".into(),
+        None if h.destination_prefix_length == 0 => RouteDst::Default,
         None => return None,
-        Some(ip) => format!("{ip}/{}", h.destination_prefix_length),
+        Some(ip) => RouteDst::Net(IpNet::new(ip, h.destination_prefix_length).ok()?),
     };
     for (flag, name) in [
         (RouteFlags::Onlink, "onlink"),
@@ -475,10 +478,11 @@ fn convert_neigh(m: &NeighbourMessage, name_of: &dyn Fn(u32) -> String) -> Optio
 }
 
 fn convert_fdb(m: &NeighbourMessage, name_of: &dyn Fn(u32) -> String) -> Option<FdbEntry> {
+    let mut mac = None;
     let mut e = FdbEntry {
         ifindex: m.header.ifindex,
         dev: name_of(m.header.ifindex),
-        mac: String::new(),
+        mac: Mac::default(),
         dst: None,
         vni: None,
         port: None,
@@ -498,7 +502,10 @@ fn convert_fdb(m: &NeighbourMessage, name_of: &dyn Fn(u32) -> String) -> Option<
     };
     for a in &m.attributes {
         match a {
-            NeighbourAttribute::LinkLayerAddress(l) => e.mac = format_mac(l),
+            // A bridge FDB entry is keyed by an Ethernet address.
+            NeighbourAttribute::LinkLayerAddress(l) => {
+                mac = <[u8; 6]>::try_from(l.as_slice()).ok().map(Mac)
+            }
             NeighbourAttribute::Destination(d) => e.dst = neigh_ip(d),
             NeighbourAttribute::Vni(v) => e.vni = Some(*v),
             NeighbourAttribute::Port(p) => e.port = Some(*p),
@@ -507,5 +514,6 @@ fn convert_fdb(m: &NeighbourMessage, name_of: &dyn Fn(u32) -> String) -> Option<
             _ => {}
         }
     }
-    (!e.mac.is_empty()).then_some(e)
+    e.mac = mac?;
+    Some(e)
 }

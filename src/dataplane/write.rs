@@ -16,9 +16,11 @@ use netlink_packet_route::route::RouteProtocol;
 use netlink_packet_route::rule::RuleAction;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
+use super::Mac;
 use super::Netns;
-use super::batch::{BatchSocket, DeviceIndexes, Request, parse_mac, parse_prefix};
+use super::batch::{BatchSocket, DeviceIndexes, Request, parse_prefix};
 use crate::error::{Error, Result};
+use ipnet::Ipv4Net;
 
 /// A netlink handle inside one namespace, with device indexes looked up
 /// once; neighbour, FDB and route replacements go through the same
@@ -76,11 +78,11 @@ impl Writer {
     }
 
     /// `ip neigh replace AT lladdr MAC dev DEV nud permanent`.
-    pub fn neigh_replace(&self, dev: &str, at: IpAddr, mac: &str) -> Result<()> {
+    pub fn neigh_replace(&self, dev: &str, at: IpAddr, mac: Mac) -> Result<()> {
         let r = Request::Neigh {
             ifindex: self.index(dev)?,
             ip: at,
-            mac: parse_mac(mac)?,
+            mac: mac.0,
         };
         self.one(r, || {
             format!("ip neigh replace {at} lladdr {mac} dev {dev}")
@@ -117,10 +119,10 @@ impl Writer {
 
     /// `bridge fdb replace MAC dev DEV dst DST self permanent`: on a VXLAN
     /// device NLM_F_REPLACE replaces a unicast entry's remote.
-    pub fn fdb_replace(&self, dev: &str, mac: &str, dst: IpAddr) -> Result<()> {
+    pub fn fdb_replace(&self, dev: &str, mac: Mac, dst: IpAddr) -> Result<()> {
         let r = Request::Fdb {
             ifindex: self.index(dev)?,
-            mac: parse_mac(mac)?,
+            mac: mac.0,
             dst,
         };
         self.one(r, || {
@@ -129,9 +131,9 @@ impl Writer {
     }
 
     /// Removes every FDB entry of `mac` on `dev`.
-    pub async fn fdb_del(&self, dev: &str, mac: &str) -> Result<()> {
+    pub async fn fdb_del(&self, dev: &str, mac: Mac) -> Result<()> {
         let idx = self.index(dev)?;
-        let want = parse_mac(mac)?;
+        let want = mac.0;
         let mut found = self
             .h
             .neighbours()
@@ -167,12 +169,11 @@ impl Writer {
     /// flannel's (and `ip route`'s) routes are.
     pub fn route_replace(
         &self,
-        dst: &str,
+        net: Ipv4Net,
         gateway: Option<Ipv4Addr>,
         dev: &str,
         onlink: bool,
     ) -> Result<()> {
-        let net = parse_prefix(dst)?;
         let r = Request::Route {
             dst: net.addr(),
             len: net.prefix_len(),
@@ -180,12 +181,12 @@ impl Writer {
             ifindex: self.index(dev)?,
             onlink,
         };
-        self.one(r, || format!("ip route replace {dst} dev {dev}"))
+        self.one(r, || format!("ip route replace {net} dev {dev}"))
     }
 
     /// `ip route del DST` in the main table, whatever its protocol; a route
     /// already gone is no error.
-    pub async fn route_del(&self, dst: &str) -> Result<()> {
+    pub async fn route_del(&self, dst: Ipv4Net) -> Result<()> {
         self.route_del_in(dst, 254).await
     }
 
@@ -193,13 +194,12 @@ impl Writer {
     /// routing table's route put back by an undo).
     pub async fn route_add_in(
         &self,
-        dst: &str,
+        net: Ipv4Net,
         gateway: Option<IpAddr>,
         dev: &str,
         onlink: bool,
         table: u32,
     ) -> Result<()> {
-        let net = parse_prefix(dst)?;
         let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(net.addr(), net.prefix_len())
             .output_interface(self.index(dev)?)
@@ -218,13 +218,12 @@ impl Writer {
             .replace()
             .execute()
             .await
-            .map_err(nl(format!("ip route replace {dst} table {table}")))
+            .map_err(nl(format!("ip route replace {net} table {table}")))
     }
 
     /// `ip route del DST table TABLE`, whatever its protocol and scope; a
     /// route already gone is no error.
-    pub async fn route_del_in(&self, dst: &str, table: u32) -> Result<()> {
-        let net = parse_prefix(dst)?;
+    pub async fn route_del_in(&self, net: Ipv4Net, table: u32) -> Result<()> {
         // The builder's default protocol (static) would match only ours, and
         // its default scope (universe) only routes via a gateway: the kernel
         // matches any scope only for RT_SCOPE_NOWHERE, as `ip route del` asks.
@@ -237,7 +236,7 @@ impl Writer {
         match self.h.route().del(m).execute().await {
             Ok(()) => Ok(()),
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -nix::libc::ESRCH => Ok(()),
-            Err(e) => Err(Error::Netlink(format!("ip route del {dst}: {e}"))),
+            Err(e) => Err(Error::Netlink(format!("ip route del {net}: {e}"))),
         }
     }
 
@@ -265,8 +264,8 @@ impl Writer {
             b = b.dev(self.index(u)?);
         }
         let mut b = b.mtu(spec.mtu);
-        if let Some(mac) = &spec.mac {
-            b = b.address(crate::dataplane::batch::parse_mac(mac)?.to_vec());
+        if let Some(mac) = spec.mac {
+            b = b.address(mac.0.to_vec());
         }
         if spec.up {
             b = b.up();

@@ -35,7 +35,7 @@ pub fn overlay_rows(s: &NodeState) -> Vec<OverlayRow<'_>> {
                 .iter()
                 .find(|n| n.dev == VTEP_DEVICE && Some(n.dst) == route.gateway);
             let fdb = neigh
-                .and_then(|n| n.lladdr.as_deref())
+                .and_then(|n| n.mac())
                 .and_then(|mac| s.fdb.iter().find(|f| f.dev == VTEP_DEVICE && f.mac == mac));
             OverlayRow { route, neigh, fdb }
         })
@@ -162,14 +162,12 @@ pub fn node_text(s: &NodeState, name: Option<&str>) -> String {
             fdb.trim_end()
         );
     }
-    let joined_macs: Vec<&str> = rows
-        .iter()
-        .filter_map(|r| r.fdb.map(|f| f.mac.as_str()))
-        .collect();
+    let joined_macs: Vec<crate::dataplane::Mac> =
+        rows.iter().filter_map(|r| r.fdb.map(|f| f.mac)).collect();
     let extra_fdb: Vec<&FdbEntry> = s
         .fdb
         .iter()
-        .filter(|f| f.dev == VTEP_DEVICE && !joined_macs.contains(&f.mac.as_str()))
+        .filter(|f| f.dev == VTEP_DEVICE && !joined_macs.contains(&f.mac))
         .collect();
     if !extra_fdb.is_empty() {
         let _ = writeln!(o, "  fdb entries on {VTEP_DEVICE} no route leads to:");

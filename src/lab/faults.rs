@@ -339,7 +339,7 @@ pub fn kernel_change(
                 pod_cidr: node.pod_cidr,
                 public_ip: node.ip,
                 vni: 1,
-                vtep_mac: node.vtep_mac.clone(),
+                vtep_mac: node.vtep_mac.parse().unwrap_or_default(),
             }
             .bridge_address();
             let o = node.pod_cidr.network().octets();

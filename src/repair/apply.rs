@@ -16,7 +16,7 @@ use super::pipeline;
 use super::plan::{Before, Step, before};
 use crate::check::RepairAction;
 use crate::dataplane::write::Writer;
-use crate::dataplane::{Netns, NodeState};
+use crate::dataplane::{Netns, NodeState, RouteDst};
 use crate::error::{Error, Result};
 
 /// Whether `--apply` can carry this step out; a plan with others is
@@ -283,14 +283,18 @@ pub mod test_hook {
     }
 }
 
-fn v4(s: &str) -> Result<std::net::Ipv4Addr> {
-    s.parse()
-        .map_err(|_| Error::usage(format!("bad IPv4 address {s:?}"), None))
+/// An IPv4 gateway (flannel's are the peers' VTEP addresses).
+fn v4(ip: &IpAddr) -> Result<std::net::Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v) => Ok(*v),
+        IpAddr::V6(v) => Err(Error::usage(format!("{v} is not an IPv4 gateway"), None)),
+    }
 }
 
-fn ip(s: &str) -> Result<IpAddr> {
-    s.parse()
-        .map_err(|_| Error::usage(format!("bad IP address {s:?}"), None))
+/// The IPv4 prefix a route change is about.
+fn prefix(dst: &RouteDst) -> Result<ipnet::Ipv4Net> {
+    dst.v4()
+        .ok_or_else(|| Error::usage(format!("{dst} is not an IPv4 route"), None))
 }
 
 /// Makes one change.
@@ -300,16 +304,16 @@ pub(super) async fn make(
     chains: Option<&ChainsRestore>,
 ) -> Result<()> {
     match a {
-        RepairAction::NeighReplace { dev, ip: at, mac } => w.neigh_replace(dev, ip(at)?, mac),
-        RepairAction::FdbReplace { dev, mac, dst } => w.fdb_replace(dev, mac, ip(dst)?),
-        RepairAction::FdbDelete { dev, mac, .. } => w.fdb_del(dev, mac).await,
+        RepairAction::NeighReplace { dev, ip, mac } => w.neigh_replace(dev, *ip, *mac),
+        RepairAction::FdbReplace { dev, mac, dst } => w.fdb_replace(dev, *mac, *dst),
+        RepairAction::FdbDelete { dev, mac, .. } => w.fdb_del(dev, *mac).await,
         RepairAction::RouteReplace {
             dst,
             gateway,
             dev,
             onlink,
-        } => w.route_replace(dst, Some(v4(gateway)?), dev, *onlink),
-        RepairAction::RouteDelete { dst, table } => w.route_del_in(dst, *table).await,
+        } => w.route_replace(*dst, Some(v4(gateway)?), dev, *onlink),
+        RepairAction::RouteDelete { dst, table } => w.route_del_in(prefix(dst)?, *table).await,
         RepairAction::VtepRecreate { spec } => w.vxlan_recreate(spec).await,
         RepairAction::LinkUp { dev } => w.link_set(dev, Some(true), None).await,
         RepairAction::LinkMtu { dev, mtu } => w.link_set(dev, None, Some(*mtu)).await,
@@ -339,19 +343,19 @@ pub(super) async fn make(
 /// Undoes one change from what was there before.
 async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
     match (a, before) {
-        (RepairAction::NeighReplace { dev, ip: at, .. }, Before::Neigh { lladdr, .. }) => {
+        (RepairAction::NeighReplace { dev, ip, .. }, Before::Neigh { lladdr, .. }) => {
             match lladdr {
-                Some(mac) => w.neigh_replace(dev, ip(at)?, mac),
-                None => w.neigh_del(dev, ip(at)?).await,
+                Some(mac) => w.neigh_replace(dev, *ip, *mac),
+                None => w.neigh_del(dev, *ip).await,
             }
         }
         (
             RepairAction::FdbReplace { dev, mac, .. } | RepairAction::FdbDelete { dev, mac, .. },
             Before::Fdb { dsts },
         ) => {
-            w.fdb_del(dev, mac).await?;
+            w.fdb_del(dev, *mac).await?;
             for d in dsts {
-                w.fdb_replace(dev, mac, *d)?;
+                w.fdb_replace(dev, *mac, *d)?;
             }
             Ok(())
         }
@@ -360,20 +364,30 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
             Before::Route {
                 route: Some((gw, dev, onlink)),
             },
-        ) if *table != 254 => w.route_add_in(dst, *gw, dev, *onlink, *table).await,
+        ) if *table != 254 => {
+            w.route_add_in(prefix(dst)?, *gw, dev, *onlink, *table)
+                .await
+        }
         (
-            RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst, .. },
+            RepairAction::RouteReplace { .. } | RepairAction::RouteDelete { .. },
             Before::Route { route },
-        ) => match route {
-            Some((gw, dev, onlink)) => {
-                let gw = match gw {
-                    Some(IpAddr::V4(g)) => Some(*g),
-                    _ => None,
-                };
-                w.route_replace(dst, gw, dev, *onlink)
+        ) => {
+            let dst = match a {
+                RepairAction::RouteReplace { dst, .. } => *dst,
+                RepairAction::RouteDelete { dst, .. } => prefix(dst)?,
+                _ => unreachable!("matched above"),
+            };
+            match route {
+                Some((gw, dev, onlink)) => {
+                    let gw = match gw {
+                        Some(IpAddr::V4(g)) => Some(*g),
+                        _ => None,
+                    };
+                    w.route_replace(dst, gw, dev, *onlink)
+                }
+                None => w.route_del(dst).await,
             }
-            None => w.route_del(dst).await,
-        },
+        }
         (
             RepairAction::VtepRecreate { spec: new },
             Before::Vtep {
@@ -397,17 +411,17 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
                 }
             }
             for (at, mac) in neighs {
-                w.neigh_replace(&new.dev, *at, mac)?;
+                w.neigh_replace(&new.dev, *at, *mac)?;
             }
             for (mac, dst) in fdb {
-                w.fdb_replace(&new.dev, mac, *dst)?;
+                w.fdb_replace(&new.dev, *mac, *dst)?;
             }
             for (dst, gw, onlink) in routes {
                 let gw = match gw {
                     Some(IpAddr::V4(g)) => Some(*g),
                     _ => None,
                 };
-                w.route_replace(dst, gw, &new.dev, *onlink)?;
+                w.route_replace(prefix(dst)?, gw, &new.dev, *onlink)?;
             }
             if let Some(on) = tx_checksum {
                 w.ethtool_feature(&new.dev, "tx-checksum-ip-generic", *on)?;

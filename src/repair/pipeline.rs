@@ -15,7 +15,9 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use crate::check::RepairAction;
 use crate::check::text::action_line;
 use crate::dataplane::Netns;
-use crate::dataplane::batch::{BatchSocket, DeviceIndexes, Request, parse_mac, parse_prefix};
+use std::net::IpAddr;
+
+use crate::dataplane::batch::{BatchSocket, DeviceIndexes, Request};
 use crate::error::{Error, Result};
 
 /// Requests per datagram.
@@ -160,33 +162,29 @@ impl<'a> Worker<'a> {
     }
 
     fn request(&mut self, a: &RepairAction) -> Result<Request> {
-        let bad = |what: &str, v: &str| Error::usage(format!("bad {what} {v:?}"), None);
         Ok(match a {
             RepairAction::NeighReplace { dev, ip, mac } => Request::Neigh {
                 ifindex: self.indexes.get(dev)?,
-                ip: ip.parse().map_err(|_| bad("IP address", ip))?,
-                mac: parse_mac(mac)?,
+                ip: *ip,
+                mac: mac.0,
             },
             RepairAction::FdbReplace { dev, mac, dst } => Request::Fdb {
                 ifindex: self.indexes.get(dev)?,
-                mac: parse_mac(mac)?,
-                dst: dst.parse().map_err(|_| bad("IP address", dst))?,
+                mac: mac.0,
+                dst: *dst,
             },
             RepairAction::RouteReplace {
                 dst,
-                gateway,
+                gateway: IpAddr::V4(gateway),
                 dev,
                 onlink,
-            } => {
-                let net = parse_prefix(dst)?;
-                Request::Route {
-                    dst: net.addr(),
-                    len: net.prefix_len(),
-                    gateway: Some(gateway.parse().map_err(|_| bad("IPv4 gateway", gateway))?),
-                    ifindex: self.indexes.get(dev)?,
-                    onlink: *onlink,
-                }
-            }
+            } => Request::Route {
+                dst: dst.addr(),
+                len: dst.prefix_len(),
+                gateway: Some(*gateway),
+                ifindex: self.indexes.get(dev)?,
+                onlink: *onlink,
+            },
             other => {
                 return Err(Error::usage(
                     format!("{} is not an overlay entry", action_line(other)),

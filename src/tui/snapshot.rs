@@ -409,11 +409,11 @@ fn node_entries(
             dev: vtep.into(),
         };
         let fdb = Subject::Fdb {
-            mac: p.vtep_mac.clone(),
+            mac: p.vtep_mac,
             dev: vtep.into(),
         };
         let route = Subject::Route {
-            dst: p.route_dst,
+            dst: p.route_dst.into(),
             table: 254,
         };
         out.push(marked(

@@ -84,7 +84,7 @@ fn overview_of_a_healthy_node() {
 #[test]
 fn overview_and_node_with_a_missing_route_and_a_wrong_neighbour() {
     let s = snapshot(|st| {
-        st.routes.retain(|r| r.dst != "10.2.0.0/24");
+        st.routes.retain(|r| r.dst.to_string() != "10.2.0.0/24");
         for n in st
             .neighs
             .iter_mut()
@@ -118,7 +118,7 @@ fn the_last_change_names_what_appeared_and_went() {
     let epoch = std::time::UNIX_EPOCH;
     a.update(snapshot(|_| {}), epoch);
     assert_eq!(a.last_change, None);
-    let broken = snapshot(|st| st.routes.retain(|r| r.dst != "10.2.0.0/24"));
+    let broken = snapshot(|st| st.routes.retain(|r| r.dst.to_string() != "10.2.0.0/24"));
     a.update(broken, epoch + std::time::Duration::from_secs(3_723));
     assert_eq!(
         a.last_change.as_deref(),
@@ -157,7 +157,7 @@ fn no_cluster_says_why() {
 fn the_repair_view_shows_the_plan_and_asks_before_applying() {
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     let key = |a: &mut App, c: char| a.key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
-    let s = snapshot(|st| st.routes.retain(|r| r.dst != "10.2.0.0/24"));
+    let s = snapshot(|st| st.routes.retain(|r| r.dst.to_string() != "10.2.0.0/24"));
     let mut a = app(s, View::Node("k8s-node-12".into()));
     key(&mut a, 'r');
     assert_eq!(a.view(), &View::Repair("k8s-node-12".into()));
@@ -239,7 +239,7 @@ fn press(a: &mut App, keys: &str) {
 fn resources_link_a_service_down_to_its_pods_and_nodes_and_mark_the_broken_link() {
     // k8s-node-12 lost its route to the master's pod CIDR: the nginx
     // Service's pod on the master is what that breaks.
-    let s = snapshot(|st| st.routes.retain(|r| r.dst != "10.2.0.0/24"));
+    let s = snapshot(|st| st.routes.retain(|r| r.dst.to_string() != "10.2.0.0/24"));
     let mut a = app(s, View::Overview);
     press(&mut a, ":svc\n");
     assert_eq!(
@@ -337,8 +337,8 @@ fn the_history_lists_repairs_newest_first_and_u_asks_before_undoing() {
     old.undone = true;
     let route = crate::repair::journal::Entry {
         action: crate::check::RepairAction::RouteReplace {
-            dst: "10.2.0.0/24".into(),
-            gateway: "10.2.0.0".into(),
+            dst: "10.2.0.0/24".parse().unwrap(),
+            gateway: "10.2.0.0".parse().unwrap(),
             dev: "flannel.1".into(),
             onlink: true,
         },

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::id::{FindingId, Mark, Owner};
 use crate::dataplane::state::UnreadSource;
+use crate::dataplane::{Mac, RouteDst};
 
 /// How bad it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -74,11 +75,11 @@ pub enum Subject {
     /// A network device (flannel.1, cni0, a pod's host veth, kube-ipvs0).
     Device(String),
     /// A route by destination and table (254 main).
-    Route { dst: Ipv4Net, table: u32 },
+    Route { dst: RouteDst, table: u32 },
     /// A neighbour entry.
     Neigh { ip: IpAddr, dev: String },
     /// A bridge FDB entry (flannel.1's VTEP entries).
-    Fdb { mac: String, dev: String },
+    Fdb { mac: Mac, dev: String },
     /// An iptables chain.
     Chain { table: String, chain: String },
     /// An IPVS virtual server, `PROTO ADDR:PORT`.
@@ -139,7 +140,6 @@ impl Subject {
         match self {
             Subject::Object(o) => o.name.clone(),
             Subject::Device(d) | Subject::Sysctl(d) | Subject::IptablesBackends(d) => d.clone(),
-            Subject::Route { dst, .. } if dst.prefix_len() == 0 => "default".into(),
             Subject::Route { dst, .. } => dst.to_string(),
             Subject::Neigh { ip, dev } => format!("{ip} dev {dev}"),
             Subject::Fdb { mac, dev } => format!("{mac} dev {dev}"),
@@ -215,29 +215,29 @@ impl std::fmt::Display for Named {
 pub enum RepairAction {
     NeighReplace {
         dev: String,
-        ip: String,
-        mac: String,
+        ip: IpAddr,
+        mac: Mac,
     },
     FdbReplace {
         dev: String,
-        mac: String,
-        dst: String,
+        mac: Mac,
+        dst: IpAddr,
     },
     FdbDelete {
         dev: String,
-        mac: String,
-        dst: Option<String>,
+        mac: Mac,
+        dst: Option<IpAddr>,
     },
     RouteReplace {
-        dst: String,
-        gateway: String,
+        dst: Ipv4Net,
+        gateway: IpAddr,
         dev: String,
         onlink: bool,
     },
     /// `ip route del DST table TABLE`: a route that takes traffic for a pod
     /// CIDR away from flannel.
     RouteDelete {
-        dst: String,
+        dst: RouteDst,
         /// The routing table (254 main).
         table: u32,
     },

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use ipnet::Ipv4Net;
 
 use super::finding::{Finding, FindingId, Mark, ObjectRef, RepairAction, Severity, Subject};
-use crate::dataplane::NodeState;
 use crate::dataplane::state::{FdbEntry, Link, Neigh, Route};
+use crate::dataplane::{Mac, NodeState, RouteDst};
 use crate::model::Cluster;
 use crate::model::expect::{self, FlannelExpectation};
 use crate::model::flannel::{BRIDGE_DEVICE, VNI, VTEP_DEVICE, VXLAN_PORT, vtep_mtu};
@@ -140,11 +140,7 @@ fn check_shadowing(
         .map(|r| (r.table, r.dst.as_deref().and_then(|d| d.parse().ok())))
         .collect();
     for r in &state.routes {
-        let Ok(dst) = r
-            .dst
-            .parse::<Ipv4Net>()
-            .or_else(|_| (r.dst == "default").then_some(Ipv4Net::default()).ok_or(()))
-        else {
+        let Some(dst) = r.dst.v4() else {
             continue;
         };
         let taken: Vec<(Ipv4Net, &str)> = if r.table == 254 {
@@ -188,9 +184,9 @@ fn check_shadowing(
                 n,
                 format!("the route {}{place} takes {owner}'s pod CIDR {cidr}{more} away from flannel, as the kernel looks routes up", r.dst),
             )
-            .object(Subject::Route { dst, table: r.table })
+            .object(Subject::Route { dst: r.dst, table: r.table })
             // The pod CIDR's own route no longer carries its traffic.
-            .part(Subject::Route { dst: *cidr, table: 254 }, Mark::Wrong)
+            .part(Subject::Route { dst: (*cidr).into(), table: 254 }, Mark::Wrong)
             .evidence(
                 format!("{cidr} reaches {VTEP_DEVICE} or {BRIDGE_DEVICE}"),
                 format!(
@@ -201,7 +197,7 @@ fn check_shadowing(
                 ),
             )
             .repair(RepairAction::RouteDelete {
-                dst: r.dst.clone(),
+                dst: r.dst,
                 table: r.table,
             }),
         );
@@ -309,7 +305,7 @@ fn check_vtep_settings(
                 underlay: underlay.or_else(|| v.dev.clone()),
                 port: VXLAN_PORT,
                 learning: false,
-                mac: Some(exp.lease.vtep_mac.clone()),
+                mac: Some(exp.lease.vtep_mac),
                 mtu: exp.vtep_mtu,
                 addrs: vec![format!("{}/32", exp.lease.gateway())],
                 up: true,
@@ -338,7 +334,7 @@ fn check_vtep_settings(
             out.push(f);
         }
     }
-    if l.mac.as_deref() != Some(exp.lease.vtep_mac.as_str()) {
+    if l.mac_addr() != Some(exp.lease.vtep_mac) {
         out.push(
             Finding::new(FindingId::VtepMacDrift, Severity::Error, n, format!("{VTEP_DEVICE}'s MAC is not the VtepMAC in this node's annotation: peers send to the old MAC"))
                 .object(Subject::device(VTEP_DEVICE))
@@ -421,7 +417,7 @@ fn peer_neigh(p: &crate::model::flannel::PeerEntries) -> Subject {
 /// The route flannel programs to a peer's pod CIDR.
 fn peer_route(p: &crate::model::flannel::PeerEntries) -> Subject {
     Subject::Route {
-        dst: p.route_dst,
+        dst: p.route_dst.into(),
         table: 254,
     }
 }
@@ -436,21 +432,21 @@ fn peer_actions(
     if neigh {
         v.push(RepairAction::NeighReplace {
             dev: VTEP_DEVICE.into(),
-            ip: p.neigh_ip.to_string(),
-            mac: p.vtep_mac.clone(),
+            ip: IpAddr::V4(p.neigh_ip),
+            mac: p.vtep_mac,
         });
     }
     if fdb {
         v.push(RepairAction::FdbReplace {
             dev: VTEP_DEVICE.into(),
-            mac: p.vtep_mac.clone(),
-            dst: p.public_ip.to_string(),
+            mac: p.vtep_mac,
+            dst: IpAddr::V4(p.public_ip),
         });
     }
     if route {
         v.push(RepairAction::RouteReplace {
-            dst: p.route_dst.to_string(),
-            gateway: p.neigh_ip.to_string(),
+            dst: p.route_dst,
+            gateway: IpAddr::V4(p.neigh_ip),
             dev: VTEP_DEVICE.into(),
             onlink: true,
         });
@@ -470,13 +466,13 @@ fn check_peers(
     for x in state.neighs.iter().filter(|x| x.dev == VTEP_DEVICE) {
         neighs.entry(x.dst).or_insert(x);
     }
-    let mut fdbs: HashMap<&str, Vec<&FdbEntry>> = HashMap::new();
+    let mut fdbs: HashMap<Mac, Vec<&FdbEntry>> = HashMap::new();
     for f in state.fdb.iter().filter(|f| f.dev == VTEP_DEVICE) {
-        fdbs.entry(f.mac.as_str()).or_default().push(f);
+        fdbs.entry(f.mac).or_default().push(f);
     }
-    let mut routes: HashMap<&str, &Route> = HashMap::new();
+    let mut routes: HashMap<RouteDst, &Route> = HashMap::new();
     for r in state.routes.iter().filter(|r| r.table == 254) {
-        routes.entry(r.dst.as_str()).or_insert(r);
+        routes.entry(r.dst).or_insert(r);
     }
     for p in &exp.peers {
         let peer = ObjectRef::new("Node", &p.peer);
@@ -491,7 +487,7 @@ fn check_peers(
                     .evidence(format!("{gw} lladdr {} PERMANENT", p.vtep_mac), "absent")
                     .repair(peer_actions(p, true, false, false).remove(0)),
             ),
-            Some(x) if x.lladdr.as_deref() != Some(p.vtep_mac.as_str()) => out.push(
+            Some(x) if x.mac() != Some(p.vtep_mac) => out.push(
                 Finding::new(FindingId::NeighWrongMac, Severity::Error, n, format!("the neigh entry for {}'s VTEP gateway {gw} has the wrong MAC", p.peer))
                     .object(peer.clone())
                     .object(peer_neigh(p))
@@ -506,13 +502,13 @@ fn check_peers(
             ),
             Some(_) => {}
         }
-        let fdb: Vec<&FdbEntry> = fdbs.get(p.vtep_mac.as_str()).cloned().unwrap_or_default();
+        let fdb: Vec<&FdbEntry> = fdbs.get(&p.vtep_mac).cloned().unwrap_or_default();
         let want_dst = IpAddr::V4(p.public_ip);
         if fdb.is_empty() {
             out.push(
                 Finding::new(FindingId::FdbMissing, Severity::Error, n, format!("no FDB entry for {}'s VtepMAC: {VTEP_DEVICE} does not know where to send its frames", p.peer))
                     .object(peer.clone())
-                    .object(Subject::Fdb { mac: p.vtep_mac.clone(), dev: VTEP_DEVICE.into() })
+                    .object(Subject::Fdb { mac: p.vtep_mac, dev: VTEP_DEVICE.into() })
                     .evidence(format!("{} dst {want_dst} self permanent", p.vtep_mac), "absent")
                     .repair(peer_actions(p, false, true, false).remove(0)),
             );
@@ -524,12 +520,12 @@ fn check_peers(
             out.push(
                 Finding::new(FindingId::FdbWrongDst, Severity::Error, n, format!("the FDB entry for {}'s VtepMAC points at {} instead of its public-ip {want_dst}", p.peer, actual.join(",")))
                     .object(peer.clone())
-                    .object(Subject::Fdb { mac: p.vtep_mac.clone(), dev: VTEP_DEVICE.into() })
+                    .object(Subject::Fdb { mac: p.vtep_mac, dev: VTEP_DEVICE.into() })
                     .evidence(format!("dst {want_dst}"), format!("dst {}", actual.join(",")))
                     .repair(peer_actions(p, false, true, false).remove(0)),
             );
         }
-        match routes.get(dst.as_str()).copied() {
+        match routes.get(&RouteDst::from(p.route_dst)).copied() {
             None => out.push(
                 Finding::new(
                     FindingId::RouteMissing,
@@ -581,19 +577,19 @@ fn check_peers(
 /// FDB entries on flannel.1 whose MAC is no current node's VtepMAC: left
 /// behind by a node that was removed or whose VTEP was recreated.
 fn check_stale_fdb(cluster: &Cluster, state: &NodeState, n: Option<&str>, out: &mut Vec<Finding>) {
-    let macs: HashSet<String> = cluster
+    let macs: HashSet<Mac> = cluster
         .nodes
         .iter()
         .filter_map(|x| crate::model::flannel::Lease::from_node(x).ok())
         .map(|l| l.vtep_mac)
         .collect();
-    let own = state.link(VTEP_DEVICE).and_then(|l| l.mac.clone());
+    let own = state.link(VTEP_DEVICE).and_then(|l| l.mac_addr());
     for f in state
         .fdb
         .iter()
         .filter(|f| f.dev == VTEP_DEVICE && f.dst.is_some())
     {
-        if !macs.contains(&f.mac) && own.as_ref() != Some(&f.mac) && f.mac != "00:00:00:00:00:00" {
+        if !macs.contains(&f.mac) && own != Some(f.mac) && f.mac != Mac::default() {
             out.push(
                 Finding::new(
                     FindingId::FdbStale,
@@ -605,7 +601,7 @@ fn check_stale_fdb(cluster: &Cluster, state: &NodeState, n: Option<&str>, out: &
                     ),
                 )
                 .object(Subject::Fdb {
-                    mac: f.mac.clone(),
+                    mac: f.mac,
                     dev: VTEP_DEVICE.into(),
                 })
                 .evidence(
@@ -618,8 +614,8 @@ fn check_stale_fdb(cluster: &Cluster, state: &NodeState, n: Option<&str>, out: &
                 )
                 .repair(RepairAction::FdbDelete {
                     dev: VTEP_DEVICE.into(),
-                    mac: f.mac.clone(),
-                    dst: f.dst.map(|d| d.to_string()),
+                    mac: f.mac,
+                    dst: f.dst,
                 }),
             );
         }

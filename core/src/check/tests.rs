@@ -36,7 +36,7 @@ fn node_state_variations() {
             s.fdb.push(FdbEntry {
                 ifindex: 3,
                 dev: "flannel.1".into(),
-                mac: "02:00:00:00:00:99".into(),
+                mac: "02:00:00:00:00:99".parse().unwrap(),
                 dst: Some("192.168.56.99".parse().unwrap()),
                 vni: None,
                 port: None,
@@ -120,10 +120,10 @@ fn node_state_variations() {
             let mut r = s
                 .routes
                 .iter()
-                .find(|r| r.dst == "192.168.56.0/24")
+                .find(|r| r.dst.to_string() == "192.168.56.0/24")
                 .cloned()
                 .unwrap();
-            r.dst = "10.2.0.0/25".into();
+            r.dst = "10.2.0.0/25".parse().unwrap();
             r.protocol = "boot".into();
             r.prefsrc = None;
             s.routes.push(r);
@@ -595,10 +595,10 @@ fn a_table_looked_up_before_main_takes_pod_cidrs_as_the_kernel_does() {
     let mut r = s
         .routes
         .iter()
-        .find(|r| r.dst == "192.168.56.0/24")
+        .find(|r| r.dst.to_string() == "192.168.56.0/24")
         .cloned()
         .unwrap();
-    r.dst = "default".into();
+    r.dst = crate::dataplane::RouteDst::Default;
     r.table = 100;
     r.protocol = "boot".into();
     r.scope = "global".into();
@@ -619,7 +619,7 @@ fn a_table_looked_up_before_main_takes_pod_cidrs_as_the_kernel_does() {
     assert_eq!(
         shadow[0].repair,
         [crate::check::RepairAction::RouteDelete {
-            dst: "default".into(),
+            dst: crate::dataplane::RouteDst::Default,
             table: 100
         }]
     );

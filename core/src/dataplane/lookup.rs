@@ -39,10 +39,10 @@ pub fn route(state: &NodeState, dst: IpAddr) -> Option<&Route> {
 }
 
 fn prefix(r: &Route) -> Option<IpNet> {
-    if r.dst == "default" {
-        return None;
+    match r.dst {
+        crate::dataplane::RouteDst::Default => None,
+        crate::dataplane::RouteDst::Net(n) => Some(n),
     }
-    r.dst.parse().ok()
 }
 
 fn lpm(state: &NodeState, table: u32, dst: IpAddr) -> Option<&Route> {
@@ -76,7 +76,7 @@ mod tests {
         let r = route(&s, "10.2.0.42".parse().unwrap()).unwrap();
         assert_eq!(
             (
-                r.dst.as_str(),
+                r.dst.to_string().as_str(),
                 r.dev.as_deref(),
                 r.gateway.map(|g| g.to_string())
             ),

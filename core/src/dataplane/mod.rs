@@ -3,9 +3,11 @@
 //! iptables rulesets and IPVS tables, with their parsers and the route
 //! lookup the kernel does.
 
+pub mod addr;
 pub mod iptables;
 pub mod ipvs;
 pub mod lookup;
 pub mod state;
 
+pub use addr::{Mac, RouteDst};
 pub use state::NodeState;

@@ -173,7 +173,7 @@ pub struct VxlanSpec {
     pub underlay: Option<String>,
     pub port: u16,
     pub learning: bool,
-    pub mac: Option<String>,
+    pub mac: Option<super::Mac>,
     pub mtu: u32,
     /// IPv4 addresses, `A/N`.
     pub addrs: Vec<String>,
@@ -195,7 +195,7 @@ impl VxlanSpec {
             underlay: v.dev.clone(),
             port: v.port,
             learning: v.learning,
-            mac: l.mac.clone(),
+            mac: l.mac_addr(),
             mtu: l.mtu,
             addrs: state
                 .addrs_of(dev)
@@ -231,7 +231,7 @@ pub struct Route {
     #[serde(rename = "type")]
     pub kind: String,
     /// `default` or `a.b.c.d/len`; a host route keeps its `/32`.
-    pub dst: String,
+    pub dst: super::RouteDst,
     pub gateway: Option<IpAddr>,
     pub dev: Option<String>,
     pub oif: Option<u32>,
@@ -245,6 +245,13 @@ pub struct Route {
     pub metric: Option<u32>,
     /// Route flags as iproute2 prints them (`onlink`, `linkdown`, ...).
     pub flags: Vec<String>,
+}
+
+impl Link {
+    /// Its link-layer address as an Ethernet address, when it is one.
+    pub fn mac_addr(&self) -> Option<super::Mac> {
+        self.mac.as_deref()?.parse().ok()
+    }
 }
 
 impl Route {
@@ -285,6 +292,12 @@ pub struct Neigh {
 }
 
 impl Neigh {
+    /// Its link-layer address as an Ethernet address (flannel.1's
+    /// entries carry one; other devices may hold other kinds).
+    pub fn mac(&self) -> Option<super::Mac> {
+        self.lladdr.as_deref()?.parse().ok()
+    }
+
     /// True for a PERMANENT entry (flannel programs its VTEP neighbours so).
     pub fn permanent(&self) -> bool {
         self.state.iter().any(|s| s == "PERMANENT")
@@ -297,7 +310,7 @@ impl Neigh {
 pub struct FdbEntry {
     pub ifindex: u32,
     pub dev: String,
-    pub mac: String,
+    pub mac: super::Mac,
     /// The remote VTEP IP (VXLAN entries).
     pub dst: Option<IpAddr>,
     pub vni: Option<u32>,

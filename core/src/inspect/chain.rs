@@ -257,7 +257,7 @@ impl<'a> Builder<'a> {
                     let dev = VTEP_DEVICE.to_string();
                     // Each entry as check judged it on `from`.
                     let route = Subject::Route {
-                        dst: l.pod_cidr,
+                        dst: l.pod_cidr.into(),
                         table: 254,
                     };
                     let neigh = Subject::Neigh {
@@ -265,7 +265,7 @@ impl<'a> Builder<'a> {
                         dev: dev.clone(),
                     };
                     let fdb = Subject::Fdb {
-                        mac: l.vtep_mac.clone(),
+                        mac: l.vtep_mac,
                         dev,
                     };
                     let ok = |s: &Subject| self.finding_on(&from, s).is_none();
@@ -831,7 +831,11 @@ mod tests {
         };
         let (line, ids) = overlay(&state);
         assert_eq!(line.ok, Some(true), "{line:?} {ids:?}");
-        let r = state.routes.iter_mut().find(|r| r.dst == cidr).unwrap();
+        let r = state
+            .routes
+            .iter_mut()
+            .find(|r| r.dst.to_string() == cidr)
+            .unwrap();
         r.flags.retain(|f| f != "onlink");
         let (line, ids) = overlay(&state);
         assert!(

@@ -488,7 +488,11 @@ mod tests {
         for n in &topo.nodes {
             let lease = Lease::from_node(c.node(&n.name).unwrap()).unwrap();
             assert_eq!(
-                (lease.pod_cidr, lease.public_ip, lease.vtep_mac.as_str()),
+                (
+                    lease.pod_cidr,
+                    lease.public_ip,
+                    lease.vtep_mac.to_string().as_str()
+                ),
                 (n.pod_cidr, n.ip, n.vtep_mac.as_str())
             );
         }

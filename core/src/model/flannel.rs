@@ -12,6 +12,8 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+
+use crate::dataplane::Mac;
 use k8s_openapi::api::core::v1::Node;
 use serde::{Deserialize, Serialize};
 
@@ -52,8 +54,7 @@ pub struct Lease {
     pub pod_cidr: Ipv4Net,
     pub public_ip: Ipv4Addr,
     pub vni: u32,
-    /// Lower-case, colon-separated.
-    pub vtep_mac: String,
+    pub vtep_mac: Mac,
 }
 
 /// Why a node has no usable lease (each is a finding for `check`).
@@ -108,12 +109,20 @@ impl Lease {
             key: annotation::PUBLIC_IP,
             why: format!("{ip_text:?} is not an IPv4 address"),
         })?;
+        let vtep_mac = data
+            .vtep_mac
+            .parse()
+            .map_err(|why| LeaseError::BadAnnotation {
+                node: name.clone(),
+                key: annotation::BACKEND_DATA,
+                why,
+            })?;
         Ok(Lease {
             node: name,
             pod_cidr: pod_cidr.trunc(),
             public_ip,
             vni: data.vni,
-            vtep_mac: data.vtep_mac.to_ascii_lowercase(),
+            vtep_mac,
         })
     }
 
@@ -138,7 +147,7 @@ pub struct PeerEntries {
     /// route dst; gateway = `neigh_ip`, dev flannel.1, onlink.
     pub route_dst: Ipv4Net,
     pub neigh_ip: Ipv4Addr,
-    pub vtep_mac: String,
+    pub vtep_mac: Mac,
     /// FDB dst.
     pub public_ip: Ipv4Addr,
 }
@@ -152,7 +161,7 @@ pub fn peer_entries(local: &str, leases: &[Lease]) -> Vec<PeerEntries> {
             peer: l.node.clone(),
             route_dst: l.pod_cidr,
             neigh_ip: l.gateway(),
-            vtep_mac: l.vtep_mac.clone(),
+            vtep_mac: l.vtep_mac,
             public_ip: l.public_ip,
         })
         .collect()
@@ -254,7 +263,7 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].neigh_ip.to_string(), "10.2.1.0");
         assert_eq!(p[0].public_ip.to_string(), "192.168.56.11");
-        assert_eq!(leases[0].vtep_mac, "aa:00:00:00:00:01");
+        assert_eq!(leases[0].vtep_mac.to_string(), "aa:00:00:00:00:01");
         assert_eq!(leases[1].bridge_address().to_string(), "10.2.1.1/24");
     }
 

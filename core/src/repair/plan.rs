@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::text::action_line;
 use crate::check::{Finding, RepairAction};
-use crate::dataplane::NodeState;
 use crate::dataplane::iptables::Ruleset;
+use crate::dataplane::{Mac, NodeState, RouteDst};
 
 use super::iptables::{ChainsRestore, restore};
 
@@ -142,29 +142,38 @@ fn owner(a: &RepairAction) -> Owner {
 /// the one whose neighbour entry the plan writes with that MAC, else the one
 /// the node's neighbour table has with it (a stale MAC of no peer keys on
 /// itself).
-fn peer_key(a: &RepairAction, peer_of_mac: &HashMap<String, String>) -> String {
+fn peer_key(a: &RepairAction, peer_of_mac: &HashMap<Mac, IpAddr>) -> PeerKey {
     match a {
-        RepairAction::NeighReplace { ip, .. } => ip.clone(),
-        RepairAction::RouteReplace { gateway, .. } => gateway.clone(),
-        RepairAction::FdbReplace { mac, .. } | RepairAction::FdbDelete { mac, .. } => {
-            peer_of_mac.get(mac).cloned().unwrap_or_else(|| mac.clone())
-        }
-        _ => String::new(),
+        RepairAction::NeighReplace { ip, .. } => PeerKey::Gateway(*ip),
+        RepairAction::RouteReplace { gateway, .. } => PeerKey::Gateway(*gateway),
+        RepairAction::FdbReplace { mac, .. } | RepairAction::FdbDelete { mac, .. } => peer_of_mac
+            .get(mac)
+            .map_or(PeerKey::Mac(*mac), |ip| PeerKey::Gateway(*ip)),
+        _ => PeerKey::None,
     }
+}
+
+/// Which peer a per-peer action belongs to: its VTEP gateway, or for an
+/// FDB entry of no known peer its own MAC; `None` for the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PeerKey {
+    None,
+    Gateway(IpAddr),
+    Mac(Mac),
 }
 
 /// VTEP MAC -> peer gateway: the neighbours the plan writes first, then
 /// those the node holds.
-fn peers_by_mac(steps: &[Step], state: &NodeState) -> HashMap<String, String> {
-    let mut m: HashMap<String, String> = HashMap::new();
+fn peers_by_mac(steps: &[Step], state: &NodeState) -> HashMap<Mac, IpAddr> {
+    let mut m: HashMap<Mac, IpAddr> = HashMap::new();
     for n in &state.neighs {
-        if let Some(mac) = &n.lladdr {
-            m.entry(mac.clone()).or_insert_with(|| n.dst.to_string());
+        if let Some(mac) = n.mac() {
+            m.entry(mac).or_insert(n.dst);
         }
     }
     for s in steps {
         if let RepairAction::NeighReplace { ip, mac, .. } = &s.action {
-            m.insert(mac.clone(), ip.clone());
+            m.insert(*mac, *ip);
         }
     }
     m
@@ -180,7 +189,7 @@ fn overlay_route(a: &RepairAction) -> bool {
 pub enum Before {
     /// The neighbour entry (lladdr) there was, if any (flannel's are PERMANENT).
     Neigh {
-        lladdr: Option<String>,
+        lladdr: Option<Mac>,
         permanent: bool,
     },
     /// The FDB destinations the MAC had.
@@ -217,9 +226,9 @@ pub enum Before {
     /// with it (neigh `ip mac`, FDB `mac dst`, route `dst gw onlink`).
     Vtep {
         spec: Option<crate::dataplane::state::VxlanSpec>,
-        neighs: Vec<(IpAddr, String)>,
-        fdb: Vec<(String, IpAddr)>,
-        routes: Vec<(String, Option<IpAddr>, bool)>,
+        neighs: Vec<(IpAddr, Mac)>,
+        fdb: Vec<(Mac, IpAddr)>,
+        routes: Vec<(RouteDst, Option<IpAddr>, bool)>,
         /// Its tx checksum offload (`None`: not read); a new device
         /// starts with the kernel's default.
         #[serde(default)]
@@ -235,12 +244,9 @@ pub enum Before {
 pub fn before(a: &RepairAction, state: &NodeState) -> Before {
     match a {
         RepairAction::NeighReplace { dev, ip, .. } => {
-            let n = state
-                .neighs
-                .iter()
-                .find(|n| n.dev == *dev && n.dst.to_string() == *ip);
+            let n = state.neighs.iter().find(|n| n.dev == *dev && n.dst == *ip);
             Before::Neigh {
-                lladdr: n.and_then(|n| n.lladdr.clone()),
+                lladdr: n.and_then(|n| n.mac()),
                 permanent: n.is_some_and(|n| n.state.iter().any(|s| s == "PERMANENT")),
             }
         }
@@ -254,16 +260,17 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
                     .collect(),
             }
         }
-        RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst, .. } => {
-            let table = match a {
-                RepairAction::RouteDelete { table, .. } => *table,
-                _ => 254,
+        RepairAction::RouteReplace { .. } | RepairAction::RouteDelete { .. } => {
+            let (dst, table) = match a {
+                RepairAction::RouteDelete { dst, table } => (*dst, *table),
+                RepairAction::RouteReplace { dst, .. } => (RouteDst::from(*dst), 254),
+                _ => unreachable!("matched above"),
             };
             Before::Route {
                 route: state
                     .routes
                     .iter()
-                    .find(|r| r.table == table && r.dst == *dst)
+                    .find(|r| r.table == table && r.dst == dst)
                     .map(|r| {
                         (
                             r.gateway,
@@ -279,13 +286,13 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
                 .neighs
                 .iter()
                 .filter(|n| n.dev == spec.dev)
-                .filter_map(|n| Some((n.dst, n.lladdr.clone()?)))
+                .filter_map(|n| Some((n.dst, n.mac()?)))
                 .collect(),
             fdb: state
                 .fdb
                 .iter()
                 .filter(|f| f.dev == spec.dev)
-                .filter_map(|f| Some((f.mac.clone(), f.dst?)))
+                .filter_map(|f| Some((f.mac, f.dst?)))
                 .collect(),
             routes: state
                 .routes
@@ -295,7 +302,7 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
                         && r.dev.as_deref() == Some(spec.dev.as_str())
                         && r.protocol != "kernel"
                 })
-                .map(|r| (r.dst.clone(), r.gateway, r.onlink()))
+                .map(|r| (r.dst, r.gateway, r.onlink()))
                 .collect(),
             tx_checksum: state.vxlan_tx_checksum.get(&spec.dev).copied(),
         },
@@ -355,10 +362,15 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
             Before::Fdb { dsts },
         ) => listed(dsts.iter().map(|d| format!("{mac} dst {d}")).collect()),
         (
-            RepairAction::RouteReplace { dst, .. } | RepairAction::RouteDelete { dst, .. },
+            RepairAction::RouteReplace { .. } | RepairAction::RouteDelete { .. },
             Before::Route { route },
         ) => route
             .map(|(gw, dev, onlink)| {
+                let dst = match a {
+                    RepairAction::RouteReplace { dst, .. } => RouteDst::from(*dst),
+                    RepairAction::RouteDelete { dst, .. } => *dst,
+                    _ => unreachable!("matched above"),
+                };
                 format!(
                     "{dst}{} dev {dev}{}",
                     gw.map(|g| format!(" via {g}")).unwrap_or_default(),
@@ -496,7 +508,7 @@ pub fn plan(
             if overlay {
                 peer_key(&s.action, &peer_of_mac)
             } else {
-                String::new()
+                PeerKey::None
             },
             s.category,
         )
@@ -619,13 +631,13 @@ mod tests {
     }
 
     /// The kind of each overlay step, in plan order.
-    fn overlay_order(p: &Plan) -> Vec<(String, &'static str)> {
+    fn overlay_order(p: &Plan) -> Vec<(IpAddr, &'static str)> {
         p.steps
             .iter()
             .filter_map(|s| match &s.action {
-                RepairAction::NeighReplace { ip, .. } => Some((ip.clone(), "neigh")),
-                RepairAction::FdbReplace { dst, .. } => Some((dst.clone(), "fdb")),
-                RepairAction::RouteReplace { gateway, .. } => Some((gateway.clone(), "route")),
+                RepairAction::NeighReplace { ip, .. } => Some((*ip, "neigh")),
+                RepairAction::FdbReplace { dst, .. } => Some((*dst, "fdb")),
+                RepairAction::RouteReplace { gateway, .. } => Some((*gateway, "route")),
                 _ => None,
             })
             .collect()
@@ -635,11 +647,11 @@ mod tests {
     fn a_peer_that_lost_everything_is_programmed_neigh_then_fdb_then_route() {
         let (c, mut s) = crate::check::fixtures::seed();
         let lost = |n: &crate::dataplane::state::Neigh| n.dev == "flannel.1";
-        let macs: Vec<String> = s
+        let macs: Vec<Mac> = s
             .neighs
             .iter()
             .filter(|n| lost(n))
-            .filter_map(|n| n.lladdr.clone())
+            .filter_map(|n| n.mac())
             .collect();
         assert_eq!(macs.len(), 2, "two peers");
         s.neighs.retain(|n| !lost(n));
@@ -663,7 +675,7 @@ mod tests {
             .neighs
             .iter()
             .find(|n| n.dst == gw)
-            .and_then(|n| n.lladdr.clone())
+            .and_then(|n| n.mac())
             .unwrap();
         for n in s.neighs.iter_mut().filter(|n| n.dst == gw) {
             n.lladdr = Some("02:00:00:00:00:99".into());

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::check::FindingId;
+use crate::dataplane::Mac;
 
 /// cni0 to the destination pod's veth on `node`.
 pub(super) fn to_pod(
@@ -215,7 +216,7 @@ pub(super) fn overlay(
             "outer {} via {}",
             remote_ip,
             underlay
-                .map(|r| r.dst.clone())
+                .map(|r| r.dst.to_string())
                 .unwrap_or_else(|| "?".into())
         )),
     );
@@ -227,7 +228,7 @@ pub(super) fn overlay(
         return;
     };
     match b.link(VTEP_DEVICE) {
-        Some(l) if l.up && l.mac.as_deref() == Some(mac.as_str()) => hops.push(
+        Some(l) if l.up && l.mac_addr() == Some(mac) => hops.push(
             Hop::new(
                 Point::FromOverlay,
                 Some(&b_name),
@@ -521,18 +522,9 @@ pub(super) fn overlay_reply(
 /// address a node. Used going out and for the reply.
 pub(super) enum VtepWalk {
     NoNeigh,
-    NoFdb {
-        mac: String,
-    },
-    Stale {
-        mac: String,
-        dst: IpAddr,
-    },
-    To {
-        mac: String,
-        dst: IpAddr,
-        node: String,
-    },
+    NoFdb { mac: Mac },
+    Stale { mac: Mac, dst: IpAddr },
+    To { mac: Mac, dst: IpAddr, node: String },
 }
 
 pub(super) fn vtep_walk(world: &World, state: &NodeState, gw: IpAddr) -> VtepWalk {
@@ -540,7 +532,7 @@ pub(super) fn vtep_walk(world: &World, state: &NodeState, gw: IpAddr) -> VtepWal
         .neighs
         .iter()
         .find(|n| n.dev == VTEP_DEVICE && n.dst == gw)
-        .and_then(|n| n.lladdr.clone())
+        .and_then(|n| n.mac())
     else {
         return VtepWalk::NoNeigh;
     };
