@@ -50,27 +50,6 @@ pub enum Request {
     },
 }
 
-/// `aa:bb:cc:dd:ee:ff` as bytes.
-pub fn parse_mac(mac: &str) -> Result<[u8; 6]> {
-    let bytes: Option<Vec<u8>> = mac
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).ok())
-        .collect();
-    bytes
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::usage(format!("bad MAC address {mac:?}"), None))
-}
-
-/// `A.B.C.D/N`.
-pub fn parse_prefix(s: &str) -> Result<ipnet::Ipv4Net> {
-    // iproute2 (and NodeState) spell 0.0.0.0/0 `default`.
-    if s == "default" {
-        return Ok(ipnet::Ipv4Net::default());
-    }
-    s.parse()
-        .map_err(|_| Error::usage(format!("bad IPv4 prefix {s:?}"), None))
-}
-
 /// Device indexes by name in the calling thread's namespace, each looked
 /// up once (a whole-node repair names flannel.1 thousands of times).
 #[derive(Debug, Default)]

@@ -18,7 +18,7 @@ use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::Mac;
 use super::Netns;
-use super::batch::{BatchSocket, DeviceIndexes, Request, parse_prefix};
+use super::batch::{BatchSocket, DeviceIndexes, Request};
 use crate::error::{Error, Result};
 use ipnet::Ipv4Net;
 
@@ -303,7 +303,7 @@ impl Writer {
     /// Removes the IPv4 addresses `remove` from `dev`, then adds `add`
     /// (`A/N` each), as `ip addr replace A/N dev D` without `brd` — how a
     /// bridge's address is set up (rtnetlink would add a broadcast address).
-    pub async fn addrs_set(&self, dev: &str, remove: &[String], add: &[String]) -> Result<()> {
+    pub async fn addrs_set(&self, dev: &str, remove: &[Ipv4Net], add: &[Ipv4Net]) -> Result<()> {
         let idx = self.index(dev)?;
         let mut found = self.h.address().get().set_link_index_filter(idx).execute();
         let mut doomed = Vec::new();
@@ -316,8 +316,8 @@ impl Writer {
                 AddressAttribute::Address(a) => Some(*a),
                 _ => None,
             });
-            if let Some(a) = a
-                && remove.contains(&format!("{a}/{}", m.header.prefix_len))
+            if let Some(IpAddr::V4(a)) = a
+                && Ipv4Net::new(a, m.header.prefix_len).is_ok_and(|n| remove.contains(&n))
             {
                 doomed.push(m);
             }
@@ -331,8 +331,7 @@ impl Writer {
                 .map_err(nl(format!("ip addr del dev {dev}")))?;
         }
         for a in add {
-            let net = parse_prefix(a)?;
-            let (addr, len) = (net.addr(), net.prefix_len());
+            let (addr, len) = (a.addr(), a.prefix_len());
             let mut req = self.h.address().add(idx, IpAddr::V4(addr), len).replace();
             req.message_mut()
                 .attributes

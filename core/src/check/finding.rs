@@ -256,8 +256,8 @@ pub enum RepairAction {
     },
     AddrReplace {
         dev: String,
-        remove: Vec<String>,
-        add: String,
+        remove: Vec<Ipv4Net>,
+        add: Ipv4Net,
     },
     Sysctl {
         key: String,

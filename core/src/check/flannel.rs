@@ -8,11 +8,23 @@ use std::net::IpAddr;
 use ipnet::Ipv4Net;
 
 use super::finding::{Finding, FindingId, Mark, ObjectRef, RepairAction, Severity, Subject};
-use crate::dataplane::state::{FdbEntry, Link, Neigh, Route};
+use crate::dataplane::state::{Addr, FdbEntry, Link, Neigh, Route};
 use crate::dataplane::{Mac, NodeState, RouteDst};
 use crate::model::Cluster;
 use crate::model::expect::{self, FlannelExpectation};
 use crate::model::flannel::{BRIDGE_DEVICE, VNI, VTEP_DEVICE, VXLAN_PORT, vtep_mtu};
+
+/// Addresses as evidence: space-separated, or `none`.
+fn listed(addrs: &[Ipv4Net]) -> String {
+    if addrs.is_empty() {
+        return "none".into();
+    }
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The underlay MTU: the device flannel.1 rides on, else eth0, else 1500.
 fn underlay_mtu(state: &NodeState) -> u32 {
@@ -234,12 +246,8 @@ fn check_vtep_settings(
             }),
         );
     }
-    let want_addr = format!("{}/32", exp.lease.gateway());
-    let addrs: Vec<String> = state
-        .addrs_of(VTEP_DEVICE)
-        .filter(|a| a.address.is_ipv4())
-        .map(|a| format!("{}/{}", a.address, a.prefix_len))
-        .collect();
+    let want_addr = Ipv4Net::from(exp.lease.gateway());
+    let addrs: Vec<Ipv4Net> = state.addrs_of(VTEP_DEVICE).filter_map(Addr::v4).collect();
     if !addrs.contains(&want_addr) {
         out.push(
             Finding::new(
@@ -249,14 +257,7 @@ fn check_vtep_settings(
                 format!("{VTEP_DEVICE} lacks its address {want_addr}"),
             )
             .object(Subject::device(VTEP_DEVICE))
-            .evidence(
-                want_addr.clone(),
-                if addrs.is_empty() {
-                    "none".into()
-                } else {
-                    addrs.join(" ")
-                },
-            )
+            .evidence(want_addr.to_string(), listed(&addrs))
             .repair(RepairAction::AddrReplace {
                 dev: VTEP_DEVICE.into(),
                 remove: addrs.clone(),
@@ -307,7 +308,7 @@ fn check_vtep_settings(
                 learning: false,
                 mac: Some(exp.lease.vtep_mac),
                 mtu: exp.vtep_mtu,
-                addrs: vec![format!("{}/32", exp.lease.gateway())],
+                addrs: vec![Ipv4Net::from(exp.lease.gateway())],
                 up: true,
             };
             let mut f = Finding::new(
@@ -363,17 +364,13 @@ fn check_bridge(
         // No pods have started yet: the CNI bridge plugin creates cni0 with the first one.
         return;
     };
-    let want = exp.bridge_address.to_string();
-    let addrs: Vec<String> = state
-        .addrs_of(BRIDGE_DEVICE)
-        .filter(|a| a.address.is_ipv4())
-        .map(|a| format!("{}/{}", a.address, a.prefix_len))
-        .collect();
+    let want = exp.bridge_address;
+    let addrs: Vec<Ipv4Net> = state.addrs_of(BRIDGE_DEVICE).filter_map(Addr::v4).collect();
     if !addrs.contains(&want) || addrs.len() > 1 {
         out.push(
             Finding::new(FindingId::Cni0AddrWrong, Severity::Error, n, format!("{BRIDGE_DEVICE} does not hold the pod gateway {want}: pods lose their default gateway"))
                 .object(Subject::device(BRIDGE_DEVICE))
-                .evidence(want.clone(), if addrs.is_empty() { "none".into() } else { addrs.join(" ") })
+                .evidence(want.to_string(), listed(&addrs))
                 .repair(RepairAction::AddrReplace { dev: BRIDGE_DEVICE.into(), remove: addrs.into_iter().filter(|a| *a != want).collect(), add: want }),
         );
     }

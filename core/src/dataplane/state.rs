@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 /// Everything read from one network namespace.
@@ -176,7 +177,7 @@ pub struct VxlanSpec {
     pub mac: Option<super::Mac>,
     pub mtu: u32,
     /// IPv4 addresses, `A/N`.
-    pub addrs: Vec<String>,
+    pub addrs: Vec<Ipv4Net>,
     pub up: bool,
 }
 
@@ -197,11 +198,7 @@ impl VxlanSpec {
             learning: v.learning,
             mac: l.mac_addr(),
             mtu: l.mtu,
-            addrs: state
-                .addrs_of(dev)
-                .filter(|a| a.address.is_ipv4())
-                .map(|a| format!("{}/{}", a.address, a.prefix_len))
-                .collect(),
+            addrs: state.addrs_of(dev).filter_map(Addr::v4).collect(),
             up: l.up,
         })
     }
@@ -222,6 +219,16 @@ pub struct Addr {
     pub prefix_len: u8,
     /// `global`, `link`, `host`, ...
     pub scope: String,
+}
+
+impl Addr {
+    /// The IPv4 address with its prefix length (`10.2.2.1/24`), if it is one.
+    pub fn v4(&self) -> Option<Ipv4Net> {
+        match self.address {
+            IpAddr::V4(a) => Ipv4Net::new(a, self.prefix_len).ok(),
+            IpAddr::V6(_) => None,
+        }
+    }
 }
 
 /// A route from any table.

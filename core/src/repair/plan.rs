@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::check::text::action_line;
@@ -210,7 +211,7 @@ pub enum Before {
         value: Option<String>,
     },
     Addrs {
-        addrs: Vec<String>,
+        addrs: Vec<Ipv4Net>,
     },
     /// The `iptables-restore --noflush` input that puts back the chains an
     /// iptables action rewrote, and the backend it goes to.
@@ -318,8 +319,7 @@ pub fn before(a: &RepairAction, state: &NodeState) -> Before {
         RepairAction::AddrReplace { dev, .. } => Before::Addrs {
             addrs: state
                 .addrs_of(dev)
-                .filter(|a| a.address.is_ipv4())
-                .map(|a| format!("{}/{}", a.address, a.prefix_len))
+                .filter_map(crate::dataplane::state::Addr::v4)
                 .collect(),
         },
         RepairAction::RuleAdd { priority, table } => Before::Rule {
@@ -404,7 +404,9 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
         (RepairAction::Sysctl { key, .. }, Before::Sysctl { value }) => value
             .map(|v| format!("{key} = {v}"))
             .unwrap_or_else(nothing),
-        (RepairAction::AddrReplace { .. }, Before::Addrs { addrs }) => listed(addrs),
+        (RepairAction::AddrReplace { .. }, Before::Addrs { addrs }) => {
+            listed(addrs.iter().map(|a| a.to_string()).collect())
+        }
         (RepairAction::IptablesChains { table, chains, .. }, _) => {
             format!("table {table}: {} as the node has them", chains.join(", "))
         }
