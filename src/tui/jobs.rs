@@ -146,16 +146,28 @@ pub fn history(source: Source, node: String, done: Sender<Done>) {
 /// The static trace from `from` to `to` over the snapshot, as `trace`
 /// prints it.
 pub fn trace(s: Arc<Snapshot>, from: String, to: String, done: Sender<Done>) {
+    report(done, "trace", from, to, move |from, to| {
+        trace_text(&s, from, to)
+    });
+}
+
+/// Runs a trace or probe from `from` to `to` on a thread; its text (or
+/// why it could not run) line by line.
+fn report(
+    done: Sender<Done>,
+    what: &'static str,
+    from: String,
+    to: String,
+    run: impl FnOnce(&str, &str) -> Result<String> + Send + 'static,
+) {
     spawn(
         done,
         move || {
-            let lines = match trace_text(&s, &from, &to) {
-                Ok(t) => t,
-                Err(e) => format!("cannot trace {from} → {to}: {e}"),
-            };
-            Done::Traced(lines.lines().map(str::to_string).collect())
+            let text =
+                run(&from, &to).unwrap_or_else(|e| format!("cannot {what} {from} → {to}: {e}"));
+            Done::Traced(text.lines().map(str::to_string).collect())
         },
-        Done::Traced(vec!["the trace stopped by an internal error".into()]),
+        Done::Traced(vec![format!("the {what} stopped by an internal error")]),
     );
 }
 
@@ -174,17 +186,9 @@ fn trace_text(s: &Snapshot, from: &str, to: &str) -> Result<String> {
 /// namespace, captured on the nodes in reach; the report first, then the
 /// static trace it was compared with.
 pub fn probe(source: Source, from: String, to: String, done: Sender<Done>) {
-    spawn(
-        done,
-        move || {
-            let lines = match probe_text(&source, &from, &to) {
-                Ok(t) => t,
-                Err(e) => format!("cannot probe {from} → {to}: {e}"),
-            };
-            Done::Traced(lines.lines().map(str::to_string).collect())
-        },
-        Done::Traced(vec!["the probe stopped by an internal error".into()]),
-    );
+    report(done, "probe", from, to, move |from, to| {
+        probe_text(&source, from, to)
+    });
 }
 
 fn probe_text(source: &Source, from: &str, to: &str) -> Result<String> {

@@ -58,24 +58,26 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
                 proto: sp.protocol.clone(),
                 addr: vip.clone(),
             };
+            // A finding about this Service's virtual server.
+            let about = |id, summary: String| {
+                Finding::new(id, Severity::Error, n, summary)
+                    .object(svc.clone())
+                    .object(vs.clone())
+            };
             match state
                 .ipvs
                 .iter()
                 .find(|v| v.proto == sp.protocol && v.addr == vip)
             {
                 None => out.push(
-                    Finding::new(
+                    about(
                         FindingId::IpvsVirtualServerMissing,
-                        Severity::Error,
-                        n,
                         format!(
                             "no IPVS virtual server {}/{vip} for {}",
                             sp.protocol,
                             sp.name()
                         ),
                     )
-                    .object(svc.clone())
-                    .object(vs.clone())
                     .evidence(
                         format!("{} {vip} -> {}", sp.protocol, sp.endpoints.join(" ")),
                         "absent",
@@ -87,18 +89,14 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
                     if have != want {
                         let missing: Vec<&String> = want.difference(&have).collect();
                         let stale: Vec<&String> = have.difference(&want).collect();
-                        let mut f = Finding::new(
+                        let mut f = about(
                             FindingId::IpvsRealServersMismatch,
-                            Severity::Error,
-                            n,
                             format!(
                                 "IPVS {}/{vip} real servers do not match {}'s ready endpoints",
                                 sp.protocol,
                                 sp.name()
                             ),
                         )
-                        .object(svc.clone())
-                        .object(vs.clone())
                         .evidence(
                             format!("{want:?}"),
                             format!("missing {missing:?} stale {stale:?}"),

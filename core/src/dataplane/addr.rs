@@ -44,20 +44,6 @@ impl std::fmt::Debug for Mac {
     }
 }
 
-impl Serialize for Mac {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// Where a route leads: `default` (no destination attribute, prefix
 /// length 0) or a prefix, a host route keeping its `/32`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -105,19 +91,27 @@ impl std::fmt::Display for RouteDst {
     }
 }
 
-impl Serialize for RouteDst {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
+/// Serialized as their text (`Display`), read back through `FromStr`:
+/// JSON, journals and bundles carry what iproute2 prints.
+macro_rules! as_text {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
 }
 
-impl<'de> Deserialize<'de> for RouteDst {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
+as_text!(Mac, RouteDst);
 
 #[cfg(test)]
 mod tests {
