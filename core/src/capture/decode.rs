@@ -60,18 +60,18 @@ impl TcpFlags {
 
 impl std::fmt::Display for TcpFlags {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (bit, c) in [
+        let text: String = [
             (Self::SYN, 'S'),
             (Self::FIN, 'F'),
             (Self::RST, 'R'),
             (Self::PSH, 'P'),
             (Self::ACK, '.'),
-        ] {
-            if self.has(bit) {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
+        ]
+        .into_iter()
+        .filter(|(bit, _)| self.has(*bit))
+        .map(|(_, c)| c)
+        .collect();
+        f.pad(&text)
     }
 }
 
@@ -105,11 +105,11 @@ impl IcmpKind {
 impl std::fmt::Display for IcmpKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            IcmpKind::EchoRequest => f.write_str("echo request"),
-            IcmpKind::EchoReply => f.write_str("echo reply"),
-            IcmpKind::Unreachable(why) => write!(f, "unreachable {why}"),
-            IcmpKind::Other(name) => f.write_str(name),
-            IcmpKind::V6(t) => write!(f, "icmp6 type {t}"),
+            IcmpKind::EchoRequest => f.pad("echo request"),
+            IcmpKind::EchoReply => f.pad("echo reply"),
+            IcmpKind::Unreachable(why) => f.pad(&format!("unreachable {why}")),
+            IcmpKind::Other(name) => f.pad(name),
+            IcmpKind::V6(t) => f.pad(&format!("icmp6 type {t}")),
         }
     }
 }

@@ -31,10 +31,11 @@ impl FromStr for Mac {
     }
 }
 
+/// Both print through `Formatter::pad`, so column widths (`{:<18}`) apply.
 impl std::fmt::Display for Mac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+        f.pad(&format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}"))
     }
 }
 
@@ -85,8 +86,8 @@ impl FromStr for RouteDst {
 impl std::fmt::Display for RouteDst {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RouteDst::Default => f.write_str("default"),
-            RouteDst::Net(n) => n.fmt(f),
+            RouteDst::Default => f.pad("default"),
+            RouteDst::Net(n) => f.pad(&n.to_string()),
         }
     }
 }
@@ -137,6 +138,12 @@ mod tests {
             assert_eq!(serde_json::from_str::<RouteDst>(&json).unwrap(), d);
         }
         assert_eq!(RouteDst::Default.v4(), Some(Ipv4Net::default()));
+        // Column widths apply, as they did to the text these replace.
+        let d: RouteDst = "10.2.0.0/24".parse().unwrap();
+        assert_eq!(
+            format!("{d:<15}|{:>9}|{m:<18}|", RouteDst::Default),
+            "10.2.0.0/24    |  default|5e:26:f3:c1:d0:e5 |"
+        );
         assert!("10.2.0.0".parse::<RouteDst>().is_err());
     }
 }

@@ -44,7 +44,7 @@ pub struct Place {
 
 impl std::fmt::Display for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.node, self.device)
+        f.pad(&format!("{}/{}", self.node, self.device))
     }
 }
 
