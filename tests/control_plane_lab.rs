@@ -320,6 +320,29 @@ fn on_a_node_of_the_cluster(lab: &Lab, name: &str, version: &str) {
         "{t}"
     );
 
+    // The dashboard on this host: its own finding, the other nodes "not read".
+    let command = format!(
+        "ip netns exec {} unshare --uts sh -c 'hostname k8s-node-12 && KNETDOCTOR_STATE_DIR={sd} exec {BIN} tui --kubeconfig {k}'; echo dashboard-exited-$?; sleep 30",
+        lab.node("k8s-node-12")
+    );
+    let t = common::tmux::Tmux::start(&format!("kdnode-{}", std::process::id()), &command);
+    assert!(
+        t.wait_for("route-missing", std::time::Duration::from_secs(15))
+            .is_some(),
+        "{version}: the dashboard on the node never showed its finding:\n{}",
+        t.pane()
+    );
+    let pane = t.pane();
+    assert!(pane.contains("not read"), "{version}: {pane}");
+    t.keys(&["q"]);
+    assert!(
+        t.wait_for("dashboard-exited-0", std::time::Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        t.pane()
+    );
+    drop(t);
+
     // Capture on this host's interfaces.
     let t = text(&run(&["capture", "k8s-node-12", "--duration", "0.3"]));
     assert!(
