@@ -350,25 +350,19 @@ fn on_a_node_of_the_cluster(lab: &Lab, name: &str, version: &str) {
         "{t}"
     );
 
+    // `repair --node NODE --kubeconfig K ARGS` on the node, as text.
+    let repair = |node: &str, args: &[&str]| {
+        let mut a = vec!["repair", "--node", node, "--kubeconfig", k];
+        a.extend_from_slice(args);
+        run(&a)
+    };
     // The plan, then another node: out of reach, said so.
-    let t = text(&run(&[
-        "repair",
-        "--node",
-        "k8s-node-12",
-        "--kubeconfig",
-        k,
-    ]));
+    let t = text(&repair("k8s-node-12", &[]));
     assert!(
         t.starts_with("exit Some(1)") && t.contains("ip route replace 10.2.1.0/24"),
         "{t}"
     );
-    let t = text(&run(&[
-        "repair",
-        "--node",
-        "k8s-node-11",
-        "--kubeconfig",
-        k,
-    ]));
+    let t = text(&repair("k8s-node-11", &[]));
     assert!(
         t.starts_with("exit Some(3)") && t.contains("out of reach"),
         "{t}"
@@ -383,15 +377,7 @@ fn on_a_node_of_the_cluster(lab: &Lab, name: &str, version: &str) {
         r.contains("10.2.1.0/24")
     };
     assert!(!has_route());
-    let t = text(&run(&[
-        "repair",
-        "--node",
-        "k8s-node-12",
-        "--kubeconfig",
-        k,
-        "--apply",
-        "--yes",
-    ]));
+    let t = text(&repair("k8s-node-12", &["--apply", "--yes"]));
     assert!(
         t.starts_with("exit Some(0)") && t.contains("the findings it targeted are gone"),
         "{t}"
@@ -404,30 +390,11 @@ fn on_a_node_of_the_cluster(lab: &Lab, name: &str, version: &str) {
             > 1,
         "no journal under the state directory"
     );
-    let past: serde_json::Value = serde_json::from_slice(
-        &run(&[
-            "repair",
-            "--node",
-            "k8s-node-12",
-            "--kubeconfig",
-            k,
-            "--history",
-            "-o",
-            "json",
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let past: serde_json::Value =
+        serde_json::from_slice(&repair("k8s-node-12", &["--history", "-o", "json"]).stdout)
+            .unwrap();
     let id = past[0]["id"].as_str().unwrap().to_string();
-    let t = text(&run(&[
-        "repair",
-        "--node",
-        "k8s-node-12",
-        "--kubeconfig",
-        k,
-        "--undo",
-        &id,
-    ]));
+    let t = text(&repair("k8s-node-12", &["--undo", &id]));
     assert!(t.starts_with("exit Some(0)") && t.contains("undone"), "{t}");
     assert!(!has_route(), "the undo did not take the route away again");
     lab.kd(&["lab", "heal"]);

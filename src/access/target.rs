@@ -145,35 +145,55 @@ impl Target {
         }
     }
 
-    /// The names of the nodes whose state can be read.
-    pub fn node_names(&self) -> Result<Vec<String>> {
-        match &self.nodes {
-            NodesFrom::Lab(name) => Ok(LabState::require(name)?
-                .topology
-                .nodes
-                .iter()
-                .map(|n| n.name.clone())
-                .collect()),
-            NodesFrom::Bundle(dir) => crate::inspect::bundle::node_names(dir),
-            NodesFrom::ThisHost(name) => Ok(vec![name.clone()]),
-            NodesFrom::None => Ok(Vec::new()),
-        }
-    }
-
     /// Every node in reach.
     pub fn nodes(&self) -> Result<Vec<Box<dyn NodeAccess>>> {
-        let names = self.node_names()?;
-        self.access(&names)
+        self.in_reach(None)
     }
 
     /// Node `name`, if it is in reach; a clear error (with the names that
     /// are) if it is not.
     pub fn node(&self, name: &str) -> Result<Box<dyn NodeAccess>> {
-        let names = self.node_names()?;
-        if !names.iter().any(|n| n == name) {
-            return Err(self.not_in_reach(name, &names));
-        }
-        Ok(self.access(&[name.to_string()])?.remove(0))
+        Ok(self.in_reach(Some(name))?.remove(0))
+    }
+
+    /// The nodes in reach (only `only`, which must be one of them), each
+    /// source read once: a lab's state file is read once per call, not
+    /// once for the names and again for the namespaces.
+    fn in_reach(&self, only: Option<&str>) -> Result<Vec<Box<dyn NodeAccess>>> {
+        let lab = match &self.nodes {
+            NodesFrom::Lab(lab) => Some(LabState::require(lab)?),
+            _ => None,
+        };
+        let names: Vec<String> = match (&self.nodes, &lab) {
+            (_, Some(state)) => state
+                .topology
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect(),
+            (NodesFrom::Bundle(dir), _) => crate::inspect::bundle::node_names(dir)?,
+            (NodesFrom::ThisHost(name), _) => vec![name.clone()],
+            _ => Vec::new(),
+        };
+        let wanted: Vec<&String> = match only {
+            Some(o) => match names.iter().find(|n| *n == o) {
+                Some(n) => vec![n],
+                None => return Err(self.not_in_reach(o, &names)),
+            },
+            None => names.iter().collect(),
+        };
+        Ok(wanted
+            .into_iter()
+            .map(|n| -> Box<dyn NodeAccess> {
+                match (&self.nodes, &lab) {
+                    (_, Some(state)) => Box::new(InNamespace::lab_node(state, n)),
+                    (NodesFrom::Bundle(dir), _) => {
+                        Box::new(BundleNode::new(dir.clone(), n.clone()))
+                    }
+                    _ => Box::new(InNamespace::this_host(n)),
+                }
+            })
+            .collect())
     }
 
     fn not_in_reach(&self, name: &str, names: &[String]) -> Error {
@@ -193,27 +213,6 @@ impl Target {
         let hint = crate::suggest::did_you_mean(name, names.iter().map(String::as_str))
             .unwrap_or_else(|| format!("nodes: {}", names.join(", ")));
         Error::usage(format!("no node {name:?}"), Some(hint))
-    }
-
-    fn access(&self, names: &[String]) -> Result<Vec<Box<dyn NodeAccess>>> {
-        Ok(match &self.nodes {
-            NodesFrom::Lab(lab) => {
-                let state = LabState::require(lab)?;
-                names
-                    .iter()
-                    .map(|n| Box::new(InNamespace::lab_node(&state, n)) as Box<dyn NodeAccess>)
-                    .collect()
-            }
-            NodesFrom::Bundle(dir) => names
-                .iter()
-                .map(|n| Box::new(BundleNode::new(dir.clone(), n.clone())) as Box<dyn NodeAccess>)
-                .collect(),
-            NodesFrom::ThisHost(_) => names
-                .iter()
-                .map(|n| Box::new(InNamespace::this_host(n)) as Box<dyn NodeAccess>)
-                .collect(),
-            NodesFrom::None => Vec::new(),
-        })
     }
 
     /// Reads the states of `only` (or every node in reach), in parallel.

@@ -25,14 +25,6 @@ pub enum Mark {
 }
 
 impl Mark {
-    /// How `f` marks `s`, or `Ok` when no finding names it.
-    fn by(f: Option<&&Finding>, s: &Subject) -> Mark {
-        match f {
-            Some(f) => Mark::from(f, f.mark_of(s).unwrap_or(f.id.mark())),
-            None => Mark::Ok,
-        }
-    }
-
     fn from(f: &Finding, mark: check::Mark) -> Mark {
         match mark {
             check::Mark::Missing => Mark::Missing,
@@ -199,14 +191,17 @@ pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         .collect()
 }
 
-/// An entry for `s`, marked by the first of `mine` that names it.
-fn marked(mine: &[&Finding], kind: &'static str, s: &Subject, expected: String) -> Entry {
-    let f = mine.iter().find(|f| f.names(s));
+/// The first finding naming each subject, with its mark (`check::first_naming`).
+type Marks<'a> = std::collections::HashMap<&'a Subject, (&'a Finding, check::Mark)>;
+
+/// An entry for `s`, marked by the first finding that names it.
+fn marked(by: &Marks, kind: &'static str, s: &Subject, expected: String) -> Entry {
+    let f = by.get(s);
     Entry {
         kind,
         expected,
-        mark: Mark::by(f, s),
-        finding: f.map(|f| (f.id, f.summary.clone())),
+        mark: f.map_or(Mark::Ok, |(f, m)| Mark::from(f, *m)),
+        finding: f.map(|(f, _)| (f.id, f.summary.clone())),
     }
 }
 
@@ -241,7 +236,7 @@ fn missing_parts(mine: &[&Finding], about: &Subject, kind: &'static str) -> Vec<
 /// each marked by the finding naming that chain (a stale endpoint chain
 /// reads `stale`), the endpoint chains a finding says are missing; then
 /// the Service chains findings say are missing.
-fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
+fn chain_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> Vec<Entry> {
     let mut out = Vec::new();
     let Some(rs) = crate::check::iptables::kube_proxy_ruleset(state) else {
         return out;
@@ -253,7 +248,7 @@ fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
         };
         let svc_subject = Subject::chain("nat", svc.clone());
         out.push(marked(
-            mine,
+            by,
             "svc",
             &svc_subject,
             format!(
@@ -273,7 +268,7 @@ fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
                 .find_map(|d| d.to_destination.clone())
                 .unwrap_or_else(|| "?".into());
             out.push(marked(
-                mine,
+                by,
                 "sep",
                 &Subject::chain("nat", t.clone()),
                 format!(
@@ -295,7 +290,7 @@ fn chain_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
             if chain.starts_with("KUBE-SVC-") && !shown.contains(chain) {
                 shown.insert(chain.clone());
                 out.push(marked(
-                    &[f],
+                    by,
                     "svc",
                     s,
                     format!("{chain} (not in KUBE-SERVICES)"),
@@ -316,6 +311,7 @@ fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
         .copied()
         .filter(|f| f.id.owner() == check::Owner::Ipvs)
         .collect();
+    let by = check::first_naming(ipvs.iter().copied());
     let mut out = Vec::new();
     let mut on_node = Vec::new();
     for v in &state.ipvs {
@@ -324,7 +320,7 @@ fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
             addr: v.addr.clone(),
         };
         out.push(marked(
-            &ipvs,
+            &by,
             "ipvs",
             &vs,
             format!(
@@ -345,7 +341,7 @@ fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
                 addr: r.addr.clone(),
             };
             out.push(marked(
-                &ipvs,
+                &by,
                 "real",
                 &real,
                 format!("  -> {} {} weight {}", r.addr, r.forward, r.weight),
@@ -381,6 +377,7 @@ fn node_entries(
         .iter()
         .filter(|f| f.node.as_deref() == Some(node))
         .collect();
+    let by = check::first_naming(mine.iter().copied());
     let mut out = Vec::new();
     let mtu = state.link("eth0").map(|l| l.mtu).unwrap_or(1500);
     let Ok(exp) = expect::flannel(cluster, node, mtu) else {
@@ -388,7 +385,7 @@ fn node_entries(
     };
     let vtep = crate::model::flannel::VTEP_DEVICE;
     out.push(marked(
-        &mine,
+        &by,
         "device",
         &Subject::device(vtep),
         format!(
@@ -397,7 +394,7 @@ fn node_entries(
         ),
     ));
     out.push(marked(
-        &mine,
+        &by,
         "device",
         &Subject::device("cni0"),
         format!("cni0 {}", exp.bridge_address),
@@ -417,7 +414,7 @@ fn node_entries(
             table: 254,
         };
         out.push(marked(
-            &mine,
+            &by,
             "neigh",
             &neigh,
             format!(
@@ -426,13 +423,13 @@ fn node_entries(
             ),
         ));
         out.push(marked(
-            &mine,
+            &by,
             "fdb",
             &fdb,
             format!("{} dst {} self permanent", p.vtep_mac, p.public_ip),
         ));
         out.push(marked(
-            &mine,
+            &by,
             "route",
             &route,
             format!("{} via {} dev {vtep} onlink", p.route_dst, p.neigh_ip),
@@ -442,7 +439,7 @@ fn node_entries(
     if crate::model::kube_proxy::proxy_mode(cluster) == crate::model::kube_proxy::ProxyMode::Ipvs {
         out.extend(ipvs_entries(state, &mine));
     } else {
-        out.extend(chain_entries(state, &mine));
+        out.extend(chain_entries(state, &mine, &by));
     }
     for f in &mine {
         for s in f.subjects().filter(|s| !expected.contains(*s)) {
@@ -452,12 +449,7 @@ fn node_entries(
                 Subject::Fdb { .. } => "fdb",
                 _ => continue,
             };
-            out.push(marked(
-                &[f],
-                kind,
-                s,
-                format!("{} (not expected)", s.name()),
-            ));
+            out.push(marked(&by, kind, s, format!("{} (not expected)", s.name())));
         }
     }
     out

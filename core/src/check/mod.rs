@@ -11,6 +11,7 @@ pub mod text;
 
 pub use finding::{
     Finding, FindingId, Mark, Named, ObjectRef, Owner, RepairAction, Severity, Subject,
+    first_naming,
 };
 
 use crate::dataplane::NodeState;

@@ -3,6 +3,7 @@
 //! the node entries that carry the traffic — with the findings of `check`
 //! that touch any of them. Presentation only: the verdicts come from check.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use k8s_openapi::Metadata;
@@ -46,6 +47,9 @@ struct Builder<'a> {
     nodes: &'a [(String, NodeState)],
     /// `check`'s findings on the same cluster and nodes.
     findings: &'a [Finding],
+    /// Per node, the first finding naming each subject (built once: a
+    /// view of a pod has an overlay line for every node read).
+    named: HashMap<&'a str, HashMap<&'a Subject, (&'a Finding, crate::check::Mark)>>,
     lines: Vec<Line>,
     related: Vec<ObjectRef>,
     related_nodes: Vec<String>,
@@ -111,10 +115,20 @@ impl<'a> Builder<'a> {
         nodes: &'a [(String, NodeState)],
         findings: &'a [Finding],
     ) -> Self {
+        let mut per_node: HashMap<&str, Vec<&Finding>> = HashMap::new();
+        for f in findings {
+            if let Some(n) = f.node.as_deref() {
+                per_node.entry(n).or_default().push(f);
+            }
+        }
         Builder {
             cluster,
             nodes,
             findings,
+            named: per_node
+                .into_iter()
+                .map(|(n, fs)| (n, crate::check::first_naming(fs)))
+                .collect(),
             lines: Vec::new(),
             related: Vec::new(),
             related_nodes: Vec::new(),
@@ -141,25 +155,17 @@ impl<'a> Builder<'a> {
     /// The first finding on `node` that names `s`: the linked view marks
     /// an entry broken exactly when check does.
     fn finding_on(&self, node: &str, s: &Subject) -> Option<&'a Finding> {
-        self.findings
-            .iter()
-            .find(|f| f.node.as_deref() == Some(node) && f.names(s))
+        self.named.get(node)?.get(s).map(|(f, _)| *f)
     }
 
     /// The Pod with address `ip`, as findings name it.
     fn pod_ref(&self, ip: Ipv4Addr) -> Option<Subject> {
-        let ip = ip.to_string();
-        self.cluster
-            .pods
-            .iter()
-            .find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_deref()) == Some(ip.as_str()))
-            .map(|p| {
-                Subject::Object(ObjectRef::namespaced(
-                    "Pod",
-                    p.metadata.namespace.as_deref().unwrap_or(""),
-                    p.metadata.name.clone().unwrap_or_default(),
-                ))
-            })
+        let p = self.cluster.pod_by_ip(&ip.to_string())?;
+        Some(Subject::Object(ObjectRef::namespaced(
+            "Pod",
+            p.metadata.namespace.as_deref().unwrap_or(""),
+            p.metadata.name.clone().unwrap_or_default(),
+        )))
     }
 
     fn state(&self, node: &str) -> Option<&'a NodeState> {
