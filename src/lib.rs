@@ -10,6 +10,7 @@
 pub use knetdoctor_core::{check, error, model, suggest, synthetic};
 
 pub mod access;
+pub mod agent;
 pub mod capture;
 pub mod dataplane;
 pub mod files;

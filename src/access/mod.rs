@@ -57,6 +57,11 @@ pub trait NodeAccess: Send + Sync {
     /// Where its repair journals and lock live, or why it cannot be
     /// repaired from here.
     fn journal_dir(&self) -> Result<PathBuf>;
+    /// The agent this node is reached through, when it is: a repair then
+    /// goes to the agent instead of through a namespace entered here.
+    fn agent(&self) -> Option<&crate::agent::remote::AgentNode> {
+        None
+    }
 }
 
 /// This machine's host name: the one place it is asked. A real node's
@@ -143,6 +148,17 @@ impl InNamespace {
             },
             journals: Some(crate::repair::journal::journal_dir(name)),
         }
+    }
+
+    /// This machine as node `name`, its pods in the namespaces named
+    /// `pod_netns` (none named: containerd's): how the agent reads the
+    /// node it runs on.
+    pub fn this_host_with(name: &str, pod_netns: Vec<String>) -> InNamespace {
+        let mut node = InNamespace::this_host(name);
+        if !pod_netns.is_empty() {
+            node.source.pod_netns = pod_netns;
+        }
+        node
     }
 
     /// A namespace given by name or path, or the current one when nothing

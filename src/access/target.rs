@@ -1,12 +1,17 @@
 //! Where the cluster and its nodes are read from: a lab that is up, an
 //! offline bundle (or plain kubectl directory), or a live API server —
 //! whose nodes are read where this process can reach them: the lab's when
-//! it was published there, else this host when it is one of them.
+//! it was published there; else this host when it is one of them, and
+//! every other node through its knetdoctor agent.
 
 use std::path::PathBuf;
 
+use std::sync::{Arc, OnceLock};
+
 use super::{BundleNode, InNamespace, NodeAccess};
+use crate::agent::remote::{AgentNode, Agents};
 use crate::check::Finding;
+use crate::check::reach::{NotRead, Unreached};
 use crate::dataplane::NodeState;
 use crate::error::{Error, Result};
 use crate::inspect::live::LiveSource;
@@ -24,11 +29,13 @@ pub enum ClusterFrom {
 pub enum NodesFrom {
     Lab(String),
     Bundle(PathBuf),
-    /// This machine, under its host name: a node of the live cluster when
-    /// the cluster has a Node of that name.
-    ThisHost(String),
-    /// No node state: cluster-level checks only.
-    None,
+    /// A live cluster's nodes: this machine under its host name (`here`,
+    /// a node when the cluster has a Node of that name), every other node
+    /// through its agent.
+    Live {
+        here: Option<String>,
+        cluster: LiveSource,
+    },
 }
 
 /// Where the pods' namespaces of the nodes in reach are: a lab's under its
@@ -47,7 +54,7 @@ pub struct Gathered {
     pub cluster: Cluster,
     pub states: Vec<(String, NodeState)>,
     pub findings: Vec<Finding>,
-    pub not_read: Vec<String>,
+    pub not_read: Vec<NotRead>,
 }
 
 /// A cluster plus the node states to check it against.
@@ -56,6 +63,8 @@ pub struct Target {
     pub nodes: NodesFrom,
     /// A directory unpacked from a bundle tarball, removed with the target.
     _unpacked: Option<tempfile::TempDir>,
+    /// The live cluster's agents, listed once on first use.
+    agents: OnceLock<Arc<Agents>>,
 }
 
 impl Target {
@@ -78,6 +87,7 @@ impl Target {
                 cluster: ClusterFrom::Bundle(dir.clone()),
                 nodes: NodesFrom::Bundle(dir),
                 _unpacked: unpacked,
+                agents: OnceLock::new(),
             });
         }
         let state = LabState::load(lab)?;
@@ -93,13 +103,17 @@ impl Target {
                 .zip(live.kubeconfig.as_deref())
                 .is_some_and(|(a, b)| canonical(a) == canonical(b));
             return Ok(Target {
-                cluster: ClusterFrom::Live(live),
                 nodes: if published_here {
                     NodesFrom::Lab(lab.to_string())
                 } else {
-                    super::host_name().map_or(NodesFrom::None, NodesFrom::ThisHost)
+                    NodesFrom::Live {
+                        here: super::host_name(),
+                        cluster: live.clone(),
+                    }
                 },
+                cluster: ClusterFrom::Live(live),
                 _unpacked: None,
+                agents: OnceLock::new(),
             });
         }
         // A lab run by the real control plane: its cluster is what that API
@@ -115,6 +129,7 @@ impl Target {
                 }),
                 nodes: NodesFrom::Lab(lab.to_string()),
                 _unpacked: None,
+                agents: OnceLock::new(),
             });
         }
         if !lab_up {
@@ -131,7 +146,20 @@ impl Target {
             cluster: ClusterFrom::Lab(lab.to_string()),
             nodes: NodesFrom::Lab(lab.to_string()),
             _unpacked: None,
+            agents: OnceLock::new(),
         })
+    }
+
+    /// The live cluster's agents (connected and listed on first use).
+    fn agents(&self) -> Result<Option<&Arc<Agents>>> {
+        let NodesFrom::Live { cluster, .. } = &self.nodes else {
+            return Ok(None);
+        };
+        if let Some(a) = self.agents.get() {
+            return Ok(Some(a));
+        }
+        let a = Agents::connect(cluster, cluster.agent_namespace())?;
+        Ok(Some(self.agents.get_or_init(|| a)))
     }
 
     /// The cluster objects.
@@ -164,7 +192,8 @@ impl Target {
             NodesFrom::Lab(lab) => Some(LabState::require(lab)?),
             _ => None,
         };
-        let names: Vec<String> = match (&self.nodes, &lab) {
+        let agents = self.agents()?;
+        let mut names: Vec<String> = match (&self.nodes, &lab) {
             (_, Some(state)) => state
                 .topology
                 .nodes
@@ -172,9 +201,16 @@ impl Target {
                 .map(|n| n.name.clone())
                 .collect(),
             (NodesFrom::Bundle(dir), _) => crate::inspect::bundle::node_names(dir)?,
-            (NodesFrom::ThisHost(name), _) => vec![name.clone()],
+            (NodesFrom::Live { here, .. }, _) => here.iter().cloned().collect(),
             _ => Vec::new(),
         };
+        if let Some(a) = agents {
+            for n in a.live_nodes() {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
         let wanted: Vec<&String> = match only {
             Some(o) => match names.iter().find(|n| *n == o) {
                 Some(n) => vec![n],
@@ -190,23 +226,32 @@ impl Target {
                     (NodesFrom::Bundle(dir), _) => {
                         Box::new(BundleNode::new(dir.clone(), n.clone()))
                     }
-                    _ => Box::new(InNamespace::this_host(n)),
+                    (NodesFrom::Live { here, .. }, _) if here.as_ref() == Some(n) => {
+                        Box::new(InNamespace::this_host(n))
+                    }
+                    _ => match agents {
+                        Some(a) => Box::new(AgentNode::new(a.clone(), n.clone())),
+                        None => Box::new(InNamespace::this_host(n)),
+                    },
                 }
             })
             .collect())
     }
 
     fn not_in_reach(&self, name: &str, names: &[String]) -> Error {
-        let here = match &self.nodes {
-            NodesFrom::ThisHost(h) => Some(format!("this machine is {h}")),
-            NodesFrom::None => Some("this machine's name is unknown".to_string()),
-            _ => None,
-        };
-        if let Some(here) = here {
+        if let NodesFrom::Live { here, .. } = &self.nodes {
+            let why = match self.agents() {
+                Ok(Some(a)) => a.reach(name).err().unwrap_or(Unreached::NoAgent),
+                _ => Unreached::OutOfReach,
+            };
+            let here = here.as_deref().unwrap_or("a machine of unknown name");
             return Error::env(
-                format!("{name}'s dataplane is out of reach from here ({here})"),
+                format!(
+                    "{name}'s dataplane is out of reach from here ({here}): {}",
+                    why.explain()
+                ),
                 Some(format!(
-                    "run knetdoctor on {name} itself, or read a bundle collected there (--bundle)"
+                    "install the knetdoctor agent (`knetdoctor agent manifest | kubectl apply -f -`), run knetdoctor on {name} itself, or read a bundle collected there (--bundle)"
                 )),
             );
         }
@@ -215,29 +260,50 @@ impl Target {
         Error::usage(format!("no node {name:?}"), Some(hint))
     }
 
-    /// Reads the states of `only` (or every node in reach), in parallel.
+    /// Reads the states of `only` (or every node in reach), in parallel;
+    /// the first node that cannot be read fails the whole.
     pub fn node_states(&self, only: Option<&str>) -> Result<Vec<(String, NodeState)>> {
+        self.read_states(only)?
+            .into_iter()
+            .map(|(n, s)| s.map(|s| (n, s)))
+            .collect()
+    }
+
+    /// Reads the states of `only` (or every node in reach), in parallel:
+    /// nodes entered here on threads, nodes reached by agents in one batch.
+    fn read_states(&self, only: Option<&str>) -> Result<Vec<(String, Result<NodeState>)>> {
         let nodes = match only {
             Some(n) => vec![self.node(n)?],
             None => self.nodes()?,
         };
+        let (remote, local): (Vec<_>, Vec<_>) = nodes.iter().partition(|n| n.agent().is_some());
+        let remote: Vec<String> = remote
+            .iter()
+            .filter_map(|n| n.name().map(str::to_string))
+            .collect();
+        let agents = self.agents()?;
         std::thread::scope(|s| {
-            let handles: Vec<_> = nodes
+            let batch = s.spawn(|| match agents {
+                Some(a) if !remote.is_empty() => a.read_states(&remote),
+                _ => Vec::new(),
+            });
+            let handles: Vec<_> = local
                 .iter()
-                .map(|n| {
-                    s.spawn(move || {
-                        n.read()
-                            .map(|st| (n.name().unwrap_or_default().to_string(), st))
+                .map(|n| s.spawn(move || (n.name().unwrap_or_default().to_string(), n.read())))
+                .collect();
+            let mut out: Vec<(String, Result<NodeState>)> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        (
+                            String::new(),
+                            Err(Error::internal("a node reader thread panicked")),
+                        )
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::internal("a node reader thread panicked")))
-                })
-                .collect()
+            out.extend(batch.join().unwrap_or_default());
+            Ok(out)
         })
     }
 
@@ -252,30 +318,61 @@ impl Target {
     /// As `gather`, on a cluster already read (the dashboard's watches).
     pub fn gather_on(&self, cluster: Cluster, only: Option<&str>) -> Result<Gathered> {
         let known = |n: &str| cluster.node(n).is_some();
+        let mut failed: Vec<NotRead> = Vec::new();
         let states = match &self.nodes {
             // This host is a node only if the cluster says so (a laptop
-            // with a kubeconfig is not one).
-            NodesFrom::ThisHost(h) if !known(h) || only.is_some_and(|o| o != h) => {
-                if let Some(o) = only {
+            // with a kubeconfig is not one); an agent is asked only when
+            // one runs.
+            NodesFrom::Live { .. } => {
+                if let Some(o) = only
+                    && !known(o)
+                {
                     return Err(self.not_in_reach(o, &[]));
                 }
-                Vec::new()
+                let read = self.read_states(only)?;
+                let mut states = Vec::new();
+                for (node, r) in read {
+                    match r {
+                        Ok(s) if known(&node) => states.push((node, s)),
+                        Ok(_) => {}
+                        // Asked for one node: its failure is the answer.
+                        Err(e) if only.is_some() => return Err(e),
+                        Err(e) => failed.push(NotRead {
+                            node,
+                            why: Unreached::AgentFailed {
+                                error: e.to_string(),
+                            },
+                        }),
+                    }
+                }
+                states
             }
             _ => self.node_states(only)?,
         };
         let findings = crate::check::run(&cluster, &states);
-        let mut not_read: Vec<String> = if only.is_some() {
+        let mut not_read: Vec<NotRead> = if only.is_some() {
             Vec::new()
         } else {
+            let agents = self.agents()?;
             cluster
                 .nodes
                 .iter()
                 .filter_map(|n| n.metadata.name.clone())
                 .filter(|n| !states.iter().any(|(s, _)| s == n))
+                .filter(|n| !failed.iter().any(|f| &f.node == n))
+                .map(|node| NotRead {
+                    why: agents
+                        .and_then(|a| a.reach(&node).err())
+                        .unwrap_or(Unreached::OutOfReach),
+                    node,
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .chain(failed)
                 .collect()
         };
         // By name, whatever order the API server listed them in.
-        not_read.sort();
+        not_read.sort_by(|a, b| a.node.cmp(&b.node));
         Ok(Gathered {
             cluster,
             states,

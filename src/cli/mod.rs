@@ -42,6 +42,8 @@ pub enum Command {
     /// Show what is there: a node's dataplane as the kernel holds it.
     #[command(subcommand)]
     Inspect(InspectCommand),
+    /// The node agent (a DaemonSet's pod on every node) that lets every command reach every node through the API server; `agent manifest` prints what installs it.
+    Agent(AgentArgs),
     /// The seed cluster built for real in network namespaces: up, status, break, heal, down.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -96,6 +98,9 @@ pub struct SourceArgs {
     /// The kubeconfig context to use (reads the cluster live).
     #[arg(long)]
     pub context: Option<String>,
+    /// The namespace the knetdoctor agent runs in (live clusters: nodes are read through their agents).
+    #[arg(long, env = "KNETDOCTOR_AGENT_NAMESPACE", default_value = knetdoctor::agent::api::DEFAULT_NAMESPACE)]
+    pub agent_namespace: String,
 }
 
 impl SourceArgs {
@@ -106,9 +111,57 @@ impl SourceArgs {
                 kubeconfig: self.kubeconfig.clone(),
                 context: self.context.clone(),
                 namespace: None,
+                agent_namespace: Some(self.agent_namespace.clone()),
             }
         })
     }
+}
+
+/// `knetdoctor agent`: run the agent on this node, or print its manifest.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+    /// The node this agent answers for (the DaemonSet sets it from spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node: Option<String>,
+    /// The namespace of the agent's requests (the DaemonSet's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = knetdoctor::agent::api::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The agent's pod, as its NodeAgent names it.
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pub pod: String,
+    /// The API server's kubeconfig (default: the pod's ServiceAccount, in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub context: Option<String>,
+    /// How often the agent renews its NodeAgent, in seconds (clients call it gone after three missed).
+    #[arg(long, default_value = "2", value_parser = values::seconds)]
+    pub heartbeat: std::time::Duration,
+    /// A pod network namespace to read (repeatable; default: containerd's cni-* under /run/netns).
+    #[arg(long = "pod-netns")]
+    pub pod_netns: Vec<String>,
+    /// Where repair journals are kept on the node (the DaemonSet mounts it from the host).
+    #[arg(long, env = "KNETDOCTOR_STATE_DIR", default_value = knetdoctor::agent::manifest::STATE_DIR)]
+    pub state_dir: std::path::PathBuf,
+    /// Requests older than this many seconds are deleted with their payloads.
+    #[arg(long, default_value = "600", value_parser = values::seconds)]
+    pub ttl: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Print the CRDs, RBAC (the agent's Role; knetdoctor-viewer and knetdoctor-repairer ClusterRoles) and DaemonSet, for `kubectl apply -f -`.
+    Manifest {
+        /// The agent's image (built from the Containerfile).
+        #[arg(long, default_value = "ghcr.io/knetdoctor/knetdoctor:0.1.0")]
+        image: String,
+        /// The namespace to install it in.
+        #[arg(long, default_value = knetdoctor::agent::api::DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -305,6 +358,13 @@ pub struct LabName {
     pub name: String,
 }
 
+/// What `lab agent` does.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LabAgentAction {
+    Start,
+    Stop,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build the lab: nodes, pods, flannel, kube-proxy rules, DNS, ingress; print where its objects are.
@@ -333,8 +393,22 @@ pub enum LabCommand {
         /// scripts/build-apiserver.sh for 1.20, scripts/build-k8s-1.32.sh for 1.32).
         #[arg(long, default_value = "1.20", requires = "control_plane", value_parser = values::k8s_version())]
         k8s: knetdoctor::lab::control_plane::K8sVersion,
+        /// Also install the knetdoctor agent (`agent manifest` applied to the
+        /// API server) and run one agent per node, as its DaemonSet's pods would.
+        #[arg(long, requires = "control_plane")]
+        agents: bool,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
+    },
+    /// Stop or start the knetdoctor agent on one node of a lab run with --agents.
+    Agent {
+        #[command(flatten)]
+        name: LabName,
+        #[arg(value_enum)]
+        action: LabAgentAction,
+        /// The node.
+        #[arg(long)]
+        node: String,
     },
     /// What exists, what runs, which faults are injected, and whether each path works.
     Status {

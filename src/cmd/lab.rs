@@ -6,7 +6,7 @@ use knetdoctor::error::Result;
 use knetdoctor::lab::{self, Fault, LabParams, faults::Scope};
 
 use super::{json, out};
-use crate::cli::{LabCommand, Output};
+use crate::cli::{LabAgentAction, LabCommand, Output};
 
 pub fn run(cmd: LabCommand) -> Result<u8> {
     match cmd {
@@ -18,6 +18,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
             kubeconfig,
             control_plane,
             k8s,
+            agents,
             output,
         } => {
             let started = Instant::now();
@@ -53,7 +54,10 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
                 &progress,
             );
             bar.finish_and_clear();
-            let state = result?;
+            let mut state = result?;
+            if agents {
+                lab::control_plane::agents::install(&mut state)?;
+            }
             let secs = started.elapsed().as_secs_f64();
             match output {
                 Output::Json => json(&serde_json::json!({
@@ -85,6 +89,24 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
                         None => String::new(),
                     }
                 )),
+            }
+            Ok(0)
+        }
+        LabCommand::Agent { name, action, node } => {
+            let mut state = lab::LabState::require(&name.name)?;
+            state.topology.node(&node)?;
+            match action {
+                LabAgentAction::Stop => {
+                    lab::control_plane::agents::stop(&mut state, &node)?;
+                    out(&format!("agent on {node} stopped\n"));
+                }
+                LabAgentAction::Start => {
+                    lab::control_plane::agents::stop(&mut state, &node)?;
+                    let p = lab::control_plane::agents::start(&state, &node)?;
+                    state.processes.push(p);
+                    state.save()?;
+                    out(&format!("agent on {node} started\n"));
+                }
             }
             Ok(0)
         }

@@ -1,6 +1,7 @@
 //! The commands, one file each: each turns its typed arguments into calls
 //! on the library, prints, and returns the exit code.
 
+mod agent;
 mod capture;
 mod check;
 mod collect;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Capture(a) => capture::run(a),
         Command::Repair(a) => repair::run(a),
         Command::Collect(a) => collect::run(a),
+        Command::Agent(a) => agent::run(a),
         Command::Lab(c) => lab::run(c),
         c @ (Command::LabResponder { .. }
         | Command::LabForward { .. }

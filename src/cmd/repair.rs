@@ -41,7 +41,6 @@ pub fn run(a: RepairArgs) -> Result<u8> {
         }
         return Ok(if plan.is_clean() { 0 } else { 1 });
     }
-    let dir = session.journal_dir()?;
     match session.apply(|plan| a.yes || confirmed(plan))? {
         Applied::NothingToDo(plan) => {
             out(&format!("{}: nothing to repair\n{}", a.node, plan.text()));
@@ -59,7 +58,7 @@ pub fn run(a: RepairArgs) -> Result<u8> {
                 j.id,
                 j.entries.len(),
                 a.node,
-                dir.join(format!("{}.json", j.id)).display(),
+                session.journal_place(&j.id)?,
                 if left.is_empty() {
                     "checked again: the findings it targeted are gone\n".to_string()
                 } else {
@@ -131,7 +130,7 @@ fn history(a: &RepairArgs, session: &Session) -> Result<()> {
         o.push_str(&format!(
             "no repairs of {} recorded in {}\n",
             a.node,
-            session.journal_dir()?.display()
+            session.journals_place()?
         ));
     }
     out(&o);

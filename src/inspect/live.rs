@@ -29,6 +29,18 @@ pub struct LiveSource {
     /// Only this namespace's Pods, Services, endpoints and Ingresses (`-n`);
     /// `None` is every namespace (`-A`, the default for checks).
     pub namespace: Option<String>,
+    /// The namespace the knetdoctor agent runs in (`None`: the manifest's
+    /// default).
+    pub agent_namespace: Option<String>,
+}
+
+impl LiveSource {
+    /// Where to look for the agents.
+    pub fn agent_namespace(&self) -> &str {
+        self.agent_namespace
+            .as_deref()
+            .unwrap_or(crate::agent::api::DEFAULT_NAMESPACE)
+    }
 }
 
 /// How long reaching the API server may take before we say so.
@@ -41,6 +53,16 @@ fn unreachable(what: impl std::fmt::Display, url: &str) -> Error {
         format!("cannot reach the Kubernetes API at {url}: {what}"),
         Some("check --kubeconfig / --context (`kubectl cluster-info` should work with the same settings)".to_string()),
     )
+}
+
+/// Runs `f` to its end on a runtime of its own, from a thread that is
+/// not a runtime's (a command's main thread, a worker).
+pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::env(format!("cannot start the async runtime: {e}"), None))?
+        .block_on(f)
 }
 
 pub async fn client(src: &LiveSource) -> Result<(Client, String)> {
@@ -108,6 +130,24 @@ pub(crate) async fn serves_endpointslice_v1(client: &Client) -> bool {
         .is_ok_and(|r| r.resources.iter().any(|x| x.name == "endpointslices"))
 }
 
+/// The API server refused to list kind `K` to this identity.
+fn forbidden<K: Resource>(s: &kube::core::Status) -> Error
+where
+    K::DynamicType: Default,
+{
+    Error::env(
+        format!(
+            "the API server refused to list {} to you: {}",
+            K::plural(&Default::default()),
+            s.message
+        ),
+        Some(
+            "knetdoctor reads the cluster as `view` does: ask for the knetdoctor-viewer ClusterRole (`knetdoctor agent manifest` defines it) to be bound to you"
+                .to_string(),
+        ),
+    )
+}
+
 /// The live cluster kept current by watches: a reflector per kind, driven
 /// on a runtime thread of its own for as long as this lives. Each change
 /// after the initial lists is announced on the channel given to
@@ -139,8 +179,19 @@ where
 {
     let (reader, writer) = reflector::store();
     let mut stream = Box::pin(reflector(writer, watcher(api, watcher::Config::default())));
+    // A refusal of the initial list is final (the watcher would retry it
+    // until the timeout): it is reported at once, with what to do.
+    let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<Error>();
     tokio::spawn(async move {
+        let mut refused_tx = Some(refused_tx);
         while let Some(event) = stream.next().await {
+            if let Err(watcher::Error::InitialListFailed(kube::Error::Api(s))) = &event
+                && (s.is_forbidden() || s.code == 401)
+                && let Some(tx) = refused_tx.take()
+            {
+                let _ = tx.send(forbidden::<K>(s));
+                return;
+            }
             let change = matches!(
                 event,
                 Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))
@@ -150,10 +201,14 @@ where
             }
         }
     });
-    tokio::time::timeout(LIST_TIMEOUT, reader.wait_until_ready())
-        .await
-        .map_err(|_| unreachable("listing timed out", url))?
-        .map_err(|e| unreachable(e, url))?;
+    tokio::select! {
+        ready = tokio::time::timeout(LIST_TIMEOUT, reader.wait_until_ready()) => {
+            ready
+                .map_err(|_| unreachable("listing timed out", url))?
+                .map_err(|e| unreachable(e, url))?;
+        }
+        Ok(e) = refused_rx => return Err(e),
+    }
     Ok(reader)
 }
 

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::inspect::live::block_on;
 use crate::inspect::live::{self, LiveSource};
 use crate::model::Cluster;
 
@@ -25,14 +26,6 @@ fn api_err(what: &str, e: kube::Error) -> Error {
         format!("publishing the lab to the API server: {what}: {e}"),
         None,
     )
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::env(format!("cannot start the async runtime: {e}"), None))?
-        .block_on(f)
 }
 
 async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<()>

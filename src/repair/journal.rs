@@ -131,11 +131,17 @@ enum Progress {
 /// The node's journal directory: `KNETDOCTOR_STATE_DIR` or
 /// /var/lib/knetdoctor, then `repair/<node>`.
 pub fn journal_dir(node: &str) -> PathBuf {
-    std::env::var_os("KNETDOCTOR_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/knetdoctor"))
-        .join("repair")
-        .join(node)
+    journal_dir_in(
+        &std::env::var_os("KNETDOCTOR_STATE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/knetdoctor")),
+        node,
+    )
+}
+
+/// The journal directory of `node` under state directory `state`.
+pub fn journal_dir_in(state: &Path, node: &str) -> PathBuf {
+    state.join("repair").join(node)
 }
 
 /// Holds the node's repair lock until dropped.

@@ -3,8 +3,6 @@
 //! and asks, the dashboard runs it on a worker thread; neither scrapes
 //! the other's output.
 
-use std::path::PathBuf;
-
 use super::apply;
 use super::journal::{self, Journal};
 use super::plan::{Options, Plan, plan};
@@ -64,9 +62,26 @@ impl Session {
         &self.node
     }
 
-    /// Where this node's journals are.
-    pub fn journal_dir(&self) -> Result<PathBuf> {
-        self.access.journal_dir()
+    /// Where this node's journals are, as the person reads it: a
+    /// directory here, or the node's agent.
+    pub fn journals_place(&self) -> Result<String> {
+        if self.access.agent().is_some() {
+            return Ok(format!("on {}, kept by its agent", self.node));
+        }
+        Ok(self.access.journal_dir()?.display().to_string())
+    }
+
+    /// Where journal `id` is, as the person reads it.
+    pub fn journal_place(&self, id: &str) -> Result<String> {
+        if self.access.agent().is_some() {
+            return Ok(format!("{id} on {}, kept by its agent", self.node));
+        }
+        Ok(self
+            .access
+            .journal_dir()?
+            .join(format!("{id}.json"))
+            .display()
+            .to_string())
     }
 
     /// Reads the cluster and the node and plans its repair.
@@ -111,19 +126,16 @@ impl Session {
     /// lets `confirm` see the plan, reads and plans again and refuses a
     /// plan the node no longer matches, applies, and checks again.
     pub fn apply(&self, confirm: impl FnOnce(&Plan) -> bool) -> Result<Applied> {
+        if let Some(agent) = self.access.agent() {
+            return self.apply_through(agent, confirm);
+        }
         let netns = self.access.netns()?;
         let dir = self.access.journal_dir()?;
         let lock = journal::lock(&dir)?;
-        let Planned { plan, .. } = self.plan()?;
-        if plan.is_empty() {
-            return Ok(Applied::NothingToDo(plan));
-        }
-        refuse_unsupported(&plan)?;
-        if !confirm(&plan) {
-            return Ok(Applied::Declined);
-        }
-        #[cfg(debug_assertions)]
-        apply::test_hook::pause("planned");
+        let plan = match self.shown(confirm)? {
+            Ok(p) => p.plan,
+            Err(ended) => return Ok(ended),
+        };
         // The node as it is now: something other than a repair (flanneld, a
         // person) may have changed it while the plan was read or shown.
         let now = self.plan()?;
@@ -148,12 +160,58 @@ impl Session {
             ));
         }
         let j = apply::apply(&netns, &self.node, &now.plan.steps, &now.state, &dir)?;
+        let applied = self.checked(j, &plan, now.cluster);
+        drop(lock);
+        applied
+    }
+
+    /// Applies through the node's agent: the plan shown is sent with what
+    /// each step replaces; the agent takes the node's Lease and lock, reads
+    /// the node and refuses the plan unless it still matches.
+    fn apply_through(
+        &self,
+        agent: &crate::agent::remote::AgentNode,
+        confirm: impl FnOnce(&Plan) -> bool,
+    ) -> Result<Applied> {
+        let Planned {
+            plan,
+            state,
+            cluster,
+        } = match self.shown(confirm)? {
+            Ok(p) => p,
+            Err(ended) => return Ok(ended),
+        };
+        let sent = crate::agent::repair::PlanSent::new(&self.node, &plan.steps, &state);
+        let j = agent.apply(&sent)?;
+        self.checked(j, &plan, cluster)
+    }
+
+    /// Plans and lets `confirm` see the plan: the plan to apply, or how
+    /// the repair ended before anything changed.
+    fn shown(
+        &self,
+        confirm: impl FnOnce(&Plan) -> bool,
+    ) -> Result<std::result::Result<Planned, Applied>> {
+        let planned = self.plan()?;
+        if planned.plan.is_empty() {
+            return Ok(Err(Applied::NothingToDo(planned.plan)));
+        }
+        refuse_unsupported(&planned.plan)?;
+        if !confirm(&planned.plan) {
+            return Ok(Err(Applied::Declined));
+        }
+        #[cfg(debug_assertions)]
+        apply::test_hook::pause("planned");
+        Ok(Ok(planned))
+    }
+
+    /// A journal's outcome: failed, or done with the targeted findings the
+    /// node, read again, still shows.
+    fn checked(&self, j: Journal, plan: &Plan, cluster: Cluster) -> Result<Applied> {
         if j.entries.iter().any(|e| e.error.is_some()) {
             return Ok(Applied::Failed(j));
         }
-        // Read the node again: the findings the plan targeted must be gone.
-        let after = self.target.gather_on(now.cluster, Some(&self.node))?;
-        drop(lock);
+        let after = self.target.gather_on(cluster, Some(&self.node))?;
         let targeted: Vec<FindingId> = plan.steps.iter().map(|s| s.finding).collect();
         let mut left: Vec<FindingId> = after
             .findings
@@ -167,6 +225,9 @@ impl Session {
 
     /// Puts back what repair `id` replaced, newest first, under the lock.
     pub fn undo(&self, id: &str) -> Result<Journal> {
+        if let Some(agent) = self.access.agent() {
+            return agent.undo(id);
+        }
         let netns = self.access.netns()?;
         let dir = self.access.journal_dir()?;
         let _lock = journal::lock(&dir)?;
@@ -175,6 +236,9 @@ impl Session {
 
     /// The node's past repairs, newest last.
     pub fn history(&self) -> Result<Vec<Journal>> {
+        if let Some(agent) = self.access.agent() {
+            return agent.history();
+        }
         Ok(journal::history(&self.access.journal_dir()?))
     }
 }

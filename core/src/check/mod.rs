@@ -7,6 +7,7 @@ pub mod flannel;
 pub mod id;
 pub mod iptables;
 pub mod ipvs;
+pub mod reach;
 pub mod text;
 
 pub use finding::{

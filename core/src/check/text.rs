@@ -117,7 +117,11 @@ pub fn table_name(table: u32) -> String {
 /// Renders findings; `nodes` are the nodes whose dataplane was checked,
 /// `not_read` the cluster's nodes whose dataplane was out of reach (said
 /// plainly, so that their silence is not taken for health).
-pub fn render(findings: &[Finding], nodes: &[String], not_read: &[String]) -> String {
+pub fn render(
+    findings: &[Finding],
+    nodes: &[String],
+    not_read: &[super::reach::NotRead],
+) -> String {
     let mut o = String::new();
     let mut last_node: Option<Option<&str>> = None;
     for f in findings {
@@ -158,17 +162,18 @@ pub fn render(findings: &[Finding], nodes: &[String], not_read: &[String]) -> St
         .iter()
         .filter(|f| f.severity == Severity::Warning)
         .count();
-    if nodes.is_empty() {
+    let unreached_only = not_read
+        .iter()
+        .all(|n| n.why == super::reach::Unreached::OutOfReach);
+    if nodes.is_empty() && unreached_only {
         let _ = writeln!(
             o,
             "(no node states in this source: cluster-level checks only)"
         );
-    } else if !not_read.is_empty() {
-        let _ = writeln!(
-            o,
-            "not read: {} (out of reach from here: run knetdoctor on each, or read a bundle collected there)",
-            not_read.join(", ")
-        );
+    } else {
+        for line in super::reach::lines(not_read) {
+            let _ = writeln!(o, "{line}");
+        }
     }
     if findings.is_empty() && nodes.is_empty() {
         let _ = writeln!(o, "healthy: no findings in the cluster objects");

@@ -18,7 +18,7 @@ use crate::dataplane::{Mac, NodeState, RouteDst};
 use super::iptables::{ChainsRestore, restore};
 
 /// What an action touches; `--only` selects by these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
     Links,
@@ -64,7 +64,7 @@ impl std::str::FromStr for Category {
 }
 
 /// Who owns the state an action restores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Owner {
     /// flannel's devices, entries and chains, and the node sysctls.
@@ -74,7 +74,7 @@ pub enum Owner {
 }
 
 /// One planned change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub action: RepairAction,
     pub category: Category,

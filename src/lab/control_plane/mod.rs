@@ -14,6 +14,7 @@
 //! Debian's source (scripts/build-apiserver.sh) and 1.32
 //! (scripts/build-k8s-1.32.sh from shared/k8s-1.32).
 
+pub mod agents;
 pub mod forward;
 pub mod kubelets;
 pub mod pki;
@@ -75,7 +76,7 @@ pub struct ControlPlane {
 }
 
 /// The API server's port on the master's address.
-const API_PORT: u16 = 6443;
+pub(crate) const API_PORT: u16 = 6443;
 
 /// Where the built binaries are: `$KNETDOCTOR_CACHE/k8s-<version>/bin`.
 pub fn binaries(version: K8sVersion) -> Result<PathBuf> {
@@ -98,11 +99,11 @@ pub fn binaries(version: K8sVersion) -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn cp_dir(state: &LabState) -> PathBuf {
+pub(crate) fn cp_dir(state: &LabState) -> PathBuf {
     state.dir.join("cp")
 }
 
-fn pki_dir(state: &LabState) -> PathBuf {
+pub(crate) fn pki_dir(state: &LabState) -> PathBuf {
     cp_dir(state).join("pki")
 }
 
@@ -116,7 +117,7 @@ pub fn host_kubeconfig(state: &LabState) -> PathBuf {
     pki_dir(state).join("admin.kubeconfig")
 }
 
-fn master(state: &LabState) -> Result<&super::topology::LabNode> {
+pub(crate) fn master(state: &LabState) -> Result<&super::topology::LabNode> {
     state
         .topology
         .nodes
@@ -162,6 +163,17 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
             org: None,
         },
     ];
+    // The lab's users for RBAC tests: each gets a certificate and a
+    // kubeconfig; `lab up --agents` binds them.
+    let user_cns: Vec<(String, String)> = agents::USERS
+        .iter()
+        .map(|(u, _)| (u.to_string(), agents::user_cn(u)))
+        .collect();
+    ids.extend(user_cns.iter().map(|(file, cn)| pki::Identity {
+        file,
+        cn,
+        org: None,
+    }));
     ids.extend(node_files.iter().map(|(file, cn, _)| pki::Identity {
         file,
         cn,
@@ -253,6 +265,9 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
             .and_then(|t| t.trim().parse::<u16>().ok())
     })?;
     let host = pki.kubeconfig("admin", &format!("https://127.0.0.1:{port}"))?;
+    for (user, _) in &user_cns {
+        pki.kubeconfig(user, &format!("https://127.0.0.1:{port}"))?;
+    }
     state.control_plane = Some(ControlPlane {
         version,
         port: Some(port),

@@ -1,0 +1,352 @@
+//! `knetdoctor agent manifest`: everything `kubectl apply -f -` needs to run
+//! the agent — its CRDs, namespace, ServiceAccount, the agent's own Role
+//! (its namespace's requests and Leases, nothing cluster-wide), the
+//! ClusterRoles for people (viewer: read the cluster and ask agents to
+//! read; repairer: also ask them to repair), and the DaemonSet.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, EnvVarSource, HostPathVolumeSource, Namespace,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, ResourceRequirements, SecurityContext,
+    ServiceAccount, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::CustomResourceExt;
+use kube::api::ObjectMeta;
+use serde::Serialize;
+
+use super::api::{GROUP, NodeAgent, NodePayload, NodeRead, NodeRepair};
+
+/// The name of the agent's ServiceAccount, Role and DaemonSet.
+pub const AGENT: &str = "knetdoctor-agent";
+/// The ClusterRole for people who diagnose.
+pub const VIEWER: &str = "knetdoctor-viewer";
+/// The ClusterRole for people who also repair.
+pub const REPAIRER: &str = "knetdoctor-repairer";
+/// Where the agent keeps repair journals on the node (hostPath), so they
+/// outlive the agent's pod and the next agent can undo them.
+pub const STATE_DIR: &str = "/var/lib/knetdoctor";
+
+/// What to put in the manifest.
+pub struct Options {
+    pub image: String,
+    pub namespace: String,
+}
+
+/// The manifest as one YAML stream, documents in the order they apply.
+pub fn render(o: &Options) -> String {
+    objects(o)
+        .iter()
+        // A JSON value always serializes.
+        .map(|v| serde_yaml_ng::to_string(v).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Each object of the manifest, in the order they apply.
+pub fn objects(o: &Options) -> Vec<serde_json::Value> {
+    fn value(v: impl Serialize) -> serde_json::Value {
+        // Typed Kubernetes objects always serialize.
+        serde_json::to_value(v).unwrap_or_default()
+    }
+    let mut v: Vec<serde_json::Value> = [
+        NodeAgent::crd(),
+        NodeRead::crd(),
+        NodeRepair::crd(),
+        NodePayload::crd(),
+    ]
+    .into_iter()
+    .map(value)
+    .collect();
+    v.push(value(Namespace {
+        metadata: meta(&o.namespace, None),
+        ..Default::default()
+    }));
+    v.push(value(ServiceAccount {
+        metadata: meta(AGENT, Some(&o.namespace)),
+        ..Default::default()
+    }));
+    v.push(value(agent_role(&o.namespace)));
+    v.push(value(RoleBinding {
+        metadata: meta(AGENT, Some(&o.namespace)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: AGENT.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: AGENT.into(),
+            namespace: Some(o.namespace.clone()),
+            ..Default::default()
+        }]),
+    }));
+    v.push(value(viewer()));
+    v.push(value(repairer()));
+    v.push(value(daemon_set(o)));
+    v
+}
+
+fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(str::to_string),
+        labels: Some(
+            [(
+                "app.kubernetes.io/name".to_string(),
+                "knetdoctor".to_string(),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The agent: its node's requests (read, answer in status, delete when
+/// old), payload parts, its presence, and the repair Lease — all in its
+/// namespace. It lists no cluster object.
+fn agent_role(namespace: &str) -> Role {
+    Role {
+        metadata: meta(AGENT, Some(namespace)),
+        rules: Some(vec![
+            rule(
+                GROUP,
+                &["nodereads", "noderepairs"],
+                &["get", "list", "watch", "delete"],
+            ),
+            rule(
+                GROUP,
+                &["nodereads/status", "noderepairs/status"],
+                &["get", "patch", "update"],
+            ),
+            rule(
+                GROUP,
+                &["nodepayloads"],
+                &["create", "get", "list", "delete"],
+            ),
+            rule(
+                GROUP,
+                &["nodeagents"],
+                &["create", "get", "delete", "update", "patch"],
+            ),
+            rule(GROUP, &["nodeagents/status"], &["get", "patch", "update"]),
+            rule(
+                "coordination.k8s.io",
+                &["leases"],
+                &["create", "get", "update", "delete"],
+            ),
+        ]),
+    }
+}
+
+/// What every command reads of the cluster (as `view` would, without
+/// Secrets), plus asking agents to read.
+fn read_rules() -> Vec<PolicyRule> {
+    let read = ["get", "list", "watch"];
+    vec![
+        rule(
+            "",
+            &[
+                "nodes",
+                "pods",
+                "services",
+                "endpoints",
+                "configmaps",
+                "namespaces",
+            ],
+            &read,
+        ),
+        rule("discovery.k8s.io", &["endpointslices"], &read),
+        rule(
+            "networking.k8s.io",
+            &["ingresses", "ingressclasses", "networkpolicies"],
+            &read,
+        ),
+        rule(GROUP, &["nodeagents"], &read),
+        rule(
+            GROUP,
+            &["nodereads"],
+            &[
+                "create",
+                "get",
+                "list",
+                "watch",
+                "delete",
+                "deletecollection",
+            ],
+        ),
+        rule(GROUP, &["nodepayloads"], &["get", "list"]),
+    ]
+}
+
+fn viewer() -> ClusterRole {
+    ClusterRole {
+        metadata: meta(VIEWER, None),
+        rules: Some(read_rules()),
+        ..Default::default()
+    }
+}
+
+/// A repairer reads as a viewer does and sends repairs (whose plans may
+/// need payload parts of their own).
+fn repairer() -> ClusterRole {
+    let mut rules = read_rules();
+    rules.push(rule(
+        GROUP,
+        &["noderepairs"],
+        &[
+            "create",
+            "get",
+            "list",
+            "watch",
+            "delete",
+            "deletecollection",
+        ],
+    ));
+    rules.push(rule(
+        GROUP,
+        &["nodepayloads"],
+        &["create", "deletecollection"],
+    ));
+    ClusterRole {
+        metadata: meta(REPAIRER, None),
+        rules: Some(rules),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn host_path(name: &str, path: &str, kind: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        host_path: Some(HostPathVolumeSource {
+            path: path.into(),
+            type_: Some(kind.into()),
+        }),
+        ..Default::default()
+    }
+}
+
+/// One agent per node, in the node's network namespace. Capabilities
+/// rather than privileged: NET_ADMIN (netlink, iptables-restore),
+/// NET_RAW (capture, iptables), SYS_ADMIN (setns into the pods'
+/// namespaces under /run/netns). No host PID: pods are found by their
+/// namespaces' bind mounts, not by process.
+fn daemon_set(o: &Options) -> DaemonSet {
+    let labels: std::collections::BTreeMap<String, String> =
+        [("app.kubernetes.io/name".to_string(), AGENT.to_string())].into();
+    let quantity = |s: &str| Quantity(s.to_string());
+    DaemonSet {
+        metadata: meta(AGENT, Some(&o.namespace)),
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(AGENT.into()),
+                    host_network: Some(true),
+                    dns_policy: Some("ClusterFirstWithHostNet".into()),
+                    priority_class_name: Some("system-node-critical".into()),
+                    tolerations: Some(vec![Toleration {
+                        operator: Some("Exists".into()),
+                        ..Default::default()
+                    }]),
+                    containers: vec![Container {
+                        name: "agent".into(),
+                        image: Some(o.image.clone()),
+                        args: Some(vec!["agent".into()]),
+                        env: Some(vec![
+                            field_env("NODE_NAME", "spec.nodeName"),
+                            field_env("POD_NAME", "metadata.name"),
+                            field_env("POD_NAMESPACE", "metadata.namespace"),
+                        ]),
+                        security_context: Some(SecurityContext {
+                            privileged: Some(false),
+                            allow_privilege_escalation: Some(false),
+                            read_only_root_filesystem: Some(true),
+                            run_as_user: Some(0),
+                            capabilities: Some(Capabilities {
+                                add: Some(vec![
+                                    "NET_ADMIN".into(),
+                                    "NET_RAW".into(),
+                                    "SYS_ADMIN".into(),
+                                ]),
+                                drop: Some(vec!["ALL".into()]),
+                            }),
+                            ..Default::default()
+                        }),
+                        resources: Some(ResourceRequirements {
+                            requests: Some(
+                                [
+                                    ("cpu".to_string(), quantity("10m")),
+                                    ("memory".to_string(), quantity("32Mi")),
+                                ]
+                                .into(),
+                            ),
+                            limits: Some([("memory".to_string(), quantity("256Mi"))].into()),
+                            ..Default::default()
+                        }),
+                        volume_mounts: Some(vec![
+                            VolumeMount {
+                                name: "netns".into(),
+                                mount_path: "/run/netns".into(),
+                                mount_propagation: Some("HostToContainer".into()),
+                                read_only: Some(true),
+                                ..Default::default()
+                            },
+                            VolumeMount {
+                                name: "state".into(),
+                                mount_path: STATE_DIR.into(),
+                                ..Default::default()
+                            },
+                            VolumeMount {
+                                name: "xtables-lock".into(),
+                                mount_path: "/run/xtables.lock".into(),
+                                ..Default::default()
+                            },
+                        ]),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![
+                        host_path("netns", "/run/netns", "DirectoryOrCreate"),
+                        host_path("state", STATE_DIR, "DirectoryOrCreate"),
+                        host_path("xtables-lock", "/run/xtables.lock", "FileOrCreate"),
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,449 @@
+//! The client side: nodes reached through their agents. One connection and
+//! one runtime serve every node of a command; reading N nodes is N creates,
+//! one watch and one delete-collection, whatever N is.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::api::{
+    Answer, NODE_LABEL, NodeAgent, NodeRead, NodeReadSpec, NodeRepair, NodeRepairSpec, Phase,
+    ReadKind, RepairKind,
+};
+use super::repair::{PlanSent, RepairAnswer};
+use super::wire::{Wire, refused};
+use crate::access::NodeAccess;
+use crate::check::reach::Unreached;
+use crate::dataplane::{Netns, NodeState};
+use crate::error::{Error, Result};
+use crate::inspect::live::LiveSource;
+
+/// The label grouping one client's requests, so one watch and one
+/// delete-collection cover them all.
+const BATCH_LABEL: &str = "knetdoctor.dev/batch";
+
+/// How long a node-state read may take before its agent is called silent.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a repair may take (a plan of thousands of iptables rules
+/// restores in seconds; a lock held by another repair fails at once).
+const REPAIR_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The agents of one cluster, as one client sees them.
+pub struct Agents {
+    rt: tokio::runtime::Runtime,
+    wire: Wire,
+    /// Every node with a `NodeAgent`, and how long ago it renewed.
+    present: BTreeMap<String, Presence>,
+    /// The cluster does not serve the agent's kinds.
+    not_installed: bool,
+}
+
+/// An agent as its `NodeAgent` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presence {
+    /// Seconds since it last renewed.
+    pub silent: u64,
+    pub heartbeat: u64,
+}
+
+impl Presence {
+    /// Renewed within three heartbeats (a missed beat or two is a slow
+    /// API server, not a dead agent).
+    pub fn live(&self) -> bool {
+        self.silent <= 3 * self.heartbeat.max(1)
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl Agents {
+    /// Connects to the cluster `live` names and lists its agents (in
+    /// `namespace`). A cluster without the agent's API is not an error:
+    /// every node is then "not installed".
+    pub fn connect(live: &LiveSource, namespace: &str) -> Result<Arc<Agents>> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::env(format!("cannot start the async runtime: {e}"), None))?;
+        let client = rt.block_on(crate::inspect::live::client(live))?.0;
+        let wire = Wire {
+            client,
+            namespace: namespace.to_string(),
+        };
+        let listed = rt.block_on(wire.api::<NodeAgent>().list(&ListParams::default()));
+        let (present, not_installed) = match listed {
+            Ok(list) => {
+                let now = now_secs();
+                let present = list
+                    .items
+                    .into_iter()
+                    .map(|a| {
+                        let renewed = a.status.and_then(|s| s.renewed).unwrap_or(0);
+                        (
+                            a.spec.node,
+                            Presence {
+                                silent: now.saturating_sub(renewed),
+                                heartbeat: u64::from(a.spec.heartbeat_seconds),
+                            },
+                        )
+                    })
+                    .collect();
+                (present, false)
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => (BTreeMap::new(), true),
+            Err(e) => return Err(refused(e, "list the agents (nodeagents)")),
+        };
+        Ok(Arc::new(Agents {
+            rt,
+            wire,
+            present,
+            not_installed,
+        }))
+    }
+
+    /// Whether node `name` has a live agent, or why it is not reached.
+    pub fn reach(&self, name: &str) -> std::result::Result<(), Unreached> {
+        if self.not_installed {
+            return Err(Unreached::AgentNotInstalled);
+        }
+        match self.present.get(name) {
+            Some(p) if p.live() => Ok(()),
+            Some(p) => Err(Unreached::AgentSilent { seconds: p.silent }),
+            None => Err(Unreached::NoAgent),
+        }
+    }
+
+    /// The nodes with a live agent.
+    pub fn live_nodes(&self) -> Vec<String> {
+        self.present
+            .iter()
+            .filter(|(_, p)| p.live())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The states of `nodes`, read by their agents at once.
+    pub fn read_states(&self, nodes: &[String]) -> Vec<(String, Result<NodeState>)> {
+        let requests: Vec<NodeRead> = nodes
+            .iter()
+            .map(|n| {
+                NodeRead::new(
+                    "",
+                    NodeReadSpec {
+                        node: n.clone(),
+                        read: ReadKind::State,
+                    },
+                )
+            })
+            .collect();
+        let answers = self.rt.block_on(self.ask(requests, "read", READ_TIMEOUT));
+        nodes
+            .iter()
+            .cloned()
+            .zip(answers)
+            .map(|(n, body)| {
+                let state = body.and_then(|b| {
+                    serde_json::from_slice::<NodeState>(&b).map_err(|e| {
+                        Error::env(
+                            format!("the agent on {n} sent a state that does not parse: {e}"),
+                            Some(
+                                "the agent and this client may be different versions of knetdoctor"
+                                    .to_string(),
+                            ),
+                        )
+                    })
+                });
+                (n, state)
+            })
+            .collect()
+    }
+
+    /// Sends `spec` (and its plan) to `node`'s agent and waits for its answer.
+    pub fn repair(&self, spec: NodeRepairSpec, plan: Option<&PlanSent>) -> Result<RepairAnswer> {
+        let node = spec.node.clone();
+        let body = self.rt.block_on(async {
+            let mut spec = spec;
+            let name = unique_name(&format!("repair-{node}"));
+            if let Some(plan) = plan {
+                let bytes = serde_json::to_vec(plan).map_err(|e| Error::internal(e.to_string()))?;
+                let enc = super::payload::encode(&bytes);
+                // The parts go first: the agent takes the request as soon
+                // as it exists.
+                self.wire.put_parts_named(&name, &node, &enc.parts).await?;
+                spec.digest = Some(plan.digest());
+                spec.plan = Some(enc.payload);
+            }
+            let with_parts = spec.plan.as_ref().is_some_and(|p| p.parts > 0);
+            let req = NodeRepair::new(&name, spec);
+            let answer = self
+                .ask(vec![req], "repair", REPAIR_TIMEOUT)
+                .await
+                .remove(0);
+            if with_parts {
+                self.wire.delete_parts(&name).await;
+            }
+            answer
+        })?;
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::env(
+                format!("the agent on {node} sent an answer that does not parse: {e}"),
+                Some(
+                    "the agent and this client may be different versions of knetdoctor".to_string(),
+                ),
+            )
+        })
+    }
+
+    /// Creates `requests` (one per node), waits until each is answered or
+    /// `timeout` passes, reads the answers and deletes the requests.
+    async fn ask<K>(&self, requests: Vec<K>, verb: &str, timeout: Duration) -> Vec<Result<Vec<u8>>>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + Serialize
+            + DeserializeOwned
+            + Send
+            + Sync
+            + 'static
+            + HasAnswer,
+    {
+        let api = self.wire.api::<K>();
+        let batch = unique_name("b");
+        let created = futures::future::join_all(requests.into_iter().map(|mut r| {
+            let api = api.clone();
+            let node = r.node().to_string();
+            let meta: &mut ObjectMeta = r.meta_mut();
+            if meta.name.as_deref().is_none_or(str::is_empty) {
+                meta.name = None;
+                meta.generate_name = Some(format!("{verb}-{node}-"));
+            }
+            meta.labels = Some(
+                [
+                    (NODE_LABEL.to_string(), node.clone()),
+                    (BATCH_LABEL.to_string(), batch.clone()),
+                ]
+                .into(),
+            );
+            async move {
+                api.create(&PostParams::default(), &r)
+                    .await
+                    .map(|c| (node.clone(), c.name_any()))
+                    .map_err(|e| refused(e, &format!("ask the agent on {node} ({verb})")))
+            }
+        }))
+        .await;
+        let mut answers: BTreeMap<String, Answer> = BTreeMap::new();
+        let waiting: Vec<String> = created
+            .iter()
+            .filter_map(|c| c.as_ref().ok().map(|(_, n)| n.clone()))
+            .collect();
+        if !waiting.is_empty() {
+            let mut events = Box::pin(watcher(
+                api.clone(),
+                watcher::Config::default().labels(&format!("{BATCH_LABEL}={batch}")),
+            ));
+            let _ = tokio::time::timeout(timeout, async {
+                while let Some(event) = events.next().await {
+                    if let Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) = event
+                        && let Some(a) = r.answer()
+                        && matches!(a.phase, Some(Phase::Done | Phase::Failed))
+                    {
+                        answers.insert(r.name_any(), a.clone());
+                        if waiting.iter().all(|w| answers.contains_key(w)) {
+                            return;
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+        let mut out = Vec::with_capacity(created.len());
+        for c in created {
+            out.push(match c {
+                Err(e) => Err(e),
+                Ok((node, name)) => match answers.remove(&name) {
+                    Some(Answer {
+                        phase: Some(Phase::Done),
+                        payload: Some(p),
+                        ..
+                    }) => self.wire.body(&name, &p).await,
+                    Some(Answer { error: Some(e), .. }) => Err(e.into_error(&node)),
+                    Some(_) => Err(Error::internal(format!(
+                        "the agent on {node} answered without a body"
+                    ))),
+                    None => Err(Error::env(
+                        format!(
+                            "the agent on {node} did not answer within {} s",
+                            timeout.as_secs()
+                        ),
+                        Some(format!(
+                            "is its pod running? `kubectl -n {} get nodeagents,pods -o wide`",
+                            self.wire.namespace
+                        )),
+                    )),
+                },
+            });
+        }
+        if !waiting.is_empty() {
+            // One request for the whole batch; parts go with their
+            // requests (owner references), or with the agent's clean-up.
+            let _ = api
+                .delete_collection(
+                    &DeleteParams::background(),
+                    &ListParams::default().labels(&format!("{BATCH_LABEL}={batch}")),
+                )
+                .await;
+        }
+        out
+    }
+}
+
+/// The request kinds a client sends.
+pub trait HasAnswer {
+    fn node(&self) -> &str;
+    fn answer(&self) -> Option<&Answer>;
+}
+
+impl HasAnswer for NodeRead {
+    fn node(&self) -> &str {
+        &self.spec.node
+    }
+    fn answer(&self) -> Option<&Answer> {
+        self.status.as_ref()
+    }
+}
+
+impl HasAnswer for NodeRepair {
+    fn node(&self) -> &str {
+        &self.spec.node
+    }
+    fn answer(&self) -> Option<&Answer> {
+        self.status.as_ref()
+    }
+}
+
+/// `prefix-` and 10 hex digits from the clock and the process: unique
+/// enough among one namespace's requests, and a valid object name.
+fn unique_name(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mix = (nanos as u64) ^ (u64::from(std::process::id()) << 40);
+    format!("{prefix}-{:010x}", mix & 0xff_ffff_ffff)
+}
+
+/// A node reached through its agent.
+pub struct AgentNode {
+    agents: Arc<Agents>,
+    name: String,
+}
+
+impl AgentNode {
+    pub fn new(agents: Arc<Agents>, name: String) -> AgentNode {
+        AgentNode { agents, name }
+    }
+
+    /// Applies `plan` on the node; the agent refuses it unless the node
+    /// still matches.
+    pub fn apply(&self, plan: &PlanSent) -> Result<crate::repair::journal::Journal> {
+        match self
+            .agents
+            .repair(self.spec(RepairKind::Apply, None), Some(plan))?
+        {
+            RepairAnswer::Applied(j) => Ok(j),
+            other => Err(unexpected(&self.name, &other)),
+        }
+    }
+
+    pub fn undo(&self, id: &str) -> Result<crate::repair::journal::Journal> {
+        match self
+            .agents
+            .repair(self.spec(RepairKind::Undo, Some(id)), None)?
+        {
+            RepairAnswer::Undone(j) => Ok(j),
+            other => Err(unexpected(&self.name, &other)),
+        }
+    }
+
+    pub fn history(&self) -> Result<Vec<crate::repair::journal::Journal>> {
+        match self
+            .agents
+            .repair(self.spec(RepairKind::History, None), None)?
+        {
+            RepairAnswer::History(h) => Ok(h),
+            other => Err(unexpected(&self.name, &other)),
+        }
+    }
+
+    fn spec(&self, action: RepairKind, journal: Option<&str>) -> NodeRepairSpec {
+        NodeRepairSpec {
+            node: self.name.clone(),
+            action,
+            plan: None,
+            digest: None,
+            journal: journal.map(str::to_string),
+        }
+    }
+}
+
+fn unexpected(node: &str, a: &RepairAnswer) -> Error {
+    let kind = match a {
+        RepairAnswer::Applied(_) => "applied",
+        RepairAnswer::Undone(_) => "undone",
+        RepairAnswer::History(_) => "history",
+    };
+    Error::internal(format!(
+        "the agent on {node} answered {kind:?} to another question"
+    ))
+}
+
+impl NodeAccess for AgentNode {
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+    fn read(&self) -> Result<NodeState> {
+        self.agents
+            .read_states(std::slice::from_ref(&self.name))
+            .remove(0)
+            .1
+    }
+    fn netns(&self) -> Result<Netns> {
+        Err(Error::env(
+            format!(
+                "{} is reached through its agent: there is no namespace to enter from here",
+                self.name
+            ),
+            Some(format!("run this on {} itself", self.name)),
+        ))
+    }
+    fn journal_dir(&self) -> Result<std::path::PathBuf> {
+        Err(Error::env(
+            format!(
+                "{}'s repair journals are on the node, kept by its agent",
+                self.name
+            ),
+            Some(format!(
+                "`knetdoctor repair --node {} --history` lists them",
+                self.name
+            )),
+        ))
+    }
+    fn agent(&self) -> Option<&AgentNode> {
+        Some(self)
+    }
+}
