@@ -39,7 +39,6 @@ pub struct NodeAgentSpec {
     /// The node this agent runs on.
     pub node: String,
     /// The pod it runs in (empty when run by hand).
-    #[serde(default)]
     pub pod: String,
     /// The knetdoctor version of the agent.
     pub version: String,
@@ -106,15 +105,12 @@ pub struct NodeRepairSpec {
     pub action: RepairKind,
     /// Apply: the steps and what the client saw they replace
     /// ([`super::repair::PlanSent`], JSON).
-    #[serde(default)]
     pub plan: Option<Payload>,
     /// Apply: the digest of the node, the steps and what they replace,
     /// as the client saw them. The agent recomputes it from the node as it
     /// is now and refuses the plan when they differ.
-    #[serde(default)]
     pub digest: Option<String>,
     /// Undo: the journal's id.
-    #[serde(default)]
     pub journal: Option<String>,
 }
 
@@ -134,9 +130,7 @@ pub enum Phase {
 #[serde(rename_all = "camelCase")]
 pub struct Answer {
     pub phase: Option<Phase>,
-    #[serde(default)]
     pub payload: Option<Payload>,
-    #[serde(default)]
     pub error: Option<AnswerError>,
 }
 
@@ -148,7 +142,6 @@ pub struct AnswerError {
     /// The exit code of the error (2 usage, 3 environment, 4 internal).
     pub code: u8,
     pub message: String,
-    #[serde(default)]
     pub hint: Option<String>,
 }
 
@@ -164,10 +157,8 @@ pub struct Payload {
     /// SHA-256 of the compressed bytes, hex.
     pub sha256: String,
     /// The compressed bytes, base64, when they fit in one object.
-    #[serde(default)]
     pub inline: Option<String>,
     /// Otherwise the number of parts.
-    #[serde(default)]
     pub parts: u32,
 }
 

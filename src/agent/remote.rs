@@ -126,6 +126,18 @@ impl Agents {
         }
     }
 
+    /// How long an agent may take to take a request: three of the longest
+    /// heartbeats (an agent that renews runs its watches too).
+    fn take_timeout(&self) -> Duration {
+        let beat = self
+            .present
+            .values()
+            .map(|p| p.heartbeat)
+            .max()
+            .unwrap_or(2);
+        Duration::from_secs(3 * beat.max(1))
+    }
+
     /// The nodes with a live agent.
     pub fn live_nodes(&self) -> Vec<String> {
         self.present
@@ -251,25 +263,44 @@ impl Agents {
             .iter()
             .filter_map(|c| c.as_ref().ok().map(|(_, n)| n.clone()))
             .collect();
+        let mut taken: std::collections::HashSet<String> = Default::default();
         if !waiting.is_empty() {
             let mut events = Box::pin(watcher(
                 api.clone(),
                 watcher::Config::default().labels(&format!("{BATCH_LABEL}={batch}")),
             ));
-            let _ = tokio::time::timeout(timeout, async {
-                while let Some(event) = events.next().await {
-                    if let Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) = event
-                        && let Some(a) = r.answer()
-                        && matches!(a.phase, Some(Phase::Done | Phase::Failed))
-                    {
-                        answers.insert(r.name_any(), a.clone());
-                        if waiting.iter().all(|w| answers.contains_key(w)) {
-                            return;
-                        }
-                    }
+            let start = tokio::time::Instant::now();
+            let (take_by, done_by) = (start + self.take_timeout(), start + timeout);
+            loop {
+                let now = tokio::time::Instant::now();
+                let pending = waiting.iter().filter(|w| !answers.contains_key(*w));
+                // Past the take deadline only requests an agent took are
+                // worth waiting for: an agent that took none has stopped.
+                let worth = if now >= take_by {
+                    pending.filter(|w| taken.contains(*w)).count()
+                } else {
+                    pending.count()
+                };
+                if worth == 0 || now >= done_by {
+                    break;
                 }
-            })
-            .await;
+                let wake = if now < take_by { take_by } else { done_by };
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r))) => {
+                            if let Some(a) = r.answer() {
+                                taken.insert(r.name_any());
+                                if matches!(a.phase, Some(Phase::Done | Phase::Failed)) {
+                                    answers.insert(r.name_any(), a.clone());
+                                }
+                            }
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(wake) => {}
+                }
+            }
         }
         let mut out = Vec::with_capacity(created.len());
         for c in created {
@@ -285,6 +316,16 @@ impl Agents {
                     Some(_) => Err(Error::internal(format!(
                         "the agent on {node} answered without a body"
                     ))),
+                    None if !taken.contains(&name) => Err(Error::env(
+                        format!(
+                            "the agent on {node} did not take the request within {} s: it has stopped since it last renewed",
+                            self.take_timeout().as_secs()
+                        ),
+                        Some(format!(
+                            "is its pod running? `kubectl -n {} get nodeagents,pods -o wide`",
+                            self.wire.namespace
+                        )),
+                    )),
                     None => Err(Error::env(
                         format!(
                             "the agent on {node} did not answer within {} s",

@@ -80,6 +80,19 @@ async fn serve(opts: Options, stop: tokio::sync::oneshot::Receiver<()>) -> Resul
     };
     let agent = Arc::new(Agent {
         wire,
+        incarnation: format!(
+            "{}.{}.{}",
+            if opts.pod.is_empty() {
+                "agent"
+            } else {
+                &opts.pod
+            },
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ),
         opts,
         seen: Mutex::new(HashSet::new()),
     });
@@ -102,6 +115,10 @@ struct Agent {
     /// Requests taken by this process (by UID): a re-list after a watch
     /// restart must not answer one twice.
     seen: Mutex<HashSet<String>>,
+    /// This agent process among the node's agents over time: a repair
+    /// Lease held by another incarnation was left by an agent that is gone
+    /// (one agent runs per node), and is taken over.
+    incarnation: String,
 }
 
 fn now_secs() -> u64 {
@@ -404,7 +421,7 @@ impl Agent {
     fn lease(&self, req: &NodeRepair) -> Result<LeaseGuard> {
         let name = format!("knetdoctor-repair-{}", self.opts.node);
         let api = self.wire.api::<Lease>();
-        let holder = req.name_any();
+        let holder = format!("{}/{}", self.incarnation, req.name_any());
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -426,15 +443,19 @@ impl Agent {
                         .await
                         .map_err(|e| refused(e, "read the repair lease"))?;
                     let spec = held.spec.clone().unwrap_or_default();
+                    let holder = spec.holder_identity.clone().unwrap_or_default();
+                    let (incarnation, request) =
+                        holder.split_once('/').unwrap_or(("", holder.as_str()));
                     let expired = spec.renew_time.as_ref().is_none_or(|t| {
                         t.0.as_second() + i64::from(spec.lease_duration_seconds.unwrap_or(0))
                             < now_secs() as i64
                     });
-                    if !expired {
-                        return Ok(spec.holder_identity);
+                    if incarnation == self.incarnation && !expired {
+                        return Ok(Some(request.to_string()));
                     }
-                    // A holder that died: take it over (a conflict here
-                    // means another request took it first).
+                    // Left by an agent that is gone, or lapsed: take it
+                    // over (a conflict here means another request took it
+                    // first).
                     let mut next = lease.clone();
                     next.metadata.resource_version = held.metadata.resource_version;
                     match api.replace(&name, &PostParams::default(), &next).await {

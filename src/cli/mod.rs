@@ -341,12 +341,11 @@ pub struct InspectNodeArgs {
     /// path such as /proc/PID/ns/net.
     #[arg(long)]
     pub netns: Option<String>,
-    /// The lab whose node NODE names.
-    #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
-    pub lab: String,
-    /// Show NODE's state from a bundle written by `collect` (directory or .tar.gz).
-    #[arg(long, requires = "node", conflicts_with = "netns")]
-    pub bundle: Option<std::path::PathBuf>,
+    /// Where NODE is: a lab (--lab), a bundle written by `collect`
+    /// (--bundle), or a live cluster (--kubeconfig/--context: this host, or
+    /// the node's agent).
+    #[command(flatten)]
+    pub source: SourceArgs,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }

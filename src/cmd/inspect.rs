@@ -20,15 +20,17 @@ pub fn run(cmd: InspectCommand) -> Result<u8> {
 
 /// `inspect node [NAME] [--netns NS]`: what the node's kernel holds.
 fn node(a: InspectNodeArgs) -> Result<u8> {
-    let node = match a.bundle {
-        Some(bundle) => access::Source {
-            bundle: Some(bundle),
-            lab: a.lab.clone(),
-            live: None,
-        }
-        .target()?
-        .node(a.node.as_deref().unwrap_or_default())?,
-        None => access::resolve(a.node.as_deref(), a.netns.as_deref(), &a.lab)?,
+    let src = source(&a.source);
+    let node = if src.bundle.is_some() || src.live.is_some() {
+        let (Some(name), None) = (a.node.as_deref(), &a.netns) else {
+            return Err(knetdoctor::Error::usage(
+                "--bundle, --kubeconfig and --context read a node by name, not a namespace",
+                Some("name the node (`inspect node k8s-node-12 --kubeconfig FILE`) and leave out --netns".to_string()),
+            ));
+        };
+        src.target()?.node(name)?
+    } else {
+        access::resolve(a.node.as_deref(), a.netns.as_deref(), &a.source.lab)?
     };
     let state = node.read()?;
     match a.output {

@@ -201,13 +201,13 @@ where
             }
         }
     });
-    tokio::select! {
-        ready = tokio::time::timeout(LIST_TIMEOUT, reader.wait_until_ready()) => {
-            ready
-                .map_err(|_| unreachable("listing timed out", url))?
-                .map_err(|e| unreachable(e, url))?;
-        }
-        Ok(e) = refused_rx => return Err(e),
+    // A refusal ends the task, and with it the store's writer: the wait
+    // ends at once, and the refusal is the reason.
+    let ready = tokio::time::timeout(LIST_TIMEOUT, reader.wait_until_ready())
+        .await
+        .map_err(|_| unreachable("listing timed out", url))?;
+    if let Err(e) = ready {
+        return Err(refused_rx.await.unwrap_or_else(|_| unreachable(e, url)));
     }
     Ok(reader)
 }
@@ -292,7 +292,14 @@ impl Reflected {
         where
             K::DynamicType: Eq + Hash + Clone,
         {
-            s.state().iter().map(|o| (**o).clone()).collect()
+            // A store is a hash map: its order changes from one read to
+            // the next. By namespace and name, every answer reads the same.
+            let mut v: Vec<K> = s.state().iter().map(|o| (**o).clone()).collect();
+            v.sort_by(|a, b| {
+                (a.meta().namespace.as_deref(), a.meta().name.as_deref())
+                    .cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref()))
+            });
+            v
         }
         // Field by field: the index is the model's own (built on first use).
         let mut c = Cluster::default();

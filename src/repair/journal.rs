@@ -128,6 +128,40 @@ enum Progress {
     Done { done: bool },
 }
 
+/// Whether process `pid` runs and started no later than `since` (seconds
+/// since the epoch): the process that began a repair then, not a later one
+/// given its PID — a restarted agent in a PID namespace of its own is PID
+/// 1 again — and not a zombie nobody reaped.
+fn writer_alive(pid: i32, since: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The command name (field 2) may hold spaces; fields resume after ')'.
+    let mut fields = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace();
+    if fields.next() == Some("Z") {
+        return false;
+    }
+    let Some(ticks) = fields.nth(18).and_then(|t| t.parse::<u64>().ok()) else {
+        return false;
+    };
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|b| b.trim().parse::<u64>().ok())
+    });
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|h| *h > 0)
+        .unwrap_or(100) as u64;
+    // btime is whole seconds: a second's slack.
+    boot.is_some_and(|b| b + ticks / hz <= since + 1)
+}
+
 /// The node's journal directory: `KNETDOCTOR_STATE_DIR` or
 /// /var/lib/knetdoctor, then `repair/<node>`.
 pub fn journal_dir(node: &str) -> PathBuf {
@@ -419,10 +453,7 @@ impl Journal {
         if self.finished {
             return Status::Finished;
         }
-        let alive = self.pid().is_some_and(|p| {
-            p as u32 == std::process::id() || Path::new(&format!("/proc/{p}")).exists()
-        });
-        if alive {
+        if self.pid().is_some_and(|p| writer_alive(p, self.started)) {
             Status::Running
         } else {
             Status::Interrupted

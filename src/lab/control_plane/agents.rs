@@ -235,7 +235,16 @@ async fn publish_pod(state: &LabState, node: &str) -> Result<String> {
         spec.node_name = Some(node.into());
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), DEFAULT_NAMESPACE);
-    let _ = pods.delete(&pod_name(node), &Default::default()).await;
+    // No kubelet here confirms a graceful deletion: the old pod goes at once.
+    let _ = pods
+        .delete(
+            &pod_name(node),
+            &kube::api::DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let created = loop {
         match pods.create(&PostParams::default(), &pod).await {
