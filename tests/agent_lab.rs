@@ -227,6 +227,7 @@ fn same_answers(c: &Client, what: &str) {
 fn agents_on_the_real_control_plane(name: &str, version: &str) {
     let lab = Lab::up(name, &["--control-plane", "--k8s", version, "--agents"]);
     let c = Client::new(name, "admin");
+    let dir_for_capture = tempfile::tempdir().unwrap();
 
     // No agent listens: every byte goes out to the API server.
     for node in ["k8s-master-10", "k8s-node-11", NODE] {
@@ -250,8 +251,6 @@ fn agents_on_the_real_control_plane(name: &str, version: &str) {
         lab.kd(&["lab", "heal"]);
     }
 
-    // Repairs through the agent: the path works again, check is clean,
-    // and undo puts back exactly the broken state.
     let pods: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("/run/knetdoctor/lab/{name}/cluster/pods.json")).unwrap(),
     )
@@ -264,6 +263,90 @@ fn agents_on_the_real_control_plane(name: &str, version: &str) {
         .and_then(|p| p["status"]["podIP"].as_str())
         .unwrap()
         .to_string();
+    // A capture through the agents: the same frames, interface by
+    // interface, as the local capture of the same pings, and a pcapng
+    // that tshark reads.
+    let ping_for = |secs: &str| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.pod(BUSYBOX),
+                "ping",
+                "-q",
+                "-i",
+                "0.2",
+                "-w",
+                secs,
+                &peer_ip,
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let shape = |o: &Output| -> Vec<String> {
+        let mut lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| {
+                // Time and sequence numbers aside: the interface and what crossed it.
+                let l = l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+                l.split(", seq").next().unwrap_or_default().to_string()
+            })
+            .collect();
+        lines.sort();
+        lines.dedup();
+        lines
+    };
+    let mut pings = ping_for("6");
+    std::thread::sleep(Duration::from_millis(500));
+    let pcap = dir_for_capture.path().join("agent.pcapng");
+    let agent = c.run(&[
+        "capture",
+        NODE,
+        "-c",
+        "8",
+        "-f",
+        "icmp",
+        "-w",
+        pcap.to_str().unwrap(),
+    ]);
+    let local = kd(&["capture", NODE, "-c", "8", "-f", "icmp", "--lab", name]);
+    pings.wait().unwrap();
+    assert_eq!(agent.status.code(), Some(0), "{version}: {}", text(&agent));
+    assert_eq!(
+        shape(&agent),
+        shape(&local),
+        "{version}: {}\n{}",
+        text(&agent),
+        text(&local)
+    );
+    assert!(
+        shape(&agent)
+            .iter()
+            .any(|l| l.starts_with("flannel.1 IP 10.2.2.50 > ")),
+        "{version}: {}",
+        text(&agent)
+    );
+    let tshark = Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+        ])
+        .output()
+        .unwrap();
+    let ifaces = String::from_utf8_lossy(&tshark.stdout).to_string();
+    assert_eq!(ifaces.lines().count(), 8, "{version}: {ifaces}");
+    assert!(
+        ifaces.lines().all(|l| l == "cni0" || l == "flannel.1"),
+        "{ifaces}"
+    );
+
+    // Repairs through the agent: the path works again, check is clean,
+    // and undo puts back exactly the broken state.
     let ping_peer = || ping(&lab.pod(BUSYBOX), &peer_ip);
     for fault in ["route-missing", "neigh-wrong-mac", "fdb-stale-dst"] {
         lab.kd(&[

@@ -60,6 +60,23 @@ pub struct NodeAgentStatus {
 pub enum ReadKind {
     /// The node's dataplane (`NodeState`, JSON).
     State,
+    /// A bounded capture on the node's interfaces
+    /// ([`crate::capture::remote::RemoteCapture`], JSON with pcapng).
+    Capture,
+}
+
+/// A bounded capture: at most `count` frames, for at most `seconds`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureSpec {
+    /// The node's interfaces to capture on at once.
+    pub interfaces: Vec<String>,
+    pub count: u32,
+    pub seconds: u32,
+    /// A BPF filter, as tcpdump takes it.
+    pub filter: Option<String>,
+    /// Bytes kept of each frame.
+    pub snaplen: i32,
 }
 
 /// A request to read one node.
@@ -76,6 +93,8 @@ pub enum ReadKind {
 pub struct NodeReadSpec {
     pub node: String,
     pub read: ReadKind,
+    /// For a capture: what to capture.
+    pub capture: Option<CaptureSpec>,
 }
 
 /// What a repair request asks for.

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    Answer, NODE_LABEL, NodeAgent, NodeRead, NodeReadSpec, NodeRepair, NodeRepairSpec, Phase,
-    ReadKind, RepairKind,
+    Answer, CaptureSpec, NODE_LABEL, NodeAgent, NodeRead, NodeReadSpec, NodeRepair, NodeRepairSpec,
+    Phase, ReadKind, RepairKind,
 };
 use super::repair::{PlanSent, RepairAnswer};
 use super::wire::{Wire, refused};
@@ -157,6 +157,7 @@ impl Agents {
                     NodeReadSpec {
                         node: n.clone(),
                         read: ReadKind::State,
+                        capture: None,
                     },
                 )
             })
@@ -167,20 +168,44 @@ impl Agents {
             .cloned()
             .zip(answers)
             .map(|(n, body)| {
-                let state = body.and_then(|b| {
-                    serde_json::from_slice::<NodeState>(&b).map_err(|e| {
-                        Error::env(
-                            format!("the agent on {n} sent a state that does not parse: {e}"),
-                            Some(
-                                "the agent and this client may be different versions of knetdoctor"
-                                    .to_string(),
-                            ),
-                        )
-                    })
-                });
+                let state = body.and_then(|b| parse::<NodeState>(&n, &b));
                 (n, state)
             })
             .collect()
+    }
+
+    /// Captures on `nodes` at once, each through its agent.
+    pub fn capture(
+        &self,
+        nodes: &[String],
+        spec: &CaptureSpec,
+    ) -> Result<Vec<(String, Result<crate::capture::remote::RemoteCapture>)>> {
+        crate::capture::remote::check_bounds(spec)?;
+        let requests: Vec<NodeRead> = nodes
+            .iter()
+            .map(|n| {
+                NodeRead::new(
+                    "",
+                    NodeReadSpec {
+                        node: n.clone(),
+                        read: ReadKind::Capture,
+                        capture: Some(spec.clone()),
+                    },
+                )
+            })
+            .collect();
+        // The capture's own time, then as long as a read may take.
+        let timeout = Duration::from_secs(u64::from(spec.seconds)) + READ_TIMEOUT;
+        let answers = self.rt.block_on(self.ask(requests, "capture", timeout));
+        Ok(nodes
+            .iter()
+            .cloned()
+            .zip(answers)
+            .map(|(n, body)| {
+                let cap = body.and_then(|b| parse(&n, &b));
+                (n, cap)
+            })
+            .collect())
     }
 
     /// Sends `spec` (and its plan) to `node`'s agent and waits for its answer.
@@ -209,14 +234,7 @@ impl Agents {
             }
             answer
         })?;
-        serde_json::from_slice(&body).map_err(|e| {
-            Error::env(
-                format!("the agent on {node} sent an answer that does not parse: {e}"),
-                Some(
-                    "the agent and this client may be different versions of knetdoctor".to_string(),
-                ),
-            )
-        })
+        parse(&node, &body)
     }
 
     /// Creates `requests` (one per node), waits until each is answered or
@@ -353,6 +371,16 @@ impl Agents {
     }
 }
 
+/// An agent's answer as the type the client expects.
+fn parse<T: DeserializeOwned>(node: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::env(
+            format!("the agent on {node} sent an answer that does not parse: {e}"),
+            Some("the agent and this client may be different versions of knetdoctor".to_string()),
+        )
+    })
+}
+
 /// The request kinds a client sends.
 pub trait HasAnswer {
     fn node(&self) -> &str;
@@ -419,6 +447,11 @@ impl AgentNode {
             RepairAnswer::Undone(j) => Ok(j),
             other => Err(unexpected(&self.name, &other)),
         }
+    }
+
+    /// The agents this node is reached through (to ask several at once).
+    pub fn agents(&self) -> &Arc<Agents> {
+        &self.agents
     }
 
     pub fn history(&self) -> Result<Vec<crate::repair::journal::Journal>> {

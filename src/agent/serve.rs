@@ -154,6 +154,13 @@ impl Request for NodeRead {
                 let state = agent.node().read()?;
                 serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))
             }
+            ReadKind::Capture => {
+                let spec = self.spec.capture.as_ref().ok_or_else(|| {
+                    Error::usage("a capture request says nothing of what to capture", None)
+                })?;
+                let captured = crate::capture::remote::capture_here(spec)?;
+                serde_json::to_vec(&captured).map_err(|e| Error::internal(e.to_string()))
+            }
         }
     }
 }

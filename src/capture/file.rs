@@ -39,24 +39,56 @@ pub struct PcapNgOut {
     path: std::path::PathBuf,
 }
 
+/// Declares one Ethernet interface per name, nanosecond timestamps.
+fn declare<W: std::io::Write>(
+    writer: &mut PcapNgWriter<W>,
+    ifaces: &[String],
+    snaplen: u32,
+) -> std::result::Result<(), pcap_file::PcapError> {
+    for name in ifaces {
+        writer.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen,
+            options: vec![
+                InterfaceDescriptionOption::IfName(Cow::Borrowed(name)),
+                InterfaceDescriptionOption::IfTsResol(9),
+            ],
+        })?;
+    }
+    Ok(())
+}
+
+/// A pcapng capture in memory: `frames` are (interface, time since the
+/// epoch, length on the wire, bytes), each interface one of `ifaces`.
+pub fn pcapng_bytes<'a>(
+    ifaces: &[String],
+    snaplen: u32,
+    frames: impl IntoIterator<Item = (&'a str, Duration, u32, &'a [u8])>,
+) -> Result<Vec<u8>> {
+    let err = |e: pcap_file::PcapError| Error::internal(format!("writing pcapng to memory: {e}"));
+    let mut writer = PcapNgWriter::new(Vec::new()).map_err(err)?;
+    declare(&mut writer, ifaces, snaplen).map_err(err)?;
+    for (iface, ts, len, data) in frames {
+        writer
+            .write_pcapng_block(EnhancedPacketBlock {
+                interface_id: ifaces.iter().position(|i| i == iface).unwrap_or(0) as u32,
+                timestamp: ts,
+                original_len: len,
+                data: Cow::Borrowed(data),
+                options: Vec::new(),
+            })
+            .map_err(err)?;
+    }
+    Ok(writer.into_inner())
+}
+
 impl PcapNgOut {
     /// Starts `path` and declares one Ethernet interface per name.
     pub fn create(path: &Path, ifaces: &[String], snaplen: u32) -> Result<Self> {
         let file = files::Output::create(path, files::Replace::Yes)?;
         let err = |e: pcap_file::PcapError| Error::env(format!("{}: {e}", path.display()), None);
         let mut writer = PcapNgWriter::new(BufWriter::new(file)).map_err(err)?;
-        for name in ifaces {
-            writer
-                .write_pcapng_block(InterfaceDescriptionBlock {
-                    linktype: DataLink::ETHERNET,
-                    snaplen,
-                    options: vec![
-                        InterfaceDescriptionOption::IfName(Cow::Borrowed(name)),
-                        InterfaceDescriptionOption::IfTsResol(9),
-                    ],
-                })
-                .map_err(err)?;
-        }
+        declare(&mut writer, ifaces, snaplen).map_err(err)?;
         Ok(PcapNgOut {
             writer,
             ifaces: ifaces.to_vec(),
@@ -108,13 +140,39 @@ pub fn read(path: &Path) -> Result<Vec<FileFrame>> {
 /// Streams a pcap or pcapng file (by its magic number): `f(interface, time
 /// since the epoch, length on the wire, the bytes)` per frame, the bytes
 /// borrowed from the reader's buffer. Returns the number of frames.
-pub fn for_each(path: &Path, mut f: impl FnMut(&str, Duration, u32, &[u8])) -> Result<usize> {
+pub fn for_each(path: &Path, f: impl FnMut(&str, Duration, u32, &[u8])) -> Result<usize> {
     let mut magic = [0u8; 4];
     File::open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .map_err(|e| Error::io(path, e))?;
     // The pcap readers buffer on their own.
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    for_each_from(file, magic, path, f)
+}
+
+/// [`for_each`] over a capture held in memory (an agent's answer);
+/// `origin` names it in errors.
+pub fn for_each_bytes(
+    bytes: &[u8],
+    origin: &Path,
+    f: impl FnMut(&str, Duration, u32, &[u8]),
+) -> Result<usize> {
+    let magic: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(|| Error::Parse {
+            path: origin.to_path_buf(),
+            what: "shorter than a capture header".to_string(),
+        })?;
+    for_each_from(bytes, magic, origin, f)
+}
+
+fn for_each_from(
+    file: impl Read,
+    magic: [u8; 4],
+    path: &Path,
+    mut f: impl FnMut(&str, Duration, u32, &[u8]),
+) -> Result<usize> {
     let bad = |e: pcap_file::PcapError| Error::Parse {
         path: path.to_path_buf(),
         what: e.to_string(),

@@ -37,7 +37,7 @@ pub struct Captured {
 }
 
 /// What one interface's capture saw and lost.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct IfaceStats {
     pub iface: String,
     /// Frames the kernel handed to libpcap.

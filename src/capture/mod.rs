@@ -6,6 +6,7 @@ pub mod dns_watch;
 pub mod file;
 pub mod filter;
 pub mod live;
+pub mod remote;
 pub mod sink;
 
 pub use knetdoctor_core::capture::{Frame, correlate, decode, test_frames, view};

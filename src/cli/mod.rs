@@ -187,6 +187,15 @@ pub struct CaptureArgs {
     /// The lab whose node NODE names.
     #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
     pub lab: String,
+    /// A live cluster's nodes, captured by their knetdoctor agents (a bounded capture: -c and --duration, at most 300 s).
+    #[arg(long, conflicts_with_all = ["netns", "read"])]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context (a live cluster, as --kubeconfig).
+    #[arg(long, conflicts_with_all = ["netns", "read"])]
+    pub context: Option<String>,
+    /// The namespace the knetdoctor agent runs in.
+    #[arg(long, env = "KNETDOCTOR_AGENT_NAMESPACE", default_value = knetdoctor::agent::api::DEFAULT_NAMESPACE)]
+    pub agent_namespace: String,
     /// Interfaces, comma-separated.
     #[arg(short = 'i', long, value_delimiter = ',', default_values_t = ["cni0".to_string(), "flannel.1".to_string(), "eth0".to_string()])]
     pub interfaces: Vec<String>,

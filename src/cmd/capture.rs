@@ -38,6 +38,10 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
                 sink.frame(iface, at, len, data);
             })?;
         }
+    } else if a.kubeconfig.is_some() || a.context.is_some() {
+        let (s, e) = through_agents(&a, &mut sink)?;
+        stats = s;
+        ended = Some(e);
     } else {
         let mut interfaces = Vec::new();
         let mut places = Vec::new();
@@ -136,6 +140,122 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// `capture NODE[,NODE...] --kubeconfig F`: each node's agent captures
+/// (at once, bounded by -c and --duration), the frames come back as pcapng
+/// and are printed as a local capture prints them, in time order across
+/// nodes. Returns the interfaces' counters and how long the capture ran.
+fn through_agents(
+    a: &CaptureArgs,
+    sink: &mut knetdoctor::capture::sink::Sink,
+) -> Result<(Vec<knetdoctor::capture::live::IfaceStats>, f64)> {
+    use knetdoctor::agent::api::CaptureSpec;
+    use knetdoctor::capture::file;
+    if a.nodes.is_empty() {
+        return Err(knetdoctor::Error::usage(
+            "a capture through the agents names its node(s)",
+            Some("`knetdoctor capture k8s-node-12 --kubeconfig FILE -c 100`".to_string()),
+        ));
+    }
+    if a.pod.is_some() || a.svc.is_some() {
+        return Err(knetdoctor::Error::usage(
+            "--pod and --svc name a lab's objects; through the agents give the filter (-f)",
+            None,
+        ));
+    }
+    let target = access::Source {
+        lab: a.lab.clone(),
+        live: Some(knetdoctor::inspect::live::LiveSource {
+            kubeconfig: a.kubeconfig.clone(),
+            context: a.context.clone(),
+            namespace: None,
+            agent_namespace: Some(a.agent_namespace.clone()),
+        }),
+        ..Default::default()
+    }
+    .target()?;
+    let nodes = a
+        .nodes
+        .iter()
+        .map(|n| target.node(n))
+        .collect::<Result<Vec<_>>>()?;
+    let Some(agents) = nodes
+        .first()
+        .and_then(|n| n.agent())
+        .map(|n| n.agents().clone())
+    else {
+        return Err(knetdoctor::Error::usage(
+            format!(
+                "{} is this machine: capture on it without --kubeconfig",
+                a.nodes[0]
+            ),
+            None,
+        ));
+    };
+    let seconds = a
+        .duration
+        .map(|d| d.as_secs_f64().ceil() as u32)
+        .unwrap_or(10);
+    let spec = CaptureSpec {
+        interfaces: a.interfaces.clone(),
+        count: a
+            .count
+            .map_or(knetdoctor::capture::remote::MAX_FRAMES, |c| {
+                c.min(knetdoctor::capture::remote::MAX_FRAMES as usize) as u32
+            }),
+        seconds,
+        filter: a.filter.clone(),
+        snaplen: a.snaplen,
+    };
+    let _ = writeln!(
+        anstream::stderr(),
+        "capturing on {} on {} through their agents for up to {seconds}s",
+        a.interfaces.join(","),
+        a.nodes.join(", ")
+    );
+    let several = a.nodes.len() > 1;
+    let label = |node: &str, iface: &str| {
+        if several {
+            format!("{node}/{iface}")
+        } else {
+            iface.to_string()
+        }
+    };
+    let mut frames: Vec<(String, std::time::Duration, u32, Vec<u8>)> = Vec::new();
+    let mut stats = Vec::new();
+    let mut ended: f64 = 0.0;
+    for (node, captured) in agents.capture(&a.nodes, &spec)? {
+        let c = captured?;
+        let origin = std::path::PathBuf::from(format!("the capture of {node}'s agent"));
+        file::for_each_bytes(&c.pcapng, &origin, |iface, ts, len, data| {
+            frames.push((label(&node, iface), ts, len, data.to_vec()));
+        })?;
+        stats.extend(c.stats.into_iter().map(|mut s| {
+            s.iface = label(&node, &s.iface);
+            s
+        }));
+        ended = ended.max(c.seconds);
+    }
+    frames.sort_by_key(|f| f.1);
+    if let Some(c) = a.count {
+        frames.truncate(c);
+    }
+    if let Some(path) = &a.write {
+        let mut labels: Vec<String> = frames.iter().map(|f| f.0.clone()).collect();
+        labels.sort();
+        labels.dedup();
+        let mut out = file::PcapNgOut::create(path, &labels, a.snaplen as u32)?;
+        for (iface, ts, len, data) in &frames {
+            out.write(iface, *ts, *len, data)?;
+        }
+        out.finish()?;
+    }
+    let first = frames.first().map(|f| f.1).unwrap_or_default();
+    for (iface, ts, len, data) in &frames {
+        sink.frame(iface, ts.saturating_sub(first).as_secs_f64(), *len, data);
+    }
+    Ok((stats, ended))
 }
 
 /// The BPF filter `--pod`/`--svc` stand for, from the lab's cluster objects.
