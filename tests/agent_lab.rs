@@ -535,6 +535,36 @@ fn agents_on_the_real_control_plane(name: &str, version: &str) {
     );
     lab.kd(&["lab", "heal"]);
 
+    // The dashboard through the agents: a fault on one node shows within
+    // 2 s (the agent publishes on the kernel's notification, the dashboard
+    // watches what agents publish), with no --refresh-ms shorter than 10 s.
+    let command = format!(
+        "{BIN} tui --kubeconfig {} --refresh-ms 10000; echo dashboard-exited-$?; sleep 30",
+        c.kubeconfig
+    );
+    let t = common::tmux::Tmux::start(
+        &format!(
+            "kdagent-{}-{}",
+            version.replace('.', ""),
+            std::process::id()
+        ),
+        &command,
+    );
+    common::tmux::expect_screen(&t, "k8s-node-12", 20);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !t.pane().contains("route-missing"),
+        "{version}: {}",
+        t.pane()
+    );
+    lab.kd(&["lab", "break", "route-missing", "--node", NODE]);
+    let took = t.shows_within("route-missing", Duration::from_secs(2));
+    eprintln!("{version}: the dashboard showed route-missing after {took:?}");
+    t.keys(&["q"]);
+    common::tmux::expect_screen(&t, "dashboard-exited-0", 5);
+    drop(t);
+    lab.kd(&["lab", "heal"]);
+
     // RBAC: a viewer checks but may not repair; a user with neither role
     // is told so.
     let viewer = Client::new(name, "viewer");

@@ -23,12 +23,17 @@ pub struct Source {
     pub bundle: Option<PathBuf>,
     pub lab: String,
     pub live: Option<crate::inspect::live::LiveSource>,
+    /// Nodes reached through agents are read from the states the agents
+    /// publish (the dashboard), not by asking each.
+    pub published: bool,
 }
 
 impl Source {
     /// The target these flags name.
     pub fn target(&self) -> Result<Target> {
-        Target::from_flags(self.bundle.clone(), &self.lab, self.live.clone())
+        let mut t = Target::from_flags(self.bundle.clone(), &self.lab, self.live.clone())?;
+        t.published = self.published;
+        Ok(t)
     }
 
     /// What the dashboard's title says it reads.

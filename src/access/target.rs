@@ -65,6 +65,9 @@ pub struct Target {
     _unpacked: Option<tempfile::TempDir>,
     /// The live cluster's agents, listed once on first use.
     agents: OnceLock<Arc<Agents>>,
+    /// Nodes reached through agents are read from what the agents
+    /// publish (see [`super::Source::published`]).
+    pub published: bool,
 }
 
 impl Target {
@@ -88,6 +91,7 @@ impl Target {
                 nodes: NodesFrom::Bundle(dir),
                 _unpacked: unpacked,
                 agents: OnceLock::new(),
+                published: false,
             });
         }
         let state = LabState::load(lab)?;
@@ -114,6 +118,7 @@ impl Target {
                 cluster: ClusterFrom::Live(live),
                 _unpacked: None,
                 agents: OnceLock::new(),
+                published: false,
             });
         }
         // A lab run by the real control plane: its cluster is what that API
@@ -130,6 +135,7 @@ impl Target {
                 nodes: NodesFrom::Lab(lab.to_string()),
                 _unpacked: None,
                 agents: OnceLock::new(),
+                published: false,
             });
         }
         if !lab_up {
@@ -147,6 +153,7 @@ impl Target {
             nodes: NodesFrom::Lab(lab.to_string()),
             _unpacked: None,
             agents: OnceLock::new(),
+            published: false,
         })
     }
 
@@ -284,6 +291,7 @@ impl Target {
         let agents = self.agents()?;
         std::thread::scope(|s| {
             let batch = s.spawn(|| match agents {
+                Some(a) if !remote.is_empty() && self.published => a.published(&remote),
                 Some(a) if !remote.is_empty() => a.read_states(&remote),
                 _ => Vec::new(),
             });

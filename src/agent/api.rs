@@ -197,4 +197,15 @@ pub struct NodePayloadSpec {
     pub index: u32,
     /// The part's compressed bytes, base64.
     pub data: String,
+    /// A published state's part 0 carries its descriptor (a request's
+    /// payload is described in the request's status instead).
+    pub payload: Option<Payload>,
+}
+
+/// The label on the parts of a state an agent publishes (value: the node).
+pub const PUBLISHED_LABEL: &str = "knetdoctor.dev/published-state";
+
+/// The name of part `i` of the state published for `node`.
+pub fn published_name(node: &str, i: u32) -> String {
+    format!("state-{node}-{i}")
 }

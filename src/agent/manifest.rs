@@ -133,7 +133,14 @@ fn agent_role(namespace: &str) -> Role {
             rule(
                 GROUP,
                 &["nodepayloads"],
-                &["create", "get", "list", "delete"],
+                &[
+                    "create",
+                    "get",
+                    "list",
+                    "delete",
+                    "update",
+                    "deletecollection",
+                ],
             ),
             rule(
                 GROUP,
@@ -186,7 +193,7 @@ fn read_rules() -> Vec<PolicyRule> {
                 "deletecollection",
             ],
         ),
-        rule(GROUP, &["nodepayloads"], &["get", "list"]),
+        rule(GROUP, &["nodepayloads"], &["get", "list", "watch"]),
     ]
 }
 

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod manifest;
 pub mod payload;
+pub mod publish;
 pub mod remote;
 pub mod repair;
 pub mod serve;

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    Answer, CaptureSpec, NODE_LABEL, NodeAgent, NodeRead, NodeReadSpec, NodeRepair, NodeRepairSpec,
-    Phase, ReadKind, RepairKind,
+    Answer, CaptureSpec, NODE_LABEL, NodeAgent, NodePayload, NodeRead, NodeReadSpec, NodeRepair,
+    NodeRepairSpec, PUBLISHED_LABEL, Phase, ReadKind, RepairKind,
 };
 use super::repair::{PlanSent, RepairAnswer};
 use super::wire::{Wire, refused};
@@ -172,6 +172,73 @@ impl Agents {
                 (n, state)
             })
             .collect()
+    }
+
+    /// The states the agents of `nodes` last published (one list for all
+    /// of them): the dashboard's read, fresh within a moment of a kernel
+    /// change, without asking any agent.
+    pub fn published(&self, nodes: &[String]) -> Vec<(String, Result<NodeState>)> {
+        let listed = self.rt.block_on(
+            self.wire
+                .api::<NodePayload>()
+                .list(&ListParams::default().labels(PUBLISHED_LABEL)),
+        );
+        let list = match listed {
+            Ok(l) => l.items,
+            Err(e) => {
+                let e = super::api::AnswerError::from(&refused(e, "read the published states"));
+                return nodes
+                    .iter()
+                    .map(|n| (n.clone(), Err(e.clone().into_error(n))))
+                    .collect();
+            }
+        };
+        nodes
+            .iter()
+            .map(|n| {
+                let mut parts: Vec<&NodePayload> = list
+                    .iter()
+                    .filter(|p| p.labels().get(PUBLISHED_LABEL) == Some(n))
+                    .collect();
+                parts.sort_by_key(|p| p.spec.index);
+                let state = match parts.first().and_then(|p| p.spec.payload.clone()) {
+                    None => Err(Error::env(
+                        format!("the agent on {n} has published no state yet"),
+                        None,
+                    )),
+                    Some(mut d) => {
+                        let data: Vec<String> = parts.iter().map(|p| p.spec.data.clone()).collect();
+                        let body = if d.parts == 0 {
+                            d.inline = data.first().cloned();
+                            super::payload::decode(&d, &[])
+                        } else {
+                            super::payload::decode(&d, &data)
+                        };
+                        body.and_then(|b| parse::<NodeState>(n, &b))
+                    }
+                };
+                (n.clone(), state)
+            })
+            .collect()
+    }
+
+    /// Sends on `changed` whenever an agent publishes a new state, until
+    /// the receiver is gone (on this connection's runtime).
+    pub fn watch_published(&self, changed: std::sync::mpsc::Sender<()>) {
+        let api = self.wire.api::<NodePayload>();
+        self.rt.spawn(async move {
+            let mut events = Box::pin(watcher(
+                api,
+                watcher::Config::default().labels(PUBLISHED_LABEL),
+            ));
+            while let Some(e) = events.next().await {
+                if matches!(e, Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)))
+                    && changed.send(()).is_err()
+                {
+                    return;
+                }
+            }
+        });
     }
 
     /// Captures on `nodes` at once, each through its agent.

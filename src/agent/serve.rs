@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::api::{
     Answer, AnswerError, NODE_LABEL, NodeAgent, NodeAgentSpec, NodeAgentStatus, NodePayload,
-    NodeRead, NodeRepair, Phase, ReadKind, RepairKind,
+    NodeRead, NodeRepair, PUBLISHED_LABEL, Phase, ReadKind, RepairKind,
 };
 use super::repair::{PlanSent, RepairAnswer};
 use super::wire::{Wire, refused};
@@ -49,6 +49,9 @@ pub struct Options {
     pub ttl: Duration,
     /// Where the node's repair journals are kept.
     pub state_dir: PathBuf,
+    /// How often the published state is read again without a kernel
+    /// notification (iptables sends none).
+    pub publish_every: Duration,
 }
 
 /// Runs until SIGTERM or SIGINT; then withdraws its `NodeAgent` so clients
@@ -97,6 +100,7 @@ async fn serve(opts: Options, stop: tokio::sync::oneshot::Receiver<()>) -> Resul
         seen: Mutex::new(HashSet::new()),
     });
     agent.announce().await?;
+    super::publish::spawn(agent.wire.clone(), agent.node(), agent.opts.publish_every);
     tracing::info!(node = %agent.opts.node, server = %url, "agent serving");
     let result = tokio::select! {
         r = agent.clone().heartbeat() => r,
@@ -221,6 +225,7 @@ impl Agent {
     }
 
     async fn withdraw(&self) {
+        super::publish::withdraw(&self.wire, &self.opts.node).await;
         let _ = self
             .wire
             .api::<NodeAgent>()
@@ -357,7 +362,11 @@ impl Agent {
             + DeserializeOwned,
     {
         let api = self.wire.api::<K>();
-        let lp = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.opts.node));
+        // The published state is renewed in place, not old.
+        let lp = ListParams::default().labels(&format!(
+            "{NODE_LABEL}={},!{PUBLISHED_LABEL}",
+            self.opts.node
+        ));
         let Ok(list) = api.list(&lp).await else {
             return;
         };

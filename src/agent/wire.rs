@@ -75,6 +75,7 @@ impl Wire {
                     request: request.to_string(),
                     index: i as u32,
                     data: data.clone(),
+                    payload: None,
                 },
             };
             api.create(&PostParams::default(), &part)

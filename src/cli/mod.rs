@@ -146,6 +146,9 @@ pub struct AgentArgs {
     /// Where repair journals are kept on the node (the DaemonSet mounts it from the host).
     #[arg(long, env = "KNETDOCTOR_STATE_DIR", default_value = knetdoctor::agent::manifest::STATE_DIR)]
     pub state_dir: std::path::PathBuf,
+    /// How often the state published for the dashboard is read again without a kernel notification, in seconds (iptables sends none).
+    #[arg(long, default_value = "10", value_parser = values::seconds)]
+    pub publish_every: std::time::Duration,
     /// Requests older than this many seconds are deleted with their payloads.
     #[arg(long, default_value = "600", value_parser = values::seconds)]
     pub ttl: std::time::Duration,

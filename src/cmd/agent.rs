@@ -31,5 +31,6 @@ pub fn run(a: AgentArgs) -> Result<u8> {
         pod_netns: a.pod_netns,
         ttl: a.ttl,
         state_dir: a.state_dir,
+        publish_every: a.publish_every,
     })
 }

@@ -29,7 +29,10 @@ pub fn run(cli: Cli) -> Result<u8> {
     };
     match command {
         Command::Tui(a) => knetdoctor::tui::run(knetdoctor::tui::Options {
-            source: source(&a.source),
+            source: knetdoctor::access::Source {
+                published: true,
+                ..source(&a.source)
+            },
             refresh: std::time::Duration::from_millis(a.refresh_ms),
         }),
         Command::Check(a) => check::run(a),
@@ -52,6 +55,7 @@ fn source(a: &SourceArgs) -> Source {
         bundle: a.bundle.clone(),
         lab: a.lab.clone(),
         live: a.live(),
+        published: false,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod netns;
+pub mod notify;
 pub mod read;
 pub mod sysctl;
 pub mod write;

@@ -147,6 +147,14 @@ fn spawn_reader(
         if let Some(b) = &a.source.bundle {
             watch::bundle(b.clone(), changed_tx.clone());
         }
+        // A live cluster's agents publish their nodes' states: each new
+        // one wakes the reader (the connection lives as long as it does).
+        let _agents = a.source.live.as_ref().and_then(|live| {
+            let agents =
+                crate::agent::remote::Agents::connect(live, live.agent_namespace()).ok()?;
+            agents.watch_published(changed_tx.clone());
+            Some(agents)
+        });
         let mut live: Option<Reflected> = None;
         let mut watching = false;
         while !stop.load(Ordering::Relaxed) {
