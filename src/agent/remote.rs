@@ -29,6 +29,9 @@ use crate::inspect::live::LiveSource;
 /// delete-collection cover them all.
 const BATCH_LABEL: &str = "knetdoctor.dev/batch";
 
+/// Requests created at once by one client.
+const CREATES_IN_FLIGHT: usize = 64;
+
 /// How long a node-state read may take before its agent is called silent.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a repair may take (a plan of thousands of iptables rules
@@ -320,29 +323,34 @@ impl Agents {
     {
         let api = self.wire.api::<K>();
         let batch = unique_name("b");
-        let created = futures::future::join_all(requests.into_iter().map(|mut r| {
-            let api = api.clone();
-            let node = r.node().to_string();
-            let meta: &mut ObjectMeta = r.meta_mut();
-            if meta.name.as_deref().is_none_or(str::is_empty) {
-                meta.name = None;
-                meta.generate_name = Some(format!("{verb}-{node}-"));
-            }
-            meta.labels = Some(
-                [
-                    (NODE_LABEL.to_string(), node.clone()),
-                    (BATCH_LABEL.to_string(), batch.clone()),
-                ]
-                .into(),
-            );
-            async move {
-                api.create(&PostParams::default(), &r)
-                    .await
-                    .map(|c| (node.clone(), c.name_any()))
-                    .map_err(|e| refused(e, &format!("ask the agent on {node} ({verb})")))
-            }
-        }))
-        .await;
+        // In order, at most CREATES_IN_FLIGHT at once: the API server's
+        // in-flight limit (400 by default) is shared with everyone else.
+        let created: Vec<Result<(String, String)>> =
+            futures::stream::iter(requests.into_iter().map(|mut r| {
+                let api = api.clone();
+                let node = r.node().to_string();
+                let meta: &mut ObjectMeta = r.meta_mut();
+                if meta.name.as_deref().is_none_or(str::is_empty) {
+                    meta.name = None;
+                    meta.generate_name = Some(format!("{verb}-{node}-"));
+                }
+                meta.labels = Some(
+                    [
+                        (NODE_LABEL.to_string(), node.clone()),
+                        (BATCH_LABEL.to_string(), batch.clone()),
+                    ]
+                    .into(),
+                );
+                async move {
+                    api.create(&PostParams::default(), &r)
+                        .await
+                        .map(|c| (node.clone(), c.name_any()))
+                        .map_err(|e| refused(e, &format!("ask the agent on {node} ({verb})")))
+                }
+            }))
+            .buffered(CREATES_IN_FLIGHT)
+            .collect()
+            .await;
         let mut answers: BTreeMap<String, Answer> = BTreeMap::new();
         let waiting: Vec<String> = created
             .iter()
