@@ -357,3 +357,92 @@ fn daemon_set(o: &Options) -> DaemonSet {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects_of(kind: &str) -> Vec<serde_json::Value> {
+        objects(&Options {
+            image: "img".into(),
+            namespace: "kd".into(),
+        })
+        .into_iter()
+        .filter(|o| o["kind"] == kind)
+        .collect()
+    }
+
+    /// Whether `role` grants `verb` on `resource` of the agent's group.
+    fn grants(role: &serde_json::Value, resource: &str, verb: &str) -> bool {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            r["apiGroups"][0] == GROUP
+                && r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == resource)
+                && r["verbs"].as_array().unwrap().iter().any(|x| x == verb)
+        })
+    }
+
+    #[test]
+    fn viewers_read_and_only_repairers_repair() {
+        let roles = objects_of("ClusterRole");
+        let by = |name: &str| {
+            roles
+                .iter()
+                .find(|r| r["metadata"]["name"] == name)
+                .unwrap()
+        };
+        let (viewer, repairer) = (by(VIEWER), by(REPAIRER));
+        assert!(grants(viewer, "nodereads", "create"));
+        assert!(!grants(viewer, "noderepairs", "create"));
+        assert!(grants(repairer, "noderepairs", "create"));
+        assert!(grants(repairer, "nodereads", "create"));
+        // Neither reads Secrets.
+        for r in [viewer, repairer] {
+            assert!(!r.to_string().contains("secrets"), "{r}");
+        }
+    }
+
+    #[test]
+    fn the_agent_has_no_cluster_wide_rights_and_is_not_privileged() {
+        assert_eq!(objects_of("Role").len(), 1);
+        let role = &objects_of("Role")[0];
+        assert_eq!(role["metadata"]["namespace"], "kd");
+        assert!(
+            !grants(role, "noderepairs", "create"),
+            "the agent never asks"
+        );
+        assert!(objects_of("ClusterRoleBinding").is_empty());
+        let ds = &objects_of("DaemonSet")[0];
+        let pod = &ds["spec"]["template"]["spec"];
+        assert_eq!(pod["hostNetwork"], true);
+        assert!(pod.get("hostPID").is_none());
+        let sc = &pod["containers"][0]["securityContext"];
+        assert_eq!(sc["privileged"], false);
+        assert_eq!(
+            sc["capabilities"]["add"],
+            serde_json::json!(["NET_ADMIN", "NET_RAW", "SYS_ADMIN"])
+        );
+        assert_eq!(pod["containers"][0]["image"], "img");
+        // No port: the agent listens on nothing.
+        assert!(pod["containers"][0].get("ports").is_none());
+    }
+
+    #[test]
+    fn every_crd_is_served_with_a_status_subresource_but_parts() {
+        let crds = objects_of("CustomResourceDefinition");
+        assert_eq!(crds.len(), 4);
+        for c in &crds {
+            assert_eq!(c["spec"]["group"], GROUP);
+            assert_eq!(c["spec"]["scope"], "Namespaced");
+            let status = c["spec"]["versions"][0]["subresources"]
+                .get("status")
+                .is_some();
+            assert_eq!(status, c["spec"]["names"]["kind"] != "NodePayload", "{c}");
+            // 1.20 refuses defaults in CRD schemas.
+            assert!(!c.to_string().contains("\"default\""), "{c}");
+        }
+    }
+}
