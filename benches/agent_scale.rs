@@ -283,8 +283,14 @@ fn simulated(n: usize) {
                         spec: NodePayloadSpec {
                             request: published_name(name, 0),
                             index: 0,
+                            // As an agent publishes it: one part, the
+                            // descriptor without a second copy.
                             data: bodies[i].payload.inline.clone().unwrap_or_default(),
-                            payload: Some(bodies[i].payload.clone()),
+                            payload: Some(knetdoctor::agent::api::Payload {
+                                inline: None,
+                                parts: 1,
+                                ..bodies[i].payload.clone()
+                            }),
                         },
                     };
                     let _ = parts.create(&PostParams::default(), &p).await;

@@ -57,6 +57,21 @@ pub fn encode(body: &[u8]) -> Encoded {
     Encoded { payload, parts }
 }
 
+impl Encoded {
+    /// The body as parts only (an inline body becomes one part), and the
+    /// descriptor that says so: for bodies stored as parts whatever their
+    /// size (a published state).
+    pub fn into_parts(self) -> (Vec<String>, Payload) {
+        let Encoded { mut payload, parts } = self;
+        let parts = match payload.inline.take() {
+            Some(one) => vec![one],
+            None => parts,
+        };
+        payload.parts = parts.len() as u32;
+        (parts, payload)
+    }
+}
+
 /// The name of part `i` of request `request`'s payload.
 pub fn part_name(request: &str, i: u32) -> String {
     format!("{request}-{i}")
@@ -156,6 +171,14 @@ mod tests {
                 .to_string()
                 .contains("2 of 3 parts")
         );
+    }
+
+    #[test]
+    fn an_inline_body_as_parts_is_one_part() {
+        let body = b"state".repeat(50);
+        let (parts, d) = encode(&body).into_parts();
+        assert_eq!((parts.len(), d.parts, d.inline.is_none()), (1, 1, true));
+        assert_eq!(decode(&d, &parts).unwrap(), body);
     }
 
     #[test]

@@ -16,14 +16,13 @@ use super::wire::{Wire, refused};
 use crate::access::{InNamespace, NodeAccess};
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
-use crate::inspect::live::block_on;
 
 /// The shortest time between two publications: a repair of thousands of
 /// entries is one publication, not thousands.
 pub const MIN_GAP: Duration = Duration::from_millis(250);
 
 /// Publishes `node`'s state on a thread of its own until the process ends.
-pub fn spawn(wire: Wire, node: InNamespace, every: Duration) {
+pub fn spawn(rt: tokio::runtime::Handle, wire: Wire, node: InNamespace, every: Duration) {
     std::thread::spawn(move || {
         let (changed_tx, changed) = mpsc::channel();
         crate::dataplane::notify::spawn(Netns::Current, changed_tx);
@@ -31,7 +30,7 @@ pub fn spawn(wire: Wire, node: InNamespace, every: Duration) {
         let mut parts_written = 0u32;
         loop {
             let started = Instant::now();
-            match publish_once(&wire, &node, &mut last, &mut parts_written) {
+            match publish_once(&rt, &wire, &node, &mut last, &mut parts_written) {
                 Ok(()) => {}
                 Err(e) => tracing::warn!("publishing the node's state: {e}"),
             }
@@ -44,6 +43,7 @@ pub fn spawn(wire: Wire, node: InNamespace, every: Duration) {
 }
 
 fn publish_once(
+    rt: &tokio::runtime::Handle,
     wire: &Wire,
     node: &InNamespace,
     last: &mut Option<String>,
@@ -56,12 +56,11 @@ fn publish_once(
         return Ok(());
     }
     let name = node.name().unwrap_or_default().to_string();
-    let data: Vec<String> = match &enc.payload.inline {
-        Some(d) => vec![d.clone()],
-        None => enc.parts.clone(),
-    };
+    // Published states always travel as parts (one, mostly): the
+    // descriptor on part 0 then carries no second copy of the bytes.
+    let (data, descriptor) = enc.into_parts();
     let api = wire.api::<NodePayload>();
-    block_on(async {
+    rt.block_on(async {
         for (i, d) in data.iter().enumerate() {
             let part = NodePayload {
                 metadata: ObjectMeta {
@@ -79,7 +78,7 @@ fn publish_once(
                     request: published_name(&name, 0),
                     index: i as u32,
                     data: d.clone(),
-                    payload: (i == 0).then(|| enc.payload.clone()),
+                    payload: (i == 0).then(|| descriptor.clone()),
                 },
             };
             put(&api, part).await?;
@@ -93,7 +92,7 @@ fn publish_once(
         Ok(())
     })?;
     *parts_written = data.len() as u32;
-    *last = Some(enc.payload.sha256);
+    *last = Some(descriptor.sha256);
     Ok(())
 }
 

@@ -152,6 +152,18 @@ impl Agents {
 
     /// The states of `nodes`, read by their agents at once.
     pub fn read_states(&self, nodes: &[String]) -> Vec<(String, Result<NodeState>)> {
+        self.read_all(nodes, ReadKind::State, None, READ_TIMEOUT)
+    }
+
+    /// Asks every node of `nodes` for the same read, in one batch, and
+    /// parses each answer as a `T`.
+    fn read_all<T: DeserializeOwned>(
+        &self,
+        nodes: &[String],
+        read: ReadKind,
+        capture: Option<&CaptureSpec>,
+        timeout: Duration,
+    ) -> Vec<(String, Result<T>)> {
         let requests: Vec<NodeRead> = nodes
             .iter()
             .map(|n| {
@@ -159,20 +171,24 @@ impl Agents {
                     "",
                     NodeReadSpec {
                         node: n.clone(),
-                        read: ReadKind::State,
-                        capture: None,
+                        read,
+                        capture: capture.cloned(),
                     },
                 )
             })
             .collect();
-        let answers = self.rt.block_on(self.ask(requests, "read", READ_TIMEOUT));
+        let verb = match read {
+            ReadKind::State => "read",
+            ReadKind::Capture => "capture",
+        };
+        let answers = self.rt.block_on(self.ask(requests, verb, timeout));
         nodes
             .iter()
             .cloned()
             .zip(answers)
             .map(|(n, body)| {
-                let state = body.and_then(|b| parse::<NodeState>(&n, &b));
-                (n, state)
+                let parsed = body.and_then(|b| parse(&n, &b));
+                (n, parsed)
             })
             .collect()
     }
@@ -209,15 +225,9 @@ impl Agents {
                         format!("the agent on {n} has published no state yet"),
                         None,
                     )),
-                    Some(mut d) => {
+                    Some(d) => {
                         let data: Vec<String> = parts.iter().map(|p| p.spec.data.clone()).collect();
-                        let body = if d.parts == 0 {
-                            d.inline = data.first().cloned();
-                            super::payload::decode(&d, &[])
-                        } else {
-                            super::payload::decode(&d, &data)
-                        };
-                        body.and_then(|b| parse::<NodeState>(n, &b))
+                        super::payload::decode(&d, &data).and_then(|b| parse::<NodeState>(n, &b))
                     }
                 };
                 (n.clone(), state)
@@ -251,31 +261,9 @@ impl Agents {
         spec: &CaptureSpec,
     ) -> Result<Vec<(String, Result<crate::capture::remote::RemoteCapture>)>> {
         crate::capture::remote::check_bounds(spec)?;
-        let requests: Vec<NodeRead> = nodes
-            .iter()
-            .map(|n| {
-                NodeRead::new(
-                    "",
-                    NodeReadSpec {
-                        node: n.clone(),
-                        read: ReadKind::Capture,
-                        capture: Some(spec.clone()),
-                    },
-                )
-            })
-            .collect();
         // The capture's own time, then as long as a read may take.
         let timeout = Duration::from_secs(u64::from(spec.seconds)) + READ_TIMEOUT;
-        let answers = self.rt.block_on(self.ask(requests, "capture", timeout));
-        Ok(nodes
-            .iter()
-            .cloned()
-            .zip(answers)
-            .map(|(n, body)| {
-                let cap = body.and_then(|b| parse(&n, &b));
-                (n, cap)
-            })
-            .collect())
+        Ok(self.read_all(nodes, ReadKind::Capture, Some(spec), timeout))
     }
 
     /// Sends `spec` (and its plan) to `node`'s agent and waits for its answer.

@@ -29,7 +29,6 @@ use crate::access::{InNamespace, NodeAccess};
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use crate::inspect::live::LiveSource;
-use crate::inspect::live::block_on;
 use crate::repair::{apply, journal};
 
 /// How the agent runs.
@@ -57,7 +56,10 @@ pub struct Options {
 /// Runs until SIGTERM or SIGINT; then withdraws its `NodeAgent` so clients
 /// see "no agent" at once rather than after three missed heartbeats.
 pub fn run(opts: Options) -> Result<u8> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Two workers: the node work on plain threads reaches the API server
+    // through this runtime's handle, so it must drive I/O on its own.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::env(format!("cannot start the async runtime: {e}"), None))?;
@@ -83,6 +85,7 @@ async fn serve(opts: Options, stop: tokio::sync::oneshot::Receiver<()>) -> Resul
     };
     let agent = Arc::new(Agent {
         wire,
+        rt: tokio::runtime::Handle::current(),
         incarnation: format!(
             "{}.{}.{}",
             if opts.pod.is_empty() {
@@ -100,7 +103,12 @@ async fn serve(opts: Options, stop: tokio::sync::oneshot::Receiver<()>) -> Resul
         seen: Mutex::new(HashSet::new()),
     });
     agent.announce().await?;
-    super::publish::spawn(agent.wire.clone(), agent.node(), agent.opts.publish_every);
+    super::publish::spawn(
+        agent.rt.clone(),
+        agent.wire.clone(),
+        agent.node(),
+        agent.opts.publish_every,
+    );
     tracing::info!(node = %agent.opts.node, server = %url, "agent serving");
     let result = tokio::select! {
         r = agent.clone().heartbeat() => r,
@@ -119,6 +127,9 @@ struct Agent {
     /// Requests taken by this process (by UID): a re-list after a watch
     /// restart must not answer one twice.
     seen: Mutex<HashSet<String>>,
+    /// The runtime the node work (on threads of its own) reaches the API
+    /// server through: one runtime and one connection for the process.
+    rt: tokio::runtime::Handle,
     /// This agent process among the node's agents over time: a repair
     /// Lease held by another incarnation was left by an agent that is gone
     /// (one agent runs per node), and is taken over.
@@ -407,7 +418,7 @@ impl Agent {
                     .ok_or_else(|| {
                         Error::usage("an apply request carries no plan or no digest", None)
                     })?;
-                let body = block_on(self.wire.body(&req.name_any(), payload))?;
+                let body = self.rt.block_on(self.wire.body(&req.name_any(), payload))?;
                 let sent: PlanSent = serde_json::from_slice(&body).map_err(|e| {
                     Error::usage(format!("the plan sent does not parse: {e}"), None)
                 })?;
@@ -450,7 +461,7 @@ impl Agent {
                 ..Default::default()
             }),
         };
-        let taken = block_on(async {
+        let taken = self.rt.block_on(async {
             match api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(None),
                 Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -495,6 +506,7 @@ impl Agent {
             ));
         }
         Ok(LeaseGuard {
+            rt: self.rt.clone(),
             wire: self.wire.clone(),
             name,
         })
@@ -507,6 +519,7 @@ const LEASE_SECONDS: i32 = 60;
 
 /// Releases the repair Lease when the repair ends.
 struct LeaseGuard {
+    rt: tokio::runtime::Handle,
     wire: Wire,
     name: String,
 }
@@ -515,7 +528,7 @@ impl Drop for LeaseGuard {
     fn drop(&mut self) {
         let api = self.wire.api::<Lease>();
         let name = self.name.clone();
-        let _ = block_on(async move {
+        let _ = self.rt.block_on(async move {
             api.delete(&name, &DeleteParams::default())
                 .await
                 .map(drop)
