@@ -7,6 +7,7 @@
 //! iproute2, ss and ping.
 
 mod common;
+use common::probe_cases::*;
 use common::*;
 
 use std::process::{Command, Output, Stdio};
@@ -224,6 +225,168 @@ fn same_answers(c: &Client, what: &str) {
     });
 }
 
+/// What a probe found, without what changes from run to run (times,
+/// source ports, counters, the order answers came in); for a Service
+/// (`random`: the kernel picks the endpoint) only the verdict.
+fn probe_shape(o: &Output, random: bool) -> serde_json::Value {
+    let v = json(o);
+    let p = &v["probe"];
+    let j = &p["judgement"];
+    if random {
+        return serde_json::json!({"exit": o.status.code(), "reply": p["reply"]["kind"], "agrees": j["agrees"]});
+    }
+    let unanswered = p["reply"]["kind"] == "none";
+    let sorted = |mut l: Vec<String>| {
+        l.sort();
+        l.dedup();
+        l
+    };
+    let seen = sorted(
+        p["seen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{} {}", s["at_iface"], s["direction"]))
+            .collect(),
+    );
+    let netfilter = sorted(
+        p["netfilter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|n| {
+                // The rules that decided (a jump or return on the way is
+                // detail a busy monitor may drop); without an answer only
+                // the drops: a SYN retransmitted at the timeout's edge
+                // passes as established where the reply got through.
+                let decided = move |h: &&serde_json::Value| {
+                    let verdicts: &[&str] = if unanswered {
+                        &["drop", "reject"]
+                    } else {
+                        &["accept", "drop", "reject"]
+                    };
+                    verdicts.contains(&h["verdict"].as_str().unwrap_or(""))
+                };
+                n["hits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(decided)
+                    .map(move |h| {
+                        format!(
+                            "{} reply={} {} {} {}",
+                            n["node"], h["reply"], h["table"], h["chain"], h["verdict"]
+                        )
+                    })
+            })
+            .collect(),
+    );
+    serde_json::json!({
+        "exit": o.status.code(),
+        "reply": p["reply"]["kind"],
+        "from": p["from_netns"],
+        "judgement": [j["reached"], j["agrees"], j["last_seen"], j["lost_before"], j["disagreement"]],
+        "seen": seen,
+        "netfilter": netfilter,
+        "not_captured": p["not_captured"],
+    })
+}
+
+/// Puts the kernel state one probe leaves for the next back as it was:
+/// waits until no namespace of the lab (node or pod) has a neighbour being
+/// resolved (within 5 s), and forgets the path MTUs they learned.
+fn settle(lab: &Lab) {
+    let all = namespaces_with(&format!("kdlab-{}-", lab.name));
+    for ns in &all {
+        let _ = in_ns(ns, &["ip", "route", "flush", "cache"]);
+    }
+    wait_until(
+        "no neighbour is being resolved",
+        Duration::from_secs(5),
+        || {
+            all.iter().all(|ns| {
+                let (ok, out) = in_ns_text(ns, &["ip", "neigh", "show", "nud", "incomplete"]);
+                ok && out.trim().is_empty()
+            })
+        },
+    );
+}
+
+/// `trace --probe` through the agents finds what the local probe finds,
+/// healthy and under each fault that cuts a path from a pod: the same
+/// frames on the same interfaces of every node, the same rules deciding,
+/// the same reply; sent by the agent on the source's node. The outside
+/// client's cases are left to the local probe test: it is on no node, and
+/// two labs up at once reuse its address.
+fn probes_agree(c: &Client, lab: &Lab, version: &str) {
+    let owner = |src: &str| {
+        if src == PROBE_BB {
+            NODE
+        } else {
+            "k8s-master-10"
+        }
+    };
+    let healthy: &[ProbeCase] = &[
+        ("", PROBE_BB, PROBE_MASTER, &["--proto", "icmp"], ""),
+        ("", PROBE_MASTER, PROBE_N12, &["--port", "80"], ""),
+        ("", PROBE_BB, "test-svc-ns/linux0224-nginx", &[], ""),
+        (
+            "",
+            PROBE_BB,
+            "kube-system/kube-dns",
+            &["--proto", "udp"],
+            "",
+        ),
+    ];
+    let cases = healthy
+        .iter()
+        .chain(PROBE_FAULT_CASES)
+        .filter(|c| !c.1.starts_with(|ch: char| ch.is_ascii_digit()));
+    let mut count = 0;
+    for (fault, src, dst, extra, _) in cases {
+        if !fault.is_empty() {
+            lab.kd(&["lab", "break", fault, "--node", NODE]);
+        }
+        let mut args = vec!["trace", *src, *dst, "--probe", "-o", "json"];
+        args.extend_from_slice(extra);
+        let random = dst.contains("linux0224-nginx") || dst.contains("kube-dns");
+        agree(&format!("{version} {fault} {src} -> {dst}: probe"), || {
+            // Each from the same kernel state: a probe queued behind an
+            // earlier one's unresolved neighbour gets that one's "host
+            // unreachable" when its resolution fails.
+            settle(lab);
+            let agent = c.run(&args);
+            settle(lab);
+            let local = kd(&[&args[..], &["--lab", &c.lab]].concat());
+            let v = json(&agent);
+            assert_eq!(
+                v["probe"]["via_agent"],
+                owner(src),
+                "{version} {fault}: {}",
+                text(&agent)
+            );
+            // Every node watched (a device down is another matter).
+            assert!(
+                !v["probe"]["not_captured"]
+                    .to_string()
+                    .contains("not watched"),
+                "{version} {fault}: {}",
+                text(&agent)
+            );
+            (probe_shape(&agent, random), probe_shape(&local, random))
+        });
+        count += 1;
+        if !fault.is_empty() {
+            lab.kd(&["lab", "heal"]);
+        }
+    }
+    eprintln!("{version}: {count} probes through the agents agree with the local probe");
+    for node in ["k8s-master-10", "k8s-node-11", NODE] {
+        let (_, tables) = in_ns_text(&lab.node(node), &["nft", "list", "tables"]);
+        assert!(!tables.contains("knetdoctor_probe"), "{node}: {tables}");
+    }
+}
+
 fn agents_on_the_real_control_plane(name: &str, version: &str) {
     let lab = Lab::up(name, &["--control-plane", "--k8s", version, "--agents"]);
     let c = Client::new(name, "admin");
@@ -250,6 +413,7 @@ fn agents_on_the_real_control_plane(name: &str, version: &str) {
         same_answers(&c, fault);
         lab.kd(&["lab", "heal"]);
     }
+    probes_agree(&c, &lab, version);
 
     let pods: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("/run/knetdoctor/lab/{name}/cluster/pods.json")).unwrap(),
@@ -609,6 +773,27 @@ fn agents_on_the_real_control_plane(name: &str, version: &str) {
     };
     lab.kd(&["lab", "agent", "stop", "--node", "k8s-node-11"]);
     assert!(not_read("no-agent"), "{version}");
+    // A probe across it: sent and seen on the other nodes, the node
+    // without an agent named as not watched; from a pod there: refused,
+    // with what to install.
+    let nginx11 = format!("test-svc-ns/{NGINX_NODE11}");
+    let out = c.run(&[
+        "trace", PROBE_BB, &nginx11, "--port", "80", "--probe", "-o", "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{version}: {}", text(&out));
+    let nc = json(&out)["probe"]["not_captured"].to_string();
+    assert!(
+        nc.contains("k8s-node-11: not watched: no knetdoctor agent runs there"),
+        "{version}: {nc}"
+    );
+    let out = c.run(&["trace", &nginx11, PROBE_BB, "--proto", "icmp", "--probe"]);
+    assert_eq!(out.status.code(), Some(3), "{version}: {}", text(&out));
+    assert!(
+        text(&out).contains("the source runs on k8s-node-11")
+            && text(&out).contains("knetdoctor agent manifest"),
+        "{version}: {}",
+        text(&out)
+    );
     restart_agent(&c, &lab, "k8s-node-11", None);
     wait_until("the agent is back", Duration::from_secs(10), || {
         json(&c.run(&["check", "-o", "json"]))["nodes"]

@@ -6,6 +6,7 @@
 //! the probe adds for tracing stays behind.
 
 mod common;
+use common::probe_cases::*;
 use common::*;
 
 const LAB: &str = "probe";
@@ -137,136 +138,8 @@ fn probes_agree_with_the_static_trace_healthy_and_under_every_fault() {
     );
     no_probe_tables_left(&lab);
 
-    let bb = "test-net/busybox-deployment-5db9ff768-zrlxw";
-    let master = "test-svc-ns/nginx-56d58c56c7-zl6ms";
-    let n12 = "test-svc-ns/nginx-56d58c56c7-mr7p9";
-    // (fault, src, dst, extra args, where the request is last seen)
-    let cases: &[(&str, &str, &str, &[&str], &str)] = &[
-        (
-            "route-missing",
-            bb,
-            master,
-            &["--port", "80"],
-            "k8s-node-12/veth",
-        ),
-        (
-            "route-missing",
-            master,
-            n12,
-            &["--port", "80"],
-            "k8s-node-12/veth",
-        ),
-        (
-            "route-wrong-gw",
-            bb,
-            master,
-            &["--port", "80"],
-            "k8s-node-12/veth",
-        ),
-        (
-            "neigh-missing",
-            bb,
-            master,
-            &["--port", "80"],
-            "k8s-node-12/veth",
-        ),
-        (
-            "neigh-wrong-mac",
-            bb,
-            master,
-            &["--port", "80"],
-            "k8s-node-12/flannel.1",
-        ),
-        (
-            "fdb-missing",
-            bb,
-            master,
-            &["--port", "80"],
-            "k8s-node-12/flannel.1",
-        ),
-        (
-            "fdb-stale-dst",
-            bb,
-            master,
-            &["--port", "80"],
-            "k8s-node-12/flannel.1",
-        ),
-        (
-            "vtep-down",
-            bb,
-            master,
-            &["--port", "80"],
-            "k8s-node-12/veth",
-        ),
-        (
-            "vtep-down",
-            master,
-            n12,
-            &["--port", "80"],
-            "k8s-node-12/eth0",
-        ),
-        (
-            "vtep-mtu",
-            bb,
-            master,
-            &["--proto", "icmp"],
-            "k8s-node-12/veth",
-        ),
-        ("cni0-addr-wrong", bb, master, &["--port", "80"], ""),
-        (
-            "ip-forward-off",
-            bb,
-            master,
-            &["--port", "80"],
-            "k8s-node-12/veth",
-        ),
-        (
-            "forward-drop",
-            bb,
-            master,
-            &["--port", "80"],
-            "k8s-node-12/veth",
-        ),
-        (
-            "pod-veth-down",
-            master,
-            n12,
-            &["--port", "80"],
-            "k8s-node-12/flannel.1",
-        ),
-        (
-            "svc-chain-missing",
-            bb,
-            "test-svc-ns/linux0224-nginx",
-            &[],
-            "k8s-node-12/veth",
-        ),
-        ("sep-stale", bb, "test-svc-ns/linux0224-nginx", &[], ""),
-        (
-            "nodeport-missing",
-            "192.168.56.254",
-            "k8s-node-12:30005",
-            &[],
-            "k8s-node-12/eth0",
-        ),
-        ("dns-down", bb, "linux0224-nginx.test-svc-ns", &[], ""),
-        // kube-proxy's NodePort rule gone on node-12: a pod there and one on
-        // the master are refused by node-12's own stack, as the trace says.
-        (
-            "nodeport-missing",
-            bb,
-            "k8s-node-12:30005",
-            &[],
-            "k8s-node-12/veth",
-        ),
-        (
-            "nodeport-missing",
-            master,
-            "k8s-node-12:30005",
-            &[],
-            "k8s-node-12/eth0",
-        ),
-    ];
+    let (bb, master, n12) = (PROBE_BB, PROBE_MASTER, PROBE_N12);
+    let cases = PROBE_FAULT_CASES;
     let mut wrong = Vec::new();
     for (fault, src, dst, extra, last) in cases {
         lab.kd(&["lab", "break", fault]);

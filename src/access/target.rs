@@ -44,6 +44,8 @@ pub enum NodesFrom {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodNamespaces {
     Prefixed(String),
+    /// Exactly these named namespaces (an agent told its pods').
+    Named(Vec<String>),
     Anywhere,
 }
 
@@ -390,15 +392,34 @@ impl Target {
     }
 
     /// Where the pods of the nodes in reach keep their namespaces.
-    pub fn pod_namespaces(&self) -> PodNamespaces {
+    fn pod_namespaces(&self) -> PodNamespaces {
         match &self.nodes {
             NodesFrom::Lab(lab) => PodNamespaces::Prefixed(crate::lab::topology::netns_prefix(lab)),
             _ => PodNamespaces::Anywhere,
         }
     }
 
+    /// How `trace --probe` reaches the path's nodes: those entered here,
+    /// the others through their agents (a live cluster's), and where the
+    /// source's namespace may be.
+    pub fn probe_options(
+        &self,
+        timeout: std::time::Duration,
+        size: Option<usize>,
+    ) -> Result<crate::trace::probe::Options> {
+        Ok(crate::trace::probe::Options {
+            nodes: self.reachable(),
+            remote: self
+                .agents()?
+                .map(|a| a.clone() as Arc<dyn crate::trace::probe::Remote>),
+            pods: self.pod_namespaces(),
+            timeout,
+            size,
+        })
+    }
+
     /// The namespaces of the nodes this process can enter.
-    pub fn reachable(&self) -> Vec<(String, crate::dataplane::Netns)> {
+    fn reachable(&self) -> Vec<(String, crate::dataplane::Netns)> {
         self.nodes()
             .unwrap_or_default()
             .iter()

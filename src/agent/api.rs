@@ -9,6 +9,32 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// What every kind here is to kube-rs: a namespaced resource, sent and
+/// received as JSON, shared across tasks.
+pub trait Kind:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Kind for K where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The API group of every kind here.
 pub const GROUP: &str = "knetdoctor.dev";
 /// Its one version.
@@ -63,6 +89,10 @@ pub enum ReadKind {
     /// A bounded capture on the node's interfaces
     /// ([`crate::capture::remote::RemoteCapture`], JSON with pcapng).
     Capture,
+    /// One node's part in `trace --probe`: captures and netfilter tracing
+    /// while the probe passes, and on the source's node the send
+    /// ([`crate::trace::probe::station::NodeProbe`], JSON).
+    Probe,
 }
 
 /// A bounded capture: at most `count` frames, for at most `seconds`.
@@ -77,6 +107,43 @@ pub struct CaptureSpec {
     pub filter: Option<String>,
     /// Bytes kept of each frame.
     pub snaplen: i32,
+}
+
+/// A node's part in a probe. Every node of the path watches (captures on
+/// `devices`, traces netfilter) and says so by the phase `Armed`; once all
+/// are armed the client asks the source's node, whose spec has `send`, to
+/// send; when that is answered the client sets `stop` on the others.
+/// `seconds` bounds a watch whose client never stops it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeSpec {
+    #[schemars(with = "String")]
+    pub proto: crate::trace::Proto,
+    /// The probe's source port or echo id, which picks it out.
+    pub tag: u16,
+    /// The node's devices the path crosses.
+    pub devices: Vec<String>,
+    pub send: Option<ProbeSend>,
+    pub seconds: u32,
+    /// Set by the client: the probe has been answered, stop watching.
+    pub stop: Option<bool>,
+}
+
+/// What the source's node sends, from the namespace holding `src`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeSend {
+    pub src: std::net::Ipv4Addr,
+    pub dst: std::net::Ipv4Addr,
+    pub port: Option<u16>,
+    /// IP size with DF set (ICMP and UDP); none: the source's MTU for
+    /// ICMP, a small datagram for UDP.
+    pub size: Option<u32>,
+    /// For a URL: the Host header and path of the GET.
+    pub http_host: Option<String>,
+    pub http_path: Option<String>,
+    /// How long the sender waits for a reply.
+    pub timeout_ms: u32,
 }
 
 /// A request to read one node.
@@ -95,6 +162,8 @@ pub struct NodeReadSpec {
     pub read: ReadKind,
     /// For a capture: what to capture.
     pub capture: Option<CaptureSpec>,
+    /// For a probe: the node's part in it.
+    pub probe: Option<ProbeSpec>,
 }
 
 /// What a repair request asks for.
@@ -138,6 +207,8 @@ pub struct NodeRepairSpec {
 pub enum Phase {
     /// The agent took it and is at work.
     Running,
+    /// A probe's watch is in place on the node: the sender may send.
+    Armed,
     /// The answer is in `payload`.
     Done,
     /// It failed or was refused: see `error`.

@@ -181,6 +181,7 @@ fn read_rules() -> Vec<PolicyRule> {
             &read,
         ),
         rule(GROUP, &["nodeagents"], &read),
+        // patch: a probe's client tells the nodes' watches to stop.
         rule(
             GROUP,
             &["nodereads"],
@@ -189,6 +190,7 @@ fn read_rules() -> Vec<PolicyRule> {
                 "get",
                 "list",
                 "watch",
+                "patch",
                 "delete",
                 "deletecollection",
             ],

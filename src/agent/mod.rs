@@ -8,8 +8,10 @@
 //! [`manifest`] prints what installs it.
 
 pub mod api;
+pub mod batch;
 pub mod manifest;
 pub mod payload;
+pub mod probe;
 pub mod publish;
 pub mod remote;
 pub mod repair;

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::ResourceExt;
+use kube::api::ListParams;
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    Answer, CaptureSpec, NODE_LABEL, NodeAgent, NodePayload, NodeRead, NodeReadSpec, NodeRepair,
-    NodeRepairSpec, PUBLISHED_LABEL, Phase, ReadKind, RepairKind,
+    Answer, CaptureSpec, NodeAgent, NodePayload, NodeRead, NodeReadSpec, NodeRepair,
+    NodeRepairSpec, PUBLISHED_LABEL, ReadKind, RepairKind,
 };
+use super::batch::{Batch, Request, answered, unique_name};
 use super::repair::{PlanSent, RepairAnswer};
 use super::wire::{Wire, refused};
 use crate::access::NodeAccess;
@@ -25,15 +25,8 @@ use crate::dataplane::{Netns, NodeState};
 use crate::error::{Error, Result};
 use crate::inspect::live::LiveSource;
 
-/// The label grouping one client's requests, so one watch and one
-/// delete-collection cover them all.
-const BATCH_LABEL: &str = "knetdoctor.dev/batch";
-
-/// Requests created at once by one client.
-const CREATES_IN_FLIGHT: usize = 64;
-
 /// How long a node-state read may take before its agent is called silent.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a repair may take (a plan of thousands of iptables rules
 /// restores in seconds; a lock held by another repair fails at once).
 const REPAIR_TIMEOUT: Duration = Duration::from_secs(120);
@@ -131,7 +124,7 @@ impl Agents {
 
     /// How long an agent may take to take a request: three of the longest
     /// heartbeats (an agent that renews runs its watches too).
-    fn take_timeout(&self) -> Duration {
+    pub(super) fn take_timeout(&self) -> Duration {
         let beat = self
             .present
             .values()
@@ -139,6 +132,16 @@ impl Agents {
             .max()
             .unwrap_or(2);
         Duration::from_secs(3 * beat.max(1))
+    }
+
+    /// The runtime every request of this client runs on.
+    pub(super) fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    /// The connection to the agents' namespace.
+    pub(super) fn wire(&self) -> &Wire {
+        &self.wire
     }
 
     /// The nodes with a live agent.
@@ -173,6 +176,7 @@ impl Agents {
                         node: n.clone(),
                         read,
                         capture: capture.cloned(),
+                        probe: None,
                     },
                 )
             })
@@ -180,6 +184,7 @@ impl Agents {
         let verb = match read {
             ReadKind::State => "read",
             ReadKind::Capture => "capture",
+            ReadKind::Probe => "probe",
         };
         let answers = self.rt.block_on(self.ask(requests, verb, timeout));
         nodes
@@ -297,145 +302,26 @@ impl Agents {
 
     /// Creates `requests` (one per node), waits until each is answered or
     /// `timeout` passes, reads the answers and deletes the requests.
-    async fn ask<K>(&self, requests: Vec<K>, verb: &str, timeout: Duration) -> Vec<Result<Vec<u8>>>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + std::fmt::Debug
-            + Serialize
-            + DeserializeOwned
-            + Send
-            + Sync
-            + 'static
-            + HasAnswer,
-    {
-        let api = self.wire.api::<K>();
-        let batch = unique_name("b");
-        // In order, at most CREATES_IN_FLIGHT at once: the API server's
-        // in-flight limit (400 by default) is shared with everyone else.
-        let created: Vec<Result<(String, String)>> =
-            futures::stream::iter(requests.into_iter().map(|mut r| {
-                let api = api.clone();
-                let node = r.node().to_string();
-                let meta: &mut ObjectMeta = r.meta_mut();
-                if meta.name.as_deref().is_none_or(str::is_empty) {
-                    meta.name = None;
-                    meta.generate_name = Some(format!("{verb}-{node}-"));
-                }
-                meta.labels = Some(
-                    [
-                        (NODE_LABEL.to_string(), node.clone()),
-                        (BATCH_LABEL.to_string(), batch.clone()),
-                    ]
-                    .into(),
-                );
-                async move {
-                    api.create(&PostParams::default(), &r)
-                        .await
-                        .map(|c| (node.clone(), c.name_any()))
-                        .map_err(|e| refused(e, &format!("ask the agent on {node} ({verb})")))
-                }
-            }))
-            .buffered(CREATES_IN_FLIGHT)
-            .collect()
-            .await;
-        let mut answers: BTreeMap<String, Answer> = BTreeMap::new();
-        let waiting: Vec<String> = created
-            .iter()
-            .filter_map(|c| c.as_ref().ok().map(|(_, n)| n.clone()))
-            .collect();
-        let mut taken: std::collections::HashSet<String> = Default::default();
-        if !waiting.is_empty() {
-            let mut events = Box::pin(watcher(
-                api.clone(),
-                watcher::Config::default().labels(&format!("{BATCH_LABEL}={batch}")),
-            ));
-            let start = tokio::time::Instant::now();
-            let (take_by, done_by) = (start + self.take_timeout(), start + timeout);
-            loop {
-                let now = tokio::time::Instant::now();
-                let pending = waiting.iter().filter(|w| !answers.contains_key(*w));
-                // Past the take deadline only requests an agent took are
-                // worth waiting for: an agent that took none has stopped.
-                let worth = if now >= take_by {
-                    pending.filter(|w| taken.contains(*w)).count()
-                } else {
-                    pending.count()
-                };
-                if worth == 0 || now >= done_by {
-                    break;
-                }
-                let wake = if now < take_by { take_by } else { done_by };
-                tokio::select! {
-                    event = events.next() => match event {
-                        Some(Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r))) => {
-                            if let Some(a) = r.answer() {
-                                taken.insert(r.name_any());
-                                if matches!(a.phase, Some(Phase::Done | Phase::Failed)) {
-                                    answers.insert(r.name_any(), a.clone());
-                                }
-                            }
-                        }
-                        Some(_) => {}
-                        None => break,
-                    },
-                    _ = tokio::time::sleep_until(wake) => {}
-                }
-            }
+    async fn ask<K: Request>(
+        &self,
+        requests: Vec<K>,
+        verb: &str,
+        timeout: Duration,
+    ) -> Vec<Result<Vec<u8>>> {
+        let mut batch = Batch::new(&self.wire, verb, self.take_timeout());
+        let mut sent = batch.create(requests).await;
+        batch.wait(&mut sent, answered, timeout).await;
+        let mut out = Vec::with_capacity(sent.len());
+        for s in sent {
+            out.push(batch.body(s).await);
         }
-        let mut out = Vec::with_capacity(created.len());
-        for c in created {
-            out.push(match c {
-                Err(e) => Err(e),
-                Ok((node, name)) => match answers.remove(&name) {
-                    Some(Answer {
-                        phase: Some(Phase::Done),
-                        payload: Some(p),
-                        ..
-                    }) => self.wire.body(&name, &p).await,
-                    Some(Answer { error: Some(e), .. }) => Err(e.into_error(&node)),
-                    Some(_) => Err(Error::internal(format!(
-                        "the agent on {node} answered without a body"
-                    ))),
-                    None if !taken.contains(&name) => Err(Error::env(
-                        format!(
-                            "the agent on {node} did not take the request within {} s: it has stopped since it last renewed",
-                            self.take_timeout().as_secs()
-                        ),
-                        Some(format!(
-                            "is its pod running? `kubectl -n {} get nodeagents,pods -o wide`",
-                            self.wire.namespace
-                        )),
-                    )),
-                    None => Err(Error::env(
-                        format!(
-                            "the agent on {node} did not answer within {} s",
-                            timeout.as_secs()
-                        ),
-                        Some(format!(
-                            "is its pod running? `kubectl -n {} get nodeagents,pods -o wide`",
-                            self.wire.namespace
-                        )),
-                    )),
-                },
-            });
-        }
-        if !waiting.is_empty() {
-            // One request for the whole batch; parts go with their
-            // requests (owner references), or with the agent's clean-up.
-            let _ = api
-                .delete_collection(
-                    &DeleteParams::background(),
-                    &ListParams::default().labels(&format!("{BATCH_LABEL}={batch}")),
-                )
-                .await;
-        }
+        batch.delete().await;
         out
     }
 }
 
 /// An agent's answer as the type the client expects.
-fn parse<T: DeserializeOwned>(node: &str, body: &[u8]) -> Result<T> {
+pub(super) fn parse<T: DeserializeOwned>(node: &str, body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
         Error::env(
             format!("the agent on {node} sent an answer that does not parse: {e}"),
@@ -466,17 +352,6 @@ impl HasAnswer for NodeRepair {
     fn answer(&self) -> Option<&Answer> {
         self.status.as_ref()
     }
-}
-
-/// `prefix-` and 10 hex digits from the clock and the process: unique
-/// enough among one namespace's requests, and a valid object name.
-fn unique_name(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let mix = (nanos as u64) ^ (u64::from(std::process::id()) << 40);
-    format!("{prefix}-{:010x}", mix & 0xff_ffff_ffff)
 }
 
 /// A node reached through its agent.

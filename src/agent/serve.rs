@@ -5,31 +5,32 @@
 //! Node work (netlink, iptables-save, a repair) runs on threads of its own
 //! so a slow read never holds up the watches or the heartbeat.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::api::{
     Answer, AnswerError, NODE_LABEL, NodeAgent, NodeAgentSpec, NodeAgentStatus, NodePayload,
-    NodeRead, NodeRepair, PUBLISHED_LABEL, Phase, ReadKind, RepairKind,
+    NodeRead, NodeRepair, PUBLISHED_LABEL, Phase, ProbeSpec, ReadKind, RepairKind,
 };
 use super::repair::{PlanSent, RepairAnswer};
 use super::wire::{Wire, refused};
+use crate::access::target::PodNamespaces;
 use crate::access::{InNamespace, NodeAccess};
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use crate::inspect::live::LiveSource;
 use crate::repair::{apply, journal};
+use crate::trace::probe::station::{self, NodeProbe};
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -56,6 +57,9 @@ pub struct Options {
 /// Runs until SIGTERM or SIGINT; then withdraws its `NodeAgent` so clients
 /// see "no agent" at once rather than after three missed heartbeats.
 pub fn run(opts: Options) -> Result<u8> {
+    // SIGTERM ends the agent through its own shutdown (withdrawn from the
+    // cluster, probe tables removed), not a probe's handler.
+    crate::trace::probe::nftrace::signals_handled_elsewhere();
     // Two workers: the node work on plain threads reaches the API server
     // through this runtime's handle, so it must drive I/O on its own.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -74,7 +78,9 @@ pub fn run(opts: Options) -> Result<u8> {
             let _ = stop_tx.send(());
         }
     });
-    rt.block_on(serve(opts, stop_rx))
+    let result = rt.block_on(serve(opts, stop_rx));
+    crate::trace::probe::nftrace::remove_in_place();
+    result
 }
 
 async fn serve(opts: Options, stop: tokio::sync::oneshot::Receiver<()>) -> Result<u8> {
@@ -101,6 +107,7 @@ async fn serve(opts: Options, stop: tokio::sync::oneshot::Receiver<()>) -> Resul
         ),
         opts,
         seen: Mutex::new(HashSet::new()),
+        stops: Mutex::new(HashMap::new()),
     });
     agent.announce().await?;
     super::publish::spawn(
@@ -127,6 +134,8 @@ struct Agent {
     /// Requests taken by this process (by UID): a re-list after a watch
     /// restart must not answer one twice.
     seen: Mutex<HashSet<String>>,
+    /// The stop flags of the probe watches under way, by request UID.
+    stops: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// The runtime the node work (on threads of its own) reaches the API
     /// server through: one runtime and one connection for the process.
     rt: tokio::runtime::Handle,
@@ -144,19 +153,14 @@ fn now_secs() -> u64 {
 }
 
 /// A request kind the agent answers.
-trait Request:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + std::fmt::Debug
-    + DeserializeOwned
-    + Serialize
-    + Send
-    + Sync
-    + 'static
-{
+trait Request: super::api::Kind {
     fn answer(&self) -> Option<&Answer>;
     /// The work, on a thread of its own.
     fn work(&self, agent: &Agent) -> Result<Vec<u8>>;
+    /// Whether the client asks the work under way to stop (a probe's watch).
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 impl Request for NodeRead {
@@ -176,7 +180,20 @@ impl Request for NodeRead {
                 let captured = crate::capture::remote::capture_here(spec)?;
                 serde_json::to_vec(&captured).map_err(|e| Error::internal(e.to_string()))
             }
+            ReadKind::Probe => {
+                let spec = self.spec.probe.as_ref().ok_or_else(|| {
+                    Error::usage("a probe request says nothing of the probe", None)
+                })?;
+                let seen = agent.probe(self, spec)?;
+                serde_json::to_vec(&seen).map_err(|e| Error::internal(e.to_string()))
+            }
         }
+    }
+    fn stop_requested(&self) -> bool {
+        self.spec
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.stop == Some(true))
     }
 }
 
@@ -272,8 +289,17 @@ impl Agent {
                 }
             };
             let uid = req.uid().unwrap_or_default();
-            let fresh = self.seen.lock().map(|mut s| s.insert(uid)).unwrap_or(false);
+            let fresh = self
+                .seen
+                .lock()
+                .map(|mut s| s.insert(uid.clone()))
+                .unwrap_or(false);
             if !fresh {
+                if req.stop_requested()
+                    && let Some(flag) = self.stops.lock().ok().and_then(|s| s.get(&uid).cloned())
+                {
+                    flag.store(true, Ordering::Relaxed);
+                }
                 continue;
             }
             let agent = self.clone();
@@ -288,7 +314,7 @@ impl Agent {
             Some(Phase::Done | Phase::Failed) => return,
             // Taken by an agent process that is gone (this one has not
             // seen it): it will never answer.
-            Some(Phase::Running) => {
+            Some(Phase::Running | Phase::Armed) => {
                 let e = Error::env(
                     "the agent stopped while at work on this request",
                     Some(format!(
@@ -365,13 +391,7 @@ impl Agent {
         }
     }
 
-    async fn delete_old<K>(&self)
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + std::fmt::Debug
-            + DeserializeOwned,
-    {
+    async fn delete_old<K: super::api::Kind>(&self) {
         let api = self.wire.api::<K>();
         // The published state is renewed in place, not old.
         let lp = ListParams::default().labels(&format!(
@@ -391,6 +411,64 @@ impl Agent {
             if old {
                 let _ = api.delete(&o.name_any(), &DeleteParams::background()).await;
             }
+        }
+    }
+
+    /// This node's part in a probe: watch the path's devices, say so
+    /// (`Armed`), then send (on the source's node) or watch until the
+    /// client says stop or the spec's seconds pass.
+    fn probe(&self, req: &NodeRead, spec: &ProbeSpec) -> Result<NodeProbe> {
+        let uid = req.uid().unwrap_or_default();
+        // Stopped before it was taken: arm, see nothing, answer at once.
+        let stop = Arc::new(AtomicBool::new(req.stop_requested()));
+        if let Ok(mut stops) = self.stops.lock() {
+            stops.insert(uid.clone(), stop.clone());
+        }
+        let result = (|| {
+            let armed = station::arm(&self.opts.node, &Netns::Current, spec)?;
+            if armed.tracing() {
+                std::thread::sleep(station::SUBSCRIBE);
+            }
+            self.rt.block_on(self.patch(
+                req,
+                Answer {
+                    phase: Some(Phase::Armed),
+                    ..Default::default()
+                },
+            ));
+            let sent = match &spec.send {
+                Some(send) => Some(station::send_from(
+                    &self.pod_namespaces(),
+                    spec.proto,
+                    spec.tag,
+                    send,
+                )),
+                None => {
+                    let limit = Duration::from_secs(u64::from(spec.seconds.min(MAX_WATCH_SECONDS)));
+                    let started = std::time::Instant::now();
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    None
+                }
+            };
+            let mut seen = armed.finish(spec.proto, spec.tag);
+            seen.sent = sent.transpose()?;
+            Ok(seen)
+        })();
+        if let Ok(mut stops) = self.stops.lock() {
+            stops.remove(&uid);
+        }
+        result
+    }
+
+    /// Where this node's pods keep their namespaces: the ones it was
+    /// told, else anywhere on the node.
+    fn pod_namespaces(&self) -> PodNamespaces {
+        if self.opts.pod_netns.is_empty() {
+            PodNamespaces::Anywhere
+        } else {
+            PodNamespaces::Named(self.opts.pod_netns.clone())
         }
     }
 
@@ -512,6 +590,9 @@ impl Agent {
         })
     }
 }
+
+/// The longest a probe's watch lasts when its client never stops it.
+const MAX_WATCH_SECONDS: u32 = 300;
 
 /// How long a repair Lease holds without its holder (a repair takes
 /// milliseconds to a few seconds; a dead agent's Lease lapses after this).

@@ -21,26 +21,11 @@ pub const MAX_SECONDS: u32 = 300;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoteCapture {
     /// The frames, one pcapng interface per captured interface.
-    #[serde(with = "base64_bytes")]
+    #[serde(with = "crate::agent::payload::base64_bytes")]
     pub pcapng: Vec<u8>,
     pub stats: Vec<IfaceStats>,
     /// How long it ran.
     pub seconds: f64,
-}
-
-mod base64_bytes {
-    use data_encoding::BASE64;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&BASE64.encode(b))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        BASE64
-            .decode(text.as_bytes())
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 /// Refuses a capture beyond the bounds, before anything starts.

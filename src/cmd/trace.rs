@@ -27,12 +27,7 @@ pub fn run(a: TraceArgs) -> Result<u8> {
             Some("give 0.05 to 60 seconds".to_string()),
         ));
     }
-    let opts = probe::Options {
-        nodes: target.reachable(),
-        pods: target.pod_namespaces(),
-        timeout: a.timeout,
-        size: a.size,
-    };
+    let opts = target.probe_options(a.timeout, a.size)?;
     let p = probe::run(&t, &src, &opts)?;
     match a.output {
         Output::Json => json(&serde_json::json!({"trace": t, "probe": p})),

@@ -199,12 +199,7 @@ fn probe_text(source: &Source, from: &str, to: &str) -> Result<String> {
     let dst = resolve::resolve(&g.cluster, to, "default")?;
     let world = sim::World::new(&g.cluster, &g.states, &g.findings);
     let t = sim::trace(&world, &src, &dst, crate::trace::Proto::Tcp, None);
-    let opts = probe::Options {
-        nodes: target.reachable(),
-        pods: target.pod_namespaces(),
-        timeout: std::time::Duration::from_secs(1),
-        size: None,
-    };
+    let opts = target.probe_options(std::time::Duration::from_secs(1), None)?;
     let p = probe::run(&t, &src, &opts)?;
     let report = format!("{}\n{}", probe::text::render_probe(&p), text::render(&t));
     Ok(anstream::adapter::strip_str(&report).to_string())

@@ -2,6 +2,7 @@
 //! when the test panics), and the independent tools the tests verify with.
 #![allow(dead_code)]
 
+pub mod probe_cases;
 pub mod tmux;
 
 use std::process::{Command, Output};

@@ -112,8 +112,7 @@ pub struct Branch {
 }
 
 /// The protocol a trace follows (and a probe sends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub enum Proto {
     Tcp,
     Udp,

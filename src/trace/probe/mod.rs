@@ -10,30 +10,37 @@
 pub mod identify;
 pub mod nftrace;
 pub mod send;
+pub mod station;
 pub mod text;
 pub mod verdict;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::access::target::PodNamespaces;
-use crate::capture::{decode::VXLAN_PORTS, filter, live};
+use crate::agent::api::{ProbeSend, ProbeSpec};
+use crate::capture::decode::VXLAN_PORTS;
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use crate::model::flannel::{BRIDGE_DEVICE, VTEP_DEVICE};
 use crate::trace::resolve::End;
 use crate::trace::{Proto, SentTo, Trace};
 use nftrace::RuleHit;
+use station::{NodeProbe, Sent};
 use verdict::{Judgement, Reply, Seen};
 
 /// How to probe.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The namespaces of the nodes this process can enter (`access`'s
-    /// answer); the path's other nodes are reported as not captured.
+    /// answer).
     pub nodes: Vec<(String, Netns)>,
+    /// The path's other nodes, where they are reached through their
+    /// agents; the rest are reported as not captured.
+    pub remote: Option<Arc<dyn Remote>>,
     /// Where the source pod's namespace may be.
     pub pods: PodNamespaces,
     /// How long to wait for a reply.
@@ -43,6 +50,21 @@ pub struct Options {
     pub size: Option<usize>,
 }
 
+/// Nodes watched elsewhere: through their agents (a trait so the probe's
+/// order of events can be tested without a cluster).
+pub trait Remote: Send + Sync {
+    /// Whether `node` is reached, or why not (for the report).
+    fn reaches(&self, node: &str) -> std::result::Result<(), String>;
+    /// Arms every node of `parts`; once all that do not send are armed,
+    /// runs `armed`, then has the part with a `send` (if any) send; then
+    /// stops the others. What each node saw, by node.
+    fn probe(
+        &self,
+        parts: Vec<(String, ProbeSpec)>,
+        armed: &mut dyn FnMut(),
+    ) -> Vec<(String, Result<NodeProbe>)>;
+}
+
 /// What the probe found.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
@@ -50,6 +72,9 @@ pub struct ProbeReport {
     pub sent: String,
     /// The source namespace it was sent from.
     pub from_netns: String,
+    /// The node it was sent from through its agent, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_agent: Option<String>,
     pub reply: Reply,
     /// Every frame of the probe the captures saw, in time order.
     pub seen: Vec<Seen>,
@@ -60,7 +85,7 @@ pub struct ProbeReport {
 }
 
 /// Netfilter tracing on one node.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeNetfilter {
     pub node: String,
     pub hits: Vec<RuleHit>,
@@ -108,83 +133,205 @@ fn check_size(size: Option<usize>, proto: Proto, port: Option<u16>) -> Result<()
     }
 }
 
+/// How long a node's watch may last when its client never stops it: the
+/// reply's timeout and this much more.
+const WATCH_MARGIN_SECONDS: u32 = 60;
+
 /// Sends the probe for `trace` from `src` and reports what happened.
 pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     let (src_ip, src_v4, sent_to, dst) = endpoints(trace, src)?;
     let proto = sent_to.proto;
     check_size(opts.size, proto, sent_to.port)?;
-    let source_ns = netns_holding(src_ip, &opts.pods)?;
+    if proto != Proto::Icmp {
+        send::needs_port(proto, sent_to.port)?;
+    }
     let tag = probe_tag();
-    let stations = stations(trace, opts);
-    let running = live::start(&live::Spec {
-        interfaces: stations.ifaces.clone(),
-        filter: Some(filter::for_probe(proto, tag, &VXLAN_PORTS)),
-        // Whole frames: a full-size probe cut short would not decode.
-        snaplen: 65535,
-        queue: 4096,
-    })?;
-    let (tracers, mut netfilter) = start_tracers(&stations.nodes, proto, tag)?;
-    let size = match (opts.size, proto) {
-        (Some(s), _) => Some(s),
-        (None, Proto::Icmp) => mtu_of(&source_ns, src_v4),
-        _ => None,
+    let send = ProbeSend {
+        src: src_v4,
+        dst,
+        port: sent_to.port,
+        size: opts.size.map(|s| s as u32),
+        http_host: sent_to.http.as_ref().map(|(h, _)| h.clone()),
+        http_path: sent_to.http.as_ref().map(|(_, p)| p.clone()),
+        timeout_ms: opts.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
     };
-    let reply = send::send(
-        &source_ns,
-        send::Probe {
+    let part = |node: &str, send: Option<ProbeSend>| ProbeSpec {
+        proto,
+        tag,
+        devices: devices_on(trace, node),
+        send,
+        seconds: opts.timeout.as_secs() as u32 + WATCH_MARGIN_SECONDS,
+        stop: None,
+    };
+    // Each node of the path: entered from here, reached through its
+    // agent, or not watched (and said so).
+    let mut local: Vec<(String, Netns)> = Vec::new();
+    let mut remote: Vec<(String, ProbeSpec)> = Vec::new();
+    let mut not_captured: Vec<String> = Vec::new();
+    for node in path_nodes(trace) {
+        if let Some((_, ns)) = opts.nodes.iter().find(|(n, _)| *n == node) {
+            local.push((node, ns.clone()));
+            continue;
+        }
+        match opts.remote.as_ref().map(|r| r.reaches(&node)) {
+            Some(Ok(())) => remote.push((node.clone(), part(&node, None))),
+            Some(Err(why)) => not_captured.push(format!("{node}: not watched: {why}")),
+            None => not_captured.push(format!(
+                "{node}: out of reach from here (not this machine, not a lab node); run the probe there to see it"
+            )),
+        }
+    }
+    // The source pod's node sends through its agent when that is how it is
+    // reached; anything else (a lab, this host, an outside address) is
+    // sent from here.
+    let sender = sender_node(src, opts)?;
+    if let Some(node) = &sender {
+        match remote.iter_mut().find(|(n, _)| n == node) {
+            Some((_, spec)) => spec.send = Some(send.clone()),
+            None => remote.push((node.clone(), part(node, Some(send.clone())))),
+        }
+    }
+    let armed: Vec<station::Armed> = local
+        .iter()
+        .map(|(node, ns)| station::arm(node, ns, &part(node, None)))
+        .collect::<Result<_>>()?;
+    if armed.iter().any(station::Armed::tracing) {
+        std::thread::sleep(station::SUBSCRIBE);
+    }
+    let mut sent_here: Option<Result<Sent>> = None;
+    let mut send_here = || {
+        if sender.is_none() {
+            sent_here = Some(station::send_from(&opts.pods, proto, tag, &send));
+        }
+    };
+    let answers = match &opts.remote {
+        Some(r) if !remote.is_empty() => r.probe(remote, &mut send_here),
+        _ => {
+            send_here();
+            Vec::new()
+        }
+    };
+    let mut seen: Vec<NodeProbe> = armed.into_iter().map(|a| a.finish(proto, tag)).collect();
+    for (node, answer) in answers {
+        match answer {
+            Ok(p) => seen.push(p),
+            // Without the sender's answer there is no probe to report.
+            Err(e) if sender.as_ref() == Some(&node) => return Err(e),
+            Err(e) => not_captured.push(format!("{node}: not watched: {e}")),
+        }
+    }
+    // In path order, however the answers came in.
+    let order = path_nodes(trace);
+    seen.sort_by_key(|p| order.iter().position(|n| *n == p.node));
+    let sent = match (&sender, sent_here) {
+        (_, Some(r)) => r?,
+        (Some(node), None) => seen.iter().find_map(|p| p.sent.clone()).ok_or_else(|| {
+            Error::internal(format!("the agent on {node} answered without the send"))
+        })?,
+        (None, None) => return Err(Error::internal("the probe was never sent")),
+    };
+    Ok(report(
+        trace,
+        Sending {
             proto,
             tag,
+            src_ip,
             dst,
             port: sent_to.port,
-            size,
-            http: sent_to.http.clone(),
-            timeout: opts.timeout,
+            via_agent: sender,
         },
-    );
-    // What is in flight reaches the captures and the monitor.
-    std::thread::sleep(Duration::from_millis(150));
-    for (node, t) in tracers {
-        netfilter.push(NodeNetfilter {
-            node,
-            hits: nftrace::parse(&t.finish(), proto, tag),
-            note: None,
-        });
+        sent,
+        seen,
+        not_captured,
+    ))
+}
+
+/// The source pod's node, when the probe is sent through its agent: the
+/// pod runs on a node this process does not enter and an agent reaches.
+/// A source pod on a node that is reached neither way cannot be probed.
+fn sender_node(src: &End, opts: &Options) -> Result<Option<String>> {
+    let (End::Pod { node, .. }, Some(remote)) = (src, &opts.remote) else {
+        return Ok(None);
+    };
+    if opts.nodes.iter().any(|(n, _)| n == node) {
+        return Ok(None);
     }
-    let frames: Vec<live::Captured> = running.frames.try_iter().collect();
-    let _ = running.finish();
-    let reply = reply?;
-    // Each frame by the station it was captured at.
-    let decoded: Vec<(verdict::Place, f64, crate::capture::Frame)> = frames
+    match remote.reaches(node) {
+        Ok(()) => Ok(Some(node.clone())),
+        Err(why) => Err(Error::env(
+            format!(
+                "the source runs on {node}, which is out of reach from here: {why}; the probe has to be sent there"
+            ),
+            Some(format!(
+                "install the knetdoctor agent (`knetdoctor agent manifest | kubectl apply -f -`) or run the probe on {node} itself"
+            )),
+        )),
+    }
+}
+
+/// What was sent, to name it and pick it out of the captures.
+struct Sending {
+    proto: Proto,
+    tag: u16,
+    src_ip: IpAddr,
+    dst: Ipv4Addr,
+    port: Option<u16>,
+    via_agent: Option<String>,
+}
+
+/// The report on what every node saw (pure but for decoding): frames
+/// placed by node and device and timed from the earliest capture start,
+/// picked out, and judged against the trace.
+fn report(
+    trace: &Trace,
+    s: Sending,
+    sent: Sent,
+    seen: Vec<NodeProbe>,
+    mut not_captured: Vec<String>,
+) -> ProbeReport {
+    let zero = seen.iter().map(|p| p.started_nanos).min().unwrap_or(0);
+    let decoded: Vec<(verdict::Place, f64, crate::capture::Frame)> = seen
         .iter()
-        .filter_map(|f| {
-            Some((
-                stations.places.get(f.index)?.clone(),
-                f.at.as_secs_f64(),
-                crate::capture::decode(&f.data, &VXLAN_PORTS),
-            ))
+        .flat_map(|p| {
+            p.frames.iter().map(|f| {
+                (
+                    verdict::Place {
+                        node: p.node.clone(),
+                        device: f.device.clone(),
+                    },
+                    f.ts_nanos.saturating_sub(zero) as f64 / 1e9,
+                    crate::capture::decode(&f.data, &VXLAN_PORTS),
+                )
+            })
         })
         .collect();
-    let seen = identify::identify(&decoded, proto, tag, src_ip);
-    let judgement = verdict::judge(trace, &seen, &reply);
-    Ok(ProbeReport {
+    let frames = identify::identify(&decoded, s.proto, s.tag, s.src_ip);
+    let judgement = verdict::judge(trace, &frames, &sent.reply);
+    not_captured.extend(seen.iter().flat_map(|p| p.not_captured.iter().cloned()));
+    ProbeReport {
         sent: format!(
-            "{proto} {src_ip}{} -> {dst}{}{}",
-            if proto == Proto::Icmp {
-                format!(" echo id {tag}")
+            "{} {}{} -> {}{}{}",
+            s.proto,
+            s.src_ip,
+            if s.proto == Proto::Icmp {
+                format!(" echo id {}", s.tag)
             } else {
-                format!(":{tag}")
+                format!(":{}", s.tag)
             },
-            sent_to.port.map(|p| format!(":{p}")).unwrap_or_default(),
-            size.map(|s| format!(" ({s} bytes, DF)"))
+            s.dst,
+            s.port.map(|p| format!(":{p}")).unwrap_or_default(),
+            sent.size
+                .map(|z| format!(" ({z} bytes, DF)"))
                 .unwrap_or_default()
         ),
-        from_netns: source_ns.display_name(),
-        reply,
-        seen,
+        from_netns: sent.from_netns,
+        via_agent: s.via_agent,
+        reply: sent.reply,
+        seen: frames,
         judgement,
-        netfilter,
-        not_captured: stations.not_captured,
-    })
+        netfilter: seen.into_iter().map(|p| p.netfilter).collect(),
+        not_captured,
+    }
 }
 
 /// Where the probe goes from and to: the source address (IPv4), what the
@@ -212,75 +359,6 @@ fn endpoints(trace: &Trace, src: &End) -> Result<(IpAddr, Ipv4Addr, SentTo, Ipv4
         return Err(Error::usage("probes are IPv4 only", None));
     };
     Ok((src_ip, src_v4, sent_to, dst))
-}
-
-/// The interfaces the probe is watched on, the nodes they are on, and
-/// what cannot be watched (a device down, a node out of reach).
-struct Stations {
-    ifaces: Vec<live::Iface>,
-    /// Each interface's node and device, in the order of `ifaces`.
-    places: Vec<verdict::Place>,
-    nodes: Vec<(String, Netns)>,
-    not_captured: Vec<String>,
-}
-
-/// Every interface the path crosses, on every node it names that is in reach.
-fn stations(trace: &Trace, opts: &Options) -> Stations {
-    let mut st = Stations {
-        ifaces: Vec::new(),
-        places: Vec::new(),
-        nodes: Vec::new(),
-        not_captured: Vec::new(),
-    };
-    for node in path_nodes(trace) {
-        match opts.nodes.iter().find(|(n, _)| *n == node).map(|(_, ns)| ns.clone()) {
-            Some(ns) => {
-                let (devices, down) = usable(&ns, &devices_on(trace, &node));
-                st.not_captured.extend(
-                    down.iter()
-                        .map(|d| format!("{node}/{d}: the device is down, nothing passes it")),
-                );
-                st.places.extend(devices.iter().map(|d| verdict::Place {
-                    node: node.clone(),
-                    device: d.clone(),
-                }));
-                st.ifaces.extend(live::Iface::in_netns(&ns, &devices, Some(&node)));
-                st.nodes.push((node, ns));
-            }
-            None => st.not_captured.push(format!(
-                "{node}: out of reach from here (not this machine, not a lab node); run the probe there to see it"
-            )),
-        }
-    }
-    st
-}
-
-/// A node's netfilter tracer, running while the probe is in flight.
-type NodeTracer = (String, nftrace::Tracer);
-
-/// Netfilter tracing on each node that allows it; a note for those that do not.
-fn start_tracers(
-    nodes: &[(String, Netns)],
-    proto: Proto,
-    tag: u16,
-) -> Result<(Vec<NodeTracer>, Vec<NodeNetfilter>)> {
-    let mut tracers = Vec::new();
-    let mut notes = Vec::new();
-    for (node, ns) in nodes {
-        match nftrace::unavailable(ns) {
-            Some(note) => notes.push(NodeNetfilter {
-                node: node.clone(),
-                hits: Vec::new(),
-                note: Some(note),
-            }),
-            None => tracers.push((node.clone(), nftrace::Tracer::start(ns, proto, tag)?)),
-        }
-    }
-    if !tracers.is_empty() {
-        // Let `nft monitor` subscribe before the packet goes.
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    Ok((tracers, notes))
 }
 
 /// A source port / echo id unlikely to collide with anything running.
@@ -327,116 +405,6 @@ fn devices_on(trace: &Trace, node: &str) -> Vec<String> {
     devices
 }
 
-/// Of `names`, the devices in `ns` that are up (libpcap cannot open one
-/// that is down), and those that exist but are down.
-fn usable(ns: &Netns, names: &[String]) -> (Vec<String>, Vec<String>) {
-    let names = names.to_vec();
-    ns.run(move || {
-        let up: Vec<(String, bool)> = nix::ifaddrs::getifaddrs()
-            .map(|a| {
-                a.map(|i| {
-                    let up = i.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP);
-                    (i.interface_name, up)
-                })
-                .collect()
-            })
-            .unwrap_or_default();
-        let state = |n: &str| up.iter().find(|(name, _)| name == n).map(|(_, u)| *u);
-        let mut usable = Vec::new();
-        let mut down = Vec::new();
-        for n in names {
-            match state(&n) {
-                Some(true) => usable.push(n),
-                Some(false) => down.push(n),
-                None => {}
-            }
-        }
-        (usable, down)
-    })
-    .unwrap_or_default()
-}
-
-/// The network namespace that holds `ip`. For a lab, only its namespaces
-/// (labs side by side reuse the same addresses); otherwise the named
-/// namespaces (CNI's `cni-*`), then every process's (a pod's sandbox).
-fn netns_holding(ip: IpAddr, pods: &PodNamespaces) -> Result<Netns> {
-    let named: Vec<String> = std::fs::read_dir(crate::dataplane::netns::NETNS_RUN_DIR)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut candidates: Vec<Netns> = named
-        .into_iter()
-        .filter(|n| match pods {
-            PodNamespaces::Prefixed(prefix) => n.starts_with(prefix.as_str()),
-            PodNamespaces::Anywhere => true,
-        })
-        .map(Netns::Named)
-        .collect();
-    let mut inodes = std::collections::HashSet::new();
-    if *pods == PodNamespaces::Anywhere
-        && let Ok(rd) = std::fs::read_dir("/proc")
-    {
-        for e in rd.flatten() {
-            let path = e.path().join("ns/net");
-            if let Ok(meta) = std::fs::metadata(&path) {
-                use std::os::unix::fs::MetadataExt;
-                if inodes.insert(meta.ino()) {
-                    candidates.push(Netns::Path(path));
-                }
-            }
-        }
-    }
-    for ns in candidates {
-        let has = ns
-            .run(move || {
-                nix::ifaddrs::getifaddrs()
-                    .map(|addrs| {
-                        addrs.into_iter().any(|a| {
-                            a.address
-                                .and_then(|s| s.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())))
-                                == Some(ip)
-                        })
-                    })
-                    .unwrap_or(false)
-            })
-            .unwrap_or(false);
-        if has {
-            return Ok(ns);
-        }
-    }
-    Err(Error::env(
-        format!("no network namespace on this machine holds {ip}"),
-        Some("probe on the node that runs the source pod (or start the lab)".into()),
-    ))
-}
-
-/// The MTU of the interface holding `ip` in `ns`.
-fn mtu_of(ns: &Netns, ip: std::net::Ipv4Addr) -> Option<usize> {
-    ns.run(move || -> Option<usize> {
-        let name = nix::ifaddrs::getifaddrs()
-            .ok()?
-            .find_map(|a| (a.address?.as_sockaddr_in()?.ip() == ip).then_some(a.interface_name))?;
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).ok()?;
-        // SAFETY: a zeroed ifreq with a NUL-terminated name that fits, and
-        // SIOCGIFMTU writes only ifru_mtu.
-        unsafe {
-            use std::os::fd::AsRawFd;
-            let mut req: nix::libc::ifreq = std::mem::zeroed();
-            for (d, s) in req.ifr_name.iter_mut().zip(name.bytes().take(15)) {
-                *d = s as nix::libc::c_char;
-            }
-            if nix::libc::ioctl(sock.as_raw_fd(), nix::libc::SIOCGIFMTU, &mut req) != 0 {
-                return None;
-            }
-            usize::try_from(req.ifr_ifru.ifru_mtu).ok()
-        }
-    })
-    .ok()
-    .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use crate::trace::Proto;
@@ -454,5 +422,184 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("a DNS query"), "{e}");
+    }
+
+    use super::station::{NodeProbe, Sent};
+    use super::verdict::{Reply, ReplyKind};
+    use super::{NodeNetfilter, Options, Remote};
+    use crate::access::target::PodNamespaces;
+    use crate::agent::api::ProbeSpec;
+    use crate::error::Result;
+    use crate::trace::resolve::End;
+    use crate::trace::{Hop, Point, SentTo, Trace};
+    use std::sync::{Arc, Mutex};
+
+    /// Agents on `reached` only; records each node's part and when the
+    /// probe was armed; a watch on `failing` answers with an error.
+    struct Agents {
+        reached: Vec<&'static str>,
+        failing: Option<&'static str>,
+        parts: Mutex<Vec<String>>,
+    }
+
+    impl Remote for Agents {
+        fn reaches(&self, node: &str) -> std::result::Result<(), String> {
+            if self.reached.contains(&node) {
+                Ok(())
+            } else {
+                Err("no knetdoctor agent runs there".into())
+            }
+        }
+        fn probe(
+            &self,
+            parts: Vec<(String, ProbeSpec)>,
+            armed: &mut dyn FnMut(),
+        ) -> Vec<(String, Result<NodeProbe>)> {
+            let mut log = self.parts.lock().unwrap();
+            for (n, spec) in &parts {
+                log.push(format!("{n} sends={}", spec.send.is_some()));
+            }
+            armed();
+            log.push("armed".into());
+            parts
+                .into_iter()
+                .map(|(node, spec)| {
+                    if self.failing == Some(node.as_str()) {
+                        let e = crate::error::Error::env("did not answer within 30 s", None);
+                        return (node, Err(e));
+                    }
+                    let seen = NodeProbe {
+                        node: node.clone(),
+                        started_nanos: 0,
+                        frames: Vec::new(),
+                        netfilter: NodeNetfilter {
+                            node: node.clone(),
+                            hits: Vec::new(),
+                            note: None,
+                        },
+                        not_captured: Vec::new(),
+                        sent: spec.send.map(|_| Sent {
+                            reply: Reply {
+                                kind: ReplyKind::Answer,
+                                from: None,
+                                detail: "echo reply".into(),
+                            },
+                            from_netns: "cni-1234".into(),
+                            size: Some(1450),
+                        }),
+                    };
+                    (node, Ok(seen))
+                })
+                .collect()
+        }
+    }
+
+    /// A pod on node-a to a pod on node-b.
+    fn across() -> (Trace, End) {
+        let hop = |n: &str, d: &str| Hop::new(Point::Routing, Some(n), Some(d), "test");
+        let trace = Trace {
+            source: "a".into(),
+            destination: "b".into(),
+            protocol: Proto::Icmp,
+            port: None,
+            hops: vec![hop("node-a", "flannel.1"), hop("node-b", "cni0")],
+            branches: Vec::new(),
+            reachable: true,
+            path_mtu: None,
+            sent_to: Some(SentTo {
+                proto: Proto::Icmp,
+                ip: "10.2.1.5".parse().unwrap(),
+                port: None,
+                http: None,
+            }),
+        };
+        let src = End::Pod {
+            namespace: "ns".into(),
+            name: "a".into(),
+            ip: "10.2.0.5".parse().unwrap(),
+            node: "node-a".into(),
+        };
+        (trace, src)
+    }
+
+    fn opts(agents: &Arc<Agents>) -> Options {
+        Options {
+            nodes: Vec::new(),
+            remote: Some(agents.clone() as Arc<dyn Remote>),
+            pods: PodNamespaces::Anywhere,
+            timeout: std::time::Duration::from_secs(1),
+            size: None,
+        }
+    }
+
+    #[test]
+    fn through_agents_the_source_node_sends_and_every_path_node_watches() {
+        let (trace, src) = across();
+        let agents = Arc::new(Agents {
+            reached: vec!["node-a", "node-b"],
+            failing: None,
+            parts: Mutex::default(),
+        });
+        let p = super::run(&trace, &src, &opts(&agents)).unwrap();
+        assert_eq!(p.via_agent.as_deref(), Some("node-a"));
+        assert_eq!(p.from_netns, "cni-1234");
+        assert_eq!(p.reply.kind, ReplyKind::Answer);
+        assert!(p.not_captured.is_empty(), "{:?}", p.not_captured);
+        assert_eq!(
+            *agents.parts.lock().unwrap(),
+            ["node-a sends=true", "node-b sends=false", "armed"]
+        );
+        let nodes: Vec<&str> = p.netfilter.iter().map(|n| n.node.as_str()).collect();
+        assert_eq!(nodes, ["node-a", "node-b"], "in path order");
+    }
+
+    #[test]
+    fn a_node_without_agent_is_named_and_a_source_there_is_refused() {
+        let (trace, src) = across();
+        let agents = Arc::new(Agents {
+            reached: vec!["node-a"],
+            failing: None,
+            parts: Mutex::default(),
+        });
+        let p = super::run(&trace, &src, &opts(&agents)).unwrap();
+        assert_eq!(
+            p.not_captured,
+            ["node-b: not watched: no knetdoctor agent runs there"]
+        );
+        assert_eq!(
+            *agents.parts.lock().unwrap(),
+            ["node-a sends=true", "armed"]
+        );
+        let agents = Arc::new(Agents {
+            reached: vec!["node-b"],
+            failing: None,
+            parts: Mutex::default(),
+        });
+        let e = super::run(&trace, &src, &opts(&agents)).unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.to_string().contains("the source runs on node-a"), "{e}");
+        assert!(agents.parts.lock().unwrap().is_empty(), "nothing is armed");
+    }
+
+    #[test]
+    fn a_watch_that_fails_is_reported_and_a_sender_that_fails_is_the_error() {
+        let (trace, src) = across();
+        let agents = Arc::new(Agents {
+            reached: vec!["node-a", "node-b"],
+            failing: Some("node-b"),
+            parts: Mutex::default(),
+        });
+        let p = super::run(&trace, &src, &opts(&agents)).unwrap();
+        assert_eq!(
+            p.not_captured,
+            ["node-b: not watched: did not answer within 30 s"]
+        );
+        let agents = Arc::new(Agents {
+            reached: vec!["node-a", "node-b"],
+            failing: Some("node-a"),
+            parts: Mutex::default(),
+        });
+        let e = super::run(&trace, &src, &opts(&agents)).unwrap_err();
+        assert!(e.to_string().contains("did not answer"), "{e}");
     }
 }

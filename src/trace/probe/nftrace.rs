@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 pub const TABLE_PREFIX: &str = "knetdoctor_probe_";
 
 /// One step of a packet through netfilter, from `nft monitor trace`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RuleHit {
     /// True for the probe's reply.
     pub reply: bool,
@@ -155,9 +155,29 @@ fn delete_table(netns: &Netns, table: &str) {
     let _ = netns.feed("nft", &["-f", "-"], &format!("delete table ip {table}\n"));
 }
 
+/// Set by a process that handles the signals itself (the agent, which
+/// withdraws from the cluster before it ends) and calls [`remove_in_place`].
+static SIGNALS_ELSEWHERE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Leaves SIGINT and SIGTERM to the caller, who removes the tables in
+/// place with [`remove_in_place`] when it ends.
+pub fn signals_handled_elsewhere() {
+    SIGNALS_ELSEWHERE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Deletes every probe table this process has in place.
+pub fn remove_in_place() {
+    for (netns, table) in in_place().drain(..) {
+        delete_table(&netns, &table);
+    }
+}
+
 /// Once per process: SIGINT, SIGTERM, SIGHUP and SIGQUIT delete the probe
 /// tables in place, then end the process as the signal would have.
 fn clean_up_on_signals() {
+    if SIGNALS_ELSEWHERE.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -168,9 +188,7 @@ fn clean_up_on_signals() {
         };
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                for (netns, table) in in_place().drain(..) {
-                    delete_table(&netns, &table);
-                }
+                remove_in_place();
                 let _ = signal_hook::low_level::emulate_default_handler(sig);
                 std::process::exit(128 + sig);
             }

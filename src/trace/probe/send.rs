@@ -158,11 +158,17 @@ fn echo(p: &Probe, sock: &Socket, started: Instant) -> Result<Reply> {
 }
 
 fn port_of(p: &Probe) -> Result<u16> {
-    p.port.ok_or_else(|| {
+    needs_port(p.proto, p.port)
+}
+
+/// The destination port a TCP or UDP probe needs (checked before anything
+/// is armed, and again where it is sent).
+pub fn needs_port(proto: Proto, port: Option<u16>) -> Result<u16> {
+    port.ok_or_else(|| {
         Error::usage(
             format!(
                 "a {} probe needs a destination port",
-                p.proto.name().to_uppercase()
+                proto.name().to_uppercase()
             ),
             Some("give --port".into()),
         )

@@ -11,7 +11,12 @@ pub fn render_probe(p: &super::ProbeReport) -> String {
     use super::verdict::Direction;
     let mut o = String::new();
     let bad = Style::new().bold().fg_color(Some(AnsiColor::Red.into()));
-    let _ = writeln!(o, "\nprobe: {} (from {})", p.sent, p.from_netns);
+    let via = p
+        .via_agent
+        .as_ref()
+        .map(|n| format!(", sent by the agent on {n}"))
+        .unwrap_or_default();
+    let _ = writeln!(o, "\nprobe: {} (from {}{via})", p.sent, p.from_netns);
     let reply_kind = crate::trace::name_of(&p.reply.kind);
     let st = if p.judgement.reached {
         Style::new()

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::trace::{Branch, DropReason, Hop, Point, Trace, Verdict};
 
@@ -78,7 +78,7 @@ pub struct Seen {
 }
 
 /// What came back to the sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReplyKind {
     /// An echo reply, a SYN-ACK, a UDP answer, an HTTP status.
@@ -94,7 +94,7 @@ pub enum ReplyKind {
 }
 
 /// The reply, as the sender saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     pub kind: ReplyKind,
     pub from: Option<IpAddr>,
@@ -353,10 +353,13 @@ fn disagrees_with_drop(
             hop_place(h),
         ));
     }
-    // Without its gateway the pod cannot send at all (it only ARPs).
+    // Without its gateway the pod cannot send at all (it only ARPs); a
+    // sender whose kernel refused (a path MTU it learned from an earlier
+    // packet this drop answered) sent nothing to be seen.
     rows.iter()
         .find(|r| !r.request && r.station.hop < d)
         .filter(|_| h.reason != Some(DropReason::NoGateway))
+        .filter(|_| reply.kind != ReplyKind::LocalError)
         .map(|r| {
             format!(
                 "the trace says {why} at {}, but the request was never seen on {} before it",
@@ -566,5 +569,18 @@ mod tests {
         let s = seen(&FORWARD, Direction::Request);
         let j = judge(&t, &s, &reply(ReplyKind::Reset));
         assert!(j.reached && j.agrees, "{j:?}");
+    }
+
+    #[test]
+    fn an_mtu_the_sender_already_knows_agrees_without_a_frame() {
+        // The second full-size probe: the kernel cached the MTU the first
+        // one was refused with, and refuses to send; nothing is captured.
+        let t = cross_node(Some((2, DropReason::Mtu)));
+        let j = judge(&t, &[], &reply(ReplyKind::LocalError));
+        assert!(j.agrees && !j.reached, "{j:?}");
+        // Nothing sent and nothing back, with no local refusal: it was
+        // never seen where it should have been.
+        let j = judge(&t, &[], &reply(ReplyKind::None));
+        assert!(!j.agrees, "{j:?}");
     }
 }
