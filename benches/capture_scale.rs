@@ -140,13 +140,13 @@ fn main() {
 
     // Where the time goes: reading alone, then reading and viewing.
     let t = Instant::now();
-    file::for_each(&path, |_, _, _, d| {
+    file::for_each(&path, |_, _, _, _, d| {
         std::hint::black_box(d);
     })
     .unwrap();
     let read_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    file::for_each(&path, |_, _, _, d| {
+    file::for_each(&path, |_, _, _, _, d| {
         std::hint::black_box(knetdoctor::capture::view::view(d, &VXLAN_PORTS));
     })
     .unwrap();

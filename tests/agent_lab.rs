@@ -373,7 +373,13 @@ fn probes_agree(c: &Client, lab: &Lab, version: &str) {
                 "{version} {fault}: {}",
                 text(&agent)
             );
-            (probe_shape(&agent, random), probe_shape(&local, random))
+            let (mut a, mut l) = (probe_shape(&agent, random), probe_shape(&local, random));
+            if *fault == "sep-stale" {
+                // One endpoint of three is dead: whether the kernel picked
+                // it is chance; whatever it picked, the probe must fit.
+                (a, l) = (a["agrees"].clone(), l["agrees"].clone());
+            }
+            (a, l)
         });
         count += 1;
         if !fault.is_empty() {

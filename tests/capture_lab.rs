@@ -4,6 +4,7 @@
 //! beside it as an independent witness.
 
 mod common;
+use common::tshark;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -466,4 +467,100 @@ fn a_dns_query_without_answer_is_flagged_and_an_answered_one_is_not() {
                 && q["name"] == "kubernetes.default.svc.cluster.local.")
     );
     drop(lab);
+}
+
+#[test]
+fn tcpdump_any_captures_decode_as_tshark_decodes_them() {
+    let lab = Lab::up("capany", &[]);
+    let node = lab.node("k8s-node-12");
+    let bb = lab.pod(BUSYBOX);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("any.pcap");
+    let path = file.to_str().unwrap().to_string();
+    // tcpdump -i any writes LINUX_SLL2 (libpcap 1.10): what people hand over.
+    let mut td = Command::new("ip")
+        .args([
+            "netns", "exec", &node, "tcpdump", "-i", "any", "-U", "-w", &path,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    // ARP for the gateway, ICMP across VXLAN, HTTP to a NodePort, DNS over TCP.
+    let _ = in_ns(&bb, &["ip", "neigh", "flush", "all"]);
+    assert!(ping(&bb, "10.2.0.42"));
+    assert!(curl(&bb, "http://192.168.56.12:30005/", None).is_some());
+    let (ok, answer) = in_ns_text(
+        &bb,
+        &[
+            "dig",
+            "+tcp",
+            "+short",
+            "+time=1",
+            "+tries=1",
+            "@10.1.0.10",
+            "linux0224-nginx.test-svc-ns.svc.cluster.local",
+        ],
+    );
+    assert!(ok && !answer.trim().is_empty(), "{answer}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(td.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    td.wait().unwrap();
+    let link = Command::new("tcpdump")
+        .args(["-r", &path, "-c", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&link.stderr).contains("LINUX_SLL2"),
+        "{}",
+        String::from_utf8_lossy(&link.stderr)
+    );
+    let ours: Vec<serde_json::Value> = kd_ok(&["capture", "--read", &path, "-o", "json"])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("frame").is_some())
+        .collect();
+    let theirs = tshark::frames(&path);
+    assert_eq!(ours.len(), theirs.len());
+    let mut wrong = Vec::new();
+    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        let mine = tshark::ours(o);
+        if &mine != t {
+            wrong.push(format!("frame {}: ours {mine:?} / tshark {t:?}", i + 1));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} frames differ:\n{}",
+        wrong.len(),
+        ours.len(),
+        wrong.join("\n")
+    );
+    // What the capture had to hold, decoded.
+    let has = |f: &dyn Fn(&Vec<String>) -> bool| theirs.iter().any(f);
+    assert!(has(&|t| !t[3].is_empty()), "no VXLAN frame");
+    assert!(
+        has(&|t| t[8] == "GET" && (t[5] == "30005" || t[4] == "30005")),
+        "no HTTP on the NodePort"
+    );
+    assert!(
+        has(&|t| t[7].starts_with("linux0224-nginx") && (t[5] == "53" || t[4] == "53")),
+        "no DNS over TCP"
+    );
+    assert!(has(&|t| t[10] == "2"), "no ARP reply");
+    // tcpdump's text for ARP and the cooked direction.
+    let text = kd_ok(&["capture", "--read", &path]);
+    assert!(text.contains(" is-at "), "{text}");
+    assert!(
+        text.contains(" In IP ") && text.contains(" Out IP "),
+        "{text}"
+    );
+    // The packet followed across the interfaces by index.
+    let groups = kd_ok(&["capture", "--read", &path, "--group", "-o", "json"]);
+    assert!(groups.contains("ifindex"), "{groups}");
 }

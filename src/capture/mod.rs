@@ -9,4 +9,4 @@ pub mod live;
 pub mod remote;
 pub mod sink;
 
-pub use knetdoctor_core::capture::{Frame, correlate, decode, test_frames, view};
+pub use knetdoctor_core::capture::{Frame, correlate, decode, link, test_frames, view};

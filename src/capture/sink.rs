@@ -7,6 +7,7 @@ use std::io::Write;
 
 use super::correlate::{self, Correlator, Group};
 use super::dns_watch::{DnsWatch, Unanswered};
+use super::link::Link;
 
 /// The state of one capture's output.
 pub struct Sink<'a> {
@@ -30,9 +31,10 @@ impl<'a> Sink<'a> {
         }
     }
 
-    /// One frame seen on `iface`, `at` seconds into the capture.
-    pub fn frame(&mut self, iface: &str, at: f64, len: u32, data: &[u8]) {
-        let d = super::decode(data, self.vxlan_ports);
+    /// One frame seen on `iface` (of link type `link`), `at` seconds into
+    /// the capture.
+    pub fn frame(&mut self, iface: &str, link: Link, at: f64, len: u32, data: &[u8]) {
+        let d = super::decode::decode_link(data, link, self.vxlan_ports);
         let _ = if self.json {
             writeln!(
                 self.out,

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use knetdoctor::access;
+use knetdoctor::capture::link::Link;
 use knetdoctor::error::Result;
 
 use crate::cli::{CaptureArgs, Output};
@@ -33,9 +34,9 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
             }
         } else {
             let mut first = None;
-            file::for_each(path, |iface, ts, len, data| {
+            file::for_each(path, |iface, link, ts, len, data| {
                 let at = ts.saturating_sub(*first.get_or_insert(ts)).as_secs_f64();
-                sink.frame(iface, at, len, data);
+                sink.frame(iface, link, at, len, data);
             })?;
         }
     } else if a.kubeconfig.is_some() || a.context.is_some() {
@@ -119,7 +120,14 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
             if let Some(w) = out.as_mut() {
                 w.write(&frame.iface, frame.ts, frame.len, &frame.data)?;
             }
-            sink.frame(&frame.iface, frame.at.as_secs_f64(), frame.len, &frame.data);
+            // The nodes' interfaces are Ethernet (veths, cni0, flannel.1, eth0).
+            sink.frame(
+                &frame.iface,
+                Link::Ethernet,
+                frame.at.as_secs_f64(),
+                frame.len,
+                &frame.data,
+            );
         }
         ended = Some(started.elapsed().as_secs_f64());
         stats = running.finish();
@@ -222,14 +230,14 @@ fn through_agents(
             iface.to_string()
         }
     };
-    let mut frames: Vec<(String, std::time::Duration, u32, Vec<u8>)> = Vec::new();
+    let mut frames: Vec<(String, Link, std::time::Duration, u32, Vec<u8>)> = Vec::new();
     let mut stats = Vec::new();
     let mut ended: f64 = 0.0;
     for (node, captured) in agents.capture(&a.nodes, &spec)? {
         let c = captured?;
         let origin = std::path::PathBuf::from(format!("the capture of {node}'s agent"));
-        file::for_each_bytes(&c.pcapng, &origin, |iface, ts, len, data| {
-            frames.push((label(&node, iface), ts, len, data.to_vec()));
+        file::for_each_bytes(&c.pcapng, &origin, |iface, link, ts, len, data| {
+            frames.push((label(&node, iface), link, ts, len, data.to_vec()));
         })?;
         stats.extend(c.stats.into_iter().map(|mut s| {
             s.iface = label(&node, &s.iface);
@@ -237,7 +245,7 @@ fn through_agents(
         }));
         ended = ended.max(c.seconds);
     }
-    frames.sort_by_key(|f| f.1);
+    frames.sort_by_key(|f| f.2);
     if let Some(c) = a.count {
         frames.truncate(c);
     }
@@ -246,14 +254,20 @@ fn through_agents(
         labels.sort();
         labels.dedup();
         let mut out = file::PcapNgOut::create(path, &labels, a.snaplen as u32)?;
-        for (iface, ts, len, data) in &frames {
+        for (iface, _, ts, len, data) in &frames {
             out.write(iface, *ts, *len, data)?;
         }
         out.finish()?;
     }
-    let first = frames.first().map(|f| f.1).unwrap_or_default();
-    for (iface, ts, len, data) in &frames {
-        sink.frame(iface, ts.saturating_sub(first).as_secs_f64(), *len, data);
+    let first = frames.first().map(|f| f.2).unwrap_or_default();
+    for (iface, link, ts, len, data) in &frames {
+        sink.frame(
+            iface,
+            *link,
+            ts.saturating_sub(first).as_secs_f64(),
+            *len,
+            data,
+        );
     }
     Ok((stats, ended))
 }

@@ -39,7 +39,11 @@ pub struct Packet {
     pub line: String,
     /// What identifies the packet across interfaces (its key, the VNI it
     /// was carried in, the ICMP kind), kept from the one decode.
-    follow: Option<(correlate::PacketKey, Option<u32>, Option<decode::IcmpKind>)>,
+    follow: Option<(
+        correlate::PacketKey,
+        Option<correlate::Outer>,
+        Option<decode::IcmpKind>,
+    )>,
 }
 
 impl Packet {

@@ -4,6 +4,7 @@
 
 pub mod probe_cases;
 pub mod tmux;
+pub mod tshark;
 
 use std::process::{Command, Output};
 

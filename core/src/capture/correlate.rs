@@ -68,11 +68,26 @@ enum L4Key {
     None,
 }
 
+/// How a packet was carried across the underlay: its VXLAN VNI and the
+/// outer IPv4 identification. Two encapsulations of the same inner bytes
+/// (a retransmitted RST, whose inner IP id is 0) differ in the outer id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Outer {
+    pub vni: u32,
+    pub ip_id: u16,
+}
+
 /// The key of a decoded frame (its VXLAN inner packet when it has one),
-/// with the VNI it was carried in.
-pub fn frame_key(f: &Frame) -> Option<(PacketKey, Option<u32>)> {
-    let (inner, vni) = match &f.vxlan {
-        Some(x) => (&*x.inner, Some(x.vni)),
+/// with how it was carried.
+pub fn frame_key(f: &Frame) -> Option<(PacketKey, Option<Outer>)> {
+    let (inner, outer) = match &f.vxlan {
+        Some(x) => {
+            let ip_id = match &f.net {
+                Some(Net::Ipv4 { id, .. }) => *id,
+                _ => 0,
+            };
+            (&*x.inner, Some(Outer { vni: x.vni, ip_id }))
+        }
         None => (f, None),
     };
     let Some(Net::Ipv4 {
@@ -131,7 +146,7 @@ pub fn frame_key(f: &Frame) -> Option<(PacketKey, Option<u32>)> {
             id: *id,
             l4,
         },
-        vni,
+        outer,
     ))
 }
 
@@ -145,10 +160,16 @@ impl PacketKey {
     }
 }
 
-/// The key of a frame seen through the fast [`view`], with its VNI.
-pub fn view_key(v: &view::View) -> (PacketKey, Option<u32>) {
-    let (ip, vni) = match &v.vxlan {
-        Some((vni, inner)) => (inner, Some(*vni)),
+/// The key of a frame seen through the fast [`view`], with how it was carried.
+pub fn view_key(v: &view::View) -> (PacketKey, Option<Outer>) {
+    let (ip, outer) = match &v.vxlan {
+        Some((vni, inner)) => (
+            inner,
+            Some(Outer {
+                vni: *vni,
+                ip_id: v.outer.id,
+            }),
+        ),
         None => (&v.outer, None),
     };
     let l4 = match ip.l4 {
@@ -182,7 +203,7 @@ pub fn view_key(v: &view::View) -> (PacketKey, Option<u32>) {
             id: ip.id,
             l4,
         },
-        vni,
+        outer,
     )
 }
 
@@ -247,7 +268,7 @@ fn describe(k: &PacketKey, icmp_kind: Option<&IcmpKind>) -> String {
 struct Seen {
     iface: u16,
     at: f64,
-    vni: Option<u32>,
+    outer: Option<Outer>,
 }
 
 /// A packet's sightings: the first inline (most packets are seen once), the
@@ -256,6 +277,12 @@ struct Entry {
     order: u64,
     first: Seen,
     more: Option<Box<(String, Vec<Seen>)>>,
+}
+
+impl Entry {
+    fn sightings(&self) -> impl Iterator<Item = &Seen> {
+        std::iter::once(&self.first).chain(self.more.iter().flat_map(|m| m.1.iter()))
+    }
 }
 
 /// How long a packet is waited for on further interfaces after its first
@@ -271,7 +298,7 @@ pub struct Correlator {
     labels: Vec<String>,
     entries: HashMap<PacketKey, Entry, foldhash::fast::RandomState>,
     /// First sightings in arrival order, for expiry.
-    expiry: std::collections::VecDeque<(f64, PacketKey)>,
+    expiry: std::collections::VecDeque<(f64, PacketKey, u64)>,
     /// The latest time seen (frames of different interfaces interleave).
     now: f64,
     /// Groups whose window has passed.
@@ -281,14 +308,14 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    /// One frame of packet `key` seen on `iface` at `at` seconds, inside
-    /// VXLAN `vni`; `icmp_kind` names ICMP other than echo.
+    /// One frame of packet `key` seen on `iface` at `at` seconds, carried
+    /// in VXLAN as `outer`; `icmp_kind` names ICMP other than echo.
     pub fn push(
         &mut self,
         iface: &str,
         at: f64,
         key: PacketKey,
-        vni: Option<u32>,
+        outer: Option<Outer>,
         icmp_kind: Option<&IcmpKind>,
     ) {
         // Most frames come from the interface of the frame before.
@@ -307,14 +334,14 @@ impl Correlator {
             }
         };
         let order = self.next;
-        self.push_indexed(order, i, at, key, vni, icmp_kind);
+        self.push_indexed(order, i, at, key, outer, icmp_kind);
     }
 
     /// A decoded frame seen on `iface` at `at` (frames that are not IPv4
     /// have nothing to follow).
     pub fn push_frame(&mut self, iface: &str, at: f64, f: &Frame) {
-        if let Some((key, vni)) = frame_key(f) {
-            self.push(iface, at, key, vni, icmp_kind(f));
+        if let Some((key, outer)) = frame_key(f) {
+            self.push(iface, at, key, outer, icmp_kind(f));
         }
     }
 
@@ -328,23 +355,43 @@ impl Correlator {
         iface: u16,
         at: f64,
         key: PacketKey,
-        vni: Option<u32>,
+        outer: Option<Outer>,
         icmp_kind: Option<&IcmpKind>,
     ) {
-        let seen = Seen { iface, at, vni };
+        let seen = Seen { iface, at, outer };
         self.now = self.now.max(at);
-        while let Some((t, k)) = self.expiry.front().copied() {
+        while let Some((t, k, o)) = self.expiry.front().copied() {
             if t >= self.now - WINDOW_SECS {
                 break;
             }
             self.expiry.pop_front();
-            if let Some(e) = self.entries.remove(&k)
+            // The entry this expiry is for (a packet with the same key
+            // seen again since is an entry of its own).
+            if self.entries.get(&k).is_some_and(|e| e.order == o)
+                && let Some(e) = self.entries.remove(&k)
                 && let Some(more) = e.more
             {
                 let (packet, mut rest) = *more;
                 rest.insert(0, e.first);
                 self.done.push((e.order, packet, rest));
             }
+        }
+        // One packet crosses an interface once (bare, or encapsulated: a
+        // file of one interface holds both), and keeps its outer header
+        // across the underlay: a second sighting on the same interface in
+        // the same form, or one carried with another outer id, is another
+        // packet.
+        if let Some(e) = self.entries.get(&key)
+            && e.sightings().any(|x| {
+                (x.iface == iface && x.outer.is_some() == outer.is_some())
+                    || matches!((x.outer, outer), (Some(a), Some(b)) if a.ip_id != b.ip_id)
+            })
+            && let Some(e) = self.entries.remove(&key)
+            && let Some(more) = e.more
+        {
+            let (packet, mut rest) = *more;
+            rest.insert(0, e.first);
+            self.done.push((e.order, packet, rest));
         }
         match self.entries.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
@@ -360,7 +407,7 @@ impl Correlator {
                     first: seen,
                     more: None,
                 });
-                self.expiry.push_back((at, key));
+                self.expiry.push_back((at, key, order));
                 self.next = self.next.max(order) + 1;
             }
         }
@@ -392,7 +439,7 @@ impl Correlator {
                     .map(|x| Sighting {
                         iface: labels[usize::from(x.iface)].clone(),
                         at: x.at,
-                        vni: x.vni,
+                        vni: x.outer.map(|o| o.vni),
                         delta: 0.0,
                     })
                     .collect();
@@ -564,6 +611,55 @@ mod tests {
         assert_eq!(
             group_line(g),
             "10.2.2.50 > 10.2.0.42 icmp echo request id 7 seq 1 ipid 0: cni0 (+0us) -> flannel.1 (+20us) -> eth0[vxlan 1] (+25us)"
+        );
+    }
+
+    #[test]
+    fn a_retransmitted_packet_is_never_merged_with_the_first() {
+        // The same inner RST (IP id 0, as Linux sends RSTs) sent twice:
+        // on cni0 and flannel.1 each time, on the underlay with the outer
+        // id the node gave each encapsulation.
+        let rst = {
+            let mut out = Vec::new();
+            etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+                .ipv4([10, 2, 0, 42], [10, 2, 2, 50], 64)
+                .tcp(80, 40000, 0, 0)
+                .rst()
+                .write(&mut out, &[])
+                .unwrap();
+            out
+        };
+        let wrapped = |outer_id: u16| {
+            let mut f = vxlan(&rst);
+            // The outer IPv4 identification (and its checksum is not read).
+            f[14 + 4..14 + 6].copy_from_slice(&outer_id.to_be_bytes());
+            f
+        };
+        let frames: Vec<(String, f64, Frame)> = [
+            ("cni0", 1.0, rst.clone()),
+            ("flannel.1", 1.000_01, rst.clone()),
+            ("eth0", 1.000_02, wrapped(100)),
+            ("cni0", 1.02, rst.clone()),
+            ("flannel.1", 1.020_01, rst.clone()),
+            ("eth0", 1.020_02, wrapped(101)),
+            // The second encapsulation arriving elsewhere, one more time.
+            ("node-10/eth0", 1.020_03, wrapped(100)),
+        ]
+        .into_iter()
+        .map(|(i, t, f)| (i.to_string(), t, decode(&f, &VXLAN_PORTS)))
+        .collect();
+        let groups = correlate(&frames);
+        let hops: Vec<Vec<&str>> = groups
+            .iter()
+            .map(|g| g.sightings.iter().map(|s| s.iface.as_str()).collect())
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                vec!["cni0", "flannel.1", "eth0"],
+                vec!["cni0", "flannel.1", "eth0"],
+            ],
+            "{groups:?}"
         );
     }
 

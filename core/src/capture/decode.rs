@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use serde::Serialize;
 
+use super::link::{Cooked, Link};
+
 /// UDP ports decoded as VXLAN by default (flannel's and IANA's).
 pub const VXLAN_PORTS: [u16; 2] = [8472, 4789];
 
@@ -32,6 +34,8 @@ pub enum Net {
     Arp {
         op: u16,
         sender: Option<IpAddr>,
+        /// The sender's hardware address (what a reply says `is-at`).
+        sender_mac: Option<String>,
         target: Option<IpAddr>,
     },
 }
@@ -47,6 +51,22 @@ impl TcpFlags {
     pub const RST: u8 = 0x04;
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+
+    /// tcpdump's letter for each flag, in its order (print-tcp.c's
+    /// `tcp_flag_values`): `[S.]`, `[F.]`, `[SEW]` (SYN with ECN).
+    pub const LETTERS: [(u8, u8); 8] = [
+        (Self::FIN, b'F'),
+        (Self::SYN, b'S'),
+        (Self::RST, b'R'),
+        (Self::PSH, b'P'),
+        (Self::ACK, b'.'),
+        (Self::URG, b'U'),
+        (Self::ECE, b'E'),
+        (Self::CWR, b'W'),
+    ];
 
     /// Whether every flag in `mask` is set.
     pub fn has(self, mask: u8) -> bool {
@@ -60,17 +80,11 @@ impl TcpFlags {
 
 impl std::fmt::Display for TcpFlags {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text: String = [
-            (Self::SYN, 'S'),
-            (Self::FIN, 'F'),
-            (Self::RST, 'R'),
-            (Self::PSH, 'P'),
-            (Self::ACK, '.'),
-        ]
-        .into_iter()
-        .filter(|(bit, _)| self.has(*bit))
-        .map(|(_, c)| c)
-        .collect();
+        let text: String = Self::LETTERS
+            .into_iter()
+            .filter(|(bit, _)| self.has(*bit))
+            .map(|(_, c)| char::from(c))
+            .collect();
         f.pad(&text)
     }
 }
@@ -187,6 +201,9 @@ pub struct Frame {
     pub vxlan: Option<Vxlan>,
     /// What stopped decoding (a truncated or malformed header).
     pub error: Option<String>,
+    /// What a cooked (`-i any`) header said: direction, interface index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooked: Option<Cooked>,
 }
 
 fn mac(b: [u8; 6]) -> String {
@@ -196,6 +213,26 @@ fn mac(b: [u8; 6]) -> String {
 /// Decodes an Ethernet frame; `vxlan_ports` are the UDP ports to look into.
 pub fn decode(data: &[u8], vxlan_ports: &[u16]) -> Frame {
     decode_depth(data, vxlan_ports, 0)
+}
+
+/// Decodes a frame under `link`'s header (what `tcpdump -i any` writes,
+/// raw IP, loopback), or an Ethernet frame.
+pub fn decode_link(data: &[u8], link: Link, vxlan_ports: &[u16]) -> Frame {
+    if link == Link::Ethernet {
+        return decode(data, vxlan_ports);
+    }
+    let mut f = Frame::default();
+    match super::link::strip(link, data) {
+        Err(e) => f.error = Some(e),
+        Ok(s) => {
+            f.cooked = (s.cooked != Cooked::default()).then_some(s.cooked);
+            match SlicedPacket::from_ether_type(etherparse::EtherType(s.ether_type), s.payload) {
+                Ok(p) => fill(&mut f, &p, vxlan_ports, 0),
+                Err(e) => f.error = Some(format!("{e}")),
+            }
+        }
+    }
+    f
 }
 
 fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
@@ -211,6 +248,12 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
             return f;
         }
     };
+    fill(&mut f, &p, vxlan_ports, depth);
+    f
+}
+
+/// Everything above the link layer, from etherparse's slices.
+fn fill(f: &mut Frame, p: &SlicedPacket<'_>, vxlan_ports: &[u16], depth: u8) {
     if let Some(LinkSlice::Ethernet2(e)) = &p.link {
         f.src_mac = Some(mac(e.source()));
         f.dst_mac = Some(mac(e.destination()));
@@ -243,6 +286,7 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
             Some(Net::Arp {
                 op: a.operation().0,
                 sender: ip(a.sender_protocol_addr()),
+                sender_mac: <[u8; 6]>::try_from(a.sender_hw_addr()).ok().map(mac),
                 target: ip(a.target_protocol_addr()),
             })
         }
@@ -257,6 +301,9 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
                 (t.rst(), TcpFlags::RST),
                 (t.psh(), TcpFlags::PSH),
                 (t.ack(), TcpFlags::ACK),
+                (t.urg(), TcpFlags::URG),
+                (t.ece(), TcpFlags::ECE),
+                (t.cwr(), TcpFlags::CWR),
             ] {
                 if on {
                     flags.0 |= bit;
@@ -270,7 +317,11 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
                 seq: t.sequence_number(),
                 payload_len: payload.len(),
             });
-            if [80, 8080].contains(&t.destination_port()) || [80, 8080].contains(&t.source_port()) {
+            let dns_port = t.destination_port() == 53 || t.source_port() == 53;
+            if dns_port {
+                f.app = dns_over_tcp(payload);
+            } else if http_start(payload) {
+                // By content, on any port: a NodePort, a Service's 8443.
                 f.app = http(payload);
             }
         }
@@ -334,7 +385,6 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
             }
         }
     }
-    f
 }
 
 fn transport_protocol(t: &TransportSlice) -> u8 {
@@ -380,6 +430,31 @@ fn dns(payload: &[u8]) -> Option<App> {
     })
 }
 
+/// A DNS message over TCP: after its 2-byte length (RFC 1035 4.2.2), when
+/// the segment holds all of it.
+fn dns_over_tcp(payload: &[u8]) -> Option<App> {
+    let len = usize::from(u16::from_be_bytes([*payload.first()?, *payload.get(1)?]));
+    dns(payload.get(2..2 + len)?)
+}
+
+/// Whether a TCP payload starts as HTTP/1 does: a status line or a request
+/// line's method and a space. Cheap enough for every segment.
+pub fn http_start(payload: &[u8]) -> bool {
+    const STARTS: [&[u8]; 10] = [
+        b"HTTP/",
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+    STARTS.iter().any(|s| payload.starts_with(s))
+}
+
 /// The HTTP request line (and Host header) or the status line.
 fn http(payload: &[u8]) -> Option<App> {
     let head = std::str::from_utf8(&payload[..payload.len().min(2048)])
@@ -417,7 +492,8 @@ impl Frame {
     /// One line like `tcpdump -nn` prints, with the VXLAN inner frame after
     /// the outer one.
     pub fn line(&self) -> String {
-        let mut s = match &self.net {
+        let mut s = self.cooked.map(|c| c.prefix()).unwrap_or_default();
+        s += &match &self.net {
             Some(Net::Ipv4 { src, dst, .. }) | Some(Net::Ipv6 { src, dst, .. }) => {
                 let ports = match &self.transport {
                     Some(Transport::Tcp {
@@ -438,12 +514,24 @@ impl Frame {
                     None => format!("{v} {src} > {dst}:"),
                 }
             }
-            Some(Net::Arp { op, sender, target }) => format!(
-                "ARP, {} {} tell {}",
-                if *op == 1 { "Request who-has" } else { "Reply" },
-                target.map(|t| t.to_string()).unwrap_or_default(),
-                sender.map(|t| t.to_string()).unwrap_or_default()
-            ),
+            Some(Net::Arp {
+                op,
+                sender,
+                sender_mac,
+                target,
+            }) => {
+                let ip = |a: &Option<IpAddr>| a.map(|t| t.to_string()).unwrap_or_default();
+                // As tcpdump: who asks for whom, and who answers with what.
+                match op {
+                    1 => format!("ARP, Request who-has {} tell {}", ip(target), ip(sender)),
+                    2 => format!(
+                        "ARP, Reply {} is-at {}",
+                        ip(sender),
+                        sender_mac.clone().unwrap_or_default()
+                    ),
+                    other => format!("ARP, op {other} {} > {}", ip(sender), ip(target)),
+                }
+            }
             None => format!(
                 "ethertype ? {} > {}",
                 self.src_mac.clone().unwrap_or_default(),
@@ -676,6 +764,119 @@ mod tests {
             decode(&out, &VXLAN_PORTS).line(),
             "ARP, Request who-has 10.2.2.1 tell 10.2.2.50"
         );
+    }
+
+    #[test]
+    fn arp_reply_says_who_is_at_which_mac() {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(B, A)
+            .arp(
+                etherparse::ArpPacket::new(
+                    etherparse::ArpHardwareId::ETHERNET,
+                    etherparse::EtherType::IPV4,
+                    etherparse::ArpOperation::REPLY,
+                    &B,
+                    &[10, 2, 2, 1],
+                    &A,
+                    &[10, 2, 2, 50],
+                )
+                .unwrap(),
+            )
+            .write(&mut out)
+            .unwrap();
+        assert_eq!(
+            decode(&out, &VXLAN_PORTS).line(),
+            "ARP, Reply 10.2.2.1 is-at 02:00:00:00:00:02"
+        );
+    }
+
+    fn tcp(sport: u16, dport: u16, payload: &[u8], flags: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([10, 2, 0, 1], [10, 2, 1, 2], 64)
+            .tcp(sport, dport, 7, 500)
+            .write(&mut out, payload)
+            .unwrap();
+        out[14 + 20 + 13] = flags;
+        out
+    }
+
+    #[test]
+    fn tcp_flags_are_spelled_as_tcpdump_spells_them() {
+        // A SYN asking for ECN (ECE and CWR): tcpdump prints [SEW].
+        let f = decode(&tcp(40000, 80, &[], 0xc2), &VXLAN_PORTS);
+        assert!(f.line().contains("Flags [SEW]"), "{}", f.line());
+        let f = decode(&tcp(40000, 80, &[], 0x11), &VXLAN_PORTS);
+        assert!(f.line().contains("Flags [F.]"), "{}", f.line());
+    }
+
+    #[test]
+    fn http_on_any_port_and_dns_over_tcp_are_decoded() {
+        let get = b"GET /healthz HTTP/1.1\r\nHost: aoligei.linux0224.com\r\n\r\n";
+        let f = decode(&tcp(40000, 30005, get, 0x18), &VXLAN_PORTS);
+        assert_eq!(
+            f.app,
+            Some(App::HttpRequest {
+                method: "GET".into(),
+                path: "/healthz".into(),
+                host: Some("aoligei.linux0224.com".into()),
+            })
+        );
+        let f = decode(
+            &tcp(30005, 40000, b"HTTP/1.1 503 Service Unavailable\r\n", 0x18),
+            &VXLAN_PORTS,
+        );
+        assert_eq!(f.app, Some(App::HttpResponse { status: 503 }));
+        // Not HTTP: a payload that merely starts with capitals.
+        let f = decode(&tcp(40000, 30005, b"HELLO there", 0x18), &VXLAN_PORTS);
+        assert_eq!(f.app, None);
+        // A DNS query over TCP: its 2-byte length, then the message.
+        let mut q = hickory_proto::op::Message::new(
+            0x1234,
+            hickory_proto::op::MessageType::Query,
+            hickory_proto::op::OpCode::Query,
+        );
+        q.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii("kubernetes.default.svc.cluster.local.").unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        let msg = q.to_vec().unwrap();
+        let mut seg = (msg.len() as u16).to_be_bytes().to_vec();
+        seg.extend_from_slice(&msg);
+        let f = decode(&tcp(40000, 53, &seg, 0x18), &VXLAN_PORTS);
+        match f.app {
+            Some(App::Dns { id, name, .. }) => {
+                assert_eq!(
+                    (id, name.as_str()),
+                    (0x1234, "kubernetes.default.svc.cluster.local.")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cooked_frames_decode_to_the_same_packet_with_direction() {
+        let eth = icmp_echo([10, 2, 2, 50], [10, 2, 0, 42]);
+        // SLL2: protocol IPv4, ifindex 5, ARPHRD_ETHER, outgoing, 6-byte MAC.
+        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 5, 0, 1, 4, 6];
+        sll2.extend_from_slice(&A);
+        sll2.extend_from_slice(&[0, 0]);
+        sll2.extend_from_slice(&eth[14..]);
+        let f = decode_link(&sll2, Link::LinuxSll2, &VXLAN_PORTS);
+        let plain = decode(&eth, &VXLAN_PORTS);
+        assert_eq!(f.line(), format!("ifindex 5 Out {}", plain.line()));
+        assert_eq!(
+            (f.net.clone(), f.transport.clone()),
+            (plain.net, plain.transport)
+        );
+        let raw = decode_link(&eth[14..], Link::RawIp, &VXLAN_PORTS);
+        assert_eq!(raw.line(), decode(&eth, &VXLAN_PORTS).line());
+        let cut = decode_link(&sll2[..10], Link::LinuxSll2, &VXLAN_PORTS);
+        assert!(cut.error.unwrap().contains("shorter than"));
+        let mut fast = Vec::new();
+        crate::capture::view::write_line_link(&sll2, Link::LinuxSll2, &VXLAN_PORTS, &mut fast);
+        assert_eq!(String::from_utf8(fast).unwrap(), f.line());
     }
 
     #[test]

@@ -9,12 +9,7 @@
 
 use std::io::Write;
 
-/// TCP flag bits as in the header.
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const PSH: u8 = 0x08;
-const ACK: u8 = 0x10;
+use super::link::Link;
 
 /// The transport part of an IPv4 packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +56,10 @@ fn be16(b: &[u8], at: usize) -> u16 {
 
 /// Views `frame` when it is one of the common shapes; `None` otherwise.
 pub fn view(frame: &[u8], vxlan_ports: &[u16]) -> Option<View> {
-    let (outer, udp_payload) = ip4(frame)?;
+    view_from(ip4(frame)?, vxlan_ports)
+}
+
+fn view_from((outer, udp_payload): (Ip4, Option<&[u8]>), vxlan_ports: &[u16]) -> Option<View> {
     let vxlan = match (outer.l4, udp_payload) {
         (L4::Udp { dst_port, .. }, Some(p)) if vxlan_ports.contains(&dst_port) => {
             if p.len() < 8 || p[0] & 0x08 == 0 {
@@ -82,7 +80,14 @@ fn ip4(frame: &[u8]) -> Option<(Ip4, Option<&[u8]>)> {
     if frame.len() < 34 || be16(frame, 12) != 0x0800 {
         return None;
     }
-    let ip = &frame[14..];
+    ip4_packet(&frame[14..])
+}
+
+/// One IPv4 packet (under whatever link header).
+fn ip4_packet(ip: &[u8]) -> Option<(Ip4, Option<&[u8]>)> {
+    if ip.len() < 20 {
+        return None;
+    }
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(be16(ip, 2));
     if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || be16(ip, 6) & 0x3fff != 0 {
@@ -100,11 +105,8 @@ fn ip4(frame: &[u8]) -> Option<(Ip4, Option<&[u8]>)> {
             }
             let (src_port, dst_port) = (be16(p, 0), be16(p, 2));
             let payload = &p[off..];
-            // A payload the full decoder reads as HTTP: leave it to it.
-            let http_port = |x: u16| x == 80 || x == 8080;
-            if (http_port(src_port) || http_port(dst_port))
-                && payload.first().is_some_and(u8::is_ascii_uppercase)
-            {
+            // A payload the full decoder reads as HTTP or DNS: leave it to it.
+            if super::decode::http_start(payload) || src_port == 53 || dst_port == 53 {
                 return None;
             }
             (
@@ -177,15 +179,9 @@ pub(crate) fn addr(out: &mut Vec<u8>, a: [u8; 4]) {
     }
 }
 
-/// The flags as the full decoder spells them (S, F, R, P, then `.` for ACK).
+/// The flags as the full decoder spells them (tcpdump's letters).
 pub fn flags_text(flags: u8, out: &mut Vec<u8>) {
-    for (bit, c) in [
-        (SYN, b'S'),
-        (FIN, b'F'),
-        (RST, b'R'),
-        (PSH, b'P'),
-        (ACK, b'.'),
-    ] {
+    for (bit, c) in super::decode::TcpFlags::LETTERS {
         if flags & bit != 0 {
             out.push(c);
         }
@@ -261,6 +257,47 @@ impl View {
                 inner.write_transport(out);
             }
             None => self.outer.write_transport(out),
+        }
+    }
+}
+
+/// [`view`] for a frame under `link`'s header (a cooked one's direction
+/// and interface left out).
+pub fn view_link(frame: &[u8], link: Link, vxlan_ports: &[u16]) -> Option<View> {
+    if link == Link::Ethernet {
+        return view(frame, vxlan_ports);
+    }
+    let s = super::link::strip(link, frame).ok()?;
+    if s.ether_type != 0x0800 {
+        return None;
+    }
+    view_from(ip4_packet(s.payload)?, vxlan_ports)
+}
+
+/// [`write_line`] for a frame under `link`'s header: a cooked header's
+/// direction and interface first, as the full decoder prints them.
+pub fn write_line_link(
+    frame: &[u8],
+    link: Link,
+    vxlan_ports: &[u16],
+    out: &mut Vec<u8>,
+) -> Option<super::Frame> {
+    if link == Link::Ethernet {
+        return write_line(frame, vxlan_ports, out);
+    }
+    let fast = super::link::strip(link, frame)
+        .ok()
+        .and_then(|s| Some((s.cooked, view_link(frame, link, vxlan_ports)?)));
+    match fast {
+        Some((cooked, v)) => {
+            out.extend_from_slice(cooked.prefix().as_bytes());
+            v.write_line(out);
+            None
+        }
+        None => {
+            let f = super::decode::decode_link(frame, link, vxlan_ports);
+            let _ = write!(out, "{}", f.line());
+            Some(f)
         }
     }
 }
