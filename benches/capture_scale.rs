@@ -197,4 +197,61 @@ fn main() {
         None => println!("tshark: not measured"),
     }
     let _ = std::fs::remove_file(&path);
+    any_capture(n);
+}
+
+/// Frame i as `tcpdump -i any` writes it (LINUX_SLL2): the Ethernet
+/// header replaced by the cooked one, cni0's frames on ifindex 3 as
+/// received, eth0's on ifindex 2 as sent.
+fn sll2_frame(i: usize) -> Vec<u8> {
+    let eth = frame(i);
+    let (ifindex, packet_type) = if i % 3 == 0 { (3u8, 0u8) } else { (2, 4) };
+    let mut out = vec![0x08, 0x00, 0, 0, 0, 0, 0, ifindex, 0, 1, packet_type, 6];
+    out.extend_from_slice(&eth[6..12]);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&eth[14..]);
+    out
+}
+
+/// The same million frames as a `tcpdump -i any` capture, printed by
+/// knetdoctor and by `tcpdump -nn -r` in one run.
+fn any_capture(n: usize) {
+    let path =
+        std::env::temp_dir().join(format!("knetdoctor-bench-sll2-{}.pcap", std::process::id()));
+    {
+        let header = pcap_file::pcap::PcapHeader {
+            datalink: pcap_file::DataLink::LINUX_SLL2,
+            ..Default::default()
+        };
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = pcap_file::pcap::PcapWriter::with_header(BufWriter::new(file), header).unwrap();
+        for i in 0..n {
+            let data = sll2_frame(i);
+            w.write_packet(&pcap_file::pcap::PcapPacket::new(
+                Duration::from_micros(1_700_000_000_000_000 + i as u64),
+                data.len() as u32,
+                &data,
+            ))
+            .unwrap();
+        }
+    }
+    let t = Instant::now();
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create("/dev/null").unwrap());
+    let mut dns = knetdoctor::capture::dns_watch::DnsWatch::new(2.0);
+    let count = file::print_lines(&path, &VXLAN_PORTS, &mut dns, &mut out).unwrap();
+    out.flush().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(count, n);
+    println!(
+        "-i any (LINUX_SLL2), {n} frames: knetdoctor one line per frame {secs:.2} s, {:.0} frames/s",
+        n as f64 / secs
+    );
+    match timed(&["tcpdump", "-nn", "-r", path.to_str().unwrap()]) {
+        Some((s, m)) => println!(
+            "-i any (LINUX_SLL2): tcpdump -nn -r {s:.2} s, {m:.0} MiB; knetdoctor printing is {:.1}x its rate (target >= 10x)",
+            s / secs
+        ),
+        None => println!("tcpdump -nn -r (LINUX_SLL2): not measured"),
+    }
+    let _ = std::fs::remove_file(&path);
 }
