@@ -205,7 +205,11 @@ fn main() {
 /// received, eth0's on ifindex 2 as sent.
 fn sll2_frame(i: usize) -> Vec<u8> {
     let eth = frame(i);
-    let (ifindex, packet_type) = if i % 3 == 0 { (3u8, 0u8) } else { (2, 4) };
+    let (ifindex, packet_type) = if i.is_multiple_of(3) {
+        (3u8, 0u8)
+    } else {
+        (2, 4)
+    };
     let mut out = vec![0x08, 0x00, 0, 0, 0, 0, 0, ifindex, 0, 1, packet_type, 6];
     out.extend_from_slice(&eth[6..12]);
     out.extend_from_slice(&[0, 0]);
