@@ -5,8 +5,9 @@
 pub mod dns_watch;
 pub mod file;
 pub mod filter;
+pub mod kfree;
 pub mod live;
 pub mod remote;
 pub mod sink;
 
-pub use knetdoctor_core::capture::{Frame, correlate, decode, link, test_frames, view};
+pub use knetdoctor_core::capture::{Frame, correlate, decode, drops, link, test_frames, view};

@@ -35,6 +35,8 @@ pub enum Command {
     Capture(CaptureArgs),
     /// The path from SRC to DST hop by hop, with the entry that carries or drops the packet at each hop.
     Trace(TraceArgs),
+    /// The packets the kernel drops, live, with its own reason and the function that freed each (skb:kfree_skb through tracefs), counted by reason at the end.
+    Drops(DropsArgs),
     /// Put a node's dataplane back the way flannel meant it: the plan (typed actions, each with the finding it fixes and what it replaces), then with --apply through rtnetlink, journaled and undoable.
     Repair(RepairArgs),
     /// Write an offline bundle (cluster objects, node states, raw iptables-save) that --bundle reads.
@@ -71,6 +73,28 @@ pub enum Command {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
+}
+
+/// The packets of which protocol `drops` watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DropProtocol {
+    Ipv4,
+    Ipv6,
+    Arp,
+    /// Every protocol.
+    Any,
+}
+
+#[derive(Debug, Args)]
+pub struct DropsArgs {
+    /// How long to watch.
+    #[arg(long, default_value = "10", value_parser = values::seconds)]
+    pub duration: std::time::Duration,
+    /// Which packets.
+    #[arg(long, value_enum, default_value = "ipv4")]
+    pub protocol: DropProtocol,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod agent;
 mod capture;
 mod check;
 mod collect;
+mod drops;
 mod hidden;
 mod inspect;
 mod lab;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Trace(a) => trace::run(a),
         Command::Inspect(c) => inspect::run(c),
         Command::Capture(a) => capture::run(a),
+        Command::Drops(a) => drops::run(a),
         Command::Repair(a) => repair::run(a),
         Command::Collect(a) => collect::run(a),
         Command::Agent(a) => agent::run(a),

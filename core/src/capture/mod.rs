@@ -3,6 +3,7 @@
 
 pub mod correlate;
 pub mod decode;
+pub mod drops;
 pub mod link;
 #[doc(hidden)]
 pub mod test_frames;

@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::access::target::PodNamespaces;
 use crate::agent::api::{ProbeSend, ProbeSpec};
 use crate::capture::decode::VXLAN_PORTS;
+use crate::capture::drops::DropCount;
+use crate::capture::kfree::DropWatch;
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use crate::model::flannel::{BRIDGE_DEVICE, VTEP_DEVICE};
@@ -82,6 +84,12 @@ pub struct ProbeReport {
     pub netfilter: Vec<NodeNetfilter>,
     /// Nodes of the path that could not be captured, and why.
     pub not_captured: Vec<String>,
+    /// What the kernel of this machine dropped (IPv4) while the probe was
+    /// in flight, by its own reason and function: on a lab machine, the
+    /// nodes' drops (one kernel serves them all).
+    pub kernel_drops: Vec<DropCount>,
+    /// Why the kernel's drops were not read.
+    pub drops_note: Option<String>,
 }
 
 /// Netfilter tracing on one node.
@@ -132,6 +140,9 @@ fn check_size(size: Option<usize>, proto: Proto, port: Option<u16>) -> Result<()
         None => Ok(()),
     }
 }
+
+/// The EtherType of IPv4: the probe's packets.
+const IPV4: u16 = 0x0800;
 
 /// How long a node's watch may last when its client never stops it: the
 /// reply's timeout and this much more.
@@ -191,6 +202,12 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
             None => remote.push((node.clone(), part(node, Some(send.clone())))),
         }
     }
+    // The kernel's drops, where the nodes are this machine's.
+    let drop_watch = if local.is_empty() {
+        Err("the path's nodes are reached through agents; drop reasons are read on this machine's nodes only".to_string())
+    } else {
+        DropWatch::start(Some(IPV4)).map_err(|e| e.to_string())
+    };
     let armed: Vec<station::Armed> = local
         .iter()
         .map(|(node, ns)| station::arm(node, ns, &part(node, None)))
@@ -220,6 +237,10 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
             Err(e) => not_captured.push(format!("{node}: not watched: {e}")),
         }
     }
+    let (kernel_drops, drops_note) = match drop_watch {
+        Ok(w) => (crate::capture::drops::tally(&w.finish()), None),
+        Err(why) => (Vec::new(), Some(why)),
+    };
     // In path order, however the answers came in.
     let order = path_nodes(trace);
     seen.sort_by_key(|p| order.iter().position(|n| *n == p.node));
@@ -230,7 +251,7 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
         })?,
         (None, None) => return Err(Error::internal("the probe was never sent")),
     };
-    Ok(report(
+    let mut report = report(
         trace,
         Sending {
             proto,
@@ -243,7 +264,10 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
         sent,
         seen,
         not_captured,
-    ))
+    );
+    report.kernel_drops = kernel_drops;
+    report.drops_note = drops_note;
+    Ok(report)
 }
 
 /// The source pod's node, when the probe is sent through its agent: the
@@ -331,6 +355,8 @@ fn report(
         judgement,
         netfilter: seen.into_iter().map(|p| p.netfilter).collect(),
         not_captured,
+        kernel_drops: Vec::new(),
+        drops_note: None,
     }
 }
 

@@ -50,6 +50,16 @@ pub fn render_probe(p: &super::ProbeReport) -> String {
     for n in &p.netfilter {
         netfilter_lines(&mut o, n, bad);
     }
+    for d in &p.kernel_drops {
+        let _ = writeln!(
+            o,
+            "  the kernel dropped: {bad}{}{bad:#} in {} ({}x while the probe was in flight)",
+            d.reason, d.function, d.count
+        );
+    }
+    if let Some(why) = &p.drops_note {
+        let _ = writeln!(o, "  drop reasons not read: {why}");
+    }
     for n in &p.not_captured {
         let _ = writeln!(o, "  not captured: {n}");
     }
