@@ -113,6 +113,7 @@ pub struct Branch {
 
 /// The protocol a trace follows (and a probe sends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
