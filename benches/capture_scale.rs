@@ -106,22 +106,35 @@ fn timed(cmd: &[&str]) -> Option<(f64, f64)> {
     Some((secs, kb / 1024.0))
 }
 
+/// Writes frames `0..n` of `frame` to a pcap of link type `link`, one
+/// microsecond apart.
+fn write_pcap(
+    path: &std::path::Path,
+    link: pcap_file::DataLink,
+    n: usize,
+    frame: impl Fn(usize) -> Vec<u8>,
+) {
+    let header = pcap_file::pcap::PcapHeader {
+        datalink: link,
+        ..Default::default()
+    };
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = pcap_file::pcap::PcapWriter::with_header(BufWriter::new(file), header).unwrap();
+    for i in 0..n {
+        let data = frame(i);
+        w.write_packet(&pcap_file::pcap::PcapPacket::new(
+            Duration::from_micros(1_700_000_000_000_000 + i as u64),
+            data.len() as u32,
+            &data,
+        ))
+        .unwrap();
+    }
+}
+
 fn main() {
     let n = env("KD_BENCH_FRAMES", 1_000_000);
     let path = std::env::temp_dir().join(format!("knetdoctor-bench-{}.pcap", std::process::id()));
-    {
-        let file = std::fs::File::create(&path).unwrap();
-        let mut w = pcap_file::pcap::PcapWriter::new(BufWriter::new(file)).unwrap();
-        for i in 0..n {
-            let data = frame(i);
-            w.write_packet(&pcap_file::pcap::PcapPacket::new(
-                Duration::from_micros(1_700_000_000_000_000 + i as u64),
-                data.len() as u32,
-                &data,
-            ))
-            .unwrap();
-        }
-    }
+    write_pcap(&path, pcap_file::DataLink::ETHERNET, n, frame);
     let mib = std::fs::metadata(&path).unwrap().len() as f64 / 1048576.0;
     println!(
         "generated {n} frames ({mib:.0} MiB): 1/3 plain pod TCP/ICMP (cni0), 2/3 flannel VXLAN carrying pod TCP or ICMP (eth0), half of them the cni0 packets again"
@@ -222,23 +235,7 @@ fn sll2_frame(i: usize) -> Vec<u8> {
 fn any_capture(n: usize) {
     let path =
         std::env::temp_dir().join(format!("knetdoctor-bench-sll2-{}.pcap", std::process::id()));
-    {
-        let header = pcap_file::pcap::PcapHeader {
-            datalink: pcap_file::DataLink::LINUX_SLL2,
-            ..Default::default()
-        };
-        let file = std::fs::File::create(&path).unwrap();
-        let mut w = pcap_file::pcap::PcapWriter::with_header(BufWriter::new(file), header).unwrap();
-        for i in 0..n {
-            let data = sll2_frame(i);
-            w.write_packet(&pcap_file::pcap::PcapPacket::new(
-                Duration::from_micros(1_700_000_000_000_000 + i as u64),
-                data.len() as u32,
-                &data,
-            ))
-            .unwrap();
-        }
-    }
+    write_pcap(&path, pcap_file::DataLink::LINUX_SLL2, n, sll2_frame);
     let t = Instant::now();
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create("/dev/null").unwrap());
     let mut dns = knetdoctor::capture::dns_watch::DnsWatch::new(2.0);

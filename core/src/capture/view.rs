@@ -267,11 +267,21 @@ pub fn view_link(frame: &[u8], link: Link, vxlan_ports: &[u16]) -> Option<View> 
     if link == Link::Ethernet {
         return view(frame, vxlan_ports);
     }
+    view_cooked(frame, link, vxlan_ports).map(|(_, v)| v)
+}
+
+/// The cooked header's facts and the view of what it carries: the link
+/// header stripped once for both.
+fn view_cooked(
+    frame: &[u8],
+    link: Link,
+    vxlan_ports: &[u16],
+) -> Option<(super::link::Cooked, View)> {
     let s = super::link::strip(link, frame).ok()?;
     if s.ether_type != 0x0800 {
         return None;
     }
-    view_from(ip4_packet(s.payload)?, vxlan_ports)
+    Some((s.cooked, view_from(ip4_packet(s.payload)?, vxlan_ports)?))
 }
 
 /// [`write_line`] for a frame under `link`'s header: a cooked header's
@@ -285,10 +295,7 @@ pub fn write_line_link(
     if link == Link::Ethernet {
         return write_line(frame, vxlan_ports, out);
     }
-    let fast = super::link::strip(link, frame)
-        .ok()
-        .and_then(|s| Some((s.cooked, view_link(frame, link, vxlan_ports)?)));
-    match fast {
+    match view_cooked(frame, link, vxlan_ports) {
         Some((cooked, v)) => {
             out.extend_from_slice(cooked.prefix().as_bytes());
             v.write_line(out);
