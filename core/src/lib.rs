@@ -19,5 +19,6 @@ pub mod repair;
 pub mod suggest;
 pub mod synthetic;
 pub mod trace;
+pub mod wire_bytes;
 
 pub use error::{Error, Result};

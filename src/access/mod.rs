@@ -62,6 +62,10 @@ pub trait NodeAccess: Send + Sync {
     /// Where its repair journals and lock live, or why it cannot be
     /// repaired from here.
     fn journal_dir(&self) -> Result<PathBuf>;
+    /// The namespaces of its pods, where this process can enter them.
+    fn pod_namespaces(&self) -> Vec<Netns> {
+        Vec::new()
+    }
     /// The agent this node is reached through, when it is: a repair then
     /// goes to the agent instead of through a namespace entered here.
     fn agent(&self) -> Option<&crate::agent::remote::AgentNode> {
@@ -194,6 +198,9 @@ impl NodeAccess for InNamespace {
     }
     fn netns(&self) -> Result<Netns> {
         Ok(self.source.netns.clone())
+    }
+    fn pod_namespaces(&self) -> Vec<Netns> {
+        self.source.pod_netns.iter().map(Netns::named).collect()
     }
     fn journal_dir(&self) -> Result<PathBuf> {
         self.journals.clone().ok_or_else(|| {

@@ -415,7 +415,23 @@ impl Target {
             pods: self.pod_namespaces(),
             timeout,
             size,
+            owners: Arc::new(self.drop_owners()),
         })
+    }
+
+    /// The namespaces of the nodes this process can enter, theirs and
+    /// their pods', to place the kernel's drops.
+    fn drop_owners(&self) -> crate::capture::dropwatch::owners::Owners {
+        let mut owners = crate::capture::dropwatch::owners::Owners::default();
+        for n in self.nodes().unwrap_or_default() {
+            if let Some(name) = n.name().map(str::to_string)
+                && n.agent().is_none()
+            {
+                // A namespace gone since the nodes were listed drops nothing.
+                let _ = owners.add(&name, n.as_ref());
+            }
+        }
+        owners
     }
 
     /// The namespaces of the nodes this process can enter.

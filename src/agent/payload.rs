@@ -127,22 +127,8 @@ pub fn decode(p: &Payload, parts: &[String]) -> Result<Vec<u8>> {
     Ok(body)
 }
 
-/// Bytes in JSON as base64 (`#[serde(with = ...)]`): frames and pcapng
-/// travel inside JSON answers.
-pub mod base64_bytes {
-    use data_encoding::BASE64;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&BASE64.encode(b))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        BASE64
-            .decode(text.as_bytes())
-            .map_err(serde::de::Error::custom)
-    }
-}
+/// Bytes in JSON as base64: frames and pcapng travel inside JSON answers.
+pub use knetdoctor_core::wire_bytes as base64_bytes;
 
 #[cfg(test)]
 mod tests {

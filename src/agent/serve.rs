@@ -26,6 +26,7 @@ use super::repair::{PlanSent, RepairAnswer};
 use super::wire::{Wire, refused};
 use crate::access::target::PodNamespaces;
 use crate::access::{InNamespace, NodeAccess};
+use crate::capture::dropwatch::owners::Owners;
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use crate::inspect::live::LiveSource;
@@ -425,6 +426,8 @@ impl Agent {
             stops.insert(uid.clone(), stop.clone());
         }
         let result = (|| {
+            // One kernel is one node: every drop here is this node's.
+            let drops = station::DropsWatch::start(spec.proto, spec.tag);
             let armed = station::arm(&self.opts.node, &Netns::Current, spec)?;
             if armed.tracing() {
                 std::thread::sleep(station::SUBSCRIBE);
@@ -453,6 +456,14 @@ impl Agent {
                 }
             };
             let mut seen = armed.finish(spec.proto, spec.tag);
+            match drops {
+                Ok(w) => {
+                    let mut owners = Owners::default();
+                    let _ = owners.add(&self.opts.node, &self.node());
+                    seen.drops = w.finish(&owners).into_iter().map(|(_, d)| d).collect();
+                }
+                Err(why) => seen.drops_note = Some(why),
+            }
             seen.sent = sent.transpose()?;
             Ok(seen)
         })();

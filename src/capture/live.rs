@@ -94,6 +94,9 @@ pub struct Spec {
 /// A running capture: read frames from `frames`, then [`Running::stop`].
 pub struct Running {
     pub frames: Receiver<Captured>,
+    /// When the capture started, since the epoch: frames' `at` counts
+    /// from it.
+    pub started: Duration,
     stop: Arc<AtomicBool>,
     threads: Vec<(String, Arc<AtomicU64>, JoinHandle<Result<IfaceStats>>)>,
 }
@@ -135,6 +138,7 @@ pub fn start(spec: &Spec) -> Result<Running> {
     drop(ready_tx);
     let running = Running {
         frames: rx,
+        started,
         stop,
         threads,
     };

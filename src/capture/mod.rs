@@ -3,11 +3,13 @@
 //! one packet across them.
 
 pub mod dns_watch;
+pub mod dropwatch;
 pub mod file;
 pub mod filter;
-pub mod kfree;
 pub mod live;
 pub mod remote;
 pub mod sink;
 
-pub use knetdoctor_core::capture::{Frame, correlate, decode, drops, link, test_frames, view};
+pub use knetdoctor_core::capture::{
+    Frame, correlate, decode, drop_program, drops, link, test_frames, view,
+};

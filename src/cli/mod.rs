@@ -35,7 +35,7 @@ pub enum Command {
     Capture(CaptureArgs),
     /// The path from SRC to DST hop by hop, with the entry that carries or drops the packet at each hop.
     Trace(TraceArgs),
-    /// The packets the kernel drops, live, with its own reason and the function that freed each (skb:kfree_skb through tracefs), counted by reason at the end.
+    /// The packets the kernel drops, live: where, why (the kernel's own reason) and which function freed each, counted by reason at the end.
     Drops(DropsArgs),
     /// Put a node's dataplane back the way flannel meant it: the plan (typed actions, each with the finding it fixes and what it replaces), then with --apply through rtnetlink, journaled and undoable.
     Repair(RepairArgs),
@@ -87,6 +87,17 @@ pub enum DropProtocol {
 
 #[derive(Debug, Args)]
 pub struct DropsArgs {
+    /// Only this lab node's drops (its namespace and its pods'), or this
+    /// machine's when NODE is its host name; omit for every drop on the
+    /// machine (a lab's nodes named where they are).
+    pub node: Option<String>,
+    /// The lab whose node NODE names.
+    #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
+    pub lab: String,
+    /// Only packets this tcpdump filter matches (on the dropped packet's
+    /// headers, e.g. `icmp and host 10.2.0.42`).
+    #[arg(short = 'f', long)]
+    pub filter: Option<String>,
     /// How long to watch.
     #[arg(long, default_value = "10", value_parser = values::seconds)]
     pub duration: std::time::Duration,

@@ -43,6 +43,18 @@ impl Netns {
         }
     }
 
+    /// The namespace's inode: what names it to the kernel (a dropped
+    /// packet's namespace is known only by this).
+    pub fn inode(&self) -> Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self
+            .path()
+            .unwrap_or_else(|| PathBuf::from("/proc/thread-self/ns/net"));
+        std::fs::metadata(&path)
+            .map(|m| m.ino())
+            .map_err(|e| Error::io(path, e))
+    }
+
     /// The name to show people.
     pub fn display_name(&self) -> String {
         match self {

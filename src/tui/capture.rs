@@ -2,8 +2,10 @@
 //! flannel.1 and eth0 in a thread of its own, into a bounded buffer the
 //! render thread only reads — each frame decoded once (VXLAN down to the
 //! inner packet) and, when grouped, one packet followed across the
-//! interfaces by `capture`'s correlation. Pausing keeps the buffer as it
-//! is; `w` writes it to a pcapng file.
+//! interfaces by `capture`'s correlation. Beside the frames, what the
+//! kernel drops on the node (its namespace and its pods'), with its reason
+//! and the function, from the drop watch. Pausing keeps the buffer as it
+//! is; `w` writes the frames to a pcapng file.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::capture::drops::KernelDrop;
+use crate::capture::dropwatch::DropWatch;
+use crate::capture::dropwatch::owners::Owners;
 use crate::capture::{correlate, decode, file, live};
 use crate::dataplane::Netns;
 use crate::error::Result;
@@ -21,6 +26,8 @@ pub const INTERFACES: [&str; 3] = ["cni0", "flannel.1", "eth0"];
 
 /// Frames kept; older ones fall off the front.
 pub const CAPACITY: usize = 10_000;
+/// Drops kept (the counts by reason count them all).
+pub const DROPS_KEPT: usize = 200;
 
 /// How often the groups are followed again while frames arrive.
 const REGROUP: Duration = Duration::from_millis(250);
@@ -80,10 +87,17 @@ pub struct Buffer {
     pub error: Option<String>,
     /// Set once every interface is open, until the capture stops.
     pub running: bool,
+    /// What the kernel dropped on the node, newest last: `at  place
+    /// REASON in function: packet`.
+    pub drops: VecDeque<String>,
+    /// How many drops, by reason and function, most first.
+    pub drop_counts: Vec<crate::capture::drops::DropCount>,
+    /// Why the kernel's drops are not shown.
+    pub drops_note: Option<String>,
 }
 
 impl Buffer {
-    fn push(&mut self, p: Packet) {
+    pub(crate) fn push(&mut self, p: Packet) {
         if self.paused {
             self.dropped += 1;
             return;
@@ -93,6 +107,35 @@ impl Buffer {
             self.dropped += 1;
         }
         self.packets.push_back(p);
+    }
+
+    /// Adds a drop seen `at` seconds into the capture, at `place`.
+    pub(crate) fn push_drop(&mut self, at: f64, place: &str, d: &KernelDrop) {
+        if self.paused {
+            return;
+        }
+        if self.drops.len() == DROPS_KEPT {
+            self.drops.pop_front();
+        }
+        self.drops.push_back(format!(
+            "{at:>9.6}  {place}  {} in {}: {}",
+            d.reason,
+            d.function,
+            d.frame(&decode::VXLAN_PORTS).line()
+        ));
+        match self
+            .drop_counts
+            .iter_mut()
+            .find(|c| c.reason == d.reason && c.function == d.function)
+        {
+            Some(c) => c.count += 1,
+            None => self.drop_counts.push(crate::capture::drops::DropCount {
+                reason: d.reason.clone(),
+                function: d.function.clone(),
+                count: 1,
+            }),
+        }
+        self.drop_counts.sort_by_key(|c| std::cmp::Reverse(c.count));
     }
 
     /// Follows the buffered packets across interfaces (from the keys kept
@@ -136,11 +179,13 @@ impl Session {
         let stop = Arc::new(AtomicBool::new(false));
         let (b, halt, node) = (buffer.clone(), stop.clone(), node.to_string());
         std::thread::spawn(move || {
-            let netns = source
-                .target()
-                .and_then(|t| t.node(&node))
-                .and_then(|n| n.netns());
-            if let Err(e) = netns.and_then(|netns| run(&netns, &b, &halt))
+            let mut owners = Owners::default();
+            let netns = source.target().and_then(|t| t.node(&node)).and_then(|a| {
+                // Drops are placed in its namespaces (its own, its pods').
+                let _ = owners.add(&node, a.as_ref());
+                a.netns()
+            });
+            if let Err(e) = netns.and_then(|netns| run(&netns, &owners, &b, &halt))
                 && let Ok(mut b) = b.lock()
             {
                 b.error = Some(e.to_string());
@@ -163,7 +208,7 @@ impl Drop for Session {
     }
 }
 
-fn run(netns: &Netns, buffer: &Mutex<Buffer>, stop: &AtomicBool) -> Result<()> {
+fn run(netns: &Netns, owners: &Owners, buffer: &Mutex<Buffer>, stop: &AtomicBool) -> Result<()> {
     let names: Vec<String> = INTERFACES.iter().map(|s| s.to_string()).collect();
     let spec = live::Spec {
         interfaces: live::Iface::in_netns(netns, &names, None),
@@ -172,10 +217,17 @@ fn run(netns: &Netns, buffer: &Mutex<Buffer>, stop: &AtomicBool) -> Result<()> {
         queue: 65_536,
     };
     let running = live::start(&spec)?;
+    let drops = DropWatch::start();
     if let Ok(mut b) = buffer.lock() {
         b.interfaces = names;
         b.running = true;
+        b.drops_note = drops.as_ref().err().map(|e| e.to_string());
     }
+    let since_start = |ts_nanos: u64| {
+        Duration::from_nanos(ts_nanos)
+            .saturating_sub(running.started)
+            .as_secs_f64()
+    };
     let mut regrouped = Instant::now();
     let mut fresh = false;
     while !stop.load(Ordering::Relaxed) {
@@ -189,12 +241,27 @@ fn run(netns: &Netns, buffer: &Mutex<Buffer>, stop: &AtomicBool) -> Result<()> {
                 Packet::new(c.iface, at, c.ts, c.len, c.data)
             })
             .collect();
+        let dropped: Vec<(f64, String, KernelDrop)> = drops
+            .as_ref()
+            .map(|w| {
+                w.drops
+                    .try_iter()
+                    .filter_map(|d| {
+                        let place = owners.place(d.netns, d.ifindex)?;
+                        Some((since_start(d.ts_nanos), place.within(), d))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let Ok(mut b) = buffer.lock() else {
             break;
         };
         fresh |= !batch.is_empty() && !b.paused;
         for p in batch {
             b.push(p);
+        }
+        for (at, place, d) in &dropped {
+            b.push_drop(*at, place, d);
         }
         if b.grouped && fresh && regrouped.elapsed() >= REGROUP {
             b.regroup();

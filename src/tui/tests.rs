@@ -326,6 +326,53 @@ fn c_captures_on_the_selected_node_and_leaving_stops_it() {
 }
 
 #[test]
+fn the_capture_view_shows_the_kernels_drops_beside_the_frames() {
+    use crate::capture::drops::KernelDrop;
+    use crate::capture::link::Link;
+    use crate::tui::capture::{Buffer, Packet};
+    let mut a = app(snapshot(|_| {}), View::Node("k8s-node-12".into()));
+    press(&mut a, "c");
+    let echo = crate::capture::test_frames::icmp_echo([10, 2, 2, 50], [10, 2, 0, 42], 7);
+    let mut b = Buffer {
+        node: "k8s-node-12".into(),
+        interfaces: vec!["cni0".into()],
+        running: true,
+        ..Default::default()
+    };
+    let at = std::time::Duration::from_secs(1_700_000_000);
+    b.push(Packet::new("cni0".into(), 0.5, at, 98, echo.clone()));
+    let drop = KernelDrop {
+        reason: "NETFILTER_DROP".into(),
+        function: "nf_hook_slow".into(),
+        protocol: 0x0800,
+        netns: 1,
+        ifindex: 5,
+        ts_nanos: 0,
+        link: Link::Ethernet,
+        header: echo,
+    };
+    b.push_drop(0.5012, "cni0", &drop);
+    b.push_drop(0.7, "cni0", &drop);
+    a.capture = Some(std::sync::Arc::new(std::sync::Mutex::new(b)));
+    let got = screen(&a, 120, 16);
+    assert!(
+        got.contains("kernel drops on k8s-node-12: NETFILTER_DROP 2×"),
+        "{got}"
+    );
+    assert!(
+        got.contains(
+            " 0.501200  cni0  NETFILTER_DROP in nf_hook_slow: IP 10.2.2.50 > 10.2.0.42: ICMP echo request, id 7, seq 1"
+        ),
+        "{got}"
+    );
+    // Without the kernel's drops, the pane says why rather than nothing.
+    if let Some(c) = &a.capture {
+        c.lock().unwrap().drops_note = Some("not root".into());
+    }
+    assert!(screen(&a, 120, 16).contains("not read: not root"));
+}
+
+#[test]
 fn the_history_lists_repairs_newest_first_and_u_asks_before_undoing() {
     use crate::repair::journal::Journal;
     let mut a = app(snapshot(|_| {}), View::Repair("k8s-node-12".into()));

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use serde::Serialize;
 
 use super::link::{Cooked, Link};
@@ -228,7 +228,15 @@ pub fn decode_link(data: &[u8], link: Link, vxlan_ports: &[u16]) -> Frame {
             f.cooked = (s.cooked != Cooked::default()).then_some(s.cooked);
             match SlicedPacket::from_ether_type(etherparse::EtherType(s.ether_type), s.payload) {
                 Ok(p) => fill(&mut f, &p, vxlan_ports, 0),
-                Err(e) => f.error = Some(format!("{e}")),
+                Err(e) => {
+                    let lax = LaxSlicedPacket::from_ether_type(
+                        etherparse::EtherType(s.ether_type),
+                        s.payload,
+                    );
+                    if !fill_truncated(&mut f, &lax, vxlan_ports, 0) {
+                        f.error = Some(format!("{e}"));
+                    }
+                }
             }
         }
     }
@@ -240,6 +248,11 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
     let p = match SlicedPacket::from_ethernet(data) {
         Ok(p) => p,
         Err(e) => {
+            if let Ok(lax) = LaxSlicedPacket::from_ethernet(data)
+                && fill_truncated(&mut f, &lax, vxlan_ports, depth)
+            {
+                return f;
+            }
             f.error = Some(format!("{e}"));
             if data.len() >= 12 {
                 f.dst_mac = Some(mac(data[0..6].try_into().expect("6 bytes")));
@@ -250,6 +263,68 @@ fn decode_depth(data: &[u8], vxlan_ports: &[u16], depth: u8) -> Frame {
     };
     fill(&mut f, &p, vxlan_ports, depth);
     f
+}
+
+/// A packet cut short (a capture's snap length, the first bytes of a
+/// dropped packet the kernel reports) decoded as far as it goes: its
+/// headers say it is longer than what is here, which the strict decode
+/// refuses. Only a cut within the payload, or in the transport header
+/// (the transport is then left out), is read so; `false` when the damage
+/// is anything else, so it is reported as malformed.
+fn fill_truncated(f: &mut Frame, p: &LaxSlicedPacket<'_>, vxlan_ports: &[u16], depth: u8) -> bool {
+    use etherparse::err::packet::SliceError;
+    let cut_short = match &p.stop_err {
+        None => true,
+        Some((SliceError::Len(_), _)) => true,
+        Some(_) => false,
+    };
+    let Some(net) = &p.net else { return false };
+    if !cut_short {
+        return false;
+    }
+    if let Some(LinkSlice::Ethernet2(e)) = &p.link {
+        f.src_mac = Some(mac(e.source()));
+        f.dst_mac = Some(mac(e.destination()));
+    }
+    let (net, protocol) = match net {
+        LaxNetSlice::Ipv4(ip) => (ipv4(&ip.header()), Some(ip.header().protocol().0)),
+        LaxNetSlice::Ipv6(ip) => (ipv6(&ip.header()), None),
+        LaxNetSlice::Arp(a) => (arp(a), None),
+    };
+    f.net = Some(net);
+    match &p.transport {
+        Some(t) => fill_transport(f, t, vxlan_ports, depth),
+        None => f.transport = protocol.map(|number| Transport::Other { number }),
+    }
+    true
+}
+
+fn ipv4(h: &etherparse::Ipv4HeaderSlice<'_>) -> Net {
+    Net::Ipv4 {
+        src: IpAddr::V4(h.source_addr()),
+        dst: IpAddr::V4(h.destination_addr()),
+        ttl: h.ttl(),
+        len: h.total_len(),
+        id: h.identification(),
+    }
+}
+
+fn ipv6(h: &etherparse::Ipv6HeaderSlice<'_>) -> Net {
+    Net::Ipv6 {
+        src: IpAddr::V6(h.source_addr()),
+        dst: IpAddr::V6(h.destination_addr()),
+        hop_limit: h.hop_limit(),
+    }
+}
+
+fn arp(a: &etherparse::ArpPacketSlice<'_>) -> Net {
+    let ip = |b: &[u8]| -> Option<IpAddr> { <[u8; 4]>::try_from(b).ok().map(IpAddr::from) };
+    Net::Arp {
+        op: a.operation().0,
+        sender: ip(a.sender_protocol_addr()),
+        sender_mac: <[u8; 6]>::try_from(a.sender_hw_addr()).ok().map(mac),
+        target: ip(a.target_protocol_addr()),
+    }
 }
 
 /// Everything above the link layer, from etherparse's slices.
@@ -263,37 +338,27 @@ fn fill(f: &mut Frame, p: &SlicedPacket<'_>, vxlan_ports: &[u16], depth: u8) {
         _ => None,
     });
     f.net = match &p.net {
-        Some(NetSlice::Ipv4(ip)) => {
-            let h = ip.header();
-            Some(Net::Ipv4 {
-                src: IpAddr::V4(h.source_addr()),
-                dst: IpAddr::V4(h.destination_addr()),
-                ttl: h.ttl(),
-                len: h.total_len(),
-                id: h.identification(),
-            })
-        }
-        Some(NetSlice::Ipv6(ip)) => {
-            let h = ip.header();
-            Some(Net::Ipv6 {
-                src: IpAddr::V6(h.source_addr()),
-                dst: IpAddr::V6(h.destination_addr()),
-                hop_limit: h.hop_limit(),
-            })
-        }
-        Some(NetSlice::Arp(a)) => {
-            let ip = |b: &[u8]| -> Option<IpAddr> { <[u8; 4]>::try_from(b).ok().map(IpAddr::from) };
-            Some(Net::Arp {
-                op: a.operation().0,
-                sender: ip(a.sender_protocol_addr()),
-                sender_mac: <[u8; 6]>::try_from(a.sender_hw_addr()).ok().map(mac),
-                target: ip(a.target_protocol_addr()),
-            })
-        }
+        Some(NetSlice::Ipv4(ip)) => Some(ipv4(&ip.header())),
+        Some(NetSlice::Ipv6(ip)) => Some(ipv6(&ip.header())),
+        Some(NetSlice::Arp(a)) => Some(arp(a)),
         None => None,
     };
     match &p.transport {
-        Some(TransportSlice::Tcp(t)) => {
+        Some(t) => fill_transport(f, t, vxlan_ports, depth),
+        None => {
+            if let Some(NetSlice::Ipv4(ip)) = &p.net {
+                f.transport = Some(Transport::Other {
+                    number: ip.header().protocol().0,
+                });
+            }
+        }
+    }
+}
+
+/// The transport header and what it carries (VXLAN, DNS, HTTP).
+fn fill_transport(f: &mut Frame, t: &TransportSlice<'_>, vxlan_ports: &[u16], depth: u8) {
+    match t {
+        TransportSlice::Tcp(t) => {
             let mut flags = TcpFlags::default();
             for (on, bit) in [
                 (t.syn(), TcpFlags::SYN),
@@ -325,7 +390,7 @@ fn fill(f: &mut Frame, p: &SlicedPacket<'_>, vxlan_ports: &[u16], depth: u8) {
                 f.app = http(payload);
             }
         }
-        Some(TransportSlice::Udp(u)) => {
+        TransportSlice::Udp(u) => {
             let payload = u.payload();
             f.transport = Some(Transport::Udp {
                 src_port: u.source_port(),
@@ -338,7 +403,7 @@ fn fill(f: &mut Frame, p: &SlicedPacket<'_>, vxlan_ports: &[u16], depth: u8) {
                 f.app = dns(payload);
             }
         }
-        Some(TransportSlice::Icmpv4(i)) => {
+        TransportSlice::Icmpv4(i) => {
             let (kind, id, seq) = match i.icmp_type() {
                 etherparse::Icmpv4Type::EchoRequest(h) => {
                     (IcmpKind::EchoRequest, Some(h.id), Some(h.seq))
@@ -365,24 +430,17 @@ fn fill(f: &mut Frame, p: &SlicedPacket<'_>, vxlan_ports: &[u16], depth: u8) {
             };
             f.transport = Some(Transport::Icmp { kind, id, seq });
         }
-        Some(TransportSlice::Icmpv6(i)) => {
+        TransportSlice::Icmpv6(i) => {
             f.transport = Some(Transport::Icmp {
                 kind: IcmpKind::V6(i.type_u8()),
                 id: None,
                 seq: None,
             })
         }
-        Some(other) => {
+        other => {
             f.transport = Some(Transport::Other {
                 number: transport_protocol(other),
             })
-        }
-        None => {
-            if let Some(NetSlice::Ipv4(ip)) = &p.net {
-                f.transport = Some(Transport::Other {
-                    number: ip.header().protocol().0,
-                });
-            }
         }
     }
 }
@@ -618,6 +676,41 @@ mod tests {
 
     fn icmp_echo(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
         crate::capture::test_frames::icmp_echo(src, dst, 5)
+    }
+
+    #[test]
+    fn a_packet_cut_short_is_decoded_as_far_as_it_goes() {
+        // The first 128 bytes of a full-size echo in VXLAN: what the
+        // kernel's drop report and a short snap length keep.
+        let mut inner = crate::capture::test_frames::icmp_echo([10, 2, 2, 50], [10, 2, 0, 42], 7);
+        inner.extend_from_slice(&[0u8; 1300]);
+        let ip_len = (inner.len() - 14) as u16;
+        inner[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        let whole = decode(&in_vxlan(&inner, 1), &VXLAN_PORTS);
+        let cut = decode(&in_vxlan(&inner, 1)[..128], &VXLAN_PORTS);
+        assert_eq!(cut.error, None);
+        assert_eq!(cut.net, whole.net);
+        let inner_cut = &cut.vxlan.as_ref().expect("vxlan").inner;
+        assert!(matches!(
+            inner_cut.transport,
+            Some(Transport::Icmp {
+                id: Some(7),
+                seq: Some(1),
+                ..
+            })
+        ));
+        // Cut inside the IP header: still malformed.
+        let f = decode(&inner[..24], &VXLAN_PORTS);
+        assert!(f.error.is_some() && f.net.is_none());
+        // Raw IP, cut within the ICMP header: the protocol is still said.
+        let f = decode_link(&inner[14..40], Link::RawIp, &VXLAN_PORTS);
+        assert!(
+            matches!(
+                f.transport,
+                Some(Transport::Other { number: 1 }) | Some(Transport::Icmp { .. })
+            ),
+            "{f:?}"
+        );
     }
 
     #[test]

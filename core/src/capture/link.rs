@@ -5,10 +5,10 @@
 //! index, are all that is left of the link, and are kept to show. Raw IP
 //! and BSD loopback (NULL, LOOP) have no EtherType at all.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A capture's link type (the LINKTYPE_* number pcap and pcapng record).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Link {
     Ethernet,

@@ -3,6 +3,7 @@
 
 pub mod correlate;
 pub mod decode;
+pub mod drop_program;
 pub mod drops;
 pub mod link;
 #[doc(hidden)]

@@ -12,15 +12,7 @@ use crate::capture::decode::{IcmpKind, Net, TcpFlags, Transport};
 
 /// The sightings of the probe among `(place, at, frame)`, in time order.
 pub fn identify(frames: &[(Place, f64, Frame)], proto: Proto, tag: u16, src: IpAddr) -> Vec<Seen> {
-    let senders = senders(frames, proto, tag, src);
-    let source_ips: HashSet<IpAddr> = senders.iter().map(|(ip, _)| *ip).collect();
-    let probe = Probe {
-        proto,
-        tag,
-        src,
-        senders: &senders,
-        source_ips: &source_ips,
-    };
+    let probe = Probe::new(frames.iter().map(|(_, _, f)| f), proto, tag, src);
     let mut seen: Vec<Seen> = frames
         .iter()
         .filter_map(|(place, at, f)| {
@@ -36,6 +28,26 @@ pub fn identify(frames: &[(Place, f64, Frame)], proto: Proto, tag: u16, src: IpA
         .collect();
     seen.sort_by(|a, b| a.at.total_cmp(&b.at));
     seen
+}
+
+/// For each of `more` (the headers of packets the kernel dropped), whether
+/// it was the probe's request or reply, judged with the senders the
+/// captures `frames` and `more` show.
+pub fn directions(
+    frames: &[(Place, f64, Frame)],
+    more: &[&Frame],
+    proto: Proto,
+    tag: u16,
+    src: IpAddr,
+) -> Vec<Option<Direction>> {
+    let all = frames.iter().map(|(_, _, f)| f).chain(more.iter().copied());
+    let probe = Probe::new(all, proto, tag, src);
+    more.iter()
+        .map(|f| {
+            let (s, d, _, t) = view(f)?;
+            probe.direction(s, d, t.as_ref())
+        })
+        .collect()
 }
 
 /// A frame's IPv4 header fields and transport, inside VXLAN if it is
@@ -60,8 +72,8 @@ fn syn_from(t: &Option<Transport>) -> Option<u16> {
 
 /// The (address, port) pairs the probe is sent from: as sent, then the
 /// same SYN (by IP ID) after any SNAT on the way.
-fn senders(
-    frames: &[(Place, f64, Frame)],
+fn senders<'f>(
+    frames: impl Iterator<Item = &'f Frame> + Clone,
     proto: Proto,
     tag: u16,
     src: IpAddr,
@@ -72,12 +84,12 @@ fn senders(
         return senders;
     }
     let ids: HashSet<u16> = frames
-        .iter()
-        .filter_map(|(_, _, f)| view(f))
+        .clone()
+        .filter_map(view)
         .filter(|(_, _, _, t)| syn_from(t) == Some(tag))
         .map(|(_, _, id, _)| id)
         .collect();
-    for (_, _, f) in frames {
+    for f in frames {
         if let Some((s, _, id, t)) = view(f)
             && let Some(port) = syn_from(&t)
             && (port == tag || ids.contains(&id))
@@ -89,15 +101,34 @@ fn senders(
 }
 
 /// What the probe was and who sent it, to tell its frames from others.
-struct Probe<'a> {
+struct Probe {
     proto: Proto,
     tag: u16,
     src: IpAddr,
-    senders: &'a HashSet<(IpAddr, u16)>,
-    source_ips: &'a HashSet<IpAddr>,
+    senders: HashSet<(IpAddr, u16)>,
+    source_ips: HashSet<IpAddr>,
 }
 
-impl Probe<'_> {
+impl Probe {
+    /// The probe sent as `proto` with `tag` from `src`, and its senders
+    /// after any SNAT as `frames` show them.
+    fn new<'f>(
+        frames: impl Iterator<Item = &'f Frame> + Clone,
+        proto: Proto,
+        tag: u16,
+        src: IpAddr,
+    ) -> Probe {
+        let senders = senders(frames, proto, tag, src);
+        let source_ips = senders.iter().map(|(ip, _)| *ip).collect();
+        Probe {
+            proto,
+            tag,
+            src,
+            senders,
+            source_ips,
+        }
+    }
+
     /// Whether a frame from `s` to `d` is the probe's request, its reply
     /// (or an ICMP error on its way back), or neither.
     fn direction(&self, s: IpAddr, d: IpAddr, t: Option<&Transport>) -> Option<Direction> {

@@ -23,15 +23,14 @@ use serde::{Deserialize, Serialize};
 use crate::access::target::PodNamespaces;
 use crate::agent::api::{ProbeSend, ProbeSpec};
 use crate::capture::decode::VXLAN_PORTS;
-use crate::capture::drops::DropCount;
-use crate::capture::kfree::DropWatch;
+use crate::capture::dropwatch::owners::Owners;
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use crate::model::flannel::{BRIDGE_DEVICE, VTEP_DEVICE};
 use crate::trace::resolve::End;
 use crate::trace::{Proto, SentTo, Trace};
 use nftrace::RuleHit;
-use station::{NodeProbe, Sent};
+use station::{DropsWatch, NodeProbe, Sent};
 use verdict::{Judgement, Reply, Seen};
 
 /// How to probe.
@@ -50,6 +49,9 @@ pub struct Options {
     /// IP packet size for ICMP and UDP probes (DF set); default: the
     /// source interface's MTU for ICMP, small for UDP.
     pub size: Option<usize>,
+    /// The namespaces of the nodes entered from here (theirs and their
+    /// pods'), to place the kernel's drops.
+    pub owners: Arc<Owners>,
 }
 
 /// Nodes watched elsewhere: through their agents (a trait so the probe's
@@ -84,12 +86,27 @@ pub struct ProbeReport {
     pub netfilter: Vec<NodeNetfilter>,
     /// Nodes of the path that could not be captured, and why.
     pub not_captured: Vec<String>,
-    /// What the kernel of this machine dropped (IPv4) while the probe was
-    /// in flight, by its own reason and function: on a lab machine, the
-    /// nodes' drops (one kernel serves them all).
-    pub kernel_drops: Vec<DropCount>,
-    /// Why the kernel's drops were not read.
+    /// Where the kernel dropped the probe's packets, with its own reason
+    /// and the function that freed them, on the nodes watched.
+    pub kernel_drops: Vec<ProbeDrop>,
+    /// Nodes whose drops were not read, and why.
     pub drops_note: Option<String>,
+}
+
+/// The kernel dropped one of the probe's packets.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeDrop {
+    pub node: String,
+    /// The device (and pod namespace) on the node, when it had one.
+    pub place: String,
+    /// The request or its reply.
+    pub direction: verdict::Direction,
+    /// Seconds from the start of the captures.
+    pub at: f64,
+    pub reason: String,
+    pub function: String,
+    /// Its headers as `capture` prints them.
+    pub packet: String,
 }
 
 /// Netfilter tracing on one node.
@@ -140,9 +157,6 @@ fn check_size(size: Option<usize>, proto: Proto, port: Option<u16>) -> Result<()
         None => Ok(()),
     }
 }
-
-/// The EtherType of IPv4: the probe's packets.
-const IPV4: u16 = 0x0800;
 
 /// How long a node's watch may last when its client never stops it: the
 /// reply's timeout and this much more.
@@ -202,12 +216,9 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
             None => remote.push((node.clone(), part(node, Some(send.clone())))),
         }
     }
-    // The kernel's drops, where the nodes are this machine's.
-    let drop_watch = if local.is_empty() {
-        Err("the path's nodes are reached through agents; drop reasons are read on this machine's nodes only".to_string())
-    } else {
-        DropWatch::start(Some(IPV4)).map_err(|e| e.to_string())
-    };
+    // The kernel's drops on the nodes entered from here (the agents watch
+    // their own).
+    let drop_watch = (!local.is_empty()).then(|| DropsWatch::start(proto, tag));
     let armed: Vec<station::Armed> = local
         .iter()
         .map(|(node, ns)| station::arm(node, ns, &part(node, None)))
@@ -237,10 +248,24 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
             Err(e) => not_captured.push(format!("{node}: not watched: {e}")),
         }
     }
-    let (kernel_drops, drops_note) = match drop_watch {
-        Ok(w) => (crate::capture::drops::tally(&w.finish()), None),
-        Err(why) => (Vec::new(), Some(why)),
-    };
+    match drop_watch {
+        Some(Ok(w)) => {
+            for (node, d) in w.finish(&opts.owners) {
+                if let Some(p) = seen.iter_mut().find(|p| p.node == node) {
+                    p.drops.push(d);
+                }
+            }
+        }
+        Some(Err(why)) => {
+            for p in seen
+                .iter_mut()
+                .filter(|p| local.iter().any(|(n, _)| *n == p.node))
+            {
+                p.drops_note = Some(why.clone());
+            }
+        }
+        None => {}
+    }
     // In path order, however the answers came in.
     let order = path_nodes(trace);
     seen.sort_by_key(|p| order.iter().position(|n| *n == p.node));
@@ -251,7 +276,7 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
         })?,
         (None, None) => return Err(Error::internal("the probe was never sent")),
     };
-    let mut report = report(
+    Ok(report(
         trace,
         Sending {
             proto,
@@ -264,10 +289,7 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
         sent,
         seen,
         not_captured,
-    );
-    report.kernel_drops = kernel_drops;
-    report.drops_note = drops_note;
-    Ok(report)
+    ))
 }
 
 /// The source pod's node, when the probe is sent through its agent: the
@@ -332,6 +354,11 @@ fn report(
     let frames = identify::identify(&decoded, s.proto, s.tag, s.src_ip);
     let judgement = verdict::judge(trace, &frames, &sent.reply);
     not_captured.extend(seen.iter().flat_map(|p| p.not_captured.iter().cloned()));
+    let kernel_drops = probe_drops(&seen, &decoded, &s, zero);
+    let notes: Vec<String> = seen
+        .iter()
+        .filter_map(|p| Some(format!("{}: {}", p.node, p.drops_note.as_ref()?)))
+        .collect();
     ProbeReport {
         sent: format!(
             "{} {}{} -> {}{}{}",
@@ -355,9 +382,45 @@ fn report(
         judgement,
         netfilter: seen.into_iter().map(|p| p.netfilter).collect(),
         not_captured,
-        kernel_drops: Vec::new(),
-        drops_note: None,
+        kernel_drops,
+        drops_note: (!notes.is_empty()).then(|| notes.join("; ")),
     }
+}
+
+/// The nodes' drops that were the probe's request or reply, in time order.
+fn probe_drops(
+    seen: &[NodeProbe],
+    captured: &[(verdict::Place, f64, crate::capture::Frame)],
+    s: &Sending,
+    zero: u64,
+) -> Vec<ProbeDrop> {
+    let drops: Vec<(&str, &station::NodeDrop, crate::capture::Frame)> = seen
+        .iter()
+        .flat_map(|p| {
+            p.drops
+                .iter()
+                .map(|d| (p.node.as_str(), d, d.drop.frame(&VXLAN_PORTS)))
+        })
+        .collect();
+    let frames: Vec<&crate::capture::Frame> = drops.iter().map(|(_, _, f)| f).collect();
+    let directions = identify::directions(captured, &frames, s.proto, s.tag, s.src_ip);
+    let mut out: Vec<ProbeDrop> = drops
+        .iter()
+        .zip(directions)
+        .filter_map(|((node, d, f), direction)| {
+            Some(ProbeDrop {
+                node: node.to_string(),
+                place: d.place.clone(),
+                direction: direction?,
+                at: d.drop.ts_nanos.saturating_sub(zero) as f64 / 1e9,
+                reason: d.drop.reason.clone(),
+                function: d.drop.function.clone(),
+                packet: f.line(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.at.total_cmp(&b.at));
+    out
 }
 
 /// Where the probe goes from and to: the source address (IPv4), what the
@@ -513,6 +576,8 @@ mod tests {
                             from_netns: "cni-1234".into(),
                             size: Some(1450),
                         }),
+                        drops: Vec::new(),
+                        drops_note: None,
                     };
                     (node, Ok(seen))
                 })
@@ -555,6 +620,7 @@ mod tests {
             pods: PodNamespaces::Anywhere,
             timeout: std::time::Duration::from_secs(1),
             size: None,
+            owners: Arc::default(),
         }
     }
 

@@ -13,6 +13,9 @@ use super::verdict::Reply;
 use super::{NodeNetfilter, nftrace, send};
 use crate::access::target::PodNamespaces;
 use crate::agent::api::{ProbeSend, ProbeSpec};
+use crate::capture::drops::KernelDrop;
+use crate::capture::dropwatch::owners::Owners;
+use crate::capture::dropwatch::{DropFilter, DropWatch};
 use crate::capture::{decode::VXLAN_PORTS, filter, live};
 use crate::dataplane::Netns;
 use crate::error::Result;
@@ -48,6 +51,59 @@ pub struct NodeProbe {
     pub not_captured: Vec<String>,
     /// On the source's node: what was sent and what came back.
     pub sent: Option<Sent>,
+    /// Packets of the probe's filter the kernel dropped on the node (its
+    /// own namespace and its pods'), while the probe ran.
+    #[serde(default)]
+    pub drops: Vec<NodeDrop>,
+    /// Why the node's drops were not read.
+    #[serde(default)]
+    pub drops_note: Option<String>,
+}
+
+/// A packet the kernel dropped on a node, and where there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeDrop {
+    /// The device (and pod namespace) it was on ([`crate::capture::dropwatch::owners::Place::within`]).
+    pub place: String,
+    pub drop: KernelDrop,
+}
+
+/// The kernel's drops of packets the probe's filter matches, for the
+/// nodes a probe watches here: one watch serves every namespace of this
+/// machine.
+pub struct DropsWatch {
+    watch: DropWatch,
+    filter: DropFilter,
+}
+
+impl DropsWatch {
+    /// Starts watching; why not, when the kernel cannot be asked.
+    pub fn start(proto: Proto, tag: u16) -> std::result::Result<DropsWatch, String> {
+        let filter = DropFilter::new(&filter::for_probe(proto, tag, &VXLAN_PORTS))
+            .map_err(|e| e.to_string())?;
+        let watch = DropWatch::start().map_err(|e| e.to_string())?;
+        Ok(DropsWatch { watch, filter })
+    }
+
+    /// Stops; the matching drops in the namespaces of `owners`' nodes, by
+    /// node.
+    pub fn finish(self, owners: &Owners) -> Vec<(String, NodeDrop)> {
+        self.watch
+            .finish()
+            .into_iter()
+            .filter(|d| self.filter.matches(d))
+            .filter_map(|d| {
+                let place = owners.place(d.netns, d.ifindex)?;
+                Some((
+                    place.node.clone(),
+                    NodeDrop {
+                        place: place.within(),
+                        drop: d,
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 /// The send, as the source's node saw it.
@@ -145,6 +201,8 @@ impl Armed {
             frames,
             not_captured: self.not_captured,
             sent: None,
+            drops: Vec::new(),
+            drops_note: None,
         }
     }
 }

@@ -53,8 +53,14 @@ pub fn render_probe(p: &super::ProbeReport) -> String {
     for d in &p.kernel_drops {
         let _ = writeln!(
             o,
-            "  the kernel dropped: {bad}{}{bad:#} in {} ({}x while the probe was in flight)",
-            d.reason, d.function, d.count
+            "  the kernel dropped the {} on {}{}{}: {bad}{}{bad:#} in {} ({})",
+            d.direction,
+            d.node,
+            if d.place.is_empty() { "" } else { " " },
+            d.place,
+            d.reason,
+            d.function,
+            d.packet
         );
     }
     if let Some(why) = &p.drops_note {

@@ -62,6 +62,15 @@ pub enum Direction {
     Reply,
 }
 
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::Request => "request",
+            Direction::Reply => "reply",
+        })
+    }
+}
+
 /// One frame of the probe seen by a capture.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Seen {

@@ -1,8 +1,10 @@
 //! The capture view: a node's packets as they arrive (or followed across
-//! interfaces), newest at the bottom.
+//! interfaces), newest at the bottom; under them, what the kernel dropped
+//! on the node, why and where, with the counts by reason.
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph};
 
@@ -16,6 +18,11 @@ pub fn capture(f: &mut Frame, area: Rect, app: &App, node: &str) {
     let Ok(b) = buffer.lock() else {
         return;
     };
+    // The drops pane: as tall as what it has to say, at most 8 lines.
+    let drop_lines = b.drops.len().clamp(1, 6) as u16 + 2;
+    let [area, drops_area] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(drop_lines)]).areas(area);
+    drops(f, drops_area, &b, node);
     let source: Vec<&String> = if b.grouped {
         b.groups.iter().collect()
     } else {
@@ -69,4 +76,39 @@ pub fn capture(f: &mut Frame, area: Rect, app: &App, node: &str) {
         .map(|l| Line::from((*l).clone()))
         .collect();
     f.render_widget(Paragraph::new(tail), inner);
+}
+
+/// The kernel's drops on the node, newest at the bottom, titled with the
+/// counts by reason; or why they cannot be read.
+fn drops(f: &mut Frame, area: Rect, b: &crate::tui::capture::Buffer, node: &str) {
+    let counts: Vec<String> = b
+        .drop_counts
+        .iter()
+        .take(3)
+        .map(|c| format!("{} {}×", c.reason, c.count))
+        .collect();
+    let title = format!(
+        " kernel drops on {node}{} ",
+        if counts.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", counts.join(", "))
+        }
+    );
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let lines: Vec<Line> = match (&b.drops_note, b.drops.is_empty()) {
+        (Some(why), _) => vec![Line::from(format!("not read: {why}"))],
+        (None, true) => vec![Line::from("none so far")],
+        (None, false) => {
+            let start = b.drops.len().saturating_sub(inner.height as usize);
+            b.drops
+                .iter()
+                .skip(start)
+                .map(|l| Line::styled(l.clone(), Style::default().fg(Color::Red)))
+                .collect()
+        }
+    };
+    f.render_widget(Paragraph::new(lines), inner);
 }
