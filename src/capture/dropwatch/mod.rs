@@ -97,6 +97,9 @@ impl DropWatch {
         let (tx, rx) = channel();
         let flag = stop.clone();
         let reader = std::thread::spawn(move || {
+            // The whole of it, not just the queue the loop reads: the
+            // program stays attached while its descriptors live.
+            let loaded = loaded;
             let mut buf = vec![0u8; RECORD_SIZE];
             loop {
                 // Told to stop: one last drain, then the descriptors close
@@ -167,7 +170,9 @@ impl DropFilter {
         };
         Ok(DropFilter {
             ethernet: compile(pcap::Linktype::ETHERNET)?,
-            raw: compile(pcap::Linktype(101))?,
+            // libpcap opens by DLT, and Linux's DLT_RAW is 12 (LINKTYPE_RAW,
+            // 101, is only what files record).
+            raw: compile(pcap::Linktype(12))?,
         })
     }
 
