@@ -1,7 +1,7 @@
 //! Real captures (tests/fixtures/pcap/real, provenance in its README):
-//! tcpdump's own test captures of VXLAN on 4789 and on flannel's 8472 and
-//! of DNS over TCP, and `tcpdump -i any` captures of the lab in both
-//! cooked formats. knetdoctor's decode agrees with tshark's field by field
+//! tcpdump's own test captures of VXLAN on 4789 and on flannel's 8472, of
+//! DNS over TCP, raw IP and BSD loopback, `tcpdump -i any` captures of the
+//! lab in both cooked formats, and one pcapng mixing four link types. knetdoctor's decode agrees with tshark's field by field
 //! on every frame, and its TCP flags and ARP lines with tcpdump's text.
 
 mod common;
@@ -68,6 +68,13 @@ fn tcp_flags_and_arp_read_as_tcpdump_prints_them() {
             .args(["-nn", "-r", &file])
             .output()
             .unwrap();
+        // libpcap reads a pcapng's interfaces only when they share one
+        // link type (tshark, the judge above, reads them all).
+        if String::from_utf8_lossy(&theirs.stderr).contains("different from the type of the first")
+        {
+            assert!(file.ends_with(".pcapng"), "{file}");
+            continue;
+        }
         // One frame a line (an encapsulated packet continues on the next).
         let theirs: Vec<Option<String>> = String::from_utf8_lossy(&theirs.stdout)
             .lines()

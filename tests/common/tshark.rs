@@ -111,7 +111,11 @@ pub fn ours(v: &serde_json::Value) -> Vec<String> {
     };
     let app = &top["app"];
     let dns_name = if app["kind"] == "dns" {
-        s(&app["name"]).trim_end_matches('.').to_string()
+        // tshark calls the root `<Root>`; other names lose the final dot.
+        match s(&app["name"]).as_str() {
+            "." => "<Root>".to_string(),
+            name => name.trim_end_matches('.').to_string(),
+        }
     } else {
         String::new()
     };
