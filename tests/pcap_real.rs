@@ -1,8 +1,9 @@
 //! Real captures (tests/fixtures/pcap/real, provenance in its README):
 //! tcpdump's own test captures of VXLAN on 4789 and on flannel's 8472, of
 //! DNS over TCP, raw IP and BSD loopback, `tcpdump -i any` captures of the
-//! lab in both cooked formats, and one pcapng mixing four link types. knetdoctor's decode agrees with tshark's field by field
-//! on every frame, and its TCP flags and ARP lines with tcpdump's text.
+//! lab in both cooked formats, and one pcapng mixing four link types.
+//! knetdoctor's decode agrees with tshark's field by field on every frame,
+//! and its TCP flags and ARP lines with tcpdump's text.
 
 mod common;
 use common::*;
