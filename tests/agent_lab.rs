@@ -515,6 +515,57 @@ fn agents_on_the_real_control_plane(name: &str, version: &str) {
         "{ifaces}"
     );
 
+    // The kernel's drops through the agent: with the FORWARD policy
+    // dropping pod traffic on NODE, its agent names the reason, the device
+    // and the packet; the agent of another node (another namespace on
+    // this same kernel) claims none of it.
+    lab.kd(&["lab", "break", "forward-drop", "--node", NODE]);
+    let mut pings = ping_for("5");
+    let (on_node, elsewhere) = std::thread::scope(|s| {
+        let on = s.spawn(|| c.run(&["drops", NODE, "-f", "icmp", "--duration", "3", "-o", "json"]));
+        let off = s.spawn(|| {
+            c.run(&[
+                "drops",
+                "k8s-node-11",
+                "-f",
+                "icmp",
+                "--duration",
+                "3",
+                "-o",
+                "json",
+            ])
+        });
+        (on.join().unwrap(), off.join().unwrap())
+    });
+    pings.wait().unwrap();
+    lab.kd(&["lab", "heal"]);
+    let seen = json(&on_node);
+    let dropped = seen["drops"].as_array().unwrap();
+    assert!(
+        dropped.iter().any(|d| d["reason"] == "NETFILTER_DROP"
+            && d["place"]["node"] == NODE
+            && d["place"]["device"] == "cni0"
+            && d["packet"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("> {peer_ip}: ICMP echo request"))),
+        "{version}: {seen}"
+    );
+    assert!(dropped.iter().all(|d| d["place"]["node"] == NODE), "{seen}");
+    let other = json(&elsewhere);
+    assert_eq!(
+        other["drops"].as_array().unwrap().len(),
+        0,
+        "{version}: {other}"
+    );
+    let too_long = c.run(&["drops", NODE, "--duration", "400"]);
+    assert_eq!(too_long.status.code(), Some(2), "{}", text(&too_long));
+    assert!(
+        text(&too_long).contains("1 to 300 seconds"),
+        "{}",
+        text(&too_long)
+    );
+
     // Repairs through the agent: the path works again, check is clean,
     // and undo puts back exactly the broken state.
     let ping_peer = || ping(&lab.pod(BUSYBOX), &peer_ip);

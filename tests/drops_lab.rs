@@ -71,6 +71,24 @@ fn probe_drops(args: &[&str]) -> (Vec<String>, serde_json::Value) {
     (drops, v)
 }
 
+/// Without the privilege to load a BPF program the watch says why and
+/// what to do, exit 3, rather than showing no drops.
+#[test]
+fn without_privilege_the_watch_says_why() {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(["drops", "--duration", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("the kernel's drop reasons cannot be read") && err.contains("run as root"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn the_kernel_says_why_it_dropped_the_probe() {
     let lab = Lab::up(LAB, &[]);

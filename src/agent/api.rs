@@ -93,6 +93,20 @@ pub enum ReadKind {
     /// while the probe passes, and on the source's node the send
     /// ([`crate::trace::probe::station::NodeProbe`], JSON).
     Probe,
+    /// What the node's kernel drops for a while
+    /// ([`crate::capture::dropwatch::remote::RemoteDrops`], JSON).
+    Drops,
+}
+
+/// A bounded watch of the kernel's drops.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DropsSpec {
+    pub seconds: u32,
+    /// A tcpdump filter over the dropped packets' headers.
+    pub filter: Option<String>,
+    /// Only packets of this EtherType.
+    pub protocol: Option<u16>,
 }
 
 /// A bounded capture: at most `count` frames, for at most `seconds`.
@@ -164,6 +178,9 @@ pub struct NodeReadSpec {
     pub capture: Option<CaptureSpec>,
     /// For a probe: the node's part in it.
     pub probe: Option<ProbeSpec>,
+    /// For a watch of the kernel's drops: how long, and which.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops: Option<DropsSpec>,
 }
 
 /// What a repair request asks for.

@@ -26,6 +26,7 @@ fn request((node, spec): (String, ProbeSpec)) -> NodeRead {
             node,
             read: ReadKind::Probe,
             capture: None,
+            drops: None,
             probe: Some(spec),
         },
     )

@@ -13,7 +13,7 @@ use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    Answer, CaptureSpec, NodeAgent, NodePayload, NodeRead, NodeReadSpec, NodeRepair,
+    Answer, CaptureSpec, DropsSpec, NodeAgent, NodePayload, NodeRead, NodeReadSpec, NodeRepair,
     NodeRepairSpec, PUBLISHED_LABEL, ReadKind, RepairKind,
 };
 use super::batch::{Batch, Request, answered, unique_name};
@@ -155,7 +155,7 @@ impl Agents {
 
     /// The states of `nodes`, read by their agents at once.
     pub fn read_states(&self, nodes: &[String]) -> Vec<(String, Result<NodeState>)> {
-        self.read_all(nodes, ReadKind::State, None, READ_TIMEOUT)
+        self.read_all(nodes, read_spec(ReadKind::State, None, None), READ_TIMEOUT)
     }
 
     /// Asks every node of `nodes` for the same read, in one batch, and
@@ -163,8 +163,7 @@ impl Agents {
     fn read_all<T: DeserializeOwned>(
         &self,
         nodes: &[String],
-        read: ReadKind,
-        capture: Option<&CaptureSpec>,
+        spec: NodeReadSpec,
         timeout: Duration,
     ) -> Vec<(String, Result<T>)> {
         let requests: Vec<NodeRead> = nodes
@@ -174,17 +173,16 @@ impl Agents {
                     "",
                     NodeReadSpec {
                         node: n.clone(),
-                        read,
-                        capture: capture.cloned(),
-                        probe: None,
+                        ..spec.clone()
                     },
                 )
             })
             .collect();
-        let verb = match read {
+        let verb = match spec.read {
             ReadKind::State => "read",
             ReadKind::Capture => "capture",
             ReadKind::Probe => "probe",
+            ReadKind::Drops => "drops",
         };
         let answers = self.rt.block_on(self.ask(requests, verb, timeout));
         nodes
@@ -268,7 +266,28 @@ impl Agents {
         crate::capture::remote::check_bounds(spec)?;
         // The capture's own time, then as long as a read may take.
         let timeout = Duration::from_secs(u64::from(spec.seconds)) + READ_TIMEOUT;
-        Ok(self.read_all(nodes, ReadKind::Capture, Some(spec), timeout))
+        Ok(self.read_all(
+            nodes,
+            read_spec(ReadKind::Capture, Some(spec), None),
+            timeout,
+        ))
+    }
+
+    /// Has the agents of `nodes` watch their kernel's drops for
+    /// `spec.seconds`, at once; what each saw.
+    pub fn drops(
+        &self,
+        nodes: &[String],
+        spec: &DropsSpec,
+    ) -> Result<
+        Vec<(
+            String,
+            Result<crate::capture::dropwatch::remote::RemoteDrops>,
+        )>,
+    > {
+        crate::capture::dropwatch::remote::check_bounds(spec)?;
+        let timeout = Duration::from_secs(u64::from(spec.seconds)) + READ_TIMEOUT;
+        Ok(self.read_all(nodes, read_spec(ReadKind::Drops, None, Some(spec)), timeout))
     }
 
     /// Sends `spec` (and its plan) to `node`'s agent and waits for its answer.
@@ -457,5 +476,20 @@ impl NodeAccess for AgentNode {
     }
     fn agent(&self) -> Option<&AgentNode> {
         Some(self)
+    }
+}
+
+/// A read request's spec, the node left to fill in.
+fn read_spec(
+    read: ReadKind,
+    capture: Option<&CaptureSpec>,
+    drops: Option<&DropsSpec>,
+) -> NodeReadSpec {
+    NodeReadSpec {
+        node: String::new(),
+        read,
+        capture: capture.cloned(),
+        probe: None,
+        drops: drops.cloned(),
     }
 }

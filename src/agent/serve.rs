@@ -181,6 +181,15 @@ impl Request for NodeRead {
                 let captured = crate::capture::remote::capture_here(spec)?;
                 serde_json::to_vec(&captured).map_err(|e| Error::internal(e.to_string()))
             }
+            ReadKind::Drops => {
+                let spec = self.spec.drops.as_ref().ok_or_else(|| {
+                    Error::usage("a drops request says nothing of how long to watch", None)
+                })?;
+                let node = agent.node();
+                let seen =
+                    crate::capture::dropwatch::remote::drops_here(spec, &agent.opts.node, &node)?;
+                serde_json::to_vec(&seen).map_err(|e| Error::internal(e.to_string()))
+            }
             ReadKind::Probe => {
                 let spec = self.spec.probe.as_ref().ok_or_else(|| {
                     Error::usage("a probe request says nothing of the probe", None)
@@ -460,7 +469,7 @@ impl Agent {
                 Ok(w) => {
                     let mut owners = Owners::default();
                     let _ = owners.add(&self.opts.node, &self.node());
-                    seen.drops = w.finish(&owners).into_iter().map(|(_, d)| d).collect();
+                    seen.drops = w.finish(&owners);
                 }
                 Err(why) => seen.drops_note = Some(why),
             }

@@ -85,11 +85,40 @@ pub enum DropProtocol {
     Any,
 }
 
+/// A live cluster, its nodes reached through their knetdoctor agents.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Read the cluster live from the API server in this kubeconfig.
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context to use (reads the cluster live).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// The namespace the knetdoctor agent runs in (live clusters: nodes are reached through their agents).
+    #[arg(long, env = "KNETDOCTOR_AGENT_NAMESPACE", default_value = knetdoctor::agent::api::DEFAULT_NAMESPACE)]
+    pub agent_namespace: String,
+}
+
+impl LiveArgs {
+    /// The live source, when --kubeconfig or --context asks for one.
+    pub fn source(&self) -> Option<knetdoctor::inspect::live::LiveSource> {
+        (self.kubeconfig.is_some() || self.context.is_some()).then(|| {
+            knetdoctor::inspect::live::LiveSource {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+                namespace: None,
+                agent_namespace: Some(self.agent_namespace.clone()),
+            }
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DropsArgs {
-    /// Only this lab node's drops (its namespace and its pods'), or this
-    /// machine's when NODE is its host name; omit for every drop on the
-    /// machine (a lab's nodes named where they are).
+    /// Only this node's drops: a lab node's (its namespace and its pods'),
+    /// this machine's when NODE is its host name, or through its agent
+    /// with --kubeconfig; omit for every drop on this machine (a lab's
+    /// nodes named where they are).
     pub node: Option<String>,
     /// The lab whose node NODE names.
     #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
@@ -98,6 +127,10 @@ pub struct DropsArgs {
     /// headers, e.g. `icmp and host 10.2.0.42`).
     #[arg(short = 'f', long)]
     pub filter: Option<String>,
+    /// A live cluster's node, watched by its knetdoctor agent (a bounded
+    /// watch: --duration, at most 300 s).
+    #[command(flatten)]
+    pub agents: LiveArgs,
     /// How long to watch.
     #[arg(long, default_value = "10", value_parser = values::seconds)]
     pub duration: std::time::Duration,
@@ -127,28 +160,14 @@ pub struct SourceArgs {
     /// The lab to read when no --bundle is given (and whose nodes a live check reads).
     #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
     pub lab: String,
-    /// Read the cluster live from the API server in this kubeconfig.
-    #[arg(long)]
-    pub kubeconfig: Option<std::path::PathBuf>,
-    /// The kubeconfig context to use (reads the cluster live).
-    #[arg(long)]
-    pub context: Option<String>,
-    /// The namespace the knetdoctor agent runs in (live clusters: nodes are read through their agents).
-    #[arg(long, env = "KNETDOCTOR_AGENT_NAMESPACE", default_value = knetdoctor::agent::api::DEFAULT_NAMESPACE)]
-    pub agent_namespace: String,
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 impl SourceArgs {
     /// The live source, when --kubeconfig or --context asks for one.
     pub fn live(&self) -> Option<knetdoctor::inspect::live::LiveSource> {
-        (self.kubeconfig.is_some() || self.context.is_some()).then(|| {
-            knetdoctor::inspect::live::LiveSource {
-                kubeconfig: self.kubeconfig.clone(),
-                context: self.context.clone(),
-                namespace: None,
-                agent_namespace: Some(self.agent_namespace.clone()),
-            }
-        })
+        self.live.source()
     }
 }
 
@@ -220,20 +239,15 @@ pub struct CaptureArgs {
     #[arg(value_delimiter = ',')]
     pub nodes: Vec<String>,
     /// Capture in this network namespace (name or path) instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
     pub netns: Option<String>,
     /// The lab whose node NODE names.
     #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
     pub lab: String,
-    /// A live cluster's nodes, captured by their knetdoctor agents (a bounded capture: -c and --duration, at most 300 s).
-    #[arg(long, conflicts_with_all = ["netns", "read"])]
-    pub kubeconfig: Option<std::path::PathBuf>,
-    /// The kubeconfig context (a live cluster, as --kubeconfig).
-    #[arg(long, conflicts_with_all = ["netns", "read"])]
-    pub context: Option<String>,
-    /// The namespace the knetdoctor agent runs in.
-    #[arg(long, env = "KNETDOCTOR_AGENT_NAMESPACE", default_value = knetdoctor::agent::api::DEFAULT_NAMESPACE)]
-    pub agent_namespace: String,
+    /// A live cluster's nodes, captured by their knetdoctor agents (a
+    /// bounded capture: -c and --duration, at most 300 s).
+    #[command(flatten)]
+    pub agents: LiveArgs,
     /// Interfaces, comma-separated.
     #[arg(short = 'i', long, value_delimiter = ',', default_values_t = ["cni0".to_string(), "flannel.1".to_string(), "eth0".to_string()])]
     pub interfaces: Vec<String>,
@@ -266,7 +280,7 @@ pub struct CaptureArgs {
     #[arg(short = 'w', long)]
     pub write: Option<std::path::PathBuf>,
     /// Read a pcap or pcapng file instead of capturing live (same decoding and --group).
-    #[arg(long, conflicts_with_all = ["nodes", "netns", "write", "count", "duration", "filter"])]
+    #[arg(long, conflicts_with_all = ["nodes", "netns", "write", "count", "duration", "filter", "kubeconfig", "context"])]
     pub read: Option<std::path::PathBuf>,
     /// UDP ports decoded as VXLAN.
     #[arg(long, value_delimiter = ',', default_values_t = [8472u16, 4789], value_parser = values::port)]

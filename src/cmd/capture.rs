@@ -39,7 +39,7 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
                 sink.frame(iface, link, at, len, data);
             })?;
         }
-    } else if a.kubeconfig.is_some() || a.context.is_some() {
+    } else if a.agents.source().is_some() {
         let (s, e) = through_agents(&a, &mut sink)?;
         stats = s;
         ended = Some(e);
@@ -172,17 +172,7 @@ fn through_agents(
             None,
         ));
     }
-    let target = access::Source {
-        lab: a.lab.clone(),
-        live: Some(knetdoctor::inspect::live::LiveSource {
-            kubeconfig: a.kubeconfig.clone(),
-            context: a.context.clone(),
-            namespace: None,
-            agent_namespace: Some(a.agent_namespace.clone()),
-        }),
-        ..Default::default()
-    }
-    .target()?;
+    let target = super::through_agents(&a.lab, &a.agents)?;
     let nodes = a
         .nodes
         .iter()

@@ -61,6 +61,17 @@ fn source(a: &SourceArgs) -> Source {
     }
 }
 
+/// The live cluster of `--kubeconfig`/`--context`, whose nodes are
+/// reached through their agents (capture and drops).
+fn through_agents(lab: &str, a: &crate::cli::LiveArgs) -> Result<knetdoctor::access::Target> {
+    Source {
+        lab: lab.to_string(),
+        live: a.source(),
+        ..Default::default()
+    }
+    .target()
+}
+
 fn json(value: &impl serde::Serialize) {
     let _ = writeln!(
         anstream::stdout(),

@@ -110,3 +110,52 @@ pub fn reasons(btf: &Btf) -> Result<BTreeMap<u32, String>, String> {
         (btf.resolve_name(m).unwrap_or_default(), m.val())
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names read from the kernel's BTF are the ones its `kfree_skb`
+    /// tracepoint prints (`__print_symbolic(REC->reason, { 2,
+    /// "NOT_SPECIFIED" }, ...)` in its format): the running kernel's own,
+    /// number for number.
+    #[test]
+    fn reasons_are_the_ones_the_kernels_tracepoint_prints() {
+        let root = std::path::Path::new("/sys/kernel/tracing");
+        if !root.join("events").is_dir() {
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+                .status()
+                .unwrap();
+            assert!(mounted.success(), "tracefs cannot be mounted");
+        }
+        let format = std::fs::read_to_string(root.join("events/skb/kfree_skb/format")).unwrap();
+        let printed: BTreeMap<u32, String> = format
+            .split("__print_symbolic(REC->reason")
+            .nth(1)
+            .unwrap()
+            .split('{')
+            .skip(1)
+            .filter_map(|pair| {
+                let (n, name) = pair.split('}').next()?.split_once(',')?;
+                Some((
+                    n.trim().parse().ok()?,
+                    name.trim().trim_matches('"').to_string(),
+                ))
+            })
+            .collect();
+        let ours = reasons(&load().unwrap()).unwrap();
+        assert!(printed.len() > 50, "{printed:?}");
+        for (n, name) in &printed {
+            assert_eq!(ours.get(n), Some(name), "reason {n}");
+        }
+        for name in [
+            "NETFILTER_DROP",
+            "IP_INNOROUTES",
+            "PKT_TOO_BIG",
+            "NOT_SPECIFIED",
+        ] {
+            assert!(drops::reason_number(&ours, name).is_some(), "{name}");
+        }
+    }
+}

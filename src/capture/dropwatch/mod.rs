@@ -13,6 +13,7 @@
 mod bpf;
 mod btf;
 pub mod owners;
+pub mod remote;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -81,7 +82,8 @@ fn load() -> std::result::Result<(Loaded, BTreeMap<u32, String>, Symbols), Strin
     ))
 }
 
-fn now_nanos() -> u64 {
+/// Now, nanoseconds since the epoch.
+pub fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

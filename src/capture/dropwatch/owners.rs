@@ -1,19 +1,22 @@
 //! Whose a drop is. The kernel names a dropped packet's namespace only by
 //! its inode; this maps inodes to the nodes (and their pods' namespaces)
 //! a command is about, and the device index to its name there. On a real
-//! node one kernel is one node, so every namespace is that node's.
+//! node one kernel is one node, so every namespace is that node's; a lab's
+//! nodes share this machine's kernel, and only their own namespaces count.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::capture::drops::KernelDrop;
 
 use crate::access::NodeAccess;
 use crate::dataplane::Netns;
 use crate::error::Result;
 
 /// Where a drop happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Place {
     pub node: String,
     /// The pod namespace it happened in, when not the node's own.
@@ -46,21 +49,31 @@ impl Place {
     }
 }
 
+/// A drop and where it happened: what an agent sends back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlacedDrop {
+    pub place: Place,
+    pub drop: KernelDrop,
+}
+
 /// Namespaces by inode, with the node each belongs to.
 #[derive(Default)]
 pub struct Owners {
     by_inode: HashMap<u32, (String, Netns, bool)>,
-    /// The node that owns every other namespace (a real node's kernel).
+    /// The node that owns every other namespace: a real node, whose
+    /// kernel is its own.
     everything: Option<String>,
     names: Mutex<HashMap<(u32, u32), Option<String>>>,
 }
 
 impl Owners {
-    /// Adds `node`'s own namespace and its pods'. A node that is this
-    /// machine itself (its namespace the current one) owns every drop.
+    /// Adds `node`'s own namespace and its pods'. A node whose namespace
+    /// is the machine's first (init's: a real node, not a lab's) owns
+    /// every drop on the machine.
     pub fn add(&mut self, node: &str, access: &dyn NodeAccess) -> Result<()> {
         let own = access.netns()?;
-        if own == Netns::Current {
+        let init = Netns::Path("/proc/1/ns/net".into()).inode().ok();
+        if init.is_some() && own.inode().ok() == init {
             self.everything = Some(node.to_string());
         }
         self.insert(node, own, false)?;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::target::PodNamespaces;
 use crate::agent::api::{ProbeSend, ProbeSpec};
 use crate::capture::decode::VXLAN_PORTS;
-use crate::capture::dropwatch::owners::Owners;
+use crate::capture::dropwatch::owners::{Owners, PlacedDrop};
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
 use crate::model::flannel::{BRIDGE_DEVICE, VTEP_DEVICE};
@@ -250,8 +250,8 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     }
     match drop_watch {
         Some(Ok(w)) => {
-            for (node, d) in w.finish(&opts.owners) {
-                if let Some(p) = seen.iter_mut().find(|p| p.node == node) {
+            for d in w.finish(&opts.owners) {
+                if let Some(p) = seen.iter_mut().find(|p| p.node == d.place.node) {
                     p.drops.push(d);
                 }
             }
@@ -394,7 +394,7 @@ fn probe_drops(
     s: &Sending,
     zero: u64,
 ) -> Vec<ProbeDrop> {
-    let drops: Vec<(&str, &station::NodeDrop, crate::capture::Frame)> = seen
+    let drops: Vec<(&str, &PlacedDrop, crate::capture::Frame)> = seen
         .iter()
         .flat_map(|p| {
             p.drops
@@ -410,7 +410,7 @@ fn probe_drops(
         .filter_map(|((node, d, f), direction)| {
             Some(ProbeDrop {
                 node: node.to_string(),
-                place: d.place.clone(),
+                place: d.place.within(),
                 direction: direction?,
                 at: d.drop.ts_nanos.saturating_sub(zero) as f64 / 1e9,
                 reason: d.drop.reason.clone(),

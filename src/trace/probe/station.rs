@@ -13,8 +13,7 @@ use super::verdict::Reply;
 use super::{NodeNetfilter, nftrace, send};
 use crate::access::target::PodNamespaces;
 use crate::agent::api::{ProbeSend, ProbeSpec};
-use crate::capture::drops::KernelDrop;
-use crate::capture::dropwatch::owners::Owners;
+use crate::capture::dropwatch::owners::{Owners, PlacedDrop};
 use crate::capture::dropwatch::{DropFilter, DropWatch};
 use crate::capture::{decode::VXLAN_PORTS, filter, live};
 use crate::dataplane::Netns;
@@ -54,18 +53,10 @@ pub struct NodeProbe {
     /// Packets of the probe's filter the kernel dropped on the node (its
     /// own namespace and its pods'), while the probe ran.
     #[serde(default)]
-    pub drops: Vec<NodeDrop>,
+    pub drops: Vec<PlacedDrop>,
     /// Why the node's drops were not read.
     #[serde(default)]
     pub drops_note: Option<String>,
-}
-
-/// A packet the kernel dropped on a node, and where there.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeDrop {
-    /// The device (and pod namespace) it was on ([`crate::capture::dropwatch::owners::Place::within`]).
-    pub place: String,
-    pub drop: KernelDrop,
 }
 
 /// The kernel's drops of packets the probe's filter matches, for the
@@ -85,22 +76,17 @@ impl DropsWatch {
         Ok(DropsWatch { watch, filter })
     }
 
-    /// Stops; the matching drops in the namespaces of `owners`' nodes, by
-    /// node.
-    pub fn finish(self, owners: &Owners) -> Vec<(String, NodeDrop)> {
+    /// Stops; the matching drops in the namespaces of `owners`' nodes.
+    pub fn finish(self, owners: &Owners) -> Vec<PlacedDrop> {
         self.watch
             .finish()
             .into_iter()
             .filter(|d| self.filter.matches(d))
             .filter_map(|d| {
-                let place = owners.place(d.netns, d.ifindex)?;
-                Some((
-                    place.node.clone(),
-                    NodeDrop {
-                        place: place.within(),
-                        drop: d,
-                    },
-                ))
+                Some(PlacedDrop {
+                    place: owners.place(d.netns, d.ifindex)?,
+                    drop: d,
+                })
             })
             .collect()
     }
