@@ -30,6 +30,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
+# Debian's kubectl (kubernetes-client), unpacked beside the Kubernetes
+# builds rather than installed: the plugin tests run `kubectl knetdoctor`
+# through it, and a kubectl already on the machine stays as it is.
+KUBECTL_DIR=/var/cache/knetdoctor/kubernetes-client
+if [ ! -x "$KUBECTL_DIR/usr/bin/kubectl" ]; then
+    deb_dir=$(mktemp -d)
+    chmod 755 "$deb_dir"
+    (cd "$deb_dir" && { apt-get download -qq kubernetes-client 2>/dev/null ||
+        { apt-get update -qq && apt-get download -qq kubernetes-client; }; })
+    mkdir -p "$KUBECTL_DIR"
+    dpkg-deb -x "$deb_dir"/kubernetes-client_*.deb "$KUBECTL_DIR"
+    rm -rf "$deb_dir"
+fi
+
 # The lab's nodes bridge pod traffic through iptables, as real nodes do.
 modprobe br_netfilter 2>/dev/null || true
 if [ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then

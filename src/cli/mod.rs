@@ -1,10 +1,50 @@
 //! The command line (clap). Only commands that work are here.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsStr;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use knetdoctor::lab::{DEFAULT_NAME, Fault, IptablesBackend};
 
+pub mod complete;
 pub mod values;
+
+/// How the binary was called: as itself, as a kubectl plugin (installed
+/// or linked as `kubectl-knetdoctor`, run as `kubectl knetdoctor`), or as
+/// kubectl's completer of that plugin (`kubectl_complete-knetdoctor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invoked {
+    Knetdoctor,
+    KubectlPlugin,
+    KubectlComplete,
+}
+
+impl Invoked {
+    /// From the program's name (`argv[0]`).
+    pub fn from_program(argv0: Option<&OsStr>) -> Invoked {
+        let name = argv0
+            .map(std::path::Path::new)
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        match name.as_str() {
+            "kubectl-knetdoctor" => Invoked::KubectlPlugin,
+            "kubectl_complete-knetdoctor" => Invoked::KubectlComplete,
+            _ => Invoked::Knetdoctor,
+        }
+    }
+
+    /// The command line, its usage and help named as it was called.
+    pub fn command(self) -> clap::Command {
+        let cmd = Cli::command();
+        match self {
+            Invoked::Knetdoctor => cmd,
+            Invoked::KubectlPlugin | Invoked::KubectlComplete => cmd
+                .bin_name("kubectl knetdoctor")
+                .display_name("kubectl knetdoctor"),
+        }
+    }
+}
 
 /// Diagnose and repair Kubernetes networking on flannel (VXLAN) + kube-proxy clusters.
 #[derive(Debug, Parser)]
@@ -49,6 +89,18 @@ pub enum Command {
     /// The seed cluster built for real in network namespaces: up, status, break, heal, down.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Print the shell's completion script (`source <(knetdoctor completion bash)`): commands, flags, fault names, and the nodes, pods and Services of the labs that are up.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write a man page for every command (knetdoctor.1, knetdoctor-check.1, ...) into a directory.
+    Man {
+        /// Where (e.g. /usr/local/share/man/man1).
+        #[arg(long, default_value = ".")]
+        out: std::path::PathBuf,
+    },
     /// Internal: the control-plane lab's forwarder from 127.0.0.1 to its API server.
     #[command(hide = true)]
     LabForward {
@@ -75,6 +127,16 @@ pub enum Command {
     },
 }
 
+/// A shell completion is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}
+
 /// The packets of which protocol `drops` watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DropProtocol {
@@ -94,21 +156,32 @@ pub struct LiveArgs {
     /// The kubeconfig context to use (reads the cluster live).
     #[arg(long)]
     pub context: Option<String>,
+    /// The kubeconfig cluster to use instead of the context's (reads the cluster live).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// The kubeconfig user to use instead of the context's (reads the cluster live).
+    #[arg(long)]
+    pub user: Option<String>,
     /// The namespace the knetdoctor agent runs in (live clusters: nodes are reached through their agents).
     #[arg(long, env = "KNETDOCTOR_AGENT_NAMESPACE", default_value = knetdoctor::agent::api::DEFAULT_NAMESPACE)]
     pub agent_namespace: String,
 }
 
 impl LiveArgs {
-    /// The live source, when --kubeconfig or --context asks for one.
+    /// The live source, when --kubeconfig, --context, --cluster or --user
+    /// asks for one.
     pub fn source(&self) -> Option<knetdoctor::inspect::live::LiveSource> {
-        (self.kubeconfig.is_some() || self.context.is_some()).then(|| {
-            knetdoctor::inspect::live::LiveSource {
-                kubeconfig: self.kubeconfig.clone(),
-                context: self.context.clone(),
-                namespace: None,
-                agent_namespace: Some(self.agent_namespace.clone()),
-            }
+        let named = self.kubeconfig.is_some()
+            || self.context.is_some()
+            || self.cluster.is_some()
+            || self.user.is_some();
+        named.then(|| knetdoctor::inspect::live::LiveSource {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: None,
+            agent_namespace: Some(self.agent_namespace.clone()),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
         })
     }
 }
@@ -119,6 +192,7 @@ pub struct DropsArgs {
     /// this machine's when NODE is its host name, or through its agent
     /// with --kubeconfig; omit for every drop on this machine (a lab's
     /// nodes named where they are).
+    #[arg(add = complete::nodes())]
     pub node: Option<String>,
     /// The lab whose node NODE names.
     #[arg(long, default_value = DEFAULT_NAME, value_parser = values::lab_name)]
@@ -226,7 +300,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// Check only this node's dataplane (cluster-level findings are always reported).
-    #[arg(long)]
+    #[arg(long, add = complete::nodes())]
     pub node: Option<String>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
@@ -236,7 +310,7 @@ pub struct CheckArgs {
 pub struct CaptureArgs {
     /// Lab nodes (e.g. k8s-node-12, or k8s-node-12,k8s-master-10 to follow
     /// packets from node to node); omit to capture in the current namespace.
-    #[arg(value_delimiter = ',')]
+    #[arg(value_delimiter = ',', add = complete::nodes())]
     pub nodes: Vec<String>,
     /// Capture in this network namespace (name or path) instead.
     #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
@@ -292,8 +366,10 @@ pub struct CaptureArgs {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// Where from: a pod (ns/name, or name with -n), a pod IP, or an outside address.
+    #[arg(add = complete::endpoints())]
     pub src: String,
     /// Where to: a pod, pod IP, Service (ns/name[:port]), DNS name, node:nodePort, http://host/path, or an address.
+    #[arg(add = complete::endpoints())]
     pub dst: String,
     /// The namespace for bare names (and of the asking pod for DNS names).
     #[arg(short = 'n', long, default_value = "default")]
@@ -325,7 +401,7 @@ pub struct TraceArgs {
 #[derive(Debug, Args)]
 pub struct RepairArgs {
     /// The node to plan for (e.g. k8s-node-12).
-    #[arg(long)]
+    #[arg(long, add = complete::nodes())]
     pub node: String,
     /// Only these kinds of action (comma-separated).
     #[arg(long, value_delimiter = ',', value_parser = values::category())]
@@ -397,6 +473,7 @@ pub struct InspectObjectArgs {
 #[derive(Debug, Args)]
 pub struct InspectNodeArgs {
     /// A node of the lab (e.g. k8s-node-12); omit to read the current namespace.
+    #[arg(add = complete::nodes())]
     pub node: Option<String>,
     /// Read this network namespace instead: a name under /run/netns, or a
     /// path such as /proc/PID/ns/net.
@@ -467,7 +544,7 @@ pub enum LabCommand {
         #[arg(value_enum)]
         action: LabAgentAction,
         /// The node.
-        #[arg(long)]
+        #[arg(long, add = complete::nodes())]
         node: String,
     },
     /// What exists, what runs, which faults are injected, and whether each path works.
@@ -493,10 +570,10 @@ pub enum LabCommand {
         #[arg(required_unless_present = "list", value_parser = values::fault())]
         fault: Option<Fault>,
         /// The node to break (default k8s-node-12).
-        #[arg(long)]
+        #[arg(long, add = complete::nodes())]
         node: Option<String>,
         /// For per-peer faults: the remote node (default: the next node).
-        #[arg(long)]
+        #[arg(long, add = complete::nodes())]
         peer: Option<String>,
         /// Describe every fault in one line and exit.
         #[arg(long)]
@@ -511,6 +588,51 @@ pub enum LabCommand {
 
 #[cfg(test)]
 mod tests {
+    /// The k9s plugins (deploy/k9s/plugins.yaml) call knetdoctor through
+    /// kubectl with arguments this command line accepts, once k9s has put
+    /// in the selected object's namespace, name and context; each has a
+    /// shortcut, a description and the scopes it applies to.
+    #[test]
+    fn the_k9s_plugins_run_commands_that_parse() {
+        use clap::Parser;
+        let text = include_str!("../../deploy/k9s/plugins.yaml");
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).unwrap();
+        let plugins = doc["plugins"].as_mapping().unwrap();
+        assert!(plugins.len() >= 4);
+        let mut scopes = std::collections::BTreeSet::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for (name, p) in plugins {
+            assert_eq!(p["command"].as_str(), Some("kubectl"), "{name:?}");
+            assert!(p["description"].as_str().is_some_and(|d| !d.is_empty()));
+            let key = p["shortCut"].as_str().unwrap();
+            let args: Vec<String> = p["args"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    a.as_str()
+                        .unwrap()
+                        .replace("$NAMESPACE", "test-net")
+                        .replace("$NAME", "busybox")
+                        .replace("$CONTEXT", "kind-dev")
+                })
+                .collect();
+            assert_eq!(args[0], "knetdoctor", "{name:?}");
+            let parsed = super::Cli::try_parse_from(&args);
+            assert!(parsed.is_ok(), "{name:?}: {args:?}: {:?}", parsed.err());
+            for scope in p["scopes"].as_sequence().unwrap() {
+                let scope = scope.as_str().unwrap().to_string();
+                // One shortcut means one plugin within a scope.
+                assert!(keys.insert((scope.clone(), key.to_string())), "{name:?}");
+                scopes.insert(scope);
+            }
+        }
+        assert_eq!(
+            scopes.into_iter().collect::<Vec<_>>(),
+            ["nodes", "pods", "services"]
+        );
+    }
+
     /// clap checks its argument definitions only when a command is built;
     /// a dangling name in `conflicts_with` would panic at run time.
     #[test]

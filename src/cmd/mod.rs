@@ -17,10 +17,12 @@ use std::io::Write as _;
 use knetdoctor::access::Source;
 use knetdoctor::error::Result;
 
-use crate::cli::{Cli, Command, SourceArgs};
+use crate::cli::{Cli, Command, Invoked, Shell, SourceArgs};
 
 /// Runs the command `cli` names; `knetdoctor` alone opens the dashboard.
-pub fn run(cli: Cli) -> Result<u8> {
+/// `invoked` is how the binary was called (completions and man pages are
+/// named after it).
+pub fn run(cli: Cli, invoked: Invoked) -> Result<u8> {
     let command = match cli.command {
         Some(c) => c,
         None => match <Cli as clap::Parser>::parse_from(["knetdoctor", "tui"]).command {
@@ -45,10 +47,51 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Collect(a) => collect::run(a),
         Command::Agent(a) => agent::run(a),
         Command::Lab(c) => lab::run(c),
+        Command::Completion { shell } => completion(invoked, shell),
+        Command::Man { out } => man(invoked, &out),
         c @ (Command::LabResponder { .. }
         | Command::LabForward { .. }
         | Command::LabKubelets { .. }) => hidden::run(c),
     }
+}
+
+/// `completion SHELL`: the shell's registration script on stdout.
+fn completion(invoked: Invoked, shell: Shell) -> Result<u8> {
+    let name = match shell {
+        Shell::Bash => "bash",
+        Shell::Zsh => "zsh",
+        Shell::Fish => "fish",
+        Shell::Elvish => "elvish",
+        Shell::Powershell => "powershell",
+    };
+    let script = crate::cli::complete::registration(&invoked.command(), name)
+        .map_err(|e| knetdoctor::Error::internal(format!("completion for {name}: {e}")))?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&script)
+        .map_err(|e| knetdoctor::Error::io("standard output", e))?;
+    Ok(0)
+}
+
+/// `man --out DIR`: one page per command.
+fn man(invoked: Invoked, out: &std::path::Path) -> Result<u8> {
+    std::fs::create_dir_all(out).map_err(|e| knetdoctor::Error::io(out, e))?;
+    let cmd = invoked.command();
+    clap_mangen::generate_to(cmd, out).map_err(|e| knetdoctor::Error::io(out, e))?;
+    let pages = std::fs::read_dir(out)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".1"))
+                .count()
+        })
+        .unwrap_or(0);
+    let _ = writeln!(
+        anstream::stderr(),
+        "{pages} man pages in {} (`man -l {}/knetdoctor.1`)",
+        out.display(),
+        out.display()
+    );
+    Ok(0)
 }
 
 /// Where the flags say to read from.

@@ -32,6 +32,10 @@ pub struct LiveSource {
     /// The namespace the knetdoctor agent runs in (`None`: the manifest's
     /// default).
     pub agent_namespace: Option<String>,
+    /// The kubeconfig cluster and user to use instead of the context's
+    /// (kubectl's `--cluster` and `--user`).
+    pub cluster: Option<String>,
+    pub user: Option<String>,
 }
 
 impl LiveSource {
@@ -68,7 +72,8 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
 pub async fn client(src: &LiveSource) -> Result<(Client, String)> {
     let options = KubeConfigOptions {
         context: src.context.clone(),
-        ..Default::default()
+        cluster: src.cluster.clone(),
+        user: src.user.clone(),
     };
     let mut config = match &src.kubeconfig {
         Some(path) => {
@@ -87,9 +92,11 @@ pub async fn client(src: &LiveSource) -> Result<(Client, String)> {
                     )
                 })?
         }
-        None if src.context.is_some() => Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| Error::env(format!("kubeconfig: {e}"), None))?,
+        None if src.context.is_some() || src.cluster.is_some() || src.user.is_some() => {
+            Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| Error::env(format!("kubeconfig: {e}"), None))?
+        }
         None => Config::infer().await.map_err(|e| {
             Error::env(
                 format!("no cluster configured: {e}"),
