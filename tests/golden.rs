@@ -93,3 +93,29 @@ fn outputs_on_the_bundles_are_as_pinned() {
         differ.join("\n")
     );
 }
+
+/// `-o yaml` is the `-o json` document, field for field, with the same
+/// exit code, for every pinned command on every bundle.
+#[test]
+fn yaml_is_the_json_document() {
+    let mut compared = 0;
+    for bundle in BUNDLES {
+        let d = root().join("bundles").join(bundle);
+        let d = d.to_str().unwrap();
+        for (stem, args) in commands() {
+            let run = |format: &str| {
+                let mut a: Vec<&str> = args.clone();
+                a.extend(["--bundle", d, "-o", format]);
+                kd(&a)
+            };
+            let (json, yaml) = (run("json"), run("yaml"));
+            assert_eq!(json.status.code(), yaml.status.code(), "{bundle} {stem}");
+            let j: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+            let y: serde_json::Value = serde_yaml_ng::from_slice(&yaml.stdout)
+                .unwrap_or_else(|e| panic!("{bundle} {stem}: {e}"));
+            assert_eq!(j, y, "{bundle} {stem}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, BUNDLES.len() * commands().len());
+}

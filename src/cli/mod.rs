@@ -63,6 +63,18 @@ pub enum Output {
     Text,
     /// JSON with a stable schema.
     Json,
+    /// The same document as YAML.
+    Yaml,
+}
+
+/// Output format of a command that prints as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LineOutput {
+    /// Readable text, a line per frame (NO_COLOR respected).
+    #[default]
+    Text,
+    /// One JSON object per line, as each comes.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -360,7 +372,7 @@ pub struct CaptureArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [8472u16, 4789], value_parser = values::port)]
     pub vxlan_ports: Vec<u16>,
     #[arg(short, long, value_enum, default_value_t)]
-    pub output: Output,
+    pub output: LineOutput,
 }
 
 #[derive(Debug, Args)]

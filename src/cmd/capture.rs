@@ -8,14 +8,14 @@ use knetdoctor::access;
 use knetdoctor::capture::link::Link;
 use knetdoctor::error::Result;
 
-use crate::cli::{CaptureArgs, Output};
+use crate::cli::{CaptureArgs, LineOutput};
 
 /// `capture`: live lines like `tcpdump -nn`, the interface first and the
 /// VXLAN inner packet decoded; groups with `--group`; counters at the end.
 pub fn run(a: CaptureArgs) -> Result<u8> {
     use knetdoctor::capture::{file, live, sink};
     let mut sink = sink::Sink::new(
-        a.output == Output::Json,
+        a.output == LineOutput::Json,
         a.group,
         &a.vxlan_ports,
         a.dns_timeout.as_secs_f64(),
@@ -24,7 +24,7 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
     let mut groups = None;
     let mut ended = None;
     if let Some(path) = &a.read {
-        if a.output == Output::Text {
+        if a.output == LineOutput::Text {
             // The fast path: borrowed frames, allocation-free lines.
             let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             file::print_lines(path, &a.vxlan_ports, &mut sink.dns, &mut out)?;

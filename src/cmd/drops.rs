@@ -19,7 +19,7 @@ use knetdoctor::capture::dropwatch::{DropFilter, DropWatch};
 use knetdoctor::error::{Error, Result};
 use knetdoctor::lab::LabState;
 
-use super::json;
+use super::emit;
 use crate::cli::{DropProtocol, DropsArgs, Output};
 
 /// One drop as shown.
@@ -107,10 +107,13 @@ pub fn run(a: DropsArgs) -> Result<u8> {
     let counts = drops::tally(shown.iter().map(|(_, d)| d));
     let mut stdout = anstream::stdout();
     match a.output {
-        Output::Json => json(&serde_json::json!({
-            "drops": shown.iter().map(|(s, _)| s).collect::<Vec<_>>(),
-            "counts": counts,
-        })),
+        Output::Json | Output::Yaml => emit(
+            a.output,
+            &serde_json::json!({
+                "drops": shown.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+                "counts": counts,
+            }),
+        ),
         Output::Text => {
             let _ = writeln!(stdout, "{} drops", shown.len());
             for c in &counts {

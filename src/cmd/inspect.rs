@@ -5,7 +5,7 @@ use knetdoctor::access;
 use knetdoctor::error::Result;
 use knetdoctor::inspect;
 
-use super::{json, out, source};
+use super::{emit, out, source};
 use crate::cli::{InspectCommand, InspectNodeArgs, InspectObjectArgs, Output};
 
 pub fn run(cmd: InspectCommand) -> Result<u8> {
@@ -34,7 +34,7 @@ fn node(a: InspectNodeArgs) -> Result<u8> {
     };
     let state = node.read()?;
     match a.output {
-        Output::Json => json(&state),
+        Output::Json | Output::Yaml => emit(a.output, &state),
         Output::Text => out(&inspect::render::node_text(&state, node.name())),
     }
     Ok(0)
@@ -53,7 +53,7 @@ fn linked(a: InspectObjectArgs, view: LinkedFn) -> Result<u8> {
     let g = source(&a.source).target()?.gather(None)?;
     let v = view(&g.cluster, &g.states, &g.findings, &a.name, &a.namespace)?;
     match a.output {
-        Output::Json => json(&v),
+        Output::Json | Output::Yaml => emit(a.output, &v),
         Output::Text => out(&inspect::chain::text(&v)),
     }
     Ok(

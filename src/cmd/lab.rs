@@ -5,7 +5,7 @@ use std::time::Instant;
 use knetdoctor::error::Result;
 use knetdoctor::lab::{self, Fault, LabParams, faults::Scope};
 
-use super::{json, out};
+use super::{emit, out};
 use crate::cli::{LabAgentAction, LabCommand, Output};
 
 pub fn run(cmd: LabCommand) -> Result<u8> {
@@ -60,15 +60,18 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
             }
             let secs = started.elapsed().as_secs_f64();
             match output {
-                Output::Json => json(&serde_json::json!({
-                    "name": name.name,
-                    "dir": state.dir,
-                    "cluster_dir": state.cluster_dir(),
-                    "nodes": state.topology.nodes.len(),
-                    "pods": state.topology.pods.len(),
-                    "namespaces": state.topology.all_netns().len(),
-                    "seconds": secs,
-                })),
+                Output::Json | Output::Yaml => emit(
+                    output,
+                    &serde_json::json!({
+                        "name": name.name,
+                        "dir": state.dir,
+                        "cluster_dir": state.cluster_dir(),
+                        "nodes": state.topology.nodes.len(),
+                        "pods": state.topology.pods.len(),
+                        "namespaces": state.topology.all_netns().len(),
+                        "seconds": secs,
+                    }),
+                ),
                 Output::Text => out(&format!(
                     "lab {} is up in {secs:.2}s: {} nodes, {} pods, {} namespaces (kdlab-{}-*)\ncluster objects: {}\n{}",
                     name.name,
@@ -120,7 +123,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
                 && st.processes.iter().all(|p| p.alive)
                 && st.namespaces_present == st.namespaces_expected;
             match output {
-                Output::Json => json(&st),
+                Output::Json | Output::Yaml => emit(output, &st),
                 Output::Text => out(&status_text(&st)),
             }
             Ok(if healthy { 0 } else { 1 })

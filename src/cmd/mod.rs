@@ -115,12 +115,14 @@ fn through_agents(lab: &str, a: &crate::cli::LiveArgs) -> Result<knetdoctor::acc
     .target()
 }
 
-fn json(value: &impl serde::Serialize) {
-    let _ = writeln!(
-        anstream::stdout(),
-        "{}",
-        serde_json::to_string_pretty(value).expect("serializable")
-    );
+/// A command's document as `-o json` or `-o yaml` asks (the same
+/// document either way; text is each command's own).
+fn emit(format: crate::cli::Output, value: &impl serde::Serialize) {
+    let text = match format {
+        crate::cli::Output::Yaml => serde_yaml_ng::to_string(value).expect("serializable"),
+        _ => serde_json::to_string_pretty(value).expect("serializable") + "\n",
+    };
+    let _ = write!(anstream::stdout(), "{text}");
 }
 
 fn out(text: &str) {

@@ -10,7 +10,7 @@ use knetdoctor::repair::journal::{self, Journal};
 use knetdoctor::repair::session::{Applied, Session};
 use knetdoctor::repair::{Options, Plan};
 
-use super::{json, source};
+use super::{emit, source};
 use crate::cli::{Output, RepairArgs, RepairInclude};
 
 fn out(text: &str) {
@@ -36,7 +36,7 @@ pub fn run(a: RepairArgs) -> Result<u8> {
     if !a.apply {
         let plan = session.plan()?.plan;
         match a.output {
-            Output::Json => json(&plan),
+            Output::Json | Output::Yaml => emit(a.output, &plan),
             Output::Text => out(&plan.text()),
         }
         return Ok(if plan.is_clean() { 0 } else { 1 });
@@ -117,8 +117,8 @@ fn report_undo(j: &Journal) -> u8 {
 
 fn history(a: &RepairArgs, session: &Session) -> Result<()> {
     let past = session.history()?;
-    if a.output == Output::Json {
-        json(&past);
+    if a.output != Output::Text {
+        emit(a.output, &past);
         return Ok(());
     }
     let mut o = String::new();

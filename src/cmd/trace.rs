@@ -4,7 +4,7 @@
 use knetdoctor::error::{Error, Result};
 use knetdoctor::trace::{probe, resolve, sim, text};
 
-use super::{json, out, source};
+use super::{emit, out, source};
 use crate::cli::{Output, TraceArgs};
 
 pub fn run(a: TraceArgs) -> Result<u8> {
@@ -16,7 +16,7 @@ pub fn run(a: TraceArgs) -> Result<u8> {
     let t = sim::trace(&world, &src, &dst, a.proto, a.port);
     if !a.probe {
         match a.output {
-            Output::Json => json(&t),
+            Output::Json | Output::Yaml => emit(a.output, &t),
             Output::Text => out(&text::render(&t)),
         }
         return Ok(if t.reachable { 0 } else { 1 });
@@ -30,7 +30,7 @@ pub fn run(a: TraceArgs) -> Result<u8> {
     let opts = target.probe_options(a.timeout, a.size)?;
     let p = probe::run(&t, &src, &opts)?;
     match a.output {
-        Output::Json => json(&serde_json::json!({"trace": t, "probe": p})),
+        Output::Json | Output::Yaml => emit(a.output, &serde_json::json!({"trace": t, "probe": p})),
         Output::Text => out(&format!(
             "{}{}",
             text::render(&t),
