@@ -119,3 +119,43 @@ fn yaml_is_the_json_document() {
     }
     assert_eq!(compared, BUNDLES.len() * commands().len());
 }
+
+/// `check -n NS` (kubectl's -n) keeps the findings that name an object of
+/// NS and counts the rest; `-A` is every finding, as without either.
+#[test]
+fn check_in_one_namespace_keeps_its_findings_and_counts_the_rest() {
+    let d = root().join("bundles").join("cluster-faults");
+    let d = d.to_str().unwrap();
+    let doc = |extra: &[&str]| -> serde_json::Value {
+        let mut a = vec!["check", "--bundle", d, "-o", "json"];
+        a.extend_from_slice(extra);
+        serde_json::from_slice(&kd(&a).stdout).unwrap()
+    };
+    let all = doc(&[]);
+    assert_eq!(doc(&["-A"]), all);
+    let total = all["findings"].as_array().unwrap().len();
+    for ns in ["kube-system", "test-svc-ns", "nowhere"] {
+        let one = doc(&["-n", ns]);
+        let kept = one["findings"].as_array().unwrap();
+        for f in kept {
+            assert!(
+                f["objects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|o| o["namespace"] == ns),
+                "{ns}: {f}"
+            );
+        }
+        assert_eq!(
+            kept.len() + one["outside_namespace"].as_u64().unwrap() as usize,
+            total
+        );
+    }
+    let one = doc(&["-n", "kube-system"]);
+    assert_eq!(one["findings"][0]["id"], "kube-dns-no-endpoints");
+    // Exit 0 when the namespace is clean, whatever the others hold.
+    let clean = kd(&["check", "--bundle", d, "-n", "nowhere"]);
+    assert_eq!(clean.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&clean.stdout).contains("-A shows them"));
+}

@@ -314,6 +314,13 @@ pub struct CheckArgs {
     /// Check only this node's dataplane (cluster-level findings are always reported).
     #[arg(long, add = complete::nodes())]
     pub node: Option<String>,
+    /// Only the findings that name an object of this namespace (as
+    /// kubectl's -n); the rest are counted.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Every namespace's findings (the default; as kubectl's -A).
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }

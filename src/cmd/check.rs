@@ -9,20 +9,34 @@ use crate::cli::{CheckArgs, Output};
 pub fn run(a: CheckArgs) -> Result<u8> {
     let g = source(&a.source).target()?.gather(a.node.as_deref())?;
     let names: Vec<String> = g.states.iter().map(|(n, _)| n.clone()).collect();
+    // -n: the namespace's findings; the others are counted, not hidden.
+    let (findings, elsewhere): (Vec<_>, Vec<_>) = match &a.namespace {
+        Some(ns) => g.findings.into_iter().partition(|f| f.in_namespace(ns)),
+        None => (g.findings, Vec::new()),
+    };
     match a.output {
-        Output::Json | Output::Yaml => emit(
-            a.output,
-            &serde_json::json!({
+        Output::Json | Output::Yaml => {
+            let mut doc = serde_json::json!({
                 "nodes": names,
                 "not_read": g.not_read,
-                "findings": g.findings,
-            }),
-        ),
-        Output::Text => out(&knetdoctor::check::text::render(
-            &g.findings,
-            &names,
-            &g.not_read,
-        )),
+                "findings": findings,
+            });
+            if let Some(ns) = &a.namespace {
+                doc["namespace"] = ns.clone().into();
+                doc["outside_namespace"] = elsewhere.len().into();
+            }
+            emit(a.output, &doc)
+        }
+        Output::Text => {
+            let mut text = knetdoctor::check::text::render(&findings, &names, &g.not_read);
+            if let (Some(ns), false) = (&a.namespace, elsewhere.is_empty()) {
+                text.push_str(&format!(
+                    "{} more finding(s) name no object of namespace {ns} (nodes' dataplane, other namespaces): -A shows them\n",
+                    elsewhere.len()
+                ));
+            }
+            out(&text)
+        }
     }
-    Ok(if g.findings.is_empty() { 0 } else { 1 })
+    Ok(if findings.is_empty() { 0 } else { 1 })
 }

@@ -307,6 +307,14 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// Whether it names an object of namespace `ns` (`kubectl -n`'s view
+    /// of the findings: a node's routes belong to no namespace).
+    pub fn in_namespace(&self, ns: &str) -> bool {
+        self.objects
+            .iter()
+            .any(|o| o.subject.object().and_then(|o| o.namespace.as_deref()) == Some(ns))
+    }
+
     /// A finding with no evidence or repair yet.
     pub fn new(
         id: FindingId,
