@@ -3,9 +3,12 @@
 //! answering kubectl's plugin-completion protocol (and through the
 //! machine's own kubectl when it is 1.26 or later, which calls it); bash
 //! completing commands, fault names and a lab's nodes and pods; a man page
-//! for every command that man(1) renders.
+//! for every command that man(1) renders; a spinner on a terminal for what
+//! takes over a second, and none in a pipe.
 
 mod common;
+use common::probe_cases::{PROBE_BB, PROBE_MASTER};
+use common::tmux::Tmux;
 use common::*;
 
 use std::path::Path;
@@ -144,7 +147,7 @@ fn bash_complete(words: &[&str]) -> Vec<String> {
 
 #[test]
 fn completion_names_commands_faults_and_the_labs_nodes_and_pods() {
-    let _lab = Lab::up(LAB, &[]);
+    let lab = Lab::up(LAB, &[]);
     let dir = plugin_dir();
     // kubectl's protocol: candidates with their help, then `:4` (no
     // file names).
@@ -229,6 +232,39 @@ fn completion_names_commands_faults_and_the_labs_nodes_and_pods() {
     assert!(check(&[]).contains("http://10.255.0.1:6443"));
     assert!(check(&["--cluster", "b"]).contains("http://10.255.0.2:6443"));
     assert!(check(&["--user", "ub"]).contains("unable to run auth exec"));
+    // A probe waiting 3 s for a reply that never comes: a spinner on a
+    // terminal while it waits, cleared before the answer; none in a pipe.
+    lab.kd(&["lab", "break", "forward-drop", "--node", "k8s-node-12"]);
+    let probe = format!(
+        "{BIN} trace {PROBE_BB} {PROBE_MASTER} --port 80 --lab {LAB} --probe --timeout 3; echo probe-exited-$?; sleep 30"
+    );
+    let t = Tmux::start(&format!("kdspin-{}", std::process::id()), &probe);
+    assert!(
+        t.wait_for("probing the path", std::time::Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        t.pane()
+    );
+    assert!(
+        t.wait_for("probe-exited-1", std::time::Duration::from_secs(15))
+            .is_some()
+    );
+    assert!(!t.pane().contains("probing the path"), "{}", t.pane());
+    let piped = kd(&[
+        "trace",
+        PROBE_BB,
+        PROBE_MASTER,
+        "--port",
+        "80",
+        "--lab",
+        LAB,
+        "--probe",
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(piped.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("probing"));
+    lab.kd(&["lab", "heal"]);
     // bash, through `completion bash`.
     assert_eq!(bash_complete(&["knetdoctor", "dr"]), ["drops"]);
     assert_eq!(

@@ -223,7 +223,10 @@ fn through_agents(
     let mut frames: Vec<(String, Link, std::time::Duration, u32, Vec<u8>)> = Vec::new();
     let mut stats = Vec::new();
     let mut ended: f64 = 0.0;
-    for (node, captured) in agents.capture(&a.nodes, &spec)? {
+    let waiting = super::progress::Spinner::start("waiting for the agents' captures");
+    let answers = agents.capture(&a.nodes, &spec)?;
+    drop(waiting);
+    for (node, captured) in answers {
         let c = captured?;
         let origin = std::path::PathBuf::from(format!("the capture of {node}'s agent"));
         file::for_each_bytes(&c.pcapng, &origin, |iface, link, ts, len, data| {

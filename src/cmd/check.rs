@@ -7,7 +7,9 @@ use super::{emit, out, source};
 use crate::cli::{CheckArgs, Output};
 
 pub fn run(a: CheckArgs) -> Result<u8> {
+    let reading = super::progress::Spinner::start("reading the cluster and its nodes");
     let g = source(&a.source).target()?.gather(a.node.as_deref())?;
+    drop(reading);
     let names: Vec<String> = g.states.iter().map(|(n, _)| n.clone()).collect();
     // -n: the namespace's findings; the others are counted, not hidden.
     let (findings, elsewhere): (Vec<_>, Vec<_>) = match &a.namespace {

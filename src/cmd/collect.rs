@@ -19,8 +19,10 @@ pub fn run(a: CollectArgs) -> Result<u8> {
         ..Default::default()
     }
     .target()?;
+    let reading = super::progress::Spinner::start("reading the cluster and its nodes");
     let cluster = target.cluster()?;
     let nodes = target.node_states(None)?;
+    drop(reading);
     let redactions = if inspect::bundle::is_tarball(&a.dir) {
         let tmp = tempfile::Builder::new()
             .prefix("knetdoctor-collect-")

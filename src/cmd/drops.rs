@@ -203,7 +203,9 @@ fn through_agent(a: &DropsArgs) -> Result<Vec<(Shown, KernelDrop)>> {
         "watching the kernel's drops on {node} through its agent for {}s",
         spec.seconds
     );
+    let waiting = super::progress::Spinner::start("waiting for the agent's watch");
     let mut answers = agent.agents().drops(std::slice::from_ref(node), &spec)?;
+    drop(waiting);
     let seen = answers.remove(0).1?;
     if seen.not_sent > 0 {
         let _ = writeln!(

@@ -50,7 +50,9 @@ type LinkedFn = fn(
 
 /// `inspect pod|svc|ingress|dns`: the linked view; exit 1 when a link is broken.
 fn linked(a: InspectObjectArgs, view: LinkedFn) -> Result<u8> {
+    let reading = super::progress::Spinner::start("reading the cluster and its nodes");
     let g = source(&a.source).target()?.gather(None)?;
+    drop(reading);
     let v = view(&g.cluster, &g.states, &g.findings, &a.name, &a.namespace)?;
     match a.output {
         Output::Json | Output::Yaml => emit(a.output, &v),

@@ -9,6 +9,7 @@ mod drops;
 mod hidden;
 mod inspect;
 mod lab;
+mod progress;
 mod repair;
 mod trace;
 

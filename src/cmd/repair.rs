@@ -34,7 +34,9 @@ pub fn run(a: RepairArgs) -> Result<u8> {
         return Ok(report_undo(&session.undo(id)?));
     }
     if !a.apply {
+        let planning = super::progress::Spinner::start("reading the node and planning");
         let plan = session.plan()?.plan;
+        drop(planning);
         match a.output {
             Output::Json | Output::Yaml => emit(a.output, &plan),
             Output::Text => out(&plan.text()),

@@ -9,7 +9,9 @@ use crate::cli::{Output, TraceArgs};
 
 pub fn run(a: TraceArgs) -> Result<u8> {
     let target = source(&a.source).target()?;
+    let reading = super::progress::Spinner::start("reading the cluster and its nodes");
     let g = target.gather(None)?;
+    drop(reading);
     let src = resolve::resolve(&g.cluster, &a.src, &a.namespace)?;
     let dst = resolve::resolve(&g.cluster, &a.dst, &a.namespace)?;
     let world = sim::World::new(&g.cluster, &g.states, &g.findings);
@@ -28,7 +30,9 @@ pub fn run(a: TraceArgs) -> Result<u8> {
         ));
     }
     let opts = target.probe_options(a.timeout, a.size)?;
+    let probing = super::progress::Spinner::start("probing the path");
     let p = probe::run(&t, &src, &opts)?;
+    drop(probing);
     match a.output {
         Output::Json | Output::Yaml => emit(a.output, &serde_json::json!({"trace": t, "probe": p})),
         Output::Text => out(&format!(
