@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(iproute2 iptables nftables ipvsadm dnsmasq-base nginx-light curl dnsutils
           iputils-ping tcpdump tshark libpcap-dev pkg-config conntrack ipset ethtool procps kmod time tmux
+          man-db
           fzf)
 
 if [ "$(id -u)" -ne 0 ]; then
