@@ -91,6 +91,13 @@ pub fn k8s_version()
     named(&K8sVersion::ALL, K8sVersion::name)
 }
 
+/// kube-proxy's mode in the control-plane lab (`--kube-proxy-mode`).
+pub fn kube_proxy_mode()
+-> impl clap::builder::TypedValueParser<Value = knetdoctor::lab::control_plane::KubeProxyMode> {
+    use knetdoctor::lab::control_plane::KubeProxyMode;
+    named(&KubeProxyMode::ALL, KubeProxyMode::name)
+}
+
 /// Bytes kept of each frame: 1 to 262144 (tcpdump's `-s 0`, "all of it",
 /// is the default here).
 pub fn snaplen(text: &str) -> Result<i32, String> {

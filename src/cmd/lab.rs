@@ -18,6 +18,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
             kubeconfig,
             control_plane,
             k8s,
+            kube_proxy_mode,
             agents,
             output,
         } => {
@@ -50,7 +51,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
                 params,
                 iptables,
                 kubeconfig,
-                control_plane.then_some(k8s),
+                control_plane.then_some((k8s, kube_proxy_mode)),
                 &progress,
             );
             bar.finish_and_clear();

@@ -64,6 +64,13 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
             Err(e) => state.unread.push(unread(iptables(), e)),
         }
     }
+    // Without nft there is no nftables-mode kube-proxy (it runs nft).
+    if let Some(text) = nft_tables(&source.netns) {
+        match text.and_then(|t| crate::dataplane::nftables::parse_tables(&t)) {
+            Ok(tables) => state.nft_tables = tables,
+            Err(e) => state.unread.push(unread(UnreadSource::Nftables, e)),
+        }
+    }
     match run_tool(
         &source.netns,
         "conntrack",
@@ -145,6 +152,14 @@ fn attachments(netns: &str, pod: &NodeState) -> Vec<Attachment> {
 
 /// Runs a read-only tool in the namespace; Err is the cause, recorded in
 /// the state as what could not be read.
+/// `nft -j list tables` in `netns`; `None` where nft is not installed.
+fn nft_tables(netns: &Netns) -> Option<std::result::Result<String, String>> {
+    let installed = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    installed.then(|| run_tool(netns, "nft", &["-j", "list", "tables"]))
+}
+
 fn run_tool(netns: &Netns, tool: &str, args: &[&str]) -> std::result::Result<String, String> {
     netns.exec(tool, args, None).map_err(|e| match e {
         crate::error::Error::Environment { what, .. } => {

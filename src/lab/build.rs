@@ -67,12 +67,26 @@ pub fn up(
     params: LabParams,
     backend: IptablesBackend,
     kubeconfig: Option<std::path::PathBuf>,
-    control_plane: Option<super::control_plane::K8sVersion>,
+    control_plane: Option<(
+        super::control_plane::K8sVersion,
+        super::control_plane::KubeProxyMode,
+    )>,
     progress: Progress,
 ) -> Result<LabState> {
-    if let Some(v) = control_plane {
+    if let Some((v, mode)) = control_plane {
         // Before anything is built: a missing build is a hint, not a teardown.
         super::control_plane::binaries(v)?;
+        if (v, mode)
+            == (
+                super::control_plane::K8sVersion::V1_20,
+                super::control_plane::KubeProxyMode::Nftables,
+            )
+        {
+            return Err(Error::usage(
+                "kube-proxy 1.20 has no nftables mode (it arrived in 1.29)",
+                Some("use --k8s 1.32 with --kube-proxy-mode nftables".to_string()),
+            ));
+        }
     }
     preflight(backend)?;
     let topo = Topology::new(params)?;
@@ -98,14 +112,17 @@ pub fn up(
         faults: Vec::new(),
         complete: false,
         kubeconfig: kubeconfig.map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
-        control_plane: control_plane.map(|version| super::control_plane::ControlPlane {
-            version,
-            port: None,
+        control_plane: control_plane.map(|(version, kube_proxy)| {
+            super::control_plane::ControlPlane {
+                version,
+                port: None,
+                kube_proxy,
+            }
         }),
     };
     state.save()?;
     let built = build(&mut state, progress).and_then(|()| match control_plane {
-        Some(v) => {
+        Some((v, _)) => {
             progress("control plane and kube-proxy", 1, 1);
             super::control_plane::start(&mut state, v)
         }

@@ -76,6 +76,32 @@ pub fn check_node(
     check_flannel_rules(node, rs, net, out);
 }
 
+/// kube-proxy in nftables mode: its table is there or it is not. Its
+/// rules are not yet read rule by rule, and the finding says so, so such a
+/// node's Services are never reported as verified.
+pub fn nftables_mode(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Vec<Finding>) {
+    let n = Some(node);
+    let serving = kube_proxy::service_ports(cluster)
+        .iter()
+        .any(|p| !p.endpoints.is_empty());
+    if !crate::dataplane::nftables::has_kube_proxy(&state.nft_tables) {
+        if serving {
+            out.push(
+                Finding::new(FindingId::KubeProxyNftablesNotProgrammed, Severity::Error, n, "no nftables table ip kube-proxy: kube-proxy (nftables mode) has not programmed this node; it is probably not running")
+                    .object(Subject::NodeState(crate::dataplane::state::UnreadSource::Nftables))
+                    .repair(RepairAction::Manual { what: "check the kube-proxy pod on this node (kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide)".into() }),
+            );
+        }
+        return;
+    }
+    out.push(
+        Finding::new(FindingId::KubeProxyNftablesUnchecked, Severity::Warning, n, "kube-proxy programs this node in nftables mode (table ip kube-proxy): its Service rules are not checked yet, so nothing here says they are right")
+            .object(Subject::NodeState(crate::dataplane::state::UnreadSource::Nftables))
+            .evidence("checked", "table ip kube-proxy present, rules not read")
+            .repair(RepairAction::Manual { what: "verify a Service on this node with `trace --probe` (a real packet), or `nft list table ip kube-proxy`".into() }),
+    );
+}
+
 fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<Finding>) {
     let n = Some(node);
     let ports = kube_proxy::service_ports(cluster);

@@ -51,7 +51,7 @@ pub fn check_node(
     flannel::check_sysctls(node, state, out);
     flannel::check_rules(node, state, out);
     flannel::check_pods(cluster, node, state, out);
-    let mode = crate::model::kube_proxy::proxy_mode(cluster);
+    let mode = crate::model::kube_proxy::node_proxy_mode(cluster, state);
     unread(node, state, out);
     // What was not read is reported above, not judged as if it were empty.
     let not_read = |f: fn(&UnreadSource) -> bool| state.unread.iter().any(|u| f(&u.source));
@@ -64,6 +64,11 @@ pub fn check_node(
         && !not_read(|s| matches!(s, UnreadSource::Ipvs | UnreadSource::Ipset))
     {
         ipvs::check_node(cluster, node, state, out);
+    }
+    if mode == crate::model::kube_proxy::ProxyMode::Nftables
+        && !not_read(|s| matches!(s, UnreadSource::Nftables))
+    {
+        iptables::nftables_mode(cluster, node, state, out);
     }
 
     cluster::check_dns_conntrack(cluster, node, state, out);

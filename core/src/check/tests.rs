@@ -388,6 +388,92 @@ fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
     assert_eq!(t.branches.len(), 3, "{:?}", t.hops);
 }
 
+/// A node kube-proxy programs in nftables mode (`table ip kube-proxy`, no
+/// KUBE-* iptables chains): the mode is read from the node, whatever the
+/// ConfigMap says; check says the rules are not verified (never healthy,
+/// never "not programmed"); trace follows a Service to its endpoints with
+/// a warning; a missing table is kube-proxy not running, in either mode.
+#[test]
+fn nftables_mode_node_is_neither_healthy_nor_unprogrammed() {
+    use crate::dataplane::nftables::NftTable;
+    use crate::model::kube_proxy::{ProxyMode, node_proxy_mode};
+    let (c, mut s) = seed();
+    s.iptables[0]
+        .ruleset
+        .tables
+        .iter_mut()
+        .for_each(|t| t.retain_chains(|c| !c.name.starts_with("KUBE-")));
+    let without_table = s.clone();
+    s.nft_tables = vec![
+        NftTable {
+            family: "ip".into(),
+            name: "kube-proxy".into(),
+        },
+        NftTable {
+            family: "ip6".into(),
+            name: "kube-proxy".into(),
+        },
+    ];
+    assert_eq!(node_proxy_mode(&c, &s), ProxyMode::Nftables);
+    assert_eq!(ids(&c, &s), just("kube-proxy-nftables-unchecked"));
+    assert_eq!(ids(&c, &without_table), just("kube-proxy-not-programmed"));
+
+    let nodes = vec![(NODE.to_string(), s)];
+    let findings = run(&c, &nodes);
+    let world = crate::trace::sim::World::new(&c, &nodes, &findings);
+    let pod = crate::trace::resolve::resolve(
+        &c,
+        "test-net/busybox-deployment-5db9ff768-zrlxw",
+        "default",
+    )
+    .unwrap();
+    let svc = crate::trace::resolve::resolve(&c, "test-svc-ns/linux0224-nginx", "default").unwrap();
+    let t = crate::trace::sim::trace(&world, &pod, &svc, crate::trace::Proto::Tcp, None);
+    assert_eq!(t.branches.len(), 3, "{:?}", t.hops);
+    let nat = t
+        .hops
+        .iter()
+        .find(|h| h.decided_by.starts_with("nftables ip kube-proxy"))
+        .unwrap_or_else(|| panic!("{:?}", t.hops));
+    assert_eq!(nat.verdict, crate::trace::Verdict::Warn);
+    assert_eq!(
+        nat.finding.as_ref().map(|f| f.id),
+        Some(FindingId::KubeProxyNftablesUnchecked)
+    );
+    let outside = crate::trace::resolve::resolve(&c, "192.168.56.254", "default").unwrap();
+    let np = crate::trace::resolve::resolve(&c, "k8s-node-12:30005", "default").unwrap();
+    let t = crate::trace::sim::trace(&world, &outside, &np, crate::trace::Proto::Tcp, None);
+    assert_eq!(t.branches.len(), 3, "{:?}", t.hops);
+
+    // The ConfigMap says nftables and the node has no table.
+    let mut c = c;
+    let cm = c
+        .config_maps
+        .iter_mut()
+        .find(|m| m.metadata.name.as_deref() == Some("kube-proxy"));
+    match cm {
+        Some(m) => {
+            m.data
+                .get_or_insert_with(Default::default)
+                .insert("config.conf".into(), "mode: nftables\n".into());
+        }
+        None => c.config_maps.push(k8s_openapi::api::core::v1::ConfigMap {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                namespace: Some("kube-system".into()),
+                name: Some("kube-proxy".into()),
+                ..Default::default()
+            },
+            data: Some([("config.conf".to_string(), "mode: nftables\n".to_string())].into()),
+            ..Default::default()
+        }),
+    }
+    assert_eq!(node_proxy_mode(&c, &without_table), ProxyMode::Nftables);
+    assert_eq!(
+        ids(&c, &without_table),
+        just("kube-proxy-nftables-not-programmed")
+    );
+}
+
 /// Real rulesets written by the real kube-proxy (tests/fixtures/iptables/real,
 /// where each came from is in tests/fixtures/README.md) for the seed cluster.
 const REAL: [(&str, &str); 8] = [

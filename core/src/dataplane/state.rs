@@ -35,6 +35,9 @@ pub struct NodeState {
     /// ipsets (read alongside IPVS).
     #[serde(default)]
     pub ipsets: Vec<super::ipvs::IpSet>,
+    /// nftables tables (kube-proxy's nftables mode programs `ip kube-proxy`).
+    #[serde(default)]
+    pub nft_tables: Vec<super::nftables::NftTable>,
     /// tx-checksum-ip-generic per VXLAN device (true = offload on).
 
     #[serde(default)]
@@ -70,6 +73,8 @@ pub enum UnreadSource {
     Ethtool { dev: String },
     /// A pod's network namespace.
     PodNamespace { netns: String },
+    /// The nftables tables (`nft list tables`).
+    Nftables,
 }
 
 impl std::fmt::Display for UnreadSource {
@@ -81,6 +86,7 @@ impl std::fmt::Display for UnreadSource {
             UnreadSource::Conntrack => write!(f, "the DNS conntrack entries"),
             UnreadSource::Ethtool { dev } => write!(f, "{dev}'s offload settings"),
             UnreadSource::PodNamespace { netns } => write!(f, "pod namespace {netns}"),
+            UnreadSource::Nftables => write!(f, "the nftables tables"),
         }
     }
 }

@@ -47,6 +47,29 @@ pub fn proxy_mode(cluster: &Cluster) -> ProxyMode {
     }
 }
 
+/// The mode kube-proxy programs `state`'s node in: the kernel's word over
+/// the ConfigMap's. A node whose only kube-proxy rules are nftables' `ip
+/// kube-proxy` table runs nftables mode (kube-proxy started with
+/// `--proxy-mode=nftables` leaves the ConfigMap saying nothing), one with
+/// KUBE-SERVICES in iptables runs iptables mode; otherwise the ConfigMap.
+pub fn node_proxy_mode(cluster: &Cluster, state: &crate::dataplane::NodeState) -> ProxyMode {
+    let configured = proxy_mode(cluster);
+    if configured == ProxyMode::Ipvs {
+        return configured;
+    }
+    let iptables = state.iptables.iter().any(|b| {
+        b.ruleset
+            .table("nat")
+            .is_some_and(|t| t.chain("KUBE-SERVICES").is_some())
+    });
+    let nftables = crate::dataplane::nftables::has_kube_proxy(&state.nft_tables);
+    match (iptables, nftables) {
+        (false, true) => ProxyMode::Nftables,
+        (true, false) => ProxyMode::Iptables,
+        _ => configured,
+    }
+}
+
 /// Above this many endpoints in total, kube-proxy stops writing rule comments.
 pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
 /// kube-proxy's masquerade mark (bit 14).

@@ -67,12 +67,39 @@ impl K8sVersion {
     }
 }
 
+/// How the real kube-proxy programs the lab's nodes (`--proxy-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeProxyMode {
+    /// iptables chains (KUBE-SERVICES, ...), the default.
+    #[default]
+    Iptables,
+    /// nftables' `table ip kube-proxy` (GA in 1.33; 1.32's kube-proxy has it).
+    Nftables,
+}
+
+impl KubeProxyMode {
+    /// Both modes.
+    pub const ALL: [KubeProxyMode; 2] = [KubeProxyMode::Iptables, KubeProxyMode::Nftables];
+
+    /// As `--proxy-mode` and `lab up --kube-proxy-mode` take it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KubeProxyMode::Iptables => "iptables",
+            KubeProxyMode::Nftables => "nftables",
+        }
+    }
+}
+
 /// What the lab records of its control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlPlane {
     pub version: K8sVersion,
     /// The port of the forwarder on 127.0.0.1, once it runs.
     pub port: Option<u16>,
+    /// How its kube-proxy programs the nodes.
+    #[serde(default)]
+    pub kube_proxy: KubeProxyMode,
 }
 
 /// The API server's port on the master's address.
@@ -268,9 +295,15 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
     for (user, _) in &user_cns {
         pki.kubeconfig(user, &format!("https://127.0.0.1:{port}"))?;
     }
+    let kube_proxy = state
+        .control_plane
+        .as_ref()
+        .map(|c| c.kube_proxy)
+        .unwrap_or_default();
     state.control_plane = Some(ControlPlane {
         version,
         port: Some(port),
+        kube_proxy,
     });
     state.save()?;
     wait_ready(&host, &log("kube-apiserver"))?;
@@ -326,13 +359,13 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
     wait_programmed(state)
 }
 
-/// Starts the real kube-proxy in `node`'s namespace (iptables mode, the
-/// lab's backend, its own identity).
+/// Starts the real kube-proxy in `node`'s namespace (the lab's mode and
+/// iptables backend, its own identity).
 pub fn start_kube_proxy(state: &LabState, node: &str) -> Result<super::state::TrackedProcess> {
-    let version = state
+    let (version, mode) = state
         .control_plane
         .as_ref()
-        .map(|c| c.version)
+        .map(|c| (c.version, c.kube_proxy))
         .ok_or_else(|| Error::env("this lab runs no control plane", None))?;
     let bin = binaries(version)?;
     let n = state.topology.node(node)?;
@@ -348,7 +381,7 @@ pub fn start_kube_proxy(state: &LabState, node: &str) -> Result<super::state::Tr
             format!("--hostname-override={}", n.name),
             format!("--bind-address={}", n.ip),
             "--cluster-cidr=10.2.0.0/16".into(),
-            "--proxy-mode=iptables".into(),
+            format!("--proxy-mode={}", mode.name()),
             // A namespace cannot set the host's conntrack table size.
             "--conntrack-max-per-core=0".into(),
             "--conntrack-min=0".into(),
@@ -525,7 +558,10 @@ fn wait_programmed(state: &LabState) -> Result<()> {
                 crate::check::run(&cluster, &nodes)
                     .into_iter()
                     .filter(|f| {
-                        f.id.owner() == crate::check::Owner::KubeProxy
+                        // In nftables mode "programmed, not verified" is
+                        // as far as the node's rules are read.
+                        (f.id.owner() == crate::check::Owner::KubeProxy
+                            && f.id != crate::check::FindingId::KubeProxyNftablesUnchecked)
                             || f.id == crate::check::FindingId::ServiceNoEndpoints
                     })
                     .map(|f| f.summary)

@@ -22,6 +22,11 @@ pub(super) fn service_targets(
     };
     let port = pkt.port.unwrap_or(0);
     let proto = pkt.proto.name();
+    if crate::model::kube_proxy::node_proxy_mode(world.cluster, state) == ProxyMode::Nftables {
+        return nftables_targets(world, node, state, |sp| {
+            IpAddr::V4(sp.cluster_ip) == pkt.dst && sp.port == port && sp.protocol == proto
+        });
+    }
     if proxy_mode(world.cluster) == ProxyMode::Ipvs {
         let addr = format!("{}:{port}", pkt.dst);
         return match state
@@ -166,6 +171,61 @@ pub(super) fn service_targets(
     ))
 }
 
+/// kube-proxy in nftables mode: its table is not read rule by rule yet, so
+/// the hop follows the Service port `wanted` picks to its ready endpoints,
+/// as kube-proxy programs them, and says it assumed so (a warning, never an
+/// ok); without the table, kube-proxy has not programmed the node.
+fn nftables_targets(
+    world: &World,
+    node: &str,
+    state: &NodeState,
+    wanted: impl Fn(&crate::model::kube_proxy::ServicePort) -> bool,
+) -> Result<(Hop, Targets), Hop> {
+    let table = "nftables ip kube-proxy";
+    if !crate::dataplane::nftables::has_kube_proxy(&state.nft_tables) {
+        return Err(world.with_finding(
+            Hop::new(Point::NetfilterNat, Some(node), None, table).drop(
+                DropReason::NoServiceRule,
+                "kube-proxy (nftables mode) has not programmed this node",
+            ),
+            &[FindingId::KubeProxyNftablesNotProgrammed],
+            Some(node),
+            None,
+        ));
+    }
+    let ports = crate::model::kube_proxy::service_ports(world.cluster);
+    let Some(sp) = ports.iter().find(|sp| wanted(sp)) else {
+        return Err(Hop::new(Point::NetfilterNat, Some(node), None, table).drop(
+            DropReason::NoServiceRule,
+            "no Service has this address and port",
+        ));
+    };
+    let n = sp.endpoints.len();
+    if n == 0 {
+        return Err(Hop::new(Point::NetfilterNat, Some(node), None, table).drop(
+            DropReason::NoEndpoints,
+            format!("{} has no ready endpoints", sp.name()),
+        ));
+    }
+    let targets = sp
+        .endpoints
+        .iter()
+        .filter_map(|e| Some((parse_ipport(e)?, format!("endpoint {e} (1/{n})"))))
+        .collect();
+    Ok((
+        world.with_finding(
+            Hop::new(Point::NetfilterNat, Some(node), None, format!("{table}: {}", sp.name()))
+                .warn(format!(
+                    "kube-proxy's nftables rules are not read yet: assumed to DNAT to the {n} ready endpoint(s), as it programs them"
+                )),
+            &[FindingId::KubeProxyNftablesUnchecked],
+            Some(node),
+            None,
+        ),
+        targets,
+    ))
+}
+
 pub(super) fn parse_ipport(s: &str) -> Option<(IpAddr, u16)> {
     let (ip, port) = s.rsplit_once(':')?;
     Some((ip.parse().ok()?, port.parse().ok()?))
@@ -245,6 +305,12 @@ pub(super) fn nodeport_targets(
                 .drop(DropReason::NoNodePortRule, "no state read for this node"),
         );
     };
+    if crate::model::kube_proxy::node_proxy_mode(world.cluster, state) == ProxyMode::Nftables {
+        let port = pkt.port.unwrap_or(0);
+        return nftables_targets(world, node, state, |sp| {
+            sp.node_port == Some(port) && sp.protocol == pkt.proto.name()
+        });
+    }
     let Some(rs) = kube_proxy_ruleset(state) else {
         return Err(world.with_finding(
             Hop::new(Point::NetfilterNat, Some(node), None, "nat KUBE-NODEPORTS").drop(
