@@ -104,17 +104,7 @@ fn overlay(lab: &Lab) -> Vec<Vec<String>> {
 }
 
 fn agent_pid(lab: &Lab, node: &str) -> i32 {
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("/run/knetdoctor/lab/{}/state.json", lab.name)).unwrap(),
-    )
-    .unwrap();
-    state["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["role"] == "knetdoctor-agent" && p["pod"] == node)
-        .and_then(|p| p["pid"].as_i64())
-        .unwrap_or_else(|| panic!("no agent on {node} in {state}")) as i32
+    lab.process_pid("knetdoctor-agent", node)
 }
 
 /// Restarts `node`'s agent, with `pause` (`POINT:FILE`) set for it, and
@@ -520,7 +510,9 @@ fn agents_on_the_real_control_plane(name: &str, version: &str) {
     // and the packet; the agent of another node (another namespace on
     // this same kernel) claims none of it.
     lab.kd(&["lab", "break", "forward-drop", "--node", NODE]);
-    let mut pings = ping_for("5");
+    // Pings for longer than the watches, which start once the agents take
+    // the request.
+    let mut pings = ping_for("9");
     let (on_node, elsewhere) = std::thread::scope(|s| {
         let on = s.spawn(|| c.run(&["drops", NODE, "-f", "icmp", "--duration", "3", "-o", "json"]));
         let off = s.spawn(|| {

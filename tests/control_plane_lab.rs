@@ -431,9 +431,10 @@ fn knetdoctor_on_a_node_of_a_real_cluster() {
 /// The real kube-proxy 1.32 in nftables mode is the judge: it programs
 /// `table ip kube-proxy` and no KUBE-* iptables chains, and every path
 /// works (`lab status` pings, curls and digs them; a pod curls a ClusterIP
-/// itself). check calls each node's Service rules unverified — a warning,
-/// never "not programmed", never healthy — and trace follows a Service and
-/// a NodePort to their endpoints, saying it assumed the DNAT.
+/// itself). check reads its table and finds it as kube-proxy would program
+/// it; trace follows Services and a NodePort through the table's own maps
+/// and DNATs; a Service's element taken out of `service-ips` (as a damaged
+/// table would lack it) is found, and breaks the path for real.
 #[test]
 fn the_real_kube_proxy_in_nftables_mode() {
     let name = "cpn";
@@ -458,46 +459,99 @@ fn the_real_kube_proxy_in_nftables_mode() {
         curl(&lab.pod(BUSYBOX), "http://10.1.59.153/", None).is_some(),
         "the ClusterIP does not answer"
     );
+    let out = kd(&["check", "--lab", name]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
+    for (src, dst, via) in [
+        (
+            BUSYBOX_POD,
+            "test-svc-ns/linux0224-nginx",
+            "service-ips 10.1.59.153 . tcp . 80",
+        ),
+        (
+            BUSYBOX_POD,
+            "kube-system/kube-dns",
+            "service-ips 10.1.0.10 . tcp . 53",
+        ),
+        (
+            "192.168.56.254",
+            "k8s-node-12:30005",
+            "service-nodeports tcp . 30005",
+        ),
+    ] {
+        let out = kd(&["trace", src, dst, "--lab", name]);
+        assert_eq!(out.status.code(), Some(0), "{src} -> {dst}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("nftables ip kube-proxy {via} -> ")),
+            "{src} -> {dst}: {}",
+            text(&out)
+        );
+    }
+
+    // A Service's element deleted from service-ips on node-12: kube-proxy
+    // is stopped first so it does not put it back (as when it crashed).
+    let pid = lab.process_pid("kube-proxy", "k8s-node-12");
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let deleted = in_ns(
+        &n12,
+        &[
+            "nft",
+            "delete",
+            "element",
+            "ip",
+            "kube-proxy",
+            "service-ips",
+            "{",
+            "10.1.59.153",
+            ".",
+            "tcp",
+            ".",
+            "80",
+            "}",
+        ],
+    );
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(curl(&lab.pod(BUSYBOX), "http://10.1.59.153/", None).is_none());
     let out = kd(&["check", "--lab", name, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut ids: Vec<(String, String)> = v["findings"]
+    let ids: Vec<String> = v["findings"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_string(),
-                f["node"].as_str().unwrap_or_default().to_string(),
+            format!(
+                "{} {}",
+                f["id"].as_str().unwrap(),
+                f["node"].as_str().unwrap_or("")
             )
         })
         .collect();
-    ids.sort();
-    let want: Vec<(String, String)> = ["k8s-master-10", "k8s-node-11", "k8s-node-12"]
-        .iter()
-        .map(|n| ("kube-proxy-nftables-unchecked".to_string(), n.to_string()))
-        .collect();
-    assert_eq!(ids, want, "{}", text(&out));
-    assert_eq!(out.status.code(), Some(1));
-
-    for (src, dst) in [
-        (
-            "test-net/busybox-deployment-5db9ff768-zrlxw",
-            "test-svc-ns/linux0224-nginx",
-        ),
-        (
-            "test-net/busybox-deployment-5db9ff768-zrlxw",
-            "kube-system/kube-dns",
-        ),
-        ("192.168.56.254", "k8s-node-12:30005"),
-    ] {
-        let out = kd(&["trace", src, dst, "--lab", name, "-o", "json"]);
-        assert_eq!(out.status.code(), Some(0), "{src} -> {dst}: {}", text(&out));
-        let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let hops = t["hops"].to_string();
-        assert!(
-            hops.contains("nftables ip kube-proxy") && hops.contains("\"verdict\":\"warn\""),
-            "{src} -> {dst}: {hops}"
-        );
-    }
+    assert_eq!(
+        ids,
+        ["kube-proxy-nftables-service-missing k8s-node-12"],
+        "{}",
+        text(&out)
+    );
+    let out = kd(&[
+        "trace",
+        BUSYBOX_POD,
+        "test-svc-ns/linux0224-nginx",
+        "--lab",
+        name,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no element 10.1.59.153 . tcp . 80"),
+        "{}",
+        text(&out)
+    );
 }
+
+const BUSYBOX_POD: &str = "test-net/busybox-deployment-5db9ff768-zrlxw";

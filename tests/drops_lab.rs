@@ -112,19 +112,26 @@ fn the_kernel_says_why_it_dropped_the_probe() {
     );
     // `drops NODE -f` shows what the kernel drops there while pings are
     // refused; a filter for other traffic, and another node, see none of it.
+    // Each watch says on stderr once the kernel reports to it: the pings
+    // start after all three have.
     let watch = |args: &[&str]| {
-        let mut a = vec!["drops", "--lab", LAB, "--duration", "4", "-o", "json"];
+        let mut a = vec!["drops", "--lab", LAB, "--duration", "8", "-o", "json"];
         a.extend_from_slice(args);
-        std::process::Command::new(BIN)
+        let mut child = std::process::Command::new(BIN)
             .args(a)
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap();
+        let mut line = String::new();
+        let stderr = child.stderr.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line).unwrap();
+        assert!(line.starts_with("watching the kernel's drops"), "{line}");
+        child
     };
     let on_node = watch(&[NODE, "-f", "icmp and host 10.2.0.42"]);
     let other_traffic = watch(&[NODE, "-f", "tcp port 9"]);
     let other_node = watch(&["k8s-node-11", "-f", "icmp"]);
-    std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(!ping(&lab.pod(BUSYBOX), "10.2.0.42"));
     let json = |c: std::process::Child| -> serde_json::Value {
         let out = c.wait_with_output().unwrap();

@@ -71,6 +71,15 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
             Err(e) => state.unread.push(unread(UnreadSource::Nftables, e)),
         }
     }
+    if crate::dataplane::nftables::has_kube_proxy(&state.nft_tables) {
+        let (family, name) = crate::dataplane::nftables::KUBE_PROXY_TABLE;
+        match run_tool(&source.netns, "nft", &["-j", "list", "table", family, name])
+            .and_then(|t| crate::dataplane::nftables::KubeProxyTable::parse_json(&t))
+        {
+            Ok(table) => state.kube_proxy_nft = Some(table),
+            Err(e) => state.unread.push(unread(UnreadSource::Nftables, e)),
+        }
+    }
     match run_tool(
         &source.netns,
         "conntrack",

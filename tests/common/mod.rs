@@ -94,6 +94,23 @@ impl Lab {
         format!("kdlab-{}-{suffix}", self.name)
     }
 
+    /// The pid of the lab's process `role` (kube-proxy, knetdoctor-agent)
+    /// that runs for `node`, as the lab's state records it.
+    pub fn process_pid(&self, role: &str, node: &str) -> i32 {
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("/run/knetdoctor/lab/{}/state.json", self.name))
+                .unwrap(),
+        )
+        .unwrap();
+        state["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["role"] == role && p["pod"] == node)
+            .and_then(|p| p["pid"].as_i64())
+            .unwrap_or_else(|| panic!("no {role} for {node} in {state}")) as i32
+    }
+
     pub fn node(&self, node: &str) -> String {
         self.ns(node)
     }

@@ -114,9 +114,10 @@ finding_ids! {
     KubeProxyNodeportMissing = "kube-proxy-nodeport-missing", KubeProxy, Missing;
     KubeProxyEndpointsMismatch = "kube-proxy-endpoints-mismatch", KubeProxy, Wrong;
     KubeProxyRejectStale = "kube-proxy-reject-stale", KubeProxy, Stale;
-    // kube-proxy, nftables mode: seen, not yet checked rule by rule.
-    KubeProxyNftablesUnchecked = "kube-proxy-nftables-unchecked", KubeProxy, Other;
+    // kube-proxy, nftables mode (table ip kube-proxy).
     KubeProxyNftablesNotProgrammed = "kube-proxy-nftables-not-programmed", KubeProxy, Missing;
+    KubeProxyNftablesServiceMissing = "kube-proxy-nftables-service-missing", KubeProxy, Missing;
+    KubeProxyNftablesEndpointsMismatch = "kube-proxy-nftables-endpoints-mismatch", KubeProxy, Wrong;
     // kube-proxy, IPVS mode.
     IpvsDeviceMissing = "ipvs-device-missing", Ipvs, Missing;
     IpvsClusterIpUnbound = "ipvs-cluster-ip-unbound", Ipvs, Missing;

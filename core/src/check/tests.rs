@@ -388,14 +388,15 @@ fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
     assert_eq!(t.branches.len(), 3, "{:?}", t.hops);
 }
 
-/// A node kube-proxy programs in nftables mode (`table ip kube-proxy`, no
-/// KUBE-* iptables chains): the mode is read from the node, whatever the
-/// ConfigMap says; check says the rules are not verified (never healthy,
-/// never "not programmed"); trace follows a Service to its endpoints with
-/// a warning; a missing table is kube-proxy not running, in either mode.
+/// A node the real kube-proxy 1.32 programs in nftables mode (its table
+/// from tests/fixtures/nftables/real, no KUBE-* iptables chains): the mode
+/// is read from the node whatever the ConfigMap says; the table is what
+/// kube-proxy would program for the seed cluster (healthy), a missing
+/// element or other endpoints are findings, and trace follows the table's
+/// own DNATs; no table at all is kube-proxy not running, in either mode.
 #[test]
-fn nftables_mode_node_is_neither_healthy_nor_unprogrammed() {
-    use crate::dataplane::nftables::NftTable;
+fn nftables_mode_node_is_checked_and_traced_by_its_table() {
+    use crate::dataplane::nftables::{KubeProxyTable, NftTable};
     use crate::model::kube_proxy::{ProxyMode, node_proxy_mode};
     let (c, mut s) = seed();
     s.iptables[0]
@@ -414,9 +415,39 @@ fn nftables_mode_node_is_neither_healthy_nor_unprogrammed() {
             name: "kube-proxy".into(),
         },
     ];
+    let table = KubeProxyTable::parse_json(include_str!(
+        "../../../tests/fixtures/nftables/real/k8s-1.32-kube-proxy-node-12.ip-kube-proxy.json"
+    ))
+    .unwrap();
+    s.kube_proxy_nft = Some(table.clone());
     assert_eq!(node_proxy_mode(&c, &s), ProxyMode::Nftables);
-    assert_eq!(ids(&c, &s), just("kube-proxy-nftables-unchecked"));
+    assert_eq!(
+        ids(&c, &s),
+        BTreeSet::new(),
+        "the real table is what kube-proxy programs"
+    );
     assert_eq!(ids(&c, &without_table), just("kube-proxy-not-programmed"));
+    let mut missing = s.clone();
+    if let Some(t) = missing.kube_proxy_nft.as_mut() {
+        t.service_ips
+            .retain(|((ip, _, _), _)| ip.to_string() != "10.1.59.153");
+    }
+    assert_eq!(
+        ids(&c, &missing),
+        just("kube-proxy-nftables-service-missing")
+    );
+    let mut other = s.clone();
+    if let Some(t) = other.kube_proxy_nft.as_mut() {
+        for (name, leads) in t.chains.iter_mut() {
+            if name.contains("linux0224-nginx/tcp/__10.2.0.42/80") {
+                leads.dnat = Some("10.2.0.99:80".into());
+            }
+        }
+    }
+    assert_eq!(
+        ids(&c, &other),
+        just("kube-proxy-nftables-endpoints-mismatch")
+    );
 
     let nodes = vec![(NODE.to_string(), s)];
     let findings = run(&c, &nodes);
@@ -433,12 +464,17 @@ fn nftables_mode_node_is_neither_healthy_nor_unprogrammed() {
     let nat = t
         .hops
         .iter()
-        .find(|h| h.decided_by.starts_with("nftables ip kube-proxy"))
+        .find(|h| h.point == crate::trace::Point::NetfilterNat)
         .unwrap_or_else(|| panic!("{:?}", t.hops));
-    assert_eq!(nat.verdict, crate::trace::Verdict::Warn);
     assert_eq!(
-        nat.finding.as_ref().map(|f| f.id),
-        Some(FindingId::KubeProxyNftablesUnchecked)
+        nat.decided_by,
+        "nftables ip kube-proxy service-ips 10.1.59.153 . tcp . 80 -> service-ATYLZNHX-test-svc-ns/linux0224-nginx/tcp/"
+    );
+    assert_eq!(nat.verdict, crate::trace::Verdict::Ok);
+    let labels: Vec<&str> = t.branches.iter().map(|b| b.label.as_str()).collect();
+    assert!(
+        labels.iter().all(|l| l.ends_with(":80 (p=0.333)")),
+        "{labels:?}"
     );
     let outside = crate::trace::resolve::resolve(&c, "192.168.56.254", "default").unwrap();
     let np = crate::trace::resolve::resolve(&c, "k8s-node-12:30005", "default").unwrap();
@@ -447,15 +483,14 @@ fn nftables_mode_node_is_neither_healthy_nor_unprogrammed() {
 
     // The ConfigMap says nftables and the node has no table.
     let mut c = c;
-    let cm = c
+    let conf = [("config.conf".to_string(), "mode: nftables\n".to_string())];
+    match c
         .config_maps
         .iter_mut()
-        .find(|m| m.metadata.name.as_deref() == Some("kube-proxy"));
-    match cm {
+        .find(|m| m.metadata.name.as_deref() == Some("kube-proxy"))
+    {
         Some(m) => {
-            m.data
-                .get_or_insert_with(Default::default)
-                .insert("config.conf".into(), "mode: nftables\n".into());
+            m.data.get_or_insert_with(Default::default).extend(conf);
         }
         None => c.config_maps.push(k8s_openapi::api::core::v1::ConfigMap {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -463,7 +498,7 @@ fn nftables_mode_node_is_neither_healthy_nor_unprogrammed() {
                 name: Some("kube-proxy".into()),
                 ..Default::default()
             },
-            data: Some([("config.conf".to_string(), "mode: nftables\n".to_string())].into()),
+            data: Some(conf.into()),
             ..Default::default()
         }),
     }

@@ -57,3 +57,171 @@ mod tests {
         assert!(parse_tables("table ip nat").is_err());
     }
 }
+
+/// What kube-proxy's nftables table says it does with Service traffic
+/// (`nft -j list table ip kube-proxy`): the `service-ips` and
+/// `service-nodeports` verdict maps, and per chain where it goes next (a
+/// `numgen random` vmap over endpoint chains, a plain goto) and the DNAT
+/// an endpoint chain makes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeProxyTable {
+    /// `service-ips`: (address, protocol, port) → the chain it goes to.
+    pub service_ips: Vec<((std::net::Ipv4Addr, String, u16), String)>,
+    /// `service-nodeports`: (protocol, port) → the chain it goes to.
+    pub nodeports: Vec<((String, u16), String)>,
+    /// Chains by name: where each leads.
+    pub chains: std::collections::BTreeMap<String, ChainLeads>,
+}
+
+/// Where a chain of kube-proxy's table leads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLeads {
+    /// Chains it goes to (each endpoint of a Service's random choice).
+    pub gotos: Vec<String>,
+    /// The DNAT it makes, as `IP:port`.
+    pub dnat: Option<String>,
+}
+
+impl KubeProxyTable {
+    /// Reads `nft -j list table ip kube-proxy`.
+    pub fn parse_json(json: &str) -> Result<KubeProxyTable, String> {
+        let doc: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let items = doc["nftables"]
+            .as_array()
+            .ok_or("no \"nftables\" list in the output")?;
+        let mut t = KubeProxyTable::default();
+        for item in items {
+            if let Some(map) = item.get("map") {
+                let elems = map["elem"].as_array().cloned().unwrap_or_default();
+                for e in elems {
+                    let (Some(key), Some(target)) = (e[0]["concat"].as_array(), goto_target(&e[1]))
+                    else {
+                        continue;
+                    };
+                    match (map["name"].as_str(), key.as_slice()) {
+                        (Some("service-ips"), [ip, proto, port]) => {
+                            let (Some(ip), Some(proto), Some(port)) = (
+                                ip.as_str().and_then(|s| s.parse().ok()),
+                                proto.as_str(),
+                                port.as_u64(),
+                            ) else {
+                                continue;
+                            };
+                            t.service_ips
+                                .push(((ip, proto.to_string(), port as u16), target));
+                        }
+                        (Some("service-nodeports"), [proto, port]) => {
+                            if let (Some(proto), Some(port)) = (proto.as_str(), port.as_u64()) {
+                                t.nodeports.push(((proto.to_string(), port as u16), target));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(rule) = item.get("rule") {
+                let Some(chain) = rule["chain"].as_str() else {
+                    continue;
+                };
+                let leads = t.chains.entry(chain.to_string()).or_default();
+                for expr in rule["expr"].as_array().into_iter().flatten() {
+                    if let Some(target) = goto_target(expr) {
+                        leads.gotos.push(target);
+                    }
+                    if let Some(set) = expr["vmap"]["data"]["set"].as_array() {
+                        leads
+                            .gotos
+                            .extend(set.iter().filter_map(|pair| goto_target(&pair[1])));
+                    }
+                    if let Some(dnat) = expr.get("dnat")
+                        && let (Some(addr), Some(port)) =
+                            (dnat["addr"].as_str(), dnat["port"].as_u64())
+                    {
+                        leads.dnat = Some(format!("{addr}:{port}"));
+                    }
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// The DNAT targets `chain` leads to (following gotos, a few deep).
+    pub fn endpoints(&self, chain: &str) -> Vec<String> {
+        fn walk(t: &KubeProxyTable, chain: &str, depth: u8, out: &mut Vec<String>) {
+            let Some(c) = t.chains.get(chain) else { return };
+            if let Some(d) = &c.dnat {
+                out.push(d.clone());
+            }
+            if depth < 4 {
+                for g in &c.gotos {
+                    walk(t, g, depth + 1, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, chain, 0, &mut out);
+        out.sort();
+        out
+    }
+
+    /// The chain `service-ips` sends `ip` `proto` `port` to.
+    pub fn service(&self, ip: std::net::Ipv4Addr, proto: &str, port: u16) -> Option<&str> {
+        self.service_ips
+            .iter()
+            .find(|((i, p, n), _)| *i == ip && p == proto && *n == port)
+            .map(|(_, c)| c.as_str())
+    }
+
+    /// The chain `service-nodeports` sends `proto` `port` to.
+    pub fn nodeport(&self, proto: &str, port: u16) -> Option<&str> {
+        self.nodeports
+            .iter()
+            .find(|((p, n), _)| p == proto && *n == port)
+            .map(|(_, c)| c.as_str())
+    }
+}
+
+/// The chain a `goto` or `jump` verdict names.
+fn goto_target(v: &serde_json::Value) -> Option<String> {
+    v.get("goto")
+        .or_else(|| v.get("jump"))
+        .and_then(|g| g["target"].as_str())
+        .filter(|t| *t != "mark-for-masquerade")
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    /// The real kube-proxy 1.32's table on the seed lab's k8s-node-12.
+    const TABLE: &str = include_str!(
+        "../../../tests/fixtures/nftables/real/k8s-1.32-kube-proxy-node-12.ip-kube-proxy.json"
+    );
+
+    #[test]
+    fn services_and_nodeports_lead_to_their_endpoints() {
+        let t = KubeProxyTable::parse_json(TABLE).unwrap();
+        assert_eq!(t.service_ips.len(), 5);
+        let chain = t
+            .service("10.1.59.153".parse().unwrap(), "tcp", 80)
+            .unwrap();
+        assert_eq!(chain, "service-ATYLZNHX-test-svc-ns/linux0224-nginx/tcp/");
+        assert_eq!(
+            t.endpoints(chain),
+            ["10.2.0.42:80", "10.2.1.117:80", "10.2.2.132:80"]
+        );
+        let dns = t.service("10.1.0.10".parse().unwrap(), "udp", 53).unwrap();
+        assert_eq!(t.endpoints(dns), ["10.2.0.2:53", "10.2.1.2:53"]);
+        let np = t.nodeport("tcp", 30005).unwrap();
+        assert_eq!(
+            t.endpoints(np),
+            ["10.2.0.42:80", "10.2.1.117:80", "10.2.2.132:80"]
+        );
+        assert!(
+            t.service("10.1.59.153".parse().unwrap(), "udp", 80)
+                .is_none()
+        );
+        assert!(KubeProxyTable::parse_json("{}").is_err());
+    }
+}

@@ -38,6 +38,9 @@ pub struct NodeState {
     /// nftables tables (kube-proxy's nftables mode programs `ip kube-proxy`).
     #[serde(default)]
     pub nft_tables: Vec<super::nftables::NftTable>,
+    /// kube-proxy's nftables table, read where it exists.
+    #[serde(default)]
+    pub kube_proxy_nft: Option<super::nftables::KubeProxyTable>,
     /// tx-checksum-ip-generic per VXLAN device (true = offload on).
 
     #[serde(default)]

@@ -558,10 +558,7 @@ fn wait_programmed(state: &LabState) -> Result<()> {
                 crate::check::run(&cluster, &nodes)
                     .into_iter()
                     .filter(|f| {
-                        // In nftables mode "programmed, not verified" is
-                        // as far as the node's rules are read.
-                        (f.id.owner() == crate::check::Owner::KubeProxy
-                            && f.id != crate::check::FindingId::KubeProxyNftablesUnchecked)
+                        f.id.owner() == crate::check::Owner::KubeProxy
                             || f.id == crate::check::FindingId::ServiceNoEndpoints
                     })
                     .map(|f| f.summary)

@@ -23,9 +23,20 @@ pub(super) fn service_targets(
     let port = pkt.port.unwrap_or(0);
     let proto = pkt.proto.name();
     if crate::model::kube_proxy::node_proxy_mode(world.cluster, state) == ProxyMode::Nftables {
-        return nftables_targets(world, node, state, |sp| {
-            IpAddr::V4(sp.cluster_ip) == pkt.dst && sp.port == port && sp.protocol == proto
-        });
+        let IpAddr::V4(dst) = pkt.dst else {
+            return Err(at_nft_table(node).drop(
+                DropReason::NoServiceRule,
+                "IPv6 is table ip6 kube-proxy's, not read",
+            ));
+        };
+        return nftables_targets(
+            world,
+            node,
+            state,
+            "service-ips",
+            format!("{dst} . {proto} . {port}"),
+            |t| t.service(dst, proto, port).map(str::to_string),
+        );
     }
     if proxy_mode(world.cluster) == ProxyMode::Ipvs {
         let addr = format!("{}:{port}", pkt.dst);
@@ -171,20 +182,31 @@ pub(super) fn service_targets(
     ))
 }
 
-/// kube-proxy in nftables mode: its table is not read rule by rule yet, so
-/// the hop follows the Service port `wanted` picks to its ready endpoints,
-/// as kube-proxy programs them, and says it assumed so (a warning, never an
-/// ok); without the table, kube-proxy has not programmed the node.
+/// A hop at kube-proxy's nftables table on `node`.
+fn at_nft_table(node: &str) -> Hop {
+    Hop::new(
+        Point::NetfilterNat,
+        Some(node),
+        None,
+        "nftables ip kube-proxy",
+    )
+}
+
+/// kube-proxy in nftables mode: the packet's element in `map` of its
+/// table (`key`), the chain it leads to, and that chain's endpoints (each
+/// equally likely: a `numgen random` vmap); without the table, kube-proxy
+/// has not programmed the node.
 fn nftables_targets(
     world: &World,
     node: &str,
     state: &NodeState,
-    wanted: impl Fn(&crate::model::kube_proxy::ServicePort) -> bool,
+    map: &str,
+    key: String,
+    lookup: impl Fn(&crate::dataplane::nftables::KubeProxyTable) -> Option<String>,
 ) -> Result<(Hop, Targets), Hop> {
-    let table = "nftables ip kube-proxy";
-    if !crate::dataplane::nftables::has_kube_proxy(&state.nft_tables) {
+    let Some(table) = &state.kube_proxy_nft else {
         return Err(world.with_finding(
-            Hop::new(Point::NetfilterNat, Some(node), None, table).drop(
+            at_nft_table(node).drop(
                 DropReason::NoServiceRule,
                 "kube-proxy (nftables mode) has not programmed this node",
             ),
@@ -192,36 +214,38 @@ fn nftables_targets(
             Some(node),
             None,
         ));
-    }
-    let ports = crate::model::kube_proxy::service_ports(world.cluster);
-    let Some(sp) = ports.iter().find(|sp| wanted(sp)) else {
-        return Err(Hop::new(Point::NetfilterNat, Some(node), None, table).drop(
-            DropReason::NoServiceRule,
-            "no Service has this address and port",
-        ));
     };
-    let n = sp.endpoints.len();
-    if n == 0 {
-        return Err(Hop::new(Point::NetfilterNat, Some(node), None, table).drop(
-            DropReason::NoEndpoints,
-            format!("{} has no ready endpoints", sp.name()),
-        ));
-    }
-    let targets = sp
-        .endpoints
-        .iter()
-        .filter_map(|e| Some((parse_ipport(e)?, format!("endpoint {e} (1/{n})"))))
-        .collect();
-    Ok((
-        world.with_finding(
-            Hop::new(Point::NetfilterNat, Some(node), None, format!("{table}: {}", sp.name()))
-                .warn(format!(
-                    "kube-proxy's nftables rules are not read yet: assumed to DNAT to the {n} ready endpoint(s), as it programs them"
-                )),
-            &[FindingId::KubeProxyNftablesUnchecked],
+    let Some(chain) = lookup(table) else {
+        return Err(world.with_finding(
+            Hop::new(
+                Point::NetfilterNat,
+                Some(node),
+                None,
+                format!("nftables ip kube-proxy {map}"),
+            )
+            .drop(DropReason::NoServiceRule, format!("no element {key}")),
+            &[FindingId::KubeProxyNftablesServiceMissing],
             Some(node),
             None,
-        ),
+        ));
+    };
+    let endpoints = table.endpoints(&chain);
+    let n = endpoints.len();
+    let decided_by = format!("nftables ip kube-proxy {map} {key} -> {chain}");
+    if n == 0 {
+        return Err(Hop::new(Point::NetfilterNat, Some(node), None, decided_by)
+            .drop(DropReason::NoEndpoints, "the chain makes no DNAT"));
+    }
+    let targets = endpoints
+        .iter()
+        .filter_map(|e| {
+            let p = 1.0 / n as f64;
+            Some((parse_ipport(e)?, format!("{chain} DNAT {e} (p={p:.3})")))
+        })
+        .collect();
+    Ok((
+        Hop::new(Point::NetfilterNat, Some(node), None, decided_by)
+            .evidence(format!("{n} endpoint(s), chosen by numgen random")),
         targets,
     ))
 }
@@ -306,10 +330,15 @@ pub(super) fn nodeport_targets(
         );
     };
     if crate::model::kube_proxy::node_proxy_mode(world.cluster, state) == ProxyMode::Nftables {
-        let port = pkt.port.unwrap_or(0);
-        return nftables_targets(world, node, state, |sp| {
-            sp.node_port == Some(port) && sp.protocol == pkt.proto.name()
-        });
+        let (port, proto) = (pkt.port.unwrap_or(0), pkt.proto.name());
+        return nftables_targets(
+            world,
+            node,
+            state,
+            "service-nodeports",
+            format!("{proto} . {port}"),
+            |t| t.nodeport(proto, port).map(str::to_string),
+        );
     }
     let Some(rs) = kube_proxy_ruleset(state) else {
         return Err(world.with_finding(
