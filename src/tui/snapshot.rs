@@ -301,6 +301,53 @@ fn chain_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> Vec<Entry>
     out
 }
 
+/// kube-proxy's nftables table on the node: each `service-ips` element
+/// with the endpoints its chain DNATs to, marked by the finding that names
+/// its Service; then the Services a finding says have no element.
+fn nft_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut shown = std::collections::HashSet::new();
+    // `service-HASH-ns/name/proto/port`: the Service the chain serves.
+    let service_of = |chain: &str| -> Option<Subject> {
+        let rest = chain.strip_prefix("service-")?.split_once('-')?.1;
+        let mut parts = rest.splitn(3, '/');
+        let (ns, name) = (parts.next()?, parts.next()?);
+        Some(check::finding::ObjectRef::namespaced("Service", ns, name).into())
+    };
+    if let Some(table) = &state.kube_proxy_nft {
+        for ((ip, proto, port), chain) in &table.service_ips {
+            let subject =
+                service_of(chain).unwrap_or_else(|| Subject::chain("ip kube-proxy", chain.clone()));
+            out.push(marked(
+                by,
+                "svc",
+                &subject,
+                format!("{ip} . {proto} . {port} → {chain}"),
+            ));
+            for e in table.endpoints(chain) {
+                out.push(marked(by, "sep", &subject, format!("  → dnat to {e}")));
+            }
+            shown.insert(subject);
+        }
+    }
+    for f in mine
+        .iter()
+        .filter(|f| f.id == check::FindingId::KubeProxyNftablesServiceMissing)
+    {
+        for s in f.subjects() {
+            if shown.insert(s.clone()) {
+                out.push(marked(
+                    by,
+                    "svc",
+                    s,
+                    format!("{} (no element in service-ips)", s.name()),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// kube-proxy's IPVS state on the node: each virtual server with its real
 /// servers, each marked by the IPVS finding that names it (a stale real
 /// server reads `stale`, a missing one is listed); then what findings say
@@ -436,10 +483,12 @@ fn node_entries(
         ));
         expected.extend([neigh, fdb, route]);
     }
-    if crate::model::kube_proxy::proxy_mode(cluster) == crate::model::kube_proxy::ProxyMode::Ipvs {
-        out.extend(ipvs_entries(state, &mine));
-    } else {
-        out.extend(chain_entries(state, &mine, &by));
+    match crate::model::kube_proxy::node_proxy_mode(cluster, state) {
+        crate::model::kube_proxy::ProxyMode::Ipvs => out.extend(ipvs_entries(state, &mine)),
+        crate::model::kube_proxy::ProxyMode::Nftables => out.extend(nft_entries(state, &mine, &by)),
+        crate::model::kube_proxy::ProxyMode::Iptables => {
+            out.extend(chain_entries(state, &mine, &by))
+        }
     }
     for f in &mine {
         for s in f.subjects().filter(|s| !expected.contains(*s)) {

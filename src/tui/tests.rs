@@ -112,6 +112,60 @@ fn overview_and_node_with_a_missing_route_and_a_wrong_neighbour() {
     compare("node-faults", &node);
 }
 
+/// A node kube-proxy programs in nftables mode: the node view lists its
+/// table's Service elements and their DNATs (the real kube-proxy 1.32's
+/// table), a Service with no element is listed as missing.
+#[test]
+fn the_node_view_shows_kube_proxys_nftables_table() {
+    fn nftables(st: &mut NodeState) {
+        st.iptables[0]
+            .ruleset
+            .tables
+            .iter_mut()
+            .for_each(|t| t.retain_chains(|c| !c.name.starts_with("KUBE-")));
+        st.nft_tables = vec![crate::dataplane::nftables::NftTable {
+            family: "ip".into(),
+            name: "kube-proxy".into(),
+        }];
+        st.kube_proxy_nft = Some(
+            crate::dataplane::nftables::KubeProxyTable::parse_json(include_str!(
+                "../../tests/fixtures/nftables/real/k8s-1.32-kube-proxy-node-12.ip-kube-proxy.json"
+            ))
+            .unwrap(),
+        );
+    }
+    let node = screen(
+        &app(snapshot(nftables), View::Node("k8s-node-12".into())),
+        140,
+        60,
+    );
+    let line = |needle: &str| {
+        node.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}:\n{node}"))
+            .to_string()
+    };
+    assert!(
+        line("10.1.59.153 . tcp . 80 → service-ATYLZNHX").contains("ok"),
+        "{node}"
+    );
+    assert!(line("→ dnat to 10.2.1.117:80").contains("ok"), "{node}");
+    let missing = snapshot(|st| {
+        nftables(st);
+        if let Some(t) = st.kube_proxy_nft.as_mut() {
+            t.service_ips
+                .retain(|((ip, _, _), _)| ip.to_string() != "10.1.59.153");
+        }
+    });
+    let node = screen(&app(missing, View::Node("k8s-node-12".into())), 140, 60);
+    assert!(
+        node.lines().any(
+            |l| l.contains("linux0224-nginx (no element in service-ips)") && l.contains("missing")
+        ),
+        "{node}"
+    );
+}
+
 #[test]
 fn the_last_change_names_what_appeared_and_went() {
     let mut a = App::new();
