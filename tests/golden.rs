@@ -159,3 +159,44 @@ fn check_in_one_namespace_keeps_its_findings_and_counts_the_rest() {
     assert_eq!(clean.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&clean.stdout).contains("-A shows them"));
 }
+
+/// `check -o wide` is one line a finding under a header, in the order and
+/// with the ids, nodes and expected/actual values of the JSON document,
+/// then the text's summary line.
+#[test]
+fn check_wide_is_a_line_a_finding() {
+    for bundle in BUNDLES {
+        let d = root().join("bundles").join(bundle);
+        let d = d.to_str().unwrap();
+        let wide = kd(&["check", "--bundle", d, "-o", "wide"]);
+        let json = kd(&["check", "--bundle", d, "-o", "json"]);
+        assert_eq!(wide.status.code(), json.status.code());
+        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        let findings = doc["findings"].as_array().unwrap();
+        let text = String::from_utf8_lossy(&wide.stdout).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let rows = if findings.is_empty() {
+            &lines[..0]
+        } else {
+            assert!(lines[0].starts_with("SEVERITY"), "{text}");
+            &lines[1..=findings.len()]
+        };
+        for (row, f) in rows.iter().zip(findings) {
+            let cells: Vec<&str> = row
+                .split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            assert_eq!(cells[1], f["id"].as_str().unwrap(), "{row}");
+            assert_eq!(cells[2], f["node"].as_str().unwrap_or("cluster"), "{row}");
+            if let Some(e) = f["expected"].as_str() {
+                assert!(row.contains(e), "{row}");
+            }
+        }
+        let last = lines.last().unwrap();
+        assert!(
+            last.contains("finding(s)") || last.starts_with("healthy"),
+            "{text}"
+        );
+    }
+}

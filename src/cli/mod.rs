@@ -65,6 +65,16 @@ pub enum Output {
     Json,
     /// The same document as YAML.
     Yaml,
+    /// Text with every field in a column where the command prints a list
+    /// of findings (check: one line a finding); elsewhere the text.
+    Wide,
+}
+
+impl Output {
+    /// Whether people read it (text or wide) rather than programs.
+    pub fn is_text(self) -> bool {
+        matches!(self, Output::Text | Output::Wide)
+    }
 }
 
 /// Output format of a command that prints as it goes.

@@ -29,8 +29,13 @@ pub fn run(a: CheckArgs) -> Result<u8> {
             }
             emit(a.output, &doc)
         }
-        Output::Text => {
-            let mut text = knetdoctor::check::text::render(&findings, &names, &g.not_read);
+        Output::Text | Output::Wide => {
+            let render = if a.output == Output::Wide {
+                knetdoctor::check::text::render_wide
+            } else {
+                knetdoctor::check::text::render
+            };
+            let mut text = render(&findings, &names, &g.not_read);
             if let (Some(ns), false) = (&a.namespace, elsewhere.is_empty()) {
                 text.push_str(&format!(
                     "{} more finding(s) name no object of namespace {ns} (nodes' dataplane, other namespaces): -A shows them\n",

@@ -114,7 +114,7 @@ pub fn run(a: DropsArgs) -> Result<u8> {
                 "counts": counts,
             }),
         ),
-        Output::Text => {
+        Output::Text | Output::Wide => {
             let _ = writeln!(stdout, "{} drops", shown.len());
             for c in &counts {
                 let _ = writeln!(stdout, "{:>8} {} in {}", c.count, c.reason, c.function);
@@ -154,7 +154,7 @@ fn here(a: &DropsArgs) -> Result<Vec<(Shown, KernelDrop)>> {
             return;
         }
         let s = Shown::new(&d, place, started_nanos);
-        if a.output == Output::Text {
+        if a.output.is_text() {
             let _ = writeln!(stdout, "{}", s.line());
         }
         shown.push((s, d));
@@ -221,7 +221,7 @@ fn through_agent(a: &DropsArgs) -> Result<Vec<(Shown, KernelDrop)>> {
         .into_iter()
         .map(|p| {
             let s = Shown::new(&p.drop, Some(p.place), seen.started_nanos);
-            if a.output == Output::Text {
+            if a.output.is_text() {
                 let _ = writeln!(stdout, "{}", s.line());
             }
             (s, p.drop)

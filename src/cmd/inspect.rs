@@ -35,7 +35,7 @@ fn node(a: InspectNodeArgs) -> Result<u8> {
     let state = node.read()?;
     match a.output {
         Output::Json | Output::Yaml => emit(a.output, &state),
-        Output::Text => out(&inspect::render::node_text(&state, node.name())),
+        Output::Text | Output::Wide => out(&inspect::render::node_text(&state, node.name())),
     }
     Ok(0)
 }
@@ -56,7 +56,7 @@ fn linked(a: InspectObjectArgs, view: LinkedFn) -> Result<u8> {
     let v = view(&g.cluster, &g.states, &g.findings, &a.name, &a.namespace)?;
     match a.output {
         Output::Json | Output::Yaml => emit(a.output, &v),
-        Output::Text => out(&inspect::chain::text(&v)),
+        Output::Text | Output::Wide => out(&inspect::chain::text(&v)),
     }
     Ok(
         if v.findings.is_empty() && v.lines.iter().all(|l| l.ok != Some(false)) {

@@ -73,7 +73,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
                         "seconds": secs,
                     }),
                 ),
-                Output::Text => out(&format!(
+                Output::Text | Output::Wide => out(&format!(
                     "lab {} is up in {secs:.2}s: {} nodes, {} pods, {} namespaces (kdlab-{}-*)\ncluster objects: {}\n{}",
                     name.name,
                     state.topology.nodes.len(),
@@ -125,7 +125,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
                 && st.namespaces_present == st.namespaces_expected;
             match output {
                 Output::Json | Output::Yaml => emit(output, &st),
-                Output::Text => out(&status_text(&st)),
+                Output::Text | Output::Wide => out(&status_text(&st)),
             }
             Ok(if healthy { 0 } else { 1 })
         }

@@ -39,7 +39,7 @@ pub fn run(a: RepairArgs) -> Result<u8> {
         drop(planning);
         match a.output {
             Output::Json | Output::Yaml => emit(a.output, &plan),
-            Output::Text => out(&plan.text()),
+            Output::Text | Output::Wide => out(&plan.text()),
         }
         return Ok(if plan.is_clean() { 0 } else { 1 });
     }
@@ -119,7 +119,7 @@ fn report_undo(j: &Journal) -> u8 {
 
 fn history(a: &RepairArgs, session: &Session) -> Result<()> {
     let past = session.history()?;
-    if a.output != Output::Text {
+    if !a.output.is_text() {
         emit(a.output, &past);
         return Ok(());
     }

@@ -19,7 +19,7 @@ pub fn run(a: TraceArgs) -> Result<u8> {
     if !a.probe {
         match a.output {
             Output::Json | Output::Yaml => emit(a.output, &t),
-            Output::Text => out(&text::render(&t)),
+            Output::Text | Output::Wide => out(&text::render(&t)),
         }
         return Ok(if t.reachable { 0 } else { 1 });
     }
@@ -35,7 +35,7 @@ pub fn run(a: TraceArgs) -> Result<u8> {
     drop(probing);
     match a.output {
         Output::Json | Output::Yaml => emit(a.output, &serde_json::json!({"trace": t, "probe": p})),
-        Output::Text => out(&format!(
+        Output::Text | Output::Wide => out(&format!(
             "{}{}",
             text::render(&t),
             probe::text::render_probe(&p)

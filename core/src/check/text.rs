@@ -154,6 +154,67 @@ pub fn render(
             );
         }
     }
+    o.push_str(&summary(findings, nodes, not_read));
+    o
+}
+
+/// `-o wide`: one line a finding, every field in a column (severity, id,
+/// node, objects, expected, actual), to scan, sort and grep; then the
+/// same summary as the text.
+pub fn render_wide(
+    findings: &[Finding],
+    nodes: &[String],
+    not_read: &[super::reach::NotRead],
+) -> String {
+    let rows: Vec<[String; 6]> = findings
+        .iter()
+        .map(|f| {
+            [
+                format!("{:?}", f.severity).to_uppercase(),
+                f.id.to_string(),
+                f.node.clone().unwrap_or_else(|| "cluster".into()),
+                f.objects
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                f.expected.clone().unwrap_or_default(),
+                f.actual.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let head = ["SEVERITY", "ID", "NODE", "OBJECTS", "EXPECTED", "ACTUAL"];
+    let mut widths = head.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i == 5 {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}   "));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut o = String::new();
+    if !rows.is_empty() {
+        o.push_str(&line(head));
+        for r in &rows {
+            o.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
+        }
+    }
+    o.push_str(&summary(findings, nodes, not_read));
+    o
+}
+
+/// What was checked and what was found, in a line or two.
+fn summary(findings: &[Finding], nodes: &[String], not_read: &[super::reach::NotRead]) -> String {
+    let mut o = String::new();
     let errors = findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
