@@ -258,3 +258,45 @@ fn names_and_ids_that_are_paths_are_refused_before_anything_is_read() {
         );
     }
 }
+
+/// kube-proxy 1.20 has no nftables mode: asking the control-plane lab for
+/// it is a usage error before anything is built, and nothing is left.
+#[test]
+fn nftables_mode_at_1_20_is_refused_before_anything_is_built() {
+    let (code, text) = kd_within(
+        &[
+            "lab",
+            "up",
+            "--name",
+            "nftold",
+            "--control-plane",
+            "--k8s",
+            "1.20",
+            "--kube-proxy-mode",
+            "nftables",
+        ],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("no nftables mode") && text.contains("--k8s 1.32"),
+        "{text}"
+    );
+    assert!(namespaces_with("kdlab-nftold-").is_empty());
+    assert!(!Path::new("/run/knetdoctor/lab/nftold").exists());
+    // Without the control plane there is no kube-proxy to ask.
+    let (code, text) = kd_within(
+        &[
+            "lab",
+            "up",
+            "--name",
+            "nftold",
+            "--kube-proxy-mode",
+            "nftables",
+        ],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(2), "{text}");
+}
