@@ -488,6 +488,31 @@ fn the_real_kube_proxy_in_nftables_mode() {
         );
     }
 
+    // Through the live API, a bare pod name is looked up in the
+    // kubeconfig context's namespace, as kubectl does (and not found in
+    // `default` when the context names none).
+    let admin = format!("/run/knetdoctor/lab/{name}/cp/pki/admin.kubeconfig");
+    let with_ns = std::env::temp_dir().join(format!("kd-{name}-ns.kubeconfig"));
+    let mut kc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&admin).unwrap()).unwrap();
+    kc["contexts"][0]["context"]["namespace"] = "test-net".into();
+    std::fs::write(&with_ns, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
+    let bare = "busybox-deployment-5db9ff768-zrlxw";
+    let dst = "test-svc-ns/linux0224-nginx";
+    let through = kd(&[
+        "trace",
+        bare,
+        dst,
+        "--lab",
+        name,
+        "--kubeconfig",
+        with_ns.to_str().unwrap(),
+    ]);
+    assert_eq!(through.status.code(), Some(0), "{}", text(&through));
+    let plain = kd(&["trace", bare, dst, "--lab", name, "--kubeconfig", &admin]);
+    assert_eq!(plain.status.code(), Some(2), "{}", text(&plain));
+    let _ = std::fs::remove_file(&with_ns);
+
     // A Service's element deleted from service-ips on node-12: kube-proxy
     // is stopped first so it does not put it back (as when it crashed).
     let pid = lab.process_pid("kube-proxy", "k8s-node-12");

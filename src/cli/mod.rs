@@ -265,6 +265,15 @@ impl SourceArgs {
     pub fn live(&self) -> Option<knetdoctor::inspect::live::LiveSource> {
         self.live.source()
     }
+
+    /// The namespace for names given without one: `namespace` (-n), else
+    /// the live cluster's context's (as kubectl), else `default`.
+    pub fn namespace(&self, namespace: &Option<String>) -> String {
+        namespace
+            .clone()
+            .or_else(|| self.live().and_then(|l| l.context_namespace()))
+            .unwrap_or_else(|| "default".to_string())
+    }
 }
 
 /// `knetdoctor agent`: run the agent on this node, or print its manifest.
@@ -400,9 +409,11 @@ pub struct TraceArgs {
     /// Where to: a pod, pod IP, Service (ns/name[:port]), DNS name, node:nodePort, http://host/path, or an address.
     #[arg(add = complete::endpoints())]
     pub dst: String,
-    /// The namespace for bare names (and of the asking pod for DNS names).
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
+    /// The namespace for bare names (and of the asking pod for DNS names);
+    /// default: the kubeconfig context's namespace when reading a live
+    /// cluster, else `default`.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
     /// The destination port (a Service's port defaults to its first).
     #[arg(long, value_parser = values::port)]
     pub port: Option<u16>,
@@ -490,9 +501,11 @@ pub enum InspectCommand {
 pub struct InspectObjectArgs {
     /// `name` or `namespace/name` (for dns: the name to resolve).
     pub name: String,
-    /// The namespace (for dns: the namespace of the asking pod).
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
+    /// The namespace (for dns: the namespace of the asking pod); default:
+    /// the kubeconfig context's namespace when reading a live cluster, else
+    /// `default`.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
     #[command(flatten)]
     pub source: SourceArgs,
     #[arg(short, long, value_enum, default_value_t)]

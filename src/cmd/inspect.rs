@@ -53,7 +53,8 @@ fn linked(a: InspectObjectArgs, view: LinkedFn) -> Result<u8> {
     let reading = super::progress::Spinner::start("reading the cluster and its nodes");
     let g = source(&a.source).target()?.gather(None)?;
     drop(reading);
-    let v = view(&g.cluster, &g.states, &g.findings, &a.name, &a.namespace)?;
+    let ns = a.source.namespace(&a.namespace);
+    let v = view(&g.cluster, &g.states, &g.findings, &a.name, &ns)?;
     match a.output {
         Output::Json | Output::Yaml => emit(a.output, &v),
         Output::Text | Output::Wide => out(&inspect::chain::text(&v)),

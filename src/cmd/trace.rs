@@ -12,8 +12,9 @@ pub fn run(a: TraceArgs) -> Result<u8> {
     let reading = super::progress::Spinner::start("reading the cluster and its nodes");
     let g = target.gather(None)?;
     drop(reading);
-    let src = resolve::resolve(&g.cluster, &a.src, &a.namespace)?;
-    let dst = resolve::resolve(&g.cluster, &a.dst, &a.namespace)?;
+    let ns = a.source.namespace(&a.namespace);
+    let src = resolve::resolve(&g.cluster, &a.src, &ns)?;
+    let dst = resolve::resolve(&g.cluster, &a.dst, &ns)?;
     let world = sim::World::new(&g.cluster, &g.states, &g.findings);
     let t = sim::trace(&world, &src, &dst, a.proto, a.port);
     if !a.probe {

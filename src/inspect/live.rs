@@ -39,6 +39,24 @@ pub struct LiveSource {
 }
 
 impl LiveSource {
+    /// The namespace of the kubeconfig context in use (as kubectl takes
+    /// it for names given without one), when the context sets one. Read
+    /// from the file alone: no request is made.
+    pub fn context_namespace(&self) -> Option<String> {
+        let kc = match &self.kubeconfig {
+            Some(path) => Kubeconfig::read_from(path).ok()?,
+            None => Kubeconfig::read().ok()?,
+        };
+        let name = self.context.clone().or(kc.current_context.clone())?;
+        kc.contexts
+            .iter()
+            .find(|c| c.name == name)?
+            .context
+            .as_ref()?
+            .namespace
+            .clone()
+    }
+
     /// Where to look for the agents.
     pub fn agent_namespace(&self) -> &str {
         self.agent_namespace
@@ -346,4 +364,30 @@ impl Drop for Reflected {
 pub fn load(src: &LiveSource) -> Result<Cluster> {
     let (changed, _) = std::sync::mpsc::channel();
     Ok(Reflected::start(src, changed)?.cluster())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kubectl's rule: the context in use (--context, else the current
+    /// one) names the namespace for names given without one.
+    #[test]
+    fn the_contexts_namespace_is_the_default_for_bare_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://10.255.0.1:6443\"}\nusers:\n- name: u\n  user: {token: x}\ncontexts:\n- name: dev\n  context: {cluster: c, user: u, namespace: test-net}\n- name: bare\n  context: {cluster: c, user: u}\ncurrent-context: dev\n",
+        )
+        .unwrap();
+        let src = |context: Option<&str>| LiveSource {
+            kubeconfig: Some(path.clone()),
+            context: context.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(src(None).context_namespace().as_deref(), Some("test-net"));
+        assert_eq!(src(Some("bare")).context_namespace(), None);
+        assert_eq!(src(Some("nosuch")).context_namespace(), None);
+    }
 }
