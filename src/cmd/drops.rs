@@ -15,7 +15,7 @@ use knetdoctor::agent::api::DropsSpec;
 use knetdoctor::capture::decode::VXLAN_PORTS;
 use knetdoctor::capture::drops::{self, KernelDrop};
 use knetdoctor::capture::dropwatch::owners::{Owners, Place};
-use knetdoctor::capture::dropwatch::{DropFilter, DropWatch};
+use knetdoctor::capture::dropwatch::{DropWatch, Selection};
 use knetdoctor::error::{Error, Result};
 use knetdoctor::lab::LabState;
 
@@ -126,8 +126,7 @@ pub fn run(a: DropsArgs) -> Result<u8> {
 
 /// Watches this machine's kernel, printing each drop as it comes.
 fn here(a: &DropsArgs) -> Result<Vec<(Shown, KernelDrop)>> {
-    let protocol = protocol(a);
-    let filter = a.filter.as_deref().map(DropFilter::new).transpose()?;
+    let selection = Selection::new(protocol(a), a.filter.as_deref())?;
     let (owners, only_owned) = owners(a)?;
     let watch = DropWatch::start()?;
     let _ = writeln!(
@@ -144,9 +143,7 @@ fn here(a: &DropsArgs) -> Result<Vec<(Shown, KernelDrop)>> {
     let mut shown: Vec<(Shown, KernelDrop)> = Vec::new();
     let mut stdout = anstream::stdout();
     let mut take = |d: KernelDrop, shown: &mut Vec<(Shown, KernelDrop)>| {
-        if protocol.is_some_and(|p| p != d.protocol)
-            || filter.as_ref().is_some_and(|f| !f.matches(&d))
-        {
+        if !selection.keeps(&d) {
             return;
         }
         let place = owners.place(d.netns, d.ifindex);
@@ -195,9 +192,7 @@ fn through_agent(a: &DropsArgs) -> Result<Vec<(Shown, KernelDrop)>> {
         protocol: protocol(a),
     };
     // A bad filter is refused here, before the agent is asked.
-    if let Some(f) = &spec.filter {
-        DropFilter::new(f)?;
-    }
+    Selection::new(spec.protocol, spec.filter.as_deref())?;
     let _ = writeln!(
         anstream::stderr(),
         "watching the kernel's drops on {node} through its agent for {}s",

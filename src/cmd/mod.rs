@@ -78,14 +78,16 @@ fn completion(invoked: Invoked, shell: Shell) -> Result<u8> {
 fn man(invoked: Invoked, out: &std::path::Path) -> Result<u8> {
     std::fs::create_dir_all(out).map_err(|e| knetdoctor::Error::io(out, e))?;
     let cmd = invoked.command();
+    // One page per command that is not hidden (what clap_mangen writes).
+    fn pages(c: &clap::Command) -> usize {
+        1 + c
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .map(pages)
+            .sum::<usize>()
+    }
+    let pages = pages(&cmd);
     clap_mangen::generate_to(cmd, out).map_err(|e| knetdoctor::Error::io(out, e))?;
-    let pages = std::fs::read_dir(out)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".1"))
-                .count()
-        })
-        .unwrap_or(0);
     let _ = writeln!(
         anstream::stderr(),
         "{pages} man pages in {} (`man -l {}/knetdoctor.1`)",

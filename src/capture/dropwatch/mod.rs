@@ -150,6 +150,30 @@ impl Drop for DropWatch {
     }
 }
 
+/// Which drops a watch keeps: of one EtherType (all when `None`) and
+/// matching a tcpdump filter (all when `None`). One decision for `drops`
+/// here and the agent's watch alike.
+pub struct Selection {
+    protocol: Option<u16>,
+    filter: Option<DropFilter>,
+}
+
+impl Selection {
+    /// Compiles `filter`; a usage error naming it when libpcap cannot.
+    pub fn new(protocol: Option<u16>, filter: Option<&str>) -> Result<Selection> {
+        Ok(Selection {
+            protocol,
+            filter: filter.map(DropFilter::new).transpose()?,
+        })
+    }
+
+    /// Whether `d` is one of them.
+    pub fn keeps(&self, d: &KernelDrop) -> bool {
+        self.protocol.is_none_or(|p| p == d.protocol)
+            && self.filter.as_ref().is_none_or(|f| f.matches(d))
+    }
+}
+
 /// A tcpdump filter over dropped packets' headers, compiled by libpcap
 /// for both ways a drop's bytes are read (from Ethernet, or raw IP).
 pub struct DropFilter {

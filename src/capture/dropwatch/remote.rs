@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::owners::{Owners, PlacedDrop};
-use super::{DropFilter, DropWatch};
+use super::{DropWatch, Selection};
 use crate::access::NodeAccess;
 use crate::agent::api::DropsSpec;
 use crate::error::{Error, Result};
@@ -47,7 +47,7 @@ pub fn check_bounds(spec: &DropsSpec) -> Result<()> {
 /// The agent's side: watches this node's kernel for `spec.seconds`.
 pub fn drops_here(spec: &DropsSpec, node: &str, access: &dyn NodeAccess) -> Result<RemoteDrops> {
     check_bounds(spec)?;
-    let filter = spec.filter.as_deref().map(DropFilter::new).transpose()?;
+    let selection = Selection::new(spec.protocol, spec.filter.as_deref())?;
     let mut owners = Owners::default();
     owners.add(node, access)?;
     let started_nanos = super::now_nanos();
@@ -61,9 +61,7 @@ pub fn drops_here(spec: &DropsSpec, node: &str, access: &dyn NodeAccess) -> Resu
         seconds: 0.0,
     };
     let mut take = |d: crate::capture::drops::KernelDrop| {
-        if spec.protocol.is_some_and(|p| p != d.protocol)
-            || filter.as_ref().is_some_and(|f| !f.matches(&d))
-        {
+        if !selection.keeps(&d) {
             return;
         }
         let Some(place) = owners.place(d.netns, d.ifindex) else {
