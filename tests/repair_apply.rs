@@ -376,6 +376,7 @@ fn a_repair_that_fails_part_way_stops_and_its_journal_undoes_the_applied_part() 
         why: "test".into(),
         replaces: String::new(),
         iptables: None,
+        nftables: None,
     };
     // The second action is impossible: VXLAN refuses an MTU above what its
     // underlay allows.
@@ -531,6 +532,37 @@ fn iptables_snapshot(node_ns: &str, tool: &str) -> Vec<String> {
     tables
 }
 
+/// kube-proxy's nftables table as `nft -j list table ip kube-proxy` shows
+/// it (nothing when there is none): one line per object in the kernel's
+/// order, without handles, each set's elements sorted.
+fn nft_snapshot(node_ns: &str) -> Vec<String> {
+    let (ok, text) = in_ns_text(node_ns, &["nft", "-j", "list", "table", "ip", "kube-proxy"]);
+    if !ok {
+        return Vec::new();
+    }
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("nft -j prints JSON");
+    let mut lines = Vec::new();
+    for mut item in doc["nftables"].as_array().cloned().unwrap_or_default() {
+        if let Some(obj) = item.as_object_mut().and_then(|o| o.values_mut().next()) {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("handle");
+            }
+            if let Some(elem) = obj.get_mut("elem").and_then(|e| e.as_array_mut()) {
+                elem.sort_by_key(|e| e.to_string());
+            }
+        }
+        lines.push(item.to_string());
+    }
+    lines
+}
+
+/// The node's iptables (`tool`) and, in nftables mode, kube-proxy's table.
+fn rules_snapshot(node_ns: &str, tool: &str) -> Vec<String> {
+    let mut v = iptables_snapshot(node_ns, tool);
+    v.extend(nft_snapshot(node_ns));
+    v
+}
+
 /// The first difference between two snapshots, for a readable failure.
 fn first_difference(a: &[String], b: &[String]) -> Option<String> {
     let n = a.len().max(b.len());
@@ -541,12 +573,26 @@ fn first_difference(a: &[String], b: &[String]) -> Option<String> {
 
 /// flannel's chains are restored by default, kube-proxy's with
 /// `--include kube-proxy`, through `iptables-restore --noflush` of the
-/// backend the node uses; the path works again, the node's rules are the
-/// healthy ones, and undo puts back the broken rules exactly.
-fn chains_are_restored_and_undone(lab_name: &str, backend: &str) {
-    let lab = Lab::up(lab_name, &["--iptables", backend]);
+/// backend the node uses (or in nftables mode kube-proxy's table through
+/// `nft -j -f`); the path works again, the node's rules are the healthy
+/// ones, and undo puts back the broken rules exactly.
+fn chains_are_restored_and_undone(lab_name: &str, backend: &str, kube_proxy_mode: &str) {
+    let lab = Lab::up(
+        lab_name,
+        &["--iptables", backend, "--kube-proxy-mode", kube_proxy_mode],
+    );
     let node = lab.node("k8s-node-12");
     let save = format!("iptables-{backend}-save");
+    let iptables_snapshot = |ns: &str, tool: &str| rules_snapshot(ns, tool);
+    // The mode is what the kernel holds, seen by the standard tools.
+    let kube_chains = iptables_snapshot(&node, &save)
+        .iter()
+        .any(|l| l.starts_with(":KUBE-SERVICES"));
+    let table = !nft_snapshot(&node).is_empty();
+    assert_eq!(
+        (kube_chains, table),
+        (kube_proxy_mode == "iptables", kube_proxy_mode == "nftables")
+    );
     let (bb, n12, out) = (lab.pod(BUSYBOX), lab.pod(NGINX_NODE12), lab.outside());
     let repair = |extra: &[&str]| {
         let mut a = vec!["repair", "--node", "k8s-node-12", "--lab", lab_name];
@@ -649,12 +695,19 @@ fn chains_are_restored_and_undone(lab_name: &str, backend: &str) {
 
 #[test]
 fn apply_restores_chains_with_iptables_nft() {
-    chains_are_restored_and_undone("fixnft", "nft");
+    chains_are_restored_and_undone("fixnft", "nft", "iptables");
+}
+
+/// The same faults and repairs with kube-proxy in nftables mode: its
+/// faults are made to `table ip kube-proxy`, and repaired by writing it.
+#[test]
+fn apply_restores_kube_proxys_nftables_table() {
+    chains_are_restored_and_undone("fixnftmode", "nft", "nftables");
 }
 
 #[test]
 fn apply_restores_chains_with_iptables_legacy() {
-    chains_are_restored_and_undone("fixlegacy", "legacy");
+    chains_are_restored_and_undone("fixlegacy", "legacy", "iptables");
 }
 
 /// flannel's route on k8s-node-12 to the master's pod CIDR.

@@ -572,9 +572,10 @@ pub enum LabCommand {
         /// scripts/build-apiserver.sh for 1.20, scripts/build-k8s-1.32.sh for 1.32).
         #[arg(long, default_value = "1.20", requires = "control_plane", value_parser = values::k8s_version())]
         k8s: knetdoctor::lab::control_plane::K8sVersion,
-        /// How the real kube-proxy of --control-plane programs the nodes
-        /// (nftables needs --k8s 1.32).
-        #[arg(long, default_value = "iptables", requires = "control_plane", value_parser = values::kube_proxy_mode())]
+        /// How kube-proxy programs the nodes: the lab renders that mode's
+        /// rules (iptables chains, or nftables' table ip kube-proxy), or the
+        /// real kube-proxy of --control-plane runs in it (nftables needs --k8s 1.32).
+        #[arg(long, default_value = "iptables", value_parser = values::kube_proxy_mode())]
         kube_proxy_mode: knetdoctor::lab::control_plane::KubeProxyMode,
         /// Also install the knetdoctor agent (`agent manifest` applied to the
         /// API server) and run one agent per node, as its DaemonSet's pods would.

@@ -51,7 +51,8 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
                 params,
                 iptables,
                 kubeconfig,
-                control_plane.then_some((k8s, kube_proxy_mode)),
+                control_plane.then_some(k8s),
+                kube_proxy_mode,
                 &progress,
             );
             bar.finish_and_clear();

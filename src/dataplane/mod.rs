@@ -10,7 +10,7 @@ pub mod sysctl;
 pub mod write;
 
 pub use knetdoctor_core::dataplane::{
-    Mac, NodeState, RouteDst, addr, iptables, ipvs, lookup, nftables, state,
+    Mac, NodeState, RouteDst, addr, iptables, ipvs, lookup, nft_table, nftables, state,
 };
 pub use netns::Netns;
 pub use read::read_node_state;

@@ -390,6 +390,12 @@ impl Writer {
         Netns::Current.feed(tool, &["--noflush", "--wait"], input)
     }
 
+    /// Feeds `input` (libnftables JSON commands) to `nft -j -f -`: one
+    /// transaction, all of it or nothing.
+    pub fn nft_apply(&self, input: &str) -> Result<()> {
+        Netns::Current.feed("nft", &["-j", "-f", "-"], input)
+    }
+
     /// `ethtool -K DEV FEATURE on|off` (a feature, not a netlink route
     /// attribute: ethtool speaks its own interface).
     pub fn ethtool_feature(&self, dev: &str, feature: &str, on: bool) -> Result<()> {

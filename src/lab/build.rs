@@ -67,16 +67,14 @@ pub fn up(
     params: LabParams,
     backend: IptablesBackend,
     kubeconfig: Option<std::path::PathBuf>,
-    control_plane: Option<(
-        super::control_plane::K8sVersion,
-        super::control_plane::KubeProxyMode,
-    )>,
+    control_plane: Option<super::control_plane::K8sVersion>,
+    kube_proxy: super::control_plane::KubeProxyMode,
     progress: Progress,
 ) -> Result<LabState> {
-    if let Some((v, mode)) = control_plane {
+    if let Some(v) = control_plane {
         // Before anything is built: a missing build is a hint, not a teardown.
         super::control_plane::binaries(v)?;
-        if (v, mode)
+        if (v, kube_proxy)
             == (
                 super::control_plane::K8sVersion::V1_20,
                 super::control_plane::KubeProxyMode::Nftables,
@@ -112,17 +110,15 @@ pub fn up(
         faults: Vec::new(),
         complete: false,
         kubeconfig: kubeconfig.map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
-        control_plane: control_plane.map(|(version, kube_proxy)| {
-            super::control_plane::ControlPlane {
-                version,
-                port: None,
-                kube_proxy,
-            }
+        control_plane: control_plane.map(|version| super::control_plane::ControlPlane {
+            version,
+            port: None,
         }),
+        kube_proxy,
     };
     state.save()?;
     let built = build(&mut state, progress).and_then(|()| match control_plane {
-        Some((v, _)) => {
+        Some(v) => {
             progress("control plane and kube-proxy", 1, 1);
             super::control_plane::start(&mut state, v)
         }

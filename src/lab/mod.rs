@@ -9,6 +9,7 @@ pub mod build;
 pub mod control_plane;
 pub mod exec;
 pub mod faults;
+pub mod faults_nft;
 pub mod process;
 pub mod publish;
 pub mod services;
@@ -145,9 +146,18 @@ pub fn break_fault(
     {
         let ports = crate::model::kube_proxy::service_ports(&sync::current_cluster(&state));
         let peer_name = peer.map(|p| p.name.clone());
-        control_plane::break_kube_proxy(&mut state, &n.name, |rs| {
-            faults::transform_ruleset(rs, fault, &ports, &topo, peer_name.as_deref())
-        })?;
+        match state.kube_proxy {
+            control_plane::KubeProxyMode::Iptables => {
+                control_plane::break_kube_proxy(&mut state, &n.name, |rs| {
+                    faults::transform_ruleset(rs, fault, &ports, &topo, peer_name.as_deref())
+                })?
+            }
+            control_plane::KubeProxyMode::Nftables => {
+                control_plane::break_kube_proxy_table(&mut state, &n.name, |t| {
+                    faults_nft::transform_table(t, fault, &ports, &topo, peer_name.as_deref())
+                })?
+            }
+        }
         return Ok(active);
     }
     if fault.is_iptables() || fault.scope() == Scope::Cluster {

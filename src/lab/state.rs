@@ -79,6 +79,10 @@ pub struct LabState {
     /// The lab's own control plane and kube-proxy (`lab up --control-plane`).
     #[serde(default)]
     pub control_plane: Option<super::control_plane::ControlPlane>,
+    /// How kube-proxy programs the nodes: the lab renders that mode's rules,
+    /// or with a control plane the real kube-proxy runs in it.
+    #[serde(default)]
+    pub kube_proxy: super::control_plane::KubeProxyMode,
 }
 
 /// Where labs keep their directories: `$KNETDOCTOR_RUN_DIR/lab`, by default

@@ -1,18 +1,21 @@
 //! Renders what the lab's cluster objects imply onto the lab: the objects
 //! directory, every node's iptables (as kube-proxy, flannel and portmap
-//! would write them, with iptables faults applied), the ingress controller's
+//! would write them, with iptables faults applied) and in nftables mode
+//! kube-proxy's `table ip kube-proxy`, the ingress controller's
 //! nginx.conf and CoreDNS's records. Called by `lab up`, `break` and `heal`.
 
 use std::path::Path;
 
+use super::control_plane::KubeProxyMode;
 use super::exec;
 use super::faults::{Fault, WRONG_INGRESS_PORT, transform_ruleset};
+use super::faults_nft::transform_table;
 use super::objects;
 use super::services;
 use super::state::LabState;
 use super::topology::PodRole;
 use crate::error::{Error, Result};
-use crate::model::{Cluster, ClusterNetwork, expect, kube_proxy};
+use crate::model::{Cluster, ClusterNetwork, expect, kube_proxy, kube_proxy_nft};
 
 /// The cluster objects as they stand with the active faults.
 pub fn current_cluster(state: &LabState) -> Cluster {
@@ -26,6 +29,19 @@ pub fn current_cluster(state: &LabState) -> Cluster {
         .any(|f| f.fault == Fault::IngressBackendPort)
     {
         cluster.ingresses = vec![objects::ingress(WRONG_INGRESS_PORT)];
+    }
+    // kube-proxy's ConfigMap says the mode its nodes run in, as kubeadm's does.
+    if state.kube_proxy == KubeProxyMode::Nftables {
+        for cm in cluster
+            .config_maps
+            .iter_mut()
+            .filter(|m| m.metadata.name.as_deref() == Some("kube-proxy"))
+        {
+            if let Some(conf) = cm.data.as_mut().and_then(|d| d.get_mut("config.conf")) {
+                *conf = conf.replace("mode: \"iptables\"", "mode: \"nftables\"");
+            }
+        }
+        cluster.invalidate_index();
     }
     cluster
 }
@@ -57,7 +73,9 @@ pub fn sync(state: &LabState) -> Result<Cluster> {
     let ports = kube_proxy::service_ports(&cluster);
     // With the real kube-proxy the lab writes flannel's and the CNI's rules
     // once, before kube-proxy starts; from then on the rules are theirs.
-    let kube_proxy_rendered = state.control_plane.is_none();
+    let rendered = state.control_plane.is_none();
+    let kube_proxy_chains = rendered && state.kube_proxy == KubeProxyMode::Iptables;
+    let kube_proxy_table = rendered && state.kube_proxy == KubeProxyMode::Nftables;
     let control_plane_running = state
         .control_plane
         .as_ref()
@@ -68,11 +86,13 @@ pub fn sync(state: &LabState) -> Result<Cluster> {
         .iter()
         .filter(|_| !control_plane_running)
     {
-        let mut rs = expect::iptables_of(&cluster, &node.name, &net, kube_proxy_rendered);
+        let mut rs = expect::iptables_of(&cluster, &node.name, &net, kube_proxy_chains);
         for f in state
             .faults
             .iter()
             .filter(|f| f.fault.is_iptables() && f.node.as_deref() == Some(&node.name))
+            // In nftables mode kube-proxy's faults are made to its table.
+            .filter(|f| !(kube_proxy_table && f.fault.is_kube_proxy()))
         {
             transform_ruleset(&mut rs, f.fault, &ports, &state.topology, f.peer.as_deref());
         }
@@ -82,6 +102,23 @@ pub fn sync(state: &LabState) -> Result<Cluster> {
             &["-w", "5"],
             &rs.render(),
         )?;
+        if kube_proxy_table {
+            let mut t =
+                kube_proxy_nft::for_node(&ports, &cluster, &node.name, Some(net.cluster_cidr));
+            for f in state
+                .faults
+                .iter()
+                .filter(|f| f.fault.is_kube_proxy() && f.node.as_deref() == Some(&node.name))
+            {
+                transform_table(&mut t, f.fault, &ports, &state.topology, f.peer.as_deref());
+            }
+            exec::run_in(
+                &node.netns,
+                "nft",
+                &["-j", "-f", "-"],
+                &t.replace_commands(),
+            )?;
+        }
     }
 
     if let Some(ingress) = state.topology.pods_with(PodRole::Ingress).next() {

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::iptables::{ChainsRestore, restore_tool};
+use super::nftables::TableRestore;
 use std::sync::Arc;
 
 use super::journal::{Entry, Journal, Restore, Status, locked};
@@ -24,6 +25,7 @@ use crate::error::{Error, Result};
 pub fn supported(s: &Step) -> bool {
     match &s.action {
         RepairAction::IptablesChains { .. } => s.iptables.is_some(),
+        RepairAction::NftablesTable { .. } => s.nftables.is_some(),
         RepairAction::IptablesPolicy { .. } | RepairAction::Manual { .. } => false,
         _ => true,
     }
@@ -61,7 +63,12 @@ fn journaled(s: &Step, state: &NodeState) -> Before {
             backend: r.backend.clone(),
             restore: r.undo.clone(),
         },
-        _ => before(&s.action, state),
+        _ => match (&s.action, &s.nftables) {
+            (RepairAction::NftablesTable { .. }, Some(r)) => Before::NftTable {
+                restore: r.undo.clone(),
+            },
+            _ => before(&s.action, state),
+        },
     }
 }
 
@@ -143,18 +150,24 @@ pub fn apply(
                 Arc::new(move |ks: &[usize]| locked(&journal).sending(ks));
             pipeline::run(netns, run, before_send, |o| note(o, false))?;
         } else {
-            let run: Vec<(usize, RepairAction, Option<ChainsRestore>)> = (i..end)
-                .map(|k| (k, actions[k].clone(), steps[k].iptables.clone()))
+            let run: Vec<(usize, RepairAction, Inputs)> = (i..end)
+                .map(|k| {
+                    let inputs = Inputs {
+                        chains: steps[k].iptables.clone(),
+                        table: steps[k].nftables.clone(),
+                    };
+                    (k, actions[k].clone(), inputs)
+                })
                 .collect();
             let journal = log.clone();
             let outcomes = Writer::run(netns, move |w| async move {
                 let mut out = Vec::with_capacity(run.len());
-                for (k, action, chains) in &run {
+                for (k, action, inputs) in &run {
                     // On disk before the kernel sees it; its outcome on
                     // disk before the next one is sent.
                     let journaled = locked(&journal).sending(&[*k]);
                     let r = match journaled {
-                        Ok(()) => make(&w, action, chains.as_ref()).await,
+                        Ok(()) => make(&w, action, inputs).await,
                         Err(e) => Err(e),
                     };
                     #[cfg(debug_assertions)]
@@ -297,12 +310,15 @@ fn prefix(dst: &RouteDst) -> Result<ipnet::Ipv4Net> {
         .ok_or_else(|| Error::usage(format!("{dst} is not an IPv4 route"), None))
 }
 
+/// The inputs a netfilter action is carried out with (planned, pure).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Inputs {
+    chains: Option<ChainsRestore>,
+    table: Option<TableRestore>,
+}
+
 /// Makes one change.
-pub(super) async fn make(
-    w: &Writer,
-    a: &RepairAction,
-    chains: Option<&ChainsRestore>,
-) -> Result<()> {
+pub(super) async fn make(w: &Writer, a: &RepairAction, inputs: &Inputs) -> Result<()> {
     match a {
         RepairAction::NeighReplace { dev, ip, mac } => w.neigh_replace(dev, *ip, *mac),
         RepairAction::FdbReplace { dev, mac, dst } => w.fdb_replace(dev, *mac, *dst),
@@ -323,7 +339,11 @@ pub(super) async fn make(
         RepairAction::Sysctl { key, value } => w.sysctl(key, value),
         RepairAction::RuleAdd { priority, table } => w.rule_add(*priority, *table).await,
         RepairAction::Ethtool { dev, feature, on } => w.ethtool_feature(dev, feature, *on),
-        RepairAction::IptablesChains { .. } => match chains {
+        RepairAction::NftablesTable { .. } => match &inputs.table {
+            Some(r) => w.nft_apply(&r.input),
+            None => Err(Error::env("no table was planned for this action", None)),
+        },
+        RepairAction::IptablesChains { .. } => match &inputs.chains {
             Some(r) => w.iptables_restore(restore_tool(&r.backend), &r.input),
             None => Err(Error::env(
                 "the node has no iptables rules to tell its backend (nft or legacy) by",
@@ -444,6 +464,7 @@ async fn restore(w: &Writer, a: &RepairAction, before: &Before) -> Result<()> {
         (RepairAction::IptablesChains { .. }, Before::Chains { backend, restore }) => {
             w.iptables_restore(restore_tool(backend), restore)
         }
+        (RepairAction::NftablesTable { .. }, Before::NftTable { restore }) => w.nft_apply(restore),
         (RepairAction::Ethtool { dev, feature, .. }, Before::Ethtool { on: Some(on) }) => {
             w.ethtool_feature(dev, feature, *on)
         }

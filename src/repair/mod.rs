@@ -10,4 +10,4 @@ pub mod journal;
 pub mod pipeline;
 pub mod session;
 
-pub use knetdoctor_core::repair::{Category, Options, Plan, iptables, plan};
+pub use knetdoctor_core::repair::{Category, Options, Plan, iptables, nftables, plan};

@@ -274,6 +274,13 @@ pub enum RepairAction {
         chains: Vec<String>,
         owner: String,
     },
+    /// Write an nftables table whole, as its owner writes it (one
+    /// `nft -j -f` transaction).
+    NftablesTable {
+        family: String,
+        table: String,
+        owner: String,
+    },
     IptablesPolicy {
         table: String,
         chain: String,

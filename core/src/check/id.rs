@@ -118,6 +118,9 @@ finding_ids! {
     KubeProxyNftablesNotProgrammed = "kube-proxy-nftables-not-programmed", KubeProxy, Missing;
     KubeProxyNftablesServiceMissing = "kube-proxy-nftables-service-missing", KubeProxy, Missing;
     KubeProxyNftablesEndpointsMismatch = "kube-proxy-nftables-endpoints-mismatch", KubeProxy, Wrong;
+    KubeProxyNftablesChainWrong = "kube-proxy-nftables-chain-wrong", KubeProxy, Wrong;
+    KubeProxyNftablesRejectMissing = "kube-proxy-nftables-reject-missing", KubeProxy, Missing;
+    KubeProxyNftablesTableDiffers = "kube-proxy-nftables-table-differs", KubeProxy, Stale;
     // kube-proxy, IPVS mode.
     IpvsDeviceMissing = "ipvs-device-missing", Ipvs, Missing;
     IpvsClusterIpUnbound = "ipvs-cluster-ip-unbound", Ipvs, Missing;

@@ -76,65 +76,6 @@ pub fn check_node(
     check_flannel_rules(node, rs, net, out);
 }
 
-/// kube-proxy in nftables mode, against what it would program: each
-/// Service port with ready endpoints in `service-ips` (and its NodePort in
-/// `service-nodeports`), leading to exactly those endpoints.
-pub fn nftables_mode(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Vec<Finding>) {
-    let n = Some(node);
-    let ports = kube_proxy::service_ports(cluster);
-    let Some(table) = &state.kube_proxy_nft else {
-        if ports.iter().any(|p| !p.endpoints.is_empty()) {
-            out.push(
-                Finding::new(FindingId::KubeProxyNftablesNotProgrammed, Severity::Error, n, "no nftables table ip kube-proxy: kube-proxy (nftables mode) has not programmed this node; it is probably not running")
-                    .object(Subject::NodeState(crate::dataplane::state::UnreadSource::Nftables))
-                    .repair(RepairAction::Manual { what: "check the kube-proxy pod on this node (kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide)".into() }),
-            );
-        }
-        return;
-    };
-    for sp in ports.iter().filter(|p| !p.endpoints.is_empty()) {
-        let mut want = sp.endpoints.clone();
-        want.sort();
-        let places = [
-            Some((
-                "service-ips",
-                format!("{} . {} . {}", sp.cluster_ip, sp.protocol, sp.port),
-                table.service(sp.cluster_ip, &sp.protocol, sp.port),
-            )),
-            sp.node_port.map(|np| {
-                (
-                    "service-nodeports",
-                    format!("{} . {np}", sp.protocol),
-                    table.nodeport(&sp.protocol, np),
-                )
-            }),
-        ];
-        for (map, key, chain) in places.into_iter().flatten() {
-            let svc =
-                crate::check::finding::ObjectRef::namespaced("Service", &sp.namespace, &sp.service);
-            match chain {
-                None => out.push(
-                    Finding::new(FindingId::KubeProxyNftablesServiceMissing, Severity::Error, n, format!("{}: no element {key} in kube-proxy's nftables map {map}: its traffic is not sent to the endpoints", sp.name()))
-                        .object(svc.clone())
-                        .evidence(format!("{map} element {key}"), "none")
-                        .repair(RepairAction::Manual { what: "restart kube-proxy on this node so it programs its table again".into() }),
-                ),
-                Some(chain) => {
-                    let got = table.endpoints(chain);
-                    if got != want {
-                        out.push(
-                            Finding::new(FindingId::KubeProxyNftablesEndpointsMismatch, Severity::Error, n, format!("{}: kube-proxy's nftables chain {chain} leads to other endpoints than the ready ones", sp.name()))
-                                .object(svc)
-                                .evidence(want.join(", "), got.join(", "))
-                                .repair(RepairAction::Manual { what: "restart kube-proxy on this node so it programs its table again".into() }),
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
 fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<Finding>) {
     let n = Some(node);
     let ports = kube_proxy::service_ports(cluster);

@@ -7,6 +7,7 @@ pub mod flannel;
 pub mod id;
 pub mod iptables;
 pub mod ipvs;
+pub mod nftables;
 pub mod reach;
 pub mod text;
 
@@ -68,7 +69,7 @@ pub fn check_node(
     if mode == crate::model::kube_proxy::ProxyMode::Nftables
         && !not_read(|s| matches!(s, UnreadSource::Nftables))
     {
-        iptables::nftables_mode(cluster, node, state, out);
+        nftables::check_node(cluster, node, state, net, out);
     }
 
     cluster::check_dns_conntrack(cluster, node, state, out);

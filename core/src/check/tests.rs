@@ -427,26 +427,114 @@ fn nftables_mode_node_is_checked_and_traced_by_its_table() {
         "the real table is what kube-proxy programs"
     );
     assert_eq!(ids(&c, &without_table), just("kube-proxy-not-programmed"));
-    let mut missing = s.clone();
-    if let Some(t) = missing.kube_proxy_nft.as_mut() {
-        t.service_ips
-            .retain(|((ip, _, _), _)| ip.to_string() != "10.1.59.153");
-    }
+    // Each breakage is made in the table as the kernel would hold it, and
+    // the indices rebuilt from it.
+    let broken = |edit: &dyn Fn(&mut crate::dataplane::nft_table::NftTableSpec)| {
+        let mut b = s.clone();
+        let mut t = table.table.clone();
+        edit(&mut t);
+        b.kube_proxy_nft = Some(KubeProxyTable::from(t));
+        ids(&c, &b)
+    };
+    let nginx_vip = |e: &serde_json::Value| e[0]["concat"][0] == "10.1.59.153";
     assert_eq!(
-        ids(&c, &missing),
+        broken(&|t| t
+            .sets
+            .get_mut("service-ips")
+            .unwrap()
+            .elem
+            .retain(|e| !nginx_vip(e))),
         just("kube-proxy-nftables-service-missing")
     );
-    let mut other = s.clone();
-    if let Some(t) = other.kube_proxy_nft.as_mut() {
-        for (name, leads) in t.chains.iter_mut() {
-            if name.contains("linux0224-nginx/tcp/__10.2.0.42/80") {
-                leads.dnat = Some("10.2.0.99:80".into());
-            }
-        }
-    }
     assert_eq!(
-        ids(&c, &other),
+        broken(&|t| {
+            for (name, chain) in t.chains.iter_mut() {
+                if name.contains("linux0224-nginx/tcp/__10.2.0.42/80") {
+                    chain.rules[1].expr[1]["dnat"]["addr"] = "10.2.0.99".into();
+                }
+            }
+        }),
         just("kube-proxy-nftables-endpoints-mismatch")
+    );
+    assert_eq!(
+        broken(&|t| t.chains.get_mut("masquerading").unwrap().rules.clear()),
+        just("kube-proxy-nftables-chain-wrong")
+    );
+    assert_eq!(
+        broken(&|t| {
+            t.chains.remove("nat-postrouting");
+        }),
+        just("kube-proxy-nftables-chain-wrong")
+    );
+    assert_eq!(
+        broken(&|t| t
+            .sets
+            .get_mut("cluster-ips")
+            .unwrap()
+            .elem
+            .push("10.1.99.99".into())),
+        just("kube-proxy-nftables-table-differs")
+    );
+    // A flushed chain kube-proxy has not deleted yet is its normal way.
+    assert_eq!(
+        broken(&|t| {
+            t.chains
+                .insert("service-XXXXXXXX-gone/old/tcp/".into(), Default::default());
+        }),
+        BTreeSet::new()
+    );
+    // A Service without endpoints must be in no-endpoint-services.
+    let mut idle = c.clone();
+    idle.endpoint_slices
+        .iter_mut()
+        .filter(|e| e.metadata.name.as_deref() == Some("nodeport-service-lab01"))
+        .for_each(|e| e.endpoints.clear());
+    let idle_ids = |t: &KubeProxyTable| {
+        let mut b = s.clone();
+        b.kube_proxy_nft = Some(t.clone());
+        ids(&idle, &b)
+    };
+    assert!(idle_ids(&table).contains("kube-proxy-nftables-reject-missing"));
+    let net = crate::model::ClusterNetwork::from_cluster(&idle).unwrap();
+    let fixed = crate::model::kube_proxy_nft::expected(&idle, NODE, Some(net.cluster_cidr));
+    assert_eq!(
+        idle_ids(&KubeProxyTable::from(fixed)),
+        just("service-no-endpoints")
+    );
+
+    // The repair rewrites the table, with --include kube-proxy only.
+    let mut b = s.clone();
+    let mut t = table.table.clone();
+    t.chains.remove("masquerading");
+    b.kube_proxy_nft = Some(KubeProxyTable::from(t));
+    let findings = run(&c, &[(NODE.to_string(), b.clone())]);
+    let expected = crate::model::expect::node(
+        &c,
+        NODE,
+        &crate::model::ClusterNetwork::from_cluster(&c).unwrap(),
+    );
+    let left = crate::repair::plan(NODE, &findings, &b, &expected, &Default::default());
+    assert!(left.steps.is_empty() && left.left_to_kube_proxy.len() == 1);
+    let opts = crate::repair::Options {
+        include_kube_proxy: true,
+        ..Default::default()
+    };
+    let plan = crate::repair::plan(NODE, &findings, &b, &expected, &opts);
+    assert_eq!(plan.steps.len(), 1);
+    let r = plan.steps[0].nftables.as_ref().unwrap();
+    assert!(
+        r.replaces.contains("chain masquerading missing"),
+        "{}",
+        r.replaces
+    );
+    assert_eq!(r.input, expected.kube_proxy_nft.replace_commands());
+    assert_eq!(
+        crate::dataplane::nft_table::NftTableSpec::parse_listing(
+            &r.undo.replace("\"add\"", "\"_\"")
+        )
+        .ok(),
+        None,
+        "the undo is a command list, not a listing"
     );
 
     let nodes = vec![(NODE.to_string(), s)];

@@ -96,6 +96,11 @@ pub fn action_line(a: &RepairAction) -> String {
             chain,
             policy,
         } => format!("iptables -t {table} -P {chain} {policy}"),
+        RepairAction::NftablesTable {
+            family,
+            table,
+            owner,
+        } => format!("rewrite {owner}'s nftables table {family} {table} as {owner} writes it"),
         RepairAction::Ethtool { dev, feature, on } => format!(
             "ethtool -K {dev} {feature} {}",
             if *on { "on" } else { "off" }

@@ -7,6 +7,7 @@ pub mod addr;
 pub mod iptables;
 pub mod ipvs;
 pub mod lookup;
+pub mod nft_table;
 pub mod nftables;
 pub mod state;
 

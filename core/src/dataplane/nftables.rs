@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::nft_table::NftTableSpec;
+
 /// One table: `ip kube-proxy`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NftTable {
@@ -59,12 +61,16 @@ mod tests {
 }
 
 /// What kube-proxy's nftables table says it does with Service traffic
-/// (`nft -j list table ip kube-proxy`): the `service-ips` and
-/// `service-nodeports` verdict maps, and per chain where it goes next (a
-/// `numgen random` vmap over endpoint chains, a plain goto) and the DNAT
-/// an endpoint chain makes.
+/// (`nft -j list table ip kube-proxy`): the whole table, and read from it
+/// the `service-ips` and `service-nodeports` verdict maps and per chain
+/// where it goes next (a `numgen random` vmap over endpoint chains, a
+/// plain goto) and the DNAT an endpoint chain makes. Only the table is
+/// carried (in bundles, from agents); the rest is rebuilt from it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "NftTableSpec", into = "NftTableSpec")]
 pub struct KubeProxyTable {
+    /// The table as the kernel holds it.
+    pub table: NftTableSpec,
     /// `service-ips`: (address, protocol, port) → the chain it goes to.
     pub service_ips: Vec<((std::net::Ipv4Addr, String, u16), String)>,
     /// `service-nodeports`: (protocol, port) → the chain it goes to.
@@ -82,67 +88,74 @@ pub struct ChainLeads {
     pub dnat: Option<String>,
 }
 
-impl KubeProxyTable {
-    /// Reads `nft -j list table ip kube-proxy`.
-    pub fn parse_json(json: &str) -> Result<KubeProxyTable, String> {
-        let doc: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        let items = doc["nftables"]
-            .as_array()
-            .ok_or("no \"nftables\" list in the output")?;
+impl From<KubeProxyTable> for NftTableSpec {
+    fn from(t: KubeProxyTable) -> NftTableSpec {
+        t.table
+    }
+}
+
+impl From<NftTableSpec> for KubeProxyTable {
+    fn from(table: NftTableSpec) -> KubeProxyTable {
         let mut t = KubeProxyTable::default();
-        for item in items {
-            if let Some(map) = item.get("map") {
-                let elems = map["elem"].as_array().cloned().unwrap_or_default();
-                for e in elems {
-                    let (Some(key), Some(target)) = (e[0]["concat"].as_array(), goto_target(&e[1]))
-                    else {
-                        continue;
-                    };
-                    match (map["name"].as_str(), key.as_slice()) {
-                        (Some("service-ips"), [ip, proto, port]) => {
-                            let (Some(ip), Some(proto), Some(port)) = (
-                                ip.as_str().and_then(|s| s.parse().ok()),
-                                proto.as_str(),
-                                port.as_u64(),
-                            ) else {
-                                continue;
-                            };
-                            t.service_ips
-                                .push(((ip, proto.to_string(), port as u16), target));
-                        }
-                        (Some("service-nodeports"), [proto, port]) => {
-                            if let (Some(proto), Some(port)) = (proto.as_str(), port.as_u64()) {
-                                t.nodeports.push(((proto.to_string(), port as u16), target));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+        let elems = |name: &str| {
+            table
+                .sets
+                .get(name)
+                .map(|s| s.elem.clone())
+                .unwrap_or_default()
+        };
+        for e in elems("service-ips") {
+            let (Some(key), Some(target)) = (e[0]["concat"].as_array(), goto_target(&e[1])) else {
+                continue;
+            };
+            if let [ip, proto, port] = key.as_slice()
+                && let (Some(ip), Some(proto), Some(port)) = (
+                    ip.as_str().and_then(|s| s.parse().ok()),
+                    proto.as_str(),
+                    port.as_u64(),
+                )
+            {
+                t.service_ips
+                    .push(((ip, proto.to_string(), port as u16), target));
             }
-            if let Some(rule) = item.get("rule") {
-                let Some(chain) = rule["chain"].as_str() else {
-                    continue;
-                };
-                let leads = t.chains.entry(chain.to_string()).or_default();
-                for expr in rule["expr"].as_array().into_iter().flatten() {
-                    if let Some(target) = goto_target(expr) {
-                        leads.gotos.push(target);
-                    }
-                    if let Some(set) = expr["vmap"]["data"]["set"].as_array() {
-                        leads
-                            .gotos
-                            .extend(set.iter().filter_map(|pair| goto_target(&pair[1])));
-                    }
-                    if let Some(dnat) = expr.get("dnat")
-                        && let (Some(addr), Some(port)) =
-                            (dnat["addr"].as_str(), dnat["port"].as_u64())
-                    {
-                        leads.dnat = Some(format!("{addr}:{port}"));
-                    }
+        }
+        for e in elems("service-nodeports") {
+            let (Some(key), Some(target)) = (e[0]["concat"].as_array(), goto_target(&e[1])) else {
+                continue;
+            };
+            if let [proto, port] = key.as_slice()
+                && let (Some(proto), Some(port)) = (proto.as_str(), port.as_u64())
+            {
+                t.nodeports.push(((proto.to_string(), port as u16), target));
+            }
+        }
+        for (name, chain) in &table.chains {
+            let leads = t.chains.entry(name.clone()).or_default();
+            for expr in chain.rules.iter().flat_map(|r| &r.expr) {
+                if let Some(target) = goto_target(expr) {
+                    leads.gotos.push(target);
+                }
+                if let Some(set) = expr["vmap"]["data"]["set"].as_array() {
+                    leads
+                        .gotos
+                        .extend(set.iter().filter_map(|pair| goto_target(&pair[1])));
+                }
+                if let Some(dnat) = expr.get("dnat")
+                    && let (Some(addr), Some(port)) = (dnat["addr"].as_str(), dnat["port"].as_u64())
+                {
+                    leads.dnat = Some(format!("{addr}:{port}"));
                 }
             }
         }
-        Ok(t)
+        t.table = table;
+        t
+    }
+}
+
+impl KubeProxyTable {
+    /// Reads `nft -j list table ip kube-proxy`.
+    pub fn parse_json(json: &str) -> Result<KubeProxyTable, String> {
+        NftTableSpec::parse_listing(json).map(KubeProxyTable::from)
     }
 
     /// The DNAT targets `chain` leads to (following gotos, a few deep).

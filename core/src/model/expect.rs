@@ -85,3 +85,19 @@ pub fn iptables_of(
     }
     rs
 }
+
+/// Everything `repair` restores a node to: its iptables ruleset and, for a
+/// node kube-proxy programs in nftables mode, kube-proxy's table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeExpectation {
+    pub iptables: Ruleset,
+    pub kube_proxy_nft: crate::dataplane::nft_table::NftTableSpec,
+}
+
+/// What `node` should hold, for repair.
+pub fn node(cluster: &Cluster, node: &str, net: &ClusterNetwork) -> NodeExpectation {
+    NodeExpectation {
+        iptables: iptables(cluster, node, net),
+        kube_proxy_nft: super::kube_proxy_nft::expected(cluster, node, Some(net.cluster_cidr)),
+    }
+}

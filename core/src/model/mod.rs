@@ -9,6 +9,7 @@ pub mod flannel;
 pub mod hash;
 pub mod index;
 pub mod kube_proxy;
+pub mod kube_proxy_nft;
 pub mod portmap;
 
 pub use crate::dataplane::iptables::Ruleset;

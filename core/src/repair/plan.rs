@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::text::action_line;
 use crate::check::{Finding, RepairAction};
-use crate::dataplane::iptables::Ruleset;
 use crate::dataplane::{Mac, NodeState, RouteDst};
+use crate::model::expect::NodeExpectation;
 
 use super::iptables::{ChainsRestore, restore};
+use super::nftables::TableRestore;
 
 /// What an action touches; `--only` selects by these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -88,6 +89,10 @@ pub struct Step {
     /// the one that undoes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iptables: Option<ChainsRestore>,
+    /// For an nftables table action: the `nft -j -f` inputs that write it
+    /// and put it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nftables: Option<TableRestore>,
 }
 
 /// The plan for one node.
@@ -123,16 +128,20 @@ fn category(a: &RepairAction) -> Option<Category> {
         | RepairAction::RouteDelete { .. }
         | RepairAction::RuleAdd { .. } => Category::Routes,
         RepairAction::VtepRecreate { .. } => Category::Links,
-        RepairAction::IptablesChains { .. } | RepairAction::IptablesPolicy { .. } => {
-            Category::Iptables
-        }
+        RepairAction::IptablesChains { .. }
+        | RepairAction::IptablesPolicy { .. }
+        | RepairAction::NftablesTable { .. } => Category::Iptables,
         RepairAction::Manual { .. } => return None,
     })
 }
 
 fn owner(a: &RepairAction) -> Owner {
     match a {
-        RepairAction::IptablesChains { owner, .. } if owner == "kube-proxy" => Owner::KubeProxy,
+        RepairAction::IptablesChains { owner, .. } | RepairAction::NftablesTable { owner, .. }
+            if owner == "kube-proxy" =>
+        {
+            Owner::KubeProxy
+        }
         _ => Owner::Flannel,
     }
 }
@@ -212,6 +221,11 @@ pub enum Before {
     },
     Addrs {
         addrs: Vec<Ipv4Net>,
+    },
+    /// The `nft -j -f` input that puts back the table an nftables action
+    /// rewrote.
+    NftTable {
+        restore: String,
     },
     /// The `iptables-restore --noflush` input that puts back the chains an
     /// iptables action rewrote, and the backend it goes to.
@@ -427,13 +441,13 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
 }
 
 /// The plan for `node` from its findings (others' are ignored); `expected`
-/// is the iptables ruleset `expect()` gives the node, which chains are
+/// is what `expect::node` gives the node, which chains and tables are
 /// restored from.
 pub fn plan(
     node: &str,
     findings: &[Finding],
     state: &NodeState,
-    expected: &Ruleset,
+    expected: &NodeExpectation,
     opts: &Options,
 ) -> Plan {
     let mut plan = Plan {
@@ -450,9 +464,20 @@ pub fn plan(
             let step = |category| {
                 let iptables = match a {
                     RepairAction::IptablesChains { table, chains, .. } => {
-                        restore(table, chains, expected, state)
+                        restore(table, chains, &expected.iptables, state)
                     }
                     _ => None,
+                };
+                let nftables = match a {
+                    RepairAction::NftablesTable { .. } => {
+                        Some(super::nftables::restore(&expected.kube_proxy_nft, state))
+                    }
+                    _ => None,
+                };
+                let replaces = match (&iptables, &nftables) {
+                    (Some(r), _) => r.replaces.clone(),
+                    (_, Some(r)) => r.replaces.clone(),
+                    _ => current(a, state),
                 };
                 Step {
                     action: a.clone(),
@@ -460,11 +485,9 @@ pub fn plan(
                     owner: owner(a),
                     finding: f.id,
                     why: f.summary.clone(),
-                    replaces: iptables
-                        .as_ref()
-                        .map(|r| r.replaces.clone())
-                        .unwrap_or_else(|| current(a, state)),
+                    replaces,
                     iptables,
+                    nftables,
                 }
             };
             match category(a) {
@@ -582,7 +605,7 @@ mod tests {
             NODE,
             &findings,
             state,
-            &expect::iptables(cluster, NODE, &net),
+            &expect::node(cluster, NODE, &net),
             opts,
         )
     }

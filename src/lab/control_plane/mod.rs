@@ -97,9 +97,6 @@ pub struct ControlPlane {
     pub version: K8sVersion,
     /// The port of the forwarder on 127.0.0.1, once it runs.
     pub port: Option<u16>,
-    /// How its kube-proxy programs the nodes.
-    #[serde(default)]
-    pub kube_proxy: KubeProxyMode,
 }
 
 /// The API server's port on the master's address.
@@ -295,15 +292,9 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
     for (user, _) in &user_cns {
         pki.kubeconfig(user, &format!("https://127.0.0.1:{port}"))?;
     }
-    let kube_proxy = state
-        .control_plane
-        .as_ref()
-        .map(|c| c.kube_proxy)
-        .unwrap_or_default();
     state.control_plane = Some(ControlPlane {
         version,
         port: Some(port),
-        kube_proxy,
     });
     state.save()?;
     wait_ready(&host, &log("kube-apiserver"))?;
@@ -362,10 +353,11 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
 /// Starts the real kube-proxy in `node`'s namespace (the lab's mode and
 /// iptables backend, its own identity).
 pub fn start_kube_proxy(state: &LabState, node: &str) -> Result<super::state::TrackedProcess> {
-    let (version, mode) = state
+    let mode = state.kube_proxy;
+    let version = state
         .control_plane
         .as_ref()
-        .map(|c| (c.version, c.kube_proxy))
+        .map(|c| c.version)
         .ok_or_else(|| Error::env("this lab runs no control plane", None))?;
     let bin = binaries(version)?;
     let n = state.topology.node(node)?;
@@ -406,6 +398,31 @@ pub fn break_kube_proxy(
 ) -> Result<()> {
     stop_kube_proxy(state, node)?;
     damage_rules(state, node, damage).map(drop)
+}
+
+/// [`break_kube_proxy`] for kube-proxy in nftables mode: it stops, and
+/// `damage` edits its `table ip kube-proxy` as the node holds it.
+pub fn break_kube_proxy_table(
+    state: &mut LabState,
+    node: &str,
+    damage: impl FnOnce(&mut crate::dataplane::nft_table::NftTableSpec),
+) -> Result<()> {
+    stop_kube_proxy(state, node)?;
+    let netns = state.topology.node(node)?.netns.clone();
+    let json = super::exec::run_in(
+        &netns,
+        "nft",
+        &["-j", "list", "table", "ip", "kube-proxy"],
+        "",
+    )?;
+    let mut t = crate::dataplane::nft_table::NftTableSpec::parse_listing(&json).map_err(|e| {
+        Error::env(
+            format!("nft -j list table ip kube-proxy in {netns}: {e}"),
+            None,
+        )
+    })?;
+    damage(&mut t);
+    super::exec::run_in(&netns, "nft", &["-j", "-f", "-"], &t.replace_commands()).map(drop)
 }
 
 fn stop_kube_proxy(state: &mut LabState, node: &str) -> Result<()> {
