@@ -461,6 +461,7 @@ fn the_real_kube_proxy_in_nftables_mode() {
     );
     let out = kd(&["check", "--lab", name]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let real_table = nft_snapshot(&n12);
 
     for (src, dst, via) in [
         (
@@ -583,6 +584,91 @@ fn the_real_kube_proxy_in_nftables_mode() {
         "{}",
         text(&out)
     );
+
+    // Repaired with --include kube-proxy: knetdoctor writes the table
+    // kube-proxy writes, and the kernel then holds exactly the table the
+    // real kube-proxy wrote (nft's own listing, handles aside).
+    let broken = nft_snapshot(&n12);
+    let repair = |extra: &[&str]| {
+        let mut a = vec!["repair", "--node", "k8s-node-12", "--lab", name];
+        a.extend_from_slice(extra);
+        kd(&a)
+    };
+    let left = repair(&["--apply", "--yes"]);
+    assert_eq!(left.status.code(), Some(1), "{}", text(&left));
+    assert_eq!(nft_snapshot(&n12), broken, "changed without --include");
+    let fixed = repair(&["--apply", "--yes", "--include", "kube-proxy"]);
+    assert_eq!(fixed.status.code(), Some(0), "{}", text(&fixed));
+    assert!(curl(&lab.pod(BUSYBOX), "http://10.1.59.153/", None).is_some());
+    assert_eq!(
+        normalized(&nft_snapshot(&n12)),
+        normalized(&real_table),
+        "the repaired table is not the one the real kube-proxy wrote"
+    );
+    let out = kd(&["check", "--lab", name]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Undone: the broken table again.
+    let journal = std::fs::read_dir(format!("/run/knetdoctor/lab/{name}/repair/k8s-node-12"))
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .max()
+        .unwrap();
+    let undo = repair(&["--undo", &journal]);
+    assert_eq!(undo.status.code(), Some(0), "{}", text(&undo));
+    assert_eq!(normalized(&nft_snapshot(&n12)), normalized(&broken));
+
+    // `lab break` with the real kube-proxy in nftables mode: it stops and
+    // its table is damaged; heal starts it and its first sync rewrites it.
+    kd_ok(&["lab", "heal", "--name", name]);
+    kd_ok(&[
+        "lab",
+        "break",
+        "nodeport-missing",
+        "--node",
+        "k8s-node-12",
+        "--name",
+        name,
+    ]);
+    let out = kd(&["check", "--lab", name]);
+    assert!(
+        text(&out).contains("kube-proxy-nftables-service-missing")
+            && text(&out).contains("tcp . 30005"),
+        "{}",
+        text(&out)
+    );
+    assert!(curl(&lab.outside(), "http://192.168.56.12:30005/", None).is_none());
+    kd_ok(&["lab", "heal", "--name", name]);
+    assert!(curl(&lab.outside(), "http://192.168.56.12:30005/", None).is_some());
+    let out = kd(&["check", "--lab", name]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// A table snapshot as a set of lines: a table written anew lists its
+/// objects in another order than one built up sync by sync. Set comments
+/// are left out: nft 1.0.6 takes none from JSON input (the one thing a
+/// repaired table lacks; kube-proxy reads none of them).
+fn normalized(lines: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let mut item: serde_json::Value = serde_json::from_str(l).unwrap();
+            for kind in ["set", "map"] {
+                if let Some(o) = item.get_mut(kind).and_then(|s| s.as_object_mut()) {
+                    o.remove("comment");
+                }
+            }
+            item.to_string()
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 const BUSYBOX_POD: &str = "test-net/busybox-deployment-5db9ff768-zrlxw";

@@ -71,6 +71,30 @@ pub fn require_root() {
     );
 }
 
+/// kube-proxy's nftables table as `nft -j list table ip kube-proxy` shows
+/// it (nothing when there is none): one line per object in the kernel's
+/// order, without handles, each set's elements sorted.
+pub fn nft_snapshot(node_ns: &str) -> Vec<String> {
+    let (ok, text) = in_ns_text(node_ns, &["nft", "-j", "list", "table", "ip", "kube-proxy"]);
+    if !ok {
+        return Vec::new();
+    }
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("nft -j prints JSON");
+    let mut lines = Vec::new();
+    for mut item in doc["nftables"].as_array().cloned().unwrap_or_default() {
+        if let Some(obj) = item.as_object_mut().and_then(|o| o.values_mut().next()) {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("handle");
+            }
+            if let Some(elem) = obj.get_mut("elem").and_then(|e| e.as_array_mut()) {
+                elem.sort_by_key(|e| e.to_string());
+            }
+        }
+        lines.push(item.to_string());
+    }
+    lines
+}
+
 /// A lab for one test; `lab down` runs on drop, panic or not.
 pub struct Lab {
     pub name: String,
