@@ -446,9 +446,39 @@ fn the_real_kube_proxy_in_nftables_mode() {
             "1.32",
             "--kube-proxy-mode",
             "nftables",
+            "--without-endpoints",
         ],
     );
     let n12 = lab.node("k8s-node-12");
+    // A cluster without v1 Endpoints (the controller off): only the API
+    // server's own for default/kubernetes, as Debian's kubectl sees it.
+    let admin = format!("/run/knetdoctor/lab/{name}/cp/pki/admin.kubeconfig");
+    let eps = std::process::Command::new("/var/cache/knetdoctor/kubernetes-client/usr/bin/kubectl")
+        .args([
+            "--kubeconfig",
+            &admin,
+            "get",
+            "endpoints",
+            "-A",
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("Debian's kubectl (scripts/setup.sh unpacks it)");
+    let eps: serde_json::Value = serde_json::from_slice(&eps.stdout).unwrap();
+    let names: Vec<String> = eps["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["metadata"]["namespace"].as_str().unwrap(),
+                e["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(names, ["default/kubernetes"]);
     let (ok, table) = in_ns_text(&n12, &["nft", "list", "table", "ip", "kube-proxy"]);
     assert!(ok && table.contains("10.1.59.153"), "{table}");
     let (_, nat) = in_ns_text(&n12, &["iptables-save", "-t", "nat"]);
@@ -460,6 +490,9 @@ fn the_real_kube_proxy_in_nftables_mode() {
         "the ClusterIP does not answer"
     );
     let out = kd(&["check", "--lab", name]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The objects read from the live API (EndpointSlices alone) agree.
+    let out = kd(&["check", "--kubeconfig", &admin, "--lab", name]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let real_table = nft_snapshot(&n12);
 
@@ -492,7 +525,6 @@ fn the_real_kube_proxy_in_nftables_mode() {
     // Through the live API, a bare pod name is looked up in the
     // kubeconfig context's namespace, as kubectl does (and not found in
     // `default` when the context names none).
-    let admin = format!("/run/knetdoctor/lab/{name}/cp/pki/admin.kubeconfig");
     let with_ns = std::env::temp_dir().join(format!("kd-{name}-ns.kubeconfig"));
     let mut kc: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(&admin).unwrap()).unwrap();

@@ -577,6 +577,11 @@ pub enum LabCommand {
         /// real kube-proxy of --control-plane runs in it (nftables needs --k8s 1.32).
         #[arg(long, default_value = "iptables", value_parser = values::kube_proxy_mode())]
         kube_proxy_mode: knetdoctor::lab::control_plane::KubeProxyMode,
+        /// Run kube-controller-manager of --control-plane without its
+        /// Endpoints controllers (`--controllers=*,-endpoint,-endpointslicemirroring`):
+        /// a cluster with EndpointSlices and no v1 Endpoints.
+        #[arg(long, requires = "control_plane")]
+        without_endpoints: bool,
         /// Also install the knetdoctor agent (`agent manifest` applied to the
         /// API server) and run one agent per node, as its DaemonSet's pods would.
         #[arg(long, requires = "control_plane")]

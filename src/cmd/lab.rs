@@ -19,6 +19,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
             control_plane,
             k8s,
             kube_proxy_mode,
+            without_endpoints,
             agents,
             output,
         } => {
@@ -51,7 +52,11 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
                 params,
                 iptables,
                 kubeconfig,
-                control_plane.then_some(k8s),
+                control_plane.then_some(lab::control_plane::ControlPlane {
+                    version: k8s,
+                    port: None,
+                    without_endpoints,
+                }),
                 kube_proxy_mode,
                 &progress,
             );

@@ -67,11 +67,11 @@ pub fn up(
     params: LabParams,
     backend: IptablesBackend,
     kubeconfig: Option<std::path::PathBuf>,
-    control_plane: Option<super::control_plane::K8sVersion>,
+    control_plane: Option<super::control_plane::ControlPlane>,
     kube_proxy: super::control_plane::KubeProxyMode,
     progress: Progress,
 ) -> Result<LabState> {
-    if let Some(v) = control_plane {
+    if let Some(v) = control_plane.as_ref().map(|c| c.version) {
         // Before anything is built: a missing build is a hint, not a teardown.
         super::control_plane::binaries(v)?;
         if (v, kube_proxy)
@@ -110,15 +110,12 @@ pub fn up(
         faults: Vec::new(),
         complete: false,
         kubeconfig: kubeconfig.map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
-        control_plane: control_plane.map(|version| super::control_plane::ControlPlane {
-            version,
-            port: None,
-        }),
+        control_plane: control_plane.clone(),
         kube_proxy,
     };
     state.save()?;
     let built = build(&mut state, progress).and_then(|()| match control_plane {
-        Some(v) => {
+        Some(super::control_plane::ControlPlane { version: v, .. }) => {
             progress("control plane and kube-proxy", 1, 1);
             super::control_plane::start(&mut state, v)
         }

@@ -97,6 +97,11 @@ pub struct ControlPlane {
     pub version: K8sVersion,
     /// The port of the forwarder on 127.0.0.1, once it runs.
     pub port: Option<u16>,
+    /// kube-controller-manager runs without its Endpoints controllers: no
+    /// v1 Endpoints but the API server's own, as Kubernetes deprecates
+    /// them (1.33) and clusters turn them off.
+    #[serde(default)]
+    pub without_endpoints: bool,
 }
 
 /// The API server's port on the master's address.
@@ -292,10 +297,13 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
     for (user, _) in &user_cns {
         pki.kubeconfig(user, &format!("https://127.0.0.1:{port}"))?;
     }
-    state.control_plane = Some(ControlPlane {
-        version,
-        port: Some(port),
-    });
+    if let Some(cp) = state.control_plane.as_mut() {
+        cp.port = Some(port);
+    }
+    let without_endpoints = state
+        .control_plane
+        .as_ref()
+        .is_some_and(|c| c.without_endpoints);
     state.save()?;
     wait_ready(&host, &log("kube-apiserver"))?;
 
@@ -313,6 +321,9 @@ pub fn start(state: &mut LabState, version: K8sVersion) -> Result<()> {
     ];
     if version == K8sVersion::V1_20 {
         cm_args.push("--port=0".into());
+    }
+    if without_endpoints {
+        cm_args.push("--controllers=*,-endpoint,-endpointslicemirroring".into());
     }
     let cm = process::spawn(
         &m.netns,
