@@ -285,18 +285,13 @@ fn nftables_mode_at_1_20_is_refused_before_anything_is_built() {
     );
     assert!(namespaces_with("kdlab-nftold-").is_empty());
     assert!(!Path::new("/run/knetdoctor/lab/nftold").exists());
-    // Without the control plane there is no kube-proxy to ask.
+    // Without --control-plane, --without-endpoints has no controller to
+    // turn off.
     let (code, text) = kd_within(
-        &[
-            "lab",
-            "up",
-            "--name",
-            "nftold",
-            "--kube-proxy-mode",
-            "nftables",
-        ],
+        &["lab", "up", "--name", "nftold", "--without-endpoints"],
         &[],
         Duration::from_secs(30),
     );
     assert_eq!(code, Some(2), "{text}");
+    assert!(namespaces_with("kdlab-nftold-").is_empty());
 }

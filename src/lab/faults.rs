@@ -340,6 +340,7 @@ pub fn kernel_change(
                 public_ip: node.ip,
                 vni: 1,
                 vtep_mac: node.vtep_mac.parse().unwrap_or_default(),
+                v6: None,
             }
             .bridge_address();
             let o = node.pod_cidr.network().octets();

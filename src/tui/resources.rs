@@ -127,7 +127,9 @@ pub fn list(cluster: &Cluster, findings: &[Finding]) -> Vec<Resource> {
             detail: format!(
                 "{} {}",
                 spec.type_.as_deref().unwrap_or("ClusterIP"),
-                spec.cluster_ip.as_deref().unwrap_or("-")
+                Some(crate::model::cluster::service_ips(spec).join(","))
+                    .filter(|ips| !ips.is_empty())
+                    .unwrap_or_else(|| "-".into())
             ),
             name: q,
         });
@@ -174,10 +176,14 @@ pub fn list(cluster: &Cluster, findings: &[Finding]) -> Vec<Resource> {
         out.push(Resource {
             kind: Kind::Node,
             finding: mark(Kind::Node, &name),
+            // Both families' pod CIDRs of a dual-stack node.
             detail: n
                 .spec
                 .as_ref()
-                .and_then(|s| s.pod_cidr.clone())
+                .and_then(|s| match &s.pod_cidrs {
+                    Some(all) if !all.is_empty() => Some(all.join(", ")),
+                    _ => s.pod_cidr.clone(),
+                })
                 .unwrap_or_default(),
             name,
         });

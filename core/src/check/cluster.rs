@@ -46,6 +46,11 @@ fn check_leases(cluster: &Cluster, out: &mut Vec<Finding>) {
                     .object(ObjectRef::new("Node", &name))
                     .repair(RepairAction::Manual { what: "allocate pod CIDRs (kube-controller-manager --allocate-node-cidrs --cluster-cidr) or set spec.podCIDR".into() }),
             ),
+            // Read and said, not judged: the checks cover the IPv4 overlay.
+            Err(e @ LeaseError::Ipv6Only(..)) => out.push(
+                Finding::new(FindingId::NodeIpv6Only, Severity::Info, Some(&name), e.to_string())
+                    .object(ObjectRef::new("Node", &name)),
+            ),
             Err(e) => out.push(
                 Finding::new(FindingId::NodeNoFlannelLease, Severity::Error, Some(&name), format!("{e}: other nodes cannot program routes to it"))
                     .object(ObjectRef::new("Node", &name))

@@ -106,6 +106,7 @@ finding_ids! {
     PodVethNotOnBridge = "pod-veth-not-on-bridge", Node, Wrong;
     PodVethMtuMismatch = "pod-veth-mtu-mismatch", Node, Wrong;
     NodeStateUnreadable = "node-state-unreadable", Node, Other;
+    NodeIpv6Only = "node-ipv6-only", Node, Other;
     IptablesBackendSplit = "iptables-backend-split", Node, Wrong;
     DnsConntrackStale = "dns-conntrack-stale", Node, Stale;
     // kube-proxy, iptables mode.

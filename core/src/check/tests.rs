@@ -839,3 +839,74 @@ fn a_table_looked_up_before_main_takes_pod_cidrs_as_the_kernel_does() {
         .for_each(|x| x.priority = 40000);
     assert_eq!(ids(&c, &s), BTreeSet::new());
 }
+
+/// A dual-stack cluster (flannel `EnableIPv6`, nodes with an IPv6 pod
+/// CIDR, a Service whose first ClusterIP is IPv6) is read, not rejected:
+/// the IPv6 leases and network are parsed and kept, the IPv4 overlay and
+/// kube-proxy's IPv4 proxier are checked as before; an IPv6-only node is
+/// said to be outside what is checked, not called broken.
+#[test]
+fn dual_stack_objects_are_parsed_and_the_ipv4_side_is_checked() {
+    use crate::model::flannel::{Lease, annotation};
+    let (mut c, s) = seed();
+    for n in &mut c.nodes {
+        let v4 = n.spec.as_ref().unwrap().pod_cidr.clone().unwrap();
+        let third = v4.split('.').nth(2).unwrap().to_string();
+        let spec = n.spec.as_mut().unwrap();
+        spec.pod_cidrs = Some(vec![v4, format!("fd00:10:2:{third}::/64")]);
+        let a = n.metadata.annotations.get_or_insert_with(Default::default);
+        a.insert(annotation::PUBLIC_IPV6.into(), format!("fd00:56::{third}"));
+        a.insert(
+            annotation::BACKEND_V6_DATA.into(),
+            r#"{"VNI":1,"VtepMAC":"6e:00:00:00:00:01"}"#.into(),
+        );
+    }
+    for m in &mut c.config_maps {
+        if let Some(conf) = m.data.as_mut().and_then(|d| d.get_mut("net-conf.json")) {
+            *conf = conf.replace(
+                "\"Network\"",
+                "\"EnableIPv6\": true,\n  \"IPv6Network\": \"fd00:10:2::/48\",\n  \"Network\"",
+            );
+        }
+    }
+    for svc in &mut c.services {
+        if svc.metadata.name.as_deref() == Some("linux0224-nginx") {
+            let spec = svc.spec.as_mut().unwrap();
+            spec.cluster_ip = Some("fd00:10:1::1234".into());
+            spec.cluster_ips = Some(vec!["fd00:10:1::1234".into(), "10.1.59.153".into()]);
+            spec.ip_families = Some(vec!["IPv6".into(), "IPv4".into()]);
+        }
+    }
+    c.invalidate_index();
+    let lease = Lease::from_node(c.node(NODE).unwrap()).unwrap();
+    let v6 = lease.v6.expect("the IPv6 lease is read");
+    assert_eq!(v6.pod_cidr.to_string(), "fd00:10:2:2::/64");
+    assert_eq!(v6.public_ip.unwrap().to_string(), "fd00:56::2");
+    assert_eq!(v6.vtep_mac.unwrap().to_string(), "6e:00:00:00:00:01");
+    let net = crate::model::ClusterNetwork::from_cluster(&c).unwrap();
+    assert_eq!(net.ipv6_cidr.unwrap().to_string(), "fd00:10:2::/48");
+    assert_eq!(ids(&c, &s), BTreeSet::new(), "the IPv4 side is healthy");
+    let nginx = crate::model::kube_proxy::service_ports_of(&c, "test-svc-ns", "linux0224-nginx");
+    assert_eq!(nginx[0].cluster_ip.to_string(), "10.1.59.153");
+    let end = crate::trace::resolve::resolve(&c, "test-svc-ns/linux0224-nginx", "default").unwrap();
+    assert!(format!("{end:?}").contains("10.1.59.153"), "{end:?}");
+    // Both addresses lead to the Service.
+    assert!(
+        c.index()
+            .service_by_vip
+            .keys()
+            .any(|(ip, _)| ip == "fd00:10:1::1234")
+    );
+
+    // An IPv6-only node: said, at Info, and not a broken lease.
+    c.nodes[0].spec.as_mut().unwrap().pod_cidr = Some("fd00:10:2:9::/64".into());
+    c.invalidate_index();
+    let findings = run(&c, &[(NODE.to_string(), s.clone())]);
+    let v6only: Vec<_> = findings
+        .iter()
+        .filter(|f| f.id == FindingId::NodeIpv6Only)
+        .collect();
+    assert_eq!(v6only.len(), 1, "{findings:#?}");
+    assert_eq!(v6only[0].severity, crate::check::Severity::Info);
+    assert!(!findings.iter().any(|f| f.id == FindingId::NodeNoPodCidr));
+}

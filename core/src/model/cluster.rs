@@ -46,6 +46,29 @@ pub const READ_CONFIG_MAPS: [(&str, &str); 6] = [
 ];
 
 /// Whether knetdoctor reads this ConfigMap.
+/// A Service's IPv4 ClusterIP: what kube-proxy's IPv4 proxier serves and
+/// the overlay carries. A dual-stack Service lists it in `clusterIPs`,
+/// perhaps after an IPv6 one (then `clusterIP` is the IPv6 one).
+pub fn service_ipv4(spec: &ServiceSpec) -> Option<std::net::Ipv4Addr> {
+    spec.cluster_ips
+        .iter()
+        .flatten()
+        .chain(&spec.cluster_ip)
+        .find_map(|ip| ip.parse().ok())
+}
+
+/// Every ClusterIP of a Service, as the API lists them (`clusterIPs`,
+/// else `clusterIP`); empty for a headless one.
+pub fn service_ips(spec: &ServiceSpec) -> Vec<String> {
+    match &spec.cluster_ips {
+        Some(all) if !all.is_empty() => all.clone(),
+        _ => spec.cluster_ip.iter().cloned().collect(),
+    }
+    .into_iter()
+    .filter(|ip| ip != "None")
+    .collect()
+}
+
 pub fn reads_config_map(cm: &ConfigMap) -> bool {
     READ_CONFIG_MAPS.iter().any(|(ns, name)| {
         cm.metadata.namespace.as_deref() == Some(ns) && cm.metadata.name.as_deref() == Some(name)
@@ -225,6 +248,9 @@ impl Cluster {
 pub struct ClusterNetwork {
     /// flannel's `Network` (and kube-proxy's `clusterCIDR`).
     pub cluster_cidr: Ipv4Net,
+    /// flannel's `IPv6Network` on a dual-stack cluster (`EnableIPv6`):
+    /// read and shown, not checked.
+    pub ipv6_cidr: Option<ipnet::Ipv6Net>,
 }
 
 impl ClusterNetwork {
@@ -235,6 +261,10 @@ impl ClusterNetwork {
         struct NetConf {
             #[serde(rename = "Network")]
             network: Ipv4Net,
+            #[serde(rename = "EnableIPv6", default)]
+            enable_ipv6: bool,
+            #[serde(rename = "IPv6Network")]
+            ipv6_network: Option<ipnet::Ipv6Net>,
         }
         ["kube-flannel", "kube-system"]
             .iter()
@@ -243,6 +273,7 @@ impl ClusterNetwork {
             .filter_map(|text| serde_json::from_str::<NetConf>(text).ok())
             .map(|c| ClusterNetwork {
                 cluster_cidr: c.network,
+                ipv6_cidr: c.ipv6_network.filter(|_| c.enable_ipv6),
             })
             .next()
     }

@@ -95,8 +95,10 @@ fn service_records(
                 }
             }
         }
-        Some(ip) => {
-            if let Ok(ip) = ip.parse() {
+        // A records: the IPv4 ClusterIP (a dual-stack Service's may come
+        // second in `clusterIPs`).
+        Some(_) => {
+            if let Some(ip) = super::cluster::service_ipv4(spec) {
                 out.push(Record { name: fqdn, ip });
             }
         }

@@ -9,9 +9,9 @@
 //! UDP 8472, nolearning, `L.podCIDR.network/32`, MTU = underlay - 50) plus
 //! the FLANNEL-POSTRTG (nat) and FLANNEL-FWD (filter) chains.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::dataplane::Mac;
 use k8s_openapi::api::core::v1::Node;
@@ -35,6 +35,9 @@ pub mod annotation {
     pub const BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
     pub const BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
     pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
+    /// A dual-stack node's IPv6 lease (flannel `EnableIPv6`).
+    pub const BACKEND_V6_DATA: &str = "flannel.alpha.coreos.com/backend-v6-data";
+    pub const PUBLIC_IPV6: &str = "flannel.alpha.coreos.com/public-ipv6";
     pub const KUBE_SUBNET_MANAGER: &str = "flannel.alpha.coreos.com/kube-subnet-manager";
 }
 
@@ -55,6 +58,50 @@ pub struct Lease {
     pub public_ip: Ipv4Addr,
     pub vni: u32,
     pub vtep_mac: Mac,
+    /// Its IPv6 lease on a dual-stack cluster: read and shown, not checked
+    /// (the checks and the lab cover flannel's IPv4 overlay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6: Option<LeaseV6>,
+}
+
+/// flannel's IPv6 lease of a dual-stack node: the IPv6 entry of
+/// `spec.podCIDRs`, and flannel's `public-ipv6` and `backend-v6-data`
+/// annotations where it wrote them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseV6 {
+    pub pod_cidr: Ipv6Net,
+    pub public_ip: Option<Ipv6Addr>,
+    pub vtep_mac: Option<Mac>,
+}
+
+impl LeaseV6 {
+    /// The IPv6 lease of `node`, if it has an IPv6 pod CIDR; annotations
+    /// that do not parse are left out (they are not checked).
+    pub fn from_node(node: &Node) -> Option<LeaseV6> {
+        let pod_cidr = node
+            .spec
+            .as_ref()?
+            .pod_cidrs
+            .iter()
+            .flatten()
+            .find_map(|c| c.parse::<Ipv6Net>().ok())?;
+        let annotations = node.metadata.annotations.as_ref();
+        let get = |key: &str| annotations.and_then(|a| a.get(key));
+        Some(LeaseV6 {
+            pod_cidr: pod_cidr.trunc(),
+            public_ip: get(annotation::PUBLIC_IPV6).and_then(|ip| ip.parse().ok()),
+            vtep_mac: get(annotation::BACKEND_V6_DATA)
+                .and_then(|d| serde_json::from_str::<BackendDataV6>(d).ok())
+                .and_then(|d| d.vtep_mac?.parse().ok()),
+        })
+    }
+}
+
+/// `backend-v6-data`: flannel writes `null` for backends without one.
+#[derive(Deserialize)]
+struct BackendDataV6 {
+    #[serde(rename = "VtepMAC")]
+    vtep_mac: Option<String>,
 }
 
 /// Why a node has no usable lease (each is a finding for `check`).
@@ -64,6 +111,11 @@ pub enum LeaseError {
     NoPodCidr(String),
     #[error("node {0} has an unparsable spec.podCIDR {1:?}")]
     BadPodCidr(String, String),
+    /// An IPv6-only node: flannel's IPv4 overlay does not reach it.
+    #[error(
+        "node {0}'s pod network is IPv6 only ({1}): knetdoctor checks flannel's IPv4 VXLAN overlay, so this node's lease is shown and not checked"
+    )]
+    Ipv6Only(String, Ipv6Net),
     #[error("node {node} lacks annotation {key}")]
     MissingAnnotation { node: String, key: &'static str },
     #[error("node {node}: annotation {key} is malformed: {why}")]
@@ -83,6 +135,9 @@ impl Lease {
             .as_ref()
             .and_then(|s| s.pod_cidr.clone())
             .ok_or_else(|| LeaseError::NoPodCidr(name.clone()))?;
+        if let Ok(v6) = cidr_text.parse::<Ipv6Net>() {
+            return Err(LeaseError::Ipv6Only(name, v6.trunc()));
+        }
         let pod_cidr: Ipv4Net = cidr_text
             .parse()
             .map_err(|_| LeaseError::BadPodCidr(name.clone(), cidr_text.clone()))?;
@@ -123,6 +178,7 @@ impl Lease {
             public_ip,
             vni: data.vni,
             vtep_mac,
+            v6: LeaseV6::from_node(node),
         })
     }
 

@@ -70,9 +70,12 @@ impl ClusterIndex {
         }
         for (i, s) in c.services.iter().enumerate() {
             ix.service_by_name.insert(ns_name(&s.metadata), i);
-            if let Some(spec) = &s.spec
-                && let Some(ip) = spec.cluster_ip.clone().filter(|ip| ip != "None")
-            {
+            // Every ClusterIP of a dual-stack Service leads to it.
+            for (spec, ip) in s.spec.iter().flat_map(|spec| {
+                super::cluster::service_ips(spec)
+                    .into_iter()
+                    .map(move |ip| (spec, ip))
+            }) {
                 for p in spec.ports.iter().flatten() {
                     ix.service_by_vip.insert(
                         (

@@ -173,11 +173,10 @@ fn ports_of(
     spec: &k8s_openapi::api::core::v1::ServiceSpec,
 ) -> Vec<ServicePort> {
     let mut out = Vec::new();
-    let Some(cluster_ip) = spec
-        .cluster_ip
-        .as_deref()
-        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-    else {
+    // kube-proxy's IPv4 proxier serves the IPv4 address of `clusterIPs`
+    // (a dual-stack Service's first may be IPv6); an IPv6-only Service is
+    // the IPv6 proxier's, which the lab and the checks do not cover.
+    let Some(cluster_ip) = super::cluster::service_ipv4(spec) else {
         return out;
     };
     if spec.type_.as_deref() == Some("ExternalName") {

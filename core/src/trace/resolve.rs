@@ -219,8 +219,8 @@ fn service_end(svc: &Service, ns: &str, name: &str, port: Option<u16>) -> Result
     let ip = svc
         .spec
         .as_ref()
-        .and_then(|s| s.cluster_ip.as_deref())
-        .and_then(|ip| ip.parse().ok())
+        .and_then(crate::model::cluster::service_ipv4)
+        .map(std::net::IpAddr::V4)
         .ok_or_else(|| {
             Error::usage(
                 format!("service {ns}/{name} has no ClusterIP (headless?)"),

@@ -538,11 +538,11 @@ fn resolve_name(
         .and_then(|p| p.metadata.namespace.clone())
         .unwrap_or_else(|| "default".into());
     if let Some(svc) = world.cluster.service("kube-system", "kube-dns") {
-        let dns_ip: IpAddr = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.cluster_ip.as_deref())
-            .and_then(|i| i.parse().ok())?;
+        let dns_ip = IpAddr::V4(
+            svc.spec
+                .as_ref()
+                .and_then(crate::model::cluster::service_ipv4)?,
+        );
         if let Some(hop) = dns_unreachable(world, src_ip, &ns, node, dns_ip) {
             t.hops.push(hop);
             // What fails is the query itself: that is what a probe sends.
