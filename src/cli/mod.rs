@@ -582,6 +582,10 @@ pub enum LabCommand {
         /// a cluster with EndpointSlices and no v1 Endpoints.
         #[arg(long, requires = "control_plane")]
         without_endpoints: bool,
+        /// flannel in nftables mode (`"EnableNFTables": true` in net-conf.json):
+        /// its rules are `table ip flannel-ipv4`, not FLANNEL-* iptables chains.
+        #[arg(long)]
+        flannel_nftables: bool,
         /// Also install the knetdoctor agent (`agent manifest` applied to the
         /// API server) and run one agent per node, as its DaemonSet's pods would.
         #[arg(long, requires = "control_plane")]

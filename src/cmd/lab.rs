@@ -20,6 +20,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
             k8s,
             kube_proxy_mode,
             without_endpoints,
+            flannel_nftables,
             agents,
             output,
         } => {
@@ -58,6 +59,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
                     without_endpoints,
                 }),
                 kube_proxy_mode,
+                flannel_nftables,
                 &progress,
             );
             bar.finish_and_clear();

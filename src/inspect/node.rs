@@ -80,6 +80,19 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
             Err(e) => state.unread.push(unread(UnreadSource::Nftables, e)),
         }
     }
+    let (family, name) = crate::model::flannel_nft::TABLE;
+    if state
+        .nft_tables
+        .iter()
+        .any(|t| (t.family.as_str(), t.name.as_str()) == (family, name))
+    {
+        match run_tool(&source.netns, "nft", &["-j", "list", "table", family, name])
+            .and_then(|t| crate::dataplane::nft_table::NftTableSpec::parse_listing(&t))
+        {
+            Ok(table) => state.flannel_nft = Some(table),
+            Err(e) => state.unread.push(unread(UnreadSource::Nftables, e)),
+        }
+    }
     match run_tool(
         &source.netns,
         "conntrack",

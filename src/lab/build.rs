@@ -69,6 +69,7 @@ pub fn up(
     kubeconfig: Option<std::path::PathBuf>,
     control_plane: Option<super::control_plane::ControlPlane>,
     kube_proxy: super::control_plane::KubeProxyMode,
+    flannel_nftables: bool,
     progress: Progress,
 ) -> Result<LabState> {
     if let Some(v) = control_plane.as_ref().map(|c| c.version) {
@@ -112,6 +113,7 @@ pub fn up(
         kubeconfig: kubeconfig.map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
         control_plane: control_plane.clone(),
         kube_proxy,
+        flannel_nftables,
     };
     state.save()?;
     let built = build(&mut state, progress).and_then(|()| match control_plane {

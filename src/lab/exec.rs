@@ -54,3 +54,9 @@ pub fn ip_root_batch(lines: &[String]) -> Result<()> {
         .exec("ip", &["-batch", "-"], Some(&(lines.join("\n") + "\n")))
         .map(|_| ())
 }
+
+/// Writes nftables table `t` whole in `netns` (one `nft -j -f`
+/// transaction), as kube-proxy's and flannel's nftables modes own theirs.
+pub fn write_table(netns: &str, t: &crate::dataplane::nft_table::NftTableSpec) -> Result<()> {
+    run_in(netns, "nft", &["-j", "-f", "-"], &t.replace_commands()).map(drop)
+}

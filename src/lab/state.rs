@@ -83,6 +83,10 @@ pub struct LabState {
     /// or with a control plane the real kube-proxy runs in it.
     #[serde(default)]
     pub kube_proxy: super::control_plane::KubeProxyMode,
+    /// flannel runs in nftables mode (`EnableNFTables`): its rules are
+    /// `table ip flannel-ipv4`, not FLANNEL-* chains.
+    #[serde(default)]
+    pub flannel_nftables: bool,
 }
 
 /// Where labs keep their directories: `$KNETDOCTOR_RUN_DIR/lab`, by default

@@ -15,7 +15,7 @@ use super::services;
 use super::state::LabState;
 use super::topology::PodRole;
 use crate::error::{Error, Result};
-use crate::model::{Cluster, ClusterNetwork, expect, kube_proxy, kube_proxy_nft};
+use crate::model::{Cluster, ClusterNetwork, expect, flannel_nft, kube_proxy, kube_proxy_nft};
 
 /// The cluster objects as they stand with the active faults.
 pub fn current_cluster(state: &LabState) -> Cluster {
@@ -30,20 +30,32 @@ pub fn current_cluster(state: &LabState) -> Cluster {
     {
         cluster.ingresses = vec![objects::ingress(WRONG_INGRESS_PORT)];
     }
-    // kube-proxy's ConfigMap says the mode its nodes run in, as kubeadm's does.
+    // The ConfigMaps say the modes the nodes run in, as a real cluster's do.
+    if state.flannel_nftables {
+        edit_config(&mut cluster, "kube-flannel-cfg", "net-conf.json", |c| {
+            c.replacen('{', "{\n  \"EnableNFTables\": true,", 1)
+        });
+    }
     if state.kube_proxy == KubeProxyMode::Nftables {
-        for cm in cluster
-            .config_maps
-            .iter_mut()
-            .filter(|m| m.metadata.name.as_deref() == Some("kube-proxy"))
-        {
-            if let Some(conf) = cm.data.as_mut().and_then(|d| d.get_mut("config.conf")) {
-                *conf = conf.replace("mode: \"iptables\"", "mode: \"nftables\"");
-            }
-        }
-        cluster.invalidate_index();
+        edit_config(&mut cluster, "kube-proxy", "config.conf", |c| {
+            c.replace("mode: \"iptables\"", "mode: \"nftables\"")
+        });
     }
     cluster
+}
+
+/// Rewrites `key` of the ConfigMap `name` with `edit`.
+fn edit_config(cluster: &mut Cluster, name: &str, key: &str, edit: impl Fn(&str) -> String) {
+    for cm in cluster
+        .config_maps
+        .iter_mut()
+        .filter(|m| m.metadata.name.as_deref() == Some(name))
+    {
+        if let Some(conf) = cm.data.as_mut().and_then(|d| d.get_mut(key)) {
+            *conf = edit(conf);
+        }
+    }
+    cluster.invalidate_index();
 }
 
 fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
@@ -102,6 +114,17 @@ pub fn sync(state: &LabState) -> Result<Cluster> {
             &["-w", "5"],
             &rs.render(),
         )?;
+        if let Some(pod_cidr) = node_pod_cidr(&cluster, &node.name).filter(|_| net.nftables) {
+            let mut t = flannel_nft::table(net.cluster_cidr, pod_cidr);
+            if state
+                .faults
+                .iter()
+                .any(|f| f.fault == Fault::MasqMissing && f.node.as_deref() == Some(&node.name))
+            {
+                t.chains.remove("postrtg");
+            }
+            exec::write_table(&node.netns, &t)?;
+        }
         if kube_proxy_table {
             let mut t =
                 kube_proxy_nft::for_node(&ports, &cluster, &node.name, Some(net.cluster_cidr));
@@ -112,12 +135,7 @@ pub fn sync(state: &LabState) -> Result<Cluster> {
             {
                 transform_table(&mut t, f.fault, &ports, &state.topology, f.peer.as_deref());
             }
-            exec::run_in(
-                &node.netns,
-                "nft",
-                &["-j", "-f", "-"],
-                &t.replace_commands(),
-            )?;
+            exec::write_table(&node.netns, &t)?;
         }
     }
 
@@ -136,6 +154,17 @@ pub fn sync(state: &LabState) -> Result<Cluster> {
         }
     }
     Ok(cluster)
+}
+
+fn node_pod_cidr(cluster: &Cluster, node: &str) -> Option<ipnet::Ipv4Net> {
+    cluster
+        .node(node)?
+        .spec
+        .as_ref()?
+        .pod_cidr
+        .as_deref()?
+        .parse()
+        .ok()
 }
 
 fn children(pid: i32) -> Vec<i32> {

@@ -75,7 +75,12 @@ pub fn require_root() {
 /// it (nothing when there is none): one line per object in the kernel's
 /// order, without handles, each set's elements sorted.
 pub fn nft_snapshot(node_ns: &str) -> Vec<String> {
-    let (ok, text) = in_ns_text(node_ns, &["nft", "-j", "list", "table", "ip", "kube-proxy"]);
+    nft_table_snapshot(node_ns, "kube-proxy")
+}
+
+/// [`nft_snapshot`] of table `ip NAME`.
+pub fn nft_table_snapshot(node_ns: &str, name: &str) -> Vec<String> {
+    let (ok, text) = in_ns_text(node_ns, &["nft", "-j", "list", "table", "ip", name]);
     if !ok {
         return Vec::new();
     }

@@ -122,6 +122,9 @@ finding_ids! {
     KubeProxyNftablesChainWrong = "kube-proxy-nftables-chain-wrong", KubeProxy, Wrong;
     KubeProxyNftablesRejectMissing = "kube-proxy-nftables-reject-missing", KubeProxy, Missing;
     KubeProxyNftablesTableDiffers = "kube-proxy-nftables-table-differs", KubeProxy, Stale;
+    // flannel, nftables mode (table ip flannel-ipv4).
+    FlannelNftablesNotProgrammed = "flannel-nftables-not-programmed", Flannel, Missing;
+    FlannelNftablesChainWrong = "flannel-nftables-chain-wrong", Flannel, Wrong;
     // kube-proxy, IPVS mode.
     IpvsDeviceMissing = "ipvs-device-missing", Ipvs, Missing;
     IpvsClusterIpUnbound = "ipvs-cluster-ip-unbound", Ipvs, Missing;

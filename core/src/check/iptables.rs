@@ -311,8 +311,18 @@ fn check_flannel_rules(node: &str, rs: &Ruleset, net: &ClusterNetwork, out: &mut
                 .object(Subject::chain("filter", "FORWARD"))
                 .object(Subject::chain("filter", "FLANNEL-FWD"))
                 .evidence(format!("FORWARD -j FLANNEL-FWD; FLANNEL-FWD -s/-d {cidr} -j ACCEPT"), format!("policy DROP, FLANNEL-FWD {}", if fwd_jump { "incomplete" } else { "not jumped to" }))
-                .repair(RepairAction::IptablesChains { table: "filter".into(), chains: vec!["FLANNEL-FWD".into()], owner: "flannel".into() }),
+                .repair(if net.nftables {
+                    // flannel's nftables accept cannot outvote iptables' DROP.
+                    RepairAction::Manual { what: "flannel in nftables mode accepts pod traffic only in its own table, which does not override this iptables FORWARD policy: set it to ACCEPT (iptables -P FORWARD ACCEPT) or accept the cluster network in iptables' FORWARD".into() }
+                } else {
+                    RepairAction::IptablesChains { table: "filter".into(), chains: vec!["FLANNEL-FWD".into()], owner: "flannel".into() }
+                }),
         );
+    }
+    // In nftables mode flannel masquerades from its own table
+    // (check::nftables); a FORWARD policy that drops is iptables' either way.
+    if net.nftables {
+        return;
     }
     let masq_jump = rs
         .specs("nat", "POSTROUTING")

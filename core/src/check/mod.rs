@@ -72,6 +72,12 @@ pub fn check_node(
         nftables::check_node(cluster, node, state, net, out);
     }
 
+    if let Some(net) = net.filter(|n| n.nftables)
+        && !not_read(|s| matches!(s, UnreadSource::Nftables))
+    {
+        nftables::check_flannel(cluster, node, state, net, out);
+    }
+
     cluster::check_dns_conntrack(cluster, node, state, out);
 }
 

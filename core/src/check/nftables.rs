@@ -132,36 +132,15 @@ fn table_differences(
             TableDiff::ChainMissing { chain } | TableDiff::ChainDiffers { chain }
                 if !chain.contains('/') =>
             {
-                let how = if matches!(d, TableDiff::ChainMissing { .. }) {
-                    "missing"
-                } else {
-                    "not as kube-proxy writes it"
-                };
-                out.push(
-                    Finding::new(
-                        FindingId::KubeProxyNftablesChainWrong,
-                        Severity::Error,
-                        n,
-                        format!(
-                            "kube-proxy's nftables chain {chain} is {how}: {}",
-                            purpose(chain)
-                        ),
-                    )
-                    .object(Subject::chain("ip kube-proxy", chain.clone()))
-                    .evidence(
-                        format!(
-                            "{} rule(s)",
-                            expected.chains.get(chain).map_or(0, |c| c.rules.len())
-                        ),
-                        actual
-                            .chains
-                            .get(chain)
-                            .map_or("no chain".to_string(), |c| {
-                                format!("{} rule(s)", c.rules.len())
-                            }),
-                    )
-                    .repair(rewrite()),
-                );
+                out.push(chain_wrong(
+                    FindingId::KubeProxyNftablesChainWrong,
+                    node,
+                    "kube-proxy",
+                    chain,
+                    purpose(chain),
+                    (expected, actual),
+                    rewrite(),
+                ));
             }
             TableDiff::ElementsMissing { set, elem }
                 if set == "no-endpoint-services" || set == "no-endpoint-nodeports" =>
@@ -224,6 +203,97 @@ fn table_differences(
             .repair(rewrite()),
         );
     }
+}
+
+/// flannel in nftables mode: its `table ip flannel-ipv4` against the one
+/// it writes for the node's pod CIDR (the forward accepts and the
+/// masquerade rules).
+pub fn check_flannel(
+    cluster: &Cluster,
+    node: &str,
+    state: &NodeState,
+    net: &ClusterNetwork,
+    out: &mut Vec<Finding>,
+) {
+    let n = Some(node);
+    let Some(lease) = cluster
+        .node(node)
+        .and_then(|x| crate::model::flannel::Lease::from_node(x).ok())
+    else {
+        return; // the lease's own finding says why
+    };
+    let (family, name) = crate::model::flannel_nft::TABLE;
+    let rewrite = || RepairAction::NftablesTable {
+        family: family.into(),
+        table: name.into(),
+        owner: "flannel".into(),
+    };
+    let expected = crate::model::flannel_nft::table(net.cluster_cidr, lease.pod_cidr);
+    let Some(actual) = &state.flannel_nft else {
+        out.push(
+            Finding::new(FindingId::FlannelNftablesNotProgrammed, Severity::Error, n, format!("no nftables table {family} {name}: flannel (EnableNFTables) has not written its rules here, so pod traffic leaving the cluster is not masqueraded"))
+                .object(Subject::NodeState(crate::dataplane::state::UnreadSource::Nftables))
+                .evidence(format!("table {family} {name}"), "none")
+                .repair(rewrite()),
+        );
+        return;
+    };
+    for d in expected.diff(actual) {
+        let (TableDiff::ChainMissing { chain } | TableDiff::ChainDiffers { chain }) = &d else {
+            continue;
+        };
+        let what = if chain == "postrtg" {
+            "pod traffic leaving the cluster network keeps its pod IP and gets no reply"
+        } else {
+            "forwarded pod traffic is not accepted where a FORWARD policy drops"
+        };
+        out.push(chain_wrong(
+            FindingId::FlannelNftablesChainWrong,
+            node,
+            "flannel",
+            chain,
+            what,
+            (&expected, actual),
+            rewrite(),
+        ));
+    }
+}
+
+/// The finding that `chain` of the expected table (as `owner` writes it)
+/// is missing or other in the actual one, and what that breaks.
+fn chain_wrong(
+    id: FindingId,
+    node: &str,
+    owner: &str,
+    chain: &str,
+    breaks: &str,
+    (expected, actual): (&NftTableSpec, &NftTableSpec),
+    repair: RepairAction,
+) -> Finding {
+    let how = match actual.chains.contains_key(chain) {
+        false => "missing".to_string(),
+        true => format!("not as {owner} writes it"),
+    };
+    let rules = |t: &NftTableSpec| {
+        t.chains
+            .get(chain)
+            .map(|c| format!("{} rule(s)", c.rules.len()))
+    };
+    Finding::new(
+        id,
+        Severity::Error,
+        Some(node),
+        format!("{owner}'s nftables chain {chain} is {how}: {breaks}"),
+    )
+    .object(Subject::chain(
+        &format!("{} {}", expected.family, expected.name),
+        chain,
+    ))
+    .evidence(
+        rules(expected).unwrap_or_default(),
+        rules(actual).unwrap_or_else(|| "no chain".into()),
+    )
+    .repair(repair)
 }
 
 /// An element's key as `nft` prints it (`10.1.0.10 . udp . 53`).

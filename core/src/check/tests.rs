@@ -910,3 +910,57 @@ fn dual_stack_objects_are_parsed_and_the_ipv4_side_is_checked() {
     assert_eq!(v6only[0].severity, crate::check::Severity::Info);
     assert!(!findings.iter().any(|f| f.id == FindingId::NodeNoPodCidr));
 }
+
+/// flannel in nftables mode (`EnableNFTables`): its FLANNEL-* iptables
+/// chains are not expected; its `table ip flannel-ipv4` is, chain for
+/// chain, and a broken one is rewritten by flannel's own repair (no
+/// --include needed).
+#[test]
+fn flannel_nftables_mode_is_checked_by_its_table() {
+    let (mut c, mut s) = seed();
+    for m in &mut c.config_maps {
+        if let Some(conf) = m.data.as_mut().and_then(|d| d.get_mut("net-conf.json")) {
+            *conf = conf.replacen('{', "{\"EnableNFTables\": true,", 1);
+        }
+    }
+    c.invalidate_index();
+    let net = crate::model::ClusterNetwork::from_cluster(&c).unwrap();
+    assert!(net.nftables);
+    s.iptables[0]
+        .ruleset
+        .tables
+        .iter_mut()
+        .for_each(|t| t.retain_chains(|c| !c.name.starts_with("FLANNEL-")));
+    for t in &mut s.iptables[0].ruleset.tables {
+        for (_, rules) in t.rules_mut() {
+            rules.retain(|r| !r.contains("FLANNEL-"));
+        }
+    }
+    assert_eq!(ids(&c, &s), just("flannel-nftables-not-programmed"));
+    let table = crate::model::flannel_nft::table(net.cluster_cidr, "10.2.2.0/24".parse().unwrap());
+    s.flannel_nft = Some(table.clone());
+    assert_eq!(ids(&c, &s), BTreeSet::new());
+    let mut broken = s.clone();
+    broken
+        .flannel_nft
+        .as_mut()
+        .unwrap()
+        .chains
+        .remove("postrtg");
+    assert_eq!(ids(&c, &broken), just("flannel-nftables-chain-wrong"));
+    let findings = run(&c, &[(NODE.to_string(), broken.clone())]);
+    let plan = crate::repair::plan(
+        NODE,
+        &findings,
+        &broken,
+        &crate::model::expect::node(&c, NODE, &net),
+        &Default::default(),
+    );
+    assert_eq!(plan.steps.len(), 1, "{plan:#?}");
+    let r = plan.steps[0].nftables.as_ref().unwrap();
+    assert_eq!(r.input, table.replace_commands());
+    assert_eq!(
+        r.undo,
+        broken.flannel_nft.as_ref().unwrap().replace_commands()
+    );
+}

@@ -85,6 +85,19 @@ pub struct BaseChain {
     pub policy: String,
 }
 
+impl BaseChain {
+    /// A base chain of `chain_type` on `hook` at `prio` whose policy is
+    /// accept (what kube-proxy and flannel hook in with).
+    pub fn accepting(chain_type: &str, hook: &str, prio: i64) -> BaseChain {
+        BaseChain {
+            chain_type: chain_type.into(),
+            hook: hook.into(),
+            prio,
+            policy: "accept".into(),
+        }
+    }
+}
+
 /// One chain: its hook (for a base chain) and its rules in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NftChain {

@@ -41,6 +41,9 @@ pub struct NodeState {
     /// kube-proxy's nftables table, read where it exists.
     #[serde(default)]
     pub kube_proxy_nft: Option<super::nftables::KubeProxyTable>,
+    /// flannel's nftables table (`EnableNFTables`), read where it exists.
+    #[serde(default)]
+    pub flannel_nft: Option<super::nft_table::NftTableSpec>,
     /// tx-checksum-ip-generic per VXLAN device (true = offload on).
 
     #[serde(default)]
@@ -49,6 +52,20 @@ pub struct NodeState {
     /// so a node whose rules were not understood is never called healthy.
     #[serde(default)]
     pub unread: Vec<Unread>,
+}
+
+impl NodeState {
+    /// The nftables table `family name` as the node holds it (kube-proxy's
+    /// or flannel's; the others are not read).
+    pub fn nft_table(&self, family: &str, name: &str) -> Option<&super::nft_table::NftTableSpec> {
+        [
+            self.kube_proxy_nft.as_ref().map(|k| &k.table),
+            self.flannel_nft.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|t| t.family == family && t.name == name)
+    }
 }
 
 /// A part of a node's state that could not be read or parsed.

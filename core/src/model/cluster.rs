@@ -251,6 +251,9 @@ pub struct ClusterNetwork {
     /// flannel's `IPv6Network` on a dual-stack cluster (`EnableIPv6`):
     /// read and shown, not checked.
     pub ipv6_cidr: Option<ipnet::Ipv6Net>,
+    /// flannel writes nftables' `table ip flannel-ipv4` instead of its
+    /// iptables chains (`EnableNFTables`).
+    pub nftables: bool,
 }
 
 impl ClusterNetwork {
@@ -265,6 +268,8 @@ impl ClusterNetwork {
             enable_ipv6: bool,
             #[serde(rename = "IPv6Network")]
             ipv6_network: Option<ipnet::Ipv6Net>,
+            #[serde(rename = "EnableNFTables", default)]
+            enable_nftables: bool,
         }
         ["kube-flannel", "kube-system"]
             .iter()
@@ -274,6 +279,7 @@ impl ClusterNetwork {
             .map(|c| ClusterNetwork {
                 cluster_cidr: c.network,
                 ipv6_cidr: c.ipv6_network.filter(|_| c.enable_ipv6),
+                nftables: c.enable_nftables,
             })
             .next()
     }

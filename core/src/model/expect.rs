@@ -80,7 +80,10 @@ pub fn iptables_of(
             Some(net.cluster_cidr),
         );
     }
-    if let Ok(local) = pod_cidr.parse::<Ipv4Net>() {
+    // In nftables mode flannel writes its table instead (flannel_nft).
+    if let Ok(local) = pod_cidr.parse::<Ipv4Net>()
+        && !net.nftables
+    {
         flannel::program_iptables(&mut rs, net.cluster_cidr, local);
     }
     rs
@@ -92,6 +95,22 @@ pub fn iptables_of(
 pub struct NodeExpectation {
     pub iptables: Ruleset,
     pub kube_proxy_nft: crate::dataplane::nft_table::NftTableSpec,
+    /// flannel's table, where flannel runs in nftables mode.
+    pub flannel_nft: Option<crate::dataplane::nft_table::NftTableSpec>,
+}
+
+impl NodeExpectation {
+    /// The expected nftables table `family name`, if one is expected.
+    pub fn nft_table(
+        &self,
+        family: &str,
+        name: &str,
+    ) -> Option<&crate::dataplane::nft_table::NftTableSpec> {
+        [Some(&self.kube_proxy_nft), self.flannel_nft.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|t| t.family == family && t.name == name)
+    }
 }
 
 /// What `node` should hold, for repair.
@@ -99,5 +118,10 @@ pub fn node(cluster: &Cluster, node: &str, net: &ClusterNetwork) -> NodeExpectat
     NodeExpectation {
         iptables: iptables(cluster, node, net),
         kube_proxy_nft: super::kube_proxy_nft::expected(cluster, node, Some(net.cluster_cidr)),
+        flannel_nft: cluster
+            .node(node)
+            .and_then(|n| super::flannel::Lease::from_node(n).ok())
+            .filter(|_| net.nftables)
+            .map(|l| super::flannel_nft::table(net.cluster_cidr, l.pod_cidr)),
     }
 }

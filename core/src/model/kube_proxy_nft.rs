@@ -114,12 +114,7 @@ fn set(kind: SetKind, key_type: Value) -> NftSet {
 
 fn base(chain_type: &str, hook: &str, prio: i64) -> NftChain {
     NftChain {
-        base: Some(BaseChain {
-            chain_type: chain_type.into(),
-            hook: hook.into(),
-            prio,
-            policy: "accept".into(),
-        }),
+        base: Some(BaseChain::accepting(chain_type, hook, prio)),
         rules: Vec::new(),
     }
 }

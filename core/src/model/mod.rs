@@ -6,6 +6,7 @@ pub mod convert;
 pub mod dns;
 pub mod expect;
 pub mod flannel;
+pub mod flannel_nft;
 pub mod hash;
 pub mod index;
 pub mod kube_proxy;

@@ -1,5 +1,5 @@
 //! Writing an nftables table whole (pure): the `nft -j -f` input that makes
-//! kube-proxy's table what kube-proxy writes for the cluster's objects, in
+//! kube-proxy's (or flannel's) table what its owner writes for the cluster's objects, in
 //! one transaction (delete and write anew, as kube-proxy's own first sync
 //! does), and the input that puts back the table the node holds now.
 
@@ -20,14 +20,14 @@ pub struct TableRestore {
     pub replaces: String,
 }
 
-/// The restore that makes kube-proxy's table on `node` `expected`.
+/// The restore that makes the table `expected` names on `node` `expected`.
 pub fn restore(expected: &NftTableSpec, node: &NodeState) -> TableRestore {
-    let (undo, replaces) = match &node.kube_proxy_nft {
+    let (undo, replaces) = match node.nft_table(&expected.family, &expected.name) {
         Some(have) => {
-            let diffs = expected.diff(&have.table);
+            let diffs = expected.diff(have);
             let shown: Vec<String> = diffs.iter().take(4).map(describe).collect();
             (
-                have.table.replace_commands(),
+                have.replace_commands(),
                 format!(
                     "table {} {} as the node has it ({} difference(s){}{})",
                     expected.family,

@@ -469,9 +469,9 @@ pub fn plan(
                     _ => None,
                 };
                 let nftables = match a {
-                    RepairAction::NftablesTable { .. } => {
-                        Some(super::nftables::restore(&expected.kube_proxy_nft, state))
-                    }
+                    RepairAction::NftablesTable { family, table, .. } => expected
+                        .nft_table(family, table)
+                        .map(|t| super::nftables::restore(t, state)),
                     _ => None,
                 };
                 let replaces = match (&iptables, &nftables) {

@@ -433,7 +433,7 @@ pub fn break_kube_proxy_table(
         )
     })?;
     damage(&mut t);
-    super::exec::run_in(&netns, "nft", &["-j", "-f", "-"], &t.replace_commands()).map(drop)
+    super::exec::write_table(&netns, &t)
 }
 
 fn stop_kube_proxy(state: &mut LabState, node: &str) -> Result<()> {

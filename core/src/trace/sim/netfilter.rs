@@ -456,7 +456,12 @@ pub(super) fn outward(
                 })
             })
         });
-        if !masq {
+        // flannel in nftables mode masquerades from its own table.
+        let nft_masq = a
+            .flannel_nft
+            .as_ref()
+            .is_some_and(crate::model::flannel_nft::masquerades);
+        if !masq && !nft_masq {
             hops.push(
                 world.with_finding(
                     Hop::new(
@@ -472,7 +477,11 @@ pub(super) fn outward(
                             pkt.src
                         ),
                     ),
-                    &[FindingId::FlannelMasqMissing],
+                    &[
+                        FindingId::FlannelMasqMissing,
+                        FindingId::FlannelNftablesChainWrong,
+                        FindingId::FlannelNftablesNotProgrammed,
+                    ],
                     Some(node),
                     None,
                 ),
@@ -484,7 +493,11 @@ pub(super) fn outward(
                 Point::NetfilterNat,
                 Some(node),
                 Some(dev),
-                "nat FLANNEL-POSTRTG -j MASQUERADE",
+                if masq {
+                    "nat FLANNEL-POSTRTG -j MASQUERADE"
+                } else {
+                    "nftables ip flannel-ipv4 postrtg masquerade"
+                },
             )
             .evidence(format!("source becomes {node}'s address on {dev}")),
         );
