@@ -495,6 +495,25 @@ fn the_real_kube_proxy_in_nftables_mode() {
     let out = kd(&["check", "--kubeconfig", &admin, "--lab", name]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let real_table = nft_snapshot(&n12);
+    // Both of kube-proxy's tables are read: on this IPv4 cluster its IPv6
+    // proxier's holds the skeleton (its `services` chain, no elements).
+    let node = kd(&[
+        "inspect",
+        "node",
+        "k8s-node-12",
+        "--lab",
+        name,
+        "-o",
+        "json",
+    ]);
+    let node: serde_json::Value = serde_json::from_slice(&node.stdout).unwrap();
+    assert_eq!(node["kube_proxy_nft6"]["family"], "ip6", "{node}");
+    assert!(node["kube_proxy_nft6"]["chains"]["services"].is_object());
+    assert!(
+        node["kube_proxy_nft6"]["sets"]["service-ips"]["elem"]
+            .as_array()
+            .is_some_and(|e| e.is_empty())
+    );
 
     for (src, dst, via) in [
         (

@@ -71,28 +71,11 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
             Err(e) => state.unread.push(unread(UnreadSource::Nftables, e)),
         }
     }
-    if crate::dataplane::nftables::has_kube_proxy(&state.nft_tables) {
-        let (family, name) = crate::dataplane::nftables::KUBE_PROXY_TABLE;
-        match run_tool(&source.netns, "nft", &["-j", "list", "table", family, name])
-            .and_then(|t| crate::dataplane::nftables::KubeProxyTable::parse_json(&t))
-        {
-            Ok(table) => state.kube_proxy_nft = Some(table),
-            Err(e) => state.unread.push(unread(UnreadSource::Nftables, e)),
-        }
-    }
-    let (family, name) = crate::model::flannel_nft::TABLE;
-    if state
-        .nft_tables
-        .iter()
-        .any(|t| (t.family.as_str(), t.name.as_str()) == (family, name))
-    {
-        match run_tool(&source.netns, "nft", &["-j", "list", "table", family, name])
-            .and_then(|t| crate::dataplane::nft_table::NftTableSpec::parse_listing(&t))
-        {
-            Ok(table) => state.flannel_nft = Some(table),
-            Err(e) => state.unread.push(unread(UnreadSource::Nftables, e)),
-        }
-    }
+    use crate::dataplane::nftables::{KUBE_PROXY_TABLE, KUBE_PROXY_TABLE6, KubeProxyTable};
+    state.kube_proxy_nft =
+        nft_table(&source.netns, &mut state, KUBE_PROXY_TABLE).map(KubeProxyTable::from);
+    state.kube_proxy_nft6 = nft_table(&source.netns, &mut state, KUBE_PROXY_TABLE6);
+    state.flannel_nft = nft_table(&source.netns, &mut state, crate::model::flannel_nft::TABLE);
     match run_tool(
         &source.netns,
         "conntrack",
@@ -180,6 +163,30 @@ fn nft_tables(netns: &Netns) -> Option<std::result::Result<String, String>> {
         .iter()
         .any(|p| std::path::Path::new(p).exists());
     installed.then(|| run_tool(netns, "nft", &["-j", "list", "tables"]))
+}
+
+/// Table `family name` where `nft list tables` listed it (what could not
+/// be listed or parsed is recorded as unread).
+fn nft_table(
+    netns: &Netns,
+    state: &mut NodeState,
+    (family, name): (&str, &str),
+) -> Option<crate::dataplane::nft_table::NftTableSpec> {
+    state
+        .nft_tables
+        .iter()
+        .any(|t| (t.family.as_str(), t.name.as_str()) == (family, name))
+        .then(|| {
+            run_tool(netns, "nft", &["-j", "list", "table", family, name])
+                .and_then(|t| crate::dataplane::nft_table::NftTableSpec::parse_listing(&t))
+        })?
+        .map_err(|cause| {
+            state.unread.push(Unread {
+                source: UnreadSource::Nftables,
+                cause,
+            })
+        })
+        .ok()
 }
 
 fn run_tool(netns: &Netns, tool: &str, args: &[&str]) -> std::result::Result<String, String> {

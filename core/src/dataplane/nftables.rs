@@ -16,6 +16,8 @@ pub struct NftTable {
 
 /// The table kube-proxy's nftables mode programs for IPv4.
 pub const KUBE_PROXY_TABLE: (&str, &str) = ("ip", "kube-proxy");
+/// The one its IPv6 proxier programs.
+pub const KUBE_PROXY_TABLE6: (&str, &str) = ("ip6", "kube-proxy");
 
 /// The tables in `nft -j list tables` output.
 pub fn parse_tables(json: &str) -> Result<Vec<NftTable>, String> {

@@ -41,6 +41,11 @@ pub struct NodeState {
     /// kube-proxy's nftables table, read where it exists.
     #[serde(default)]
     pub kube_proxy_nft: Option<super::nftables::KubeProxyTable>,
+    /// kube-proxy's IPv6 table (`ip6 kube-proxy`, its IPv6 proxier's; on
+    /// an IPv4 cluster it holds the skeleton only): read and shown, not
+    /// checked (the checks cover the IPv4 side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_proxy_nft6: Option<super::nft_table::NftTableSpec>,
     /// flannel's nftables table (`EnableNFTables`), read where it exists.
     #[serde(default)]
     pub flannel_nft: Option<super::nft_table::NftTableSpec>,
