@@ -245,6 +245,14 @@ pub struct TuiArgs {
     /// link, address, route, neighbour and FDB changes are read at once).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..))]
     pub refresh_ms: u64,
+    /// Only this namespace's Pods, Services, DNS names and Ingresses, and
+    /// no finding about another namespace's objects (as kubectl's -n; the
+    /// nodes and their dataplane stay).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Every namespace (the default; as kubectl's -A).
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
 }
 
 /// Where the cluster comes from.

@@ -38,6 +38,7 @@ pub fn run(cli: Cli, invoked: Invoked) -> Result<u8> {
                 ..source(&a.source)
             },
             refresh: std::time::Duration::from_millis(a.refresh_ms),
+            namespace: a.namespace,
         }),
         Command::Check(a) => check::run(a),
         Command::Trace(a) => trace::run(a),

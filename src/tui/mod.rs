@@ -36,23 +36,33 @@ pub struct Options {
     /// How often node states are read again (iptables sends no
     /// notification); kernel notifications and watches wake it sooner.
     pub refresh: Duration,
+    /// Only this namespace's objects and findings (`-n`).
+    pub namespace: Option<String>,
 }
 
 /// Reads the cluster and its nodes once, as `check` does; the live
 /// cluster from the watches' stores.
-fn take(source: &Source, live: Option<&Reflected>) -> std::result::Result<Snapshot, String> {
+fn take(
+    source: &Source,
+    live: Option<&Reflected>,
+    namespace: Option<&str>,
+) -> std::result::Result<Snapshot, String> {
     let target = source.target().map_err(|e| e.to_string())?;
     let g = match live {
         Some(r) => target.gather_on(r.cluster(), None),
         None => target.gather(None),
     }
     .map_err(|e| e.to_string())?;
-    Ok(Snapshot::build(
+    let s = Snapshot::build(
         source.describe(),
         Arc::new(g.cluster),
         Arc::new(g.states),
         g.findings,
-    ))
+    );
+    Ok(match namespace {
+        Some(ns) => s.in_namespace(ns),
+        None => s,
+    })
 }
 
 /// Runs the dashboard until `q`.
@@ -172,7 +182,7 @@ fn spawn_reader(
                     }
                 }
             }
-            let s = take(&a.source, live.as_ref());
+            let s = take(&a.source, live.as_ref(), a.namespace.as_deref());
             // Node states (iptables) and errors (no lab yet) are read again
             // periodically.
             let poll = s.as_ref().map_or(true, |s| s.nodes.iter().any(|n| n.read));

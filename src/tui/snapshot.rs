@@ -98,7 +98,58 @@ fn severity_index(s: Severity) -> usize {
     }
 }
 
+/// Counts `findings` into each node's row, by kind and severity.
+fn tally(nodes: &mut [NodeRow], findings: &[Finding]) {
+    let index: std::collections::HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
+    for row in nodes.iter_mut() {
+        row.node_findings = [0; 3];
+        row.proxy_findings = [0; 3];
+    }
+    for f in findings {
+        let Some(&row) = f.node.as_ref().and_then(|n| index.get(n)) else {
+            continue;
+        };
+        let row = &mut nodes[row];
+        let counts = if f.id.is_kube_proxy() {
+            &mut row.proxy_findings
+        } else {
+            &mut row.node_findings
+        };
+        counts[severity_index(f.severity)] += 1;
+    }
+}
+
 impl Snapshot {
+    /// The snapshot as `-n NS` shows it: that namespace's Pods, Services,
+    /// DNS names and Ingresses, the nodes, and every finding except those
+    /// about another namespace's objects (a node's dataplane belongs to
+    /// every namespace).
+    pub fn in_namespace(mut self, ns: &str) -> Snapshot {
+        use super::resources::Kind;
+        self.findings.retain(|f| {
+            f.in_namespace(ns)
+                || !f
+                    .objects
+                    .iter()
+                    .any(|o| o.subject.object().is_some_and(|o| o.namespace.is_some()))
+        });
+        self.resources.retain(|r| match r.kind {
+            Kind::Node => true,
+            Kind::Dns => r.name.split('.').nth(1) == Some(ns),
+            Kind::Pod | Kind::Service | Kind::Ingress => {
+                r.name.split_once('/').is_some_and(|(n, _)| n == ns)
+            }
+        });
+        self.trace_targets = super::resources::trace_targets(&self.cluster, &self.resources);
+        tally(&mut self.nodes, &self.findings);
+        self.source = format!("{} · namespace {ns}", self.source);
+        self
+    }
+
     /// Builds the snapshot from what `check` read and found.
     pub fn build(
         source: String,
@@ -126,23 +177,7 @@ impl Snapshot {
                 proxy_findings: [0; 3],
             })
             .collect();
-        let index: std::collections::HashMap<String, usize> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.clone(), i))
-            .collect();
-        for f in &findings {
-            let Some(&row) = f.node.as_ref().and_then(|n| index.get(n)) else {
-                continue;
-            };
-            let row = &mut nodes[row];
-            let counts = if f.id.is_kube_proxy() {
-                &mut row.proxy_findings
-            } else {
-                &mut row.node_findings
-            };
-            counts[severity_index(f.severity)] += 1;
-        }
+        tally(&mut nodes, &findings);
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
         let net = crate::model::ClusterNetwork::from_cluster(&cluster);

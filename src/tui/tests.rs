@@ -597,3 +597,56 @@ fn a_stale_endpoint_chain_reads_stale_and_a_missing_one_is_listed_missing() {
         .unwrap();
     assert_eq!(svc.mark, Mark::Wrong);
 }
+
+/// `tui -n NS`: that namespace's objects and the nodes; a finding about
+/// another namespace's Service is not shown or counted, a node's own is.
+#[test]
+fn one_namespace_shows_its_objects_and_the_nodes() {
+    use super::resources::Kind;
+    let s = snapshot(|st| {
+        // A missing overlay route (the node's) and kube-dns's chain gone
+        // (kube-system's Service).
+        st.routes.retain(|r| r.dst.to_string() != "10.2.0.0/24");
+        for t in &mut st.iptables[0].ruleset.tables {
+            t.retain_chains(|c| {
+                c.name != crate::model::hash::svc_chain("kube-system/kube-dns:dns", "udp")
+            });
+        }
+    });
+    let all_ids: Vec<_> = s.findings.iter().map(|f| f.id).collect();
+    assert!(
+        all_ids.contains(&crate::check::FindingId::KubeProxySvcChainMissing),
+        "{all_ids:?}"
+    );
+    let scoped = s.clone().in_namespace("test-svc-ns");
+    let ids: Vec<_> = scoped.findings.iter().map(|f| f.id).collect();
+    assert!(
+        ids.contains(&crate::check::FindingId::RouteMissing),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&crate::check::FindingId::KubeProxySvcChainMissing));
+    let row = |s: &Snapshot| {
+        s.nodes
+            .iter()
+            .find(|n| n.name == "k8s-node-12")
+            .map(|n| (n.node_findings, n.proxy_findings))
+            .unwrap()
+    };
+    assert_eq!(row(&scoped).0, row(&s).0, "the node's own findings stay");
+    assert!(row(&scoped).1.iter().sum::<usize>() < row(&s).1.iter().sum::<usize>());
+    assert!(scoped.resources.iter().all(|r| match r.kind {
+        Kind::Node => true,
+        Kind::Dns => r.name.contains(".test-svc-ns."),
+        _ => r.name.starts_with("test-svc-ns/"),
+    }));
+    assert!(scoped.resources.iter().any(|r| r.kind == Kind::Service));
+    assert_eq!(
+        scoped
+            .resources
+            .iter()
+            .filter(|r| r.kind == Kind::Node)
+            .count(),
+        s.resources.iter().filter(|r| r.kind == Kind::Node).count()
+    );
+    assert!(scoped.source.ends_with("namespace test-svc-ns"));
+}
