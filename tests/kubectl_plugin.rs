@@ -327,3 +327,83 @@ fn every_command_has_a_man_page_that_man_renders() {
         );
     }
 }
+
+/// The krew manifest: deploy/krew/krew-manifest.sh packages the binary and
+/// renders .krew.yaml (krew-release-bot's template) into a krew-index
+/// manifest whose sha256 is the archive's (by sha256sum); installed as
+/// krew installs it (the archive unpacked into its store, `bin` linked as
+/// kubectl-knetdoctor), Debian's kubectl runs it as its plugin.
+#[test]
+fn the_krew_manifest_installs_a_plugin_kubectl_runs() {
+    let out = tempfile::tempdir().unwrap();
+    let url = "https://github.com/knetdoctor/knetdoctor/releases/download/v0.1.0/knetdoctor-linux-amd64.tar.gz";
+    let made = Command::new("sh")
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/krew/krew-manifest.sh"),
+            BIN,
+            "v0.1.0",
+            url,
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let manifest: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(out.path().join("knetdoctor.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(manifest["kind"], "Plugin");
+    assert_eq!(manifest["metadata"]["name"], "knetdoctor");
+    assert_eq!(manifest["spec"]["version"], "v0.1.0");
+    let platform = &manifest["spec"]["platforms"][0];
+    assert_eq!(platform["selector"]["matchLabels"]["os"], "linux");
+    assert_eq!(platform["uri"], url);
+    let archive = out.path().join("knetdoctor-linux-amd64.tar.gz");
+    let sum = Command::new("sha256sum").arg(&archive).output().unwrap();
+    let sum = stdout(&sum);
+    assert_eq!(
+        platform["sha256"].as_str().unwrap(),
+        sum.split_whitespace().next().unwrap()
+    );
+    // As krew installs it: the archive into its store, `bin` linked on PATH.
+    let store = out.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let unpacked = Command::new("tar")
+        .arg("xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
+    let bin = out.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let target = store.join(platform["bin"].as_str().unwrap());
+    std::os::unix::fs::symlink(&target, bin.join("kubectl-knetdoctor")).unwrap();
+    let help = kubectl(DEBIAN_KUBECTL, &bin, &["knetdoctor", "--help"]);
+    assert!(
+        stdout(&help).contains("Usage: kubectl knetdoctor [COMMAND]"),
+        "{}",
+        stdout(&help)
+    );
+    // A version without krew's `v` is refused with a usage error.
+    let bad = Command::new("sh")
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/krew/krew-manifest.sh"),
+            BIN,
+            "0.1.0",
+            url,
+        ])
+        .arg(out.path().join("bad"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
