@@ -66,7 +66,8 @@ pub enum Output {
     /// The same document as YAML.
     Yaml,
     /// Text with every field in a column where the command prints a list
-    /// of findings (check: one line a finding); elsewhere the text.
+    /// of findings or steps (check: one line a finding; repair's plan: one
+    /// line a step); elsewhere the text.
     Wide,
 }
 

@@ -39,7 +39,8 @@ pub fn run(a: RepairArgs) -> Result<u8> {
         drop(planning);
         match a.output {
             Output::Json | Output::Yaml => emit(a.output, &plan),
-            Output::Text | Output::Wide => out(&plan.text()),
+            Output::Text => out(&plan.text()),
+            Output::Wide => out(&plan.text_wide()),
         }
         return Ok(if plan.is_clean() { 0 } else { 1 });
     }

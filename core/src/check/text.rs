@@ -188,17 +188,31 @@ pub fn render_wide(
             ]
         })
         .collect();
-    let head = ["SEVERITY", "ID", "NODE", "OBJECTS", "EXPECTED", "ACTUAL"];
-    let mut widths = head.map(str::len);
-    for r in &rows {
+    let mut o = columns(
+        ["SEVERITY", "ID", "NODE", "OBJECTS", "EXPECTED", "ACTUAL"],
+        &rows,
+    );
+    o.push_str(&summary(findings, nodes, not_read));
+    o
+}
+
+/// `rows` under `head` in columns as wide as their widest cell, three
+/// spaces apart, the last left ragged (`-o wide`, as kubectl's); nothing
+/// for no rows.
+pub fn columns<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut widths = head.map(|h| h.chars().count());
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: [&str; 6]| {
+    let line = |cells: [&str; N]| {
         let mut l = String::new();
         for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-            if i == 5 {
+            if i + 1 == N {
                 l.push_str(c);
             } else {
                 l.push_str(&format!("{c:<w$}   "));
@@ -206,14 +220,10 @@ pub fn render_wide(
         }
         l.trim_end().to_string() + "\n"
     };
-    let mut o = String::new();
-    if !rows.is_empty() {
-        o.push_str(&line(head));
-        for r in &rows {
-            o.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
-        }
+    let mut o = line(head);
+    for r in rows {
+        o.push_str(&line(std::array::from_fn(|i| r[i].as_str())));
     }
-    o.push_str(&summary(findings, nodes, not_read));
     o
 }
 

@@ -552,6 +552,50 @@ impl Plan {
         self.steps.is_empty() && self.left_to_kube_proxy.is_empty() && self.manual.is_empty()
     }
 
+    /// The plan one step a line with every field in a column (`-o wide`):
+    /// what is applied, left to kube-proxy, or a person's job.
+    pub fn text_wide(&self) -> String {
+        let row = |n: String, what: &str, s: &Step| {
+            [
+                n,
+                what.to_string(),
+                s.category.name().to_string(),
+                match s.owner {
+                    Owner::Flannel => "flannel",
+                    Owner::KubeProxy => "kube-proxy",
+                }
+                .to_string(),
+                s.finding.to_string(),
+                match &s.action {
+                    RepairAction::Manual { what } => what.clone(),
+                    other => action_line(other),
+                },
+                s.replaces.clone(),
+            ]
+        };
+        let rows: Vec<[String; 7]> = (self.steps.iter().enumerate())
+            .map(|(i, s)| row((i + 1).to_string(), "apply", s))
+            .chain(
+                self.left_to_kube_proxy
+                    .iter()
+                    .map(|s| row("-".into(), "kube-proxy's", s)),
+            )
+            .chain(self.manual.iter().map(|s| row("-".into(), "a person's", s)))
+            .collect();
+        let mut o = format!(
+            "repair plan for {}: {} action(s)\n",
+            self.node,
+            self.steps.len()
+        );
+        o.push_str(&crate::check::text::columns(
+            [
+                "#", "WHOSE", "CATEGORY", "OWNER", "FINDING", "ACTION", "REPLACES",
+            ],
+            &rows,
+        ));
+        o
+    }
+
     /// The readable plan.
     pub fn text(&self) -> String {
         use std::fmt::Write as _;
@@ -628,6 +672,43 @@ mod tests {
             p.text().contains("change: find why the pods of"),
             "{}",
             p.text()
+        );
+    }
+
+    /// `-o wide`: a header, then one line a step, applied, left to
+    /// kube-proxy and a person's alike, every field in its column.
+    #[test]
+    fn the_wide_plan_is_one_line_a_step() {
+        let (mut c, mut s) = crate::check::fixtures::seed();
+        c.endpoint_slices
+            .iter_mut()
+            .filter(|e| e.metadata.name.as_deref() == Some("nodeport-service-lab01"))
+            .for_each(|e| e.endpoints.clear());
+        s.routes.retain(|r| r.dst.to_string() != "10.2.0.0/24");
+        let p = plan_for(&c, &s, &Options::default());
+        let wide = p.text_wide();
+        let lines: Vec<&str> = wide.lines().collect();
+        assert!(lines[1].starts_with("#   WHOSE"), "{wide}");
+        let rows = &lines[2..];
+        assert_eq!(
+            rows.len(),
+            p.steps.len() + p.left_to_kube_proxy.len() + p.manual.len()
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.starts_with("1 ") && r.contains("route-missing")),
+            "{wide}"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.contains("a person's") && r.contains("service-no-endpoints")),
+            "{wide}"
+        );
+        // Columns line up: FINDING starts at one offset on every line.
+        let at = lines[1].find("FINDING").unwrap();
+        assert!(
+            rows.iter().all(|r| r.chars().nth(at - 1) == Some(' ')),
+            "{wide}"
         );
     }
 
