@@ -964,3 +964,48 @@ fn flannel_nftables_mode_is_checked_by_its_table() {
         broken.flannel_nft.as_ref().unwrap().replace_commands()
     );
 }
+
+/// A Service port without endpoints on a node in kube-proxy's nftables
+/// mode: trace names the `no-endpoint-services` reject, not a missing
+/// element.
+#[test]
+fn nftables_mode_traces_a_port_without_endpoints_to_its_reject() {
+    use crate::dataplane::nftables::KubeProxyTable;
+    let (mut c, mut s) = seed();
+    c.endpoint_slices
+        .iter_mut()
+        .filter(|e| e.metadata.name.as_deref() == Some("nodeport-service-lab01"))
+        .for_each(|e| e.endpoints.clear());
+    c.invalidate_index();
+    s.iptables[0]
+        .ruleset
+        .tables
+        .iter_mut()
+        .for_each(|t| t.retain_chains(|c| !c.name.starts_with("KUBE-")));
+    s.nft_tables = vec![crate::dataplane::nftables::NftTable {
+        family: "ip".into(),
+        name: "kube-proxy".into(),
+    }];
+    let net = crate::model::ClusterNetwork::from_cluster(&c).unwrap();
+    s.kube_proxy_nft = Some(KubeProxyTable::from(
+        crate::model::kube_proxy_nft::expected(&c, NODE, Some(net.cluster_cidr)),
+    ));
+    let nodes = vec![(NODE.to_string(), s)];
+    let findings = run(&c, &nodes);
+    let world = crate::trace::sim::World::new(&c, &nodes, &findings);
+    let pod = crate::trace::resolve::resolve(
+        &c,
+        "test-net/busybox-deployment-5db9ff768-zrlxw",
+        "default",
+    )
+    .unwrap();
+    let svc =
+        crate::trace::resolve::resolve(&c, "test-svc-ns/nodeport-service", "default").unwrap();
+    let t = crate::trace::sim::trace(&world, &pod, &svc, crate::trace::Proto::Tcp, None);
+    let last = t.hops.last().unwrap();
+    assert_eq!(
+        last.decided_by, "nftables ip kube-proxy no-endpoint 10.1.61.17 . tcp . 80 -> reject-chain",
+        "{:?}",
+        t.hops
+    );
+}

@@ -187,6 +187,27 @@ impl KubeProxyTable {
             .map(|(_, c)| c.as_str())
     }
 
+    /// Whether kube-proxy rejects `key` (nft's notation, `10.1.0.10 . udp .
+    /// 53`) as a Service port without endpoints: the element in
+    /// `no-endpoint-services` (for `service-ips`) or
+    /// `no-endpoint-nodeports` (for `service-nodeports`).
+    pub fn rejects(&self, map: &str, key: &str) -> bool {
+        let rejects = match map {
+            "service-ips" => "no-endpoint-services",
+            "service-nodeports" => "no-endpoint-nodeports",
+            _ => return false,
+        };
+        let scalar =
+            |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        self.table.sets.get(rejects).is_some_and(|s| {
+            s.elem.iter().any(|e| {
+                e[0]["concat"].as_array().is_some_and(|parts| {
+                    parts.iter().map(scalar).collect::<Vec<_>>().join(" . ") == key
+                })
+            })
+        })
+    }
+
     /// The chain `service-nodeports` sends `proto` `port` to.
     pub fn nodeport(&self, proto: &str, port: u16) -> Option<&str> {
         self.nodeports

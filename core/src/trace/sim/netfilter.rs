@@ -216,6 +216,23 @@ fn nftables_targets(
         ));
     };
     let Some(chain) = lookup(table) else {
+        if table.rejects(map, &key) {
+            return Err(world.with_finding(
+                Hop::new(
+                    Point::NetfilterNat,
+                    Some(node),
+                    None,
+                    format!("nftables ip kube-proxy no-endpoint {key} -> reject-chain"),
+                )
+                .drop(
+                    DropReason::RejectedByKubeProxy,
+                    "the Service port has no ready endpoints: kube-proxy rejects",
+                ),
+                &[FindingId::KubeDnsNoEndpoints, FindingId::ServiceNoEndpoints],
+                None,
+                None,
+            ));
+        }
         return Err(world.with_finding(
             Hop::new(
                 Point::NetfilterNat,
