@@ -537,17 +537,7 @@ fn nftables_mode_node_is_checked_and_traced_by_its_table() {
         "the undo is a command list, not a listing"
     );
 
-    let nodes = vec![(NODE.to_string(), s)];
-    let findings = run(&c, &nodes);
-    let world = crate::trace::sim::World::new(&c, &nodes, &findings);
-    let pod = crate::trace::resolve::resolve(
-        &c,
-        "test-net/busybox-deployment-5db9ff768-zrlxw",
-        "default",
-    )
-    .unwrap();
-    let svc = crate::trace::resolve::resolve(&c, "test-svc-ns/linux0224-nginx", "default").unwrap();
-    let t = crate::trace::sim::trace(&world, &pod, &svc, crate::trace::Proto::Tcp, None);
+    let t = trace_between(&c, s.clone(), BUSYBOX, "test-svc-ns/linux0224-nginx");
     assert_eq!(t.branches.len(), 3, "{:?}", t.hops);
     let nat = t
         .hops
@@ -564,9 +554,7 @@ fn nftables_mode_node_is_checked_and_traced_by_its_table() {
         labels.iter().all(|l| l.ends_with(":80 (p=0.333)")),
         "{labels:?}"
     );
-    let outside = crate::trace::resolve::resolve(&c, "192.168.56.254", "default").unwrap();
-    let np = crate::trace::resolve::resolve(&c, "k8s-node-12:30005", "default").unwrap();
-    let t = crate::trace::sim::trace(&world, &outside, &np, crate::trace::Proto::Tcp, None);
+    let t = trace_between(&c, s, "192.168.56.254", "k8s-node-12:30005");
     assert_eq!(t.branches.len(), 3, "{:?}", t.hops);
 
     // The ConfigMap says nftables and the node has no table.
@@ -990,22 +978,24 @@ fn nftables_mode_traces_a_port_without_endpoints_to_its_reject() {
     s.kube_proxy_nft = Some(KubeProxyTable::from(
         crate::model::kube_proxy_nft::expected(&c, NODE, Some(net.cluster_cidr)),
     ));
-    let nodes = vec![(NODE.to_string(), s)];
-    let findings = run(&c, &nodes);
-    let world = crate::trace::sim::World::new(&c, &nodes, &findings);
-    let pod = crate::trace::resolve::resolve(
-        &c,
-        "test-net/busybox-deployment-5db9ff768-zrlxw",
-        "default",
-    )
-    .unwrap();
-    let svc =
-        crate::trace::resolve::resolve(&c, "test-svc-ns/nodeport-service", "default").unwrap();
-    let t = crate::trace::sim::trace(&world, &pod, &svc, crate::trace::Proto::Tcp, None);
+    let t = trace_between(&c, s, BUSYBOX, "test-svc-ns/nodeport-service");
     let last = t.hops.last().unwrap();
     assert_eq!(
         last.decided_by, "nftables ip kube-proxy no-endpoint 10.1.61.17 . tcp . 80 -> reject-chain",
         "{:?}",
         t.hops
     );
+}
+
+/// The seed's busybox pod (on k8s-node-12).
+const BUSYBOX: &str = "test-net/busybox-deployment-5db9ff768-zrlxw";
+
+/// The TCP trace from `src` to `dst` with k8s-node-12's state `s`.
+fn trace_between(c: &Cluster, s: NodeState, src: &str, dst: &str) -> crate::trace::Trace {
+    let nodes = vec![(NODE.to_string(), s)];
+    let findings = run(c, &nodes);
+    let world = crate::trace::sim::World::new(c, &nodes, &findings);
+    let src = crate::trace::resolve::resolve(c, src, "default").unwrap();
+    let dst = crate::trace::resolve::resolve(c, dst, "default").unwrap();
+    crate::trace::sim::trace(&world, &src, &dst, crate::trace::Proto::Tcp, None)
 }
