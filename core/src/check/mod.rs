@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod finding;
 pub mod flannel;
 pub mod id;
+pub mod incremental;
 pub mod iptables;
 pub mod ipvs;
 pub mod nftables;
@@ -29,7 +30,14 @@ pub fn run(cluster: &Cluster, nodes: &[(String, NodeState)]) -> Vec<Finding> {
     for (node, state) in nodes {
         check_node(cluster, node, state, net.as_ref(), &mut out);
     }
-    out.sort_by(|a, b| {
+    sort(&mut out);
+    out
+}
+
+/// The order findings are reported in: by node (cluster-level first),
+/// severity, ID and summary.
+fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
         (&a.node, a.severity, a.id.as_str(), &a.summary).cmp(&(
             &b.node,
             b.severity,
@@ -37,7 +45,6 @@ pub fn run(cluster: &Cluster, nodes: &[(String, NodeState)]) -> Vec<Finding> {
             &b.summary,
         ))
     });
-    out
 }
 
 /// The findings of one node's dataplane.
