@@ -1,7 +1,8 @@
-//! The kube-proxy faults (`svc-chain-missing`, `nodeport-missing`,
-//! `sep-stale`) on a node kube-proxy programs in nftables mode: the same
-//! damage as in iptables mode, made to kube-proxy's `table ip kube-proxy`
-//! (the typed table, written back whole in one `nft -j -f` transaction).
+//! The faults of kube-proxy's and flannel's chains on a node whose owners
+//! run in nftables mode: the same damage as in iptables mode, made to
+//! `table ip kube-proxy` (`svc-chain-missing`, `nodeport-missing`,
+//! `sep-stale`) or `table ip flannel-ipv4` (`masq-missing`), each a typed
+//! table written back whole in one `nft -j -f` transaction.
 
 use serde_json::{Value, json};
 
@@ -13,6 +14,14 @@ use crate::model::kube_proxy::ServicePort;
 /// Whether map element `e` (`[key, verdict]`) goes to `chain`.
 fn goes_to(e: &Value, chain: &str) -> bool {
     e[1]["goto"]["target"] == chain
+}
+
+/// Applies a flannel fault to flannel's nftables table: masq-missing
+/// takes its `postrtg` chain away, as it takes FLANNEL-POSTRTG in iptables.
+pub fn transform_flannel_table(t: &mut NftTableSpec, fault: Fault) {
+    if fault == Fault::MasqMissing {
+        t.chains.remove("postrtg");
+    }
 }
 
 /// Applies a kube-proxy fault to kube-proxy's nftables table.

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::control_plane::KubeProxyMode;
 use super::exec;
 use super::faults::{Fault, WRONG_INGRESS_PORT, transform_ruleset};
-use super::faults_nft::transform_table;
+use super::faults_nft::{transform_flannel_table, transform_table};
 use super::objects;
 use super::services;
 use super::state::LabState;
@@ -116,12 +116,12 @@ pub fn sync(state: &LabState) -> Result<Cluster> {
         )?;
         if let Some(pod_cidr) = node_pod_cidr(&cluster, &node.name).filter(|_| net.nftables) {
             let mut t = flannel_nft::table(net.cluster_cidr, pod_cidr);
-            if state
+            for f in state
                 .faults
                 .iter()
-                .any(|f| f.fault == Fault::MasqMissing && f.node.as_deref() == Some(&node.name))
+                .filter(|f| f.node.as_deref() == Some(&node.name))
             {
-                t.chains.remove("postrtg");
+                transform_flannel_table(&mut t, f.fault);
             }
             exec::write_table(&node.netns, &t)?;
         }

@@ -111,7 +111,7 @@ impl Session {
             ));
         };
         let expected = ClusterNetwork::from_cluster(&g.cluster)
-            .map(|net| expect::node(&g.cluster, &self.node, &net))
+            .map(|net| expect::node(&g.cluster, &self.node, &net, &state))
             .unwrap_or_default();
         let plan = plan(&self.node, &g.findings, &state, &expected, &self.opts);
         Ok(Planned {

@@ -185,7 +185,7 @@ impl Snapshot {
             entries.insert(name.clone(), node_entries(&cluster, name, state, &findings));
             let expected = net
                 .as_ref()
-                .map(|net| expect::node(&cluster, name, net))
+                .map(|net| expect::node(&cluster, name, net, state))
                 .unwrap_or_default();
             let plan = crate::repair::plan(name, &findings, state, &expected, &Default::default());
             plans.insert(name.clone(), plan);

@@ -141,7 +141,7 @@ mod tests {
     fn apply(c: &Change, cluster: &mut Cluster, states: &mut [(String, NodeState)]) -> bool {
         match *c {
             Change::DropPeerEntries { node, peer } => {
-                let gw = Lease::gateway_of(cluster, peer);
+                let gw = gateway_of(cluster, peer);
                 let s = &mut states[node].1;
                 if let Some(gw) = gw {
                     s.routes.retain(|r| r.gateway != Some(gw));
@@ -195,13 +195,10 @@ mod tests {
         }
     }
 
-    struct Lease;
-    impl Lease {
-        fn gateway_of(cluster: &Cluster, i: usize) -> Option<std::net::IpAddr> {
-            let n = cluster.nodes.get(i)?;
-            let l = crate::model::flannel::Lease::from_node(n).ok()?;
-            Some(std::net::IpAddr::V4(l.gateway()))
-        }
+    /// Node `i`'s flannel gateway, as its peers' routes and neighbours name it.
+    fn gateway_of(cluster: &Cluster, i: usize) -> Option<std::net::IpAddr> {
+        let l = crate::model::flannel::Lease::from_node(cluster.nodes.get(i)?).ok()?;
+        Some(std::net::IpAddr::V4(l.gateway()))
     }
 
     fn states_of(cluster: &Cluster) -> Vec<(String, NodeState)> {

@@ -8,7 +8,8 @@
 use super::finding::{Finding, ObjectRef, RepairAction, Severity, Subject};
 use super::id::FindingId;
 use crate::dataplane::NodeState;
-use crate::dataplane::nft_table::{NftTableSpec, TableDiff};
+use crate::dataplane::nft_table::{NftTableSpec, TableDiff, element_key};
+use crate::dataplane::nftables::ServiceKey;
 use crate::model::cluster::ClusterNetwork;
 use crate::model::{Cluster, kube_proxy, kube_proxy_nft};
 
@@ -71,23 +72,15 @@ pub fn check_node(
     // reported again as table differences.
     let mut reported: Vec<String> = Vec::new();
     for sp in ports.iter().filter(|p| !p.endpoints.is_empty()) {
-        let places = [
-            Some((
-                "service-ips",
-                format!("{} . {} . {}", sp.cluster_ip, sp.protocol, sp.port),
-                table.service(sp.cluster_ip, &sp.protocol, sp.port),
-            )),
-            sp.node_port.map(|np| {
-                (
-                    "service-nodeports",
-                    format!("{} . {np}", sp.protocol),
-                    table.nodeport(&sp.protocol, np),
-                )
-            }),
-        ];
-        for (map, key, chain) in places.into_iter().flatten() {
+        let keys = std::iter::once(ServiceKey::Ip(sp.cluster_ip, sp.protocol.clone(), sp.port))
+            .chain(
+                sp.node_port
+                    .map(|np| ServiceKey::NodePort(sp.protocol.clone(), np)),
+            );
+        for key in keys {
+            let map = key.map();
             let svc = ObjectRef::namespaced("Service", &sp.namespace, &sp.service);
-            match chain {
+            match table.lookup(&key) {
                 None => {
                     reported.push(format!("{}/{}/", sp.namespace, sp.service));
                     out.push(
@@ -145,7 +138,7 @@ fn table_differences(
             TableDiff::ElementsMissing { set, elem }
                 if set == "no-endpoint-services" || set == "no-endpoint-nodeports" =>
             {
-                let keys: Vec<String> = elem.iter().map(|e| element_key(&e[0])).collect();
+                let keys: Vec<String> = elem.iter().map(element_key).collect();
                 out.push(
                     Finding::new(FindingId::KubeProxyNftablesRejectMissing, Severity::Warning, n, format!("kube-proxy's nftables map {set} lacks {}: connections to these Service ports without endpoints are not refused, clients wait for a timeout", keys.join(", ")))
                         .object(Subject::chain("ip kube-proxy", set.clone()))
@@ -164,24 +157,7 @@ fn table_differences(
             // deletes it a while later: an empty extra chain is its way.
             TableDiff::ChainExtra { chain }
                 if actual.chains.get(chain).is_none_or(|c| c.rules.is_empty()) => {}
-            TableDiff::ChainMissing { chain } => other.push(format!("chain {chain} missing")),
-            TableDiff::ChainDiffers { chain } => other.push(format!("chain {chain} differs")),
-            TableDiff::ChainExtra { chain } => other.push(format!("stale chain {chain}")),
-            TableDiff::SetMissing { set } => other.push(format!("set {set} missing")),
-            TableDiff::ElementsMissing { set, elem } => other.push(format!(
-                "{set} lacks {}",
-                elem.iter()
-                    .map(|e| element_key(e.get(0).unwrap_or(e)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            TableDiff::ElementsExtra { set, elem } => other.push(format!(
-                "{set} holds stale {}",
-                elem.iter()
-                    .map(|e| element_key(e.get(0).unwrap_or(e)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            _ => other.push(d.to_string()),
         }
     }
     if !other.is_empty() {
@@ -294,16 +270,4 @@ fn chain_wrong(
         rules(actual).unwrap_or_else(|| "no chain".into()),
     )
     .repair(repair)
-}
-
-/// An element's key as `nft` prints it (`10.1.0.10 . udp . 53`).
-fn element_key(key: &serde_json::Value) -> String {
-    match key.get("concat").and_then(|c| c.as_array()) {
-        Some(parts) => parts.iter().map(scalar).collect::<Vec<_>>().join(" . "),
-        None => scalar(key),
-    }
-}
-
-fn scalar(v: &serde_json::Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_string)
 }

@@ -512,6 +512,7 @@ fn nftables_mode_node_is_checked_and_traced_by_its_table() {
         &c,
         NODE,
         &crate::model::ClusterNetwork::from_cluster(&c).unwrap(),
+        &b,
     );
     let left = crate::repair::plan(NODE, &findings, &b, &expected, &Default::default());
     assert!(left.steps.is_empty() && left.left_to_kube_proxy.len() == 1);
@@ -527,7 +528,10 @@ fn nftables_mode_node_is_checked_and_traced_by_its_table() {
         "{}",
         r.replaces
     );
-    assert_eq!(r.input, expected.kube_proxy_nft.replace_commands());
+    assert_eq!(
+        r.input,
+        expected.kube_proxy_nft.as_ref().unwrap().replace_commands()
+    );
     assert_eq!(
         crate::dataplane::nft_table::NftTableSpec::parse_listing(
             &r.undo.replace("\"add\"", "\"_\"")
@@ -941,7 +945,7 @@ fn flannel_nftables_mode_is_checked_by_its_table() {
         NODE,
         &findings,
         &broken,
-        &crate::model::expect::node(&c, NODE, &net),
+        &crate::model::expect::node(&c, NODE, &net, &broken),
         &Default::default(),
     );
     assert_eq!(plan.steps.len(), 1, "{plan:#?}");

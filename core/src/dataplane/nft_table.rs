@@ -168,6 +168,38 @@ pub enum TableDiff {
     },
 }
 
+/// As a person reads it: `chain masquerading missing`, `service-ips lacks
+/// 10.1.0.10 . udp . 53`.
+impl std::fmt::Display for TableDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = |elem: &[Value]| elem.iter().map(element_key).collect::<Vec<_>>().join(", ");
+        match self {
+            TableDiff::ChainMissing { chain } => write!(f, "chain {chain} missing"),
+            TableDiff::ChainDiffers { chain } => write!(f, "chain {chain} differs"),
+            TableDiff::ChainExtra { chain } => write!(f, "stale chain {chain}"),
+            TableDiff::SetMissing { set } => write!(f, "set {set} missing"),
+            TableDiff::ElementsMissing { set, elem } => write!(f, "{set} lacks {}", keys(elem)),
+            TableDiff::ElementsExtra { set, elem } => {
+                write!(f, "{set} holds stale {}", keys(elem))
+            }
+        }
+    }
+}
+
+/// The key of a set or map element as `nft` prints it (`10.1.0.10 . udp .
+/// 53`): a map element's key is its first half.
+pub fn element_key(elem: &Value) -> String {
+    let key = match elem.as_array() {
+        Some(pair) if pair.len() == 2 => &pair[0],
+        _ => elem,
+    };
+    let scalar = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    match key.get("concat").and_then(Value::as_array) {
+        Some(parts) => parts.iter().map(scalar).collect::<Vec<_>>().join(" . "),
+        None => scalar(key),
+    }
+}
+
 impl NftTableSpec {
     /// An empty table.
     pub fn new(family: &str, name: &str) -> NftTableSpec {

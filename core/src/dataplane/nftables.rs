@@ -79,6 +79,56 @@ pub struct KubeProxyTable {
     pub nodeports: Vec<((String, u16), String)>,
     /// Chains by name: where each leads.
     pub chains: std::collections::BTreeMap<String, ChainLeads>,
+    /// `no-endpoint-services` and `no-endpoint-nodeports`: the Service
+    /// ports kube-proxy rejects for want of endpoints.
+    pub rejected: Vec<ServiceKey>,
+}
+
+/// A key of kube-proxy's dispatch maps: a Service address and port
+/// (`service-ips`, `no-endpoint-services`) or a NodePort
+/// (`service-nodeports`, `no-endpoint-nodeports`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceKey {
+    Ip(std::net::Ipv4Addr, String, u16),
+    NodePort(String, u16),
+}
+
+impl ServiceKey {
+    /// The map that sends it to its Service's chain.
+    pub fn map(&self) -> &'static str {
+        match self {
+            ServiceKey::Ip(..) => "service-ips",
+            ServiceKey::NodePort(..) => "service-nodeports",
+        }
+    }
+
+    /// The key of element `e` (`[{"concat": [...]}, verdict]`) of a map
+    /// whose keys are Service addresses (`ip`) or NodePorts.
+    fn of_element(e: &serde_json::Value, ip: bool) -> Option<ServiceKey> {
+        let key = e[0]["concat"].as_array()?;
+        match (ip, key.as_slice()) {
+            (true, [addr, proto, port]) => Some(ServiceKey::Ip(
+                addr.as_str()?.parse().ok()?,
+                proto.as_str()?.to_string(),
+                u16::try_from(port.as_u64()?).ok()?,
+            )),
+            (false, [proto, port]) => Some(ServiceKey::NodePort(
+                proto.as_str()?.to_string(),
+                u16::try_from(port.as_u64()?).ok()?,
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// As nft prints the key: `10.1.0.10 . udp . 53`, `tcp . 30005`.
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceKey::Ip(ip, proto, port) => write!(f, "{ip} . {proto} . {port}"),
+            ServiceKey::NodePort(proto, port) => write!(f, "{proto} . {port}"),
+        }
+    }
 }
 
 /// Where a chain of kube-proxy's table leads.
@@ -106,30 +156,28 @@ impl From<NftTableSpec> for KubeProxyTable {
                 .map(|s| s.elem.clone())
                 .unwrap_or_default()
         };
-        for e in elems("service-ips") {
-            let (Some(key), Some(target)) = (e[0]["concat"].as_array(), goto_target(&e[1])) else {
-                continue;
-            };
-            if let [ip, proto, port] = key.as_slice()
-                && let (Some(ip), Some(proto), Some(port)) = (
-                    ip.as_str().and_then(|s| s.parse().ok()),
-                    proto.as_str(),
-                    port.as_u64(),
-                )
-            {
-                t.service_ips
-                    .push(((ip, proto.to_string(), port as u16), target));
+        for (map, ip) in [("service-ips", true), ("service-nodeports", false)] {
+            for e in elems(map) {
+                match (ServiceKey::of_element(&e, ip), goto_target(&e[1])) {
+                    (Some(ServiceKey::Ip(a, p, n)), Some(chain)) => {
+                        t.service_ips.push(((a, p, n), chain))
+                    }
+                    (Some(ServiceKey::NodePort(p, n)), Some(chain)) => {
+                        t.nodeports.push(((p, n), chain))
+                    }
+                    _ => {}
+                }
             }
         }
-        for e in elems("service-nodeports") {
-            let (Some(key), Some(target)) = (e[0]["concat"].as_array(), goto_target(&e[1])) else {
-                continue;
-            };
-            if let [proto, port] = key.as_slice()
-                && let (Some(proto), Some(port)) = (proto.as_str(), port.as_u64())
-            {
-                t.nodeports.push(((proto.to_string(), port as u16), target));
-            }
+        for (map, ip) in [
+            ("no-endpoint-services", true),
+            ("no-endpoint-nodeports", false),
+        ] {
+            t.rejected.extend(
+                elems(map)
+                    .iter()
+                    .filter_map(|e| ServiceKey::of_element(e, ip)),
+            );
         }
         for (name, chain) in &table.chains {
             let leads = t.chains.entry(name.clone()).or_default();
@@ -187,25 +235,18 @@ impl KubeProxyTable {
             .map(|(_, c)| c.as_str())
     }
 
-    /// Whether kube-proxy rejects `key` (nft's notation, `10.1.0.10 . udp .
-    /// 53`) as a Service port without endpoints: the element in
-    /// `no-endpoint-services` (for `service-ips`) or
-    /// `no-endpoint-nodeports` (for `service-nodeports`).
-    pub fn rejects(&self, map: &str, key: &str) -> bool {
-        let rejects = match map {
-            "service-ips" => "no-endpoint-services",
-            "service-nodeports" => "no-endpoint-nodeports",
-            _ => return false,
-        };
-        let scalar =
-            |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
-        self.table.sets.get(rejects).is_some_and(|s| {
-            s.elem.iter().any(|e| {
-                e[0]["concat"].as_array().is_some_and(|parts| {
-                    parts.iter().map(scalar).collect::<Vec<_>>().join(" . ") == key
-                })
-            })
-        })
+    /// The chain `key`'s map sends it to.
+    pub fn lookup(&self, key: &ServiceKey) -> Option<&str> {
+        match key {
+            ServiceKey::Ip(ip, proto, port) => self.service(*ip, proto, *port),
+            ServiceKey::NodePort(proto, port) => self.nodeport(proto, *port),
+        }
+    }
+
+    /// Whether kube-proxy rejects `key` as a Service port without
+    /// endpoints (`no-endpoint-services` / `no-endpoint-nodeports`).
+    pub fn rejects(&self, key: &ServiceKey) -> bool {
+        self.rejected.contains(key)
     }
 
     /// The chain `service-nodeports` sends `proto` `port` to.

@@ -94,7 +94,9 @@ pub fn iptables_of(
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeExpectation {
     pub iptables: Ruleset,
-    pub kube_proxy_nft: crate::dataplane::nft_table::NftTableSpec,
+    /// kube-proxy's table, where kube-proxy runs in nftables mode (built
+    /// only there: it costs a walk of every Service port).
+    pub kube_proxy_nft: Option<crate::dataplane::nft_table::NftTableSpec>,
     /// flannel's table, where flannel runs in nftables mode.
     pub flannel_nft: Option<crate::dataplane::nft_table::NftTableSpec>,
 }
@@ -106,18 +108,25 @@ impl NodeExpectation {
         family: &str,
         name: &str,
     ) -> Option<&crate::dataplane::nft_table::NftTableSpec> {
-        [Some(&self.kube_proxy_nft), self.flannel_nft.as_ref()]
+        [self.kube_proxy_nft.as_ref(), self.flannel_nft.as_ref()]
             .into_iter()
             .flatten()
             .find(|t| t.family == family && t.name == name)
     }
 }
 
-/// What `node` should hold, for repair.
-pub fn node(cluster: &Cluster, node: &str, net: &ClusterNetwork) -> NodeExpectation {
+/// What `node`, holding `state`, should hold, for repair.
+pub fn node(
+    cluster: &Cluster,
+    node: &str,
+    net: &ClusterNetwork,
+    state: &crate::dataplane::NodeState,
+) -> NodeExpectation {
+    let nftables = kube_proxy::node_proxy_mode(cluster, state) == kube_proxy::ProxyMode::Nftables;
     NodeExpectation {
         iptables: iptables(cluster, node, net),
-        kube_proxy_nft: super::kube_proxy_nft::expected(cluster, node, Some(net.cluster_cidr)),
+        kube_proxy_nft: nftables
+            .then(|| super::kube_proxy_nft::expected(cluster, node, Some(net.cluster_cidr))),
         flannel_nft: cluster
             .node(node)
             .and_then(|n| super::flannel::Lease::from_node(n).ok())

@@ -25,7 +25,7 @@ pub fn restore(expected: &NftTableSpec, node: &NodeState) -> TableRestore {
     let (undo, replaces) = match node.nft_table(&expected.family, &expected.name) {
         Some(have) => {
             let diffs = expected.diff(have);
-            let shown: Vec<String> = diffs.iter().take(4).map(describe).collect();
+            let shown: Vec<String> = diffs.iter().take(4).map(TableDiff::to_string).collect();
             (
                 have.replace_commands(),
                 format!(
@@ -47,20 +47,5 @@ pub fn restore(expected: &NftTableSpec, node: &NodeState) -> TableRestore {
         input: expected.replace_commands(),
         undo,
         replaces,
-    }
-}
-
-fn describe(d: &TableDiff) -> String {
-    match d {
-        TableDiff::ChainMissing { chain } => format!("chain {chain} missing"),
-        TableDiff::ChainDiffers { chain } => format!("chain {chain} differs"),
-        TableDiff::ChainExtra { chain } => format!("chain {chain} extra"),
-        TableDiff::SetMissing { set } => format!("{set} missing"),
-        TableDiff::ElementsMissing { set, elem } => {
-            format!("{set} lacks {} element(s)", elem.len())
-        }
-        TableDiff::ElementsExtra { set, elem } => {
-            format!("{set} holds {} extra element(s)", elem.len())
-        }
     }
 }

@@ -649,7 +649,7 @@ mod tests {
             NODE,
             &findings,
             state,
-            &expect::node(cluster, NODE, &net),
+            &expect::node(cluster, NODE, &net, state),
             opts,
         )
     }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::check::FindingId;
+use crate::dataplane::nftables::ServiceKey;
 
 pub(super) type Targets = Vec<((IpAddr, u16), String)>;
 
@@ -26,16 +27,14 @@ pub(super) fn service_targets(
         let IpAddr::V4(dst) = pkt.dst else {
             return Err(at_nft_table(node).drop(
                 DropReason::NoServiceRule,
-                "IPv6 is table ip6 kube-proxy's, not read",
+                "IPv6 Services go through table ip6 kube-proxy, which trace does not follow",
             ));
         };
         return nftables_targets(
             world,
             node,
             state,
-            "service-ips",
-            format!("{dst} . {proto} . {port}"),
-            |t| t.service(dst, proto, port).map(str::to_string),
+            ServiceKey::Ip(dst, proto.to_string(), port),
         );
     }
     if proxy_mode(world.cluster) == ProxyMode::Ipvs {
@@ -192,18 +191,17 @@ fn at_nft_table(node: &str) -> Hop {
     )
 }
 
-/// kube-proxy in nftables mode: the packet's element in `map` of its
-/// table (`key`), the chain it leads to, and that chain's endpoints (each
+/// kube-proxy in nftables mode: the packet's element (`key`) in its map,
+/// the chain it leads to, and that chain's endpoints (each
 /// equally likely: a `numgen random` vmap); without the table, kube-proxy
 /// has not programmed the node.
 fn nftables_targets(
     world: &World,
     node: &str,
     state: &NodeState,
-    map: &str,
-    key: String,
-    lookup: impl Fn(&crate::dataplane::nftables::KubeProxyTable) -> Option<String>,
+    key: ServiceKey,
 ) -> Result<(Hop, Targets), Hop> {
+    let map = key.map();
     let Some(table) = &state.kube_proxy_nft else {
         return Err(world.with_finding(
             at_nft_table(node).drop(
@@ -215,8 +213,8 @@ fn nftables_targets(
             None,
         ));
     };
-    let Some(chain) = lookup(table) else {
-        if table.rejects(map, &key) {
+    let Some(chain) = table.lookup(&key).map(str::to_string) else {
+        if table.rejects(&key) {
             return Err(world.with_finding(
                 Hop::new(
                     Point::NetfilterNat,
@@ -352,9 +350,7 @@ pub(super) fn nodeport_targets(
             world,
             node,
             state,
-            "service-nodeports",
-            format!("{proto} . {port}"),
-            |t| t.nodeport(proto, port).map(str::to_string),
+            ServiceKey::NodePort(proto.to_string(), port),
         );
     }
     let Some(rs) = kube_proxy_ruleset(state) else {
