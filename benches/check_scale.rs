@@ -66,6 +66,11 @@ fn measure(dir: &str, rules_file: &str) {
     let t = Instant::now();
     cluster.index();
     let index = t.elapsed().as_secs_f64();
+    println!(
+        "knetdoctor: JSON into the indexed cluster {:.3} s (target < 1 s); peak RSS so far {:.0} MiB (target < 1126, the 1.1 GiB before)",
+        load + index,
+        peak_rss_mib()
+    );
     let mut state = synthetic::node_state(&cluster, 0);
     state.iptables.push(IptablesBackendState {
         backend: "legacy".into(),
@@ -140,8 +145,14 @@ fn main() {
         .output()
         .expect("run the measuring child");
     let out = String::from_utf8_lossy(&child.stdout);
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(&rules_file);
+    // KD_BENCH_KEEP=1 keeps the files for profiling the child alone
+    // (`check_scale --measure DIR RULES`).
+    if std::env::var("KD_BENCH_KEEP").is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&rules_file);
+    } else {
+        println!("kept {} and {}", dir.display(), rules_file.display());
+    }
     out.lines()
         .filter(|l| !l.starts_with("PARSE_SECS="))
         .for_each(|l| println!("{l}"));

@@ -3,7 +3,6 @@
 //! node by name; Ingress paths by host. A cluster of 150,000 pods and
 //! 10,000 Services is otherwise a quadratic scan away from every check.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
@@ -12,6 +11,10 @@ use super::cluster::{Cluster, SERVICE_NAME_LABEL};
 use super::flannel::Lease;
 
 type Key = (String, String);
+
+/// The index's maps hash with foldhash: keys are the cluster's own names,
+/// not an attacker's, and SipHash was a tenth of indexing 150,000 pods.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Indexes into the vectors of one [`Cluster`] (positions, not copies).
 #[derive(Debug, Clone, Default)]
@@ -45,29 +48,62 @@ fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Ke
 }
 
 impl ClusterIndex {
-    /// Builds every index in one pass over each kind.
+    /// Builds every index in one pass over each kind: the pods' on one
+    /// thread, the rest (labels included) on another.
     pub fn build(c: &Cluster) -> Self {
-        let mut ix = ClusterIndex::default();
+        let (mut ix, labels) = std::thread::scope(|s| {
+            let labels = s.spawn(|| Self::pods_by_label(c));
+            let mut ix = ClusterIndex::default();
+            ix.index_pods(c);
+            ix.index_the_rest(c);
+            (ix, labels.join().expect("indexing labels does not panic"))
+        });
+        ix.pods_by_label = labels;
+        ix
+    }
+
+    fn pods_by_label(c: &Cluster) -> HashMap<Key, Vec<usize>> {
+        let mut by: HashMap<Key, Vec<usize>> = HashMap::default();
+        for (i, p) in c.pods.iter().enumerate() {
+            let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+            for (k, v) in p.metadata.labels.iter().flatten() {
+                by.entry((ns.to_string(), format!("{k}={v}")))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        by
+    }
+
+    fn index_pods(&mut self, c: &Cluster) {
+        let ix = self;
+        ix.pod_by_ip.reserve(c.pods.len());
+        ix.pod_by_name.reserve(c.pods.len());
         for (i, p) in c.pods.iter().enumerate() {
             let key = ns_name(&p.metadata);
             if let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone()) {
                 ix.pod_by_ip.insert(ip, i);
             }
-            if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                ix.pods_by_node.entry(node).or_default().push(i);
+            if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+                match ix.pods_by_node.get_mut(node) {
+                    Some(v) => v.push(i),
+                    None => {
+                        ix.pods_by_node.insert(node.to_string(), vec![i]);
+                    }
+                }
             }
-            for (k, v) in p.metadata.labels.iter().flatten() {
-                ix.pods_by_label
-                    .entry((key.0.clone(), format!("{k}={v}")))
-                    .or_default()
-                    .push(i);
+            match ix.pods_by_namespace.get_mut(&key.0) {
+                Some(v) => v.push(i),
+                None => {
+                    ix.pods_by_namespace.insert(key.0.clone(), vec![i]);
+                }
             }
-            ix.pods_by_namespace
-                .entry(key.0.clone())
-                .or_default()
-                .push(i);
             ix.pod_by_name.insert(key, i);
         }
+    }
+
+    fn index_the_rest(&mut self, c: &Cluster) {
+        let ix = self;
         for (i, s) in c.services.iter().enumerate() {
             ix.service_by_name.insert(ns_name(&s.metadata), i);
             // Every ClusterIP of a dual-stack Service leads to it.
@@ -140,7 +176,6 @@ impl ClusterIndex {
                 }
             }
         }
-        ix
     }
 }
 
