@@ -1,10 +1,10 @@
 //! Live capture on several interfaces at once — of one node, or of several
 //! nodes in one capture — with libpcap (the pcap crate): one thread per
 //! interface joins its node's network namespace (all namespaces share one
-//! clock, so timestamps compare across nodes), opens the interface in
-//! immediate mode and hands frames to a
-//! bounded channel. A consumer that falls behind never blocks capture: the
-//! frames that do not fit are dropped and counted per interface.
+//! clock, so timestamps compare across nodes), opens the interface with
+//! a 32 MiB ring and hands frames to a bounded channel. A consumer that
+//! falls behind holds the capture back, so frames wait in the kernel's
+//! ring; what overflows it the kernel counts, per interface.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +16,13 @@ use serde::Serialize;
 
 use crate::dataplane::Netns;
 use crate::error::{Error, Result};
+
+/// How long the kernel holds a partly filled block of frames (ms).
+const BLOCK_TIMEOUT_MS: i32 = 10;
+
+/// The kernel ring of each interface's capture: about 50,000 full-size
+/// frames, a second of a saturated 1 Gb/s link (tcpdump's default is 2 MiB).
+const RING_BYTES: i32 = 32 << 20;
 
 /// One captured frame.
 #[derive(Debug, Clone)]
@@ -46,7 +53,9 @@ pub struct IfaceStats {
     pub kernel_dropped: u32,
     /// Dropped by the interface or driver.
     pub if_dropped: u32,
-    /// Dropped here because the reader fell behind.
+    /// Given up here because the reader stopped reading (a reader that
+    /// is merely slow holds the capture back; the kernel's ring takes up
+    /// the slack and counts what overflows it as kernel drops).
     pub queue_dropped: u64,
 }
 
@@ -200,10 +209,17 @@ impl Worker {
         let (iface, label, filter) = (iface.as_str(), label.as_str(), filter.as_deref());
         // Every frame read here is timed from `started` and handed to `tx`.
         let opened = pcap::Capture::from_device(iface)
-            // Immediate mode ignores the read timeout, so reads are non-blocking
-            // and we poll the descriptor ourselves, seeing `stop` every 50 ms.
+            // Not immediate mode: with it libpcap falls back to TPACKET_V2,
+            // whose ring has one snaplen-sized (256 KiB) slot per frame, so
+            // its 2 MiB holds 8 frames and a burst of a few thousand
+            // datagrams a second overflows it. TPACKET_V3 packs frames into
+            // blocks the kernel hands over when full or after the timeout
+            // (so a frame waits at most 10 ms); the ring is 32 MiB an
+            // interface. Reads are non-blocking: we poll the descriptor
+            // ourselves, seeing `stop` every 50 ms.
             .and_then(|c| {
-                c.immediate_mode(true)
+                c.timeout(BLOCK_TIMEOUT_MS)
+                    .buffer_size(RING_BYTES)
                     .snaplen(snaplen)
                     .open()?
                     .setnonblock()
@@ -239,12 +255,27 @@ impl Worker {
                         len: p.header.len,
                         data: p.data.to_vec(),
                     };
-                    match tx.try_send(frame) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => {
-                            dropped.fetch_add(1, Ordering::Relaxed);
+                    // A reader that falls behind holds the capture back
+                    // rather than losing frames: they wait in the kernel's
+                    // ring (32 MiB), which reports what overflows it as
+                    // kernel drops. Only once the reader stops are frames
+                    // given up (and counted).
+                    let mut frame = frame;
+                    loop {
+                        match tx.try_send(frame) {
+                            Ok(()) => break,
+                            Err(TrySendError::Full(f)) if !stop.load(Ordering::Relaxed) => {
+                                frame = f;
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                            Err(TrySendError::Full(_)) => {
+                                dropped.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            Err(TrySendError::Disconnected(_)) => {
+                                return Ok(stats(&mut cap, label, &dropped));
+                            }
                         }
-                        Err(TrySendError::Disconnected(_)) => break,
                     }
                 }
                 Err(pcap::Error::TimeoutExpired) => {
@@ -256,18 +287,24 @@ impl Worker {
                 Err(e) => return Err(Error::env(format!("capture on {iface} failed: {e}"), None)),
             }
         }
-        let st = cap.stats().unwrap_or(pcap::Stat {
-            received: 0,
-            dropped: 0,
-            if_dropped: 0,
-        });
-        Ok(IfaceStats {
-            iface: label.to_string(),
-            received: st.received,
-            kernel_dropped: st.dropped,
-            if_dropped: st.if_dropped,
-            queue_dropped: dropped.load(Ordering::Relaxed),
-        })
+        Ok(stats(&mut cap, label, &dropped))
+    }
+}
+
+/// What an interface's capture received and lost, by libpcap's counters
+/// and ours.
+fn stats(cap: &mut pcap::Capture<pcap::Active>, label: &str, dropped: &AtomicU64) -> IfaceStats {
+    let st = cap.stats().unwrap_or(pcap::Stat {
+        received: 0,
+        dropped: 0,
+        if_dropped: 0,
+    });
+    IfaceStats {
+        iface: label.to_string(),
+        received: st.received,
+        kernel_dropped: st.dropped,
+        if_dropped: st.if_dropped,
+        queue_dropped: dropped.load(Ordering::Relaxed),
     }
 }
 

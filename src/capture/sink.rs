@@ -14,7 +14,16 @@ pub struct Sink<'a> {
     json: bool,
     group: bool,
     vxlan_ports: &'a [u16],
-    out: anstream::AutoStream<std::io::Stdout>,
+    /// Buffered: at tens of thousands of frames a second, a write per line
+    /// was what made the reader fall behind the capture.
+    out: std::io::BufWriter<anstream::AutoStream<std::io::Stdout>>,
+    /// On a terminal each line is shown as it comes; into a pipe or file
+    /// they go in blocks, flushed whenever the capture is idle (as tcpdump
+    /// does without -l).
+    flush_each: bool,
+    /// When the output was last flushed: a line never waits more than
+    /// 100 ms, however slow the trickle.
+    flushed: std::time::Instant,
     pub correlator: Correlator,
     pub dns: DnsWatch,
 }
@@ -25,7 +34,9 @@ impl<'a> Sink<'a> {
             json,
             group,
             vxlan_ports,
-            out: anstream::stdout(),
+            out: std::io::BufWriter::with_capacity(1 << 16, anstream::stdout()),
+            flush_each: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            flushed: std::time::Instant::now(),
             correlator: Correlator::default(),
             dns: DnsWatch::new(dns_timeout),
         }
@@ -50,6 +61,15 @@ impl<'a> Sink<'a> {
         if self.group {
             self.correlator.push_frame(iface, at, &d);
         }
+        if self.flush_each || self.flushed.elapsed() >= std::time::Duration::from_millis(100) {
+            self.flush();
+        }
+    }
+
+    /// Writes out what is buffered (the capture calls it when idle).
+    pub fn flush(&mut self) {
+        let _ = self.out.flush();
+        self.flushed = std::time::Instant::now();
     }
 
     /// A DNS query that got no answer.
@@ -70,6 +90,7 @@ impl<'a> Sink<'a> {
             self.flag(&q);
         }
         if !self.group {
+            self.flush();
             return;
         }
         let correlator = std::mem::take(&mut self.correlator);
@@ -84,5 +105,6 @@ impl<'a> Sink<'a> {
                 writeln!(self.out, "  {}", correlate::group_line(g))
             };
         }
+        self.flush();
     }
 }

@@ -112,7 +112,10 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
                 .recv_timeout(std::time::Duration::from_millis(50))
             {
                 Ok(f) => f,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    sink.flush();
+                    continue;
+                }
                 // Every interface's thread ended (its interface went away).
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
@@ -139,7 +142,7 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
     for s in &stats {
         let _ = writeln!(
             anstream::stderr(),
-            "{}: {} received, {} dropped by the kernel, {} by the interface, {} by a slow reader",
+            "{}: {} received, {} dropped by the kernel, {} by the interface, {} given up when the capture stopped",
             s.iface,
             s.received,
             s.kernel_dropped,

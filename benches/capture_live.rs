@@ -1,0 +1,289 @@
+//! `cargo bench --bench capture_live` (as root): live capture under load,
+//! side by side with tcpdump. A lab (`kdlab-kdbcap-*`, no link to the root
+//! namespace) is brought up; pods on one node send UDP to pods on the
+//! others at a fixed rate, so every datagram crosses that node's cni0,
+//! flannel.1 and (in VXLAN) eth0. At each rate, `knetdoctor capture` on
+//! the node's three interfaces and three `tcpdump -n` (one per interface,
+//! as tcpdump takes one) run at the same time, both printing to /dev/null;
+//! each reports what the kernel dropped (and knetdoctor what its own reader
+//! gave up). Rates rise by a quarter until both lose frames (or the pods
+//! cannot send faster); the highest rate each sustains with no drop at
+//! all, and the ratio, are printed.
+//!
+//! Everything stays inside the lab's namespaces: the datagrams go from lab
+//! pods to lab pods over the lab's own underlay.
+
+mod common;
+use common::env;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use knetdoctor::dataplane::Netns;
+use knetdoctor::lab::{LabParams, Topology};
+
+const BIN: &str = env!("CARGO_BIN_EXE_knetdoctor");
+const LAB: &str = "kdbcap";
+const IFACES: [&str; 3] = ["cni0", "flannel.1", "eth0"];
+/// The UDP port the datagrams go to (nothing listens: the receivers'
+/// port-unreachable answers are rate-limited by their kernels).
+const PORT: u16 = 9;
+
+/// Brings the lab down however the bench ends.
+struct Lab;
+
+impl Lab {
+    fn up() -> Lab {
+        let _ = Command::new(BIN)
+            .args(["lab", "down", "--name", LAB])
+            .output();
+        let out = Command::new(BIN)
+            .args(["lab", "up", "--name", LAB])
+            .output()
+            .expect("run knetdoctor lab up");
+        assert!(
+            out.status.success(),
+            "lab up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Lab
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["lab", "down", "--name", LAB])
+            .output();
+    }
+}
+
+/// What one capturer said it lost.
+#[derive(Debug, Default, Clone, Copy)]
+struct Loss {
+    captured: u64,
+    dropped: u64,
+}
+
+/// A child whose stderr is read until it says it is capturing.
+fn started(mut c: Child, ready: &str) -> (Child, std::thread::JoinHandle<String>) {
+    let stderr = c.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stderr);
+        let mut all = String::new();
+        let mut line = String::new();
+        let mut said = false;
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            if !said && line.contains(&ready) {
+                let _ = tx.send(());
+                said = true;
+            }
+            all.push_str(&line);
+            line.clear();
+        }
+        let _ = r.read_to_string(&mut all);
+        all
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(10));
+    (c, reader)
+}
+
+fn tcpdump(netns: &str, iface: &str) -> (Child, std::thread::JoinHandle<String>) {
+    let c = Command::new("ip")
+        .args(["netns", "exec", netns, "tcpdump", "-n", "-l", "-i", iface])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tcpdump");
+    started(c, "listening on")
+}
+
+/// `N packets captured` and `N packets dropped by kernel` from tcpdump.
+fn tcpdump_loss(text: &str) -> Loss {
+    let count = |what: &str| -> u64 {
+        text.lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Loss {
+        captured: count("packets captured"),
+        dropped: count("packets dropped by kernel"),
+    }
+}
+
+/// knetdoctor's per-interface lines: `IF: N received, K dropped by the
+/// kernel, I by the interface, Q given up when the capture stopped`.
+fn knetdoctor_loss(text: &str) -> Loss {
+    let mut loss = Loss::default();
+    for l in text.lines().filter(|l| l.contains("dropped by the kernel")) {
+        let nums: Vec<u64> = l
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        // The interface name may hold a digit (flannel.1): the last four.
+        if let [.., received, kernel, iface, queue] = nums[..] {
+            loss.captured += received;
+            loss.dropped += kernel + iface + queue;
+        }
+    }
+    loss
+}
+
+/// Sends from each (pod namespace, destination) pair at `rate` datagrams a
+/// second in all, for `secs`; returns how many went out.
+fn send(pairs: &[(String, Ipv4Addr)], rate: u64, secs: f64) -> u64 {
+    let per = (rate / pairs.len() as u64).max(1);
+    let handles: Vec<_> = pairs
+        .iter()
+        .cloned()
+        .map(|(netns, dst)| {
+            std::thread::spawn(move || -> u64 {
+                Netns::named(netns)
+                    .run(move || -> knetdoctor::Result<u64> {
+                        let sock = UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+                        let to = SocketAddr::from((dst, PORT));
+                        let payload = [0x5au8; 64];
+                        let start = Instant::now();
+                        let mut sent = 0u64;
+                        // Paced by the millisecond: each tick sends what
+                        // the rate owes so far.
+                        while start.elapsed().as_secs_f64() < secs {
+                            let owed = (start.elapsed().as_secs_f64() * per as f64) as u64;
+                            while sent < owed {
+                                if sock.send_to(&payload, to).is_ok() {
+                                    sent += 1;
+                                } else {
+                                    break;
+                                }
+                            }
+                            std::thread::sleep(Duration::from_micros(500));
+                        }
+                        Ok(sent)
+                    })
+                    .and_then(|r| r)
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+}
+
+/// One rate: both capturers on the node's three interfaces while the pods
+/// send. Returns (datagrams sent, knetdoctor's loss, tcpdump's loss).
+fn round(
+    node: &str,
+    node_ns: &str,
+    pairs: &[(String, Ipv4Addr)],
+    rate: u64,
+    secs: f64,
+) -> (u64, Loss, Loss) {
+    let dumps: Vec<_> = IFACES.iter().map(|i| tcpdump(node_ns, i)).collect();
+    let ours = Command::new(BIN)
+        .args(["capture", node, "--lab", LAB, "--duration"])
+        .arg(format!("{}", secs + 2.0))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run knetdoctor capture");
+    let (mut ours, ours_err) = started(ours, "capturing on");
+    // Both are open: wait a moment for every ring to be set up.
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = send(pairs, rate, secs);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut theirs = Loss::default();
+    for (mut c, err) in dumps {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = c.wait();
+        // `ip netns exec` forwards nothing: tcpdump is its child.
+        let l = tcpdump_loss(&err.join().unwrap_or_default());
+        theirs.captured += l.captured;
+        theirs.dropped += l.dropped;
+    }
+    let _ = ours.wait();
+    let said = ours_err.join().unwrap_or_default();
+    let ours = knetdoctor_loss(&said);
+    if ours.dropped > 0 {
+        // Where the frames were lost (kernel, interface or reader).
+        said.lines()
+            .filter(|l| l.contains("dropped by the kernel"))
+            .for_each(|l| println!("    knetdoctor: {l}"));
+    }
+    (sent, ours, theirs)
+}
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root() {
+        println!("capture_live: not root, skipped (it needs a lab)");
+        return;
+    }
+    let secs = env("KD_BENCH_SECONDS", 5) as f64;
+    let max_rate = env("KD_BENCH_MAX_RATE", 256_000) as u64;
+    let topo = Topology::new(LabParams {
+        name: LAB.into(),
+        nodes: 3,
+        pods_per_node: 1,
+    })
+    .expect("the lab's topology");
+    let _lab = Lab::up();
+    let node = &topo.nodes[0];
+    // Every pod on node 0 sends to a pod on each other node.
+    let pairs: Vec<(String, Ipv4Addr)> = topo
+        .pods
+        .iter()
+        .filter(|p| p.node == node.name)
+        .flat_map(|p| {
+            topo.pods
+                .iter()
+                .filter(|q| q.node != node.name)
+                .map(|q| (p.netns.clone(), q.ip))
+        })
+        .collect();
+    println!(
+        "lab {LAB}: capturing on {}'s {} while {} pod pairs send UDP across nodes ({secs:.0} s per rate; each datagram is seen on all three)",
+        node.name,
+        IFACES.join(", "),
+        pairs.len()
+    );
+    let (mut ours_best, mut theirs_best) = (0u64, 0u64);
+    let mut rate = env("KD_BENCH_FIRST_RATE", 8_000) as u64;
+    while rate <= max_rate {
+        let (sent, ours, theirs) = round(&node.name, &node.netns, &pairs, rate, secs);
+        let achieved = sent as f64 / secs;
+        println!(
+            "{rate:>7} /s asked, {achieved:>9.0} /s sent: knetdoctor {} frames, {} dropped; tcpdump x3 {} frames, {} dropped",
+            ours.captured, ours.dropped, theirs.captured, theirs.dropped
+        );
+        // A rate counts only if it was reached and the frames were seen.
+        let reached = achieved >= 0.9 * rate as f64;
+        if reached && ours.dropped == 0 && ours.captured >= 3 * sent * 9 / 10 {
+            ours_best = ours_best.max(rate);
+        }
+        if reached && theirs.dropped == 0 && theirs.captured >= 3 * sent * 9 / 10 {
+            theirs_best = theirs_best.max(rate);
+        }
+        if (ours.dropped > 0 && theirs.dropped > 0) || !reached {
+            break;
+        }
+        rate += rate / 4;
+    }
+    println!(
+        "highest rate with no drop: knetdoctor {ours_best} datagrams/s ({} frames/s on three interfaces), tcpdump {theirs_best} datagrams/s",
+        3 * ours_best
+    );
+    println!(
+        "ratio knetdoctor / tcpdump = {} (target >= 2)",
+        if theirs_best > 0 {
+            format!("{:.1}", ours_best as f64 / theirs_best as f64)
+        } else {
+            "n/a (tcpdump dropped at the lowest rate)".to_string()
+        }
+    );
+}
