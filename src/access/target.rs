@@ -54,7 +54,8 @@ pub enum PodNamespaces {
 /// not read (so no one takes their silence for health).
 pub struct Gathered {
     pub cluster: Cluster,
-    pub states: Vec<(String, NodeState)>,
+    /// Shared: the dashboard keeps them with its verdicts and snapshot.
+    pub states: Arc<Vec<(String, NodeState)>>,
     pub findings: Vec<Finding>,
     pub not_read: Vec<NotRead>,
 }
@@ -327,6 +328,17 @@ impl Target {
 
     /// As `gather`, on a cluster already read (the dashboard's watches).
     pub fn gather_on(&self, cluster: Cluster, only: Option<&str>) -> Result<Gathered> {
+        self.gather_judged(cluster, only, |c, s| crate::check::run(c, s))
+    }
+
+    /// As `gather_on`, the findings given by `judge` (the dashboard's
+    /// kept verdicts, which re-check only what changed).
+    pub fn gather_judged(
+        &self,
+        cluster: Cluster,
+        only: Option<&str>,
+        judge: impl FnOnce(&Cluster, &Arc<Vec<(String, NodeState)>>) -> Vec<Finding>,
+    ) -> Result<Gathered> {
         let known = |n: &str| cluster.node(n).is_some();
         let mut failed: Vec<NotRead> = Vec::new();
         let states = match &self.nodes {
@@ -359,7 +371,8 @@ impl Target {
             }
             _ => self.node_states(only)?,
         };
-        let findings = crate::check::run(&cluster, &states);
+        let states = Arc::new(states);
+        let findings = judge(&cluster, &states);
         let mut not_read: Vec<NotRead> = if only.is_some() {
             Vec::new()
         } else {

@@ -40,25 +40,45 @@ pub struct Options {
     pub namespace: Option<String>,
 }
 
-/// Reads the cluster and its nodes once, as `check` does; the live
-/// cluster from the watches' stores.
+/// What the reader keeps between snapshots so that a change is judged and
+/// drawn at the cost of what it touches: the verdicts per node, and the
+/// last snapshot (its entries and plans are kept for nodes whose state and
+/// findings did not change).
+#[derive(Default)]
+struct Kept {
+    verdicts: crate::check::incremental::Verdicts,
+    last: Option<Snapshot>,
+}
+
+/// Reads the cluster and its nodes, as `check` does (the live cluster from
+/// the watches' stores), and judges what changed since the last snapshot.
 fn take(
     source: &Source,
     live: Option<&Reflected>,
     namespace: Option<&str>,
+    kept: &mut Kept,
 ) -> std::result::Result<Snapshot, String> {
     let target = source.target().map_err(|e| e.to_string())?;
-    let g = match live {
-        Some(r) => target.gather_on(r.cluster(), None),
-        None => target.gather(None),
-    }
-    .map_err(|e| e.to_string())?;
-    let s = Snapshot::build(
+    let cluster = match live {
+        Some(r) => r.cluster(),
+        None => target.cluster().map_err(|e| e.to_string())?,
+    };
+    let mut objects_changed = true;
+    let g = target
+        .gather_judged(cluster, None, |cluster, states| {
+            objects_changed = kept.last.as_ref().is_none_or(|s| *s.cluster != *cluster);
+            kept.verdicts.update(cluster, objects_changed, states)
+        })
+        .map_err(|e| e.to_string())?;
+    let previous = kept.last.take().filter(|_| !objects_changed);
+    let s = Snapshot::build_after(
         source.describe(),
         Arc::new(g.cluster),
-        Arc::new(g.states),
+        g.states,
         g.findings,
+        previous.as_ref(),
     );
+    kept.last = Some(s.clone());
     Ok(match namespace {
         Some(ns) => s.in_namespace(ns),
         None => s,
@@ -167,6 +187,7 @@ fn spawn_reader(
         });
         let mut live: Option<Reflected> = None;
         let mut watching = false;
+        let mut kept = Kept::default();
         while !stop.load(Ordering::Relaxed) {
             if live.is_none()
                 && let Some(src) = &a.source.live
@@ -182,7 +203,7 @@ fn spawn_reader(
                     }
                 }
             }
-            let s = take(&a.source, live.as_ref(), a.namespace.as_deref());
+            let s = take(&a.source, live.as_ref(), a.namespace.as_deref(), &mut kept);
             // Node states (iptables) and errors (no lab yet) are read again
             // periodically.
             let poll = s.as_ref().map_or(true, |s| s.nodes.iter().any(|n| n.read));

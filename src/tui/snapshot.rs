@@ -98,6 +98,17 @@ fn severity_index(s: Severity) -> usize {
     }
 }
 
+/// Findings by the node they are about ("" for the cluster).
+fn by_node(findings: &[Finding]) -> std::collections::HashMap<&str, Vec<&Finding>> {
+    let mut by: std::collections::HashMap<&str, Vec<&Finding>> = Default::default();
+    for f in findings {
+        by.entry(f.node.as_deref().unwrap_or_default())
+            .or_default()
+            .push(f);
+    }
+    by
+}
+
 /// Counts `findings` into each node's row, by kind and severity.
 fn tally(nodes: &mut [NodeRow], findings: &[Finding]) {
     let index: std::collections::HashMap<String, usize> = nodes
@@ -157,6 +168,20 @@ impl Snapshot {
         states: Arc<Vec<(String, NodeState)>>,
         findings: Vec<Finding>,
     ) -> Snapshot {
+        Snapshot::build_after(source, cluster, states, findings, None)
+    }
+
+    /// As [`Snapshot::build`], keeping the entries and plan of every node
+    /// whose state and findings are those of `previous` (a snapshot of the
+    /// same cluster objects): building them walks the node's expected
+    /// state (its 4,999 peers, kube-proxy's rules for 10,000 Services).
+    pub fn build_after(
+        source: String,
+        cluster: Arc<Cluster>,
+        states: Arc<Vec<(String, NodeState)>>,
+        findings: Vec<Finding>,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         // Every node the API knows, then any read node it does not.
         let mut names: Vec<String> = cluster
             .nodes
@@ -181,7 +206,25 @@ impl Snapshot {
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
         let net = crate::model::ClusterNetwork::from_cluster(&cluster);
+        let mine = by_node(&findings);
+        let before = previous.map(|p| {
+            let states: std::collections::HashMap<&str, &NodeState> =
+                p.states.iter().map(|(n, s)| (n.as_str(), s)).collect();
+            (p, by_node(&p.findings), states)
+        });
         for (name, state) in states.iter() {
+            let kept = before.as_ref().and_then(|(p, theirs, old_states)| {
+                let old_state = old_states.get(name.as_str())?;
+                let same =
+                    *old_state == state && mine.get(name.as_str()) == theirs.get(name.as_str());
+                same.then(|| Some((p.entries.get(name)?.clone(), p.plans.get(name)?.clone())))
+                    .flatten()
+            });
+            if let Some((e, plan)) = kept {
+                entries.insert(name.clone(), e);
+                plans.insert(name.clone(), plan);
+                continue;
+            }
             entries.insert(name.clone(), node_entries(&cluster, name, state, &findings));
             let expected = net
                 .as_ref()

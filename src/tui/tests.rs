@@ -650,3 +650,50 @@ fn one_namespace_shows_its_objects_and_the_nodes() {
     );
     assert!(scoped.source.ends_with("namespace test-svc-ns"));
 }
+
+#[test]
+fn a_snapshot_built_after_another_equals_one_built_anew() {
+    use crate::synthetic::{self, Size};
+    let cluster = synthetic::cluster(Size {
+        nodes: 6,
+        pods: 12,
+        services: 3,
+        endpoints_per_service: 2,
+    });
+    let states = |c: &crate::model::Cluster| -> Vec<(String, NodeState)> {
+        (0..3)
+            .map(|i| (format!("node-{i:05}"), synthetic::node_state(c, i)))
+            .collect()
+    };
+    let before = built("synthetic", cluster.clone(), states(&cluster));
+    // Node 1 loses a route to a peer; nodes 0 and 2 stay as they were.
+    let mut changed = states(&cluster);
+    let gone = changed[1]
+        .1
+        .routes
+        .iter()
+        .position(|r| r.gateway.is_some())
+        .unwrap();
+    changed[1].1.routes.remove(gone);
+    let findings = crate::check::run(&cluster, &changed);
+    let cluster = Arc::new(cluster);
+    let changed = Arc::new(changed);
+    let after = Snapshot::build_after(
+        "synthetic".into(),
+        cluster.clone(),
+        changed.clone(),
+        findings.clone(),
+        Some(&before),
+    );
+    let anew = Snapshot::build("synthetic".into(), cluster, changed, findings);
+    assert_eq!(after.entries, anew.entries);
+    assert_eq!(after.plans, anew.plans);
+    assert_eq!(after.entries["node-00000"], before.entries["node-00000"]);
+    assert_ne!(after.entries["node-00001"], before.entries["node-00001"]);
+    assert!(
+        after.entries["node-00001"]
+            .iter()
+            .any(|e| e.kind == "route" && e.mark == super::snapshot::Mark::Missing),
+        "the route is marked missing"
+    );
+}

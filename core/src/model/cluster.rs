@@ -45,6 +45,21 @@ pub const READ_CONFIG_MAPS: [(&str, &str); 6] = [
     ("kube-system", "kube-flannel-cfg"),
 ];
 
+/// The same objects (the index, built from them, is left out): how the
+/// live path tells a re-read that changed nothing from one that did.
+impl PartialEq for Cluster {
+    fn eq(&self, other: &Cluster) -> bool {
+        self.nodes == other.nodes
+            && self.pods == other.pods
+            && self.services == other.services
+            && self.endpoint_slices == other.endpoint_slices
+            && self.ingresses == other.ingresses
+            && self.ingress_classes == other.ingress_classes
+            && self.config_maps == other.config_maps
+            && self.network_policies == other.network_policies
+    }
+}
+
 /// Whether knetdoctor reads this ConfigMap.
 /// A Service's IPv4 ClusterIP: what kube-proxy's IPv4 proxier serves and
 /// the overlay carries. A dual-stack Service lists it in `clusterIPs`,
