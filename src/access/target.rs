@@ -53,7 +53,8 @@ pub enum PodNamespaces {
 /// in reach, check's findings on them, and the cluster's nodes that were
 /// not read (so no one takes their silence for health).
 pub struct Gathered {
-    pub cluster: Cluster,
+    /// Shared: the dashboard keeps it between re-reads of node states.
+    pub cluster: Arc<Cluster>,
     /// Shared: the dashboard keeps them with its verdicts and snapshot.
     pub states: Arc<Vec<(String, NodeState)>>,
     pub findings: Vec<Finding>,
@@ -323,11 +324,11 @@ impl Target {
     /// nodes left unread.
     pub fn gather(&self, only: Option<&str>) -> Result<Gathered> {
         let cluster = self.cluster()?;
-        self.gather_on(cluster, only)
+        self.gather_on(Arc::new(cluster), only)
     }
 
     /// As `gather`, on a cluster already read (the dashboard's watches).
-    pub fn gather_on(&self, cluster: Cluster, only: Option<&str>) -> Result<Gathered> {
+    pub fn gather_on(&self, cluster: Arc<Cluster>, only: Option<&str>) -> Result<Gathered> {
         self.gather_judged(cluster, only, |c, s| crate::check::run(c, s))
     }
 
@@ -335,7 +336,7 @@ impl Target {
     /// kept verdicts, which re-check only what changed).
     pub fn gather_judged(
         &self,
-        cluster: Cluster,
+        cluster: Arc<Cluster>,
         only: Option<&str>,
         judge: impl FnOnce(&Cluster, &Arc<Vec<(String, NodeState)>>) -> Vec<Finding>,
     ) -> Result<Gathered> {

@@ -115,7 +115,7 @@ impl Session {
             .unwrap_or_default();
         let plan = plan(&self.node, &g.findings, &state, &expected, &self.opts);
         Ok(Planned {
-            cluster: g.cluster,
+            cluster: std::sync::Arc::unwrap_or_clone(g.cluster),
             state,
             plan,
         })
@@ -211,7 +211,9 @@ impl Session {
         if j.entries.iter().any(|e| e.error.is_some()) {
             return Ok(Applied::Failed(j));
         }
-        let after = self.target.gather_on(cluster, Some(&self.node))?;
+        let after = self
+            .target
+            .gather_on(std::sync::Arc::new(cluster), Some(&self.node))?;
         let targeted: Vec<FindingId> = plan.steps.iter().map(|s| s.finding).collect();
         let mut left: Vec<FindingId> = after
             .findings

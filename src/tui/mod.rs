@@ -57,23 +57,32 @@ fn take(
     live: Option<&Reflected>,
     namespace: Option<&str>,
     kept: &mut Kept,
+    objects: watch::Wake,
 ) -> std::result::Result<Snapshot, String> {
     let target = source.target().map_err(|e| e.to_string())?;
-    let cluster = match live {
-        Some(r) => r.cluster(),
-        None => target.cluster().map_err(|e| e.to_string())?,
+    let cluster = match (&kept.last, objects) {
+        // Only node states changed: the objects are the last snapshot's.
+        (Some(last), watch::Wake::Nodes) => last.cluster.clone(),
+        _ => Arc::new(match live {
+            Some(r) => r.cluster(),
+            None => target.cluster().map_err(|e| e.to_string())?,
+        }),
     };
     let mut objects_changed = true;
     let g = target
         .gather_judged(cluster, None, |cluster, states| {
-            objects_changed = kept.last.as_ref().is_none_or(|s| *s.cluster != *cluster);
+            // The same Arc is the same objects; a re-read is compared.
+            objects_changed = kept
+                .last
+                .as_ref()
+                .is_none_or(|s| !std::ptr::eq(&*s.cluster, cluster) && *s.cluster != *cluster);
             kept.verdicts.update(cluster, objects_changed, states)
         })
         .map_err(|e| e.to_string())?;
     let previous = kept.last.take().filter(|_| !objects_changed);
     let s = Snapshot::build_after(
         source.describe(),
-        Arc::new(g.cluster),
+        g.cluster,
         g.states,
         g.findings,
         previous.as_ref(),
@@ -173,26 +182,32 @@ fn spawn_reader(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let every = a.refresh;
-        let (changed_tx, changed) = mpsc::channel::<()>();
+        let (changed_tx, changed) = mpsc::channel::<watch::Wake>();
+        let objects_tx = watch::tagged(watch::Wake::Objects, changed_tx.clone());
+        let nodes_tx = watch::tagged(watch::Wake::Nodes, changed_tx.clone());
         if let Some(b) = &a.source.bundle {
-            watch::bundle(b.clone(), changed_tx.clone());
+            watch::bundle(b.clone(), objects_tx.clone());
         }
         // A live cluster's agents publish their nodes' states: each new
         // one wakes the reader (the connection lives as long as it does).
         let _agents = a.source.live.as_ref().and_then(|live| {
             let agents =
                 crate::agent::remote::Agents::connect(live, live.agent_namespace()).ok()?;
-            agents.watch_published(changed_tx.clone());
+            agents.watch_published(nodes_tx.clone());
             Some(agents)
         });
         let mut live: Option<Reflected> = None;
         let mut watching = false;
         let mut kept = Kept::default();
+        // The bundle's inotify and the live cluster's watches say when the
+        // objects change; every other source is read whole each time.
+        let objects_notified = a.source.bundle.is_some() || a.source.live.is_some();
+        let mut wake = watch::Wake::Objects;
         while !stop.load(Ordering::Relaxed) {
             if live.is_none()
                 && let Some(src) = &a.source.live
             {
-                match Reflected::start(src, changed_tx.clone()) {
+                match Reflected::start(src, objects_tx.clone()) {
                     Ok(r) => live = Some(r),
                     Err(e) => {
                         if tx.send(Err(e.to_string())).is_err() {
@@ -203,7 +218,13 @@ fn spawn_reader(
                     }
                 }
             }
-            let s = take(&a.source, live.as_ref(), a.namespace.as_deref(), &mut kept);
+            let s = take(
+                &a.source,
+                live.as_ref(),
+                a.namespace.as_deref(),
+                &mut kept,
+                wake,
+            );
             // Node states (iptables) and errors (no lab yet) are read again
             // periodically.
             let poll = s.as_ref().map_or(true, |s| s.nodes.iter().any(|n| n.read));
@@ -219,7 +240,7 @@ fn spawn_reader(
                         .and_then(|t| t.node(&n.name).ok())
                         .and_then(|n| n.netns().ok())
                     {
-                        watch::spawn(netns, changed_tx.clone());
+                        watch::spawn(netns, nodes_tx.clone());
                     }
                 }
                 watching = true;
@@ -227,23 +248,34 @@ fn spawn_reader(
             if tx.send(s).is_err() {
                 return;
             }
-            let woken = if poll {
-                changed.recv_timeout(every).is_ok()
+            let first = if poll {
+                changed.recv_timeout(every).ok()
             } else {
                 // Nothing to poll: wait for a change (checking for the
                 // end now and then).
                 loop {
                     match changed.recv_timeout(Duration::from_millis(500)) {
-                        Ok(()) => break true,
+                        Ok(w) => break Some(w),
                         Err(mpsc::RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => {}
                         Err(_) => return,
                     }
                 }
             };
-            if woken {
+            wake = watch::Wake::Nodes;
+            if let Some(w) = first {
                 // A burst of changes (a whole repair) is read once.
                 std::thread::sleep(Duration::from_millis(30));
-                while changed.try_recv().is_ok() {}
+                if std::iter::once(w)
+                    .chain(changed.try_iter())
+                    .any(|w| w == watch::Wake::Objects)
+                {
+                    wake = watch::Wake::Objects;
+                }
+            }
+            // A source that sends no word when its objects change (a lab,
+            // a kubeconfig without watches) has them read every time.
+            if !objects_notified {
+                wake = watch::Wake::Objects;
             }
         }
     })

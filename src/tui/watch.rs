@@ -6,6 +6,30 @@
 
 use std::sync::mpsc::Sender;
 
+/// What woke the reader: the cluster objects changed (a watch event, the
+/// bundle), or only node states did (a kernel notification, an agent's
+/// new state). Only the first has the cluster read again: at 150,000
+/// pods that is most of a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    Objects,
+    Nodes,
+}
+
+/// A sender for a source that only says "changed": each signal reaches
+/// `to` as `what` (a forwarding thread that ends with either side).
+pub fn tagged(what: Wake, to: Sender<Wake>) -> Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for () in rx {
+            if to.send(what).is_err() {
+                return;
+            }
+        }
+    });
+    tx
+}
+
 pub use crate::dataplane::notify::spawn;
 
 /// Watches a bundle directory (inotify, through notify) on a thread of its
