@@ -47,7 +47,8 @@ pub struct Options {
 #[derive(Default)]
 struct Kept {
     verdicts: crate::check::incremental::Verdicts,
-    last: Option<Snapshot>,
+    /// Shared with the render thread, not copied.
+    last: Option<Arc<Snapshot>>,
 }
 
 /// Reads the cluster and its nodes, as `check` does (the live cluster from
@@ -58,7 +59,7 @@ fn take(
     namespace: Option<&str>,
     kept: &mut Kept,
     objects: watch::Wake,
-) -> std::result::Result<Snapshot, String> {
+) -> std::result::Result<Arc<Snapshot>, String> {
     let target = source.target().map_err(|e| e.to_string())?;
     let cluster = match (&kept.last, objects) {
         // Only node states changed: the objects are the last snapshot's.
@@ -80,16 +81,16 @@ fn take(
         })
         .map_err(|e| e.to_string())?;
     let previous = kept.last.take().filter(|_| !objects_changed);
-    let s = Snapshot::build_after(
+    let s = Arc::new(Snapshot::build_after(
         source.describe(),
         g.cluster,
         g.states,
         g.findings,
-        previous.as_ref(),
-    );
+        previous.as_deref(),
+    ));
     kept.last = Some(s.clone());
     Ok(match namespace {
-        Some(ns) => s.in_namespace(ns),
+        Some(ns) => Arc::new((*s).clone().in_namespace(ns)),
         None => s,
     })
 }
@@ -102,7 +103,7 @@ pub fn run(a: Options) -> Result<u8> {
             Some("run it in a terminal, or use `knetdoctor check` for text".to_string()),
         ));
     }
-    let (tx, rx) = mpsc::channel::<std::result::Result<Snapshot, String>>();
+    let (tx, rx) = mpsc::channel::<std::result::Result<Arc<Snapshot>, String>>();
     let source = a.source.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let reader = spawn_reader(a, tx, stop.clone());
@@ -177,7 +178,7 @@ pub fn run(a: Options) -> Result<u8> {
 /// states is read only when it changes.
 fn spawn_reader(
     a: Options,
-    tx: mpsc::Sender<std::result::Result<Snapshot, String>>,
+    tx: mpsc::Sender<std::result::Result<Arc<Snapshot>, String>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {

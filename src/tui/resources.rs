@@ -94,19 +94,36 @@ fn qualified(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 /// Every object, Ingresses first and Nodes last, each marked by the first
 /// finding that names it (a DNS name by its Service's).
 pub fn list(cluster: &Cluster, findings: &[Finding]) -> Vec<Resource> {
-    let mut named: HashMap<(&str, String), FindingId> = HashMap::new();
-    for f in findings {
-        for o in f.subjects().filter_map(Subject::object) {
-            let key = match &o.namespace {
-                Some(ns) => format!("{ns}/{}", o.name),
-                None => o.name.clone(),
-            };
-            named.entry((o.kind.as_str(), key)).or_insert(f.id);
+    list_marked(cluster, &Marks::of(findings))
+}
+
+/// The finding that marks each object (by kind and `ns/name`) and node:
+/// the first that names it. Two equal sets of marks give the same list.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Marks<'a>(HashMap<(&'a str, String), FindingId>);
+
+impl<'a> Marks<'a> {
+    pub fn of(findings: &'a [Finding]) -> Marks<'a> {
+        let mut named: HashMap<(&str, String), FindingId> = HashMap::new();
+        for f in findings {
+            for o in f.subjects().filter_map(Subject::object) {
+                let key = match &o.namespace {
+                    Some(ns) => format!("{ns}/{}", o.name),
+                    None => o.name.clone(),
+                };
+                named.entry((o.kind.as_str(), key)).or_insert(f.id);
+            }
+            if let Some(n) = &f.node {
+                named.entry(("Node", n.clone())).or_insert(f.id);
+            }
         }
-        if let Some(n) = &f.node {
-            named.entry(("Node", n.clone())).or_insert(f.id);
-        }
+        Marks(named)
     }
+}
+
+/// The cluster's resources, each marked as `marks` say.
+pub fn list_marked(cluster: &Cluster, marks: &Marks) -> Vec<Resource> {
+    let named = &marks.0;
     let mark = |kind: Kind, name: &str| named.get(&(kind.object_kind(), name.to_string())).copied();
     let mut out = Vec::new();
     for i in &cluster.ingresses {

@@ -84,10 +84,12 @@ pub struct Snapshot {
     /// views work on them).
     pub cluster: Arc<Cluster>,
     pub states: Arc<Vec<(String, NodeState)>>,
-    /// Ingresses, Services, DNS names, Pods and Nodes, marked.
-    pub resources: Vec<Resource>,
+    /// Ingresses, Services, DNS names, Pods and Nodes, marked (shared with
+    /// the next snapshot when neither objects nor marks changed: 175,000
+    /// lines at scale).
+    pub resources: Arc<Vec<Resource>>,
     /// What a trace can start or end at.
-    pub trace_targets: Vec<TraceTarget>,
+    pub trace_targets: Arc<Vec<TraceTarget>>,
 }
 
 fn severity_index(s: Severity) -> usize {
@@ -148,14 +150,17 @@ impl Snapshot {
                     .iter()
                     .any(|o| o.subject.object().is_some_and(|o| o.namespace.is_some()))
         });
-        self.resources.retain(|r| match r.kind {
+        Arc::make_mut(&mut self.resources).retain(|r| match r.kind {
             Kind::Node => true,
             Kind::Dns => r.name.split('.').nth(1) == Some(ns),
             Kind::Pod | Kind::Service | Kind::Ingress => {
                 r.name.split_once('/').is_some_and(|(n, _)| n == ns)
             }
         });
-        self.trace_targets = super::resources::trace_targets(&self.cluster, &self.resources);
+        self.trace_targets = Arc::new(super::resources::trace_targets(
+            &self.cluster,
+            &self.resources,
+        ));
         tally(&mut self.nodes, &self.findings);
         self.source = format!("{} · namespace {ns}", self.source);
         self
@@ -233,8 +238,18 @@ impl Snapshot {
             let plan = crate::repair::plan(name, &findings, state, &expected, &Default::default());
             plans.insert(name.clone(), plan);
         }
-        let resources = super::resources::list(&cluster, &findings);
-        let trace_targets = super::resources::trace_targets(&cluster, &resources);
+        let marks = super::resources::Marks::of(&findings);
+        let (resources, trace_targets) = match previous {
+            Some(p) if super::resources::Marks::of(&p.findings) == marks => {
+                (p.resources.clone(), p.trace_targets.clone())
+            }
+            _ => {
+                let resources = super::resources::list_marked(&cluster, &marks);
+                let targets = super::resources::trace_targets(&cluster, &resources);
+                (Arc::new(resources), Arc::new(targets))
+            }
+        };
+        drop(marks);
         Snapshot {
             source,
             nodes,

@@ -156,7 +156,8 @@ impl App {
     }
 
     /// Takes a new snapshot, noting what changed in the findings.
-    pub fn update(&mut self, s: Snapshot, now: std::time::SystemTime) {
+    pub fn update(&mut self, s: impl Into<Arc<Snapshot>>, now: std::time::SystemTime) {
+        let s: Arc<Snapshot> = s.into();
         if let Some(old) = &self.snapshot {
             let changed = super::snapshot::changes(old, &s);
             if !changed.is_empty() {
@@ -173,7 +174,7 @@ impl App {
                 ));
             }
         }
-        self.snapshot = Some(Arc::new(s));
+        self.snapshot = Some(s);
         self.error = None;
         self.relink();
     }
