@@ -157,7 +157,7 @@ fn main() {
         let mut findings = Vec::new();
         knetdoctor::check::check_node(&cluster, node, &state, Some(&net), &mut findings);
         let t_check = t.elapsed().as_secs_f64();
-        let p = plan(node, &findings, &state, &Default::default(), &opts);
+        let p = plan(node, &findings, &state, Default::default, &opts);
         if std::env::var("KD_BENCH_DEBUG").is_ok() {
             eprintln!(
                 "read {t_read:.3} s, check {:.3} s, plan {:.3} s",

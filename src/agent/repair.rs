@@ -104,7 +104,7 @@ mod tests {
             "k8s-node-12",
             &findings,
             &state,
-            &Default::default(),
+            Default::default,
             &Default::default(),
         );
         assert!(

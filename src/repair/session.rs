@@ -110,10 +110,12 @@ impl Session {
                 ),
             ));
         };
-        let expected = ClusterNetwork::from_cluster(&g.cluster)
-            .map(|net| expect::node(&g.cluster, &self.node, &net, &state))
-            .unwrap_or_default();
-        let plan = plan(&self.node, &g.findings, &state, &expected, &self.opts);
+        let expected = || {
+            ClusterNetwork::from_cluster(&g.cluster)
+                .map(|net| expect::node(&g.cluster, &self.node, &net, &state))
+                .unwrap_or_default()
+        };
+        let plan = plan(&self.node, &g.findings, &state, expected, &self.opts);
         Ok(Planned {
             cluster: std::sync::Arc::unwrap_or_clone(g.cluster),
             state,

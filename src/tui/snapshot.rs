@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::resources::{Resource, TraceTarget};
+use super::resources::{Listed, Listing, TraceTarget};
 
 use crate::check::{self, Finding, FindingId, Severity, Subject};
 use crate::dataplane::NodeState;
@@ -56,6 +56,33 @@ pub struct Entry {
     pub finding: Option<(FindingId, String)>,
 }
 
+/// A node's entries: flannel's (its devices, the neigh, FDB entry and
+/// route per peer, the overlay entries nothing expects) and kube-proxy's
+/// (its Service and endpoint chains, nftables elements or IPVS servers).
+/// Kept apart because a route, neigh or FDB change re-marks the 15,000
+/// overlay lines of a 5,000-node cluster while kube-proxy's 40,000 lines
+/// for 10,000 Services stay as they were, and the other way round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeEntries {
+    pub overlay: Arc<Vec<Entry>>,
+    pub proxy: Arc<Vec<Entry>>,
+}
+
+impl NodeEntries {
+    /// flannel's entries, then kube-proxy's.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.overlay.iter().chain(self.proxy.iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.overlay.len() + self.proxy.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A node's line in the overview.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRow {
@@ -77,17 +104,19 @@ pub struct Snapshot {
     pub nodes: Vec<NodeRow>,
     pub findings: Vec<Finding>,
     /// Per node, its entries against `expect()`.
-    pub entries: BTreeMap<String, Vec<Entry>>,
+    pub entries: BTreeMap<String, NodeEntries>,
     /// Per read node, what `repair` would do.
     pub plans: BTreeMap<String, crate::repair::Plan>,
     /// The cluster and node states it was built from (the linked and trace
     /// views work on them).
     pub cluster: Arc<Cluster>,
     pub states: Arc<Vec<(String, NodeState)>>,
-    /// Ingresses, Services, DNS names, Pods and Nodes, marked (shared with
-    /// the next snapshot when neither objects nor marks changed: 175,000
-    /// lines at scale).
-    pub resources: Arc<Vec<Resource>>,
+    /// Ingresses, Services, DNS names, Pods and Nodes (shared with the
+    /// next snapshot while the objects stay the same: 175,000 lines at
+    /// scale).
+    pub resources: Arc<Listing>,
+    /// Each resource line's mark: the first finding naming its object.
+    pub resource_marks: Vec<Option<FindingId>>,
     /// What a trace can start or end at.
     pub trace_targets: Arc<Vec<TraceTarget>>,
 }
@@ -150,17 +179,21 @@ impl Snapshot {
                     .iter()
                     .any(|o| o.subject.object().is_some_and(|o| o.namespace.is_some()))
         });
-        Arc::make_mut(&mut self.resources).retain(|r| match r.kind {
-            Kind::Node => true,
-            Kind::Dns => r.name.split('.').nth(1) == Some(ns),
-            Kind::Pod | Kind::Service | Kind::Ingress => {
-                r.name.split_once('/').is_some_and(|(n, _)| n == ns)
-            }
-        });
+        let (resources, marks) = self
+            .resources
+            .retain(&self.resource_marks, |r| match r.kind {
+                Kind::Node => true,
+                Kind::Dns => r.name.split('.').nth(1) == Some(ns),
+                Kind::Pod | Kind::Service | Kind::Ingress => {
+                    r.name.split_once('/').is_some_and(|(n, _)| n == ns)
+                }
+            });
         self.trace_targets = Arc::new(super::resources::trace_targets(
             &self.cluster,
-            &self.resources,
+            &resources.rows,
         ));
+        self.resources = Arc::new(resources);
+        self.resource_marks = marks;
         tally(&mut self.nodes, &self.findings);
         self.source = format!("{} · namespace {ns}", self.source);
         self
@@ -218,38 +251,62 @@ impl Snapshot {
             (p, by_node(&p.findings), states)
         });
         for (name, state) in states.iter() {
-            let kept = before.as_ref().and_then(|(p, theirs, old_states)| {
-                let old_state = old_states.get(name.as_str())?;
-                let same =
-                    *old_state == state && mine.get(name.as_str()) == theirs.get(name.as_str());
-                same.then(|| Some((p.entries.get(name)?.clone(), p.plans.get(name)?.clone())))
-                    .flatten()
+            let node_findings = mine.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+            let old = before.as_ref().and_then(|(p, theirs, old_states)| {
+                let theirs = theirs.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+                Some((
+                    p.entries.get(name)?,
+                    p.plans.get(name)?,
+                    theirs,
+                    *old_states.get(name.as_str())?,
+                ))
             });
-            if let Some((e, plan)) = kept {
-                entries.insert(name.clone(), e);
-                plans.insert(name.clone(), plan);
+            if let Some((e, plan, theirs, old_state)) = old
+                && old_state == state
+                && theirs == node_findings
+            {
+                entries.insert(name.clone(), e.clone());
+                plans.insert(name.clone(), plan.clone());
                 continue;
             }
-            entries.insert(name.clone(), node_entries(&cluster, name, state, &findings));
-            let expected = net
-                .as_ref()
-                .map(|net| expect::node(&cluster, name, net, state))
-                .unwrap_or_default();
-            let plan = crate::repair::plan(name, &findings, state, &expected, &Default::default());
+            let proxy_findings: Vec<&Finding> = node_findings
+                .iter()
+                .copied()
+                .filter(|f| f.id.is_kube_proxy())
+                .collect();
+            // kube-proxy's lines depend on its rules and findings only.
+            let proxy = old
+                .filter(|(_, _, theirs, old_state)| {
+                    same_proxy_state(old_state, state)
+                        && theirs
+                            .iter()
+                            .copied()
+                            .filter(|f| f.id.is_kube_proxy())
+                            .eq(proxy_findings.iter().copied())
+                })
+                .map(|(e, ..)| e.proxy.clone())
+                .unwrap_or_else(|| Arc::new(proxy_entries(&cluster, state, &proxy_findings)));
+            let overlay = Arc::new(overlay_entries(&cluster, name, state, node_findings));
+            entries.insert(name.clone(), NodeEntries { overlay, proxy });
+            // What kube-proxy's and flannel's tables should hold is worked
+            // out only for a plan that restores a table.
+            let expected = || {
+                net.as_ref()
+                    .map(|net| expect::node(&cluster, name, net, state))
+                    .unwrap_or_default()
+            };
+            let plan = crate::repair::plan(name, &findings, state, expected, &Default::default());
             plans.insert(name.clone(), plan);
         }
-        let marks = super::resources::Marks::of(&findings);
         let (resources, trace_targets) = match previous {
-            Some(p) if super::resources::Marks::of(&p.findings) == marks => {
-                (p.resources.clone(), p.trace_targets.clone())
-            }
-            _ => {
-                let resources = super::resources::list_marked(&cluster, &marks);
-                let targets = super::resources::trace_targets(&cluster, &resources);
-                (Arc::new(resources), Arc::new(targets))
+            Some(p) => (p.resources.clone(), p.trace_targets.clone()),
+            None => {
+                let listing = Listing::of(&cluster);
+                let targets = super::resources::trace_targets(&cluster, &listing.rows);
+                (Arc::new(listing), Arc::new(targets))
             }
         };
-        drop(marks);
+        let resource_marks = resources.marks(&findings);
         Snapshot {
             source,
             nodes,
@@ -259,8 +316,19 @@ impl Snapshot {
             cluster,
             states,
             resources,
+            resource_marks,
             trace_targets,
         }
+    }
+
+    /// The resources view's lines, each with its mark.
+    pub fn listed(&self) -> impl Iterator<Item = Listed<'_>> {
+        self.resources.rows.iter().enumerate().map(|(i, r)| Listed {
+            kind: r.kind,
+            name: &r.name,
+            detail: &r.detail,
+            finding: self.resource_marks.get(i).copied().flatten(),
+        })
     }
 
     /// The findings of one node, or of the cluster (`None`).
@@ -504,19 +572,37 @@ fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
     out
 }
 
+/// Whether two states of a node hold the same kube-proxy state: its
+/// rulesets, nftables tables and IPVS servers (which proxier runs follows
+/// from them and the cluster).
+fn same_proxy_state(a: &NodeState, b: &NodeState) -> bool {
+    a.iptables == b.iptables
+        && a.nft_tables == b.nft_tables
+        && a.kube_proxy_nft == b.kube_proxy_nft
+        && a.ipvs == b.ipvs
+}
+
+/// kube-proxy's entries on the node in the mode it runs, marked by its
+/// findings (`mine`: the node's kube-proxy and IPVS findings).
+fn proxy_entries(cluster: &Cluster, state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
+    use crate::model::kube_proxy::{ProxyMode, node_proxy_mode};
+    let by = check::first_naming(mine.iter().copied());
+    match node_proxy_mode(cluster, state) {
+        ProxyMode::Ipvs => ipvs_entries(state, mine),
+        ProxyMode::Nftables => nft_entries(state, mine, &by),
+        ProxyMode::Iptables => chain_entries(state, mine, &by),
+    }
+}
+
 /// The node's expected devices and per-peer entries, each marked by the
 /// finding naming it; then the overlay entries findings name that nothing
-/// expects.
-fn node_entries(
+/// expects (`mine`: the node's findings).
+fn overlay_entries(
     cluster: &Cluster,
     node: &str,
     state: &NodeState,
-    findings: &[Finding],
+    mine: &[&Finding],
 ) -> Vec<Entry> {
-    let mine: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.node.as_deref() == Some(node))
-        .collect();
     let by = check::first_naming(mine.iter().copied());
     let mut out = Vec::new();
     let mtu = state.link("eth0").map(|l| l.mtu).unwrap_or(1500);
@@ -576,14 +662,7 @@ fn node_entries(
         ));
         expected.extend([neigh, fdb, route]);
     }
-    match crate::model::kube_proxy::node_proxy_mode(cluster, state) {
-        crate::model::kube_proxy::ProxyMode::Ipvs => out.extend(ipvs_entries(state, &mine)),
-        crate::model::kube_proxy::ProxyMode::Nftables => out.extend(nft_entries(state, &mine, &by)),
-        crate::model::kube_proxy::ProxyMode::Iptables => {
-            out.extend(chain_entries(state, &mine, &by))
-        }
-    }
-    for f in &mine {
+    for f in mine {
         for s in f.subjects().filter(|s| !expected.contains(*s)) {
             let kind = match s {
                 Subject::Route { .. } => "route",

@@ -634,21 +634,57 @@ fn one_namespace_shows_its_objects_and_the_nodes() {
     };
     assert_eq!(row(&scoped).0, row(&s).0, "the node's own findings stay");
     assert!(row(&scoped).1.iter().sum::<usize>() < row(&s).1.iter().sum::<usize>());
-    assert!(scoped.resources.iter().all(|r| match r.kind {
+    assert!(scoped.resources.rows.iter().all(|r| match r.kind {
         Kind::Node => true,
         Kind::Dns => r.name.contains(".test-svc-ns."),
         _ => r.name.starts_with("test-svc-ns/"),
     }));
-    assert!(scoped.resources.iter().any(|r| r.kind == Kind::Service));
+    assert!(
+        scoped
+            .resources
+            .rows
+            .iter()
+            .any(|r| r.kind == Kind::Service)
+    );
     assert_eq!(
         scoped
             .resources
+            .rows
             .iter()
             .filter(|r| r.kind == Kind::Node)
             .count(),
-        s.resources.iter().filter(|r| r.kind == Kind::Node).count()
+        s.resources
+            .rows
+            .iter()
+            .filter(|r| r.kind == Kind::Node)
+            .count()
     );
     assert!(scoped.source.ends_with("namespace test-svc-ns"));
+    // Each line kept keeps its mark; the node, marked by its route, too.
+    let marks = |s: &Snapshot| -> Vec<(String, Option<crate::check::FindingId>)> {
+        s.listed()
+            .map(|l| (l.name.to_string(), l.finding))
+            .collect()
+    };
+    let all = marks(&s);
+    for line in marks(&scoped) {
+        assert!(all.contains(&line), "{line:?}");
+    }
+    assert!(
+        scoped
+            .listed()
+            .any(|l| l.name == "k8s-node-12" && l.finding.is_some())
+    );
+    let svc = scoped
+        .listed()
+        .position(|l| l.kind == Kind::Service)
+        .unwrap();
+    assert_eq!(
+        scoped
+            .listed()
+            .find(|l| l.name.starts_with("test-svc-ns/") && l.kind == Kind::Service),
+        scoped.listed().nth(svc)
+    );
 }
 
 #[test]
@@ -688,6 +724,19 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
     let anew = Snapshot::build("synthetic".into(), cluster, changed, findings);
     assert_eq!(after.entries, anew.entries);
     assert_eq!(after.plans, anew.plans);
+    assert_eq!(after.resources, anew.resources);
+    assert_eq!(after.resource_marks, anew.resource_marks);
+    assert_eq!(after.trace_targets, anew.trace_targets);
+    assert!(
+        after
+            .listed()
+            .any(|l| l.name == "node-00001" && l.finding.is_some()),
+        "the node is marked by its finding"
+    );
+    assert!(
+        before.listed().all(|l| l.finding.is_none()),
+        "nothing marked before"
+    );
     assert_eq!(after.entries["node-00000"], before.entries["node-00000"]);
     assert_ne!(after.entries["node-00001"], before.entries["node-00001"]);
     assert!(

@@ -575,9 +575,9 @@ fn check_peers(
 /// behind by a node that was removed or whose VTEP was recreated.
 fn check_stale_fdb(cluster: &Cluster, state: &NodeState, n: Option<&str>, out: &mut Vec<Finding>) {
     let macs: HashSet<Mac> = cluster
-        .nodes
-        .iter()
-        .filter_map(|x| crate::model::flannel::Lease::from_node(x).ok())
+        .index()
+        .lease_by_node
+        .values()
         .map(|l| l.vtep_mac)
         .collect();
     let own = state.link(VTEP_DEVICE).and_then(|l| l.mac_addr());

@@ -514,13 +514,19 @@ fn nftables_mode_node_is_checked_and_traced_by_its_table() {
         &crate::model::ClusterNetwork::from_cluster(&c).unwrap(),
         &b,
     );
-    let left = crate::repair::plan(NODE, &findings, &b, &expected, &Default::default());
+    let left = crate::repair::plan(
+        NODE,
+        &findings,
+        &b,
+        || expected.clone(),
+        &Default::default(),
+    );
     assert!(left.steps.is_empty() && left.left_to_kube_proxy.len() == 1);
     let opts = crate::repair::Options {
         include_kube_proxy: true,
         ..Default::default()
     };
-    let plan = crate::repair::plan(NODE, &findings, &b, &expected, &opts);
+    let plan = crate::repair::plan(NODE, &findings, &b, || expected.clone(), &opts);
     assert_eq!(plan.steps.len(), 1);
     let r = plan.steps[0].nftables.as_ref().unwrap();
     assert!(
@@ -945,7 +951,7 @@ fn flannel_nftables_mode_is_checked_by_its_table() {
         NODE,
         &findings,
         &broken,
-        &crate::model::expect::node(&c, NODE, &net, &broken),
+        || crate::model::expect::node(&c, NODE, &net, &broken),
         &Default::default(),
     );
     assert_eq!(plan.steps.len(), 1, "{plan:#?}");

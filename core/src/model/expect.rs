@@ -33,10 +33,13 @@ pub fn flannel(
         .node(node)
         .map(Lease::from_node)
         .unwrap_or_else(|| Err(LeaseError::NoPodCidr(node.to_string())))?;
+    // The index holds each node's parsed lease (5,000 at scale); in the
+    // API's node order, which is flannel's.
+    let by_node = &cluster.index().lease_by_node;
     let leases: Vec<Lease> = cluster
         .nodes
         .iter()
-        .filter_map(|n| Lease::from_node(n).ok())
+        .filter_map(|n| by_node.get(n.metadata.name.as_deref()?).cloned())
         .collect();
     Ok(FlannelExpectation {
         bridge_address: own.bridge_address(),

@@ -12,7 +12,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKi
 mod prompt;
 
 use super::capture::Buffer;
-use super::resources::{self, Kind, Resource};
+use super::resources::{self, Kind, Listed};
 use super::snapshot::Snapshot;
 use crate::inspect::chain::LinkedView;
 use crate::repair::journal::Journal;
@@ -234,9 +234,8 @@ impl App {
     }
 
     /// The resources the resources view shows: of its kind, filtered.
-    pub fn shown_resources<'a>(&self, s: &'a Snapshot, kind: Option<Kind>) -> Vec<&'a Resource> {
-        s.resources
-            .iter()
+    pub fn shown_resources<'a>(&self, s: &'a Snapshot, kind: Option<Kind>) -> Vec<Listed<'a>> {
+        s.listed()
             .filter(|r| kind.is_none_or(|k| r.kind == k))
             .filter(|r| {
                 self.filter.is_empty()
@@ -382,7 +381,7 @@ impl App {
             View::Resources(kind) => {
                 let shown = self.shown_resources(&s, kind);
                 if let Some(r) = shown.get(self.selected.min(shown.len().saturating_sub(1))) {
-                    let v = View::Object(r.kind, r.name.clone());
+                    let v = View::Object(r.kind, r.name.to_string());
                     self.enter(v);
                 }
             }
@@ -459,6 +458,7 @@ mod tests {
             cluster: Default::default(),
             states: Default::default(),
             resources: Default::default(),
+            resource_marks: Default::default(),
             trace_targets: Default::default(),
         }));
         a
