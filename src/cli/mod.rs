@@ -649,6 +649,13 @@ pub enum LabCommand {
         #[command(flatten)]
         name: LabName,
     },
+    /// A guided first fault on a lab that is up: break a route, see it in
+    /// check and trace, repair it (plan, apply), undo the repair, heal —
+    /// each command printed before it runs (on a terminal, Enter runs it).
+    Tour {
+        #[command(flatten)]
+        name: LabName,
+    },
 }
 
 #[cfg(test)]

@@ -192,6 +192,7 @@ pub fn run(cmd: LabCommand) -> Result<u8> {
             ));
             Ok(0)
         }
+        LabCommand::Tour { name } => super::tour::run(&name.name),
         LabCommand::Heal { name } => {
             let healed = lab::heal(&name.name)?;
             if healed.is_empty() {

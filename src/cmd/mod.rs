@@ -11,6 +11,7 @@ mod inspect;
 mod lab;
 mod progress;
 mod repair;
+mod tour;
 mod trace;
 
 use std::io::Write as _;
