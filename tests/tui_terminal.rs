@@ -35,6 +35,9 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
         t.pane()
     );
     assert!(t.pane().contains("k8s-node-12"));
+    // Each node says what was read of it, and how (120 columns).
+    expect_screen(&t, "peers 2/2", 2);
+    expect_screen(&t, "2/2       lab       iptables 5 svc", 2);
 
     lab.kd(&["lab", "break", "route-missing", "--node", "k8s-node-12"]);
     let took = t.shows_within("route-missing", Duration::from_secs(2));

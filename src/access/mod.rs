@@ -16,6 +16,32 @@ use crate::error::{Error, Result};
 use crate::inspect::node::{self as reader, NodeSource};
 use crate::lab::LabState;
 
+/// How a node's dataplane was read: what the dashboard's overview says
+/// beside its numbers, so that "healthy" is never confused with "nothing
+/// was looked at".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadVia {
+    /// A lab node's namespace, entered from here.
+    Lab,
+    /// This machine, a node of the cluster.
+    ThisHost,
+    /// The node's knetdoctor agent.
+    Agent,
+    /// A bundle collected earlier.
+    Bundle,
+}
+
+impl ReadVia {
+    pub fn label(self) -> &'static str {
+        match self {
+            ReadVia::Lab => "lab",
+            ReadVia::ThisHost => "this host",
+            ReadVia::Agent => "agent",
+            ReadVia::Bundle => "bundle",
+        }
+    }
+}
+
 /// Where to read from, as the flags say: a bundle, a live API server, or
 /// a lab (whose name also picks the lab a live cluster may be published from).
 #[derive(Debug, Clone, Default)]

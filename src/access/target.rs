@@ -405,6 +405,18 @@ impl Target {
         })
     }
 
+    /// How `node`'s state is read when it is.
+    pub fn read_via(&self, node: &str) -> super::ReadVia {
+        match &self.nodes {
+            NodesFrom::Lab(_) => super::ReadVia::Lab,
+            NodesFrom::Bundle(_) => super::ReadVia::Bundle,
+            NodesFrom::Live { here, .. } if here.as_deref() == Some(node) => {
+                super::ReadVia::ThisHost
+            }
+            NodesFrom::Live { .. } => super::ReadVia::Agent,
+        }
+    }
+
     /// Where the pods of the nodes in reach keep their namespaces.
     fn pod_namespaces(&self) -> PodNamespaces {
         match &self.nodes {

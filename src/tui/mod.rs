@@ -81,13 +81,25 @@ fn take(
         })
         .map_err(|e| e.to_string())?;
     let previous = kept.last.take().filter(|_| !objects_changed);
-    let s = Arc::new(Snapshot::build_after(
-        source.describe(),
-        g.cluster,
-        g.states,
-        g.findings,
-        previous.as_deref(),
-    ));
+    let reading = snapshot::Reading {
+        at: std::time::SystemTime::now(),
+        via: g
+            .states
+            .iter()
+            .map(|(n, _)| (n.clone(), target.read_via(n)))
+            .collect(),
+        not_read: g.not_read,
+    };
+    let s = Arc::new(
+        Snapshot::build_after(
+            source.describe(),
+            g.cluster,
+            g.states,
+            g.findings,
+            previous.as_deref(),
+        )
+        .with_reading(&reading),
+    );
     kept.last = Some(s.clone());
     Ok(match namespace {
         Some(ns) => Arc::new((*s).clone().in_namespace(ns)),

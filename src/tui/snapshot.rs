@@ -9,8 +9,11 @@ use std::sync::Arc;
 
 use super::resources::{Listed, Listing, TraceTarget};
 
+use crate::access::ReadVia;
+use crate::check::reach::{NotRead, Unreached};
 use crate::check::{self, Finding, FindingId, Severity, Subject};
-use crate::dataplane::NodeState;
+use crate::dataplane::{Mac, NodeState};
+use crate::model::kube_proxy::ProxyMode;
 use crate::model::{Cluster, expect};
 
 /// How an entry stands against what flannel or kube-proxy would program.
@@ -66,6 +69,21 @@ pub struct Entry {
 pub struct NodeEntries {
     pub overlay: Arc<Vec<Entry>>,
     pub proxy: Arc<Vec<Entry>>,
+    /// What the overview says of them.
+    pub summary: NodeSummary,
+}
+
+/// A read node's overlay and kube-proxy state in a few numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeSummary {
+    /// Peers whose neigh, FDB entry and route are all as flannel writes them.
+    pub peers_ok: usize,
+    /// Peers the node should reach (every other node with a lease).
+    pub peers: usize,
+    /// The proxier whose state the node holds, and the Services it has
+    /// programmed (KUBE-SERVICES' Service chains, `service-ips` elements
+    /// or IPVS virtual servers).
+    pub proxy: Option<(ProxyMode, usize)>,
 }
 
 impl NodeEntries {
@@ -83,17 +101,72 @@ impl NodeEntries {
     }
 }
 
-/// A node's line in the overview.
+/// A node's line in the overview: what the API says of it, and what was
+/// read of its dataplane — or, in words, why nothing was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRow {
     pub name: String,
     /// Whether its dataplane was read (a lab node, or this machine); the
     /// others are known from the API only.
     pub read: bool,
+    /// Pods scheduled on it.
+    pub pods: usize,
+    /// Its flannel lease: pod CIDR, VtepMAC and public address.
+    pub lease: Option<(ipnet::Ipv4Net, Mac, std::net::Ipv4Addr)>,
+    /// Read nodes: peers, kube-proxy's mode and Services.
+    pub summary: Option<NodeSummary>,
+    /// Read nodes: the iptables backends holding rules (`nft`, `legacy`).
+    pub iptables: Vec<String>,
+    /// How it was read ([`Snapshot::with_reading`]).
+    pub via: Option<ReadVia>,
+    /// Why it was not read, when the source said.
+    pub not_read: Option<Unreached>,
     /// Findings about flannel's state and the node itself, by severity.
     pub node_findings: [usize; 3],
     /// Findings about kube-proxy's rules, by severity.
     pub proxy_findings: [usize; 3],
+}
+
+/// The cluster's objects in numbers, for the header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub nodes: usize,
+    pub pods: usize,
+    pub services: usize,
+    /// Endpoints in the EndpointSlices: ready, of all.
+    pub endpoints_ready: usize,
+    pub endpoints: usize,
+    pub ingresses: usize,
+}
+
+impl Totals {
+    pub fn of(cluster: &Cluster) -> Totals {
+        let (mut endpoints_ready, mut endpoints) = (0, 0);
+        for ep in cluster.endpoint_slices.iter().flat_map(|s| &s.endpoints) {
+            endpoints += 1;
+            // No `ready` condition counts as ready, as kube-proxy reads it.
+            if ep.conditions.as_ref().and_then(|c| c.ready) != Some(false) {
+                endpoints_ready += 1;
+            }
+        }
+        Totals {
+            nodes: cluster.nodes.len(),
+            pods: cluster.pods.len(),
+            services: cluster.services.len(),
+            endpoints_ready,
+            endpoints,
+            ingresses: cluster.ingresses.len(),
+        }
+    }
+}
+
+/// How the node states of a snapshot were read: when, through what, and
+/// why the nodes that were not read were not.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub at: std::time::SystemTime,
+    pub via: Vec<(String, ReadVia)>,
+    pub not_read: Vec<NotRead>,
 }
 
 /// Everything one frame needs.
@@ -101,6 +174,9 @@ pub struct NodeRow {
 pub struct Snapshot {
     /// Where it was read from (`lab seed`, a bundle path, a kubeconfig).
     pub source: String,
+    /// When the node states were read ([`Snapshot::with_reading`]).
+    pub read_at: Option<std::time::SystemTime>,
+    pub totals: Totals,
     pub nodes: Vec<NodeRow>,
     pub findings: Vec<Finding>,
     /// Per node, its entries against `expect()`.
@@ -231,15 +307,35 @@ impl Snapshot {
                 names.push(name.clone());
             }
         }
+        let index = cluster.index();
+        let read: std::collections::HashMap<&str, &NodeState> =
+            states.iter().map(|(n, s)| (n.as_str(), s)).collect();
         let mut nodes: Vec<NodeRow> = names
             .into_iter()
-            .map(|name| NodeRow {
-                read: states.iter().any(|(n, _)| *n == name),
-                name,
-                node_findings: [0; 3],
-                proxy_findings: [0; 3],
+            .map(|name| {
+                let state = read.get(name.as_str());
+                NodeRow {
+                    read: state.is_some(),
+                    pods: index.pods_by_node.get(&name).map_or(0, Vec::len),
+                    lease: index
+                        .lease_by_node
+                        .get(&name)
+                        .map(|l| (l.pod_cidr, l.vtep_mac, l.public_ip)),
+                    summary: None,
+                    iptables: state
+                        .iter()
+                        .flat_map(|s| &s.iptables)
+                        .map(|b| b.backend.clone())
+                        .collect(),
+                    via: None,
+                    not_read: None,
+                    name,
+                    node_findings: [0; 3],
+                    proxy_findings: [0; 3],
+                }
             })
             .collect();
+        drop(read);
         tally(&mut nodes, &findings);
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
@@ -275,7 +371,7 @@ impl Snapshot {
                 .filter(|f| f.id.is_kube_proxy())
                 .collect();
             // kube-proxy's lines depend on its rules and findings only.
-            let proxy = old
+            let (proxy, services) = old
                 .filter(|(_, _, theirs, old_state)| {
                     same_proxy_state(old_state, state)
                         && theirs
@@ -284,10 +380,27 @@ impl Snapshot {
                             .filter(|f| f.id.is_kube_proxy())
                             .eq(proxy_findings.iter().copied())
                 })
-                .map(|(e, ..)| e.proxy.clone())
-                .unwrap_or_else(|| Arc::new(proxy_entries(&cluster, state, &proxy_findings)));
-            let overlay = Arc::new(overlay_entries(&cluster, name, state, node_findings));
-            entries.insert(name.clone(), NodeEntries { overlay, proxy });
+                .map(|(e, ..)| (e.proxy.clone(), e.summary.proxy))
+                .unwrap_or_else(|| {
+                    let (entries, services) = proxy_entries(&cluster, state, &proxy_findings);
+                    (Arc::new(entries), Some(services))
+                });
+            let (overlay, (peers_ok, peers)) =
+                overlay_entries(&cluster, name, state, node_findings);
+            let summary = NodeSummary {
+                peers_ok,
+                peers,
+                proxy: services,
+            };
+            let overlay = Arc::new(overlay);
+            entries.insert(
+                name.clone(),
+                NodeEntries {
+                    overlay,
+                    proxy,
+                    summary,
+                },
+            );
             // What kube-proxy's and flannel's tables should hold is worked
             // out only for a plan that restores a table.
             let expected = || {
@@ -307,8 +420,17 @@ impl Snapshot {
             }
         };
         let resource_marks = resources.marks(&findings);
+        for row in nodes.iter_mut() {
+            row.summary = entries.get(&row.name).map(|e: &NodeEntries| e.summary);
+        }
+        let totals = match previous {
+            Some(p) => p.totals,
+            None => Totals::of(&cluster),
+        };
         Snapshot {
             source,
+            read_at: None,
+            totals,
             nodes,
             findings,
             entries,
@@ -319,6 +441,27 @@ impl Snapshot {
             resource_marks,
             trace_targets,
         }
+    }
+
+    /// The snapshot with how its nodes were read: when, through what, and
+    /// why the others were not (the overview says it in words).
+    pub fn with_reading(mut self, reading: &Reading) -> Snapshot {
+        self.read_at = Some(reading.at);
+        let via: std::collections::HashMap<&str, ReadVia> =
+            reading.via.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        let why: std::collections::HashMap<&str, &Unreached> = reading
+            .not_read
+            .iter()
+            .map(|n| (n.node.as_str(), &n.why))
+            .collect();
+        for row in &mut self.nodes {
+            row.via = via.get(row.name.as_str()).copied().filter(|_| row.read);
+            row.not_read = why
+                .get(row.name.as_str())
+                .filter(|_| !row.read)
+                .map(|w| (*w).clone());
+        }
+        self
     }
 
     /// The resources view's lines, each with its mark.
@@ -337,6 +480,20 @@ impl Snapshot {
             .iter()
             .filter(move |f| f.node.as_deref() == node)
     }
+}
+
+/// `HH:MM:SS UTC` of `t`: when a snapshot was read, when a change was seen.
+pub fn utc_clock(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() % 86_400)
+        .unwrap_or(0);
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// What changed from `old` to `new`: findings that appeared (`+`) and
@@ -397,10 +554,10 @@ fn missing_parts(mine: &[&Finding], about: &Subject, kind: &'static str) -> Vec<
 /// each marked by the finding naming that chain (a stale endpoint chain
 /// reads `stale`), the endpoint chains a finding says are missing; then
 /// the Service chains findings say are missing.
-fn chain_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> Vec<Entry> {
+fn chain_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> (Vec<Entry>, usize) {
     let mut out = Vec::new();
     let Some(rs) = crate::check::iptables::kube_proxy_ruleset(state) else {
-        return out;
+        return (out, 0);
     };
     let mut shown = std::collections::HashSet::new();
     for r in rs.specs("nat", "KUBE-SERVICES") {
@@ -443,6 +600,7 @@ fn chain_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> Vec<Entry>
         out.extend(missing_parts(mine, &svc_subject, "sep"));
         shown.insert(svc);
     }
+    let programmed = shown.len();
     for f in mine {
         for s in f.subjects() {
             let Subject::Chain { chain, .. } = s else {
@@ -459,7 +617,7 @@ fn chain_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> Vec<Entry>
             }
         }
     }
-    out
+    (out, programmed)
 }
 
 /// kube-proxy's nftables table on the node: each `service-ips` element
@@ -583,15 +741,27 @@ fn same_proxy_state(a: &NodeState, b: &NodeState) -> bool {
 }
 
 /// kube-proxy's entries on the node in the mode it runs, marked by its
-/// findings (`mine`: the node's kube-proxy and IPVS findings).
-fn proxy_entries(cluster: &Cluster, state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
-    use crate::model::kube_proxy::{ProxyMode, node_proxy_mode};
+/// findings (`mine`: the node's kube-proxy and IPVS findings); with the
+/// mode and the Services the node has programmed.
+fn proxy_entries(
+    cluster: &Cluster,
+    state: &NodeState,
+    mine: &[&Finding],
+) -> (Vec<Entry>, (ProxyMode, usize)) {
     let by = check::first_naming(mine.iter().copied());
-    match node_proxy_mode(cluster, state) {
-        ProxyMode::Ipvs => ipvs_entries(state, mine),
-        ProxyMode::Nftables => nft_entries(state, mine, &by),
+    let mode = crate::model::kube_proxy::node_proxy_mode(cluster, state);
+    let (entries, services) = match mode {
+        ProxyMode::Ipvs => (ipvs_entries(state, mine), state.ipvs.len()),
+        ProxyMode::Nftables => (
+            nft_entries(state, mine, &by),
+            state
+                .kube_proxy_nft
+                .as_ref()
+                .map_or(0, |t| t.service_ips.len()),
+        ),
         ProxyMode::Iptables => chain_entries(state, mine, &by),
-    }
+    };
+    (entries, (mode, services))
 }
 
 /// The node's expected devices and per-peer entries, each marked by the
@@ -602,13 +772,14 @@ fn overlay_entries(
     node: &str,
     state: &NodeState,
     mine: &[&Finding],
-) -> Vec<Entry> {
+) -> (Vec<Entry>, (usize, usize)) {
     let by = check::first_naming(mine.iter().copied());
     let mut out = Vec::new();
     let mtu = state.link("eth0").map(|l| l.mtu).unwrap_or(1500);
     let Ok(exp) = expect::flannel(cluster, node, mtu) else {
-        return out;
+        return (out, (0, 0));
     };
+    let mut peers_ok = 0;
     let vtep = crate::model::flannel::VTEP_DEVICE;
     out.push(marked(
         &by,
@@ -660,6 +831,9 @@ fn overlay_entries(
             &route,
             format!("{} via {} dev {vtep} onlink", p.route_dst, p.neigh_ip),
         ));
+        if out[out.len() - 3..].iter().all(|e| e.mark == Mark::Ok) {
+            peers_ok += 1;
+        }
         expected.extend([neigh, fdb, route]);
     }
     for f in mine {
@@ -673,5 +847,5 @@ fn overlay_entries(
             out.push(marked(&by, kind, s, format!("{} (not expected)", s.name())));
         }
     }
-    out
+    (out, (peers_ok, exp.peers.len()))
 }

@@ -5,9 +5,6 @@
 
 use std::sync::Arc;
 
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-
 use super::app::{App, Job, View};
 use super::snapshot::Snapshot;
 use super::view;
@@ -34,19 +31,7 @@ fn built(
 }
 
 fn screen(app: &App, w: u16, h: u16) -> String {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| view::render(f, app)).unwrap();
-    let buf = t.backend().buffer();
-    (0..h)
-        .map(|y| {
-            (0..w)
-                .map(|x| buf[(x, y)].symbol().to_string())
-                .collect::<String>()
-                .trim_end()
-                .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    view::to_text(app, w, h)
 }
 
 fn compare(name: &str, got: &str) {
@@ -73,7 +58,7 @@ fn app(s: Snapshot, view: View) -> App {
 
 #[test]
 fn overview_of_a_healthy_node() {
-    let got = screen(&app(snapshot(|_| {}), View::Overview), 100, 16);
+    let got = screen(&app(snapshot(|_| {}), View::Overview), 170, 16);
     assert!(
         got.contains("k8s-node-12") && got.contains("0 findings, 0 errors"),
         "{got}"
@@ -93,7 +78,7 @@ fn overview_and_node_with_a_missing_route_and_a_wrong_neighbour() {
             n.lladdr = Some("02:00:00:00:00:99".into());
         }
     });
-    let over = screen(&app(s.clone(), View::Overview), 100, 16);
+    let over = screen(&app(s.clone(), View::Overview), 170, 16);
     assert!(
         over.contains("route-missing") && over.contains("neigh-wrong-mac"),
         "{over}"
@@ -745,4 +730,91 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
             .any(|e| e.kind == "route" && e.mark == super::snapshot::Mark::Missing),
         "the route is marked missing"
     );
+}
+
+/// The overview says, per node, what was read and how, or why nothing was:
+/// a node not read is never a blank "ok".
+#[test]
+fn the_overview_says_what_was_read_and_why_the_others_were_not() {
+    use crate::access::ReadVia;
+    use crate::check::reach::{NotRead, Unreached};
+    let s = snapshot(|_| {}).with_reading(&super::snapshot::Reading {
+        at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(3600 * 5 + 61),
+        via: vec![("k8s-node-12".into(), ReadVia::Lab)],
+        not_read: vec![
+            NotRead {
+                node: "k8s-master-10".into(),
+                why: Unreached::OutOfReach,
+            },
+            NotRead {
+                node: "k8s-node-11".into(),
+                why: Unreached::AgentSilent { seconds: 40 },
+            },
+        ],
+    });
+    let got = screen(&app(s, View::Overview), 220, 12);
+    let line = |node: &str| {
+        got.lines()
+            .find(|l| l.contains(node))
+            .unwrap_or_else(|| panic!("no {node}:\n{got}"))
+            .to_string()
+    };
+    let n12 = line("k8s-node-12");
+    for part in [
+        "    2 10.2.2.0/24",
+        "peers 2/2",
+        "iptables 5 svc",
+        "iptables-nft",
+        " lab ",
+        "vtep e2:0a:fd:42:02:2e 192.168.56.12",
+    ] {
+        assert!(n12.contains(part), "{part:?} in {n12}");
+    }
+    assert!(
+        line("k8s-master-10").contains("not read: out of reach from here"),
+        "{got}"
+    );
+    assert!(
+        line("k8s-node-11").contains("not read: its agent has not renewed for 40 s"),
+        "{got}"
+    );
+    assert!(got.contains("1 read at 05:01:01 UTC"), "{got}");
+    assert!(
+        got.contains("3 nodes, 7 pods, 4 Services, 9/9 endpoints ready, 1 Ingress"),
+        "{got}"
+    );
+    compare("overview-reading", &got);
+}
+
+/// The 5,000-node synthetic cluster's overview: every node a line, the
+/// read one with its 4,999 peers, the others saying they were not read.
+/// (Its frame time is tui_render's: the overview draws only the lines on
+/// screen.)
+#[test]
+fn the_overview_of_five_thousand_nodes_says_what_each_is() {
+    use crate::synthetic::{self, Size};
+    let cluster = synthetic::cluster(Size {
+        nodes: 5000,
+        pods: 10_000,
+        services: 20,
+        endpoints_per_service: 2,
+    });
+    let mut state = synthetic::node_state(&cluster, 0);
+    let gone = state
+        .routes
+        .iter()
+        .position(|r| r.gateway.is_some())
+        .unwrap();
+    state.routes.remove(gone);
+    let s = built("synthetic", cluster, vec![("node-00000".into(), state)]);
+    assert_eq!(s.nodes.len(), 5000);
+    let row = &s.nodes[0];
+    let summary = row.summary.unwrap();
+    assert_eq!((summary.peers_ok, summary.peers), (4998, 4999));
+    assert_eq!(row.pods, 2);
+    let got = screen(&app(s, View::Overview), 220, 12);
+    assert!(got.contains("5000 nodes, 10000 pods, 20 Services"), "{got}");
+    assert!(got.contains("peers 4998/4999"), "{got}");
+    let other = got.lines().find(|l| l.contains("node-00001")).unwrap();
+    assert!(other.contains("not read"), "{got}");
 }

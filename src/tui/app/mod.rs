@@ -161,15 +161,9 @@ impl App {
         if let Some(old) = &self.snapshot {
             let changed = super::snapshot::changes(old, &s);
             if !changed.is_empty() {
-                let secs = now
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() % 86_400)
-                    .unwrap_or(0);
                 self.last_change = Some(format!(
-                    "{:02}:{:02}:{:02} UTC {}",
-                    secs / 3600,
-                    secs / 60 % 60,
-                    secs % 60,
+                    "{} {}",
+                    super::snapshot::utc_clock(now),
                     changed.join(" ")
                 ));
             }
@@ -444,10 +438,18 @@ mod tests {
         let mut a = App::new();
         a.snapshot = Some(Arc::new(Snapshot {
             source: "test".into(),
+            read_at: None,
+            totals: Default::default(),
             nodes: ["k8s-master-10", "k8s-node-11", "k8s-node-12"]
                 .map(|n| super::super::snapshot::NodeRow {
                     name: n.into(),
                     read: true,
+                    pods: 0,
+                    lease: None,
+                    summary: None,
+                    iptables: Vec::new(),
+                    via: None,
+                    not_read: None,
                     node_findings: [0; 3],
                     proxy_findings: [0; 3],
                 })

@@ -100,6 +100,27 @@ pub fn render(f: &mut Frame, app: &App) {
     f.render_widget(Paragraph::new(footer(app)), foot);
 }
 
+/// What a `width`x`height` terminal shows of `app`, as text, one line a
+/// row with trailing spaces trimmed: the screens the tests pin and the
+/// README's picture of the dashboard.
+pub fn to_text(app: &App, width: u16, height: u16) -> String {
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height))
+        .expect("a test backend does not fail");
+    t.draw(|f| render(f, app))
+        .expect("drawing into memory does not fail");
+    let buf = t.backend().buffer();
+    (0..height)
+        .map(|y| {
+            (0..width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn header(app: &App) -> Line<'static> {
     let mut spans = vec![Span::styled(
         " knetdoctor ",
@@ -126,9 +147,8 @@ fn header(app: &App) -> Line<'static> {
             .count();
         let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         spans.push(Span::raw(format!(
-            "  ·  {}  ·  {}  ·  {}, ",
+            "  ·  {}  ·  {}, ",
             s.source,
-            plural(s.nodes.len(), "node"),
             plural(s.findings.len(), "finding")
         )));
         spans.push(Span::styled(
@@ -139,6 +159,20 @@ fn header(app: &App) -> Line<'static> {
                 Severity::Info
             }),
         ));
+        // What was read, so that "0 findings" over nothing is not health.
+        let t = &s.totals;
+        spans.push(Span::raw(format!(
+            "  ·  {}, {}, {}, {}/{} endpoints ready, {}",
+            plural(t.nodes, "node"),
+            plural(t.pods, "pod"),
+            plural(t.services, "Service"),
+            t.endpoints_ready,
+            t.endpoints,
+            match t.ingresses {
+                1 => "1 Ingress".to_string(),
+                n => format!("{n} Ingresses"),
+            },
+        )));
     }
     if app.snapshot.is_some()
         && let Some(e) = &app.error

@@ -10,7 +10,7 @@ use ratatui::widgets::Paragraph;
 use super::{WARN, fg, finding_line, list, mark_style, severity_style};
 use crate::check::Severity;
 use crate::tui::app::App;
-use crate::tui::snapshot::{Mark, Snapshot};
+use crate::tui::snapshot::{Mark, NodeRow, Snapshot};
 
 /// A node's finding counts in a fixed-width column.
 fn counts(c: &[usize; 3], read: bool) -> Span<'static> {
@@ -26,7 +26,7 @@ fn counts(c: &[usize; 3], read: bool) -> Span<'static> {
     } else {
         (format!("{} warn", c[1]), severity_style(Severity::Warning))
     };
-    Span::styled(format!("{text:<14}"), style)
+    Span::styled(format!("{text:<12}"), style)
 }
 
 pub fn overview(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
@@ -40,20 +40,20 @@ pub fn overview(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
         .max()
         .unwrap_or(4)
         .max(4);
+    let read = s.nodes.iter().filter(|n| n.read).count();
     list(
         f,
         top,
-        format!(" nodes ({}) — flannel & node │ kube-proxy ", s.nodes.len()),
+        format!(
+            " nodes ({}, {read} read{}) — findings: flannel & node │ kube-proxy │ pods, pod CIDR │ peers ok, read by, kube-proxy, iptables │ VTEP ",
+            s.nodes.len(),
+            s.read_at
+                .map(|t| format!(" at {}", crate::tui::snapshot::utc_clock(t)))
+                .unwrap_or_default()
+        ),
         s.nodes.len(),
         Some(app),
-        &|i| {
-            let n = &s.nodes[i];
-            let mut spans = vec![Span::raw(format!("{:<width$}  ", n.name))];
-            spans.push(counts(&n.node_findings, n.read));
-            spans.push(Span::raw(" │ "));
-            spans.push(counts(&n.proxy_findings, n.read));
-            Line::from(spans)
-        },
+        &|i| node_line(&s.nodes[i], width),
     );
     let [changed, bottom] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(bottom);
@@ -84,6 +84,68 @@ pub fn overview(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
         None,
         &|i| finding_line(shown[i], true),
     );
+}
+
+/// One node of the overview: its findings, what the API says of it (pods,
+/// lease), what was read (peers, kube-proxy, iptables) and how — or why
+/// nothing was, in words.
+fn node_line(n: &NodeRow, width: usize) -> Line<'static> {
+    let mut spans = vec![Span::raw(format!("{:<width$}  ", n.name))];
+    spans.push(counts(&n.node_findings, n.read));
+    spans.push(Span::raw(" │ "));
+    spans.push(counts(&n.proxy_findings, n.read));
+    let cidr = n
+        .lease
+        .map_or_else(|| "no lease".to_string(), |(cidr, ..)| cidr.to_string());
+    spans.push(Span::raw(format!(" │ {:>5} {cidr:<15} │ ", n.pods)));
+    // The VTEP flannel's lease names, last: the widest column.
+    let vtep = n
+        .lease
+        .map_or_else(String::new, |(_, mac, ip)| format!(" │ vtep {mac} {ip}"));
+    if !n.read {
+        let why = n.not_read.as_ref().map_or_else(
+            || "no state for it in this source".to_string(),
+            |w| w.explain(),
+        );
+        spans.push(Span::styled(format!("not read: {why}"), fg(WARN)));
+        spans.push(Span::raw(vtep));
+        return Line::from(spans);
+    }
+    let summary = n.summary.unwrap_or_default();
+    let peers_style = if summary.peers_ok == summary.peers {
+        mark_style(&Mark::Ok)
+    } else {
+        severity_style(Severity::Error)
+    };
+    spans.push(Span::raw("peers "));
+    spans.push(Span::styled(
+        format!("{:<9}", format!("{}/{}", summary.peers_ok, summary.peers)),
+        peers_style,
+    ));
+    let proxy = match summary.proxy {
+        Some((mode, services)) => format!("{} {services} svc", mode_name(mode)),
+        None => "no kube-proxy state".to_string(),
+    };
+    let iptables = if n.iptables.is_empty() {
+        "no iptables rules".to_string()
+    } else {
+        format!("iptables-{}", n.iptables.join("+"))
+    };
+    spans.push(Span::raw(format!(
+        " {:<9} {proxy:<18} {iptables:<15}{vtep}",
+        n.via.map_or("read", |v| v.label())
+    )));
+    Line::from(spans)
+}
+
+/// kube-proxy's mode as its configuration spells it.
+fn mode_name(m: crate::model::kube_proxy::ProxyMode) -> &'static str {
+    use crate::model::kube_proxy::ProxyMode;
+    match m {
+        ProxyMode::Iptables => "iptables",
+        ProxyMode::Ipvs => "ipvs",
+        ProxyMode::Nftables => "nftables",
+    }
 }
 
 pub fn node(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
