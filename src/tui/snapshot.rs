@@ -144,8 +144,7 @@ impl Totals {
         let (mut endpoints_ready, mut endpoints) = (0, 0);
         for ep in cluster.endpoint_slices.iter().flat_map(|s| &s.endpoints) {
             endpoints += 1;
-            // No `ready` condition counts as ready, as kube-proxy reads it.
-            if ep.conditions.as_ref().and_then(|c| c.ready) != Some(false) {
+            if crate::model::cluster::endpoint_ready(ep) {
                 endpoints_ready += 1;
             }
         }

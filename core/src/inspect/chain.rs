@@ -457,10 +457,9 @@ pub fn pod(
     }) {
         let sname = svc.metadata.name.clone().unwrap_or_default();
         let is_ep = cluster.endpoint_slices.iter().any(|s| {
-            s.endpoints.iter().any(|e| {
-                e.addresses.contains(&ip)
-                    && e.conditions.as_ref().and_then(|c| c.ready) != Some(false)
-            })
+            s.endpoints
+                .iter()
+                .any(|e| e.addresses.contains(&ip) && crate::model::cluster::endpoint_ready(e))
         });
         b.line(
             1,

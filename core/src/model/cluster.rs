@@ -3,7 +3,7 @@
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service, ServiceSpec};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -70,6 +70,12 @@ pub fn service_ipv4(spec: &ServiceSpec) -> Option<std::net::Ipv4Addr> {
         .flatten()
         .chain(&spec.cluster_ip)
         .find_map(|ip| ip.parse().ok())
+}
+
+/// Whether kube-proxy sends traffic to an endpoint: one without a
+/// `ready` condition counts as ready, as kube-proxy reads it.
+pub fn endpoint_ready(ep: &Endpoint) -> bool {
+    ep.conditions.as_ref().and_then(|c| c.ready) != Some(false)
 }
 
 /// Every ClusterIP of a Service, as the API lists them (`clusterIPs`,
@@ -238,7 +244,7 @@ impl Cluster {
                 continue;
             };
             for ep in &slice.endpoints {
-                if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                if !endpoint_ready(ep) {
                     continue;
                 }
                 out.extend(ep.addresses.iter().map(|a| format!("{a}:{port_number}")));

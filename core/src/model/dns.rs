@@ -80,7 +80,7 @@ fn service_records(
         Some("None") => {
             for slice in cluster.slices_for(ns, name) {
                 for ep in &slice.endpoints {
-                    if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                    if !super::cluster::endpoint_ready(ep) {
                         continue;
                     }
                     out.extend(
