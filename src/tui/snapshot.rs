@@ -301,12 +301,12 @@ impl Snapshot {
             .iter()
             .filter_map(|n| n.metadata.name.clone())
             .collect();
+        let index = cluster.index();
         for (name, _) in states.iter() {
-            if !names.contains(name) {
+            if !index.node_by_name.contains_key(name) {
                 names.push(name.clone());
             }
         }
-        let index = cluster.index();
         let read: std::collections::HashMap<&str, &NodeState> =
             states.iter().map(|(n, s)| (n.as_str(), s)).collect();
         let mut nodes: Vec<NodeRow> = names
