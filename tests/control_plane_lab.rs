@@ -4,10 +4,14 @@
 //! node, Endpoints from the real controllers. `check` is clean on it, every
 //! path works (ping, curl, dig through `lab status`), the real kube-proxy's
 //! own layout is what the nodes hold, a dataplane fault gives exactly its
-//! finding and heals, and `lab down` stops every component.
+//! finding and heals, and `lab down` stops every component. Under its
+//! RBAC, users with no rights, wrong credentials, the reader role and one
+//! namespace get what tests/control_plane_lab/rbac.rs says.
 
 mod common;
 use common::*;
+#[path = "control_plane_lab/rbac.rs"]
+mod rbac;
 
 fn cp_lab(name: &str, version: &str) {
     let lab = Lab::up(name, &["--control-plane", "--k8s", version]);
@@ -65,6 +69,8 @@ fn cp_lab(name: &str, version: &str) {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Real RBAC: per-test users, a refusal, the reader role, one namespace.
+    rbac::under_rbac(&lab, name, version);
     // The trace outcomes of the embedded lab hold on the real rules.
     let mut unreachable = Vec::new();
     for src in PODS {
@@ -142,30 +148,12 @@ fn cp_lab(name: &str, version: &str) {
             "cluster",
         ),
     ];
-    let findings = || -> Vec<(String, String)> {
-        let out = kd(&["check", "--lab", name, "-o", "json"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                (
-                    f["id"].as_str().unwrap().to_string(),
-                    f["node"].as_str().unwrap_or("cluster").to_string(),
-                )
-            })
-            .collect()
-    };
     let settle = |want: &[(String, String)]| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let got = findings();
-            if got == want || std::time::Instant::now() > deadline {
-                return got;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
+        poll(
+            std::time::Duration::from_secs(30),
+            || check_findings(&["check", "--lab", name, "-o", "json"]).1,
+            |got| got == want,
+        )
     };
     let mut wrong = Vec::new();
     for (fault, extra, id, node) in cases {

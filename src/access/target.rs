@@ -103,13 +103,19 @@ impl Target {
         if let Some(live) = live {
             // Node states come from the lab only if it was published to this
             // very API server; a real cluster's nodes are not the lab's.
-            let canonical =
-                |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            // The same server and CA as the lab's own kubeconfig: the
+            // lab's API server, whichever of its users reads it.
             let published_here = state
                 .as_ref()
-                .and_then(|s| s.kubeconfig.as_deref())
-                .zip(live.kubeconfig.as_deref())
-                .is_some_and(|(a, b)| canonical(a) == canonical(b));
+                .and_then(|s| s.kubeconfig.clone())
+                .and_then(|k| {
+                    LiveSource {
+                        kubeconfig: Some(k),
+                        ..Default::default()
+                    }
+                    .server_identity()
+                })
+                .is_some_and(|lab| live.server_identity() == Some(lab));
             return Ok(Target {
                 nodes: if published_here {
                     NodesFrom::Lab(lab.to_string())
@@ -340,7 +346,18 @@ impl Target {
         only: Option<&str>,
         judge: impl FnOnce(&Cluster, &Arc<Vec<(String, NodeState)>>) -> Vec<Finding>,
     ) -> Result<Gathered> {
-        let known = |n: &str| cluster.node(n).is_some();
+        // Where Nodes could not be listed (RBAC), every node read counts:
+        // its node-local verdicts stand without the Node object.
+        let nodes_refused = cluster
+            .unread
+            .iter()
+            .any(|u| u.kind == crate::model::reading::ApiKind::Nodes);
+        let here = match &self.nodes {
+            NodesFrom::Live { here, .. } => here.as_deref(),
+            _ => None,
+        };
+        // This host stays a node only if the cluster says so.
+        let known = |n: &str| cluster.node(n).is_some() || (nodes_refused && Some(n) != here);
         let mut failed: Vec<NotRead> = Vec::new();
         let states = match &self.nodes {
             // This host is a node only if the cluster says so (a laptop

@@ -15,9 +15,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResourceExt;
 use kube::api::ObjectMeta;
-use serde::Serialize;
 
 use super::api::{GROUP, NodeAgent, NodePayload, NodeRead, NodeRepair};
+use crate::inspect::rbac::{meta, to_value, yaml_stream};
 
 /// The name of the agent's ServiceAccount, Role and DaemonSet.
 pub const AGENT: &str = "knetdoctor-agent";
@@ -37,20 +37,11 @@ pub struct Options {
 
 /// The manifest as one YAML stream, documents in the order they apply.
 pub fn render(o: &Options) -> String {
-    objects(o)
-        .iter()
-        // A JSON value always serializes.
-        .map(|v| serde_yaml_ng::to_string(v).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("---\n")
+    yaml_stream(&objects(o))
 }
 
 /// Each object of the manifest, in the order they apply.
 pub fn objects(o: &Options) -> Vec<serde_json::Value> {
-    fn value(v: impl Serialize) -> serde_json::Value {
-        // Typed Kubernetes objects always serialize.
-        serde_json::to_value(v).unwrap_or_default()
-    }
     let mut v: Vec<serde_json::Value> = [
         NodeAgent::crd(),
         NodeRead::crd(),
@@ -58,18 +49,18 @@ pub fn objects(o: &Options) -> Vec<serde_json::Value> {
         NodePayload::crd(),
     ]
     .into_iter()
-    .map(value)
+    .map(to_value)
     .collect();
-    v.push(value(Namespace {
+    v.push(to_value(Namespace {
         metadata: meta(&o.namespace, None),
         ..Default::default()
     }));
-    v.push(value(ServiceAccount {
+    v.push(to_value(ServiceAccount {
         metadata: meta(AGENT, Some(&o.namespace)),
         ..Default::default()
     }));
-    v.push(value(agent_role(&o.namespace)));
-    v.push(value(RoleBinding {
+    v.push(to_value(agent_role(&o.namespace)));
+    v.push(to_value(RoleBinding {
         metadata: meta(AGENT, Some(&o.namespace)),
         role_ref: RoleRef {
             api_group: "rbac.authorization.k8s.io".into(),
@@ -83,25 +74,10 @@ pub fn objects(o: &Options) -> Vec<serde_json::Value> {
             ..Default::default()
         }]),
     }));
-    v.push(value(viewer()));
-    v.push(value(repairer()));
-    v.push(value(daemon_set(o)));
+    v.push(to_value(viewer()));
+    v.push(to_value(repairer()));
+    v.push(to_value(daemon_set(o)));
     v
-}
-
-fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: namespace.map(str::to_string),
-        labels: Some(
-            [(
-                "app.kubernetes.io/name".to_string(),
-                "knetdoctor".to_string(),
-            )]
-            .into(),
-        ),
-        ..Default::default()
-    }
 }
 
 fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
@@ -157,29 +133,16 @@ fn agent_role(namespace: &str) -> Role {
     }
 }
 
-/// What every command reads of the cluster (as `view` would, without
-/// Secrets), plus asking agents to read.
+/// What every command reads of the cluster — the knetdoctor-reader role's
+/// rules, its ConfigMaps here cluster-wide (a ClusterRole has no
+/// namespaces) — plus asking agents to read.
 fn read_rules() -> Vec<PolicyRule> {
     let read = ["get", "list", "watch"];
-    vec![
-        rule(
-            "",
-            &[
-                "nodes",
-                "pods",
-                "services",
-                "endpoints",
-                "configmaps",
-                "namespaces",
-            ],
-            &read,
-        ),
-        rule("discovery.k8s.io", &["endpointslices"], &read),
-        rule(
-            "networking.k8s.io",
-            &["ingresses", "ingressclasses", "networkpolicies"],
-            &read,
-        ),
+    let mut rules = crate::inspect::rbac::cluster_role()
+        .rules
+        .unwrap_or_default();
+    rules.push(rule("", &["configmaps"], &["list", "watch"]));
+    rules.extend([
         rule(GROUP, &["nodeagents"], &read),
         // patch: a probe's client tells the nodes' watches to stop.
         rule(
@@ -196,7 +159,8 @@ fn read_rules() -> Vec<PolicyRule> {
             ],
         ),
         rule(GROUP, &["nodepayloads"], &["get", "list", "watch"]),
-    ]
+    ]);
+    rules
 }
 
 fn viewer() -> ClusterRole {

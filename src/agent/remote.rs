@@ -39,6 +39,9 @@ pub struct Agents {
     present: BTreeMap<String, Presence>,
     /// The cluster does not serve the agent's kinds.
     not_installed: bool,
+    /// The API server refused to list the agents to this identity (its
+    /// message): the cluster's objects may still be readable.
+    refused: Option<String>,
 }
 
 /// An agent as its `NodeAgent` shows it.
@@ -80,6 +83,7 @@ impl Agents {
             namespace: namespace.to_string(),
         };
         let listed = rt.block_on(wire.api::<NodeAgent>().list(&ListParams::default()));
+        let mut forbidden = None;
         let (present, not_installed) = match listed {
             Ok(list) => {
                 let now = now_secs();
@@ -100,6 +104,10 @@ impl Agents {
                 (present, false)
             }
             Err(kube::Error::Api(s)) if s.code == 404 => (BTreeMap::new(), true),
+            Err(kube::Error::Api(s)) if s.is_forbidden() => {
+                forbidden = Some(s.message);
+                (BTreeMap::new(), false)
+            }
             Err(e) => return Err(refused(e, "list the agents (nodeagents)")),
         };
         Ok(Arc::new(Agents {
@@ -107,6 +115,7 @@ impl Agents {
             wire,
             present,
             not_installed,
+            refused: forbidden,
         }))
     }
 
@@ -114,6 +123,11 @@ impl Agents {
     pub fn reach(&self, name: &str) -> std::result::Result<(), Unreached> {
         if self.not_installed {
             return Err(Unreached::AgentNotInstalled);
+        }
+        if let Some(message) = &self.refused {
+            return Err(Unreached::AgentsForbidden {
+                message: message.clone(),
+            });
         }
         match self.present.get(name) {
             Some(p) if p.live() => Ok(()),

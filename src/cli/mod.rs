@@ -107,6 +107,8 @@ pub enum Command {
     /// Show what is there: a node's dataplane as the kernel holds it.
     #[command(subcommand)]
     Inspect(InspectCommand),
+    /// Print the knetdoctor-reader role (list and watch on exactly what knetdoctor reads; Secrets never) and, with --user/--group/--serviceaccount, its bindings, for `kubectl apply -f -`.
+    Rbac(RbacArgs),
     /// The node agent (a DaemonSet's pod on every node) that lets every command reach every node through the API server; `agent manifest` prints what installs it.
     Agent(AgentArgs),
     /// The seed cluster built for real in network namespaces: up, status, break, heal, down.
@@ -202,6 +204,7 @@ impl LiveArgs {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
             namespace: None,
+            namespace_if_refused: None,
             agent_namespace: Some(self.agent_namespace.clone()),
             cluster: self.cluster.clone(),
             user: self.user.clone(),
@@ -283,6 +286,23 @@ impl SourceArgs {
             .or_else(|| self.live().and_then(|l| l.context_namespace()))
             .unwrap_or_else(|| "default".to_string())
     }
+}
+
+/// `knetdoctor rbac`: the reader role and its bindings.
+#[derive(Debug, Args)]
+pub struct RbacArgs {
+    /// Bind the role to this user (as the API server names it: a certificate's CN, a token's user).
+    #[arg(long, group = "grantee")]
+    pub user: Option<String>,
+    /// Bind the role to this group.
+    #[arg(long, group = "grantee")]
+    pub group: Option<String>,
+    /// Bind the role to this ServiceAccount, NAMESPACE:NAME.
+    #[arg(long, group = "grantee", value_name = "NAMESPACE:NAME")]
+    pub serviceaccount: Option<String>,
+    /// Bind in this namespace only (its Pods, Services, endpoints, Ingresses, NetworkPolicies): every answer then says what else it could not read.
+    #[arg(short = 'n', long, requires = "grantee")]
+    pub namespace: Option<String>,
 }
 
 /// `knetdoctor agent`: run the agent on this node, or print its manifest.

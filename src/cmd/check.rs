@@ -3,12 +3,14 @@
 
 use knetdoctor::error::Result;
 
-use super::{emit, out, source};
+use super::{emit, out, source_in};
 use crate::cli::{CheckArgs, Output};
 
 pub fn run(a: CheckArgs) -> Result<u8> {
     let reading = super::progress::Spinner::start("reading the cluster and its nodes");
-    let g = source(&a.source).target()?.gather(a.node.as_deref())?;
+    let g = source_in(&a.source, &a.namespace)
+        .target()?
+        .gather(a.node.as_deref())?;
     drop(reading);
     let names: Vec<String> = g.states.iter().map(|(n, _)| n.clone()).collect();
     // -n: the namespace's findings; the others are counted, not hidden.
@@ -45,5 +47,5 @@ pub fn run(a: CheckArgs) -> Result<u8> {
             out(&text)
         }
     }
-    Ok(if findings.is_empty() { 0 } else { 1 })
+    Ok(knetdoctor::check::exit_code(&findings))
 }

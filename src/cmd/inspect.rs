@@ -5,7 +5,7 @@ use knetdoctor::access;
 use knetdoctor::error::Result;
 use knetdoctor::inspect;
 
-use super::{emit, out, source};
+use super::{emit, out, source, source_in};
 use crate::cli::{InspectCommand, InspectNodeArgs, InspectObjectArgs, Output};
 
 pub fn run(cmd: InspectCommand) -> Result<u8> {
@@ -51,7 +51,7 @@ type LinkedFn = fn(
 /// `inspect pod|svc|ingress|dns`: the linked view; exit 1 when a link is broken.
 fn linked(a: InspectObjectArgs, view: LinkedFn) -> Result<u8> {
     let reading = super::progress::Spinner::start("reading the cluster and its nodes");
-    let g = source(&a.source).target()?.gather(None)?;
+    let g = source_in(&a.source, &a.namespace).target()?.gather(None)?;
     drop(reading);
     let ns = a.source.namespace(&a.namespace);
     let v = view(&g.cluster, &g.states, &g.findings, &a.name, &ns)?;
@@ -59,11 +59,11 @@ fn linked(a: InspectObjectArgs, view: LinkedFn) -> Result<u8> {
         Output::Json | Output::Yaml => emit(a.output, &v),
         Output::Text | Output::Wide => out(&inspect::chain::text(&v)),
     }
-    Ok(
-        if v.findings.is_empty() && v.lines.iter().all(|l| l.ok != Some(false)) {
-            0
-        } else {
-            1
-        },
-    )
+    Ok(if v.lines.iter().any(|l| l.ok == Some(false)) {
+        1
+    } else if !v.unread.is_empty() {
+        knetdoctor::check::INCOMPLETE
+    } else {
+        knetdoctor::check::exit_code(&v.findings)
+    })
 }

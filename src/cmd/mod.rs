@@ -36,7 +36,7 @@ pub fn run(cli: Cli, invoked: Invoked) -> Result<u8> {
         Command::Tui(a) => knetdoctor::tui::run(knetdoctor::tui::Options {
             source: knetdoctor::access::Source {
                 published: true,
-                ..source(&a.source)
+                ..source_in(&a.source, &a.namespace)
             },
             refresh: std::time::Duration::from_millis(a.refresh_ms),
             namespace: a.namespace,
@@ -48,6 +48,7 @@ pub fn run(cli: Cli, invoked: Invoked) -> Result<u8> {
         Command::Drops(a) => drops::run(a),
         Command::Repair(a) => repair::run(a),
         Command::Collect(a) => collect::run(a),
+        Command::Rbac(a) => rbac(a),
         Command::Agent(a) => agent::run(a),
         Command::Lab(c) => lab::run(c),
         Command::Completion { shell } => completion(invoked, shell),
@@ -56,6 +57,22 @@ pub fn run(cli: Cli, invoked: Invoked) -> Result<u8> {
         | Command::LabForward { .. }
         | Command::LabKubelets { .. }) => hidden::run(c),
     }
+}
+
+/// `rbac`: the reader role, and the bindings asked for.
+fn rbac(a: crate::cli::RbacArgs) -> Result<u8> {
+    use knetdoctor::inspect::rbac::{Grantee, Options, render};
+    let grantee = match (a.user, a.group, a.serviceaccount) {
+        (Some(u), _, _) => Some(Grantee::User(u)),
+        (_, Some(g), _) => Some(Grantee::Group(g)),
+        (_, _, Some(sa)) => Some(Grantee::service_account(&sa)?),
+        _ => None,
+    };
+    out(&render(&Options {
+        grantee,
+        namespace: a.namespace,
+    }));
+    Ok(0)
 }
 
 /// `completion SHELL`: the shell's registration script on stdout.
@@ -107,6 +124,17 @@ fn source(a: &SourceArgs) -> Source {
         live: a.live(),
         published: false,
     }
+}
+
+/// The source of a command with `-n`: where the API server refuses a
+/// kind's list across the cluster, that namespace's list stands in (a
+/// user bound in one namespace still gets its answers).
+fn source_in(a: &SourceArgs, namespace: &Option<String>) -> Source {
+    let mut s = source(a);
+    if let Some(live) = s.live.as_mut() {
+        live.namespace_if_refused = namespace.clone();
+    }
+    s
 }
 
 /// The live cluster of `--kubeconfig`/`--context`, whose nodes are

@@ -4,11 +4,11 @@
 use knetdoctor::error::{Error, Result};
 use knetdoctor::trace::{probe, resolve, sim, text};
 
-use super::{emit, out, source};
+use super::{emit, out, source_in};
 use crate::cli::{Output, TraceArgs};
 
 pub fn run(a: TraceArgs) -> Result<u8> {
-    let target = source(&a.source).target()?;
+    let target = source_in(&a.source, &a.namespace).target()?;
     let reading = super::progress::Spinner::start("reading the cluster and its nodes");
     let g = target.gather(None)?;
     drop(reading);

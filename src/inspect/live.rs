@@ -9,16 +9,21 @@ use std::hash::Hash;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::{reflector, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Config, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::model::reading::{ApiKind, Unreadable};
 use crate::model::{Cluster, convert};
 
 /// How to reach the cluster, kubectl-style.
@@ -29,6 +34,9 @@ pub struct LiveSource {
     /// Only this namespace's Pods, Services, endpoints and Ingresses (`-n`);
     /// `None` is every namespace (`-A`, the default for checks).
     pub namespace: Option<String>,
+    /// The namespace to read when the whole cluster's lists of a kind are
+    /// refused (the command's `-n`); `None`: the kubeconfig context's.
+    pub namespace_if_refused: Option<String>,
     /// The namespace the knetdoctor agent runs in (`None`: the manifest's
     /// default).
     pub agent_namespace: Option<String>,
@@ -55,6 +63,39 @@ impl LiveSource {
             .as_ref()?
             .namespace
             .clone()
+    }
+
+    /// The API server this source talks to and the CA it trusts for it
+    /// (file or data), from the kubeconfig alone: two kubeconfigs with the
+    /// same are the same cluster, whoever their users.
+    pub fn server_identity(&self) -> Option<(String, Option<String>)> {
+        let kc = match &self.kubeconfig {
+            Some(path) => Kubeconfig::read_from(path).ok()?,
+            None => Kubeconfig::read().ok()?,
+        };
+        let context = self.context.clone().or(kc.current_context.clone())?;
+        let cluster_name = match &self.cluster {
+            Some(c) => c.clone(),
+            None => kc
+                .contexts
+                .iter()
+                .find(|c| c.name == context)?
+                .context
+                .as_ref()?
+                .cluster
+                .clone(),
+        };
+        let cluster = kc
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster_name)?
+            .cluster
+            .as_ref()?;
+        let ca = cluster
+            .certificate_authority
+            .clone()
+            .or(cluster.certificate_authority_data.clone());
+        Some((cluster.server.clone()?, ca))
     }
 
     /// Where to look for the agents.
@@ -128,15 +169,31 @@ pub async fn client(src: &LiveSource) -> Result<(Client, String)> {
     config.read_timeout = Some(Duration::from_secs(30));
     let url = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| unreachable(e, &url))?;
-    // One cheap request first, so an unreachable server fails fast and clearly.
-    tokio::time::timeout(CONNECT_TIMEOUT * 2, client.apiserver_version())
+    // One cheap request first, so an unreachable server fails fast and
+    // clearly. An answer, even a refusal, means the server is there: a 401
+    // is about the credentials, a 403 (a cluster that hides /version) is
+    // for the lists to tell.
+    let answer = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.apiserver_version())
         .await
-        .map_err(|_| unreachable("no answer", &url))?
-        .map_err(|e| unreachable(e, &url))?;
+        .map_err(|_| unreachable("no answer", &url))?;
+    match answer {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 401 => {
+            return Err(Error::env(
+                format!(
+                    "the Kubernetes API at {url} did not accept your credentials (401 Unauthorized): {}",
+                    s.message
+                ),
+                Some(CREDENTIALS_HINT.to_string()),
+            ));
+        }
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        Err(e) => return Err(unreachable(e, &url)),
+    }
     Ok((client, url))
 }
 
-fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,
@@ -147,6 +204,38 @@ where
     }
 }
 
+/// Every list was refused: the identity may read nothing knetdoctor
+/// needs. The server's first answer names the user; the hint says what
+/// to grant.
+fn refused_everything(refused: &[Unreadable], url: &str) -> Error {
+    let unauthorized = refused.iter().find(|u| u.code == 401);
+    match unauthorized {
+        Some(u) => Error::env(
+            format!(
+                "the Kubernetes API at {url} did not accept your credentials (401 Unauthorized): {}",
+                u.message
+            ),
+            Some(CREDENTIALS_HINT.to_string()),
+        ),
+        None => {
+            let what: Vec<String> = refused.iter().map(Unreadable::scope).collect();
+            Error::env(
+                format!(
+                    "the Kubernetes API at {url} refused every list knetdoctor needs ({}): {}",
+                    what.join(", "),
+                    refused.first().map_or("", |u| u.message.as_str())
+                ),
+                Some(GRANT_HINT.to_string()),
+            )
+        }
+    }
+}
+
+/// What to do about a 403: the role, and how to bind it.
+const GRANT_HINT: &str = "a cluster admin can grant reading with the knetdoctor-reader role: `knetdoctor rbac --user NAME | kubectl apply -f -` (NAME as the message names the user); `knetdoctor rbac` prints the role. If you may read only some namespaces, pass -n NAMESPACE";
+/// What to do about a 401.
+const CREDENTIALS_HINT: &str = "the token or client certificate of your kubeconfig's user is wrong or expired: renew it (`kubectl get --raw /version` fails the same way until then)";
+
 /// True if the server serves discovery.k8s.io/v1 EndpointSlices.
 pub(crate) async fn serves_endpointslice_v1(client: &Client) -> bool {
     client
@@ -155,29 +244,30 @@ pub(crate) async fn serves_endpointslice_v1(client: &Client) -> bool {
         .is_ok_and(|r| r.resources.iter().any(|x| x.name == "endpointslices"))
 }
 
-/// The API server refused to list kind `K` to this identity.
-fn forbidden<K: Resource>(s: &kube::core::Status) -> Error
-where
-    K::DynamicType: Default,
-{
-    Error::env(
-        format!(
-            "the API server refused to list {} to you: {}",
-            K::plural(&Default::default()),
-            s.message
-        ),
-        Some(
-            "knetdoctor reads the cluster as `view` does: ask for the knetdoctor-viewer ClusterRole (`knetdoctor agent manifest` defines it) to be bound to you"
-                .to_string(),
-        ),
-    )
+/// The lists refused so far, by kind and namespace, shared by the
+/// reflector tasks: a refusal is recorded when the server answers 403 or
+/// 401 and forgotten at the next event (the watcher keeps retrying with
+/// its backoff, so a role bound later is picked up without a restart).
+type Refusals = Arc<Mutex<BTreeMap<(ApiKind, Option<String>), Unreadable>>>;
+
+/// The server's Status if the watcher's error is a refusal (403, 401).
+fn refusal(e: &watcher::Error) -> Option<&kube::core::Status> {
+    let s = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s,
+        watcher::Error::WatchError(s) => s,
+        _ => return None,
+    };
+    (s.code == 403 || s.code == 401).then_some(s)
 }
 
 /// The live cluster kept current by watches: a reflector per kind, driven
 /// on a runtime thread of its own for as long as this lives. Each change
 /// after the initial lists is announced on the channel given to
 /// [`Reflected::start`]; [`Reflected::cluster`] copies the stores — no
-/// re-list, however often the cluster changes.
+/// re-list, however often the cluster changes. A list the server refuses
+/// leaves its store empty and is said in the cluster's `unread`.
 pub struct Reflected {
     nodes: reflector::Store<Node>,
     pods: reflector::Store<Pod>,
@@ -188,53 +278,175 @@ pub struct Reflected {
     slices: Option<reflector::Store<EndpointSlice>>,
     endpoints: Option<reflector::Store<Endpoints>>,
     config_maps: Vec<reflector::Store<ConfigMap>>,
+    sink: Sink,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// Starts a reflector on `api`; its changes (after the initial list) go
-/// to `changed`. Returns the store once the initial list is in.
+/// Where reflectors report to: the change channel, the refusals, the
+/// namespaces read instead of refused cluster-wide lists, and how many
+/// lists were answered.
+#[derive(Clone)]
+struct Sink {
+    changed: std::sync::mpsc::Sender<()>,
+    refusals: Refusals,
+    instead: Arc<Mutex<BTreeMap<ApiKind, String>>>,
+    listed: Arc<AtomicUsize>,
+}
+
+impl Sink {
+    fn new(changed: std::sync::mpsc::Sender<()>) -> Sink {
+        Sink {
+            changed,
+            refusals: Arc::default(),
+            instead: Arc::default(),
+            listed: Arc::default(),
+        }
+    }
+
+    /// Whether the list of `kind` in `ns` (or everywhere) is refused now.
+    fn refused(&self, kind: ApiKind, ns: Option<&str>) -> bool {
+        self.refusals
+            .lock()
+            .is_ok_and(|r| r.contains_key(&(kind, ns.map(str::to_string))))
+    }
+
+    /// The lists refused now, each with the namespace read instead.
+    fn unread(&self) -> Vec<Unreadable> {
+        let instead = self.instead.lock().map(|i| i.clone()).unwrap_or_default();
+        self.refusals
+            .lock()
+            .map(|r| {
+                r.values()
+                    .map(|u| Unreadable {
+                        read_instead: match u.namespace {
+                            None => instead.get(&u.kind).cloned(),
+                            Some(_) => None,
+                        },
+                        ..u.clone()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Starts a reflector on `api` (kind `kind`, `namespace` or all); its
+/// changes (after the initial list) go to the sink. Returns the store once
+/// the initial list is in or has been refused: a refusal takes one round
+/// trip, not the list timeout.
 async fn reflect<K>(
     api: Api<K>,
+    kind: ApiKind,
+    namespace: Option<&str>,
     url: &str,
-    changed: std::sync::mpsc::Sender<()>,
+    sink: &Sink,
 ) -> Result<reflector::Store<K>>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let mut stream = Box::pin(reflector(writer, watcher(api, watcher::Config::default())));
-    // A refusal of the initial list is final (the watcher would retry it
-    // until the timeout): it is reported at once, with what to do.
-    let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<Error>();
+    let mut stream = Box::pin(reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    ));
+    let key = (kind, namespace.map(str::to_string));
+    let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<()>();
+    let sink = sink.clone();
     tokio::spawn(async move {
         let mut refused_tx = Some(refused_tx);
         while let Some(event) = stream.next().await {
-            if let Err(watcher::Error::InitialListFailed(kube::Error::Api(s))) = &event
-                && (s.is_forbidden() || s.code == 401)
+            let now_refused = match &event {
+                Err(e) => refusal(e).map(|s| Unreadable {
+                    kind: key.0,
+                    namespace: key.1.clone(),
+                    code: s.code,
+                    message: s.message.clone(),
+                    read_instead: None,
+                }),
+                Ok(_) => None,
+            };
+            let was = {
+                let Ok(mut r) = sink.refusals.lock() else {
+                    return;
+                };
+                match &now_refused {
+                    Some(u) => r.insert(key.clone(), u.clone()).is_some(),
+                    None if event.is_ok() => r.remove(&key).is_some(),
+                    None => false,
+                }
+            };
+            if now_refused.is_some()
                 && let Some(tx) = refused_tx.take()
             {
-                let _ = tx.send(forbidden::<K>(s));
-                return;
+                let _ = tx.send(());
             }
             let change = matches!(
                 event,
                 Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))
-            );
-            if change && changed.send(()).is_err() {
+            ) || now_refused.is_some() != was;
+            if change && sink.changed.send(()).is_err() {
                 return;
             }
         }
     });
-    // A refusal ends the task, and with it the store's writer: the wait
-    // ends at once, and the refusal is the reason.
-    let ready = tokio::time::timeout(LIST_TIMEOUT, reader.wait_until_ready())
+    // A refusal first: once sent it stays, even if the task has ended
+    // since (a one-shot reading drops its change channel). A task that
+    // ended without one is no refusal.
+    let refused = async {
+        match refused_rx.await {
+            Ok(()) => {}
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let answer = async {
+        tokio::select! {
+            biased;
+            () = refused => Some(false),
+            r = reader.wait_until_ready() => r.is_ok().then_some(true),
+        }
+    };
+    let listed = tokio::time::timeout(LIST_TIMEOUT, answer)
         .await
-        .map_err(|_| unreachable("listing timed out", url))?;
-    if let Err(e) = ready {
-        return Err(refused_rx.await.unwrap_or_else(|_| unreachable(e, url)));
+        .map_err(|_| unreachable("listing timed out", url))?
+        .ok_or_else(|| unreachable("the list ended without an answer", url))?;
+    if listed {
+        sink.listed.fetch_add(1, Ordering::Relaxed);
     }
     Ok(reader)
+}
+
+/// Reflects a namespaced kind in `ns` (or all namespaces); when the
+/// whole cluster's list is refused and `fallback` names a namespace the
+/// user may read, that namespace's list stands in, said as such.
+async fn reflect_in<K>(
+    client: &Client,
+    kind: ApiKind,
+    ns: Option<&str>,
+    fallback: Option<&str>,
+    url: &str,
+    sink: &Sink,
+) -> Result<reflector::Store<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let store = reflect(api(client, ns), kind, ns, url, sink).await?;
+    match (ns, fallback) {
+        (None, Some(only)) if sink.refused(kind, None) => {
+            if let Ok(mut i) = sink.instead.lock() {
+                i.insert(kind, only.to_string());
+            }
+            reflect(api(client, Some(only)), kind, Some(only), url, sink).await
+        }
+        _ => Ok(store),
+    }
 }
 
 impl Reflected {
@@ -282,33 +494,51 @@ impl Reflected {
         stop: tokio::sync::oneshot::Sender<()>,
     ) -> Result<Reflected> {
         let (client, url) = client(src).await?;
-        let ns = &src.namespace;
-        let c = || changed.clone();
+        let sink = Sink::new(changed);
+        let ns = src.namespace.as_deref();
+        let fallback = src
+            .namespace_if_refused
+            .clone()
+            .or_else(|| src.context_namespace());
+        let fb = fallback.as_deref();
         let v1_slices = serves_endpointslice_v1(&client).await;
         let mut config_maps = Vec::new();
         for ns in ["kube-system", "kube-flannel"] {
-            config_maps.push(reflect(Api::namespaced(client.clone(), ns), &url, c()).await?);
+            let api = Api::namespaced(client.clone(), ns);
+            config_maps.push(reflect(api, ApiKind::ConfigMaps, Some(ns), &url, &sink).await?);
         }
-        Ok(Reflected {
-            nodes: reflect(Api::all(client.clone()), &url, c()).await?,
-            pods: reflect(api(&client, ns), &url, c()).await?,
-            services: reflect(api(&client, ns), &url, c()).await?,
-            ingresses: reflect(api(&client, ns), &url, c()).await?,
-            ingress_classes: reflect(Api::all(client.clone()), &url, c()).await?,
-            network_policies: reflect(api(&client, ns), &url, c()).await?,
-            slices: if v1_slices {
-                Some(reflect(api(&client, ns), &url, c()).await?)
-            } else {
-                None
+        let c = &client;
+        let r = Reflected {
+            nodes: reflect(Api::all(c.clone()), ApiKind::Nodes, None, &url, &sink).await?,
+            pods: reflect_in(c, ApiKind::Pods, ns, fb, &url, &sink).await?,
+            services: reflect_in(c, ApiKind::Services, ns, fb, &url, &sink).await?,
+            ingresses: reflect_in(c, ApiKind::Ingresses, ns, fb, &url, &sink).await?,
+            ingress_classes: reflect(
+                Api::all(c.clone()),
+                ApiKind::IngressClasses,
+                None,
+                &url,
+                &sink,
+            )
+            .await?,
+            network_policies: reflect_in(c, ApiKind::NetworkPolicies, ns, fb, &url, &sink).await?,
+            slices: match v1_slices {
+                true => Some(reflect_in(c, ApiKind::Endpoints, ns, fb, &url, &sink).await?),
+                false => None,
             },
-            endpoints: if v1_slices {
-                None
-            } else {
-                Some(reflect(api(&client, ns), &url, c()).await?)
+            endpoints: match v1_slices {
+                false => Some(reflect_in(c, ApiKind::Endpoints, ns, fb, &url, &sink).await?),
+                true => None,
             },
             config_maps,
+            sink: sink.clone(),
             stop: Some(stop),
-        })
+        };
+        // Nothing at all may be read: that is no answer, partial or not.
+        if sink.listed.load(Ordering::Relaxed) == 0 {
+            return Err(refused_everything(&sink.unread(), &url));
+        }
+        Ok(r)
     }
 
     /// The cluster as the watches have it now.
@@ -346,6 +576,7 @@ impl Reflected {
                     .filter(crate::model::cluster::reads_config_map),
             );
         }
+        c.unread = self.sink.unread();
         c.invalidate_index();
         c
     }

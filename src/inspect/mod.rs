@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod kubectl;
 pub mod live;
 pub mod node;
+pub mod rbac;
 pub mod redact;
 pub mod render;
 pub mod tools;

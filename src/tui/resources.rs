@@ -375,6 +375,7 @@ fn node_view(cluster: &Cluster, findings: &[Finding], name: &str) -> LinkedView 
             .filter(|f| f.node.as_deref() == Some(name))
             .cloned()
             .collect(),
+        unread: cluster.unread.clone(),
     }
 }
 

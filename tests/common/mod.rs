@@ -31,6 +31,49 @@ pub fn kd_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `knetdoctor ARGS -o json`'s exit code and findings, as (id, node or
+/// `cluster`) pairs in its order.
+pub fn check_findings(args: &[&str]) -> (Option<i32>, Vec<(String, String)>) {
+    let out = kd(args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["node"].as_str().unwrap_or("cluster").to_string(),
+            )
+        })
+        .collect();
+    (out.status.code(), f)
+}
+
+/// Calls `f` until `done` holds for its answer or `limit` has passed;
+/// the last answer (the controllers and caches of a real API server act
+/// asynchronously).
+pub fn poll<T>(
+    limit: std::time::Duration,
+    mut f: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let got = f();
+        if done(&got) || std::time::Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// Runs a command inside a named namespace with `ip netns exec` (an
 /// independent path into the namespace, not knetdoctor's own setns).
 pub fn in_ns(ns: &str, argv: &[&str]) -> Output {

@@ -8,20 +8,34 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::finding::{Finding, FindingId, ObjectRef, RepairAction, Severity};
+use super::finding::{Finding, FindingId, ObjectRef, RepairAction, Severity, Subject};
 use crate::dataplane::NodeState;
 use crate::model::Cluster;
 use crate::model::flannel::{Lease, LeaseError};
+use crate::model::reading::{CheckGroup, Skipped};
 
 const KUBE_DNS: (&str, &str) = ("kube-system", "kube-dns");
 
 /// All cluster-level findings.
 pub fn check(cluster: &Cluster, out: &mut Vec<Finding>) {
-    check_leases(cluster, out);
-    check_services(cluster, out);
-    check_cluster_dns(cluster, out);
-    check_ingresses(cluster, out);
-    check_coredns(cluster, out);
+    check_unreadable(cluster, out);
+    let skipped = Skipped::of(&cluster.unread);
+    if skipped.runs(CheckGroup::Leases) {
+        check_leases(cluster, out);
+    }
+    if skipped.runs(CheckGroup::ServiceEndpoints) {
+        check_services(cluster, out);
+    }
+    if skipped.runs(CheckGroup::ClusterDns) {
+        check_cluster_dns(cluster, out);
+        check_coredns(cluster, out);
+    }
+    if skipped.runs(CheckGroup::Ingresses) {
+        check_ingresses(cluster, out);
+    }
+    if !skipped.runs(CheckGroup::NetworkPolicies) {
+        return;
+    }
     for np in &cluster.network_policies {
         let (ns, name) = (
             np.metadata.namespace.clone().unwrap_or_default(),
@@ -31,6 +45,37 @@ pub fn check(cluster: &Cluster, out: &mut Vec<Finding>) {
             Finding::new(FindingId::NetworkPolicyNotEnforced, Severity::Warning, None, format!("NetworkPolicy {ns}/{name} exists but flannel does not enforce NetworkPolicies"))
                 .object(ObjectRef::namespaced("NetworkPolicy", &ns, name))
                 .repair(RepairAction::Manual { what: "add a policy engine (e.g. Calico in policy-only mode, 'canal') or remove the policy".into() }),
+        );
+    }
+}
+
+/// A warning per list the API server refused, naming the checks skipped
+/// because of it and what to grant.
+fn check_unreadable(cluster: &Cluster, out: &mut Vec<Finding>) {
+    for u in &cluster.unread {
+        let skipped: Vec<&str> = Skipped::because_of(u).iter().map(|g| g.what()).collect();
+        let skipped = match skipped.is_empty() {
+            true => "no check reads them".to_string(),
+            false => format!("{} skipped", skipped.join(", ")),
+        };
+        let grant = match u.code {
+            401 => "the API server did not accept your credentials: renew the token or certificate of your kubeconfig's user, then check again".to_string(),
+            _ => "bind the knetdoctor-reader role to the user the message names: `knetdoctor rbac --user NAME | kubectl apply -f -` (as a cluster admin)".to_string(),
+        };
+        out.push(
+            Finding::new(
+                FindingId::ApiUnreadable,
+                Severity::Warning,
+                None,
+                format!("{}: {} → {skipped}", u.scope(), u.refusal()),
+            )
+            .object(Subject::ApiList {
+                kind: u.kind,
+                namespace: u.namespace.clone(),
+                read_instead: u.read_instead.clone(),
+            })
+            .evidence("list and watch allowed", u.message.clone())
+            .repair(RepairAction::Manual { what: grant }),
         );
     }
 }

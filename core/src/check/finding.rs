@@ -98,6 +98,13 @@ pub enum Subject {
     NodeState(UnreadSource),
     /// The iptables backends (`nft+legacy`) rules are split across.
     IptablesBackends(String),
+    /// A list the API server refused: a kind, in one namespace or all.
+    ApiList {
+        kind: crate::model::reading::ApiKind,
+        namespace: Option<String>,
+        /// The namespace read instead of all of them.
+        read_instead: Option<String>,
+    },
 }
 
 impl Subject {
@@ -132,6 +139,7 @@ impl Subject {
             Subject::Rule(_) => "rule",
             Subject::NodeState(_) => "node-state",
             Subject::IptablesBackends(_) => "iptables",
+            Subject::ApiList { .. } => "api-list",
         }
     }
 
@@ -148,6 +156,11 @@ impl Subject {
             Subject::RealServer { proto, vip, addr } => format!("{proto}/{vip} -> {addr}"),
             Subject::Rule(p) => p.to_string(),
             Subject::NodeState(s) => s.to_string(),
+            Subject::ApiList {
+                kind,
+                namespace,
+                read_instead,
+            } => crate::model::reading::scope(*kind, namespace.as_deref(), read_instead.as_deref()),
         }
     }
 
@@ -317,9 +330,12 @@ impl Finding {
     /// Whether it names an object of namespace `ns` (`kubectl -n`'s view
     /// of the findings: a node's routes belong to no namespace).
     pub fn in_namespace(&self, ns: &str) -> bool {
-        self.objects
-            .iter()
-            .any(|o| o.subject.object().and_then(|o| o.namespace.as_deref()) == Some(ns))
+        // What could not be read bears on every answer, whatever its scope.
+        self.id == FindingId::ApiUnreadable
+            || self
+                .objects
+                .iter()
+                .any(|o| o.subject.object().and_then(|o| o.namespace.as_deref()) == Some(ns))
     }
 
     /// A finding with no evidence or repair yet.

@@ -106,6 +106,9 @@ finding_ids! {
     PodVethNotOnBridge = "pod-veth-not-on-bridge", Node, Wrong;
     PodVethMtuMismatch = "pod-veth-mtu-mismatch", Node, Wrong;
     NodeStateUnreadable = "node-state-unreadable", Node, Other;
+    /// A list the API server refused to the reader: the verdicts that
+    /// read it were skipped.
+    ApiUnreadable = "api-unreadable", Cluster, Other;
     NodeIpv6Only = "node-ipv6-only", Node, Other;
     IptablesBackendSplit = "iptables-backend-split", Node, Wrong;
     DnsConntrackStale = "dns-conntrack-stale", Node, Stale;

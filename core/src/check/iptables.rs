@@ -31,6 +31,14 @@ pub fn kube_proxy_ruleset(state: &NodeState) -> Option<&Ruleset> {
         .find(|rs| has_kube_chains(rs))
 }
 
+/// Which owners' chains are judged: one whose API objects could not be
+/// read is not (its chains would look stale against nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct Judged {
+    pub kube_proxy: bool,
+    pub flannel: bool,
+}
+
 /// All iptables findings for `node`.
 pub fn check_node(
     cluster: &Cluster,
@@ -38,6 +46,7 @@ pub fn check_node(
     state: &NodeState,
     net: &ClusterNetwork,
     mode: ProxyMode,
+    judged: Judged,
     out: &mut Vec<Finding>,
 ) {
     let n = Some(node);
@@ -70,10 +79,12 @@ pub fn check_node(
     let Some(rs) = main.map(|b| &b.ruleset) else {
         return;
     };
-    if mode == ProxyMode::Iptables {
+    if mode == ProxyMode::Iptables && judged.kube_proxy {
         check_kube_proxy(cluster, node, rs, out);
     }
-    check_flannel_rules(node, rs, net, out);
+    if judged.flannel {
+        check_flannel_rules(node, rs, net, out);
+    }
 }
 
 fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<Finding>) {

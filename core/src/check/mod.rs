@@ -19,6 +19,7 @@ pub use finding::{
 
 use crate::dataplane::NodeState;
 use crate::dataplane::state::UnreadSource;
+use crate::model::reading::{CheckGroup, Skipped};
 use crate::model::{Cluster, ClusterNetwork};
 
 /// Every finding for the cluster and the given nodes' states, sorted by
@@ -33,6 +34,23 @@ pub fn run(cluster: &Cluster, nodes: &[(String, NodeState)]) -> Vec<Finding> {
     sort(&mut out);
     out
 }
+
+/// The exit code of an answer made of these findings: 0 healthy, 1 a
+/// finding about the cluster or a node, 5 incomplete — nothing wrong in
+/// what could be read, but the API server refused some of it (RBAC), so
+/// "healthy" cannot be said.
+pub fn exit_code(findings: &[Finding]) -> u8 {
+    if findings.iter().any(|f| f.id != FindingId::ApiUnreadable) {
+        1
+    } else if findings.is_empty() {
+        0
+    } else {
+        INCOMPLETE
+    }
+}
+
+/// The exit code of an answer whose reading was incomplete.
+pub const INCOMPLETE: u8 = 5;
 
 /// The order findings are reported in: by node (cluster-level first),
 /// severity, ID and summary.
@@ -75,7 +93,12 @@ pub fn check_iptables(
     if let Some(net) = net
         && !inputs.unread
     {
-        iptables::check_node(cluster, node, state, net, inputs.mode, &mut out);
+        let skipped = Skipped::of(&cluster.unread);
+        let judged = iptables::Judged {
+            kube_proxy: skipped.runs(CheckGroup::KubeProxy),
+            flannel: skipped.runs(CheckGroup::Overlay),
+        };
+        iptables::check_node(cluster, node, state, net, inputs.mode, judged, &mut out);
     }
     out
 }
@@ -112,32 +135,45 @@ pub fn check_node_but_iptables(
     net: Option<&ClusterNetwork>,
     out: &mut Vec<Finding>,
 ) {
-    flannel::check_node(cluster, node, state, out);
+    // What the API server refused is reported once, cluster-wide; the
+    // verdicts that read it are not run against what is missing.
+    let api = Skipped::of(&cluster.unread);
+    if api.runs(CheckGroup::Overlay) {
+        flannel::check_node(cluster, node, state, out);
+    }
     flannel::check_sysctls(node, state, out);
     flannel::check_rules(node, state, out);
-    flannel::check_pods(cluster, node, state, out);
+    if api.runs(CheckGroup::PodDevices) {
+        flannel::check_pods(cluster, node, state, out);
+    }
     let mode = crate::model::kube_proxy::node_proxy_mode(cluster, state);
     unread(node, state, out);
     // What was not read is reported above, not judged as if it were empty.
     let not_read = |f: fn(&UnreadSource) -> bool| state.unread.iter().any(|u| f(&u.source));
-    if mode == crate::model::kube_proxy::ProxyMode::Ipvs
+    let kube_proxy = api.runs(CheckGroup::KubeProxy);
+    if kube_proxy
+        && mode == crate::model::kube_proxy::ProxyMode::Ipvs
         && !not_read(|s| matches!(s, UnreadSource::Ipvs | UnreadSource::Ipset))
     {
         ipvs::check_node(cluster, node, state, out);
     }
-    if mode == crate::model::kube_proxy::ProxyMode::Nftables
+    if kube_proxy
+        && mode == crate::model::kube_proxy::ProxyMode::Nftables
         && !not_read(|s| matches!(s, UnreadSource::Nftables))
     {
         nftables::check_node(cluster, node, state, net, out);
     }
 
     if let Some(net) = net.filter(|n| n.nftables)
+        && api.runs(CheckGroup::Overlay)
         && !not_read(|s| matches!(s, UnreadSource::Nftables))
     {
         nftables::check_flannel(cluster, node, state, net, out);
     }
 
-    cluster::check_dns_conntrack(cluster, node, state, out);
+    if api.runs(CheckGroup::ClusterDns) {
+        cluster::check_dns_conntrack(cluster, node, state, out);
+    }
 }
 
 /// A finding for each part of the node's state that could not be read or

@@ -26,6 +26,10 @@ pub enum Unreached {
     AgentNotInstalled,
     /// Its agent was asked and failed or did not answer.
     AgentFailed { error: String },
+    /// The API server refused to list the agents to this identity (its
+    /// message): a role that reads the cluster's objects but may not ask
+    /// the agents.
+    AgentsForbidden { message: String },
 }
 
 impl Unreached {
@@ -45,6 +49,9 @@ impl Unreached {
                     .to_string()
             }
             Unreached::AgentFailed { error } => format!("its agent: {error}"),
+            Unreached::AgentsForbidden { message } => format!(
+                "you may not ask the knetdoctor agents ({message}): the knetdoctor-viewer role (`knetdoctor agent manifest`) lets you"
+            ),
         }
     }
 }

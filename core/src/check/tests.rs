@@ -1009,3 +1009,62 @@ fn trace_between(c: &Cluster, s: NodeState, src: &str, dst: &str) -> crate::trac
     let dst = crate::trace::resolve::resolve(c, dst, "default").unwrap();
     crate::trace::sim::trace(&world, &src, &dst, crate::trace::Proto::Tcp, None)
 }
+
+/// A reader the API server refused some lists to: what was refused is
+/// said once with the checks it skips, those checks are not judged against
+/// the empty lists (every KUBE-SVC chain would look stale, every peer's
+/// route unexpected), and the checks that do not need it still find what
+/// they find. Exit 5 when nothing else is wrong.
+#[test]
+fn refused_lists_skip_what_reads_them_and_nothing_else() {
+    use crate::model::reading::{ApiKind, Unreadable};
+    let refused = |kind, ns: Option<&str>| Unreadable {
+        kind,
+        namespace: ns.map(str::to_string),
+        code: 403,
+        message: format!("{kind:?} is forbidden: User \"lab-ns\" cannot list resource"),
+        read_instead: None,
+    };
+    let (full, mut s) = seed();
+    // What a namespace-limited reader sees: no Nodes, no Services outside
+    // its namespace, no kube-system ConfigMaps.
+    let mut c = full.clone();
+    c.nodes.clear();
+    c.services.clear();
+    c.endpoint_slices.clear();
+    c.config_maps.clear();
+    c.unread = vec![
+        refused(ApiKind::Nodes, None),
+        refused(ApiKind::Services, None),
+        refused(ApiKind::Endpoints, None),
+        refused(ApiKind::ConfigMaps, Some("kube-system")),
+        refused(ApiKind::ConfigMaps, Some("kube-flannel")),
+    ];
+    c.invalidate_index();
+    let findings = run(&c, &[(NODE.to_string(), s.clone())]);
+    let got: BTreeSet<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(got, ["api-unreadable"].into(), "{findings:#?}");
+    assert_eq!(findings.len(), 5);
+    let endpoints = findings
+        .iter()
+        .find(|f| f.summary.starts_with("Endpoints in all namespaces"))
+        .unwrap();
+    assert!(
+        endpoints.summary.contains("forbidden → kube-proxy rule checks, Service endpoint checks, kube-dns checks, Ingress checks skipped"),
+        "{}",
+        endpoints.summary
+    );
+    assert_eq!(super::exit_code(&findings), super::INCOMPLETE);
+
+    // What still stands is judged: a node-local fault (a sysctl) and a
+    // pod's veth, which read neither Nodes nor Services.
+    s.sysctls.ip_forward = Some(false);
+    let findings = run(&c, &[(NODE.to_string(), s.clone())]);
+    assert!(findings.iter().any(|f| f.id == FindingId::IpForwardOff));
+    assert_eq!(super::exit_code(&findings), 1);
+    // The same fault on the complete reading is found as well: skipping
+    // did not hide it, and a complete reading says nothing of unread.
+    let findings = run(&full, &[(NODE.to_string(), s)]);
+    assert!(findings.iter().any(|f| f.id == FindingId::IpForwardOff));
+    assert!(!findings.iter().any(|f| f.id == FindingId::ApiUnreadable));
+}

@@ -228,8 +228,16 @@ pub fn columns<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String 
 }
 
 /// What was checked and what was found, in a line or two.
-fn summary(findings: &[Finding], nodes: &[String], not_read: &[super::reach::NotRead]) -> String {
+fn summary(all: &[Finding], nodes: &[String], not_read: &[super::reach::NotRead]) -> String {
     let mut o = String::new();
+    // Refused lists make the answer incomplete: never "healthy".
+    let (refused, findings): (Vec<&Finding>, Vec<&Finding>) = all
+        .iter()
+        .partition(|f| f.id == super::FindingId::ApiUnreadable);
+    let healthy = match refused.is_empty() {
+        true => "healthy: no findings",
+        false => "no findings in what could be read",
+    };
     let errors = findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
@@ -252,11 +260,11 @@ fn summary(findings: &[Finding], nodes: &[String], not_read: &[super::reach::Not
         }
     }
     if findings.is_empty() && nodes.is_empty() {
-        let _ = writeln!(o, "healthy: no findings in the cluster objects");
+        let _ = writeln!(o, "{healthy} in the cluster objects");
     } else if findings.is_empty() {
         let _ = writeln!(
             o,
-            "healthy: no findings ({} node(s) checked: {})",
+            "{healthy} ({} node(s) checked: {})",
             nodes.len(),
             nodes.join(", ")
         );
@@ -266,6 +274,13 @@ fn summary(findings: &[Finding], nodes: &[String], not_read: &[super::reach::Not
             "{} finding(s): {errors} error(s), {warnings} warning(s); {} node(s) checked",
             findings.len(),
             nodes.len()
+        );
+    }
+    if !refused.is_empty() {
+        let _ = writeln!(
+            o,
+            "incomplete: the API server refused {} list(s) (above); what depends on them was not checked",
+            refused.len()
         );
     }
     o

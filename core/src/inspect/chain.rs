@@ -40,6 +40,9 @@ pub struct LinkedView {
     pub lines: Vec<Line>,
     /// Findings about this object or anything it links to.
     pub findings: Vec<Finding>,
+    /// The lists the API server refused: the view is read in part.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<crate::model::reading::Unreadable>,
 }
 
 struct Builder<'a> {
@@ -295,6 +298,21 @@ impl<'a> Builder<'a> {
             Some(Err(e)) => {
                 self.line(depth, "Node", format!("{node}: {e}"), Some(false));
                 self.to(ObjectRef::node(node));
+            }
+            // Not listed because the API server refused it: unknown, not
+            // broken.
+            None if let Some(u) = self
+                .cluster
+                .unread
+                .iter()
+                .find(|u| u.kind == crate::model::reading::ApiKind::Nodes) =>
+            {
+                self.line(
+                    depth,
+                    "Node",
+                    format!("{node} (Nodes could not be read: {})", u.refusal()),
+                    None,
+                )
             }
             None => self.line(
                 depth,
@@ -751,6 +769,7 @@ impl Builder<'_> {
             object,
             lines: self.lines,
             findings,
+            unread: self.cluster.unread.clone(),
         }
     }
 }
@@ -780,6 +799,9 @@ pub fn text(view: &LinkedView) -> String {
                 .join("\n"),
         );
         o.push('\n');
+    }
+    if let Some(line) = crate::model::reading::read_in_part(&view.unread) {
+        let _ = writeln!(o, "{line}");
     }
     o
 }

@@ -30,6 +30,10 @@ pub struct Cluster {
     pub config_maps: Vec<ConfigMap>,
     #[serde(default)]
     pub network_policies: Vec<NetworkPolicy>,
+    /// The lists the API server refused to the reader (RBAC): the kinds
+    /// above are then incomplete, and the verdicts that read them skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<super::reading::Unreadable>,
     #[serde(skip)]
     pub(crate) index: OnceLock<ClusterIndex>,
 }
@@ -57,6 +61,7 @@ impl PartialEq for Cluster {
             && self.ingress_classes == other.ingress_classes
             && self.config_maps == other.config_maps
             && self.network_policies == other.network_policies
+            && self.unread == other.unread
     }
 }
 

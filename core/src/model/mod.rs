@@ -12,6 +12,7 @@ pub mod index;
 pub mod kube_proxy;
 pub mod kube_proxy_nft;
 pub mod portmap;
+pub mod reading;
 
 pub use crate::dataplane::iptables::Ruleset;
 pub use cluster::{Cluster, ClusterNetwork};

@@ -157,6 +157,10 @@ pub struct Trace {
     /// Where the source actually sends (after DNS, with the Service's port
     /// filled in): what `--probe` sends to.
     pub sent_to: Option<SentTo>,
+    /// The lists the API server refused to the reader: the trace stands on
+    /// what was read (and on the nodes' own state), said with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<crate::model::reading::Unreadable>,
 }
 
 /// The protocol, address, port and (for a URL) HTTP host and path the source sends to.

@@ -244,6 +244,25 @@ fn names_nothing(cluster: &Cluster, text: &str, base: &str, ns: &str) -> Error {
             Some("give the outside client's IP, e.g. 192.168.56.254".to_string()),
         );
     }
+    // Not found where the API server refused to list: not a wrong name,
+    // perhaps, but one the reader may not see.
+    use crate::model::reading::ApiKind;
+    let refused: Vec<String> = cluster
+        .unread
+        .iter()
+        .filter(|u| matches!(u.kind, ApiKind::Pods | ApiKind::Services | ApiKind::Nodes))
+        .filter(|u| !u.kind.namespaced() || u.covers(ns))
+        .map(|u| format!("{} ({})", u.scope(), u.refusal()))
+        .collect();
+    if !refused.is_empty() {
+        return Error::env(
+            format!(
+                "{text:?} is not among what could be read (looked in namespace {ns}): the API server refused {}",
+                refused.join(", ")
+            ),
+            Some("name a pod or Service of a namespace you may read (-n), or ask for the knetdoctor-reader role (`knetdoctor rbac`)".to_string()),
+        );
+    }
     let qualified = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         Some(format!(
             "{}/{}",

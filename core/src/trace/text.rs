@@ -90,5 +90,8 @@ pub fn render(t: &Trace) -> String {
             .map(|m| format!("; path MTU {m}"))
             .unwrap_or_default()
     );
+    if let Some(line) = crate::model::reading::read_in_part(&t.unread) {
+        let _ = writeln!(o, "{line}");
+    }
     o
 }

@@ -29,11 +29,15 @@ pub const ROLE: &str = "knetdoctor-agent";
 /// agent from this very binary).
 const IMAGE: &str = "knetdoctor:lab";
 /// The lab's users for RBAC: one bound to each ClusterRole the manifest
-/// defines, one bound to none.
-pub const USERS: [(&str, Option<&str>); 3] = [
+/// defines (by `--agents`), and three bound here to none — `outsider`
+/// stays so; the RBAC tests bind `reader` and `team` with what
+/// `knetdoctor rbac` prints, as a cluster admin would.
+pub const USERS: [(&str, Option<&str>); 5] = [
     ("viewer", Some(VIEWER)),
     ("repairer", Some(REPAIRER)),
     ("outsider", None),
+    ("reader", None),
+    ("team", None),
 ];
 
 fn api_err(what: &str, e: kube::Error) -> Error {

@@ -603,6 +603,7 @@ mod tests {
                 port: None,
                 http: None,
             }),
+            unread: Vec::new(),
         };
         let src = End::Pod {
             namespace: "ns".into(),

@@ -435,6 +435,7 @@ mod tests {
             reachable: drop_at.is_none(),
             path_mtu: None,
             sent_to: None,
+            unread: Vec::new(),
         }
     }
 

@@ -14,7 +14,7 @@ use netfilter::*;
 use outside::*;
 use overlay::*;
 
-use super::resolve::{End, classify_ip, node_by_ip};
+use super::resolve::{End, classify_ip};
 use super::{Branch, DropReason, Hop, Point, Proto, SentTo, Trace, Verdict};
 use crate::check::{Finding, FindingId, Subject, iptables::kube_proxy_ruleset};
 use crate::dataplane::NodeState;
@@ -103,6 +103,27 @@ impl<'a> World<'a> {
             service_rules: OnceLock::new(),
             route_index: OnceLock::new(),
         }
+    }
+
+    /// The node that holds underlay address `ip`: by its Node object, or,
+    /// where the API server refused the Nodes list, by a read node's own
+    /// addresses (an FDB entry is not called stale for want of a list).
+    fn node_at(&self, ip: IpAddr) -> Option<String> {
+        let nodes_refused = self
+            .cluster
+            .unread
+            .iter()
+            .any(|u| u.kind == crate::model::reading::ApiKind::Nodes);
+        super::resolve::node_by_ip(self.cluster, ip).or_else(|| {
+            nodes_refused
+                .then(|| {
+                    self.nodes
+                        .iter()
+                        .find(|(_, s)| s.addrs.iter().any(|a| a.address == ip))
+                        .map(|(n, _)| n.clone())
+                })
+                .flatten()
+        })
     }
 
     /// The route `node` (whose state is `state`) picks for `dst`.
@@ -250,6 +271,7 @@ pub fn trace(world: &World, src: &End, dst: &End, proto: Proto, port: Option<u16
         reachable: false,
         path_mtu: None,
         sent_to: None,
+        unread: world.cluster.unread.clone(),
     };
     match src {
         End::Pod { ip, node, .. } => from_pod(world, &mut t, *ip, node, dst, proto, port),

@@ -342,7 +342,7 @@ pub(super) fn return_path(world: &World, pkt: &Packet, hops: &mut Vec<Hop>) {
     };
     let src_node = world
         .node_of_pod_ip(pkt.src)
-        .or_else(|| node_by_ip(world.cluster, pkt.src));
+        .or_else(|| world.node_at(pkt.src));
     let Some(src_node) = src_node else { return };
     if src_node == dst_node {
         hops.push(
@@ -544,7 +544,7 @@ pub(super) fn vtep_walk(world: &World, state: &NodeState, gw: IpAddr) -> VtepWal
     else {
         return VtepWalk::NoFdb { mac };
     };
-    match node_by_ip(world.cluster, dst) {
+    match world.node_at(dst) {
         Some(node) => VtepWalk::To { mac, dst, node },
         None => VtepWalk::Stale { mac, dst },
     }
