@@ -7,21 +7,8 @@ use common::*;
 use std::collections::BTreeSet;
 
 fn findings(args: &[&str]) -> (Option<i32>, BTreeSet<(String, String)>) {
-    let out = kd(args);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let set = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_string(),
-                f["node"].as_str().unwrap_or("cluster").to_string(),
-            )
-        })
-        .collect();
-    (out.status.code(), set)
+    let (code, f) = check_findings(args);
+    (code, f.into_iter().collect())
 }
 
 #[test]

@@ -158,22 +158,19 @@ pub fn under_rbac(lab: &Lab, name: &str, version: &str) {
     let reader = kubeconfig(name, "reader");
     let want = check_findings(&["check", "--kubeconfig", &admin, "--lab", name, "-o", "json"]);
     assert_eq!(want, (Some(0), vec![]), "{version}: the admin's answer");
+    let reader_check = || {
+        check_findings(&[
+            "check",
+            "--kubeconfig",
+            &reader,
+            "--lab",
+            name,
+            "-o",
+            "json",
+        ])
+    };
     // RBAC's caches take a moment to see a new binding.
-    let got = poll(
-        Duration::from_secs(20),
-        || {
-            check_findings(&[
-                "check",
-                "--kubeconfig",
-                &reader,
-                "--lab",
-                name,
-                "-o",
-                "json",
-            ])
-        },
-        |got| *got == want,
-    );
+    let got = poll(Duration::from_secs(20), reader_check, |got| *got == want);
     assert_eq!(got, want, "{version}: the reader's check");
 
     // Every reading command, as the reader and nothing more.
@@ -214,21 +211,7 @@ pub fn under_rbac(lab: &Lab, name: &str, version: &str) {
         "kube-proxy-svc-chain-missing".to_string(),
         "k8s-node-12".to_string(),
     )];
-    let got = poll(
-        Duration::from_secs(30),
-        || {
-            check_findings(&[
-                "check",
-                "--kubeconfig",
-                &reader,
-                "--lab",
-                name,
-                "-o",
-                "json",
-            ])
-        },
-        |got| got.1 == want,
-    );
+    let got = poll(Duration::from_secs(30), reader_check, |got| got.1 == want);
     assert_eq!(got, (Some(1), want), "{version}: the reader, a fault");
     lab.kd(&["lab", "heal"]);
     // The dashboard reads as the reader too.
