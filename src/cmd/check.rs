@@ -23,6 +23,9 @@ pub fn run(a: CheckArgs) -> Result<u8> {
             let mut doc = serde_json::json!({
                 "nodes": names,
                 "not_read": g.not_read,
+                // The lists the API server refused (each is also an
+                // api-unreadable finding): kind, namespace, code, message.
+                "unread": g.cluster.unread,
                 "findings": findings,
             });
             if let Some(ns) = &a.namespace {

@@ -232,7 +232,7 @@ fn refused_everything(refused: &[Unreadable], url: &str) -> Error {
 }
 
 /// What to do about a 403: the role, and how to bind it.
-const GRANT_HINT: &str = "a cluster admin can grant reading with the knetdoctor-reader role: `knetdoctor rbac --user NAME | kubectl apply -f -` (NAME as the message names the user); `knetdoctor rbac` prints the role. If you may read only some namespaces, pass -n NAMESPACE";
+const GRANT_HINT: &str = "a cluster admin can grant reading with the knetdoctor-reader role: `knetdoctor rbac --user NAME | kubectl apply -f -` (NAME as the message names the user), or knetdoctor-viewer to also ask the nodes' agents (`knetdoctor agent manifest`). If you may read only some namespaces, pass -n NAMESPACE";
 /// What to do about a 401.
 const CREDENTIALS_HINT: &str = "the token or client certificate of your kubeconfig's user is wrong or expired: renew it (`kubectl get --raw /version` fails the same way until then)";
 

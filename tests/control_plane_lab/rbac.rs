@@ -73,7 +73,9 @@ pub fn under_rbac(lab: &Lab, name: &str, version: &str) {
     eprintln!("{version}: a user without rights is refused after {took:?}");
     let err = text(&out);
     assert_eq!(out.status.code(), Some(3), "{version}: {err}");
-    assert!(took < Duration::from_secs(2), "{version}: took {took:?}");
+    // At once, not after the list timeout (60 s) it used to wait out;
+    // the figure is printed for the record, not held to a clock here.
+    assert!(took < Duration::from_secs(10), "{version}: took {took:?}");
     for want in [
         "refused every list knetdoctor needs",
         "User \"lab-outsider\" cannot list resource",
@@ -109,9 +111,12 @@ pub fn under_rbac(lab: &Lab, name: &str, version: &str) {
     ]);
     let took = started.elapsed();
     let _ = std::fs::remove_file(&bad);
+    eprintln!("{version}: wrong credentials are refused after {took:?}");
     let err = text(&out);
     assert_eq!(out.status.code(), Some(3), "{version}: {err}");
-    assert!(took < Duration::from_secs(2), "{version}: took {took:?}");
+    // At once, not after the list timeout (60 s) it used to wait out;
+    // the figure is printed for the record, not held to a clock here.
+    assert!(took < Duration::from_secs(10), "{version}: took {took:?}");
     assert!(
         err.contains("did not accept your credentials (401 Unauthorized)"),
         "{version}: {err}"
@@ -261,8 +266,40 @@ pub fn under_rbac(lab: &Lab, name: &str, version: &str) {
         "{version}: {f:?}"
     );
     // Everything the namespace-limited user could not read: Nodes,
-    // IngressClasses, two namespaces' ConfigMaps.
-    assert_eq!(f.len(), 4, "{version}: {f:?}");
+    // IngressClasses, two namespaces' ConfigMaps, and the five namespaced
+    // kinds outside its namespace.
+    assert_eq!(f.len(), 9, "{version}: {f:?}");
+    assert!(t.contains("Services outside test-svc-ns: forbidden"), "{t}");
+    // The verdicts that stand on the namespace's own objects still run: a
+    // Service there that selects no pod (made by the admin) is found.
+    let probe = "apiVersion: v1\nkind: Service\nmetadata:\n  name: rbac-probe\n  namespace: test-svc-ns\nspec:\n  selector:\n    app: nothing-here\n  ports:\n  - port: 80\n";
+    let out = kubectl(&admin, &["apply", "-f", "-"], Some(probe));
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, f) = poll(
+        Duration::from_secs(20),
+        || check_findings(&json),
+        |(_, f)| {
+            f.iter()
+                .any(|(id, _)| id == "service-selector-matches-nothing")
+        },
+    );
+    let out = kubectl(
+        &admin,
+        &["delete", "service", "rbac-probe", "-n", "test-svc-ns"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(code, Some(1), "{version}: {f:?}");
+    assert_eq!(
+        f.iter()
+            .filter(|(id, _)| id != "api-unreadable")
+            .collect::<Vec<_>>(),
+        [&(
+            "service-selector-matches-nothing".to_string(),
+            "cluster".to_string()
+        )],
+        "{version}"
+    );
     // Without -n it may read nothing cluster-wide: refused, with the hint.
     let out = kd(&["check", "--kubeconfig", &team, "--lab", name]);
     assert_eq!(out.status.code(), Some(3), "{version}: {}", text(&out));
