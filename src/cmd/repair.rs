@@ -35,14 +35,25 @@ pub fn run(a: RepairArgs) -> Result<u8> {
     }
     if !a.apply {
         let planning = super::progress::Spinner::start("reading the node and planning");
-        let plan = session.plan()?.plan;
+        let planned = session.plan()?;
         drop(planning);
+        let plan = &planned.plan;
+        // A plan made on a reading the API server refused in part fixes
+        // only what could be judged: said after it, and never "clean".
+        let in_part = knetdoctor::model::reading::read_in_part(&planned.cluster.unread);
         match a.output {
-            Output::Json | Output::Yaml => emit(a.output, &plan),
+            Output::Json | Output::Yaml => emit(a.output, plan),
             Output::Text => out(&plan.text()),
             Output::Wide => out(&plan.text_wide()),
         }
-        return Ok(if plan.is_clean() { 0 } else { 1 });
+        if let (Some(line), Output::Text | Output::Wide) = (&in_part, a.output) {
+            out(&format!("{line}\n"));
+        }
+        return Ok(match (plan.is_clean(), in_part) {
+            (false, _) => 1,
+            (true, Some(_)) => knetdoctor::check::INCOMPLETE,
+            (true, None) => 0,
+        });
     }
     match session.apply(|plan| a.yes || confirmed(plan))? {
         Applied::NothingToDo(plan) => {
