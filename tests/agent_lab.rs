@@ -156,16 +156,20 @@ fn findings(v: &serde_json::Value) -> Vec<String> {
 
 /// Compares what `read` gives through the agents and on the local path,
 /// read again while they differ (kube-proxy and the controllers act on a
-/// fault for a moment after it is injected): equal within 5 s, or the
-/// parts that differ.
+/// fault for a moment after it is injected): equal within 5 s and at
+/// least three reads (a probe pair can take longer than 5 s by itself, and
+/// a fault's effect can land between its two halves), or the parts that
+/// differ.
 fn agree(what: &str, mut read: impl FnMut() -> (serde_json::Value, serde_json::Value)) {
     let start = Instant::now();
+    let mut reads = 0;
     loop {
         let (a, l) = read();
+        reads += 1;
         if a == l {
             return;
         }
-        if start.elapsed() > Duration::from_secs(5) {
+        if start.elapsed() > Duration::from_secs(5) && reads >= 3 {
             let keys: Vec<String> = match (a.as_object(), l.as_object()) {
                 (Some(ao), Some(lo)) => ao
                     .keys()
