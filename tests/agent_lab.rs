@@ -812,6 +812,34 @@ fn agents_on_the_real_control_plane(name: &str, version: &str) {
         "a refusal must be fast: {:?}",
         started.elapsed()
     );
+    // The reader role (`knetdoctor rbac`) reads the cluster but may not
+    // ask the agents: the cluster's verdicts, and every node not read,
+    // saying why.
+    let admin = format!("/run/knetdoctor/lab/{name}/cp/pki/admin.kubeconfig");
+    let yaml = kd_ok(&["rbac", "--user", "lab-reader"]);
+    let out = kubectl(&admin, &["apply", "-f", "-"], Some(&yaml));
+    assert!(out.status.success(), "{version}: {}", text(&out));
+    let reader = Client::new(name, "reader");
+    let v = poll(
+        Duration::from_secs(20),
+        || json(&reader.run(&["check", "-o", "json"])),
+        |v| v["not_read"].as_array().is_some_and(|n| n.len() == 3),
+    );
+    let reasons: Vec<&str> = v["not_read"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["why"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["agents-forbidden"; 3], "{version}: {v}");
+    assert_eq!(v["unread"], serde_json::json!([]), "{version}: {v}");
+    assert_eq!(v["nodes"], serde_json::json!([]), "{version}: {v}");
+    let out = reader.run(&["check"]);
+    assert!(
+        text(&out).contains("you may not ask the knetdoctor agents"),
+        "{version}: {}",
+        text(&out)
+    );
 
     // A stopped agent is "no agent" at once, a killed one within three
     // heartbeats; the other nodes are read all along.

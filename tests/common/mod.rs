@@ -74,6 +74,34 @@ pub fn poll<T>(
     }
 }
 
+/// Debian's kubectl (1.20), unpacked by scripts/setup.sh.
+pub const KUBECTL: &str = "/var/cache/knetdoctor/kubernetes-client/usr/bin/kubectl";
+
+/// Runs Debian's kubectl with `kubeconfig`, `stdin` piped in.
+pub fn kubectl(kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
 /// Runs a command inside a named namespace with `ip netns exec` (an
 /// independent path into the namespace, not knetdoctor's own setns).
 pub fn in_ns(ns: &str, argv: &[&str]) -> Output {

@@ -8,39 +8,13 @@
 //! could not read and what it skipped. The bindings are applied with
 //! Debian's kubectl, and kubectl is asked what each user may do.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// Debian's kubectl, unpacked by scripts/setup.sh.
-const KUBECTL: &str = "/var/cache/knetdoctor/kubernetes-client/usr/bin/kubectl";
-
 fn kubeconfig(name: &str, user: &str) -> String {
     format!("/run/knetdoctor/lab/{name}/cp/pki/{user}.kubeconfig")
-}
-
-fn kubectl(kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    if let Some(text) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
 }
 
 fn text(o: &Output) -> String {
