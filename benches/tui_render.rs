@@ -138,6 +138,7 @@ fn changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>) {
             states,
             findings,
             Some(&last),
+            Some(&verdicts),
         );
         let s = Arc::new(s);
         let built = t.elapsed();

@@ -97,6 +97,7 @@ fn take(
             g.states,
             g.findings,
             previous.as_deref(),
+            Some(&kept.verdicts),
         )
         .with_reading(&reading),
     );

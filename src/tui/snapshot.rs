@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::resources::{Listed, Listing, TraceTarget};
 
 use crate::access::ReadVia;
+use crate::check::incremental::Verdicts;
 use crate::check::reach::{NotRead, Unreached};
 use crate::check::{self, Finding, FindingId, Severity, Subject};
 use crate::dataplane::{Mac, NodeState};
@@ -281,7 +282,7 @@ impl Snapshot {
         states: Arc<Vec<(String, NodeState)>>,
         findings: Vec<Finding>,
     ) -> Snapshot {
-        Snapshot::build_after(source, cluster, states, findings, None)
+        Snapshot::build_after(source, cluster, states, findings, None, None)
     }
 
     /// As [`Snapshot::build`], keeping the entries and plan of every node
@@ -294,6 +295,7 @@ impl Snapshot {
         states: Arc<Vec<(String, NodeState)>>,
         findings: Vec<Finding>,
         previous: Option<&Snapshot>,
+        known: Option<&Verdicts>,
     ) -> Snapshot {
         // Every node the API knows, then any read node it does not.
         let mut names: Vec<String> = cluster
@@ -356,8 +358,14 @@ impl Snapshot {
                     *old_states.get(name.as_str())?,
                 ))
             });
+            // What the kept verdicts compared of this node against the
+            // previous snapshot's state is not compared again.
+            let compared = match (&before, known) {
+                (Some((p, ..)), Some(v)) => v.compared(&p.states, name),
+                _ => None,
+            };
             if let Some((e, plan, theirs, old_state)) = old
-                && old_state == state
+                && compared.map_or_else(|| old_state == state, |c| c.state_same)
                 && theirs == node_findings
             {
                 entries.insert(name.clone(), e.clone());
@@ -372,7 +380,7 @@ impl Snapshot {
             // kube-proxy's lines depend on its rules and findings only.
             let (proxy, services) = old
                 .filter(|(_, _, theirs, old_state)| {
-                    same_proxy_state(old_state, state)
+                    same_proxy_state(old_state, state, compared.and_then(|c| c.rules_same))
                         && theirs
                             .iter()
                             .copied()
@@ -731,9 +739,10 @@ fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
 
 /// Whether two states of a node hold the same kube-proxy state: its
 /// rulesets, nftables tables and IPVS servers (which proxier runs follows
-/// from them and the cluster).
-fn same_proxy_state(a: &NodeState, b: &NodeState) -> bool {
-    a.iptables == b.iptables
+/// from them and the cluster). `rules_same`: the rulesets' comparison
+/// if the caller made it already.
+fn same_proxy_state(a: &NodeState, b: &NodeState, rules_same: Option<bool>) -> bool {
+    rules_same.unwrap_or_else(|| a.iptables == b.iptables)
         && a.nft_tables == b.nft_tables
         && a.kube_proxy_nft == b.kube_proxy_nft
         && a.ipvs == b.ipvs

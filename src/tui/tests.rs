@@ -705,8 +705,43 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
         changed.clone(),
         findings.clone(),
         Some(&before),
+        None,
+    );
+    // The reader's way: kept verdicts judge the change and hand the
+    // snapshot what they compared (node 1's state and rulesets), so it
+    // compares nothing again; the snapshot is the same.
+    let mut kept = crate::check::incremental::Verdicts::new();
+    let first = Arc::new(states(&cluster));
+    let judged = kept.update(&cluster, true, &first);
+    let previous = Snapshot::build_after(
+        "synthetic".into(),
+        cluster.clone(),
+        first.clone(),
+        judged,
+        None,
+        Some(&kept),
+    );
+    let judged = kept.update(&cluster, false, &changed);
+    assert_eq!(judged, findings);
+    let node1 = kept.compared(&first, "node-00001").unwrap();
+    assert!(!node1.state_same && node1.rules_same == Some(true));
+    assert!(kept.compared(&first, "node-00000").unwrap().state_same);
+    assert_eq!(
+        kept.compared(&changed, "node-00000"),
+        None,
+        "not what it compared with"
+    );
+    let via_kept = Snapshot::build_after(
+        "synthetic".into(),
+        cluster.clone(),
+        changed.clone(),
+        judged,
+        Some(&previous),
+        Some(&kept),
     );
     let anew = Snapshot::build("synthetic".into(), cluster, changed, findings);
+    assert_eq!(via_kept.entries, anew.entries);
+    assert_eq!(via_kept.plans, anew.plans);
     assert_eq!(after.entries, anew.entries);
     assert_eq!(after.plans, anew.plans);
     assert_eq!(after.resources, anew.resources);
