@@ -853,3 +853,31 @@ fn the_overview_of_five_thousand_nodes_says_what_each_is() {
     let other = got.lines().find(|l| l.contains("node-00001")).unwrap();
     assert!(other.contains("not read"), "{got}");
 }
+
+/// A reading the API server refused in part says so in the header, and
+/// each refused list is a finding on the overview (api-unreadable).
+#[test]
+fn a_reading_refused_in_part_says_so() {
+    use crate::model::reading::{ApiKind, Unreadable};
+    let (mut cluster, state) = crate::check::fixtures::seed();
+    cluster.nodes.clear();
+    cluster.unread = vec![Unreadable {
+        kind: ApiKind::Nodes,
+        namespace: None,
+        code: 403,
+        message: "nodes is forbidden: User \"lab-team\" cannot list resource \"nodes\"".into(),
+        read_instead: None,
+    }];
+    cluster.invalidate_index();
+    let s = built(
+        "lab seed",
+        cluster,
+        vec![("k8s-node-12".to_string(), state)],
+    );
+    let text = screen(&app(s, View::Overview), 200, 40);
+    assert!(text.contains("read in part: 1 list refused"), "{text}");
+    assert!(text.contains("api-unreadable"), "{text}");
+    // A complete reading says nothing of it.
+    let text = screen(&app(snapshot(|_| {}), View::Overview), 200, 40);
+    assert!(!text.contains("read in part"), "{text}");
+}

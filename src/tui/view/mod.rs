@@ -173,6 +173,14 @@ fn header(app: &App) -> Line<'static> {
                 n => format!("{n} Ingresses"),
             },
         )));
+        // Lists the API server refused: the counts above are not all.
+        let refused = s.cluster.unread.len();
+        if refused > 0 {
+            spans.push(Span::styled(
+                format!("  ·  read in part: {} refused", plural(refused, "list")),
+                fg(WARN),
+            ));
+        }
     }
     if app.snapshot.is_some()
         && let Some(e) = &app.error
