@@ -178,20 +178,7 @@ fn start_api_server() -> ApiServer {
 }
 
 fn findings(args: &[&str]) -> BTreeSet<(String, String)> {
-    let out = kd(args);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-    v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().into(),
-                f["node"].as_str().unwrap_or("cluster").into(),
-            )
-        })
-        .collect()
+    check_findings(args).1.into_iter().collect()
 }
 
 /// Polls until the live answer equals `want` (controllers act asynchronously).

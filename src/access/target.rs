@@ -349,9 +349,8 @@ impl Target {
         // Where Nodes could not be listed (RBAC), every node read counts:
         // its node-local verdicts stand without the Node object.
         let nodes_refused = cluster
-            .unread
-            .iter()
-            .any(|u| u.kind == crate::model::reading::ApiKind::Nodes);
+            .refused(crate::model::reading::ApiKind::Nodes)
+            .is_some();
         let here = match &self.nodes {
             NodesFrom::Live { here, .. } => here.as_deref(),
             _ => None,

@@ -23,7 +23,7 @@ use kube::{Api, Client, Config, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::model::reading::{ApiKind, Unreadable};
+use crate::model::reading::{self, ApiKind, Unreadable};
 use crate::model::{Cluster, convert};
 
 /// How to reach the cluster, kubectl-style.
@@ -51,39 +51,30 @@ impl LiveSource {
     /// it for names given without one), when the context sets one. Read
     /// from the file alone: no request is made.
     pub fn context_namespace(&self) -> Option<String> {
+        let (_, context) = self.kubeconfig_context()?;
+        context.context?.namespace
+    }
+
+    /// The kubeconfig and the context in use (`--context`, else the
+    /// current one), read from the file alone.
+    fn kubeconfig_context(&self) -> Option<(Kubeconfig, kube::config::NamedContext)> {
         let kc = match &self.kubeconfig {
             Some(path) => Kubeconfig::read_from(path).ok()?,
             None => Kubeconfig::read().ok()?,
         };
         let name = self.context.clone().or(kc.current_context.clone())?;
-        kc.contexts
-            .iter()
-            .find(|c| c.name == name)?
-            .context
-            .as_ref()?
-            .namespace
-            .clone()
+        let context = kc.contexts.iter().find(|c| c.name == name)?.clone();
+        Some((kc, context))
     }
 
     /// The API server this source talks to and the CA it trusts for it
     /// (file or data), from the kubeconfig alone: two kubeconfigs with the
     /// same are the same cluster, whoever their users.
     pub fn server_identity(&self) -> Option<(String, Option<String>)> {
-        let kc = match &self.kubeconfig {
-            Some(path) => Kubeconfig::read_from(path).ok()?,
-            None => Kubeconfig::read().ok()?,
-        };
-        let context = self.context.clone().or(kc.current_context.clone())?;
+        let (kc, context) = self.kubeconfig_context()?;
         let cluster_name = match &self.cluster {
             Some(c) => c.clone(),
-            None => kc
-                .contexts
-                .iter()
-                .find(|c| c.name == context)?
-                .context
-                .as_ref()?
-                .cluster
-                .clone(),
+            None => context.context?.cluster,
         };
         let cluster = kc
             .clusters
@@ -178,15 +169,7 @@ pub async fn client(src: &LiveSource) -> Result<(Client, String)> {
         .map_err(|_| unreachable("no answer", &url))?;
     match answer {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 401 => {
-            return Err(Error::env(
-                format!(
-                    "the Kubernetes API at {url} did not accept your credentials (401 Unauthorized): {}",
-                    s.message
-                ),
-                Some(CREDENTIALS_HINT.to_string()),
-            ));
-        }
+        Err(kube::Error::Api(s)) if s.code == 401 => return Err(unauthorized(&s.message, &url)),
         Err(kube::Error::Api(s)) if s.code == 403 => {}
         Err(e) => return Err(unreachable(e, &url)),
     }
@@ -204,19 +187,22 @@ where
     }
 }
 
+/// The server did not accept the credentials (401), in its words.
+fn unauthorized(message: &str, url: &str) -> Error {
+    Error::env(
+        format!(
+            "the Kubernetes API at {url} did not accept your credentials (401 Unauthorized): {message}"
+        ),
+        Some(reading::RENEW.to_string()),
+    )
+}
+
 /// Every list was refused: the identity may read nothing knetdoctor
 /// needs. The server's first answer names the user; the hint says what
 /// to grant.
 fn refused_everything(refused: &[Unreadable], url: &str) -> Error {
-    let unauthorized = refused.iter().find(|u| u.code == 401);
-    match unauthorized {
-        Some(u) => Error::env(
-            format!(
-                "the Kubernetes API at {url} did not accept your credentials (401 Unauthorized): {}",
-                u.message
-            ),
-            Some(CREDENTIALS_HINT.to_string()),
-        ),
+    match refused.iter().find(|u| u.code == 401) {
+        Some(u) => unauthorized(&u.message, url),
         None => {
             let what: Vec<String> = refused.iter().map(Unreadable::scope).collect();
             Error::env(
@@ -225,16 +211,11 @@ fn refused_everything(refused: &[Unreadable], url: &str) -> Error {
                     what.join(", "),
                     refused.first().map_or("", |u| u.message.as_str())
                 ),
-                Some(GRANT_HINT.to_string()),
+                Some(reading::GRANT.to_string()),
             )
         }
     }
 }
-
-/// What to do about a 403: the role, and how to bind it.
-const GRANT_HINT: &str = "a cluster admin can grant reading with the knetdoctor-reader role: `knetdoctor rbac --user NAME | kubectl apply -f -` (NAME as the message names the user), or knetdoctor-viewer to also ask the nodes' agents (`knetdoctor agent manifest`). If you may read only some namespaces, pass -n NAMESPACE";
-/// What to do about a 401.
-const CREDENTIALS_HINT: &str = "the token or client certificate of your kubeconfig's user is wrong or expired: renew it (`kubectl get --raw /version` fails the same way until then)";
 
 /// True if the server serves discovery.k8s.io/v1 EndpointSlices.
 pub(crate) async fn serves_endpointslice_v1(client: &Client) -> bool {

@@ -8,22 +8,13 @@
 //! could not read and what it skipped. The bindings are applied with
 //! Debian's kubectl, and kubectl is asked what each user may do.
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
+use super::text;
 use crate::common::*;
 
 fn kubeconfig(name: &str, user: &str) -> String {
     format!("/run/knetdoctor/lab/{name}/cp/pki/{user}.kubeconfig")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `kubectl auth can-i VERB RESOURCE` as the admin impersonating `user`.

@@ -58,10 +58,6 @@ fn check_unreadable(cluster: &Cluster, out: &mut Vec<Finding>) {
             true => "no check reads them".to_string(),
             false => format!("{} skipped", skipped.join(", ")),
         };
-        let grant = match u.code {
-            401 => "the API server did not accept your credentials: renew the token or certificate of your kubeconfig's user, then check again".to_string(),
-            _ => "bind the knetdoctor-reader role to the user the message names: `knetdoctor rbac --user NAME | kubectl apply -f -` (as a cluster admin)".to_string(),
-        };
         out.push(
             Finding::new(
                 FindingId::ApiUnreadable,
@@ -75,7 +71,9 @@ fn check_unreadable(cluster: &Cluster, out: &mut Vec<Finding>) {
                 read_instead: u.read_instead.clone(),
             })
             .evidence("list and watch allowed", u.message.clone())
-            .repair(RepairAction::Manual { what: grant }),
+            .repair(RepairAction::Manual {
+                what: u.remedy().to_string(),
+            }),
         );
     }
 }

@@ -62,8 +62,10 @@ pub struct Verdicts {
     /// The states the node findings are for (the reader's own `Arc`: no
     /// copy is kept).
     states: Option<States>,
-    /// The states the last update compared with (its predecessor's).
-    compared_with: Option<States>,
+    /// The states the last update compared with (its predecessor's), by
+    /// identity only: a weak reference keeps their allocation's address
+    /// from being reused, not the states themselves alive.
+    compared_with: Option<std::sync::Weak<Vec<(String, NodeState)>>>,
     /// How many nodes the last update checked (for tests and the status
     /// line).
     pub last_checked: usize,
@@ -147,7 +149,7 @@ impl Verdicts {
         self.nodes = nodes;
         self.compared_with = match everything {
             true => None,
-            false => self.states.take(),
+            false => self.states.take().as_ref().map(Arc::downgrade),
         };
         self.states = Some(states.clone());
         self.last_checked = checked;
@@ -172,7 +174,7 @@ impl Verdicts {
     /// exactly those.
     pub fn compared(&self, before: &States, node: &str) -> Option<Compared> {
         let with = self.compared_with.as_ref()?;
-        if !Arc::ptr_eq(with, before) {
+        if !std::ptr::eq(with.as_ptr(), Arc::as_ptr(before)) {
             return None;
         }
         self.nodes.get(node).map(|v| v.compared)

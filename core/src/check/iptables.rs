@@ -8,6 +8,7 @@ use super::finding::{Finding, FindingId, Mark, ObjectRef, RepairAction, Severity
 use crate::dataplane::NodeState;
 use crate::dataplane::iptables::{RuleSpec, Ruleset};
 use crate::model::kube_proxy::{ProxyMode, ServicePort};
+use crate::model::reading::{CheckGroup, Skipped};
 
 use crate::model::{Cluster, ClusterNetwork, hash, kube_proxy};
 
@@ -31,14 +32,6 @@ pub fn kube_proxy_ruleset(state: &NodeState) -> Option<&Ruleset> {
         .find(|rs| has_kube_chains(rs))
 }
 
-/// Which owners' chains are judged: one whose API objects could not be
-/// read is not (its chains would look stale against nothing).
-#[derive(Debug, Clone, Copy)]
-pub struct Judged {
-    pub kube_proxy: bool,
-    pub flannel: bool,
-}
-
 /// All iptables findings for `node`.
 pub fn check_node(
     cluster: &Cluster,
@@ -46,7 +39,9 @@ pub fn check_node(
     state: &NodeState,
     net: &ClusterNetwork,
     mode: ProxyMode,
-    judged: Judged,
+    // An owner whose API objects could not be read is not judged (its
+    // chains would look stale against nothing).
+    skipped: &Skipped,
     out: &mut Vec<Finding>,
 ) {
     let n = Some(node);
@@ -79,10 +74,10 @@ pub fn check_node(
     let Some(rs) = main.map(|b| &b.ruleset) else {
         return;
     };
-    if mode == ProxyMode::Iptables && judged.kube_proxy {
+    if mode == ProxyMode::Iptables && skipped.runs(CheckGroup::KubeProxy) {
         check_kube_proxy(cluster, node, rs, out);
     }
-    if judged.flannel {
+    if skipped.runs(CheckGroup::Overlay) {
         check_flannel_rules(node, rs, net, out);
     }
 }

@@ -94,11 +94,7 @@ pub fn check_iptables(
         && !inputs.unread
     {
         let skipped = Skipped::of(&cluster.unread);
-        let judged = iptables::Judged {
-            kube_proxy: skipped.runs(CheckGroup::KubeProxy),
-            flannel: skipped.runs(CheckGroup::Overlay),
-        };
-        iptables::check_node(cluster, node, state, net, inputs.mode, judged, &mut out);
+        iptables::check_node(cluster, node, state, net, inputs.mode, &skipped, &mut out);
     }
     out
 }

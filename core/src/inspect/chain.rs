@@ -301,12 +301,7 @@ impl<'a> Builder<'a> {
             }
             // Not listed because the API server refused it: unknown, not
             // broken.
-            None if let Some(u) = self
-                .cluster
-                .unread
-                .iter()
-                .find(|u| u.kind == crate::model::reading::ApiKind::Nodes) =>
-            {
+            None if let Some(u) = self.cluster.refused(crate::model::reading::ApiKind::Nodes) => {
                 self.line(
                     depth,
                     "Node",

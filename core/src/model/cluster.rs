@@ -114,6 +114,12 @@ impl Cluster {
             && self.network_policies.is_empty()
     }
 
+    /// The refusal of `kind`'s list, if the API server refused it (in
+    /// any scope).
+    pub fn refused(&self, kind: super::reading::ApiKind) -> Option<&super::reading::Unreadable> {
+        self.unread.iter().find(|u| u.kind == kind)
+    }
+
     /// Forgets the indexes; call after changing the vectors.
     pub fn invalidate_index(&mut self) {
         self.index = OnceLock::new();

@@ -91,7 +91,23 @@ impl Unreadable {
             "forbidden"
         }
     }
+
+    /// "Nodes (forbidden)": the scope and the refusal, for lists of them.
+    pub fn brief(&self) -> String {
+        format!("{} ({})", self.scope(), self.refusal())
+    }
+
+    /// What to do about it: renew the credentials (401) or be granted
+    /// the reader role (403).
+    pub fn remedy(&self) -> &'static str {
+        if self.code == 401 { RENEW } else { GRANT }
+    }
 }
+
+/// What to do about a 403: the role, and how to bind it.
+pub const GRANT: &str = "a cluster admin can grant reading with the knetdoctor-reader role: `knetdoctor rbac --user NAME | kubectl apply -f -` (NAME as the server's message names the user), or knetdoctor-viewer to also ask the nodes' agents (`knetdoctor agent manifest`). If you may read only some namespaces, pass -n NAMESPACE";
+/// What to do about a 401.
+pub const RENEW: &str = "the token or client certificate of your kubeconfig's user is wrong or expired: renew it (`kubectl get --raw /version` fails the same way until then)";
 
 /// The line an answer read in part ends with (trace, inspect): what was
 /// refused; `None` for a complete reading.
@@ -99,10 +115,7 @@ pub fn read_in_part(unread: &[Unreadable]) -> Option<String> {
     if unread.is_empty() {
         return None;
     }
-    let refused: Vec<String> = unread
-        .iter()
-        .map(|u| format!("{} ({})", u.scope(), u.refusal()))
-        .collect();
+    let refused: Vec<String> = unread.iter().map(Unreadable::brief).collect();
     Some(format!(
         "read in part: the API server refused {}; this answer stands on what was read and on the nodes' own state",
         refused.join(", ")

@@ -252,7 +252,7 @@ fn names_nothing(cluster: &Cluster, text: &str, base: &str, ns: &str) -> Error {
         .iter()
         .filter(|u| matches!(u.kind, ApiKind::Pods | ApiKind::Services | ApiKind::Nodes))
         .filter(|u| !u.kind.namespaced() || u.covers(ns))
-        .map(|u| format!("{} ({})", u.scope(), u.refusal()))
+        .map(|u| u.brief())
         .collect();
     if !refused.is_empty() {
         return Error::env(

@@ -111,9 +111,8 @@ impl<'a> World<'a> {
     fn node_at(&self, ip: IpAddr) -> Option<String> {
         let nodes_refused = self
             .cluster
-            .unread
-            .iter()
-            .any(|u| u.kind == crate::model::reading::ApiKind::Nodes);
+            .refused(crate::model::reading::ApiKind::Nodes)
+            .is_some();
         super::resolve::node_by_ip(self.cluster, ip).or_else(|| {
             nodes_refused
                 .then(|| {
