@@ -109,7 +109,9 @@ fn incremental(cluster: &knetdoctor::model::Cluster, state: knetdoctor::dataplan
     let mut v = Verdicts::new();
     v.update(
         cluster,
-        true,
+        &knetdoctor::model::reading::ApiKind::ALL
+            .into_iter()
+            .collect(),
         &Arc::new(vec![(node.clone(), state.clone())]),
     );
     let mut no_route = state.clone();
@@ -120,7 +122,11 @@ fn incremental(cluster: &knetdoctor::model::Cluster, state: knetdoctor::dataplan
         .expect("a route to a peer");
     no_route.routes.remove(peer_route);
     let t = Instant::now();
-    let f = v.update(cluster, false, &Arc::new(vec![(node.clone(), no_route)]));
+    let f = v.update(
+        cluster,
+        &Default::default(),
+        &Arc::new(vec![(node.clone(), no_route)]),
+    );
     let route = t.elapsed().as_secs_f64();
     let route_rules = v.last_rules_checked;
     assert!(!f.is_empty(), "the missing route is found");
@@ -136,7 +142,11 @@ fn incremental(cluster: &knetdoctor::model::Cluster, state: knetdoctor::dataplan
         .table_mut("nat")
         .remove_chain(&chain);
     let t = Instant::now();
-    let f = v.update(cluster, false, &Arc::new(vec![(node, no_chain)]));
+    let f = v.update(
+        cluster,
+        &Default::default(),
+        &Arc::new(vec![(node, no_chain)]),
+    );
     let rules = t.elapsed().as_secs_f64();
     assert!(!f.is_empty(), "the missing chain is found");
     println!(

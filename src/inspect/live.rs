@@ -9,7 +9,7 @@ use std::hash::Hash;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::model::reading::{self, ApiKind, Unreadable};
+use crate::model::shared::Shared;
 use crate::model::{Cluster, convert};
 
 /// How to reach the cluster, kubectl-style.
@@ -260,6 +261,9 @@ pub struct Reflected {
     endpoints: Option<reflector::Store<Endpoints>>,
     config_maps: Vec<reflector::Store<ConfigMap>>,
     sink: Sink,
+    /// The objects last copied out of the stores (no index): a kind no
+    /// watch event touched since is shared with the next reading.
+    last: Mutex<Option<Cluster>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -272,6 +276,9 @@ struct Sink {
     refusals: Refusals,
     instead: Arc<Mutex<BTreeMap<ApiKind, String>>>,
     listed: Arc<AtomicUsize>,
+    /// The kinds whose stores changed since [`Reflected::cluster`] last
+    /// copied them: the others are kept, not copied again.
+    dirty: Arc<Mutex<BTreeSet<ApiKind>>>,
 }
 
 impl Sink {
@@ -281,6 +288,7 @@ impl Sink {
             refusals: Arc::default(),
             instead: Arc::default(),
             listed: Arc::default(),
+            dirty: Arc::default(),
         }
     }
 
@@ -336,6 +344,7 @@ where
     let sink = sink.clone();
     tokio::spawn(async move {
         let mut refused_tx = Some(refused_tx);
+        let mut listed_before = false;
         while let Some(event) = stream.next().await {
             let now_refused = match &event {
                 Err(e) => refusal(e).map(|s| Unreadable {
@@ -362,11 +371,26 @@ where
             {
                 let _ = tx.send(());
             }
-            let change = matches!(
-                event,
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))
-            ) || now_refused.is_some() != was;
-            if change && sink.changed.send(()).is_err() {
+            // A re-list (after a watch expired) replaces the store: a
+            // change too, unlike the first list, which the reading starts
+            // from.
+            let relisted = matches!(event, Ok(watcher::Event::InitDone)) && listed_before;
+            listed_before |= matches!(event, Ok(watcher::Event::InitDone));
+            let change = relisted
+                || matches!(
+                    event,
+                    Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))
+                )
+                || now_refused.is_some() != was;
+            if !change {
+                continue;
+            }
+            // Marked before the word goes out: the store already holds
+            // the change, and the mark stays until a reading copies it.
+            if let Ok(mut d) = sink.dirty.lock() {
+                d.insert(key.0);
+            }
+            if sink.changed.send(()).is_err() {
                 return;
             }
         }
@@ -513,6 +537,7 @@ impl Reflected {
             },
             config_maps,
             sink: sink.clone(),
+            last: Mutex::new(None),
             stop: Some(stop),
         };
         // Nothing at all may be read: that is no answer, partial or not.
@@ -522,7 +547,8 @@ impl Reflected {
         Ok(r)
     }
 
-    /// The cluster as the watches have it now.
+    /// The cluster as the watches have it now: the kinds changed since
+    /// the last call copied from their stores, the others shared with it.
     pub fn cluster(&self) -> Cluster {
         fn all<K: Resource + Clone>(s: &reflector::Store<K>) -> Vec<K>
         where
@@ -537,28 +563,82 @@ impl Reflected {
             });
             v
         }
+        // Taken before the stores are read: a change landing meanwhile is
+        // marked again and copied next time.
+        let dirty = self
+            .sink
+            .dirty
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = last.as_ref();
+        // A kind is copied when it changed or nothing was copied before.
+        fn fresh<K: Clone>(
+            kept: Option<&Cluster>,
+            dirty: bool,
+            kind: fn(&Cluster) -> &Shared<K>,
+            read: impl FnOnce() -> Vec<K>,
+        ) -> Shared<K> {
+            match kept {
+                Some(c) if !dirty => kind(c).clone(),
+                _ => read().into(),
+            }
+        }
+        use ApiKind as A;
+        let d = |k: ApiKind| dirty.contains(&k);
         // Field by field: the index is the model's own (built on first use).
         let mut c = Cluster::default();
-        c.nodes = all(&self.nodes);
-        c.pods = all(&self.pods);
-        c.services = all(&self.services);
-        c.ingresses = all(&self.ingresses);
-        c.ingress_classes = all(&self.ingress_classes);
-        c.network_policies = all(&self.network_policies);
-        c.endpoint_slices = match (&self.slices, &self.endpoints) {
-            (Some(s), _) => all(s),
-            (None, Some(e)) => all(e).iter().map(convert::endpoints_to_slice).collect(),
-            (None, None) => Vec::new(),
-        };
-        for store in &self.config_maps {
-            c.config_maps.extend(
-                all(store)
-                    .into_iter()
-                    .filter(crate::model::cluster::reads_config_map),
-            );
-        }
+        c.nodes = fresh(kept, d(A::Nodes), |c| &c.nodes, || all(&self.nodes));
+        c.pods = fresh(kept, d(A::Pods), |c| &c.pods, || all(&self.pods));
+        c.services = fresh(
+            kept,
+            d(A::Services),
+            |c| &c.services,
+            || all(&self.services),
+        );
+        c.ingresses = fresh(
+            kept,
+            d(A::Ingresses),
+            |c| &c.ingresses,
+            || all(&self.ingresses),
+        );
+        c.ingress_classes = fresh(
+            kept,
+            d(A::IngressClasses),
+            |c| &c.ingress_classes,
+            || all(&self.ingress_classes),
+        );
+        c.network_policies = fresh(
+            kept,
+            d(A::NetworkPolicies),
+            |c| &c.network_policies,
+            || all(&self.network_policies),
+        );
+        c.endpoint_slices = fresh(
+            kept,
+            d(A::Endpoints),
+            |c| &c.endpoint_slices,
+            || match (&self.slices, &self.endpoints) {
+                (Some(s), _) => all(s),
+                (None, Some(e)) => all(e).iter().map(convert::endpoints_to_slice).collect(),
+                (None, None) => Vec::new(),
+            },
+        );
+        c.config_maps = fresh(
+            kept,
+            d(A::ConfigMaps),
+            |c| &c.config_maps,
+            || {
+                self.config_maps
+                    .iter()
+                    .flat_map(all)
+                    .filter(crate::model::cluster::reads_config_map)
+                    .collect()
+            },
+        );
         c.unread = self.sink.unread();
-        c.invalidate_index();
+        *last = Some(c.clone());
         c
     }
 }

@@ -154,22 +154,17 @@ fn rules(kinds: &[ApiKind]) -> Vec<PolicyRule> {
         .collect()
 }
 
-/// The kinds read cluster-wide (every kind but ConfigMaps).
-const CLUSTER_KINDS: [ApiKind; 7] = [
-    ApiKind::Nodes,
-    ApiKind::Pods,
-    ApiKind::Services,
-    ApiKind::Endpoints,
-    ApiKind::Ingresses,
-    ApiKind::IngressClasses,
-    ApiKind::NetworkPolicies,
-];
-
 /// The ClusterRole: list and watch every kind read cluster-wide.
 pub fn cluster_role() -> ClusterRole {
     ClusterRole {
         metadata: meta(READER, None),
-        rules: Some(rules(&CLUSTER_KINDS)),
+        rules: Some(rules(
+            // Every kind is read cluster-wide but ConfigMaps.
+            &ApiKind::ALL
+                .into_iter()
+                .filter(|k| *k != ApiKind::ConfigMaps)
+                .collect::<Vec<_>>(),
+        )),
         ..Default::default()
     }
 }

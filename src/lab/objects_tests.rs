@@ -21,7 +21,7 @@ fn the_ingress_routes_to_the_three_nginx_pods() {
 #[test]
 fn ingress_to_a_missing_port_has_no_upstream() {
     let mut c = seed();
-    c.ingresses = vec![ingress(8080)];
+    c.ingresses = vec![ingress(8080)].into();
     assert!(ingress_routes(&c)[0].upstreams.is_empty());
 }
 

@@ -28,7 +28,7 @@ pub fn current_cluster(state: &LabState) -> Cluster {
         .iter()
         .any(|f| f.fault == Fault::IngressBackendPort)
     {
-        cluster.ingresses = vec![objects::ingress(WRONG_INGRESS_PORT)];
+        cluster.ingresses = vec![objects::ingress(WRONG_INGRESS_PORT)].into();
     }
     // The ConfigMaps say the modes the nodes run in, as a real cluster's do.
     if state.flannel_nftables {

@@ -15,6 +15,7 @@ pub mod snapshot;
 pub mod view;
 pub mod watch;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -25,6 +26,7 @@ use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event, Key
 use crate::access::Source;
 use crate::error::{Error, Result};
 use crate::inspect::live::Reflected;
+use crate::model::reading::ApiKind;
 use app::{App, Job};
 use jobs::Done;
 use snapshot::Snapshot;
@@ -64,22 +66,32 @@ fn take(
     let cluster = match (&kept.last, objects) {
         // Only node states changed: the objects are the last snapshot's.
         (Some(last), watch::Wake::Nodes) => last.cluster.clone(),
-        _ => Arc::new(match live {
-            Some(r) => r.cluster(),
-            None => target.cluster().map_err(|e| e.to_string())?,
-        }),
+        _ => {
+            let mut c = match live {
+                Some(r) => r.cluster(),
+                None => target.cluster().map_err(|e| e.to_string())?,
+            };
+            // The kinds the watches kept keep their index too.
+            if let Some(last) = &kept.last {
+                c.reuse_index_of(&last.cluster);
+            }
+            Arc::new(c)
+        }
     };
-    let mut objects_changed = true;
+    let mut changed = BTreeSet::new();
     let g = target
         .gather_judged(cluster, None, |cluster, states| {
-            // The same Arc is the same objects; a re-read is compared.
-            objects_changed = kept
-                .last
-                .as_ref()
-                .is_none_or(|s| !std::ptr::eq(&*s.cluster, cluster) && *s.cluster != *cluster);
-            kept.verdicts.update(cluster, objects_changed, states)
+            // The same Arc is the same objects; a re-read is compared,
+            // kind by kind (a kind the watches kept, at no cost).
+            changed = match &kept.last {
+                None => ApiKind::ALL.into_iter().collect(),
+                Some(s) if std::ptr::eq(&*s.cluster, cluster) => BTreeSet::new(),
+                Some(s) => cluster.changed_kinds(&s.cluster),
+            };
+            kept.verdicts.update(cluster, &changed, states)
         })
         .map_err(|e| e.to_string())?;
+    let objects_changed = !changed.is_empty();
     let previous = kept.last.take().filter(|_| !objects_changed);
     let reading = snapshot::Reading {
         at: std::time::SystemTime::now(),

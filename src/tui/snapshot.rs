@@ -305,7 +305,7 @@ impl Snapshot {
             .collect();
         let index = cluster.index();
         for (name, _) in states.iter() {
-            if !index.node_by_name.contains_key(name) {
+            if !index.nodes.node_by_name.contains_key(name) {
                 names.push(name.clone());
             }
         }
@@ -317,8 +317,9 @@ impl Snapshot {
                 let state = read.get(name.as_str());
                 NodeRow {
                     read: state.is_some(),
-                    pods: index.pods_by_node.get(&name).map_or(0, Vec::len),
+                    pods: index.pods.pods_by_node.get(&name).map_or(0, Vec::len),
                     lease: index
+                        .nodes
                         .lease_by_node
                         .get(&name)
                         .map(|l| (l.pod_cidr, l.vtep_mac, l.public_ip)),

@@ -712,7 +712,11 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
     // compares nothing again; the snapshot is the same.
     let mut kept = crate::check::incremental::Verdicts::new();
     let first = Arc::new(states(&cluster));
-    let judged = kept.update(&cluster, true, &first);
+    let judged = kept.update(
+        &cluster,
+        &crate::model::reading::ApiKind::ALL.into_iter().collect(),
+        &first,
+    );
     let previous = Snapshot::build_after(
         "synthetic".into(),
         cluster.clone(),
@@ -721,7 +725,7 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
         None,
         Some(&kept),
     );
-    let judged = kept.update(&cluster, false, &changed);
+    let judged = kept.update(&cluster, &Default::default(), &changed);
     assert_eq!(judged, findings);
     let node1 = kept.compared(&first, "node-00001").unwrap();
     assert!(!node1.state_same && node1.rules_same == Some(true));

@@ -19,23 +19,42 @@ const KUBE_DNS: (&str, &str) = ("kube-system", "kube-dns");
 /// All cluster-level findings.
 pub fn check(cluster: &Cluster, out: &mut Vec<Finding>) {
     check_unreadable(cluster, out);
-    let skipped = Skipped::of(&cluster.unread);
-    if skipped.runs(CheckGroup::Leases) {
-        check_leases(cluster, out);
+    for group in GROUPS {
+        check_group(cluster, group, out);
     }
-    if skipped.runs(CheckGroup::ServiceEndpoints) {
-        check_services(cluster, out);
-    }
-    if skipped.runs(CheckGroup::ClusterDns) {
-        check_cluster_dns(cluster, out);
-        check_coredns(cluster, out);
-    }
-    if skipped.runs(CheckGroup::Ingresses) {
-        check_ingresses(cluster, out);
-    }
-    if !skipped.runs(CheckGroup::NetworkPolicies) {
+}
+
+/// The groups of cluster-wide verdicts, in the order [`check`] gives
+/// them; each reads only the kinds [`CheckGroup::kinds`] names, so that
+/// the live path re-runs a group only when those change.
+pub const GROUPS: [CheckGroup; 5] = [
+    CheckGroup::Leases,
+    CheckGroup::ServiceEndpoints,
+    CheckGroup::ClusterDns,
+    CheckGroup::Ingresses,
+    CheckGroup::NetworkPolicies,
+];
+
+/// One group's cluster-wide findings (none for a group that judges node
+/// state, or whose objects were refused).
+pub fn check_group(cluster: &Cluster, group: CheckGroup, out: &mut Vec<Finding>) {
+    if !Skipped::of(&cluster.unread).runs(group) {
         return;
     }
+    match group {
+        CheckGroup::Leases => check_leases(cluster, out),
+        CheckGroup::ServiceEndpoints => check_services(cluster, out),
+        CheckGroup::ClusterDns => {
+            check_cluster_dns(cluster, out);
+            check_coredns(cluster, out);
+        }
+        CheckGroup::Ingresses => check_ingresses(cluster, out),
+        CheckGroup::NetworkPolicies => check_network_policies(cluster, out),
+        CheckGroup::Overlay | CheckGroup::PodDevices | CheckGroup::KubeProxy => {}
+    }
+}
+
+fn check_network_policies(cluster: &Cluster, out: &mut Vec<Finding>) {
     for np in &cluster.network_policies {
         let (ns, name) = (
             np.metadata.namespace.clone().unwrap_or_default(),
@@ -51,7 +70,7 @@ pub fn check(cluster: &Cluster, out: &mut Vec<Finding>) {
 
 /// A warning per list the API server refused, naming the checks skipped
 /// because of it and what to grant.
-fn check_unreadable(cluster: &Cluster, out: &mut Vec<Finding>) {
+pub fn check_unreadable(cluster: &Cluster, out: &mut Vec<Finding>) {
     for u in &cluster.unread {
         let skipped: Vec<&str> = Skipped::because_of(u).iter().map(|g| g.what()).collect();
         let skipped = match skipped.is_empty() {

@@ -576,6 +576,7 @@ fn check_peers(
 fn check_stale_fdb(cluster: &Cluster, state: &NodeState, n: Option<&str>, out: &mut Vec<Finding>) {
     let macs: HashSet<Mac> = cluster
         .index()
+        .nodes
         .lease_by_node
         .values()
         .map(|l| l.vtep_mac)

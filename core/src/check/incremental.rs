@@ -17,11 +17,12 @@
 //! the 5,000-node synthetic cluster, `benches/check_scale`). Finer grain
 //! for objects (one Service's chains on every node) is still to come.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::{Finding, IptablesInputs, check_iptables, check_node_but_iptables, cluster, sort};
 use crate::dataplane::NodeState;
+use crate::model::reading::ApiKind;
 use crate::model::{Cluster, ClusterNetwork};
 
 /// The states a set of verdicts was computed from, as the reader shares
@@ -57,7 +58,9 @@ pub struct Compared {
 /// computed from.
 #[derive(Debug, Default)]
 pub struct Verdicts {
-    cluster: Vec<Finding>,
+    /// The cluster-wide findings: what was refused, then one list per
+    /// group of [`cluster::GROUPS`].
+    cluster: Vec<Vec<Finding>>,
     nodes: HashMap<String, NodeVerdicts>,
     /// The states the node findings are for (the reader's own `Arc`: no
     /// copy is kept).
@@ -80,23 +83,41 @@ impl Verdicts {
     }
 
     /// Brings the verdicts up to date and returns every finding, sorted as
-    /// [`super::run`] sorts them. `objects_changed` says whether `cluster`
-    /// differs from the one of the last update (the caller knows: a watch
-    /// event, a re-read file); node states are compared here.
+    /// [`super::run`] sorts them. `changed` names the kinds whose objects
+    /// differ from the last update's (the caller knows: watch events, a
+    /// re-read file; [`Cluster::changed_kinds`]); node states are compared
+    /// here. A verdict is worked out again only when what it reads
+    /// changed: a cluster-wide group when its kinds did
+    /// ([`CheckGroup::kinds`](crate::model::reading::CheckGroup::kinds)), a node's iptables when its rules or
+    /// [`IPTABLES_READS`] did, the rest of a node when its state or
+    /// [`NODE_READS`] did.
     pub fn update(
         &mut self,
         cluster: &Cluster,
-        objects_changed: bool,
+        changed: &BTreeSet<ApiKind>,
         states: &States,
     ) -> Vec<Finding> {
-        let everything = objects_changed || self.states.is_none();
-        if everything {
-            self.cluster.clear();
-            cluster::check(cluster, &mut self.cluster);
+        let first = self.states.is_none();
+        let reads = |kinds: &[ApiKind]| first || kinds.iter().any(|k| changed.contains(k));
+        if first {
+            self.cluster = vec![Vec::new(); 1 + cluster::GROUPS.len()];
         }
-        let before: HashMap<&str, &NodeState> = match (&self.states, everything) {
-            (Some(old), false) => old.iter().map(|(n, s)| (n.as_str(), s)).collect(),
-            _ => HashMap::new(),
+        // What was refused is a kind's change too (every kind, then).
+        if first || !changed.is_empty() {
+            self.cluster[0].clear();
+            cluster::check_unreadable(cluster, &mut self.cluster[0]);
+        }
+        for (group, out) in cluster::GROUPS.into_iter().zip(&mut self.cluster[1..]) {
+            if reads(&group.kinds().collect::<Vec<_>>()) {
+                out.clear();
+                cluster::check_group(cluster, group, out);
+            }
+        }
+        let rules_read = reads(&IPTABLES_READS);
+        let rest_read = reads(&NODE_READS);
+        let before: HashMap<&str, &NodeState> = match &self.states {
+            Some(old) => old.iter().map(|(n, s)| (n.as_str(), s)).collect(),
+            None => HashMap::new(),
         };
         let net = ClusterNetwork::from_cluster(cluster);
         let mut nodes = HashMap::with_capacity(states.len());
@@ -104,18 +125,20 @@ impl Verdicts {
         for (name, state) in states.iter() {
             let old = before.get(name.as_str());
             let kept = self.nodes.remove(name).filter(|_| old.is_some());
-            let verdicts = match (kept, old) {
-                (Some(v), Some(old)) if *old == state => NodeVerdicts {
+            let state_same = old.is_some_and(|old| *old == state);
+            let verdicts = match kept {
+                Some(v) if state_same && !rules_read && !rest_read => NodeVerdicts {
                     compared: Compared {
                         state_same: true,
                         rules_same: Some(true),
                     },
                     ..v
                 },
-                (kept, old) => {
+                kept => {
                     checked += 1;
                     let inputs = IptablesInputs::of(cluster, state);
                     let rules_same = match (&kept, old) {
+                        (Some(_), Some(_)) if state_same => Some(true),
                         (Some(v), Some(old)) if v.inputs == inputs => {
                             Some(old.iptables == state.iptables)
                         }
@@ -123,21 +146,28 @@ impl Verdicts {
                     };
                     // A route, neighbour or device changed: the rulesets
                     // (113,000 rules at scale) need not be judged again.
-                    let iptables = match (kept, rules_same) {
-                        (Some(v), Some(true)) => v.iptables,
-                        _ => {
-                            rules_checked += 1;
-                            check_iptables(cluster, name, state, net.as_ref())
-                        }
+                    let (iptables, rest) = match kept {
+                        Some(v) => (
+                            Some(v.iptables).filter(|_| rules_same == Some(true) && !rules_read),
+                            Some(v.rest).filter(|_| state_same && !rest_read),
+                        ),
+                        None => (None, None),
                     };
-                    let mut rest = Vec::new();
-                    check_node_but_iptables(cluster, name, state, net.as_ref(), &mut rest);
+                    let iptables = iptables.unwrap_or_else(|| {
+                        rules_checked += 1;
+                        check_iptables(cluster, name, state, net.as_ref())
+                    });
+                    let rest = rest.unwrap_or_else(|| {
+                        let mut rest = Vec::new();
+                        check_node_but_iptables(cluster, name, state, net.as_ref(), &mut rest);
+                        rest
+                    });
                     NodeVerdicts {
                         iptables,
                         inputs,
                         rest,
                         compared: Compared {
-                            state_same: false,
+                            state_same,
                             rules_same,
                         },
                     }
@@ -147,16 +177,14 @@ impl Verdicts {
         }
         drop(before);
         self.nodes = nodes;
-        self.compared_with = match everything {
-            true => None,
-            false => self.states.take().as_ref().map(Arc::downgrade),
-        };
+        self.compared_with = self.states.take().as_ref().map(Arc::downgrade);
         self.states = Some(states.clone());
         self.last_checked = checked;
         self.last_rules_checked = rules_checked;
         let mut all: Vec<Finding> = self
             .cluster
             .iter()
+            .flatten()
             .chain(states.iter().flat_map(|(n, _)| {
                 let v = &self.nodes[n];
                 v.iptables.iter().chain(&v.rest)
@@ -167,6 +195,23 @@ impl Verdicts {
         all
     }
 }
+
+/// The kinds a node's iptables verdicts read: kube-proxy's Services and
+/// their endpoints, and the ConfigMaps that say the proxy mode and the
+/// cluster network.
+pub const IPTABLES_READS: [ApiKind; 3] =
+    [ApiKind::Services, ApiKind::Endpoints, ApiKind::ConfigMaps];
+
+/// The kinds the rest of a node's verdicts read (flannel's peers, the
+/// pods' veths, IPVS and nftables, DNS conntrack): all but Ingresses,
+/// IngressClasses and NetworkPolicies.
+pub const NODE_READS: [ApiKind; 5] = [
+    ApiKind::Nodes,
+    ApiKind::Pods,
+    ApiKind::Services,
+    ApiKind::Endpoints,
+    ApiKind::ConfigMaps,
+];
 
 impl Verdicts {
     /// How node `node`'s state compared with its state in `before` (the
@@ -226,8 +271,8 @@ mod tests {
         ]
     }
 
-    /// Applies `c`; returns whether the objects changed.
-    fn apply(c: &Change, cluster: &mut Cluster, states: &mut [(String, NodeState)]) -> bool {
+    /// Applies `c`.
+    fn apply(c: &Change, cluster: &mut Cluster, states: &mut [(String, NodeState)]) {
         match *c {
             Change::DropPeerEntries { node, peer } => {
                 let gw = gateway_of(cluster, peer);
@@ -236,7 +281,6 @@ mod tests {
                     s.routes.retain(|r| r.gateway != Some(gw));
                     s.neighs.retain(|n| n.dst != gw);
                 }
-                false
             }
             Change::VtepDown { node } => {
                 for l in &mut states[node].1.links {
@@ -244,7 +288,6 @@ mod tests {
                         l.up = false;
                     }
                 }
-                false
             }
             Change::DropServiceChain { node, chain } => {
                 let rs = &mut states[node].1.iptables[0].ruleset;
@@ -258,12 +301,10 @@ mod tests {
                 if !svc.is_empty() {
                     rs.table_mut("nat").remove_chain(&svc[chain % svc.len()]);
                 }
-                false
             }
             // Read again: an equal state, not the same one.
             Change::Reread { node } => {
                 states[node].1 = states[node].1.clone();
-                false
             }
             Change::ToggleEndpoint { slice } => {
                 if let Some(ep) = cluster
@@ -275,14 +316,12 @@ mod tests {
                     c.ready = Some(c.ready == Some(false));
                 }
                 cluster.invalidate_index();
-                true
             }
             Change::DeletePod { pod } => {
                 if pod < cluster.pods.len() {
                     cluster.pods.remove(pod);
                 }
                 cluster.invalidate_index();
-                true
             }
             Change::ServiceWithoutPorts { service } => {
                 if let Some(spec) = cluster
@@ -293,7 +332,6 @@ mod tests {
                     spec.ports = None;
                 }
                 cluster.invalidate_index();
-                true
             }
         }
     }
@@ -328,30 +366,36 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
         /// After every change of a random sequence, the kept verdicts are
-        /// the full check's, and a change of node states alone re-checks
-        /// only the nodes whose state changed, their rules only where the
-        /// rules changed.
+        /// the full check's; a change of node states alone re-checks only
+        /// the nodes whose state changed, their rules only where the rules
+        /// changed; a change of objects the rules do not read (pods)
+        /// judges no rules again.
         #[test]
         fn incremental_equals_full_after_every_change(changes in proptest::collection::vec(change(), 1..12)) {
             let mut cluster = synthetic::cluster(SIZE);
             let mut states = states_of(&cluster);
             let mut v = Verdicts::new();
-            let first = v.update(&cluster, true, &Arc::new(states.clone()));
+            let all = ApiKind::ALL.into_iter().collect();
+            let first = v.update(&cluster, &all, &Arc::new(states.clone()));
             prop_assert_eq!(&first, &super::super::run(&cluster, &states));
             prop_assert_eq!(v.last_checked, SIZE.nodes);
             for c in &changes {
                 let before = states.clone();
-                let objects = apply(c, &mut cluster, &mut states);
+                let objects_before = cluster.clone();
+                apply(c, &mut cluster, &mut states);
+                let kinds = cluster.changed_kinds(&objects_before);
                 let changed_nodes = states.iter().zip(&before).filter(|(a, b)| a != b).count();
                 let changed_rules = states
                     .iter()
                     .zip(&before)
                     .filter(|(a, b)| a.1.iptables != b.1.iptables)
                     .count();
-                let got = v.update(&cluster, objects, &Arc::new(states.clone()));
+                let got = v.update(&cluster, &kinds, &Arc::new(states.clone()));
                 prop_assert_eq!(&got, &super::super::run(&cluster, &states), "after {:?}", c);
-                if !objects {
+                if kinds.is_empty() {
                     prop_assert_eq!(v.last_checked, changed_nodes, "after {:?}", c);
+                }
+                if !IPTABLES_READS.iter().any(|k| kinds.contains(k)) {
                     // Only a change of rules has them judged again.
                     prop_assert_eq!(v.last_rules_checked, changed_rules, "after {:?}", c);
                 }

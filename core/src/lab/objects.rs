@@ -136,7 +136,8 @@ pub fn cluster(topo: &Topology, ready: &dyn Fn(&LabPod) -> bool) -> Cluster {
             &[("app", "nginx")],
             ports(&[("", 80, "TCP", Some(NODE_PORT as i32))]),
         ),
-    ];
+    ]
+    .into();
     if let Some(spec) = c.services[3].spec.as_mut() {
         spec.external_traffic_policy = Some("Cluster".into());
     }
@@ -175,7 +176,8 @@ pub fn cluster(topo: &Topology, ready: &dyn Fn(&LabPod) -> bool) -> Cluster {
             nginx.iter().map(|p| endpoint(p, ready(p))).collect(),
             &[("", 80, "TCP")],
         ),
-    ];
+    ]
+    .into();
 
     c.ingress_classes = vec![IngressClass {
         metadata: meta(None, "nginx", &[]),
@@ -183,9 +185,10 @@ pub fn cluster(topo: &Topology, ready: &dyn Fn(&LabPod) -> bool) -> Cluster {
             controller: Some("k8s.io/ingress-nginx".into()),
             ..Default::default()
         }),
-    }];
-    c.ingresses = vec![ingress(80)];
-    c.config_maps = config_maps();
+    }]
+    .into();
+    c.ingresses = vec![ingress(80)].into();
+    c.config_maps = config_maps().into();
     c
 }
 

@@ -5,12 +5,14 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::index::ClusterIndex;
+use super::index::{ClusterIndex, IndexSeed};
+use super::reading::ApiKind;
+use super::shared::Shared;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -21,21 +23,25 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// built on first use (mutating the vectors afterwards needs a fresh Cluster).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Cluster {
-    pub nodes: Vec<Node>,
-    pub pods: Vec<Pod>,
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
-    pub ingresses: Vec<Ingress>,
-    pub ingress_classes: Vec<IngressClass>,
-    pub config_maps: Vec<ConfigMap>,
+    pub nodes: Shared<Node>,
+    pub pods: Shared<Pod>,
+    pub services: Shared<Service>,
+    pub endpoint_slices: Shared<EndpointSlice>,
+    pub ingresses: Shared<Ingress>,
+    pub ingress_classes: Shared<IngressClass>,
+    pub config_maps: Shared<ConfigMap>,
     #[serde(default)]
-    pub network_policies: Vec<NetworkPolicy>,
+    pub network_policies: Shared<NetworkPolicy>,
     /// The lists the API server refused to the reader (RBAC): the kinds
     /// above are then incomplete, and the verdicts that read them skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unread: Vec<super::reading::Unreadable>,
     #[serde(skip)]
     pub(crate) index: OnceLock<ClusterIndex>,
+    /// Index parts taken over from a reading before (its pods' and
+    /// nodes' when they are the same objects).
+    #[serde(skip)]
+    pub(crate) index_seed: IndexSeed,
 }
 
 /// The ConfigMaps knetdoctor reads (never Secrets), by namespace and name:
@@ -120,29 +126,80 @@ impl Cluster {
         self.unread.iter().find(|u| u.kind == kind)
     }
 
+    /// The kinds whose objects differ from `before`'s; a kind the live
+    /// reader kept from `before` (the same [`Shared`]) costs nothing to
+    /// compare. A change in what was refused changes every kind (the
+    /// verdicts skipped follow it).
+    pub fn changed_kinds(&self, before: &Cluster) -> BTreeSet<ApiKind> {
+        use ApiKind::*;
+        if self.unread != before.unread {
+            return ApiKind::ALL.into_iter().collect();
+        }
+        [
+            (Nodes, self.nodes != before.nodes),
+            (Pods, self.pods != before.pods),
+            (Services, self.services != before.services),
+            (Endpoints, self.endpoint_slices != before.endpoint_slices),
+            (Ingresses, self.ingresses != before.ingresses),
+            (
+                IngressClasses,
+                self.ingress_classes != before.ingress_classes,
+            ),
+            (ConfigMaps, self.config_maps != before.config_maps),
+            (
+                NetworkPolicies,
+                self.network_policies != before.network_policies,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(kind, changed)| changed.then_some(kind))
+        .collect()
+    }
+
     /// Forgets the indexes; call after changing the vectors.
     pub fn invalidate_index(&mut self) {
         self.index = OnceLock::new();
+        self.index_seed = IndexSeed::default();
+    }
+
+    /// Takes over the index parts of `before` whose objects this cluster
+    /// shares (the live reader keeps unchanged kinds): the pods' and the
+    /// nodes', when `before` has built its index.
+    pub fn reuse_index_of(&mut self, before: &Cluster) {
+        let Some(ix) = before.index.get() else {
+            return;
+        };
+        self.index = OnceLock::new();
+        self.index_seed = IndexSeed {
+            pods: self.pods.same(&before.pods).then(|| ix.pods.clone()),
+            nodes: self.nodes.same(&before.nodes).then(|| ix.nodes.clone()),
+        };
     }
 
     /// The indexes (built on first use).
     pub fn index(&self) -> &ClusterIndex {
-        self.index.get_or_init(|| ClusterIndex::build(self))
+        self.index
+            .get_or_init(|| ClusterIndex::build(self, &self.index_seed))
     }
 
     /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<&Node> {
-        self.index().node_by_name.get(name).map(|i| &self.nodes[*i])
+        self.index()
+            .nodes
+            .node_by_name
+            .get(name)
+            .map(|i| &self.nodes[*i])
     }
 
     /// The Pod with this IP.
     pub fn pod_by_ip(&self, ip: &str) -> Option<&Pod> {
-        self.index().pod_by_ip.get(ip).map(|i| &self.pods[*i])
+        self.index().pods.pod_by_ip.get(ip).map(|i| &self.pods[*i])
     }
 
     /// The Pod `namespace/name`.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
         self.index()
+            .pods
             .pod_by_name
             .get(&(namespace.to_string(), name.to_string()))
             .map(|i| &self.pods[*i])
@@ -191,6 +248,7 @@ impl Cluster {
         let mut lists: Vec<&Vec<usize>> = Vec::new();
         for (k, v) in selector {
             match ix
+                .pods
                 .pods_by_label
                 .get(&(namespace.to_string(), format!("{k}={v}")))
             {
@@ -267,6 +325,7 @@ impl Cluster {
     /// Pods scheduled on `node`.
     pub fn pods_on<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Pod> + 'a {
         self.index()
+            .pods
             .pods_by_node
             .get(node)
             .into_iter()

@@ -35,7 +35,7 @@ pub fn flannel(
         .unwrap_or_else(|| Err(LeaseError::NoPodCidr(node.to_string())))?;
     // The index holds each node's parsed lease (5,000 at scale); in the
     // API's node order, which is flannel's.
-    let by_node = &cluster.index().lease_by_node;
+    let by_node = &cluster.index().nodes.lease_by_node;
     let leases: Vec<Lease> = cluster
         .nodes
         .iter()

@@ -4,6 +4,7 @@
 //! 10,000 Services is otherwise a quadratic scan away from every check.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 
@@ -17,27 +18,51 @@ type Key = (String, String);
 pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Indexes into the vectors of one [`Cluster`] (positions, not copies).
+/// The pods' and the nodes' parts are shared with the index of the
+/// reading before when their objects are (a watch event for one Service
+/// does not index 150,000 pods again): see [`Cluster::reuse_index_of`].
+///
+/// [`Cluster::reuse_index_of`]: super::Cluster::reuse_index_of
 #[derive(Debug, Clone, Default)]
 pub struct ClusterIndex {
+    pub pods: Arc<PodIndex>,
+    pub nodes: Arc<NodeIndex>,
+    pub service_by_name: HashMap<Key, usize>,
+    /// (ClusterIP, "port/PROTO") -> Service.
+    pub service_by_vip: HashMap<Key, usize>,
+    pub slices_by_service: HashMap<Key, Vec<usize>>,
+    /// host -> (ingress, rule, path) positions.
+    pub ingress_paths_by_host: HashMap<String, Vec<(usize, usize, usize)>>,
+}
+
+/// Pods by IP, name, node, label and namespace.
+#[derive(Debug, Clone, Default)]
+pub struct PodIndex {
     pub pod_by_ip: HashMap<String, usize>,
     pub pod_by_name: HashMap<Key, usize>,
     pub pods_by_node: HashMap<String, Vec<usize>>,
     /// (namespace, "key=value") -> pods carrying that label.
     pub pods_by_label: HashMap<Key, Vec<usize>>,
     pub pods_by_namespace: HashMap<String, Vec<usize>>,
-    pub service_by_name: HashMap<Key, usize>,
-    /// (ClusterIP, "port/PROTO") -> Service.
-    pub service_by_vip: HashMap<Key, usize>,
-    pub slices_by_service: HashMap<Key, Vec<usize>>,
+}
+
+/// Nodes by name and address, their flannel leases and pod CIDRs.
+#[derive(Debug, Clone, Default)]
+pub struct NodeIndex {
     pub node_by_name: HashMap<String, usize>,
-    /// host -> (ingress, rule, path) positions.
-    pub ingress_paths_by_host: HashMap<String, Vec<(usize, usize, usize)>>,
     /// flannel leases of the nodes that have one, by node name.
     pub lease_by_node: HashMap<String, Lease>,
     /// node name by flannel public-ip and by InternalIP.
     pub node_by_address: HashMap<IpAddr, String>,
     /// (pod CIDR, node), sorted by network address for lookups by pod IP.
     pub pod_cidrs: Vec<(Ipv4Net, String)>,
+}
+
+/// Index parts that may be taken over instead of built.
+#[derive(Debug, Clone, Default)]
+pub struct IndexSeed {
+    pub pods: Option<Arc<PodIndex>>,
+    pub nodes: Option<Arc<NodeIndex>>,
 }
 
 fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
@@ -48,14 +73,34 @@ fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Ke
 }
 
 impl ClusterIndex {
-    /// Builds every index in one pass over each kind: the pods' on one
-    /// thread, the rest (labels included) on another.
-    pub fn build(c: &Cluster) -> Self {
+    /// Builds every index in one pass over each kind (the pods' on one
+    /// thread, their labels on another), taking over the parts `seed`
+    /// holds.
+    pub fn build(c: &Cluster, seed: &IndexSeed) -> Self {
+        let pods = match &seed.pods {
+            Some(p) => p.clone(),
+            None => Arc::new(PodIndex::build(c)),
+        };
+        let nodes = match &seed.nodes {
+            Some(n) => n.clone(),
+            None => Arc::new(NodeIndex::build(c)),
+        };
+        let mut ix = ClusterIndex {
+            pods,
+            nodes,
+            ..ClusterIndex::default()
+        };
+        ix.index_the_rest(c);
+        ix
+    }
+}
+
+impl PodIndex {
+    fn build(c: &Cluster) -> Self {
         let (mut ix, labels) = std::thread::scope(|s| {
             let labels = s.spawn(|| Self::pods_by_label(c));
-            let mut ix = ClusterIndex::default();
+            let mut ix = PodIndex::default();
             ix.index_pods(c);
-            ix.index_the_rest(c);
             (ix, labels.join().expect("indexing labels does not panic"))
         });
         ix.pods_by_label = labels;
@@ -101,7 +146,9 @@ impl ClusterIndex {
             ix.pod_by_name.insert(key, i);
         }
     }
+}
 
+impl ClusterIndex {
     fn index_the_rest(&mut self, c: &Cluster) {
         let ix = self;
         for (i, s) in c.services.iter().enumerate() {
@@ -139,6 +186,27 @@ impl ClusterIndex {
                     .push(i);
             }
         }
+        for (i, ing) in c.ingresses.iter().enumerate() {
+            for (r, rule) in ing
+                .spec
+                .iter()
+                .flat_map(|s| s.rules.iter().flatten())
+                .enumerate()
+            {
+                for (p, _) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
+                    ix.ingress_paths_by_host
+                        .entry(rule.host.clone().unwrap_or_default())
+                        .or_default()
+                        .push((i, r, p));
+                }
+            }
+        }
+    }
+}
+
+impl NodeIndex {
+    fn build(c: &Cluster) -> Self {
+        let mut ix = NodeIndex::default();
         for (i, n) in c.nodes.iter().enumerate() {
             let name = n.metadata.name.clone().unwrap_or_default();
             ix.node_by_name.insert(name.clone(), i);
@@ -161,25 +229,9 @@ impl ClusterIndex {
         }
         ix.pod_cidrs
             .sort_by_key(|(net, _)| (net.network(), std::cmp::Reverse(net.prefix_len())));
-        for (i, ing) in c.ingresses.iter().enumerate() {
-            for (r, rule) in ing
-                .spec
-                .iter()
-                .flat_map(|s| s.rules.iter().flatten())
-                .enumerate()
-            {
-                for (p, _) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
-                    ix.ingress_paths_by_host
-                        .entry(rule.host.clone().unwrap_or_default())
-                        .or_default()
-                        .push((i, r, p));
-                }
-            }
-        }
+        ix
     }
-}
 
-impl ClusterIndex {
     /// The node whose pod CIDR holds `ip` (the last CIDR starting at or
     /// before it, if it contains it).
     pub fn node_of_pod_ip(&self, ip: Ipv4Addr) -> Option<&str> {
@@ -207,7 +259,7 @@ mod tests {
             services: 10,
             endpoints_per_service: 3,
         });
-        let ix = c.index();
+        let ix = &c.index().nodes;
         assert_eq!(ix.lease_by_node.len(), 300);
         assert_eq!(
             ix.node_of_pod_ip("100.64.1.7".parse().unwrap()),

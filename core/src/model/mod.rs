@@ -13,6 +13,7 @@ pub mod kube_proxy;
 pub mod kube_proxy_nft;
 pub mod portmap;
 pub mod reading;
+pub mod shared;
 
 pub use crate::dataplane::iptables::Ruleset;
 pub use cluster::{Cluster, ClusterNetwork};

@@ -23,6 +23,17 @@ pub enum ApiKind {
 }
 
 impl ApiKind {
+    pub const ALL: [ApiKind; 8] = [
+        ApiKind::Nodes,
+        ApiKind::Pods,
+        ApiKind::Services,
+        ApiKind::Endpoints,
+        ApiKind::Ingresses,
+        ApiKind::IngressClasses,
+        ApiKind::NetworkPolicies,
+        ApiKind::ConfigMaps,
+    ];
+
     /// Whether objects of the kind live in namespaces.
     pub fn namespaced(self) -> bool {
         !matches!(self, ApiKind::Nodes | ApiKind::IngressClasses)
@@ -244,6 +255,11 @@ impl CheckGroup {
     /// Whether the group needs what `u` says could not be read. A list
     /// refused in one namespace counts for a need of that namespace and
     /// for a need of the kind anywhere.
+    /// The kinds the group's verdicts read.
+    pub fn kinds(self) -> impl Iterator<Item = ApiKind> {
+        self.needs().iter().map(|(kind, _)| *kind)
+    }
+
     pub fn needs_unreadable(self, u: &Unreadable) -> bool {
         self.needs().iter().any(|(kind, ns)| {
             *kind == u.kind

@@ -88,7 +88,7 @@ fn pod_end(p: &Pod) -> Option<End> {
 
 /// The node whose InternalIP or flannel public-ip is `ip`.
 pub fn node_by_ip(cluster: &Cluster, ip: IpAddr) -> Option<String> {
-    cluster.index().node_by_address.get(&ip).cloned()
+    cluster.index().nodes.node_by_address.get(&ip).cloned()
 }
 
 fn node_ip(cluster: &Cluster, node: &str) -> Option<IpAddr> {

@@ -44,7 +44,7 @@ pub fn read_dir(dir: &Path) -> Result<Cluster> {
         cluster.endpoint_slices = endpoints.iter().map(convert::endpoints_to_slice).collect();
     }
     if cluster.endpoint_slices.is_empty() {
-        cluster.endpoint_slices = convert::slices_from_pods(&cluster);
+        cluster.endpoint_slices = convert::slices_from_pods(&cluster).into();
     }
     cluster.invalidate_index();
     Ok(cluster)

@@ -248,13 +248,17 @@ impl<'a> World<'a> {
     }
 
     fn lease(&self, node: &str) -> Option<Lease> {
-        self.cluster.index().lease_by_node.get(node).cloned()
+        self.cluster.index().nodes.lease_by_node.get(node).cloned()
     }
 
     /// The node whose pod CIDR holds `ip`.
     fn node_of_pod_ip(&self, ip: IpAddr) -> Option<String> {
         let IpAddr::V4(v4) = ip else { return None };
-        self.cluster.index().node_of_pod_ip(v4).map(str::to_string)
+        self.cluster
+            .index()
+            .nodes
+            .node_of_pod_ip(v4)
+            .map(str::to_string)
     }
 }
 
