@@ -18,7 +18,7 @@ use knetdoctor::dataplane::iptables::save;
 use knetdoctor::dataplane::state::IptablesBackendState;
 use knetdoctor::synthetic::{self, Size};
 use knetdoctor::tui::app::{App, View};
-use knetdoctor::tui::snapshot::Snapshot;
+use knetdoctor::tui::snapshot::{After, Snapshot};
 use knetdoctor::tui::view;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -55,7 +55,7 @@ fn main() {
         snapshot.nodes.len(),
         snapshot.findings.len(),
         snapshot.entries["node-00000"].len(),
-        snapshot.resources.rows.len(),
+        snapshot.resources.len(),
         t.elapsed().as_secs_f64()
     );
     let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("backend");
@@ -141,8 +141,11 @@ fn changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>) {
             cluster.clone(),
             states,
             findings,
-            Some(&last),
-            Some(&verdicts),
+            Some(After {
+                snapshot: &last,
+                changed: &Default::default(),
+                verdicts: Some(&verdicts),
+            }),
         );
         let s = Arc::new(s);
         let built = t.elapsed();
@@ -221,8 +224,11 @@ fn object_changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>
             c,
             last.states.clone(),
             findings,
-            None,
-            Some(&verdicts),
+            Some(After {
+                snapshot: &last,
+                changed: &changed,
+                verdicts: Some(&verdicts),
+            }),
         ));
         let built = t.elapsed();
         last = s.clone();
@@ -286,8 +292,7 @@ fn typing(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>) {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let pods: String = snapshot
         .resources
-        .rows
-        .iter()
+        .rows()
         .filter(|r| r.kind == knetdoctor::tui::resources::Kind::Pod)
         .map(|r| format!("{}  {}\n", r.name, r.detail))
         .collect();

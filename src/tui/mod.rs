@@ -91,8 +91,7 @@ fn take(
             kept.verdicts.update(cluster, &changed, states)
         })
         .map_err(|e| e.to_string())?;
-    let objects_changed = !changed.is_empty();
-    let previous = kept.last.take().filter(|_| !objects_changed);
+    let previous = kept.last.take();
     let reading = snapshot::Reading {
         at: std::time::SystemTime::now(),
         via: g
@@ -108,8 +107,11 @@ fn take(
             g.cluster,
             g.states,
             g.findings,
-            previous.as_deref(),
-            Some(&kept.verdicts),
+            previous.as_deref().map(|snapshot| snapshot::After {
+                snapshot,
+                changed: &changed,
+                verdicts: Some(&kept.verdicts),
+            }),
         )
         .with_reading(&reading),
     );
@@ -222,6 +224,7 @@ fn spawn_reader(
             agents.watch_published(nodes_tx.clone());
             Some(agents)
         });
+        let plans = plan_worker();
         let mut live: Option<Reflected> = None;
         let mut watching = false;
         let mut kept = Kept::default();
@@ -271,6 +274,9 @@ fn spawn_reader(
                 }
                 watching = true;
             }
+            if let Ok(s) = &s {
+                let _ = plans.send(s.clone());
+            }
             if tx.send(s).is_err() {
                 return;
             }
@@ -305,6 +311,23 @@ fn spawn_reader(
             }
         }
     })
+}
+
+/// A thread that works out the repair plans of the latest snapshot sent
+/// to it, beside the reader: a plan that restores kube-proxy's chains
+/// takes the node's whole expected ruleset (0.25 s for 10,000 Services),
+/// which neither a change on its way to the screen nor the next change
+/// waits for. Snapshots overtaken by a newer one are skipped; the repair
+/// view works out a plan itself if it comes first.
+fn plan_worker() -> mpsc::Sender<Arc<Snapshot>> {
+    let (tx, rx) = mpsc::channel::<Arc<Snapshot>>();
+    std::thread::spawn(move || {
+        while let Ok(s) = rx.recv() {
+            let latest = rx.try_iter().last().unwrap_or(s);
+            latest.work_out_plans();
+        }
+    });
+    tx
 }
 
 /// Starts a job the keys queued.

@@ -4,7 +4,7 @@
 //! the finding that names it. The dashboard computes no verdict of its
 //! own: an entry's mark is the finding's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::resources::{Listed, Listing, TraceTarget};
@@ -15,6 +15,7 @@ use crate::check::reach::{NotRead, Unreached};
 use crate::check::{self, Finding, FindingId, Severity, Subject};
 use crate::dataplane::{Mac, NodeState};
 use crate::model::kube_proxy::ProxyMode;
+use crate::model::reading::ApiKind;
 use crate::model::{Cluster, expect};
 
 /// How an entry stands against what flannel or kube-proxy would program.
@@ -181,8 +182,9 @@ pub struct Snapshot {
     pub findings: Vec<Finding>,
     /// Per node, its entries against `expect()`.
     pub entries: BTreeMap<String, NodeEntries>,
-    /// Per read node, what `repair` would do.
-    pub plans: BTreeMap<String, crate::repair::Plan>,
+    /// Per read node, what `repair` would do (worked out when first
+    /// asked for: [`Snapshot::plan`]).
+    pub plans: BTreeMap<String, LazyPlan>,
     /// The cluster and node states it was built from (the linked and trace
     /// views work on them).
     pub cluster: Arc<Cluster>,
@@ -195,6 +197,52 @@ pub struct Snapshot {
     pub resource_marks: Vec<Option<FindingId>>,
     /// What a trace can start or end at.
     pub trace_targets: Arc<Vec<TraceTarget>>,
+}
+
+/// The snapshot a new one follows, and what changed since: what did not
+/// is taken over ([`Snapshot::build_after`]).
+#[derive(Clone, Copy)]
+pub struct After<'a> {
+    pub snapshot: &'a Snapshot,
+    /// The kinds of objects that differ ([`Cluster::changed_kinds`]).
+    pub changed: &'a BTreeSet<ApiKind>,
+    /// The reader's kept verdicts, which compared each node's state with
+    /// the snapshot's already (at scale, 113,000 rules not compared twice).
+    pub verdicts: Option<&'a Verdicts>,
+}
+
+/// The kinds flannel's expected entries read (leases, net-conf).
+const OVERLAY_READS: [ApiKind; 2] = [ApiKind::Nodes, ApiKind::ConfigMaps];
+/// The kinds a node's expected state (`expect::node`, a plan's source)
+/// reads.
+const PLAN_READS: [ApiKind; 5] = [
+    ApiKind::Nodes,
+    ApiKind::Pods,
+    ApiKind::Services,
+    ApiKind::Endpoints,
+    ApiKind::ConfigMaps,
+];
+
+/// A node's repair plan, worked out when first asked for: a plan that
+/// restores kube-proxy's chains needs the node's whole expected ruleset
+/// (0.25 s for 10,000 Services), which a change must not wait for on its
+/// way to the screen. The reader works it out right after sending the
+/// snapshot; the repair view waits for it if it is first.
+#[derive(Debug, Clone, Default)]
+pub struct LazyPlan {
+    /// The node's findings and the cluster's (the plan's only input
+    /// besides the objects and the state).
+    findings: Arc<Vec<Finding>>,
+    plan: Arc<std::sync::OnceLock<crate::repair::Plan>>,
+}
+
+impl LazyPlan {
+    fn new(findings: impl Iterator<Item = Finding>) -> LazyPlan {
+        LazyPlan {
+            findings: Arc::new(findings.collect()),
+            plan: Arc::default(),
+        }
+    }
 }
 
 fn severity_index(s: Severity) -> usize {
@@ -264,10 +312,7 @@ impl Snapshot {
                     r.name.split_once('/').is_some_and(|(n, _)| n == ns)
                 }
             });
-        self.trace_targets = Arc::new(super::resources::trace_targets(
-            &self.cluster,
-            &resources.rows,
-        ));
+        self.trace_targets = Arc::new(super::resources::trace_targets(&self.cluster, &resources));
         self.resources = Arc::new(resources);
         self.resource_marks = marks;
         tally(&mut self.nodes, &self.findings);
@@ -282,20 +327,23 @@ impl Snapshot {
         states: Arc<Vec<(String, NodeState)>>,
         findings: Vec<Finding>,
     ) -> Snapshot {
-        Snapshot::build_after(source, cluster, states, findings, None, None)
+        Snapshot::build_after(source, cluster, states, findings, None)
     }
 
-    /// As [`Snapshot::build`], keeping the entries and plan of every node
-    /// whose state and findings are those of `previous` (a snapshot of the
-    /// same cluster objects): building them walks the node's expected
-    /// state (its 4,999 peers, kube-proxy's rules for 10,000 Services).
+    /// As [`Snapshot::build`], taking over from the snapshot before what
+    /// did not change: a node's overlay lines when its state, its flannel
+    /// findings, the Nodes and ConfigMaps are the same; its kube-proxy
+    /// lines when its proxy state and findings and the ConfigMaps are;
+    /// its plan when its state and findings and what a plan reads are;
+    /// the resources list when none of its kinds changed. Building them
+    /// walks the node's expected state (its 4,999 peers, kube-proxy's
+    /// rules for 10,000 Services) and 175,000 objects.
     pub fn build_after(
         source: String,
         cluster: Arc<Cluster>,
         states: Arc<Vec<(String, NodeState)>>,
         findings: Vec<Finding>,
-        previous: Option<&Snapshot>,
-        known: Option<&Verdicts>,
+        after: Option<After<'_>>,
     ) -> Snapshot {
         // Every node the API knows, then any read node it does not.
         let mut names: Vec<String> = cluster
@@ -341,51 +389,60 @@ impl Snapshot {
         tally(&mut nodes, &findings);
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
-        let net = crate::model::ClusterNetwork::from_cluster(&cluster);
         let mine = by_node(&findings);
-        let before = previous.map(|p| {
-            let states: std::collections::HashMap<&str, &NodeState> =
-                p.states.iter().map(|(n, s)| (n.as_str(), s)).collect();
-            (p, by_node(&p.findings), states)
+        let cluster_wide = mine.get("").map_or(&[][..], Vec::as_slice);
+        let before = after.as_ref().map(|a| {
+            let states: std::collections::HashMap<&str, &NodeState> = a
+                .snapshot
+                .states
+                .iter()
+                .map(|(n, s)| (n.as_str(), s))
+                .collect();
+            (a, by_node(&a.snapshot.findings), states)
+        });
+        let unchanged = |kinds: &[ApiKind]| {
+            before
+                .as_ref()
+                .is_some_and(|(a, ..)| !kinds.iter().any(|k| a.changed.contains(k)))
+        };
+        let overlay_objects_same = unchanged(&OVERLAY_READS);
+        let proxy_objects_same = unchanged(&[ApiKind::ConfigMaps]);
+        let plan_objects_same = unchanged(&PLAN_READS);
+        let cluster_findings_same = before.as_ref().is_some_and(|(_, theirs, _)| {
+            theirs.get("").map_or(&[][..], Vec::as_slice) == cluster_wide
         });
         for (name, state) in states.iter() {
             let node_findings = mine.get(name.as_str()).map_or(&[][..], Vec::as_slice);
-            let old = before.as_ref().and_then(|(p, theirs, old_states)| {
+            let old = before.as_ref().and_then(|(a, theirs, old_states)| {
                 let theirs = theirs.get(name.as_str()).map_or(&[][..], Vec::as_slice);
                 Some((
-                    p.entries.get(name)?,
-                    p.plans.get(name)?,
+                    a.snapshot.entries.get(name)?,
+                    a.snapshot.plans.get(name)?,
                     theirs,
                     *old_states.get(name.as_str())?,
                 ))
             });
             // What the kept verdicts compared of this node against the
             // previous snapshot's state is not compared again.
-            let compared = match (&before, known) {
-                (Some((p, ..)), Some(v)) => v.compared(&p.states, name),
-                _ => None,
-            };
-            if let Some((e, plan, theirs, old_state)) = old
-                && compared.map_or_else(|| old_state == state, |c| c.state_same)
-                && theirs == node_findings
-            {
-                entries.insert(name.clone(), e.clone());
-                plans.insert(name.clone(), plan.clone());
-                continue;
-            }
-            let proxy_findings: Vec<&Finding> = node_findings
-                .iter()
-                .copied()
-                .filter(|f| f.id.is_kube_proxy())
-                .collect();
-            // kube-proxy's lines depend on its rules and findings only.
+            let compared = before
+                .as_ref()
+                .and_then(|(a, ..)| a.verdicts?.compared(&a.snapshot.states, name));
+            let state_same = old.is_some_and(|(.., old_state)| {
+                compared.map_or_else(|| old_state == state, |c| c.state_same)
+            });
+            let findings_same = old.is_some_and(|(_, _, theirs, _)| theirs == node_findings);
+            let kube_proxy = |f: &&Finding| f.id.is_kube_proxy();
+            let proxy_findings: Vec<&Finding> =
+                node_findings.iter().copied().filter(kube_proxy).collect();
+            // kube-proxy's lines depend on its state, findings and mode.
             let (proxy, services) = old
                 .filter(|(_, _, theirs, old_state)| {
-                    same_proxy_state(old_state, state, compared.and_then(|c| c.rules_same))
+                    proxy_objects_same
+                        && same_proxy_state(old_state, state, compared.and_then(|c| c.rules_same))
                         && theirs
                             .iter()
                             .copied()
-                            .filter(|f| f.id.is_kube_proxy())
+                            .filter(kube_proxy)
                             .eq(proxy_findings.iter().copied())
                 })
                 .map(|(e, ..)| (e.proxy.clone(), e.summary.proxy))
@@ -393,46 +450,76 @@ impl Snapshot {
                     let (entries, services) = proxy_entries(&cluster, state, &proxy_findings);
                     (Arc::new(entries), Some(services))
                 });
-            let (overlay, (peers_ok, peers)) =
-                overlay_entries(&cluster, name, state, node_findings);
-            let summary = NodeSummary {
-                peers_ok,
-                peers,
-                proxy: services,
-            };
-            let overlay = Arc::new(overlay);
+            // flannel's, on its state, its other findings and the leases.
+            let (overlay, peers) = old
+                .filter(|(_, _, theirs, _)| {
+                    overlay_objects_same
+                        && state_same
+                        && theirs
+                            .iter()
+                            .filter(|f| !kube_proxy(f))
+                            .eq(node_findings.iter().filter(|f| !kube_proxy(f)))
+                })
+                .map(|(e, ..)| (e.overlay.clone(), (e.summary.peers_ok, e.summary.peers)))
+                .unwrap_or_else(|| {
+                    let (overlay, peers) = overlay_entries(&cluster, name, state, node_findings);
+                    (Arc::new(overlay), peers)
+                });
             entries.insert(
                 name.clone(),
                 NodeEntries {
                     overlay,
                     proxy,
-                    summary,
+                    summary: NodeSummary {
+                        peers_ok: peers.0,
+                        peers: peers.1,
+                        proxy: services,
+                    },
                 },
             );
-            // What kube-proxy's and flannel's tables should hold is worked
-            // out only for a plan that restores a table.
-            let expected = || {
-                net.as_ref()
-                    .map(|net| expect::node(&cluster, name, net, state))
-                    .unwrap_or_default()
-            };
-            let plan = crate::repair::plan(name, &findings, state, expected, &Default::default());
+            let plan = old
+                .filter(|_| {
+                    plan_objects_same && state_same && findings_same && cluster_findings_same
+                })
+                .map(|(_, plan, ..)| plan.clone())
+                .unwrap_or_else(|| {
+                    LazyPlan::new(
+                        cluster_wide
+                            .iter()
+                            .chain(node_findings)
+                            .map(|f| (*f).clone()),
+                    )
+                });
             plans.insert(name.clone(), plan);
         }
-        let (resources, trace_targets) = match previous {
-            Some(p) => (p.resources.clone(), p.trace_targets.clone()),
-            None => {
-                let listing = Listing::of(&cluster);
-                let targets = super::resources::trace_targets(&cluster, &listing.rows);
-                (Arc::new(listing), Arc::new(targets))
+        // The resources list, section by section; the trace targets
+        // (its lines and the Ingresses' URLs) when any of it changed.
+        let (resources, trace_targets) = match after {
+            Some(a) if a.changed.is_empty() => (
+                a.snapshot.resources.clone(),
+                a.snapshot.trace_targets.clone(),
+            ),
+            _ => {
+                let before = after.map(|a| (&*a.snapshot.resources, a.changed));
+                let listing = Listing::after(&cluster, before);
+                let targets = match after {
+                    Some(a)
+                        if listing.same(&a.snapshot.resources)
+                            && !a.changed.contains(&ApiKind::Ingresses) =>
+                    {
+                        a.snapshot.trace_targets.clone()
+                    }
+                    _ => Arc::new(super::resources::trace_targets(&cluster, &listing)),
+                };
+                (Arc::new(listing), targets)
             }
         };
         let resource_marks = resources.marks(&findings);
         for row in nodes.iter_mut() {
             row.summary = entries.get(&row.name).map(|e: &NodeEntries| e.summary);
         }
-        let totals = match previous {
-            Some(p) => p.totals,
+        let totals = match after.filter(|a| a.changed.is_empty()) {
+            Some(a) => a.snapshot.totals,
             None => Totals::of(&cluster),
         };
         Snapshot {
@@ -448,6 +535,30 @@ impl Snapshot {
             resources,
             resource_marks,
             trace_targets,
+        }
+    }
+
+    /// Node `name`'s repair plan (`None`: its dataplane was not read).
+    pub fn plan(&self, name: &str) -> Option<&crate::repair::Plan> {
+        let lazy = self.plans.get(name)?;
+        let (_, state) = self.states.iter().find(|(n, _)| n == name)?;
+        Some(lazy.plan.get_or_init(|| {
+            // What kube-proxy's and flannel's tables should hold is worked
+            // out only for a plan that restores a table.
+            let expected = || {
+                crate::model::ClusterNetwork::from_cluster(&self.cluster)
+                    .map(|net| expect::node(&self.cluster, name, &net, state))
+                    .unwrap_or_default()
+            };
+            crate::repair::plan(name, &lazy.findings, state, expected, &Default::default())
+        }))
+    }
+
+    /// Works out every node's plan not worked out yet (the reader does,
+    /// once the snapshot is on its way to the screen).
+    pub fn work_out_plans(&self) {
+        for name in self.plans.keys() {
+            self.plan(name);
         }
     }
 
@@ -474,7 +585,7 @@ impl Snapshot {
 
     /// The resources view's lines, each with its mark.
     pub fn listed(&self) -> impl Iterator<Item = Listed<'_>> {
-        self.resources.rows.iter().enumerate().map(|(i, r)| Listed {
+        self.resources.rows().enumerate().map(|(i, r)| Listed {
             kind: r.kind,
             name: &r.name,
             detail: &r.detail,

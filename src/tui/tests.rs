@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::app::{App, Job, View};
+use super::snapshot::After;
 use super::snapshot::Snapshot;
 use super::view;
 use crate::dataplane::NodeState;
@@ -619,30 +620,19 @@ fn one_namespace_shows_its_objects_and_the_nodes() {
     };
     assert_eq!(row(&scoped).0, row(&s).0, "the node's own findings stay");
     assert!(row(&scoped).1.iter().sum::<usize>() < row(&s).1.iter().sum::<usize>());
-    assert!(scoped.resources.rows.iter().all(|r| match r.kind {
+    assert!(scoped.resources.rows().all(|r| match r.kind {
         Kind::Node => true,
         Kind::Dns => r.name.contains(".test-svc-ns."),
         _ => r.name.starts_with("test-svc-ns/"),
     }));
-    assert!(
-        scoped
-            .resources
-            .rows
-            .iter()
-            .any(|r| r.kind == Kind::Service)
-    );
+    assert!(scoped.resources.rows().any(|r| r.kind == Kind::Service));
     assert_eq!(
         scoped
             .resources
-            .rows
-            .iter()
+            .rows()
             .filter(|r| r.kind == Kind::Node)
             .count(),
-        s.resources
-            .rows
-            .iter()
-            .filter(|r| r.kind == Kind::Node)
-            .count()
+        s.resources.rows().filter(|r| r.kind == Kind::Node).count()
     );
     assert!(scoped.source.ends_with("namespace test-svc-ns"));
     // Each line kept keeps its mark; the node, marked by its route, too.
@@ -669,6 +659,111 @@ fn one_namespace_shows_its_objects_and_the_nodes() {
             .listed()
             .find(|l| l.name.starts_with("test-svc-ns/") && l.kind == Kind::Service),
         scoped.listed().nth(svc)
+    );
+}
+
+/// Two snapshots show the same: entries, plans, resources and marks.
+fn assert_same_views(a: &Snapshot, b: &Snapshot) {
+    assert_eq!(a.entries, b.entries);
+    assert_eq!(
+        a.plans.keys().collect::<Vec<_>>(),
+        b.plans.keys().collect::<Vec<_>>()
+    );
+    for n in a.plans.keys() {
+        assert_eq!(a.plan(n), b.plan(n), "{n}'s plan");
+    }
+    assert_eq!(a.resources, b.resources);
+    assert_eq!(a.resource_marks, b.resource_marks);
+    assert_eq!(a.trace_targets, b.trace_targets);
+    assert_eq!(a.nodes, b.nodes);
+}
+
+/// Object changes as the live reader sees them (an endpoint NotReady, a
+/// pod gone, a node's lease gone), each built after the snapshot before
+/// with the kinds that changed: the same as built anew, and what the
+/// change did not touch is taken over, not built again.
+#[test]
+fn a_snapshot_after_an_object_change_equals_one_built_anew() {
+    use crate::check::incremental::Verdicts;
+    use crate::dataplane::iptables::save;
+    use crate::dataplane::state::IptablesBackendState;
+    use crate::model::reading::ApiKind;
+    use crate::synthetic::{self, Size};
+    let cluster = synthetic::cluster(Size {
+        nodes: 6,
+        pods: 12,
+        services: 3,
+        endpoints_per_service: 2,
+    });
+    let states: Arc<Vec<(String, NodeState)>> = Arc::new(
+        (0..3)
+            .map(|i| {
+                let mut s = synthetic::node_state(&cluster, i);
+                s.iptables = vec![IptablesBackendState {
+                    backend: "nft".into(),
+                    ruleset: save::parse(&synthetic::iptables_text(&cluster, i)).unwrap(),
+                    raw: None,
+                }];
+                (format!("node-{i:05}"), s)
+            })
+            .collect(),
+    );
+    let mut verdicts = Verdicts::new();
+    let all = ApiKind::ALL.into_iter().collect();
+    let findings = verdicts.update(&cluster, &all, &states);
+    let mut last = Snapshot::build("s".into(), Arc::new(cluster), states.clone(), findings);
+    type Change = fn(&mut crate::model::Cluster);
+    let changes: [(&str, Change); 3] = [
+        ("an endpoint NotReady", |c| {
+            let e = &mut c.endpoint_slices[0].endpoints[0];
+            e.conditions.get_or_insert_with(Default::default).ready = Some(false);
+        }),
+        ("a pod gone", |c| {
+            c.pods.remove(5);
+        }),
+        ("a node's lease gone", |c| {
+            c.nodes[4].metadata.annotations = None;
+        }),
+    ];
+    for (what, change) in changes {
+        let mut c = (*last.cluster).clone();
+        change(&mut c);
+        c.invalidate_index();
+        c.reuse_index_of(&last.cluster);
+        let changed = c.changed_kinds(&last.cluster);
+        assert_eq!(changed.len(), 1, "{what}: one kind changed");
+        let c = Arc::new(c);
+        let findings = verdicts.update(&c, &changed, &states);
+        let full = crate::check::run(&c, &states);
+        assert_eq!(findings, full, "{what}: the kept verdicts");
+        let s = Snapshot::build_after(
+            "s".into(),
+            c.clone(),
+            states.clone(),
+            findings,
+            Some(After {
+                snapshot: &last,
+                changed: &changed,
+                verdicts: Some(&verdicts),
+            }),
+        );
+        let anew = Snapshot::build("s".into(), c, states.clone(), full);
+        assert_same_views(&s, &anew);
+        let kept = |f: fn(&super::snapshot::NodeEntries) -> &Arc<Vec<super::snapshot::Entry>>| {
+            Arc::ptr_eq(f(&s.entries["node-00000"]), f(&last.entries["node-00000"]))
+        };
+        match what {
+            "a node's lease gone" => {
+                assert!(kept(|e| &e.proxy), "{what}: kube-proxy's lines kept");
+                assert!(!kept(|e| &e.overlay), "{what}: flannel's built again");
+            }
+            _ => assert!(kept(|e| &e.overlay), "{what}: flannel's lines kept"),
+        }
+        last = s;
+    }
+    assert!(
+        last.findings.iter().any(|f| f.id.is_kube_proxy()),
+        "the NotReady endpoint's chain is found stale"
     );
 }
 
@@ -699,13 +794,17 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
     let findings = crate::check::run(&cluster, &changed);
     let cluster = Arc::new(cluster);
     let changed = Arc::new(changed);
+    let nothing = Default::default();
     let after = Snapshot::build_after(
         "synthetic".into(),
         cluster.clone(),
         changed.clone(),
         findings.clone(),
-        Some(&before),
-        None,
+        Some(After {
+            snapshot: &before,
+            changed: &nothing,
+            verdicts: None,
+        }),
     );
     // The reader's way: kept verdicts judge the change and hand the
     // snapshot what they compared (node 1's state and rulesets), so it
@@ -723,7 +822,6 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
         first.clone(),
         judged,
         None,
-        Some(&kept),
     );
     let judged = kept.update(&cluster, &Default::default(), &changed);
     assert_eq!(judged, findings);
@@ -740,17 +838,20 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
         cluster.clone(),
         changed.clone(),
         judged,
-        Some(&previous),
-        Some(&kept),
+        Some(After {
+            snapshot: &previous,
+            changed: &nothing,
+            verdicts: Some(&kept),
+        }),
     );
-    let anew = Snapshot::build("synthetic".into(), cluster, changed, findings);
-    assert_eq!(via_kept.entries, anew.entries);
-    assert_eq!(via_kept.plans, anew.plans);
-    assert_eq!(after.entries, anew.entries);
-    assert_eq!(after.plans, anew.plans);
-    assert_eq!(after.resources, anew.resources);
-    assert_eq!(after.resource_marks, anew.resource_marks);
-    assert_eq!(after.trace_targets, anew.trace_targets);
+    let anew = Snapshot::build(
+        "synthetic".into(),
+        cluster.clone(),
+        changed.clone(),
+        findings,
+    );
+    assert_same_views(&via_kept, &anew);
+    assert_same_views(&after, &anew);
     assert!(
         after
             .listed()

@@ -301,7 +301,7 @@ impl App {
                 let steps = self
                     .snapshot
                     .as_ref()
-                    .and_then(|s| s.plans.get(&n))
+                    .and_then(|s| s.plan(&n))
                     .map_or(0, |p| p.steps.len());
                 if self.applying {
                     self.status = Some("a repair is running".into());

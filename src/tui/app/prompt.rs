@@ -220,7 +220,7 @@ impl App {
             (Some(word), Some(name)) if Kind::from_word(word).is_some() => {
                 let kind = Kind::from_word(word);
                 let found = self.snapshot.as_ref().and_then(|s| {
-                    let of_kind = || s.resources.rows.iter().filter(|r| Some(r.kind) == kind);
+                    let of_kind = || s.resources.rows().filter(|r| Some(r.kind) == kind);
                     of_kind()
                         .find(|r| r.name == name)
                         .or_else(|| of_kind().find(|r| r.name.ends_with(&format!("/{name}"))))

@@ -11,7 +11,7 @@ use crate::tui::snapshot::{Mark, Snapshot};
 
 /// The node's repair plan, as `knetdoctor repair --node NODE` prints it.
 pub fn repair(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, name: &str) {
-    let text = match s.plans.get(name) {
+    let text = match s.plan(name) {
         Some(p) => p.text(),
         None => format!("{name}'s dataplane was not read: nothing to plan\n"),
     };
