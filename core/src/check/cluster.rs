@@ -162,11 +162,27 @@ fn svc_ref(svc: &Service) -> ObjectRef {
 
 fn check_services(cluster: &Cluster, out: &mut Vec<Finding>) {
     for (ns, name, spec, svc) in cluster.service_specs() {
+        check_service(cluster, ns, name, spec, svc, out);
+    }
+}
+
+/// The findings of one Service against its pods and endpoints (the
+/// [`CheckGroup::ServiceEndpoints`] group, one Service of it: the live
+/// path re-checks the Services a change touched).
+pub fn check_service(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+    svc: &Service,
+    out: &mut Vec<Finding>,
+) {
+    {
         if spec.type_.as_deref() == Some("ExternalName") {
-            continue;
+            return;
         }
         let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else {
-            continue; // Endpoints managed by hand (like default/kubernetes).
+            return; // Endpoints managed by hand (like default/kubernetes).
         };
         let pods: Vec<&Pod> = cluster.pods_selected(ns, selector);
 
@@ -188,7 +204,7 @@ fn check_services(cluster: &Cluster, out: &mut Vec<Finding>) {
                     what: format!("fix the selector of Service {ns}/{name} or the pods' labels"),
                 }),
             );
-            continue;
+            return;
         }
         for port in spec.ports.iter().flatten() {
             let proto = port.protocol.as_deref().unwrap_or("TCP");

@@ -17,12 +17,14 @@
 //! the 5,000-node synthetic cluster, `benches/check_scale`). Finer grain
 //! for objects (one Service's chains on every node) is still to come.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{Finding, IptablesInputs, check_iptables, check_node_but_iptables, cluster, sort};
+use super::iptables::{self, NodeRules};
+use super::{Finding, IptablesInputs, check_node_but_iptables, cluster, judge_iptables, sort};
 use crate::dataplane::NodeState;
-use crate::model::reading::ApiKind;
+use crate::model::kube_proxy::{self, ServicePort};
+use crate::model::reading::{ApiKind, CheckGroup, Skipped};
 use crate::model::{Cluster, ClusterNetwork};
 
 /// The states a set of verdicts was computed from, as the reader shares
@@ -32,8 +34,8 @@ pub type States = Arc<Vec<(String, NodeState)>>;
 /// One node's findings, in the two parts the live path re-checks apart.
 #[derive(Debug)]
 struct NodeVerdicts {
-    /// From its iptables ([`check_iptables`]), with what else they read.
-    iptables: Vec<Finding>,
+    /// From its iptables ([`judge_iptables`]), with what else they read.
+    iptables: NodeRules,
     inputs: IptablesInputs,
     /// Everything else ([`check_node_but_iptables`]).
     rest: Vec<Finding>,
@@ -69,6 +71,13 @@ pub struct Verdicts {
     /// identity only: a weak reference keeps their allocation's address
     /// from being reused, not the states themselves alive.
     compared_with: Option<std::sync::Weak<Vec<(String, NodeState)>>>,
+    /// kube-proxy's Service ports as of the last update.
+    ports: Arc<Vec<ServicePort>>,
+    /// The [`CheckGroup::ServiceEndpoints`] findings, per Service.
+    by_service: BTreeMap<(String, String), Vec<Finding>>,
+    /// The Services and EndpointSlices of the last update (shared, no
+    /// copy), to tell which Services a change touched.
+    services_read: Cluster,
     /// How many nodes the last update checked (for tests and the status
     /// line).
     pub last_checked: usize,
@@ -107,14 +116,72 @@ impl Verdicts {
             self.cluster[0].clear();
             cluster::check_unreadable(cluster, &mut self.cluster[0]);
         }
+        // Only the Services or their endpoints changed (not the pods, the
+        // mode, the network or what was refused): the verdicts per Service
+        // are worked out again for the Services touched alone.
+        let per_service = !first
+            && changed
+                .iter()
+                .all(|k| matches!(k, ApiKind::Services | ApiKind::Endpoints));
+        let touched = per_service.then(|| cluster.changed_services(&self.services_read));
         for (group, out) in cluster::GROUPS.into_iter().zip(&mut self.cluster[1..]) {
-            if reads(&group.kinds().collect::<Vec<_>>()) {
-                out.clear();
-                cluster::check_group(cluster, group, out);
+            if !reads(&group.kinds().collect::<Vec<_>>()) {
+                continue;
             }
+            out.clear();
+            if group != CheckGroup::ServiceEndpoints {
+                cluster::check_group(cluster, group, out);
+                continue;
+            }
+            if !Skipped::of(&cluster.unread).runs(group) {
+                self.by_service.clear();
+                continue;
+            }
+            let again: Vec<(String, String)> = match &touched {
+                Some(t) => {
+                    self.by_service.retain(|k, _| !t.contains(k));
+                    t.iter().cloned().collect()
+                }
+                None => {
+                    self.by_service.clear();
+                    cluster
+                        .service_specs()
+                        .map(|(ns, name, ..)| (ns.to_string(), name.to_string()))
+                        .collect()
+                }
+            };
+            for (ns, name) in again {
+                let mut found = Vec::new();
+                if let Some(svc) = cluster.service(&ns, &name)
+                    && let Some(spec) = &svc.spec
+                {
+                    cluster::check_service(cluster, &ns, &name, spec, svc, &mut found);
+                }
+                if !found.is_empty() {
+                    self.by_service.insert((ns, name), found);
+                }
+            }
+            out.extend(self.by_service.values().flatten().cloned());
         }
         let rules_read = reads(&IPTABLES_READS);
         let rest_read = reads(&NODE_READS);
+        // kube-proxy's view of the Services, worked out once for every
+        // node; the ports that differ from the last update's.
+        let mut changed_ports = BTreeSet::new();
+        if reads(&[ApiKind::Services, ApiKind::Endpoints]) {
+            let ports = Arc::new(match &touched {
+                Some(t) => kube_proxy::service_ports_after(cluster, &self.ports, t),
+                None => kube_proxy::service_ports(cluster),
+            });
+            if !first {
+                changed_ports = iptables::changed_ports(&self.ports, &ports);
+            }
+            self.ports = ports;
+        }
+        self.services_read = Cluster::default();
+        self.services_read.services = cluster.services.clone();
+        self.services_read.endpoint_slices = cluster.endpoint_slices.clone();
+        let ports_only = per_service;
         let before: HashMap<&str, &NodeState> = match &self.states {
             Some(old) => old.iter().map(|(n, s)| (n.as_str(), s)).collect(),
             None => HashMap::new(),
@@ -146,16 +213,21 @@ impl Verdicts {
                     };
                     // A route, neighbour or device changed: the rulesets
                     // (113,000 rules at scale) need not be judged again.
-                    let (iptables, rest) = match kept {
+                    let (iptables, rest, rules_before) = match kept {
                         Some(v) => (
-                            Some(v.iptables).filter(|_| rules_same == Some(true) && !rules_read),
+                            Some(v.iptables.clone())
+                                .filter(|_| rules_same == Some(true) && !rules_read),
                             Some(v.rest).filter(|_| state_same && !rest_read),
+                            Some(v.iptables).filter(|_| rules_same == Some(true) && ports_only),
                         ),
-                        None => (None, None),
+                        None => (None, None, None),
                     };
+                    // The same rules, a few Services' ports changed: their
+                    // chains alone are judged again.
+                    let by_port = rules_before.as_ref().map(|b| (b, &changed_ports));
                     let iptables = iptables.unwrap_or_else(|| {
                         rules_checked += 1;
-                        check_iptables(cluster, name, state, net.as_ref())
+                        judge_iptables(cluster, &self.ports, name, state, net.as_ref(), by_port)
                     });
                     let rest = rest.unwrap_or_else(|| {
                         let mut rest = Vec::new();
@@ -187,7 +259,7 @@ impl Verdicts {
             .flatten()
             .chain(states.iter().flat_map(|(n, _)| {
                 let v = &self.nodes[n];
-                v.iptables.iter().chain(&v.rest)
+                v.iptables.findings().chain(&v.rest)
             }))
             .cloned()
             .collect();

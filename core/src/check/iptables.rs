@@ -2,7 +2,7 @@
 //! would have written. Chains are matched to Services by kube-proxy's hash,
 //! never by comment (large clusters have none).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::finding::{Finding, FindingId, Mark, ObjectRef, RepairAction, Severity, Subject};
 use crate::dataplane::NodeState;
@@ -10,7 +10,7 @@ use crate::dataplane::iptables::{RuleSpec, Ruleset};
 use crate::model::kube_proxy::{ProxyMode, ServicePort};
 use crate::model::reading::{CheckGroup, Skipped};
 
-use crate::model::{Cluster, ClusterNetwork, hash, kube_proxy};
+use crate::model::{ClusterNetwork, hash, kube_proxy};
 
 fn has_kube_chains(rs: &Ruleset) -> bool {
     rs.table("nat")
@@ -32,9 +32,62 @@ pub fn kube_proxy_ruleset(state: &NodeState) -> Option<&Ruleset> {
         .find(|rs| has_kube_chains(rs))
 }
 
-/// All iptables findings for `node`.
+/// A Service port's identity across readings: its hashed name, protocol,
+/// ClusterIP and port.
+pub type PortKey = (String, String, std::net::Ipv4Addr, u16);
+
+fn port_key(sp: &ServicePort) -> PortKey {
+    (sp.name(), sp.protocol.clone(), sp.cluster_ip, sp.port)
+}
+
+/// A node's iptables findings, kube-proxy's chains kept apart per Service
+/// port: a change of one Service's endpoints re-judges its chains alone,
+/// not the 113,000 rules of 10,000 Services (`check::incremental`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeRules {
+    /// The findings about each Service port's chains (ports without
+    /// findings are absent).
+    pub ports: BTreeMap<PortKey, Vec<Finding>>,
+    /// The rest: backends split, kube-proxy not programmed, stale
+    /// rejects, flannel's chains.
+    pub rest: Vec<Finding>,
+    /// Whether kube-proxy's chains were judged port by port (iptables
+    /// mode, KUBE-SERVICES present, its objects read), so that they may
+    /// be brought up to date port by port.
+    pub by_port: bool,
+}
+
+impl NodeRules {
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.rest.iter().chain(self.ports.values().flatten())
+    }
+}
+
+/// The Service ports whose chains a change of objects may have changed:
+/// those that differ between `before` and `now`, or are in one only.
+pub fn changed_ports(before: &[ServicePort], now: &[ServicePort]) -> BTreeSet<PortKey> {
+    fn group(ports: &[ServicePort]) -> HashMap<PortKey, Vec<&ServicePort>> {
+        let mut by: HashMap<PortKey, Vec<&ServicePort>> = HashMap::new();
+        for sp in ports {
+            by.entry(port_key(sp)).or_default().push(sp);
+        }
+        by
+    }
+    let (a, b) = (group(before), group(now));
+    a.keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
+/// All iptables findings for `node`; `ports` are the cluster's
+/// ([`kube_proxy::service_ports`]). With `before` — the node's findings
+/// from the same rules and mode, and the ports changed since — only those
+/// ports' chains are judged again.
+#[allow(clippy::too_many_arguments)]
 pub fn check_node(
-    cluster: &Cluster,
+    ports: &[ServicePort],
     node: &str,
     state: &NodeState,
     net: &ClusterNetwork,
@@ -42,8 +95,10 @@ pub fn check_node(
     // An owner whose API objects could not be read is not judged (its
     // chains would look stale against nothing).
     skipped: &Skipped,
-    out: &mut Vec<Finding>,
-) {
+    before: Option<(&NodeRules, &BTreeSet<PortKey>)>,
+) -> NodeRules {
+    let mut judged = NodeRules::default();
+    let out = &mut judged.rest;
     let n = Some(node);
     let kube: Vec<&str> = state
         .iptables
@@ -72,22 +127,83 @@ pub fn check_node(
         .find(|b| has_kube_chains(&b.ruleset) || has_flannel_chains(&b.ruleset))
         .or(state.iptables.first());
     let Some(rs) = main.map(|b| &b.ruleset) else {
-        return;
+        return judged;
     };
     if mode == ProxyMode::Iptables && skipped.runs(CheckGroup::KubeProxy) {
-        check_kube_proxy(cluster, node, rs, out);
+        check_kube_proxy(ports, node, rs, before, &mut judged);
     }
     if skipped.runs(CheckGroup::Overlay) {
-        check_flannel_rules(node, rs, net, out);
+        check_flannel_rules(node, rs, net, &mut judged.rest);
+    }
+    judged
+}
+
+/// What kube-proxy's check reads of the rules besides each port's own
+/// chains: KUBE-SERVICES by (ClusterIP, port, protocol) — 10,000 Services
+/// would otherwise each scan 10,000 rules — and KUBE-NODEPORTS.
+struct ServiceJumps {
+    services: HashMap<(String, u16, String), RuleSpec>,
+    nodeports: Vec<RuleSpec>,
+}
+
+impl ServiceJumps {
+    /// Parsed from every rule, or (`only`) from the rules that name one of
+    /// these ports' ClusterIPs or NodePorts (a few of 10,000).
+    fn of(rs: &Ruleset, only: Option<&[&ServicePort]>) -> ServiceJumps {
+        let ips: Option<Vec<String>> =
+            only.map(|ports| ports.iter().map(|p| p.cluster_ip.to_string()).collect());
+        let node_ports: Option<Vec<String>> = only.map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| p.node_port.map(|n| n.to_string()))
+                .collect()
+        });
+        let wanted = |rule: &str, words: &Option<Vec<String>>| {
+            words
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|w| rule.contains(w.as_str())))
+        };
+        let specs = |chain: &str, words: &Option<Vec<String>>| -> Vec<RuleSpec> {
+            rs.table("nat")
+                .and_then(|t| t.chain(chain))
+                .map(|c| {
+                    c.rules
+                        .iter()
+                        .filter(|r| wanted(r, words))
+                        .filter_map(|r| RuleSpec::parse(r).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut services: HashMap<(String, u16, String), RuleSpec> = HashMap::new();
+        for r in specs("KUBE-SERVICES", &ips) {
+            if let (Some(ip), Some(port), Some(proto), Some(true)) = (
+                r.dst_host().map(str::to_string),
+                r.dport,
+                r.proto.clone(),
+                r.target.as_deref().map(kube_proxy::leads_to_service),
+            ) {
+                services.entry((ip, port, proto)).or_insert(r);
+            }
+        }
+        ServiceJumps {
+            services,
+            nodeports: specs("KUBE-NODEPORTS", &node_ports),
+        }
     }
 }
 
-fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<Finding>) {
+fn check_kube_proxy(
+    ports: &[ServicePort],
+    node: &str,
+    rs: &Ruleset,
+    before: Option<(&NodeRules, &BTreeSet<PortKey>)>,
+    judged: &mut NodeRules,
+) {
     let n = Some(node);
-    let ports = kube_proxy::service_ports(cluster);
     if !has_kube_chains(rs) {
         if ports.iter().any(|p| !p.endpoints.is_empty()) {
-            out.push(
+            judged.rest.push(
                 Finding::new(FindingId::KubeProxyNotProgrammed, Severity::Error, n, "no KUBE-SERVICES chain: kube-proxy (iptables mode) has not programmed this node; it is probably not running")
                     .object(Subject::chain("nat", "KUBE-SERVICES"))
                     .repair(RepairAction::Manual { what: "check the kube-proxy pod on this node (kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide)".into() }),
@@ -95,65 +211,87 @@ fn check_kube_proxy(cluster: &Cluster, node: &str, rs: &Ruleset, out: &mut Vec<F
         }
         return;
     }
-    // KUBE-SERVICES by (ClusterIP, port, protocol): 10,000 Services would
-    // otherwise each scan 10,000 rules.
-    let mut services: HashMap<(String, u16, String), RuleSpec> = HashMap::new();
-    for r in rs.specs("nat", "KUBE-SERVICES") {
-        if let (Some(ip), Some(port), Some(proto), Some(true)) = (
-            r.dst_host().map(str::to_string),
-            r.dport,
-            r.proto.clone(),
-            r.target.as_deref().map(kube_proxy::leads_to_service),
-        ) {
-            services.entry((ip, port, proto)).or_insert(r);
+    check_stale_rejects(ports, rs, node, &mut judged.rest);
+    judged.by_port = true;
+    let served = ports.iter().filter(|p| !p.endpoints.is_empty());
+    let (jumps, to_judge): (ServiceJumps, Vec<&ServicePort>) = match before {
+        Some((b, changed)) if b.by_port => {
+            judged.ports = b
+                .ports
+                .iter()
+                .filter(|(k, _)| !changed.contains(*k))
+                .map(|(k, f)| (k.clone(), f.clone()))
+                .collect();
+            let again: Vec<&ServicePort> =
+                served.filter(|p| changed.contains(&port_key(p))).collect();
+            (ServiceJumps::of(rs, Some(&again)), again)
+        }
+        _ => (ServiceJumps::of(rs, None), served.collect()),
+    };
+    for sp in to_judge {
+        let mut out = Vec::new();
+        check_port(sp, &jumps, rs, node, &mut out);
+        if !out.is_empty() {
+            judged.ports.entry(port_key(sp)).or_default().extend(out);
         }
     }
-    check_stale_rejects(&ports, rs, node, out);
-    let nodeports = rs.specs("nat", "KUBE-NODEPORTS");
+}
+
+/// One Service port's chains: its KUBE-SERVICES jump and chain, its
+/// endpoint chains, its NodePort rule.
+fn check_port(
+    sp: &ServicePort,
+    jumps: &ServiceJumps,
+    rs: &Ruleset,
+    node: &str,
+    out: &mut Vec<Finding>,
+) {
+    let n = Some(node);
     let nat = rs.table("nat");
-    for sp in ports.iter().filter(|p| !p.endpoints.is_empty()) {
-        let svc_ref = ObjectRef::namespaced("Service", &sp.namespace, &sp.service);
-        let jump = services.get(&(sp.cluster_ip.to_string(), sp.port, sp.protocol.clone()));
-        // The name this node's kube-proxy hashed the port under.
-        let hashed = sp
-            .hashed_names()
-            .into_iter()
-            .find(|n| jump.is_some_and(|j| j.jumps_to(&hash::svc_chain(n, &sp.protocol))))
-            .unwrap_or_else(|| sp.name());
-        let svc_chain = hash::svc_chain(&hashed, &sp.protocol);
-        let chain_exists = nat.and_then(|t| t.chain(&svc_chain)).is_some();
-        if jump.is_none() || !chain_exists || !jump.is_some_and(|j| j.jumps_to(&svc_chain)) {
+    let svc_ref = ObjectRef::namespaced("Service", &sp.namespace, &sp.service);
+    let jump = jumps
+        .services
+        .get(&(sp.cluster_ip.to_string(), sp.port, sp.protocol.clone()));
+    // The name this node's kube-proxy hashed the port under.
+    let hashed = sp
+        .hashed_names()
+        .into_iter()
+        .find(|n| jump.is_some_and(|j| j.jumps_to(&hash::svc_chain(n, &sp.protocol))))
+        .unwrap_or_else(|| sp.name());
+    let svc_chain = hash::svc_chain(&hashed, &sp.protocol);
+    let chain_exists = nat.and_then(|t| t.chain(&svc_chain)).is_some();
+    if jump.is_none() || !chain_exists || !jump.is_some_and(|j| j.jumps_to(&svc_chain)) {
+        out.push(
+            Finding::new(FindingId::KubeProxySvcChainMissing, Severity::Error, n, format!("{} {}:{}/{} has no kube-proxy service chain here: its ClusterIP is not translated", sp.name(), sp.cluster_ip, sp.port, sp.protocol))
+                .object(svc_ref.clone())
+                .object(Subject::chain("nat", svc_chain.clone()))
+                .evidence(
+                    format!("KUBE-SERVICES -d {}/32 --dport {} -j {svc_chain}", sp.cluster_ip, sp.port),
+                    match (jump, chain_exists) {
+                        (None, false) => "no rule, no chain".to_string(),
+                        (None, true) => "chain without a KUBE-SERVICES rule".to_string(),
+                        (Some(j), _) => format!("rule jumps to {}, chain {}", j.target.clone().unwrap_or_default(), if chain_exists { "present" } else { "absent" }),
+                    },
+                )
+                .repair(kube_proxy_action(vec!["KUBE-SERVICES".into(), svc_chain.clone()])),
+        );
+        return;
+    }
+    check_endpoints(sp, &hashed, rs, node, &svc_ref, out);
+    if let Some(np) = sp.node_port {
+        let ext = hash::ext_chain(&hashed, &sp.protocol);
+        let ok = jumps
+            .nodeports
+            .iter()
+            .any(|r| r.dport == Some(np) && (r.jumps_to(&ext) || r.jumps_to(&svc_chain)));
+        if !ok {
             out.push(
-                Finding::new(FindingId::KubeProxySvcChainMissing, Severity::Error, n, format!("{} {}:{}/{} has no kube-proxy service chain here: its ClusterIP is not translated", sp.name(), sp.cluster_ip, sp.port, sp.protocol))
+                Finding::new(FindingId::KubeProxyNodeportMissing, Severity::Error, n, format!("no KUBE-NODEPORTS rule for {} on port {np}: NodePort traffic to this node is not forwarded", sp.name()))
                     .object(svc_ref.clone())
-                    .object(Subject::chain("nat", svc_chain.clone()))
-                    .evidence(
-                        format!("KUBE-SERVICES -d {}/32 --dport {} -j {svc_chain}", sp.cluster_ip, sp.port),
-                        match (jump, chain_exists) {
-                            (None, false) => "no rule, no chain".to_string(),
-                            (None, true) => "chain without a KUBE-SERVICES rule".to_string(),
-                            (Some(j), _) => format!("rule jumps to {}, chain {}", j.target.clone().unwrap_or_default(), if chain_exists { "present" } else { "absent" }),
-                        },
-                    )
-                    .repair(kube_proxy_action(vec!["KUBE-SERVICES".into(), svc_chain.clone()])),
+                    .object(Subject::chain("nat", "KUBE-NODEPORTS"))
+                    .evidence(format!("-p {} --dport {np} -j {ext}", sp.protocol), "absent")
+                    .repair(kube_proxy_action(vec!["KUBE-NODEPORTS".into(), ext])),
             );
-            continue;
-        }
-        check_endpoints(sp, &hashed, rs, node, &svc_ref, out);
-        if let Some(np) = sp.node_port {
-            let ext = hash::ext_chain(&hashed, &sp.protocol);
-            let ok = nodeports
-                .iter()
-                .any(|r| r.dport == Some(np) && (r.jumps_to(&ext) || r.jumps_to(&svc_chain)));
-            if !ok {
-                out.push(
-                    Finding::new(FindingId::KubeProxyNodeportMissing, Severity::Error, n, format!("no KUBE-NODEPORTS rule for {} on port {np}: NodePort traffic to this node is not forwarded", sp.name()))
-                        .object(svc_ref.clone())
-                        .object(Subject::chain("nat", "KUBE-NODEPORTS"))
-                        .evidence(format!("-p {} --dport {np} -j {ext}", sp.protocol), "absent")
-                        .repair(kube_proxy_action(vec!["KUBE-NODEPORTS".into(), ext])),
-                );
-            }
         }
     }
 }

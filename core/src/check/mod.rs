@@ -88,15 +88,36 @@ pub fn check_iptables(
     state: &NodeState,
     net: Option<&ClusterNetwork>,
 ) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let ports = crate::model::kube_proxy::service_ports(cluster);
+    judge_iptables(cluster, &ports, node, state, net, None)
+        .findings()
+        .cloned()
+        .collect()
+}
+
+/// [`check_iptables`] with the cluster's Service ports worked out once
+/// for every node, and kept apart per port: with `before` (the node's
+/// findings from the same rules and inputs, and the ports changed since)
+/// only those ports' chains are judged again.
+pub fn judge_iptables(
+    cluster: &Cluster,
+    ports: &[crate::model::kube_proxy::ServicePort],
+    node: &str,
+    state: &NodeState,
+    net: Option<&ClusterNetwork>,
+    before: Option<(
+        &iptables::NodeRules,
+        &std::collections::BTreeSet<iptables::PortKey>,
+    )>,
+) -> iptables::NodeRules {
     let inputs = IptablesInputs::of(cluster, state);
-    if let Some(net) = net
-        && !inputs.unread
-    {
-        let skipped = Skipped::of(&cluster.unread);
-        iptables::check_node(cluster, node, state, net, inputs.mode, &skipped, &mut out);
+    match net {
+        Some(net) if !inputs.unread => {
+            let skipped = Skipped::of(&cluster.unread);
+            iptables::check_node(ports, node, state, net, inputs.mode, &skipped, before)
+        }
+        _ => iptables::NodeRules::default(),
     }
-    out
 }
 
 /// Everything of a node's state [`check_iptables`] reads besides the

@@ -71,6 +71,44 @@ impl PartialEq for Cluster {
     }
 }
 
+fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Adds to `out` the Service (`service_of`) of each object that differs
+/// between `now` and `before`, matched by namespace and name, or is in
+/// one only.
+fn differing<
+    T: PartialEq
+        + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+>(
+    now: &[T],
+    before: &[T],
+    service_of: impl Fn(&T) -> Option<(String, String)>,
+    out: &mut BTreeSet<(String, String)>,
+) {
+    let by_name: std::collections::HashMap<(String, String), &T> =
+        before.iter().map(|o| (ns_name(o.metadata()), o)).collect();
+    let mut seen = std::collections::HashSet::new();
+    for o in now {
+        let key = ns_name(o.metadata());
+        match by_name.get(&key) {
+            Some(b) if *b == o => {}
+            Some(b) => out.extend(service_of(o).into_iter().chain(service_of(b))),
+            None => out.extend(service_of(o)),
+        }
+        seen.insert(key);
+    }
+    for (key, b) in &by_name {
+        if !seen.contains(key) {
+            out.extend(service_of(b));
+        }
+    }
+}
+
 /// Whether knetdoctor reads this ConfigMap.
 /// A Service's IPv4 ClusterIP: what kube-proxy's IPv4 proxier serves and
 /// the overlay carries. A dual-stack Service lists it in `clusterIPs`,
@@ -154,6 +192,37 @@ impl Cluster {
         .into_iter()
         .filter_map(|(kind, changed)| changed.then_some(kind))
         .collect()
+    }
+
+    /// The Services (namespace, name) whose object or EndpointSlices
+    /// differ from `before`'s: what a change of Services or endpoints
+    /// touched, for the verdicts judged per Service.
+    pub fn changed_services(&self, before: &Cluster) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        if !self.services.same(&before.services) {
+            differing(
+                &self.services,
+                &before.services,
+                |s| Some(ns_name(&s.metadata)),
+                &mut out,
+            );
+        }
+        if !self.endpoint_slices.same(&before.endpoint_slices) {
+            let service_of = |s: &EndpointSlice| {
+                let svc = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+                Some((
+                    s.metadata.namespace.clone().unwrap_or_default(),
+                    svc.clone(),
+                ))
+            };
+            differing(
+                &self.endpoint_slices,
+                &before.endpoint_slices,
+                service_of,
+                &mut out,
+            );
+        }
+        out
     }
 
     /// Forgets the indexes; call after changing the vectors.

@@ -5,6 +5,7 @@
 //! and KUBE-POSTROUTING for SNAT; REJECT rules for Services without
 //! endpoints; `-m recent` for ClientIP session affinity.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -149,7 +150,29 @@ pub fn service_ports(cluster: &Cluster) -> Vec<ServicePort> {
     for (ns, name, spec, _) in cluster.service_specs() {
         out.extend(ports_of(cluster, ns, name, spec));
     }
-    out.sort_by_key(|sp| (sp.name(), sp.protocol.clone()));
+    sort_ports(&mut out);
+    out
+}
+
+/// kube-proxy's order: by hashed name and protocol (each name formatted
+/// once, not per comparison).
+fn sort_ports(ports: &mut [ServicePort]) {
+    ports.sort_by_cached_key(|sp| (sp.name(), sp.protocol.clone()));
+}
+
+/// [`service_ports`] from the ones before, with the ports of the Services
+/// named (those a change touched) worked out again.
+pub fn service_ports_after(
+    cluster: &Cluster,
+    before: &[ServicePort],
+    changed: &BTreeSet<(String, String)>,
+) -> Vec<ServicePort> {
+    let touched = |sp: &ServicePort| changed.contains(&(sp.namespace.clone(), sp.service.clone()));
+    let mut out: Vec<ServicePort> = before.iter().filter(|sp| !touched(sp)).cloned().collect();
+    for (ns, name) in changed {
+        out.extend(service_ports_of(cluster, ns, name));
+    }
+    sort_ports(&mut out);
     out
 }
 
@@ -161,7 +184,7 @@ pub fn service_ports_of(cluster: &Cluster, namespace: &str, name: &str) -> Vec<S
         .and_then(|s| s.spec.as_ref())
         .map(|spec| ports_of(cluster, namespace, name, spec))
         .unwrap_or_default();
-    out.sort_by_key(|sp| (sp.name(), sp.protocol.clone()));
+    sort_ports(&mut out);
     out
 }
 
