@@ -73,6 +73,9 @@ pub struct NodeEntries {
     pub proxy: Arc<Vec<Entry>>,
     /// What the overview says of them.
     pub summary: NodeSummary,
+    /// kube-proxy's chains as read (iptables mode), kept to mark them
+    /// again while the rules stay.
+    pub tree: Option<Arc<ChainTree>>,
 }
 
 /// A read node's overlay and kube-proxy state in a few numbers.
@@ -434,21 +437,26 @@ impl Snapshot {
             let kube_proxy = |f: &&Finding| f.id.is_kube_proxy();
             let proxy_findings: Vec<&Finding> =
                 node_findings.iter().copied().filter(kube_proxy).collect();
-            // kube-proxy's lines depend on its state, findings and mode.
-            let (proxy, services) = old
-                .filter(|(_, _, theirs, old_state)| {
-                    proxy_objects_same
-                        && same_proxy_state(old_state, state, compared.and_then(|c| c.rules_same))
-                        && theirs
-                            .iter()
-                            .copied()
-                            .filter(kube_proxy)
-                            .eq(proxy_findings.iter().copied())
+            // kube-proxy's lines depend on its state, findings and mode;
+            // the tree read from its rules, on its state and mode.
+            let same_rules = old.filter(|(_, _, _, old_state)| {
+                proxy_objects_same
+                    && same_proxy_state(old_state, state, compared.and_then(|c| c.rules_same))
+            });
+            let (proxy, services, tree) = same_rules
+                .filter(|(_, _, theirs, _)| {
+                    theirs
+                        .iter()
+                        .copied()
+                        .filter(kube_proxy)
+                        .eq(proxy_findings.iter().copied())
                 })
-                .map(|(e, ..)| (e.proxy.clone(), e.summary.proxy))
+                .map(|(e, ..)| (e.proxy.clone(), e.summary.proxy, e.tree.clone()))
                 .unwrap_or_else(|| {
-                    let (entries, services) = proxy_entries(&cluster, state, &proxy_findings);
-                    (Arc::new(entries), Some(services))
+                    let kept_tree = same_rules.and_then(|(e, ..)| e.tree.clone());
+                    let (entries, services, tree) =
+                        proxy_entries(&cluster, state, &proxy_findings, kept_tree);
+                    (Arc::new(entries), Some(services), tree)
                 });
             // flannel's, on its state, its other findings and the leases.
             let (overlay, peers) = old
@@ -470,6 +478,7 @@ impl Snapshot {
                 NodeEntries {
                     overlay,
                     proxy,
+                    tree,
                     summary: NodeSummary {
                         peers_ok: peers.0,
                         peers: peers.1,
@@ -673,51 +682,16 @@ fn missing_parts(mine: &[&Finding], about: &Subject, kind: &'static str) -> Vec<
 /// each marked by the finding naming that chain (a stale endpoint chain
 /// reads `stale`), the endpoint chains a finding says are missing; then
 /// the Service chains findings say are missing.
-fn chain_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> (Vec<Entry>, usize) {
+fn chain_entries(tree: &ChainTree, mine: &[&Finding], by: &Marks) -> (Vec<Entry>, usize) {
     let mut out = Vec::new();
-    let Some(rs) = crate::check::iptables::kube_proxy_ruleset(state) else {
-        return (out, 0);
-    };
     let mut shown = std::collections::HashSet::new();
-    for r in rs.specs("nat", "KUBE-SERVICES") {
-        let Some(svc) = r.target.clone().filter(|t| t.starts_with("KUBE-SVC-")) else {
-            continue;
-        };
-        let svc_subject = Subject::chain("nat", svc.clone());
-        out.push(marked(
-            by,
-            "svc",
-            &svc_subject,
-            format!(
-                "{} {}:{} → {svc}",
-                r.comment.clone().unwrap_or_default(),
-                r.dst_host().unwrap_or("?"),
-                r.dport.map(|p| p.to_string()).unwrap_or_default()
-            ),
-        ));
-        for sep in rs.specs("nat", &svc) {
-            let Some(t) = sep.target.clone().filter(|t| t.starts_with("KUBE-SEP-")) else {
-                continue;
-            };
-            let dnat = rs
-                .specs("nat", &t)
-                .iter()
-                .find_map(|d| d.to_destination.clone())
-                .unwrap_or_else(|| "?".into());
-            out.push(marked(
-                by,
-                "sep",
-                &Subject::chain("nat", t.clone()),
-                format!(
-                    "  {t} → {dnat}{}",
-                    sep.probability
-                        .map(|p| format!("  p={p:.3}"))
-                        .unwrap_or_default()
-                ),
-            ));
+    for svc in &tree.services {
+        out.push(marked(by, "svc", &svc.subject, svc.line.clone()));
+        for (subject, line) in &svc.seps {
+            out.push(marked(by, "sep", subject, line.clone()));
         }
-        out.extend(missing_parts(mine, &svc_subject, "sep"));
-        shown.insert(svc);
+        out.extend(missing_parts(mine, &svc.subject, "sep"));
+        shown.insert(svc.chain.as_str());
     }
     let programmed = shown.len();
     for f in mine {
@@ -725,8 +699,8 @@ fn chain_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> (Vec<Entry
             let Subject::Chain { chain, .. } = s else {
                 continue;
             };
-            if chain.starts_with("KUBE-SVC-") && !shown.contains(chain) {
-                shown.insert(chain.clone());
+            if chain.starts_with("KUBE-SVC-") && !shown.contains(chain.as_str()) {
+                shown.insert(chain);
                 out.push(marked(
                     by,
                     "svc",
@@ -737,6 +711,70 @@ fn chain_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> (Vec<Entry
         }
     }
     (out, programmed)
+}
+
+/// kube-proxy's tree as read from the node's rules, before any finding
+/// marks it: 70,000 rules parsed for 10,000 Services, so it is kept while
+/// the rules stay and a change of findings (an endpoint going NotReady)
+/// only marks it again.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ChainTree {
+    services: Vec<SvcLines>,
+}
+
+/// A Service rule of KUBE-SERVICES and the endpoint chains its chain picks.
+#[derive(Debug, PartialEq, Eq)]
+struct SvcLines {
+    chain: String,
+    subject: Subject,
+    line: String,
+    seps: Vec<(Subject, String)>,
+}
+
+impl ChainTree {
+    fn of(state: &NodeState) -> ChainTree {
+        let mut services = Vec::new();
+        let Some(rs) = crate::check::iptables::kube_proxy_ruleset(state) else {
+            return ChainTree { services };
+        };
+        for r in rs.specs("nat", "KUBE-SERVICES") {
+            let Some(svc) = r.target.clone().filter(|t| t.starts_with("KUBE-SVC-")) else {
+                continue;
+            };
+            let line = format!(
+                "{} {}:{} → {svc}",
+                r.comment.clone().unwrap_or_default(),
+                r.dst_host().unwrap_or("?"),
+                r.dport.map(|p| p.to_string()).unwrap_or_default()
+            );
+            let seps = rs
+                .specs("nat", &svc)
+                .into_iter()
+                .filter_map(|sep| {
+                    let t = sep.target.clone().filter(|t| t.starts_with("KUBE-SEP-"))?;
+                    let dnat = rs
+                        .specs("nat", &t)
+                        .iter()
+                        .find_map(|d| d.to_destination.clone())
+                        .unwrap_or_else(|| "?".into());
+                    let line = format!(
+                        "  {t} → {dnat}{}",
+                        sep.probability
+                            .map(|p| format!("  p={p:.3}"))
+                            .unwrap_or_default()
+                    );
+                    Some((Subject::chain("nat", t), line))
+                })
+                .collect();
+            services.push(SvcLines {
+                subject: Subject::chain("nat", svc.clone()),
+                chain: svc,
+                line,
+                seps,
+            });
+        }
+        ChainTree { services }
+    }
 }
 
 /// kube-proxy's nftables table on the node: each `service-ips` element
@@ -867,21 +905,27 @@ fn proxy_entries(
     cluster: &Cluster,
     state: &NodeState,
     mine: &[&Finding],
-) -> (Vec<Entry>, (ProxyMode, usize)) {
+    tree: Option<Arc<ChainTree>>,
+) -> (Vec<Entry>, (ProxyMode, usize), Option<Arc<ChainTree>>) {
     let by = check::first_naming(mine.iter().copied());
     let mode = crate::model::kube_proxy::node_proxy_mode(cluster, state);
-    let (entries, services) = match mode {
-        ProxyMode::Ipvs => (ipvs_entries(state, mine), state.ipvs.len()),
+    let (entries, services, tree) = match mode {
+        ProxyMode::Ipvs => (ipvs_entries(state, mine), state.ipvs.len(), None),
         ProxyMode::Nftables => (
             nft_entries(state, mine, &by),
             state
                 .kube_proxy_nft
                 .as_ref()
                 .map_or(0, |t| t.service_ips.len()),
+            None,
         ),
-        ProxyMode::Iptables => chain_entries(state, mine, &by),
+        ProxyMode::Iptables => {
+            let tree = tree.unwrap_or_else(|| Arc::new(ChainTree::of(state)));
+            let (entries, services) = chain_entries(&tree, mine, &by);
+            (entries, services, Some(tree))
+        }
     };
-    (entries, (mode, services))
+    (entries, (mode, services), tree)
 }
 
 /// The node's expected devices and per-peer entries, each marked by the

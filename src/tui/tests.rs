@@ -759,6 +759,11 @@ fn a_snapshot_after_an_object_change_equals_one_built_anew() {
             }
             _ => assert!(kept(|e| &e.overlay), "{what}: flannel's lines kept"),
         }
+        let tree = |s: &Snapshot| s.entries["node-00000"].tree.clone().expect("iptables mode");
+        assert!(
+            Arc::ptr_eq(&tree(&s), &tree(&last)),
+            "{what}: kube-proxy's chains as read are kept (the rules did not change)"
+        );
         last = s;
     }
     assert!(

@@ -173,8 +173,12 @@ impl Verdicts {
                 Some(t) => kube_proxy::service_ports_after(cluster, &self.ports, t),
                 None => kube_proxy::service_ports(cluster),
             });
-            if !first {
-                changed_ports = iptables::changed_ports(&self.ports, &ports);
+            // The touched Services' ports, before and now (the others'
+            // are the same by construction).
+            if let Some(t) = &touched {
+                changed_ports = iptables::ports_of_services(&self.ports, t)
+                    .chain(iptables::ports_of_services(&ports, t))
+                    .collect();
             }
             self.ports = ports;
         }

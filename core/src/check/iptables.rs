@@ -63,22 +63,16 @@ impl NodeRules {
     }
 }
 
-/// The Service ports whose chains a change of objects may have changed:
-/// those that differ between `before` and `now`, or are in one only.
-pub fn changed_ports(before: &[ServicePort], now: &[ServicePort]) -> BTreeSet<PortKey> {
-    fn group(ports: &[ServicePort]) -> HashMap<PortKey, Vec<&ServicePort>> {
-        let mut by: HashMap<PortKey, Vec<&ServicePort>> = HashMap::new();
-        for sp in ports {
-            by.entry(port_key(sp)).or_default().push(sp);
-        }
-        by
-    }
-    let (a, b) = (group(before), group(now));
-    a.keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
+/// The keys of the ports of these Services (namespace, name): the ports
+/// whose chains a change of them may have changed.
+pub fn ports_of_services<'a>(
+    ports: &'a [ServicePort],
+    services: &'a BTreeSet<(String, String)>,
+) -> impl Iterator<Item = PortKey> + 'a {
+    ports
+        .iter()
+        .filter(|sp| services.contains(&(sp.namespace.clone(), sp.service.clone())))
+        .map(port_key)
 }
 
 /// All iptables findings for `node`; `ports` are the cluster's
