@@ -549,8 +549,12 @@ impl Snapshot {
 
     /// Node `name`'s repair plan (`None`: its dataplane was not read).
     pub fn plan(&self, name: &str) -> Option<&crate::repair::Plan> {
-        let lazy = self.plans.get(name)?;
         let (_, state) = self.states.iter().find(|(n, _)| n == name)?;
+        self.plan_of(name, state)
+    }
+
+    fn plan_of(&self, name: &str, state: &NodeState) -> Option<&crate::repair::Plan> {
+        let lazy = self.plans.get(name)?;
         Some(lazy.plan.get_or_init(|| {
             // What kube-proxy's and flannel's tables should hold is worked
             // out only for a plan that restores a table.
@@ -563,11 +567,11 @@ impl Snapshot {
         }))
     }
 
-    /// Works out every node's plan not worked out yet (the reader does,
-    /// once the snapshot is on its way to the screen).
+    /// Works out every node's plan not worked out yet (the reader's plan
+    /// worker does, once the snapshot is on its way to the screen).
     pub fn work_out_plans(&self) {
-        for name in self.plans.keys() {
-            self.plan(name);
+        for (name, state) in self.states.iter() {
+            self.plan_of(name, state);
         }
     }
 
