@@ -229,8 +229,8 @@ const PLAN_READS: [ApiKind; 5] = [
 /// A node's repair plan, worked out when first asked for: a plan that
 /// restores kube-proxy's chains needs the node's whole expected ruleset
 /// (0.25 s for 10,000 Services), which a change must not wait for on its
-/// way to the screen. The reader works it out right after sending the
-/// snapshot; the repair view waits for it if it is first.
+/// way to the screen. The reader's plan worker works it out once the
+/// snapshot is sent; the repair view waits for it if it comes first.
 #[derive(Debug, Clone, Default)]
 pub struct LazyPlan {
     /// The node's findings and the cluster's (the plan's only input

@@ -1,10 +1,13 @@
 //! Verdicts kept between changes (the dashboard's live path): a node's
 //! findings depend only on the cluster objects and that node's own state
 //! (`check_node`), and the cluster-wide ones only on the objects
-//! (`cluster::check`). So when only node states change, only the nodes
-//! whose state differs are checked again; when the objects change,
-//! everything is. The result is always what [`super::run`] gives for the
-//! same inputs (a property test holds them equal over random changes).
+//! (`cluster::check`). Each verdict is worked out again only when what it
+//! reads changed: the nodes whose state differs; the cluster-wide groups
+//! whose kinds of objects changed; for a change of Services or their
+//! endpoints alone, the Services it touched (their checks, their ports'
+//! kube-proxy chains on each node). The result is always what
+//! [`super::run`] gives for the same inputs (a property test holds them
+//! equal over random changes).
 //!
 //! Within a changed node, its iptables are judged again only when the
 //! rulesets (or the proxy mode, or whether they were read) changed: that
@@ -12,10 +15,10 @@
 //! route, neighbour or device change costs the rest (flannel's entries
 //! against its 4,999 peers).
 //!
-//! Scale: an unchanged node costs one equality comparison of its state; a
-//! node whose rules changed, its whole check (0.25–0.3 s for one node of
-//! the 5,000-node synthetic cluster, `benches/check_scale`). Finer grain
-//! for objects (one Service's chains on every node) is still to come.
+//! Scale (the 5,000-node synthetic cluster, one node read): an unchanged
+//! node costs one equality comparison of its state; a node whose rules
+//! changed, its whole check (0.1–0.3 s, `benches/check_scale`); an
+//! endpoint going NotReady, ~50 ms in all (`benches/tui_render`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -185,7 +188,6 @@ impl Verdicts {
         self.services_read = Cluster::default();
         self.services_read.services = cluster.services.clone();
         self.services_read.endpoint_slices = cluster.endpoint_slices.clone();
-        let ports_only = per_service;
         let before: HashMap<&str, &NodeState> = match &self.states {
             Some(old) => old.iter().map(|(n, s)| (n.as_str(), s)).collect(),
             None => HashMap::new(),
@@ -217,13 +219,21 @@ impl Verdicts {
                     };
                     // A route, neighbour or device changed: the rulesets
                     // (113,000 rules at scale) need not be judged again.
+                    // Kept whole, brought up to date port by port, or
+                    // judged anew.
                     let (iptables, rest, rules_before) = match kept {
-                        Some(v) => (
-                            Some(v.iptables.clone())
-                                .filter(|_| rules_same == Some(true) && !rules_read),
-                            Some(v.rest).filter(|_| state_same && !rest_read),
-                            Some(v.iptables).filter(|_| rules_same == Some(true) && ports_only),
-                        ),
+                        Some(v) => {
+                            let rules_kept = rules_same == Some(true);
+                            let (iptables, rules_before) = if rules_kept && !rules_read {
+                                (Some(v.iptables), None)
+                            } else if rules_kept && per_service {
+                                (None, Some(v.iptables))
+                            } else {
+                                (None, None)
+                            };
+                            let rest = Some(v.rest).filter(|_| state_same && !rest_read);
+                            (iptables, rest, rules_before)
+                        }
                         None => (None, None, None),
                     };
                     // The same rules, a few Services' ports changed: their
