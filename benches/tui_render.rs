@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use knetdoctor::check::incremental::Verdicts;
 use knetdoctor::dataplane::iptables::save;
 use knetdoctor::dataplane::state::IptablesBackendState;
 use knetdoctor::synthetic::{self, Size};
@@ -115,7 +116,6 @@ fn main() {
 /// and the overview's frame — the work from a re-read node state to the
 /// frame showing it. p50 and p99.
 fn changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>) {
-    use knetdoctor::check::incremental::Verdicts;
     let cluster = snapshot.cluster.clone();
     let healthy = snapshot.states[0].1.clone();
     let mut broken = healthy.clone();
@@ -126,11 +126,7 @@ fn changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>) {
         .expect("a peer route");
     broken.routes.remove(gone);
     let name = snapshot.states[0].0.clone();
-    let mut verdicts = Verdicts::new();
-    verdicts.update(&cluster, &all_kinds(), &snapshot.states);
-    let mut last: Arc<Snapshot> = snapshot.clone();
-    let mut app = App::new();
-    app.snapshot = Some(snapshot.clone());
+    let (mut verdicts, mut last, mut app) = live(snapshot);
     let mut took = Vec::new();
     let mut parts = Vec::new();
     for i in 0..200 {
@@ -182,6 +178,16 @@ fn changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>) {
     );
 }
 
+/// The reader's kept verdicts and last snapshot, and the app showing it,
+/// as the live path has them after its first reading.
+fn live(snapshot: &Arc<Snapshot>) -> (Verdicts, Arc<Snapshot>, App) {
+    let mut verdicts = Verdicts::new();
+    verdicts.update(&snapshot.cluster, &all_kinds(), &snapshot.states);
+    let mut app = App::new();
+    app.snapshot = Some(snapshot.clone());
+    (verdicts, snapshot.clone(), app)
+}
+
 /// The kinds of objects all changed (the first reading).
 fn all_kinds() -> std::collections::BTreeSet<knetdoctor::model::reading::ApiKind> {
     knetdoctor::model::reading::ApiKind::ALL
@@ -196,13 +202,8 @@ fn all_kinds() -> std::collections::BTreeSet<knetdoctor::model::reading::ApiKind
 /// one, the app's update and the overview's frame. p50 and p99, and the
 /// median change by part.
 fn object_changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>) {
-    use knetdoctor::check::incremental::Verdicts;
     let healthy = snapshot.cluster.clone();
-    let mut verdicts = Verdicts::new();
-    verdicts.update(&healthy, &all_kinds(), &snapshot.states);
-    let mut last: Arc<Snapshot> = snapshot.clone();
-    let mut app = App::new();
-    app.snapshot = Some(snapshot.clone());
+    let (mut verdicts, mut last, mut app) = live(snapshot);
     let mut took = Vec::new();
     let mut parts = Vec::new();
     for i in 0..200 {

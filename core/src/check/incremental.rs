@@ -140,28 +140,33 @@ impl Verdicts {
                 self.by_service.clear();
                 continue;
             }
-            let again: Vec<(String, String)> = match &touched {
-                Some(t) => {
-                    self.by_service.retain(|k, _| !t.contains(k));
-                    t.iter().cloned().collect()
-                }
-                None => {
-                    self.by_service.clear();
-                    cluster
-                        .service_specs()
-                        .map(|(ns, name, ..)| (ns.to_string(), name.to_string()))
-                        .collect()
+            match &touched {
+                Some(t) => self.by_service.retain(|k, _| !t.contains(k)),
+                None => self.by_service.clear(),
+            }
+            let mut judge = |ns: &str, name: &str, spec, svc| {
+                let mut found = Vec::new();
+                cluster::check_service(cluster, ns, name, spec, svc, &mut found);
+                if !found.is_empty() {
+                    self.by_service
+                        .insert((ns.to_string(), name.to_string()), found);
                 }
             };
-            for (ns, name) in again {
-                let mut found = Vec::new();
-                if let Some(svc) = cluster.service(&ns, &name)
-                    && let Some(spec) = &svc.spec
-                {
-                    cluster::check_service(cluster, &ns, &name, spec, svc, &mut found);
+            match &touched {
+                Some(t) => {
+                    for (ns, name) in t {
+                        // A Service deleted leaves nothing to judge.
+                        if let Some(svc) = cluster.service(ns, name)
+                            && let Some(spec) = &svc.spec
+                        {
+                            judge(ns, name, spec, svc);
+                        }
+                    }
                 }
-                if !found.is_empty() {
-                    self.by_service.insert((ns, name), found);
+                None => {
+                    for (ns, name, spec, svc) in cluster.service_specs() {
+                        judge(ns, name, spec, svc);
+                    }
                 }
             }
             out.extend(self.by_service.values().flatten().cloned());

@@ -73,13 +73,6 @@ impl PartialEq for Cluster {
     }
 }
 
-fn ns_name(m: &ObjectMeta) -> (String, String) {
-    (
-        m.namespace.clone().unwrap_or_default(),
-        m.name.clone().unwrap_or_default(),
-    )
-}
-
 /// Adds to `out` the Service (`service_of`) of each object that differs
 /// between `now` and `before`, matched by namespace and name, or is in
 /// one only.
@@ -213,7 +206,7 @@ impl Cluster {
             differing(
                 &self.services,
                 &before.services,
-                |s| Some(ns_name(&s.metadata)),
+                |s| Some(super::index::ns_name(&s.metadata)),
                 &mut out,
             );
         }

@@ -65,7 +65,8 @@ pub struct IndexSeed {
     pub nodes: Option<Arc<NodeIndex>>,
 }
 
-fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
+/// An object's (namespace, name).
+pub(crate) fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
     (
         m.namespace.clone().unwrap_or_default(),
         m.name.clone().unwrap_or_default(),
