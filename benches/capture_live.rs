@@ -2,7 +2,9 @@
 //! side by side with tcpdump. A lab (`kdlab-kdbcap-*`, no link to the root
 //! namespace) is brought up; pods on one node send UDP to pods on the
 //! others at a fixed rate, so every datagram crosses that node's cni0,
-//! flannel.1 and (in VXLAN) eth0. At each rate, `knetdoctor capture` on
+//! flannel.1 and (in VXLAN) eth0, and ends at the underlay switch (the
+//! far nodes' share of the two cores would otherwise cap the rate the
+//! senders reach before either capturer does). At each rate, `knetdoctor capture` on
 //! the node's three interfaces and three `tcpdump -n` (one per interface,
 //! as tcpdump takes one) run at the same time, both printing to /dev/null;
 //! each reports what the kernel dropped (and knetdoctor what its own reader
@@ -134,6 +136,30 @@ fn knetdoctor_loss(text: &str) -> Loss {
     loss
 }
 
+/// Drops `node`'s VXLAN datagrams at the underlay switch's port, as they
+/// leave its eth0: what is measured is the capture on `node`'s way out,
+/// and the other nodes' decapsulating, forwarding and refusing each
+/// datagram only took the two cores from the senders and the capturers.
+/// A netdev ingress rule in the lab's underlay namespace (gone with it).
+fn drop_at_the_switch(topo: &Topology, node: &knetdoctor::lab::topology::LabNode) {
+    let rules = format!(
+        "table netdev kdbench {{\n\
+         chain ingress {{ type filter hook ingress device \"{}\" priority -500; \
+         ip saddr {} udp dport {} drop; }}\n}}\n",
+        node.switch_port,
+        node.ip,
+        knetdoctor::model::flannel::VXLAN_PORT
+    );
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", &topo.underlay_netns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run nft");
+    std::io::Write::write_all(&mut nft.stdin.take().expect("stdin"), rules.as_bytes())
+        .expect("write the rule");
+    assert!(nft.wait().expect("nft").success(), "nft refused {rules}");
+}
+
 /// Sends from each (pod namespace, destination) pair at `rate` datagrams a
 /// second in all, for `secs`; returns how many went out.
 fn send(pairs: &[(String, Ipv4Addr)], rate: u64, secs: f64) -> u64 {
@@ -146,7 +172,10 @@ fn send(pairs: &[(String, Ipv4Addr)], rate: u64, secs: f64) -> u64 {
                 Netns::named(netns)
                     .run(move || -> knetdoctor::Result<u64> {
                         let sock = UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
-                        let to = SocketAddr::from((dst, PORT));
+                        // Connected: the route is looked up once, not per
+                        // datagram.
+                        sock.connect(SocketAddr::from((dst, PORT)))
+                            .expect("a route to the pod");
                         let payload = [0x5au8; 64];
                         let start = Instant::now();
                         let mut sent = 0u64;
@@ -155,7 +184,7 @@ fn send(pairs: &[(String, Ipv4Addr)], rate: u64, secs: f64) -> u64 {
                         while start.elapsed().as_secs_f64() < secs {
                             let owed = (start.elapsed().as_secs_f64() * per as f64) as u64;
                             while sent < owed {
-                                if sock.send_to(&payload, to).is_ok() {
+                                if sock.send(&payload).is_ok() {
                                     sent += 1;
                                 } else {
                                     break;
@@ -234,6 +263,7 @@ fn main() {
     .expect("the lab's topology");
     let _lab = Lab::up();
     let node = &topo.nodes[0];
+    drop_at_the_switch(&topo, node);
     // Every pod on node 0 sends to a pod on each other node.
     let pairs: Vec<(String, Ipv4Addr)> = topo
         .pods

@@ -390,7 +390,7 @@ pub fn print_lines(
         }
         let at = ts.saturating_sub(*first.get_or_insert(ts));
         line.clear();
-        write_prefix(&mut line, at, iface);
+        super::sink::write_prefix(&mut line, at, iface);
         if let Some(f) = super::view::write_line_link(data, link, vxlan_ports, &mut line) {
             for q in dns.observe(iface, at.as_secs_f64(), &f) {
                 line.extend_from_slice(b"\n! ");
@@ -523,31 +523,6 @@ pub fn correlate(
         all.sort_by_key(|(o, _)| *o);
         Ok((n, all.into_iter().map(|(_, g)| g).collect()))
     })
-}
-
-/// `{at:>10.6} {iface:<10} `, without float formatting.
-fn write_prefix(out: &mut Vec<u8>, at: Duration, iface: &str) {
-    let micros = (at.as_nanos() + 500) / 1000;
-    let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
-    let mut b = itoa::Buffer::new();
-    let s = b.format(secs);
-    for _ in (s.len() + 7)..10 {
-        out.push(b' ');
-    }
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'.');
-    let mut b2 = itoa::Buffer::new();
-    let f = b2.format(frac);
-    for _ in f.len()..6 {
-        out.push(b'0');
-    }
-    out.extend_from_slice(f.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(iface.as_bytes());
-    for _ in iface.len()..10 {
-        out.push(b' ');
-    }
-    out.push(b' ');
 }
 
 #[cfg(test)]
@@ -692,21 +667,5 @@ mod tests {
         assert_eq!(n, frames.len());
         assert_eq!(parallel.len(), 2000);
         assert_eq!(parallel, single);
-    }
-
-    #[test]
-    fn the_prefix_matches_the_formatted_one() {
-        for (nanos, iface) in [
-            (0u64, "eth0"),
-            (1_234_567_890, "flannel.1"),
-            (999_999_600, "cni0"),
-            (12_345_000_000_000, "k8s-node-12/eth0"),
-        ] {
-            let at = Duration::from_nanos(nanos);
-            let mut out = Vec::new();
-            write_prefix(&mut out, at, iface);
-            let want = format!("{:>10.6} {iface:<10} ", at.as_secs_f64());
-            assert_eq!(String::from_utf8(out).unwrap(), want);
-        }
     }
 }

@@ -58,9 +58,10 @@ pub fn capture_here(spec: &CaptureSpec) -> Result<RemoteCapture> {
     let started = Instant::now();
     let limit = Duration::from_secs(u64::from(spec.seconds));
     let mut frames = Vec::new();
-    while frames.len() < spec.count as usize && started.elapsed() < limit {
-        match running.frames.recv_timeout(Duration::from_millis(50)) {
-            Ok(f) => frames.push(f),
+    let count = spec.count as usize;
+    while frames.len() < count && started.elapsed() < limit {
+        match running.recv_timeout(Duration::from_millis(50)) {
+            Ok(batch) => frames.extend(batch.into_iter().take(count - frames.len())),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }

@@ -106,12 +106,11 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
         );
         let started = Instant::now();
         let mut seen = 0usize;
-        while a.count.is_none_or(|c| seen < c) && limit.is_none_or(|l| started.elapsed() < l) {
-            let frame = match running
-                .frames
-                .recv_timeout(std::time::Duration::from_millis(50))
-            {
-                Ok(f) => f,
+        'reading: while a.count.is_none_or(|c| seen < c)
+            && limit.is_none_or(|l| started.elapsed() < l)
+        {
+            let batch = match running.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(b) => b,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     sink.flush();
                     continue;
@@ -119,18 +118,24 @@ pub fn run(a: CaptureArgs) -> Result<u8> {
                 // Every interface's thread ended (its interface went away).
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            seen += 1;
-            if let Some(w) = out.as_mut() {
-                w.write(&frame.iface, frame.ts, frame.len, &frame.data)?;
+            for frame in batch {
+                if a.count.is_some_and(|c| seen >= c) {
+                    break 'reading;
+                }
+                seen += 1;
+                if let Some(w) = out.as_mut() {
+                    w.write(&frame.iface, frame.ts, frame.len, &frame.data)?;
+                }
+                // The nodes' interfaces are Ethernet (veths, cni0, flannel.1,
+                // eth0).
+                sink.frame(
+                    &frame.iface,
+                    Link::Ethernet,
+                    frame.at.as_secs_f64(),
+                    frame.len,
+                    &frame.data,
+                );
             }
-            // The nodes' interfaces are Ethernet (veths, cni0, flannel.1, eth0).
-            sink.frame(
-                &frame.iface,
-                Link::Ethernet,
-                frame.at.as_secs_f64(),
-                frame.len,
-                &frame.data,
-            );
         }
         ended = Some(started.elapsed().as_secs_f64());
         stats = running.finish();

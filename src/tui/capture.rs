@@ -231,11 +231,13 @@ fn run(netns: &Netns, owners: &Owners, buffer: &Mutex<Buffer>, stop: &AtomicBool
     let mut regrouped = Instant::now();
     let mut fresh = false;
     while !stop.load(Ordering::Relaxed) {
-        let first = running.frames.recv_timeout(Duration::from_millis(50));
-        // Decode outside the lock; take whatever else is waiting too.
+        let first = running.recv_timeout(Duration::from_millis(50));
+        // Decode outside the lock; take whatever else is waiting too (up
+        // to 16 batches, about 4,000 frames).
         let batch: Vec<Packet> = first
             .into_iter()
-            .chain(std::iter::from_fn(|| running.frames.try_recv().ok()).take(4096))
+            .chain(std::iter::from_fn(|| running.try_recv().ok()).take(15))
+            .flatten()
             .map(|c| {
                 let at = c.at.as_secs_f64();
                 Packet::new(c.iface, at, c.ts, c.len, c.data)

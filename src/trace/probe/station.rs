@@ -163,10 +163,8 @@ impl Armed {
             .tracer
             .map(|t| nftrace::parse(&t.finish(), proto, tag))
             .unwrap_or_default();
-        let frames = self
-            .running
-            .frames
-            .try_iter()
+        let frames = std::iter::from_fn(|| self.running.try_recv().ok())
+            .flatten()
             .filter_map(|f| {
                 Some(NodeFrame {
                     device: self.devices.get(f.index)?.clone(),
