@@ -16,6 +16,7 @@ use crate::model::Cluster;
 use crate::model::convert;
 
 mod item;
+mod stream;
 
 /// Reads every `*.json` file under `dir` (recursively) into one cluster.
 /// Where a cluster has no EndpointSlices, its Endpoints stand in.
@@ -31,8 +32,16 @@ pub fn read_dir(dir: &Path) -> Result<Cluster> {
     files.sort();
     let mut all = Decoded::default();
     for path in &files {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         all.runs = 0;
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        if len >= stream::FROM_BYTES
+            && stream::read_file(path, len, &mut all).map_err(|e| Error::io(path, e))?
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         read_file(path, &text, &mut all)?;
     }
     let Decoded {
@@ -121,6 +130,30 @@ impl Decoded {
             first,
         );
         join_kind(&mut self.endpoints, &mut run.endpoints, items, first);
+    }
+}
+
+impl Decoded {
+    /// Takes in `other` (a whole file's objects): a kind this one has
+    /// none of is taken over as it is, without a copy.
+    fn absorb(&mut self, mut other: Decoded) {
+        fn take<T>(into: &mut Vec<T>, from: &mut Vec<T>) {
+            if into.is_empty() {
+                std::mem::swap(into, from);
+            } else {
+                into.append(from);
+            }
+        }
+        let (c, o) = (&mut self.cluster, &mut other.cluster);
+        take(&mut c.nodes, &mut o.nodes);
+        take(&mut c.pods, &mut o.pods);
+        take(&mut c.services, &mut o.services);
+        take(&mut c.endpoint_slices, &mut o.endpoint_slices);
+        take(&mut c.ingresses, &mut o.ingresses);
+        take(&mut c.ingress_classes, &mut o.ingress_classes);
+        take(&mut c.config_maps, &mut o.config_maps);
+        take(&mut c.network_policies, &mut o.network_policies);
+        take(&mut self.endpoints, &mut other.endpoints);
     }
 }
 
