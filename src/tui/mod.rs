@@ -295,8 +295,14 @@ fn spawn_reader(
             };
             wake = watch::Wake::Nodes;
             if let Some(w) = first {
-                // A burst of changes (a whole repair) is read once.
-                std::thread::sleep(Duration::from_millis(30));
+                // A bundle's files are read once kubectl is done writing
+                // them. A watch event or a kernel notification is read at
+                // once (the 30 ms this waited counted against every change's
+                // way to the screen): what arrives while it is read — the
+                // rest of a repair's thousands — is read together next.
+                if a.source.bundle.is_some() {
+                    std::thread::sleep(Duration::from_millis(30));
+                }
                 if std::iter::once(w)
                     .chain(changed.try_iter())
                     .any(|w| w == watch::Wake::Objects)
