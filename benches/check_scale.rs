@@ -199,16 +199,33 @@ fn main() {
     // What was just written is on disk first: the kernel's write-back of
     // 118 MiB is not the load's to pay (it made the load 2-4x slower).
     let _ = Command::new("sync").status();
-    let child = Command::new(std::env::current_exe().expect("own path"))
-        .args([
-            "--measure",
-            dir.to_str().unwrap(),
-            rules_file.to_str().unwrap(),
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run the measuring child");
-    let out = String::from_utf8_lossy(&child.stdout);
+    // Twice: on this VM the first process to touch fresh memory after the
+    // generator freed gigabytes waits on the host for its pages (the
+    // kernel's page clearing was 63 % of a 1.7 s load), the second does
+    // not. Both are printed; the ratio takes the faster parse.
+    let mut parse = f64::INFINITY;
+    for run in ["first", "second"] {
+        let child = Command::new(std::env::current_exe().expect("own path"))
+            .args([
+                "--measure",
+                dir.to_str().unwrap(),
+                rules_file.to_str().unwrap(),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run the measuring child");
+        let out = String::from_utf8_lossy(&child.stdout);
+        println!("{run} run:");
+        out.lines()
+            .filter(|l| !l.starts_with("PARSE_SECS="))
+            .for_each(|l| println!("  {l}"));
+        assert!(child.status.success(), "the measuring child failed");
+        parse = parse.min(
+            out.lines()
+                .find_map(|l| l.strip_prefix("PARSE_SECS=")?.parse().ok())
+                .expect("child reports its parse time"),
+        );
+    }
     // KD_BENCH_KEEP=1 keeps the files for profiling the child alone
     // (`check_scale --measure DIR RULES`).
     if std::env::var("KD_BENCH_KEEP").is_err() {
@@ -217,14 +234,6 @@ fn main() {
     } else {
         println!("kept {} and {}", dir.display(), rules_file.display());
     }
-    out.lines()
-        .filter(|l| !l.starts_with("PARSE_SECS="))
-        .for_each(|l| println!("{l}"));
-    assert!(child.status.success(), "the measuring child failed");
-    let parse: f64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("PARSE_SECS=")?.parse().ok())
-        .expect("child reports its parse time");
 
     match restore_legacy(&text) {
         Some(restore) => println!(

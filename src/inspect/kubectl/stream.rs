@@ -86,9 +86,10 @@ pub(super) fn read_file(path: &Path, len: u64, out: &mut Decoded) -> std::io::Re
         }
         drop(done_tx);
         // Joined in order as they come in, each run freed once joined. The
-        // kinds' vectors are sized from the file's length on the first run
-        // (≈1 KiB of JSON a pod): doubling them run by run would hold the
-        // 150,000-pod vector (326 MiB) twice over while it is copied.
+        // kinds' vectors are sized on the first run, from the file's length
+        // and that run's bytes per item: doubling them run by run would
+        // hold the 150,000-pod vector (326 MiB) twice over while it is
+        // copied.
         let mut waiting = std::collections::BTreeMap::new();
         let (mut joined, mut failed) = (0, false);
         let mut expected = None;
