@@ -103,8 +103,9 @@ pub struct Spec {
     /// A BPF filter (tcpdump syntax).
     pub filter: Option<String>,
     pub snaplen: i32,
-    /// Frames buffered between capture and reader (in batches of up to
-    /// 256, so about this many when they come fast).
+    /// Frames on their way from the capture to the reader, at most: the
+    /// interfaces' threads wait (and the kernel's rings fill) while the
+    /// reader has this many to take.
     pub queue: usize,
 }
 
