@@ -16,7 +16,7 @@
 //! pods to lab pods over the lab's own underlay.
 
 mod common;
-use common::env;
+use common::{BIN, Lab, env};
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -26,41 +26,11 @@ use std::time::{Duration, Instant};
 use knetdoctor::dataplane::Netns;
 use knetdoctor::lab::{LabParams, Topology};
 
-const BIN: &str = env!("CARGO_BIN_EXE_knetdoctor");
 const LAB: &str = "kdbcap";
 const IFACES: [&str; 3] = ["cni0", "flannel.1", "eth0"];
 /// The UDP port the datagrams go to (nothing listens: the receivers'
 /// port-unreachable answers are rate-limited by their kernels).
 const PORT: u16 = 9;
-
-/// Brings the lab down however the bench ends.
-struct Lab;
-
-impl Lab {
-    fn up() -> Lab {
-        let _ = Command::new(BIN)
-            .args(["lab", "down", "--name", LAB])
-            .output();
-        let out = Command::new(BIN)
-            .args(["lab", "up", "--name", LAB])
-            .output()
-            .expect("run knetdoctor lab up");
-        assert!(
-            out.status.success(),
-            "lab up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Lab
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .args(["lab", "down", "--name", LAB])
-            .output();
-    }
-}
 
 /// What one capturer said it lost.
 #[derive(Debug, Default, Clone, Copy)]
@@ -261,7 +231,7 @@ fn main() {
         pods_per_node: 1,
     })
     .expect("the lab's topology");
-    let _lab = Lab::up();
+    let _lab = Lab::up(LAB);
     let node = &topo.nodes[0];
     drop_at_the_switch(&topo, node);
     // Every pod on node 0 sends to a pod on each other node.

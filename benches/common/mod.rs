@@ -1,6 +1,7 @@
-//! What the benchmarks share: sizes from the environment, and scratch
-//! network namespaces under the lab's prefix (`kdlab-bench-*`, so `lab down
-//! --name bench` finds one a crashed run left) that are always deleted.
+//! What the benchmarks share: sizes from the environment, scratch network
+//! namespaces under the lab's prefix (`kdlab-bench-*`, so `lab down --name
+//! bench` finds one a crashed run left) that are always deleted, and labs
+//! brought down however a bench ends.
 #![allow(dead_code)]
 
 use std::process::{Command, Stdio};
@@ -40,5 +41,38 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The knetdoctor binary the benches run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_knetdoctor");
+
+/// A lab (`knetdoctor lab up --name NAME`), brought down however the
+/// bench ends.
+pub struct Lab(pub &'static str);
+
+impl Lab {
+    pub fn up(name: &'static str) -> Lab {
+        let _ = Command::new(BIN)
+            .args(["lab", "down", "--name", name])
+            .output();
+        let out = Command::new(BIN)
+            .args(["lab", "up", "--name", name])
+            .output()
+            .expect("run knetdoctor lab up");
+        assert!(
+            out.status.success(),
+            "lab up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Lab(name)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["lab", "down", "--name", self.0])
+            .output();
     }
 }

@@ -62,6 +62,7 @@ fn take(
     kept: &mut Kept,
     objects: watch::Wake,
 ) -> std::result::Result<Arc<Snapshot>, String> {
+    let began = std::time::Instant::now();
     let target = source.target().map_err(|e| e.to_string())?;
     let cluster = match (&kept.last, objects) {
         // Only node states changed: the objects are the last snapshot's.
@@ -101,25 +102,37 @@ fn take(
             .collect(),
         not_read: g.not_read,
     };
-    let s = Arc::new(
-        Snapshot::build_after(
-            source.describe(),
-            g.cluster,
-            g.states,
-            g.findings,
-            previous.as_deref().map(|snapshot| snapshot::After {
-                snapshot,
-                changed: &changed,
-                verdicts: Some(&kept.verdicts),
-            }),
-        )
-        .with_reading(&reading),
-    );
+    let mut s = Snapshot::build_after(
+        source.describe(),
+        g.cluster,
+        g.states,
+        g.findings,
+        previous.as_deref().map(|snapshot| snapshot::After {
+            snapshot,
+            changed: &changed,
+            verdicts: Some(&kept.verdicts),
+        }),
+    )
+    .with_reading(&reading);
+    s.reading_began = Some(began);
+    let s = Arc::new(s);
     kept.last = Some(s.clone());
     Ok(match namespace {
         Some(ns) => Arc::new((*s).clone().in_namespace(ns)),
         None => s,
     })
+}
+
+/// What wakes the dashboard's loop: a key or the mouse, a snapshot from
+/// the reader, a job's result. One channel, so that whichever comes first
+/// is drawn at once (waiting on the terminal alone, a snapshot waited up
+/// to 200 ms for the next poll to end).
+pub enum Wake {
+    Input(Event),
+    /// The terminal could not be read.
+    InputFailed(String),
+    Snapshot(std::result::Result<Arc<Snapshot>, String>),
+    Done(Done),
 }
 
 /// Runs the dashboard until `q`.
@@ -130,12 +143,22 @@ pub fn run(a: Options) -> Result<u8> {
             Some("run it in a terminal, or use `knetdoctor check` for text".to_string()),
         ));
     }
-    let (tx, rx) = mpsc::channel::<std::result::Result<Arc<Snapshot>, String>>();
-    let source = a.source.clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = spawn_reader(a, tx, stop.clone());
-    let (done_tx, done) = mpsc::channel::<Done>();
-    let mut capture: Option<capture::Session> = None;
+    let (wake_tx, wake) = mpsc::channel::<Wake>();
+    // Keys and the mouse, read on a thread of their own (it ends with the
+    // process: a read cannot be interrupted).
+    let input = wake_tx.clone();
+    std::thread::spawn(move || {
+        loop {
+            let w = match event::read() {
+                Ok(e) => Wake::Input(e),
+                Err(e) => Wake::InputFailed(e.to_string()),
+            };
+            let failed = matches!(w, Wake::InputFailed(_));
+            if input.send(w).is_err() || failed {
+                return;
+            }
+        }
+    });
     let mut terminal = ratatui::init();
     // ratatui's hook restores the screen on a panic; the mouse too.
     let hook = std::panic::take_hook();
@@ -144,6 +167,35 @@ pub fn run(a: Options) -> Result<u8> {
         hook(info);
     }));
     let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
+    let result = run_on(&mut terminal, a, (wake_tx, wake), |_| {});
+    let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+    ratatui::restore();
+    result.map(|()| 0)
+}
+
+/// The dashboard's loop on `terminal` until `q`: the reader's snapshots,
+/// keys and jobs' results (all on `wake`, keys sent there by the caller)
+/// drawn as they come. `drawn` sees the app after each frame: a bench
+/// times a change's way to the screen through it.
+pub fn run_on<B: ratatui::backend::Backend>(
+    terminal: &mut ratatui::Terminal<B>,
+    a: Options,
+    (wake_tx, wake): (mpsc::Sender<Wake>, mpsc::Receiver<Wake>),
+    mut drawn: impl FnMut(&App),
+) -> Result<()> {
+    let source = a.source.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = spawn_reader(a, wake_tx.clone(), stop.clone());
+    // Jobs report on a channel of their own, forwarded.
+    let (done_tx, done) = mpsc::channel::<Done>();
+    std::thread::spawn(move || {
+        for d in done {
+            if wake_tx.send(Wake::Done(d)).is_err() {
+                return;
+            }
+        }
+    });
+    let mut capture: Option<capture::Session> = None;
     let mut app = App::new();
     let result = (|| -> Result<()> {
         // A frame is drawn when something changed: a key, the mouse, a
@@ -155,47 +207,50 @@ pub fn run(a: Options) -> Result<u8> {
                 start(job, &mut app, &source, &mut capture, &done_tx);
                 dirty = true;
             }
-            while let Ok(d) = done.try_recv() {
-                finish(d, &mut app);
-                dirty = true;
-            }
-            while let Ok(s) = rx.try_recv() {
-                match s {
-                    Ok(s) => app.update(s, std::time::SystemTime::now()),
-                    Err(e) => app.error = Some(e),
-                }
-                dirty = true;
-            }
-            if dirty || matches!(app.view(), app::View::Capture(_)) {
+            let capturing = matches!(app.view(), app::View::Capture(_));
+            if dirty || capturing {
                 terminal
                     .draw(|f| view::render(f, &app))
                     .map_err(|e| Error::env(format!("drawing the dashboard: {e}"), None))?;
+                drawn(&app);
                 dirty = false;
             }
-            if event::poll(Duration::from_millis(200))
-                .map_err(|e| Error::env(format!("reading the terminal: {e}"), None))?
-            {
-                match event::read()
-                    .map_err(|e| Error::env(format!("reading the terminal: {e}"), None))?
-                {
-                    Event::Key(k) if k.kind == KeyEventKind::Press => app.key(k),
+            let first = match wake.recv_timeout(if capturing {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(3600)
+            }) {
+                Ok(w) => w,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            // Whatever else came meanwhile is taken before the next frame.
+            for w in std::iter::once(first).chain(wake.try_iter()) {
+                match w {
+                    Wake::Input(Event::Key(k)) if k.kind == KeyEventKind::Press => app.key(k),
                     // Motion alone changes nothing on screen.
-                    Event::Mouse(m) if m.kind == event::MouseEventKind::Moved => continue,
-                    Event::Mouse(m) => app.mouse(m),
-                    _ => {}
+                    Wake::Input(Event::Mouse(m)) if m.kind == event::MouseEventKind::Moved => {
+                        continue;
+                    }
+                    Wake::Input(Event::Mouse(m)) => app.mouse(m),
+                    Wake::Input(_) => {}
+                    Wake::InputFailed(e) => {
+                        return Err(Error::env(format!("reading the terminal: {e}"), None));
+                    }
+                    Wake::Snapshot(Ok(s)) => app.update(s, std::time::SystemTime::now()),
+                    Wake::Snapshot(Err(e)) => app.error = Some(e),
+                    Wake::Done(d) => finish(d, &mut app),
                 }
                 dirty = true;
             }
         }
         Ok(())
     })();
-    let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
-    ratatui::restore();
     stop.store(true, Ordering::Relaxed);
     drop(capture);
     // The reader may be in the middle of a slow read: it is not waited for.
-    drop((rx, reader));
-    result.map(|()| 0)
+    drop(reader);
+    result
 }
 
 /// The reader thread: a snapshot now, again on every change notification
@@ -205,7 +260,7 @@ pub fn run(a: Options) -> Result<u8> {
 /// states is read only when it changes.
 fn spawn_reader(
     a: Options,
-    tx: mpsc::Sender<std::result::Result<Arc<Snapshot>, String>>,
+    tx: mpsc::Sender<Wake>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -239,7 +294,7 @@ fn spawn_reader(
                 match Reflected::start(src, objects_tx.clone()) {
                     Ok(r) => live = Some(r),
                     Err(e) => {
-                        if tx.send(Err(e.to_string())).is_err() {
+                        if tx.send(Wake::Snapshot(Err(e.to_string()))).is_err() {
                             return;
                         }
                         std::thread::sleep(every);
@@ -277,7 +332,7 @@ fn spawn_reader(
             if let Ok(s) = &s {
                 let _ = plans.send(s.clone());
             }
-            if tx.send(s).is_err() {
+            if tx.send(Wake::Snapshot(s)).is_err() {
                 return;
             }
             let first = if poll {

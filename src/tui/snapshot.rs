@@ -180,6 +180,10 @@ pub struct Snapshot {
     pub source: String,
     /// When the node states were read ([`Snapshot::with_reading`]).
     pub read_at: Option<std::time::SystemTime>,
+    /// When the reader began the reading this snapshot shows: whatever the
+    /// kernel or the API server changed before then is in it (a bench
+    /// times a change's way to the screen by it).
+    pub reading_began: Option<std::time::Instant>,
     pub totals: Totals,
     pub nodes: Vec<NodeRow>,
     pub findings: Vec<Finding>,
@@ -534,6 +538,7 @@ impl Snapshot {
         Snapshot {
             source,
             read_at: None,
+            reading_began: None,
             totals,
             nodes,
             findings,

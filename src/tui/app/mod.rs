@@ -439,6 +439,7 @@ mod tests {
         a.snapshot = Some(Arc::new(Snapshot {
             source: "test".into(),
             read_at: None,
+            reading_began: None,
             totals: Default::default(),
             nodes: ["k8s-master-10", "k8s-node-11", "k8s-node-12"]
                 .map(|n| super::super::snapshot::NodeRow {
