@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use knetdoctor::dataplane::Netns;
-use knetdoctor::lab::{LabParams, Topology};
+use knetdoctor::lab::Topology;
 
 const LAB: &str = "kdbcap";
 const IFACES: [&str; 3] = ["cni0", "flannel.1", "eth0"];
@@ -225,15 +225,10 @@ fn main() {
     }
     let secs = env("KD_BENCH_SECONDS", 5) as f64;
     let max_rate = env("KD_BENCH_MAX_RATE", 256_000) as u64;
-    let topo = Topology::new(LabParams {
-        name: LAB.into(),
-        nodes: 3,
-        pods_per_node: 1,
-    })
-    .expect("the lab's topology");
-    let _lab = Lab::up(LAB);
+    let lab = Lab::up(LAB);
+    let topo = &lab.1;
     let node = &topo.nodes[0];
-    drop_at_the_switch(&topo, node);
+    drop_at_the_switch(topo, node);
     // Every pod on node 0 sends to a pod on each other node.
     let pairs: Vec<(String, Ipv4Addr)> = topo
         .pods

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use knetdoctor::access::Source;
-use knetdoctor::lab::{LabParams, Topology};
 use knetdoctor::tui::{Options, Wake, run_on};
 
 const LAB: &str = "kdblive";
@@ -52,13 +51,8 @@ fn main() {
     }
     let changes = env("KD_BENCH_CHANGES", 200);
     let rate = env("KD_BENCH_RATE", 100) as u64;
-    let topo = Topology::new(LabParams {
-        name: LAB.into(),
-        nodes: 3,
-        pods_per_node: 1,
-    })
-    .expect("the lab's topology");
-    let _lab = Lab::up(LAB);
+    let lab = Lab::up(LAB);
+    let topo = &lab.1;
     let node = &topo.nodes[1];
     // A peer route flannel programmed: `DST via GW dev flannel.1 onlink`.
     let routes: Vec<serde_json::Value> = serde_json::from_str(&ip(

@@ -47,12 +47,18 @@ impl Drop for Scratch {
 /// The knetdoctor binary the benches run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_knetdoctor");
 
-/// A lab (`knetdoctor lab up --name NAME`), brought down however the
-/// bench ends.
-pub struct Lab(pub &'static str);
+/// A lab (`knetdoctor lab up --name NAME`, the default three nodes with a
+/// pod each), brought down however the bench ends.
+pub struct Lab(pub &'static str, pub knetdoctor::lab::Topology);
 
 impl Lab {
     pub fn up(name: &'static str) -> Lab {
+        let topo = knetdoctor::lab::Topology::new(knetdoctor::lab::LabParams {
+            name: name.into(),
+            nodes: 3,
+            pods_per_node: 1,
+        })
+        .expect("the lab's topology");
         let _ = Command::new(BIN)
             .args(["lab", "down", "--name", name])
             .output();
@@ -65,7 +71,7 @@ impl Lab {
             "lab up failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Lab(name)
+        Lab(name, topo)
     }
 }
 
