@@ -332,10 +332,39 @@ fn inspect_node_json_agrees_with_iproute2() {
     let path = format!("/run/netns/{pod}");
     compare_namespace(&pod, &["inspect", "node", "--netns", &path, "-o", "json"]);
 
+    // The dashboard's reading after a kernel notification: the kernel's
+    // tables read again, the rules kept from the reading before.
+    let target = knetdoctor::access::Source {
+        bundle: None,
+        lab: "agree".into(),
+        live: None,
+        published: false,
+    }
+    .target()
+    .unwrap();
+    let node12 = target.node("k8s-node-12").unwrap();
+    let before = node12.read().unwrap();
+    let json = |s: &knetdoctor::dataplane::NodeState| serde_json::to_value(s).unwrap();
+
     // After faults the reader still agrees, and sees what changed.
     lab.kd(&["lab", "break", "fdb-stale-dst"]);
     lab.kd(&["lab", "break", "ip-forward-off"]);
     lab.kd(&["lab", "break", "vtep-mtu"]);
+    // FDB, sysctl and MTU changes: the kernel's tables alone hold them.
+    let whole = node12.read().unwrap();
+    assert_ne!(json(&whole), json(&before), "the faults changed nothing");
+    assert_eq!(
+        json(&node12.read_kernel_tables(&before).unwrap()),
+        json(&whole)
+    );
+    // A rule gone is seen only by a whole reading (the periodic one).
+    lab.kd(&["lab", "break", "masq-missing", "--node", "k8s-node-12"]);
+    let ruled = node12.read().unwrap();
+    assert_ne!(json(&ruled), json(&whole), "masq-missing changed no rule");
+    assert_eq!(
+        json(&node12.read_kernel_tables(&whole).unwrap()),
+        json(&whole)
+    );
     compare_namespace(
         &lab.node("k8s-node-12"),
         &[

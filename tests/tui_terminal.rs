@@ -34,7 +34,7 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
         "the healthy lab never showed:\n{}",
         t.pane()
     );
-    assert!(t.pane().contains("k8s-node-12"));
+    expect_screen(&t, "k8s-node-12", 2);
     // Each node says what was read of it, and how (120 columns).
     expect_screen(&t, "peers 2/2", 2);
     expect_screen(&t, "2/2       lab       iptables 5 svc", 2);
@@ -49,12 +49,12 @@ fn a_broken_route_shows_up_within_two_seconds_and_q_restores_the_terminal() {
         "{}",
         t.pane()
     );
-    let pane = t.pane();
-    assert!(
-        pane.lines()
-            .any(|l| l.contains("missing") && l.contains("route ") && l.contains("onlink")),
-        "{pane}"
-    );
+    if let Err(pane) = t.wait_for_line(
+        |l| l.contains("missing") && l.contains("route ") && l.contains("onlink"),
+        Duration::from_secs(2),
+    ) {
+        panic!("the missing route is not marked:\n{pane}");
+    }
 
     // The repair view: the plan, a yes, the repair, the finding gone.
     t.keys(&["r"]);
@@ -120,12 +120,12 @@ fn capture_follows_a_ping_and_writes_pcapng(lab: &Lab, t: &Tmux, dir: &std::path
     expect_screen(t, "10.2.2.50", 3);
     t.keys(&["v"]);
     expect_screen(t, "eth0[vxlan 1]", 3);
-    let pane = t.pane();
-    assert!(
-        pane.lines()
-            .any(|l| l.contains("cni0") && l.contains("flannel.1") && l.contains("eth0[vxlan 1]")),
-        "{pane}"
-    );
+    if let Err(pane) = t.wait_for_line(
+        |l| l.contains("cni0") && l.contains("flannel.1") && l.contains("eth0[vxlan 1]"),
+        Duration::from_secs(2),
+    ) {
+        panic!("no packet followed across the three:\n{pane}");
+    }
     t.keys(&[" "]);
     expect_screen(t, "PAUSED", 2);
     t.keys(&["w"]);
@@ -183,7 +183,7 @@ fn the_linked_view_and_the_trace_show_the_broken_route(t: &Tmux) {
     expect_screen(t, "svc  test-svc-ns/linux0224-nginx", 2);
     t.keys(&["Enter"]);
     expect_screen(t, "p sends a real probe", 5);
-    assert!(t.pane().contains("KUBE-SVC-"), "{}", t.pane());
+    expect_screen(t, "KUBE-SVC-", 2);
     t.keys(&["p"]);
     expect_screen(t, "probe: ", 15);
 }

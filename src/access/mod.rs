@@ -82,6 +82,14 @@ pub trait NodeAccess: Send + Sync {
     fn name(&self) -> Option<&str>;
     /// What its kernel holds now.
     fn read(&self) -> Result<NodeState>;
+    /// Its state after its kernel said its tables changed, `before` being
+    /// the last reading: where the kernel's tables can be read apart from
+    /// what the tools read, only they are (see
+    /// [`crate::inspect::node::read_kernel_tables`]).
+    fn read_kernel_tables(&self, before: &NodeState) -> Result<NodeState> {
+        let _ = before;
+        self.read()
+    }
     /// The namespace to enter to change it, capture on it or probe from
     /// it, or why this process cannot.
     fn netns(&self) -> Result<Netns>;
@@ -221,6 +229,9 @@ impl NodeAccess for InNamespace {
     }
     fn read(&self) -> Result<NodeState> {
         reader::read(&self.source)
+    }
+    fn read_kernel_tables(&self, before: &NodeState) -> Result<NodeState> {
+        reader::read_kernel_tables(&self.source, before)
     }
     fn netns(&self) -> Result<Netns> {
         Ok(self.source.netns.clone())

@@ -338,6 +338,28 @@ impl Target {
         self.gather_judged(cluster, only, |c, s| crate::check::run(c, s))
     }
 
+    /// The node states after the kernels of `notified` said their tables
+    /// changed: those nodes' kernel tables read again
+    /// ([`NodeAccess::read_kernel_tables`]), every other node's state, and
+    /// everyone's rules, as `before` holds them. An error when a notified
+    /// node cannot be read: the caller reads every node whole instead.
+    pub fn states_after_notice(
+        &self,
+        before: &[(String, NodeState)],
+        notified: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<(String, NodeState)>> {
+        before
+            .iter()
+            .map(|(name, state)| {
+                let state = match notified.contains(name) {
+                    true => self.node(name)?.read_kernel_tables(state)?,
+                    false => state.clone(),
+                };
+                Ok((name.clone(), state))
+            })
+            .collect()
+    }
+
     /// As `gather_on`, the findings given by `judge` (the dashboard's
     /// kept verdicts, which re-check only what changed).
     pub fn gather_judged(

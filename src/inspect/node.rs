@@ -30,6 +30,36 @@ pub fn cri_namespaces() -> Vec<String> {
     v
 }
 
+/// `before` with the kernel's own tables read again — links, addresses,
+/// routes, rules, neighbours, the FDB and sysctls, what a netlink
+/// notification says changed — and what the tools read (iptables, nftables,
+/// conntrack, ethtool, IPVS; a real node's 113,000 rules saved and parsed
+/// in most of a second) kept from `before`. Read whole when its devices
+/// changed: pods' attachments and VXLAN offloads hang on them.
+pub fn read_kernel_tables(source: &NodeSource, before: &NodeState) -> Result<NodeState> {
+    let fresh = read_node_state(&source.netns)?;
+    let devices = |s: &NodeState| -> Vec<(u32, String, Option<String>)> {
+        s.links
+            .iter()
+            .map(|l| (l.ifindex, l.name.clone(), l.kind.clone()))
+            .collect()
+    };
+    if devices(&fresh) != devices(before) {
+        return read(source);
+    }
+    Ok(NodeState {
+        netns: fresh.netns,
+        links: fresh.links,
+        addrs: fresh.addrs,
+        routes: fresh.routes,
+        rules: fresh.rules,
+        neighs: fresh.neighs,
+        fdb: fresh.fdb,
+        sysctls: fresh.sysctls,
+        ..before.clone()
+    })
+}
+
 /// Reads the node's state: netlink, then iptables (both backends), the pod
 /// interfaces attached to it, DNS conntrack entries and VXLAN offloads.
 /// A missing tool is a warning in the state, not a failure.

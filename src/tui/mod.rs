@@ -24,6 +24,7 @@ use std::time::Duration;
 use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event, KeyEventKind};
 
 use crate::access::Source;
+use crate::dataplane::NodeState;
 use crate::error::{Error, Result};
 use crate::inspect::live::Reflected;
 use crate::model::reading::ApiKind;
@@ -51,6 +52,9 @@ struct Kept {
     verdicts: crate::check::incremental::Verdicts,
     /// Shared with the render thread, not copied.
     last: Option<Arc<Snapshot>>,
+    /// The nodes the last whole reading could not read (a reading of
+    /// notified kernels alone does not ask again).
+    not_read: Vec<crate::check::reach::NotRead>,
 }
 
 /// Reads the cluster and its nodes, as `check` does (the live cluster from
@@ -61,9 +65,19 @@ fn take(
     namespace: Option<&str>,
     kept: &mut Kept,
     objects: watch::Wake,
+    kernels: Option<&BTreeSet<String>>,
 ) -> std::result::Result<Arc<Snapshot>, String> {
     let began = std::time::Instant::now();
     let target = source.target().map_err(|e| e.to_string())?;
+    // Only kernels said their tables changed: theirs are read again, every
+    // other node's state (and every node's rules) is the last reading's.
+    let noticed = match (kernels, &kept.last) {
+        (Some(nodes), Some(last)) => target
+            .states_after_notice(&last.states, nodes)
+            .ok()
+            .map(Arc::new),
+        _ => None,
+    };
     let cluster = match (&kept.last, objects) {
         // Only node states changed: the objects are the last snapshot's.
         (Some(last), watch::Wake::Nodes) => last.cluster.clone(),
@@ -80,18 +94,29 @@ fn take(
         }
     };
     let mut changed = BTreeSet::new();
-    let g = target
-        .gather_judged(cluster, None, |cluster, states| {
-            // The same Arc is the same objects; a re-read is compared,
-            // kind by kind (a kind the watches kept, at no cost).
-            changed = match &kept.last {
-                None => ApiKind::ALL.into_iter().collect(),
-                Some(s) if std::ptr::eq(&*s.cluster, cluster) => BTreeSet::new(),
-                Some(s) => cluster.changed_kinds(&s.cluster),
-            };
-            kept.verdicts.update(cluster, &changed, states)
-        })
-        .map_err(|e| e.to_string())?;
+    let not_read = kept.not_read.clone();
+    let mut judge = |cluster: &crate::model::Cluster, states: &Arc<Vec<(String, NodeState)>>| {
+        // The same Arc is the same objects; a re-read is compared,
+        // kind by kind (a kind the watches kept, at no cost).
+        changed = match &kept.last {
+            None => ApiKind::ALL.into_iter().collect(),
+            Some(s) if std::ptr::eq(&*s.cluster, cluster) => BTreeSet::new(),
+            Some(s) => cluster.changed_kinds(&s.cluster),
+        };
+        kept.verdicts.update(cluster, &changed, states)
+    };
+    let g = match noticed {
+        Some(states) => crate::access::Gathered {
+            findings: judge(&cluster, &states),
+            cluster,
+            states,
+            not_read,
+        },
+        None => target
+            .gather_judged(cluster, None, judge)
+            .map_err(|e| e.to_string())?,
+    };
+    kept.not_read = g.not_read.clone();
     let previous = kept.last.take();
     let reading = snapshot::Reading {
         at: std::time::SystemTime::now(),
@@ -287,6 +312,9 @@ fn spawn_reader(
         // objects change; every other source is read whole each time.
         let objects_notified = a.source.bundle.is_some() || a.source.live.is_some();
         let mut wake = watch::Wake::Objects;
+        // The nodes whose kernels alone woke the reader (`None`: read
+        // every node whole).
+        let mut kernels: Option<BTreeSet<String>> = None;
         while !stop.load(Ordering::Relaxed) {
             if live.is_none()
                 && let Some(src) = &a.source.live
@@ -307,7 +335,8 @@ fn spawn_reader(
                 live.as_ref(),
                 a.namespace.as_deref(),
                 &mut kept,
-                wake,
+                wake.clone(),
+                kernels.as_ref(),
             );
             // Node states (iptables) and errors (no lab yet) are read again
             // periodically.
@@ -324,7 +353,8 @@ fn spawn_reader(
                         .and_then(|t| t.node(&n.name).ok())
                         .and_then(|n| n.netns().ok())
                     {
-                        watch::spawn(netns, nodes_tx.clone());
+                        let node = watch::Wake::Kernel(n.name.clone());
+                        watch::spawn(netns, watch::tagged(node, changed_tx.clone()));
                     }
                 }
                 watching = true;
@@ -349,6 +379,7 @@ fn spawn_reader(
                 }
             };
             wake = watch::Wake::Nodes;
+            kernels = None;
             if let Some(w) = first {
                 // A bundle's files are read once kubectl is done writing
                 // them. A watch event or a kernel notification is read at
@@ -358,12 +389,17 @@ fn spawn_reader(
                 if a.source.bundle.is_some() {
                     std::thread::sleep(Duration::from_millis(30));
                 }
-                if std::iter::once(w)
-                    .chain(changed.try_iter())
-                    .any(|w| w == watch::Wake::Objects)
-                {
+                let woke: Vec<watch::Wake> = std::iter::once(w).chain(changed.try_iter()).collect();
+                if woke.contains(&watch::Wake::Objects) {
                     wake = watch::Wake::Objects;
                 }
+                kernels = woke
+                    .into_iter()
+                    .map(|w| match w {
+                        watch::Wake::Kernel(node) => Some(node),
+                        _ => None,
+                    })
+                    .collect();
             }
             // A source that sends no word when its objects change (a lab,
             // a kubeconfig without watches) has them read every time.

@@ -7,13 +7,15 @@
 use std::sync::mpsc::Sender;
 
 /// What woke the reader: the cluster objects changed (a watch event, the
-/// bundle), or only node states did (a kernel notification, an agent's
-/// new state). Only the first has the cluster read again: at 150,000
-/// pods that is most of a second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// bundle), or only node states did (an agent's new state), or one node's
+/// kernel said its tables changed (a netlink notification). Only the first
+/// has the cluster read again: at 150,000 pods that is most of a second;
+/// the last has that node's kernel tables read again, not its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
     Objects,
     Nodes,
+    Kernel(String),
 }
 
 /// A sender for a source that only says "changed": each signal reaches
@@ -22,7 +24,7 @@ pub fn tagged(what: Wake, to: Sender<Wake>) -> Sender<()> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         for () in rx {
-            if to.send(what).is_err() {
+            if to.send(what.clone()).is_err() {
                 return;
             }
         }

@@ -45,6 +45,28 @@ impl Tmux {
     }
 
     /// Waits up to `limit` for the screen to contain `text`; how long it took.
+    /// The screen once one of its lines satisfies `line` (within `limit`;
+    /// else the last screen seen, as the error). A screen captured while
+    /// the dashboard redraws can be half old, half new: a check of one
+    /// capture is a check of whichever half it caught.
+    pub fn wait_for_line(
+        &self,
+        line: impl Fn(&str) -> bool,
+        limit: Duration,
+    ) -> Result<String, String> {
+        let t = Instant::now();
+        loop {
+            let pane = self.pane();
+            if pane.lines().any(&line) {
+                return Ok(pane);
+            }
+            if t.elapsed() >= limit {
+                return Err(pane);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn wait_for(&self, text: &str, limit: Duration) -> Option<Duration> {
         let t = Instant::now();
         while t.elapsed() < limit {
