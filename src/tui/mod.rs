@@ -1,10 +1,13 @@
 //! The live dashboard (`knetdoctor`, `knetdoctor tui`): ratatui over
 //! crossterm. A reader thread takes snapshots (cluster, node states,
 //! `check`'s findings) and hands them over — again when a lab node's kernel
-//! reports a change (rtnetlink notifications), and every `--refresh-ms`
-//! for what sends none (iptables, the cluster objects); the render thread
-//! only draws and reads keys, so the screen never waits on I/O. The terminal is
-//! restored on every way out, a panic included (ratatui's hook).
+//! reports a change (rtnetlink notifications: that node's kernel tables
+//! alone are read again), when a watch or the bundle says the objects
+//! changed, and every `--refresh-ms` for what sends none (iptables). Keys,
+//! snapshots and jobs' results wake the render loop on one channel, so it
+//! draws whichever comes first at once and never waits on I/O. The
+//! terminal is restored on every way out, a panic included (ratatui's
+//! hook).
 
 pub mod app;
 pub mod capture;
