@@ -14,7 +14,7 @@
 //! taking a burst; `tui_render` times the reader's work at 5,000 nodes.
 
 mod common;
-use common::{Lab, env};
+use common::{Lab, env, succeeded};
 
 use std::process::Command;
 use std::sync::mpsc;
@@ -31,17 +31,7 @@ type Frames = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
 
 /// `ip -n NETNS ARGS` (panics on failure: the lab is the bench's own).
 fn ip(netns: &str, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["-n", netns])
-        .args(args)
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    succeeded(Command::new("ip").args(["-n", netns]).args(args))
 }
 
 fn main() {

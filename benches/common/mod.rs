@@ -44,6 +44,18 @@ impl Drop for Scratch {
     }
 }
 
+/// What `cmd` printed; it must succeed (a bench's own set-up: a failure
+/// panics with what it said).
+pub fn succeeded(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The knetdoctor binary the benches run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_knetdoctor");
 
@@ -62,15 +74,7 @@ impl Lab {
         let _ = Command::new(BIN)
             .args(["lab", "down", "--name", name])
             .output();
-        let out = Command::new(BIN)
-            .args(["lab", "up", "--name", name])
-            .output()
-            .expect("run knetdoctor lab up");
-        assert!(
-            out.status.success(),
-            "lab up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(Command::new(BIN).args(["lab", "up", "--name", name]));
         Lab(name, topo)
     }
 }

@@ -97,7 +97,11 @@ fn take(
         }
     };
     let mut changed = BTreeSet::new();
-    let not_read = kept.not_read.clone();
+    // (A whole reading asks again.)
+    let not_read = match noticed {
+        Some(_) => kept.not_read.clone(),
+        None => Vec::new(),
+    };
     let mut judge = |cluster: &crate::model::Cluster, states: &Arc<Vec<(String, NodeState)>>| {
         // The same Arc is the same objects; a re-read is compared,
         // kind by kind (a kind the watches kept, at no cost).

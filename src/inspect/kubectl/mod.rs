@@ -91,9 +91,15 @@ impl Decoded {
     /// Appends `run` (the next in item order). A file's first run that is
     /// all of one kind (a `kubectl get pods` list) sizes that kind's vector
     /// for the whole file at once: doubling it run by run would hold a
-    /// 150,000-pod vector (326 MiB) twice over while it is copied.
+    /// 150,000-pod vector (326 MiB) twice over while it is copied. A kind
+    /// this one has none of yet is taken over without a copy when `run`
+    /// already has room for the file's `items` (a whole streamed file).
     fn join(&mut self, mut run: Decoded, items: usize) {
         fn join_kind<T>(into: &mut Vec<T>, run: &mut Vec<T>, items: usize, first: bool) {
+            if into.is_empty() && run.capacity() >= items {
+                std::mem::swap(into, run);
+                return;
+            }
             if first && !run.is_empty() {
                 into.reserve_exact(items);
             }
@@ -130,30 +136,6 @@ impl Decoded {
             first,
         );
         join_kind(&mut self.endpoints, &mut run.endpoints, items, first);
-    }
-}
-
-impl Decoded {
-    /// Takes in `other` (a whole file's objects): a kind this one has
-    /// none of is taken over as it is, without a copy.
-    fn absorb(&mut self, mut other: Decoded) {
-        fn take<T>(into: &mut Vec<T>, from: &mut Vec<T>) {
-            if into.is_empty() {
-                std::mem::swap(into, from);
-            } else {
-                into.append(from);
-            }
-        }
-        let (c, o) = (&mut self.cluster, &mut other.cluster);
-        take(&mut c.nodes, &mut o.nodes);
-        take(&mut c.pods, &mut o.pods);
-        take(&mut c.services, &mut o.services);
-        take(&mut c.endpoint_slices, &mut o.endpoint_slices);
-        take(&mut c.ingresses, &mut o.ingresses);
-        take(&mut c.ingress_classes, &mut o.ingress_classes);
-        take(&mut c.config_maps, &mut o.config_maps);
-        take(&mut c.network_policies, &mut o.network_policies);
-        take(&mut self.endpoints, &mut other.endpoints);
     }
 }
 

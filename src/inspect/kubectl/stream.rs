@@ -110,7 +110,8 @@ pub(super) fn read_file(path: &Path, len: u64, out: &mut Decoded) -> std::io::Re
         read && !failed && joined == runs
     });
     if streamed {
-        out.absorb(mine);
+        // A whole file's objects: taken over, not copied.
+        out.join(mine, 0);
     }
     Ok(streamed)
 }
