@@ -14,9 +14,8 @@
 //! taking a burst; `tui_render` times the reader's work at 5,000 nodes.
 
 mod common;
-use common::{Lab, env, succeeded};
+use common::{Lab, env, flip_route, peer_route, quit_dashboard};
 
-use std::process::Command;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,11 +28,6 @@ const LAB: &str = "kdblive";
 /// Each frame: when it was drawn, and when the reading it shows began.
 type Frames = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
 
-/// `ip -n NETNS ARGS` (panics on failure: the lab is the bench's own).
-fn ip(netns: &str, args: &[&str]) -> String {
-    succeeded(Command::new("ip").args(["-n", netns]).args(args))
-}
-
 fn main() {
     if !nix::unistd::Uid::effective().is_root() {
         println!("tui_live: not root, skipped (it needs a lab)");
@@ -45,19 +39,8 @@ fn main() {
     let topo = &lab.1;
     let node = &topo.nodes[1];
     // A peer route flannel programmed: `DST via GW dev flannel.1 onlink`.
-    let routes: Vec<serde_json::Value> = serde_json::from_str(&ip(
-        &node.netns,
-        &["-4", "-j", "route", "show", "dev", "flannel.1"],
-    ))
-    .expect("ip -j");
-    let route = routes
-        .iter()
-        .find(|r| r["gateway"].is_string())
-        .expect("a peer route on flannel.1");
-    let (dst, gw) = (
-        route["dst"].as_str().unwrap().to_string(),
-        route["gateway"].as_str().unwrap().to_string(),
-    );
+    let route = peer_route(&node.netns);
+    let dst = route.0.clone();
 
     // The dashboard's loop on a test backend; each frame's time and the
     // time its reading began.
@@ -103,38 +86,13 @@ fn main() {
             std::thread::sleep(wait);
         }
         let before = Instant::now();
-        if i % 2 == 0 {
-            ip(&node.netns, &["route", "del", &dst]);
-        } else {
-            ip(
-                &node.netns,
-                &[
-                    "route",
-                    "replace",
-                    &dst,
-                    "via",
-                    &gw,
-                    "dev",
-                    "flannel.1",
-                    "onlink",
-                ],
-            );
-        }
+        flip_route(&node.netns, &route, i);
         made.push(before);
     }
     let burst = start.elapsed();
     // What is still on its way reaches the screen.
     std::thread::sleep(Duration::from_secs(2));
-    let _ = quit.send(Wake::Input(crossterm::event::Event::Key(
-        crossterm::event::KeyEvent::new(
-            crossterm::event::KeyCode::Char('q'),
-            crossterm::event::KeyModifiers::NONE,
-        ),
-    )));
-    dashboard
-        .join()
-        .expect("the dashboard's thread")
-        .expect("the dashboard ran");
+    quit_dashboard(&quit, dashboard);
 
     let frames = frames.lock().unwrap();
     let during = &frames[first_frame..];

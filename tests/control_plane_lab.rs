@@ -69,6 +69,7 @@ fn cp_lab(name: &str, version: &str) {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    dashboard_watches(name, version, &kubeconfig);
     // Real RBAC: per-test users, a refusal, the reader role, one namespace.
     rbac::under_rbac(&lab, name, version);
     // The trace outcomes of the embedded lab hold on the real rules.
@@ -206,6 +207,102 @@ fn cp_lab(name: &str, version: &str) {
             "{version}: process {pid} outlived lab down"
         );
     }
+}
+
+/// The dashboard over a lab run by the real control plane watches its API
+/// server (`--lab` alone, no `--kubeconfig`): a Service created there is in
+/// a snapshot within seconds, while the periodic re-read is ten minutes
+/// away (before, the objects were listed again only on a reading of the
+/// nodes).
+fn dashboard_watches(name: &str, version: &str, kubeconfig: &str) {
+    use knetdoctor::tui::{Options, Wake, run_on};
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::time::{Duration, Instant};
+    // Per snapshot: whether it holds the Service.
+    type Seen = Arc<Mutex<Vec<bool>>>;
+    let seen: Seen = Arc::default();
+    let (wake_tx, wake) = mpsc::channel::<Wake>();
+    let quit = wake_tx.clone();
+    let frames = seen.clone();
+    let lab = name.to_string();
+    let dashboard = std::thread::spawn(move || {
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+        let options = Options {
+            source: knetdoctor::access::Source {
+                lab,
+                ..Default::default()
+            },
+            refresh: Duration::from_secs(600),
+            namespace: None,
+        };
+        let mut last = None;
+        run_on(&mut terminal, options, (wake_tx, wake), |app| {
+            let Some(s) = &app.snapshot else { return };
+            if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, s)) {
+                return;
+            }
+            last = Some(s.clone());
+            let probe = s
+                .cluster
+                .services
+                .iter()
+                .any(|v| v.metadata.name.as_deref() == Some("watch-probe"));
+            frames.lock().unwrap().push(probe);
+        })
+    });
+    let until = |what: &str, done: &dyn Fn(&[bool]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&seen.lock().unwrap()) {
+            assert!(Instant::now() < deadline, "{version}: {what} in 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until("no first snapshot", &|s| !s.is_empty());
+    let out = kubectl(
+        kubeconfig,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "watch-probe",
+            "--tcp=80:80",
+            "-n",
+            "default",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created = Instant::now();
+    until("the new Service never reached the dashboard", &|s| {
+        s.iter().any(|probe| *probe)
+    });
+    let took = created.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "{version}: the Service took {took:?} to reach the dashboard"
+    );
+    let _ = quit.send(Wake::Input(crossterm::event::Event::Key(
+        crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char('q'),
+            crossterm::event::KeyModifiers::NONE,
+        ),
+    )));
+    dashboard.join().unwrap().unwrap();
+    let out = kubectl(
+        kubeconfig,
+        &["delete", "service", "watch-probe", "-n", "default"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs knetdoctor as it runs on a node of a real cluster: inside the

@@ -65,6 +65,11 @@ pub struct Lab(pub &'static str, pub knetdoctor::lab::Topology);
 
 impl Lab {
     pub fn up(name: &'static str) -> Lab {
+        Lab::up_with(name, &[])
+    }
+
+    /// `lab up --name NAME ARGS` (`--control-plane`, ...).
+    pub fn up_with(name: &'static str, args: &[&str]) -> Lab {
         let topo = knetdoctor::lab::Topology::new(knetdoctor::lab::LabParams {
             name: name.into(),
             nodes: 3,
@@ -74,7 +79,11 @@ impl Lab {
         let _ = Command::new(BIN)
             .args(["lab", "down", "--name", name])
             .output();
-        succeeded(Command::new(BIN).args(["lab", "up", "--name", name]));
+        succeeded(
+            Command::new(BIN)
+                .args(["lab", "up", "--name", name])
+                .args(args),
+        );
         Lab(name, topo)
     }
 }
@@ -85,4 +94,62 @@ impl Drop for Lab {
             .args(["lab", "down", "--name", self.0])
             .output();
     }
+}
+
+/// Ends the dashboard `run_on` runs on `thread` with `q`, as a user would.
+pub fn quit_dashboard(
+    wake: &std::sync::mpsc::Sender<knetdoctor::tui::Wake>,
+    thread: std::thread::JoinHandle<knetdoctor::Result<()>>,
+) {
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    let q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+    let _ = wake.send(knetdoctor::tui::Wake::Input(Event::Key(q)));
+    thread
+        .join()
+        .expect("the dashboard's thread")
+        .expect("the dashboard ran");
+}
+
+/// A peer route flannel programmed in `netns` (`DST via GW dev flannel.1
+/// onlink`): its destination and gateway.
+pub fn peer_route(netns: &str) -> (String, String) {
+    let routes: Vec<serde_json::Value> =
+        serde_json::from_str(&succeeded(Command::new("ip").args([
+            "-n",
+            netns,
+            "-4",
+            "-j",
+            "route",
+            "show",
+            "dev",
+            "flannel.1",
+        ])))
+        .expect("ip -j");
+    let route = routes
+        .iter()
+        .find(|r| r["gateway"].is_string())
+        .expect("a peer route on flannel.1");
+    (
+        route["dst"].as_str().unwrap().to_string(),
+        route["gateway"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Change `i` of a burst on that route: deleted (even `i`), put back (odd).
+pub fn flip_route(netns: &str, (dst, gw): &(String, String), i: usize) {
+    let args: Vec<&str> = if i.is_multiple_of(2) {
+        vec!["route", "del", dst]
+    } else {
+        vec![
+            "route",
+            "replace",
+            dst,
+            "via",
+            gw,
+            "dev",
+            "flannel.1",
+            "onlink",
+        ]
+    };
+    succeeded(Command::new("ip").args(["-n", netns]).args(&args));
 }

@@ -179,6 +179,17 @@ impl Target {
         Ok(Some(self.agents.get_or_init(|| a)))
     }
 
+    /// The API server the cluster objects are read from, when they are
+    /// read live: `--kubeconfig`'s, or the API server of a lab run by the
+    /// real control plane. The dashboard watches it instead of listing
+    /// every kind again on each reading (150,000 pods take seconds).
+    pub fn live_cluster(&self) -> Option<&LiveSource> {
+        match &self.cluster {
+            ClusterFrom::Live(src) => Some(src),
+            ClusterFrom::Lab(_) | ClusterFrom::Bundle(_) => None,
+        }
+    }
+
     /// The cluster objects.
     pub fn cluster(&self) -> Result<Cluster> {
         match &self.cluster {

@@ -67,23 +67,13 @@ fn take(
     live: Option<&Reflected>,
     namespace: Option<&str>,
     kept: &mut Kept,
-    objects: watch::Wake,
-    kernels: Option<&BTreeSet<String>>,
+    reread: &watch::Reread,
 ) -> std::result::Result<Arc<Snapshot>, String> {
     let began = std::time::Instant::now();
     let target = source.target().map_err(|e| e.to_string())?;
-    // Only kernels said their tables changed: theirs are read again, every
-    // other node's state (and every node's rules) is the last reading's.
-    let noticed = match (kernels, &kept.last) {
-        (Some(nodes), Some(last)) => target
-            .states_after_notice(&last.states, nodes)
-            .ok()
-            .map(Arc::new),
-        _ => None,
-    };
-    let cluster = match (&kept.last, objects) {
+    let cluster = match &kept.last {
         // Only node states changed: the objects are the last snapshot's.
-        (Some(last), watch::Wake::Nodes) => last.cluster.clone(),
+        Some(last) if !reread.objects => last.cluster.clone(),
         _ => {
             let mut c = match live {
                 Some(r) => r.cluster(),
@@ -95,6 +85,19 @@ fn take(
             }
             Arc::new(c)
         }
+    };
+    // Only kernels said their tables changed: theirs are read again, every
+    // other node's state (and every node's rules) is the last reading's —
+    // shared as it is when no kernel spoke (a watch event alone). A node
+    // come or gone is read, or said unread, by a whole reading.
+    let noticed = match (&reread.kernels, &kept.last) {
+        (Some(_), Some(last)) if !same_nodes(&cluster, &last.cluster) => None,
+        (Some(nodes), Some(last)) if nodes.is_empty() => Some(last.states.clone()),
+        (Some(nodes), Some(last)) => target
+            .states_after_notice(&last.states, nodes)
+            .ok()
+            .map(Arc::new),
+        _ => None,
     };
     let mut changed = BTreeSet::new();
     // (A whole reading asks again.)
@@ -153,6 +156,18 @@ fn take(
         Some(ns) => Arc::new((*s).clone().in_namespace(ns)),
         None => s,
     })
+}
+
+/// Whether two readings of the cluster name the same nodes (the same
+/// objects, or the same names in the same order: the watches' copies are
+/// sorted by name).
+fn same_nodes(a: &crate::model::Cluster, b: &crate::model::Cluster) -> bool {
+    a.nodes.same(&b.nodes)
+        || a.nodes.len() == b.nodes.len()
+            && a.nodes
+                .iter()
+                .zip(b.nodes.iter())
+                .all(|(x, y)| x.metadata.name == y.metadata.name)
 }
 
 /// What wakes the dashboard's loop: a key or the mouse, a snapshot from
@@ -301,7 +316,10 @@ fn spawn_reader(
         let objects_tx = watch::tagged(watch::Wake::Objects, changed_tx.clone());
         let nodes_tx = watch::tagged(watch::Wake::Nodes, changed_tx.clone());
         if let Some(b) = &a.source.bundle {
-            watch::bundle(b.clone(), objects_tx.clone());
+            watch::bundle(
+                b.clone(),
+                watch::tagged(watch::Wake::Bundle, changed_tx.clone()),
+            );
         }
         // A live cluster's agents publish their nodes' states: each new
         // one wakes the reader (the connection lives as long as it does).
@@ -315,18 +333,15 @@ fn spawn_reader(
         let mut live: Option<Reflected> = None;
         let mut watching = false;
         let mut kept = Kept::default();
-        // The bundle's inotify and the live cluster's watches say when the
-        // objects change; every other source is read whole each time.
-        let objects_notified = a.source.bundle.is_some() || a.source.live.is_some();
-        let mut wake = watch::Wake::Objects;
-        // The nodes whose kernels alone woke the reader (`None`: read
-        // every node whole).
-        let mut kernels: Option<BTreeSet<String>> = None;
+        let mut reread = watch::Reread {
+            objects: true,
+            kernels: None,
+        };
         while !stop.load(Ordering::Relaxed) {
             if live.is_none()
-                && let Some(src) = &a.source.live
+                && let Some(src) = watched(&a.source)
             {
-                match Reflected::start(src, objects_tx.clone()) {
+                match Reflected::start(&src, objects_tx.clone()) {
                     Ok(r) => live = Some(r),
                     Err(e) => {
                         if tx.send(Wake::Snapshot(Err(e.to_string()))).is_err() {
@@ -342,8 +357,7 @@ fn spawn_reader(
                 live.as_ref(),
                 a.namespace.as_deref(),
                 &mut kept,
-                wake.clone(),
-                kernels.as_ref(),
+                &reread,
             );
             // Node states (iptables) and errors (no lab yet) are read again
             // periodically.
@@ -385,36 +399,40 @@ fn spawn_reader(
                     }
                 }
             };
-            wake = watch::Wake::Nodes;
-            kernels = None;
-            if let Some(w) = first {
-                // A bundle's files are read once kubectl is done writing
-                // them. A watch event or a kernel notification is read at
-                // once (the 30 ms this waited counted against every change's
-                // way to the screen): what arrives while it is read — the
-                // rest of a repair's thousands — is read together next.
-                if a.source.bundle.is_some() {
-                    std::thread::sleep(Duration::from_millis(30));
+            // The bundle's inotify and the live cluster's watches say when
+            // the objects change; a source that sends no word (a lab's
+            // files) has them read every time.
+            let notified = a.source.bundle.is_some() || live.is_some();
+            reread = match first {
+                None => watch::Reread::everything(notified),
+                Some(w) => {
+                    // A bundle's files are read once kubectl is done
+                    // writing them. A watch event or a kernel notification
+                    // is read at once (the 30 ms this waited counted
+                    // against every change's way to the screen): what
+                    // arrives while it is read — the rest of a repair's
+                    // thousands — is read together next.
+                    if a.source.bundle.is_some() {
+                        std::thread::sleep(Duration::from_millis(30));
+                    }
+                    let woke: Vec<watch::Wake> =
+                        std::iter::once(w).chain(changed.try_iter()).collect();
+                    watch::Reread::after(&woke, notified)
                 }
-                let woke: Vec<watch::Wake> = std::iter::once(w).chain(changed.try_iter()).collect();
-                if woke.contains(&watch::Wake::Objects) {
-                    wake = watch::Wake::Objects;
-                }
-                kernels = woke
-                    .into_iter()
-                    .map(|w| match w {
-                        watch::Wake::Kernel(node) => Some(node),
-                        _ => None,
-                    })
-                    .collect();
-            }
-            // A source that sends no word when its objects change (a lab,
-            // a kubeconfig without watches) has them read every time.
-            if !objects_notified {
-                wake = watch::Wake::Objects;
-            }
+            };
         }
     })
+}
+
+/// The API server whose objects the reader watches: `--kubeconfig`'s, or
+/// that of a lab run by the real control plane (`None`: the objects are
+/// not read live, or the lab is not up yet).
+fn watched(source: &Source) -> Option<crate::inspect::live::LiveSource> {
+    match &source.live {
+        Some(src) => Some(src.clone()),
+        None if source.bundle.is_none() => source.target().ok()?.live_cluster().cloned(),
+        None => None,
+    }
 }
 
 /// A thread that works out the repair plans of the latest snapshot sent

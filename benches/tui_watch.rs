@@ -1,0 +1,563 @@
+//! `cargo bench --bench tui_watch` (as root): a change's way to the screen
+//! at 5,000 nodes / 150,000 pods through the dashboard's own loop, with
+//! the cluster held by a real API server.
+//!
+//! A lab run by the real control plane (`lab up --control-plane --k8s
+//! 1.32`: etcd, kube-apiserver, kube-controller-manager, kube-proxy on its
+//! three nodes) is brought up, and the synthetic cluster is created in its
+//! API server beside the lab's own objects: 5,000 Nodes, 150,000 Pods,
+//! 10,000 Services with an EndpointSlice each. The synthetic nodes have no
+//! kubelet, so they are created as the controller manager would leave a
+//! node whose kubelet went silent (every condition Unknown, the
+//! `unreachable` taints) and their pods tolerate that, as DaemonSet pods
+//! do: the real controllers have nothing to rewrite and the bench's
+//! changes are the only ones. The Services have no selector and their
+//! slices are the bench's (`endpointslice.kubernetes.io/managed-by`), as a
+//! custom endpoint controller's would be; kube-proxy on the lab's nodes
+//! programs all 10,000 (and their changes, as in a real cluster).
+//!
+//! The dashboard reads it as `knetdoctor --lab kdbwatch` would: the
+//! objects through watches, the three lab nodes from their kernels, the
+//! 5,000 others said unread. Its loop draws on ratatui's test backend.
+//! Two bursts of 200 changes, 100 a second, each change timed from just
+//! before it was made to the first frame drawn from a snapshot holding it:
+//! - watch events: an endpoint of a different Service goes NotReady each
+//!   time (a JSON patch of its slice, as the endpoint controller writes);
+//! - kernel notifications: a lab node's peer route deleted and put back.
+//!
+//! p50 and p99 of each (target: 100 ms). `KD_BENCH_KEEP=1` leaves the lab
+//! and its objects up for the next run (which then loads nothing);
+//! `KD_BENCH_NODES`, `KD_BENCH_PODS`, `KD_BENCH_SERVICES` scale it down.
+
+mod common;
+use common::{Lab, env, flip_route, peer_route, quit_dashboard};
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, Taint, Toleration};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use knetdoctor::access::Source;
+use knetdoctor::synthetic::{self, Size};
+use knetdoctor::tui::snapshot::Snapshot;
+use knetdoctor::tui::{Options, Wake, run_on};
+
+const LAB: &str = "kdbwatch";
+/// The label of the bench's slices (no controller of the cluster's own
+/// touches them).
+const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by=knetdoctor-bench";
+/// Requests in flight while the cluster is created.
+const IN_FLIGHT: usize = 48;
+
+/// A change waiting for the frame that shows it: when it was made, and
+/// how to know a snapshot holds it.
+struct Pending {
+    made: Instant,
+    shown: Box<dyn Fn(&Snapshot) -> bool + Send>,
+}
+
+/// The changes on their way and, per burst, how long each took.
+#[derive(Default)]
+struct Timings {
+    pending: Vec<Pending>,
+    took: Vec<f64>,
+    snapshots: usize,
+}
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root() {
+        println!("tui_watch: not root, skipped (it needs a lab)");
+        return;
+    }
+    let size = Size {
+        nodes: env("KD_BENCH_NODES", Size::LARGE.nodes),
+        pods: env("KD_BENCH_PODS", Size::LARGE.pods),
+        services: env("KD_BENCH_SERVICES", Size::LARGE.services),
+        endpoints_per_service: 3,
+    };
+    let changes = env("KD_BENCH_CHANGES", 200);
+    let rate = env("KD_BENCH_RATE", 100) as u64;
+    let keep = std::env::var("KD_BENCH_KEEP").is_ok();
+    let lab = match knetdoctor::lab::LabState::load(LAB).ok().flatten() {
+        Some(s) if keep && s.control_plane.is_some() => Lab(LAB, s.topology.clone()),
+        _ => Lab::up_with(LAB, &["--control-plane", "--k8s", "1.32"]),
+    };
+    // Kept: never brought down by this run, a panic included (the cluster
+    // took twenty minutes to create).
+    let lab = std::mem::ManuallyDrop::new(lab);
+    // (Not `then_some(Down)`: its argument is made, and dropped, either way.)
+    let _down = if keep { None } else { Some(Down) };
+    let kubeconfig = knetdoctor::lab::LabState::require(LAB)
+        .expect("the lab's state")
+        .kubeconfig
+        .expect("a control-plane lab has a kubeconfig");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = rt
+        .block_on(knetdoctor::inspect::live::client(
+            &knetdoctor::inspect::live::LiveSource {
+                kubeconfig: Some(kubeconfig),
+                ..Default::default()
+            },
+        ))
+        .expect("a client of the lab's API server")
+        .0;
+    let cluster = synthetic::cluster(size);
+    rt.block_on(create(&client, &cluster));
+    println!(
+        "waiting for the machine to settle (kube-proxy programs {} Services on each lab node)",
+        size.services
+    );
+    settle(Duration::from_secs(600));
+
+    // The dashboard's loop on a test backend, each frame checked against
+    // the changes on their way.
+    let timings: Arc<Mutex<Timings>> = Arc::default();
+    let (wake_tx, wake) = mpsc::channel::<Wake>();
+    let quit = wake_tx.clone();
+    let seen = timings.clone();
+    let first: Arc<Mutex<Option<(Instant, usize, usize)>>> = Arc::default();
+    let first_seen = first.clone();
+    let started = Instant::now();
+    let dashboard = std::thread::spawn(move || {
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 48)).expect("terminal");
+        let options = Options {
+            source: Source {
+                lab: LAB.into(),
+                ..Default::default()
+            },
+            // Only notifications and watches wake the reader in time.
+            refresh: Duration::from_secs(600),
+            namespace: None,
+        };
+        let mut last: Option<Arc<Snapshot>> = None;
+        run_on(&mut terminal, options, (wake_tx, wake), |app| {
+            if let Some(e) = &app.error
+                && app.snapshot.is_none()
+            {
+                eprintln!("dashboard: {e}");
+            }
+            let Some(s) = &app.snapshot else { return };
+            if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, s)) {
+                return;
+            }
+            last = Some(s.clone());
+            let now = Instant::now();
+            let mut f = first_seen.lock().unwrap();
+            if f.is_none() {
+                *f = Some((now, s.cluster.nodes.len(), s.cluster.pods.len()));
+            }
+            let mut t = seen.lock().unwrap();
+            t.snapshots += 1;
+            let before = t.pending.len();
+            let mut took = Vec::new();
+            t.pending.retain(|p| {
+                let shown = (p.shown)(s);
+                if shown {
+                    took.push((now - p.made).as_secs_f64() * 1e3);
+                }
+                !shown
+            });
+            debug_assert!(t.pending.len() + took.len() == before);
+            t.took.extend(took);
+        })
+    });
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let (at, nodes, pods) = loop {
+        if let Some(f) = *first.lock().unwrap() {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no snapshot in 900 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "dashboard: first snapshot {:.2} s after start ({nodes} nodes, {pods} pods from the watches' initial lists)",
+        (at - started).as_secs_f64()
+    );
+    settle(Duration::from_secs(120));
+
+    // Burst 1: an endpoint of a different Service goes NotReady each time:
+    // its slice's endpoints written with the first one not ready, as the
+    // endpoint controller writes them (a merge patch replaces the list).
+    let every = Duration::from_secs_f64(1.0 / rate as f64);
+    let step = (size.services / changes).max(1);
+    let targets: Vec<(String, String, serde_json::Value)> = (0..changes)
+        .map(|i| {
+            let slice = &cluster.endpoint_slices[(i * step) % size.services];
+            let mut endpoints = slice.endpoints.clone();
+            if let Some(c) = endpoints[0].conditions.as_mut() {
+                c.ready = Some(false);
+            }
+            (
+                slice.metadata.namespace.clone().unwrap_or_default(),
+                slice.metadata.name.clone().unwrap_or_default(),
+                json!({ "endpoints": endpoints }),
+            )
+        })
+        .collect();
+    // A kept cluster's slices are put back as they were first (untimed).
+    rt.block_on(async {
+        for i in 0..changes {
+            let slice = &cluster.endpoint_slices[(i * step) % size.services];
+            let api: Api<EndpointSlice> =
+                Api::namespaced(client.clone(), slice.metadata.namespace.as_deref().unwrap());
+            let body = json!({ "endpoints": slice.endpoints });
+            let name = slice.metadata.name.as_deref().unwrap();
+            api.patch(name, &PatchParams::default(), &Patch::Merge(body))
+                .await
+                .expect("the slice put back");
+        }
+    });
+    settle(Duration::from_secs(120));
+    let before = timings.lock().unwrap().snapshots;
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut sent = Vec::new();
+        for (i, (ns, name, body)) in targets.into_iter().enumerate() {
+            tokio::time::sleep_until((start + every * i as u32).into()).await;
+            let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+            let (ns2, name2) = (ns.clone(), name.clone());
+            timings.lock().unwrap().pending.push(Pending {
+                made: Instant::now(),
+                shown: Box::new(move |s: &Snapshot| not_ready(s, &ns2, &name2)),
+            });
+            sent.push(tokio::spawn(async move {
+                let t = Instant::now();
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(body))
+                    .await
+                    .map(|_| t.elapsed().as_secs_f64() * 1e3)
+            }));
+        }
+        let mut answered = Vec::new();
+        for s in sent {
+            answered.push(s.await.expect("the patch task").expect("the slice patched"));
+        }
+        answered.sort_by(f64::total_cmp);
+        println!(
+            "  the API server answered each patch (written in etcd) in p50 {:.1} ms, p99 {:.1} ms",
+            answered[answered.len() / 2],
+            answered[answered.len() * 99 / 100]
+        );
+    });
+    let burst = start.elapsed();
+    let scale = format!("{} nodes, {} pods", size.nodes, size.pods);
+    report(&timings, &scale, "watch event (an endpoint NotReady)");
+    println!(
+        "  the burst took {:.2} s; {} snapshots",
+        burst.as_secs_f64(),
+        timings.lock().unwrap().snapshots - before
+    );
+    settle(Duration::from_secs(120));
+
+    // Burst 2: a lab node's peer route deleted and put back.
+    let node = &lab.1.nodes[1];
+    let route = peer_route(&node.netns);
+    let before = timings.lock().unwrap().snapshots;
+    let start = Instant::now();
+    for i in 0..changes {
+        let at = start + every * i as u32;
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        // A reading that began after the change holds it.
+        let made = Instant::now();
+        timings.lock().unwrap().pending.push(Pending {
+            made,
+            shown: Box::new(move |s: &Snapshot| s.reading_began.is_some_and(|b| b > made)),
+        });
+        flip_route(&node.netns, &route, i);
+    }
+    let burst = start.elapsed();
+    report(&timings, &scale, "kernel notification (a peer route)");
+    println!(
+        "  the burst took {:.2} s; {} snapshots",
+        burst.as_secs_f64(),
+        timings.lock().unwrap().snapshots - before
+    );
+
+    quit_dashboard(&quit, dashboard);
+    if keep {
+        println!("lab {LAB} kept up (KD_BENCH_KEEP)");
+    }
+}
+
+/// Brings the lab down when dropped (unless the run keeps it).
+struct Down;
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Command::new(common::BIN)
+            .args(["lab", "down", "--name", LAB])
+            .output();
+    }
+}
+
+/// Whether snapshot `s` shows slice `ns/name`'s first endpoint not ready.
+fn not_ready(s: &Snapshot, ns: &str, name: &str) -> bool {
+    let slices = &s.cluster.endpoint_slices;
+    slices
+        .binary_search_by(|e| {
+            (e.metadata.namespace.as_deref(), e.metadata.name.as_deref())
+                .cmp(&(Some(ns), Some(name)))
+        })
+        .ok()
+        .and_then(|i| slices[i].endpoints.first()?.conditions.as_ref()?.ready)
+        == Some(false)
+}
+
+/// Waits (up to 10 s) for every change to reach the screen, then prints
+/// p50, p99 and max and starts the next burst afresh.
+fn report(timings: &Mutex<Timings>, scale: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !timings.lock().unwrap().pending.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut t = timings.lock().unwrap();
+    let mut took = std::mem::take(&mut t.took);
+    let missing = std::mem::take(&mut t.pending).len();
+    assert!(
+        missing == 0,
+        "{missing} of {} changes never reached the screen",
+        missing + took.len()
+    );
+    took.sort_by(f64::total_cmp);
+    println!(
+        "{what} to frame, through the dashboard's loop: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} changes at {scale} (target <= 100 ms)",
+        took[took.len() / 2],
+        took[took.len() * 99 / 100],
+        took[took.len() - 1],
+        took.len()
+    );
+}
+
+/// Waits until both cores have been mostly idle (< 25 % busy) for three
+/// seconds in a row, or `most` has passed: a burst timed while kube-proxy
+/// still programs 10,000 Services measures the machine, not the path.
+fn settle(most: Duration) {
+    fn busy_idle() -> (u64, u64) {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+        (cpu.iter().sum::<u64>() - idle, idle)
+    }
+    let start = Instant::now();
+    let mut quiet = 0;
+    let mut last = busy_idle();
+    while quiet < 3 && start.elapsed() < most {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = busy_idle();
+        let (busy, idle) = (now.0 - last.0, now.1 - last.1);
+        last = now;
+        quiet = if busy * 4 < busy + idle { quiet + 1 } else { 0 };
+    }
+    println!(
+        "  settled after {:.0} s{}",
+        start.elapsed().as_secs_f64(),
+        if quiet < 3 {
+            " (still busy: timed anyway)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// Creates the synthetic cluster in the API server, unless a kept run
+/// already did: its namespaces, nodes (as the controller manager leaves a
+/// node whose kubelet is silent), pods (their status as a kubelet would
+/// report it), selector-less Services and their slices.
+async fn create(client: &kube::Client, cluster: &knetdoctor::model::Cluster) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    // The slices are made last: all there, all the rest is.
+    let have = Api::<EndpointSlice>::all(client.clone())
+        .list_metadata(&ListParams::default().labels(MANAGED_BY))
+        .await
+        .expect("list slices")
+        .items
+        .len();
+    if have >= cluster.endpoint_slices.len() {
+        println!("the API server already holds the synthetic cluster ({have} of its slices)");
+        return;
+    }
+    let start = Instant::now();
+    let pp = PostParams::default();
+    let namespaces: std::collections::BTreeSet<String> = cluster
+        .pods
+        .iter()
+        .filter_map(|p| p.metadata.namespace.clone())
+        .collect();
+    for ns in &namespaces {
+        let n = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(ns.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        created(Api::<Namespace>::all(client.clone()).create(&pp, &n).await);
+    }
+    // The ServiceAccount admission plugin holds a pod until its namespace's
+    // `default` account is there: the controller manager makes it.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let made = accounts
+            .list_metadata(&ListParams::default().fields("metadata.name=default"))
+            .await
+            .expect("list service accounts")
+            .items
+            .iter()
+            .filter(|a| namespaces.contains(a.metadata.namespace.as_deref().unwrap_or_default()))
+            .count();
+        if made == namespaces.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no default ServiceAccounts in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let hour_ago = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(1),
+    );
+    let unreachable = |effect: &str| Taint {
+        key: "node.kubernetes.io/unreachable".into(),
+        effect: effect.into(),
+        time_added: (effect == "NoExecute").then(|| hour_ago.clone()),
+        ..Default::default()
+    };
+    let n = futures::stream::iter(cluster.nodes.iter().cloned())
+        .map(|mut node| {
+            let api = nodes.clone();
+            let spec = node.spec.get_or_insert_default();
+            spec.taints = Some(vec![unreachable("NoSchedule"), unreachable("NoExecute")]);
+            let ip = node
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(knetdoctor::model::flannel::annotation::PUBLIC_IP))
+                .cloned();
+            let hour_ago = hour_ago.clone();
+            async move {
+                let name = node.metadata.name.clone().unwrap_or_default();
+                created(api.create(&PostParams::default(), &node).await);
+                let conditions: Vec<_> = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"]
+                    .into_iter()
+                    .map(|t| {
+                        json!({"type": t, "status": "Unknown", "reason": "NodeStatusUnknown",
+                               "message": "Kubelet stopped posting node status.",
+                               "lastHeartbeatTime": hour_ago, "lastTransitionTime": hour_ago})
+                    })
+                    .collect();
+                let status = json!({"status": {"conditions": conditions,
+                    "addresses": [{"type": "InternalIP", "address": ip}]}});
+                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                    .await
+                    .expect("node status");
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .count()
+        .await;
+    let tolerate = |key: &str| Toleration {
+        key: Some(key.into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoExecute".into()),
+        ..Default::default()
+    };
+    let p = futures::stream::iter(cluster.pods.iter().cloned())
+        .map(|mut pod| {
+            let api: Api<Pod> =
+                Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap());
+            let status = pod.status.take();
+            let spec = pod.spec.get_or_insert_default();
+            for c in &mut spec.containers {
+                c.image = Some("registry.k8s.io/pause:3.10".into());
+            }
+            spec.tolerations = Some(vec![
+                tolerate("node.kubernetes.io/unreachable"),
+                tolerate("node.kubernetes.io/not-ready"),
+            ]);
+            async move {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                created(api.create(&PostParams::default(), &pod).await);
+                let status = status.expect("synthetic pods have a status");
+                let ip = status.pod_ip.clone();
+                let body = json!({"status": {"phase": status.phase, "podIP": ip,
+                    "podIPs": [{"ip": ip}], "conditions": status.conditions}});
+                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(body))
+                    .await
+                    .expect("pod status");
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .count()
+        .await;
+    let s = futures::stream::iter(cluster.services.iter().cloned())
+        .map(|mut svc| {
+            let api: Api<Service> =
+                Api::namespaced(client.clone(), svc.metadata.namespace.as_deref().unwrap());
+            let spec = svc.spec.get_or_insert_default();
+            // The server's own ranges give the addresses and node ports
+            // (the lab's Services hold some of the synthetic ones).
+            spec.cluster_ip = None;
+            spec.cluster_ips = None;
+            spec.selector = None;
+            for p in spec.ports.iter_mut().flatten() {
+                p.node_port = None;
+            }
+            async move { created(api.create(&PostParams::default(), &svc).await) }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .count()
+        .await;
+    let (label, value) = MANAGED_BY.split_once('=').expect("a label");
+    let e = futures::stream::iter(cluster.endpoint_slices.iter().cloned())
+        .map(|mut slice| {
+            let api: Api<EndpointSlice> =
+                Api::namespaced(client.clone(), slice.metadata.namespace.as_deref().unwrap());
+            slice
+                .metadata
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(label.into(), value.into());
+            async move { created(api.create(&PostParams::default(), &slice).await) }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .count()
+        .await;
+    let secs = start.elapsed().as_secs_f64();
+    let requests = namespaces.len() + 2 * n + 2 * p + s + e;
+    println!(
+        "created in the API server in {secs:.0} s ({:.0} requests/s): {n} nodes, {p} pods, {s} Services, {e} EndpointSlices",
+        requests as f64 / secs
+    );
+}
+
+/// A create's answer: made, or already there (a run before made it).
+fn created<K>(r: kube::Result<K>) {
+    match r {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("create: {e}"),
+    }
+}
