@@ -330,6 +330,7 @@ fn spawn_reader(
             Some(agents)
         });
         let plans = plan_worker();
+        let mut watching_source = None;
         let mut live: Option<Reflected> = None;
         let mut watching = false;
         let mut kept = Kept::default();
@@ -338,10 +339,14 @@ fn spawn_reader(
             kernels: None,
         };
         while !stop.load(Ordering::Relaxed) {
+            // Asked once it is known (the lab's state is read to know it).
+            if watching_source.is_none() {
+                watching_source = watched(&a.source);
+            }
             if live.is_none()
-                && let Some(src) = watched(&a.source)
+                && let Some(Some(src)) = &watching_source
             {
-                match Reflected::start(&src, objects_tx.clone()) {
+                match Reflected::start(src, objects_tx.clone()) {
                     Ok(r) => live = Some(r),
                     Err(e) => {
                         if tx.send(Wake::Snapshot(Err(e.to_string()))).is_err() {
@@ -425,13 +430,13 @@ fn spawn_reader(
 }
 
 /// The API server whose objects the reader watches: `--kubeconfig`'s, or
-/// that of a lab run by the real control plane (`None`: the objects are
-/// not read live, or the lab is not up yet).
-fn watched(source: &Source) -> Option<crate::inspect::live::LiveSource> {
+/// that of a lab run by the real control plane; `Some(None)`: the objects
+/// are not read live; `None`: not known yet (the lab is not up).
+fn watched(source: &Source) -> Option<Option<crate::inspect::live::LiveSource>> {
     match &source.live {
-        Some(src) => Some(src.clone()),
-        None if source.bundle.is_none() => source.target().ok()?.live_cluster().cloned(),
-        None => None,
+        Some(src) => Some(Some(src.clone())),
+        None if source.bundle.is_none() => Some(source.target().ok()?.live_cluster().cloned()),
+        None => Some(None),
     }
 }
 
