@@ -337,10 +337,19 @@ where
     let (reader, writer) = reflector::store();
     let mut stream = Box::pin(reflector(
         writer,
-        // The first list from the API server's watch cache (`resourceVersion=0`,
-        // as client-go's informers ask): one answer. Paged from etcd, 150,000
-        // pods took 300 pages at up to a second each and the list timed out.
-        watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
+        // The first list whole, in one answer: as recent as etcd's (what
+        // a one-shot `check` needs), which a 1.31+ server serves from its
+        // watch cache. Paged by 500, each page after the first came from
+        // etcd: 150,000 pods took 300 pages at up to a second each and the
+        // list timed out.
+        watcher(
+            api,
+            watcher::Config {
+                page_size: None,
+                ..Default::default()
+            },
+        )
+        .default_backoff(),
     ));
     let key = (kind, namespace.map(str::to_string));
     let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<()>();
