@@ -11,7 +11,8 @@
 //! 100 ms), and how many readings and frames the burst took.
 //!
 //! The lab is three nodes: this is the loop's own cost and its way of
-//! taking a burst; `tui_render` times the reader's work at 5,000 nodes.
+//! taking a burst; `tui_watch` runs the same loop at 5,000 nodes with a
+//! real API server, `tui_render` the reader's work alone.
 
 mod common;
 use common::{Lab, env, flip_route, peer_route, quit_dashboard};

@@ -33,7 +33,6 @@ mod common;
 use common::{Lab, env, flip_route, peer_route, quit_dashboard};
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -91,10 +90,11 @@ fn main() {
         _ => Lab::up_with(LAB, &["--control-plane", "--k8s", "1.32"]),
     };
     // Kept: never brought down by this run, a panic included (the cluster
-    // took twenty minutes to create).
-    let lab = std::mem::ManuallyDrop::new(lab);
-    // (Not `then_some(Down)`: its argument is made, and dropped, either way.)
-    let _down = if keep { None } else { Some(Down) };
+    // took twenty minutes to create); else down however the run ends.
+    let (topology, _down) = match keep {
+        true => (lab.kept(), None),
+        false => (lab.1.clone(), Some(lab)),
+    };
     let kubeconfig = knetdoctor::lab::LabState::require(LAB)
         .expect("the lab's state")
         .kubeconfig
@@ -262,7 +262,7 @@ fn main() {
     settle(Duration::from_secs(120));
 
     // Burst 2: a lab node's peer route deleted and put back.
-    let node = &lab.1.nodes[1];
+    let node = &topology.nodes[1];
     let route = peer_route(&node.netns);
     let before = timings.lock().unwrap().snapshots;
     let start = Instant::now();
@@ -290,17 +290,6 @@ fn main() {
     quit_dashboard(&quit, dashboard);
     if keep {
         println!("lab {LAB} kept up (KD_BENCH_KEEP)");
-    }
-}
-
-/// Brings the lab down when dropped (unless the run keeps it).
-struct Down;
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Command::new(common::BIN)
-            .args(["lab", "down", "--name", LAB])
-            .output();
     }
 }
 

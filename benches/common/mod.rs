@@ -88,6 +88,15 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Left up after the bench (not brought down, a panic included): its
+    /// topology.
+    pub fn kept(self) -> knetdoctor::lab::Topology {
+        let lab = std::mem::ManuallyDrop::new(self);
+        lab.1.clone()
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = Command::new(BIN)

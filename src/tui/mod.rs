@@ -334,10 +334,8 @@ fn spawn_reader(
         let mut live: Option<Reflected> = None;
         let mut watching = false;
         let mut kept = Kept::default();
-        let mut reread = watch::Reread {
-            objects: true,
-            kernels: None,
-        };
+        // The first reading: everything.
+        let mut reread = watch::Reread::everything(false);
         while !stop.load(Ordering::Relaxed) {
             // Asked once it is known (the lab's state is read to know it).
             if watching_source.is_none() {
