@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::model::reading::{self, ApiKind, Unreadable};
 use crate::model::shared::Shared;
+use crate::model::trim::Trim;
 use crate::model::{Cluster, convert};
 
 /// How to reach the cluster, kubectl-style.
@@ -331,17 +332,16 @@ async fn reflect<K>(
     sink: &Sink,
 ) -> Result<reflector::Store<K>>
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Trim + PartialEq + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    let (reader, writer) = reflector::store();
-    let mut stream = Box::pin(reflector(
-        writer,
-        // The first list whole, in one answer: as recent as etcd's (what
-        // a one-shot `check` needs), which a 1.31+ server serves from its
-        // watch cache. Paged by 500, each page after the first came from
-        // etcd: 150,000 pods took 300 pages at up to a second each and the
-        // list timed out.
+    let (reader, mut writer) = reflector::store();
+    // The first list whole, in one answer: as recent as etcd's (what a
+    // one-shot `check` needs), which a 1.31+ server serves from its watch
+    // cache. Paged by 500, each page after the first came from etcd:
+    // 150,000 pods took 300 pages at up to a second each and the list
+    // timed out. Each object is kept trimmed ([`Trim`]).
+    let mut stream = Box::pin(
         watcher(
             api,
             watcher::Config {
@@ -349,8 +349,10 @@ where
                 ..Default::default()
             },
         )
-        .default_backoff(),
-    ));
+        .default_backoff()
+        .modify(K::trim),
+    );
+    let store = reader.clone();
     let key = (kind, namespace.map(str::to_string));
     let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<()>();
     let sink = sink.clone();
@@ -358,6 +360,18 @@ where
         let mut refused_tx = Some(refused_tx);
         let mut listed_before = false;
         while let Some(event) = stream.next().await {
+            // An object written again with nothing kept changed (a Node's
+            // taints, a heartbeat): no change to read.
+            let news = match &event {
+                Ok(watcher::Event::Apply(o)) => store
+                    .get(&reflector::ObjectRef::from_obj(o))
+                    .is_none_or(|kept| *kept != *o),
+                Ok(watcher::Event::Delete(_)) => true,
+                _ => false,
+            };
+            if let Ok(e) = &event {
+                writer.apply_watcher_event(e);
+            }
             let now_refused = match &event {
                 Err(e) => refusal(e).map(|s| Unreadable {
                     kind: key.0,
@@ -388,12 +402,7 @@ where
             // from.
             let relisted = matches!(event, Ok(watcher::Event::InitDone)) && listed_before;
             listed_before |= matches!(event, Ok(watcher::Event::InitDone));
-            let change = relisted
-                || matches!(
-                    event,
-                    Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))
-                )
-                || now_refused.is_some() != was;
+            let change = relisted || news || now_refused.is_some() != was;
             if !change {
                 continue;
             }
@@ -446,6 +455,8 @@ async fn reflect_in<K>(
 ) -> Result<reflector::Store<K>>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Trim
+        + PartialEq
         + Clone
         + DeserializeOwned
         + Debug
@@ -519,35 +530,64 @@ impl Reflected {
             .or_else(|| src.context_namespace());
         let fb = fallback.as_deref();
         let v1_slices = serves_endpointslice_v1(&client).await;
-        let mut config_maps = Vec::new();
-        for ns in ["kube-system", "kube-flannel"] {
-            let api = Api::namespaced(client.clone(), ns);
-            config_maps.push(reflect(api, ApiKind::ConfigMaps, Some(ns), &url, &sink).await?);
-        }
         let c = &client;
-        let r = Reflected {
-            nodes: reflect(Api::all(c.clone()), ApiKind::Nodes, None, &url, &sink).await?,
-            pods: reflect_in(c, ApiKind::Pods, ns, fb, &url, &sink).await?,
-            services: reflect_in(c, ApiKind::Services, ns, fb, &url, &sink).await?,
-            ingresses: reflect_in(c, ApiKind::Ingresses, ns, fb, &url, &sink).await?,
-            ingress_classes: reflect(
-                Api::all(c.clone()),
-                ApiKind::IngressClasses,
-                None,
-                &url,
-                &sink,
+        let (s, u) = (&sink, url.as_str());
+        // Every kind listed at once: one after another, the first reading
+        // waited for the sum of their lists (150,000 pods, then the rest).
+        let config_map = |ns: &'static str| {
+            reflect(
+                Api::namespaced(c.clone(), ns),
+                ApiKind::ConfigMaps,
+                Some(ns),
+                u,
+                s,
             )
-            .await?,
-            network_policies: reflect_in(c, ApiKind::NetworkPolicies, ns, fb, &url, &sink).await?,
-            slices: match v1_slices {
-                true => Some(reflect_in(c, ApiKind::Endpoints, ns, fb, &url, &sink).await?),
-                false => None,
-            },
-            endpoints: match v1_slices {
-                false => Some(reflect_in(c, ApiKind::Endpoints, ns, fb, &url, &sink).await?),
-                true => None,
-            },
-            config_maps,
+        };
+        // EndpointSlices, or core/v1 Endpoints where discovery/v1 is not
+        // served (1.20).
+        let endpoints = async {
+            Ok(match v1_slices {
+                true => (
+                    Some(reflect_in(c, ApiKind::Endpoints, ns, fb, u, s).await?),
+                    None,
+                ),
+                false => (
+                    None,
+                    Some(reflect_in(c, ApiKind::Endpoints, ns, fb, u, s).await?),
+                ),
+            })
+        };
+        let (
+            nodes,
+            pods,
+            services,
+            ingresses,
+            ingress_classes,
+            network_policies,
+            (slices, endpoints),
+            system,
+            flannel,
+        ) = tokio::try_join!(
+            reflect(Api::all(c.clone()), ApiKind::Nodes, None, u, s),
+            reflect_in(c, ApiKind::Pods, ns, fb, u, s),
+            reflect_in(c, ApiKind::Services, ns, fb, u, s),
+            reflect_in(c, ApiKind::Ingresses, ns, fb, u, s),
+            reflect(Api::all(c.clone()), ApiKind::IngressClasses, None, u, s),
+            reflect_in(c, ApiKind::NetworkPolicies, ns, fb, u, s),
+            endpoints,
+            config_map("kube-system"),
+            config_map("kube-flannel"),
+        )?;
+        let r = Reflected {
+            nodes,
+            pods,
+            services,
+            ingresses,
+            ingress_classes,
+            network_policies,
+            slices,
+            endpoints,
+            config_maps: vec![system, flannel],
             sink: sink.clone(),
             last: Mutex::new(None),
             stop: Some(stop),

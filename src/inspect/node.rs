@@ -97,7 +97,7 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
     // Without nft there is no nftables-mode kube-proxy (it runs nft).
     if let Some(text) = nft_tables(&source.netns) {
         match text.and_then(|t| crate::dataplane::nftables::parse_tables(&t)) {
-            Ok(tables) => state.nft_tables = tables,
+            Ok(tables) => state.nft_tables = tables.into(),
             Err(e) => state.unread.push(unread(UnreadSource::Nftables, e)),
         }
     }
@@ -111,7 +111,7 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
         "conntrack",
         &["-L", "-p", "udp", "--orig-port-dst", "53"],
     ) {
-        Ok(text) => state.conntrack_dns = tools::parse_conntrack(&text),
+        Ok(text) => state.conntrack_dns = tools::parse_conntrack(&text).into(),
         Err(e) => state.unread.push(unread(UnreadSource::Conntrack, e)),
     }
     let vxlans: Vec<String> = state
@@ -133,7 +133,7 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
     if state.link(crate::model::kube_proxy::IPVS_DEVICE).is_some() {
         match run_tool(&source.netns, "ipvsadm", &["-Sn"]) {
             Ok(text) => match crate::dataplane::ipvs::parse_save(&text) {
-                Ok(vs) => state.ipvs = vs,
+                Ok(vs) => state.ipvs = vs.into(),
                 Err(e) => state.unread.push(unread(
                     UnreadSource::Ipvs,
                     format!("ipvsadm -Sn output: {e}"),
@@ -143,7 +143,7 @@ pub fn read(source: &NodeSource) -> Result<NodeState> {
         }
         match run_tool(&source.netns, "ipset", &["save"]) {
             Ok(text) => match crate::dataplane::ipvs::parse_ipset_save(&text) {
-                Ok(sets) => state.ipsets = sets,
+                Ok(sets) => state.ipsets = sets.into(),
                 Err(e) => state.unread.push(unread(
                     UnreadSource::Ipset,
                     format!("ipset save output: {e}"),

@@ -112,7 +112,8 @@ fn the_node_view_shows_kube_proxys_nftables_table() {
         st.nft_tables = vec![crate::dataplane::nftables::NftTable {
             family: "ip".into(),
             name: "kube-proxy".into(),
-        }];
+        }]
+        .into();
         st.kube_proxy_nft = Some(
             crate::dataplane::nftables::KubeProxyTable::parse_json(include_str!(
                 "../../tests/fixtures/nftables/real/k8s-1.32-kube-proxy-node-12.ip-kube-proxy.json"
@@ -703,7 +704,8 @@ fn a_snapshot_after_an_object_change_equals_one_built_anew() {
                     backend: "nft".into(),
                     ruleset: save::parse(&synthetic::iptables_text(&cluster, i)).unwrap(),
                     raw: None,
-                }];
+                }]
+                .into();
                 (format!("node-{i:05}"), s)
             })
             .collect(),

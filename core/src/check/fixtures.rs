@@ -63,6 +63,7 @@ pub fn ipvs_seed() -> (Cluster, NodeState) {
     s.ipvs = crate::dataplane::ipvs::parse_list(include_str!(
         "../../../tests/fixtures/ipvs/seed-node-12.ipvsadm-Ln.txt"
     ))
-    .unwrap();
+    .unwrap()
+    .into();
     (c, s)
 }

@@ -444,7 +444,8 @@ mod tests {
                     ))
                     .expect("synthetic rules parse"),
                     raw: None,
-                }];
+                }]
+                .into();
                 (
                     cluster.nodes[i].metadata.name.clone().unwrap_or_default(),
                     s,

@@ -414,7 +414,8 @@ fn nftables_mode_node_is_checked_and_traced_by_its_table() {
             family: "ip6".into(),
             name: "kube-proxy".into(),
         },
-    ];
+    ]
+    .into();
     let table = KubeProxyTable::parse_json(include_str!(
         "../../../tests/fixtures/nftables/real/k8s-1.32-kube-proxy-node-12.ip-kube-proxy.json"
     ))
@@ -983,7 +984,8 @@ fn nftables_mode_traces_a_port_without_endpoints_to_its_reject() {
     s.nft_tables = vec![crate::dataplane::nftables::NftTable {
         family: "ip".into(),
         name: "kube-proxy".into(),
-    }];
+    }]
+    .into();
     let net = crate::model::ClusterNetwork::from_cluster(&c).unwrap();
     s.kube_proxy_nft = Some(KubeProxyTable::from(
         crate::model::kube_proxy_nft::expected(&c, NODE, Some(net.cluster_cidr)),

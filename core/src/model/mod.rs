@@ -14,6 +14,7 @@ pub mod kube_proxy_nft;
 pub mod portmap;
 pub mod reading;
 pub mod shared;
+pub mod trim;
 
 pub use crate::dataplane::iptables::Ruleset;
 pub use cluster::{Cluster, ClusterNetwork};
