@@ -306,21 +306,24 @@ fn not_ready(s: &Snapshot, ns: &str, name: &str) -> bool {
         == Some(false)
 }
 
-/// Waits (up to 10 s) for every change to reach the screen, then prints
-/// p50, p99 and max and starts the next burst afresh.
+/// Waits (up to 60 s) for every change to reach the screen, then prints
+/// p50, p99 and max (a change never shown counts as the slowest, and is
+/// said) and starts the next burst afresh.
 fn report(timings: &Mutex<Timings>, scale: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !timings.lock().unwrap().pending.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut t = timings.lock().unwrap();
     let mut took = std::mem::take(&mut t.took);
     let missing = std::mem::take(&mut t.pending).len();
-    assert!(
-        missing == 0,
-        "{missing} of {} changes never reached the screen",
-        missing + took.len()
-    );
+    if missing > 0 {
+        println!(
+            "  {missing} of {} changes not on screen 60 s after the burst (counted as the slowest)",
+            missing + took.len()
+        );
+        took.extend(std::iter::repeat_n(f64::INFINITY, missing));
+    }
     took.sort_by(f64::total_cmp);
     println!(
         "{what} to frame, through the dashboard's loop: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} changes at {scale} (target <= 100 ms)",

@@ -222,6 +222,7 @@ impl Listing {
                 offset += s.rows.len();
             }
         };
+        let mut last_node: Option<&str> = None;
         for f in findings {
             for o in f.subjects().filter_map(Subject::object) {
                 let name = match &o.namespace {
@@ -230,8 +231,14 @@ impl Listing {
                 };
                 mark(o.kind.as_str(), name, f.id);
             }
-            if let Some(n) = &f.node {
+            // A node's line is marked by its first finding: the rest of
+            // its findings (15,000 a node at scale, sorted together) have
+            // nothing to add.
+            if let Some(n) = &f.node
+                && last_node != Some(n.as_str())
+            {
                 mark("Node", n.clone(), f.id);
+                last_node = Some(n);
             }
         }
         marks

@@ -218,8 +218,6 @@ pub struct After<'a> {
     pub verdicts: Option<&'a Verdicts>,
 }
 
-/// The kinds flannel's expected entries read (leases, net-conf).
-const OVERLAY_READS: [ApiKind; 2] = [ApiKind::Nodes, ApiKind::ConfigMaps];
 /// The kinds a node's expected state (`expect::node`, a plan's source)
 /// reads.
 const PLAN_READS: [ApiKind; 5] = [
@@ -235,21 +233,14 @@ const PLAN_READS: [ApiKind; 5] = [
 /// (0.25 s for 10,000 Services), which a change must not wait for on its
 /// way to the screen. The reader's plan worker works it out once the
 /// snapshot is sent; the repair view waits for it if it comes first.
+///
+/// Its inputs besides the objects and the state are the cluster's
+/// findings and the node's, taken from the snapshot that works it out: a
+/// plan is kept by the next snapshot only where those are equal (15,000
+/// findings a node at scale were copied into every snapshot before).
 #[derive(Debug, Clone, Default)]
 pub struct LazyPlan {
-    /// The node's findings and the cluster's (the plan's only input
-    /// besides the objects and the state).
-    findings: Arc<Vec<Finding>>,
     plan: Arc<std::sync::OnceLock<crate::repair::Plan>>,
-}
-
-impl LazyPlan {
-    fn new(findings: impl Iterator<Item = Finding>) -> LazyPlan {
-        LazyPlan {
-            findings: Arc::new(findings.collect()),
-            plan: Arc::default(),
-        }
-    }
 }
 
 fn severity_index(s: Severity) -> usize {
@@ -412,7 +403,7 @@ impl Snapshot {
                 .as_ref()
                 .is_some_and(|(a, ..)| !kinds.iter().any(|k| a.changed.contains(k)))
         };
-        let overlay_objects_same = unchanged(&OVERLAY_READS);
+        let overlay_objects_same = unchanged(&check::incremental::OVERLAY_READS);
         let proxy_objects_same = unchanged(&[ApiKind::ConfigMaps]);
         let plan_objects_same = unchanged(&PLAN_READS);
         let cluster_findings_same = before.as_ref().is_some_and(|(_, theirs, _)| {
@@ -495,14 +486,7 @@ impl Snapshot {
                     plan_objects_same && state_same && findings_same && cluster_findings_same
                 })
                 .map(|(_, plan, ..)| plan.clone())
-                .unwrap_or_else(|| {
-                    LazyPlan::new(
-                        cluster_wide
-                            .iter()
-                            .chain(node_findings)
-                            .map(|f| (*f).clone()),
-                    )
-                });
+                .unwrap_or_default();
             plans.insert(name.clone(), plan);
         }
         // The resources list, section by section; the trace targets
@@ -568,7 +552,13 @@ impl Snapshot {
                     .map(|net| expect::node(&self.cluster, name, &net, state))
                     .unwrap_or_default()
             };
-            crate::repair::plan(name, &lazy.findings, state, expected, &Default::default())
+            // The cluster's findings, then the node's: as `check` lists them.
+            let about = |f: &Finding, node: &str| f.node.as_deref().unwrap_or_default() == node;
+            let findings: Vec<Finding> = (self.findings.iter().filter(|f| about(f, "")))
+                .chain(self.findings.iter().filter(|f| about(f, name)))
+                .cloned()
+                .collect();
+            crate::repair::plan(name, &findings, state, expected, &Default::default())
         }))
     }
 
@@ -660,11 +650,12 @@ fn marked(by: &Marks, kind: &'static str, s: &Subject, expected: String) -> Entr
     }
 }
 
-/// The parts of `about` the findings in `mine` say are missing (a
-/// mismatch's endpoint chains or real servers), as `kind` entries.
-fn missing_parts(mine: &[&Finding], about: &Subject, kind: &'static str) -> Vec<Entry> {
+/// The parts the findings `naming` a chain or virtual server say are
+/// missing (a mismatch's endpoint chains or real servers), as `kind`
+/// entries.
+fn missing_parts<'a>(naming: impl Iterator<Item = &'a Finding>, kind: &'static str) -> Vec<Entry> {
     let mut out = Vec::new();
-    for f in mine.iter().filter(|f| f.names(about)) {
+    for f in naming {
         for o in f
             .objects
             .iter()
@@ -694,12 +685,25 @@ fn missing_parts(mine: &[&Finding], about: &Subject, kind: &'static str) -> Vec<
 fn chain_entries(tree: &ChainTree, mine: &[&Finding], by: &Marks) -> (Vec<Entry>, usize) {
     let mut out = Vec::new();
     let mut shown = std::collections::HashSet::new();
+    // The findings naming each subject, in their order: looked up per
+    // Service, not searched (10,000 Services by 200 findings, per node,
+    // while endpoints change).
+    let mut naming: std::collections::HashMap<&Subject, Vec<&Finding>> = Default::default();
+    for f in mine {
+        for o in &f.objects {
+            let v = naming.entry(&o.subject).or_default();
+            if !v.last().is_some_and(|l| std::ptr::eq(*l, *f)) {
+                v.push(f);
+            }
+        }
+    }
     for svc in &tree.services {
         out.push(marked(by, "svc", &svc.subject, svc.line.clone()));
         for (subject, line) in &svc.seps {
             out.push(marked(by, "sep", subject, line.clone()));
         }
-        out.extend(missing_parts(mine, &svc.subject, "sep"));
+        let of_svc = naming.get(&svc.subject).into_iter().flatten().copied();
+        out.extend(missing_parts(of_svc, "sep"));
         shown.insert(svc.chain.as_str());
     }
     let programmed = shown.len();
@@ -879,7 +883,10 @@ fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
                 format!("  -> {} {} weight {}", r.addr, r.forward, r.weight),
             ));
         }
-        out.extend(missing_parts(&ipvs, &vs, "real"));
+        out.extend(missing_parts(
+            ipvs.iter().copied().filter(|f| f.names(&vs)),
+            "real",
+        ));
         on_node.push(vs);
     }
     for f in ipvs

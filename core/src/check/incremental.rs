@@ -24,7 +24,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::iptables::{self, NodeRules};
-use super::{Finding, IptablesInputs, check_node_but_iptables, cluster, judge_iptables, sort};
+use super::{
+    Finding, IptablesInputs, check_node_overlay, check_node_rest, cluster, judge_iptables, sort,
+};
 use crate::dataplane::NodeState;
 use crate::model::kube_proxy::{self, ServicePort};
 use crate::model::reading::{ApiKind, CheckGroup, Skipped};
@@ -40,7 +42,9 @@ struct NodeVerdicts {
     /// From its iptables ([`judge_iptables`]), with what else they read.
     iptables: NodeRules,
     inputs: IptablesInputs,
-    /// Everything else ([`check_node_but_iptables`]).
+    /// flannel's ([`check_node_overlay`]): its VTEP and entries per peer.
+    overlay: Vec<Finding>,
+    /// Everything else ([`check_node_rest`]).
     rest: Vec<Finding>,
     /// How its state compared with the one before, for the snapshot
     /// built next (which would otherwise compare them again).
@@ -86,6 +90,8 @@ pub struct Verdicts {
     pub last_checked: usize,
     /// How many of those had their iptables checked again.
     pub last_rules_checked: usize,
+    /// How many had flannel's verdicts worked out again.
+    pub last_overlay_checked: usize,
 }
 
 impl Verdicts {
@@ -101,8 +107,9 @@ impl Verdicts {
     /// here. A verdict is worked out again only when what it reads
     /// changed: a cluster-wide group when its kinds did
     /// ([`CheckGroup::kinds`](crate::model::reading::CheckGroup::kinds)), a node's iptables when its rules or
-    /// [`IPTABLES_READS`] did, the rest of a node when its state or
-    /// [`NODE_READS`] did.
+    /// [`IPTABLES_READS`] did, flannel's verdicts on a node when its
+    /// state or [`OVERLAY_READS`] did, the rest of a node when its state
+    /// or [`NODE_READS`] did.
     pub fn update(
         &mut self,
         cluster: &Cluster,
@@ -172,6 +179,7 @@ impl Verdicts {
             out.extend(self.by_service.values().flatten().cloned());
         }
         let rules_read = reads(&IPTABLES_READS);
+        let overlay_read = reads(&OVERLAY_READS);
         let rest_read = reads(&NODE_READS);
         // kube-proxy's view of the Services, worked out once for every
         // node; the ports that differ from the last update's.
@@ -199,19 +207,21 @@ impl Verdicts {
         };
         let net = ClusterNetwork::from_cluster(cluster);
         let mut nodes = HashMap::with_capacity(states.len());
-        let (mut checked, mut rules_checked) = (0, 0);
+        let (mut checked, mut rules_checked, mut overlay_checked) = (0, 0, 0);
         for (name, state) in states.iter() {
             let old = before.get(name.as_str());
             let kept = self.nodes.remove(name).filter(|_| old.is_some());
             let state_same = old.is_some_and(|old| *old == state);
             let verdicts = match kept {
-                Some(v) if state_same && !rules_read && !rest_read => NodeVerdicts {
-                    compared: Compared {
-                        state_same: true,
-                        rules_same: Some(true),
-                    },
-                    ..v
-                },
+                Some(v) if state_same && !rules_read && !overlay_read && !rest_read => {
+                    NodeVerdicts {
+                        compared: Compared {
+                            state_same: true,
+                            rules_same: Some(true),
+                        },
+                        ..v
+                    }
+                }
                 kept => {
                     checked += 1;
                     let inputs = IptablesInputs::of(cluster, state);
@@ -226,7 +236,7 @@ impl Verdicts {
                     // (113,000 rules at scale) need not be judged again.
                     // Kept whole, brought up to date port by port, or
                     // judged anew.
-                    let (iptables, rest, rules_before) = match kept {
+                    let (iptables, overlay, rest, rules_before) = match kept {
                         Some(v) => {
                             let rules_kept = rules_same == Some(true);
                             let (iptables, rules_before) = if rules_kept && !rules_read {
@@ -236,10 +246,11 @@ impl Verdicts {
                             } else {
                                 (None, None)
                             };
+                            let overlay = Some(v.overlay).filter(|_| state_same && !overlay_read);
                             let rest = Some(v.rest).filter(|_| state_same && !rest_read);
-                            (iptables, rest, rules_before)
+                            (iptables, overlay, rest, rules_before)
                         }
-                        None => (None, None, None),
+                        None => (None, None, None, None),
                     };
                     // The same rules, a few Services' ports changed: their
                     // chains alone are judged again.
@@ -248,14 +259,21 @@ impl Verdicts {
                         rules_checked += 1;
                         judge_iptables(cluster, &self.ports, name, state, net.as_ref(), by_port)
                     });
+                    let overlay = overlay.unwrap_or_else(|| {
+                        overlay_checked += 1;
+                        let mut out = Vec::new();
+                        check_node_overlay(cluster, name, state, net.as_ref(), &mut out);
+                        out
+                    });
                     let rest = rest.unwrap_or_else(|| {
-                        let mut rest = Vec::new();
-                        check_node_but_iptables(cluster, name, state, net.as_ref(), &mut rest);
-                        rest
+                        let mut out = Vec::new();
+                        check_node_rest(cluster, name, state, net.as_ref(), &mut out);
+                        out
                     });
                     NodeVerdicts {
                         iptables,
                         inputs,
+                        overlay,
                         rest,
                         compared: Compared {
                             state_same,
@@ -272,13 +290,14 @@ impl Verdicts {
         self.states = Some(states.clone());
         self.last_checked = checked;
         self.last_rules_checked = rules_checked;
+        self.last_overlay_checked = overlay_checked;
         let mut all: Vec<Finding> = self
             .cluster
             .iter()
             .flatten()
             .chain(states.iter().flat_map(|(n, _)| {
                 let v = &self.nodes[n];
-                v.iptables.findings().chain(&v.rest)
+                v.iptables.findings().chain(&v.overlay).chain(&v.rest)
             }))
             .cloned()
             .collect();
@@ -293,7 +312,11 @@ impl Verdicts {
 pub const IPTABLES_READS: [ApiKind; 3] =
     [ApiKind::Services, ApiKind::Endpoints, ApiKind::ConfigMaps];
 
-/// The kinds the rest of a node's verdicts read (flannel's peers, the
+/// The kinds flannel's verdicts on a node read ([`check_node_overlay`]):
+/// the Nodes' leases and flannel's net-conf.
+pub const OVERLAY_READS: [ApiKind; 2] = [ApiKind::Nodes, ApiKind::ConfigMaps];
+
+/// The kinds the rest of a node's verdicts read ([`check_node_rest`]: the
 /// pods' veths, IPVS and nftables, DNS conntrack): all but Ingresses,
 /// IngressClasses and NetworkPolicies.
 pub const NODE_READS: [ApiKind; 5] = [
@@ -490,6 +513,11 @@ mod tests {
                 if !IPTABLES_READS.iter().any(|k| kinds.contains(k)) {
                     // Only a change of rules has them judged again.
                     prop_assert_eq!(v.last_rules_checked, changed_rules, "after {:?}", c);
+                }
+                if !OVERLAY_READS.iter().any(|k| kinds.contains(k)) {
+                    // Endpoints, Services or pods leave flannel's verdicts
+                    // standing where the node's state did not change.
+                    prop_assert_eq!(v.last_overlay_checked, changed_nodes, "after {:?}", c);
                 }
             }
         }
