@@ -186,7 +186,8 @@ pub struct Snapshot {
     pub reading_began: Option<std::time::Instant>,
     pub totals: Totals,
     pub nodes: Vec<NodeRow>,
-    pub findings: Vec<Finding>,
+    /// Sorted as `check` sorts them; shared with the nodes' plans.
+    pub findings: Arc<Vec<Finding>>,
     /// Per node, its entries against `expect()`.
     pub entries: BTreeMap<String, NodeEntries>,
     /// Per read node, what `repair` would do (worked out when first
@@ -233,13 +234,13 @@ const PLAN_READS: [ApiKind; 5] = [
 /// (0.25 s for 10,000 Services), which a change must not wait for on its
 /// way to the screen. The reader's plan worker works it out once the
 /// snapshot is sent; the repair view waits for it if it comes first.
-///
-/// Its inputs besides the objects and the state are the cluster's
-/// findings and the node's, taken from the snapshot that works it out: a
-/// plan is kept by the next snapshot only where those are equal (15,000
-/// findings a node at scale were copied into every snapshot before).
 #[derive(Debug, Clone, Default)]
 pub struct LazyPlan {
+    /// Every finding of the snapshot it was made for (shared, not
+    /// copied: 15,000 a node at scale were copied into every snapshot):
+    /// the cluster's and the node's are the plan's only input besides the
+    /// objects and the state. Those of a `-n` view are a part of them.
+    findings: Arc<Vec<Finding>>,
     plan: Arc<std::sync::OnceLock<crate::repair::Plan>>,
 }
 
@@ -294,13 +295,20 @@ impl Snapshot {
     /// every namespace).
     pub fn in_namespace(mut self, ns: &str) -> Snapshot {
         use super::resources::Kind;
-        self.findings.retain(|f| {
-            f.in_namespace(ns)
-                || !f
-                    .objects
-                    .iter()
-                    .any(|o| o.subject.object().is_some_and(|o| o.namespace.is_some()))
-        });
+        // A new list: the plans keep working from the whole one.
+        self.findings = Arc::new(
+            self.findings
+                .iter()
+                .filter(|f| {
+                    f.in_namespace(ns)
+                        || !f
+                            .objects
+                            .iter()
+                            .any(|o| o.subject.object().is_some_and(|o| o.namespace.is_some()))
+                })
+                .cloned()
+                .collect(),
+        );
         let (resources, marks) = self
             .resources
             .retain(&self.resource_marks, |r| match r.kind {
@@ -343,6 +351,7 @@ impl Snapshot {
         findings: Vec<Finding>,
         after: Option<After<'_>>,
     ) -> Snapshot {
+        let findings = Arc::new(findings);
         // Every node the API knows, then any read node it does not.
         let mut names: Vec<String> = cluster
             .nodes
@@ -486,7 +495,10 @@ impl Snapshot {
                     plan_objects_same && state_same && findings_same && cluster_findings_same
                 })
                 .map(|(_, plan, ..)| plan.clone())
-                .unwrap_or_default();
+                .unwrap_or_else(|| LazyPlan {
+                    findings: findings.clone(),
+                    plan: Arc::default(),
+                });
             plans.insert(name.clone(), plan);
         }
         // The resources list, section by section; the trace targets
@@ -554,8 +566,9 @@ impl Snapshot {
             };
             // The cluster's findings, then the node's: as `check` lists them.
             let about = |f: &Finding, node: &str| f.node.as_deref().unwrap_or_default() == node;
-            let findings: Vec<Finding> = (self.findings.iter().filter(|f| about(f, "")))
-                .chain(self.findings.iter().filter(|f| about(f, name)))
+            let all = &lazy.findings;
+            let findings: Vec<Finding> = (all.iter().filter(|f| about(f, "")))
+                .chain(all.iter().filter(|f| about(f, name)))
                 .cloned()
                 .collect();
             crate::repair::plan(name, &findings, state, expected, &Default::default())

@@ -455,7 +455,7 @@ mod tests {
                     proxy_findings: [0; 3],
                 })
                 .to_vec(),
-            findings: Vec::new(),
+            findings: Default::default(),
             entries: Default::default(),
             plans: Default::default(),
             cluster: Default::default(),
