@@ -13,8 +13,8 @@
 //! A Node keeps what flannel's lease and kube-proxy's node addresses are
 //! read from ([`super::flannel`], [`super::kube_proxy_nft`]); every other
 //! kind keeps all but the bookkeeping. A new verdict that reads another
-//! field of a Node adds it here ([`keeps_what_is_read`] fails otherwise
-//! for the fields the tests' clusters set).
+//! field of a Node adds it here (the test `keeps_what_is_read` fails
+//! otherwise, for the fields the tests' clusters set).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, NodeSpec, NodeStatus, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
