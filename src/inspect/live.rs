@@ -530,64 +530,35 @@ impl Reflected {
             .or_else(|| src.context_namespace());
         let fb = fallback.as_deref();
         let v1_slices = serves_endpointslice_v1(&client).await;
+        let mut config_maps = Vec::new();
+        for ns in ["kube-system", "kube-flannel"] {
+            let api = Api::namespaced(client.clone(), ns);
+            config_maps.push(reflect(api, ApiKind::ConfigMaps, Some(ns), &url, &sink).await?);
+        }
         let c = &client;
-        let (s, u) = (&sink, url.as_str());
-        // Every kind listed at once: one after another, the first reading
-        // waited for the sum of their lists (150,000 pods, then the rest).
-        let config_map = |ns: &'static str| {
-            reflect(
-                Api::namespaced(c.clone(), ns),
-                ApiKind::ConfigMaps,
-                Some(ns),
-                u,
-                s,
-            )
-        };
-        // EndpointSlices, or core/v1 Endpoints where discovery/v1 is not
-        // served (1.20).
-        let endpoints = async {
-            Ok(match v1_slices {
-                true => (
-                    Some(reflect_in(c, ApiKind::Endpoints, ns, fb, u, s).await?),
-                    None,
-                ),
-                false => (
-                    None,
-                    Some(reflect_in(c, ApiKind::Endpoints, ns, fb, u, s).await?),
-                ),
-            })
-        };
-        let (
-            nodes,
-            pods,
-            services,
-            ingresses,
-            ingress_classes,
-            network_policies,
-            (slices, endpoints),
-            system,
-            flannel,
-        ) = tokio::try_join!(
-            reflect(Api::all(c.clone()), ApiKind::Nodes, None, u, s),
-            reflect_in(c, ApiKind::Pods, ns, fb, u, s),
-            reflect_in(c, ApiKind::Services, ns, fb, u, s),
-            reflect_in(c, ApiKind::Ingresses, ns, fb, u, s),
-            reflect(Api::all(c.clone()), ApiKind::IngressClasses, None, u, s),
-            reflect_in(c, ApiKind::NetworkPolicies, ns, fb, u, s),
-            endpoints,
-            config_map("kube-system"),
-            config_map("kube-flannel"),
-        )?;
         let r = Reflected {
-            nodes,
-            pods,
-            services,
-            ingresses,
-            ingress_classes,
-            network_policies,
-            slices,
-            endpoints,
-            config_maps: vec![system, flannel],
+            nodes: reflect(Api::all(c.clone()), ApiKind::Nodes, None, &url, &sink).await?,
+            pods: reflect_in(c, ApiKind::Pods, ns, fb, &url, &sink).await?,
+            services: reflect_in(c, ApiKind::Services, ns, fb, &url, &sink).await?,
+            ingresses: reflect_in(c, ApiKind::Ingresses, ns, fb, &url, &sink).await?,
+            ingress_classes: reflect(
+                Api::all(c.clone()),
+                ApiKind::IngressClasses,
+                None,
+                &url,
+                &sink,
+            )
+            .await?,
+            network_policies: reflect_in(c, ApiKind::NetworkPolicies, ns, fb, &url, &sink).await?,
+            slices: match v1_slices {
+                true => Some(reflect_in(c, ApiKind::Endpoints, ns, fb, &url, &sink).await?),
+                false => None,
+            },
+            endpoints: match v1_slices {
+                false => Some(reflect_in(c, ApiKind::Endpoints, ns, fb, &url, &sink).await?),
+                true => None,
+            },
+            config_maps,
             sink: sink.clone(),
             last: Mutex::new(None),
             stop: Some(stop),

@@ -252,13 +252,16 @@ fn severity_index(s: Severity) -> usize {
     }
 }
 
-/// Findings by the node they are about ("" for the cluster).
+/// The node a finding is about ("" for the cluster).
+fn node_of(f: &Finding) -> &str {
+    f.node.as_deref().unwrap_or_default()
+}
+
+/// Findings by the node they are about ([`node_of`]).
 fn by_node(findings: &[Finding]) -> std::collections::HashMap<&str, Vec<&Finding>> {
     let mut by: std::collections::HashMap<&str, Vec<&Finding>> = Default::default();
     for f in findings {
-        by.entry(f.node.as_deref().unwrap_or_default())
-            .or_default()
-            .push(f);
+        by.entry(node_of(f)).or_default().push(f);
     }
     by
 }
@@ -565,10 +568,9 @@ impl Snapshot {
                     .unwrap_or_default()
             };
             // The cluster's findings, then the node's: as `check` lists them.
-            let about = |f: &Finding, node: &str| f.node.as_deref().unwrap_or_default() == node;
             let all = &lazy.findings;
-            let findings: Vec<Finding> = (all.iter().filter(|f| about(f, "")))
-                .chain(all.iter().filter(|f| about(f, name)))
+            let findings: Vec<Finding> = (all.iter().filter(|f| node_of(f).is_empty()))
+                .chain(all.iter().filter(|f| node_of(f) == name))
                 .cloned()
                 .collect();
             crate::repair::plan(name, &findings, state, expected, &Default::default())
@@ -663,12 +665,16 @@ fn marked(by: &Marks, kind: &'static str, s: &Subject, expected: String) -> Entr
     }
 }
 
-/// The parts the findings `naming` a chain or virtual server say are
-/// missing (a mismatch's endpoint chains or real servers), as `kind`
+/// The parts of `about` the findings naming it ([`check::naming`]) say
+/// are missing (a mismatch's endpoint chains or real servers), as `kind`
 /// entries.
-fn missing_parts<'a>(naming: impl Iterator<Item = &'a Finding>, kind: &'static str) -> Vec<Entry> {
+fn missing_parts(
+    naming: &std::collections::HashMap<&Subject, Vec<&Finding>>,
+    about: &Subject,
+    kind: &'static str,
+) -> Vec<Entry> {
     let mut out = Vec::new();
-    for f in naming {
+    for f in naming.get(about).into_iter().flatten() {
         for o in f
             .objects
             .iter()
@@ -698,25 +704,13 @@ fn missing_parts<'a>(naming: impl Iterator<Item = &'a Finding>, kind: &'static s
 fn chain_entries(tree: &ChainTree, mine: &[&Finding], by: &Marks) -> (Vec<Entry>, usize) {
     let mut out = Vec::new();
     let mut shown = std::collections::HashSet::new();
-    // The findings naming each subject, in their order: looked up per
-    // Service, not searched (10,000 Services by 200 findings, per node,
-    // while endpoints change).
-    let mut naming: std::collections::HashMap<&Subject, Vec<&Finding>> = Default::default();
-    for f in mine {
-        for o in &f.objects {
-            let v = naming.entry(&o.subject).or_default();
-            if !v.last().is_some_and(|l| std::ptr::eq(*l, *f)) {
-                v.push(f);
-            }
-        }
-    }
+    let naming = check::naming(mine.iter().copied());
     for svc in &tree.services {
         out.push(marked(by, "svc", &svc.subject, svc.line.clone()));
         for (subject, line) in &svc.seps {
             out.push(marked(by, "sep", subject, line.clone()));
         }
-        let of_svc = naming.get(&svc.subject).into_iter().flatten().copied();
-        out.extend(missing_parts(of_svc, "sep"));
+        out.extend(missing_parts(&naming, &svc.subject, "sep"));
         shown.insert(svc.chain.as_str());
     }
     let programmed = shown.len();
@@ -861,6 +855,7 @@ fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
         .filter(|f| f.id.owner() == check::Owner::Ipvs)
         .collect();
     let by = check::first_naming(ipvs.iter().copied());
+    let naming = check::naming(ipvs.iter().copied());
     let mut out = Vec::new();
     let mut on_node = Vec::new();
     for v in &state.ipvs {
@@ -896,10 +891,7 @@ fn ipvs_entries(state: &NodeState, mine: &[&Finding]) -> Vec<Entry> {
                 format!("  -> {} {} weight {}", r.addr, r.forward, r.weight),
             ));
         }
-        out.extend(missing_parts(
-            ipvs.iter().copied().filter(|f| f.names(&vs)),
-            "real",
-        ));
+        out.extend(missing_parts(&naming, &vs, "real"));
         on_node.push(vs);
     }
     for f in ipvs

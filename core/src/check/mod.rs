@@ -14,7 +14,7 @@ pub mod text;
 
 pub use finding::{
     Finding, FindingId, Mark, Named, ObjectRef, Owner, RepairAction, Severity, Subject,
-    first_naming,
+    first_naming, naming,
 };
 
 use crate::dataplane::NodeState;
