@@ -97,7 +97,7 @@ fn main() {
         ruleset,
         raw: None,
     });
-    let findings = knetdoctor::check::run(&cluster, &nodes);
+    let findings = knetdoctor::check::share(knetdoctor::check::run(&cluster, &nodes));
     let world = World::new(&cluster, &nodes, &findings);
     println!(
         "model loaded in {:.2} s: {} nodes, {} pods, {} services; tracing among {} pods on 34 nodes",

@@ -295,7 +295,7 @@ fn main() {
 
 /// Whether snapshot `s` shows slice `ns/name`'s first endpoint not ready.
 fn not_ready(s: &Snapshot, ns: &str, name: &str) -> bool {
-    let slices = &s.cluster.endpoint_slices;
+    let slices = s.cluster.endpoint_slices.shared();
     slices
         .binary_search_by(|e| {
             (e.metadata.namespace.as_deref(), e.metadata.name.as_deref())

@@ -51,13 +51,14 @@ pub enum PodNamespaces {
 
 /// What every command reads first: the cluster, the states of the nodes
 /// in reach, check's findings on them, and the cluster's nodes that were
-/// not read (so no one takes their silence for health).
-pub struct Gathered {
+/// not read (so no one takes their silence for health). The findings are
+/// `check`'s list, or the dashboard's kept verdicts, each shared.
+pub struct Gathered<F = Vec<Arc<Finding>>> {
     /// Shared: the dashboard keeps it between re-reads of node states.
     pub cluster: Arc<Cluster>,
     /// Shared: the dashboard keeps them with its verdicts and snapshot.
     pub states: Arc<Vec<(String, NodeState)>>,
-    pub findings: Vec<Finding>,
+    pub findings: F,
     pub not_read: Vec<NotRead>,
 }
 
@@ -346,7 +347,9 @@ impl Target {
 
     /// As `gather`, on a cluster already read (the dashboard's watches).
     pub fn gather_on(&self, cluster: Arc<Cluster>, only: Option<&str>) -> Result<Gathered> {
-        self.gather_judged(cluster, only, |c, s| crate::check::run(c, s))
+        self.gather_judged(cluster, only, |c, s| {
+            crate::check::share(crate::check::run(c, s))
+        })
     }
 
     /// The node states after the kernels of `notified` said their tables
@@ -373,12 +376,12 @@ impl Target {
 
     /// As `gather_on`, the findings given by `judge` (the dashboard's
     /// kept verdicts, which re-check only what changed).
-    pub fn gather_judged(
+    pub fn gather_judged<F>(
         &self,
         cluster: Arc<Cluster>,
         only: Option<&str>,
-        judge: impl FnOnce(&Cluster, &Arc<Vec<(String, NodeState)>>) -> Vec<Finding>,
-    ) -> Result<Gathered> {
+        judge: impl FnOnce(&Cluster, &Arc<Vec<(String, NodeState)>>) -> F,
+    ) -> Result<Gathered<F>> {
         // Where Nodes could not be listed (RBAC), every node read counts:
         // its node-local verdicts stand without the Node object.
         let nodes_refused = cluster

@@ -14,9 +14,11 @@ pub fn run(a: CheckArgs) -> Result<u8> {
     drop(reading);
     let names: Vec<String> = g.states.iter().map(|(n, _)| n.clone()).collect();
     // -n: the namespace's findings; the others are counted, not hidden.
+    // Each finding is held once here: taken out of its `Arc`, not copied.
+    let all = g.findings.into_iter().map(knetdoctor::check::unshare);
     let (findings, elsewhere): (Vec<_>, Vec<_>) = match &a.namespace {
-        Some(ns) => g.findings.into_iter().partition(|f| f.in_namespace(ns)),
-        None => (g.findings, Vec::new()),
+        Some(ns) => all.partition(|f| f.in_namespace(ns)),
+        None => (all.collect(), Vec::new()),
     };
     match a.output {
         Output::Json | Output::Yaml => {

@@ -43,7 +43,7 @@ fn node(a: InspectNodeArgs) -> Result<u8> {
 type LinkedFn = fn(
     &knetdoctor::model::Cluster,
     &[(String, knetdoctor::dataplane::NodeState)],
-    &[knetdoctor::check::Finding],
+    &[std::sync::Arc<knetdoctor::check::Finding>],
     &str,
     &str,
 ) -> Result<inspect::chain::LinkedView>;

@@ -78,7 +78,7 @@ pub fn for_bundle(cluster: &Cluster) -> (Cluster, Redactions) {
         }
         keep
     });
-    for p in &mut c.pods {
+    for p in c.pods.iter_mut() {
         let pod = name(&p.metadata);
         if let Some(spec) = p.spec.as_mut() {
             redact_env(&pod, spec, &mut r.env_values);

@@ -115,7 +115,8 @@ impl Session {
                 .map(|net| expect::node(&g.cluster, &self.node, &net, &state))
                 .unwrap_or_default()
         };
-        let plan = plan(&self.node, &g.findings, &state, expected, &self.opts);
+        let found = g.findings.iter().map(|f| &**f);
+        let plan = plan(&self.node, found, &state, expected, &self.opts);
         Ok(Planned {
             cluster: std::sync::Arc::unwrap_or_clone(g.cluster),
             state,

@@ -203,7 +203,7 @@ impl Listing {
     /// Each line's mark: the first of `findings` naming its object (a DNS
     /// name: its Service), and for a node the first finding about it.
     /// Costs what the findings name, not the 175,000 lines.
-    pub fn marks(&self, findings: &[Finding]) -> Vec<Option<FindingId>> {
+    pub fn marks(&self, findings: &[Arc<Finding>]) -> Vec<Option<FindingId>> {
         let mut marks = vec![None; self.len()];
         let mut mark = |kind: &str, name: String, id: FindingId| {
             let Some(kind) = Kind::ALL
@@ -405,7 +405,7 @@ pub fn trace_targets(cluster: &Cluster, resources: &Listing) -> Vec<TraceTarget>
 pub fn linked(
     cluster: &Cluster,
     nodes: &[(String, crate::dataplane::NodeState)],
-    findings: &[Finding],
+    findings: &[Arc<Finding>],
     kind: Kind,
     name: &str,
 ) -> Result<LinkedView, String> {
@@ -420,7 +420,7 @@ pub fn linked(
 }
 
 /// A node links down to its pods; `inspect` has no node view of its own.
-fn node_view(cluster: &Cluster, findings: &[Finding], name: &str) -> LinkedView {
+fn node_view(cluster: &Cluster, findings: &[Arc<Finding>], name: &str) -> LinkedView {
     let mut lines = vec![chain::Line {
         depth: 0,
         kind: "Node".into(),
@@ -448,7 +448,7 @@ fn node_view(cluster: &Cluster, findings: &[Finding], name: &str) -> LinkedView 
         findings: findings
             .iter()
             .filter(|f| f.node.as_deref() == Some(name))
-            .cloned()
+            .map(|f| (**f).clone())
             .collect(),
         unread: cluster.unread.clone(),
     }
@@ -473,7 +473,7 @@ mod tests {
     fn the_seed_cluster_lists_every_kind_and_marks_what_findings_name() {
         let (cluster, state) = crate::check::fixtures::seed();
         let states = vec![("k8s-node-12".to_string(), state)];
-        let findings = crate::check::run(&cluster, &states);
+        let findings = crate::check::share(crate::check::run(&cluster, &states));
         let listing = Listing::of(&cluster);
         let marks = listing.marks(&findings);
         let r: Vec<Listed> = listing
@@ -512,7 +512,7 @@ mod tests {
             .find(|x| x.kind == Kind::Service && x.name == "test-svc-ns/linux0224-nginx")
             .unwrap();
         assert_eq!(dns.finding, svc.finding);
-        let node_mark = |findings: &[Finding]| {
+        let node_mark = |findings: &[Arc<Finding>]| {
             let at = listing
                 .rows()
                 .position(|x| x.kind == Kind::Node && x.name == "k8s-node-12")
@@ -524,7 +524,8 @@ mod tests {
         broken
             .routes
             .retain(|r| r.dev.as_deref() != Some("flannel.1"));
-        let about_node = crate::check::run(&cluster, &[("k8s-node-12".to_string(), broken)]);
+        let broken = [("k8s-node-12".to_string(), broken)];
+        let about_node = crate::check::share(crate::check::run(&cluster, &broken));
         assert_eq!(
             node_mark(&about_node),
             Some(crate::check::FindingId::RouteMissing),
@@ -564,7 +565,7 @@ mod tests {
         // Every Pod, Service and Node line of a real linked view has one.
         let (cluster, state) = crate::check::fixtures::seed();
         let states = vec![("k8s-node-12".to_string(), state)];
-        let findings = crate::check::run(&cluster, &states);
+        let findings = crate::check::share(crate::check::run(&cluster, &states));
         let v = chain::service(
             &cluster,
             &states,

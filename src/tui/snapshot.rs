@@ -187,7 +187,7 @@ pub struct Snapshot {
     pub totals: Totals,
     pub nodes: Vec<NodeRow>,
     /// Sorted as `check` sorts them; shared with the nodes' plans.
-    pub findings: Arc<Vec<Finding>>,
+    pub findings: Arc<Vec<Arc<Finding>>>,
     /// Per node, its entries against `expect()`.
     pub entries: BTreeMap<String, NodeEntries>,
     /// Per read node, what `repair` would do (worked out when first
@@ -240,7 +240,7 @@ pub struct LazyPlan {
     /// copied: 15,000 a node at scale were copied into every snapshot):
     /// the cluster's and the node's are the plan's only input besides the
     /// objects and the state. Those of a `-n` view are a part of them.
-    findings: Arc<Vec<Finding>>,
+    findings: Arc<Vec<Arc<Finding>>>,
     plan: Arc<std::sync::OnceLock<crate::repair::Plan>>,
 }
 
@@ -258,8 +258,8 @@ fn node_of(f: &Finding) -> &str {
 }
 
 /// Findings by the node they are about ([`node_of`]).
-fn by_node(findings: &[Finding]) -> std::collections::HashMap<&str, Vec<&Finding>> {
-    let mut by: std::collections::HashMap<&str, Vec<&Finding>> = Default::default();
+fn by_node(findings: &[Arc<Finding>]) -> std::collections::HashMap<&str, Vec<&Arc<Finding>>> {
+    let mut by: std::collections::HashMap<&str, Vec<&Arc<Finding>>> = Default::default();
     for f in findings {
         by.entry(node_of(f)).or_default().push(f);
     }
@@ -267,7 +267,7 @@ fn by_node(findings: &[Finding]) -> std::collections::HashMap<&str, Vec<&Finding
 }
 
 /// Counts `findings` into each node's row, by kind and severity.
-fn tally(nodes: &mut [NodeRow], findings: &[Finding]) {
+fn tally(nodes: &mut [NodeRow], findings: &[Arc<Finding>]) {
     let index: std::collections::HashMap<String, usize> = nodes
         .iter()
         .enumerate()
@@ -336,7 +336,7 @@ impl Snapshot {
         states: Arc<Vec<(String, NodeState)>>,
         findings: Vec<Finding>,
     ) -> Snapshot {
-        Snapshot::build_after(source, cluster, states, findings, None)
+        Snapshot::build_after(source, cluster, states, check::share(findings), None)
     }
 
     /// As [`Snapshot::build`], taking over from the snapshot before what
@@ -351,7 +351,7 @@ impl Snapshot {
         source: String,
         cluster: Arc<Cluster>,
         states: Arc<Vec<(String, NodeState)>>,
-        findings: Vec<Finding>,
+        findings: Vec<Arc<Finding>>,
         after: Option<After<'_>>,
     ) -> Snapshot {
         let findings = Arc::new(findings);
@@ -401,6 +401,8 @@ impl Snapshot {
         let mut plans = BTreeMap::new();
         let mine = by_node(&findings);
         let cluster_wide = mine.get("").map_or(&[][..], Vec::as_slice);
+        // Findings compare as shared ones: the same `Arc` is equal at
+        // once (a node's 15,000 findings, kept by the verdicts).
         let before = after.as_ref().map(|a| {
             let states: std::collections::HashMap<&str, &NodeState> = a
                 .snapshot
@@ -422,7 +424,8 @@ impl Snapshot {
             theirs.get("").map_or(&[][..], Vec::as_slice) == cluster_wide
         });
         for (name, state) in states.iter() {
-            let node_findings = mine.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+            let shared_findings = mine.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+            let node_findings: Vec<&Finding> = shared_findings.iter().map(|f| &***f).collect();
             let old = before.as_ref().and_then(|(a, theirs, old_states)| {
                 let theirs = theirs.get(name.as_str()).map_or(&[][..], Vec::as_slice);
                 Some((
@@ -440,10 +443,11 @@ impl Snapshot {
             let state_same = old.is_some_and(|(.., old_state)| {
                 compared.map_or_else(|| old_state == state, |c| c.state_same)
             });
-            let findings_same = old.is_some_and(|(_, _, theirs, _)| theirs == node_findings);
-            let kube_proxy = |f: &&Finding| f.id.is_kube_proxy();
-            let proxy_findings: Vec<&Finding> =
-                node_findings.iter().copied().filter(kube_proxy).collect();
+            let findings_same = old.is_some_and(|(_, _, theirs, _)| theirs == shared_findings);
+            let kube_proxy = |f: &&&Arc<Finding>| f.id.is_kube_proxy();
+            let proxy_shared: Vec<&Arc<Finding>> =
+                shared_findings.iter().filter(kube_proxy).copied().collect();
+            let proxy_findings: Vec<&Finding> = proxy_shared.iter().map(|f| &***f).collect();
             // kube-proxy's lines depend on its state, findings and mode;
             // the tree read from its rules, on its state and mode.
             let same_rules = old.filter(|(_, _, _, old_state)| {
@@ -454,9 +458,9 @@ impl Snapshot {
                 .filter(|(_, _, theirs, _)| {
                     theirs
                         .iter()
-                        .copied()
                         .filter(kube_proxy)
-                        .eq(proxy_findings.iter().copied())
+                        .copied()
+                        .eq(proxy_shared.iter().copied())
                 })
                 .map(|(e, ..)| (e.proxy.clone(), e.summary.proxy, e.tree.clone()))
                 .unwrap_or_else(|| {
@@ -473,11 +477,11 @@ impl Snapshot {
                         && theirs
                             .iter()
                             .filter(|f| !kube_proxy(f))
-                            .eq(node_findings.iter().filter(|f| !kube_proxy(f)))
+                            .eq(shared_findings.iter().filter(|f| !kube_proxy(f)))
                 })
                 .map(|(e, ..)| (e.overlay.clone(), (e.summary.peers_ok, e.summary.peers)))
                 .unwrap_or_else(|| {
-                    let (overlay, peers) = overlay_entries(&cluster, name, state, node_findings);
+                    let (overlay, peers) = overlay_entries(&cluster, name, state, &node_findings);
                     (Arc::new(overlay), peers)
                 });
             entries.insert(
@@ -569,11 +573,10 @@ impl Snapshot {
             };
             // The cluster's findings, then the node's: as `check` lists them.
             let all = &lazy.findings;
-            let findings: Vec<Finding> = (all.iter().filter(|f| node_of(f).is_empty()))
+            let findings = (all.iter().filter(|f| node_of(f).is_empty()))
                 .chain(all.iter().filter(|f| node_of(f) == name))
-                .cloned()
-                .collect();
-            crate::repair::plan(name, &findings, state, expected, &Default::default())
+                .map(|f| &**f);
+            crate::repair::plan(name, findings, state, expected, &Default::default())
         }))
     }
 
@@ -621,6 +624,7 @@ impl Snapshot {
         self.findings
             .iter()
             .filter(move |f| f.node.as_deref() == node)
+            .map(|f| &**f)
     }
 }
 
@@ -641,7 +645,7 @@ pub fn utc_clock(t: std::time::SystemTime) -> String {
 /// What changed from `old` to `new`: findings that appeared (`+`) and
 /// went (`-`), as `+id (node)`.
 pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
-    let key = |f: &Finding| format!("{} ({})", f.id, f.node.as_deref().unwrap_or("cluster"));
+    let key = |f: &Arc<Finding>| format!("{} ({})", f.id, f.node.as_deref().unwrap_or("cluster"));
     let before: std::collections::BTreeSet<String> = old.findings.iter().map(key).collect();
     let after: std::collections::BTreeSet<String> = new.findings.iter().map(key).collect();
     after

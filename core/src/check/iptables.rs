@@ -3,6 +3,7 @@
 //! never by comment (large clusters have none).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::finding::{Finding, FindingId, Mark, ObjectRef, RepairAction, Severity, Subject};
 use crate::dataplane::NodeState;
@@ -46,8 +47,9 @@ fn port_key(sp: &ServicePort) -> PortKey {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeRules {
     /// The findings about each Service port's chains (ports without
-    /// findings are absent).
-    pub ports: BTreeMap<PortKey, Vec<Finding>>,
+    /// findings are absent), each shared: the ports a change did not touch
+    /// keep theirs, and so does the dashboard's list, without a copy.
+    pub ports: BTreeMap<PortKey, Vec<Arc<Finding>>>,
     /// The rest: backends split, kube-proxy not programmed, stale
     /// rejects, flannel's chains.
     pub rest: Vec<Finding>,
@@ -59,7 +61,15 @@ pub struct NodeRules {
 
 impl NodeRules {
     pub fn findings(&self) -> impl Iterator<Item = &Finding> {
-        self.rest.iter().chain(self.ports.values().flatten())
+        self.rest
+            .iter()
+            .chain(self.ports.values().flatten().map(|f| &**f))
+    }
+
+    /// The same findings, each shared (the rest's copied once).
+    pub fn shared(&self) -> impl Iterator<Item = Arc<Finding>> + '_ {
+        let rest = self.rest.iter().map(|f| Arc::new(f.clone()));
+        rest.chain(self.ports.values().flatten().cloned())
     }
 }
 
@@ -226,7 +236,8 @@ fn check_kube_proxy(
         let mut out = Vec::new();
         check_port(sp, &jumps, rs, node, &mut out);
         if !out.is_empty() {
-            judged.ports.entry(port_key(sp)).or_default().extend(out);
+            let found = out.into_iter().map(Arc::new);
+            judged.ports.entry(port_key(sp)).or_default().extend(found);
         }
     }
 }

@@ -54,8 +54,21 @@ pub const INCOMPLETE: u8 = 5;
 
 /// The order findings are reported in: by node (cluster-level first),
 /// severity, ID and summary.
-fn sort(findings: &mut [Finding]) {
+/// Each finding behind an `Arc` of its own, as the dashboard's kept
+/// verdicts and the views that read them hold findings.
+pub fn share(findings: Vec<Finding>) -> Vec<std::sync::Arc<Finding>> {
+    findings.into_iter().map(std::sync::Arc::new).collect()
+}
+
+/// The finding in `f`, taken out when `f` is its only holder (copied
+/// otherwise).
+pub fn unshare(f: std::sync::Arc<Finding>) -> Finding {
+    std::sync::Arc::try_unwrap(f).unwrap_or_else(|f| (*f).clone())
+}
+
+fn sort<F: std::borrow::Borrow<Finding>>(findings: &mut [F]) {
     findings.sort_by(|a, b| {
+        let (a, b) = (a.borrow(), b.borrow());
         (&a.node, a.severity, a.id.as_str(), &a.summary).cmp(&(
             &b.node,
             b.severity,

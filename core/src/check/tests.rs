@@ -365,6 +365,7 @@ fn kube_proxy_1_20s_layout_is_healthy_and_traced_to_the_right_service() {
 
     let nodes = vec![(NODE.to_string(), s)];
     let findings = run(&c, &nodes);
+    let findings = super::share(findings);
     let world = crate::trace::sim::World::new(&c, &nodes, &findings);
     let src = crate::trace::resolve::resolve(&c, "192.168.56.254", "default").unwrap();
     let dst = crate::trace::resolve::resolve(&c, "k8s-node-12:30005", "default").unwrap();
@@ -571,13 +572,16 @@ fn nftables_mode_node_is_checked_and_traced_by_its_table() {
     // The ConfigMap says nftables and the node has no table.
     let mut c = c;
     let conf = [("config.conf".to_string(), "mode: nftables\n".to_string())];
-    match c
+    let kube_proxy = c
         .config_maps
-        .iter_mut()
-        .find(|m| m.metadata.name.as_deref() == Some("kube-proxy"))
-    {
-        Some(m) => {
-            m.data.get_or_insert_with(Default::default).extend(conf);
+        .iter()
+        .position(|m| m.metadata.name.as_deref() == Some("kube-proxy"));
+    match kube_proxy {
+        Some(i) => {
+            c.config_maps[i]
+                .data
+                .get_or_insert_with(Default::default)
+                .extend(conf);
         }
         None => c.config_maps.push(k8s_openapi::api::core::v1::ConfigMap {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -705,6 +709,7 @@ fn real_rulesets_are_healthy_and_traced_to_their_own_dnat_targets() {
         };
         let nodes = vec![(node.to_string(), s.clone())];
         let findings = run(&c, &nodes);
+        let findings = super::share(findings);
         let world = crate::trace::sim::World::new(&c, &nodes, &findings);
         let pod = crate::trace::resolve::resolve(
             &c,
@@ -848,7 +853,7 @@ fn a_table_looked_up_before_main_takes_pod_cidrs_as_the_kernel_does() {
 fn dual_stack_objects_are_parsed_and_the_ipv4_side_is_checked() {
     use crate::model::flannel::{Lease, annotation};
     let (mut c, s) = seed();
-    for n in &mut c.nodes {
+    for n in c.nodes.iter_mut() {
         let v4 = n.spec.as_ref().unwrap().pod_cidr.clone().unwrap();
         let third = v4.split('.').nth(2).unwrap().to_string();
         let spec = n.spec.as_mut().unwrap();
@@ -860,7 +865,7 @@ fn dual_stack_objects_are_parsed_and_the_ipv4_side_is_checked() {
             r#"{"VNI":1,"VtepMAC":"6e:00:00:00:00:01"}"#.into(),
         );
     }
-    for m in &mut c.config_maps {
+    for m in c.config_maps.iter_mut() {
         if let Some(conf) = m.data.as_mut().and_then(|d| d.get_mut("net-conf.json")) {
             *conf = conf.replace(
                 "\"Network\"",
@@ -868,7 +873,7 @@ fn dual_stack_objects_are_parsed_and_the_ipv4_side_is_checked() {
             );
         }
     }
-    for svc in &mut c.services {
+    for svc in c.services.iter_mut() {
         if svc.metadata.name.as_deref() == Some("linux0224-nginx") {
             let spec = svc.spec.as_mut().unwrap();
             spec.cluster_ip = Some("fd00:10:1::1234".into());
@@ -917,7 +922,7 @@ fn dual_stack_objects_are_parsed_and_the_ipv4_side_is_checked() {
 #[test]
 fn flannel_nftables_mode_is_checked_by_its_table() {
     let (mut c, mut s) = seed();
-    for m in &mut c.config_maps {
+    for m in c.config_maps.iter_mut() {
         if let Some(conf) = m.data.as_mut().and_then(|d| d.get_mut("net-conf.json")) {
             *conf = conf.replacen('{', "{\"EnableNFTables\": true,", 1);
         }
@@ -1006,6 +1011,7 @@ const BUSYBOX: &str = "test-net/busybox-deployment-5db9ff768-zrlxw";
 fn trace_between(c: &Cluster, s: NodeState, src: &str, dst: &str) -> crate::trace::Trace {
     let nodes = vec![(NODE.to_string(), s)];
     let findings = run(c, &nodes);
+    let findings = super::share(findings);
     let world = crate::trace::sim::World::new(c, &nodes, &findings);
     let src = crate::trace::resolve::resolve(c, src, "default").unwrap();
     let dst = crate::trace::resolve::resolve(c, dst, "default").unwrap();

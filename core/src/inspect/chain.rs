@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -15,6 +16,7 @@ use crate::check::{Finding, ObjectRef, Subject};
 use crate::dataplane::NodeState;
 use crate::error::{Error, Result};
 use crate::model::flannel::{Lease, VTEP_DEVICE};
+use crate::model::shared::Objects;
 use crate::model::{Cluster, dns, kube_proxy};
 
 /// One line of the linked view.
@@ -49,7 +51,7 @@ struct Builder<'a> {
     cluster: &'a Cluster,
     nodes: &'a [(String, NodeState)],
     /// `check`'s findings on the same cluster and nodes.
-    findings: &'a [Finding],
+    findings: &'a [Arc<Finding>],
     /// Per node, the first finding naming each subject (built once: a
     /// view of a pod has an overlay line for every node read).
     named: HashMap<&'a str, HashMap<&'a Subject, (&'a Finding, crate::check::Mark)>>,
@@ -82,7 +84,7 @@ fn qualified<T: Metadata<Ty = ObjectMeta>>(o: &T) -> String {
 /// bare name — `name` in `namespace`, else the first `name` in any
 /// namespace (people rarely remember which namespace a pod lives in).
 fn find_named<'c, T: Metadata<Ty = ObjectMeta>>(
-    items: &'c [T],
+    items: &'c Objects<T>,
     kind: &str,
     asked: &str,
     namespace: &str,
@@ -116,7 +118,7 @@ impl<'a> Builder<'a> {
     fn new(
         cluster: &'a Cluster,
         nodes: &'a [(String, NodeState)],
-        findings: &'a [Finding],
+        findings: &'a [Arc<Finding>],
     ) -> Self {
         let mut per_node: HashMap<&str, Vec<&Finding>> = HashMap::new();
         for f in findings {
@@ -430,7 +432,7 @@ impl<'a> Builder<'a> {
 pub fn pod(
     cluster: &Cluster,
     nodes: &[(String, NodeState)],
-    findings: &[Finding],
+    findings: &[Arc<Finding>],
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
@@ -497,7 +499,7 @@ pub fn pod(
 pub fn service(
     cluster: &Cluster,
     nodes: &[(String, NodeState)],
-    findings: &[Finding],
+    findings: &[Arc<Finding>],
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
@@ -543,7 +545,7 @@ fn ingresses_to(cluster: &Cluster, ns: &str, svc: &str) -> Vec<String> {
 pub fn ingress(
     cluster: &Cluster,
     nodes: &[(String, NodeState)],
-    findings: &[Finding],
+    findings: &[Arc<Finding>],
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
@@ -638,7 +640,7 @@ pub fn ingress(
 pub fn dns_name(
     cluster: &Cluster,
     nodes: &[(String, NodeState)],
-    findings: &[Finding],
+    findings: &[Arc<Finding>],
     name: &str,
     namespace: &str,
 ) -> Result<LinkedView> {
@@ -758,7 +760,7 @@ impl Builder<'_> {
                         .is_some_and(|n| self.related_nodes.contains(n))
                         && f.subjects().any(|s| s.kind() != "Service"))
             })
-            .cloned()
+            .map(|f| (**f).clone())
             .collect();
         LinkedView {
             object,
@@ -846,7 +848,14 @@ mod tests {
         let overlay = |state: &NodeState| {
             let nodes = vec![("k8s-node-12".to_string(), state.clone())];
             let findings = crate::check::run(&cluster, &nodes);
-            let v = super::pod(&cluster, &nodes, &findings, &name, "default").unwrap();
+            let v = super::pod(
+                &cluster,
+                &nodes,
+                &crate::check::share(findings.clone()),
+                &name,
+                "default",
+            )
+            .unwrap();
             let line = v.lines.into_iter().find(|l| l.kind == "overlay").unwrap();
             let ids: Vec<_> = findings.iter().map(|f| f.id).collect();
             (line, ids)

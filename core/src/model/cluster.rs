@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::index::{ClusterIndex, IndexSeed};
 use super::reading::ApiKind;
-use super::shared::Shared;
+use super::shared::Objects;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -25,15 +25,15 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// built on first use (mutating the vectors afterwards needs a fresh Cluster).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Cluster {
-    pub nodes: Shared<Node>,
-    pub pods: Shared<Pod>,
-    pub services: Shared<Service>,
-    pub endpoint_slices: Shared<EndpointSlice>,
-    pub ingresses: Shared<Ingress>,
-    pub ingress_classes: Shared<IngressClass>,
-    pub config_maps: Shared<ConfigMap>,
+    pub nodes: Objects<Node>,
+    pub pods: Objects<Pod>,
+    pub services: Objects<Service>,
+    pub endpoint_slices: Objects<EndpointSlice>,
+    pub ingresses: Objects<Ingress>,
+    pub ingress_classes: Objects<IngressClass>,
+    pub config_maps: Objects<ConfigMap>,
     #[serde(default)]
-    pub network_policies: Shared<NetworkPolicy>,
+    pub network_policies: Objects<NetworkPolicy>,
     /// The lists the API server refused to the reader (RBAC): the kinds
     /// above are then incomplete, and the verdicts that read them skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -75,13 +75,13 @@ impl PartialEq for Cluster {
 
 /// Adds to `out` the Service (`service_of`) of each object that differs
 /// between `now` and `before`, matched by namespace and name, or is in
-/// one only.
+/// one only. An object shared by both is the same without a comparison.
 fn differing<
     T: PartialEq
         + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
 >(
-    now: &[T],
-    before: &[T],
+    now: &Objects<T>,
+    before: &Objects<T>,
     service_of: impl Fn(&T) -> Option<(String, String)>,
     out: &mut BTreeSet<(String, String)>,
 ) {
@@ -93,13 +93,13 @@ fn differing<
         )
     }
     // Borrowed names: 10,000 EndpointSlices are matched without a copy.
-    let by_name: std::collections::HashMap<(&str, &str), &T> =
-        before.iter().map(|o| (key(o), o)).collect();
+    let by_name: std::collections::HashMap<(&str, &str), &Arc<T>> =
+        before.shared().iter().map(|o| (key(&**o), o)).collect();
     let mut seen = std::collections::HashSet::new();
-    for o in now {
-        let k = key(o);
+    for o in now.shared() {
+        let k = key(&**o);
         match by_name.get(&k) {
-            Some(b) if *b == o => {}
+            Some(b) if Arc::ptr_eq(b, o) || ***b == **o => {}
             Some(b) => out.extend(service_of(o).into_iter().chain(service_of(b))),
             None => out.extend(service_of(o)),
         }
@@ -206,7 +206,7 @@ impl Cluster {
             differing(
                 &self.services,
                 &before.services,
-                |s| Some(super::index::ns_name(&s.metadata)),
+                |s: &Service| Some(super::index::ns_name(&s.metadata)),
                 &mut out,
             );
         }

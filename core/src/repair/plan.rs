@@ -444,9 +444,9 @@ pub fn current(a: &RepairAction, state: &NodeState) -> String {
 /// gives what `expect::node` gives the node, which chains and tables are
 /// restored from: called only when a finding asks for a table to be
 /// restored (kube-proxy's expected rules for 10,000 Services take 85 ms).
-pub fn plan(
+pub fn plan<'f>(
     node: &str,
-    findings: &[Finding],
+    findings: impl IntoIterator<Item = &'f Finding>,
     state: &NodeState,
     expected: impl FnOnce() -> NodeExpectation,
     opts: &Options,

@@ -36,17 +36,17 @@ struct Run {
     items: Vec<Box<RawValue>>,
 }
 
-/// Decodes the List in `path` (`len` bytes) into `out`. `Ok(false)` when it
+/// Decodes the List in `path` into `out`. `Ok(false)` when it
 /// must be read the whole-file way instead (nothing was added to `out`).
-pub(super) fn read_file(path: &Path, len: u64, out: &mut Decoded) -> std::io::Result<bool> {
+pub(super) fn read_file(path: &Path, out: &mut Decoded) -> std::io::Result<bool> {
     let file = std::fs::File::open(path)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut mine = Decoded::default();
     let (runs_tx, runs_rx) = sync_channel::<Run>(2 * threads);
     let runs_rx = Mutex::new(runs_rx);
     let streamed = std::thread::scope(|s| {
-        // (run, its decoded objects unless one failed, its items, their bytes)
-        let (done_tx, done) = channel::<(usize, Option<Decoded>, usize, usize)>();
+        // (run, its decoded objects unless one failed)
+        let (done_tx, done) = channel::<(usize, Option<Decoded>)>();
         let cutter = s.spawn(move || {
             let mut de =
                 serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, file));
@@ -76,8 +76,7 @@ pub(super) fn read_file(path: &Path, len: u64, out: &mut Decoded) -> std::io::Re
                         let body = raw.get();
                         decode_item(path, body, &run.list_kind, run.k * RUN, body, &mut d).is_ok()
                     });
-                    let bytes = run.items.iter().map(|r| r.get().len()).sum();
-                    let sent = (run.k, ok.then_some(d), run.items.len(), bytes);
+                    let sent = (run.k, ok.then_some(d));
                     if done_tx.send(sent).is_err() {
                         return;
                     }
@@ -85,24 +84,19 @@ pub(super) fn read_file(path: &Path, len: u64, out: &mut Decoded) -> std::io::Re
             });
         }
         drop(done_tx);
-        // Joined in order as they come in, each run freed once joined. The
-        // kinds' vectors are sized on the first run, from the file's length
-        // and that run's bytes per item: doubling them run by run would
-        // hold the 150,000-pod vector (326 MiB) twice over while it is
-        // copied.
+        // Joined in order as they come in (pointers: each object is
+        // behind its own `Arc`), each run freed once joined.
         let mut waiting = std::collections::BTreeMap::new();
         let (mut joined, mut failed) = (0, false);
-        let mut expected = None;
-        for (k, run, items, bytes) in done {
+        for (k, run) in done {
             match run {
                 Some(run) if !failed => {
-                    waiting.insert(k, (run, items, bytes));
+                    waiting.insert(k, run);
                 }
                 _ => failed = true,
             }
-            while let Some((run, items, bytes)) = waiting.remove(&joined) {
-                let expected = *expected.get_or_insert_with(|| expected_items(len, items, bytes));
-                mine.join(run, expected);
+            while let Some(run) = waiting.remove(&joined) {
+                mine.join(run);
                 joined += 1;
             }
         }
@@ -111,17 +105,9 @@ pub(super) fn read_file(path: &Path, len: u64, out: &mut Decoded) -> std::io::Re
     });
     if streamed {
         // A whole file's objects: taken over, not copied.
-        out.join(mine, 0);
+        out.join(mine);
     }
     Ok(streamed)
-}
-
-/// How many items a file of `len` bytes holds, judged by its first run
-/// (`items` of `bytes`): on the high side (the whitespace between items is
-/// not counted), which costs only address space never touched.
-fn expected_items(len: u64, items: usize, bytes: usize) -> usize {
-    let n = len as u128 * items as u128 / bytes.max(1) as u128;
-    usize::try_from(n).unwrap_or(usize::MAX).saturating_add(RUN)
 }
 
 /// Cuts a List's items out as the file is read, in runs of [`RUN`].
@@ -204,9 +190,8 @@ mod tests {
     /// A file read both ways: (streamed?, streamed objects, whole-file
     /// objects) as JSON.
     fn both(path: &Path) -> (bool, serde_json::Value, serde_json::Value) {
-        let len = std::fs::metadata(path).unwrap().len();
         let mut streamed = Decoded::default();
-        let ok = read_file(path, len, &mut streamed).unwrap();
+        let ok = read_file(path, &mut streamed).unwrap();
         let mut whole = Decoded::default();
         let text = std::fs::read_to_string(path).unwrap();
         let _ = super::super::read_file(path, &text, &mut whole);

@@ -75,6 +75,7 @@ pub fn overview(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
                 || f.summary.contains(&app.filter)
                 || f.node.as_deref().is_some_and(|n| n.contains(&app.filter))
         })
+        .map(|f| &**f)
         .collect();
     list(
         f,

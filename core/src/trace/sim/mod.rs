@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 mod netfilter;
 mod outside;
@@ -71,7 +71,7 @@ pub struct World<'a> {
     pub cluster: &'a Cluster,
     pub nodes: &'a [(String, NodeState)],
     /// `check`'s findings, to name the one that explains a drop.
-    pub findings: &'a [Finding],
+    pub findings: &'a [Arc<Finding>],
     /// Each node's KUBE-SERVICES, indexed once (10,000 Services are 10,000 rules).
     service_rules: OnceLock<HashMap<String, ServiceRules>>,
     /// Each node's routes, indexed once (5,000 overlay routes per node).
@@ -94,7 +94,7 @@ impl<'a> World<'a> {
     pub fn new(
         cluster: &'a Cluster,
         nodes: &'a [(String, NodeState)],
-        findings: &'a [Finding],
+        findings: &'a [Arc<Finding>],
     ) -> Self {
         World {
             cluster,
@@ -188,7 +188,7 @@ impl<'a> World<'a> {
                 .find(|f| {
                     f.id == *id && f.node.as_deref() == node && about.is_none_or(|a| f.names(a))
                 })
-                .cloned()
+                .map(|f| (**f).clone())
         })
     }
 
@@ -244,7 +244,7 @@ impl<'a> World<'a> {
                         _ => false,
                     })
             })
-            .cloned()
+            .map(|f| (**f).clone())
     }
 
     fn lease(&self, node: &str) -> Option<Lease> {
@@ -865,6 +865,7 @@ mod tests {
                 .object(ObjectRef::new("Node", *peer))
             })
             .collect();
+        let findings = crate::check::share(findings);
         let world = World::new(&cluster, &[], &findings);
         let f = world
             .finding(
