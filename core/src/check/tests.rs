@@ -897,6 +897,7 @@ fn dual_stack_objects_are_parsed_and_the_ipv4_side_is_checked() {
     // Both addresses lead to the Service.
     assert!(
         c.index()
+            .services
             .service_by_vip
             .keys()
             .any(|(ip, _)| ip == "fd00:10:1::1234")

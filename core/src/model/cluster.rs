@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use serde::{Deserialize, Serialize};
 
-use super::index::{ClusterIndex, IndexSeed};
+use super::index::{ClusterIndex, IndexSeed, SliceIndex};
 use super::reading::ApiKind;
 use super::shared::Objects;
 
@@ -235,8 +235,10 @@ impl Cluster {
     }
 
     /// Takes over the index parts of `before` whose objects this cluster
-    /// shares (the live reader keeps unchanged kinds): the pods' and the
-    /// nodes', when `before` has built its index.
+    /// shares (the live reader keeps unchanged kinds): the pods', the
+    /// nodes' and the Services', and the slices' while every position
+    /// holds a slice of the same Service; when `before` has built its
+    /// index.
     pub fn reuse_index_of(&mut self, before: &Cluster) {
         let Some(ix) = before.index.get() else {
             return;
@@ -245,6 +247,12 @@ impl Cluster {
         self.index_seed = IndexSeed {
             pods: self.pods.same(&before.pods).then(|| ix.pods.clone()),
             nodes: self.nodes.same(&before.nodes).then(|| ix.nodes.clone()),
+            services: self
+                .services
+                .same(&before.services)
+                .then(|| ix.services.clone()),
+            slices: SliceIndex::same_keys(&self.endpoint_slices, &before.endpoint_slices)
+                .then(|| ix.slices.clone()),
         };
     }
 
@@ -280,6 +288,7 @@ impl Cluster {
     /// The Service `namespace/name`.
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
         self.index()
+            .services
             .service_by_name
             .get(&(namespace.to_string(), name.to_string()))
             .map(|i| &self.services[*i])
@@ -288,6 +297,7 @@ impl Cluster {
     /// The Service answering on ClusterIP `ip`, `port`/`protocol` (TCP, UDP).
     pub fn service_by_vip(&self, ip: &str, port: i32, protocol: &str) -> Option<&Service> {
         self.index()
+            .services
             .service_by_vip
             .get(&(
                 ip.to_string(),
@@ -355,6 +365,7 @@ impl Cluster {
         name: &str,
     ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
         self.index()
+            .slices
             .slices_by_service
             .get(&(namespace.to_string(), name.to_string()))
             .into_iter()

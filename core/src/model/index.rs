@@ -10,6 +10,8 @@ use ipnet::Ipv4Net;
 
 use super::cluster::{Cluster, SERVICE_NAME_LABEL};
 use super::flannel::Lease;
+use super::shared::Objects;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 type Key = (String, String);
 
@@ -18,21 +20,34 @@ type Key = (String, String);
 pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Indexes into the vectors of one [`Cluster`] (positions, not copies).
-/// The pods' and the nodes' parts are shared with the index of the
-/// reading before when their objects are (a watch event for one Service
-/// does not index 150,000 pods again): see [`Cluster::reuse_index_of`].
+/// The pods', nodes', Services' and slices' parts are shared with the
+/// index of the reading before when their objects are (a watch event for
+/// one EndpointSlice indexes neither 150,000 pods nor 10,000 Services
+/// again): see [`Cluster::reuse_index_of`].
 ///
 /// [`Cluster::reuse_index_of`]: super::Cluster::reuse_index_of
 #[derive(Debug, Clone, Default)]
 pub struct ClusterIndex {
     pub pods: Arc<PodIndex>,
     pub nodes: Arc<NodeIndex>,
+    pub services: Arc<ServiceIndex>,
+    pub slices: Arc<SliceIndex>,
+    /// host -> (ingress, rule, path) positions.
+    pub ingress_paths_by_host: HashMap<String, Vec<(usize, usize, usize)>>,
+}
+
+/// Services by name and by ClusterIP and port.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceIndex {
     pub service_by_name: HashMap<Key, usize>,
     /// (ClusterIP, "port/PROTO") -> Service.
     pub service_by_vip: HashMap<Key, usize>,
+}
+
+/// EndpointSlices by their Service (namespace, `kubernetes.io/service-name`).
+#[derive(Debug, Clone, Default)]
+pub struct SliceIndex {
     pub slices_by_service: HashMap<Key, Vec<usize>>,
-    /// host -> (ingress, rule, path) positions.
-    pub ingress_paths_by_host: HashMap<String, Vec<(usize, usize, usize)>>,
 }
 
 /// Pods by IP, name, node, label and namespace.
@@ -63,6 +78,8 @@ pub struct NodeIndex {
 pub struct IndexSeed {
     pub pods: Option<Arc<PodIndex>>,
     pub nodes: Option<Arc<NodeIndex>>,
+    pub services: Option<Arc<ServiceIndex>>,
+    pub slices: Option<Arc<SliceIndex>>,
 }
 
 /// An object's (namespace, name).
@@ -78,20 +95,17 @@ impl ClusterIndex {
     /// thread, their labels on another), taking over the parts `seed`
     /// holds.
     pub fn build(c: &Cluster, seed: &IndexSeed) -> Self {
-        let pods = match &seed.pods {
-            Some(p) => p.clone(),
-            None => Arc::new(PodIndex::build(c)),
-        };
-        let nodes = match &seed.nodes {
-            Some(n) => n.clone(),
-            None => Arc::new(NodeIndex::build(c)),
-        };
+        fn part<T>(seed: &Option<Arc<T>>, build: impl FnOnce() -> T) -> Arc<T> {
+            seed.clone().unwrap_or_else(|| Arc::new(build()))
+        }
         let mut ix = ClusterIndex {
-            pods,
-            nodes,
+            pods: part(&seed.pods, || PodIndex::build(c)),
+            nodes: part(&seed.nodes, || NodeIndex::build(c)),
+            services: part(&seed.services, || ServiceIndex::build(c)),
+            slices: part(&seed.slices, || SliceIndex::build(c)),
             ..ClusterIndex::default()
         };
-        ix.index_the_rest(c);
+        ix.index_ingresses(c);
         ix
     }
 }
@@ -149,9 +163,9 @@ impl PodIndex {
     }
 }
 
-impl ClusterIndex {
-    fn index_the_rest(&mut self, c: &Cluster) {
-        let ix = self;
+impl ServiceIndex {
+    fn build(c: &Cluster) -> Self {
+        let mut ix = ServiceIndex::default();
         for (i, s) in c.services.iter().enumerate() {
             ix.service_by_name.insert(ns_name(&s.metadata), i);
             // Every ClusterIP of a dual-stack Service leads to it.
@@ -171,22 +185,45 @@ impl ClusterIndex {
                 }
             }
         }
+        ix
+    }
+}
+
+impl SliceIndex {
+    fn build(c: &Cluster) -> Self {
+        let mut ix = SliceIndex::default();
         for (i, s) in c.endpoint_slices.iter().enumerate() {
-            if let Some(svc) = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            {
+            if let Some(key) = Self::key(s) {
                 ix.slices_by_service
-                    .entry((
-                        s.metadata.namespace.clone().unwrap_or_default(),
-                        svc.clone(),
-                    ))
+                    .entry((key.0.to_string(), key.1.to_string()))
                     .or_default()
                     .push(i);
             }
         }
+        ix
+    }
+
+    /// What a slice is indexed by: its namespace and Service.
+    fn key(s: &EndpointSlice) -> Option<(&str, &str)> {
+        let svc = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+        Some((s.metadata.namespace.as_deref().unwrap_or_default(), svc))
+    }
+
+    /// Whether `a` and `b` index the same: the same Service at every
+    /// position (an endpoint going NotReady changes a slice, not this).
+    pub fn same_keys(a: &Objects<EndpointSlice>, b: &Objects<EndpointSlice>) -> bool {
+        a.same(b)
+            || a.len() == b.len()
+                && a.shared()
+                    .iter()
+                    .zip(b.shared())
+                    .all(|(x, y)| Arc::ptr_eq(x, y) || Self::key(x) == Self::key(y))
+    }
+}
+
+impl ClusterIndex {
+    fn index_ingresses(&mut self, c: &Cluster) {
+        let ix = self;
         for (i, ing) in c.ingresses.iter().enumerate() {
             for (r, rule) in ing
                 .spec
@@ -251,6 +288,42 @@ impl NodeIndex {
 #[cfg(test)]
 mod tests {
     use crate::synthetic::{Size, cluster};
+
+    /// A reading whose slices changed only in their endpoints keeps the
+    /// slices' index; one where a slice moved to another Service builds
+    /// it again (and finds the slice under its new Service).
+    #[test]
+    fn the_slices_index_is_kept_while_every_slice_keeps_its_service() {
+        use crate::model::cluster::SERVICE_NAME_LABEL;
+        use std::sync::Arc;
+        let before = cluster(Size {
+            nodes: 3,
+            pods: 12,
+            services: 4,
+            endpoints_per_service: 2,
+        });
+        let built = before.index().slices.clone();
+        let mut c = before.clone();
+        let e = &mut c.endpoint_slices[1].endpoints[0];
+        e.conditions.get_or_insert_with(Default::default).ready = Some(false);
+        c.reuse_index_of(&before);
+        assert!(Arc::ptr_eq(&c.index().slices, &built), "kept");
+        assert!(Arc::ptr_eq(&c.index().services, &before.index().services));
+        let mut moved = before.clone();
+        let ns = moved.endpoint_slices[1].metadata.namespace.clone().unwrap();
+        let labels = moved.endpoint_slices[1].metadata.labels.as_mut().unwrap();
+        labels.insert(SERVICE_NAME_LABEL.into(), "elsewhere".into());
+        moved.reuse_index_of(&before);
+        assert!(!Arc::ptr_eq(&moved.index().slices, &built), "built again");
+        assert_eq!(
+            moved
+                .index()
+                .slices
+                .slices_by_service
+                .get(&(ns, "elsewhere".into())),
+            Some(&vec![1])
+        );
+    }
 
     #[test]
     fn node_lookups_by_pod_ip_and_address() {
