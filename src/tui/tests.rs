@@ -763,13 +763,31 @@ fn a_snapshot_after_an_object_change_equals_one_built_anew() {
         let kept = |f: fn(&super::snapshot::NodeEntries) -> &Arc<Vec<super::snapshot::Entry>>| {
             Arc::ptr_eq(f(&s.entries["node-00000"]), f(&last.entries["node-00000"]))
         };
+        let proxy = |s: &Snapshot| s.entries["node-00000"].proxy.clone();
         match what {
             "a node's lease gone" => {
-                assert!(kept(|e| &e.proxy), "{what}: kube-proxy's lines kept");
+                assert!(
+                    proxy(&s).same(&proxy(&last)),
+                    "{what}: kube-proxy's lines kept"
+                );
                 assert!(!kept(|e| &e.overlay), "{what}: flannel's built again");
             }
             _ => assert!(kept(|e| &e.overlay), "{what}: flannel's lines kept"),
         }
+        if what == "an endpoint NotReady" {
+            // The Service whose chains the finding names, and the block
+            // of chains no rule jumps to, are marked again; the others
+            // are kept.
+            let (kept, blocks) = proxy(&s).kept_from(&proxy(&last));
+            assert_eq!(kept, blocks - 2, "{what}: one Service marked again");
+        }
+        // A ClusterIP Service's endpoints are not in its DNS name: the
+        // resources list is kept whole.
+        assert_eq!(
+            s.resources.same(&last.resources),
+            what == "an endpoint NotReady",
+            "{what}: the resources list"
+        );
         let tree = |s: &Snapshot| s.entries["node-00000"].tree.clone().expect("iptables mode");
         assert!(
             Arc::ptr_eq(&tree(&s), &tree(&last)),
@@ -1001,4 +1019,79 @@ fn a_reading_refused_in_part_says_so() {
     // A complete reading says nothing of it.
     let text = screen(&app(snapshot(|_| {}), View::Overview), 200, 40);
     assert!(!text.contains("read in part"), "{text}");
+}
+
+/// A headless Service's name resolves to its ready endpoints: one of them
+/// going NotReady lists the DNS names again (the name loses that
+/// address); a ClusterIP Service's endpoint leaves the list as it was.
+#[test]
+fn a_headless_services_endpoint_lists_its_dns_name_again() {
+    use crate::check::incremental::Verdicts;
+    use crate::model::reading::ApiKind;
+    use crate::synthetic::{self, Size};
+    let mut cluster = synthetic::cluster(Size {
+        nodes: 3,
+        pods: 12,
+        services: 3,
+        endpoints_per_service: 2,
+    });
+    let headless = cluster.services[0].metadata.name.clone().unwrap();
+    let spec = cluster.services[0].spec.as_mut().unwrap();
+    spec.cluster_ip = Some("None".into());
+    spec.cluster_ips = Some(vec!["None".into()]);
+    cluster.invalidate_index();
+    let slice_of = |c: &crate::model::Cluster, svc: &str| {
+        c.endpoint_slices
+            .iter()
+            .position(|s| {
+                s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::model::cluster::SERVICE_NAME_LABEL))
+                    == Some(&svc.to_string())
+            })
+            .unwrap()
+    };
+    let states = Arc::new(Vec::new());
+    let mut verdicts = Verdicts::new();
+    let all = ApiKind::ALL.into_iter().collect();
+    let findings = verdicts.update(&cluster, &all, &states);
+    let mut last = Snapshot::build_after(
+        "s".into(),
+        Arc::new(cluster),
+        states.clone(),
+        findings,
+        None,
+    );
+    let other = last.cluster.services[1].metadata.name.clone().unwrap();
+    for (svc, listed_again) in [(other, false), (headless, true)] {
+        let mut c = (*last.cluster).clone();
+        let at = slice_of(&c, &svc);
+        let e = &mut c.endpoint_slices[at].endpoints[0];
+        e.conditions.get_or_insert_with(Default::default).ready = Some(false);
+        c.reuse_index_of(&last.cluster);
+        let changed = c.changed_kinds(&last.cluster);
+        let c = Arc::new(c);
+        let findings = verdicts.update(&c, &changed, &states);
+        let s = Snapshot::build_after(
+            "s".into(),
+            c.clone(),
+            states.clone(),
+            findings,
+            Some(After {
+                snapshot: &last,
+                changed: &changed,
+                verdicts: Some(&verdicts),
+            }),
+        );
+        let anew = Snapshot::build(
+            "s".into(),
+            c,
+            states.clone(),
+            crate::check::run(&s.cluster, &states),
+        );
+        assert_same_views(&s, &anew);
+        assert_eq!(!s.resources.same(&last.resources), listed_again, "{svc}");
+        last = s;
+    }
 }

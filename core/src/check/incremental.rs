@@ -99,6 +99,9 @@ pub struct Verdicts {
     pub last_rules_checked: usize,
     /// How many had flannel's verdicts worked out again.
     pub last_overlay_checked: usize,
+    /// The Services the last update found touched, when it judged a
+    /// change of Services or endpoints alone Service by Service.
+    pub last_touched: Option<BTreeSet<(String, String)>>,
 }
 
 impl Verdicts {
@@ -197,18 +200,19 @@ impl Verdicts {
         // node; the ports that differ from the last update's.
         let mut changed_ports = BTreeSet::new();
         if reads(&[ApiKind::Services, ApiKind::Endpoints]) {
-            let ports = Arc::new(match &touched {
-                Some(t) => kube_proxy::service_ports_after(cluster, &self.ports, t),
+            self.ports = Arc::new(match &touched {
+                Some(t) => {
+                    // The touched Services' ports, before and now (the
+                    // others' are the same by construction).
+                    changed_ports = iptables::ports_of_services(&self.ports, t).collect();
+                    let before = std::mem::take(&mut self.ports);
+                    let before = Arc::try_unwrap(before).unwrap_or_else(|b| (*b).clone());
+                    let ports = kube_proxy::service_ports_after(cluster, before, t);
+                    changed_ports.extend(iptables::ports_of_services(&ports, t));
+                    ports
+                }
                 None => kube_proxy::service_ports(cluster),
             });
-            // The touched Services' ports, before and now (the others'
-            // are the same by construction).
-            if let Some(t) = &touched {
-                changed_ports = iptables::ports_of_services(&self.ports, t)
-                    .chain(iptables::ports_of_services(&ports, t))
-                    .collect();
-            }
-            self.ports = ports;
         }
         self.services_read = Cluster::default();
         self.services_read.services = cluster.services.clone();
@@ -314,6 +318,7 @@ impl Verdicts {
         self.last_checked = checked;
         self.last_rules_checked = rules_checked;
         self.last_overlay_checked = overlay_checked;
+        self.last_touched = touched;
         if cluster_changed {
             self.cluster_sorted = self.cluster.iter().flatten().cloned().collect();
             sort(&mut self.cluster_sorted);

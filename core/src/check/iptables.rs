@@ -79,10 +79,8 @@ pub fn ports_of_services<'a>(
     ports: &'a [ServicePort],
     services: &'a BTreeSet<(String, String)>,
 ) -> impl Iterator<Item = PortKey> + 'a {
-    ports
-        .iter()
-        .filter(|sp| services.contains(&(sp.namespace.clone(), sp.service.clone())))
-        .map(port_key)
+    let of = kube_proxy::of_services(services);
+    ports.iter().filter(move |sp| of(sp)).map(port_key)
 }
 
 /// All iptables findings for `node`; `ports` are the cluster's

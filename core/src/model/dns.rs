@@ -77,6 +77,12 @@ pub fn lookup(cluster: &Cluster, fqdn: &str, domain: &str) -> Vec<Record> {
     out
 }
 
+/// Whether a Service's name resolves to its endpoints (a headless one,
+/// `clusterIP: None`): only then do its records read its EndpointSlices.
+pub fn reads_endpoints(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> bool {
+    spec.cluster_ip.as_deref() == Some("None")
+}
+
 /// `<svc>.<ns>.svc.<domain>`: the ClusterIP, or a headless Service's ready
 /// endpoint addresses.
 fn records_of_service(
@@ -89,7 +95,7 @@ fn records_of_service(
 ) {
     let fqdn = format!("{name}.{ns}.svc.{domain}");
     match spec.cluster_ip.as_deref() {
-        Some("None") => {
+        _ if reads_endpoints(spec) => {
             for slice in cluster.slices_for(ns, name) {
                 for ep in &slice.endpoints {
                     if !super::cluster::endpoint_ready(ep) {
