@@ -300,36 +300,36 @@ fn node_of(f: &Finding) -> &str {
 }
 
 /// Findings by the node they are about ([`node_of`]).
-fn by_node(findings: &[Arc<Finding>]) -> std::collections::HashMap<&str, Vec<&Arc<Finding>>> {
-    let mut by: std::collections::HashMap<&str, Vec<&Arc<Finding>>> = Default::default();
-    for f in findings {
-        by.entry(node_of(f)).or_default().push(f);
+fn by_node(findings: &[Arc<Finding>]) -> std::collections::HashMap<&str, &[Arc<Finding>]> {
+    // Sorted as `check` sorts them, by node first: each node's findings
+    // are one run, found by bisection (a few findings read per node, not
+    // 45,000 at scale).
+    debug_assert!(findings.is_sorted_by(|a, b| a.node <= b.node));
+    let mut by = std::collections::HashMap::new();
+    let mut rest = findings;
+    while let Some(first) = rest.first() {
+        let node = first.node.as_deref();
+        let (run, after) = rest.split_at(rest.partition_point(|f| f.node.as_deref() <= node));
+        by.insert(node.unwrap_or_default(), run);
+        rest = after;
     }
     by
 }
 
-/// Counts `findings` into each node's row, by kind and severity.
-fn tally(nodes: &mut [NodeRow], findings: &[Arc<Finding>]) {
-    let index: std::collections::HashMap<String, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect();
+/// Counts each node's findings ([`by_node`]) into its row, by kind and
+/// severity.
+fn tally(nodes: &mut [NodeRow], by: &std::collections::HashMap<&str, &[Arc<Finding>]>) {
     for row in nodes.iter_mut() {
         row.node_findings = [0; 3];
         row.proxy_findings = [0; 3];
-    }
-    for f in findings {
-        let Some(&row) = f.node.as_ref().and_then(|n| index.get(n)) else {
-            continue;
-        };
-        let row = &mut nodes[row];
-        let counts = if f.id.is_kube_proxy() {
-            &mut row.proxy_findings
-        } else {
-            &mut row.node_findings
-        };
-        counts[severity_index(f.severity)] += 1;
+        for f in by.get(row.name.as_str()).copied().unwrap_or_default() {
+            let counts = if f.id.is_kube_proxy() {
+                &mut row.proxy_findings
+            } else {
+                &mut row.node_findings
+            };
+            counts[severity_index(f.severity)] += 1;
+        }
     }
 }
 
@@ -366,7 +366,7 @@ impl Snapshot {
         self.trace_targets = Arc::new(super::resources::trace_targets(&self.cluster, &resources));
         self.resources = Arc::new(resources);
         self.resource_marks = marks;
-        tally(&mut self.nodes, &self.findings);
+        tally(&mut self.nodes, &by_node(&self.findings));
         self.source = format!("{} · namespace {ns}", self.source);
         self
     }
@@ -438,11 +438,11 @@ impl Snapshot {
             })
             .collect();
         drop(read);
-        tally(&mut nodes, &findings);
+        let mine = by_node(&findings);
+        tally(&mut nodes, &mine);
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
-        let mine = by_node(&findings);
-        let cluster_wide = mine.get("").map_or(&[][..], Vec::as_slice);
+        let cluster_wide = mine.get("").copied().unwrap_or_default();
         // Findings compare as shared ones: the same `Arc` is equal at
         // once (a node's 15,000 findings, kept by the verdicts).
         let before = after.as_ref().map(|a| {
@@ -463,13 +463,13 @@ impl Snapshot {
         let proxy_objects_same = unchanged(&[ApiKind::ConfigMaps]);
         let plan_objects_same = unchanged(&PLAN_READS);
         let cluster_findings_same = before.as_ref().is_some_and(|(_, theirs, _)| {
-            theirs.get("").map_or(&[][..], Vec::as_slice) == cluster_wide
+            theirs.get("").copied().unwrap_or_default() == cluster_wide
         });
         for (name, state) in states.iter() {
-            let shared_findings = mine.get(name.as_str()).map_or(&[][..], Vec::as_slice);
-            let node_findings: Vec<&Finding> = shared_findings.iter().map(|f| &***f).collect();
+            let shared_findings = mine.get(name.as_str()).copied().unwrap_or_default();
+            let node_findings: Vec<&Finding> = shared_findings.iter().map(|f| &**f).collect();
             let old = before.as_ref().and_then(|(a, theirs, old_states)| {
-                let theirs = theirs.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+                let theirs = theirs.get(name.as_str()).copied().unwrap_or_default();
                 Some((
                     a.snapshot.entries.get(name)?,
                     a.snapshot.plans.get(name)?,
@@ -486,9 +486,9 @@ impl Snapshot {
                 compared.map_or_else(|| old_state == state, |c| c.state_same)
             });
             let findings_same = old.is_some_and(|(_, _, theirs, _)| theirs == shared_findings);
-            let kube_proxy = |f: &&&Arc<Finding>| f.id.is_kube_proxy();
+            let kube_proxy = |f: &&Arc<Finding>| f.id.is_kube_proxy();
             let proxy_shared: Vec<&Arc<Finding>> =
-                shared_findings.iter().filter(kube_proxy).copied().collect();
+                shared_findings.iter().filter(kube_proxy).collect();
             let proxy_findings: Vec<&Finding> = proxy_shared.iter().map(|f| &***f).collect();
             // kube-proxy's lines depend on its state, findings and mode;
             // the tree read from its rules, on its state and mode.
@@ -498,8 +498,7 @@ impl Snapshot {
             });
             let (proxy, services, tree) = match same_rules {
                 Some((e, _, theirs, _)) => {
-                    let theirs: Vec<&Arc<Finding>> =
-                        theirs.iter().filter(kube_proxy).copied().collect();
+                    let theirs: Vec<&Arc<Finding>> = theirs.iter().filter(kube_proxy).collect();
                     if theirs == proxy_shared {
                         (e.proxy.clone(), e.summary.proxy, e.tree.clone())
                     } else {
