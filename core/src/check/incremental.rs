@@ -24,8 +24,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::iptables::{self, NodeRules};
+use super::runs::Run;
 use super::{
-    Finding, IptablesInputs, check_node_overlay, check_node_rest, cluster, judge_iptables, sort,
+    Finding, IptablesInputs, check_node_overlay, check_node_rest, cluster, judge_iptables, share,
+    sort,
 };
 use crate::dataplane::NodeState;
 use crate::model::kube_proxy::{self, ServicePort};
@@ -41,13 +43,18 @@ pub type States = Arc<Vec<(String, NodeState)>>;
 struct NodeVerdicts {
     /// From its iptables ([`judge_iptables`]), with what else they read.
     iptables: NodeRules,
-    /// The same findings, sorted (a run of the whole list).
-    iptables_sorted: Vec<Arc<Finding>>,
+    /// The same findings, sorted.
+    iptables_sorted: Run,
     inputs: IptablesInputs,
     /// flannel's ([`check_node_overlay`]): its VTEP and entries per peer.
-    overlay: Vec<Arc<Finding>>,
+    overlay: Run,
     /// Everything else ([`check_node_rest`]).
-    rest: Vec<Arc<Finding>>,
+    rest: Run,
+    /// flannel's and the rest, merged (kept while both are).
+    base: Run,
+    /// Every finding of the node, sorted: the iptables' merged into
+    /// `base`.
+    merged: Run,
     /// How its state compared with the one before, for the snapshot
     /// built next (which would otherwise compare them again).
     compared: Compared,
@@ -76,7 +83,7 @@ pub struct Verdicts {
     /// group of [`cluster::GROUPS`].
     cluster: Vec<Vec<Arc<Finding>>>,
     /// The same, sorted.
-    cluster_sorted: Vec<Arc<Finding>>,
+    cluster_sorted: Run,
     nodes: HashMap<String, NodeVerdicts>,
     /// The states the node findings are for (the reader's own `Arc`: no
     /// copy is kept).
@@ -252,7 +259,7 @@ impl Verdicts {
                     // (113,000 rules at scale) need not be judged again.
                     // Kept whole, brought up to date port by port, or
                     // judged anew.
-                    let (iptables, overlay, rest, rules_before) = match kept {
+                    let (iptables, overlay, rest, rules_before, base) = match kept {
                         Some(v) => {
                             let rules_kept = rules_same == Some(true);
                             let (iptables, rules_before) = if rules_kept && !rules_read {
@@ -264,9 +271,10 @@ impl Verdicts {
                             };
                             let overlay = Some(v.overlay).filter(|_| state_same && !overlay_read);
                             let rest = Some(v.rest).filter(|_| state_same && !rest_read);
-                            (iptables, overlay, rest, rules_before)
+                            let base = Some(v.base).filter(|_| overlay.is_some() && rest.is_some());
+                            (iptables, overlay, rest, rules_before, base)
                         }
-                        None => (None, None, None, None),
+                        None => (None, None, None, None, None),
                     };
                     // The same rules, a few Services' ports changed: their
                     // chains alone are judged again.
@@ -281,27 +289,29 @@ impl Verdicts {
                             net.as_ref(),
                             by_port,
                         );
-                        let mut sorted: Vec<_> = rules.shared().collect();
-                        sort(&mut sorted);
+                        let sorted = Run::of(rules.shared().collect(), Some(name));
                         (rules, sorted)
                     });
                     let overlay = overlay.unwrap_or_else(|| {
                         overlay_checked += 1;
                         let mut out = Vec::new();
                         check_node_overlay(cluster, name, state, net.as_ref(), &mut out);
-                        sorted_shared(out)
+                        Run::of(share(out), Some(name))
                     });
                     let rest = rest.unwrap_or_else(|| {
                         let mut out = Vec::new();
                         check_node_rest(cluster, name, state, net.as_ref(), &mut out);
-                        sorted_shared(out)
+                        Run::of(share(out), Some(name))
                     });
+                    let base = base.unwrap_or_else(|| Run::merged(&overlay, &rest));
                     NodeVerdicts {
+                        merged: Run::merged(&iptables_sorted, &base),
                         iptables,
                         iptables_sorted,
                         inputs,
                         overlay,
                         rest,
+                        base,
                         compared: Compared {
                             state_same,
                             rules_same,
@@ -320,31 +330,34 @@ impl Verdicts {
         self.last_overlay_checked = overlay_checked;
         self.last_touched = touched;
         if cluster_changed {
-            self.cluster_sorted = self.cluster.iter().flatten().cloned().collect();
-            sort(&mut self.cluster_sorted);
+            self.cluster_sorted = Run::of(self.cluster.iter().flatten().cloned().collect(), None);
         }
-        // Sorted runs, one after another in the order `run` lists them
-        // (equal findings keep it): the stable sort merges the runs it
-        // finds, comparing each finding a few times, not copying it.
+        // The cluster's run, then each node's by name: `run`'s order
+        // without a comparison, when each run is about its node alone.
+        // Otherwise the runs one after another in `run`'s order of
+        // equal findings, sorted together (the stable sort merges the
+        // runs it finds).
+        let mut names: Vec<&str> = states.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        let distinct = names.windows(2).all(|w| w[0] != w[1]);
+        let runs_own =
+            distinct && self.cluster_sorted.own && self.nodes.values().all(|v| v.merged.own);
+        let order: Vec<&str> = match runs_own {
+            true => names,
+            false => states.iter().map(|(n, _)| n.as_str()).collect(),
+        };
         let mut all: Vec<Arc<Finding>> = self
             .cluster_sorted
+            .sorted
             .iter()
-            .chain(states.iter().flat_map(|(n, _)| {
-                let v = &self.nodes[n];
-                v.iptables_sorted.iter().chain(&v.overlay).chain(&v.rest)
-            }))
+            .chain(order.iter().flat_map(|n| &self.nodes[*n].merged.sorted))
             .cloned()
             .collect();
-        sort(&mut all);
+        if !runs_own {
+            sort(&mut all);
+        }
         all
     }
-}
-
-/// `found`, sorted, each shared.
-fn sorted_shared(found: Vec<Finding>) -> Vec<Arc<Finding>> {
-    let mut found: Vec<Arc<Finding>> = found.into_iter().map(Arc::new).collect();
-    sort(&mut found);
-    found
 }
 
 /// The kinds a node's iptables verdicts read: kube-proxy's Services and

@@ -10,6 +10,7 @@ pub mod iptables;
 pub mod ipvs;
 pub mod nftables;
 pub mod reach;
+pub mod runs;
 pub mod text;
 
 pub use finding::{
@@ -67,15 +68,18 @@ pub fn unshare(f: std::sync::Arc<Finding>) -> Finding {
 }
 
 fn sort<F: std::borrow::Borrow<Finding>>(findings: &mut [F]) {
-    findings.sort_by(|a, b| {
-        let (a, b) = (a.borrow(), b.borrow());
-        (&a.node, a.severity, a.id.as_str(), &a.summary).cmp(&(
-            &b.node,
-            b.severity,
-            b.id.as_str(),
-            &b.summary,
-        ))
-    });
+    findings.sort_by(|a, b| order(a.borrow(), b.borrow()));
+}
+
+/// The order `check` lists findings in: by node (the cluster's first),
+/// severity, ID and summary.
+fn order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    (&a.node, a.severity, a.id.as_str(), &a.summary).cmp(&(
+        &b.node,
+        b.severity,
+        b.id.as_str(),
+        &b.summary,
+    ))
 }
 
 /// The findings of one node's dataplane.
