@@ -236,6 +236,63 @@ fn live_answers_match_offline_on_a_real_api_server() {
     }
     assert!(live_settles(&kc, &BTreeSet::new()).is_empty());
 
+    // The watches' reading is brought up to date object by object: after
+    // each change a watch announces (an object created, relabelled,
+    // deleted; a Node relabelled), the reading equals a whole read.
+    {
+        use knetdoctor::inspect::live::{LiveSource, Reflected, load};
+        let src = LiveSource {
+            kubeconfig: Some(api.kubeconfig.clone()),
+            ..Default::default()
+        };
+        let (tx, changed) = std::sync::mpsc::channel();
+        let watched = Reflected::start(&src, tx).expect("watches start");
+        let _ = watched.cluster();
+        for change in [
+            &[
+                "create",
+                "service",
+                "clusterip",
+                "kd-watch",
+                "--tcp=80:80",
+                "-n",
+                "default",
+            ][..],
+            &[
+                "label",
+                "service",
+                "kd-watch",
+                "-n",
+                "default",
+                "kd=relabelled",
+            ],
+            &["label", "node", "k8s-node-12", "kd=relabelled"],
+            &["delete", "service", "kd-watch", "-n", "default"],
+        ] {
+            let out = kubectl(&kc, change, None);
+            assert!(out.status.success(), "kubectl {change:?}: {out:?}");
+            changed
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no watch event after {change:?}"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                while changed.try_recv().is_ok() {}
+                let (got, whole) = (watched.cluster(), load(&src).expect("a whole read"));
+                let same = got.services == whole.services
+                    && got.nodes == whole.nodes
+                    && got.endpoint_slices == whole.endpoint_slices;
+                if same {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "after {change:?} the watches' reading differs from a whole read"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
     // The dashboard on the live source: an API change arrives through the
     // watches, the periodic re-read being a minute away. The Ingress fault
     // changes only API objects (no kernel notification can wake it).
