@@ -443,8 +443,6 @@ impl Snapshot {
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
         let cluster_wide = mine.get("").copied().unwrap_or_default();
-        // Findings compare as shared ones: the same `Arc` is equal at
-        // once (a node's 15,000 findings, kept by the verdicts).
         let before = after.as_ref().map(|a| {
             let states: std::collections::HashMap<&str, &NodeState> = a
                 .snapshot
@@ -485,6 +483,8 @@ impl Snapshot {
             let state_same = old.is_some_and(|(.., old_state)| {
                 compared.map_or_else(|| old_state == state, |c| c.state_same)
             });
+            // Findings compare as shared ones: the same `Arc` is equal at
+            // once (a node's 15,000 findings, kept by the verdicts).
             let findings_same = old.is_some_and(|(_, _, theirs, _)| theirs == shared_findings);
             let kube_proxy = |f: &&Arc<Finding>| f.id.is_kube_proxy();
             let proxy_shared: Vec<&Arc<Finding>> =
@@ -836,10 +836,11 @@ fn chain_entries(
     (Blocks(Arc::new(blocks)), tree.svc_chains.len())
 }
 
-/// The subjects named by findings in one of `a` and `b` but not the other
-/// (told apart by pointer: the kept verdicts share what did not change).
+/// Subjects whose findings changed between two snapshots.
 type Changed<'a> = std::collections::HashSet<&'a Subject>;
 
+/// The subjects named by findings in one of `a` and `b` but not the other
+/// (told apart by pointer: the kept verdicts share what did not change).
 fn changed_subjects<'a>(a: &[&'a Arc<Finding>], b: &[&'a Arc<Finding>]) -> Changed<'a> {
     let ptrs = |v: &[&Arc<Finding>]| -> std::collections::HashSet<*const Finding> {
         v.iter().map(|f| Arc::as_ptr(f)).collect()
