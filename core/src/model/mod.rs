@@ -2,6 +2,7 @@
 //! program on each node. Pure: no I/O beyond (de)serializing objects.
 
 pub mod cluster;
+pub mod compact;
 pub mod convert;
 pub mod dns;
 pub mod expect;

@@ -21,6 +21,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::compact::Compact;
+
 /// The prefix of the Node annotations flannel writes (its lease).
 pub const FLANNEL_ANNOTATIONS: &str = "flannel.alpha.coreos.com/";
 
@@ -48,16 +50,22 @@ macro_rules! bookkeeping_only {
     )*};
 }
 
-bookkeeping_only!(
-    Pod,
-    Service,
-    EndpointSlice,
-    Endpoints,
-    Ingress,
-    IngressClass,
-    NetworkPolicy,
-    ConfigMap
-);
+/// The kinds a large cluster has thousands of also give back their lists'
+/// spare room ([`Compact`]).
+macro_rules! bookkeeping_and_compact {
+    ($($kind:ty),*) => {$(
+        impl Trim for $kind {
+            fn trim(&mut self) {
+                bookkeeping(&mut self.metadata);
+                self.compact();
+            }
+        }
+    )*};
+}
+
+bookkeeping_and_compact!(Pod, Service, EndpointSlice);
+
+bookkeeping_only!(Endpoints, Ingress, IngressClass, NetworkPolicy, ConfigMap);
 
 impl Trim for Node {
     /// Its name and labels, flannel's annotations, its pod CIDRs and
@@ -78,6 +86,7 @@ impl Trim for Node {
             addresses: s.addresses,
             ..Default::default()
         });
+        self.compact();
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::Decoded;
+use crate::model::compact::Compact;
 use crate::model::convert;
 
 /// What an item turned out to be.
@@ -137,10 +138,10 @@ fn store<'de, D: Deserializer<'de>>(
 ) -> Result<(), D::Error> {
     let c = &mut out.cluster;
     match kind {
-        "Node" => c.nodes.push(Deserialize::deserialize(de)?),
-        "Pod" => c.pods.push(Deserialize::deserialize(de)?),
-        "Service" => c.services.push(Deserialize::deserialize(de)?),
-        "EndpointSlice" => c.endpoint_slices.push(Deserialize::deserialize(de)?),
+        "Node" => c.nodes.push(compacted(de)?),
+        "Pod" => c.pods.push(compacted(de)?),
+        "Service" => c.services.push(compacted(de)?),
+        "EndpointSlice" => c.endpoint_slices.push(compacted(de)?),
         "Endpoints" => out.endpoints.push(Deserialize::deserialize(de)?),
         "Ingress" if api_version.ends_with("v1beta1") => {
             let value = Value::deserialize(de)?;
@@ -155,6 +156,16 @@ fn store<'de, D: Deserializer<'de>>(
         }
     }
     Ok(())
+}
+
+/// An object of the kinds a large cluster has many of, decoded and its
+/// lists cut to their length ([`Compact`]).
+fn compacted<'de, T: Deserialize<'de> + Compact, D: Deserializer<'de>>(
+    de: D,
+) -> Result<T, D::Error> {
+    let mut o = T::deserialize(de)?;
+    o.compact();
+    Ok(o)
 }
 
 /// The item's map with the fields already read put back in front.
