@@ -3,11 +3,12 @@
 //! names it, and the linked view of one of them (`inspect`'s, so the
 //! dashboard and the command line show the same links). Pure: no I/O.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::check::{Finding, FindingId, ObjectRef, Subject};
 use crate::inspect::chain::{self, LinkedView};
+use crate::model::index::HashMap;
 use crate::model::reading::ApiKind;
 use crate::model::{Cluster, dns};
 
@@ -227,7 +228,10 @@ impl Listing {
         // naming it (a peer is named by its neigh, FDB entry and route on
         // every read node: 45,000 findings for 5,000 lines at scale) are
         // passed over before a name is built for them.
-        let mut seen = std::collections::HashSet::new();
+        // foldhash, as the index's maps: 45,000 findings' subjects are
+        // hashed a reading, and SipHash was most of the marks' time.
+        let mut seen: std::collections::HashSet<_, foldhash::fast::RandomState> =
+            Default::default();
         for f in findings {
             for o in f.subjects().filter_map(Subject::object) {
                 if !seen.insert((o.kind.as_str(), o.namespace.as_deref(), o.name.as_str())) {
