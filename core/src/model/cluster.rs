@@ -107,10 +107,14 @@ fn differing<
                 if Arc::ptr_eq(o, b) {
                     return true;
                 }
+                // A place that holds another object: matched by name.
+                if key(&**o) != key(&**b) {
+                    return false;
+                }
                 if **o != **b {
                     differ.push((o, b));
                 }
-                key(&**o) == key(&**b)
+                true
             });
         if same_places {
             for (o, b) in differ {
