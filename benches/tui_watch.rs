@@ -25,6 +25,14 @@
 //!   time (a JSON patch of its slice, as the endpoint controller writes);
 //! - kernel notifications: a lab node's peer route deleted and put back.
 //!
+//! Each burst runs twice: with kube-proxy as it runs, then with the lab's
+//! three kube-proxies on idle cores only (`SCHED_IDLE`), as on nodes of
+//! their own (here they re-program 10,000 Services after every change on
+//! the two cores the dashboard shares). A watch event's time is also split
+//! at its arrival at a watch of the bench's own: the API server's part
+//! before, the dashboard's after; and each reading is timed from its start
+//! to its frame.
+//!
 //! p50 and p99 of each (target: 100 ms). `KD_BENCH_KEEP=1` leaves the lab
 //! and its objects up for the next run (which then loads nothing);
 //! `KD_BENCH_NODES`, `KD_BENCH_PODS`, `KD_BENCH_SERVICES` scale it down.
@@ -41,7 +49,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, Taint, Toleration};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 
 use knetdoctor::access::Source;
@@ -60,14 +68,30 @@ const IN_FLIGHT: usize = 48;
 /// how to know a snapshot holds it.
 struct Pending {
     made: Instant,
+    /// A watch event's slice (namespace, name): when the bench's own watch
+    /// saw it arrive is known too.
+    slice: Option<(String, String)>,
     shown: Box<dyn Fn(&Snapshot) -> bool + Send>,
 }
 
-/// The changes on their way and, per burst, how long each took.
+/// A change on screen: when it was made, its slice, when its frame was drawn.
+struct Shown {
+    made: Instant,
+    slice: Option<(String, String)>,
+    drawn: Instant,
+}
+
+/// The changes on their way and, per burst, what became of them.
 #[derive(Default)]
 struct Timings {
     pending: Vec<Pending>,
-    took: Vec<f64>,
+    shown: Vec<Shown>,
+    /// Each new snapshot's reading, from its start to its frame (ms): the
+    /// dashboard's own part, without the wait for the reading before.
+    readings: Vec<f64>,
+    /// When a watch of the bench's own (beside the dashboard's, on the
+    /// same API server) saw each slice's change arrive.
+    delivered: std::collections::HashMap<(String, String), Instant>,
     snapshots: usize,
 }
 
@@ -161,17 +185,22 @@ fn main() {
             }
             let mut t = seen.lock().unwrap();
             t.snapshots += 1;
-            let before = t.pending.len();
-            let mut took = Vec::new();
-            t.pending.retain(|p| {
-                let shown = (p.shown)(s);
-                if shown {
-                    took.push((now - p.made).as_secs_f64() * 1e3);
+            if let Some(began) = s.reading_began {
+                t.readings.push((now - began).as_secs_f64() * 1e3);
+            }
+            let mut shown = Vec::new();
+            t.pending.retain_mut(|p| {
+                let on_screen = (p.shown)(s);
+                if on_screen {
+                    shown.push(Shown {
+                        made: p.made,
+                        slice: p.slice.take(),
+                        drawn: now,
+                    });
                 }
-                !shown
+                !on_screen
             });
-            debug_assert!(t.pending.len() + took.len() == before);
-            t.took.extend(took);
+            t.shown.extend(shown);
         })
     });
     let deadline = Instant::now() + Duration::from_secs(900);
@@ -188,104 +217,65 @@ fn main() {
     );
     settle(Duration::from_secs(120));
 
-    // Burst 1: an endpoint of a different Service goes NotReady each time:
-    // its slice's endpoints written with the first one not ready, as the
-    // endpoint controller writes them (a merge patch replaces the list).
+    // The bursts, each timed twice: with kube-proxy as it runs, and with
+    // kube-proxy on the lab's three nodes scheduled only on an idle core
+    // (`SCHED_IDLE`). In a cluster each kube-proxy has its own node's
+    // cores; here three re-program 10,000 Services (113,000 rules each,
+    // iptables-restore after every change) on the two cores the API server,
+    // etcd and the dashboard share, and the first figures measure that.
+    let state = knetdoctor::lab::LabState::require(LAB).expect("the lab's state");
+    let proxies: Vec<i32> = state
+        .processes
+        .iter()
+        .filter(|p| p.role == "kube-proxy")
+        .map(|p| p.pid)
+        .collect();
     let every = Duration::from_secs_f64(1.0 / rate as f64);
     let step = (size.services / changes).max(1);
-    let targets: Vec<(String, String, serde_json::Value)> = (0..changes)
-        .map(|i| {
-            let slice = &cluster.endpoint_slices[(i * step) % size.services];
-            let mut endpoints = slice.endpoints.clone();
-            if let Some(c) = endpoints[0].conditions.as_mut() {
-                c.ready = Some(false);
-            }
-            (
-                slice.metadata.namespace.clone().unwrap_or_default(),
-                slice.metadata.name.clone().unwrap_or_default(),
-                json!({ "endpoints": endpoints }),
-            )
-        })
-        .collect();
-    // A kept cluster's slices are put back as they were first (untimed).
-    rt.block_on(async {
-        for i in 0..changes {
-            let slice = &cluster.endpoint_slices[(i * step) % size.services];
-            let api: Api<EndpointSlice> =
-                Api::namespaced(client.clone(), slice.metadata.namespace.as_deref().unwrap());
-            let body = json!({ "endpoints": slice.endpoints });
-            let name = slice.metadata.name.as_deref().unwrap();
-            api.patch(name, &PatchParams::default(), &Patch::Merge(body))
-                .await
-                .expect("the slice put back");
-        }
-    });
-    settle(Duration::from_secs(120));
-    let before = timings.lock().unwrap().snapshots;
-    let start = Instant::now();
-    rt.block_on(async {
-        let mut sent = Vec::new();
-        for (i, (ns, name, body)) in targets.into_iter().enumerate() {
-            tokio::time::sleep_until((start + every * i as u32).into()).await;
-            let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
-            let (ns2, name2) = (ns.clone(), name.clone());
-            timings.lock().unwrap().pending.push(Pending {
-                made: Instant::now(),
-                shown: Box::new(move |s: &Snapshot| not_ready(s, &ns2, &name2)),
-            });
-            sent.push(tokio::spawn(async move {
-                let t = Instant::now();
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(body))
-                    .await
-                    .map(|_| t.elapsed().as_secs_f64() * 1e3)
-            }));
-        }
-        let mut answered = Vec::new();
-        for s in sent {
-            answered.push(s.await.expect("the patch task").expect("the slice patched"));
-        }
-        answered.sort_by(f64::total_cmp);
-        println!(
-            "  the API server answered each patch (written in etcd) in p50 {:.1} ms, p99 {:.1} ms",
-            answered[answered.len() / 2],
-            answered[answered.len() * 99 / 100]
-        );
-    });
-    let burst = start.elapsed();
-    let scale = format!("{} nodes, {} pods", size.nodes, size.pods);
-    report(&timings, &scale, "watch event (an endpoint NotReady)");
-    println!(
-        "  the burst took {:.2} s; {} snapshots",
-        burst.as_secs_f64(),
-        timings.lock().unwrap().snapshots - before
-    );
-    settle(Duration::from_secs(120));
-
-    // Burst 2: a lab node's peer route deleted and put back.
     let node = &topology.nodes[1];
     let route = peer_route(&node.netns);
-    let before = timings.lock().unwrap().snapshots;
-    let start = Instant::now();
-    for i in 0..changes {
-        let at = start + every * i as u32;
-        if let Some(wait) = at.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+    let scale = format!("{} nodes, {} pods", size.nodes, size.pods);
+    for (round, idle) in [false, true].into_iter().enumerate() {
+        schedule(&proxies, idle);
+        println!(
+            "kube-proxy ({} processes) {}:",
+            proxies.len(),
+            if idle {
+                "on idle cores only (SCHED_IDLE), as on nodes of their own"
+            } else {
+                "as it runs (SCHED_OTHER), on the cores the dashboard uses"
+            }
+        );
+        // Each round's own Services: an endpoint of a different one goes
+        // NotReady each time.
+        let slices: Vec<&EndpointSlice> = (0..changes)
+            .map(|i| &cluster.endpoint_slices[(i * step + round * step / 2) % size.services])
+            .collect();
+        put_back(&rt, &client, &slices);
+        settle(Duration::from_secs(120));
+        slice_burst(&rt, &client, &timings, &slices, every);
+        report(&timings, &scale, "watch event (an endpoint NotReady)");
+        settle(Duration::from_secs(120));
+        // A lab node's peer route deleted and put back.
+        let start = Instant::now();
+        for i in 0..changes {
+            let at = start + every * i as u32;
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            // A reading that began after the change holds it.
+            let made = Instant::now();
+            timings.lock().unwrap().pending.push(Pending {
+                made,
+                slice: None,
+                shown: Box::new(move |s: &Snapshot| s.reading_began.is_some_and(|b| b > made)),
+            });
+            flip_route(&node.netns, &route, i);
         }
-        // A reading that began after the change holds it.
-        let made = Instant::now();
-        timings.lock().unwrap().pending.push(Pending {
-            made,
-            shown: Box::new(move |s: &Snapshot| s.reading_began.is_some_and(|b| b > made)),
-        });
-        flip_route(&node.netns, &route, i);
+        report(&timings, &scale, "kernel notification (a peer route)");
+        settle(Duration::from_secs(120));
     }
-    let burst = start.elapsed();
-    report(&timings, &scale, "kernel notification (a peer route)");
-    println!(
-        "  the burst took {:.2} s; {} snapshots",
-        burst.as_secs_f64(),
-        timings.lock().unwrap().snapshots - before
-    );
+    schedule(&proxies, false);
 
     quit_dashboard(&quit, dashboard);
     if keep {
@@ -306,17 +296,36 @@ fn not_ready(s: &Snapshot, ns: &str, name: &str) -> bool {
         == Some(false)
 }
 
+/// p50, p99 and max of `v` (ms), sorted in place.
+fn quantiles(v: &mut [f64]) -> String {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => "none".into(),
+        n => format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            v[n / 2],
+            v[n * 99 / 100],
+            v[n - 1]
+        ),
+    }
+}
+
 /// Waits (up to 60 s) for every change to reach the screen, then prints
 /// p50, p99 and max (a change never shown counts as the slowest, and is
-/// said) and starts the next burst afresh.
+/// said) — from the change, and for a watch event also from its arrival
+/// at the bench's own watch — and starts the next burst afresh.
 fn report(timings: &Mutex<Timings>, scale: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !timings.lock().unwrap().pending.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut t = timings.lock().unwrap();
-    let mut took = std::mem::take(&mut t.took);
+    let shown = std::mem::take(&mut t.shown);
+    let delivered = std::mem::take(&mut t.delivered);
+    let mut readings = std::mem::take(&mut t.readings);
     let missing = std::mem::take(&mut t.pending).len();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut took: Vec<f64> = shown.iter().map(|s| ms(s.drawn - s.made)).collect();
     if missing > 0 {
         println!(
             "  {missing} of {} changes not on screen 60 s after the burst (counted as the slowest)",
@@ -324,14 +333,166 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) {
         );
         took.extend(std::iter::repeat_n(f64::INFINITY, missing));
     }
-    took.sort_by(f64::total_cmp);
     println!(
-        "{what} to frame, through the dashboard's loop: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} changes at {scale} (target <= 100 ms)",
-        took[took.len() / 2],
-        took[took.len() * 99 / 100],
-        took[took.len() - 1],
+        "  {what} to frame, through the dashboard's loop: {} over {} changes at {scale} (target <= 100 ms)",
+        quantiles(&mut took),
         took.len()
     );
+    let slices: Vec<&Shown> = shown.iter().filter(|s| s.slice.is_some()).collect();
+    if !slices.is_empty() {
+        // Arrival at a watch beside the dashboard's: the API server's and
+        // etcd's part before it, the dashboard's after (a frame drawn
+        // before the bench's watch heard of it counts as 0).
+        let arrived = |s: &Shown| delivered.get(s.slice.as_ref()?).copied();
+        let mut api: Vec<f64> = slices
+            .iter()
+            .filter_map(|s| Some(ms(arrived(s)?.saturating_duration_since(s.made))))
+            .collect();
+        let mut ours: Vec<f64> = slices
+            .iter()
+            .filter_map(|s| Some(ms(s.drawn.saturating_duration_since(arrived(s)?))))
+            .collect();
+        println!(
+            "    of which the API server's, the change to its watch event's arrival: {}",
+            quantiles(&mut api)
+        );
+        println!(
+            "    and the dashboard's, the watch event's arrival to the frame: {} ({} of {} arrivals seen)",
+            quantiles(&mut ours),
+            ours.len(),
+            slices.len()
+        );
+    }
+    println!(
+        "    each reading, its start to its frame: {} over {} snapshots",
+        quantiles(&mut readings),
+        readings.len()
+    );
+}
+
+/// Puts kube-proxy's processes `pids` (every thread) under `SCHED_IDLE`
+/// (`idle`) or back under `SCHED_OTHER`; threads made later inherit it.
+fn schedule(pids: &[i32], idle: bool) {
+    let policy = if idle {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    for pid in pids {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("kube-proxy's threads");
+        for tid in tasks.filter_map(|t| t.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+            // SAFETY: a valid parameter for a thread id just listed; a
+            // thread gone since is refused, which is all it does.
+            unsafe { libc::sched_setscheduler(tid, policy, &param) };
+        }
+    }
+}
+
+/// Puts `slices` back as the cluster has them (untimed): a kept
+/// cluster's were left NotReady by the run before.
+fn put_back(rt: &tokio::runtime::Runtime, client: &kube::Client, slices: &[&EndpointSlice]) {
+    rt.block_on(async {
+        for slice in slices {
+            let api: Api<EndpointSlice> =
+                Api::namespaced(client.clone(), slice.metadata.namespace.as_deref().unwrap());
+            let body = json!({ "endpoints": slice.endpoints });
+            let name = slice.metadata.name.as_deref().unwrap();
+            api.patch(name, &PatchParams::default(), &Patch::Merge(body))
+                .await
+                .expect("the slice put back");
+        }
+    });
+}
+
+/// One burst of watch events: each of `slices` has its first endpoint
+/// written not ready (its endpoints as the endpoint controller writes
+/// them: a merge patch replaces the list), one every `every`, with a watch
+/// of the bench's own noting when each change arrives.
+fn slice_burst(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    timings: &Arc<Mutex<Timings>>,
+    slices: &[&EndpointSlice],
+    every: Duration,
+) {
+    let targets: Vec<(String, String, serde_json::Value)> = slices
+        .iter()
+        .map(|slice| {
+            let mut endpoints = slice.endpoints.clone();
+            if let Some(c) = endpoints[0].conditions.as_mut() {
+                c.ready = Some(false);
+            }
+            (
+                slice.metadata.namespace.clone().unwrap_or_default(),
+                slice.metadata.name.clone().unwrap_or_default(),
+                json!({ "endpoints": endpoints }),
+            )
+        })
+        .collect();
+    let all: Api<EndpointSlice> = Api::all(client.clone());
+    let version = rt
+        .block_on(all.list_metadata(&ListParams::default().labels(MANAGED_BY).limit(1)))
+        .expect("list slices")
+        .metadata
+        .resource_version
+        .expect("a list's resourceVersion");
+    let arrivals = timings.clone();
+    let watch = rt.spawn(async move {
+        let events = all
+            .watch(&WatchParams::default().labels(MANAGED_BY), &version)
+            .await
+            .expect("a watch of the slices");
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            if let Ok(WatchEvent::Modified(slice)) = event {
+                let key = (
+                    slice.metadata.namespace.clone().unwrap_or_default(),
+                    slice.metadata.name.clone().unwrap_or_default(),
+                );
+                arrivals
+                    .lock()
+                    .unwrap()
+                    .delivered
+                    .entry(key)
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut sent = Vec::new();
+        for (i, (ns, name, body)) in targets.into_iter().enumerate() {
+            tokio::time::sleep_until((start + every * i as u32).into()).await;
+            let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+            let (ns2, name2) = (ns.clone(), name.clone());
+            timings.lock().unwrap().pending.push(Pending {
+                made: Instant::now(),
+                slice: Some((ns.clone(), name.clone())),
+                shown: Box::new(move |s: &Snapshot| not_ready(s, &ns2, &name2)),
+            });
+            sent.push(tokio::spawn(async move {
+                let t = Instant::now();
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(body))
+                    .await
+                    .map(|_| t.elapsed().as_secs_f64() * 1e3)
+            }));
+        }
+        let mut answered = Vec::new();
+        for s in sent {
+            answered.push(s.await.expect("the patch task").expect("the slice patched"));
+        }
+        println!(
+            "  the API server answered each patch (written in etcd): {}",
+            quantiles(&mut answered)
+        );
+    });
+    // Every change on screen (or 60 s) before the watch ends.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !timings.lock().unwrap().pending.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    watch.abort();
 }
 
 /// Waits until both cores have been mostly idle (< 25 % busy) for three
