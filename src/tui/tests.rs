@@ -180,6 +180,26 @@ fn the_last_change_names_what_appeared_and_went() {
     );
 }
 
+/// The same shared findings are no change; a node's run that differs is
+/// read for what it gained and lost, and only it.
+#[test]
+fn the_last_change_reads_only_the_nodes_whose_findings_changed() {
+    use super::snapshot::changes;
+    use crate::check::FindingId;
+    let a = snapshot(|st| st.routes.retain(|r| r.dst.to_string() != "10.2.0.0/24"));
+    let mut b = a.clone();
+    assert_eq!(changes(&a, &b), Vec::<String>::new());
+    let mut findings: Vec<_> = b.findings.iter().cloned().collect();
+    let route = findings
+        .iter()
+        .position(|f| f.id == FindingId::RouteMissing)
+        .expect("the route's finding");
+    findings.remove(route);
+    b.findings = Arc::new(findings);
+    assert_eq!(changes(&a, &b), ["-route-missing (k8s-node-12)"]);
+    assert_eq!(changes(&b, &a), ["+route-missing (k8s-node-12)"]);
+}
+
 #[test]
 fn a_small_terminal_gets_a_message_not_a_garbled_screen() {
     let got = screen(&app(snapshot(|_| {}), View::Overview), 40, 8);
@@ -787,6 +807,13 @@ fn a_snapshot_after_an_object_change_equals_one_built_anew() {
             s.resources.same(&last.resources),
             what == "an endpoint NotReady",
             "{what}: the resources list"
+        );
+        // An unread node's row, its findings unchanged, is shared while
+        // the nodes and the pods are the same objects.
+        assert_eq!(
+            Arc::ptr_eq(&s.nodes[5], &last.nodes[5]),
+            what == "an endpoint NotReady",
+            "{what}: an unread node's row"
         );
         let tree = |s: &Snapshot| s.entries["node-00000"].tree.clone().expect("iptables mode");
         assert!(

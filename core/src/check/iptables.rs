@@ -79,8 +79,11 @@ pub fn ports_of_services<'a>(
     ports: &'a [ServicePort],
     services: &'a BTreeSet<(String, String)>,
 ) -> impl Iterator<Item = PortKey> + 'a {
-    let of = kube_proxy::of_services(services);
-    ports.iter().filter(move |sp| of(sp)).map(port_key)
+    services
+        .iter()
+        .flat_map(|(ns, name)| kube_proxy::ports_of_service(ports, ns, name))
+        .flat_map(|run| &ports[run])
+        .map(port_key)
 }
 
 /// All iptables findings for `node`; `ports` are the cluster's

@@ -162,19 +162,31 @@ fn sort_ports(ports: &mut [ServicePort]) {
 
 /// [`service_ports`] from the ones before (taken, not copied), with the
 /// ports of the Services named (those a change touched) worked out again
-/// and put in their places: the 10,000 others are neither copied nor
-/// sorted again.
+/// and put in their places, found by bisection ([`ports_of_service`]):
+/// the 10,000 others are neither copied, sorted nor visited again.
 pub fn service_ports_after(
     cluster: &Cluster,
     before: Vec<ServicePort>,
     changed: &BTreeSet<(String, String)>,
 ) -> Vec<ServicePort> {
-    let touched = of_services(changed);
     let mut out = before;
-    out.retain(|sp| !touched(sp));
     let key = |sp: &ServicePort| (sp.name(), sp.protocol.clone());
     for (ns, name) in changed {
-        for sp in service_ports_of(cluster, ns, name) {
+        let now = service_ports_of(cluster, ns, name);
+        let [unnamed, named] = ports_of_service(&out, ns, name);
+        let slots = unnamed.clone().chain(named.clone());
+        // The same ports (an endpoint came or went): each where it was.
+        if slots.clone().count() == now.len()
+            && slots.clone().map(|i| key(&out[i])).eq(now.iter().map(key))
+        {
+            for (i, sp) in slots.zip(now) {
+                out[i] = sp;
+            }
+            continue;
+        }
+        out.drain(named);
+        out.drain(unnamed);
+        for sp in now {
             // After its equals: as the stable sort of the kept ports
             // followed by these would place it.
             let k = key(&sp);
@@ -185,14 +197,33 @@ pub fn service_ports_after(
     out
 }
 
-/// Whether a port is one of these Services' (namespace, name), without a
-/// copy of its names per port.
-pub fn of_services(services: &BTreeSet<(String, String)>) -> impl Fn(&ServicePort) -> bool + '_ {
-    let names: std::collections::HashSet<(&str, &str)> = services
-        .iter()
-        .map(|(ns, name)| (ns.as_str(), name.as_str()))
-        .collect();
-    move |sp| names.contains(&(sp.namespace.as_str(), sp.service.as_str()))
+/// Where Service `namespace/name`'s ports are in `ports` (sorted as
+/// [`service_ports`] sorts them): an unnamed port is hashed as
+/// `ns/name`, named ones as `ns/name:port`, and names sharing a prefix sort
+/// together, so they are two runs at most — found by bisection, no name
+/// formatted (a watch event's Service among 10,000 Services' ports).
+pub fn ports_of_service(
+    ports: &[ServicePort],
+    namespace: &str,
+    name: &str,
+) -> [std::ops::Range<usize>; 2] {
+    use std::cmp::Ordering::{Greater, Less};
+    // `sp.name()`'s bytes compared with `to`'s, without building it.
+    let cmp = |sp: &ServicePort, to: &[u8]| {
+        let sep: &[u8] = if sp.port_name.is_empty() { b"" } else { b":" };
+        (sp.namespace.bytes().chain(*b"/"))
+            .chain(sp.service.bytes())
+            .chain(sep.iter().copied())
+            .chain(sp.port_name.bytes())
+            .cmp(to.iter().copied())
+    };
+    let unnamed = format!("{namespace}/{name}");
+    let (first, after) = (format!("{unnamed}:"), format!("{unnamed};"));
+    let start = ports.partition_point(|sp| cmp(sp, unnamed.as_bytes()) == Less);
+    let end = ports.partition_point(|sp| cmp(sp, unnamed.as_bytes()) != Greater);
+    let named_start = ports.partition_point(|sp| cmp(sp, first.as_bytes()) == Less);
+    let named_end = ports.partition_point(|sp| cmp(sp, after.as_bytes()) == Less);
+    [start..end, named_start..named_end]
 }
 
 /// [`service_ports`] of one Service, without visiting the others (the
@@ -461,6 +492,42 @@ mod tests {
             node_port: None,
             affinity_seconds: None,
             endpoints: endpoints.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Names that share a prefix ("svc", "svc-2", "svca") and named ports
+    /// beside unnamed ones: each Service's ports found by bisection are
+    /// those a walk over every port finds.
+    #[test]
+    fn a_services_ports_are_found_by_bisection_among_prefixed_names() {
+        let mut ports = Vec::new();
+        for (service, names) in [
+            ("svc", &["", ""][..]),
+            ("svc-2", &["a", "b"][..]),
+            ("svc", &["x", "y"][..]),
+            ("svca", &[""][..]),
+            ("sv", &["a"][..]),
+            ("svc.1", &[""][..]),
+        ] {
+            for (i, n) in names.iter().enumerate() {
+                let mut sp = port(&[]);
+                sp.namespace = "ns".into();
+                sp.service = service.into();
+                sp.port_name = n.to_string();
+                sp.protocol = ["tcp", "udp"][i % 2].into();
+                ports.push(sp);
+            }
+        }
+        sort_ports(&mut ports);
+        for service in ["svc", "svc-2", "svca", "sv", "svc.1", "absent", "s"] {
+            let found: Vec<usize> = ports_of_service(&ports, "ns", service)
+                .into_iter()
+                .flatten()
+                .collect();
+            let walked: Vec<usize> = (0..ports.len())
+                .filter(|&i| ports[i].service == service)
+                .collect();
+            assert_eq!(found, walked, "{service}");
         }
     }
 

@@ -442,17 +442,19 @@ mod tests {
             reading_began: None,
             totals: Default::default(),
             nodes: ["k8s-master-10", "k8s-node-11", "k8s-node-12"]
-                .map(|n| super::super::snapshot::NodeRow {
-                    name: n.into(),
-                    read: true,
-                    pods: 0,
-                    lease: None,
-                    summary: None,
-                    iptables: Vec::new(),
-                    via: None,
-                    not_read: None,
-                    node_findings: [0; 3],
-                    proxy_findings: [0; 3],
+                .map(|n| {
+                    Arc::new(super::super::snapshot::NodeRow {
+                        name: n.into(),
+                        read: true,
+                        pods: 0,
+                        lease: None,
+                        summary: None,
+                        iptables: Vec::new(),
+                        via: None,
+                        not_read: None,
+                        node_findings: [0; 3],
+                        proxy_findings: [0; 3],
+                    })
                 })
                 .to_vec(),
             findings: Default::default(),
