@@ -39,7 +39,31 @@ fn main() {
         ruleset: save::parse(&synthetic::iptables_text(&cluster, 0)).expect("ruleset"),
         raw: None,
     });
-    let states = vec![("node-00000".to_string(), state)];
+    let mut states = vec![("node-00000".to_string(), state)];
+    // KD_BENCH_LAB_LIKE=1: as `tui_watch`'s lab reads it — three read
+    // nodes whose kernels know two peers each, beside 5,000 nodes known
+    // from the API only (15,000 findings a node: each peer's route, neigh
+    // and FDB entry missing).
+    if std::env::var_os("KD_BENCH_LAB_LIKE").is_some() {
+        states = (0..3)
+            .map(|i| {
+                let mut s = synthetic::node_state(&cluster, i);
+                let mut peers = 0;
+                s.routes.retain(|r| {
+                    peers += usize::from(r.gateway.is_some());
+                    r.gateway.is_none() || peers <= 2
+                });
+                s.neighs.truncate(2);
+                s.fdb.truncate(2);
+                s.iptables.push(IptablesBackendState {
+                    backend: "legacy".into(),
+                    ruleset: save::parse(&synthetic::iptables_text(&cluster, i)).expect("ruleset"),
+                    raw: None,
+                });
+                (format!("node-{i:05}"), s)
+            })
+            .collect();
+    }
     let made = t0.elapsed();
     let t = Instant::now();
     let findings = knetdoctor::check::run(&cluster, &states);
@@ -131,7 +155,10 @@ fn changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>) {
     let mut parts = Vec::new();
     for i in 0..200 {
         let state = if i % 2 == 0 { &broken } else { &healthy };
-        let states = Arc::new(vec![(name.clone(), state.clone())]);
+        // The node re-read; the others' states kept.
+        let mut states = (*last.states).clone();
+        states[0] = (name.clone(), state.clone());
+        let states = Arc::new(states);
         let t = Instant::now();
         let findings = verdicts.update(&cluster, &Default::default(), &states);
         let judged = t.elapsed();

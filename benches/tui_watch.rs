@@ -257,6 +257,7 @@ fn main() {
         report(&timings, &scale, "watch event (an endpoint NotReady)");
         settle(Duration::from_secs(120));
         // A lab node's peer route deleted and put back.
+        timings.lock().unwrap().readings.clear();
         let start = Instant::now();
         for i in 0..changes {
             let at = start + every * i as u32;
@@ -459,6 +460,7 @@ fn slice_burst(
             }
         }
     });
+    timings.lock().unwrap().readings.clear();
     let start = Instant::now();
     rt.block_on(async {
         let mut sent = Vec::new();

@@ -76,6 +76,22 @@ pub struct NodeEntries {
     /// kube-proxy's chains as read (iptables mode), kept to mark them
     /// again while the rules stay.
     pub tree: Option<Arc<ChainTree>>,
+    /// flannel's expected lines before any finding marks them, kept while
+    /// the Nodes, the ConfigMaps and the node's MTU stay: a change of the
+    /// node's findings marks its 15,000 lines (5,000 peers) again without
+    /// writing them again.
+    pub overlay_expected: Option<Arc<OverlayExpected>>,
+}
+
+/// flannel's expected lines on a node, unmarked ([`NodeEntries::overlay_expected`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct OverlayExpected {
+    /// eth0's MTU they were worked out for (the VTEP's follows it).
+    mtu: u32,
+    /// The VTEP and the bridge, then each peer's neigh, FDB entry and route.
+    lines: Vec<(&'static str, Subject, String)>,
+    /// The subjects of `lines`: a finding naming another is "not expected".
+    known: std::collections::HashSet<Subject, foldhash::fast::RandomState>,
 }
 
 /// Lines in blocks, each shared: kube-proxy's iptables tree is one block
@@ -244,8 +260,11 @@ pub struct Snapshot {
     /// next snapshot while the objects stay the same: 175,000 lines at
     /// scale).
     pub resources: Arc<Listing>,
-    /// Each resource line's mark: the first finding naming its object.
-    pub resource_marks: Vec<Option<FindingId>>,
+    /// Each resource line's mark: the first finding naming its object,
+    /// worked out when a view first asks ([`Snapshot::marks`]): at scale
+    /// the findings name 45,000 subjects, and a change on its way to the
+    /// overview does not wait for the resources view's marks.
+    pub resource_marks: std::sync::OnceLock<Vec<Option<FindingId>>>,
     /// What a trace can start or end at.
     pub trace_targets: Arc<Vec<TraceTarget>>,
 }
@@ -345,6 +364,8 @@ impl Snapshot {
     /// every namespace).
     pub fn in_namespace(mut self, ns: &str) -> Snapshot {
         use super::resources::Kind;
+        // The lines kept keep the marks the whole list gave them.
+        self.marks();
         // A new list: the plans keep working from the whole one.
         self.findings = Arc::new(
             self.findings
@@ -359,18 +380,16 @@ impl Snapshot {
                 .cloned()
                 .collect(),
         );
-        let (resources, marks) = self
-            .resources
-            .retain(&self.resource_marks, |r| match r.kind {
-                Kind::Node => true,
-                Kind::Dns => r.name.split('.').nth(1) == Some(ns),
-                Kind::Pod | Kind::Service | Kind::Ingress => {
-                    r.name.split_once('/').is_some_and(|(n, _)| n == ns)
-                }
-            });
+        let (resources, marks) = self.resources.retain(self.marks(), |r| match r.kind {
+            Kind::Node => true,
+            Kind::Dns => r.name.split('.').nth(1) == Some(ns),
+            Kind::Pod | Kind::Service | Kind::Ingress => {
+                r.name.split_once('/').is_some_and(|(n, _)| n == ns)
+            }
+        });
         self.trace_targets = Arc::new(super::resources::trace_targets(&self.cluster, &resources));
         self.resources = Arc::new(resources);
-        self.resource_marks = marks;
+        self.resource_marks = marks.into();
         tally(&mut self.nodes, &by_node(&self.findings));
         self.source = format!("{} · namespace {ns}", self.source);
         self
@@ -545,7 +564,7 @@ impl Snapshot {
                 }
             };
             // flannel's, on its state, its other findings and the leases.
-            let (overlay, peers) = old
+            let (overlay, peers, overlay_expected) = old
                 .filter(|(_, _, theirs, _)| {
                     overlay_objects_same
                         && state_same
@@ -554,15 +573,24 @@ impl Snapshot {
                             .filter(|f| !kube_proxy(f))
                             .eq(shared_findings.iter().filter(|f| !kube_proxy(f)))
                 })
-                .map(|(e, ..)| (e.overlay.clone(), (e.summary.peers_ok, e.summary.peers)))
+                .map(|(e, ..)| {
+                    let peers = (e.summary.peers_ok, e.summary.peers);
+                    (e.overlay.clone(), peers, e.overlay_expected.clone())
+                })
                 .unwrap_or_else(|| {
-                    let (overlay, peers) = overlay_entries(&cluster, name, state, &node_findings);
-                    (Arc::new(overlay), peers)
+                    // The lines as written for the leases before, marked again.
+                    let kept = old
+                        .filter(|_| overlay_objects_same)
+                        .and_then(|(e, ..)| e.overlay_expected.as_ref());
+                    let (overlay, peers, expected) =
+                        overlay_entries(&cluster, name, state, &node_findings, kept);
+                    (Arc::new(overlay), peers, expected)
                 });
             entries.insert(
                 name.clone(),
                 NodeEntries {
                     overlay,
+                    overlay_expected,
                     proxy,
                     tree,
                     summary: NodeSummary {
@@ -605,7 +633,6 @@ impl Snapshot {
                 (Arc::new(listing), targets)
             }
         };
-        let resource_marks = resources.marks(&findings);
         for row in nodes.iter_mut() {
             let summary = entries.get(&row.name).map(|e: &NodeEntries| e.summary);
             if row.summary != summary {
@@ -628,7 +655,7 @@ impl Snapshot {
             cluster,
             states,
             resources,
-            resource_marks,
+            resource_marks: Default::default(),
             trace_targets,
         }
     }
@@ -695,8 +722,14 @@ impl Snapshot {
             kind: r.kind,
             name: &r.name,
             detail: &r.detail,
-            finding: self.resource_marks.get(i).copied().flatten(),
+            finding: self.marks().get(i).copied().flatten(),
         })
+    }
+
+    /// Each resource line's mark ([`Listing::marks`]), worked out on first use.
+    pub fn marks(&self) -> &[Option<FindingId>] {
+        self.resource_marks
+            .get_or_init(|| self.resources.marks(&self.findings))
     }
 
     /// The findings of one node, or of the cluster (`None`).
@@ -754,8 +787,10 @@ pub fn utc_clock(t: std::time::SystemTime) -> String {
 pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let (before, after) = (by_node(&old.findings), by_node(&new.findings));
     let nodes: BTreeSet<&str> = before.keys().chain(after.keys()).copied().collect();
-    let ids = |run: &[Arc<Finding>]| -> std::collections::HashSet<check::FindingId> {
-        run.iter().map(|f| f.id).collect()
+    let ids = |run: &[Arc<Finding>]| {
+        run.iter()
+            .map(|f| f.id)
+            .collect::<std::collections::HashSet<_, foldhash::fast::RandomState>>()
     };
     let (mut gained, mut lost) = (Vec::new(), Vec::new());
     for node in nodes {
@@ -777,7 +812,7 @@ pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
 }
 
 /// The first finding naming each subject, with its mark (`check::first_naming`).
-type Marks<'a> = std::collections::HashMap<&'a Subject, (&'a Finding, check::Mark)>;
+type Marks<'a> = crate::model::index::HashMap<&'a Subject, (&'a Finding, check::Mark)>;
 
 /// An entry for `s`, marked by the first finding that names it.
 fn marked(by: &Marks, kind: &'static str, s: &Subject, expected: String) -> Entry {
@@ -794,7 +829,7 @@ fn marked(by: &Marks, kind: &'static str, s: &Subject, expected: String) -> Entr
 /// are missing (a mismatch's endpoint chains or real servers), as `kind`
 /// entries.
 fn missing_parts(
-    naming: &std::collections::HashMap<&Subject, Vec<&Finding>>,
+    naming: &crate::model::index::HashMap<&Subject, Vec<&Finding>>,
     about: &Subject,
     kind: &'static str,
 ) -> Vec<Entry> {
@@ -1146,80 +1181,40 @@ fn proxy_entries(
     (entries, (mode, services), tree)
 }
 
-/// The node's expected devices and per-peer entries, each marked by the
-/// finding naming it; then the overlay entries findings name that nothing
-/// expects (`mine`: the node's findings).
+/// flannel's lines on `node` marked by its findings `mine`: the VTEP and
+/// the bridge, each peer's neigh, FDB entry and route, then what the
+/// findings name that no peer explains. The lines as written before
+/// (`kept`, for the same leases) are marked again when eth0's MTU is the
+/// same; also returned: the lines as written, for the next time.
 fn overlay_entries(
     cluster: &Cluster,
     node: &str,
     state: &NodeState,
     mine: &[&Finding],
-) -> (Vec<Entry>, (usize, usize)) {
-    let by = check::first_naming(mine.iter().copied());
-    let mut out = Vec::new();
+    kept: Option<&Arc<OverlayExpected>>,
+) -> (Vec<Entry>, (usize, usize), Option<Arc<OverlayExpected>>) {
     let mtu = state.link("eth0").map(|l| l.mtu).unwrap_or(1500);
-    let Ok(exp) = expect::flannel(cluster, node, mtu) else {
-        return (out, (0, 0));
+    let expected = match kept.filter(|k| k.mtu == mtu) {
+        Some(k) => k.clone(),
+        None => match overlay_expected(cluster, node, mtu) {
+            Some(e) => Arc::new(e),
+            None => return (Vec::new(), (0, 0), None),
+        },
     };
-    let mut peers_ok = 0;
-    let vtep = crate::model::flannel::VTEP_DEVICE;
-    out.push(marked(
-        &by,
-        "device",
-        &Subject::device(vtep),
-        format!(
-            "{vtep} vxlan id 1 mtu {} mac {}",
-            exp.vtep_mtu, exp.lease.vtep_mac
-        ),
-    ));
-    out.push(marked(
-        &by,
-        "device",
-        &Subject::device("cni0"),
-        format!("cni0 {}", exp.bridge_address),
-    ));
-    let mut expected = std::collections::HashSet::new();
-    for p in &exp.peers {
-        let neigh = Subject::Neigh {
-            ip: p.neigh_ip.into(),
-            dev: vtep.into(),
-        };
-        let fdb = Subject::Fdb {
-            mac: p.vtep_mac,
-            dev: vtep.into(),
-        };
-        let route = Subject::Route {
-            dst: p.route_dst.into(),
-            table: 254,
-        };
-        out.push(marked(
-            &by,
-            "neigh",
-            &neigh,
-            format!(
-                "{} lladdr {} PERMANENT  ({})",
-                p.neigh_ip, p.vtep_mac, p.peer
-            ),
-        ));
-        out.push(marked(
-            &by,
-            "fdb",
-            &fdb,
-            format!("{} dst {} self permanent", p.vtep_mac, p.public_ip),
-        ));
-        out.push(marked(
-            &by,
-            "route",
-            &route,
-            format!("{} via {} dev {vtep} onlink", p.route_dst, p.neigh_ip),
-        ));
-        if out[out.len() - 3..].iter().all(|e| e.mark == Mark::Ok) {
-            peers_ok += 1;
-        }
-        expected.extend([neigh, fdb, route]);
-    }
+    let by = check::first_naming(mine.iter().copied());
+    let mut out: Vec<Entry> = (expected.lines.iter())
+        .map(|(kind, subject, text)| marked(&by, kind, subject, text.clone()))
+        .collect();
+    let peers = out.get(2..).unwrap_or_default().chunks(3);
+    let (peers_ok, all) = (
+        peers
+            .clone()
+            .filter(|p| p.iter().all(|e| e.mark == Mark::Ok))
+            .count(),
+        peers.len(),
+    );
     for f in mine {
-        for s in f.subjects().filter(|s| !expected.contains(*s)) {
+        for s in f.subjects().filter(|s| !expected.known.contains(*s)) {
             let kind = match s {
                 Subject::Route { .. } => "route",
                 Subject::Neigh { .. } => "neigh",
@@ -1229,5 +1224,61 @@ fn overlay_entries(
             out.push(marked(&by, kind, s, format!("{} (not expected)", s.name())));
         }
     }
-    (out, (peers_ok, exp.peers.len()))
+    (out, (peers_ok, all), Some(expected))
+}
+
+/// flannel's lines on `node` as written, unmarked (`None`: no lease or
+/// network to expect them from).
+fn overlay_expected(cluster: &Cluster, node: &str, mtu: u32) -> Option<OverlayExpected> {
+    let exp = expect::flannel(cluster, node, mtu).ok()?;
+    let vtep = crate::model::flannel::VTEP_DEVICE;
+    let mut lines = vec![
+        (
+            "device",
+            Subject::device(vtep),
+            format!(
+                "{vtep} vxlan id 1 mtu {} mac {}",
+                exp.vtep_mtu, exp.lease.vtep_mac
+            ),
+        ),
+        (
+            "device",
+            Subject::device("cni0"),
+            format!("cni0 {}", exp.bridge_address),
+        ),
+    ];
+    lines.reserve(3 * exp.peers.len());
+    for p in &exp.peers {
+        lines.push((
+            "neigh",
+            Subject::Neigh {
+                ip: p.neigh_ip.into(),
+                dev: vtep.into(),
+            },
+            format!(
+                "{} lladdr {} PERMANENT  ({})",
+                p.neigh_ip, p.vtep_mac, p.peer
+            ),
+        ));
+        lines.push((
+            "fdb",
+            Subject::Fdb {
+                mac: p.vtep_mac,
+                dev: vtep.into(),
+            },
+            format!("{} dst {} self permanent", p.vtep_mac, p.public_ip),
+        ));
+        lines.push((
+            "route",
+            Subject::Route {
+                dst: p.route_dst.into(),
+                table: 254,
+            },
+            format!("{} via {} dev {vtep} onlink", p.route_dst, p.neigh_ip),
+        ));
+    }
+    // Only the peers' subjects: a finding naming a device is no line of
+    // its own.
+    let known = lines[2..].iter().map(|(_, s, _)| s.clone()).collect();
+    Some(OverlayExpected { mtu, lines, known })
 }

@@ -694,7 +694,7 @@ fn assert_same_views(a: &Snapshot, b: &Snapshot) {
         assert_eq!(a.plan(n), b.plan(n), "{n}'s plan");
     }
     assert_eq!(a.resources, b.resources);
-    assert_eq!(a.resource_marks, b.resource_marks);
+    assert_eq!(a.marks(), b.marks());
     assert_eq!(a.trace_targets, b.trace_targets);
     assert_eq!(a.nodes, b.nodes);
 }

@@ -409,8 +409,8 @@ impl Finding {
 /// change).
 pub fn naming<'a>(
     findings: impl IntoIterator<Item = &'a Finding>,
-) -> std::collections::HashMap<&'a Subject, Vec<&'a Finding>> {
-    let mut by: std::collections::HashMap<&Subject, Vec<&Finding>> = Default::default();
+) -> crate::model::index::HashMap<&'a Subject, Vec<&'a Finding>> {
+    let mut by: crate::model::index::HashMap<&Subject, Vec<&Finding>> = Default::default();
     for f in findings {
         for o in &f.objects {
             let v = by.entry(&o.subject).or_default();
@@ -425,11 +425,14 @@ pub fn naming<'a>(
 /// The first of `findings` that names each subject, with how it marks it:
 /// the views look each entry up here once instead of scanning every
 /// finding's objects per entry (a flannel.1 that is down names two entries
-/// for each of thousands of peers).
+/// for each of thousands of peers). foldhash, as the index's maps: a lab
+/// node beside 5,000 unreached peers has 15,000 findings naming 15,000
+/// subjects, hashed again on every change of its state, and SipHash was the
+/// larger part of it.
 pub fn first_naming<'a>(
     findings: impl IntoIterator<Item = &'a Finding>,
-) -> std::collections::HashMap<&'a Subject, (&'a Finding, Mark)> {
-    let mut by = std::collections::HashMap::new();
+) -> crate::model::index::HashMap<&'a Subject, (&'a Finding, Mark)> {
+    let mut by = crate::model::index::HashMap::default();
     for f in findings {
         for o in &f.objects {
             by.entry(&o.subject)

@@ -54,7 +54,10 @@ struct Builder<'a> {
     findings: &'a [Arc<Finding>],
     /// Per node, the first finding naming each subject (built once: a
     /// view of a pod has an overlay line for every node read).
-    named: HashMap<&'a str, HashMap<&'a Subject, (&'a Finding, crate::check::Mark)>>,
+    named: HashMap<
+        &'a str,
+        crate::model::index::HashMap<&'a Subject, (&'a Finding, crate::check::Mark)>,
+    >,
     lines: Vec<Line>,
     related: Vec<ObjectRef>,
     related_nodes: Vec<String>,
