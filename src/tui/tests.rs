@@ -180,6 +180,22 @@ fn the_last_change_names_what_appeared_and_went() {
     );
 }
 
+/// The snapshot a new one replaces is let go of on a thread of its own
+/// (`snapshot::retire`), and freed there.
+#[test]
+fn a_replaced_snapshot_is_freed() {
+    let mut a = App::new();
+    let first = Arc::new(snapshot(|_| {}));
+    let gone = Arc::downgrade(&first);
+    a.update(first, std::time::UNIX_EPOCH);
+    a.update(snapshot(|_| {}), std::time::UNIX_EPOCH);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gone.upgrade().is_some() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(gone.upgrade().is_none(), "the first snapshot is still held");
+}
+
 /// The same shared findings are no change; a node's run that differs is
 /// read for what it gained and lost, and only it.
 #[test]

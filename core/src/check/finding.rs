@@ -432,7 +432,12 @@ pub fn naming<'a>(
 pub fn first_naming<'a>(
     findings: impl IntoIterator<Item = &'a Finding>,
 ) -> crate::model::index::HashMap<&'a Subject, (&'a Finding, Mark)> {
-    let mut by = crate::model::index::HashMap::default();
+    let findings = findings.into_iter();
+    // Room for a subject or two a finding, not grown (and rehashed) 15 times.
+    let mut by = crate::model::index::HashMap::with_capacity_and_hasher(
+        2 * findings.size_hint().0,
+        Default::default(),
+    );
     for f in findings {
         for o in &f.objects {
             by.entry(&o.subject)

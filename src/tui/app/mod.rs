@@ -168,7 +168,9 @@ impl App {
                 ));
             }
         }
-        self.snapshot = Some(s);
+        if let Some(old) = self.snapshot.replace(s) {
+            super::snapshot::retire(old);
+        }
         self.error = None;
         self.relink();
     }
