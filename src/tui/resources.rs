@@ -230,8 +230,7 @@ impl Listing {
         // passed over before a name is built for them.
         // foldhash, as the index's maps: 45,000 findings' subjects are
         // hashed a reading, and SipHash was most of the marks' time.
-        let mut seen: std::collections::HashSet<_, foldhash::fast::RandomState> =
-            Default::default();
+        let mut seen: crate::model::index::HashSet<_> = Default::default();
         for f in findings {
             for o in f.subjects().filter_map(Subject::object) {
                 if !seen.insert((o.kind.as_str(), o.namespace.as_deref(), o.name.as_str())) {

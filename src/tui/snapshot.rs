@@ -91,7 +91,7 @@ pub struct OverlayExpected {
     /// The VTEP and the bridge, then each peer's neigh, FDB entry and route.
     lines: Vec<(&'static str, Subject, String)>,
     /// The subjects of `lines`: a finding naming another is "not expected".
-    known: std::collections::HashSet<Subject, foldhash::fast::RandomState>,
+    known: crate::model::index::HashSet<Subject>,
 }
 
 /// Lines in blocks, each shared: kube-proxy's iptables tree is one block
@@ -811,7 +811,7 @@ pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let ids = |run: &[Arc<Finding>]| {
         run.iter()
             .map(|f| f.id)
-            .collect::<std::collections::HashSet<_, foldhash::fast::RandomState>>()
+            .collect::<crate::model::index::HashSet<_>>()
     };
     let (mut gained, mut lost) = (Vec::new(), Vec::new());
     for node in nodes {

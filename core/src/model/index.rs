@@ -18,6 +18,8 @@ type Key = (String, String);
 /// The index's maps hash with foldhash: keys are the cluster's own names,
 /// not an attacker's, and SipHash was a tenth of indexing 150,000 pods.
 pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The same hashing for sets (the views' marks and subjects).
+pub type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// Indexes into the vectors of one [`Cluster`] (positions, not copies).
 /// The pods', nodes', Services' and slices' parts are shared with the
