@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use super::app::{App, Job, View};
-use super::snapshot::After;
 use super::snapshot::Snapshot;
+use super::snapshot::{After, Blocks};
 use super::view;
 use crate::dataplane::NodeState;
 
@@ -796,8 +796,8 @@ fn a_snapshot_after_an_object_change_equals_one_built_anew() {
         );
         let anew = Snapshot::build("s".into(), c, states.clone(), full);
         assert_same_views(&s, &anew);
-        let kept = |f: fn(&super::snapshot::NodeEntries) -> &Arc<Vec<super::snapshot::Entry>>| {
-            Arc::ptr_eq(f(&s.entries["node-00000"]), f(&last.entries["node-00000"]))
+        let kept = |f: fn(&super::snapshot::NodeEntries) -> &super::snapshot::Blocks| {
+            f(&s.entries["node-00000"]).same(f(&last.entries["node-00000"]))
         };
         let proxy = |s: &Snapshot| s.entries["node-00000"].proxy.clone();
         match what {
@@ -947,6 +947,93 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
             .any(|e| e.kind == "route" && e.mark == super::snapshot::Mark::Missing),
         "the route is marked missing"
     );
+}
+
+/// A node of 150 (149 peers: three blocks of flannel's lines) changing
+/// as the kernel tells it, through the kept verdicts: a route to a peer
+/// of the second block gone, then back, then a stale FDB entry (a line
+/// no peer explains), then flannel.1 down. Each snapshot equals one built
+/// anew; a peer's change marks its block again and shares the others.
+#[test]
+fn a_peers_change_marks_its_block_of_flannels_lines_again() {
+    use crate::synthetic::{self, Size};
+    let cluster = Arc::new(synthetic::cluster(Size {
+        nodes: 150,
+        pods: 150,
+        services: 3,
+        endpoints_per_service: 2,
+    }));
+    let healthy = synthetic::node_state(&cluster, 1);
+    let peer = 100;
+    let gw = crate::model::flannel::Lease::from_node(&cluster.nodes[peer])
+        .unwrap()
+        .gateway();
+    let mut no_route = healthy.clone();
+    no_route
+        .routes
+        .retain(|r| r.gateway != Some(std::net::IpAddr::V4(gw)));
+    assert_eq!(no_route.routes.len() + 1, healthy.routes.len());
+    let mut stale_fdb = healthy.clone();
+    let mut extra = stale_fdb.fdb[0].clone();
+    extra.mac = "02:00:00:00:99:99".parse().unwrap();
+    stale_fdb.fdb.push(extra);
+    let mut vtep_down = healthy.clone();
+    for l in &mut vtep_down.links {
+        if l.name == crate::model::flannel::VTEP_DEVICE {
+            l.up = false;
+        }
+    }
+    let mut verdicts = crate::check::incremental::Verdicts::new();
+    let states = Arc::new(vec![("node-00001".to_string(), healthy.clone())]);
+    let all = crate::model::reading::ApiKind::ALL.into_iter().collect();
+    let found = verdicts.update(&cluster, &all, &states);
+    let mut last = Arc::new(Snapshot::build_after(
+        "s".into(),
+        cluster.clone(),
+        states,
+        found,
+        None,
+    ));
+    let blocks = last.entries["node-00001"]
+        .overlay
+        .kept_from(&Blocks::default())
+        .1;
+    assert_eq!(
+        blocks, 5,
+        "the devices, three blocks of peers, the unexpected"
+    );
+    for (what, state, kept) in [
+        ("a route gone", &no_route, blocks - 1),
+        ("the route back", &healthy, blocks - 1),
+        ("a stale FDB entry", &stale_fdb, 0),
+        ("back again", &healthy, 0),
+        ("flannel.1 down", &vtep_down, 0),
+    ] {
+        let states = Arc::new(vec![("node-00001".to_string(), state.clone())]);
+        let found = verdicts.update(&cluster, &Default::default(), &states);
+        let s = Arc::new(Snapshot::build_after(
+            "s".into(),
+            cluster.clone(),
+            states.clone(),
+            found,
+            Some(After {
+                snapshot: &last,
+                changed: &Default::default(),
+                verdicts: Some(&verdicts),
+            }),
+        ));
+        let anew = built("s", (*cluster).clone(), (*states).clone());
+        assert_same_views(&s, &anew);
+        let overlay = |s: &Snapshot| s.entries["node-00001"].overlay.clone();
+        assert_eq!(
+            overlay(&s).kept_from(&overlay(&last)).0,
+            kept,
+            "{what}: the blocks shared"
+        );
+        last = s;
+    }
+    let summary = last.entries["node-00001"].summary;
+    assert_eq!((summary.peers_ok, summary.peers), (0, 149));
 }
 
 /// The overview says, per node, what was read and how, or why nothing was:

@@ -39,14 +39,71 @@ fn underlay_mtu(state: &NodeState) -> u32 {
         .unwrap_or(1500)
 }
 
-/// All flannel findings for `node`.
+/// All flannel findings for `node`, in [`NodeParts`]' order.
 pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Vec<Finding>) {
+    let parts = check_node_parts(cluster, node, state, PeersJudged::All);
+    out.extend(parts.devices);
+    if let Peers::Judged(peers) = parts.peers {
+        out.extend(peers.into_iter().flatten());
+    }
+    out.extend(parts.after_peers);
+}
+
+/// flannel's findings on a node in the parts the live path keeps apart,
+/// in [`check_node`]'s order: a lab node beside 5,000 unreached peers
+/// has 15,000 findings about its peers' entries, and a deleted route
+/// changes one peer's. Kept per peer, a change of a few entries is
+/// judged again for those peers alone ([`recheck_peers`]).
+#[derive(Debug, Default)]
+pub struct NodeParts {
+    /// flannel.1 (missing, down, its settings) and cni0.
+    pub devices: Vec<Finding>,
+    /// Each peer's neigh, FDB entry and route.
+    pub peers: Peers,
+    /// After them: what the node's tables hold beyond the peers' entries
+    /// (routes that take pod CIDRs away, FDB entries of no current node);
+    /// in `check::check_node_overlay_parts`, also the sysctls, the policy
+    /// rules and flannel's nftables.
+    pub after_peers: Vec<Finding>,
+}
+
+/// Whether the peers' entries are judged one by one.
+#[derive(Debug, Default)]
+pub enum Peers {
+    /// They are not: the node has no lease, or flannel.1 is missing or
+    /// down (one finding in `devices` then names every peer's entries).
+    #[default]
+    NotJudged,
+    /// One list per peer of the node's expectation, in its order.
+    Judged(Vec<Vec<Finding>>),
+    /// They would be, and the caller keeps them ([`PeersJudged::None`]).
+    Kept,
+}
+
+/// Which peers [`check_node_parts`] judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeersJudged {
+    All,
+    /// None: the caller keeps them and judges again those whose entries
+    /// changed ([`recheck_peers`]).
+    None,
+}
+
+/// flannel's findings on `node` by part; the peers' as `judged` says.
+pub fn check_node_parts(
+    cluster: &Cluster,
+    node: &str,
+    state: &NodeState,
+    judged: PeersJudged,
+) -> NodeParts {
     let n = Some(node);
+    let mut parts = NodeParts::default();
     let exp = match expect::flannel(cluster, node, underlay_mtu(state)) {
         Ok(e) => e,
         // The node's own lease is missing: a cluster-level finding says so.
-        Err(_) => return,
+        Err(_) => return parts,
     };
+    let out = &mut parts.devices;
     let vtep = state.link(VTEP_DEVICE);
     match vtep {
         None => {
@@ -66,7 +123,7 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
                             .into(),
                 }),
             );
-            return;
+            return parts;
         }
         Some(l) if !l.up => {
             out.push(
@@ -101,14 +158,109 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
             }
             out.push(f);
             check_vtep_settings(l, &exp, state, n, out);
-            return;
+            return parts;
         }
         Some(l) => check_vtep_settings(l, &exp, state, n, out),
     }
     check_bridge(state, &exp, n, out);
-    check_peers(state, &exp, n, out);
-    check_shadowing(state, &exp, n, out);
-    check_stale_fdb(cluster, state, n, out);
+    parts.peers = match judged {
+        PeersJudged::All => {
+            let tables = PeerTables::of(state);
+            Peers::Judged(
+                (exp.peers.iter())
+                    .map(|p| {
+                        let mut out = Vec::new();
+                        check_peer(p, &tables, n, &mut out);
+                        out
+                    })
+                    .collect(),
+            )
+        }
+        PeersJudged::None => Peers::Kept,
+    };
+    check_shadowing(state, &exp, n, &mut parts.after_peers);
+    check_stale_fdb(cluster, state, n, &mut parts.after_peers);
+    parts
+}
+
+/// The peers [`recheck_peers`] judged again.
+#[derive(Debug)]
+pub struct Rechecked {
+    /// Each peer's index in the node's expectation, and its findings.
+    pub judged: Vec<(usize, Vec<Finding>)>,
+    /// The peers the node's expectation holds.
+    pub peers: usize,
+}
+
+/// The peers of `node` whose neigh, FDB entries or route differ between
+/// `before` and `state`, judged again. Only
+/// those peers' verdicts can differ when the two states differ in their
+/// routes, neighbours and FDB alone and no object changed (the caller
+/// knows: [`super::incremental`]). `None`: no peers are judged one by one
+/// ([`Peers::NotJudged`]).
+pub fn recheck_peers(
+    cluster: &Cluster,
+    node: &str,
+    before: &NodeState,
+    state: &NodeState,
+) -> Option<Rechecked> {
+    let exp = expect::flannel(cluster, node, underlay_mtu(state)).ok()?;
+    if !state.link(VTEP_DEVICE).is_some_and(|l| l.up) {
+        return None;
+    }
+    let (old, new) = (PeerTables::of(before), PeerTables::of(state));
+    let differ = |p: &crate::model::flannel::PeerEntries| {
+        let gw = IpAddr::V4(p.neigh_ip);
+        let dst = RouteDst::from(p.route_dst);
+        old.neighs.get(&gw) != new.neighs.get(&gw)
+            || old.fdbs.get(&p.vtep_mac) != new.fdbs.get(&p.vtep_mac)
+            || old.routes.get(&dst) != new.routes.get(&dst)
+    };
+    let judged = (exp.peers.iter().enumerate())
+        .filter(|(_, p)| differ(p))
+        .map(|(i, p)| {
+            let mut out = Vec::new();
+            check_peer(p, &new, Some(node), &mut out);
+            (i, out)
+        })
+        .collect();
+    Some(Rechecked {
+        judged,
+        peers: exp.peers.len(),
+    })
+}
+
+/// What a peer's verdicts read of a node's state, indexed in one pass:
+/// 5,000 peers would otherwise scan 5,000 entries each.
+struct PeerTables<'a> {
+    /// The first neighbour on flannel.1 per address.
+    neighs: HashMap<IpAddr, &'a Neigh>,
+    /// The FDB entries on flannel.1 per MAC.
+    fdbs: HashMap<Mac, Vec<&'a FdbEntry>>,
+    /// The first route in the main table per destination.
+    routes: HashMap<RouteDst, &'a Route>,
+}
+
+impl<'a> PeerTables<'a> {
+    fn of(state: &'a NodeState) -> PeerTables<'a> {
+        let mut neighs: HashMap<IpAddr, &Neigh> = HashMap::new();
+        for x in state.neighs.iter().filter(|x| x.dev == VTEP_DEVICE) {
+            neighs.entry(x.dst).or_insert(x);
+        }
+        let mut fdbs: HashMap<Mac, Vec<&FdbEntry>> = HashMap::new();
+        for f in state.fdb.iter().filter(|f| f.dev == VTEP_DEVICE) {
+            fdbs.entry(f.mac).or_default().push(f);
+        }
+        let mut routes: HashMap<RouteDst, &Route> = HashMap::new();
+        for r in state.routes.iter().filter(|r| r.table == 254) {
+            routes.entry(r.dst).or_insert(r);
+        }
+        PeerTables {
+            neighs,
+            fdbs,
+            routes,
+        }
+    }
 }
 
 /// A route that takes (part of) a pod CIDR away from flannel, as the kernel
@@ -451,123 +603,111 @@ fn peer_actions(
     v
 }
 
-fn check_peers(
-    state: &NodeState,
-    exp: &FlannelExpectation,
+/// One peer's neigh, FDB entry and route, as flannel programs them:
+/// neigh first, then FDB, then route (flannel's own order).
+fn check_peer(
+    p: &crate::model::flannel::PeerEntries,
+    tables: &PeerTables,
     n: Option<&str>,
     out: &mut Vec<Finding>,
 ) {
-    // One pass to index what the node holds; 5,000 peers would otherwise
-    // scan 5,000 entries each.
-    let mut neighs: HashMap<IpAddr, &Neigh> = HashMap::new();
-    for x in state.neighs.iter().filter(|x| x.dev == VTEP_DEVICE) {
-        neighs.entry(x.dst).or_insert(x);
+    let PeerTables {
+        neighs,
+        fdbs,
+        routes,
+    } = tables;
+    let peer = ObjectRef::new("Node", &p.peer);
+    let dst = p.route_dst.to_string();
+    let gw = IpAddr::V4(p.neigh_ip);
+    match neighs.get(&gw).copied() {
+        None => out.push(
+            Finding::new(FindingId::NeighMissing, Severity::Error, n, format!("no neigh entry for {}'s VTEP gateway {gw}: traffic to {dst} cannot be encapsulated", p.peer))
+                .object(peer.clone())
+                .object(peer_neigh(p))
+                .evidence(format!("{gw} lladdr {} PERMANENT", p.vtep_mac), "absent")
+                .repair(peer_actions(p, true, false, false).remove(0)),
+        ),
+        Some(x) if x.mac() != Some(p.vtep_mac) => out.push(
+            Finding::new(FindingId::NeighWrongMac, Severity::Error, n, format!("the neigh entry for {}'s VTEP gateway {gw} has the wrong MAC", p.peer))
+                .object(peer.clone())
+                .object(peer_neigh(p))
+                .evidence(format!("lladdr {} (VtepMAC of {})", p.vtep_mac, p.peer), format!("lladdr {}", x.lladdr.clone().unwrap_or_default()))
+                .repair(peer_actions(p, true, false, false).remove(0)),
+        ),
+        Some(x) if !x.permanent() => out.push(
+            Finding::new(FindingId::NeighNotPermanent, Severity::Warning, n, format!("the neigh entry for {}'s VTEP gateway {gw} is not PERMANENT and will expire", p.peer))
+                .object(peer.clone())
+                .evidence("PERMANENT", x.state.join(","))
+                .repair(peer_actions(p, true, false, false).remove(0)),
+        ),
+        Some(_) => {}
     }
-    let mut fdbs: HashMap<Mac, Vec<&FdbEntry>> = HashMap::new();
-    for f in state.fdb.iter().filter(|f| f.dev == VTEP_DEVICE) {
-        fdbs.entry(f.mac).or_default().push(f);
+    let fdb: Vec<&FdbEntry> = fdbs.get(&p.vtep_mac).cloned().unwrap_or_default();
+    let want_dst = IpAddr::V4(p.public_ip);
+    if fdb.is_empty() {
+        out.push(
+            Finding::new(FindingId::FdbMissing, Severity::Error, n, format!("no FDB entry for {}'s VtepMAC: {VTEP_DEVICE} does not know where to send its frames", p.peer))
+                .object(peer.clone())
+                .object(Subject::Fdb { mac: p.vtep_mac, dev: VTEP_DEVICE.into() })
+                .evidence(format!("{} dst {want_dst} self permanent", p.vtep_mac), "absent")
+                .repair(peer_actions(p, false, true, false).remove(0)),
+        );
+    } else if !fdb.iter().any(|f| f.dst == Some(want_dst)) {
+        let actual: Vec<String> = fdb
+            .iter()
+            .map(|f| f.dst.map(|d| d.to_string()).unwrap_or_default())
+            .collect();
+        out.push(
+            Finding::new(FindingId::FdbWrongDst, Severity::Error, n, format!("the FDB entry for {}'s VtepMAC points at {} instead of its public-ip {want_dst}", p.peer, actual.join(",")))
+                .object(peer.clone())
+                .object(Subject::Fdb { mac: p.vtep_mac, dev: VTEP_DEVICE.into() })
+                .evidence(format!("dst {want_dst}"), format!("dst {}", actual.join(",")))
+                .repair(peer_actions(p, false, true, false).remove(0)),
+        );
     }
-    let mut routes: HashMap<RouteDst, &Route> = HashMap::new();
-    for r in state.routes.iter().filter(|r| r.table == 254) {
-        routes.entry(r.dst).or_insert(r);
-    }
-    for p in &exp.peers {
-        let peer = ObjectRef::new("Node", &p.peer);
-        let dst = p.route_dst.to_string();
-        let gw = IpAddr::V4(p.neigh_ip);
-        // Neigh first, then FDB, then route: flannel's own order.
-        match neighs.get(&gw).copied() {
-            None => out.push(
-                Finding::new(FindingId::NeighMissing, Severity::Error, n, format!("no neigh entry for {}'s VTEP gateway {gw}: traffic to {dst} cannot be encapsulated", p.peer))
-                    .object(peer.clone())
-                    .object(peer_neigh(p))
-                    .evidence(format!("{gw} lladdr {} PERMANENT", p.vtep_mac), "absent")
-                    .repair(peer_actions(p, true, false, false).remove(0)),
-            ),
-            Some(x) if x.mac() != Some(p.vtep_mac) => out.push(
-                Finding::new(FindingId::NeighWrongMac, Severity::Error, n, format!("the neigh entry for {}'s VTEP gateway {gw} has the wrong MAC", p.peer))
-                    .object(peer.clone())
-                    .object(peer_neigh(p))
-                    .evidence(format!("lladdr {} (VtepMAC of {})", p.vtep_mac, p.peer), format!("lladdr {}", x.lladdr.clone().unwrap_or_default()))
-                    .repair(peer_actions(p, true, false, false).remove(0)),
-            ),
-            Some(x) if !x.permanent() => out.push(
-                Finding::new(FindingId::NeighNotPermanent, Severity::Warning, n, format!("the neigh entry for {}'s VTEP gateway {gw} is not PERMANENT and will expire", p.peer))
-                    .object(peer.clone())
-                    .evidence("PERMANENT", x.state.join(","))
-                    .repair(peer_actions(p, true, false, false).remove(0)),
-            ),
-            Some(_) => {}
-        }
-        let fdb: Vec<&FdbEntry> = fdbs.get(&p.vtep_mac).cloned().unwrap_or_default();
-        let want_dst = IpAddr::V4(p.public_ip);
-        if fdb.is_empty() {
+    match routes.get(&RouteDst::from(p.route_dst)).copied() {
+        None => out.push(
+            Finding::new(
+                FindingId::RouteMissing,
+                Severity::Error,
+                n,
+                format!("no route to {}'s pod CIDR {dst}", p.peer),
+            )
+            .object(peer.clone())
+            .object(peer_route(p))
+            .evidence(format!("{dst} via {gw} dev {VTEP_DEVICE} onlink"), "absent")
+            .repair(peer_actions(p, false, false, true).remove(0)),
+        ),
+        Some(r)
+            if r.gateway != Some(gw) || r.dev.as_deref() != Some(VTEP_DEVICE) || !r.onlink() =>
+        {
             out.push(
-                Finding::new(FindingId::FdbMissing, Severity::Error, n, format!("no FDB entry for {}'s VtepMAC: {VTEP_DEVICE} does not know where to send its frames", p.peer))
-                    .object(peer.clone())
-                    .object(Subject::Fdb { mac: p.vtep_mac, dev: VTEP_DEVICE.into() })
-                    .evidence(format!("{} dst {want_dst} self permanent", p.vtep_mac), "absent")
-                    .repair(peer_actions(p, false, true, false).remove(0)),
-            );
-        } else if !fdb.iter().any(|f| f.dst == Some(want_dst)) {
-            let actual: Vec<String> = fdb
-                .iter()
-                .map(|f| f.dst.map(|d| d.to_string()).unwrap_or_default())
-                .collect();
-            out.push(
-                Finding::new(FindingId::FdbWrongDst, Severity::Error, n, format!("the FDB entry for {}'s VtepMAC points at {} instead of its public-ip {want_dst}", p.peer, actual.join(",")))
-                    .object(peer.clone())
-                    .object(Subject::Fdb { mac: p.vtep_mac, dev: VTEP_DEVICE.into() })
-                    .evidence(format!("dst {want_dst}"), format!("dst {}", actual.join(",")))
-                    .repair(peer_actions(p, false, true, false).remove(0)),
-            );
-        }
-        match routes.get(&RouteDst::from(p.route_dst)).copied() {
-            None => out.push(
                 Finding::new(
-                    FindingId::RouteMissing,
+                    FindingId::RouteWrong,
                     Severity::Error,
                     n,
-                    format!("no route to {}'s pod CIDR {dst}", p.peer),
+                    format!(
+                        "the route to {}'s pod CIDR {dst} does not lead to its VTEP",
+                        p.peer
+                    ),
                 )
                 .object(peer.clone())
                 .object(peer_route(p))
-                .evidence(format!("{dst} via {gw} dev {VTEP_DEVICE} onlink"), "absent")
-                .repair(peer_actions(p, false, false, true).remove(0)),
-            ),
-            Some(r)
-                if r.gateway != Some(gw)
-                    || r.dev.as_deref() != Some(VTEP_DEVICE)
-                    || !r.onlink() =>
-            {
-                out.push(
-                    Finding::new(
-                        FindingId::RouteWrong,
-                        Severity::Error,
-                        n,
-                        format!(
-                            "the route to {}'s pod CIDR {dst} does not lead to its VTEP",
-                            p.peer
-                        ),
-                    )
-                    .object(peer.clone())
-                    .object(peer_route(p))
-                    .evidence(
-                        format!("{dst} via {gw} dev {VTEP_DEVICE} onlink"),
-                        format!(
-                            "{dst} via {} dev {}{}",
-                            r.gateway
-                                .map(|g| g.to_string())
-                                .unwrap_or_else(|| "-".into()),
-                            r.dev.clone().unwrap_or_default(),
-                            if r.onlink() { " onlink" } else { "" }
-                        ),
-                    )
-                    .repair(peer_actions(p, false, false, true).remove(0)),
+                .evidence(
+                    format!("{dst} via {gw} dev {VTEP_DEVICE} onlink"),
+                    format!(
+                        "{dst} via {} dev {}{}",
+                        r.gateway
+                            .map(|g| g.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        r.dev.clone().unwrap_or_default(),
+                        if r.onlink() { " onlink" } else { "" }
+                    ),
                 )
-            }
-            Some(_) => {}
+                .repair(peer_actions(p, false, false, true).remove(0)),
+            )
         }
+        Some(_) => {}
     }
 }
 

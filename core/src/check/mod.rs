@@ -15,13 +15,14 @@ pub mod text;
 
 pub use finding::{
     Finding, FindingId, Mark, Named, ObjectRef, Owner, RepairAction, Severity, Subject,
-    first_naming, naming,
+    first_naming, first_naming_where, naming,
 };
 
 use crate::dataplane::NodeState;
 use crate::dataplane::state::UnreadSource;
 use crate::model::reading::{CheckGroup, Skipped};
 use crate::model::{Cluster, ClusterNetwork};
+use flannel::{Peers, PeersJudged};
 
 /// Every finding for the cluster and the given nodes' states, sorted by
 /// node (cluster-level first), severity and ID.
@@ -185,12 +186,31 @@ pub fn check_node_overlay(
     net: Option<&ClusterNetwork>,
     out: &mut Vec<Finding>,
 ) {
+    let parts = check_node_overlay_parts(cluster, node, state, net, PeersJudged::All);
+    out.extend(parts.devices);
+    if let Peers::Judged(peers) = parts.peers {
+        out.extend(peers.into_iter().flatten());
+    }
+    out.extend(parts.after_peers);
+}
+
+/// [`check_node_overlay`]'s findings by part (its order: the devices,
+/// the peers', the rest), for the live path to keep each peer's apart.
+pub fn check_node_overlay_parts(
+    cluster: &Cluster,
+    node: &str,
+    state: &NodeState,
+    net: Option<&ClusterNetwork>,
+    judged: PeersJudged,
+) -> flannel::NodeParts {
     // What the API server refused is reported once, cluster-wide; the
     // verdicts that read it are not run against what is missing.
     let api = Skipped::of(&cluster.unread);
-    if api.runs(CheckGroup::Overlay) {
-        flannel::check_node(cluster, node, state, out);
-    }
+    let mut parts = match api.runs(CheckGroup::Overlay) {
+        true => flannel::check_node_parts(cluster, node, state, judged),
+        false => flannel::NodeParts::default(),
+    };
+    let out = &mut parts.after_peers;
     flannel::check_sysctls(node, state, out);
     flannel::check_rules(node, state, out);
     if let Some(net) = net.filter(|n| n.nftables)
@@ -202,6 +222,7 @@ pub fn check_node_overlay(
     {
         nftables::check_flannel(cluster, node, state, net, out);
     }
+    parts
 }
 
 /// The rest of a node's check but iptables: its pods' veths, what could

@@ -23,12 +23,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+mod overlay;
+
+use overlay::OverlayVerdicts;
+
 use super::iptables::{self, NodeRules};
 use super::runs::Run;
-use super::{
-    Finding, IptablesInputs, check_node_overlay, check_node_rest, cluster, judge_iptables, share,
-    sort,
-};
+use super::{Finding, IptablesInputs, check_node_rest, cluster, judge_iptables, share, sort};
 use crate::dataplane::NodeState;
 use crate::model::kube_proxy::{self, ServicePort};
 use crate::model::reading::{ApiKind, CheckGroup, Skipped};
@@ -46,8 +47,9 @@ struct NodeVerdicts {
     /// The same findings, sorted.
     iptables_sorted: Run,
     inputs: IptablesInputs,
-    /// flannel's ([`check_node_overlay`]): its VTEP and entries per peer.
-    overlay: Run,
+    /// flannel's ([`super::check_node_overlay`]): its VTEP and entries
+    /// per peer, kept per peer.
+    overlay: OverlayVerdicts,
     /// Everything else ([`check_node_rest`]).
     rest: Run,
     /// flannel's and the rest, merged (kept while both are).
@@ -106,6 +108,9 @@ pub struct Verdicts {
     pub last_rules_checked: usize,
     /// How many had flannel's verdicts worked out again.
     pub last_overlay_checked: usize,
+    /// How many peers' entries those judged again (all of a node's when
+    /// its flannel verdicts were worked out whole).
+    pub last_peers_judged: usize,
     /// The Services the last update found touched, when it judged a
     /// change of Services or endpoints alone Service by Service.
     pub last_touched: Option<BTreeSet<(String, String)>>,
@@ -231,6 +236,7 @@ impl Verdicts {
         let net = ClusterNetwork::from_cluster(cluster);
         let mut nodes = HashMap::with_capacity(states.len());
         let (mut checked, mut rules_checked, mut overlay_checked) = (0, 0, 0);
+        let mut peers_judged = 0;
         for (name, state) in states.iter() {
             let old = before.get(name.as_str());
             let kept = self.nodes.remove(name).filter(|_| old.is_some());
@@ -269,9 +275,25 @@ impl Verdicts {
                             } else {
                                 (None, None)
                             };
-                            let overlay = Some(v.overlay).filter(|_| state_same && !overlay_read);
+                            // The same objects: the peers whose entries
+                            // changed alone are judged again.
+                            let overlay = match (state_same, overlay_read, old) {
+                                (true, false, _) => Some(v.overlay),
+                                (false, false, Some(old)) => {
+                                    match v.overlay.after(cluster, name, old, state, net.as_ref()) {
+                                        Ok((o, judged)) => {
+                                            overlay_checked += 1;
+                                            peers_judged += judged;
+                                            Some(o)
+                                        }
+                                        Err(_) => None,
+                                    }
+                                }
+                                _ => None,
+                            };
                             let rest = Some(v.rest).filter(|_| state_same && !rest_read);
-                            let base = Some(v.base).filter(|_| overlay.is_some() && rest.is_some());
+                            let base = Some(v.base)
+                                .filter(|_| state_same && overlay.is_some() && rest.is_some());
                             (iptables, overlay, rest, rules_before, base)
                         }
                         None => (None, None, None, None, None),
@@ -294,16 +316,17 @@ impl Verdicts {
                     });
                     let overlay = overlay.unwrap_or_else(|| {
                         overlay_checked += 1;
-                        let mut out = Vec::new();
-                        check_node_overlay(cluster, name, state, net.as_ref(), &mut out);
-                        Run::of(share(out), Some(name))
+                        let (o, judged) =
+                            OverlayVerdicts::judged(cluster, name, state, net.as_ref());
+                        peers_judged += judged;
+                        o
                     });
                     let rest = rest.unwrap_or_else(|| {
                         let mut out = Vec::new();
                         check_node_rest(cluster, name, state, net.as_ref(), &mut out);
                         Run::of(share(out), Some(name))
                     });
-                    let base = base.unwrap_or_else(|| Run::merged(&overlay, &rest));
+                    let base = base.unwrap_or_else(|| Run::merged(&overlay.all, &rest));
                     NodeVerdicts {
                         merged: Run::merged(&iptables_sorted, &base),
                         iptables,
@@ -328,6 +351,7 @@ impl Verdicts {
         self.last_checked = checked;
         self.last_rules_checked = rules_checked;
         self.last_overlay_checked = overlay_checked;
+        self.last_peers_judged = peers_judged;
         self.last_touched = touched;
         if cluster_changed {
             self.cluster_sorted = Run::of(self.cluster.iter().flatten().cloned().collect(), None);
@@ -412,6 +436,8 @@ mod tests {
     enum Change {
         /// A node loses its route, neigh and FDB entry towards a peer.
         DropPeerEntries { node: usize, peer: usize },
+        /// A node's FDB entry for a peer's VtepMAC points elsewhere.
+        FdbElsewhere { node: usize, peer: usize },
         /// A node's flannel.1 goes down.
         VtepDown { node: usize },
         /// A node loses one of kube-proxy's Service chains.
@@ -430,6 +456,7 @@ mod tests {
         let n = SIZE.nodes;
         prop_oneof![
             (0..n, 0..n).prop_map(|(node, peer)| Change::DropPeerEntries { node, peer }),
+            (0..n, 0..n).prop_map(|(node, peer)| Change::FdbElsewhere { node, peer }),
             (0..n).prop_map(|node| Change::VtepDown { node }),
             (0..n, 0..64usize).prop_map(|(node, chain)| Change::DropServiceChain { node, chain }),
             (0..n).prop_map(|node| Change::Reread { node }),
@@ -448,6 +475,16 @@ mod tests {
                 if let Some(gw) = gw {
                     s.routes.retain(|r| r.gateway != Some(gw));
                     s.neighs.retain(|n| n.dst != gw);
+                }
+            }
+            Change::FdbElsewhere { node, peer } => {
+                let mac = crate::model::flannel::Lease::from_node(&cluster.nodes[peer])
+                    .ok()
+                    .map(|l| l.vtep_mac);
+                for f in &mut states[node].1.fdb {
+                    if Some(f.mac) == mac {
+                        f.dst = Some(std::net::IpAddr::from([192, 0, 2, 9]));
+                    }
                 }
             }
             Change::VtepDown { node } => {
@@ -576,6 +613,15 @@ mod tests {
                     // Endpoints, Services or pods leave flannel's verdicts
                     // standing where the node's state did not change.
                     prop_assert_eq!(v.last_overlay_checked, changed_nodes, "after {:?}", c);
+                }
+                // A peer's entries changed on a node whose VTEP is up:
+                // that peer alone is judged again.
+                if let Change::DropPeerEntries { node, .. } | Change::FdbElsewhere { node, .. } = *c
+                    && kinds.is_empty()
+                {
+                    let up = states[node].1.link(crate::model::flannel::VTEP_DEVICE).is_some_and(|l| l.up);
+                    let judged = usize::from(changed_nodes == 1 && up);
+                    prop_assert_eq!(v.last_peers_judged, judged, "after {:?}", c);
                 }
             }
         }

@@ -9,6 +9,11 @@ use std::sync::Arc;
 
 use super::resources::{Listed, Listing, TraceTarget};
 
+mod overlay;
+
+pub use overlay::OverlayExpected;
+use overlay::overlay_entries;
+
 use crate::access::ReadVia;
 use crate::check::incremental::Verdicts;
 use crate::check::reach::{NotRead, Unreached};
@@ -69,7 +74,7 @@ pub struct Entry {
 /// for 10,000 Services stay as they were, and the other way round.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeEntries {
-    pub overlay: Arc<Vec<Entry>>,
+    pub overlay: Blocks,
     pub proxy: Blocks,
     /// What the overview says of them.
     pub summary: NodeSummary,
@@ -81,17 +86,6 @@ pub struct NodeEntries {
     /// node's findings marks its 15,000 lines (5,000 peers) again without
     /// writing them again.
     pub overlay_expected: Option<Arc<OverlayExpected>>,
-}
-
-/// flannel's expected lines on a node, unmarked ([`NodeEntries::overlay_expected`]).
-#[derive(Debug, PartialEq, Eq)]
-pub struct OverlayExpected {
-    /// eth0's MTU they were worked out for (the VTEP's follows it).
-    mtu: u32,
-    /// The VTEP and the bridge, then each peer's neigh, FDB entry and route.
-    lines: Vec<(&'static str, Subject, String)>,
-    /// The subjects of `lines`: a finding naming another is "not expected".
-    known: crate::model::index::HashSet<Subject>,
 }
 
 /// Lines in blocks, each shared: kube-proxy's iptables tree is one block
@@ -578,13 +572,23 @@ impl Snapshot {
                     (e.overlay.clone(), peers, e.overlay_expected.clone())
                 })
                 .unwrap_or_else(|| {
-                    // The lines as written for the leases before, marked again.
-                    let kept = old
-                        .filter(|_| overlay_objects_same)
-                        .and_then(|(e, ..)| e.overlay_expected.as_ref());
-                    let (overlay, peers, expected) =
-                        overlay_entries(&cluster, name, state, &node_findings, kept);
-                    (Arc::new(overlay), peers, expected)
+                    // The lines as written for the leases before, marked
+                    // again where the findings naming them changed.
+                    let kept =
+                        old.filter(|_| overlay_objects_same)
+                            .and_then(|(e, _, theirs, _)| {
+                                let changed = changed_subjects(
+                                    &theirs.iter().collect::<Vec<_>>(),
+                                    &shared_findings.iter().collect::<Vec<_>>(),
+                                );
+                                Some((e.overlay_expected.as_ref()?, &e.overlay, changed))
+                            });
+                    let kept = (kept.as_ref()).map(|(expected, blocks, changed)| overlay::Before {
+                        expected,
+                        blocks,
+                        changed,
+                    });
+                    overlay_entries(&cluster, name, state, &node_findings, kept)
                 });
             entries.insert(
                 name.clone(),
@@ -1200,106 +1204,4 @@ fn proxy_entries(
         }
     };
     (entries, (mode, services), tree)
-}
-
-/// flannel's lines on `node` marked by its findings `mine`: the VTEP and
-/// the bridge, each peer's neigh, FDB entry and route, then what the
-/// findings name that no peer explains. The lines as written before
-/// (`kept`, for the same leases) are marked again when eth0's MTU is the
-/// same; also returned: the lines as written, for the next time.
-fn overlay_entries(
-    cluster: &Cluster,
-    node: &str,
-    state: &NodeState,
-    mine: &[&Finding],
-    kept: Option<&Arc<OverlayExpected>>,
-) -> (Vec<Entry>, (usize, usize), Option<Arc<OverlayExpected>>) {
-    let mtu = state.link("eth0").map(|l| l.mtu).unwrap_or(1500);
-    let expected = match kept.filter(|k| k.mtu == mtu) {
-        Some(k) => k.clone(),
-        None => match overlay_expected(cluster, node, mtu) {
-            Some(e) => Arc::new(e),
-            None => return (Vec::new(), (0, 0), None),
-        },
-    };
-    let by = check::first_naming(mine.iter().copied());
-    let mut out: Vec<Entry> = (expected.lines.iter())
-        .map(|(kind, subject, text)| marked(&by, kind, subject, text.clone()))
-        .collect();
-    let peers = out.get(2..).unwrap_or_default().chunks(3);
-    let (peers_ok, all) = (
-        peers
-            .clone()
-            .filter(|p| p.iter().all(|e| e.mark == Mark::Ok))
-            .count(),
-        peers.len(),
-    );
-    for f in mine {
-        for s in f.subjects().filter(|s| !expected.known.contains(*s)) {
-            let kind = match s {
-                Subject::Route { .. } => "route",
-                Subject::Neigh { .. } => "neigh",
-                Subject::Fdb { .. } => "fdb",
-                _ => continue,
-            };
-            out.push(marked(&by, kind, s, format!("{} (not expected)", s.name())));
-        }
-    }
-    (out, (peers_ok, all), Some(expected))
-}
-
-/// flannel's lines on `node` as written, unmarked (`None`: no lease or
-/// network to expect them from).
-fn overlay_expected(cluster: &Cluster, node: &str, mtu: u32) -> Option<OverlayExpected> {
-    let exp = expect::flannel(cluster, node, mtu).ok()?;
-    let vtep = crate::model::flannel::VTEP_DEVICE;
-    let mut lines = vec![
-        (
-            "device",
-            Subject::device(vtep),
-            format!(
-                "{vtep} vxlan id 1 mtu {} mac {}",
-                exp.vtep_mtu, exp.lease.vtep_mac
-            ),
-        ),
-        (
-            "device",
-            Subject::device("cni0"),
-            format!("cni0 {}", exp.bridge_address),
-        ),
-    ];
-    lines.reserve(3 * exp.peers.len());
-    for p in &exp.peers {
-        lines.push((
-            "neigh",
-            Subject::Neigh {
-                ip: p.neigh_ip.into(),
-                dev: vtep.into(),
-            },
-            format!(
-                "{} lladdr {} PERMANENT  ({})",
-                p.neigh_ip, p.vtep_mac, p.peer
-            ),
-        ));
-        lines.push((
-            "fdb",
-            Subject::Fdb {
-                mac: p.vtep_mac,
-                dev: vtep.into(),
-            },
-            format!("{} dst {} self permanent", p.vtep_mac, p.public_ip),
-        ));
-        lines.push((
-            "route",
-            Subject::Route {
-                dst: p.route_dst.into(),
-                table: 254,
-            },
-            format!("{} via {} dev {vtep} onlink", p.route_dst, p.neigh_ip),
-        ));
-    }
-    // Only the peers' subjects: a finding naming a device is no line of
-    // its own.
-    let known = lines[2..].iter().map(|(_, s, _)| s.clone()).collect();
-    Some(OverlayExpected { mtu, lines, known })
 }
