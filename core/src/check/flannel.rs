@@ -53,7 +53,7 @@ pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Ve
 /// in [`check_node`]'s order: a lab node beside 5,000 unreached peers
 /// has 15,000 findings about its peers' entries, and a deleted route
 /// changes one peer's. Kept per peer, a change of a few entries is
-/// judged again for those peers alone ([`recheck_peers`]).
+/// judged again for those peers alone ([`PeersJudged::ChangedSince`]).
 #[derive(Debug, Default)]
 pub struct NodeParts {
     /// flannel.1 (missing, down, its settings) and cni0.
@@ -76,17 +76,28 @@ pub enum Peers {
     NotJudged,
     /// One list per peer of the node's expectation, in its order.
     Judged(Vec<Vec<Finding>>),
-    /// They would be, and the caller keeps them ([`PeersJudged::None`]).
-    Kept,
+    /// Those whose entries changed ([`PeersJudged::ChangedSince`]).
+    Rechecked(Rechecked),
 }
 
 /// Which peers [`check_node_parts`] judges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeersJudged {
+#[derive(Debug, Clone, Copy)]
+pub enum PeersJudged<'a> {
     All,
-    /// None: the caller keeps them and judges again those whose entries
-    /// changed ([`recheck_peers`]).
-    None,
+    /// Those whose neigh, FDB entries or route differ from the node's
+    /// state before: the caller keeps the others' findings. Only those
+    /// peers' verdicts can differ when no object changed (the caller
+    /// knows: `check::incremental`).
+    ChangedSince(&'a NodeState),
+}
+
+/// The peers [`PeersJudged::ChangedSince`] judged again.
+#[derive(Debug)]
+pub struct Rechecked {
+    /// Each peer's index in the node's expectation, and its findings.
+    pub judged: Vec<(usize, Vec<Finding>)>,
+    /// The peers the node's expectation holds.
+    pub peers: usize,
 }
 
 /// flannel's findings on `node` by part; the peers' as `judged` says.
@@ -163,71 +174,35 @@ pub fn check_node_parts(
         Some(l) => check_vtep_settings(l, &exp, state, n, out),
     }
     check_bridge(state, &exp, n, out);
+    let tables = PeerTables::of(state);
+    let judge = |p| {
+        let mut out = Vec::new();
+        check_peer(p, &tables, n, &mut out);
+        out
+    };
     parts.peers = match judged {
-        PeersJudged::All => {
-            let tables = PeerTables::of(state);
-            Peers::Judged(
-                (exp.peers.iter())
-                    .map(|p| {
-                        let mut out = Vec::new();
-                        check_peer(p, &tables, n, &mut out);
-                        out
-                    })
+        PeersJudged::All => Peers::Judged(exp.peers.iter().map(judge).collect()),
+        PeersJudged::ChangedSince(before) => {
+            let old = PeerTables::of(before);
+            let differ = |p: &crate::model::flannel::PeerEntries| {
+                let gw = IpAddr::V4(p.neigh_ip);
+                let dst = RouteDst::from(p.route_dst);
+                old.neighs.get(&gw) != tables.neighs.get(&gw)
+                    || old.fdbs.get(&p.vtep_mac) != tables.fdbs.get(&p.vtep_mac)
+                    || old.routes.get(&dst) != tables.routes.get(&dst)
+            };
+            Peers::Rechecked(Rechecked {
+                judged: (exp.peers.iter().enumerate())
+                    .filter(|(_, p)| differ(p))
+                    .map(|(i, p)| (i, judge(p)))
                     .collect(),
-            )
+                peers: exp.peers.len(),
+            })
         }
-        PeersJudged::None => Peers::Kept,
     };
     check_shadowing(state, &exp, n, &mut parts.after_peers);
     check_stale_fdb(cluster, state, n, &mut parts.after_peers);
     parts
-}
-
-/// The peers [`recheck_peers`] judged again.
-#[derive(Debug)]
-pub struct Rechecked {
-    /// Each peer's index in the node's expectation, and its findings.
-    pub judged: Vec<(usize, Vec<Finding>)>,
-    /// The peers the node's expectation holds.
-    pub peers: usize,
-}
-
-/// The peers of `node` whose neigh, FDB entries or route differ between
-/// `before` and `state`, judged again. Only
-/// those peers' verdicts can differ when the two states differ in their
-/// routes, neighbours and FDB alone and no object changed (the caller
-/// knows: [`super::incremental`]). `None`: no peers are judged one by one
-/// ([`Peers::NotJudged`]).
-pub fn recheck_peers(
-    cluster: &Cluster,
-    node: &str,
-    before: &NodeState,
-    state: &NodeState,
-) -> Option<Rechecked> {
-    let exp = expect::flannel(cluster, node, underlay_mtu(state)).ok()?;
-    if !state.link(VTEP_DEVICE).is_some_and(|l| l.up) {
-        return None;
-    }
-    let (old, new) = (PeerTables::of(before), PeerTables::of(state));
-    let differ = |p: &crate::model::flannel::PeerEntries| {
-        let gw = IpAddr::V4(p.neigh_ip);
-        let dst = RouteDst::from(p.route_dst);
-        old.neighs.get(&gw) != new.neighs.get(&gw)
-            || old.fdbs.get(&p.vtep_mac) != new.fdbs.get(&p.vtep_mac)
-            || old.routes.get(&dst) != new.routes.get(&dst)
-    };
-    let judged = (exp.peers.iter().enumerate())
-        .filter(|(_, p)| differ(p))
-        .map(|(i, p)| {
-            let mut out = Vec::new();
-            check_peer(p, &new, Some(node), &mut out);
-            (i, out)
-        })
-        .collect();
-    Some(Rechecked {
-        judged,
-        peers: exp.peers.len(),
-    })
 }
 
 /// What a peer's verdicts read of a node's state, indexed in one pass:

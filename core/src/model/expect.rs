@@ -36,15 +36,11 @@ pub fn flannel(
     // The index holds each node's parsed lease (5,000 at scale); in the
     // API's node order, which is flannel's.
     let by_node = &cluster.index().nodes.lease_by_node;
-    let leases: Vec<Lease> = cluster
-        .nodes
-        .iter()
-        .filter_map(|n| by_node.get(n.metadata.name.as_deref()?).cloned())
-        .collect();
+    let leases = (cluster.nodes.iter()).filter_map(|n| by_node.get(n.metadata.name.as_deref()?));
     Ok(FlannelExpectation {
         bridge_address: own.bridge_address(),
         vtep_mtu: flannel::vtep_mtu(underlay_mtu),
-        peers: flannel::peer_entries(node, &leases),
+        peers: flannel::peer_entries(node, leases),
         lease: own,
     })
 }

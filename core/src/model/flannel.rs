@@ -209,9 +209,12 @@ pub struct PeerEntries {
 }
 
 /// What `local` must hold for every other lease.
-pub fn peer_entries(local: &str, leases: &[Lease]) -> Vec<PeerEntries> {
+pub fn peer_entries<'a>(
+    local: &str,
+    leases: impl IntoIterator<Item = &'a Lease>,
+) -> Vec<PeerEntries> {
     leases
-        .iter()
+        .into_iter()
         .filter(|l| l.node != local)
         .map(|l| PeerEntries {
             peer: l.node.clone(),

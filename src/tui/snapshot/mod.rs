@@ -19,6 +19,7 @@ use crate::check::incremental::Verdicts;
 use crate::check::reach::{NotRead, Unreached};
 use crate::check::{self, Finding, FindingId, Severity, Subject};
 use crate::dataplane::{Mac, NodeState};
+use crate::model::index::{HashMap, HashSet};
 use crate::model::kube_proxy::ProxyMode;
 use crate::model::reading::ApiKind;
 use crate::model::{Cluster, expect};
@@ -314,12 +315,12 @@ fn node_of(f: &Finding) -> &str {
 }
 
 /// Findings by the node they are about ([`node_of`]).
-fn by_node(findings: &[Arc<Finding>]) -> std::collections::HashMap<&str, &[Arc<Finding>]> {
+fn by_node(findings: &[Arc<Finding>]) -> HashMap<&str, &[Arc<Finding>]> {
     // Sorted as `check` sorts them, by node first: each node's findings
     // are one run, found by bisection (a few findings read per node, not
     // 45,000 at scale).
     debug_assert!(findings.is_sorted_by(|a, b| a.node <= b.node));
-    let mut by = std::collections::HashMap::new();
+    let mut by = HashMap::default();
     let mut rest = findings;
     while let Some(first) = rest.first() {
         let node = first.node.as_deref();
@@ -333,7 +334,7 @@ fn by_node(findings: &[Arc<Finding>]) -> std::collections::HashMap<&str, &[Arc<F
 /// Counts each node's findings ([`by_node`]) into its row, by kind and
 /// severity.
 /// A shared row is copied only when its counts change.
-fn tally(nodes: &mut [Arc<NodeRow>], by: &std::collections::HashMap<&str, &[Arc<Finding>]>) {
+fn tally(nodes: &mut [Arc<NodeRow>], by: &HashMap<&str, &[Arc<Finding>]>) {
     for row in nodes.iter_mut() {
         let (mut node, mut proxy) = ([0; 3], [0; 3]);
         for f in by.get(row.name.as_str()).copied().unwrap_or_default() {
@@ -416,8 +417,7 @@ impl Snapshot {
     ) -> Snapshot {
         let findings = Arc::new(findings);
         let index = cluster.index();
-        let read: crate::model::index::HashMap<&str, &NodeState> =
-            states.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        let read: HashMap<&str, &NodeState> = states.iter().map(|(n, s)| (n.as_str(), s)).collect();
         // The rows before, shared, when the nodes, their pods and the read
         // nodes' names are the same (a watch event for a slice, a kernel's
         // notification): of 5,000 rows at scale only those whose state or
@@ -484,7 +484,7 @@ impl Snapshot {
         let mut plans = BTreeMap::new();
         let cluster_wide = mine.get("").copied().unwrap_or_default();
         let before = after.as_ref().map(|a| {
-            let states: std::collections::HashMap<&str, &NodeState> = a
+            let states: HashMap<&str, &NodeState> = a
                 .snapshot
                 .states
                 .iter()
@@ -701,9 +701,9 @@ impl Snapshot {
     /// why the others were not (the overview says it in words).
     pub fn with_reading(mut self, reading: &Reading) -> Snapshot {
         self.read_at = Some(reading.at);
-        let via: std::collections::HashMap<&str, ReadVia> =
+        let via: HashMap<&str, ReadVia> =
             reading.via.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-        let why: std::collections::HashMap<&str, &Unreached> = reading
+        let why: HashMap<&str, &Unreached> = reading
             .not_read
             .iter()
             .map(|n| (n.node.as_str(), &n.why))
@@ -812,11 +812,7 @@ pub fn retire(s: Arc<Snapshot>) {
 pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let (before, after) = (by_node(&old.findings), by_node(&new.findings));
     let nodes: BTreeSet<&str> = before.keys().chain(after.keys()).copied().collect();
-    let ids = |run: &[Arc<Finding>]| {
-        run.iter()
-            .map(|f| f.id)
-            .collect::<crate::model::index::HashSet<_>>()
-    };
+    let ids = |run: &[Arc<Finding>]| run.iter().map(|f| f.id).collect::<HashSet<_>>();
     let (mut gained, mut lost) = (Vec::new(), Vec::new());
     for node in nodes {
         let was = before.get(node).copied().unwrap_or_default();
@@ -837,7 +833,7 @@ pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
 }
 
 /// The first finding naming each subject, with its mark (`check::first_naming`).
-type Marks<'a> = crate::model::index::HashMap<&'a Subject, (&'a Finding, check::Mark)>;
+type Marks<'a> = HashMap<&'a Subject, (&'a Finding, check::Mark)>;
 
 /// An entry for `s`, marked by the first finding that names it.
 fn marked(by: &Marks, kind: &'static str, s: &Subject, expected: String) -> Entry {
@@ -854,7 +850,7 @@ fn marked(by: &Marks, kind: &'static str, s: &Subject, expected: String) -> Entr
 /// are missing (a mismatch's endpoint chains or real servers), as `kind`
 /// entries.
 fn missing_parts(
-    naming: &crate::model::index::HashMap<&Subject, Vec<&Finding>>,
+    naming: &HashMap<&Subject, Vec<&Finding>>,
     about: &Subject,
     kind: &'static str,
 ) -> Vec<Entry> {
@@ -896,7 +892,7 @@ fn chain_entries(
     before: Option<(&Blocks, &Changed)>,
 ) -> (Blocks, usize) {
     let naming = check::naming(mine.iter().copied());
-    let again: Option<std::collections::HashSet<usize>> = before.map(|(_, changed)| {
+    let again: Option<HashSet<usize>> = before.map(|(_, changed)| {
         changed
             .iter()
             .filter_map(|s| tree.block_of.get(*s))
@@ -924,7 +920,7 @@ fn chain_entries(
     // The Service chains findings name that KUBE-SERVICES does not jump
     // to: from the findings alone (a few), never kept.
     let mut out = Vec::new();
-    let mut shown = std::collections::HashSet::new();
+    let mut shown = HashSet::default();
     for f in mine {
         for s in f.subjects() {
             let Subject::Chain { chain, .. } = s else {
@@ -948,16 +944,16 @@ fn chain_entries(
 }
 
 /// Subjects whose findings changed between two snapshots.
-type Changed<'a> = std::collections::HashSet<&'a Subject>;
+type Changed<'a> = HashSet<&'a Subject>;
 
 /// The subjects named by findings in one of `a` and `b` but not the other
 /// (told apart by pointer: the kept verdicts share what did not change).
 fn changed_subjects<'a>(a: &[&'a Arc<Finding>], b: &[&'a Arc<Finding>]) -> Changed<'a> {
-    let ptrs = |v: &[&Arc<Finding>]| -> std::collections::HashSet<*const Finding> {
+    let ptrs = |v: &[&Arc<Finding>]| -> HashSet<*const Finding> {
         v.iter().map(|f| Arc::as_ptr(f)).collect()
     };
     let (in_a, in_b) = (ptrs(a), ptrs(b));
-    let only = |v: &[&'a Arc<Finding>], other: &std::collections::HashSet<*const Finding>| {
+    let only = |v: &[&'a Arc<Finding>], other: &HashSet<*const Finding>| {
         v.iter()
             .filter(|f| !other.contains(&Arc::as_ptr(f)))
             .flat_map(|f| f.subjects())
@@ -975,9 +971,9 @@ pub struct ChainTree {
     services: Vec<SvcLines>,
     /// The blocks each chain's line is in (its Service's: a Service chain
     /// two rules of KUBE-SERVICES jump to is in two).
-    block_of: std::collections::HashMap<Subject, Vec<usize>>,
+    block_of: HashMap<Subject, Vec<usize>>,
     /// The Service chains KUBE-SERVICES jumps to.
-    svc_chains: std::collections::HashSet<String>,
+    svc_chains: HashSet<String>,
 }
 
 /// A Service rule of KUBE-SERVICES and the endpoint chains its chain picks.
@@ -1031,7 +1027,7 @@ impl ChainTree {
                 seps,
             });
         }
-        let mut block_of: std::collections::HashMap<Subject, Vec<usize>> = Default::default();
+        let mut block_of: HashMap<Subject, Vec<usize>> = Default::default();
         for (i, svc) in services.iter().enumerate() {
             let subjects = std::iter::once(&svc.subject).chain(svc.seps.iter().map(|(s, _)| s));
             for s in subjects {
@@ -1052,7 +1048,7 @@ impl ChainTree {
 /// its Service; then the Services a finding says have no element.
 fn nft_entries(state: &NodeState, mine: &[&Finding], by: &Marks) -> Vec<Entry> {
     let mut out = Vec::new();
-    let mut shown = std::collections::HashSet::new();
+    let mut shown = HashSet::default();
     // `service-HASH-ns/name/proto/port`: the Service the chain serves.
     let service_of = |chain: &str| -> Option<Subject> {
         let rest = chain.strip_prefix("service-")?.split_once('-')?.1;

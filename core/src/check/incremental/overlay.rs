@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::super::flannel::{self, Peers, PeersJudged};
+use super::super::flannel::{Peers, PeersJudged};
 use super::super::runs::Run;
 use super::super::{Finding, check_node_overlay_parts, share};
 use crate::dataplane::NodeState;
@@ -52,7 +52,7 @@ impl OverlayVerdicts {
                     by_peer,
                 })
             }
-            Peers::NotJudged | Peers::Kept => None,
+            Peers::NotJudged | Peers::Rechecked(_) => None,
         };
         let judged = peers.as_ref().map_or(0, |p| p.by_peer.len());
         let verdicts = OverlayVerdicts::of(
@@ -79,9 +79,10 @@ impl OverlayVerdicts {
         let Some(mut peers) = self.peers else {
             return Err(self);
         };
-        let parts = check_node_overlay_parts(cluster, node, state, net, PeersJudged::None);
+        let judged = PeersJudged::ChangedSince(before);
+        let parts = check_node_overlay_parts(cluster, node, state, net, judged);
         let rechecked = match parts.peers {
-            Peers::Kept => flannel::recheck_peers(cluster, node, before, state),
+            Peers::Rechecked(r) => Some(r),
             Peers::NotJudged | Peers::Judged(_) => None,
         };
         let Some(judged) = rechecked
