@@ -227,8 +227,15 @@ fn check_kube_proxy(
                 .filter(|(k, _)| !changed.contains(*k))
                 .map(|(k, f)| (k.clone(), f.clone()))
                 .collect();
-            let again: Vec<&ServicePort> =
-                served.filter(|p| changed.contains(&port_key(p))).collect();
+            // The changed ports' addresses first: a port's key is a
+            // formatted name, and 10,000 of them were written for every
+            // endpoint change on every read node.
+            let addrs: crate::model::index::HashSet<(std::net::Ipv4Addr, u16)> =
+                changed.iter().map(|k| (k.2, k.3)).collect();
+            let again: Vec<&ServicePort> = served
+                .filter(|p| addrs.contains(&(p.cluster_ip, p.port)))
+                .filter(|p| changed.contains(&port_key(p)))
+                .collect();
             (ServiceJumps::of(rs, Some(&again)), again)
         }
         _ => (ServiceJumps::of(rs, None), served.collect()),
