@@ -166,7 +166,7 @@ impl ServiceJumps {
         let wanted = |rule: &str, words: &Option<Vec<String>>| {
             words
                 .as_ref()
-                .is_none_or(|w| w.iter().any(|w| rule.contains(w.as_str())))
+                .is_none_or(|w| w.iter().any(|w| names_number(rule, w)))
         };
         let specs = |chain: &str, words: &Option<Vec<String>>| -> Vec<RuleSpec> {
             rs.table("nat")
@@ -196,6 +196,17 @@ impl ServiceJumps {
             nodeports: specs("KUBE-NODEPORTS", &node_ports),
         }
     }
+}
+
+/// Whether `rule` holds `number` (an address or a port) whole, not as
+/// part of a longer one: 10.96.1.1 is in a hundred other ClusterIPs'
+/// text, and every rule naming one was parsed (a few milliseconds of each
+/// endpoint change per read node).
+fn names_number(rule: &str, number: &str) -> bool {
+    let part = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '.');
+    rule.match_indices(number).any(|(at, _)| {
+        !part(rule[..at].chars().next_back()) && !part(rule[at + number.len()..].chars().next())
+    })
 }
 
 fn check_kube_proxy(
@@ -498,5 +509,21 @@ fn check_flannel_rules(node: &str, rs: &Ruleset, net: &ClusterNetwork, out: &mut
                 .evidence(format!("POSTROUTING -j FLANNEL-POSTRTG; -s {cidr} ! -d 224.0.0.0/4 -j MASQUERADE"), if masq_jump { "chain incomplete" } else { "no jump from POSTROUTING" })
                 .repair(RepairAction::IptablesChains { table: "nat".into(), chains: vec!["FLANNEL-POSTRTG".into()], owner: "flannel".into() }),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_number;
+
+    #[test]
+    fn a_number_is_found_whole_not_inside_a_longer_one() {
+        let rule = "-A KUBE-SERVICES -d 10.96.1.10/32 -p tcp -m tcp --dport 30007 -j KUBE-SVC-X";
+        assert!(names_number(rule, "10.96.1.10"));
+        assert!(!names_number(rule, "10.96.1.1"));
+        assert!(!names_number(rule, "0.96.1.10"));
+        assert!(names_number(rule, "30007"));
+        assert!(!names_number(rule, "3000"));
+        assert!(!names_number(rule, "96"));
     }
 }
