@@ -11,9 +11,11 @@
 //!
 //! Within a changed node, its iptables are judged again only when the
 //! rulesets (or the proxy mode, or whether they were read) changed: that
-//! is most of a node's check (113,000 rules for 10,000 Services), while a
-//! route, neighbour or device change costs the rest (flannel's entries
-//! against its 4,999 peers).
+//! is most of a node's check (113,000 rules for 10,000 Services). A
+//! route, neighbour or device change costs the rest but flannel's
+//! verdicts on its 4,999 peers: those are kept per peer, and only the
+//! peers whose neigh, FDB entries or route changed are judged again
+//! ([`overlay`]).
 //!
 //! Scale (the 5,000-node synthetic cluster, one node read): an unchanged
 //! node costs one equality comparison of its state; a node whose rules
@@ -280,14 +282,13 @@ impl Verdicts {
                             let overlay = match (state_same, overlay_read, old) {
                                 (true, false, _) => Some(v.overlay),
                                 (false, false, Some(old)) => {
-                                    match v.overlay.after(cluster, name, old, state, net.as_ref()) {
-                                        Ok((o, judged)) => {
-                                            overlay_checked += 1;
-                                            peers_judged += judged;
-                                            Some(o)
-                                        }
-                                        Err(_) => None,
-                                    }
+                                    let after =
+                                        v.overlay.after(cluster, name, old, state, net.as_ref());
+                                    after.map(|(o, judged)| {
+                                        overlay_checked += 1;
+                                        peers_judged += judged;
+                                        o
+                                    })
                                 }
                                 _ => None,
                             };

@@ -7,13 +7,13 @@
 //! screen (`benches/tui_render`, `KD_BENCH_LAB_LIKE=1`); judging the
 //! changed peers alone takes the peers' tables compared and a merge.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::super::flannel::{Peers, PeersJudged};
 use super::super::runs::Run;
 use super::super::{Finding, check_node_overlay_parts, share};
 use crate::dataplane::NodeState;
+use crate::model::index::HashSet;
 use crate::model::{Cluster, ClusterNetwork};
 
 /// flannel's findings on a node: the peers' by peer, and all of them sorted.
@@ -65,9 +65,9 @@ impl OverlayVerdicts {
 
     /// The verdicts for `state`, where these are for `before` and no
     /// object they read changed: the VTEP, the bridge and the rest judged
-    /// again, and only the peers whose entries differ. `Err(self)` when
-    /// the peers were not or are no longer judged one by one (the VTEP
-    /// came back, or went): the caller judges it all.
+    /// again, and only the peers whose entries differ, with how many.
+    /// `None` when the peers were not or are no longer judged one by one
+    /// (the VTEP came back, or went): the caller judges it all.
     pub fn after(
         self,
         cluster: &Cluster,
@@ -75,28 +75,17 @@ impl OverlayVerdicts {
         before: &NodeState,
         state: &NodeState,
         net: Option<&ClusterNetwork>,
-    ) -> Result<(OverlayVerdicts, usize), OverlayVerdicts> {
-        let Some(mut peers) = self.peers else {
-            return Err(self);
-        };
-        let judged = PeersJudged::ChangedSince(before);
-        let parts = check_node_overlay_parts(cluster, node, state, net, judged);
-        let rechecked = match parts.peers {
-            Peers::Rechecked(r) => Some(r),
-            Peers::NotJudged | Peers::Judged(_) => None,
-        };
-        let Some(judged) = rechecked
-            .filter(|r| r.peers == peers.by_peer.len())
-            .map(|r| r.judged)
-        else {
-            return Err(OverlayVerdicts {
-                peers: Some(peers),
-                ..self
-            });
+    ) -> Option<(OverlayVerdicts, usize)> {
+        let mut peers = self.peers?;
+        let parts =
+            check_node_overlay_parts(cluster, node, state, net, PeersJudged::ChangedSince(before));
+        let judged = match parts.peers {
+            Peers::Rechecked(r) if r.peers == peers.by_peer.len() => r.judged,
+            Peers::Rechecked(_) | Peers::NotJudged | Peers::Judged(_) => return None,
         };
         let rejudged = judged.len();
         if rejudged > 0 {
-            let mut gone: HashSet<*const Finding> = HashSet::new();
+            let mut gone: HashSet<*const Finding> = HashSet::default();
             let mut found = Vec::new();
             for (i, now) in judged {
                 let now = share(now);
@@ -120,7 +109,7 @@ impl OverlayVerdicts {
             Some(peers),
             Run::of(share(parts.after_peers), Some(node)),
         );
-        Ok((verdicts, rejudged))
+        Some((verdicts, rejudged))
     }
 
     fn of(devices: Run, peers: Option<PeerVerdicts>, after_peers: Run) -> OverlayVerdicts {
