@@ -13,6 +13,7 @@ use crate::dataplane::{Mac, NodeState, RouteDst};
 use crate::model::Cluster;
 use crate::model::expect::{self, FlannelExpectation};
 use crate::model::flannel::{BRIDGE_DEVICE, VNI, VTEP_DEVICE, VXLAN_PORT, vtep_mtu};
+use crate::model::index::HashMap as FastMap;
 
 /// Addresses as evidence: space-separated, or `none`.
 fn listed(addrs: &[Ipv4Net]) -> String {
@@ -39,18 +40,8 @@ fn underlay_mtu(state: &NodeState) -> u32 {
         .unwrap_or(1500)
 }
 
-/// All flannel findings for `node`, in [`NodeParts`]' order.
-pub fn check_node(cluster: &Cluster, node: &str, state: &NodeState, out: &mut Vec<Finding>) {
-    let parts = check_node_parts(cluster, node, state, PeersJudged::All);
-    out.extend(parts.devices);
-    if let Peers::Judged(peers) = parts.peers {
-        out.extend(peers.into_iter().flatten());
-    }
-    out.extend(parts.after_peers);
-}
-
 /// flannel's findings on a node in the parts the live path keeps apart,
-/// in [`check_node`]'s order: a lab node beside 5,000 unreached peers
+/// in the order the check lists them ([`NodeParts::into_findings`]): a lab node beside 5,000 unreached peers
 /// has 15,000 findings about its peers' entries, and a deleted route
 /// changes one peer's. Kept per peer, a change of a few entries is
 /// judged again for those peers alone ([`PeersJudged::ChangedSince`]).
@@ -65,6 +56,20 @@ pub struct NodeParts {
     /// in `check::check_node_overlay_parts`, also the sysctls, the policy
     /// rules and flannel's nftables.
     pub after_peers: Vec<Finding>,
+}
+
+impl NodeParts {
+    /// Every finding, part after part: the devices', the peers' in the
+    /// expectation's order, the rest.
+    pub fn into_findings(self) -> impl Iterator<Item = Finding> {
+        let peers = match self.peers {
+            Peers::Judged(peers) => peers,
+            Peers::NotJudged | Peers::Rechecked(_) => Vec::new(),
+        };
+        (self.devices.into_iter())
+            .chain(peers.into_iter().flatten())
+            .chain(self.after_peers)
+    }
 }
 
 /// Whether the peers' entries are judged one by one.
@@ -206,27 +211,28 @@ pub fn check_node_parts(
 }
 
 /// What a peer's verdicts read of a node's state, indexed in one pass:
-/// 5,000 peers would otherwise scan 5,000 entries each.
+/// 5,000 peers would otherwise scan 5,000 entries each. Built twice per
+/// kernel change (the state before and now), so hashed with foldhash.
 struct PeerTables<'a> {
     /// The first neighbour on flannel.1 per address.
-    neighs: HashMap<IpAddr, &'a Neigh>,
+    neighs: FastMap<IpAddr, &'a Neigh>,
     /// The FDB entries on flannel.1 per MAC.
-    fdbs: HashMap<Mac, Vec<&'a FdbEntry>>,
+    fdbs: FastMap<Mac, Vec<&'a FdbEntry>>,
     /// The first route in the main table per destination.
-    routes: HashMap<RouteDst, &'a Route>,
+    routes: FastMap<RouteDst, &'a Route>,
 }
 
 impl<'a> PeerTables<'a> {
     fn of(state: &'a NodeState) -> PeerTables<'a> {
-        let mut neighs: HashMap<IpAddr, &Neigh> = HashMap::new();
+        let mut neighs: FastMap<IpAddr, &Neigh> = FastMap::default();
         for x in state.neighs.iter().filter(|x| x.dev == VTEP_DEVICE) {
             neighs.entry(x.dst).or_insert(x);
         }
-        let mut fdbs: HashMap<Mac, Vec<&FdbEntry>> = HashMap::new();
+        let mut fdbs: FastMap<Mac, Vec<&FdbEntry>> = FastMap::default();
         for f in state.fdb.iter().filter(|f| f.dev == VTEP_DEVICE) {
             fdbs.entry(f.mac).or_default().push(f);
         }
-        let mut routes: HashMap<RouteDst, &Route> = HashMap::new();
+        let mut routes: FastMap<RouteDst, &Route> = FastMap::default();
         for r in state.routes.iter().filter(|r| r.table == 254) {
             routes.entry(r.dst).or_insert(r);
         }

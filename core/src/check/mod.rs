@@ -22,7 +22,7 @@ use crate::dataplane::NodeState;
 use crate::dataplane::state::UnreadSource;
 use crate::model::reading::{CheckGroup, Skipped};
 use crate::model::{Cluster, ClusterNetwork};
-use flannel::{Peers, PeersJudged};
+use flannel::PeersJudged;
 
 /// Every finding for the cluster and the given nodes' states, sorted by
 /// node (cluster-level first), severity and ID.
@@ -186,12 +186,9 @@ pub fn check_node_overlay(
     net: Option<&ClusterNetwork>,
     out: &mut Vec<Finding>,
 ) {
-    let parts = check_node_overlay_parts(cluster, node, state, net, PeersJudged::All);
-    out.extend(parts.devices);
-    if let Peers::Judged(peers) = parts.peers {
-        out.extend(peers.into_iter().flatten());
-    }
-    out.extend(parts.after_peers);
+    out.extend(
+        check_node_overlay_parts(cluster, node, state, net, PeersJudged::All).into_findings(),
+    );
 }
 
 /// [`check_node_overlay`]'s findings by part (its order: the devices,

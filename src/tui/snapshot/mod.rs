@@ -577,11 +577,14 @@ impl Snapshot {
                     let kept =
                         old.filter(|_| overlay_objects_same)
                             .and_then(|(e, _, theirs, _)| {
+                                // The lines as written first: a node without
+                                // them compares no findings.
+                                let expected = e.overlay_expected.as_ref()?;
                                 let changed = changed_subjects(
                                     &theirs.iter().collect::<Vec<_>>(),
                                     &shared_findings.iter().collect::<Vec<_>>(),
                                 );
-                                Some((e.overlay_expected.as_ref()?, &e.overlay, changed))
+                                Some((expected, &e.overlay, changed))
                             });
                     let kept = (kept.as_ref()).map(|(expected, blocks, changed)| overlay::Before {
                         expected,

@@ -55,11 +55,7 @@ impl OverlayVerdicts {
             Peers::NotJudged | Peers::Rechecked(_) => None,
         };
         let judged = peers.as_ref().map_or(0, |p| p.by_peer.len());
-        let verdicts = OverlayVerdicts::of(
-            Run::of(share(parts.devices), Some(node)),
-            peers,
-            Run::of(share(parts.after_peers), Some(node)),
-        );
+        let verdicts = OverlayVerdicts::of(node, parts.devices, peers, parts.after_peers);
         (verdicts, judged)
     }
 
@@ -104,15 +100,19 @@ impl OverlayVerdicts {
             };
             peers.sorted = Run::merged(&kept, &Run::of(found, Some(node)));
         }
-        let verdicts = OverlayVerdicts::of(
-            Run::of(share(parts.devices), Some(node)),
-            Some(peers),
-            Run::of(share(parts.after_peers), Some(node)),
-        );
+        let verdicts = OverlayVerdicts::of(node, parts.devices, Some(peers), parts.after_peers);
         Some((verdicts, rejudged))
     }
 
-    fn of(devices: Run, peers: Option<PeerVerdicts>, after_peers: Run) -> OverlayVerdicts {
+    /// The parts around the peers' shared and sorted, and all merged.
+    fn of(
+        node: &str,
+        devices: Vec<Finding>,
+        peers: Option<PeerVerdicts>,
+        after_peers: Vec<Finding>,
+    ) -> OverlayVerdicts {
+        let devices = Run::of(share(devices), Some(node));
+        let after_peers = Run::of(share(after_peers), Some(node));
         let all = match &peers {
             Some(p) => Run::merged(&Run::merged(&devices, &p.sorted), &after_peers),
             None => Run::merged(&devices, &after_peers),
