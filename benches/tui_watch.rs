@@ -92,6 +92,9 @@ struct Timings {
     /// When a watch of the bench's own (beside the dashboard's, on the
     /// same API server) saw each slice's change arrive.
     delivered: std::collections::HashMap<(String, String), Instant>,
+    /// When the dashboard's own watch received each (its
+    /// `knetdoctor::watch` trace events, [`Received`]).
+    received: std::collections::HashMap<(String, String), Instant>,
     snapshots: usize,
 }
 
@@ -148,61 +151,72 @@ fn main() {
     // The dashboard's loop on a test backend, each frame checked against
     // the changes on their way.
     let timings: Arc<Mutex<Timings>> = Arc::default();
+    {
+        use tracing_subscriber::prelude::*;
+        let only = tracing_subscriber::filter::Targets::new()
+            .with_target("knetdoctor::watch", tracing::Level::TRACE);
+        tracing_subscriber::registry()
+            .with(Received(timings.clone()).with_filter(only))
+            .init();
+    }
     let (wake_tx, wake) = mpsc::channel::<Wake>();
     let quit = wake_tx.clone();
     let seen = timings.clone();
     let first: Arc<Mutex<Option<(Instant, usize, usize)>>> = Arc::default();
     let first_seen = first.clone();
     let started = Instant::now();
-    let dashboard = std::thread::spawn(move || {
-        let mut terminal =
-            ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 48)).expect("terminal");
-        let options = Options {
-            source: Source {
-                lab: LAB.into(),
-                ..Default::default()
-            },
-            // Only notifications and watches wake the reader in time.
-            refresh: Duration::from_secs(600),
-            namespace: None,
-        };
-        let mut last: Option<Arc<Snapshot>> = None;
-        run_on(&mut terminal, options, (wake_tx, wake), |app| {
-            if let Some(e) = &app.error
-                && app.snapshot.is_none()
-            {
-                eprintln!("dashboard: {e}");
-            }
-            let Some(s) = &app.snapshot else { return };
-            if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, s)) {
-                return;
-            }
-            last = Some(s.clone());
-            let now = Instant::now();
-            let mut f = first_seen.lock().unwrap();
-            if f.is_none() {
-                *f = Some((now, s.cluster.nodes.len(), s.cluster.pods.len()));
-            }
-            let mut t = seen.lock().unwrap();
-            t.snapshots += 1;
-            if let Some(began) = s.reading_began {
-                t.readings.push((now - began).as_secs_f64() * 1e3);
-            }
-            let mut shown = Vec::new();
-            t.pending.retain_mut(|p| {
-                let on_screen = (p.shown)(s);
-                if on_screen {
-                    shown.push(Shown {
-                        made: p.made,
-                        slice: p.slice.take(),
-                        drawn: now,
-                    });
+    let dashboard = std::thread::Builder::new()
+        .name("kd-render".into())
+        .spawn(move || {
+            let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 48))
+                .expect("terminal");
+            let options = Options {
+                source: Source {
+                    lab: LAB.into(),
+                    ..Default::default()
+                },
+                // Only notifications and watches wake the reader in time.
+                refresh: Duration::from_secs(600),
+                namespace: None,
+            };
+            let mut last: Option<Arc<Snapshot>> = None;
+            run_on(&mut terminal, options, (wake_tx, wake), |app| {
+                if let Some(e) = &app.error
+                    && app.snapshot.is_none()
+                {
+                    eprintln!("dashboard: {e}");
                 }
-                !on_screen
-            });
-            t.shown.extend(shown);
+                let Some(s) = &app.snapshot else { return };
+                if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, s)) {
+                    return;
+                }
+                last = Some(s.clone());
+                let now = Instant::now();
+                let mut f = first_seen.lock().unwrap();
+                if f.is_none() {
+                    *f = Some((now, s.cluster.nodes.len(), s.cluster.pods.len()));
+                }
+                let mut t = seen.lock().unwrap();
+                t.snapshots += 1;
+                if let Some(began) = s.reading_began {
+                    t.readings.push((now - began).as_secs_f64() * 1e3);
+                }
+                let mut shown = Vec::new();
+                t.pending.retain_mut(|p| {
+                    let on_screen = (p.shown)(s);
+                    if on_screen {
+                        shown.push(Shown {
+                            made: p.made,
+                            slice: p.slice.take(),
+                            drawn: now,
+                        });
+                    }
+                    !on_screen
+                });
+                t.shown.extend(shown);
+            })
         })
-    });
+        .expect("the dashboard's thread");
     let deadline = Instant::now() + Duration::from_secs(900);
     let (at, nodes, pods) = loop {
         if let Some(f) = *first.lock().unwrap() {
@@ -224,6 +238,11 @@ fn main() {
     // iptables-restore after every change) on the two cores the API server,
     // etcd and the dashboard share, and the first figures measure that.
     let state = knetdoctor::lab::LabState::require(LAB).expect("the lab's state");
+    let lab_processes: Vec<(String, i32)> = state
+        .processes
+        .iter()
+        .map(|p| (p.role.clone(), p.pid))
+        .collect();
     let proxies: Vec<i32> = state
         .processes
         .iter()
@@ -253,11 +272,14 @@ fn main() {
             .collect();
         put_back(&rt, &client, &slices);
         settle(Duration::from_secs(120));
+        let before = CpuUse::now(&lab_processes);
         slice_burst(&rt, &client, &timings, &slices, every);
-        report(&timings, &scale, "watch event (an endpoint NotReady)");
+        let readings = report(&timings, &scale, "watch event (an endpoint NotReady)");
+        CpuUse::now(&lab_processes).print_since(&before, readings);
         settle(Duration::from_secs(120));
         // A lab node's peer route deleted and put back.
         timings.lock().unwrap().readings.clear();
+        let before = CpuUse::now(&lab_processes);
         let start = Instant::now();
         for i in 0..changes {
             let at = start + every * i as u32;
@@ -273,7 +295,8 @@ fn main() {
             });
             flip_route(&node.netns, &route, i);
         }
-        report(&timings, &scale, "kernel notification (a peer route)");
+        let readings = report(&timings, &scale, "kernel notification (a peer route)");
+        CpuUse::now(&lab_processes).print_since(&before, readings);
         settle(Duration::from_secs(120));
     }
     schedule(&proxies, false);
@@ -314,8 +337,9 @@ fn quantiles(v: &mut [f64]) -> String {
 /// Waits (up to 60 s) for every change to reach the screen, then prints
 /// p50, p99 and max (a change never shown counts as the slowest, and is
 /// said) — from the change, and for a watch event also from its arrival
-/// at the bench's own watch — and starts the next burst afresh.
-fn report(timings: &Mutex<Timings>, scale: &str, what: &str) {
+/// at the bench's own watch — and starts the next burst afresh. Returns
+/// how many readings it drew.
+fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !timings.lock().unwrap().pending.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -323,6 +347,7 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) {
     let mut t = timings.lock().unwrap();
     let shown = std::mem::take(&mut t.shown);
     let delivered = std::mem::take(&mut t.delivered);
+    let received = std::mem::take(&mut t.received);
     let mut readings = std::mem::take(&mut t.readings);
     let missing = std::mem::take(&mut t.pending).len();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -363,12 +388,35 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) {
             ours.len(),
             slices.len()
         );
+        // The same, split at the dashboard's own watch: the API server's
+        // delivery to it (after the bench's watch: it serves watchers one
+        // by one), and the dashboard's own work after.
+        let received_at = |s: &Shown| received.get(s.slice.as_ref()?).copied();
+        let mut delivery: Vec<f64> = slices
+            .iter()
+            .filter_map(|s| Some(ms(received_at(s)?.saturating_duration_since(arrived(s)?))))
+            .collect();
+        let mut own: Vec<f64> = slices
+            .iter()
+            .filter_map(|s| Some(ms(s.drawn.saturating_duration_since(received_at(s)?))))
+            .collect();
+        println!(
+            "      the bench's watch to the dashboard's: {}",
+            quantiles(&mut delivery)
+        );
+        println!(
+            "      the dashboard's watch to the frame: {} ({} of {} seen by it)",
+            quantiles(&mut own),
+            own.len(),
+            slices.len()
+        );
     }
     println!(
         "    each reading, its start to its frame: {} over {} snapshots",
         quantiles(&mut readings),
         readings.len()
     );
+    readings.len()
 }
 
 /// Puts kube-proxy's processes `pids` (every thread) under `SCHED_IDLE`
@@ -431,6 +479,8 @@ fn slice_burst(
             )
         })
         .collect();
+    // The put-back's own events are not this burst's.
+    timings.lock().unwrap().received.clear();
     let all: Api<EndpointSlice> = Api::all(client.clone());
     let version = rt
         .block_on(all.list_metadata(&ListParams::default().labels(MANAGED_BY).limit(1)))
@@ -714,5 +764,107 @@ fn created<K>(r: kube::Result<K>) {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => panic!("create: {e}"),
+    }
+}
+
+/// CPU time and run-queue wait (schedstat, ns) per thread of this process
+/// (by name: the dashboard names its threads) and per lab process (by
+/// role, all its threads): where a burst's readings spent their time, on a
+/// core or waiting for one.
+#[derive(Default)]
+struct CpuUse(BTreeMap<String, (u64, u64)>);
+
+impl CpuUse {
+    fn now(lab: &[(String, i32)]) -> CpuUse {
+        let mut by = BTreeMap::<String, (u64, u64)>::new();
+        let mut add = |name: String, task: &std::path::Path| {
+            let Ok(s) = std::fs::read_to_string(task.join("schedstat")) else {
+                return;
+            };
+            let mut f = s.split_whitespace().filter_map(|v| v.parse::<u64>().ok());
+            let (run, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+            let e = by.entry(name).or_default();
+            e.0 += run;
+            e.1 += wait;
+        };
+        let tasks = |pid: &str| {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .filter_map(|t| Some(t.ok()?.path()))
+                .collect::<Vec<_>>()
+        };
+        for task in tasks("self") {
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            // Unnamed threads carry the bench binary's name.
+            let name = match comm.trim() {
+                c if c.starts_with("tui_watch") => "bench (unnamed threads)".to_string(),
+                c => c.to_string(),
+            };
+            add(name, &task);
+        }
+        for (role, pid) in lab {
+            for task in tasks(&pid.to_string()) {
+                add(format!("lab: {role}"), &task);
+            }
+        }
+        CpuUse(by)
+    }
+
+    /// What each used since `before`, printed: ms on a core and ms
+    /// runnable but waiting for one, and per reading for the reader.
+    fn print_since(&self, before: &CpuUse, readings: usize) {
+        println!("    CPU over the burst (ms on a core / ms waiting for one):");
+        for (name, (run, wait)) in &self.0 {
+            let (r0, w0) = before.0.get(name).copied().unwrap_or_default();
+            let (run, wait) = (run.saturating_sub(r0), wait.saturating_sub(w0));
+            if run < 1_000_000 {
+                continue;
+            }
+            let per = match (name.as_str(), readings) {
+                ("kd-reader", n) if n > 0 => format!(
+                    "  ({:.1} / {:.1} per reading)",
+                    run as f64 / 1e6 / n as f64,
+                    wait as f64 / 1e6 / n as f64
+                ),
+                _ => String::new(),
+            };
+            println!(
+                "      {name:<26} {:>8.0} / {:>8.0}{per}",
+                run as f64 / 1e6,
+                wait as f64 / 1e6
+            );
+        }
+    }
+}
+
+/// Notes when the dashboard's watch received each slice's change, from
+/// its `knetdoctor::watch` trace events.
+struct Received(Arc<Mutex<Timings>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Received {
+    fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        /// The event's namespace and name.
+        #[derive(Default)]
+        struct Key(String, String);
+        impl tracing::field::Visit for Key {
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                match f.name() {
+                    "namespace" => self.0 = v.to_string(),
+                    "name" => self.1 = v.to_string(),
+                    _ => {}
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let at = Instant::now();
+        let mut k = Key::default();
+        e.record(&mut k);
+        self.0
+            .lock()
+            .unwrap()
+            .received
+            .entry((k.0, k.1))
+            .or_insert(at);
     }
 }

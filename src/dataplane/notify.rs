@@ -18,30 +18,35 @@ const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 const RTMGRP_IPV4_RULE: u32 = 0x80;
 
 /// Watches `netns` on a thread of its own, sending on `changed` after each
-/// batch of notifications, until the receiver is gone.
-pub fn spawn(netns: Netns, changed: Sender<()>) {
-    std::thread::spawn(move || {
-        let _ = netns.run(move || -> std::io::Result<()> {
-            let mut sock = Socket::new(NETLINK_ROUTE)?;
-            sock.bind(&SocketAddr::new(
-                0,
-                RTMGRP_LINK
-                    | RTMGRP_NEIGH
-                    | RTMGRP_IPV4_IFADDR
-                    | RTMGRP_IPV4_ROUTE
-                    | RTMGRP_IPV4_RULE,
-            ))?;
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                // One wake-up per burst: drain what is queued, then say so.
-                sock.recv(&mut &mut buf[..], 0)?;
-                sock.set_non_blocking(true)?;
-                while sock.recv(&mut &mut buf[..], 0).is_ok() {}
-                sock.set_non_blocking(false)?;
-                if changed.send(()).is_err() {
-                    return Ok(());
+/// batch of notifications, until the receiver is gone. A thread that
+/// cannot be started is said so: the caller's periodic reads are all it
+/// has then.
+pub fn spawn(netns: Netns, changed: Sender<()>) -> std::io::Result<()> {
+    let spawned = std::thread::Builder::new()
+        .name("kd-notify".into())
+        .spawn(move || {
+            let _ = netns.run(move || -> std::io::Result<()> {
+                let mut sock = Socket::new(NETLINK_ROUTE)?;
+                sock.bind(&SocketAddr::new(
+                    0,
+                    RTMGRP_LINK
+                        | RTMGRP_NEIGH
+                        | RTMGRP_IPV4_IFADDR
+                        | RTMGRP_IPV4_ROUTE
+                        | RTMGRP_IPV4_RULE,
+                ))?;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    // One wake-up per burst: drain what is queued, then say so.
+                    sock.recv(&mut &mut buf[..], 0)?;
+                    sock.set_non_blocking(true)?;
+                    while sock.recv(&mut &mut buf[..], 0).is_ok() {}
+                    sock.set_non_blocking(false)?;
+                    if changed.send(()).is_err() {
+                        return Ok(());
+                    }
                 }
-            }
+            });
         });
-    });
+    spawned.map(drop)
 }

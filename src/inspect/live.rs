@@ -420,6 +420,11 @@ where
                 )),
                 _ => None,
             };
+            // When each change arrived (`KNETDOCTOR_LOG=knetdoctor::watch=trace`;
+            // the tui_watch bench splits a change's way to the screen here).
+            if let Some((ns, name)) = &object {
+                tracing::trace!(target: "knetdoctor::watch", kind = ?key.0, namespace = ns.as_deref().unwrap_or(""), name = name.as_str(), "changed");
+            }
             if let Ok(mut d) = sink.dirty.lock() {
                 let objects = d.entry(key.0).or_insert_with(|| Some(BTreeSet::new()));
                 match (object, objects.as_mut()) {
@@ -501,34 +506,42 @@ impl Reflected {
     pub fn start(src: &LiveSource, changed: std::sync::mpsc::Sender<()>) -> Result<Reflected> {
         let (ready_tx, ready) = std::sync::mpsc::channel();
         let src = src.clone();
-        std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(Error::env(
-                        format!("cannot start the async runtime: {e}"),
-                        None,
-                    )));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let (stop_tx, stop) = tokio::sync::oneshot::channel();
-                match Self::connect(&src, changed, stop_tx).await {
-                    Ok(r) => {
-                        let _ = ready_tx.send(Ok(r));
-                        // The reflectors run until the Reflected is dropped.
-                        let _ = stop.await;
-                    }
+        let spawned = std::thread::Builder::new()
+            .name("kd-watches".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e));
+                        let _ = ready_tx.send(Err(Error::env(
+                            format!("cannot start the async runtime: {e}"),
+                            None,
+                        )));
+                        return;
                     }
-                }
+                };
+                rt.block_on(async move {
+                    let (stop_tx, stop) = tokio::sync::oneshot::channel();
+                    match Self::connect(&src, changed, stop_tx).await {
+                        Ok(r) => {
+                            let _ = ready_tx.send(Ok(r));
+                            // The reflectors run until the Reflected is dropped.
+                            let _ = stop.await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
             });
-        });
+        if let Err(e) = spawned {
+            return Err(Error::env(
+                format!("cannot start the watch thread: {e}"),
+                None,
+            ));
+        }
         ready
             .recv()
             .map_err(|_| Error::env("the watch thread ended before the lists were in", None))?

@@ -232,7 +232,8 @@ pub fn run_on<B: ratatui::backend::Backend>(
 ) -> Result<()> {
     let source = a.source.clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = spawn_reader(a, wake_tx.clone(), stop.clone());
+    let reader = spawn_reader(a, wake_tx.clone(), stop.clone())
+        .map_err(|e| Error::env(format!("cannot start the dashboard's reader: {e}"), None))?;
     // Jobs report on a channel of their own, forwarded.
     let (done_tx, done) = mpsc::channel::<Done>();
     std::thread::spawn(move || {
@@ -309,122 +310,128 @@ fn spawn_reader(
     a: Options,
     tx: mpsc::Sender<Wake>,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let every = a.refresh;
-        let (changed_tx, changed) = mpsc::channel::<watch::Wake>();
-        let objects_tx = watch::tagged(watch::Wake::Objects, changed_tx.clone());
-        let nodes_tx = watch::tagged(watch::Wake::Nodes, changed_tx.clone());
-        if let Some(b) = &a.source.bundle {
-            watch::bundle(
-                b.clone(),
-                watch::tagged(watch::Wake::Bundle, changed_tx.clone()),
-            );
-        }
-        // A live cluster's agents publish their nodes' states: each new
-        // one wakes the reader (the connection lives as long as it does).
-        let _agents = a.source.live.as_ref().and_then(|live| {
-            let agents =
-                crate::agent::remote::Agents::connect(live, live.agent_namespace()).ok()?;
-            agents.watch_published(nodes_tx.clone());
-            Some(agents)
-        });
-        let plans = plan_worker();
-        let mut watching_source = None;
-        let mut live: Option<Reflected> = None;
-        let mut watching = false;
-        let mut kept = Kept::default();
-        // The first reading: everything.
-        let mut reread = watch::Reread::everything(false);
-        while !stop.load(Ordering::Relaxed) {
-            // Asked once it is known (the lab's state is read to know it).
-            if watching_source.is_none() {
-                watching_source = watched(&a.source);
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // Named, as every long-lived thread of the dashboard is: `top -H`,
+    // perf and the benches tell them apart.
+    std::thread::Builder::new()
+        .name("kd-reader".into())
+        .spawn(move || {
+            let every = a.refresh;
+            let (changed_tx, changed) = mpsc::channel::<watch::Wake>();
+            let objects_tx = watch::tagged(watch::Wake::Objects, changed_tx.clone());
+            let nodes_tx = watch::tagged(watch::Wake::Nodes, changed_tx.clone());
+            if let Some(b) = &a.source.bundle {
+                watch::bundle(
+                    b.clone(),
+                    watch::tagged(watch::Wake::Bundle, changed_tx.clone()),
+                );
             }
-            if live.is_none()
-                && let Some(Some(src)) = &watching_source
-            {
-                match Reflected::start(src, objects_tx.clone()) {
-                    Ok(r) => live = Some(r),
-                    Err(e) => {
-                        if tx.send(Wake::Snapshot(Err(e.to_string()))).is_err() {
-                            return;
+            // A live cluster's agents publish their nodes' states: each new
+            // one wakes the reader (the connection lives as long as it does).
+            let _agents = a.source.live.as_ref().and_then(|live| {
+                let agents =
+                    crate::agent::remote::Agents::connect(live, live.agent_namespace()).ok()?;
+                agents.watch_published(nodes_tx.clone());
+                Some(agents)
+            });
+            let plans = plan_worker();
+            let mut watching_source = None;
+            let mut live: Option<Reflected> = None;
+            let mut watching = false;
+            let mut kept = Kept::default();
+            // The first reading: everything.
+            let mut reread = watch::Reread::everything(false);
+            while !stop.load(Ordering::Relaxed) {
+                // Asked once it is known (the lab's state is read to know it).
+                if watching_source.is_none() {
+                    watching_source = watched(&a.source);
+                }
+                if live.is_none()
+                    && let Some(Some(src)) = &watching_source
+                {
+                    match Reflected::start(src, objects_tx.clone()) {
+                        Ok(r) => live = Some(r),
+                        Err(e) => {
+                            if tx.send(Wake::Snapshot(Err(e.to_string()))).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(every);
+                            continue;
                         }
-                        std::thread::sleep(every);
-                        continue;
                     }
                 }
-            }
-            let s = take(
-                &a.source,
-                live.as_ref(),
-                a.namespace.as_deref(),
-                &mut kept,
-                &reread,
-            );
-            // Node states (iptables) and errors (no lab yet) are read again
-            // periodically.
-            let poll = s.as_ref().map_or(true, |s| s.nodes.iter().any(|n| n.read));
-            if !watching
-                && a.source.bundle.is_none()
-                && let Ok(s) = &s
-            {
-                let target = a.source.target();
-                for n in s.nodes.iter().filter(|n| n.read) {
-                    if let Some(netns) = target
-                        .as_ref()
-                        .ok()
-                        .and_then(|t| t.node(&n.name).ok())
-                        .and_then(|n| n.netns().ok())
-                    {
-                        let node = watch::Wake::Kernel(n.name.clone());
-                        watch::spawn(netns, watch::tagged(node, changed_tx.clone()));
+                let s = take(
+                    &a.source,
+                    live.as_ref(),
+                    a.namespace.as_deref(),
+                    &mut kept,
+                    &reread,
+                );
+                // Node states (iptables) and errors (no lab yet) are read again
+                // periodically.
+                let poll = s.as_ref().map_or(true, |s| s.nodes.iter().any(|n| n.read));
+                if !watching
+                    && a.source.bundle.is_none()
+                    && let Ok(s) = &s
+                {
+                    let target = a.source.target();
+                    for n in s.nodes.iter().filter(|n| n.read) {
+                        if let Some(netns) = target
+                            .as_ref()
+                            .ok()
+                            .and_then(|t| t.node(&n.name).ok())
+                            .and_then(|n| n.netns().ok())
+                        {
+                            let node = watch::Wake::Kernel(n.name.clone());
+                            // Unwatched, the node is still read every refresh.
+                            let _ = watch::spawn(netns, watch::tagged(node, changed_tx.clone()));
+                        }
                     }
+                    watching = true;
                 }
-                watching = true;
-            }
-            if let Ok(s) = &s {
-                let _ = plans.send(s.clone());
-            }
-            if tx.send(Wake::Snapshot(s)).is_err() {
-                return;
-            }
-            let first = if poll {
-                changed.recv_timeout(every).ok()
-            } else {
-                // Nothing to poll: wait for a change (checking for the
-                // end now and then).
-                loop {
-                    match changed.recv_timeout(Duration::from_millis(500)) {
-                        Ok(w) => break Some(w),
-                        Err(mpsc::RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => {}
-                        Err(_) => return,
+                if let Ok(s) = &s {
+                    let _ = plans.send(s.clone());
+                }
+                if tx.send(Wake::Snapshot(s)).is_err() {
+                    return;
+                }
+                let first = if poll {
+                    changed.recv_timeout(every).ok()
+                } else {
+                    // Nothing to poll: wait for a change (checking for the
+                    // end now and then).
+                    loop {
+                        match changed.recv_timeout(Duration::from_millis(500)) {
+                            Ok(w) => break Some(w),
+                            Err(mpsc::RecvTimeoutError::Timeout)
+                                if !stop.load(Ordering::Relaxed) => {}
+                            Err(_) => return,
+                        }
                     }
-                }
-            };
-            // The bundle's inotify and the live cluster's watches say when
-            // the objects change; a source that sends no word (a lab's
-            // files) has them read every time.
-            let notified = a.source.bundle.is_some() || live.is_some();
-            reread = match first {
-                None => watch::Reread::everything(notified),
-                Some(w) => {
-                    // A bundle's files are read once kubectl is done
-                    // writing them. A watch event or a kernel notification
-                    // is read at once (the 30 ms this waited counted
-                    // against every change's way to the screen): what
-                    // arrives while it is read — the rest of a repair's
-                    // thousands — is read together next.
-                    if a.source.bundle.is_some() {
-                        std::thread::sleep(Duration::from_millis(30));
+                };
+                // The bundle's inotify and the live cluster's watches say when
+                // the objects change; a source that sends no word (a lab's
+                // files) has them read every time.
+                let notified = a.source.bundle.is_some() || live.is_some();
+                reread = match first {
+                    None => watch::Reread::everything(notified),
+                    Some(w) => {
+                        // A bundle's files are read once kubectl is done
+                        // writing them. A watch event or a kernel notification
+                        // is read at once (the 30 ms this waited counted
+                        // against every change's way to the screen): what
+                        // arrives while it is read — the rest of a repair's
+                        // thousands — is read together next.
+                        if a.source.bundle.is_some() {
+                            std::thread::sleep(Duration::from_millis(30));
+                        }
+                        let woke: Vec<watch::Wake> =
+                            std::iter::once(w).chain(changed.try_iter()).collect();
+                        watch::Reread::after(&woke, notified)
                     }
-                    let woke: Vec<watch::Wake> =
-                        std::iter::once(w).chain(changed.try_iter()).collect();
-                    watch::Reread::after(&woke, notified)
-                }
-            };
-        }
-    })
+                };
+            }
+        })
 }
 
 /// The API server whose objects the reader watches: `--kubeconfig`'s, or
@@ -454,22 +461,27 @@ fn watched(source: &Source) -> Option<Option<crate::inspect::live::LiveSource>> 
 /// would see.
 fn plan_worker() -> mpsc::Sender<Arc<Snapshot>> {
     let (tx, rx) = mpsc::channel::<Arc<Snapshot>>();
-    std::thread::spawn(move || {
-        let idle = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sets the calling thread's (0) policy from a valid
-        // parameter; a refusal leaves it as it was, which is only slower.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
-        while let Ok(mut latest) = rx.recv() {
-            loop {
-                match rx.recv_timeout(PLANS_AFTER) {
-                    Ok(newer) => latest = newer,
-                    Err(mpsc::RecvTimeoutError::Timeout) => break,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+    let spawned = std::thread::Builder::new()
+        .name("kd-plans".into())
+        .spawn(move || {
+            let idle = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sets the calling thread's (0) policy from a valid
+            // parameter; a refusal leaves it as it was, which is only slower.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
+            while let Ok(mut latest) = rx.recv() {
+                loop {
+                    match rx.recv_timeout(PLANS_AFTER) {
+                        Ok(newer) => latest = newer,
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
                 }
+                latest.work_out_plans();
             }
-            latest.work_out_plans();
-        }
-    });
+        });
+    // A worker that cannot start leaves the plans to the repair view,
+    // which works a missing one out itself.
+    drop(spawned);
     tx
 }
 

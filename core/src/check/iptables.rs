@@ -58,6 +58,11 @@ pub struct NodeRules {
     /// mode, KUBE-SERVICES present, its objects read), so that they may
     /// be brought up to date port by port.
     pub by_port: bool,
+    /// KUBE-SERVICES and KUBE-NODEPORTS as the judgement of every port
+    /// parsed them, kept for the judgements after it from the same rules:
+    /// an endpoint change re-judges a few ports without a pass over 10,000
+    /// rules per node (half of a lab node's reading after a watch event).
+    jumps: Option<Arc<ServiceJumps>>,
 }
 
 impl NodeRules {
@@ -147,9 +152,12 @@ pub fn check_node(
 /// What kube-proxy's check reads of the rules besides each port's own
 /// chains: KUBE-SERVICES by (ClusterIP, port, protocol) — 10,000 Services
 /// would otherwise each scan 10,000 rules — and KUBE-NODEPORTS.
+#[derive(Debug, PartialEq)]
 struct ServiceJumps {
     services: HashMap<(String, u16, String), RuleSpec>,
-    nodeports: Vec<RuleSpec>,
+    /// By the port they match (a port's rule is looked up, not searched
+    /// for among every NodePort's).
+    nodeports: HashMap<u16, Vec<RuleSpec>>,
 }
 
 impl ServiceJumps {
@@ -169,17 +177,14 @@ impl ServiceJumps {
                 .as_ref()
                 .is_none_or(|w| numbers(rule).any(|n| w.contains(n)))
         };
-        let specs = |chain: &str, words: &Option<HashSet<String>>| -> Vec<RuleSpec> {
+        let specs = |chain: &str, words: &Option<HashSet<String>>| {
             rs.table("nat")
                 .and_then(|t| t.chain(chain))
-                .map(|c| {
-                    c.rules
-                        .iter()
-                        .filter(|r| wanted(r, words))
-                        .filter_map(|r| RuleSpec::parse(r).ok())
-                        .collect()
-                })
-                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|c| &c.rules)
+                .filter(|r| wanted(r, words))
+                .filter_map(|r| RuleSpec::parse(r).ok())
+                .collect::<Vec<_>>()
         };
         let mut services: HashMap<(String, u16, String), RuleSpec> = HashMap::new();
         for r in specs("KUBE-SERVICES", &ips) {
@@ -192,9 +197,15 @@ impl ServiceJumps {
                 services.entry((ip, port, proto)).or_insert(r);
             }
         }
+        let mut nodeports: HashMap<u16, Vec<RuleSpec>> = HashMap::new();
+        for r in specs("KUBE-NODEPORTS", &node_ports) {
+            if let Some(port) = r.dport {
+                nodeports.entry(port).or_default().push(r);
+            }
+        }
         ServiceJumps {
             services,
-            nodeports: specs("KUBE-NODEPORTS", &node_ports),
+            nodeports,
         }
     }
 }
@@ -231,7 +242,7 @@ fn check_kube_proxy(
     check_stale_rejects(ports, rs, node, &mut judged.rest);
     judged.by_port = true;
     let served = ports.iter().filter(|p| !p.endpoints.is_empty());
-    let (jumps, to_judge): (ServiceJumps, Vec<&ServicePort>) = match before {
+    let (jumps, to_judge): (Arc<ServiceJumps>, Vec<&ServicePort>) = match before {
         Some((b, changed)) if b.by_port => {
             judged.ports = b
                 .ports
@@ -248,9 +259,21 @@ fn check_kube_proxy(
                 .filter(|p| addrs.contains(&(p.cluster_ip, p.port)))
                 .filter(|p| changed.contains(&port_key(p)))
                 .collect();
-            (ServiceJumps::of(rs, Some(&again)), again)
+            // The same rules as before: their jumps are the ones parsed
+            // then, else those naming the changed ports are parsed.
+            match &b.jumps {
+                Some(kept) => {
+                    judged.jumps = Some(kept.clone());
+                    (kept.clone(), again)
+                }
+                None => (Arc::new(ServiceJumps::of(rs, Some(&again))), again),
+            }
         }
-        _ => (ServiceJumps::of(rs, None), served.collect()),
+        _ => {
+            let all = Arc::new(ServiceJumps::of(rs, None));
+            judged.jumps = Some(all.clone());
+            (all, served.collect())
+        }
     };
     for sp in to_judge {
         let mut out = Vec::new();
@@ -305,10 +328,11 @@ fn check_port(
     check_endpoints(sp, &hashed, rs, node, &svc_ref, out);
     if let Some(np) = sp.node_port {
         let ext = hash::ext_chain(&hashed, &sp.protocol);
-        let ok = jumps
-            .nodeports
-            .iter()
-            .any(|r| r.dport == Some(np) && (r.jumps_to(&ext) || r.jumps_to(&svc_chain)));
+        let ok = jumps.nodeports.get(&np).is_some_and(|rules| {
+            rules
+                .iter()
+                .any(|r| r.jumps_to(&ext) || r.jumps_to(&svc_chain))
+        });
         if !ok {
             out.push(
                 Finding::new(FindingId::KubeProxyNodeportMissing, Severity::Error, n, format!("no KUBE-NODEPORTS rule for {} on port {np}: NodePort traffic to this node is not forwarded", sp.name()))
