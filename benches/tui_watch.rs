@@ -617,7 +617,8 @@ async fn create(client: &kube::Client, cluster: &knetdoctor::model::Cluster) {
             },
             ..Default::default()
         };
-        created(Api::<Namespace>::all(client.clone()).create(&pp, &n).await);
+        let namespaces_api = Api::<Namespace>::all(client.clone());
+        created(|| namespaces_api.create(&pp, &n)).await;
     }
     // The ServiceAccount admission plugin holds a pod until its namespace's
     // `default` account is there: the controller manager makes it.
@@ -664,7 +665,8 @@ async fn create(client: &kube::Client, cluster: &knetdoctor::model::Cluster) {
             let hour_ago = hour_ago.clone();
             async move {
                 let name = node.metadata.name.clone().unwrap_or_default();
-                created(api.create(&PostParams::default(), &node).await);
+                let pp = PostParams::default();
+                created(|| api.create(&pp, &node)).await;
                 let conditions: Vec<_> = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"]
                     .into_iter()
                     .map(|t| {
@@ -704,7 +706,8 @@ async fn create(client: &kube::Client, cluster: &knetdoctor::model::Cluster) {
             ]);
             async move {
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                created(api.create(&PostParams::default(), &pod).await);
+                let pp = PostParams::default();
+                created(|| api.create(&pp, &pod)).await;
                 let status = status.expect("synthetic pods have a status");
                 let ip = status.pod_ip.clone();
                 let body = json!({"status": {"phase": status.phase, "podIP": ip,
@@ -730,7 +733,10 @@ async fn create(client: &kube::Client, cluster: &knetdoctor::model::Cluster) {
             for p in spec.ports.iter_mut().flatten() {
                 p.node_port = None;
             }
-            async move { created(api.create(&PostParams::default(), &svc).await) }
+            async move {
+                let pp = PostParams::default();
+                created(|| api.create(&pp, &svc)).await
+            }
         })
         .buffer_unordered(IN_FLIGHT)
         .count()
@@ -745,7 +751,10 @@ async fn create(client: &kube::Client, cluster: &knetdoctor::model::Cluster) {
                 .labels
                 .get_or_insert_with(BTreeMap::new)
                 .insert(label.into(), value.into());
-            async move { created(api.create(&PostParams::default(), &slice).await) }
+            async move {
+                let pp = PostParams::default();
+                created(|| api.create(&pp, &slice)).await
+            }
         })
         .buffer_unordered(IN_FLIGHT)
         .count()
@@ -758,12 +767,23 @@ async fn create(client: &kube::Client, cluster: &knetdoctor::model::Cluster) {
     );
 }
 
-/// A create's answer: made, or already there (a run before made it).
-fn created<K>(r: kube::Result<K>) {
-    match r {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => panic!("create: {e}"),
+/// A create made, or already there (a run before made it); a request
+/// the connection lost is sent again (the API server, busy with 150,000
+/// pods, once dropped one after twenty minutes and the run was lost).
+async fn created<K, F>(mut create: impl FnMut() -> F)
+where
+    F: std::future::Future<Output = kube::Result<K>>,
+{
+    for attempt in 1.. {
+        match create().await {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => return,
+            Err(e) if attempt < 5 && !matches!(e, kube::Error::Api(_)) => {
+                eprintln!("create: {e}; sent again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => panic!("create: {e}"),
+        }
     }
 }
 
