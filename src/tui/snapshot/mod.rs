@@ -332,12 +332,27 @@ fn by_node(findings: &[Arc<Finding>]) -> HashMap<&str, &[Arc<Finding>]> {
 }
 
 /// Counts each node's findings ([`by_node`]) into its row, by kind and
-/// severity.
-/// A shared row is copied only when its counts change.
-fn tally(nodes: &mut [Arc<NodeRow>], by: &HashMap<&str, &[Arc<Finding>]>) {
+/// severity. A shared row is copied only when its counts change, and a
+/// row counted from the same findings before (`counted`: the rows are the
+/// last snapshot's, these its findings) is not counted again: at scale a
+/// read node holds 15,000 findings, each read from its own allocation.
+fn tally(
+    nodes: &mut [Arc<NodeRow>],
+    by: &HashMap<&str, &[Arc<Finding>]>,
+    counted: Option<&HashMap<&str, &[Arc<Finding>]>>,
+) {
+    fn run<'a>(by: &HashMap<&str, &'a [Arc<Finding>]>, name: &str) -> &'a [Arc<Finding>] {
+        by.get(name).copied().unwrap_or_default()
+    }
     for row in nodes.iter_mut() {
+        let mine = run(by, &row.name);
+        if let Some(before) = counted.map(|c| run(c, &row.name))
+            && same_findings(before, mine)
+        {
+            continue;
+        }
         let (mut node, mut proxy) = ([0; 3], [0; 3]);
-        for f in by.get(row.name.as_str()).copied().unwrap_or_default() {
+        for f in mine {
             let counts = if f.id.is_kube_proxy() {
                 &mut proxy
             } else {
@@ -385,7 +400,7 @@ impl Snapshot {
         self.trace_targets = Arc::new(super::resources::trace_targets(&self.cluster, &resources));
         self.resources = Arc::new(resources);
         self.resource_marks = marks.into();
-        tally(&mut self.nodes, &by_node(&self.findings));
+        tally(&mut self.nodes, &by_node(&self.findings), None);
         self.source = format!("{} · namespace {ns}", self.source);
         self
     }
@@ -422,17 +437,17 @@ impl Snapshot {
         // nodes' names are the same (a watch event for a slice, a kernel's
         // notification): of 5,000 rows at scale only those whose state or
         // findings changed are copied below.
+        let rows_kept = after.as_ref().is_some_and(|a| {
+            let b = a.snapshot;
+            b.cluster.nodes.same(&cluster.nodes)
+                && b.cluster.pods.same(&cluster.pods)
+                && b.states
+                    .iter()
+                    .map(|(n, _)| n)
+                    .eq(states.iter().map(|(n, _)| n))
+        });
         let mut nodes: Vec<Arc<NodeRow>> = match after.as_ref().map(|a| a.snapshot) {
-            Some(b)
-                if b.cluster.nodes.same(&cluster.nodes)
-                    && b.cluster.pods.same(&cluster.pods)
-                    && b.states
-                        .iter()
-                        .map(|(n, _)| n)
-                        .eq(states.iter().map(|(n, _)| n)) =>
-            {
-                b.nodes.clone()
-            }
+            Some(b) if rows_kept => b.nodes.clone(),
             // Every node the API knows, then any read node it does not.
             _ => {
                 let mut names: Vec<String> = cluster
@@ -479,10 +494,6 @@ impl Snapshot {
         }
         drop(read);
         let mine = by_node(&findings);
-        tally(&mut nodes, &mine);
-        let mut entries = BTreeMap::new();
-        let mut plans = BTreeMap::new();
-        let cluster_wide = mine.get("").copied().unwrap_or_default();
         let before = after.as_ref().map(|a| {
             let states: HashMap<&str, &NodeState> = a
                 .snapshot
@@ -492,6 +503,12 @@ impl Snapshot {
                 .collect();
             (a, by_node(&a.snapshot.findings), states)
         });
+        // Kept rows count again only the nodes whose findings changed.
+        let counted = before.as_ref().filter(|_| rows_kept).map(|(_, b, _)| b);
+        tally(&mut nodes, &mine, counted);
+        let mut entries = BTreeMap::new();
+        let mut plans = BTreeMap::new();
+        let cluster_wide = mine.get("").copied().unwrap_or_default();
         let unchanged = |kinds: &[ApiKind]| {
             before
                 .as_ref()
@@ -812,6 +829,12 @@ pub fn retire(s: Arc<Snapshot>) {
 /// every snapshot, and before, it formatted and sorted all 45,000 findings
 /// of three lab nodes beside 5,000 peers (twice) on a change's way to the
 /// screen.
+/// Whether two runs of findings are the same shared findings (pointers
+/// compared, no finding read).
+fn same_findings(a: &[Arc<Finding>], b: &[Arc<Finding>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}
+
 pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let (before, after) = (by_node(&old.findings), by_node(&new.findings));
     let nodes: BTreeSet<&str> = before.keys().chain(after.keys()).copied().collect();
@@ -820,7 +843,7 @@ pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     for node in nodes {
         let was = before.get(node).copied().unwrap_or_default();
         let is = after.get(node).copied().unwrap_or_default();
-        if was.len() == is.len() && was.iter().zip(is).all(|(a, b)| Arc::ptr_eq(a, b)) {
+        if same_findings(was, is) {
             continue;
         }
         let (was, is) = (ids(was), ids(is));
