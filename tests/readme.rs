@@ -36,7 +36,7 @@ fn dashboard() -> String {
             .iter()
             .map(|(n, _)| (n.clone(), ReadVia::Bundle))
             .collect(),
-        not_read: Vec::new(),
+        not_read: Default::default(),
     };
     let s = Snapshot::build(
         format!("bundle {}", "dataplane-faults"),

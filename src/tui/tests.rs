@@ -1045,7 +1045,7 @@ fn the_overview_says_what_was_read_and_why_the_others_were_not() {
     let s = snapshot(|_| {}).with_reading(&super::snapshot::Reading {
         at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(3600 * 5 + 61),
         via: vec![("k8s-node-12".into(), ReadVia::Lab)],
-        not_read: vec![
+        not_read: std::sync::Arc::new(vec![
             NotRead {
                 node: "k8s-master-10".into(),
                 why: Unreached::OutOfReach,
@@ -1054,7 +1054,7 @@ fn the_overview_says_what_was_read_and_why_the_others_were_not() {
                 node: "k8s-node-11".into(),
                 why: Unreached::AgentSilent { seconds: 40 },
             },
-        ],
+        ]),
     });
     let got = screen(&app(s, View::Overview), 220, 12);
     let line = |node: &str| {

@@ -223,7 +223,7 @@ impl Totals {
 pub struct Reading {
     pub at: std::time::SystemTime,
     pub via: Vec<(String, ReadVia)>,
-    pub not_read: Vec<NotRead>,
+    pub not_read: Arc<Vec<NotRead>>,
 }
 
 /// Everything one frame needs.
@@ -332,39 +332,56 @@ fn by_node(findings: &[Arc<Finding>]) -> HashMap<&str, &[Arc<Finding>]> {
 }
 
 /// Counts each node's findings ([`by_node`]) into its row, by kind and
-/// severity. A shared row is copied only when its counts change, and a
-/// row counted from the same findings before (`counted`: the rows are the
-/// last snapshot's, these its findings) is not counted again: at scale a
-/// read node holds 15,000 findings, each read from its own allocation.
-fn tally(
+/// severity. A shared row is copied only when its counts change. A row
+/// counted from `counted` before (the rows are the last snapshot's, these
+/// its findings) is not counted again: the same findings keep its counts,
+/// and of changed ones only what came and went is read — at scale a read
+/// node holds 15,000 findings, each in its own allocation. Returns what
+/// came and went on each such node, for its entries to be marked from.
+fn tally<'a>(
     nodes: &mut [Arc<NodeRow>],
-    by: &HashMap<&str, &[Arc<Finding>]>,
-    counted: Option<&HashMap<&str, &[Arc<Finding>]>>,
-) {
-    fn run<'a>(by: &HashMap<&str, &'a [Arc<Finding>]>, name: &str) -> &'a [Arc<Finding>] {
+    by: &HashMap<&'a str, &'a [Arc<Finding>]>,
+    counted: Option<&HashMap<&'a str, &'a [Arc<Finding>]>>,
+) -> HashMap<&'a str, check::runs::Differing<'a>> {
+    fn run<'a>(by: &HashMap<&'a str, &'a [Arc<Finding>]>, name: &str) -> &'a [Arc<Finding>] {
         by.get(name).copied().unwrap_or_default()
     }
-    for row in nodes.iter_mut() {
-        let mine = run(by, &row.name);
-        if let Some(before) = counted.map(|c| run(c, &row.name))
-            && same_findings(before, mine)
-        {
-            continue;
-        }
-        let (mut node, mut proxy) = ([0; 3], [0; 3]);
-        for f in mine {
-            let counts = if f.id.is_kube_proxy() {
-                &mut proxy
-            } else {
-                &mut node
+    fn count<'f>(
+        counts: &mut ([usize; 3], [usize; 3]),
+        findings: impl Iterator<Item = &'f Arc<Finding>>,
+        add: bool,
+    ) {
+        for f in findings {
+            let c = match f.id.is_kube_proxy() {
+                true => &mut counts.1[severity_index(f.severity)],
+                false => &mut counts.0[severity_index(f.severity)],
             };
-            counts[severity_index(f.severity)] += 1;
-        }
-        if (row.node_findings, row.proxy_findings) != (node, proxy) {
-            let r = Arc::make_mut(row);
-            (r.node_findings, r.proxy_findings) = (node, proxy);
+            *c = if add { *c + 1 } else { c.saturating_sub(1) };
         }
     }
+    let mut differing = HashMap::default();
+    for row in nodes.iter_mut() {
+        let mine = run(by, &row.name);
+        let mut counts = ([0; 3], [0; 3]);
+        match counted.map(|c| (c.get_key_value(row.name.as_str()), run(c, &row.name))) {
+            Some((_, before)) if same_findings(before, mine) => continue,
+            Some((key, before)) => {
+                let d = check::runs::differing(before, mine);
+                counts = (row.node_findings, row.proxy_findings);
+                count(&mut counts, d.went.iter().copied(), false);
+                count(&mut counts, d.came.iter().copied(), true);
+                if let Some(name) = by.get_key_value(row.name.as_str()).or(key).map(|(k, _)| *k) {
+                    differing.insert(name, d);
+                }
+            }
+            None => count(&mut counts, mine.iter(), true),
+        }
+        if (row.node_findings, row.proxy_findings) != counts {
+            let r = Arc::make_mut(row);
+            (r.node_findings, r.proxy_findings) = counts;
+        }
+    }
+    differing
 }
 
 impl Snapshot {
@@ -505,7 +522,7 @@ impl Snapshot {
         });
         // Kept rows count again only the nodes whose findings changed.
         let counted = before.as_ref().filter(|_| rows_kept).map(|(_, b, _)| b);
-        tally(&mut nodes, &mine, counted);
+        let mut differing = tally(&mut nodes, &mine, counted);
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
         let cluster_wide = mine.get("").copied().unwrap_or_default();
@@ -522,7 +539,6 @@ impl Snapshot {
         });
         for (name, state) in states.iter() {
             let shared_findings = mine.get(name.as_str()).copied().unwrap_or_default();
-            let node_findings: Vec<&Finding> = shared_findings.iter().map(|f| &**f).collect();
             let old = before.as_ref().and_then(|(a, theirs, old_states)| {
                 let theirs = theirs.get(name.as_str()).copied().unwrap_or_default();
                 Some((
@@ -540,13 +556,29 @@ impl Snapshot {
             let state_same = old.is_some_and(|(.., old_state)| {
                 compared.map_or_else(|| old_state == state, |c| c.state_same)
             });
-            // Findings compare as shared ones: the same `Arc` is equal at
-            // once (a node's 15,000 findings, kept by the verdicts).
-            let findings_same = old.is_some_and(|(_, _, theirs, _)| theirs == shared_findings);
+            // The findings gone or come since, told apart by pointer: a
+            // read node's 15,000 are walked, and only those read (the
+            // kube-proxy part and the rest each judged the same or not).
+            let differing = old.map(|(_, _, theirs, _)| {
+                differing
+                    .remove(name.as_str())
+                    .unwrap_or_else(|| check::runs::differing(theirs, shared_findings))
+            });
+            let findings_same = differing.as_ref().is_some_and(|d| d.is_empty());
             let kube_proxy = |f: &&Arc<Finding>| f.id.is_kube_proxy();
-            let proxy_shared: Vec<&Arc<Finding>> =
-                shared_findings.iter().filter(kube_proxy).collect();
-            let proxy_findings: Vec<&Finding> = proxy_shared.iter().map(|f| &***f).collect();
+            let proxy_same = differing
+                .as_ref()
+                .is_some_and(|d| !d.all().any(|f| kube_proxy(&f)));
+            let others_same = differing
+                .as_ref()
+                .is_some_and(|d| d.all().all(|f| kube_proxy(&f)));
+            let proxy_findings = || -> Vec<&Finding> {
+                shared_findings
+                    .iter()
+                    .filter(kube_proxy)
+                    .map(|f| &**f)
+                    .collect()
+            };
             // kube-proxy's lines depend on its state, findings and mode;
             // the tree read from its rules, on its state and mode.
             let same_rules = old.filter(|(_, _, _, old_state)| {
@@ -554,36 +586,26 @@ impl Snapshot {
                     && same_proxy_state(old_state, state, compared.and_then(|c| c.rules_same))
             });
             let (proxy, services, tree) = match same_rules {
-                Some((e, _, theirs, _)) => {
-                    let theirs: Vec<&Arc<Finding>> = theirs.iter().filter(kube_proxy).collect();
-                    if theirs == proxy_shared {
-                        (e.proxy.clone(), e.summary.proxy, e.tree.clone())
-                    } else {
-                        // The same tree, marked again where the findings
-                        // naming it changed.
-                        let changed = changed_subjects(&theirs, &proxy_shared);
-                        let before = e.tree.clone().map(|t| (t, &e.proxy, &changed));
-                        let (entries, services, tree) =
-                            proxy_entries(&cluster, state, &proxy_findings, before);
-                        (entries, Some(services), tree)
-                    }
+                Some((e, ..)) if proxy_same => (e.proxy.clone(), e.summary.proxy, e.tree.clone()),
+                Some((e, ..)) => {
+                    // The same tree, marked again where the findings
+                    // naming it changed.
+                    let changed =
+                        subjects(differing.iter().flat_map(|d| d.all()).filter(kube_proxy));
+                    let before = e.tree.clone().map(|t| (t, &e.proxy, &changed));
+                    let (entries, services, tree) =
+                        proxy_entries(&cluster, state, &proxy_findings(), before);
+                    (entries, Some(services), tree)
                 }
                 None => {
                     let (entries, services, tree) =
-                        proxy_entries(&cluster, state, &proxy_findings, None);
+                        proxy_entries(&cluster, state, &proxy_findings(), None);
                     (entries, Some(services), tree)
                 }
             };
             // flannel's, on its state, its other findings and the leases.
             let (overlay, peers, overlay_expected) = old
-                .filter(|(_, _, theirs, _)| {
-                    overlay_objects_same
-                        && state_same
-                        && theirs
-                            .iter()
-                            .filter(|f| !kube_proxy(f))
-                            .eq(shared_findings.iter().filter(|f| !kube_proxy(f)))
-                })
+                .filter(|_| overlay_objects_same && state_same && others_same)
                 .map(|(e, ..)| {
                     let peers = (e.summary.peers_ok, e.summary.peers);
                     (e.overlay.clone(), peers, e.overlay_expected.clone())
@@ -591,23 +613,18 @@ impl Snapshot {
                 .unwrap_or_else(|| {
                     // The lines as written for the leases before, marked
                     // again where the findings naming them changed.
-                    let kept =
-                        old.filter(|_| overlay_objects_same)
-                            .and_then(|(e, _, theirs, _)| {
-                                // The lines as written first: a node without
-                                // them compares no findings.
-                                let expected = e.overlay_expected.as_ref()?;
-                                let changed = changed_subjects(
-                                    &theirs.iter().collect::<Vec<_>>(),
-                                    &shared_findings.iter().collect::<Vec<_>>(),
-                                );
-                                Some((expected, &e.overlay, changed))
-                            });
+                    let kept = old.filter(|_| overlay_objects_same).and_then(|(e, ..)| {
+                        let expected = e.overlay_expected.as_ref()?;
+                        let changed = subjects(differing.iter().flat_map(|d| d.all()));
+                        Some((expected, &e.overlay, changed))
+                    });
                     let kept = (kept.as_ref()).map(|(expected, blocks, changed)| overlay::Before {
                         expected,
                         blocks,
                         changed,
                     });
+                    let node_findings: Vec<&Finding> =
+                        shared_findings.iter().map(|f| &**f).collect();
                     overlay_entries(&cluster, name, state, &node_findings, kept)
                 });
             entries.insert(
@@ -822,37 +839,33 @@ pub fn retire(s: Arc<Snapshot>) {
     }
 }
 
-/// What the findings gained and lost between two snapshots, as the
-/// header's last change says it: `+id (node)`, then `-id (node)`. Node by
-/// node: a node whose findings are the very same shared ones (the kept
-/// verdicts') is passed over unread. This runs on the render thread for
-/// every snapshot, and before, it formatted and sorted all 45,000 findings
-/// of three lab nodes beside 5,000 peers (twice) on a change's way to the
-/// screen.
 /// Whether two runs of findings are the same shared findings (pointers
 /// compared, no finding read).
 fn same_findings(a: &[Arc<Finding>], b: &[Arc<Finding>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
+/// What came and went between two snapshots' findings, as the header's
+/// last change says it: `+id (node)` for each kind of finding that came,
+/// then `-id (node)` for each that went (a second endpoint of the same
+/// kind gone stale is news too). Node by node, walked side by side
+/// ([`check::runs::differing`]): only the findings that differ are read.
+/// This runs on the render thread for every snapshot; it once formatted
+/// and sorted all 45,000 findings of three lab nodes beside 5,000 peers,
+/// and later hashed a changed node's 15,000 IDs twice.
 pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let (before, after) = (by_node(&old.findings), by_node(&new.findings));
     let nodes: BTreeSet<&str> = before.keys().chain(after.keys()).copied().collect();
-    let ids = |run: &[Arc<Finding>]| run.iter().map(|f| f.id).collect::<HashSet<_>>();
-    let (mut gained, mut lost) = (Vec::new(), Vec::new());
+    let (mut gained, mut lost) = (BTreeSet::new(), BTreeSet::new());
     for node in nodes {
         let was = before.get(node).copied().unwrap_or_default();
         let is = after.get(node).copied().unwrap_or_default();
-        if same_findings(was, is) {
-            continue;
-        }
-        let (was, is) = (ids(was), ids(is));
+        let d = check::runs::differing(was, is);
         let name = if node.is_empty() { "cluster" } else { node };
-        gained.extend(is.difference(&was).map(|id| format!("{id} ({name})")));
-        lost.extend(was.difference(&is).map(|id| format!("{id} ({name})")));
+        let named = |f: &&Arc<Finding>| format!("{} ({name})", f.id);
+        gained.extend(d.came.iter().map(named));
+        lost.extend(d.went.iter().map(named));
     }
-    gained.sort();
-    lost.sort();
     (gained.into_iter().map(|k| format!("+{k}")))
         .chain(lost.into_iter().map(|k| format!("-{k}")))
         .collect()
@@ -972,20 +985,10 @@ fn chain_entries(
 /// Subjects whose findings changed between two snapshots.
 type Changed<'a> = HashSet<&'a Subject>;
 
-/// The subjects named by findings in one of `a` and `b` but not the other
-/// (told apart by pointer: the kept verdicts share what did not change).
-fn changed_subjects<'a>(a: &[&'a Arc<Finding>], b: &[&'a Arc<Finding>]) -> Changed<'a> {
-    let ptrs = |v: &[&Arc<Finding>]| -> HashSet<*const Finding> {
-        v.iter().map(|f| Arc::as_ptr(f)).collect()
-    };
-    let (in_a, in_b) = (ptrs(a), ptrs(b));
-    let only = |v: &[&'a Arc<Finding>], other: &HashSet<*const Finding>| {
-        v.iter()
-            .filter(|f| !other.contains(&Arc::as_ptr(f)))
-            .flat_map(|f| f.subjects())
-            .collect::<Vec<&'a Subject>>()
-    };
-    only(a, &in_b).into_iter().chain(only(b, &in_a)).collect()
+/// The subjects the findings that went or came name
+/// ([`check::runs::differing`]).
+fn subjects<'a>(differing: impl Iterator<Item = &'a Arc<Finding>>) -> Changed<'a> {
+    differing.flat_map(|f| f.subjects()).collect()
 }
 
 /// kube-proxy's tree as read from the node's rules, before any finding
