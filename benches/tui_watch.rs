@@ -179,7 +179,9 @@ fn main() {
                 refresh: Duration::from_secs(600),
                 namespace: None,
             };
-            let mut last: Option<Arc<Snapshot>> = None;
+            // Not the snapshot itself: the last one held would be freed here,
+            // on the render thread, instead of on the dashboard's own.
+            let mut last: Option<std::sync::Weak<Snapshot>> = None;
             run_on(&mut terminal, options, (wake_tx, wake), |app| {
                 if let Some(e) = &app.error
                     && app.snapshot.is_none()
@@ -187,10 +189,13 @@ fn main() {
                     eprintln!("dashboard: {e}");
                 }
                 let Some(s) = &app.snapshot else { return };
-                if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, s)) {
+                if last
+                    .as_ref()
+                    .is_some_and(|l| std::ptr::eq(l.as_ptr(), Arc::as_ptr(s)))
+                {
                     return;
                 }
-                last = Some(s.clone());
+                last = Some(Arc::downgrade(s));
                 let now = Instant::now();
                 let mut f = first_seen.lock().unwrap();
                 if f.is_none() {

@@ -236,13 +236,21 @@ pub fn run_on<B: ratatui::backend::Backend>(
         .map_err(|e| Error::env(format!("cannot start the dashboard's reader: {e}"), None))?;
     // Jobs report on a channel of their own, forwarded.
     let (done_tx, done) = mpsc::channel::<Done>();
-    std::thread::spawn(move || {
-        for d in done {
-            if wake_tx.send(Wake::Done(d)).is_err() {
-                return;
+    std::thread::Builder::new()
+        .name("kd-jobs".into())
+        .spawn(move || {
+            for d in done {
+                if wake_tx.send(Wake::Done(d)).is_err() {
+                    return;
+                }
             }
-        }
-    });
+        })
+        .map_err(|e| {
+            Error::env(
+                format!("cannot start the dashboard's job thread: {e}"),
+                None,
+            )
+        })?;
     let mut capture: Option<capture::Session> = None;
     let mut app = App::new();
     let result = (|| -> Result<()> {

@@ -71,13 +71,19 @@ impl Reread {
 /// `to` as `what` (a forwarding thread that ends with either side).
 pub fn tagged(what: Wake, to: Sender<Wake>) -> Sender<()> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
+    let forward = move || {
         for () in rx {
             if to.send(what.clone()).is_err() {
                 return;
             }
         }
-    });
+    };
+    // Unnamed, it would carry its spawner's name (the reader's).
+    // Without it, the sender's signals go nowhere: the reader still reads
+    // every refresh.
+    let _ = std::thread::Builder::new()
+        .name("kd-wake".into())
+        .spawn(forward);
     tx
 }
 
