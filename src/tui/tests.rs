@@ -713,6 +713,7 @@ fn assert_same_views(a: &Snapshot, b: &Snapshot) {
     assert_eq!(a.marks(), b.marks());
     assert_eq!(a.trace_targets, b.trace_targets);
     assert_eq!(a.nodes, b.nodes);
+    assert_eq!(a.totals, b.totals);
 }
 
 /// Object changes as the live reader sees them (an endpoint NotReady, a
