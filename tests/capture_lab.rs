@@ -478,9 +478,21 @@ fn tcpdump_any_captures_decode_as_tshark_decodes_them() {
     let file = dir.path().join("any.pcap");
     let path = file.to_str().unwrap().to_string();
     // tcpdump -i any writes LINUX_SLL2 (libpcap 1.10): what people hand over.
+    // In immediate mode: else the kernel hands packets over a ring block at
+    // a time (up to 1 s late), and the last ones (the DNS over TCP) were
+    // still in a block when SIGINT ended tcpdump 300 ms later.
     let mut td = Command::new("ip")
         .args([
-            "netns", "exec", &node, "tcpdump", "-i", "any", "-U", "-w", &path,
+            "netns",
+            "exec",
+            &node,
+            "tcpdump",
+            "--immediate-mode",
+            "-i",
+            "any",
+            "-U",
+            "-w",
+            &path,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
