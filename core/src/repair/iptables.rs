@@ -128,6 +128,10 @@ pub fn restore(
             continue;
         };
         let mut now: Option<Vec<String>> = None;
+        // Where each rule first stands in the expectation (worked out for
+        // a chain that gets an insert): "put before it" is a lookup, not
+        // a search of the rules before it.
+        let mut first_at: Option<std::collections::HashMap<&String, usize>> = None;
         for (i, rule) in p.rules.iter().enumerate() {
             if jumps_to_one_of(rule, &is_written).is_none() {
                 continue;
@@ -137,10 +141,16 @@ pub fn restore(
                 continue;
             }
             // Just after the last rule the expectation puts before it.
-            let before: HashSet<&String> = p.rules[..i].iter().collect();
+            let first_at = first_at.get_or_insert_with(|| {
+                let mut at = std::collections::HashMap::new();
+                for (k, r) in p.rules.iter().enumerate().rev() {
+                    at.insert(r, k);
+                }
+                at
+            });
             let position = 1 + now
                 .iter()
-                .rposition(|r| before.contains(r))
+                .rposition(|r| first_at.get(r).is_some_and(|&k| k < i))
                 .map_or(0, |k| k + 1);
             now.insert(position - 1, rule.clone());
             inserts.push(Insert {
