@@ -17,6 +17,7 @@ use crate::model::convert;
 use crate::model::shared::Objects;
 
 mod item;
+mod split;
 mod stream;
 
 /// Reads every `*.json` file under `dir` (recursively) into one cluster.
