@@ -344,6 +344,7 @@ fn simulated(n: usize) {
 }
 
 fn main() {
+    knetdoctor::without_huge_pages();
     payload_at_scale();
     if !nix::unistd::geteuid().is_root() {
         eprintln!("not root: the lab part (the agents on the real API server) is skipped");

@@ -219,6 +219,7 @@ fn round(
 }
 
 fn main() {
+    knetdoctor::without_huge_pages();
     if !nix::unistd::Uid::effective().is_root() {
         println!("capture_live: not root, skipped (it needs a lab)");
         return;

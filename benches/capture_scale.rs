@@ -132,6 +132,7 @@ fn write_pcap(
 }
 
 fn main() {
+    knetdoctor::without_huge_pages();
     let n = env("KD_BENCH_FRAMES", 1_000_000);
     let path = std::env::temp_dir().join(format!("knetdoctor-bench-{}.pcap", std::process::id()));
     write_pcap(&path, pcap_file::DataLink::ETHERNET, n, frame);

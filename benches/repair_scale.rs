@@ -82,6 +82,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    knetdoctor::without_huge_pages();
     if std::env::var("KD_BENCH_DEBUG").is_ok() {
         tracing_subscriber::fmt()
             .with_env_filter("knetdoctor=debug")

@@ -58,6 +58,7 @@ fn ip_route_get(state: &knetdoctor::dataplane::NodeState, ips: &[IpAddr]) -> Opt
 }
 
 fn main() {
+    knetdoctor::without_huge_pages();
     let size = Size {
         nodes: env("KD_BENCH_NODES", 5000),
         pods: env("KD_BENCH_PODS", 150_000),

@@ -30,6 +30,7 @@ const LAB: &str = "kdblive";
 type Frames = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
 
 fn main() {
+    knetdoctor::without_huge_pages();
     if !nix::unistd::Uid::effective().is_root() {
         println!("tui_live: not root, skipped (it needs a lab)");
         return;

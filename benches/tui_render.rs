@@ -27,6 +27,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 fn main() {
+    knetdoctor::without_huge_pages();
     let t0 = Instant::now();
     let cluster = synthetic::cluster(Size::LARGE);
     let mut state = synthetic::node_state(&cluster, 0);

@@ -99,6 +99,7 @@ struct Timings {
 }
 
 fn main() {
+    knetdoctor::without_huge_pages();
     if !nix::unistd::Uid::effective().is_root() {
         println!("tui_watch: not root, skipped (it needs a lab)");
         return;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::FromArgMatches as _;
 
 fn main() -> ExitCode {
+    knetdoctor::without_huge_pages();
     let invoked = cli::Invoked::from_program(std::env::args_os().next().as_deref());
     // A shell asking for completions is answered before anything else.
     clap_complete::CompleteEnv::with_factory(move || invoked.command())
