@@ -187,8 +187,8 @@ impl Splitter {
                 break;
             }
         }
-        let trailing_space = skip_space(buf, self.at).is_none();
-        if eof && !(self.state == At::Done && trailing_space) {
+        // After the document's end, anything but white space failed `step`.
+        if eof && self.state != At::Done {
             return Err(Unsplittable);
         }
         Ok(())

@@ -222,12 +222,9 @@ impl Totals {
         if old.len() != new.len() {
             return Totals::of(cluster);
         }
-        let replaced = old.iter().zip(new).filter(|(o, n)| !Arc::ptr_eq(o, n));
-        let (went, came): (Vec<_>, Vec<_>) = replaced.map(|(o, n)| (&**o, &**n)).unzip();
-        let (went, came) = (
-            endpoints_of(went.into_iter()),
-            endpoints_of(came.into_iter()),
-        );
+        let replaced = || old.iter().zip(new).filter(|(o, n)| !Arc::ptr_eq(o, n));
+        let went = endpoints_of(replaced().map(|(o, _)| &**o));
+        let came = endpoints_of(replaced().map(|(_, n)| &**n));
         Totals {
             endpoints_ready: (self.endpoints_ready + came.0).saturating_sub(went.0),
             endpoints: (self.endpoints + came.1).saturating_sub(went.1),
