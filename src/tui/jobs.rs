@@ -175,7 +175,8 @@ fn trace_text(s: &Snapshot, from: &str, to: &str) -> Result<String> {
     use crate::trace::{resolve, sim, text};
     let src = resolve::resolve(&s.cluster, from, "default")?;
     let dst = resolve::resolve(&s.cluster, to, "default")?;
-    let world = sim::World::new(&s.cluster, &s.states, &s.findings);
+    let findings = s.findings.to_vec();
+    let world = sim::World::new(&s.cluster, &s.states, &findings);
     let t = sim::trace(&world, &src, &dst, crate::trace::Proto::Tcp, None);
     // The text carries the terminal styles `trace` prints with; the
     // dashboard draws its own.

@@ -204,7 +204,10 @@ impl Listing {
     /// Each line's mark: the first of `findings` naming its object (a DNS
     /// name: its Service), and for a node the first finding about it.
     /// Costs what the findings name, not the 175,000 lines.
-    pub fn marks(&self, findings: &[Arc<Finding>]) -> Vec<Option<FindingId>> {
+    pub fn marks<'a>(
+        &self,
+        findings: impl IntoIterator<Item = &'a Arc<Finding>>,
+    ) -> Vec<Option<FindingId>> {
         let mut marks = vec![None; self.len()];
         let mut mark = |kind: &str, name: String, id: FindingId| {
             let Some(kind) = Kind::ALL

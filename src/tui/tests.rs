@@ -211,7 +211,7 @@ fn the_last_change_reads_only_the_nodes_whose_findings_changed() {
         .position(|f| f.id == FindingId::RouteMissing)
         .expect("the route's finding");
     findings.remove(route);
-    b.findings = Arc::new(findings);
+    b.findings = findings.into();
     assert_eq!(changes(&a, &b), ["-route-missing (k8s-node-12)"]);
     assert_eq!(changes(&b, &a), ["+route-missing (k8s-node-12)"]);
 }
@@ -877,7 +877,7 @@ fn a_snapshot_built_after_another_equals_one_built_anew() {
         "synthetic".into(),
         cluster.clone(),
         changed.clone(),
-        crate::check::share(findings.clone()),
+        crate::check::share(findings.clone()).into(),
         Some(After {
             snapshot: &before,
             changed: &nothing,

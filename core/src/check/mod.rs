@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod finding;
+pub mod findings;
 pub mod flannel;
 pub mod id;
 pub mod incremental;
@@ -17,6 +18,7 @@ pub use finding::{
     Finding, FindingId, Mark, Named, ObjectRef, Owner, RepairAction, Severity, Subject,
     first_naming, first_naming_where, naming,
 };
+pub use findings::Findings;
 
 use crate::dataplane::NodeState;
 use crate::dataplane::state::UnreadSource;
@@ -54,8 +56,6 @@ pub fn exit_code(findings: &[Finding]) -> u8 {
 /// The exit code of an answer whose reading was incomplete.
 pub const INCOMPLETE: u8 = 5;
 
-/// The order findings are reported in: by node (cluster-level first),
-/// severity, ID and summary.
 /// Each finding behind an `Arc` of its own, as the dashboard's kept
 /// verdicts and the views that read them hold findings.
 pub fn share(findings: Vec<Finding>) -> Vec<std::sync::Arc<Finding>> {

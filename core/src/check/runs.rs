@@ -5,21 +5,93 @@
 //! bisection (a few comparisons per finding of the smaller run), and the
 //! nodes' runs follow one another in the order [`super::run`] sorts them
 //! (by node first), when every finding of a node's runs is about that
-//! node.
+//! node ([`super::findings::Findings`] holds them so, unmerged).
 
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use super::{Finding, order, sort};
+use super::{Finding, Severity, order, sort};
 
-/// Findings sorted as [`super::run`] sorts them, each shared.
+/// Findings counted as the overview shows them: flannel's and the node's
+/// apart from kube-proxy's, each by severity. A run carries its count,
+/// so that a snapshot's counts are sums of its runs' (a read node's
+/// 15,000 findings, each in an allocation of its own, are not read
+/// again for a count while its run stays).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// About flannel, the node or the cluster: errors, warnings, infos.
+    pub node: [usize; 3],
+    /// About kube-proxy's rules ([`super::FindingId::is_kube_proxy`]).
+    pub proxy: [usize; 3],
+}
+
+impl Tally {
+    pub fn of<'a>(findings: impl IntoIterator<Item = &'a Arc<Finding>>) -> Tally {
+        let mut t = Tally::default();
+        for f in findings {
+            let counts = match f.id.is_kube_proxy() {
+                true => &mut t.proxy,
+                false => &mut t.node,
+            };
+            counts[Tally::index(f.severity)] += 1;
+        }
+        t
+    }
+
+    /// The index of `s` in [`Tally::node`] and [`Tally::proxy`].
+    pub fn index(s: Severity) -> usize {
+        match s {
+            Severity::Error => 0,
+            Severity::Warning => 1,
+            Severity::Info => 2,
+        }
+    }
+
+    pub fn errors(&self) -> usize {
+        self.node[0] + self.proxy[0]
+    }
+
+    pub fn total(&self) -> usize {
+        self.node.iter().chain(&self.proxy).sum()
+    }
+
+    fn add(self, other: Tally) -> Tally {
+        let sum = |a: [usize; 3], b: [usize; 3]| std::array::from_fn(|i| a[i] + b[i]);
+        Tally {
+            node: sum(self.node, other.node),
+            proxy: sum(self.proxy, other.proxy),
+        }
+    }
+
+    /// `self` without `part` (which it counted).
+    pub fn without(self, part: Tally) -> Tally {
+        let less =
+            |a: [usize; 3], b: [usize; 3]| std::array::from_fn(|i| a[i].saturating_sub(b[i]));
+        Tally {
+            node: less(self.node, part.node),
+            proxy: less(self.proxy, part.proxy),
+        }
+    }
+}
+
+impl std::iter::Sum for Tally {
+    fn sum<I: Iterator<Item = Tally>>(iter: I) -> Tally {
+        iter.fold(Tally::default(), Tally::add)
+    }
+}
+
+/// Findings sorted as [`super::run`] sorts them, each shared, and the
+/// run itself shared: the snapshot after a change holds the runs of the
+/// nodes it did not touch as they were, pointers and all.
 #[derive(Debug, Clone, Default)]
 pub struct Run {
-    pub sorted: Vec<Arc<Finding>>,
+    pub sorted: Arc<[Arc<Finding>]>,
     /// Whether every finding is about the node the run was made for (the
     /// cluster's run: about no node), so that runs may be put one after
     /// another by node instead of sorted together.
     pub own: bool,
+    /// Its findings counted.
+    pub tally: Tally,
 }
 
 impl Run {
@@ -27,19 +99,43 @@ impl Run {
     pub fn of(mut found: Vec<Arc<Finding>>, node: Option<&str>) -> Run {
         sort(&mut found);
         let own = found.iter().all(|f| f.node.as_deref() == node);
-        Run { sorted: found, own }
+        Run {
+            tally: Tally::of(&found),
+            sorted: found.into(),
+            own,
+        }
+    }
+
+    /// `sorted` (already sorted), counted as `tally` says.
+    pub fn of_sorted(sorted: Vec<Arc<Finding>>, own: bool, tally: Tally) -> Run {
+        debug_assert!(sorted.is_sorted_by(|a, b| order(a, b) != Ordering::Greater));
+        debug_assert_eq!(tally, Tally::of(&sorted));
+        Run {
+            sorted: sorted.into(),
+            own,
+            tally,
+        }
     }
 
     /// `first` and `second` as one run: the stable sort of `first`'s
     /// findings followed by `second`'s (an equal pair keeps that order),
-    /// by bisecting the larger run at each finding of the smaller.
+    /// by bisecting the larger run at each finding of the smaller. An
+    /// empty side gives the other run itself, shared.
     pub fn merged(first: &Run, second: &Run) -> Run {
         let (a, b) = (&first.sorted, &second.sorted);
+        let own = first.own && second.own;
+        if a.is_empty() || b.is_empty() {
+            let whole = if a.is_empty() { second } else { first };
+            return Run {
+                own,
+                ..whole.clone()
+            };
+        }
         let mut out = Vec::with_capacity(a.len() + b.len());
         let mut at = 0;
         if a.len() <= b.len() {
             // Each of `first` goes before the equal ones of `second`.
-            for x in a {
+            for x in a.iter() {
                 let n = b[at..].partition_point(|y| order(y, x) == Ordering::Less);
                 out.extend_from_slice(&b[at..at + n]);
                 out.push(x.clone());
@@ -48,7 +144,7 @@ impl Run {
             out.extend_from_slice(&b[at..]);
         } else {
             // Each of `second` goes after the equal ones of `first`.
-            for y in b {
+            for y in b.iter() {
                 let n = a[at..].partition_point(|x| order(x, y) != Ordering::Greater);
                 out.extend_from_slice(&a[at..at + n]);
                 out.push(y.clone());
@@ -57,8 +153,9 @@ impl Run {
             out.extend_from_slice(&a[at..]);
         }
         Run {
-            sorted: out,
-            own: first.own && second.own,
+            sorted: out.into(),
+            own,
+            tally: first.tally.add(second.tally),
         }
     }
 }
@@ -157,10 +254,11 @@ mod tests {
         ) {
             let make = |v: &[(u8, u8)]| Run::of(v.iter().map(|&(s, m)| finding(Some("n"), s, m)).collect(), Some("n"));
             let (a, b) = (make(&a), make(&b));
-            let mut expected: Vec<Arc<Finding>> = a.sorted.iter().chain(&b.sorted).cloned().collect();
+            let mut expected: Vec<Arc<Finding>> = a.sorted.iter().chain(b.sorted.iter()).cloned().collect();
             sort(&mut expected);
             let got = Run::merged(&a, &b);
             prop_assert!(got.own);
+            prop_assert_eq!(got.tally, Tally::of(got.sorted.iter()));
             prop_assert_eq!(got.sorted.len(), expected.len());
             for (g, e) in got.sorted.iter().zip(&expected) {
                 prop_assert!(Arc::ptr_eq(g, e));
@@ -180,7 +278,7 @@ mod tests {
         ) {
             let old = Run::of(base.iter().map(|&(s, m)| finding(Some("n"), s, m)).collect(), Some("n"));
             let kept: Vec<Arc<Finding>> = old.sorted.iter().zip(&gone).filter(|(_, g)| !**g).map(|(f, _)| f.clone()).collect();
-            let kept = Run { sorted: kept, own: true };
+            let kept = Run { tally: Tally::of(&kept), sorted: kept.into(), own: true };
             let added = Run::of(came.iter().map(|&(s, m)| finding(Some("n"), s, m)).collect(), Some("n"));
             let new = Run::merged(&kept, &added);
             let d = differing(&old.sorted, &new.sorted);
@@ -194,7 +292,7 @@ mod tests {
             // (one gone and one alike come is no change).
             let mut went: Vec<&Arc<Finding>> = old.sorted.iter().collect();
             let mut came = Vec::new();
-            for n in &new.sorted {
+            for n in new.sorted.iter() {
                 match went.iter().position(|o| *o == n) {
                     Some(i) => { went.remove(i); }
                     None => came.push(n),

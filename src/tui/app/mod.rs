@@ -213,7 +213,7 @@ impl App {
             (View::Object(kind, name), Some(s)) => Some(resources::linked(
                 &s.cluster,
                 &s.states,
-                &s.findings,
+                &s.findings.to_vec(),
                 *kind,
                 name,
             )),

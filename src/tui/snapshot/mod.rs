@@ -17,7 +17,8 @@ use overlay::overlay_entries;
 use crate::access::ReadVia;
 use crate::check::incremental::Verdicts;
 use crate::check::reach::{NotRead, Unreached};
-use crate::check::{self, Finding, FindingId, Severity, Subject};
+use crate::check::runs::Tally;
+use crate::check::{self, Finding, FindingId, Findings, Subject};
 use crate::dataplane::{Mac, NodeState};
 use crate::model::index::{HashMap, HashSet};
 use crate::model::kube_proxy::ProxyMode;
@@ -267,8 +268,9 @@ pub struct Snapshot {
     pub totals: Totals,
     /// Each shared with the snapshots after it until it changes.
     pub nodes: Vec<Arc<NodeRow>>,
-    /// Sorted as `check` sorts them; shared with the nodes' plans.
-    pub findings: Arc<Vec<Arc<Finding>>>,
+    /// Sorted as `check` sorts them, a shared run per node (the kept
+    /// verdicts' own); shared with the nodes' plans.
+    pub findings: Findings,
     /// Per node, its entries against `expect()`.
     pub entries: BTreeMap<String, NodeEntries>,
     /// Per read node, what `repair` would do (worked out when first
@@ -324,91 +326,21 @@ pub struct LazyPlan {
     /// copied: 15,000 a node at scale were copied into every snapshot):
     /// the cluster's and the node's are the plan's only input besides the
     /// objects and the state. Those of a `-n` view are a part of them.
-    findings: Arc<Vec<Arc<Finding>>>,
+    findings: Findings,
     plan: Arc<std::sync::OnceLock<crate::repair::Plan>>,
 }
 
-fn severity_index(s: Severity) -> usize {
-    match s {
-        Severity::Error => 0,
-        Severity::Warning => 1,
-        Severity::Info => 2,
-    }
-}
-
-/// The node a finding is about ("" for the cluster).
-fn node_of(f: &Finding) -> &str {
-    f.node.as_deref().unwrap_or_default()
-}
-
-/// Findings by the node they are about ([`node_of`]).
-fn by_node(findings: &[Arc<Finding>]) -> HashMap<&str, &[Arc<Finding>]> {
-    // Sorted as `check` sorts them, by node first: each node's findings
-    // are one run, found by bisection (a few findings read per node, not
-    // 45,000 at scale).
-    debug_assert!(findings.is_sorted_by(|a, b| a.node <= b.node));
-    let mut by = HashMap::default();
-    let mut rest = findings;
-    while let Some(first) = rest.first() {
-        let node = first.node.as_deref();
-        let (run, after) = rest.split_at(rest.partition_point(|f| f.node.as_deref() <= node));
-        by.insert(node.unwrap_or_default(), run);
-        rest = after;
-    }
-    by
-}
-
-/// Counts each node's findings ([`by_node`]) into its row, by kind and
-/// severity. A shared row is copied only when its counts change. A row
-/// counted from `counted` before (the rows are the last snapshot's, these
-/// its findings) is not counted again: the same findings keep its counts,
-/// and of changed ones only what came and went is read — at scale a read
-/// node holds 15,000 findings, each in its own allocation. Returns what
-/// came and went on each such node, for its entries to be marked from.
-fn tally<'a>(
-    nodes: &mut [Arc<NodeRow>],
-    by: &HashMap<&'a str, &'a [Arc<Finding>]>,
-    counted: Option<&HashMap<&'a str, &'a [Arc<Finding>]>>,
-) -> HashMap<&'a str, check::runs::Differing<'a>> {
-    fn run<'a>(by: &HashMap<&'a str, &'a [Arc<Finding>]>, name: &str) -> &'a [Arc<Finding>] {
-        by.get(name).copied().unwrap_or_default()
-    }
-    fn count<'f>(
-        counts: &mut ([usize; 3], [usize; 3]),
-        findings: impl Iterator<Item = &'f Arc<Finding>>,
-        add: bool,
-    ) {
-        for f in findings {
-            let c = match f.id.is_kube_proxy() {
-                true => &mut counts.1[severity_index(f.severity)],
-                false => &mut counts.0[severity_index(f.severity)],
-            };
-            *c = if add { *c + 1 } else { c.saturating_sub(1) };
-        }
-    }
-    let mut differing = HashMap::default();
+/// Sets each node's row to its findings' counts, by kind and severity
+/// (its run's, counted when the run was made): a shared row is copied
+/// only when its counts change.
+fn tally(nodes: &mut [Arc<NodeRow>], findings: &Findings) {
     for row in nodes.iter_mut() {
-        let mine = run(by, &row.name);
-        let mut counts = ([0; 3], [0; 3]);
-        match counted.map(|c| (c.get_key_value(row.name.as_str()), run(c, &row.name))) {
-            Some((_, before)) if same_findings(before, mine) => continue,
-            Some((key, before)) => {
-                let d = check::runs::differing(before, mine);
-                counts = (row.node_findings, row.proxy_findings);
-                count(&mut counts, d.went.iter().copied(), false);
-                count(&mut counts, d.came.iter().copied(), true);
-                if let Some(name) = by.get_key_value(row.name.as_str()).or(key).map(|(k, _)| *k) {
-                    differing.insert(name, d);
-                }
-            }
-            None => count(&mut counts, mine.iter(), true),
-        }
-        if (row.node_findings, row.proxy_findings) != counts {
+        let t = (findings.run(Some(&row.name))).map_or_else(Tally::default, |r| r.tally);
+        if (row.node_findings, row.proxy_findings) != (t.node, t.proxy) {
             let r = Arc::make_mut(row);
-            (r.node_findings, r.proxy_findings) = counts;
+            (r.node_findings, r.proxy_findings) = (t.node, t.proxy);
         }
     }
-    differing
 }
 
 impl Snapshot {
@@ -421,7 +353,7 @@ impl Snapshot {
         // The lines kept keep the marks the whole list gave them.
         self.marks();
         // A new list: the plans keep working from the whole one.
-        self.findings = Arc::new(
+        self.findings = Findings::of_sorted(
             self.findings
                 .iter()
                 .filter(|f| {
@@ -444,7 +376,7 @@ impl Snapshot {
         self.trace_targets = Arc::new(super::resources::trace_targets(&self.cluster, &resources));
         self.resources = Arc::new(resources);
         self.resource_marks = marks.into();
-        tally(&mut self.nodes, &by_node(&self.findings), None);
+        tally(&mut self.nodes, &self.findings);
         self.source = format!("{} · namespace {ns}", self.source);
         self
     }
@@ -456,7 +388,8 @@ impl Snapshot {
         states: Arc<Vec<(String, NodeState)>>,
         findings: Vec<Finding>,
     ) -> Snapshot {
-        Snapshot::build_after(source, cluster, states, check::share(findings), None)
+        let findings = Findings::of_sorted(check::share(findings));
+        Snapshot::build_after(source, cluster, states, findings, None)
     }
 
     /// As [`Snapshot::build`], taking over from the snapshot before what
@@ -471,10 +404,9 @@ impl Snapshot {
         source: String,
         cluster: Arc<Cluster>,
         states: Arc<Vec<(String, NodeState)>>,
-        findings: Vec<Arc<Finding>>,
+        findings: Findings,
         after: Option<After<'_>>,
     ) -> Snapshot {
-        let findings = Arc::new(findings);
         let index = cluster.index();
         let read: HashMap<&str, &NodeState> = states.iter().map(|(n, s)| (n.as_str(), s)).collect();
         // The rows before, shared, when the nodes, their pods and the read
@@ -537,7 +469,6 @@ impl Snapshot {
             }
         }
         drop(read);
-        let mine = by_node(&findings);
         let before = after.as_ref().map(|a| {
             let states: HashMap<&str, &NodeState> = a
                 .snapshot
@@ -545,14 +476,11 @@ impl Snapshot {
                 .iter()
                 .map(|(n, s)| (n.as_str(), s))
                 .collect();
-            (a, by_node(&a.snapshot.findings), states)
+            (a, &a.snapshot.findings, states)
         });
-        // Kept rows count again only the nodes whose findings changed.
-        let counted = before.as_ref().filter(|_| rows_kept).map(|(_, b, _)| b);
-        let mut differing = tally(&mut nodes, &mine, counted);
+        tally(&mut nodes, &findings);
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
-        let cluster_wide = mine.get("").copied().unwrap_or_default();
         let unchanged = |kinds: &[ApiKind]| {
             before
                 .as_ref()
@@ -562,16 +490,15 @@ impl Snapshot {
         let proxy_objects_same = unchanged(&[ApiKind::ConfigMaps]);
         let plan_objects_same = unchanged(&PLAN_READS);
         let cluster_findings_same = before.as_ref().is_some_and(|(_, theirs, _)| {
-            theirs.get("").copied().unwrap_or_default() == cluster_wide
+            findings.same_run(theirs, None) || findings.of(None) == theirs.of(None)
         });
         for (name, state) in states.iter() {
-            let shared_findings = mine.get(name.as_str()).copied().unwrap_or_default();
+            let shared_findings = findings.of(Some(name));
             let old = before.as_ref().and_then(|(a, theirs, old_states)| {
-                let theirs = theirs.get(name.as_str()).copied().unwrap_or_default();
                 Some((
                     a.snapshot.entries.get(name)?,
                     a.snapshot.plans.get(name)?,
-                    theirs,
+                    *theirs,
                     *old_states.get(name.as_str())?,
                 ))
             });
@@ -583,14 +510,16 @@ impl Snapshot {
             let state_same = old.is_some_and(|(.., old_state)| {
                 compared.map_or_else(|| old_state == state, |c| c.state_same)
             });
-            // The findings gone or come since, told apart by pointer: a
-            // read node's 15,000 are walked, and only those read (the
-            // kube-proxy part and the rest each judged the same or not).
-            let differing = old.map(|(_, _, theirs, _)| {
-                differing
-                    .remove(name.as_str())
-                    .unwrap_or_else(|| check::runs::differing(theirs, shared_findings))
-            });
+            // The findings gone or come since: none when the node's run is
+            // the one before; otherwise told apart by pointer, a read
+            // node's 15,000 walked and only those that differ read.
+            let differing =
+                old.map(
+                    |(_, _, theirs, _)| match findings.same_run(theirs, Some(name)) {
+                        true => check::runs::Differing::default(),
+                        false => check::runs::differing(theirs.of(Some(name)), shared_findings),
+                    },
+                );
             let findings_same = differing.as_ref().is_some_and(|d| d.is_empty());
             let kube_proxy = |f: &&Arc<Finding>| f.id.is_kube_proxy();
             let proxy_same = differing
@@ -750,8 +679,8 @@ impl Snapshot {
             };
             // The cluster's findings, then the node's: as `check` lists them.
             let all = &lazy.findings;
-            let findings = (all.iter().filter(|f| node_of(f).is_empty()))
-                .chain(all.iter().filter(|f| node_of(f) == name))
+            let findings = (all.of(None).iter())
+                .chain(all.of(Some(name)))
                 .map(|f| &**f);
             crate::repair::plan(name, findings, state, expected, &Default::default())
         }))
@@ -801,15 +730,12 @@ impl Snapshot {
     /// Each resource line's mark ([`Listing::marks`]), worked out on first use.
     pub fn marks(&self) -> &[Option<FindingId>] {
         self.resource_marks
-            .get_or_init(|| self.resources.marks(&self.findings))
+            .get_or_init(|| self.resources.marks(self.findings.iter()))
     }
 
     /// The findings of one node, or of the cluster (`None`).
     pub fn findings_of<'a>(&'a self, node: Option<&'a str>) -> impl Iterator<Item = &'a Finding> {
-        self.findings
-            .iter()
-            .filter(move |f| f.node.as_deref() == node)
-            .map(|f| &**f)
+        self.findings.of(node).iter().map(|f| &**f)
     }
 }
 
@@ -870,12 +796,6 @@ pub fn retire(s: Arc<Snapshot>) {
     }
 }
 
-/// Whether two runs of findings are the same shared findings (pointers
-/// compared, no finding read).
-fn same_findings(a: &[Arc<Finding>], b: &[Arc<Finding>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
-}
-
 /// What came and went between two snapshots' findings, as the header's
 /// last change says it: `+id (node)` for each kind of finding that came,
 /// then `-id (node)` for each that went (a second endpoint of the same
@@ -885,14 +805,14 @@ fn same_findings(a: &[Arc<Finding>], b: &[Arc<Finding>]) -> bool {
 /// and sorted all 45,000 findings of three lab nodes beside 5,000 peers,
 /// and later hashed a changed node's 15,000 IDs twice.
 pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
-    let (before, after) = (by_node(&old.findings), by_node(&new.findings));
-    let nodes: BTreeSet<&str> = before.keys().chain(after.keys()).copied().collect();
+    let (before, after) = (&old.findings, &new.findings);
+    let nodes: BTreeSet<Option<&str>> = (before.runs().map(|(n, _)| n))
+        .chain(after.runs().map(|(n, _)| n))
+        .collect();
     let (mut gained, mut lost) = (BTreeSet::new(), BTreeSet::new());
-    for node in nodes {
-        let was = before.get(node).copied().unwrap_or_default();
-        let is = after.get(node).copied().unwrap_or_default();
-        let d = check::runs::differing(was, is);
-        let name = if node.is_empty() { "cluster" } else { node };
+    for node in nodes.into_iter().filter(|n| !after.same_run(before, *n)) {
+        let d = check::runs::differing(before.of(node), after.of(node));
+        let name = node.unwrap_or("cluster");
         let named = |f: &&Arc<Finding>| format!("{} ({name})", f.id);
         gained.extend(d.came.iter().map(named));
         lost.extend(d.went.iter().map(named));

@@ -66,25 +66,25 @@ pub fn overview(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
         )),
         changed,
     );
-    let shown: Vec<&crate::check::Finding> = s
-        .findings
-        .iter()
-        .filter(|f| {
-            app.filter.is_empty()
-                || f.id.as_str().contains(&app.filter)
-                || f.summary.contains(&app.filter)
-                || f.node.as_deref().is_some_and(|n| n.contains(&app.filter))
-        })
-        .map(|f| &**f)
-        .collect();
-    list(
-        f,
-        bottom,
-        format!(" findings ({}) ", shown.len()),
-        shown.len(),
-        None,
-        &|i| finding_line(shown[i], true),
-    );
+    // Unfiltered, the lines on screen are looked up by index: the
+    // 45,000 findings of a large cluster are not walked for every frame.
+    let shown: Option<Vec<&crate::check::Finding>> = (!app.filter.is_empty()).then(|| {
+        s.findings
+            .iter()
+            .filter(|f| {
+                f.id.as_str().contains(&app.filter)
+                    || f.summary.contains(&app.filter)
+                    || f.node.as_deref().is_some_and(|n| n.contains(&app.filter))
+            })
+            .map(|f| &**f)
+            .collect()
+    });
+    let len = shown.as_ref().map_or(s.findings.len(), Vec::len);
+    let line = |i: usize| match &shown {
+        Some(shown) => finding_line(shown[i], true),
+        None => (s.findings.get(i)).map_or_else(Line::default, |f| finding_line(f, true)),
+    };
+    list(f, bottom, format!(" findings ({len}) "), len, None, &line);
 }
 
 /// One node of the overview: its findings, what the API says of it (pods,

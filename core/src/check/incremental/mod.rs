@@ -31,7 +31,9 @@ use overlay::OverlayVerdicts;
 
 use super::iptables::{self, NodeRules};
 use super::runs::Run;
-use super::{Finding, IptablesInputs, check_node_rest, cluster, judge_iptables, share, sort};
+use super::{
+    Finding, Findings, IptablesInputs, check_node_rest, cluster, judge_iptables, share, sort,
+};
 use crate::dataplane::NodeState;
 use crate::model::kube_proxy::{self, ServicePort};
 use crate::model::reading::{ApiKind, CheckGroup, Skipped};
@@ -78,9 +80,12 @@ pub struct Compared {
 
 /// Findings kept per node and for the cluster, with the states they were
 /// computed from. Each finding is shared (an `Arc`) and each part kept
-/// sorted: the whole list handed out is those parts' pointers merged
-/// (45,000 findings at scale: cloning and sorting them took 100–370 ms
-/// of a reading, `benches/tui_watch`).
+/// sorted: the whole list handed out is the cluster's run and each
+/// node's, shared as they are ([`Findings`]). At scale (45,000
+/// findings) cloning and sorting them took 100–370 ms of a reading
+/// (`benches/tui_watch`); merging their pointers into one list, and
+/// dropping the one before, still took 1.7 ms of an endpoint change's
+/// 7 ms (`benches/tui_render`).
 #[derive(Debug, Default)]
 pub struct Verdicts {
     /// The cluster-wide findings: what was refused, then one list per
@@ -125,7 +130,7 @@ impl Verdicts {
     }
 
     /// Brings the verdicts up to date and returns every finding, sorted as
-    /// [`super::run`] sorts them, each shared with the verdicts kept. `changed` names the kinds whose objects
+    /// [`super::run`] sorts them, in runs shared with the verdicts kept. `changed` names the kinds whose objects
     /// differ from the last update's (the caller knows: watch events, a
     /// re-read file; [`Cluster::changed_kinds`]); node states are compared
     /// here. A verdict is worked out again only when what it reads
@@ -139,7 +144,7 @@ impl Verdicts {
         cluster: &Cluster,
         changed: &BTreeSet<ApiKind>,
         states: &States,
-    ) -> Vec<Arc<Finding>> {
+    ) -> Findings {
         let first = self.states.is_none();
         let reads = |kinds: &[ApiKind]| first || kinds.iter().any(|k| changed.contains(k));
         if first {
@@ -358,30 +363,29 @@ impl Verdicts {
             self.cluster_sorted = Run::of(self.cluster.iter().flatten().cloned().collect(), None);
         }
         // The cluster's run, then each node's by name: `run`'s order
-        // without a comparison, when each run is about its node alone.
-        // Otherwise the runs one after another in `run`'s order of
-        // equal findings, sorted together (the stable sort merges the
-        // runs it finds).
+        // without a comparison, and each run shared as the verdicts hold
+        // it, when each run is about its node alone. Otherwise the runs
+        // one after another in `run`'s order of equal findings, sorted
+        // together (the stable sort merges the runs it finds).
         let mut names: Vec<&str> = states.iter().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
         let distinct = names.windows(2).all(|w| w[0] != w[1]);
         let runs_own =
             distinct && self.cluster_sorted.own && self.nodes.values().all(|v| v.merged.own);
-        let order: Vec<&str> = match runs_own {
-            true => names,
-            false => states.iter().map(|(n, _)| n.as_str()).collect(),
-        };
-        let mut all: Vec<Arc<Finding>> = self
-            .cluster_sorted
-            .sorted
-            .iter()
-            .chain(order.iter().flat_map(|n| &self.nodes[*n].merged.sorted))
+        if runs_own {
+            let nodes = names.iter().map(|n| self.nodes[*n].merged.clone());
+            return Findings::of_runs(std::iter::once(self.cluster_sorted.clone()).chain(nodes));
+        }
+        let mut all: Vec<Arc<Finding>> = (self.cluster_sorted.sorted.iter())
+            .chain(
+                states
+                    .iter()
+                    .flat_map(|(n, _)| self.nodes[n].merged.sorted.iter()),
+            )
             .cloned()
             .collect();
-        if !runs_own {
-            sort(&mut all);
-        }
-        all
+        sort(&mut all);
+        Findings::of_sorted(all)
     }
 }
 
@@ -548,8 +552,23 @@ mod tests {
         Some(std::net::IpAddr::V4(l.gateway()))
     }
 
-    fn unshared(found: &[Arc<Finding>]) -> Vec<Finding> {
-        found.iter().map(|f| (**f).clone()).collect()
+    /// The findings as values, after checking that the handle reads
+    /// back whole: by index, by node and counted as its runs say.
+    fn unshared(found: &Findings) -> Vec<Finding> {
+        let all: Vec<&Arc<Finding>> = found.iter().collect();
+        assert_eq!(found.len(), all.len());
+        assert_eq!(
+            found.tally(),
+            super::super::runs::Tally::of(all.iter().copied())
+        );
+        for (i, f) in all.iter().enumerate() {
+            assert!(Arc::ptr_eq(found.get(i).expect("each index"), f));
+        }
+        for (node, run) in found.runs() {
+            assert!(run.sorted.iter().all(|f| f.node.as_deref() == node));
+            assert_eq!(run.tally, super::super::runs::Tally::of(run.sorted.iter()));
+        }
+        all.into_iter().map(|f| (**f).clone()).collect()
     }
 
     fn states_of(cluster: &Cluster) -> Vec<(String, NodeState)> {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::super::flannel::{Peers, PeersJudged};
-use super::super::runs::Run;
+use super::super::runs::{Run, Tally};
 use super::super::{Finding, check_node_overlay_parts, share};
 use crate::dataplane::NodeState;
 use crate::model::index::HashSet;
@@ -82,22 +82,26 @@ impl OverlayVerdicts {
         let rejudged = judged.len();
         if rejudged > 0 {
             let mut gone: HashSet<*const Finding> = HashSet::default();
+            let mut gone_tally = Tally::default();
             let mut found = Vec::new();
             for (i, now) in judged {
                 let now = share(now);
                 gone.extend(peers.by_peer[i].iter().map(Arc::as_ptr));
+                gone_tally = [gone_tally, Tally::of(&peers.by_peer[i])].into_iter().sum();
                 found.extend(now.iter().cloned());
                 peers.by_peer[i] = now;
             }
             // Every peer's findings name their peer in their summary, so
             // no two peers' findings sort equal: the kept ones and the new
             // merge into the order sorting them all gives.
-            let kept = Run {
-                sorted: (peers.sorted.sorted.into_iter())
+            let kept = Run::of_sorted(
+                (peers.sorted.sorted.iter())
                     .filter(|f| !gone.contains(&Arc::as_ptr(f)))
+                    .cloned()
                     .collect(),
-                own: peers.sorted.own,
-            };
+                peers.sorted.own,
+                peers.sorted.tally.without(gone_tally),
+            );
             peers.sorted = Run::merged(&kept, &Run::of(found, Some(node)));
         }
         let verdicts = OverlayVerdicts::of(node, parts.devices, Some(peers), parts.after_peers);
