@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataplane::NodeState;
 use crate::dataplane::iptables::{Chain, RuleSpec, Ruleset, Table, builtin_chains};
-use crate::model::index::HashSet;
+use std::rc::Rc;
+
+use crate::model::index::{HashMap, HashSet};
 
 /// How one chains action is carried out and undone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,23 +52,107 @@ fn backend(node: &NodeState) -> Option<&crate::dataplane::state::IptablesBackend
         .or(node.iptables.first())
 }
 
-/// Which of `chains` `rule` jumps to. Only a rule naming one of them
-/// (a word of it) is parsed: a plan that restores 600 of 10,000 Services'
-/// chains looked for a jump to each in every one of 70,000 rules, each
-/// parsed again, and took minutes.
-fn jumps_to_one_of<'a>(rule: &str, chains: &HashSet<&'a str>) -> Option<&'a str> {
-    rule.split_whitespace().find(|w| chains.contains(w))?;
-    // The word may be a comment's: the jump is what counts.
-    let target = RuleSpec::parse(rule).ok()?.target?;
-    chains.get(target.as_str()).copied()
+/// The rules of a table by the chain their `-j`/`-g` word names (chain
+/// and rule index, in table order). A plan restores chains for each
+/// finding that asks, and at scale hundreds ask at once (an endpoint
+/// change leaves a stale chain per Service port until kube-proxy syncs):
+/// looking through the 113,000 rules of 10,000 Services for jumps into
+/// each finding's chains took the dashboard's plan worker 24 s of CPU in
+/// a 45 s burst (`benches/tui_watch`). The word is a superset of the
+/// targets (a rule is parsed to be sure only when its word is asked for).
+struct Jumps<'t> {
+    /// `None`: the side lacks the table (no chains).
+    table: Option<&'t Table>,
+    to: HashMap<&'t str, Vec<(usize, usize)>>,
 }
 
-/// The chains of `table` the plan does not name.
-fn others<'t>(table: &'t Table, named: &'t HashSet<&str>) -> impl Iterator<Item = &'t Chain> {
-    table
-        .chains()
-        .iter()
-        .filter(|p| !named.contains(p.name.as_str()))
+impl<'t> Jumps<'t> {
+    fn of(table: Option<&'t Table>) -> Jumps<'t> {
+        let mut to: HashMap<&str, Vec<(usize, usize)>> = HashMap::default();
+        for (c, chain) in table
+            .map(Table::chains)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            for (r, rule) in chain.rules.iter().enumerate() {
+                let mut words = rule.split_whitespace();
+                while let Some(w) = words.next() {
+                    if matches!(w, "-j" | "--jump" | "-g" | "--goto")
+                        && let Some(target) = words.next()
+                    {
+                        to.entry(target).or_default().push((c, r));
+                    }
+                }
+            }
+        }
+        Jumps { table, to }
+    }
+
+    /// The rules of the chains not `named` whose target is one of
+    /// `chains` (the word may be a comment's: the parsed jump is what
+    /// counts), in table order, with their target.
+    fn targeting<'c>(
+        &self,
+        chains: &HashSet<&'c str>,
+        named: &HashSet<&str>,
+    ) -> Vec<(usize, usize, &'c str)> {
+        let all = self.chains();
+        let mut found: Vec<(usize, usize, &'c str)> = chains
+            .iter()
+            .flat_map(|c| self.to.get(c).into_iter().flatten().map(move |at| (at, *c)))
+            .filter(|((ci, _), _)| !named.contains(all[*ci].name.as_str()))
+            .filter(|((ci, ri), c)| {
+                let rule = &all[*ci].rules[*ri];
+                RuleSpec::parse(rule).ok().and_then(|r| r.target).as_deref() == Some(*c)
+            })
+            .map(|((ci, ri), c)| (*ci, *ri, c))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    fn chains(&self) -> &'t [Chain] {
+        self.table.map(Table::chains).unwrap_or_default()
+    }
+
+    fn chain(&self, name: &str) -> Option<&'t Chain> {
+        self.table?.chain(name)
+    }
+}
+
+/// Works out chain restores for one node against one expectation,
+/// indexing each table's jumps once for all the restores a plan asks for.
+pub struct Restorer<'a> {
+    expected: &'a Ruleset,
+    node: &'a NodeState,
+    /// Per table: the expectation's jumps and the node's.
+    jumps: std::cell::RefCell<HashMap<String, Rc<(Jumps<'a>, Jumps<'a>)>>>,
+}
+
+impl<'a> Restorer<'a> {
+    pub fn new(expected: &'a Ruleset, node: &'a NodeState) -> Restorer<'a> {
+        Restorer {
+            expected,
+            node,
+            jumps: Default::default(),
+        }
+    }
+
+    /// The restore that makes `chains` of `table` on the node as
+    /// expected ([`restore`]).
+    pub fn restore(&self, table: &str, chains: &[String]) -> Option<ChainsRestore> {
+        let b = backend(self.node)?;
+        let jumps = (self.jumps.borrow_mut())
+            .entry(table.to_string())
+            .or_insert_with(|| {
+                let want = Jumps::of(self.expected.table(table));
+                Rc::new((want, Jumps::of(b.ruleset.table(table))))
+            })
+            .clone();
+        restore_with(table, chains, b, &jumps.0, &jumps.1)
+    }
 }
 
 /// A jump to insert: into `chain` at 1-based `position`.
@@ -78,16 +164,25 @@ struct Insert {
 
 /// The restore that makes `chains` of `table` on `node` as in `expected`,
 /// or `None` when the node has no iptables rules to tell the backend by.
+/// A plan restoring several sets of chains uses one [`Restorer`].
 pub fn restore(
     table: &str,
     chains: &[String],
     expected: &Ruleset,
     node: &NodeState,
 ) -> Option<ChainsRestore> {
-    let b = backend(node)?;
-    let empty = Table::new(table);
-    let want = expected.table(table).unwrap_or(&empty);
-    let have = b.ruleset.table(table).unwrap_or(&empty);
+    Restorer::new(expected, node).restore(table, chains)
+}
+
+/// [`restore`] from the expected table's jumps (`want`) and the node's
+/// (`have`).
+fn restore_with(
+    table: &str,
+    chains: &[String],
+    b: &crate::dataplane::state::IptablesBackendState,
+    want: &Jumps<'_>,
+    have: &Jumps<'_>,
+) -> Option<ChainsRestore> {
     let builtin = builtin_chains(table);
     let named: Vec<&str> = chains
         .iter()
@@ -108,13 +203,9 @@ pub fn restore(
         .copied()
         .filter(|c| want.chain(c).is_none() && have.chain(c).is_some())
         .collect();
-    let still_jumped_to: HashSet<&str> = match gone.is_empty() {
-        true => HashSet::default(),
-        false => others(have, &is_named)
-            .flat_map(|p| &p.rules)
-            .filter_map(|r| jumps_to_one_of(r, &gone))
-            .collect(),
-    };
+    let still_jumped_to: HashSet<&str> = (have.targeting(&gone, &is_named).into_iter())
+        .map(|(.., c)| c)
+        .collect();
     let removed: Vec<&str> = named
         .iter()
         .copied()
@@ -123,7 +214,9 @@ pub fn restore(
     // Jumps into the written chains from chains the plan does not name, at
     // the place the expectation has them among the rules the node holds.
     let mut inserts = Vec::new();
-    for p in others(want, &is_named) {
+    let jumps_in = want.targeting(&is_written, &is_named);
+    for by_chain in jumps_in.chunk_by(|a, b| a.0 == b.0) {
+        let p = &want.chains()[by_chain[0].0];
         let Some(held) = have.chain(&p.name) else {
             continue;
         };
@@ -132,10 +225,8 @@ pub fn restore(
         // a chain that gets an insert): "put before it" is a lookup, not
         // a search of the rules before it.
         let mut first_at: Option<std::collections::HashMap<&String, usize>> = None;
-        for (i, rule) in p.rules.iter().enumerate() {
-            if jumps_to_one_of(rule, &is_written).is_none() {
-                continue;
-            }
+        for &(_, i, _) in by_chain {
+            let rule = &p.rules[i];
             let now = now.get_or_insert_with(|| held.rules.clone());
             if now.contains(rule) {
                 continue;
@@ -342,6 +433,53 @@ mod tests {
         let r = restore("nat", &chains, &want, &node(have)).unwrap();
         assert!(r.input.contains("-X KUBE-SEP-OLD\n"), "{}", r.input);
         assert!(!r.input.contains("-I OTHER"), "{}", r.input);
+    }
+
+    /// One restorer for a plan's several actions: each restore as a
+    /// restore of its own gives it; a goto is a jump, a `-j` inside a
+    /// comment is not.
+    #[test]
+    fn one_restorer_for_several_actions_finds_each_jump() {
+        let mut want = Ruleset::default();
+        let nat = want.table_mut("nat");
+        nat.append("KUBE-SERVICES", "-d 10.1.0.1/32 -p tcp -j KUBE-SVC-A");
+        nat.append(
+            "KUBE-SERVICES",
+            "-m comment --comment \"a -j KUBE-SVC-B b\" -j RETURN",
+        );
+        nat.append("KUBE-SERVICES", "-d 10.1.0.2/32 -p tcp -g KUBE-SVC-B");
+        nat.append("KUBE-SVC-A", "-j ACCEPT");
+        nat.append("KUBE-SVC-B", "-j ACCEPT");
+        let mut have = Ruleset::default();
+        have.table_mut("nat").append(
+            "KUBE-SERVICES",
+            "-m comment --comment \"a -j KUBE-SVC-B b\" -j RETURN",
+        );
+        let have = node(have);
+        let restorer = Restorer::new(&want, &have);
+        let a = restorer.restore("nat", &["KUBE-SVC-A".into()]).unwrap();
+        let b = restorer.restore("nat", &["KUBE-SVC-B".into()]).unwrap();
+        assert_eq!(
+            a,
+            restore("nat", &["KUBE-SVC-A".into()], &want, &have).unwrap()
+        );
+        assert_eq!(
+            b,
+            restore("nat", &["KUBE-SVC-B".into()], &want, &have).unwrap()
+        );
+        assert!(
+            a.input
+                .contains("-I KUBE-SERVICES 1 -d 10.1.0.1/32 -p tcp -j KUBE-SVC-A\n"),
+            "{}",
+            a.input
+        );
+        assert!(
+            b.input
+                .contains("-I KUBE-SERVICES 2 -d 10.1.0.2/32 -p tcp -g KUBE-SVC-B\n"),
+            "{}",
+            b.input
+        );
+        assert_eq!(b.input.matches("-I ").count(), 1, "{}", b.input);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::check::{Finding, RepairAction};
 use crate::dataplane::{Mac, NodeState, RouteDst};
 use crate::model::expect::NodeExpectation;
 
-use super::iptables::{ChainsRestore, restore};
+use super::iptables::{ChainsRestore, Restorer};
 use super::nftables::TableRestore;
 
 /// What an action touches; `--only` selects by these.
@@ -452,6 +452,8 @@ pub fn plan<'f>(
     opts: &Options,
 ) -> Plan {
     let expected = std::cell::LazyCell::new(expected);
+    // One index of each table's jumps for every chains action of the plan.
+    let restorer = std::cell::LazyCell::new(|| Restorer::new(&expected.iptables, state));
     let mut plan = Plan {
         node: node.to_string(),
         steps: Vec::new(),
@@ -466,7 +468,7 @@ pub fn plan<'f>(
             let step = |category| {
                 let iptables = match a {
                     RepairAction::IptablesChains { table, chains, .. } => {
-                        restore(table, chains, &expected.iptables, state)
+                        restorer.restore(table, chains)
                     }
                     _ => None,
                 };

@@ -154,10 +154,16 @@ impl Table {
     /// Removes a user chain and every rule that jumps to it.
     pub fn remove_chain(&mut self, name: &str) {
         self.chains.retain(|c| c.name != name);
-        let jump = format!("-j {name}");
+        // A goto names a chain as a jump does (iptables refuses to delete
+        // a chain either still points to).
+        let names = |r: &str| {
+            ["-j", "-g"].iter().any(|o| {
+                let jump = format!("{o} {name}");
+                r.ends_with(&jump) || r.contains(&format!("{jump} "))
+            })
+        };
         for c in &mut self.chains {
-            c.rules
-                .retain(|r| !(r.ends_with(&jump) || r.contains(&format!("{jump} "))));
+            c.rules.retain(|r| !names(r));
         }
         self.reindex();
     }
