@@ -64,6 +64,11 @@ struct Jumps<'t> {
     /// `None`: the side lacks the table (no chains).
     table: Option<&'t Table>,
     to: HashMap<&'t str, Vec<(usize, usize)>>,
+    /// Per chain (by index) that gets an insert, where each of its rules
+    /// first stands: "put before it" is then a lookup, not a search of
+    /// the rules before it (KUBE-SERVICES holds 10,000 at scale, and each
+    /// restore inserting there built this again).
+    first_at: std::cell::RefCell<HashMap<usize, Rc<HashMap<&'t str, usize>>>>,
 }
 
 impl<'t> Jumps<'t> {
@@ -86,7 +91,25 @@ impl<'t> Jumps<'t> {
                 }
             }
         }
-        Jumps { table, to }
+        Jumps {
+            table,
+            to,
+            first_at: Default::default(),
+        }
+    }
+
+    /// Where each rule of chain `c` first stands in it.
+    fn first_at(&self, c: usize) -> Rc<HashMap<&'t str, usize>> {
+        let chain = &self.chains()[c];
+        (self.first_at.borrow_mut().entry(c))
+            .or_insert_with(|| {
+                let mut at = HashMap::default();
+                for (k, r) in chain.rules.iter().enumerate().rev() {
+                    at.insert(r.as_str(), k);
+                }
+                Rc::new(at)
+            })
+            .clone()
     }
 
     /// The rules of the chains not `named` whose target is one of
@@ -220,34 +243,26 @@ fn restore_with(
         let Some(held) = have.chain(&p.name) else {
             continue;
         };
-        let mut now: Option<Vec<String>> = None;
-        // Where each rule first stands in the expectation (worked out for
-        // a chain that gets an insert): "put before it" is a lookup, not
-        // a search of the rules before it.
-        let mut first_at: Option<std::collections::HashMap<&String, usize>> = None;
+        // The chain's rules as the inserts so far leave them.
+        let mut now: Option<Vec<&str>> = None;
+        let mut first_at = None;
         for &(_, i, _) in by_chain {
-            let rule = &p.rules[i];
-            let now = now.get_or_insert_with(|| held.rules.clone());
-            if now.contains(rule) {
+            let rule = p.rules[i].as_str();
+            let now = now.get_or_insert_with(|| held.rules.iter().map(String::as_str).collect());
+            if now.contains(&rule) {
                 continue;
             }
             // Just after the last rule the expectation puts before it.
-            let first_at = first_at.get_or_insert_with(|| {
-                let mut at = std::collections::HashMap::new();
-                for (k, r) in p.rules.iter().enumerate().rev() {
-                    at.insert(r, k);
-                }
-                at
-            });
+            let first_at = first_at.get_or_insert_with(|| want.first_at(by_chain[0].0));
             let position = 1 + now
                 .iter()
                 .rposition(|r| first_at.get(r).is_some_and(|&k| k < i))
                 .map_or(0, |k| k + 1);
-            now.insert(position - 1, rule.clone());
+            now.insert(position - 1, rule);
             inserts.push(Insert {
                 chain: p.name.clone(),
                 position,
-                rule: rule.clone(),
+                rule: rule.to_string(),
             });
         }
     }
