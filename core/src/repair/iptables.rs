@@ -6,12 +6,12 @@
 //! name is flushed, rewritten or removed — as kube-proxy and flannel write
 //! their own chains (`:CHAIN - [0:0]` flushes one chain under `--noflush`).
 
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::dataplane::NodeState;
 use crate::dataplane::iptables::{Chain, RuleSpec, Ruleset, Table, builtin_chains};
-use std::rc::Rc;
-
 use crate::model::index::{HashMap, HashSet};
 
 /// How one chains action is carried out and undone.
