@@ -55,14 +55,6 @@ impl Tally {
         self.node.iter().chain(&self.proxy).sum()
     }
 
-    fn add(self, other: Tally) -> Tally {
-        let sum = |a: [usize; 3], b: [usize; 3]| std::array::from_fn(|i| a[i] + b[i]);
-        Tally {
-            node: sum(self.node, other.node),
-            proxy: sum(self.proxy, other.proxy),
-        }
-    }
-
     /// `self` without `part` (which it counted).
     pub fn without(self, part: Tally) -> Tally {
         let less =
@@ -74,9 +66,21 @@ impl Tally {
     }
 }
 
+impl std::ops::Add for Tally {
+    type Output = Tally;
+
+    fn add(self, other: Tally) -> Tally {
+        let sum = |a: [usize; 3], b: [usize; 3]| std::array::from_fn(|i| a[i] + b[i]);
+        Tally {
+            node: sum(self.node, other.node),
+            proxy: sum(self.proxy, other.proxy),
+        }
+    }
+}
+
 impl std::iter::Sum for Tally {
     fn sum<I: Iterator<Item = Tally>>(iter: I) -> Tally {
-        iter.fold(Tally::default(), Tally::add)
+        iter.fold(Tally::default(), std::ops::Add::add)
     }
 }
 
@@ -155,7 +159,7 @@ impl Run {
         Run {
             sorted: out.into(),
             own,
-            tally: first.tally.add(second.tally),
+            tally: first.tally + second.tally,
         }
     }
 }

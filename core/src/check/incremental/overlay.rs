@@ -87,7 +87,7 @@ impl OverlayVerdicts {
             for (i, now) in judged {
                 let now = share(now);
                 gone.extend(peers.by_peer[i].iter().map(Arc::as_ptr));
-                gone_tally = [gone_tally, Tally::of(&peers.by_peer[i])].into_iter().sum();
+                gone_tally = gone_tally + Tally::of(&peers.by_peer[i]);
                 found.extend(now.iter().cloned());
                 peers.by_peer[i] = now;
             }

@@ -156,11 +156,11 @@ impl Table {
         self.chains.retain(|c| c.name != name);
         // A goto names a chain as a jump does (iptables refuses to delete
         // a chain either still points to).
+        let jumps = [format!("-j {name}"), format!("-g {name}")];
+        let within = jumps.clone().map(|j| j + " ");
         let names = |r: &str| {
-            ["-j", "-g"].iter().any(|o| {
-                let jump = format!("{o} {name}");
-                r.ends_with(&jump) || r.contains(&format!("{jump} "))
-            })
+            (jumps.iter().zip(&within))
+                .any(|(j, w)| r.ends_with(j.as_str()) || r.contains(w.as_str()))
         };
         for c in &mut self.chains {
             c.rules.retain(|r| !names(r));
