@@ -17,6 +17,8 @@ pub mod files;
 pub mod inspect;
 pub mod lab;
 pub mod repair;
+pub mod sched;
+pub mod signal;
 pub mod trace;
 pub mod tui;
 

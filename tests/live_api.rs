@@ -246,7 +246,7 @@ fn live_answers_match_offline_on_a_real_api_server() {
             ..Default::default()
         };
         let (tx, changed) = std::sync::mpsc::channel();
-        let watched = Reflected::start(&src, tx).expect("watches start");
+        let watched = Reflected::start(&src, tx.into()).expect("watches start");
         let _ = watched.cluster();
         for change in [
             &[

@@ -25,7 +25,7 @@ pub const MIN_GAP: Duration = Duration::from_millis(250);
 pub fn spawn(rt: tokio::runtime::Handle, wire: Wire, node: InNamespace, every: Duration) {
     std::thread::spawn(move || {
         let (changed_tx, changed) = mpsc::channel();
-        if let Err(e) = crate::dataplane::notify::spawn(Netns::Current, changed_tx) {
+        if let Err(e) = crate::dataplane::notify::spawn(Netns::Current, changed_tx.into()) {
             tracing::warn!("no kernel notifications ({e}): the node is published every {every:?}");
         }
         let mut last: Option<String> = None;

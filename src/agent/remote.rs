@@ -254,7 +254,7 @@ impl Agents {
 
     /// Sends on `changed` whenever an agent publishes a new state, until
     /// the receiver is gone (on this connection's runtime).
-    pub fn watch_published(&self, changed: std::sync::mpsc::Sender<()>) {
+    pub fn watch_published(&self, changed: crate::signal::Signal) {
         let api = self.wire.api::<NodePayload>();
         self.rt.spawn(async move {
             let mut events = Box::pin(watcher(
@@ -263,7 +263,7 @@ impl Agents {
             ));
             while let Some(e) = events.next().await {
                 if matches!(e, Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)))
-                    && changed.send(()).is_err()
+                    && !changed.send()
                 {
                     return;
                 }

@@ -4,11 +4,10 @@
 //! on them, and an agent re-publishes its node's state; iptables sends
 //! none, so both also read periodically.
 
-use std::sync::mpsc::Sender;
-
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use super::Netns;
+use crate::signal::Signal;
 
 // The legacy multicast group bits (linux/rtnetlink.h).
 const RTMGRP_LINK: u32 = 0x1;
@@ -21,10 +20,13 @@ const RTMGRP_IPV4_RULE: u32 = 0x80;
 /// batch of notifications, until the receiver is gone. A thread that
 /// cannot be started is said so: the caller's periodic reads are all it
 /// has then.
-pub fn spawn(netns: Netns, changed: Sender<()>) -> std::io::Result<()> {
+pub fn spawn(netns: Netns, changed: Signal) -> std::io::Result<()> {
     let spawned = std::thread::Builder::new()
         .name("kd-notify".into())
         .spawn(move || {
+            // Each notification is on its way to a screen or an agent's
+            // publication.
+            crate::sched::latency_sensitive();
             let _ = netns.run(move || -> std::io::Result<()> {
                 let mut sock = Socket::new(NETLINK_ROUTE)?;
                 sock.bind(&SocketAddr::new(
@@ -42,7 +44,7 @@ pub fn spawn(netns: Netns, changed: Sender<()>) -> std::io::Result<()> {
                     sock.set_non_blocking(true)?;
                     while sock.recv(&mut &mut buf[..], 0).is_ok() {}
                     sock.set_non_blocking(false)?;
-                    if changed.send(()).is_err() {
+                    if !changed.send() {
                         return Ok(());
                     }
                 }

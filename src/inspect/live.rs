@@ -276,7 +276,7 @@ type Key = (Option<String>, String);
 /// lists were answered.
 #[derive(Clone)]
 struct Sink {
-    changed: std::sync::mpsc::Sender<()>,
+    changed: crate::signal::Signal,
     refusals: Refusals,
     instead: Arc<Mutex<BTreeMap<ApiKind, String>>>,
     listed: Arc<AtomicUsize>,
@@ -288,7 +288,7 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(changed: std::sync::mpsc::Sender<()>) -> Sink {
+    fn new(changed: crate::signal::Signal) -> Sink {
         Sink {
             changed,
             refusals: Arc::default(),
@@ -434,7 +434,7 @@ where
                     _ => *objects = None,
                 }
             }
-            if sink.changed.send(()).is_err() {
+            if !sink.changed.send() {
                 return;
             }
         }
@@ -503,12 +503,14 @@ where
 impl Reflected {
     /// Connects, lists every kind and keeps watching; blocks until the
     /// initial lists are in.
-    pub fn start(src: &LiveSource, changed: std::sync::mpsc::Sender<()>) -> Result<Reflected> {
+    pub fn start(src: &LiveSource, changed: crate::signal::Signal) -> Result<Reflected> {
         let (ready_tx, ready) = std::sync::mpsc::channel();
         let src = src.clone();
         let spawned = std::thread::Builder::new()
             .name("kd-watches".into())
             .spawn(move || {
+                // Each watch event is on its way to a screen.
+                crate::sched::latency_sensitive();
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -549,7 +551,7 @@ impl Reflected {
 
     async fn connect(
         src: &LiveSource,
-        changed: std::sync::mpsc::Sender<()>,
+        changed: crate::signal::Signal,
         stop: tokio::sync::oneshot::Sender<()>,
     ) -> Result<Reflected> {
         let (client, url) = client(src).await?;
@@ -770,7 +772,7 @@ impl Drop for Reflected {
 /// then they stop.
 pub fn load(src: &LiveSource) -> Result<Cluster> {
     let (changed, _) = std::sync::mpsc::channel();
-    Ok(Reflected::start(src, changed)?.cluster())
+    Ok(Reflected::start(src, changed.into())?.cluster())
 }
 
 #[cfg(test)]

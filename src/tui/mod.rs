@@ -31,6 +31,7 @@ use crate::dataplane::NodeState;
 use crate::error::{Error, Result};
 use crate::inspect::live::Reflected;
 use crate::model::reading::ApiKind;
+use crate::signal::Signal;
 use app::{App, Job};
 use jobs::Done;
 use snapshot::Snapshot;
@@ -230,6 +231,8 @@ pub fn run_on<B: ratatui::backend::Backend>(
     (wake_tx, wake): (mpsc::Sender<Wake>, mpsc::Receiver<Wake>),
     mut drawn: impl FnMut(&App),
 ) -> Result<()> {
+    // The loop draws each change as it comes (its caller's thread).
+    crate::sched::latency_sensitive();
     let source = a.source.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let reader = spawn_reader(a, wake_tx.clone(), stop.clone())
@@ -324,14 +327,15 @@ fn spawn_reader(
     std::thread::Builder::new()
         .name("kd-reader".into())
         .spawn(move || {
+            crate::sched::latency_sensitive();
             let every = a.refresh;
             let (changed_tx, changed) = mpsc::channel::<watch::Wake>();
-            let objects_tx = watch::tagged(watch::Wake::Objects, changed_tx.clone());
-            let nodes_tx = watch::tagged(watch::Wake::Nodes, changed_tx.clone());
+            let objects_tx = Signal::to(changed_tx.clone(), watch::Wake::Objects);
+            let nodes_tx = Signal::to(changed_tx.clone(), watch::Wake::Nodes);
             if let Some(b) = &a.source.bundle {
                 watch::bundle(
                     b.clone(),
-                    watch::tagged(watch::Wake::Bundle, changed_tx.clone()),
+                    Signal::to(changed_tx.clone(), watch::Wake::Bundle),
                 );
             }
             // A live cluster's agents publish their nodes' states: each new
@@ -392,7 +396,7 @@ fn spawn_reader(
                         {
                             let node = watch::Wake::Kernel(n.name.clone());
                             // Unwatched, the node is still read every refresh.
-                            let _ = watch::spawn(netns, watch::tagged(node, changed_tx.clone()));
+                            let _ = watch::spawn(netns, Signal::to(changed_tx.clone(), node));
                         }
                     }
                     watching = true;

@@ -4,7 +4,7 @@
 //! the live cluster wakes it through its reflectors
 //! (`inspect::live::Reflected`).
 
-use std::sync::mpsc::Sender;
+use crate::signal::Signal;
 
 /// What woke the reader. A watch event says the cluster objects changed
 /// and nothing of the nodes; a bundle's files may be either; an agent's
@@ -67,31 +67,11 @@ impl Reread {
     }
 }
 
-/// A sender for a source that only says "changed": each signal reaches
-/// `to` as `what` (a forwarding thread that ends with either side).
-pub fn tagged(what: Wake, to: Sender<Wake>) -> Sender<()> {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let forward = move || {
-        for () in rx {
-            if to.send(what.clone()).is_err() {
-                return;
-            }
-        }
-    };
-    // Unnamed, it would carry its spawner's name (the reader's).
-    // Without it, the sender's signals go nowhere: the reader still reads
-    // every refresh.
-    let _ = std::thread::Builder::new()
-        .name("kd-wake".into())
-        .spawn(forward);
-    tx
-}
-
 pub use crate::dataplane::notify::spawn;
 
 /// Watches a bundle directory (inotify, through notify) on a thread of its
 /// own, sending on `changed` when a file in it changes.
-pub fn bundle(path: std::path::PathBuf, changed: Sender<()>) {
+pub fn bundle(path: std::path::PathBuf, changed: Signal) {
     use notify::Watcher;
     std::thread::spawn(move || {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -106,7 +86,7 @@ pub fn bundle(path: std::path::PathBuf, changed: Sender<()>) {
             if e.kind.is_access() {
                 continue;
             }
-            if changed.send(()).is_err() {
+            if !changed.send() {
                 return;
             }
         }
