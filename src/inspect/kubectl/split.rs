@@ -81,6 +81,19 @@ impl Skip {
                 }
                 continue;
             }
+            if self.depth > 0 {
+                // Inside a map or list only quotes and brackets count: a
+                // scalar there holds none, and the white space between
+                // (half of kubectl's indented text) is jumped over.
+                self.in_scalar = false;
+                match next_structural(&buf[*at..]) {
+                    Some(i) => *at += i,
+                    None => {
+                        *at = buf.len();
+                        return false;
+                    }
+                }
+            }
             let b = buf[*at];
             if self.in_scalar {
                 // A scalar ends where a separator or white space starts
@@ -111,6 +124,33 @@ impl Skip {
         }
         false
     }
+}
+
+/// Where the next quote or bracket (`"`, `{`, `[`, `}`, `]`) is in
+/// `buf`, eight bytes at a time: a byte equal to one of them in a word is
+/// found as a zero byte of the word xor that byte repeated (the lowest
+/// such byte is exact; borrows only set bits above it). ORing 0x20 folds
+/// `[` onto `{` and `]` onto `}`; outside strings nothing else folds onto
+/// them (0x5B and 0x5D are the brackets; a control byte 0x02 is not JSON).
+fn next_structural(buf: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let is = |b: u8| b == b'"' || b | 0x20 == b'{' || b | 0x20 == b'}';
+    let mut words = buf.chunks_exact(8);
+    for (k, word) in words.by_ref().enumerate() {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let folded = w | (ONES * 0x20);
+        let found = zero_byte(w ^ (ONES * u64::from(b'"')))
+            | zero_byte(folded ^ (ONES * u64::from(b'{')))
+            | zero_byte(folded ^ (ONES * u64::from(b'}')));
+        if found != 0 {
+            return Some(8 * k + found.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = words.remainder();
+    let from = buf.len() - tail.len();
+    tail.iter().position(|&b| is(b)).map(|i| from + i)
 }
 
 /// Splits one List, fed its bytes as they come.
@@ -409,6 +449,28 @@ mod tests {
         ] {
             assert_eq!(ours(doc, 3), Err(Unsplittable), "{doc}");
         }
+    }
+
+    #[test]
+    fn the_next_quote_or_bracket_is_found_in_any_word_position() {
+        let naive = |b: &[u8]| b.iter().position(|c| b"\"{[]}".contains(c));
+        for at in 0..20 {
+            for c in [b'"', b'{', b'[', b']', b'}'] {
+                let mut buf = vec![b' '; 20];
+                buf[at] = c;
+                // Bytes a bit away from them are not them (k m ; = and
+                // 'b' beside `{` `}` and `"`).
+                for (i, b) in buf.iter_mut().take(at).enumerate() {
+                    *b = b"km;=b,:1 "[i % 9];
+                }
+                assert_eq!(next_structural(&buf), Some(at), "{c} at {at}");
+                // A second one after it does not move the first.
+                buf.push(b'"');
+                assert_eq!(next_structural(&buf), naive(&buf));
+            }
+        }
+        assert_eq!(next_structural(b"  1, true, null, -2.5e3 : ,\n\t"), None);
+        assert_eq!(next_structural(b""), None);
     }
 
     fn json() -> impl Strategy<Value = serde_json::Value> {
