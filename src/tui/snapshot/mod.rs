@@ -529,11 +529,8 @@ impl Snapshot {
                 .as_ref()
                 .is_some_and(|d| d.all().all(|f| kube_proxy(&f)));
             let proxy_findings = || -> Vec<&Finding> {
-                shared_findings
-                    .iter()
-                    .filter(kube_proxy)
-                    .map(|f| &**f)
-                    .collect()
+                let mine = check::runs::kube_proxy_of(shared_findings);
+                mine.into_iter().map(|f| &**f).collect()
             };
             // kube-proxy's lines depend on its state, findings and mode;
             // the tree read from its rules, on its state and mode.
