@@ -54,7 +54,7 @@ use serde_json::json;
 
 use knetdoctor::access::Source;
 use knetdoctor::synthetic::{self, Size};
-use knetdoctor::tui::snapshot::Snapshot;
+use knetdoctor::tui::snapshot::{ReadingCost, Snapshot};
 use knetdoctor::tui::{Options, Wake, run_on};
 
 const LAB: &str = "kdbwatch";
@@ -89,6 +89,8 @@ struct Timings {
     /// Each new snapshot's reading, from its start to its frame (ms): the
     /// dashboard's own part, without the wait for the reading before.
     readings: Vec<f64>,
+    /// The same readings' costs, phase by phase (the slowest are printed).
+    costs: Vec<(f64, ReadingCost)>,
     /// When a watch of the bench's own (beside the dashboard's, on the
     /// same API server) saw each slice's change arrive.
     delivered: std::collections::HashMap<(String, String), Instant>,
@@ -96,6 +98,14 @@ struct Timings {
     /// `knetdoctor::watch` trace events, [`Received`]).
     received: std::collections::HashMap<(String, String), Instant>,
     snapshots: usize,
+}
+
+impl Timings {
+    /// Forgets the readings before a burst (the settling's, the first).
+    fn clear_readings(&mut self) {
+        self.readings.clear();
+        self.costs.clear();
+    }
 }
 
 fn main() {
@@ -205,7 +215,11 @@ fn main() {
                 let mut t = seen.lock().unwrap();
                 t.snapshots += 1;
                 if let Some(began) = s.reading_began {
-                    t.readings.push((now - began).as_secs_f64() * 1e3);
+                    let took = (now - began).as_secs_f64() * 1e3;
+                    t.readings.push(took);
+                    if let Some(cost) = &s.reading_cost {
+                        t.costs.push((took, cost.clone()));
+                    }
                 }
                 let mut shown = Vec::new();
                 t.pending.retain_mut(|p| {
@@ -284,7 +298,7 @@ fn main() {
         CpuUse::now(&lab_processes).print_since(&before, readings);
         settle(Duration::from_secs(120));
         // A lab node's peer route deleted and put back.
-        timings.lock().unwrap().readings.clear();
+        timings.lock().unwrap().clear_readings();
         let before = CpuUse::now(&lab_processes);
         let start = Instant::now();
         for i in 0..changes {
@@ -355,6 +369,7 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
     let delivered = std::mem::take(&mut t.delivered);
     let received = std::mem::take(&mut t.received);
     let mut readings = std::mem::take(&mut t.readings);
+    let mut costs = std::mem::take(&mut t.costs);
     let missing = std::mem::take(&mut t.pending).len();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mut took: Vec<f64> = shown.iter().map(|s| ms(s.drawn - s.made)).collect();
@@ -422,6 +437,21 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
         quantiles(&mut readings),
         readings.len()
     );
+    // Where the slowest went: the reader's own work, or waits.
+    costs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (took, c) in costs.iter().take(3) {
+        println!(
+            "      {took:.1} ms: reader CPU {:.1} ms; objects {:.1}, nodes and verdicts {:.1} (verdicts {:.1}), snapshot {:.1}, then to the frame {:.1}; changed {:?}{}",
+            ms(c.cpu),
+            ms(c.objects),
+            ms(c.gather),
+            ms(c.judge),
+            ms(c.build),
+            took - ms(c.objects + c.gather + c.build),
+            c.changed,
+            if c.whole { ", every node read" } else { "" }
+        );
+    }
     readings.len()
 }
 
@@ -516,7 +546,7 @@ fn slice_burst(
             }
         }
     });
-    timings.lock().unwrap().readings.clear();
+    timings.lock().unwrap().clear_readings();
     let start = Instant::now();
     rt.block_on(async {
         let mut sent = Vec::new();

@@ -69,6 +69,20 @@ pub fn latency_sensitive() -> bool {
     set == 0
 }
 
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`):
+/// what a reading cost the reader, apart from its waits for a core.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +124,23 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn a_thread_s_cpu_time_counts_its_work_not_its_sleep() {
+        let start = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(30));
+        let slept = thread_cpu_time() - start;
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0);
+        }
+        let worked = thread_cpu_time() - start - slept;
+        assert!(slept < Duration::from_millis(10), "{slept:?} while asleep");
+        assert!(
+            worked >= Duration::from_millis(15),
+            "{worked:?} while spinning"
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn take(
     reread: &watch::Reread,
 ) -> std::result::Result<Arc<Snapshot>, String> {
     let began = std::time::Instant::now();
+    let cpu_before = crate::sched::thread_cpu_time();
     let target = source.target().map_err(|e| e.to_string())?;
     let cluster = match &kept.last {
         // Only node states changed: the objects are the last snapshot's.
@@ -89,6 +90,7 @@ fn take(
             Arc::new(c)
         }
     };
+    let objects_read = std::time::Instant::now();
     // Only kernels said their tables changed: theirs are read again, every
     // other node's state (and every node's rules) is the last reading's —
     // shared as it is when no kernel spoke (a watch event alone). A node
@@ -103,6 +105,8 @@ fn take(
         _ => None,
     };
     let mut changed = BTreeSet::new();
+    let mut judged = std::time::Duration::ZERO;
+    let whole = noticed.is_none();
     // (A whole reading asks again.)
     let kept_not_read = noticed.as_ref().map(|_| kept.not_read.clone());
     let mut judge = |cluster: &crate::model::Cluster, states: &Arc<Vec<(String, NodeState)>>| {
@@ -113,7 +117,10 @@ fn take(
             Some(s) if std::ptr::eq(&*s.cluster, cluster) => BTreeSet::new(),
             Some(s) => cluster.changed_kinds(&s.cluster),
         };
-        kept.verdicts.update(cluster, &changed, states)
+        let t = std::time::Instant::now();
+        let findings = kept.verdicts.update(cluster, &changed, states);
+        judged = t.elapsed();
+        findings
     };
     let g = match noticed {
         Some(states) => crate::access::Gathered {
@@ -126,6 +133,7 @@ fn take(
             .gather_judged(cluster, None, judge)
             .map_err(|e| e.to_string())?,
     };
+    let gathered = std::time::Instant::now();
     let not_read = kept_not_read.unwrap_or_else(|| Arc::new(g.not_read));
     kept.not_read = not_read.clone();
     let previous = kept.last.take();
@@ -150,7 +158,18 @@ fn take(
         }),
     )
     .with_reading(&reading);
+    let cost = snapshot::ReadingCost {
+        objects: objects_read - began,
+        gather: gathered - objects_read,
+        judge: judged,
+        build: gathered.elapsed(),
+        cpu: crate::sched::thread_cpu_time().saturating_sub(cpu_before),
+        changed,
+        whole,
+    };
+    tracing::debug!(target: "knetdoctor::reading", ?cost, took = ?began.elapsed(), "reading");
     s.reading_began = Some(began);
+    s.reading_cost = Some(cost);
     let s = Arc::new(s);
     kept.last = Some(s.clone());
     Ok(match namespace {

@@ -442,6 +442,7 @@ mod tests {
             source: "test".into(),
             read_at: None,
             reading_began: None,
+            reading_cost: None,
             totals: Default::default(),
             nodes: ["k8s-master-10", "k8s-node-11", "k8s-node-12"]
                 .map(|n| {

@@ -265,6 +265,8 @@ pub struct Snapshot {
     /// kernel or the API server changed before then is in it (a bench
     /// times a change's way to the screen by it).
     pub reading_began: Option<std::time::Instant>,
+    /// What that reading cost, phase by phase.
+    pub reading_cost: Option<ReadingCost>,
     pub totals: Totals,
     /// Each shared with the snapshots after it until it changes.
     pub nodes: Vec<Arc<NodeRow>>,
@@ -291,6 +293,30 @@ pub struct Snapshot {
     pub resource_marks: std::sync::OnceLock<Vec<Option<FindingId>>>,
     /// What a trace can start or end at.
     pub trace_targets: Arc<Vec<TraceTarget>>,
+}
+
+/// What one reading cost the reader, phase by phase: where a slow
+/// change's way to the screen went when the reader, not the wait for it,
+/// was slow (the watch bench prints its slowest readings so;
+/// `RUST_LOG=knetdoctor::reading=debug` logs each).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadingCost {
+    /// The objects: copied from the watches' stores, read, or kept.
+    pub objects: std::time::Duration,
+    /// The nodes' states read (or kept) and judged with the objects.
+    pub gather: std::time::Duration,
+    /// Of `gather`, the verdicts' update (`check::incremental`).
+    pub judge: std::time::Duration,
+    /// The snapshot built from them ([`Snapshot::build_after`]).
+    pub build: std::time::Duration,
+    /// The reader thread's CPU time over all of it; the rest of the
+    /// reading's time it waited for a core (or for the kernel's reads).
+    pub cpu: std::time::Duration,
+    /// The kinds of objects that changed.
+    pub changed: BTreeSet<ApiKind>,
+    /// Whether every node's state was read again (else only notified
+    /// kernels' tables, or none).
+    pub whole: bool,
 }
 
 /// The snapshot a new one follows, and what changed since: what did not
@@ -645,6 +671,7 @@ impl Snapshot {
             source,
             read_at: None,
             reading_began: None,
+            reading_cost: None,
             totals,
             nodes,
             findings,
