@@ -81,13 +81,8 @@ impl<'t> Jumps<'t> {
             .enumerate()
         {
             for (r, rule) in chain.rules.iter().enumerate() {
-                let mut words = rule.split_whitespace();
-                while let Some(w) = words.next() {
-                    if matches!(w, "-j" | "--jump" | "-g" | "--goto")
-                        && let Some(target) = words.next()
-                    {
-                        to.entry(target).or_default().push((c, r));
-                    }
+                for target in RuleSpec::jump_words(rule) {
+                    to.entry(target).or_default().push((c, r));
                 }
             }
         }

@@ -156,14 +156,9 @@ impl Table {
         self.chains.retain(|c| c.name != name);
         // A goto names a chain as a jump does (iptables refuses to delete
         // a chain either still points to).
-        let jumps = [format!("-j {name}"), format!("-g {name}")];
-        let within = jumps.clone().map(|j| j + " ");
-        let names = |r: &str| {
-            (jumps.iter().zip(&within))
-                .any(|(j, w)| r.ends_with(j.as_str()) || r.contains(w.as_str()))
-        };
         for c in &mut self.chains {
-            c.rules.retain(|r| !names(r));
+            c.rules
+                .retain(|r| !super::RuleSpec::jump_words(r).any(|w| w == name));
         }
         self.reindex();
     }
@@ -280,6 +275,7 @@ mod tests {
         let mut t = Table::new("nat");
         t.append("KUBE-SERVICES", "-d 10.1.0.1/32 -j KUBE-SVC-A");
         t.append("KUBE-SERVICES", "-d 10.1.0.2/32 -j KUBE-SVC-AB");
+        t.append("KUBE-SERVICES", "-d 10.1.0.3/32 --goto KUBE-SVC-A");
         t.append("KUBE-SVC-A", "-j KUBE-SEP-1");
         t.remove_chain("KUBE-SVC-A");
         assert!(t.chain("KUBE-SVC-A").is_none());
