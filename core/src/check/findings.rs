@@ -30,24 +30,24 @@ struct Inner {
 
 /// The node a run's findings are about.
 fn node_of(run: &Run) -> Option<&str> {
-    run.sorted.first().and_then(|f| f.node.as_deref())
+    run.first().and_then(|f| f.node.as_deref())
 }
 
 impl Findings {
     /// Runs each about one node, in their nodes' order, each node once
     /// (empty runs are left out).
     pub fn of_runs(runs: impl IntoIterator<Item = Run>) -> Findings {
-        let runs: Vec<Run> = runs.into_iter().filter(|r| !r.sorted.is_empty()).collect();
+        let runs: Vec<Run> = runs.into_iter().filter(|r| !r.is_empty()).collect();
         debug_assert!(runs.iter().all(|r| {
             let node = node_of(r);
-            r.sorted.iter().all(|f| f.node.as_deref() == node)
+            r.iter().all(|f| f.node.as_deref() == node)
         }));
         debug_assert!(runs.windows(2).all(|w| node_of(&w[0]) < node_of(&w[1])));
         let mut starts = Vec::with_capacity(runs.len());
         let mut len = 0;
         for r in &runs {
             starts.push(len);
-            len += r.sorted.len();
+            len += r.len();
         }
         let tally = runs.iter().map(|r| r.tally).sum();
         Findings(Arc::new(Inner {
@@ -66,11 +66,7 @@ impl Findings {
         while let Some(first) = rest.first() {
             let node = first.node.as_deref();
             let (run, after) = rest.split_at(rest.partition_point(|f| f.node.as_deref() <= node));
-            runs.push(Run {
-                tally: Tally::of(run),
-                sorted: run.into(),
-                own: true,
-            });
+            runs.push(Run::of_sorted(run.to_vec(), true, Tally::of(run)));
             rest = after;
         }
         Findings::of_runs(runs)
@@ -86,13 +82,13 @@ impl Findings {
 
     /// Every finding, in order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Finding>> + Clone {
-        self.0.runs.iter().flat_map(|r| r.sorted.iter())
+        self.0.runs.iter().flat_map(|r| r.iter())
     }
 
     /// The `i`th finding.
     pub fn get(&self, i: usize) -> Option<&Arc<Finding>> {
         let run = self.0.starts.partition_point(|s| *s <= i).checked_sub(1)?;
-        self.0.runs[run].sorted.get(i - self.0.starts[run])
+        self.0.runs[run].get(i - self.0.starts[run])
     }
 
     /// All of them counted.
@@ -107,9 +103,15 @@ impl Findings {
         runs.get(i).filter(|r| node_of(r) == node)
     }
 
+    /// `node`'s findings (`None`: the cluster's), sorted, piece by piece
+    /// ([`Run::slices`]).
+    pub fn slices_of(&self, node: Option<&str>) -> impl Iterator<Item = &[Arc<Finding>]> + Clone {
+        self.run(node).into_iter().flat_map(|r| r.slices())
+    }
+
     /// `node`'s findings (`None`: the cluster's), sorted.
-    pub fn of(&self, node: Option<&str>) -> &[Arc<Finding>] {
-        self.run(node).map_or(&[], |r| &r.sorted)
+    pub fn of(&self, node: Option<&str>) -> impl Iterator<Item = &Arc<Finding>> + Clone {
+        self.run(node).into_iter().flat_map(|r| r.iter())
     }
 
     /// The runs, node by node: `(node, findings)`.
@@ -121,7 +123,7 @@ impl Findings {
     /// (pointers compared, no finding read), or both have none.
     pub fn same_run(&self, other: &Findings, node: Option<&str>) -> bool {
         match (self.run(node), other.run(node)) {
-            (Some(a), Some(b)) => Arc::ptr_eq(&a.sorted, &b.sorted),
+            (Some(a), Some(b)) => a.same(b),
             (None, None) => true,
             _ => false,
         }
@@ -168,10 +170,10 @@ mod tests {
             assert!(Arc::ptr_eq(f.get(i).unwrap(), want), "{i}");
         }
         assert!(f.get(4).is_none());
-        assert_eq!(f.of(None).len(), 1);
-        assert_eq!(f.of(Some("a")).len(), 2);
-        assert_eq!(f.of(Some("b")).len(), 1);
-        assert!(f.of(Some("c")).is_empty());
+        assert_eq!(f.of(None).count(), 1);
+        assert_eq!(f.of(Some("a")).count(), 2);
+        assert_eq!(f.of(Some("b")).count(), 1);
+        assert_eq!(f.of(Some("c")).count(), 0);
         assert_eq!(f.tally().errors(), 2);
         assert_eq!(f.tally().total(), 4);
         let nodes: Vec<_> = f.runs().map(|(n, _)| n).collect();
@@ -186,7 +188,7 @@ mod tests {
     #[test]
     fn none_at_all() {
         let f = Findings::of_sorted(Vec::new());
-        assert!(f.is_empty() && f.get(0).is_none() && f.of(None).is_empty());
+        assert!(f.is_empty() && f.get(0).is_none() && f.of(None).next().is_none());
         assert_eq!(f.tally(), Tally::default());
     }
 }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use super::resources::{Listed, Listing, TraceTarget};
 
+mod blocks;
 mod overlay;
 
+pub use blocks::Blocks;
 pub use overlay::OverlayExpected;
 use overlay::overlay_entries;
 
@@ -88,48 +90,6 @@ pub struct NodeEntries {
     /// node's findings marks its 15,000 lines (5,000 peers) again without
     /// writing them again.
     pub overlay_expected: Option<Arc<OverlayExpected>>,
-}
-
-/// Lines in blocks, each shared: kube-proxy's iptables tree is one block
-/// per Service, so that a change of the findings naming a Service marks
-/// its block again alone. Marking all 40,000 lines of 10,000 Services
-/// again took 60–470 ms of each endpoint change's reading at scale
-/// (`benches/tui_watch`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Blocks(Arc<Vec<Arc<[Entry]>>>);
-
-impl Blocks {
-    /// One block of every line.
-    fn one(entries: Vec<Entry>) -> Blocks {
-        Blocks(Arc::new(vec![entries.into()]))
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.0.iter().flat_map(|b| b.iter())
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.iter().map(|b| b.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether `other` is these very blocks (kept, not built again).
-    pub fn same(&self, other: &Blocks) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-
-    /// (blocks taken over from `before`, blocks): what a change marked
-    /// again.
-    #[cfg(test)]
-    pub fn kept_from(&self, before: &Blocks) -> (usize, usize) {
-        let kept = (self.0.iter())
-            .filter(|b| before.0.iter().any(|o| Arc::ptr_eq(b, o)))
-            .count();
-        (kept, self.0.len())
-    }
 }
 
 /// A read node's overlay and kube-proxy state in a few numbers.
@@ -516,7 +476,7 @@ impl Snapshot {
         let proxy_objects_same = unchanged(&[ApiKind::ConfigMaps]);
         let plan_objects_same = unchanged(&PLAN_READS);
         let cluster_findings_same = before.as_ref().is_some_and(|(_, theirs, _)| {
-            findings.same_run(theirs, None) || findings.of(None) == theirs.of(None)
+            findings.same_run(theirs, None) || findings.of(None).eq(theirs.of(None))
         });
         for (name, state) in states.iter() {
             let shared_findings = findings.of(Some(name));
@@ -543,7 +503,10 @@ impl Snapshot {
                 old.map(
                     |(_, _, theirs, _)| match findings.same_run(theirs, Some(name)) {
                         true => check::runs::Differing::default(),
-                        false => check::runs::differing(theirs.of(Some(name)), shared_findings),
+                        false => check::runs::differing(
+                            theirs.slices_of(Some(name)),
+                            findings.slices_of(Some(name)),
+                        ),
                     },
                 );
             let findings_same = differing.as_ref().is_some_and(|d| d.is_empty());
@@ -555,7 +518,9 @@ impl Snapshot {
                 .as_ref()
                 .is_some_and(|d| d.all().all(|f| kube_proxy(&f)));
             let proxy_findings = || -> Vec<&Finding> {
-                let mine = check::runs::kube_proxy_of(shared_findings);
+                let mine = (findings.run(Some(name)))
+                    .map(check::runs::kube_proxy_of)
+                    .unwrap_or_default();
                 mine.into_iter().map(|f| &**f).collect()
             };
             // kube-proxy's lines depend on its state, findings and mode;
@@ -603,7 +568,7 @@ impl Snapshot {
                         changed,
                     });
                     let node_findings: Vec<&Finding> =
-                        shared_findings.iter().map(|f| &**f).collect();
+                        shared_findings.clone().map(|f| &**f).collect();
                     overlay_entries(&cluster, name, state, &node_findings, kept)
                 });
             entries.insert(
@@ -703,9 +668,7 @@ impl Snapshot {
             };
             // The cluster's findings, then the node's: as `check` lists them.
             let all = &lazy.findings;
-            let findings = (all.of(None).iter())
-                .chain(all.of(Some(name)))
-                .map(|f| &**f);
+            let findings = (all.of(None)).chain(all.of(Some(name))).map(|f| &**f);
             crate::repair::plan(name, findings, state, expected, &Default::default())
         }))
     }
@@ -759,7 +722,7 @@ impl Snapshot {
 
     /// The findings of one node, or of the cluster (`None`).
     pub fn findings_of<'a>(&'a self, node: Option<&'a str>) -> impl Iterator<Item = &'a Finding> {
-        self.findings.of(node).iter().map(|f| &**f)
+        self.findings.of(node).map(|f| &**f)
     }
 }
 
@@ -835,7 +798,7 @@ pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         .collect();
     let (mut gained, mut lost) = (BTreeSet::new(), BTreeSet::new());
     for node in nodes.into_iter().filter(|n| !after.same_run(before, *n)) {
-        let d = check::runs::differing(before.of(node), after.of(node));
+        let d = check::runs::differing(before.slices_of(node), after.slices_of(node));
         let name = node.unwrap_or("cluster");
         let named = |f: &&Arc<Finding>| format!("{} ({name})", f.id);
         gained.extend(d.came.iter().map(named));
@@ -914,23 +877,20 @@ fn chain_entries(
             .copied()
             .collect()
     });
-    let mut blocks: Vec<Arc<[Entry]>> = Vec::with_capacity(tree.services.len() + 1);
-    for (i, svc) in tree.services.iter().enumerate() {
-        let kept = match (before, &again) {
-            (Some((b, _)), Some(again)) if !again.contains(&i) => b.0.get(i),
-            _ => None,
-        };
-        if let Some(kept) = kept {
-            blocks.push(kept.clone());
-            continue;
-        }
+    let mark = |i: usize| -> Arc<[Entry]> {
+        let svc = &tree.services[i];
         let mut out = vec![marked(by, "svc", &svc.subject, svc.line.clone())];
         for (subject, line) in &svc.seps {
             out.push(marked(by, "sep", subject, line.clone()));
         }
         out.extend(missing_parts(&naming, &svc.subject, "sep"));
-        blocks.push(out.into());
-    }
+        out.into()
+    };
+    let again = again.as_ref().map(|a| move |i: usize| a.contains(&i));
+    let before = before
+        .zip(again.as_ref())
+        .map(|((b, _), again)| (b, again as &dyn Fn(usize) -> bool));
+    let blocks = Blocks::rebuilt(tree.services.len(), before, mark);
     // The Service chains findings name that KUBE-SERVICES does not jump
     // to: from the findings alone (a few), never kept.
     let mut out = Vec::new();
@@ -953,8 +913,7 @@ fn chain_entries(
             }
         }
     }
-    blocks.push(out.into());
-    (Blocks(Arc::new(blocks)), tree.svc_chains.len())
+    (blocks.then(out.into()), tree.svc_chains.len())
 }
 
 /// Subjects whose findings changed between two snapshots.

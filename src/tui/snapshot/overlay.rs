@@ -84,8 +84,12 @@ pub(super) fn overlay_entries(
         .and_then(|b| marked_again(&expected, mine, b.blocks, b.changed))
         .unwrap_or_else(|| marked_anew(&expected, mine));
     let peers = {
-        let peer_blocks = &blocks.0[1..blocks.0.len() - 1];
-        let peers = peer_blocks.iter().flat_map(|b| b.chunks(3));
+        // The blocks between the devices' and the unexpected lines'.
+        let peer_blocks = blocks
+            .blocks()
+            .skip(1)
+            .take(blocks.count().saturating_sub(2));
+        let peers = peer_blocks.flat_map(|b| b.chunks(3));
         let ok = (peers.clone())
             .filter(|p| p.iter().all(|e| e.mark == Mark::Ok))
             .count();
@@ -118,7 +122,7 @@ fn marked_anew(expected: &OverlayExpected, mine: &[&Finding]) -> Blocks {
         }
     }
     blocks.push(unexpected.into());
-    Blocks(Arc::new(blocks))
+    Blocks::of(blocks)
 }
 
 /// `before`'s blocks with the lines naming a `changed` subject marked
@@ -132,7 +136,7 @@ fn marked_again(
     changed: &Changed,
 ) -> Option<Blocks> {
     let count = expected.blocks();
-    if before.0.len() != count || changed.len() > expected.lines.len() / 4 {
+    if before.count() != count || changed.len() > expected.lines.len() / 4 {
         return None;
     }
     let mut again = vec![false; count];
@@ -150,7 +154,7 @@ fn marked_again(
         }
     }
     let by = check::first_naming_where(mine.iter().copied(), |s| changed.contains(s));
-    let mut blocks = before.0.iter().cloned().collect::<Vec<_>>();
+    let mut blocks = before.blocks().cloned().collect::<Vec<_>>();
     let mut at = 0;
     for (b, block) in blocks.iter_mut().enumerate().take(count - 1) {
         let lines = &expected.lines[at..at + block.len()];
@@ -167,7 +171,7 @@ fn marked_again(
             )
             .collect();
     }
-    Some(Blocks(Arc::new(blocks)))
+    Some(Blocks::of(blocks))
 }
 
 /// flannel's lines on `node` as written, unmarked (`None`: no lease or

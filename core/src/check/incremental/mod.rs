@@ -376,12 +376,8 @@ impl Verdicts {
             let nodes = names.iter().map(|n| self.nodes[*n].merged.clone());
             return Findings::of_runs(std::iter::once(self.cluster_sorted.clone()).chain(nodes));
         }
-        let mut all: Vec<Arc<Finding>> = (self.cluster_sorted.sorted.iter())
-            .chain(
-                states
-                    .iter()
-                    .flat_map(|(n, _)| self.nodes[n].merged.sorted.iter()),
-            )
+        let mut all: Vec<Arc<Finding>> = (self.cluster_sorted.iter())
+            .chain(states.iter().flat_map(|(n, _)| self.nodes[n].merged.iter()))
             .cloned()
             .collect();
         sort(&mut all);
@@ -565,8 +561,8 @@ mod tests {
             assert!(Arc::ptr_eq(found.get(i).expect("each index"), f));
         }
         for (node, run) in found.runs() {
-            assert!(run.sorted.iter().all(|f| f.node.as_deref() == node));
-            assert_eq!(run.tally, super::super::runs::Tally::of(run.sorted.iter()));
+            assert!(run.iter().all(|f| f.node.as_deref() == node));
+            assert_eq!(run.tally, super::super::runs::Tally::of(run.iter()));
         }
         all.into_iter().map(|f| (**f).clone()).collect()
     }

@@ -95,7 +95,7 @@ impl OverlayVerdicts {
             // no two peers' findings sort equal: the kept ones and the new
             // merge into the order sorting them all gives.
             let kept = Run::of_sorted(
-                (peers.sorted.sorted.iter())
+                (peers.sorted.iter())
                     .filter(|f| !gone.contains(&Arc::as_ptr(f)))
                     .cloned()
                     .collect(),
