@@ -250,15 +250,7 @@ fn check_kube_proxy(
                 .filter(|(k, _)| !changed.contains(*k))
                 .map(|(k, f)| (k.clone(), f.clone()))
                 .collect();
-            // The changed ports' addresses first: a port's key is a
-            // formatted name, and 10,000 of them were written for every
-            // endpoint change on every read node.
-            let addrs: HashSet<(std::net::Ipv4Addr, u16)> =
-                changed.iter().map(|k| (k.2, k.3)).collect();
-            let again: Vec<&ServicePort> = served
-                .filter(|p| addrs.contains(&(p.cluster_ip, p.port)))
-                .filter(|p| changed.contains(&port_key(p)))
-                .collect();
+            let again = changed_ports(ports, changed);
             // The same rules as before: their jumps are the ones parsed
             // then, else those naming the changed ports are parsed.
             match &b.jumps {
@@ -283,6 +275,36 @@ fn check_kube_proxy(
             judged.ports.entry(port_key(sp)).or_default().extend(found);
         }
     }
+}
+
+/// The ports of `ports` (sorted by name and protocol, as
+/// [`kube_proxy::service_ports`] sorts them) with endpoints and a key in
+/// `changed`, in their order: found by bisection per name and protocol
+/// (the keys sort by them too). A filter over every port hashed each of
+/// 10,000 ports' address on every read node for every endpoint change.
+fn changed_ports<'a>(
+    ports: &'a [ServicePort],
+    changed: &BTreeSet<PortKey>,
+) -> Vec<&'a ServicePort> {
+    let mut named: Vec<(&str, &str)> = changed
+        .iter()
+        .map(|k| (k.0.as_str(), k.1.as_str()))
+        .collect();
+    named.dedup();
+    let mut out = Vec::new();
+    for (name, protocol) in named {
+        let key = |sp: &ServicePort| {
+            (sp.name().as_str().cmp(name)).then_with(|| sp.protocol.as_str().cmp(protocol))
+        };
+        let start = ports.partition_point(|sp| key(sp).is_lt());
+        let end = start + ports[start..].partition_point(|sp| key(sp).is_eq());
+        out.extend(
+            ports[start..end]
+                .iter()
+                .filter(|p| !p.endpoints.is_empty() && changed.contains(&port_key(p))),
+        );
+    }
+    out
 }
 
 /// One Service port's chains: its KUBE-SERVICES jump and chain, its
@@ -539,7 +561,30 @@ fn check_flannel_rules(node: &str, rs: &Ruleset, net: &ClusterNetwork, out: &mut
 
 #[cfg(test)]
 mod tests {
-    use super::numbers;
+    use super::*;
+
+    #[test]
+    fn changed_ports_are_the_filter_s_found_by_bisection() {
+        let cluster = crate::synthetic::cluster(crate::synthetic::Size {
+            nodes: 3,
+            pods: 60,
+            services: 40,
+            endpoints_per_service: 3,
+        });
+        let mut ports = kube_proxy::service_ports(&cluster);
+        ports[17].endpoints.clear();
+        let mut changed: BTreeSet<PortKey> = [3, 17, 25, 26].map(|i| port_key(&ports[i])).into();
+        // A port gone since (a Service deleted) names nothing now.
+        changed.insert(("zz/gone".into(), "TCP".into(), [10, 96, 0, 1].into(), 80));
+        let want: Vec<&ServicePort> = (ports.iter())
+            .filter(|p| !p.endpoints.is_empty() && changed.contains(&port_key(p)))
+            .collect();
+        let got = changed_ports(&ports, &changed);
+        assert_eq!(got.len(), 3, "3, 25 and 26; 17 has no endpoints");
+        assert!(got.iter().zip(&want).all(|(g, w)| std::ptr::eq(*g, *w)));
+        assert_eq!(got.len(), want.len());
+        assert!(changed_ports(&ports, &BTreeSet::new()).is_empty());
+    }
 
     #[test]
     fn a_rules_numbers_are_found_whole_not_inside_a_longer_one() {
