@@ -237,6 +237,24 @@ fn all_kinds() -> std::collections::BTreeSet<knetdoctor::model::reading::ApiKind
 fn object_changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>, cold: bool) {
     let (mut verdicts, mut last, mut app) = live(snapshot);
     let mut evict = cold.then(|| vec![0u8; 64 << 20]);
+    // As the live reader says how the nodes were read: the read nodes
+    // through the lab, every other node not read (a list it keeps while
+    // no whole reading asks again).
+    let reading = knetdoctor::tui::snapshot::Reading {
+        at: std::time::SystemTime::now(),
+        via: (last.states.iter())
+            .map(|(n, _)| (n.clone(), knetdoctor::access::ReadVia::Lab))
+            .collect(),
+        not_read: Arc::new(
+            (last.nodes.iter())
+                .filter(|r| !r.read)
+                .map(|r| knetdoctor::check::reach::NotRead {
+                    node: r.name.clone(),
+                    why: knetdoctor::check::reach::Unreached::OutOfReach,
+                })
+                .collect(),
+        ),
+    };
     let mut took = Vec::new();
     let mut parts = Vec::new();
     // KD_BENCH_CHANGES: more rounds, for a profiler.
@@ -280,27 +298,30 @@ fn object_changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>
         let c = Arc::new(c);
         let findings = verdicts.update(&c, &changed, &last.states);
         let judged = t.elapsed();
-        let s = Arc::new(Snapshot::build_after(
-            "synthetic".into(),
-            c,
-            last.states.clone(),
-            findings,
-            Some(After {
-                snapshot: &last,
-                changed: &changed,
-                verdicts: Some(&verdicts),
-            }),
-        ));
-        let built = t.elapsed();
-        assert_eq!(
-            s.findings.iter().any(|f| f.id.is_kube_proxy()),
-            i % 2 == 0,
-            "the NotReady endpoint's chain is found stale, then not"
+        let s = Arc::new(
+            Snapshot::build_after(
+                "synthetic".into(),
+                c,
+                last.states.clone(),
+                findings,
+                Some(After {
+                    snapshot: &last,
+                    changed: &changed,
+                    verdicts: Some(&verdicts),
+                }),
+            )
+            .with_reading(&reading),
         );
+        let built = t.elapsed();
         last = s.clone();
         app.update(s, std::time::SystemTime::now());
         terminal.draw(|f| view::render(f, &app)).expect("draw");
         let all = t.elapsed();
+        assert_eq!(
+            last.findings.iter().any(|f| f.id.is_kube_proxy()),
+            i % 2 == 0,
+            "the NotReady endpoint's chain is found stale, then not"
+        );
         took.push(all.as_secs_f64() * 1e3);
         parts.push((copied, judged - copied, built - judged, all - built));
     }

@@ -1091,6 +1091,67 @@ fn the_overview_says_what_was_read_and_why_the_others_were_not() {
     compare("overview-reading", &got);
 }
 
+/// A snapshot built after another, from the same rows, with the same
+/// reading (the reader keeps the list of unread nodes) or another: its
+/// rows are those of a snapshot built anew with that reading.
+#[test]
+fn rows_after_a_change_and_a_reading_equal_rows_built_anew() {
+    use crate::access::ReadVia;
+    use crate::check::reach::{NotRead, Unreached};
+    use crate::model::reading::ApiKind;
+    let reading = |why: Unreached| super::snapshot::Reading {
+        at: std::time::UNIX_EPOCH,
+        via: vec![("k8s-node-12".into(), ReadVia::Lab)],
+        not_read: Arc::new(vec![NotRead {
+            node: "k8s-node-11".into(),
+            why,
+        }]),
+    };
+    let (cluster, state) = crate::check::fixtures::seed();
+    let states = Arc::new(vec![("k8s-node-12".to_string(), state)]);
+    let first = reading(Unreached::OutOfReach);
+    let last = built("s", cluster.clone(), (*states).clone()).with_reading(&first);
+    // A peer's route gone from the read node: its row's counts change.
+    let mut broken = (*states).clone();
+    let gone = (broken[0].1.routes.iter())
+        .position(|r| r.gateway.is_some())
+        .expect("a peer route");
+    broken[0].1.routes.remove(gone);
+    let broken = Arc::new(broken);
+    let cluster = last.cluster.clone();
+    for (what, r) in [
+        ("the same reading", first.clone()),
+        (
+            "another reason",
+            reading(Unreached::AgentSilent { seconds: 9 }),
+        ),
+    ] {
+        let findings = crate::check::run(&cluster, &broken);
+        let after = Snapshot::build_after(
+            "s".into(),
+            cluster.clone(),
+            broken.clone(),
+            crate::check::Findings::of_sorted(crate::check::share(findings.clone())),
+            Some(After {
+                snapshot: &last,
+                changed: &std::collections::BTreeSet::<ApiKind>::new(),
+                verdicts: None,
+            }),
+        )
+        .with_reading(&r);
+        let anew =
+            Snapshot::build("s".into(), cluster.clone(), broken.clone(), findings).with_reading(&r);
+        assert_eq!(after.nodes, anew.nodes, "{what}");
+        assert_ne!(after.nodes, last.nodes, "{what}: a row changed");
+        let n11 = after.nodes.iter().find(|r| r.name == "k8s-node-11");
+        assert_eq!(
+            n11.and_then(|r| r.not_read.as_ref()),
+            Some(&r.not_read[0].why),
+            "{what}: the reason said"
+        );
+    }
+}
+
 /// The 5,000-node synthetic cluster's overview: every node a line, the
 /// read one with its 4,999 peers, the others saying they were not read.
 /// (Its frame time is tui_render's: the overview draws only the lines on

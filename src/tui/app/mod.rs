@@ -460,6 +460,7 @@ mod tests {
                     })
                 })
                 .to_vec(),
+            rows_reading: None,
             findings: Default::default(),
             entries: Default::default(),
             plans: Default::default(),

@@ -230,6 +230,11 @@ pub struct Snapshot {
     pub totals: Totals,
     /// Each shared with the snapshots after it until it changes.
     pub nodes: Vec<Arc<NodeRow>>,
+    /// The reading whose ways and reasons the rows hold
+    /// ([`Snapshot::with_reading`]): the same again (the reader keeps the
+    /// list of unread nodes while no whole reading asks again) leaves the
+    /// rows as they are, unvisited.
+    pub(crate) rows_reading: Option<Reading>,
     /// Sorted as `check` sorts them, a shared run per node (the kept
     /// verdicts' own); shared with the nodes' plans.
     pub findings: Findings,
@@ -319,14 +324,58 @@ pub struct LazyPlan {
 /// Sets each node's row to its findings' counts, by kind and severity
 /// (its run's, counted when the run was made): a shared row is copied
 /// only when its counts change.
-fn tally(nodes: &mut [Arc<NodeRow>], findings: &Findings) {
-    for row in nodes.iter_mut() {
+fn tally(nodes: &mut [Arc<NodeRow>], only: Option<&[usize]>, findings: &Findings) {
+    each_row(nodes, only, |row| {
         let t = (findings.run(Some(&row.name))).map_or_else(Tally::default, |r| r.tally);
         if (row.node_findings, row.proxy_findings) != (t.node, t.proxy) {
             let r = Arc::make_mut(row);
             (r.node_findings, r.proxy_findings) = (t.node, t.proxy);
         }
+    });
+}
+
+/// `f` on every row, or on `only` these.
+fn each_row(
+    nodes: &mut [Arc<NodeRow>],
+    only: Option<&[usize]>,
+    mut f: impl FnMut(&mut Arc<NodeRow>),
+) {
+    match only {
+        Some(only) => only.iter().for_each(|i| f(&mut nodes[*i])),
+        None => nodes.iter_mut().for_each(f),
     }
+}
+
+/// The rows a reading may change when they are the last snapshot's (the
+/// same nodes, in the same order): the nodes read now or before, and those
+/// with findings now or before. At scale that is 3 rows of 5,000; each
+/// row was visited three times per reading, each visit a cache miss on a
+/// loaded machine.
+fn rows_to_visit(
+    nodes: &[Arc<NodeRow>],
+    index: &crate::model::index::ClusterIndex,
+    names: impl Iterator<Item = impl AsRef<str>>,
+) -> Vec<usize> {
+    let api_rows = index.nodes.node_by_name.len();
+    let mut at: Vec<usize> = names
+        .filter_map(|name| {
+            let name = name.as_ref();
+            let at = index.nodes.node_by_name.get(name).copied();
+            // A read node the API does not know is in the rows after them
+            // (and any row not where the index says, looked for).
+            at.filter(|i| nodes.get(*i).is_some_and(|r| r.name == name))
+                .or_else(|| {
+                    let (from, rest) = match nodes.get(api_rows..) {
+                        Some(rest) if at.is_none() => (api_rows, rest),
+                        _ => (0, nodes),
+                    };
+                    Some(from + rest.iter().position(|r| r.name == name)?)
+                })
+        })
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    at
 }
 
 impl Snapshot {
@@ -362,7 +411,7 @@ impl Snapshot {
         self.trace_targets = Arc::new(super::resources::trace_targets(&self.cluster, &resources));
         self.resources = Arc::new(resources);
         self.resource_marks = marks.into();
-        tally(&mut self.nodes, &self.findings);
+        tally(&mut self.nodes, None, &self.findings);
         self.source = format!("{} · namespace {ns}", self.source);
         self
     }
@@ -445,7 +494,15 @@ impl Snapshot {
                     .collect()
             }
         };
-        for row in nodes.iter_mut() {
+        let visit = (after.as_ref().map(|a| a.snapshot))
+            .filter(|_| rows_kept)
+            .map(|b| {
+                let read = (states.iter().chain(b.states.iter())).map(|(n, _)| n.as_str());
+                let found = (findings.runs().chain(b.findings.runs())).filter_map(|(n, _)| n);
+                rows_to_visit(&nodes, index, read.chain(found))
+            });
+        let visit = visit.as_deref();
+        each_row(&mut nodes, visit, |row| {
             let state = read.get(row.name.as_str());
             let backends = state.iter().flat_map(|s| &s.iptables).map(|b| &b.backend);
             if row.read != state.is_some() || !row.iptables.iter().eq(backends.clone()) {
@@ -453,7 +510,7 @@ impl Snapshot {
                 r.read = state.is_some();
                 r.iptables = backends.cloned().collect();
             }
-        }
+        });
         drop(read);
         let before = after.as_ref().map(|a| {
             let states: HashMap<&str, &NodeState> = a
@@ -464,7 +521,7 @@ impl Snapshot {
                 .collect();
             (a, &a.snapshot.findings, states)
         });
-        tally(&mut nodes, &findings);
+        tally(&mut nodes, visit, &findings);
         let mut entries = BTreeMap::new();
         let mut plans = BTreeMap::new();
         let unchanged = |kinds: &[ApiKind]| {
@@ -618,12 +675,16 @@ impl Snapshot {
                 (Arc::new(listing), targets)
             }
         };
-        for row in nodes.iter_mut() {
+        each_row(&mut nodes, visit, |row| {
             let summary = entries.get(&row.name).map(|e: &NodeEntries| e.summary);
             if row.summary != summary {
                 Arc::make_mut(row).summary = summary;
             }
-        }
+        });
+        // The rows before hold the reading before's ways and reasons.
+        let rows_reading = (after.as_ref())
+            .filter(|_| rows_kept)
+            .and_then(|a| a.snapshot.rows_reading.clone());
         let totals = match after {
             Some(a) if a.changed.is_empty() => a.snapshot.totals,
             Some(a) if a.changed.iter().all(|k| *k == ApiKind::Endpoints) => a
@@ -639,6 +700,7 @@ impl Snapshot {
             reading_cost: None,
             totals,
             nodes,
+            rows_reading,
             findings,
             entries,
             plans,
@@ -685,6 +747,14 @@ impl Snapshot {
     /// why the others were not (the overview says it in words).
     pub fn with_reading(mut self, reading: &Reading) -> Snapshot {
         self.read_at = Some(reading.at);
+        let same = self
+            .rows_reading
+            .as_ref()
+            .is_some_and(|r| r.via == reading.via && Arc::ptr_eq(&r.not_read, &reading.not_read));
+        if same {
+            return self;
+        }
+        self.rows_reading = Some(reading.clone());
         let via: HashMap<&str, ReadVia> =
             reading.via.iter().map(|(n, v)| (n.as_str(), *v)).collect();
         let why: HashMap<&str, &Unreached> = reading
