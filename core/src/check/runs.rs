@@ -2,10 +2,11 @@
 //! whole list is put together without sorting it again: at scale a
 //! reading holds 45,000 findings, and an endpoint change alters a few of
 //! one node's kube-proxy findings. A run is merged into another by
-//! bisection (a few comparisons per finding of the smaller run), and the
-//! nodes' runs follow one another in the order [`super::run`] sorts them
-//! (by node first), when every finding of a node's runs is about that
-//! node ([`super::findings::Findings`] holds them so, unmerged).
+//! bisection (a few comparisons per finding of the smaller run) and cut
+//! from their lists, not copied ([`Run`]), and the nodes' runs follow one
+//! another in the order [`super::run`] sorts them (by node first), when
+//! every finding of a node's runs is about that node
+//! ([`super::findings::Findings`] holds them so, unmerged).
 
 use std::cmp::Ordering;
 use std::sync::Arc;
