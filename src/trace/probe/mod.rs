@@ -170,7 +170,19 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     if proto != Proto::Icmp {
         send::needs_port(proto, sent_to.port)?;
     }
-    let tag = probe_tag();
+    // The sender binds the tag as its source port: when it sends from
+    // here, a port no socket in the source's namespace holds.
+    // The source pod's node sends through its agent when that is how it is
+    // reached; anything else (a lab, this host, an outside address) is
+    // sent from here.
+    let sender = sender_node(src, opts)?;
+    let tag = match &sender {
+        None if proto != Proto::Icmp => {
+            let source_ns = station::netns_holding(IpAddr::V4(src_v4), &opts.pods)?;
+            send::free_tag(&source_ns, proto, tag_seed())?
+        }
+        _ => send::tag_from(tag_seed(), send::EPHEMERAL_DEFAULT),
+    };
     let send = ProbeSend {
         src: src_v4,
         dst,
@@ -206,10 +218,6 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
             )),
         }
     }
-    // The source pod's node sends through its agent when that is how it is
-    // reached; anything else (a lab, this host, an outside address) is
-    // sent from here.
-    let sender = sender_node(src, opts)?;
     if let Some(node) = &sender {
         match remote.iter_mut().find(|(n, _)| n == node) {
             Some((_, spec)) => spec.send = Some(send.clone()),
@@ -450,13 +458,13 @@ fn endpoints(trace: &Trace, src: &End) -> Result<(IpAddr, Ipv4Addr, SentTo, Ipv4
     Ok((src_ip, src_v4, sent_to, dst))
 }
 
-/// A source port / echo id unlikely to collide with anything running.
-fn probe_tag() -> u16 {
+/// A seed for the probe's tag that differs between probes run side by side.
+fn tag_seed() -> u32 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    40000 + ((nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 20000) as u16
+    nanos ^ std::process::id().wrapping_mul(2_654_435_761)
 }
 
 /// The nodes the path names, in order.

@@ -175,6 +175,84 @@ pub fn needs_port(proto: Proto, port: Option<u16>) -> Result<u16> {
     })
 }
 
+/// The kernel's default `net.ipv4.ip_local_port_range`: where a pod's own
+/// outgoing connections (and `curl`'s, and a resolver's) take their source
+/// ports. A probe tag drawn from inside it collides with one of them now
+/// and then: a TIME_WAIT socket without SO_REUSEADDR holds its port for
+/// 60 s and the probe's bind fails.
+pub const EPHEMERAL_DEFAULT: (u16, u16) = (32768, 60999);
+
+/// The probe's tag (source port or echo id) drawn from `seed`, outside the
+/// ephemeral range `range`: above it when there is room (4,536 ports by
+/// default), else below it down to 1024, else anywhere from 1024.
+pub fn tag_from(seed: u32, range: (u16, u16)) -> u16 {
+    let (lo, hi) = (
+        u32::from(range.0.min(range.1)),
+        u32::from(range.0.max(range.1)),
+    );
+    let above = 65535 - hi;
+    let below = lo.saturating_sub(1024);
+    let port = if above > 0 && above >= below.min(1024) {
+        hi + 1 + seed % above
+    } else if below > 0 {
+        1024 + seed % below
+    } else {
+        1024 + seed % (65536 - 1024)
+    };
+    port as u16
+}
+
+/// How many ports [`free_tag`] tries before it gives up.
+const FREE_TAG_TRIES: u32 = 64;
+
+/// A tag for a `proto` probe sent from `netns` whose port no socket there
+/// holds: drawn by [`tag_from`] outside that namespace's own ephemeral
+/// range, and bound once (as the probe binds it) to make sure. ICMP takes
+/// [`tag_from`] as it is: an echo id holds nothing.
+pub fn free_tag(netns: &Netns, proto: Proto, seed: u32) -> Result<u16> {
+    if proto == Proto::Icmp {
+        return Ok(tag_from(seed, EPHEMERAL_DEFAULT));
+    }
+    let where_ = netns.display_name();
+    netns.run(move || {
+        let range = ephemeral_range().unwrap_or(EPHEMERAL_DEFAULT);
+        (0..FREE_TAG_TRIES)
+            .map(|i| tag_from(seed.wrapping_add(i.wrapping_mul(7919)), range))
+            .find(|&port| bindable(proto, port))
+            .ok_or_else(|| {
+                Error::env(
+                    format!(
+                        "no free source port for the probe in {where_}: {FREE_TAG_TRIES} ports outside {}-{} tried, every one in use",
+                        range.0, range.1
+                    ),
+                    Some("run the probe again, or free ports above the namespace's ip_local_port_range".into()),
+                )
+            })
+    })?
+}
+
+/// This namespace's `net.ipv4.ip_local_port_range` (per namespace: read
+/// from the thread that entered it).
+fn ephemeral_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    Some((it.next()?.ok()?, it.next()?.ok()?))
+}
+
+/// Whether the probe's bind of `port` would succeed here now.
+fn bindable(proto: Proto, port: u16) -> bool {
+    let (kind, protocol) = match proto {
+        Proto::Udp => (Type::DGRAM, Protocol::UDP),
+        _ => (Type::STREAM, Protocol::TCP),
+    };
+    Socket::new(Domain::IPV4, kind, Some(protocol))
+        .and_then(|s| {
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())
+        })
+        .is_ok()
+}
+
 fn bound(kind: Type, proto: Protocol, p: &Probe) -> Result<Socket> {
     let io = |e: std::io::Error| Error::env(format!("probe socket: {e}"), None);
     let s = Socket::new(Domain::IPV4, kind, Some(proto)).map_err(io)?;
@@ -323,4 +401,43 @@ fn dns_query(id: u16) -> Vec<u8> {
 
 fn ms(started: Instant) -> String {
     format!("{:.1} ms", started.elapsed().as_secs_f64() * 1e3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_stay_outside_the_ephemeral_range() {
+        for seed in (0..200_000u32).step_by(997).chain([u32::MAX, 4535, 4536]) {
+            let t = tag_from(seed, EPHEMERAL_DEFAULT);
+            assert!(t > 60999, "{seed}: {t}");
+            // A range reaching the top: below it.
+            let t = tag_from(seed, (40000, 65535));
+            assert!((1024..40000).contains(&t), "{seed}: {t}");
+            // A range leaving one port above and much below: below it.
+            let t = tag_from(seed, (20000, 65534));
+            assert!((1024..20000).contains(&t), "{seed}: {t}");
+            // Everything ephemeral: anywhere from 1024.
+            assert!(tag_from(seed, (1024, 65535)) >= 1024);
+        }
+    }
+
+    #[test]
+    fn a_port_held_without_reuse_is_not_the_tag() {
+        // A socket as `curl` leaves it (no SO_REUSEADDR) on the first port
+        // the seed would give: the tag is another, free port.
+        let seed = 1234;
+        let first = tag_from(seed, ephemeral_range().unwrap_or(EPHEMERAL_DEFAULT));
+        let held = std::net::TcpListener::bind(("0.0.0.0", first));
+        let tag = free_tag(&Netns::Current, Proto::Tcp, seed).unwrap();
+        if held.is_ok() {
+            assert_ne!(tag, first);
+        }
+        assert!(bindable(Proto::Tcp, tag));
+        assert_eq!(
+            free_tag(&Netns::Current, Proto::Icmp, seed).unwrap(),
+            tag_from(seed, EPHEMERAL_DEFAULT)
+        );
+    }
 }

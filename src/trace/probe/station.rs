@@ -253,7 +253,7 @@ fn usable(ns: &Netns, names: &[String]) -> (Vec<String>, Vec<String>) {
 /// (labs side by side reuse the same addresses); for an agent given its
 /// pods' namespaces, only those; otherwise the named namespaces (CNI's
 /// `cni-*`), then every process's (a pod's sandbox).
-fn netns_holding(ip: IpAddr, pods: &PodNamespaces) -> Result<Netns> {
+pub fn netns_holding(ip: IpAddr, pods: &PodNamespaces) -> Result<Netns> {
     let named: Vec<String> = std::fs::read_dir(crate::dataplane::netns::NETNS_RUN_DIR)
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
