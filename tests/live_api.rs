@@ -385,3 +385,79 @@ fn an_unreachable_cluster_fails_fast_with_exit_3() {
     let out = kd(&["check", "--kubeconfig", "/nonexistent/kubeconfig"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// An API server that answers `/version` and fails every list with a 500
+/// (etcd timing out, in the server's words), counting the lists.
+fn failing_api_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let lists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = lists.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut request = String::new();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            while reader.read_line(&mut request).is_ok_and(|n| n > 2)
+                && !request.ends_with("\r\n\r\n")
+            {}
+            let (status, body) = if request.starts_with("GET /version") {
+                ("200 OK", r#"{"major":"1","minor":"32","gitVersion":"v1.32.0","gitCommit":"x","gitTreeState":"clean","buildDate":"2024-12-11T00:00:00Z","goVersion":"go1.23","compiler":"gc","platform":"linux/amd64"}"#.to_string())
+            } else {
+                counted.fetch_add(1, Ordering::Relaxed);
+                ("500 Internal Server Error", r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"etcdserver: request timed out","reason":"InternalError","code":500}"#.to_string())
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, lists)
+}
+
+#[test]
+fn a_list_the_server_keeps_failing_is_said_as_such_with_its_answer() {
+    let (url, lists) = failing_api_server();
+    let dir = std::env::temp_dir().join(format!("knetdoctor-failing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: {url}\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context: {{cluster: x, user: u}}\ncurrent-context: x\n"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let out = kd(&[
+        "check",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--lab",
+        "nolab",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    // Before: the watcher tried again for the whole 60 s list timeout,
+    // then said the server could not be reached.
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        err.contains(&format!(
+            "the Kubernetes API at {url}/ answers but could not list"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("(3 attempts): 500 InternalError: etcdserver: request timed out"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach"), "{err}");
+    assert!(lists.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+}

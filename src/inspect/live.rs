@@ -101,8 +101,32 @@ impl LiveSource {
 
 /// How long reaching the API server may take before we say so.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the initial lists may take.
-const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many times in a row the initial list of a kind may fail (the
+/// watcher tries again after a back-off: 0.8 s, then 1.6 s) before the
+/// reading says so, with the server's last answer. A list that is coming
+/// in has no deadline of its own: the client's read timeout (30 s of
+/// silence) ends a stalled one. A whole deadline of 60 s ended lists that
+/// were only slow — 150,000 pods from a loaded API server, still
+/// streaming — as "cannot reach the Kubernetes API".
+const LIST_ATTEMPTS: u32 = 3;
+/// How long an initial list may take in all before the reading gives up
+/// on it: far beyond a loaded API server's 150,000 pods (76 s in the
+/// `tui_watch` lab, its 2 cores shared with etcd and three kube-proxies).
+const LIST_LIMIT: Duration = Duration::from_secs(600);
+
+/// The API server answers but could not list `kind`: `why`, the last of
+/// [`LIST_ATTEMPTS`] failures.
+fn list_failed(kind: ApiKind, why: &str, url: &str) -> Error {
+    Error::env(
+        format!(
+            "the Kubernetes API at {url} answers but could not list {kind} ({LIST_ATTEMPTS} attempts): {why}"
+        ),
+        Some(format!(
+            "see the API server's log (and etcd's); `kubectl get {} -A` with the same settings should fail the same way",
+            kind.to_string().to_lowercase()
+        )),
+    )
+}
 
 fn unreachable(what: impl std::fmt::Display, url: &str) -> Error {
     Error::env(
@@ -325,6 +349,17 @@ impl Sink {
     }
 }
 
+/// A failed list in the server's words (its status code, reason and
+/// message), or the client's.
+fn list_error(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s)) => {
+            format!("{} {}: {}", s.code, s.reason, s.message)
+        }
+        e => e.to_string(),
+    }
+}
+
 /// Starts a reflector on `api` (kind `kind`, `namespace` or all); its
 /// changes (after the initial list) go to the sink. Returns the store once
 /// the initial list is in or has been refused: a refusal takes one round
@@ -360,11 +395,30 @@ where
     let store = reader.clone();
     let key = (kind, namespace.map(str::to_string));
     let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<()>();
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     let sink = sink.clone();
     tokio::spawn(async move {
         let mut refused_tx = Some(refused_tx);
+        let mut failed_tx = Some(failed_tx);
+        let mut failed_lists = 0;
         let mut listed_before = false;
         while let Some(event) = stream.next().await {
+            // The first list failing again and again (not refused: a 5xx,
+            // a timeout) is said once, with the server's last answer.
+            match &event {
+                Err(e) if !listed_before && refusal(e).is_none() => {
+                    failed_lists += 1;
+                    if failed_lists >= LIST_ATTEMPTS
+                        && let Some(tx) = failed_tx.take()
+                    {
+                        let _ = tx.send(list_error(e));
+                    }
+                }
+                // Each attempt starts with `Init`: only objects or the
+                // list's end are an answer.
+                Ok(watcher::Event::Init) | Err(_) => {}
+                Ok(_) => failed_lists = 0,
+            }
             // An object written again with nothing kept changed (a Node's
             // taints, a heartbeat): no change to read.
             let news = match &event {
@@ -448,17 +502,37 @@ where
             Err(_) => std::future::pending().await,
         }
     };
+    let failed = async {
+        match failed_rx.await {
+            Ok(why) => why,
+            Err(_) => std::future::pending().await,
+        }
+    };
     let answer = async {
         tokio::select! {
             biased;
-            () = refused => Some(false),
-            r = reader.wait_until_ready() => r.is_ok().then_some(true),
+            () = refused => Ok(false),
+            why = failed => Err(list_failed(kind, &why, url)),
+            r = reader.wait_until_ready() => match r {
+                Ok(()) => Ok(true),
+                Err(_) => Err(unreachable("the list ended without an answer", url)),
+            },
         }
     };
-    let listed = tokio::time::timeout(LIST_TIMEOUT, answer)
+    let listed = tokio::time::timeout(LIST_LIMIT, answer)
         .await
-        .map_err(|_| unreachable("listing timed out", url))?
-        .ok_or_else(|| unreachable("the list ended without an answer", url))?;
+        .map_err(|_| {
+            Error::env(
+                format!(
+                    "the Kubernetes API at {url} has not finished listing {kind} after {} s",
+                    LIST_LIMIT.as_secs()
+                ),
+                Some(format!(
+                    "it answers, but slowly: see its load; `kubectl get {} -A` should be as slow",
+                    kind.to_string().to_lowercase()
+                )),
+            )
+        })??;
     if listed {
         sink.listed.fetch_add(1, Ordering::Relaxed);
     }
