@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use super::Finding;
-use super::runs::{Run, Tally};
+use super::runs::{Offsets, Run, Tally};
 
 /// Findings sorted as [`super::run`] sorts them, one run per node.
 #[derive(Debug, Clone, Default)]
@@ -23,8 +23,7 @@ struct Inner {
     /// the order of their nodes (the cluster first).
     runs: Vec<Run>,
     /// Where each run starts in the whole list.
-    starts: Vec<usize>,
-    len: usize,
+    offsets: Offsets,
     tally: Tally,
 }
 
@@ -43,17 +42,11 @@ impl Findings {
             r.iter().all(|f| f.node.as_deref() == node)
         }));
         debug_assert!(runs.windows(2).all(|w| node_of(&w[0]) < node_of(&w[1])));
-        let mut starts = Vec::with_capacity(runs.len());
-        let mut len = 0;
-        for r in &runs {
-            starts.push(len);
-            len += r.len();
-        }
+        let offsets = Offsets::of(runs.iter().map(Run::len));
         let tally = runs.iter().map(|r| r.tally).sum();
         Findings(Arc::new(Inner {
             runs,
-            starts,
-            len,
+            offsets,
             tally,
         }))
     }
@@ -73,11 +66,11 @@ impl Findings {
     }
 
     pub fn len(&self) -> usize {
-        self.0.len
+        self.0.offsets.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.len == 0
+        self.len() == 0
     }
 
     /// Every finding, in order.
@@ -87,8 +80,8 @@ impl Findings {
 
     /// The `i`th finding.
     pub fn get(&self, i: usize) -> Option<&Arc<Finding>> {
-        let run = self.0.starts.partition_point(|s| *s <= i).checked_sub(1)?;
-        self.0.runs[run].get(i - self.0.starts[run])
+        let (run, at) = self.0.offsets.locate(i)?;
+        self.0.runs[run].get(at)
     }
 
     /// All of them counted.

@@ -85,6 +85,51 @@ impl std::iter::Sum for Tally {
     }
 }
 
+/// Where each of consecutive parts (a run's pieces, [`super::Findings`]'
+/// runs) starts in the whole, so that the whole's `i`th item is a
+/// bisection away: one index for both, each part none empty.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Offsets {
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl Offsets {
+    /// The parts of these lengths, in order.
+    pub(super) fn of(lens: impl ExactSizeIterator<Item = usize>) -> Offsets {
+        let mut starts = Vec::with_capacity(lens.len());
+        let mut len = 0;
+        for n in lens {
+            starts.push(len);
+            len += n;
+        }
+        Offsets { starts, len }
+    }
+
+    /// How many items in all.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Where part `part` starts.
+    pub(super) fn start(&self, part: usize) -> usize {
+        self.starts[part]
+    }
+
+    /// The part holding item `i` (past the end: the last part; none: 0).
+    pub(super) fn part_of(&self, i: usize) -> usize {
+        self.starts.partition_point(|s| *s <= i).saturating_sub(1)
+    }
+
+    /// (the part holding item `i`, its index there); `None` past the end.
+    pub(super) fn locate(&self, i: usize) -> Option<(usize, usize)> {
+        (i < self.len).then(|| {
+            let part = self.part_of(i);
+            (part, i - self.starts[part])
+        })
+    }
+}
+
 /// Findings sorted as [`super::run`] sorts them, each shared, and the
 /// run itself shared: the snapshot after a change holds the runs of the
 /// nodes it did not touch as they were, pointers and all.
@@ -114,8 +159,7 @@ struct Body {
     /// The pieces in order, none empty.
     pieces: Vec<Piece>,
     /// Where each piece starts in the run.
-    starts: Vec<usize>,
-    len: usize,
+    offsets: Offsets,
 }
 
 /// `lists[list][start..end]`.
@@ -148,9 +192,9 @@ impl Pieces {
         if from >= to {
             return;
         }
-        let first = body.starts.partition_point(|s| *s <= from) - 1;
+        let first = body.offsets.part_of(from);
         for (i, p) in body.pieces.iter().enumerate().skip(first) {
-            let at = body.starts[i];
+            let at = body.offsets.start(i);
             if at >= to {
                 break;
             }
@@ -176,18 +220,12 @@ impl Pieces {
             }
             p.list = used[p.list];
         }
-        let mut starts = Vec::with_capacity(pieces.len());
-        let mut len = 0;
-        for p in &pieces {
-            starts.push(len);
-            len += p.end - p.start;
-        }
+        let offsets = Offsets::of(pieces.iter().map(|p| p.end - p.start));
         Run {
             body: Arc::new(Body {
                 lists,
                 pieces,
-                starts,
-                len,
+                offsets,
             }),
             own,
             tally,
@@ -221,11 +259,11 @@ impl Run {
     }
 
     pub fn len(&self) -> usize {
-        self.body.len
+        self.body.offsets.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.body.len == 0
+        self.len() == 0
     }
 
     /// Its findings in order, piece by piece.
@@ -241,8 +279,8 @@ impl Run {
     /// The `i`th finding.
     pub fn get(&self, i: usize) -> Option<&Arc<Finding>> {
         let b = &self.body;
-        let p = b.starts.partition_point(|s| *s <= i).checked_sub(1)?;
-        b.slice(&b.pieces[p]).get(i - b.starts[p])
+        let (p, at) = b.offsets.locate(i)?;
+        b.slice(&b.pieces[p]).get(at)
     }
 
     pub fn first(&self) -> Option<&Arc<Finding>> {
@@ -260,18 +298,19 @@ impl Run {
         let b = &self.body;
         let p = (b.pieces).partition_point(|p| pred(&b.lists[p.list][p.end - 1]));
         match b.pieces.get(p) {
-            Some(piece) => b.starts[p] + b.slice(piece).partition_point(pred),
-            None => b.len,
+            Some(piece) => b.offsets.start(p) + b.slice(piece).partition_point(pred),
+            None => b.offsets.len(),
         }
     }
 
     /// Findings `from..to`, in order.
     pub fn range(&self, from: usize, to: usize) -> impl Iterator<Item = &Arc<Finding>> {
         let b = &self.body;
-        let first = b.starts.partition_point(|s| *s <= from).saturating_sub(1);
-        let pieces = b.pieces.iter().zip(&b.starts).skip(first);
+        let first = b.offsets.part_of(from);
+        let pieces = b.pieces.iter().enumerate().skip(first);
         pieces
-            .map_while(move |(p, &at)| {
+            .map_while(move |(i, p)| {
+                let at = b.offsets.start(i);
                 let s = (at < to).then(|| b.slice(p))?;
                 let lo = from.saturating_sub(at).min(s.len());
                 Some(&s[lo..(to - at).min(s.len()).max(lo)])
@@ -451,6 +490,20 @@ mod tests {
     use super::*;
     use crate::check::{FindingId, Severity};
     use proptest::prelude::*;
+
+    #[test]
+    fn offsets_locate_each_item_in_its_part() {
+        let o = Offsets::of([3, 1, 2].into_iter());
+        let found: Vec<_> = (0..7).map(|i| o.locate(i)).collect();
+        let want = [(0, 0), (0, 1), (0, 2), (1, 0), (2, 0), (2, 1)].map(Some);
+        assert_eq!(found[..6], want[..]);
+        assert_eq!(
+            (found[6], o.len(), o.part_of(9), o.start(2)),
+            (None, 6, 2, 4)
+        );
+        let none = Offsets::of(std::iter::empty());
+        assert_eq!((none.locate(0), none.part_of(0), none.len()), (None, 0, 0));
+    }
 
     fn finding(node: Option<&str>, severity: u8, summary: u8) -> Arc<Finding> {
         let severity = match severity % 3 {

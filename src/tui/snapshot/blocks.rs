@@ -44,20 +44,21 @@ impl Blocks {
     /// chunk when that is so of each of its blocks.
     pub(super) fn rebuilt(
         count: usize,
-        before: Option<(&Blocks, &dyn Fn(usize) -> bool)>,
+        before: Option<&Blocks>,
+        again: impl Fn(usize) -> bool,
         mut make: impl FnMut(usize) -> Arc<[Entry]>,
     ) -> Blocks {
         let chunks = count.div_ceil(CHUNK);
         let len = |c: usize| count.min((c + 1) * CHUNK) - c * CHUNK;
         // Laid out as these will be (a block after them aside).
-        let before = before
-            .filter(|(b, _)| b.0.len() >= chunks && (0..chunks).all(|c| b.0[c].len() == len(c)));
+        let before =
+            before.filter(|b| b.0.len() >= chunks && (0..chunks).all(|c| b.0[c].len() == len(c)));
         let chunks = (0..chunks).map(|c| {
             let range = c * CHUNK..count.min((c + 1) * CHUNK);
-            let Some((b, again)) = before else {
+            let Some(b) = before else {
                 return range.map(&mut make).collect();
             };
-            if !range.clone().any(again) {
+            if !range.clone().any(&again) {
                 return b.0[c].clone();
             }
             range
@@ -68,6 +69,11 @@ impl Blocks {
                 .collect()
         });
         Blocks(Arc::new(chunks.collect()))
+    }
+
+    /// Block `i`.
+    pub(super) fn block(&self, i: usize) -> Option<&Arc<[Entry]>> {
+        self.0.get(i / CHUNK)?.get(i % CHUNK)
     }
 
     /// These blocks and `last` after them (a chunk of its own, so that
@@ -141,7 +147,7 @@ mod tests {
     #[test]
     fn rebuilt_keeps_untouched_chunks_and_blocks_and_makes_the_rest() {
         let count = 3 * CHUNK + 5;
-        let first = Blocks::rebuilt(count, None, block);
+        let first = Blocks::rebuilt(count, None, |_| true, block);
         assert_eq!(first.count(), count);
         assert_eq!(
             lines(&first),
@@ -150,7 +156,7 @@ mod tests {
         // Block 70 (chunk 1) made again, as a new line.
         let again = |i: usize| i == 70;
         let mut made = Vec::new();
-        let next = Blocks::rebuilt(count, Some((&first, &again)), |i| {
+        let next = Blocks::rebuilt(count, Some(&first), again, |i| {
             made.push(i);
             vec![Entry {
                 kind: "sep",
@@ -173,22 +179,30 @@ mod tests {
         assert!(!Arc::ptr_eq(&next.0[1], &first.0[1]));
         // A block after them leaves the others to be taken.
         let with_last = first.clone().then(block(999));
-        let kept = Blocks::rebuilt(count, Some((&with_last, &|_| false)), |_| -> Arc<[Entry]> {
-            unreachable!("every block is kept")
-        });
+        let kept = Blocks::rebuilt(
+            count,
+            Some(&with_last),
+            |_| false,
+            |_| -> Arc<[Entry]> { unreachable!("every block is kept") },
+        );
         assert_eq!(kept.kept_from(&first), (count, count));
         // Another count: nothing taken from before.
         let mut made = 0;
-        let other = Blocks::rebuilt(count + 1, Some((&first, &|_| false)), |i| {
-            made += 1;
-            block(i)
-        });
+        let other = Blocks::rebuilt(
+            count + 1,
+            Some(&first),
+            |_| false,
+            |i| {
+                made += 1;
+                block(i)
+            },
+        );
         assert_eq!((made, other.kept_from(&first).0), (count + 1, 0));
     }
 
     #[test]
     fn a_block_after_keeps_the_others_in_their_chunks() {
-        let b = Blocks::rebuilt(CHUNK + 1, None, block).then(block(999));
+        let b = Blocks::rebuilt(CHUNK + 1, None, |_| true, block).then(block(999));
         assert_eq!(b.count(), CHUNK + 2);
         assert_eq!(lines(&b).last().map(String::as_str), Some("line 999"));
         assert_eq!(b.0.len(), 3, "two chunks of the blocks, one of the last");

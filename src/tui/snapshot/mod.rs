@@ -939,14 +939,13 @@ fn chain_entries(
     before: Option<(&Blocks, &Changed)>,
 ) -> (Blocks, usize) {
     let naming = check::naming(mine.iter().copied());
-    let again: Option<HashSet<usize>> = before.map(|(_, changed)| {
-        changed
-            .iter()
-            .filter_map(|s| tree.block_of.get(*s))
-            .flatten()
-            .copied()
-            .collect()
-    });
+    let again: HashSet<usize> = before
+        .into_iter()
+        .flat_map(|(_, changed)| changed.iter())
+        .filter_map(|s| tree.block_of.get(*s))
+        .flatten()
+        .copied()
+        .collect();
     let mark = |i: usize| -> Arc<[Entry]> {
         let svc = &tree.services[i];
         let mut out = vec![marked(by, "svc", &svc.subject, svc.line.clone())];
@@ -956,11 +955,12 @@ fn chain_entries(
         out.extend(missing_parts(&naming, &svc.subject, "sep"));
         out.into()
     };
-    let again = again.as_ref().map(|a| move |i: usize| a.contains(&i));
-    let before = before
-        .zip(again.as_ref())
-        .map(|((b, _), again)| (b, again as &dyn Fn(usize) -> bool));
-    let blocks = Blocks::rebuilt(tree.services.len(), before, mark);
+    let blocks = Blocks::rebuilt(
+        tree.services.len(),
+        before.map(|(b, _)| b),
+        |i| again.contains(&i),
+        mark,
+    );
     // The Service chains findings name that KUBE-SERVICES does not jump
     // to: from the findings alone (a few), never kept.
     let mut out = Vec::new();

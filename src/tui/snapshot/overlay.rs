@@ -40,6 +40,14 @@ impl OverlayExpected {
         2 + (self.lines.len() - 2).div_ceil(3 * PEERS_PER_BLOCK)
     }
 
+    /// Block `b`'s first line.
+    fn first_line_of(b: usize) -> usize {
+        match b {
+            0 => 0,
+            _ => 2 + (b - 1) * 3 * PEERS_PER_BLOCK,
+        }
+    }
+
     /// Line `i`'s block.
     fn block_of_line(i: usize) -> usize {
         match i {
@@ -154,24 +162,20 @@ fn marked_again(
         }
     }
     let by = check::first_naming_where(mine.iter().copied(), |s| changed.contains(s));
-    let mut blocks = before.blocks().cloned().collect::<Vec<_>>();
-    let mut at = 0;
-    for (b, block) in blocks.iter_mut().enumerate().take(count - 1) {
-        let lines = &expected.lines[at..at + block.len()];
-        at += block.len();
-        if !again[b] {
-            continue;
-        }
-        *block = (lines.iter().zip(block.iter()))
+    let remark = |b: usize| -> Arc<[Entry]> {
+        let was = before.block(b).map(|w| &w[..]).unwrap_or_default();
+        let at = OverlayExpected::first_line_of(b);
+        let lines = &expected.lines[at..at + was.len()];
+        (lines.iter().zip(was))
             .map(
                 |((kind, subject, text), was)| match changed.contains(subject) {
                     true => marked(&by, kind, subject, text.clone()),
                     false => was.clone(),
                 },
             )
-            .collect();
-    }
-    Some(Blocks::of(blocks))
+            .collect()
+    };
+    Some(Blocks::rebuilt(count, Some(before), |b| again[b], remark))
 }
 
 /// flannel's lines on `node` as written, unmarked (`None`: no lease or
