@@ -348,17 +348,17 @@ fn live_answers_match_offline_on_a_real_api_server() {
     );
 }
 
-#[test]
-fn an_unreachable_cluster_fails_fast_with_exit_3() {
-    let dir = std::env::temp_dir().join(format!("knetdoctor-unreachable-{}", std::process::id()));
+/// `check` of a lab that is not there against the API server at `server`
+/// (any token): what it says of the server is all there is to say.
+fn check_with_server(server: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("knetdoctor-server-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kc = dir.join("kubeconfig");
     std::fs::write(
         &kc,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context: {cluster: x, user: u}\ncurrent-context: x\n",
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: {server}\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context: {{cluster: x, user: u}}\ncurrent-context: x\n"),
     )
     .unwrap();
-    let start = Instant::now();
     let out = kd(&[
         "check",
         "--kubeconfig",
@@ -367,6 +367,13 @@ fn an_unreachable_cluster_fails_fast_with_exit_3() {
         "nolab",
     ]);
     let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn an_unreachable_cluster_fails_fast_with_exit_3() {
+    let start = Instant::now();
+    let out = check_with_server("https://127.0.0.1:1");
     assert_eq!(out.status.code(), Some(3));
     assert!(
         start.elapsed() < Duration::from_secs(15),
@@ -422,23 +429,8 @@ fn failing_api_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsiz
 #[test]
 fn a_list_the_server_keeps_failing_is_said_as_such_with_its_answer() {
     let (url, lists) = failing_api_server();
-    let dir = std::env::temp_dir().join(format!("knetdoctor-failing-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kc = dir.join("kubeconfig");
-    std::fs::write(
-        &kc,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: {url}\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context: {{cluster: x, user: u}}\ncurrent-context: x\n"),
-    )
-    .unwrap();
     let start = Instant::now();
-    let out = kd(&[
-        "check",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-        "--lab",
-        "nolab",
-    ]);
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = check_with_server(&url);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     // Before: the watcher tried again for the whole 60 s list timeout,
