@@ -351,7 +351,10 @@ fn live_answers_match_offline_on_a_real_api_server() {
 /// `check` of a lab that is not there against the API server at `server`
 /// (any token): what it says of the server is all there is to say.
 fn check_with_server(server: &str) -> std::process::Output {
-    let dir = std::env::temp_dir().join(format!("knetdoctor-server-{}", std::process::id()));
+    // One directory per call: the tests run side by side in one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("knetdoctor-server-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kc = dir.join("kubeconfig");
     std::fs::write(
