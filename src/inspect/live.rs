@@ -349,6 +349,14 @@ impl Sink {
     }
 }
 
+/// How a first list ended without its objects.
+enum Unlisted {
+    /// Refused (401, 403): said in the cluster's `unread`, the store empty.
+    Refused,
+    /// Failed [`LIST_ATTEMPTS`] times in a row; the last failure.
+    Failing(String),
+}
+
 /// A failed list in the server's words (its status code, reason and
 /// message), or the client's.
 fn list_error(e: &watcher::Error) -> String {
@@ -394,12 +402,11 @@ where
     );
     let store = reader.clone();
     let key = (kind, namespace.map(str::to_string));
-    let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<()>();
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+    // The first list's end other than its objects: refused, or failing.
+    let (unlisted_tx, unlisted_rx) = tokio::sync::oneshot::channel::<Unlisted>();
     let sink = sink.clone();
     tokio::spawn(async move {
-        let mut refused_tx = Some(refused_tx);
-        let mut failed_tx = Some(failed_tx);
+        let mut unlisted_tx = Some(unlisted_tx);
         let mut failed_lists = 0;
         let mut listed_before = false;
         while let Some(event) = stream.next().await {
@@ -409,9 +416,9 @@ where
                 Err(e) if !listed_before && refusal(e).is_none() => {
                     failed_lists += 1;
                     if failed_lists >= LIST_ATTEMPTS
-                        && let Some(tx) = failed_tx.take()
+                        && let Some(tx) = unlisted_tx.take()
                     {
-                        let _ = tx.send(list_error(e));
+                        let _ = tx.send(Unlisted::Failing(list_error(e)));
                     }
                 }
                 // Each attempt starts with `Init`: only objects or the
@@ -452,9 +459,9 @@ where
                 }
             };
             if now_refused.is_some()
-                && let Some(tx) = refused_tx.take()
+                && let Some(tx) = unlisted_tx.take()
             {
-                let _ = tx.send(());
+                let _ = tx.send(Unlisted::Refused);
             }
             // A re-list (after a watch expired) replaces the store: a
             // change too, unlike the first list, which the reading starts
@@ -493,26 +500,22 @@ where
             }
         }
     });
-    // A refusal first: once sent it stays, even if the task has ended
-    // since (a one-shot reading drops its change channel). A task that
-    // ended without one is no refusal.
-    let refused = async {
-        match refused_rx.await {
-            Ok(()) => {}
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let failed = async {
-        match failed_rx.await {
-            Ok(why) => why,
-            Err(_) => std::future::pending().await,
-        }
-    };
+    // A refusal or failure first: once sent it stays, even if the task has
+    // ended since (a one-shot reading drops its change channel). A task
+    // that ended without one sent neither.
     let answer = async {
+        let unlisted = async {
+            match unlisted_rx.await {
+                Ok(u) => u,
+                Err(_) => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
-            () = refused => Ok(false),
-            why = failed => Err(list_failed(kind, &why, url)),
+            u = unlisted => match u {
+                Unlisted::Refused => Ok(false),
+                Unlisted::Failing(why) => Err(list_failed(kind, &why, url)),
+            },
             r = reader.wait_until_ready() => match r {
                 Ok(()) => Ok(true),
                 Err(_) => Err(unreachable("the list ended without an answer", url)),

@@ -170,18 +170,18 @@ pub fn run(trace: &Trace, src: &End, opts: &Options) -> Result<ProbeReport> {
     if proto != Proto::Icmp {
         send::needs_port(proto, sent_to.port)?;
     }
-    // The sender binds the tag as its source port: when it sends from
-    // here, a port no socket in the source's namespace holds.
     // The source pod's node sends through its agent when that is how it is
     // reached; anything else (a lab, this host, an outside address) is
     // sent from here.
     let sender = sender_node(src, opts)?;
+    // The sender binds the tag as its source port: sent from here, a port
+    // no socket in the source's namespace holds.
     let tag = match &sender {
-        None if proto != Proto::Icmp => {
+        None => {
             let source_ns = station::netns_holding(IpAddr::V4(src_v4), &opts.pods)?;
             send::free_tag(&source_ns, proto, tag_seed())?
         }
-        _ => send::tag_from(tag_seed(), send::EPHEMERAL_DEFAULT),
+        Some(_) => send::tag_from(tag_seed(), send::EPHEMERAL_DEFAULT),
     };
     let send = ProbeSend {
         src: src_v4,

@@ -245,28 +245,28 @@ fn bindable(proto: Proto, port: u16) -> bool {
         Proto::Udp => (Type::DGRAM, Protocol::UDP),
         _ => (Type::STREAM, Protocol::TCP),
     };
-    Socket::new(Domain::IPV4, kind, Some(protocol))
-        .and_then(|s| {
-            s.set_reuse_address(true)?;
-            s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())
-        })
-        .is_ok()
+    bind_port(kind, protocol, port).is_ok()
+}
+
+/// A socket bound to `port` as the probe binds it (SO_REUSEADDR): what
+/// [`bindable`] tries and [`bound`] keeps.
+fn bind_port(kind: Type, proto: Protocol, port: u16) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, kind, Some(proto))?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+    Ok(s)
 }
 
 fn bound(kind: Type, proto: Protocol, p: &Probe) -> Result<Socket> {
-    let io = |e: std::io::Error| Error::env(format!("probe socket: {e}"), None);
-    let s = Socket::new(Domain::IPV4, kind, Some(proto)).map_err(io)?;
-    s.set_reuse_address(true).map_err(io)?;
+    let s = bind_port(kind, proto, p.tag).map_err(|e| {
+        Error::env(
+            format!("cannot bind the probe to port {}: {e}", p.tag),
+            None,
+        )
+    })?;
     if p.size.is_some() {
-        dont_fragment(&s).map_err(io)?;
+        dont_fragment(&s).map_err(|e| Error::env(format!("probe socket: {e}"), None))?;
     }
-    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, p.tag)).into())
-        .map_err(|e| {
-            Error::env(
-                format!("cannot bind the probe to port {}: {e}", p.tag),
-                None,
-            )
-        })?;
     Ok(s)
 }
 
