@@ -93,8 +93,10 @@ fn main() {
         return;
     }
     if std::env::var("KD_BENCH_ONLY").as_deref() == Ok("objects") {
-        object_changes(&snapshot, &mut terminal, false);
-        object_changes(&snapshot, &mut terminal, true);
+        for what in [Change::Endpoint, Change::Pod] {
+            object_changes(&snapshot, &mut terminal, false, what);
+            object_changes(&snapshot, &mut terminal, true, what);
+        }
         return;
     }
     let frames = 200;
@@ -134,8 +136,10 @@ fn main() {
     typing(&snapshot, &mut terminal);
     opening(&snapshot, &mut terminal);
     changes(&snapshot, &mut terminal);
-    object_changes(&snapshot, &mut terminal, false);
-    object_changes(&snapshot, &mut terminal, true);
+    for what in [Change::Endpoint, Change::Pod] {
+        object_changes(&snapshot, &mut terminal, false, what);
+        object_changes(&snapshot, &mut terminal, true, what);
+    }
 }
 
 /// A node's state changing 200 times (a peer route deleted, then put
@@ -225,16 +229,30 @@ fn all_kinds() -> std::collections::BTreeSet<knetdoctor::model::reading::ApiKind
         .collect()
 }
 
-/// An endpoint going NotReady and back (a watch event), 200 times: the
+/// Which object a watch event changes in [`object_changes`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Change {
+    /// An EndpointSlice's endpoint's readiness (the endpoint controller).
+    Endpoint,
+    /// A pod's Ready condition (its kubelet): a pod's most common change.
+    Pod,
+}
+
+/// An endpoint or a pod going NotReady and back (a watch event), 200 times: the
 /// reader's work from the watches' stores to the frame — the
-/// EndpointSlices' list brought up to date in place and every other kind
+/// EndpointSlices' or the pods' list brought up to date in place and every other kind
 /// kept, as the live reader does, the kept verdicts, the snapshot after the last
 /// one, the app's update and the overview's frame. p50 and p99, and the
 /// median change by part. `cold`: the CPU's caches overwritten before
 /// each change (64 MiB written, twice the L3 of this machine), as the API
 /// server, etcd and kube-proxy overwrite them between two readings when
 /// they share the dashboard's two cores (`tui_watch`).
-fn object_changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>, cold: bool) {
+fn object_changes(
+    snapshot: &Arc<Snapshot>,
+    terminal: &mut Terminal<TestBackend>,
+    cold: bool,
+    what: Change,
+) {
     let (mut verdicts, mut last, mut app) = live(snapshot);
     let mut evict = cold.then(|| vec![0u8; 64 << 20]);
     // As the live reader says how the nodes were read: the read nodes
@@ -277,15 +295,29 @@ fn object_changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>
         // different Service's slice each pair of changes, as in
         // `tui_watch` (one Service's again and again stays in the cache).
         let mut slices = last.cluster.endpoint_slices.clone();
-        let slice = (42 + i / 2 * 97) % slices.len();
-        slices[slice].endpoints[0]
-            .conditions
-            .as_mut()
-            .unwrap()
-            .ready = Some(i % 2 == 1);
+        let mut pods = last.cluster.pods.clone();
+        match what {
+            Change::Endpoint => {
+                let slice = (42 + i / 2 * 97) % slices.len();
+                slices[slice].endpoints[0]
+                    .conditions
+                    .as_mut()
+                    .unwrap()
+                    .ready = Some(i % 2 == 1);
+            }
+            // As the kubelet writes a pod's status: its Ready condition.
+            Change::Pod => {
+                let pod = (42 + i / 2 * 997) % pods.len();
+                let status = pods[pod].status.as_mut().unwrap();
+                let ready = status.conditions.iter_mut().flatten();
+                for c in ready.filter(|c| c.type_ == "Ready") {
+                    c.status = if i % 2 == 1 { "True" } else { "False" }.into();
+                }
+            }
+        }
         let mut c = knetdoctor::model::Cluster::default();
         c.nodes = last.cluster.nodes.clone();
-        c.pods = last.cluster.pods.clone();
+        c.pods = pods;
         c.services = last.cluster.services.clone();
         c.ingresses = last.cluster.ingresses.clone();
         c.ingress_classes = last.cluster.ingress_classes.clone();
@@ -317,11 +349,13 @@ fn object_changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>
         app.update(s, std::time::SystemTime::now());
         terminal.draw(|f| view::render(f, &app)).expect("draw");
         let all = t.elapsed();
-        assert_eq!(
-            last.findings.iter().any(|f| f.id.is_kube_proxy()),
-            i % 2 == 0,
-            "the NotReady endpoint's chain is found stale, then not"
-        );
+        if what == Change::Endpoint {
+            assert_eq!(
+                last.findings.iter().any(|f| f.id.is_kube_proxy()),
+                i % 2 == 0,
+                "the NotReady endpoint's chain is found stale, then not"
+            );
+        }
         took.push(all.as_secs_f64() * 1e3);
         parts.push((copied, judged - copied, built - judged, all - built));
     }
@@ -341,7 +375,11 @@ fn object_changes(snapshot: &Arc<Snapshot>, terminal: &mut Terminal<TestBackend>
     );
     took.sort_by(f64::total_cmp);
     println!(
-        "an endpoint NotReady and back {rounds} times (a watch event{caches}): store to frame p50 {:.1} ms, p99 {:.1} ms (target <= 100 ms; the watch's own delivery not included)",
+        "{} NotReady and back {rounds} times (a watch event{caches}): store to frame p50 {:.1} ms, p99 {:.1} ms (target <= 100 ms; the watch's own delivery not included)",
+        match what {
+            Change::Endpoint => "an endpoint",
+            Change::Pod => "a pod",
+        },
         took[took.len() / 2],
         took[took.len() * 99 / 100]
     );

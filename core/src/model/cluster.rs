@@ -2,7 +2,7 @@
 //! and the kubectl-style JSON List files they travel in.
 
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use serde::{Deserialize, Serialize};
 
-use super::index::{ClusterIndex, IndexSeed, SliceIndex};
+use super::index::{ClusterIndex, IndexSeed, PodIndex, SliceIndex};
 use super::reading::ApiKind;
 use super::shared::Objects;
 
@@ -73,17 +73,15 @@ impl PartialEq for Cluster {
     }
 }
 
-/// Adds to `out` the Service (`service_of`) of each object that differs
-/// between `now` and `before`, matched by namespace and name, or is in
-/// one only. An object shared by both is the same without a comparison.
-fn differing<
-    T: PartialEq
-        + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
->(
-    now: &Objects<T>,
-    before: &Objects<T>,
-    service_of: impl Fn(&T) -> Option<(String, String)>,
-    out: &mut BTreeSet<(String, String)>,
+/// Calls `each` with every object that differs between `now` and
+/// `before` in what `same` compares, matched by namespace and name, and
+/// with each object in one only (both versions of one that differs). An
+/// object shared by both is the same without a comparison.
+fn differing<'a, T: k8s_openapi::Metadata<Ty = ObjectMeta>>(
+    now: &'a Objects<T>,
+    before: &'a Objects<T>,
+    same: impl Fn(&T, &T) -> bool,
+    mut each: impl FnMut(&'a T),
 ) {
     fn key<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(o: &T) -> (&str, &str) {
         let m = o.metadata();
@@ -111,14 +109,15 @@ fn differing<
                 if key(&**o) != key(&**b) {
                     return false;
                 }
-                if **o != **b {
-                    differ.push((o, b));
+                if !same(o, b) {
+                    differ.push((&**o, &**b));
                 }
                 true
             });
         if same_places {
             for (o, b) in differ {
-                out.extend(service_of(o).into_iter().chain(service_of(b)));
+                each(o);
+                each(b);
             }
             return;
         }
@@ -130,17 +129,31 @@ fn differing<
     for o in now.shared() {
         let k = key(&**o);
         match by_name.get(&k) {
-            Some(b) if Arc::ptr_eq(b, o) || ***b == **o => {}
-            Some(b) => out.extend(service_of(o).into_iter().chain(service_of(b))),
-            None => out.extend(service_of(o)),
+            Some(b) if Arc::ptr_eq(b, o) || same(b, o) => {}
+            Some(b) => {
+                each(o);
+                each(b);
+            }
+            None => each(o),
         }
         seen.insert(k, ());
     }
     for (k, b) in &by_name {
         if !seen.contains_key(k) {
-            out.extend(service_of(b));
+            each(b);
         }
     }
+}
+
+/// What a Service's verdicts read of a pod beside its namespace and name
+/// ([`crate::check`]'s `check_service`): the labels its selector matches
+/// and the containers whose ports it targets. A kubelet's status write
+/// changes neither.
+fn service_reads(p: &Pod) -> (Option<&BTreeMap<String, String>>, Option<&Vec<Container>>) {
+    (
+        p.metadata.labels.as_ref(),
+        p.spec.as_ref().map(|s| &s.containers),
+    )
 }
 
 /// Whether knetdoctor reads this ConfigMap.
@@ -228,18 +241,18 @@ impl Cluster {
         .collect()
     }
 
-    /// The Services (namespace, name) whose object or EndpointSlices
-    /// differ from `before`'s: what a change of Services or endpoints
-    /// touched, for the verdicts judged per Service.
+    /// The Services (namespace, name) whose object, EndpointSlices or
+    /// selected pods differ from `before`'s in what their verdicts read:
+    /// what a change of Services, endpoints or pods touched, for the
+    /// verdicts judged per Service. A pod counts for the Services whose
+    /// selector matches it, before or now, when its labels or containers
+    /// changed (not its status: a kubelet's write touches no Service).
     pub fn changed_services(&self, before: &Cluster) -> BTreeSet<(String, String)> {
         let mut out = BTreeSet::new();
         if !self.services.same(&before.services) {
-            differing(
-                &self.services,
-                &before.services,
-                |s: &Service| Some(super::index::ns_name(&s.metadata)),
-                &mut out,
-            );
+            differing(&self.services, &before.services, Service::eq, |s| {
+                out.insert(super::index::ns_name(&s.metadata));
+            });
         }
         if !self.endpoint_slices.same(&before.endpoint_slices) {
             let service_of = |s: &EndpointSlice| {
@@ -252,9 +265,32 @@ impl Cluster {
             differing(
                 &self.endpoint_slices,
                 &before.endpoint_slices,
-                service_of,
-                &mut out,
+                EndpointSlice::eq,
+                |s| out.extend(service_of(s)),
             );
+        }
+        if !self.pods.same(&before.pods) {
+            let mut pods: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+            let same = |a: &Pod, b: &Pod| service_reads(a) == service_reads(b);
+            differing(&self.pods, &before.pods, same, |p| {
+                let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+                pods.entry(ns).or_default().push(p);
+            });
+            // One pass over the Services, however many pods changed.
+            if !pods.is_empty() {
+                for (ns, name, spec, _) in self.service_specs() {
+                    let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else {
+                        continue;
+                    };
+                    let selects = |p: &&Pod| {
+                        let labels = p.metadata.labels.as_ref();
+                        (selector.iter()).all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+                    };
+                    if pods.get(ns).is_some_and(|p| p.iter().any(selects)) {
+                        out.insert((ns.to_string(), name.to_string()));
+                    }
+                }
+            }
         }
         out
     }
@@ -276,7 +312,7 @@ impl Cluster {
         };
         self.index = OnceLock::new();
         self.index_seed = IndexSeed {
-            pods: self.pods.same(&before.pods).then(|| ix.pods.clone()),
+            pods: PodIndex::same_keys(&self.pods, &before.pods).then(|| ix.pods.clone()),
             nodes: self.nodes.same(&before.nodes).then(|| ix.nodes.clone()),
             services: self
                 .services
@@ -501,7 +537,8 @@ mod tests {
 
     /// The Services a change touched, whether the list kept its places
     /// (an object replaced where it was, as the live reader does) or not
-    /// (one removed, one added): only theirs, and none for a copy.
+    /// (one removed, one added): only theirs, and none for a copy or a
+    /// pod's status.
     #[test]
     fn changed_services_names_what_changed_in_place_or_moved() {
         let before = synthetic::cluster(Size {
@@ -549,6 +586,28 @@ mod tests {
             now.changed_services(&before),
             BTreeSet::from([svc_of(&before, 5)])
         );
+        // A pod's status written again (its kubelet's): no Service; its
+        // labels gone: the Service that selected it.
+        let mut now = before.clone();
+        let status = now.pods[5].status.get_or_insert_default();
+        status.pod_ip = Some("10.244.9.9".into());
+        status.conditions = None;
+        assert_eq!(now.changed_services(&before), BTreeSet::new());
+        now.pods[5].metadata.labels = None;
+        let pod = &before.pods[5].metadata;
+        let selected_by = key(
+            pod.namespace.as_deref().unwrap(),
+            &pod.labels.as_ref().unwrap()["app"],
+        );
+        assert!(before.service(&selected_by.0, &selected_by.1).is_some());
+        assert_eq!(
+            now.changed_services(&before),
+            BTreeSet::from([selected_by.clone()])
+        );
+        // A pod removed (the later ones move up): its Service.
+        let mut now = before.clone();
+        now.pods.remove(5);
+        assert_eq!(now.changed_services(&before), BTreeSet::from([selected_by]));
         // A Service changed in place.
         let mut now = before.clone();
         now.services[4].spec.get_or_insert_default().cluster_ip = Some("10.96.9.9".into());
