@@ -23,6 +23,8 @@
 //! before it was made to the first frame drawn from a snapshot holding it:
 //! - watch events: an endpoint of a different Service goes NotReady each
 //!   time (a JSON patch of its slice, as the endpoint controller writes);
+//!   and a different pod's Ready condition is written False each time
+//!   (its status, as a kubelet writes a failing readiness probe);
 //! - kernel notifications: a lab node's peer route deleted and put back.
 //!
 //! Each burst runs three times: with kube-proxy as it runs; with the lab's
@@ -70,8 +72,9 @@ const IN_FLIGHT: usize = 48;
 /// how to know a snapshot holds it.
 struct Pending {
     made: Instant,
-    /// A watch event's slice (namespace, name): when the bench's own watch
-    /// saw it arrive is known too.
+    /// A watch event's object (namespace, name), a slice or a pod: when
+    /// the dashboard's watch received it is known too, and for a slice
+    /// when the bench's own watch saw it arrive.
     slice: Option<(String, String)>,
     shown: Box<dyn Fn(&Snapshot) -> bool + Send>,
 }
@@ -273,6 +276,7 @@ fn main() {
         .collect();
     let every = Duration::from_secs_f64(1.0 / rate as f64);
     let step = (size.services / changes).max(1);
+    let pod_step = (size.pods / changes).max(1);
     let node = &topology.nodes[1];
     let route = peer_route(&node.netns);
     let scale = format!("{} nodes, {} pods", size.nodes, size.pods);
@@ -308,6 +312,17 @@ fn main() {
         let before = CpuUse::now(&lab_processes);
         slice_burst(&rt, &client, &timings, &slices, every);
         let readings = report(&timings, &scale, "watch event (an endpoint NotReady)");
+        CpuUse::now(&lab_processes).print_since(&before, readings);
+        // A pod's Ready condition written False, as its kubelet writes a
+        // failing readiness probe: a pod's most common change.
+        let pods: Vec<&Pod> = (0..changes)
+            .map(|i| &cluster.pods[(i * pod_step + round * 7) % cluster.pods.len()])
+            .collect();
+        pods_ready(&rt, &client, &pods, true);
+        settle(Duration::from_secs(120));
+        let before = CpuUse::now(&lab_processes);
+        pod_burst(&rt, &client, &timings, &pods, every);
+        let readings = report(&timings, &scale, "watch event (a pod NotReady)");
         CpuUse::now(&lab_processes).print_since(&before, readings);
         settle(Duration::from_secs(120));
         // A lab node's peer route deleted and put back.
@@ -352,6 +367,100 @@ fn not_ready(s: &Snapshot, ns: &str, name: &str) -> bool {
         .ok()
         .and_then(|i| slices[i].endpoints.first()?.conditions.as_ref()?.ready)
         == Some(false)
+}
+
+/// Whether snapshot `s` shows pod `ns/name` not ready.
+fn pod_not_ready(s: &Snapshot, ns: &str, name: &str) -> bool {
+    let pods = s.cluster.pods.shared();
+    pods.binary_search_by(|p| {
+        (p.metadata.namespace.as_deref(), p.metadata.name.as_deref()).cmp(&(Some(ns), Some(name)))
+    })
+    .ok()
+    .and_then(|i| {
+        let conditions = pods[i].status.as_ref()?.conditions.as_ref()?;
+        let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
+        Some(ready.status == "False")
+    }) == Some(true)
+}
+
+/// The Ready condition of each of `pods` written (a merge patch of its
+/// status, as a kubelet writes it), `ready` or not; with `every`, one
+/// write every `every`, each timed to the frame showing it.
+fn write_ready(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    pods: &[&Pod],
+    ready: bool,
+    mut each: impl FnMut(&str, &str),
+    every: Option<Duration>,
+) {
+    let body = json!({"status": {"conditions": [
+        {"type": "Ready", "status": if ready { "True" } else { "False" }}
+    ]}});
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut sent = Vec::new();
+        for (i, pod) in pods.iter().enumerate() {
+            if let Some(every) = every {
+                tokio::time::sleep_until((start + every * i as u32).into()).await;
+            }
+            let (ns, name) = (
+                pod.metadata.namespace.as_deref().unwrap_or_default(),
+                pod.metadata.name.as_deref().unwrap_or_default(),
+            );
+            each(ns, name);
+            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+            let (name, body) = (name.to_string(), body.clone());
+            let write = async move {
+                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+                    .await
+                    .map(drop)
+            };
+            match every {
+                // Not waited for: the next write keeps the rate.
+                Some(_) => sent.push(tokio::spawn(write)),
+                // Untimed, one at a time (200 at once timed out).
+                None => write.await.expect("the pod's status written"),
+            }
+        }
+        for s in sent {
+            s.await
+                .expect("the write's task")
+                .expect("the pod's status written");
+        }
+    });
+}
+
+/// Puts `pods` back ready (untimed): a kept cluster's were left NotReady.
+fn pods_ready(rt: &tokio::runtime::Runtime, client: &kube::Client, pods: &[&Pod], ready: bool) {
+    write_ready(rt, client, pods, ready, |_, _| {}, None);
+}
+
+/// One burst of pod status writes: each of `pods` written NotReady, one
+/// every `every`, each timed from just before its write to the frame
+/// showing it (and split at the dashboard's own watch).
+fn pod_burst(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    timings: &Arc<Mutex<Timings>>,
+    pods: &[&Pod],
+    every: Duration,
+) {
+    {
+        let mut t = timings.lock().unwrap();
+        t.received.clear();
+        t.clear_readings();
+    }
+    let pending = |ns: &str, name: &str| {
+        let (ns, name) = (ns.to_string(), name.to_string());
+        let key = (ns.clone(), name.clone());
+        timings.lock().unwrap().pending.push(Pending {
+            made: Instant::now(),
+            slice: Some(key),
+            shown: Box::new(move |s: &Snapshot| pod_not_ready(s, &ns, &name)),
+        });
+    };
+    write_ready(rt, client, pods, false, pending, Some(every));
 }
 
 /// p50, p99 and max of `v` (ms), sorted in place.
@@ -413,16 +522,19 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
             .iter()
             .filter_map(|s| Some(ms(s.drawn.saturating_duration_since(arrived(s)?))))
             .collect();
-        println!(
-            "    of which the API server's, the change to its watch event's arrival: {}",
-            quantiles(&mut api)
-        );
-        println!(
-            "    and the dashboard's, the watch event's arrival to the frame: {} ({} of {} arrivals seen)",
-            quantiles(&mut ours),
-            ours.len(),
-            slices.len()
-        );
+        // Only the slices have a watch of the bench's own beside.
+        if !api.is_empty() {
+            println!(
+                "    of which the API server's, the change to its watch event's arrival: {}",
+                quantiles(&mut api)
+            );
+            println!(
+                "    and the dashboard's, the watch event's arrival to the frame: {} ({} of {} arrivals seen)",
+                quantiles(&mut ours),
+                ours.len(),
+                slices.len()
+            );
+        }
         // The same, split at the dashboard's own watch: the API server's
         // delivery to it (after the bench's watch: it serves watchers one
         // by one), and the dashboard's own work after.
@@ -435,10 +547,12 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
             .iter()
             .filter_map(|s| Some(ms(s.drawn.saturating_duration_since(received_at(s)?))))
             .collect();
-        println!(
-            "      the bench's watch to the dashboard's: {}",
-            quantiles(&mut delivery)
-        );
+        if !delivery.is_empty() {
+            println!(
+                "      the bench's watch to the dashboard's: {}",
+                quantiles(&mut delivery)
+            );
+        }
         println!(
             "      the dashboard's watch to the frame: {} ({} of {} seen by it)",
             quantiles(&mut own),
