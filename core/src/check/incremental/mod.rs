@@ -456,6 +456,8 @@ mod tests {
         TogglePodReady { pod: usize },
         /// The pods a Service selects lose their labels: it selects none.
         UnlabelPods { service: usize },
+        /// The pods a Service selects declare another port than it targets.
+        RenumberPods { service: usize },
         /// A Service loses its ports.
         ServiceWithoutPorts { service: usize },
     }
@@ -472,6 +474,7 @@ mod tests {
             (0..SIZE.pods).prop_map(|pod| Change::DeletePod { pod }),
             (0..SIZE.pods).prop_map(|pod| Change::TogglePodReady { pod }),
             (0..SIZE.services).prop_map(|service| Change::UnlabelPods { service }),
+            (0..SIZE.services).prop_map(|service| Change::RenumberPods { service }),
             (0..SIZE.services).prop_map(|service| Change::ServiceWithoutPorts { service }),
         ]
     }
@@ -548,18 +551,21 @@ mod tests {
                 cluster.invalidate_index();
             }
             Change::UnlabelPods { service } => {
-                let selected = |p: &k8s_openapi::api::core::v1::Pod| {
-                    let svc = cluster.services.get(service)?;
-                    let selector = svc.spec.as_ref()?.selector.as_ref()?;
-                    let labels = p.metadata.labels.as_ref()?;
-                    let ns = p.metadata.namespace == svc.metadata.namespace;
-                    Some(ns && selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
-                };
-                let pods: Vec<usize> = (0..cluster.pods.len())
-                    .filter(|&i| selected(&cluster.pods[i]) == Some(true))
-                    .collect();
-                for i in pods {
+                for i in selected_by(cluster, service) {
                     cluster.pods[i].metadata.labels = None;
+                }
+                cluster.invalidate_index();
+            }
+            Change::RenumberPods { service } => {
+                for i in selected_by(cluster, service) {
+                    let spec = cluster.pods[i].spec.get_or_insert_default();
+                    let ports = spec
+                        .containers
+                        .iter_mut()
+                        .flat_map(|c| c.ports.iter_mut().flatten());
+                    for p in ports {
+                        p.container_port = 9090;
+                    }
                 }
                 cluster.invalidate_index();
             }
@@ -574,6 +580,20 @@ mod tests {
                 cluster.invalidate_index();
             }
         }
+    }
+
+    /// The positions of the pods Service `service` selects.
+    fn selected_by(cluster: &Cluster, service: usize) -> Vec<usize> {
+        let selected = |p: &k8s_openapi::api::core::v1::Pod| {
+            let svc = cluster.services.get(service)?;
+            let selector = svc.spec.as_ref()?.selector.as_ref()?;
+            let labels = p.metadata.labels.as_ref()?;
+            let ns = p.metadata.namespace == svc.metadata.namespace;
+            Some(ns && selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        };
+        (0..cluster.pods.len())
+            .filter(|&i| selected(&cluster.pods[i]) == Some(true))
+            .collect()
     }
 
     /// Node `i`'s flannel gateway, as its peers' routes and neighbours name it.
