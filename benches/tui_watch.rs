@@ -75,14 +75,14 @@ struct Pending {
     /// A watch event's object (namespace, name), a slice or a pod: when
     /// the dashboard's watch received it is known too, and for a slice
     /// when the bench's own watch saw it arrive.
-    slice: Option<(String, String)>,
+    object: Option<(String, String)>,
     shown: Box<dyn Fn(&Snapshot) -> bool + Send>,
 }
 
-/// A change on screen: when it was made, its slice, when its frame was drawn.
+/// A change on screen: when it was made, its object, when its frame was drawn.
 struct Shown {
     made: Instant,
-    slice: Option<(String, String)>,
+    object: Option<(String, String)>,
     drawn: Instant,
 }
 
@@ -232,7 +232,7 @@ fn main() {
                     if on_screen {
                         shown.push(Shown {
                             made: p.made,
-                            slice: p.slice.take(),
+                            object: p.object.take(),
                             drawn: now,
                         });
                     }
@@ -318,7 +318,7 @@ fn main() {
         let pods: Vec<&Pod> = (0..changes)
             .map(|i| &cluster.pods[(i * pod_step + round * 7) % cluster.pods.len()])
             .collect();
-        pods_ready(&rt, &client, &pods, true);
+        pods_ready(&rt, &client, &pods);
         settle(Duration::from_secs(120));
         let before = CpuUse::now(&lab_processes);
         pod_burst(&rt, &client, &timings, &pods, every);
@@ -338,7 +338,7 @@ fn main() {
             let made = Instant::now();
             timings.lock().unwrap().pending.push(Pending {
                 made,
-                slice: None,
+                object: None,
                 shown: Box::new(move |s: &Snapshot| s.reading_began.is_some_and(|b| b > made)),
             });
             flip_route(&node.netns, &route, i);
@@ -432,8 +432,8 @@ fn write_ready(
 }
 
 /// Puts `pods` back ready (untimed): a kept cluster's were left NotReady.
-fn pods_ready(rt: &tokio::runtime::Runtime, client: &kube::Client, pods: &[&Pod], ready: bool) {
-    write_ready(rt, client, pods, ready, |_, _| {}, None);
+fn pods_ready(rt: &tokio::runtime::Runtime, client: &kube::Client, pods: &[&Pod]) {
+    write_ready(rt, client, pods, true, |_, _| {}, None);
 }
 
 /// One burst of pod status writes: each of `pods` written NotReady, one
@@ -456,7 +456,7 @@ fn pod_burst(
         let key = (ns.clone(), name.clone());
         timings.lock().unwrap().pending.push(Pending {
             made: Instant::now(),
-            slice: Some(key),
+            object: Some(key),
             shown: Box::new(move |s: &Snapshot| pod_not_ready(s, &ns, &name)),
         });
     };
@@ -508,17 +508,17 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
         quantiles(&mut took),
         took.len()
     );
-    let slices: Vec<&Shown> = shown.iter().filter(|s| s.slice.is_some()).collect();
-    if !slices.is_empty() {
+    let watched: Vec<&Shown> = shown.iter().filter(|s| s.object.is_some()).collect();
+    if !watched.is_empty() {
         // Arrival at a watch beside the dashboard's: the API server's and
         // etcd's part before it, the dashboard's after (a frame drawn
         // before the bench's watch heard of it counts as 0).
-        let arrived = |s: &Shown| delivered.get(s.slice.as_ref()?).copied();
-        let mut api: Vec<f64> = slices
+        let arrived = |s: &Shown| delivered.get(s.object.as_ref()?).copied();
+        let mut api: Vec<f64> = watched
             .iter()
             .filter_map(|s| Some(ms(arrived(s)?.saturating_duration_since(s.made))))
             .collect();
-        let mut ours: Vec<f64> = slices
+        let mut ours: Vec<f64> = watched
             .iter()
             .filter_map(|s| Some(ms(s.drawn.saturating_duration_since(arrived(s)?))))
             .collect();
@@ -532,18 +532,18 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
                 "    and the dashboard's, the watch event's arrival to the frame: {} ({} of {} arrivals seen)",
                 quantiles(&mut ours),
                 ours.len(),
-                slices.len()
+                watched.len()
             );
         }
         // The same, split at the dashboard's own watch: the API server's
         // delivery to it (after the bench's watch: it serves watchers one
         // by one), and the dashboard's own work after.
-        let received_at = |s: &Shown| received.get(s.slice.as_ref()?).copied();
-        let mut delivery: Vec<f64> = slices
+        let received_at = |s: &Shown| received.get(s.object.as_ref()?).copied();
+        let mut delivery: Vec<f64> = watched
             .iter()
             .filter_map(|s| Some(ms(received_at(s)?.saturating_duration_since(arrived(s)?))))
             .collect();
-        let mut own: Vec<f64> = slices
+        let mut own: Vec<f64> = watched
             .iter()
             .filter_map(|s| Some(ms(s.drawn.saturating_duration_since(received_at(s)?))))
             .collect();
@@ -557,7 +557,7 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
             "      the dashboard's watch to the frame: {} ({} of {} seen by it)",
             quantiles(&mut own),
             own.len(),
-            slices.len()
+            watched.len()
         );
     }
     println!(
@@ -684,7 +684,7 @@ fn slice_burst(
             let (ns2, name2) = (ns.clone(), name.clone());
             timings.lock().unwrap().pending.push(Pending {
                 made: Instant::now(),
-                slice: Some((ns.clone(), name.clone())),
+                object: Some((ns.clone(), name.clone())),
                 shown: Box::new(move |s: &Snapshot| not_ready(s, &ns2, &name2)),
             });
             sent.push(tokio::spawn(async move {
