@@ -280,6 +280,14 @@ fn main() {
     let node = &topology.nodes[1];
     let route = peer_route(&node.netns);
     let scale = format!("{} nodes, {} pods", size.nodes, size.pods);
+    // A burst timed to the screen, then reported with the CPU each
+    // thread and lab process used over it.
+    let measured = |what: &str, burst: &dyn Fn()| {
+        let before = CpuUse::now(&lab_processes);
+        burst();
+        let readings = report(&timings, &scale, what);
+        CpuUse::now(&lab_processes).print_since(&before, readings);
+    };
     for (round, (idle, nice)) in [(false, 0), (true, 0), (true, NICE)]
         .into_iter()
         .enumerate()
@@ -309,10 +317,9 @@ fn main() {
             .collect();
         put_back(&rt, &client, &slices);
         settle(Duration::from_secs(120));
-        let before = CpuUse::now(&lab_processes);
-        slice_burst(&rt, &client, &timings, &slices, every);
-        let readings = report(&timings, &scale, "watch event (an endpoint NotReady)");
-        CpuUse::now(&lab_processes).print_since(&before, readings);
+        measured("watch event (an endpoint NotReady)", &|| {
+            slice_burst(&rt, &client, &timings, &slices, every)
+        });
         // A pod's Ready condition written False, as its kubelet writes a
         // failing readiness probe: a pod's most common change.
         let pods: Vec<&Pod> = (0..changes)
@@ -320,31 +327,29 @@ fn main() {
             .collect();
         pods_ready(&rt, &client, &pods);
         settle(Duration::from_secs(120));
-        let before = CpuUse::now(&lab_processes);
-        pod_burst(&rt, &client, &timings, &pods, every);
-        let readings = report(&timings, &scale, "watch event (a pod NotReady)");
-        CpuUse::now(&lab_processes).print_since(&before, readings);
+        measured("watch event (a pod NotReady)", &|| {
+            pod_burst(&rt, &client, &timings, &pods, every)
+        });
         settle(Duration::from_secs(120));
         // A lab node's peer route deleted and put back.
         timings.lock().unwrap().clear_readings();
-        let before = CpuUse::now(&lab_processes);
-        let start = Instant::now();
-        for i in 0..changes {
-            let at = start + every * i as u32;
-            if let Some(wait) = at.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+        measured("kernel notification (a peer route)", &|| {
+            let start = Instant::now();
+            for i in 0..changes {
+                let at = start + every * i as u32;
+                if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                // A reading that began after the change holds it.
+                let made = Instant::now();
+                timings.lock().unwrap().pending.push(Pending {
+                    made,
+                    object: None,
+                    shown: Box::new(move |s: &Snapshot| s.reading_began.is_some_and(|b| b > made)),
+                });
+                flip_route(&node.netns, &route, i);
             }
-            // A reading that began after the change holds it.
-            let made = Instant::now();
-            timings.lock().unwrap().pending.push(Pending {
-                made,
-                object: None,
-                shown: Box::new(move |s: &Snapshot| s.reading_began.is_some_and(|b| b > made)),
-            });
-            flip_route(&node.netns, &route, i);
-        }
-        let readings = report(&timings, &scale, "kernel notification (a peer route)");
-        CpuUse::now(&lab_processes).print_since(&before, readings);
+        });
         settle(Duration::from_secs(120));
     }
     schedule(&proxies, false);

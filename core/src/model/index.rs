@@ -187,12 +187,7 @@ impl PodIndex {
     /// kubelet's status write, a pod's most common change, touches none
     /// of them; indexing 150,000 pods again took 60 ms of such a reading).
     pub fn same_keys(a: &Objects<Pod>, b: &Objects<Pod>) -> bool {
-        a.same(b)
-            || a.len() == b.len()
-                && a.shared()
-                    .iter()
-                    .zip(b.shared())
-                    .all(|(x, y)| Arc::ptr_eq(x, y) || Self::key(x) == Self::key(y))
+        a.same_by(b, |x, y| Self::key(x) == Self::key(y))
     }
 }
 
@@ -254,12 +249,7 @@ impl SliceIndex {
     /// Whether `a` and `b` index the same: the same Service at every
     /// position (an endpoint going NotReady changes a slice, not this).
     pub fn same_keys(a: &Objects<EndpointSlice>, b: &Objects<EndpointSlice>) -> bool {
-        a.same(b)
-            || a.len() == b.len()
-                && a.shared()
-                    .iter()
-                    .zip(b.shared())
-                    .all(|(x, y)| Arc::ptr_eq(x, y) || Self::key(x) == Self::key(y))
+        a.same_by(b, |x, y| Self::key(x) == Self::key(y))
     }
 }
 
@@ -331,6 +321,16 @@ impl NodeIndex {
 mod tests {
     use crate::synthetic::{Size, cluster};
 
+    /// 3 nodes, 12 pods, 4 Services with 2 endpoints each.
+    fn small() -> crate::model::Cluster {
+        cluster(Size {
+            nodes: 3,
+            pods: 12,
+            services: 4,
+            endpoints_per_service: 2,
+        })
+    }
+
     /// A reading whose slices changed only in their endpoints keeps the
     /// slices' index; one where a slice moved to another Service builds
     /// it again (and finds the slice under its new Service).
@@ -338,12 +338,7 @@ mod tests {
     fn the_slices_index_is_kept_while_every_slice_keeps_its_service() {
         use crate::model::cluster::SERVICE_NAME_LABEL;
         use std::sync::Arc;
-        let before = cluster(Size {
-            nodes: 3,
-            pods: 12,
-            services: 4,
-            endpoints_per_service: 2,
-        });
+        let before = small();
         let built = before.index().slices.clone();
         let mut c = before.clone();
         let e = &mut c.endpoint_slices[1].endpoints[0];
@@ -372,12 +367,7 @@ mod tests {
     #[test]
     fn the_pods_index_is_kept_while_what_it_reads_is_the_same() {
         use std::sync::Arc;
-        let before = cluster(Size {
-            nodes: 3,
-            pods: 12,
-            services: 4,
-            endpoints_per_service: 2,
-        });
+        let before = small();
         let built = before.index().pods.clone();
         let mut c = before.clone();
         c.pods[3].status.get_or_insert_default().conditions = None;
