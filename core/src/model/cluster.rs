@@ -156,6 +156,14 @@ fn service_reads(p: &Pod) -> (Option<&BTreeMap<String, String>>, Option<&Vec<Con
     )
 }
 
+/// Whether a Service's `selector` matches `pod`'s labels (every pair
+/// among them; the namespace is the caller's to compare), as the endpoint
+/// controller matches them.
+pub fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    (selector.iter()).all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
 /// Whether knetdoctor reads this ConfigMap.
 /// A Service's IPv4 ClusterIP: what kube-proxy's IPv4 proxier serves and
 /// the overlay carries. A dual-stack Service lists it in `clusterIPs`,
@@ -282,11 +290,10 @@ impl Cluster {
                     let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else {
                         continue;
                     };
-                    let selects = |p: &&Pod| {
-                        let labels = p.metadata.labels.as_ref();
-                        (selector.iter()).all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-                    };
-                    if pods.get(ns).is_some_and(|p| p.iter().any(selects)) {
+                    if pods
+                        .get(ns)
+                        .is_some_and(|p| p.iter().any(|p| selects(selector, p)))
+                    {
                         out.insert((ns.to_string(), name.to_string()));
                     }
                 }

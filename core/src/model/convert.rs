@@ -165,10 +165,7 @@ pub fn slices_from_pods(cluster: &super::Cluster) -> Vec<EndpointSlice> {
             .pods
             .iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
-            .filter(|p| {
-                let labels = p.metadata.labels.clone().unwrap_or_default();
-                selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-            })
+            .filter(|p| super::cluster::selects(selector, p))
             .filter(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
             .collect();
         let ports: Vec<EndpointPort> = spec

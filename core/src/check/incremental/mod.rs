@@ -587,9 +587,8 @@ mod tests {
         let selected = |p: &k8s_openapi::api::core::v1::Pod| {
             let svc = cluster.services.get(service)?;
             let selector = svc.spec.as_ref()?.selector.as_ref()?;
-            let labels = p.metadata.labels.as_ref()?;
             let ns = p.metadata.namespace == svc.metadata.namespace;
-            Some(ns && selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            Some(ns && crate::model::cluster::selects(selector, p))
         };
         (0..cluster.pods.len())
             .filter(|&i| selected(&cluster.pods[i]) == Some(true))
