@@ -84,6 +84,9 @@ struct Shown {
     made: Instant,
     object: Option<(String, String)>,
     drawn: Instant,
+    /// When the reading whose snapshot showed it began, and what it cost:
+    /// a slow change waited before its reading, or in it.
+    reading: Option<(Instant, Option<ReadingCost>)>,
 }
 
 /// The changes on their way and, per burst, what became of them.
@@ -234,6 +237,7 @@ fn main() {
                             made: p.made,
                             object: p.object.take(),
                             drawn: now,
+                            reading: s.reading_began.map(|b| (b, s.reading_cost.clone())),
                         });
                     }
                     !on_screen
@@ -363,7 +367,7 @@ fn main() {
 
 /// Whether snapshot `s` shows slice `ns/name`'s first endpoint not ready.
 fn not_ready(s: &Snapshot, ns: &str, name: &str) -> bool {
-    let slices = s.cluster.endpoint_slices.shared();
+    let slices = &s.cluster.endpoint_slices;
     slices
         .binary_search_by(|e| {
             (e.metadata.namespace.as_deref(), e.metadata.name.as_deref())
@@ -376,7 +380,7 @@ fn not_ready(s: &Snapshot, ns: &str, name: &str) -> bool {
 
 /// Whether snapshot `s` shows pod `ns/name` not ready.
 fn pod_not_ready(s: &Snapshot, ns: &str, name: &str) -> bool {
-    let pods = s.cluster.pods.shared();
+    let pods = &s.cluster.pods;
     pods.binary_search_by(|p| {
         (p.metadata.namespace.as_deref(), p.metadata.name.as_deref()).cmp(&(Some(ns), Some(name)))
     })
@@ -564,6 +568,31 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
             own.len(),
             watched.len()
         );
+        // The slowest: a wait before their reading began (the reading
+        // before it still running, or the reader not woken), or the
+        // reading itself.
+        let mut slowest: Vec<(f64, &Shown, Instant)> = watched
+            .iter()
+            .filter_map(|s| {
+                let at = received_at(s)?;
+                Some((ms(s.drawn.saturating_duration_since(at)), *s, at))
+            })
+            .collect();
+        slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (took, s, at) in slowest.iter().take(3) {
+            let Some((began, cost)) = &s.reading else {
+                continue;
+            };
+            let before = ms(began.saturating_duration_since(*at));
+            let reading = ms(s.drawn.saturating_duration_since(*began));
+            println!(
+                "        {took:.1} ms: {before:.1} ms before its reading began, {reading:.1} ms its reading to the frame{}",
+                match cost {
+                    Some(c) => format!(" ({})", cost_line(reading, c)),
+                    None => String::new(),
+                }
+            );
+        }
     }
     println!(
         "    each reading, its start to its frame: {} over {} snapshots",
@@ -573,19 +602,29 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
     // Where the slowest went: the reader's own work, or waits.
     costs.sort_by(|a, b| b.0.total_cmp(&a.0));
     for (took, c) in costs.iter().take(3) {
-        println!(
-            "      {took:.1} ms: reader CPU {:.1} ms; objects {:.1}, nodes and verdicts {:.1} (verdicts {:.1}), snapshot {:.1}, then to the frame {:.1}; changed {:?}{}",
-            ms(c.cpu),
-            ms(c.objects),
-            ms(c.gather),
-            ms(c.judge),
-            ms(c.build),
-            took - ms(c.objects + c.gather + c.build),
-            c.changed,
-            if c.whole { ", every node read" } else { "" }
-        );
+        println!("      {took:.1} ms: {}", cost_line(*took, c));
     }
     readings.len()
+}
+
+/// A reading's phases, `took` ms from its start to its frame.
+fn cost_line(took: f64, c: &ReadingCost) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "reader CPU {:.1} ms; objects {:.1}, nodes and verdicts {:.1} (verdicts {:.1}), snapshot {:.1}, then to the frame {:.1}; changed {:?}{}{}",
+        ms(c.cpu),
+        ms(c.objects),
+        ms(c.gather),
+        ms(c.judge),
+        ms(c.build),
+        took - ms(c.objects + c.gather + c.build),
+        c.changed,
+        if c.whole { ", every node read" } else { "" },
+        match c.kinds_copied.is_empty() {
+            true => String::new(),
+            false => format!("; copied whole: {:?}", c.kinds_copied),
+        }
+    )
 }
 
 /// Puts kube-proxy's processes `pids` (every thread) under `SCHED_IDLE`
@@ -1033,9 +1072,9 @@ struct Received(Arc<Mutex<Timings>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Received {
     fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        /// The event's namespace and name.
+        /// The event's namespace and name, and its kind.
         #[derive(Default)]
-        struct Key(String, String);
+        struct Key(String, String, String);
         impl tracing::field::Visit for Key {
             fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
                 match f.name() {
@@ -1044,11 +1083,20 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Received {
                     _ => {}
                 }
             }
-            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "kind" {
+                    self.2 = format!("{v:?}");
+                }
+            }
         }
         let at = Instant::now();
         let mut k = Key::default();
         e.record(&mut k);
+        // A re-list (no object of its own): said as it happens.
+        if *e.metadata().level() == tracing::Level::DEBUG {
+            println!("    (the dashboard's watch of {} re-listed)", k.2);
+            return;
+        }
         self.0
             .lock()
             .unwrap()

@@ -308,7 +308,7 @@ struct Sink {
     /// copied them (the others are kept, not copied again), each with the
     /// objects that changed (namespace, name), or `None`: read it whole
     /// (a re-list, a refusal).
-    dirty: Arc<Mutex<BTreeMap<ApiKind, Option<BTreeSet<Key>>>>>,
+    dirty: Arc<Mutex<Dirty>>,
 }
 
 impl Sink {
@@ -348,6 +348,10 @@ impl Sink {
             .unwrap_or_default()
     }
 }
+
+/// The kinds whose stores changed, each with the objects that did
+/// (namespace, name), or `None`: the kind is read whole.
+type Dirty = BTreeMap<ApiKind, Option<BTreeSet<Key>>>;
 
 /// How a first list ended without its objects.
 enum Unlisted {
@@ -485,6 +489,9 @@ where
             // the tui_watch bench splits a change's way to the screen here).
             if let Some((ns, name)) = &object {
                 tracing::trace!(target: "knetdoctor::watch", kind = ?key.0, namespace = ns.as_deref().unwrap_or(""), name = name.as_str(), "changed");
+            }
+            if relisted {
+                tracing::debug!(target: "knetdoctor::watch", kind = ?key.0, "re-listed: the next reading copies the kind whole");
             }
             if let Ok(mut d) = sink.dirty.lock() {
                 let objects = d.entry(key.0).or_insert_with(|| Some(BTreeSet::new()));
@@ -684,6 +691,14 @@ impl Reflected {
     /// the last call brought up to date from their stores (object by
     /// object, where the events said which), the others shared with it.
     pub fn cluster(&self) -> Cluster {
+        self.cluster_noting().0
+    }
+
+    /// [`Reflected::cluster`], and the kinds it copied whole from their
+    /// stores since the last call (a re-list, a refusal): at 150,000 pods
+    /// such a copy is most of a reading, which the dashboard's reading
+    /// cost says.
+    pub fn cluster_noting(&self) -> (Cluster, BTreeSet<ApiKind>) {
         // Taken before the stores are read: a change landing meanwhile is
         // marked again and copied next time.
         let dirty = self
@@ -708,50 +723,49 @@ impl Reflected {
         }
         // A kind read from one store: kept, brought up to date object by
         // object (the ones whose events came), or read whole.
+        // (A kind copied whole after the first is noted in `whole`.)
         fn read<K: Resource + Clone>(
+            (kind, dirty, whole): (ApiKind, &Dirty, &mut BTreeSet<ApiKind>),
             kept: Option<&Objects<K>>,
-            changed: Option<&Option<BTreeSet<Key>>>,
             store: &reflector::Store<K>,
         ) -> Objects<K>
         where
             K::DynamicType: Default + Eq + Hash + Clone,
         {
-            match (kept, changed) {
+            match (kept, dirty.get(&kind)) {
                 (Some(k), None) => k.clone(),
                 (Some(k), Some(Some(keys))) => refreshed(k, store, keys),
-                _ => Objects::from_shared(all(store)),
+                (kept, _) => {
+                    if kept.is_some() {
+                        whole.insert(kind);
+                    }
+                    Objects::from_shared(all(store))
+                }
             }
         }
         use ApiKind as A;
         let d = |k: ApiKind| dirty.contains_key(&k);
         // Field by field: the index is the model's own (built on first use).
         let mut c = Cluster::default();
-        c.nodes = read(kept.map(|c| &c.nodes), dirty.get(&A::Nodes), &self.nodes);
-        c.pods = read(kept.map(|c| &c.pods), dirty.get(&A::Pods), &self.pods);
-        c.services = read(
-            kept.map(|c| &c.services),
-            dirty.get(&A::Services),
-            &self.services,
-        );
-        c.ingresses = read(
-            kept.map(|c| &c.ingresses),
-            dirty.get(&A::Ingresses),
-            &self.ingresses,
-        );
-        c.ingress_classes = read(
-            kept.map(|c| &c.ingress_classes),
-            dirty.get(&A::IngressClasses),
-            &self.ingress_classes,
-        );
-        c.network_policies = read(
-            kept.map(|c| &c.network_policies),
-            dirty.get(&A::NetworkPolicies),
-            &self.network_policies,
+        let mut whole = BTreeSet::new();
+        // Each kind read from its store into its field of `c`.
+        macro_rules! read_kind {
+            ($($field:ident: $kind:ident),*) => {$(
+                c.$field = read((A::$kind, &dirty, &mut whole), kept.map(|c| &c.$field), &self.$field);
+            )*};
+        }
+        read_kind!(
+            nodes: Nodes,
+            pods: Pods,
+            services: Services,
+            ingresses: Ingresses,
+            ingress_classes: IngressClasses,
+            network_policies: NetworkPolicies
         );
         c.endpoint_slices = match &self.slices {
             Some(s) => read(
+                (A::Endpoints, &dirty, &mut whole),
                 kept.map(|c| &c.endpoint_slices),
-                dirty.get(&A::Endpoints),
                 s,
             ),
             None => fresh(
@@ -782,7 +796,7 @@ impl Reflected {
         );
         c.unread = self.sink.unread();
         *last = Some(c.clone());
-        c
+        (c, whole)
     }
 }
 
@@ -805,8 +819,8 @@ where
 
 /// A kind's list after the events for `keys` (namespace, name): `kept`,
 /// sorted by namespace and name as [`all`] sorts, with each of those
-/// objects as the store holds it now (put in, replaced or taken out):
-/// 10,000 pointers copied, none sorted again.
+/// objects as the store holds it now (put in, replaced or taken out): the
+/// chunks on their paths copied, none sorted again.
 fn refreshed<K: Resource + Clone>(
     kept: &Objects<K>,
     store: &reflector::Store<K>,
@@ -815,7 +829,7 @@ fn refreshed<K: Resource + Clone>(
 where
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    let mut v = kept.shared().to_vec();
+    let mut v = kept.clone();
     for (ns, name) in keys {
         let at = v.binary_search_by(|o| {
             (o.meta().namespace.as_deref(), o.meta().name.as_deref())
@@ -826,7 +840,9 @@ where
             r = r.within(ns);
         }
         match (at, store.get(&r)) {
-            (Ok(i), Some(o)) => v[i] = o,
+            (Ok(i), Some(o)) => {
+                v.set(i, o);
+            }
             (Ok(i), None) => {
                 v.remove(i);
             }
@@ -834,7 +850,7 @@ where
             (Err(_), None) => {}
         }
     }
-    Objects::from_shared(v)
+    v
 }
 
 impl Drop for Reflected {

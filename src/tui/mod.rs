@@ -75,12 +75,17 @@ fn take(
     let began = std::time::Instant::now();
     let cpu_before = crate::sched::thread_cpu_time();
     let target = source.target().map_err(|e| e.to_string())?;
+    let mut kinds_copied = BTreeSet::new();
     let cluster = match &kept.last {
         // Only node states changed: the objects are the last snapshot's.
         Some(last) if !reread.objects => last.cluster.clone(),
         _ => {
             let mut c = match live {
-                Some(r) => r.cluster(),
+                Some(r) => {
+                    let (c, copied) = r.cluster_noting();
+                    kinds_copied = copied;
+                    c
+                }
                 None => target.cluster().map_err(|e| e.to_string())?,
             };
             // The kinds the watches kept keep their index too.
@@ -166,6 +171,7 @@ fn take(
         cpu: crate::sched::thread_cpu_time().saturating_sub(cpu_before),
         changed,
         whole,
+        kinds_copied,
     };
     tracing::debug!(target: "knetdoctor::reading", ?cost, took = ?began.elapsed(), "reading");
     s.reading_began = Some(began);

@@ -95,36 +95,21 @@ fn differing<'a, T: k8s_openapi::Metadata<Ty = ObjectMeta>>(
     // for the few that changed, found without a map (hashing 10,000
     // slices' names twice was most of a reading's verdicts). A list whose
     // positions moved (an object added or removed) is matched by name.
-    if now.len() == before.len() {
-        let mut differ = Vec::new();
-        let same_places = now
-            .shared()
-            .iter()
-            .zip(before.shared().iter())
-            .all(|(o, b)| {
-                if Arc::ptr_eq(o, b) {
-                    return true;
-                }
-                // A place that holds another object: matched by name.
-                if key(&**o) != key(&**b) {
-                    return false;
-                }
-                if !same(o, b) {
-                    differ.push((&**o, &**b));
-                }
-                true
-            });
-        if same_places {
-            for (o, b) in differ {
+    if let Some(replaced) = now.replaced(before)
+        // A place that holds another object: matched by name.
+        && replaced.iter().all(|(o, b)| key(&***o) == key(&***b))
+    {
+        for (o, b) in replaced {
+            if !same(o, b) {
                 each(o);
                 each(b);
             }
-            return;
         }
+        return;
     }
     // Borrowed names: 10,000 EndpointSlices are matched without a copy.
     let by_name: super::index::HashMap<(&str, &str), &Arc<T>> =
-        before.shared().iter().map(|o| (key(&**o), o)).collect();
+        before.shared().map(|o| (key(&**o), o)).collect();
     let mut seen = super::index::HashMap::default();
     for o in now.shared() {
         let k = key(&**o);

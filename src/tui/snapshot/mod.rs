@@ -176,16 +176,11 @@ impl Totals {
     /// place, only the replaced ones are counted again, not 30,000
     /// endpoints of 10,000 slices for each endpoint that changes.
     fn after_slices(self, before: &Cluster, cluster: &Cluster) -> Totals {
-        let (old, new) = (
-            before.endpoint_slices.shared(),
-            cluster.endpoint_slices.shared(),
-        );
-        if old.len() != new.len() {
+        let Some(replaced) = cluster.endpoint_slices.replaced(&before.endpoint_slices) else {
             return Totals::of(cluster);
-        }
-        let replaced = || old.iter().zip(new).filter(|(o, n)| !Arc::ptr_eq(o, n));
-        let went = endpoints_of(replaced().map(|(o, _)| &**o));
-        let came = endpoints_of(replaced().map(|(_, n)| &**n));
+        };
+        let went = endpoints_of(replaced.iter().map(|(_, o)| &***o));
+        let came = endpoints_of(replaced.iter().map(|(n, _)| &***n));
         Totals {
             endpoints_ready: (self.endpoints_ready + came.0).saturating_sub(went.0),
             endpoints: (self.endpoints + came.1).saturating_sub(went.1),
@@ -282,6 +277,9 @@ pub struct ReadingCost {
     /// Whether every node's state was read again (else only notified
     /// kernels' tables, or none).
     pub whole: bool,
+    /// The kinds copied whole from the watches' stores (after a re-list),
+    /// not object by object.
+    pub kinds_copied: BTreeSet<ApiKind>,
 }
 
 /// The snapshot a new one follows, and what changed since: what did not
