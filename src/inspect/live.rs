@@ -892,4 +892,62 @@ mod tests {
         assert_eq!(src(Some("bare")).context_namespace(), None);
         assert_eq!(src(Some("nosuch")).context_namespace(), None);
     }
+
+    /// A reading brings a kind up to date from its store object by object:
+    /// a pod replaced, one gone, one new, each in its sorted place, every
+    /// other the very object the last reading had.
+    #[test]
+    fn a_kind_is_brought_up_to_date_in_place() {
+        let pod = |ns: &str, name: &str, ip: &str| {
+            let mut p = Pod::default();
+            p.metadata.namespace = Some(ns.into());
+            p.metadata.name = Some(name.into());
+            p.status.get_or_insert_default().pod_ip = Some(ip.into());
+            p
+        };
+        let (store, mut writer) = reflector::store::<Pod>();
+        for i in 0..300 {
+            let ns = if i % 2 == 0 { "a" } else { "b" };
+            writer.apply_watcher_event(&watcher::Event::Apply(pod(
+                ns,
+                &format!("p{i:03}"),
+                "10.0.0.1",
+            )));
+        }
+        let kept = Objects::from_shared(all(&store));
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("a", "p100", "10.0.0.2")));
+        writer.apply_watcher_event(&watcher::Event::Delete(pod("b", "p201", "")));
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("b", "p150x", "10.0.0.3")));
+        let keys: BTreeSet<Key> = [("a", "p100"), ("b", "p201"), ("b", "p150x"), ("a", "never")]
+            .iter()
+            .map(|(ns, n)| (Some(ns.to_string()), n.to_string()))
+            .collect();
+        let now = refreshed(&kept, &store, &keys);
+        let names = |o: &Objects<Pod>| -> Vec<String> {
+            o.iter().map(|p| p.metadata.name.clone().unwrap()).collect()
+        };
+        assert_eq!(names(&now), names(&Objects::from_shared(all(&store))));
+        assert_eq!(now.len(), 300);
+        let ip = |name: &str| {
+            let p = now
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(name))
+                .unwrap();
+            p.status.as_ref().unwrap().pod_ip.clone().unwrap()
+        };
+        assert_eq!(
+            (ip("p100"), ip("p150x")),
+            ("10.0.0.2".into(), "10.0.0.3".into())
+        );
+        // Untouched pods are the kept ones, not copies.
+        assert!(Arc::ptr_eq(
+            now.shared().next().unwrap(),
+            kept.shared().next().unwrap()
+        ));
+        assert!(now.shared().last().unwrap().metadata.name.as_deref() == Some("p299"));
+        assert!(Arc::ptr_eq(
+            now.shared().last().unwrap(),
+            kept.shared().last().unwrap()
+        ));
+    }
 }
