@@ -611,8 +611,9 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
 fn cost_line(took: f64, c: &ReadingCost) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     format!(
-        "reader CPU {:.1} ms; objects {:.1}, nodes and verdicts {:.1} (verdicts {:.1}), snapshot {:.1}, then to the frame {:.1}; changed {:?}{}{}",
+        "reader CPU {:.1} ms, waiting for a core {}; objects {:.1}, nodes and verdicts {:.1} (verdicts {:.1}), snapshot {:.1}, then to the frame {:.1}; changed {:?}{}{}",
         ms(c.cpu),
+        c.waited.map_or("?".into(), |w| format!("{:.1} ms", ms(w))),
         ms(c.objects),
         ms(c.gather),
         ms(c.judge),

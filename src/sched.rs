@@ -83,9 +83,49 @@ pub fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// How long the calling thread has been runnable but waiting for a core
+/// (`/proc/thread-self/schedstat`, its second field); `None` where the
+/// kernel keeps no such count. Beside [`thread_cpu_time`] it splits a
+/// reading's time: on a core, waiting for one, and blocked (the rest).
+pub fn thread_run_wait() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two threads that spin on one core wait for it in turn, and the
+    /// count says so.
+    #[test]
+    fn a_thread_waiting_for_a_core_is_counted() {
+        let spinner = || {
+            std::thread::spawn(|| {
+                // SAFETY: a zeroed cpu_set_t with CPU 0 set, for this thread.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(0, &mut set);
+                    libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+                }
+                let before = thread_run_wait();
+                let end = std::time::Instant::now() + Duration::from_millis(300);
+                while std::time::Instant::now() < end {}
+                Some(thread_run_wait()? - before?)
+            })
+        };
+        let (a, b) = (spinner(), spinner());
+        let waited = [a.join().unwrap(), b.join().unwrap()];
+        // No count on this kernel: nothing to check.
+        let Some(total) = waited.into_iter().sum::<Option<Duration>>() else {
+            return;
+        };
+        assert!(
+            total >= Duration::from_millis(100),
+            "two spinners on one core waited {total:?} in all"
+        );
+    }
 
     /// The kernel's (major, minor) version.
     fn kernel() -> (u32, u32) {

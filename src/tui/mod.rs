@@ -74,6 +74,7 @@ fn take(
 ) -> std::result::Result<Arc<Snapshot>, String> {
     let began = std::time::Instant::now();
     let cpu_before = crate::sched::thread_cpu_time();
+    let wait_before = crate::sched::thread_run_wait();
     let target = source.target().map_err(|e| e.to_string())?;
     let mut kinds_copied = BTreeSet::new();
     let cluster = match &kept.last {
@@ -169,6 +170,9 @@ fn take(
         judge: judged,
         build: gathered.elapsed(),
         cpu: crate::sched::thread_cpu_time().saturating_sub(cpu_before),
+        waited: crate::sched::thread_run_wait()
+            .zip(wait_before)
+            .map(|(now, before)| now.saturating_sub(before)),
         changed,
         whole,
         kinds_copied,

@@ -97,7 +97,7 @@ fn differing<'a, T: k8s_openapi::Metadata<Ty = ObjectMeta>>(
     // positions moved (an object added or removed) is matched by name.
     if let Some(replaced) = now.replaced(before)
         // A place that holds another object: matched by name.
-        && replaced.iter().all(|(o, b)| key(&***o) == key(&***b))
+        && replaced.iter().all(|(o, b)| key(*o) == key(*b))
     {
         for (o, b) in replaced {
             if !same(o, b) {

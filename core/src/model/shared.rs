@@ -134,7 +134,7 @@ impl<T> Objects<T> {
     /// replaces an object in its place, and the chunks that hold none of
     /// those are shared by both lists, skipped without reading their
     /// objects. `None`: the lengths differ (an object came or went).
-    pub fn replaced<'a>(&'a self, before: &'a Objects<T>) -> Option<Vec<(&'a Arc<T>, &'a Arc<T>)>> {
+    pub fn replaced<'a>(&'a self, before: &'a Objects<T>) -> Option<Vec<(&'a T, &'a T)>> {
         if self.len() != before.len() {
             return None;
         }
@@ -143,7 +143,8 @@ impl<T> Objects<T> {
             return Some(out);
         }
         let pairs = |out: &mut Vec<_>, now: &'a [Arc<T>], was: &'a [Arc<T>]| {
-            out.extend(now.iter().zip(was).filter(|(n, b)| !Arc::ptr_eq(n, b)));
+            let differ = now.iter().zip(was).filter(|(n, b)| !Arc::ptr_eq(n, b));
+            out.extend(differ.map(|(n, b)| (&**n, &**b)));
         };
         // Chunk by chunk while the two trees' chunks line up (they do
         // unless objects were both added and removed); else object by
@@ -158,10 +159,10 @@ impl<T> Objects<T> {
             true
         });
         if !aligned {
-            out.clear();
-            (self.0.iter().zip(before.0.iter()))
+            out = (self.0.iter().zip(before.0.iter()))
                 .filter(|(n, b)| !Arc::ptr_eq(n, b))
-                .for_each(|p| out.push(p));
+                .map(|(n, b)| (&**n, &**b))
+                .collect();
         }
         Some(out)
     }
@@ -393,7 +394,7 @@ mod tests {
             .replaced(&a)
             .unwrap()
             .iter()
-            .map(|(n, b)| (***n, ***b))
+            .map(|(n, b)| (**n, **b))
             .collect();
         r.sort();
         assert_eq!(r, [(30, 3), (7000, 700)]);
@@ -403,7 +404,7 @@ mod tests {
         d.remove(901);
         let moved = d.replaced(&a).unwrap();
         assert_eq!(moved.len(), 891, "positions 10..=900 hold another object");
-        assert!(moved.iter().all(|(n, b)| ***n == 5000 || ***n + 1 == ***b));
+        assert!(moved.iter().all(|(n, b)| **n == 5000 || **n + 1 == **b));
         let mut e = a.clone();
         e.remove(0);
         assert!(e.replaced(&a).is_none(), "one gone: lengths differ");

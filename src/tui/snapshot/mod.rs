@@ -179,8 +179,8 @@ impl Totals {
         let Some(replaced) = cluster.endpoint_slices.replaced(&before.endpoint_slices) else {
             return Totals::of(cluster);
         };
-        let went = endpoints_of(replaced.iter().map(|(_, o)| &***o));
-        let came = endpoints_of(replaced.iter().map(|(n, _)| &***n));
+        let went = endpoints_of(replaced.iter().map(|(_, o)| *o));
+        let came = endpoints_of(replaced.iter().map(|(n, _)| *n));
         Totals {
             endpoints_ready: (self.endpoints_ready + came.0).saturating_sub(went.0),
             endpoints: (self.endpoints + came.1).saturating_sub(went.1),
@@ -269,9 +269,12 @@ pub struct ReadingCost {
     pub judge: std::time::Duration,
     /// The snapshot built from them ([`Snapshot::build_after`]).
     pub build: std::time::Duration,
-    /// The reader thread's CPU time over all of it; the rest of the
-    /// reading's time it waited for a core (or for the kernel's reads).
+    /// The reader thread's CPU time over all of it.
     pub cpu: std::time::Duration,
+    /// Its time runnable but waiting for a core (`None`: the kernel keeps
+    /// no count); beyond `cpu` and this, the reading was blocked (the
+    /// kernel's reads, a lock).
+    pub waited: Option<std::time::Duration>,
     /// The kinds of objects that changed.
     pub changed: BTreeSet<ApiKind>,
     /// Whether every node's state was read again (else only notified
