@@ -611,9 +611,10 @@ fn report(timings: &Mutex<Timings>, scale: &str, what: &str) -> usize {
 fn cost_line(took: f64, c: &ReadingCost) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     format!(
-        "reader CPU {:.1} ms, waiting for a core {}; objects {:.1}, nodes and verdicts {:.1} (verdicts {:.1}), snapshot {:.1}, then to the frame {:.1}; changed {:?}{}{}",
+        "reader CPU {:.1} ms, waiting for a core {}, {} page faults; objects {:.1}, nodes and verdicts {:.1} (verdicts {:.1}), snapshot {:.1}, then to the frame {:.1}; changed {:?}{}{}{}",
         ms(c.cpu),
         c.waited.map_or("?".into(), |w| format!("{:.1} ms", ms(w))),
+        c.faults,
         ms(c.objects),
         ms(c.gather),
         ms(c.judge),
@@ -624,6 +625,10 @@ fn cost_line(took: f64, c: &ReadingCost) -> String {
         match c.kinds_copied.is_empty() {
             true => String::new(),
             false => format!("; copied whole: {:?}", c.kinds_copied),
+        },
+        match c.indexed.is_empty() {
+            true => String::new(),
+            false => format!("; indexed again: {:?}", c.indexed),
         }
     )
 }

@@ -75,6 +75,7 @@ fn take(
     let began = std::time::Instant::now();
     let cpu_before = crate::sched::thread_cpu_time();
     let wait_before = crate::sched::thread_run_wait();
+    let faults_before = crate::sched::thread_page_faults();
     let target = source.target().map_err(|e| e.to_string())?;
     let mut kinds_copied = BTreeSet::new();
     let cluster = match &kept.last {
@@ -173,6 +174,11 @@ fn take(
         waited: crate::sched::thread_run_wait()
             .zip(wait_before)
             .map(|(now, before)| now.saturating_sub(before)),
+        faults: crate::sched::thread_page_faults().saturating_sub(faults_before),
+        indexed: match &previous {
+            Some(p) => s.cluster.index_built_again(&p.cluster),
+            None => BTreeSet::new(),
+        },
         changed,
         whole,
         kinds_copied,

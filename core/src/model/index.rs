@@ -373,10 +373,15 @@ mod tests {
         c.pods[3].status.get_or_insert_default().conditions = None;
         c.reuse_index_of(&before);
         assert!(Arc::ptr_eq(&c.index().pods, &built), "kept");
+        assert!(c.index_built_again(&before).is_empty(), "every part kept");
         let mut moved = before.clone();
         moved.pods[3].status.get_or_insert_default().pod_ip = Some("10.244.9.9".into());
         moved.reuse_index_of(&before);
         assert!(!Arc::ptr_eq(&moved.index().pods, &built), "built again");
+        assert_eq!(
+            moved.index_built_again(&before),
+            [crate::model::reading::ApiKind::Pods].into()
+        );
         assert_eq!(moved.index().pods.pod_by_ip.get("10.244.9.9"), Some(&3));
         let mut relabelled = before.clone();
         relabelled.pods[3].metadata.labels = None;

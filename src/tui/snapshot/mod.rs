@@ -275,6 +275,12 @@ pub struct ReadingCost {
     /// no count); beyond `cpu` and this, the reading was blocked (the
     /// kernel's reads, a lock).
     pub waited: Option<std::time::Duration>,
+    /// The page faults the reader took (fresh memory zeroed by the
+    /// kernel, counted in `cpu`).
+    pub faults: u64,
+    /// The kinds whose index was built again, not taken over
+    /// ([`Cluster::index_built_again`]).
+    pub indexed: BTreeSet<ApiKind>,
     /// The kinds of objects that changed.
     pub changed: BTreeSet<ApiKind>,
     /// Whether every node's state was read again (else only notified
