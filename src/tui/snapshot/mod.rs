@@ -162,29 +162,51 @@ impl Totals {
     pub fn of(cluster: &Cluster) -> Totals {
         let (endpoints_ready, endpoints) = endpoints_of(cluster.endpoint_slices.iter());
         Totals {
-            nodes: cluster.nodes.len(),
-            pods: cluster.pods.len(),
-            services: cluster.services.len(),
             endpoints_ready,
             endpoints,
-            ingresses: cluster.ingresses.len(),
+            ..Totals::counted(cluster)
         }
     }
 
-    /// The totals of `cluster`, whose slices alone changed since `before`
-    /// (whose totals these are): when the watches replaced slices in
-    /// place, only the replaced ones are counted again, not 30,000
-    /// endpoints of 10,000 slices for each endpoint that changes.
-    fn after_slices(self, before: &Cluster, cluster: &Cluster) -> Totals {
-        let Some(replaced) = cluster.endpoint_slices.replaced(&before.endpoint_slices) else {
-            return Totals::of(cluster);
+    /// The totals of `cluster`, where the kinds `changed` are all that
+    /// changed since `before` (whose totals these are): the endpoints are
+    /// counted again only when the slices changed, and then, when the
+    /// watches replaced slices in place, only the replaced ones — not
+    /// 30,000 endpoints of 10,000 slices for each endpoint or pod that
+    /// changes.
+    fn after(self, before: &Cluster, cluster: &Cluster, changed: &BTreeSet<ApiKind>) -> Totals {
+        let slices_changed = changed.contains(&ApiKind::Endpoints);
+        let replaced = slices_changed
+            .then(|| cluster.endpoint_slices.replaced(&before.endpoint_slices))
+            .flatten();
+        let (endpoints_ready, endpoints) = match replaced {
+            None if slices_changed => endpoints_of(cluster.endpoint_slices.iter()),
+            None => (self.endpoints_ready, self.endpoints),
+            Some(replaced) => {
+                let went = endpoints_of(replaced.iter().map(|(_, o)| *o));
+                let came = endpoints_of(replaced.iter().map(|(n, _)| *n));
+                (
+                    (self.endpoints_ready + came.0).saturating_sub(went.0),
+                    (self.endpoints + came.1).saturating_sub(went.1),
+                )
+            }
         };
-        let went = endpoints_of(replaced.iter().map(|(_, o)| *o));
-        let came = endpoints_of(replaced.iter().map(|(n, _)| *n));
         Totals {
-            endpoints_ready: (self.endpoints_ready + came.0).saturating_sub(went.0),
-            endpoints: (self.endpoints + came.1).saturating_sub(went.1),
-            ..self
+            endpoints_ready,
+            endpoints,
+            ..Totals::counted(cluster)
+        }
+    }
+
+    /// The objects counted, the endpoints left at none.
+    fn counted(cluster: &Cluster) -> Totals {
+        Totals {
+            nodes: cluster.nodes.len(),
+            pods: cluster.pods.len(),
+            services: cluster.services.len(),
+            endpoints_ready: 0,
+            endpoints: 0,
+            ingresses: cluster.ingresses.len(),
         }
     }
 }
@@ -694,11 +716,8 @@ impl Snapshot {
             .and_then(|a| a.snapshot.rows_reading.clone());
         let totals = match after {
             Some(a) if a.changed.is_empty() => a.snapshot.totals,
-            Some(a) if a.changed.iter().all(|k| *k == ApiKind::Endpoints) => a
-                .snapshot
-                .totals
-                .after_slices(&a.snapshot.cluster, &cluster),
-            _ => Totals::of(&cluster),
+            Some(a) => (a.snapshot.totals).after(&a.snapshot.cluster, &cluster, a.changed),
+            None => Totals::of(&cluster),
         };
         Snapshot {
             source,
