@@ -124,7 +124,7 @@ pub fn judge_iptables(
     state: &NodeState,
     net: Option<&ClusterNetwork>,
     before: Option<(
-        &iptables::NodeRules,
+        iptables::NodeRules,
         &std::collections::BTreeSet<iptables::PortKey>,
     )>,
 ) -> iptables::NodeRules {

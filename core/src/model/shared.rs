@@ -275,10 +275,11 @@ impl<T> Objects<T> {
         Arc::get_mut(&mut self.0).expect("a list just made is its reading's alone")
     }
 
-    /// The list to change at position `i` alone, noted.
+    /// The list to change at position `i` alone, noted (when it holds
+    /// one: a position past the end changes nothing).
     fn list_at(&mut self, i: usize) -> &mut imbl::Vector<Arc<T>> {
         let list = self.list_mut();
-        if let Some(c) = &mut list.copied {
+        if let Some(c) = list.copied.as_mut().filter(|_| i < list.objects.len()) {
             c.set.push(i);
             if c.set.len() > NOTED_AT_MOST {
                 list.copied = None;
@@ -552,6 +553,11 @@ mod tests {
         e.remove(901);
         assert!(e.0.set_since(&a.0).is_none());
         assert_eq!(e.replaced(&a).unwrap().len(), 892);
+        // A position past the end changes nothing and is not noted.
+        let mut g = a.clone();
+        assert!(g.get_mut(1000).is_none());
+        g.set(0, Arc::new(9));
+        assert_eq!(pairs(g.replaced(&a)), [(9, 0)]);
         // Past the most it notes, it walks.
         let mut f = a.clone();
         for i in 0..1000 {

@@ -309,7 +309,7 @@ impl Verdicts {
                     };
                     // The same rules, a few Services' ports changed: their
                     // chains alone are judged again.
-                    let by_port = rules_before.as_ref().map(|b| (b, &changed_ports));
+                    let by_port = rules_before.map(|b| (b, &changed_ports));
                     let (iptables, iptables_sorted) = iptables.unwrap_or_else(|| {
                         rules_checked += 1;
                         let rules = judge_iptables(
