@@ -967,10 +967,8 @@ fn missing_parts(
 fn chain_entries(
     tree: &ChainTree,
     mine: &[&Finding],
-    by: &Marks,
     before: Option<(&Blocks, &Changed)>,
 ) -> (Blocks, usize) {
-    let naming = check::naming(mine.iter().copied());
     let again: HashSet<usize> = before
         .into_iter()
         .flat_map(|(_, changed)| changed.iter())
@@ -978,6 +976,31 @@ fn chain_entries(
         .flatten()
         .copied()
         .collect();
+    // A Service chain findings name that KUBE-SERVICES does not jump to.
+    let unlisted = |s: &Subject| {
+        matches!(s, Subject::Chain { chain, .. }
+            if chain.starts_with("KUBE-SVC-") && !tree.svc_chains.contains(chain))
+    };
+    // The findings whose marks are read: with the blocks before, those
+    // naming a subject of a block marked again or an unlisted chain. A lab
+    // node's thousands of others were hashed into both maps again for
+    // each endpoint change (an eighth of such a reading).
+    let read: Vec<&Finding> = match before {
+        None => mine.to_vec(),
+        Some(_) => {
+            let subjects: HashSet<&Subject> = (again.iter())
+                .flat_map(|i| {
+                    let svc = &tree.services[*i];
+                    std::iter::once(&svc.subject).chain(svc.seps.iter().map(|(s, _)| s))
+                })
+                .collect();
+            (mine.iter().copied())
+                .filter(|f| f.subjects().any(|s| subjects.contains(s) || unlisted(s)))
+                .collect()
+        }
+    };
+    let by = &check::first_naming(read.iter().copied());
+    let naming = check::naming(read.iter().copied());
     let mark = |i: usize| -> Arc<[Entry]> {
         let svc = &tree.services[i];
         let mut out = vec![marked(by, "svc", &svc.subject, svc.line.clone())];
@@ -997,15 +1020,12 @@ fn chain_entries(
     // to: from the findings alone (a few), never kept.
     let mut out = Vec::new();
     let mut shown = HashSet::default();
-    for f in mine {
+    for f in &read {
         for s in f.subjects() {
             let Subject::Chain { chain, .. } = s else {
                 continue;
             };
-            if chain.starts_with("KUBE-SVC-")
-                && !tree.svc_chains.contains(chain)
-                && shown.insert(chain.as_str())
-            {
+            if unlisted(s) && shown.insert(chain.as_str()) {
                 out.push(marked(
                     by,
                     "svc",
@@ -1239,7 +1259,6 @@ fn proxy_entries(
     mine: &[&Finding],
     before: Option<(Arc<ChainTree>, &Blocks, &Changed)>,
 ) -> (Blocks, (ProxyMode, usize), Option<Arc<ChainTree>>) {
-    let by = check::first_naming(mine.iter().copied());
     let mode = crate::model::kube_proxy::node_proxy_mode(cluster, state);
     let (entries, services, tree) = match mode {
         ProxyMode::Ipvs => (
@@ -1248,7 +1267,11 @@ fn proxy_entries(
             None,
         ),
         ProxyMode::Nftables => (
-            Blocks::one(nft_entries(state, mine, &by)),
+            Blocks::one(nft_entries(
+                state,
+                mine,
+                &check::first_naming(mine.iter().copied()),
+            )),
             state
                 .kube_proxy_nft
                 .as_ref()
@@ -1260,7 +1283,7 @@ fn proxy_entries(
                 Some((tree, blocks, changed)) => (tree, Some((blocks, changed))),
                 None => (Arc::new(ChainTree::of(state)), None),
             };
-            let (entries, services) = chain_entries(&tree, mine, &by, marked);
+            let (entries, services) = chain_entries(&tree, mine, marked);
             (entries, services, Some(tree))
         }
     };
