@@ -160,12 +160,7 @@ pub struct Totals {
 
 impl Totals {
     pub fn of(cluster: &Cluster) -> Totals {
-        let (endpoints_ready, endpoints) = endpoints_of(cluster.endpoint_slices.iter());
-        Totals {
-            endpoints_ready,
-            endpoints,
-            ..Totals::counted(cluster)
-        }
+        Totals::with_endpoints(cluster, endpoints_of(cluster.endpoint_slices.iter()))
     }
 
     /// The totals of `cluster`, where the kinds `changed` are all that
@@ -175,37 +170,30 @@ impl Totals {
     /// 30,000 endpoints of 10,000 slices for each endpoint or pod that
     /// changes.
     fn after(self, before: &Cluster, cluster: &Cluster, changed: &BTreeSet<ApiKind>) -> Totals {
-        let slices_changed = changed.contains(&ApiKind::Endpoints);
-        let replaced = slices_changed
-            .then(|| cluster.endpoint_slices.replaced(&before.endpoint_slices))
-            .flatten();
-        let (endpoints_ready, endpoints) = match replaced {
-            None if slices_changed => endpoints_of(cluster.endpoint_slices.iter()),
-            None => (self.endpoints_ready, self.endpoints),
-            Some(replaced) => {
-                let went = endpoints_of(replaced.iter().map(|(_, o)| *o));
-                let came = endpoints_of(replaced.iter().map(|(n, _)| *n));
-                (
-                    (self.endpoints_ready + came.0).saturating_sub(went.0),
-                    (self.endpoints + came.1).saturating_sub(went.1),
-                )
-            }
+        let slices = &cluster.endpoint_slices;
+        let endpoints = if !changed.contains(&ApiKind::Endpoints) {
+            (self.endpoints_ready, self.endpoints)
+        } else if let Some(replaced) = slices.replaced(&before.endpoint_slices) {
+            let went = endpoints_of(replaced.iter().map(|(_, o)| *o));
+            let came = endpoints_of(replaced.iter().map(|(n, _)| *n));
+            (
+                (self.endpoints_ready + came.0).saturating_sub(went.0),
+                (self.endpoints + came.1).saturating_sub(went.1),
+            )
+        } else {
+            endpoints_of(slices.iter())
         };
-        Totals {
-            endpoints_ready,
-            endpoints,
-            ..Totals::counted(cluster)
-        }
+        Totals::with_endpoints(cluster, endpoints)
     }
 
-    /// The objects counted, the endpoints left at none.
-    fn counted(cluster: &Cluster) -> Totals {
+    /// The objects of `cluster` counted, with its endpoints (ready, all).
+    fn with_endpoints(cluster: &Cluster, (endpoints_ready, endpoints): (usize, usize)) -> Totals {
         Totals {
             nodes: cluster.nodes.len(),
             pods: cluster.pods.len(),
             services: cluster.services.len(),
-            endpoints_ready: 0,
-            endpoints: 0,
+            endpoints_ready,
+            endpoints,
             ingresses: cluster.ingresses.len(),
         }
     }
@@ -715,7 +703,6 @@ impl Snapshot {
             .filter(|_| rows_kept)
             .and_then(|a| a.snapshot.rows_reading.clone());
         let totals = match after {
-            Some(a) if a.changed.is_empty() => a.snapshot.totals,
             Some(a) => (a.snapshot.totals).after(&a.snapshot.cluster, &cluster, a.changed),
             None => Totals::of(&cluster),
         };
