@@ -107,11 +107,10 @@ pub fn apply(
         .collect();
     let t = std::time::Instant::now();
     let mut j = Journal::new(node, entries);
-    j.save(dir)?;
+    let log = j.begin(dir)?;
     tracing::debug!("journal {} written in {:?}", j.id, t.elapsed());
     #[cfg(debug_assertions)]
     test_hook::pause("journaled");
-    let log = j.progress(dir)?;
     let actions: Vec<RepairAction> = j.entries.iter().map(|e| e.action.clone()).collect();
     let mut i = 0;
     let mut failed = false;
