@@ -321,8 +321,7 @@ impl Journal {
     /// the directory synced) and drops the progress logs it folds in.
     pub fn save(&self, dir: &Path) -> Result<()> {
         files::private_dir(dir)?;
-        let text = serde_json::to_vec(self).map_err(|e| Error::env(e.to_string(), None))?;
-        files::write_private(&Self::path(dir, &self.id), &text)?;
+        self.write(dir)?;
         for log in [
             Self::log_path(dir, &self.id),
             Self::undo_log_path(dir, &self.id),
@@ -345,9 +344,15 @@ impl Journal {
     pub fn begin(&self, dir: &Path) -> Result<SharedLog> {
         files::private_dir(dir)?;
         let log = ProgressLog::unsynced(Self::log_path(dir, &self.id))?;
-        let text = serde_json::to_vec(self).map_err(|e| Error::env(e.to_string(), None))?;
-        files::write_private(&Self::path(dir, &self.id), &text)?;
+        self.write(dir)?;
         Ok(log)
+    }
+
+    /// The journal, whole, in place in `dir` (synced, renamed, the
+    /// directory synced).
+    fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_vec(self).map_err(|e| Error::env(e.to_string(), None))?;
+        files::write_private(&Self::path(dir, &self.id), &text)
     }
 
     /// The progress log of a journal already saved (tests write one the

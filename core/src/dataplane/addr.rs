@@ -55,18 +55,11 @@ impl std::fmt::Display for Mac {
     }
 }
 
+/// Its text, written straight from the stack buffer.
 impl Serialize for Mac {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let text = self.text();
         s.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
-    }
-}
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -123,16 +116,17 @@ impl std::fmt::Display for RouteDst {
     }
 }
 
-/// Serialized as their text (`Display`), read back through `FromStr`:
-/// JSON, journals and bundles carry what iproute2 prints.
-macro_rules! as_text {
-    ($($t:ty),*) => {$(
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
+/// Its text (`Display`).
+impl Serialize for RouteDst {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
+/// Read back through `FromStr` from the text they are serialized as:
+/// JSON, journals and bundles carry what iproute2 prints.
+macro_rules! from_text {
+    ($($t:ty),*) => {$(
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 String::deserialize(d)?
@@ -143,7 +137,7 @@ macro_rules! as_text {
     )*};
 }
 
-as_text!(RouteDst);
+from_text!(Mac, RouteDst);
 
 #[cfg(test)]
 mod tests {
